@@ -1,0 +1,29 @@
+#pragma once
+// Storage formats for per-group side data (scales, zero points, norms): fp32, fp16 and bf16.
+// Conversions use Eigen::half and Eigen::bfloat16 (round to nearest even).
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace tqb {
+
+enum class FloatFormat { fp32, fp16, bf16 };
+
+std::size_t bytes_of(FloatFormat f);        // 4, 2, 2
+std::string to_string(FloatFormat f);       // "fp32", "fp16", "bf16"
+std::optional<FloatFormat> parse_float_format(const std::string& s);
+const std::vector<std::string>& float_format_names();
+
+// Value after a round trip through the format (round to nearest even).
+float round_to(FloatFormat f, float x);
+// Smallest representable value >= x, and largest <= x (finite x).
+float round_up_to(FloatFormat f, float x);
+float round_down_to(FloatFormat f, float x);
+
+// Little-endian store and load of one value; dst/src point at bytes_of(f) bytes.
+void store_float(FloatFormat f, float x, std::uint8_t* dst);
+float load_float(FloatFormat f, const std::uint8_t* src);
+
+}  // namespace tqb

@@ -1,0 +1,36 @@
+#pragma once
+// Data sources: where the matrices that quantizers see come from. A registry like the quantizers',
+// with a parameter schema per source. Synthetic sources are seeded and machine-independent.
+#include <Eigen/Core>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "quantizers/params.hpp"
+
+namespace tqb {
+
+// Row-major float matrix: rows = output channels (or vectors), cols = input dimension.
+using Matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+struct DataSource {
+  std::string name;
+  std::string description;
+  ParamSchema schema;
+  // Shape of the matrix make() returns, from complete parameters (checked before allocating).
+  std::function<std::pair<std::size_t, std::size_t>(const Params&)> shape;
+  std::function<Matrix(const Params&, std::uint64_t seed)> make;
+};
+
+const std::vector<DataSource>& data_sources();
+const DataSource* find_data_source(const std::string& name);
+std::vector<std::string> data_source_names();
+
+// Largest matrix a data source may produce (elements): 2^30 floats = 4 GiB.
+inline constexpr std::size_t kMaxDataElements = std::size_t{1} << 30;
+
+// n random unit vectors of dimension d (uniform on the sphere), as rows.
+Matrix random_unit_rows(std::size_t n, std::size_t d, std::uint64_t seed);
+
+}  // namespace tqb

@@ -1,0 +1,60 @@
+#include "harness/progress.hpp"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <cmath>
+
+namespace tqb {
+
+std::string format_duration(double s) {
+  if (!std::isfinite(s) || s < 0) return "?";
+  const long t = std::lround(s);
+  if (t < 60) return fmt::format("{}s", t);
+  if (t < 3600) return fmt::format("{}m{:02}s", t / 60, t % 60);
+  return fmt::format("{}h{:02}m", t / 3600, (t % 3600) / 60);
+}
+
+Progress::Progress(std::size_t total, std::size_t already_done, std::FILE* out)
+    : total_(total), done_(already_done), skipped_(already_done), out_(out), tty_(isatty(fileno(out))),
+      start_(std::chrono::steady_clock::now()) {
+  if (already_done > 0)
+    std::fprintf(out_, "resuming: %zu of %zu points already done\n", already_done, total);
+}
+
+void Progress::draw(const std::string& label) {
+  const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  const double per_point = run_ > 0 ? elapsed / static_cast<double>(run_) : NAN;
+  const double eta = per_point * static_cast<double>(total_ - done_);
+  std::string line = fmt::format("[{}/{}] {} | {} elapsed, ETA {}", done_, total_, label, format_duration(elapsed),
+                                 run_ > 0 ? format_duration(eta) : std::string("?"));
+  if (line.size() > 150) line = line.substr(0, 147) + "...";
+  std::fprintf(out_, "\r\033[K%s", line.c_str());
+  std::fflush(out_);
+}
+
+void Progress::start_point(const std::string& label) {
+  if (tty_) draw(label);
+}
+
+void Progress::finish_point(const std::string& label, bool ok, double seconds, const std::string& summary) {
+  ++done_;
+  ++run_;
+  if (tty_) {
+    if (!ok) std::fprintf(out_, "\r\033[KFAILED %s: %s\n", label.c_str(), summary.c_str());
+    draw(label);
+  } else {
+    std::fprintf(out_, "[%zu/%zu] %s %s (%s)%s%s\n", done_, total_, ok ? "done" : "FAILED", label.c_str(),
+                 format_duration(seconds).c_str(), summary.empty() ? "" : ": ", summary.c_str());
+    std::fflush(out_);
+  }
+}
+
+void Progress::finish() {
+  if (tty_) {
+    std::fprintf(out_, "\r\033[K");
+    std::fflush(out_);
+  }
+}
+
+}  // namespace tqb

@@ -1,0 +1,272 @@
+#include "harness/runner.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <ostream>
+#include <set>
+
+#include "common/error.hpp"
+#include "common/rng.hpp"
+#include "harness/data_source.hpp"
+#include "harness/metrics.hpp"
+#include "harness/progress.hpp"
+#include "harness/provenance.hpp"
+#include "quantizers/registry.hpp"
+
+namespace tqb {
+namespace {
+
+ColumnType column_type(ParamSpec::Kind k) {
+  switch (k) {
+    case ParamSpec::Kind::integer: return ColumnType::integer;
+    case ParamSpec::Kind::real: return ColumnType::real;
+    default: return ColumnType::text;
+  }
+}
+
+Cell param_cell(const ParamValue& v, ColumnType t) {
+  if (t == ColumnType::text) {
+    if (const auto* s = std::get_if<std::string>(&v)) return *s;
+    if (const auto* i = std::get_if<std::int64_t>(&v)) return fmt::format("{}", *i);
+    return fmt::format("{}", std::get<double>(v));
+  }
+  if (const auto* i = std::get_if<std::int64_t>(&v)) return t == ColumnType::real ? Cell{static_cast<double>(*i)} : Cell{*i};
+  if (const auto* d = std::get_if<double>(&v)) return *d;
+  return missing_cell(t);
+}
+
+// Adds a parameter column, widening to text when two families declare it with different kinds.
+void add_param_column(std::vector<Column>& cols, std::map<std::string, std::size_t>& index, const std::string& name,
+                      const ParamSpec& spec, const std::string& role) {
+  const ColumnType t = column_type(spec.kind);
+  std::string desc = spec.description;
+  if (!spec.aliases.empty()) {
+    desc += " (";
+    for (std::size_t i = 0; i < spec.aliases.size(); ++i)
+      desc += fmt::format("{}{} = {}", i ? ", " : "", spec.aliases[i].second, spec.aliases[i].first);
+    desc += ")";
+  }
+  auto it = index.find(name);
+  if (it == index.end()) {
+    index[name] = cols.size();
+    cols.push_back({name, t, role, desc, ""});
+  } else if (cols[it->second].type != t) {
+    cols[it->second].type = ColumnType::text;
+  }
+}
+
+}  // namespace
+
+std::vector<Column> result_columns(const ExperimentSpec& spec, const std::vector<SweepPoint>& points) {
+  std::vector<Column> cols{
+      {"point", ColumnType::integer, "point", "index of the point in the expanded sweep", ""},
+      {"key", ColumnType::text, "point", "canonical identity of the point: data | quantizer", ""},
+      {"status", ColumnType::text, "point", "ok or failed", ""},
+      {"error", ColumnType::text, "point", "why the point failed (empty when ok)", ""},
+      {"data", ColumnType::text, "data", "canonical name of the data", ""},
+      {"quantizer", ColumnType::text, "quantizer", "canonical one-line name of the quantizer", ""},
+      {"family", ColumnType::text, "quantizer", "quantizer family", ""},
+  };
+  std::map<std::string, std::size_t> index;
+  std::set<std::string> seen_sources, seen_families;
+  for (const auto& p : points) {
+    if (seen_sources.insert(p.data->source).second)
+      for (const auto& s : find_data_source(p.data->source)->schema.specs())
+        add_param_column(cols, index, "data." + s.name, s, "data");
+  }
+  for (const auto& p : points) {
+    if (seen_families.insert(p.quantizer->family()).second)
+      for (const auto& s : find_quantizer_family(p.quantizer->family())->schema.specs())
+        add_param_column(cols, index, "q." + s.name, s, "quantizer");
+  }
+  for (const auto& m : spec.metrics) {
+    const Metric* metric = find_metric(m);
+    cols.push_back({m, ColumnType::real, "metric", metric->description, to_string(metric->direction)});
+  }
+  const std::vector<Column> tail{
+      {"seed", ColumnType::integer, "point", "seed of the quantizer's randomness, derived from the spec seed and key", ""},
+      {"data_seed", ColumnType::integer, "point", "seed of the data, derived from the spec seed and data name", ""},
+      {"elapsed_s", ColumnType::real, "point", "wall time of the point (quantize, dequantize, metrics), seconds", ""},
+      {"finished_utc", ColumnType::text, "point", "when the point finished", ""},
+      {"git_commit", ColumnType::text, "point", "tqbench commit that computed the point", ""},
+      {"host", ColumnType::text, "point", "machine that computed the point", ""},
+  };
+  cols.insert(cols.end(), tail.begin(), tail.end());
+  return cols;
+}
+
+std::string default_output_path(const ExperimentSpec& spec) { return "results/" + spec.experiment + ".h5"; }
+
+void print_dry_run(const ExperimentSpec& spec, const std::vector<SweepPoint>& points, std::ostream& out) {
+  out << fmt::format("experiment {}: {} points (seed {})\n", spec.experiment, points.size(), spec.seed);
+  for (const auto& p : points) out << fmt::format("{:>5}  {}\n", p.index, p.key);
+  out << fmt::format("metrics: {}\n", fmt::join(spec.metrics, ", "));
+}
+
+namespace {
+
+struct PointResult {
+  bool ok = true;
+  std::string error;
+  std::map<std::string, double> metrics;
+};
+
+PointResult evaluate(const ExperimentSpec& spec, const SweepPoint& p, const Matrix& w) {
+  PointResult r;
+  try {
+    const QuantizedMatrix q = p.quantizer->quantize(w.data(), w.rows(), w.cols(), p.seed);
+    Matrix w_hat(w.rows(), w.cols());
+    p.quantizer->dequantize(q, w_hat.data());
+    const std::uint64_t query_seed = derive_seed(spec.seed, fmt::format("queries {} {}", p.data->name, spec.queries));
+    EvalContext ctx(w, w_hat, q, [&] { return random_unit_rows(spec.queries, w.cols(), query_seed); });
+    for (const auto& m : spec.metrics) r.metrics[m] = find_metric(m)->compute(ctx);
+  } catch (const std::exception& e) {
+    r.ok = false;
+    r.error = e.what();
+  }
+  return r;
+}
+
+// Rows in sweep order, whatever order resumed and new points finished in.
+void sort_by_point(ResultTable& t) {
+  const int j = t.column_index("point");
+  std::stable_sort(t.rows.begin(), t.rows.end(), [j](const auto& a, const auto& b) {
+    return std::get<std::int64_t>(a[j]) < std::get<std::int64_t>(b[j]);
+  });
+}
+
+}  // namespace
+
+int run_sweep(const ExperimentSpec& spec, const std::vector<SweepPoint>& points, const RunOptions& options,
+              std::ostream& out) {
+  const std::string path = options.output.empty() ? default_output_path(spec) : options.output;
+  const std::vector<Column> columns = result_columns(spec, points);
+
+  ResultTable table;
+  table.columns = columns;
+  std::set<std::string> done;
+  std::error_code ec;
+  const bool exists = std::filesystem::exists(path, ec);
+  if (!exists && options.existing == ExistingFile::require_resume)
+    throw InputError(fmt::format("{}: error: --resume given but there is no result file to resume", path));
+
+  if (exists && options.existing != ExistingFile::overwrite) {
+    ResultTable old = read_result_file(path);
+    const Cell* old_spec = old.attribute("spec_text");
+    if (!old_spec || std::get_if<std::string>(old_spec) == nullptr || std::get<std::string>(*old_spec) != spec.text)
+      throw InputError(fmt::format(
+          "{}: error: this result file was written from a different spec than {}; pass --force to overwrite it "
+          "or -o FILE to write elsewhere", path, spec.path));
+    table.attributes = old.attributes;
+    std::erase_if(table.attributes, [](const auto& kv) { return kv.first == "last_resumed_utc"; });
+    table.attributes.emplace_back("last_resumed_utc", utc_now());
+    // Keep the finished rows of points still in the sweep, mapped onto the current columns.
+    std::set<std::string> keys;
+    for (const auto& p : points) keys.insert(p.key);
+    const int key_col = old.column_index("key"), status_col = old.column_index("status");
+    if (key_col < 0 || status_col < 0) throw InputError(fmt::format("{}: error: result file has no key/status columns", path));
+    for (const auto& row : old.rows) {
+      const std::string key = cell_text(row[key_col], true);
+      if (cell_text(row[status_col], true) != "ok" || !keys.count(key) || done.count(key)) continue;
+      std::vector<Cell> mapped;
+      for (const auto& c : columns) {
+        const int j = old.column_index(c.name);
+        mapped.push_back(j >= 0 ? row[j] : missing_cell(c.type));
+      }
+      table.rows.push_back(std::move(mapped));
+      done.insert(key);
+    }
+  } else {
+    const Provenance& prov = provenance();
+    table.attributes = {
+        {"experiment", spec.experiment},
+        {"description", spec.description},
+        {"spec_path", spec.path},
+        {"spec_text", spec.text},
+        {"seed", static_cast<std::int64_t>(spec.seed)},
+        {"queries", spec.queries},
+        {"points_total", static_cast<std::int64_t>(points.size())},
+        {"tqbench_version", prov.tqbench_version},
+        {"git_commit", prov.git_commit},
+        {"compiler", prov.compiler},
+        {"build_type", prov.build_type},
+        {"cpu_model", prov.cpu_model},
+        {"host", prov.host},
+        {"os", prov.os},
+        {"start_utc", utc_now()},
+        {"command", options.command_line},
+    };
+  }
+
+  const auto parent = std::filesystem::path(path).parent_path();
+  if (!parent.empty()) std::filesystem::create_directories(parent, ec);
+  write_result_file(path, table);  // the file exists (possibly empty) from the start
+
+  Progress progress(points.size(), done.size());
+  Matrix current;
+  std::string current_data;
+  std::size_t failed = 0;
+  for (const auto& p : points) {
+    if (done.count(p.key)) continue;
+    progress.start_point(p.key);
+    const auto t0 = std::chrono::steady_clock::now();
+    PointResult r;
+    try {
+      if (current_data != p.data->name) {
+        current = find_data_source(p.data->source)->make(p.data->params, p.data->seed);
+        current_data = p.data->name;
+      }
+      r = evaluate(spec, p, current);
+    } catch (const std::exception& e) {
+      r.ok = false;
+      r.error = e.what();
+      current_data.clear();
+    }
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::vector<Cell> row;
+    for (const auto& c : columns) {
+      Cell v = missing_cell(c.type);
+      if (c.name == "point") v = static_cast<std::int64_t>(p.index);
+      else if (c.name == "key") v = p.key;
+      else if (c.name == "status") v = std::string(r.ok ? "ok" : "failed");
+      else if (c.name == "error") v = r.error;
+      else if (c.name == "data") v = p.data->name;
+      else if (c.name == "quantizer") v = p.quantizer->name();
+      else if (c.name == "family") v = p.quantizer->family();
+      else if (c.name == "seed") v = static_cast<std::int64_t>(p.seed);
+      else if (c.name == "data_seed") v = static_cast<std::int64_t>(p.data->seed);
+      else if (c.name == "elapsed_s") v = seconds;
+      else if (c.name == "finished_utc") v = utc_now();
+      else if (c.name == "git_commit") v = provenance().git_commit;
+      else if (c.name == "host") v = provenance().host;
+      else if (c.role == "data") {
+        auto it = p.data->params.find(c.name.substr(5));
+        if (it != p.data->params.end()) v = param_cell(it->second, c.type);
+      } else if (c.role == "quantizer") {
+        auto it = p.quantizer->params().find(c.name.substr(2));
+        if (it != p.quantizer->params().end()) v = param_cell(it->second, c.type);
+      } else if (c.role == "metric") {
+        auto it = r.metrics.find(c.name);
+        if (it != r.metrics.end()) v = it->second;
+      }
+      row.push_back(std::move(v));
+    }
+    table.rows.push_back(std::move(row));
+    sort_by_point(table);
+    write_result_file(path, table);
+    if (!r.ok) ++failed;
+    std::string summary = r.ok ? "" : r.error;
+    if (r.ok && r.metrics.count("bits_per_weight") && r.metrics.count("weight_nmse"))
+      summary = fmt::format("{:.4g} bits/weight, nmse {:.4g}", r.metrics["bits_per_weight"], r.metrics["weight_nmse"]);
+    progress.finish_point(p.key, r.ok, seconds, summary);
+  }
+  progress.finish();
+  out << fmt::format("{}: {} points ({} run now, {} failed)\n", path, table.rows.size(), points.size() - done.size(), failed);
+  return failed > 0 ? 1 : 0;
+}
+
+}  // namespace tqb

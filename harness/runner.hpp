@@ -1,0 +1,39 @@
+#pragma once
+// Runs a sweep: for each point, make (or reuse) the data, quantize, dequantize, compute the metrics and
+// append the row to the result file, durably. Resumes from an existing file of the same spec.
+#include <iosfwd>
+#include <string>
+#include <vector>
+
+#include "harness/spec.hpp"
+#include "harness/store.hpp"
+#include "harness/sweep.hpp"
+
+namespace tqb {
+
+enum class ExistingFile {
+  resume,          // default: continue a file of the same spec, start one when there is none
+  require_resume,  // --resume: as above, but a missing file is an error
+  overwrite,       // --force: start afresh
+};
+
+struct RunOptions {
+  std::string output;  // empty: results/<experiment>.h5
+  ExistingFile existing = ExistingFile::resume;
+  std::string command_line;  // stored as provenance
+};
+
+// The columns a sweep writes: point bookkeeping, data and quantizer parameters, metrics, provenance.
+std::vector<Column> result_columns(const ExperimentSpec& spec, const std::vector<SweepPoint>& points);
+
+std::string default_output_path(const ExperimentSpec& spec);
+
+// Prints the expanded sweep (one line per point) and its size.
+void print_dry_run(const ExperimentSpec& spec, const std::vector<SweepPoint>& points, std::ostream& out);
+
+// Returns the exit code: 0 when every point succeeded, 1 when any failed. Throws InputError for bad
+// usage (a file of another spec without --force) and RunError when results cannot be written.
+int run_sweep(const ExperimentSpec& spec, const std::vector<SweepPoint>& points, const RunOptions& options,
+              std::ostream& out);
+
+}  // namespace tqb

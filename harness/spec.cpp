@@ -1,0 +1,243 @@
+#include "harness/spec.hpp"
+
+#include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "common/error.hpp"
+#include "common/suggest.hpp"
+#include "harness/data_source.hpp"
+#include "harness/metrics.hpp"
+#include "quantizers/registry.hpp"
+
+namespace tqb {
+
+std::string located_message(const SourceLocation& w, const std::string& key, const std::string& message) {
+  std::string place = w.file;
+  if (w.line > 0) place += fmt::format(":{}:{}", w.line, w.column);
+  return key.empty() ? fmt::format("{}: error: {}", place, message)
+                     : fmt::format("{}: error: key '{}': {}", place, key, message);
+}
+
+namespace {
+
+class SpecParser {
+ public:
+  SpecParser(std::string path) : path_(std::move(path)) {}
+
+  SourceLocation at(const YAML::Node& n) const {
+    const YAML::Mark m = n.Mark();
+    if (m.line < 0) return {path_, 0, 0};
+    return {path_, m.line + 1, m.column + 1};
+  }
+
+  [[noreturn]] void fail(const YAML::Node& n, const std::string& key, const std::string& msg) const {
+    throw InputError(located_message(at(n), key, msg));
+  }
+
+  static std::string kind_of(const YAML::Node& n) {
+    switch (n.Type()) {
+      case YAML::NodeType::Null: return "nothing";
+      case YAML::NodeType::Scalar: return "'" + n.Scalar() + "'";
+      case YAML::NodeType::Sequence: return "a list";
+      case YAML::NodeType::Map: return "a map";
+      default: return "an undefined node";
+    }
+  }
+
+  // Map entries as (key text, key node, value node), rejecting non-scalar and duplicate keys and
+  // keys not in `valid`.
+  struct Entry {
+    std::string key;
+    YAML::Node key_node;
+    YAML::Node value;
+  };
+  std::vector<Entry> entries(const YAML::Node& map, const std::string& path, const std::vector<std::string>& valid) const {
+    std::vector<Entry> out;
+    std::set<std::string> seen;
+    for (auto it = map.begin(); it != map.end(); ++it) {
+      if (!it->first.IsScalar()) fail(it->first, path, "keys must be plain names, found " + kind_of(it->first));
+      const std::string k = it->first.Scalar();
+      const std::string full = path.empty() ? k : path + "." + k;
+      if (!seen.insert(k).second) fail(it->first, full, "given twice; each key may appear once");
+      if (!valid.empty() && std::find(valid.begin(), valid.end(), k) == valid.end())
+        fail(it->first, full, fmt::format("unknown key{}; valid keys here: {}", did_you_mean(k, valid), join(valid)));
+      out.push_back({k, it->first, it->second});
+    }
+    return out;
+  }
+
+  std::string scalar_string(const YAML::Node& n, const std::string& key, const std::string& what) const {
+    if (!n.IsScalar() || n.Scalar().empty()) fail(n, key, fmt::format("expected {}, found {}", what, kind_of(n)));
+    return n.Scalar();
+  }
+
+  std::int64_t scalar_int(const YAML::Node& n, const std::string& key, std::int64_t lo, std::int64_t hi) const {
+    ParamSpec s{.name = key, .kind = ParamSpec::Kind::integer, .min = static_cast<double>(lo),
+                .max = static_cast<double>(hi)};
+    if (!n.IsScalar()) fail(n, key, fmt::format("expected {}, found {}", s.valid_text(), kind_of(n)));
+    auto v = s.parse(n.Scalar());
+    if (!v) fail(n, key, fmt::format("expected {}, found {}", s.valid_text(), kind_of(n)));
+    if (auto err = s.check(*v); !err.empty()) fail(n, key, err);
+    return std::get<std::int64_t>(*v);
+  }
+
+  // A value of a parameter: a scalar, or a non-empty list of scalars (a sweep axis).
+  GridAxis axis(const Entry& e, const ParamSpec& spec, const std::string& path) const {
+    GridAxis a{e.key, {}, at(e.key_node)};
+    const std::string full = path + "." + e.key;
+    auto one = [&](const YAML::Node& n) {
+      if (!n.IsScalar())
+        fail(n, full, fmt::format("expected {} (or a list of them), found {}", spec.valid_text(), kind_of(n)));
+      auto v = spec.parse(n.Scalar());
+      if (!v) fail(n, full, fmt::format("expected {}, found {}", spec.valid_text(), kind_of(n)));
+      if (auto err = spec.check(*v); !err.empty()) fail(n, full, err);
+      a.values.push_back(*v);
+    };
+    if (e.value.IsSequence()) {
+      if (e.value.size() == 0)
+        fail(e.value, full, fmt::format("empty list: a sweep needs at least one value ({})", spec.valid_text()));
+      for (const auto& item : e.value) one(item);
+    } else {
+      one(e.value);
+    }
+    return a;
+  }
+
+  // A grid written as a map: `family_key` names the family, other keys are its parameters.
+  ParamGrid grid(const YAML::Node& n, const std::string& path, const std::string& family_key,
+                 const std::vector<std::string>& families, const ParamSchema& (*schema_of)(const std::string&),
+                 const std::string& what) const {
+    if (!n.IsMap()) fail(n, path, fmt::format("expected a map with '{}' and parameters, found {}", family_key, kind_of(n)));
+    const YAML::Node fam = n[family_key];
+    if (!fam) fail(n, path, fmt::format("missing '{}'; one of: {}", family_key, join(families)));
+    const std::string family = scalar_string(fam, path + "." + family_key, "a " + what + " name");
+    if (std::find(families.begin(), families.end(), family) == families.end())
+      fail(fam, path + "." + family_key,
+           fmt::format("unknown {} '{}'{}; valid: {}", what, family, did_you_mean(family, families), join(families)));
+    const ParamSchema& schema = schema_of(family);
+    std::vector<std::string> valid{family_key};
+    for (const auto& s : schema.specs()) valid.push_back(s.name);
+    ParamGrid g{family, {}, at(n), path};
+    for (const auto& e : entries(n, path, valid)) {
+      if (e.key == family_key) continue;
+      g.axes.push_back(axis(e, *schema.find(e.key), path));
+    }
+    return g;
+  }
+
+  static const ParamSchema& quantizer_schema(const std::string& f) { return find_quantizer_family(f)->schema; }
+  static const ParamSchema& data_schema(const std::string& f) { return find_data_source(f)->schema; }
+
+  ParamGrid quantizer_grid(const YAML::Node& n, const std::string& path) const {
+    if (n.IsScalar()) {
+      // A one-line name such as "rtn(bits=4,group=row)": parsed by the registry, located here.
+      ParamGrid g{"", {}, at(n), path};
+      try {
+        auto q = parse_quantizer(n.Scalar());
+        g.family = q->family();
+        for (const auto& [k, v] : q->params()) g.axes.push_back({k, {v}, at(n)});
+      } catch (const InputError& e) {
+        fail(n, path, e.what());
+      }
+      return g;
+    }
+    return grid(n, path, "family", quantizer_family_names(), &quantizer_schema, "quantizer");
+  }
+
+  ExperimentSpec parse(const std::string& text) const {
+    YAML::Node root;
+    try {
+      root = YAML::Load(text);
+    } catch (const YAML::Exception& e) {
+      SourceLocation w{path_, e.mark.line >= 0 ? e.mark.line + 1 : 0, e.mark.column >= 0 ? e.mark.column + 1 : 0};
+      throw InputError(located_message(w, "", "invalid YAML: " + e.msg));
+    }
+    if (!root || root.IsNull()) throw InputError(located_message({path_, 1, 1}, "", "the spec is empty; expected a map with 'experiment', 'data' and 'quantizers'"));
+    if (!root.IsMap()) fail(root, "", "expected a map at the top level, found " + kind_of(root));
+
+    ExperimentSpec spec;
+    spec.path = path_;
+    spec.text = text;
+    static const std::vector<std::string> top{"experiment", "description", "seed", "data", "quantizers", "metrics", "queries"};
+    bool have_data = false, have_quantizers = false, have_name = false;
+    for (const auto& e : entries(root, "", top)) {
+      if (e.key == "experiment") {
+        spec.experiment = scalar_string(e.value, e.key, "a name for the experiment");
+        for (char c : spec.experiment)
+          if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.'))
+            fail(e.value, e.key, fmt::format("'{}' is not a valid name; use letters, digits, '-', '_' and '.'", spec.experiment));
+        have_name = true;
+      } else if (e.key == "description") {
+        spec.description = scalar_string(e.value, e.key, "a text");
+      } else if (e.key == "seed") {
+        spec.seed = static_cast<std::uint64_t>(scalar_int(e.value, e.key, 0, INT64_MAX));
+      } else if (e.key == "queries") {
+        spec.queries = scalar_int(e.value, e.key, 1, 1 << 20);
+        spec.queries_where = at(e.value);
+      } else if (e.key == "data") {
+        have_data = true;
+        auto one = [&](const YAML::Node& n, const std::string& p) {
+          spec.data.push_back(grid(n, p, "source", data_source_names(), &data_schema, "data source"));
+        };
+        if (e.value.IsSequence()) {
+          if (e.value.size() == 0) fail(e.value, "data", "empty list; give at least one data source");
+          for (std::size_t i = 0; i < e.value.size(); ++i) one(e.value[i], fmt::format("data[{}]", i));
+        } else {
+          one(e.value, "data");
+        }
+      } else if (e.key == "quantizers") {
+        have_quantizers = true;
+        if (!e.value.IsSequence())
+          fail(e.value, "quantizers", "expected a list of quantizers (maps with 'family', or one-line names), found " + kind_of(e.value));
+        if (e.value.size() == 0) fail(e.value, "quantizers", "empty list; give at least one quantizer");
+        for (std::size_t i = 0; i < e.value.size(); ++i)
+          spec.quantizers.push_back(quantizer_grid(e.value[i], fmt::format("quantizers[{}]", i)));
+      } else if (e.key == "metrics") {
+        if (!e.value.IsSequence() || e.value.size() == 0)
+          fail(e.value, "metrics", fmt::format("expected a non-empty list of metric names ({}), found {}",
+                                               join(metric_names()), kind_of(e.value)));
+        for (std::size_t i = 0; i < e.value.size(); ++i) {
+          const std::string key = fmt::format("metrics[{}]", i);
+          const std::string m = scalar_string(e.value[i], key, "a metric name");
+          if (!find_metric(m))
+            fail(e.value[i], key, fmt::format("unknown metric '{}'{}; valid: {}", m, did_you_mean(m, metric_names()),
+                                              join(metric_names())));
+          if (std::find(spec.metrics.begin(), spec.metrics.end(), m) != spec.metrics.end())
+            fail(e.value[i], key, fmt::format("metric '{}' listed twice", m));
+          spec.metrics.push_back(m);
+        }
+      }
+    }
+    if (!have_name) fail(root, "experiment", "missing; name the experiment (it names the result file)");
+    if (!have_data) fail(root, "data", "missing; e.g. data: {source: gaussian, rows: 256, cols: 1024}");
+    if (!have_quantizers) fail(root, "quantizers", "missing; e.g. quantizers: [{family: rtn, bits: [2, 4]}]");
+    if (spec.metrics.empty()) spec.metrics = metric_names();
+    return spec;
+  }
+
+ private:
+  std::string path_;
+};
+
+}  // namespace
+
+ExperimentSpec parse_spec(const std::string& text, const std::string& path) { return SpecParser(path).parse(text); }
+
+ExperimentSpec load_spec(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw InputError(fmt::format("{}: error: cannot open the spec file: {}", path, std::strerror(errno)));
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  if (in.bad()) throw InputError(fmt::format("{}: error: cannot read the spec file", path));
+  return parse_spec(ss.str(), path);
+}
+
+}  // namespace tqb

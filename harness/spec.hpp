@@ -1,0 +1,53 @@
+#pragma once
+// Experiment specs: YAML text parsed into a typed ExperimentSpec. Every error names the file, line and
+// column, the key, what was found and what is valid (experiments/README.md documents the schema).
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "quantizers/params.hpp"
+
+namespace tqb {
+
+struct SourceLocation {
+  std::string file;
+  int line = 0;    // 1-based; 0 when unknown
+  int column = 0;  // 1-based
+};
+
+// "FILE:LINE:COL: key 'K': MESSAGE" — the one format of every spec error.
+std::string located_message(const SourceLocation& where, const std::string& key, const std::string& message);
+
+// One parameter axis of a grid: a key and the values it sweeps (one value = not swept).
+struct GridAxis {
+  std::string key;
+  std::vector<ParamValue> values;
+  SourceLocation where;  // of the key
+};
+
+// A family (quantizer or data source) with parameter axes; expands to their Cartesian product.
+struct ParamGrid {
+  std::string family;
+  std::vector<GridAxis> axes;  // in the order written
+  SourceLocation where;        // of the grid's node
+  std::string path;            // key path for messages, e.g. "quantizers[1]"
+};
+
+struct ExperimentSpec {
+  std::string path;  // spec file
+  std::string text;  // its full text, stored with the results
+  std::string experiment;
+  std::string description;
+  std::uint64_t seed = 0;
+  std::int64_t queries = 256;  // random unit queries for inner-product metrics
+  std::vector<ParamGrid> data;
+  std::vector<ParamGrid> quantizers;
+  std::vector<std::string> metrics;  // default: every registered metric
+  SourceLocation queries_where;
+};
+
+// Throws InputError: missing/unreadable file, YAML syntax, schema violations.
+ExperimentSpec load_spec(const std::string& path);
+ExperimentSpec parse_spec(const std::string& text, const std::string& path);
+
+}  // namespace tqb

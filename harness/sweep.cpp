@@ -1,0 +1,92 @@
+#include "harness/sweep.hpp"
+
+#include <fmt/format.h>
+
+#include <set>
+
+#include "common/error.hpp"
+#include "common/rng.hpp"
+#include "harness/data_source.hpp"
+#include "quantizers/registry.hpp"
+
+namespace tqb {
+namespace {
+
+// Every combination of a grid's axis values, first axis slowest.
+std::vector<Params> product(const ParamGrid& g) {
+  std::vector<Params> out{Params{}};
+  for (const auto& axis : g.axes) {
+    std::vector<Params> next;
+    for (const auto& base : out)
+      for (const auto& v : axis.values) {
+        Params p = base;
+        p[axis.key] = v;
+        next.push_back(std::move(p));
+      }
+    out = std::move(next);
+  }
+  return out;
+}
+
+const SourceLocation& where_of(const ParamGrid& g, const std::string& key) {
+  for (const auto& a : g.axes)
+    if (a.key == key) return a.where;
+  return g.where;
+}
+
+}  // namespace
+
+std::vector<SweepPoint> expand_sweep(const ExperimentSpec& spec) {
+  std::vector<std::shared_ptr<const DataPoint>> data;
+  std::vector<const ParamGrid*> data_grid;
+  for (const auto& g : spec.data) {
+    const DataSource* src = find_data_source(g.family);
+    for (const auto& given : product(g)) {
+      Params p;
+      try {
+        p = src->schema.complete(given, g.path);
+      } catch (const InputError& e) {
+        throw InputError(located_message(g.where, g.path, e.what()));
+      }
+      const auto [rows, cols] = src->shape(p);
+      if (rows * cols > kMaxDataElements)
+        throw InputError(located_message(g.where, g.path,
+                                         fmt::format("{} x {} is too large; at most {} elements", rows, cols, kMaxDataElements)));
+      const std::string name = g.family + "(" + src->schema.format(p) + ")";
+      data.push_back(std::make_shared<DataPoint>(
+          DataPoint{g.family, p, name, derive_seed(spec.seed, "data " + name) >> 1}));
+      data_grid.push_back(&g);
+    }
+  }
+
+  std::vector<std::pair<std::shared_ptr<const Quantizer>, const ParamGrid*>> quantizers;
+  for (const auto& g : spec.quantizers) {
+    for (const auto& given : product(g)) {
+      try {
+        quantizers.emplace_back(make_quantizer(g.family, given), &g);
+      } catch (const InputError& e) {
+        throw InputError(located_message(g.where, g.path, e.what()));
+      }
+    }
+  }
+
+  std::vector<SweepPoint> points;
+  std::set<std::string> seen;
+  for (const auto& d : data) {
+    const DataSource* src = find_data_source(d->source);
+    const auto [rows, cols] = src->shape(d->params);
+    for (const auto& [q, g] : quantizers) {
+      const ShapeProblem problem = q->check_shape(rows, cols);
+      if (!problem.message.empty())
+        throw InputError(located_message(where_of(*g, problem.param), g->path + (problem.param.empty() ? "" : "." + problem.param),
+                                         fmt::format("{} on data {}: {}", q->name(), d->name, problem.message)));
+      const std::string key = d->name + " | " + q->name();
+      if (!seen.insert(key).second) continue;
+      // Seeds are kept below 2^63 so that they fit the int64 columns of the result file.
+      points.push_back({points.size(), d, q, key, derive_seed(spec.seed, key) >> 1});
+    }
+  }
+  return points;
+}
+
+}  // namespace tqb

@@ -1,0 +1,73 @@
+#include "harness/table.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <ostream>
+
+namespace tqb {
+
+std::vector<std::string> default_show_columns(const ResultTable& t) {
+  std::vector<std::string> out;
+  for (const auto& c : t.columns) {
+    const bool identity = c.name == "point" || c.name == "data" || c.name == "quantizer";
+    if (identity || c.role == "metric") out.push_back(c.name);
+  }
+  // Show the status only when something failed.
+  const int s = t.column_index("status");
+  if (s >= 0 && std::any_of(t.rows.begin(), t.rows.end(), [s](const auto& r) { return cell_text(r[s]) != "ok"; })) {
+    out.push_back("status");
+    out.push_back("error");
+  }
+  return out;
+}
+
+void print_table(const ResultTable& t, const std::vector<std::string>& columns, std::ostream& out) {
+  std::vector<int> idx;
+  for (const auto& name : columns) idx.push_back(t.column_index(name));
+  std::vector<std::vector<std::string>> cells(t.rows.size());
+  std::vector<std::size_t> width;
+  for (const auto& name : columns) width.push_back(name.size());
+  for (std::size_t i = 0; i < t.rows.size(); ++i)
+    for (std::size_t j = 0; j < idx.size(); ++j) {
+      cells[i].push_back(idx[j] >= 0 ? cell_text(t.rows[i][idx[j]]) : "");
+      width[j] = std::max(width[j], cells[i][j].size());
+    }
+  auto numeric = [&](std::size_t j) { return idx[j] >= 0 && t.columns[idx[j]].type != ColumnType::text; };
+  auto line = [&](auto get) {
+    std::string s;
+    for (std::size_t j = 0; j < idx.size(); ++j) {
+      if (j) s += "  ";
+      const std::string v = get(j);
+      s += numeric(j) ? fmt::format("{:>{}}", v, width[j]) : fmt::format("{:<{}}", v, width[j]);
+    }
+    while (!s.empty() && s.back() == ' ') s.pop_back();
+    out << s << '\n';
+  };
+  line([&](std::size_t j) { return columns[j]; });
+  for (const auto& r : cells) line([&](std::size_t j) { return r[j]; });
+}
+
+static std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
+  std::string q = "\"";
+  for (char c : s) {
+    if (c == '"') q += '"';
+    q += c;
+  }
+  return q + "\"";
+}
+
+void print_csv(const ResultTable& t, const std::vector<std::string>& columns, std::ostream& out) {
+  for (std::size_t j = 0; j < columns.size(); ++j) out << (j ? "," : "") << csv_field(columns[j]);
+  out << '\n';
+  for (const auto& row : t.rows) {
+    for (std::size_t j = 0; j < columns.size(); ++j) {
+      const int k = t.column_index(columns[j]);
+      out << (j ? "," : "") << (k >= 0 ? csv_field(cell_text(row[k], true)) : "");
+    }
+    out << '\n';
+  }
+}
+
+}  // namespace tqb

@@ -1,0 +1,20 @@
+#pragma once
+// Result tables in the terminal (aligned columns) and as CSV.
+#include <iosfwd>
+#include <string>
+#include <vector>
+
+#include "harness/store.hpp"
+
+namespace tqb {
+
+// The columns `tqbench show` prints by default: what identifies a point and its metrics.
+std::vector<std::string> default_show_columns(const ResultTable& t);
+
+// Aligned text: numbers right-aligned, text left-aligned; `columns` in the order given.
+void print_table(const ResultTable& t, const std::vector<std::string>& columns, std::ostream& out);
+
+// RFC 4180 CSV of the given columns with a header row; reals at full precision.
+void print_csv(const ResultTable& t, const std::vector<std::string>& columns, std::ostream& out);
+
+}  // namespace tqb

@@ -1,0 +1,30 @@
+#pragma once
+// Bit packing of b-bit codes (1 <= b <= 8) into a little-endian bit stream.
+//
+// Layout: code i occupies stream bits [i*b, (i+1)*b), least significant bit first; stream bit k is
+// bit (k % 8) of byte k / 8. A matrix is one stream in row-major order, so n codes take exactly
+// ceil(n*b / 8) bytes: a 3-bit code takes 3 bits, and only the last byte can hold padding (zero bits).
+// When cols*b is a multiple of 8 every row starts on a byte boundary, which kernels rely on.
+#include <cstddef>
+#include <cstdint>
+
+namespace tqb {
+
+// Bytes needed for n codes of `bits` bits.
+constexpr std::size_t packed_size(std::size_t n, int bits) {
+  return (n * static_cast<std::size_t>(bits) + 7) / 8;
+}
+static_assert(packed_size(8, 3) == 3 && packed_size(1, 3) == 1 && packed_size(9, 3) == 4);
+static_assert(packed_size(128, 4) == 64 && packed_size(7, 1) == 1 && packed_size(5, 8) == 5);
+
+// codes: n values, each < 2^bits. out: packed_size(n, bits) bytes (fully written, padding zeroed).
+void pack_codes(const std::uint8_t* codes, std::size_t n, int bits, std::uint8_t* out);
+
+// packed: packed_size(n, bits) bytes. codes: n values written.
+void unpack_codes(const std::uint8_t* packed, std::size_t n, int bits, std::uint8_t* codes);
+
+// Unpack codes [first, first + n) of a stream (for row-wise access). codes: n values written.
+void unpack_codes_range(const std::uint8_t* packed, std::size_t first, std::size_t n, int bits,
+                        std::uint8_t* codes);
+
+}  // namespace tqb

@@ -1,0 +1,47 @@
+#pragma once
+// The quantizer interface: small and batch-oriented (after FAISS's Quantizer). A quantizer turns a
+// row-major float matrix into a QuantizedMatrix and back; it knows nothing of kernels, metrics or files.
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "quantizers/params.hpp"
+#include "quantizers/quantized_matrix.hpp"
+
+namespace tqb {
+
+// What a shape check found wrong: the parameter at fault (empty if none in particular) and why.
+struct ShapeProblem {
+  std::string param;
+  std::string message;
+};
+
+class Quantizer {
+ public:
+  Quantizer(std::string family, Params params) : family_(std::move(family)), params_(std::move(params)) {}
+  virtual ~Quantizer() = default;
+
+  const std::string& family() const { return family_; }
+  const Params& params() const { return params_; }
+  // Canonical one-line name, "family(k=v,...)" with every parameter in schema order; the registry
+  // parses it back to an equal quantizer.
+  std::string name() const;
+
+  // Empty message when a rows x cols matrix can be quantized (e.g. the group size divides cols).
+  virtual ShapeProblem check_shape(std::size_t rows, std::size_t cols) const = 0;
+
+  // w: rows*cols floats, row-major, rows = output channels. seed drives every random choice, so the
+  // same (w, seed) gives the same bytes on every machine.
+  virtual QuantizedMatrix quantize(const float* w, std::size_t rows, std::size_t cols,
+                                   std::uint64_t seed) const = 0;
+
+  // The reference dequantizer. out: q.rows*q.cols floats, row-major.
+  virtual void dequantize(const QuantizedMatrix& q, float* out) const = 0;
+
+ private:
+  std::string family_;
+  Params params_;
+};
+
+}  // namespace tqb

@@ -1,0 +1,50 @@
+#include "quantizers/registry.hpp"
+
+#include <fmt/format.h>
+
+#include "common/error.hpp"
+#include "common/suggest.hpp"
+#include "quantizers/rtn.hpp"
+
+namespace tqb {
+
+const std::vector<QuantizerFamily>& quantizer_families() {
+  // To add a quantizer: write quantizers/<name>.{hpp,cpp} with a `<name>_family()` and list it here.
+  static const std::vector<QuantizerFamily> families{
+      rtn_family(),
+  };
+  return families;
+}
+
+const QuantizerFamily* find_quantizer_family(const std::string& name) {
+  for (const auto& f : quantizer_families())
+    if (f.name == name) return &f;
+  return nullptr;
+}
+
+std::vector<std::string> quantizer_family_names() {
+  std::vector<std::string> out;
+  for (const auto& f : quantizer_families()) out.push_back(f.name);
+  return out;
+}
+
+static const QuantizerFamily& require_family(const std::string& family) {
+  const QuantizerFamily* f = find_quantizer_family(family);
+  if (!f)
+    throw InputError(fmt::format("unknown quantizer '{}'{}; registered quantizers: {}", family,
+                                 did_you_mean(family, quantizer_family_names()), join(quantizer_family_names())));
+  return *f;
+}
+
+std::unique_ptr<Quantizer> parse_quantizer(const std::string& name) {
+  const NameParts parts = split_name(name);
+  const QuantizerFamily& f = require_family(parts.family);
+  return f.make(parse_args(parts, f.schema, "quantizer '" + name + "'"));
+}
+
+std::unique_ptr<Quantizer> make_quantizer(const std::string& family, const Params& params) {
+  const QuantizerFamily& f = require_family(family);
+  return f.make(f.schema.complete(params, "quantizer '" + family + "'"));
+}
+
+}  // namespace tqb
