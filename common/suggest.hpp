@@ -6,10 +6,10 @@
 
 namespace tqb {
 
-// Levenshtein distance between two strings.
+// Edit distance (optimal string alignment: adjacent transpositions count as one edit).
 std::size_t edit_distance(std::string_view a, std::string_view b);
 
-// The closest candidate if it is close enough to be a plausible typo (distance <= max(1, |word|/3)),
+// The closest candidate if it is close enough to be a plausible typo (distance <= 1 for words of 1-2 letters, else max(2, |word|/3)),
 // else empty.
 std::string closest_match(std::string_view word, const std::vector<std::string>& candidates);
 

@@ -2,7 +2,10 @@
 
 #include <fmt/format.h>
 
+#include <signal.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <filesystem>
 #include <map>
@@ -131,6 +134,21 @@ PointResult evaluate(const ExperimentSpec& spec, const SweepPoint& p, const Matr
   return r;
 }
 
+// Removes temporary files that a killed writer of `path` left behind (their process is gone).
+void remove_stale_temporaries(const std::string& path) {
+  const std::filesystem::path p(path);
+  const std::filesystem::path dir = p.parent_path().empty() ? std::filesystem::path(".") : p.parent_path();
+  const std::string prefix = p.filename().string() + ".tmp.";
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind(prefix, 0) != 0) continue;
+    const std::string pid = name.substr(prefix.size());
+    if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    if (::kill(static_cast<pid_t>(std::stol(pid)), 0) != 0 && errno == ESRCH) std::filesystem::remove(e.path(), ec);
+  }
+}
+
 // Rows in sweep order, whatever order resumed and new points finished in.
 void sort_by_point(ResultTable& t) {
   const int j = t.column_index("point");
@@ -204,6 +222,7 @@ int run_sweep(const ExperimentSpec& spec, const std::vector<SweepPoint>& points,
 
   const auto parent = std::filesystem::path(path).parent_path();
   if (!parent.empty()) std::filesystem::create_directories(parent, ec);
+  remove_stale_temporaries(path);
   write_result_file(path, table);  // the file exists (possibly empty) from the start
 
   Progress progress(points.size(), done.size());

@@ -1,1 +1,187 @@
+// End-to-end tests of the tqbench binary: exit codes, located spec errors, runs, resume after kill -9.
 #include <doctest/doctest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "common/error.hpp"
+#include "harness/store.hpp"
+#include "test_util.hpp"
+
+using namespace tqb;
+using tqb::test::run_tqbench;
+
+namespace {
+
+// "# expect-line: N" and "# expect: TEXT" headers of a bad-spec fixture.
+std::pair<int, std::string> expectation(const std::string& text) {
+  int line = 0;
+  std::string expect;
+  std::istringstream in(text);
+  std::string l;
+  while (std::getline(in, l)) {
+    if (l.rfind("# expect-line: ", 0) == 0) line = std::stoi(l.substr(15));
+    if (l.rfind("# expect: ", 0) == 0) expect = l.substr(10);
+  }
+  return {line, expect};
+}
+
+std::size_t rows_in(const std::string& path) {
+  try {
+    return read_result_file(path).rows.size();
+  } catch (const InputError&) {
+    return 0;
+  }
+}
+
+// Every column but the timing ones, which legitimately differ between runs.
+std::vector<std::vector<Cell>> comparable_rows(const ResultTable& t) {
+  std::vector<std::vector<Cell>> out;
+  for (const auto& r : t.rows) {
+    std::vector<Cell> keep;
+    for (std::size_t j = 0; j < t.columns.size(); ++j)
+      if (t.columns[j].name != "elapsed_s" && t.columns[j].name != "finished_utc") keep.push_back(r[j]);
+    out.push_back(keep);
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("every malformed spec is rejected with exit code 2 and a located message") {
+  test::TempDir dir;
+  std::size_t n = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(test::kSourceDir + "/tests/specs/bad")) {
+    const std::string path = entry.path().string();
+    const auto [line, expect] = expectation(test::read_text(path));
+    REQUIRE_MESSAGE(line > 0, path, " lacks an '# expect-line:' header");
+    const auto r = run_tqbench("run '" + path + "' -o '" + dir.file("out.h5") + "'");
+    CAPTURE(path);
+    CAPTURE(r.output);
+    CHECK(r.exit_code == 2);
+    CHECK(r.output.find(path + ":" + std::to_string(line) + ":") != std::string::npos);
+    CHECK(r.output.find(expect) != std::string::npos);
+    CHECK(!std::filesystem::exists(dir.file("out.h5")));
+    ++n;
+  }
+  CHECK(n >= 10);
+}
+
+TEST_CASE("a missing spec file and bad usage exit with code 2") {
+  auto r = run_tqbench("run /nonexistent/spec.yaml");
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("/nonexistent/spec.yaml: error: cannot open the spec file") != std::string::npos);
+  CHECK(run_tqbench("run").exit_code == 2);
+  CHECK(run_tqbench("frobnicate").exit_code == 2);
+  CHECK(run_tqbench("list colours").exit_code == 2);
+  CHECK(run_tqbench("").exit_code == 2);
+  CHECK(run_tqbench("run x.yaml --resume --force").exit_code == 2);
+  CHECK(run_tqbench("show /nonexistent.h5").exit_code == 2);
+  test::TempDir dir;
+  test::write_text(dir.file("notes.h5"), "plain text, not HDF5\n");
+  r = run_tqbench("show '" + dir.file("notes.h5") + "'");
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("not an HDF5 file") != std::string::npos);
+}
+
+TEST_CASE("--version, --help and list") {
+  auto r = run_tqbench("--version");
+  CHECK(r.exit_code == 0);
+  CHECK(r.output.find("tqbench 0.1.0 (git ") != std::string::npos);
+  for (const std::string cmd : {"--help", "run --help", "list --help", "show --help"}) {
+    r = run_tqbench(cmd);
+    CAPTURE(cmd);
+    CHECK(r.exit_code == 0);
+    CHECK(r.output.find("Usage") != std::string::npos);
+  }
+  r = run_tqbench("list quantizers");
+  CHECK(r.exit_code == 0);
+  CHECK(r.output.find("rtn(bits=4,group=128,mode=sym,scale=fp16)") != std::string::npos);
+  r = run_tqbench("list metrics");
+  CHECK(r.output.find("weight_nmse") != std::string::npos);
+  CHECK(run_tqbench("list data").output.find("student_t") != std::string::npos);
+}
+
+TEST_CASE("run, dry run, show, repeatability and spec mismatch") {
+  test::TempDir dir;
+  const std::string spec = dir.file("s.yaml"), out = dir.file("s.h5"), out2 = dir.file("s2.h5");
+  test::write_text(spec,
+                   "experiment: small\nseed: 5\ndata: {source: student_t, rows: 16, cols: 128}\nqueries: 8\n"
+                   "quantizers:\n  - family: rtn\n    bits: [3, 4]\n    group: [32, row]\n");
+  auto r = run_tqbench("run '" + spec + "' --dry-run");
+  CHECK(r.exit_code == 0);
+  CHECK(r.output.find("4 points") != std::string::npos);
+  CHECK(!std::filesystem::exists(out));
+
+  REQUIRE(run_tqbench("run '" + spec + "' -o '" + out + "'").exit_code == 0);
+  REQUIRE(run_tqbench("run '" + spec + "' -o '" + out2 + "'").exit_code == 0);
+  const ResultTable a = read_result_file(out), b = read_result_file(out2);
+  CHECK(a.rows.size() == 4);
+  CHECK(comparable_rows(a) == comparable_rows(b));  // bit-for-bit repeatable from the seed
+  for (const std::string attr : {"spec_text", "git_commit", "cpu_model", "host", "start_utc", "compiler", "seed"})
+    CHECK_MESSAGE(a.attribute(attr) != nullptr, attr);
+
+  r = run_tqbench("show '" + out + "'");
+  CHECK(r.exit_code == 0);
+  CHECK(r.output.find("rtn(bits=4,group=row,mode=sym,scale=fp16)") != std::string::npos);
+  r = run_tqbench("show --csv '" + out + "'");
+  CHECK(r.output.find("point,key,status") == 0);
+  CHECK(run_tqbench("show --columns point,nope '" + out + "'").exit_code == 2);
+
+  // Running again resumes (nothing left to do); a changed spec must not silently mix results.
+  r = run_tqbench("run '" + spec + "' -o '" + out + "'");
+  CHECK(r.exit_code == 0);
+  CHECK(r.output.find("0 run now") != std::string::npos);
+  test::write_text(spec, test::read_text(spec) + "description: changed\n");
+  r = run_tqbench("run '" + spec + "' -o '" + out + "'");
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("different spec") != std::string::npos);
+  CHECK(run_tqbench("run '" + spec + "' -o '" + out + "' --force").exit_code == 0);
+  CHECK(run_tqbench("run '" + spec + "' -o '" + dir.file("none.h5") + "' --resume").exit_code == 2);
+}
+
+TEST_CASE("a run killed with SIGKILL midway resumes to the rows of an uninterrupted run") {
+  test::TempDir dir;
+  const std::string spec = test::kSourceDir + "/tests/specs/good/resume.yaml";
+  const std::string killed = dir.file("killed.h5"), clean = dir.file("clean.h5");
+
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    std::freopen("/dev/null", "w", stderr);
+    std::freopen("/dev/null", "w", stdout);
+    ::execl(test::kBinary.c_str(), "tqbench", "run", spec.c_str(), "-o", killed.c_str(), nullptr);
+    ::_exit(127);
+  }
+  // Wait until a few points are durable, then kill without warning.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (rows_in(killed) < 3 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  ::kill(pid, SIGKILL);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  REQUIRE(WIFSIGNALED(status));  // it was killed, not finished
+
+  const ResultTable partial = read_result_file(killed);  // opens cleanly
+  const std::size_t total = 56;
+  CHECK(partial.rows.size() >= 3);
+  CHECK(partial.rows.size() < total);
+
+  auto r = run_tqbench("run '" + spec + "' -o '" + killed + "'");
+  CHECK(r.exit_code == 0);
+  CHECK(r.output.find(fmt::format("resuming: {} of {} points already done", partial.rows.size(), total)) !=
+        std::string::npos);
+  REQUIRE(run_tqbench("run '" + spec + "' -o '" + clean + "'").exit_code == 0);
+  const ResultTable resumed = read_result_file(killed), uninterrupted = read_result_file(clean);
+  CHECK(resumed.rows.size() == total);
+  CHECK(comparable_rows(resumed) == comparable_rows(uninterrupted));
+  // The killed writer's temporary file is cleaned up by the resumed run.
+  for (const auto& e : std::filesystem::directory_iterator(dir.path))
+    CHECK_MESSAGE(e.path().string().find(".tmp.") == std::string::npos, e.path().string());
+}

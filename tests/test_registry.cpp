@@ -1,1 +1,96 @@
 #include <doctest/doctest.h>
+
+#include <vector>
+
+#include "common/error.hpp"
+#include "common/rng.hpp"
+#include "quantizers/registry.hpp"
+
+using namespace tqb;
+
+namespace {
+
+// Parameter sets to try for a family: every choice value and a few values of each integer and real,
+// varied one parameter at a time from the defaults.
+std::vector<Params> sample_params(const QuantizerFamily& f) {
+  std::vector<Params> out{Params{}};
+  for (const auto& s : f.schema.specs()) {
+    std::vector<ParamValue> values;
+    switch (s.kind) {
+      case ParamSpec::Kind::choice:
+        for (const auto& c : s.choices) values.emplace_back(c);
+        break;
+      case ParamSpec::Kind::integer:
+        for (const auto& a : s.aliases) values.emplace_back(a.second);
+        values.emplace_back(static_cast<std::int64_t>(s.min));
+        values.emplace_back(static_cast<std::int64_t>(s.max));
+        break;
+      case ParamSpec::Kind::real:
+        values.emplace_back(s.min);
+        values.emplace_back(s.max);
+        break;
+      case ParamSpec::Kind::text: break;
+    }
+    for (const auto& v : values)
+      if (s.check(v).empty()) out.push_back(Params{{s.name, v}});
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("parse(name(q)) == q for every registered quantizer") {
+  REQUIRE(!quantizer_families().empty());
+  Rng rng(1);
+  std::vector<float> w(8 * 64);
+  for (auto& x : w) x = static_cast<float>(rng.normal());
+  for (const auto& f : quantizer_families()) {
+    for (const auto& p : sample_params(f)) {
+      std::unique_ptr<Quantizer> q;
+      try {
+        q = make_quantizer(f.name, p);
+      } catch (const InputError&) {
+        continue;  // a combination the family rejects (cross-parameter constraint)
+      }
+      const std::string name = q->name();
+      CAPTURE(name);
+      auto back = parse_quantizer(name);
+      CHECK(back->name() == name);
+      CHECK(back->family() == q->family());
+      CHECK(back->params() == q->params());
+      if (q->check_shape(8, 64).message.empty()) {
+        const auto a = q->quantize(w.data(), 8, 64, 5);
+        const auto b = back->quantize(w.data(), 8, 64, 5);
+        CHECK(a.codes == b.codes);
+        CHECK(a.scales == b.scales);
+        CHECK(a.format == name);
+      }
+    }
+  }
+}
+
+TEST_CASE("short names fill defaults and canonicalize") {
+  CHECK(parse_quantizer("rtn")->name() == "rtn(bits=4,group=128,mode=sym,scale=fp16)");
+  CHECK(parse_quantizer(" rtn( group = row , bits=3 ) ")->name() == "rtn(bits=3,group=row,mode=sym,scale=fp16)");
+}
+
+TEST_CASE("bad quantizer names are rejected with what is valid") {
+  auto message = [](const std::string& name) {
+    try {
+      parse_quantizer(name);
+    } catch (const InputError& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  CHECK(message("rnt(bits=4)").find("did you mean 'rtn'") != std::string::npos);
+  CHECK(message("rtn(bitz=4)").find("did you mean 'bits'") != std::string::npos);
+  CHECK(message("rtn(bits=9)").find("out of range") != std::string::npos);
+  CHECK(message("rtn(bits=four)").find("expected an integer from 2 to 8") != std::string::npos);
+  CHECK(message("rtn(group=100)").find("not a power of two") != std::string::npos);
+  CHECK(message("rtn(mode=symm)").find("did you mean 'sym'") != std::string::npos);
+  CHECK(message("rtn(bits=4").find("missing ')'") != std::string::npos);
+  CHECK(message("rtn(bits)").find("has no '='") != std::string::npos);
+  CHECK(message("rtn(bits=4,bits=5)").find("given twice") != std::string::npos);
+  CHECK(message("(bits=4)").find("missing family") != std::string::npos);
+}

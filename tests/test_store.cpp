@@ -1,1 +1,103 @@
 #include <doctest/doctest.h>
+
+#include <cmath>
+#include <fstream>
+
+#include "common/error.hpp"
+#include "harness/store.hpp"
+#include "test_util.hpp"
+
+using namespace tqb;
+
+namespace {
+
+ResultTable sample_table(std::size_t rows) {
+  ResultTable t;
+  t.attributes = {{"experiment", std::string("unit")},
+                  {"seed", std::int64_t{42}},
+                  {"spec_text", std::string("experiment: unit\nnote: ünïcødé ŵ\n")},
+                  {"ratio", 0.125}};
+  t.columns = {{"point", ColumnType::integer, "point", "index", ""},
+               {"quantizer", ColumnType::text, "quantizer", "name", ""},
+               {"weight_mse", ColumnType::real, "metric", "mse", "lower"}};
+  for (std::size_t i = 0; i < rows; ++i)
+    t.rows.push_back({static_cast<std::int64_t>(i), std::string("rtn(bits=") + std::to_string(i) + ",group=row)",
+                      i == 1 ? std::nan("") : 1.0 / (i + 1)});
+  return t;
+}
+
+}  // namespace
+
+TEST_CASE("HDF5 result files round-trip") {
+  test::TempDir dir;
+  for (std::size_t rows : {0u, 1u, 5u}) {
+    CAPTURE(rows);
+    const ResultTable t = sample_table(rows);
+    const std::string path = dir.file("r" + std::to_string(rows) + ".h5");
+    write_result_file(path, t);
+    const ResultTable back = read_result_file(path);
+    REQUIRE(back.columns.size() == t.columns.size());
+    for (std::size_t j = 0; j < t.columns.size(); ++j) {
+      CHECK(back.columns[j].name == t.columns[j].name);
+      CHECK(back.columns[j].type == t.columns[j].type);
+      CHECK(back.columns[j].role == t.columns[j].role);
+      CHECK(back.columns[j].description == t.columns[j].description);
+      CHECK(back.columns[j].direction == t.columns[j].direction);
+    }
+    REQUIRE(back.rows.size() == rows);
+    for (std::size_t i = 0; i < rows; ++i)
+      for (std::size_t j = 0; j < t.columns.size(); ++j) {
+        if (i == 1 && j == 2) CHECK(std::isnan(std::get<double>(back.rows[i][j])));
+        else CHECK(back.rows[i][j] == t.rows[i][j]);
+      }
+    CHECK(*back.attribute("spec_text") == *t.attribute("spec_text"));
+    CHECK(std::get<std::int64_t>(*back.attribute("seed")) == 42);
+    CHECK(std::get<double>(*back.attribute("ratio")) == 0.125);
+    // No temporary file is left behind.
+    std::size_t files = 0;
+    for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator(dir.path)) ++files;
+    CHECK(files == (rows == 0 ? 1u : rows == 1 ? 2u : 3u));
+  }
+}
+
+TEST_CASE("corrupt, truncated and foreign files are rejected with the file named") {
+  test::TempDir dir;
+  const std::string good = dir.file("good.h5");
+  write_result_file(good, sample_table(3));
+  const std::string bytes = test::read_text(good);
+
+  auto rejected = [&](const std::string& path) {
+    try {
+      read_result_file(path);
+    } catch (const InputError& e) {
+      const std::string msg = e.what();
+      CHECK(msg.find(path) != std::string::npos);
+      return true;
+    }
+    return false;
+  };
+  CHECK(rejected(dir.file("missing.h5")));
+  test::write_text(dir.file("text.h5"), "this is not HDF5\n");
+  CHECK(rejected(dir.file("text.h5")));
+  test::write_text(dir.file("empty.h5"), "");
+  CHECK(rejected(dir.file("empty.h5")));
+  for (std::size_t cut : {bytes.size() / 2, bytes.size() - 100, std::size_t{600}}) {
+    const std::string p = dir.file("cut" + std::to_string(cut) + ".h5");
+    test::write_text(p, bytes.substr(0, cut));
+    CAPTURE(cut);
+    CHECK(rejected(p));
+  }
+  // An HDF5 file that is not a tqbench result file.
+  ResultTable foreign = sample_table(1);
+  write_result_file(dir.file("foreign.h5"), foreign);
+  {
+    // Rewrite the format attribute by writing a table whose attributes override nothing: simulate a
+    // foreign file by damaging the format marker's bytes.
+    std::string raw = test::read_text(dir.file("foreign.h5"));
+    const auto at = raw.find("tqbench-results/1");
+    REQUIRE(at != std::string::npos);
+    raw.replace(at, 17, "other-results/999");
+    test::write_text(dir.file("foreign.h5"), raw);
+  }
+  CHECK(rejected(dir.file("foreign.h5")));
+}
