@@ -1,0 +1,97 @@
+#!/usr/bin/env python3
+"""Plot a metric of a tqbench result file against bits per weight.
+
+One line per series: points that share every quantizer parameter except the swept x parameter
+(bits), e.g. one line per quantizer family, group size and mode; data sets that differ get their
+own lines too. Writes PREFIX.png and PREFIX.pdf.
+
+Example:
+  plots/plot.py results/rtn-synthetic.h5 -o results/rtn-synthetic --metric weight_nmse
+"""
+import argparse
+import os
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tqb_results import load, ok_rows  # noqa: E402
+
+
+def series_key(columns, meta, i, x_param):
+    """The label of the line point i belongs to: its family and every varying parameter but x."""
+    parts = [columns["family"][i]]
+    for name, m in meta.items():
+        if m["role"] not in ("quantizer", "data") or name == x_param or name in ("quantizer", "family"):
+            continue
+        values = columns[name]
+        if len(set(values[j] for j in range(len(values)))) <= 1:
+            continue  # constant across the file: not worth a label
+        v = values[i]
+        if name == "data":
+            parts.append(v)
+        elif name.startswith("q."):
+            if isinstance(v, (int, np.integer)) and v < 0:
+                continue  # parameter of another family
+            if name == "q.group" and v == 0:
+                v = "row"
+            parts.append(f"{name[2:]}={v}")
+        elif name.startswith("data."):
+            parts.append(f"{name[5:]}={v}")
+    return ", ".join(parts)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("result", help="tqbench result file (.h5)")
+    ap.add_argument("-o", "--output", help="output prefix (default: the result path without .h5)")
+    ap.add_argument("--metric", default="weight_nmse", help="metric on the y axis (default: weight_nmse)")
+    ap.add_argument("--x", default="bits_per_weight", help="metric on the x axis (default: bits_per_weight)")
+    ap.add_argument("--x-param", default="q.bits", help="parameter that moves along a line (default: q.bits)")
+    ap.add_argument("--linear", action="store_true", help="linear y axis (default: log when all values > 0)")
+    args = ap.parse_args(argv)
+
+    attrs, columns, meta = load(args.result)
+    for name in (args.metric, args.x):
+        if name not in columns:
+            metrics = [n for n, m in meta.items() if m["role"] == "metric"]
+            ap.error(f"{args.result}: no column '{name}'; metrics in this file: {', '.join(metrics)}")
+    rows = ok_rows(columns)
+    if not rows:
+        ap.error(f"{args.result}: no finished points to plot")
+
+    series = {}
+    for i in rows:
+        series.setdefault(series_key(columns, meta, i, args.x_param), []).append(i)
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    for label, idx in sorted(series.items()):
+        idx = sorted(idx, key=lambda i: columns[args.x][i])
+        ax.plot([columns[args.x][i] for i in idx], [columns[args.metric][i] for i in idx], marker="o", ms=3.5,
+                lw=1.2, label=label)
+    y = np.array([columns[args.metric][i] for i in rows], dtype=float)
+    if not args.linear and np.all(y > 0):
+        ax.set_yscale("log")
+    direction = meta[args.metric].get("direction", "")
+    better = {"lower": " (lower is better)", "higher": " (higher is better)", "zero": " (closer to 0 is better)"}
+    ax.set_xlabel(args.x.replace("_", " "))
+    ax.set_ylabel(args.metric + better.get(direction, ""))
+    commit = str(attrs.get("git_commit", "?"))[:10]
+    ax.set_title(f"{attrs.get('experiment', '')}: {meta[args.metric]['description']}", fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, ncol=2 if len(series) > 8 else 1)
+    fig.text(0.99, 0.01, f"tqbench {commit}, seed {attrs.get('seed', '?')}", ha="right", fontsize=6, alpha=0.6)
+    fig.tight_layout()
+
+    prefix = args.output or os.path.splitext(args.result)[0]
+    for ext in ("png", "pdf"):
+        fig.savefig(f"{prefix}.{ext}", dpi=150)
+    print(f"{prefix}.png\n{prefix}.pdf")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Installs what tqbench needs (Debian packages), then configures and builds it in build/.
+# Idempotent: with everything present it only checks and runs an incremental build (seconds).
+# Used by scripts/quickstart.sh and scripts/test.sh; safe to run on its own.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BUILD_DIR=${TQB_BUILD_DIR:-build}
+PACKAGES=(build-essential cmake pkg-config git libeigen3-dev libhdf5-dev libfmt-dev libyaml-cpp-dev
+          libcli11-dev doctest-dev libbenchmark-dev python3 python3-matplotlib python3-h5py python3-numpy)
+
+missing=()
+if command -v dpkg-query >/dev/null 2>&1; then
+  for p in "${PACKAGES[@]}"; do
+    status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+    [[ "$status" == "install ok installed" ]] || missing+=("$p")
+  done
+else
+  echo "setup: not a Debian system; make sure these (or their equivalents) are installed: ${PACKAGES[*]}" >&2
+fi
+
+if ((${#missing[@]})); then
+  cmd=(apt-get install -y --no-install-recommends "${missing[@]}")
+  echo "setup: installing ${missing[*]}" >&2
+  if [[ $(id -u) -eq 0 ]]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    "${cmd[@]}" >/dev/null
+  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+    sudo DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    sudo DEBIAN_FRONTEND=noninteractive "${cmd[@]}" >/dev/null
+  else
+    echo "setup: missing packages and no root or passwordless sudo. Run this, then try again:" >&2
+    echo "  sudo apt-get update && sudo ${cmd[*]}" >&2
+    exit 1
+  fi
+fi
+
+# The plots need a Python with matplotlib and h5py; Debian's packages install them for /usr/bin/python3,
+# which may not be the first python3 on PATH (pyenv, venvs).
+python=""
+for candidate in "${TQB_PYTHON:-}" python3 /usr/bin/python3; do
+  [[ -n "$candidate" ]] || continue
+  if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c "import matplotlib, h5py, numpy" 2>/dev/null; then
+    python=$(command -v "$candidate")
+    break
+  fi
+done
+if [[ -z "$python" ]]; then
+  echo "setup: no python3 with matplotlib, h5py and numpy found (set TQB_PYTHON to one)" >&2
+  exit 1
+fi
+
+jobs=$(nproc 2>/dev/null || echo 2)
+if [[ ! -f "$BUILD_DIR/CMakeCache.txt" ]]; then
+  cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DTQB_PYTHON="$python" >/dev/null
+else
+  cmake -S . -B "$BUILD_DIR" -DTQB_PYTHON="$python" >/dev/null
+fi
+cmake --build "$BUILD_DIR" -j "$jobs" 2>&1 | grep -vE '^\[ *[0-9]+%\]|^make|^-- ' || true
+test -x "$BUILD_DIR/tqbench" || { echo "setup: build failed" >&2; exit 1; }
+echo "$python" > "$BUILD_DIR/python"

@@ -1,0 +1,23 @@
+# Runs a small sweep and draws it; fails unless both figures exist and are non-trivial.
+file(REMOVE_RECURSE ${WORK})
+file(MAKE_DIRECTORY ${WORK})
+execute_process(COMMAND ${TQBENCH} run ${SRC}/tests/specs/good/plot.yaml -o ${WORK}/plot.h5
+                RESULT_VARIABLE rc OUTPUT_QUIET)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "tqbench run failed: ${rc}")
+endif()
+execute_process(COMMAND ${PYTHON} ${SRC}/plots/plot.py ${WORK}/plot.h5 -o ${WORK}/plot RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "plot.py failed: ${rc}")
+endif()
+foreach(ext png pdf)
+  file(SIZE ${WORK}/plot.${ext} size)
+  if(size LESS 5000)
+    message(FATAL_ERROR "plot.${ext} is only ${size} bytes")
+  endif()
+endforeach()
+execute_process(COMMAND ${PYTHON} ${SRC}/plots/plot.py ${WORK}/plot.h5 --metric no_such_metric
+                RESULT_VARIABLE rc ERROR_VARIABLE err)
+if(rc EQUAL 0 OR NOT err MATCHES "no column 'no_such_metric'")
+  message(FATAL_ERROR "plot.py accepted an unknown metric: ${rc} ${err}")
+endif()
