@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "quantizers/codebook.hpp"
+
 namespace tqb {
 
 std::string to_string(Direction d) {
@@ -9,24 +11,54 @@ std::string to_string(Direction d) {
     case Direction::lower: return "lower";
     case Direction::higher: return "higher";
     case Direction::zero: return "zero";
+    case Direction::one: return "one";
   }
   return "?";
 }
 
 const InnerProductErrors& EvalContext::inner_product_errors() {
   if (!ip_) {
-    const Matrix y = make_queries_();
-    // E = (Ŵ - W) Yᵀ in double: rows x n_queries errors of the inner-product estimate.
-    const Eigen::MatrixXd diff = (w_hat - w).cast<double>();
-    const Eigen::MatrixXd e = diff * y.cast<double>().transpose();
+    const Eigen::MatrixXd y = make_queries_().cast<double>();
+    // In double: rows x n_queries exact and estimated inner products and their errors.
+    const Eigen::MatrixXd a = w.cast<double>() * y.transpose();
+    const Eigen::MatrixXd e = (w_hat - w).cast<double>() * y.transpose();
+    const Eigen::VectorXd row_norm2 = w.cast<double>().rowwise().squaredNorm();
     InnerProductErrors s;
+    const double n = static_cast<double>(e.size());
     s.pairs = static_cast<std::size_t>(e.size());
     s.mean = e.mean();
     s.rmse = std::sqrt(e.array().square().mean());
-    s.variance = s.pairs > 1 ? (e.array() - s.mean).square().sum() / static_cast<double>(s.pairs - 1) : 0.0;
+    s.variance = s.pairs > 1 ? (e.array() - s.mean).square().sum() / (n - 1) : 0.0;
+    s.mean_ci95 = 1.96 * std::sqrt(s.variance / n);
+    double normalized = 0;
+    for (Eigen::Index i = 0; i < e.rows(); ++i)
+      if (row_norm2(i) > 0) normalized += e.row(i).squaredNorm() / row_norm2(i);
+    s.normalized = normalized / n;
+    // â = a + e; slope = Σ a·â / Σ a², residuals r = â − slope·a.
+    const double saa = a.squaredNorm();
+    if (saa > 0 && s.pairs > 1) {
+      const Eigen::MatrixXd est = a + e;
+      s.slope = (a.array() * est.array()).sum() / saa;
+      const double resid = (est - s.slope * a).squaredNorm() / (n - 1);
+      s.slope_ci95 = 1.96 * std::sqrt(resid / saa);
+    } else {
+      s.slope = NAN;
+      s.slope_ci95 = NAN;
+    }
     ip_ = s;
   }
   return *ip_;
+}
+
+// Mean over rows of ||w_i - ŵ_i||² / ||w_i||² (rows of zero norm count their absolute error).
+static double relative_row_mse(EvalContext& c) {
+  double sum = 0;
+  for (Eigen::Index i = 0; i < c.w.rows(); ++i) {
+    const double n = c.w.row(i).cast<double>().squaredNorm();
+    const double e = (c.w.row(i).cast<double>() - c.w_hat.row(i).cast<double>()).squaredNorm();
+    sum += n > 0 ? e / n : e;
+  }
+  return c.w.rows() > 0 ? sum / static_cast<double>(c.w.rows()) : 0.0;
 }
 
 static double squared_error(const Matrix& a, const Matrix& b) {
@@ -59,6 +91,34 @@ const std::vector<Metric>& metrics() {
        [](EvalContext& c) { return c.inner_product_errors().variance; }},
       {"ip_rmse", "root mean square of <y,ŵ> - <y,w> over random unit queries and rows", Direction::lower,
        [](EvalContext& c) { return c.inner_product_errors().rmse; }},
+      {"ip_bias_ci95", "half-width of the 95% confidence interval of ip_bias", Direction::lower,
+       [](EvalContext& c) { return c.inner_product_errors().mean_ci95; }},
+      {"ip_slope", "slope of <y,ŵ> against <y,w> (least squares through 0): 1 = unbiased, < 1 shrinks", Direction::one,
+       [](EvalContext& c) { return c.inner_product_errors().slope; }},
+      {"ip_slope_ci95", "half-width of the 95% confidence interval of ip_slope", Direction::lower,
+       [](EvalContext& c) { return c.inner_product_errors().slope_ci95; }},
+      {"d_mse", "D_mse: mean over rows of ||w - ŵ||² / ||w||² (TurboQuant's E||x - x̃||² for unit x)",
+       Direction::lower, [](EvalContext& c) { return relative_row_mse(c); }},
+      {"d_prod", "D_prod: mean of (<y,w> - <y,ŵ>)² / ||w||² over unit queries y and rows w", Direction::lower,
+       [](EvalContext& c) { return c.inner_product_errors().normalized; }},
+      {"d_mse_lloyd_max", "d · Lloyd-Max distortion of the beta codebook for d = cols at the quantizer's bits "
+                          "(what turboquant's d_mse should reach)", Direction::lower,
+       [](EvalContext& c) {
+         const double b = c.quantizer.nominal_bits();
+         if (b != std::floor(b) || b < 1 || b > 8 || c.w.cols() < 2) return std::nan("");
+         const auto& cb = lloyd_max_codebook(CodebookDistribution::beta, static_cast<int>(c.w.cols()), static_cast<int>(b));
+         return cb.distortion * static_cast<double>(c.w.cols());
+       }},
+      {"d_mse_upper", "TurboQuant's upper bound on D_mse, (sqrt(3)·pi/2)·4^-b, b = the quantizer's code bits",
+       Direction::lower, [](EvalContext& c) { return std::sqrt(3.0) * M_PI / 2 * std::pow(4.0, -c.quantizer.nominal_bits()); }},
+      {"d_mse_lower", "lower bound on D_mse of any b-bit quantizer, 4^-b", Direction::lower,
+       [](EvalContext& c) { return std::pow(4.0, -c.quantizer.nominal_bits()); }},
+      {"d_prod_upper", "TurboQuant's upper bound on D_prod for unit queries, (sqrt(3)·pi²/d)·4^-b, d = cols",
+       Direction::lower, [](EvalContext& c) {
+         return std::sqrt(3.0) * M_PI * M_PI / static_cast<double>(c.w.cols()) * std::pow(4.0, -c.quantizer.nominal_bits());
+       }},
+      {"d_prod_lower", "lower bound on D_prod of any b-bit quantizer for unit queries, 4^-b / d", Direction::lower,
+       [](EvalContext& c) { return std::pow(4.0, -c.quantizer.nominal_bits()) / static_cast<double>(c.w.cols()); }},
       {"bits_per_weight", "stored bits per weight: codes, scales, zero points, norms and codebooks",
        Direction::lower, [](EvalContext& c) { return c.q.bits_per_weight(); }},
       {"storage_bytes", "bytes stored for the quantized matrix", Direction::lower,

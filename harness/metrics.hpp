@@ -8,17 +8,25 @@
 
 #include "harness/data_source.hpp"
 #include "quantizers/quantized_matrix.hpp"
+#include "quantizers/quantizer.hpp"
 
 namespace tqb {
 
-enum class Direction { lower, higher, zero };  // zero: closer to 0 is better (a bias)
+// zero: closer to 0 is better (a bias); one: closer to 1 is better (a slope or ratio).
+enum class Direction { lower, higher, zero, one };
 std::string to_string(Direction d);
 
-// Statistics of e = <y, ŵ> - <y, w> over every (query y, row w) pair.
+// Statistics of the inner-product estimate over every (query y, row w) pair: a = <y, w>, â = <y, ŵ>,
+// e = â − a. Confidence intervals treat the pairs as independent (rows and queries are), so they are
+// approximate when rows are few.
 struct InnerProductErrors {
-  double mean = 0;      // bias
-  double variance = 0;  // sample variance
-  double rmse = 0;      // sqrt(mean(e^2))
+  double mean = 0;          // bias: mean(e)
+  double mean_ci95 = 0;     // half-width of its 95% interval, 1.96·sd(e)/√n
+  double variance = 0;      // sample variance of e
+  double rmse = 0;          // sqrt(mean(e²))
+  double normalized = 0;    // mean(e² / ‖w‖²): D_prod of the paper for unit queries
+  double slope = 0;         // least squares â ≈ slope·a through the origin: 1 = unbiased, 2/π for 1-bit MSE
+  double slope_ci95 = 0;    // half-width of its 95% interval
   std::size_t pairs = 0;
 };
 
@@ -26,11 +34,13 @@ struct InnerProductErrors {
 class EvalContext {
  public:
   // w, w_hat: rows x cols. queries: a function producing n x cols unit rows when first needed.
-  EvalContext(const Matrix& w, const Matrix& w_hat, const QuantizedMatrix& q, std::function<Matrix()> queries)
-      : w(w), w_hat(w_hat), q(q), make_queries_(std::move(queries)) {}
+  EvalContext(const Matrix& w, const Matrix& w_hat, const QuantizedMatrix& q, const Quantizer& quantizer,
+              std::function<Matrix()> queries)
+      : w(w), w_hat(w_hat), q(q), quantizer(quantizer), make_queries_(std::move(queries)) {}
   const Matrix& w;
   const Matrix& w_hat;
   const QuantizedMatrix& q;
+  const Quantizer& quantizer;
   const InnerProductErrors& inner_product_errors();
 
  private:

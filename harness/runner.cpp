@@ -125,7 +125,7 @@ PointResult evaluate(const ExperimentSpec& spec, const SweepPoint& p, const Matr
     Matrix w_hat(w.rows(), w.cols());
     p.quantizer->dequantize(q, w_hat.data());
     const std::uint64_t query_seed = derive_seed(spec.seed, fmt::format("queries {} {}", p.data->name, spec.queries));
-    EvalContext ctx(w, w_hat, q, [&] { return random_unit_rows(spec.queries, w.cols(), query_seed); });
+    EvalContext ctx(w, w_hat, q, *p.quantizer, [&] { return random_unit_rows(spec.queries, w.cols(), query_seed); });
     for (const auto& m : spec.metrics) r.metrics[m] = find_metric(m)->compute(ctx);
   } catch (const std::exception& e) {
     r.ok = false;

@@ -82,8 +82,11 @@ std::vector<SweepPoint> expand_sweep(const ExperimentSpec& spec) {
                                          fmt::format("{} on data {}: {}", q->name(), d->name, problem.message)));
       const std::string key = d->name + " | " + q->name();
       if (!seen.insert(key).second) continue;
-      // Seeds are kept below 2^63 so that they fit the int64 columns of the result file.
-      points.push_back({points.size(), d, q, key, derive_seed(spec.seed, key) >> 1});
+      // Every quantizer on the same data draws the same random rotations and projections (common
+      // random numbers): differences between quantizers are not rotation noise, and a rotation that
+      // takes seconds to build (Haar at d = 4096) is built once per data point. Seeds are kept below
+      // 2^63 so that they fit the int64 columns of the result file.
+      points.push_back({points.size(), d, q, key, derive_seed(spec.seed, "quantizer " + d->name) >> 1});
     }
   }
   return points;

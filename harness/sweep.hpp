@@ -23,7 +23,8 @@ struct SweepPoint {
   std::shared_ptr<const DataPoint> data;
   std::shared_ptr<const Quantizer> quantizer;
   std::string key;     // "data-name | quantizer-name": unique within a sweep
-  std::uint64_t seed;  // quantizer seed, derived from the spec seed and the key
+  std::uint64_t seed;  // quantizer seed, derived from the spec seed and the data name (shared by all
+                       // quantizers on that data: common random numbers)
 };
 
 // Cartesian product of each grid's axes, data-major (all quantizers for the first data point, then

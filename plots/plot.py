@@ -77,7 +77,8 @@ def main(argv=None):
     if not args.linear and np.all(y > 0):
         ax.set_yscale("log")
     direction = meta[args.metric].get("direction", "")
-    better = {"lower": " (lower is better)", "higher": " (higher is better)", "zero": " (closer to 0 is better)"}
+    better = {"lower": " (lower is better)", "higher": " (higher is better)", "zero": " (closer to 0 is better)",
+              "one": " (closer to 1 is better)"}
     ax.set_xlabel(args.x.replace("_", " "))
     ax.set_ylabel(args.metric + better.get(direction, ""))
     commit = str(attrs.get("git_commit", "?"))[:10]

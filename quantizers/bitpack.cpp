@@ -1,5 +1,6 @@
 #include "quantizers/bitpack.hpp"
 
+#include <algorithm>
 #include <cstring>
 
 namespace tqb {
@@ -23,6 +24,16 @@ void pack_codes(const std::uint8_t* codes, std::size_t n, int bits, std::uint8_t
     }
   }
   if (filled > 0) out[o++] = static_cast<std::uint8_t>(acc);
+}
+
+void pack_codes_parallel(const std::uint8_t* codes, std::size_t n, int bits, std::uint8_t* out) {
+  constexpr std::size_t kChunk = std::size_t{1} << 16;  // codes per task, a multiple of 8
+  const std::size_t chunks = (n + kChunk - 1) / kChunk;
+#pragma omp parallel for schedule(static)
+  for (std::ptrdiff_t c = 0; c < static_cast<std::ptrdiff_t>(chunks); ++c) {
+    const std::size_t first = c * kChunk, len = std::min(kChunk, n - first);
+    pack_codes(codes + first, len, bits, out + first * bits / 8);
+  }
 }
 
 void unpack_codes_range(const std::uint8_t* packed, std::size_t first, std::size_t n, int bits,

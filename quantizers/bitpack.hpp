@@ -20,6 +20,10 @@ static_assert(packed_size(128, 4) == 64 && packed_size(7, 1) == 1 && packed_size
 // codes: n values, each < 2^bits. out: packed_size(n, bits) bytes (fully written, padding zeroed).
 void pack_codes(const std::uint8_t* codes, std::size_t n, int bits, std::uint8_t* out);
 
+// As pack_codes, split over threads in chunks of a multiple of 8 codes (8 codes of b bits are b
+// whole bytes, so every chunk starts on a byte boundary).
+void pack_codes_parallel(const std::uint8_t* codes, std::size_t n, int bits, std::uint8_t* out);
+
 // packed: packed_size(n, bits) bytes. codes: n values written.
 void unpack_codes(const std::uint8_t* packed, std::size_t n, int bits, std::uint8_t* codes);
 

@@ -36,6 +36,10 @@ class Quantizer {
   virtual QuantizedMatrix quantize(const float* w, std::size_t rows, std::size_t cols,
                                    std::uint64_t seed) const = 0;
 
+  // Bits per weight of the codes alone (no side data): b for a b-bit quantizer, m/d for a QJL sketch,
+  // the sum over passes for a residual stack. The "b" of the paper's bounds.
+  virtual double nominal_bits() const = 0;
+
   // The reference dequantizer. out: q.rows*q.cols floats, row-major.
   virtual void dequantize(const QuantizedMatrix& q, float* out) const = 0;
 

@@ -4,13 +4,20 @@
 
 #include "common/error.hpp"
 #include "common/suggest.hpp"
+#include "quantizers/qjl.hpp"
+#include "quantizers/residual.hpp"
 #include "quantizers/rtn.hpp"
+#include "quantizers/turboquant.hpp"
 
 namespace tqb {
 
 const std::vector<QuantizerFamily>& quantizer_families() {
   // To add a quantizer: write quantizers/<name>.{hpp,cpp} with a `<name>_family()` and list it here.
   static const std::vector<QuantizerFamily> families{
+      turboquant_family(),
+      turboquant_prod_family(),
+      qjl_family(),
+      residual_family(),
       rtn_family(),
   };
   return families;

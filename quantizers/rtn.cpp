@@ -7,6 +7,7 @@
 
 #include "common/error.hpp"
 #include "quantizers/bitpack.hpp"
+#include "quantizers/weight_groups.hpp"
 
 namespace tqb {
 namespace {
@@ -21,12 +22,10 @@ class RtnQuantizer final : public Quantizer {
         scale_format_(*parse_float_format(get_str(p, "scale"))) {}
 
   ShapeProblem check_shape(std::size_t rows, std::size_t cols) const override {
-    if (rows == 0 || cols == 0) return {"", "the matrix is empty"};
-    if (group_ != 0 && cols % group_ != 0)
-      return {"group", fmt::format("group size {} does not divide the {} columns; use a divisor of {} or 'row'",
-                                   group_, cols, cols)};
-    return {};
+    return check_group_shape(static_cast<std::int64_t>(group_), rows, cols);
   }
+
+  double nominal_bits() const override { return bits_; }
 
   QuantizedMatrix quantize(const float* w, std::size_t rows, std::size_t cols, std::uint64_t seed) const override {
     const std::size_t g = group_size(cols);
@@ -147,10 +146,8 @@ QuantizerFamily rtn_family() {
   using K = ParamSpec::Kind;
   ParamSchema schema({
       {.name = "bits", .kind = K::integer, .default_value = std::int64_t{4},
-       .description = "bits per code", .min = 2, .max = 8},
-      {.name = "group", .kind = K::integer, .default_value = std::int64_t{128},
-       .description = "input columns sharing one scale; 'row' = the whole row", .min = 4, .max = 1 << 20,
-       .aliases = {{"row", 0}}, .power_of_two = true},
+       .description = "bits per code (mode=sym needs 2 or more)", .min = 1, .max = 8},
+      group_param(128),
       {.name = "mode", .kind = K::choice, .default_value = std::string("sym"),
        .description = "sym: absmax scale, levels -qmax..qmax; asym: min/max scale and minimum",
        .choices = {"sym", "asym"}},
@@ -158,7 +155,12 @@ QuantizerFamily rtn_family() {
        .description = "storage format of scales and minimums", .choices = float_format_names()},
   });
   return {"rtn", "round-to-nearest on a uniform grid per group (symmetric absmax or asymmetric min/max)",
-          std::move(schema), [](const Params& p) { return std::make_unique<RtnQuantizer>(p); }};
+          std::move(schema), [](const Params& p) -> std::unique_ptr<Quantizer> {
+            if (get_str(p, "mode") == "sym" && get_int(p, "bits") < 2)
+              throw InputError("rtn: mode=sym needs bits >= 2 (its levels are -qmax..qmax with qmax = 2^(bits-1) - 1); "
+                               "use mode=asym for 1 bit");
+            return std::make_unique<RtnQuantizer>(p);
+          }};
 }
 
 }  // namespace tqb

@@ -86,7 +86,7 @@ TEST_CASE("bad quantizer names are rejected with what is valid") {
   CHECK(message("rnt(bits=4)").find("did you mean 'rtn'") != std::string::npos);
   CHECK(message("rtn(bitz=4)").find("did you mean 'bits'") != std::string::npos);
   CHECK(message("rtn(bits=9)").find("out of range") != std::string::npos);
-  CHECK(message("rtn(bits=four)").find("expected an integer from 2 to 8") != std::string::npos);
+  CHECK(message("rtn(bits=four)").find("expected an integer from 1 to 8") != std::string::npos);
   CHECK(message("rtn(group=100)").find("not a power of two") != std::string::npos);
   CHECK(message("rtn(mode=symm)").find("did you mean 'sym'") != std::string::npos);
   CHECK(message("rtn(bits=4").find("missing ')'") != std::string::npos);

@@ -51,7 +51,7 @@ TEST_CASE("a spec expands to the Cartesian product, data-major, without duplicat
   for (std::size_t i = 0; i < points.size(); ++i) CHECK(points[i].index == i);
 }
 
-TEST_CASE("seeds derive from the spec seed and the point, not from its position") {
+TEST_CASE("seeds derive from the spec seed and the data, not from the position in the sweep") {
   const auto a = expand_sweep(parse_spec(kSpec, "t.yaml"));
   std::string reordered = kSpec;
   reordered.replace(reordered.find("bits: [2, 4, 8]"), 15, "bits: [8, 4, 2]");
@@ -67,6 +67,8 @@ TEST_CASE("seeds derive from the spec seed and the point, not from its position"
   reseeded.replace(reseeded.find("seed: 3"), 7, "seed: 4");
   CHECK(expand_sweep(parse_spec(reseeded, "t.yaml"))[0].seed != a[0].seed);
   CHECK(a[0].seed < (std::uint64_t{1} << 63));
+  CHECK(a[0].seed == a[1].seed);           // same data: common random numbers
+  CHECK(a[0].seed != a.back().seed);       // other data: another seed
 }
 
 TEST_CASE("spec errors name file, line, column, key and what is valid") {
@@ -75,7 +77,7 @@ TEST_CASE("spec errors name file, line, column, key and what is valid") {
         "t.yaml:5:5: error: key 'quantizers[0].bitz': unknown key (did you mean 'bits'?); valid keys here: family, "
         "bits, group, mode, scale");
   CHECK(error_of(base + "quantizers:\n  - family: rtn\n    bits: four\n") ==
-        "t.yaml:5:11: error: key 'quantizers[0].bits': expected an integer from 2 to 8, found 'four'");
+        "t.yaml:5:11: error: key 'quantizers[0].bits': expected an integer from 1 to 8, found 'four'");
   CHECK(error_of(base + "quantizers:\n  - family: rtn\n    group: 128\n")
             .starts_with("t.yaml:5:5: error: key 'quantizers[0].group': rtn(bits=4,group=128,mode=sym,scale=fp16) on "
                          "data gaussian(rows=4,cols=64,std=1): group size 128 does not divide the 64 columns"));

@@ -1,0 +1,114 @@
+#include "quantizers/qjl.hpp"
+
+#include <Eigen/Core>
+#include <cmath>
+
+#include "common/float_format.hpp"
+#include "quantizers/bitpack.hpp"
+#include "quantizers/rotation.hpp"
+#include "quantizers/weight_groups.hpp"
+
+namespace tqb {
+namespace {
+
+using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using ConstStrided = Eigen::Map<const RowMatrix, 0, Eigen::OuterStride<>>;
+using Strided = Eigen::Map<RowMatrix, 0, Eigen::OuterStride<>>;
+
+class Qjl final : public Quantizer {
+ public:
+  explicit Qjl(const Params& p)
+      : Quantizer("qjl", p),
+        sketch_(get_int(p, "sketch")),
+        group_(get_int(p, "group")),
+        norm_format_(*parse_float_format(get_str(p, "norm"))) {}
+
+  ShapeProblem check_shape(std::size_t rows, std::size_t cols) const override {
+    return check_group_shape(group_, rows, cols);
+  }
+
+  // m/g; with the default sketch (m = g) one bit per weight. Only known per shape for sketch != d,
+  // so report the ratio for the default and m over the group when the group is fixed.
+  double nominal_bits() const override {
+    if (sketch_ == 0) return 1.0;
+    return group_ == 0 ? NAN : static_cast<double>(sketch_) / static_cast<double>(group_);
+  }
+
+  QuantizedMatrix quantize(const float* w, std::size_t rows, std::size_t cols, std::uint64_t seed) const override {
+    const std::size_t g = group_width(group_, cols), groups = cols / g, m = sketch_width(g);
+    const std::size_t nb = bytes_of(norm_format_);
+    QuantizedMatrix q;
+    q.rows = rows;
+    q.cols = cols;
+    q.format = name();
+    q.seed = seed;
+    q.code_bits = 1;
+    q.side_format = norm_format_;
+    q.scales.resize(rows * groups * nb);
+    std::vector<std::uint8_t> signs(rows * groups * m);
+    for (std::size_t j = 0; j < groups; ++j) {
+      const auto s = projection(m, g, seed, j);
+      const Eigen::Map<const RowMatrix> S(s->data(), m, g);
+      const ConstStrided V(w + j * g, rows, g, Eigen::OuterStride<>(cols));
+      const RowMatrix P = V * S.transpose();  // rows x m: S v for every row
+#pragma omp parallel for schedule(static)
+      for (std::ptrdiff_t r = 0; r < static_cast<std::ptrdiff_t>(rows); ++r) {
+        const double n2 = V.row(r).cast<double>().squaredNorm();
+        store_float(norm_format_, static_cast<float>(std::sqrt(n2)), q.scales.data() + (r * groups + j) * nb);
+        std::uint8_t* out = signs.data() + (r * groups + j) * m;
+        for (std::size_t k = 0; k < m; ++k) out[k] = P(r, k) >= 0.0f;
+      }
+    }
+    q.codes.resize(packed_size(signs.size(), 1));
+    pack_codes_parallel(signs.data(), signs.size(), 1, q.codes.data());
+    return q;
+  }
+
+  void dequantize(const QuantizedMatrix& q, float* out) const override {
+    const std::size_t g = group_width(group_, q.cols), groups = q.cols / g, m = sketch_width(g);
+    const std::size_t nb = bytes_of(q.side_format);
+    std::vector<std::uint8_t> bits(q.rows * groups * m);
+    unpack_codes(q.codes.data(), bits.size(), 1, bits.data());
+    const float c = static_cast<float>(std::sqrt(M_PI / 2.0) / static_cast<double>(m));
+    for (std::size_t j = 0; j < groups; ++j) {
+      const auto s = projection(m, g, q.seed, j);
+      const Eigen::Map<const RowMatrix> S(s->data(), m, g);
+      RowMatrix z(q.rows, m);  // ±γ·√(π/2)/m per sketch bit
+#pragma omp parallel for schedule(static)
+      for (std::ptrdiff_t r = 0; r < static_cast<std::ptrdiff_t>(q.rows); ++r) {
+        const float gamma = load_float(q.side_format, q.scales.data() + (r * groups + j) * nb) * c;
+        const std::uint8_t* b = bits.data() + (r * groups + j) * m;
+        for (std::size_t k = 0; k < m; ++k) z(r, k) = b[k] ? gamma : -gamma;
+      }
+      Strided(out + j * g, q.rows, g, Eigen::OuterStride<>(q.cols)) = z * S;
+    }
+  }
+
+ private:
+  std::size_t sketch_width(std::size_t g) const { return sketch_ == 0 ? g : static_cast<std::size_t>(sketch_); }
+  static std::shared_ptr<const std::vector<float>> projection(std::size_t m, std::size_t g, std::uint64_t seed,
+                                                               std::size_t j) {
+    return cached_gaussian_matrix(m, g, group_seed(seed, "qjl", j));
+  }
+
+  std::int64_t sketch_;  // 0 = the group dimension
+  std::int64_t group_;
+  FloatFormat norm_format_;
+};
+
+}  // namespace
+
+QuantizerFamily qjl_family() {
+  using K = ParamSpec::Kind;
+  ParamSchema schema({
+      {.name = "sketch", .kind = K::integer, .default_value = std::int64_t{0},
+       .description = "sketch size m (sign bits per group); 'd' = the group dimension", .min = 1, .max = 1 << 16,
+       .aliases = {{"d", 0}}},
+      group_param(0),
+      norm_param(),
+  });
+  return {"qjl", "QJL: 1-bit signs of a Gaussian projection plus the norm, per group (unbiased inner products)",
+          std::move(schema), [](const Params& p) { return std::make_unique<Qjl>(p); }};
+}
+
+}  // namespace tqb

@@ -1,0 +1,201 @@
+#include "quantizers/rotation.hpp"
+
+#include <Eigen/Dense>
+#include <cmath>
+#include <list>
+#include <map>
+#include <mutex>
+#include <stdexcept>
+#include <tuple>
+
+#include "common/rng.hpp"
+
+namespace tqb {
+
+std::string to_string(RotationKind k) {
+  switch (k) {
+    case RotationKind::none: return "none";
+    case RotationKind::haar: return "haar";
+    case RotationKind::hadamard: return "hadamard";
+  }
+  return "?";
+}
+
+const std::vector<std::string>& rotation_kind_names() {
+  static const std::vector<std::string> names{"haar", "hadamard", "none"};
+  return names;
+}
+
+RotationKind parse_rotation_kind(const std::string& s) {
+  if (s == "haar") return RotationKind::haar;
+  if (s == "hadamard") return RotationKind::hadamard;
+  if (s == "none") return RotationKind::none;
+  throw std::invalid_argument("unknown rotation '" + s + "'");
+}
+
+void fwht(float* x, std::size_t n) {
+  for (std::size_t h = 1; h < n; h *= 2)
+    for (std::size_t i = 0; i < n; i += 2 * h)
+      for (std::size_t j = i; j < i + h; ++j) {
+        const float a = x[j], b = x[j + h];
+        x[j] = a + b;
+        x[j + h] = a - b;
+      }
+}
+
+namespace {
+
+using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using StridedMap = Eigen::Map<RowMatrix, 0, Eigen::OuterStride<>>;
+
+class IdentityRotation final : public Rotation {
+ public:
+  using Rotation::Rotation;
+  RotationKind kind() const override { return RotationKind::none; }
+  void forward(float*, std::size_t, std::size_t) const override {}
+  void inverse(float*, std::size_t, std::size_t) const override {}
+};
+
+class HaarRotation final : public Rotation {
+ public:
+  HaarRotation(std::size_t d, std::uint64_t seed) : Rotation(d) {
+    Rng rng(seed);
+    Eigen::MatrixXd g(d, d);
+    for (Eigen::Index j = 0; j < g.cols(); ++j)
+      for (Eigen::Index i = 0; i < g.rows(); ++i) g(i, j) = rng.normal();
+    Eigen::HouseholderQR<Eigen::MatrixXd> qr(g);
+    Eigen::MatrixXd q = qr.householderQ();
+    const auto& r = qr.matrixQR();
+    for (Eigen::Index j = 0; j < q.cols(); ++j)
+      if (r(j, j) < 0) q.col(j) = -q.col(j);
+    q_ = q.cast<float>();
+  }
+  RotationKind kind() const override { return RotationKind::haar; }
+  void forward(float* x, std::size_t n, std::size_t stride) const override {
+    StridedMap m(x, n, dim(), Eigen::OuterStride<>(stride));
+    RowMatrix y = m * q_.transpose();  // rows x_iᵀ Qᵀ = (Q x_i)ᵀ
+    m = y;
+  }
+  void inverse(float* x, std::size_t n, std::size_t stride) const override {
+    StridedMap m(x, n, dim(), Eigen::OuterStride<>(stride));
+    RowMatrix y = m * q_;
+    m = y;
+  }
+
+ private:
+  RowMatrix q_;  // d x d, orthogonal
+};
+
+class HadamardRotation final : public Rotation {
+ public:
+  HadamardRotation(std::size_t d, std::uint64_t seed) : Rotation(d), signs_(d) {
+    Rng rng(seed);
+    for (auto& s : signs_) s = (rng.next_u64() >> 63) ? -1.0f : 1.0f;
+    for (std::size_t left = d, start = 0; left > 0;) {
+      std::size_t block = std::size_t{1} << (63 - __builtin_clzll(left));
+      blocks_.push_back({start, block});
+      start += block;
+      left -= block;
+    }
+  }
+  RotationKind kind() const override { return RotationKind::hadamard; }
+  void forward(float* x, std::size_t n, std::size_t stride) const override {
+    for (std::ptrdiff_t i = 0; i < static_cast<std::ptrdiff_t>(n); ++i) {
+      float* v = x + i * stride;
+      for (std::size_t k = 0; k < dim(); ++k) v[k] *= signs_[k];
+      for (const auto& [start, len] : blocks_) {
+        fwht(v + start, len);
+        const float s = 1.0f / std::sqrt(static_cast<float>(len));
+        for (std::size_t k = start; k < start + len; ++k) v[k] *= s;
+      }
+    }
+  }
+  void inverse(float* x, std::size_t n, std::size_t stride) const override {
+    // H is symmetric and (H/√L)² = I, so Πᵀ = D H / √L: transform first, then the signs.
+    for (std::ptrdiff_t i = 0; i < static_cast<std::ptrdiff_t>(n); ++i) {
+      float* v = x + i * stride;
+      for (const auto& [start, len] : blocks_) {
+        fwht(v + start, len);
+        const float s = 1.0f / std::sqrt(static_cast<float>(len));
+        for (std::size_t k = start; k < start + len; ++k) v[k] *= s;
+      }
+      for (std::size_t k = 0; k < dim(); ++k) v[k] *= signs_[k];
+    }
+  }
+
+ private:
+  std::vector<float> signs_;
+  std::vector<std::pair<std::size_t, std::size_t>> blocks_;  // (start, power-of-two length)
+};
+
+// A small LRU cache of immutable objects keyed by (tag, a, b, seed), bounded in bytes.
+template <class T>
+class SharedCache {
+ public:
+  using Key = std::tuple<int, std::size_t, std::size_t, std::uint64_t>;
+  template <class Make>
+  std::shared_ptr<const T> get(const Key& key, std::size_t bytes, Make make) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      auto it = index_.find(key);
+      if (it != index_.end()) {
+        order_.splice(order_.begin(), order_, it->second);
+        return it->second->value;
+      }
+    }
+    std::shared_ptr<const T> value = make();  // built outside the lock: may take seconds
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (index_.count(key)) return index_[key]->value;
+    order_.push_front({key, value, bytes});
+    index_[key] = order_.begin();
+    total_ += bytes;
+    while (total_ > kBudget && order_.size() > 1) {
+      total_ -= order_.back().bytes;
+      index_.erase(order_.back().key);
+      order_.pop_back();
+    }
+    return value;
+  }
+
+ private:
+  static constexpr std::size_t kBudget = std::size_t{512} << 20;
+  struct Entry {
+    Key key;
+    std::shared_ptr<const T> value;
+    std::size_t bytes;
+  };
+  std::mutex mutex_;
+  std::list<Entry> order_;
+  std::map<Key, typename std::list<Entry>::iterator> index_;
+  std::size_t total_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<Rotation> make_rotation(RotationKind kind, std::size_t dim, std::uint64_t seed) {
+  switch (kind) {
+    case RotationKind::none: return std::make_unique<IdentityRotation>(dim);
+    case RotationKind::haar: return std::make_unique<HaarRotation>(dim, seed);
+    case RotationKind::hadamard: return std::make_unique<HadamardRotation>(dim, seed);
+  }
+  return nullptr;
+}
+
+std::shared_ptr<const Rotation> cached_rotation(RotationKind kind, std::size_t dim, std::uint64_t seed) {
+  static SharedCache<Rotation> cache;
+  const std::size_t bytes = kind == RotationKind::haar ? dim * dim * sizeof(float) : dim * sizeof(float);
+  return cache.get({static_cast<int>(kind), dim, 0, seed}, bytes,
+                   [&] { return std::shared_ptr<const Rotation>(make_rotation(kind, dim, seed)); });
+}
+
+std::shared_ptr<const std::vector<float>> cached_gaussian_matrix(std::size_t m, std::size_t d, std::uint64_t seed) {
+  static SharedCache<std::vector<float>> cache;
+  return cache.get({0, m, d, seed}, m * d * sizeof(float), [&] {
+    auto s = std::make_shared<std::vector<float>>(m * d);
+    Rng rng(seed);
+    for (auto& x : *s) x = static_cast<float>(rng.normal());
+    return std::shared_ptr<const std::vector<float>>(s);
+  });
+}
+
+}  // namespace tqb

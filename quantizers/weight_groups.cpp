@@ -1,0 +1,50 @@
+#include "quantizers/weight_groups.hpp"
+
+#include <fmt/format.h>
+
+#include "common/float_format.hpp"
+#include "common/rng.hpp"
+#include "quantizers/rotation.hpp"
+
+namespace tqb {
+
+using K = ParamSpec::Kind;
+
+ParamSpec group_param(std::int64_t default_group) {
+  return {.name = "group", .kind = K::integer, .default_value = default_group,
+          .description = "input columns per group (one scale or norm each)", .min = 4, .max = 1 << 20,
+          .aliases = {{"row", 0}}, .power_of_two = true};
+}
+
+ParamSpec norm_param() {
+  return {.name = "norm", .kind = K::choice, .default_value = std::string("fp32"),
+          .description = "storage format of each group's L2 norm", .choices = float_format_names()};
+}
+
+ParamSpec rotation_param() {
+  return {.name = "rotation", .kind = K::choice, .default_value = std::string("haar"),
+          .description = "random rotation per group: haar (QR of a Gaussian), hadamard (random signs + "
+                         "Walsh-Hadamard), none",
+          .choices = rotation_kind_names()};
+}
+
+ParamSpec codebook_param() {
+  return {.name = "codebook", .kind = K::choice, .default_value = std::string("beta"),
+          .description = "Lloyd-Max codebook: beta (exact density of a unit vector's coordinate in d = group "
+                         "dimensions) or gaussian (N(0,1), scaled by 1/sqrt(d))",
+          .choices = {"beta", "gaussian"}};
+}
+
+ShapeProblem check_group_shape(std::int64_t group, std::size_t rows, std::size_t cols) {
+  if (rows == 0 || cols == 0) return {"", "the matrix is empty"};
+  if (group != 0 && cols % static_cast<std::size_t>(group) != 0)
+    return {"group", fmt::format("group size {} does not divide the {} columns; use a divisor of {} or 'row'", group,
+                                 cols, cols)};
+  return {};
+}
+
+std::uint64_t group_seed(std::uint64_t seed, const char* use, std::size_t j) {
+  return derive_seed(seed, fmt::format("{} group {}", use, j));
+}
+
+}  // namespace tqb

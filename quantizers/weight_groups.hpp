@@ -1,0 +1,32 @@
+#pragma once
+// Weight mode, shared by every family: each row (output channel) is split into groups of g input
+// columns ("group": a power of two, or 0 = the whole row); per-group side data (scales, norms) is
+// stored [rows][groups] in a FloatFormat. Also the parameter specs several families share, so a
+// parameter means the same thing (and validates the same way) everywhere.
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "quantizers/params.hpp"
+#include "quantizers/quantizer.hpp"
+
+namespace tqb {
+
+ParamSpec group_param(std::int64_t default_group);  // "group": power of two >= 4, or row (= 0)
+ParamSpec norm_param();                             // "norm": fp32 | fp16 | bf16, storage of group norms
+ParamSpec rotation_param();                         // "rotation": haar | hadamard | none
+ParamSpec codebook_param();                         // "codebook": beta | gaussian
+
+// Group width for a row of `cols` columns (group 0 = the whole row).
+inline std::size_t group_width(std::int64_t group, std::size_t cols) {
+  return group == 0 ? cols : static_cast<std::size_t>(group);
+}
+
+// Problem with `group` for a rows x cols matrix, or an empty message.
+ShapeProblem check_group_shape(std::int64_t group, std::size_t rows, std::size_t cols);
+
+// Seed of group j's randomness (rotation, projection), labelled so that different uses never share
+// a stream.
+std::uint64_t group_seed(std::uint64_t seed, const char* use, std::size_t j);
+
+}  // namespace tqb
