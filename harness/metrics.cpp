@@ -104,21 +104,21 @@ const std::vector<Metric>& metrics() {
       {"d_mse_lloyd_max", "d · Lloyd-Max distortion of the beta codebook for d = cols at the quantizer's bits "
                           "(what turboquant's d_mse should reach)", Direction::lower,
        [](EvalContext& c) {
-         const double b = c.quantizer.nominal_bits();
+         const double b = c.quantizer.nominal_bits(static_cast<std::size_t>(c.w.cols()));
          if (b != std::floor(b) || b < 1 || b > 8 || c.w.cols() < 2) return std::nan("");
          const auto& cb = lloyd_max_codebook(CodebookDistribution::beta, static_cast<int>(c.w.cols()), static_cast<int>(b));
          return cb.distortion * static_cast<double>(c.w.cols());
        }},
       {"d_mse_upper", "TurboQuant's upper bound on D_mse, (sqrt(3)·pi/2)·4^-b, b = the quantizer's code bits",
-       Direction::lower, [](EvalContext& c) { return std::sqrt(3.0) * M_PI / 2 * std::pow(4.0, -c.quantizer.nominal_bits()); }},
+       Direction::lower, [](EvalContext& c) { return std::sqrt(3.0) * M_PI / 2 * std::pow(4.0, -c.quantizer.nominal_bits(static_cast<std::size_t>(c.w.cols()))); }},
       {"d_mse_lower", "lower bound on D_mse of any b-bit quantizer, 4^-b", Direction::lower,
-       [](EvalContext& c) { return std::pow(4.0, -c.quantizer.nominal_bits()); }},
+       [](EvalContext& c) { return std::pow(4.0, -c.quantizer.nominal_bits(static_cast<std::size_t>(c.w.cols()))); }},
       {"d_prod_upper", "TurboQuant's upper bound on D_prod for unit queries, (sqrt(3)·pi²/d)·4^-b, d = cols",
        Direction::lower, [](EvalContext& c) {
-         return std::sqrt(3.0) * M_PI * M_PI / static_cast<double>(c.w.cols()) * std::pow(4.0, -c.quantizer.nominal_bits());
+         return std::sqrt(3.0) * M_PI * M_PI / static_cast<double>(c.w.cols()) * std::pow(4.0, -c.quantizer.nominal_bits(static_cast<std::size_t>(c.w.cols())));
        }},
       {"d_prod_lower", "lower bound on D_prod of any b-bit quantizer for unit queries, 4^-b / d", Direction::lower,
-       [](EvalContext& c) { return std::pow(4.0, -c.quantizer.nominal_bits()) / static_cast<double>(c.w.cols()); }},
+       [](EvalContext& c) { return std::pow(4.0, -c.quantizer.nominal_bits(static_cast<std::size_t>(c.w.cols()))) / static_cast<double>(c.w.cols()); }},
       {"bits_per_weight", "stored bits per weight: codes, scales, zero points, norms and codebooks",
        Direction::lower, [](EvalContext& c) { return c.q.bits_per_weight(); }},
       {"storage_bytes", "bytes stored for the quantized matrix", Direction::lower,

@@ -27,11 +27,10 @@ class Qjl final : public Quantizer {
     return check_group_shape(group_, rows, cols);
   }
 
-  // m/g; with the default sketch (m = g) one bit per weight. Only known per shape for sketch != d,
-  // so report the ratio for the default and m over the group when the group is fixed.
-  double nominal_bits() const override {
-    if (sketch_ == 0) return 1.0;
-    return group_ == 0 ? NAN : static_cast<double>(sketch_) / static_cast<double>(group_);
+  // m/g: k for a sketch of k·d, m/g for an absolute sketch.
+  double nominal_bits(std::size_t cols) const override {
+    const std::size_t g = group_width(group_, cols);
+    return static_cast<double>(sketch_width(g)) / static_cast<double>(g);
   }
 
   QuantizedMatrix quantize(const float* w, std::size_t rows, std::size_t cols, std::uint64_t seed) const override {
@@ -85,13 +84,15 @@ class Qjl final : public Quantizer {
   }
 
  private:
-  std::size_t sketch_width(std::size_t g) const { return sketch_ == 0 ? g : static_cast<std::size_t>(sketch_); }
+  std::size_t sketch_width(std::size_t g) const {
+    return sketch_ < 0 ? static_cast<std::size_t>(-sketch_) * g : static_cast<std::size_t>(sketch_);
+  }
   static std::shared_ptr<const std::vector<float>> projection(std::size_t m, std::size_t g, std::uint64_t seed,
                                                                std::size_t j) {
     return cached_gaussian_matrix(m, g, group_seed(seed, "qjl", j));
   }
 
-  std::int64_t sketch_;  // 0 = the group dimension
+  std::int64_t sketch_;  // > 0: m; -k: m = k·g (aliases d, 2d, ..., 8d)
   std::int64_t group_;
   FloatFormat norm_format_;
 };
@@ -101,9 +102,11 @@ class Qjl final : public Quantizer {
 QuantizerFamily qjl_family() {
   using K = ParamSpec::Kind;
   ParamSchema schema({
-      {.name = "sketch", .kind = K::integer, .default_value = std::int64_t{0},
-       .description = "sketch size m (sign bits per group); 'd' = the group dimension", .min = 1, .max = 1 << 16,
-       .aliases = {{"d", 0}}},
+      {.name = "sketch", .kind = K::integer, .default_value = std::int64_t{-1},
+       .description = "sketch size m (sign bits per group); 'd', '2d', ... = multiples of the group dimension "
+                      "(m/d bits per weight)",
+       .min = 1, .max = 1 << 16,
+       .aliases = {{"d", -1}, {"2d", -2}, {"3d", -3}, {"4d", -4}, {"5d", -5}, {"6d", -6}, {"7d", -7}, {"8d", -8}}},
       group_param(0),
       norm_param(),
   });

@@ -37,8 +37,8 @@ class Quantizer {
                                    std::uint64_t seed) const = 0;
 
   // Bits per weight of the codes alone (no side data): b for a b-bit quantizer, m/d for a QJL sketch,
-  // the sum over passes for a residual stack. The "b" of the paper's bounds.
-  virtual double nominal_bits() const = 0;
+  // the sum over passes for a residual stack, for a matrix of `cols` columns. The "b" of the paper's bounds.
+  virtual double nominal_bits(std::size_t cols) const = 0;
 
   // The reference dequantizer. out: q.rows*q.cols floats, row-major.
   virtual void dequantize(const QuantizedMatrix& q, float* out) const = 0;

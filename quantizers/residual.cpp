@@ -24,9 +24,9 @@ class ResidualStack final : public Quantizer {
     return {};
   }
 
-  double nominal_bits() const override {
+  double nominal_bits(std::size_t cols) const override {
     double b = 0;
-    for (const auto& p : passes_) b += p->nominal_bits();
+    for (const auto& p : passes_) b += p->nominal_bits(cols);
     return b;
   }
 

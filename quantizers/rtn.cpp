@@ -25,7 +25,7 @@ class RtnQuantizer final : public Quantizer {
     return check_group_shape(static_cast<std::int64_t>(group_), rows, cols);
   }
 
-  double nominal_bits() const override { return bits_; }
+  double nominal_bits(std::size_t cols) const override { return bits_; }
 
   QuantizedMatrix quantize(const float* w, std::size_t rows, std::size_t cols, std::uint64_t seed) const override {
     const std::size_t g = group_size(cols);

@@ -57,7 +57,7 @@ class TurboQuantMse final : public Quantizer {
     return p;
   }
 
-  double nominal_bits() const override { return bits_; }
+  double nominal_bits(std::size_t cols) const override { return bits_; }
 
   QuantizedMatrix quantize(const float* w, std::size_t rows, std::size_t cols, std::uint64_t seed) const override {
     const std::size_t g = group_width(group_, cols), groups = cols / g, nb = bytes_of(norm_format_);
