@@ -5,27 +5,6 @@
 
 namespace tqb {
 
-void pack_codes(const std::uint8_t* codes, std::size_t n, int bits, std::uint8_t* out) {
-  if (bits == 8) {
-    std::memcpy(out, codes, n);
-    return;
-  }
-  const std::uint32_t mask = (1u << bits) - 1u;
-  std::uint64_t acc = 0;
-  int filled = 0;
-  std::size_t o = 0;
-  for (std::size_t i = 0; i < n; ++i) {
-    acc |= static_cast<std::uint64_t>(codes[i] & mask) << filled;
-    filled += bits;
-    while (filled >= 8) {
-      out[o++] = static_cast<std::uint8_t>(acc);
-      acc >>= 8;
-      filled -= 8;
-    }
-  }
-  if (filled > 0) out[o++] = static_cast<std::uint8_t>(acc);
-}
-
 void pack_codes_parallel(const std::uint8_t* codes, std::size_t n, int bits, std::uint8_t* out) {
   constexpr std::size_t kChunk = std::size_t{1} << 16;  // codes per task, a multiple of 8
   const std::size_t chunks = (n + kChunk - 1) / kChunk;

@@ -9,6 +9,7 @@
 #include <tuple>
 
 #include "common/rng.hpp"
+#include "common/simd.hpp"
 
 namespace tqb {
 
@@ -33,15 +34,7 @@ RotationKind parse_rotation_kind(const std::string& s) {
   throw std::invalid_argument("unknown rotation '" + s + "'");
 }
 
-void fwht(float* x, std::size_t n) {
-  for (std::size_t h = 1; h < n; h *= 2)
-    for (std::size_t i = 0; i < n; i += 2 * h)
-      for (std::size_t j = i; j < i + h; ++j) {
-        const float a = x[j], b = x[j + h];
-        x[j] = a + b;
-        x[j + h] = a - b;
-      }
-}
+void fwht(float* x, std::size_t n) { fwht_inline(x, n); }
 
 namespace {
 
@@ -88,44 +81,30 @@ class HaarRotation final : public Rotation {
 
 class HadamardRotation final : public Rotation {
  public:
-  HadamardRotation(std::size_t d, std::uint64_t seed) : Rotation(d), signs_(d) {
+  HadamardRotation(std::size_t d, std::uint64_t seed) : Rotation(d) {
     Rng rng(seed);
-    for (auto& s : signs_) s = (rng.next_u64() >> 63) ? -1.0f : 1.0f;
+    plan_.signs.resize(d);
+    for (auto& s : plan_.signs) s = (rng.next_u64() >> 63) ? -1.0f : 1.0f;
     for (std::size_t left = d, start = 0; left > 0;) {
       std::size_t block = std::size_t{1} << (63 - __builtin_clzll(left));
-      blocks_.push_back({start, block});
+      plan_.blocks.push_back({start, block});
       start += block;
       left -= block;
     }
   }
   RotationKind kind() const override { return RotationKind::hadamard; }
-  void forward(float* x, std::size_t n, std::size_t stride) const override {
-    for (std::ptrdiff_t i = 0; i < static_cast<std::ptrdiff_t>(n); ++i) {
-      float* v = x + i * stride;
-      for (std::size_t k = 0; k < dim(); ++k) v[k] *= signs_[k];
-      for (const auto& [start, len] : blocks_) {
-        fwht(v + start, len);
-        const float s = 1.0f / std::sqrt(static_cast<float>(len));
-        for (std::size_t k = start; k < start + len; ++k) v[k] *= s;
-      }
-    }
-  }
-  void inverse(float* x, std::size_t n, std::size_t stride) const override {
-    // H is symmetric and (H/√L)² = I, so Πᵀ = D H / √L: transform first, then the signs.
-    for (std::ptrdiff_t i = 0; i < static_cast<std::ptrdiff_t>(n); ++i) {
-      float* v = x + i * stride;
-      for (const auto& [start, len] : blocks_) {
-        fwht(v + start, len);
-        const float s = 1.0f / std::sqrt(static_cast<float>(len));
-        for (std::size_t k = start; k < start + len; ++k) v[k] *= s;
-      }
-      for (std::size_t k = 0; k < dim(); ++k) v[k] *= signs_[k];
-    }
-  }
+  const HadamardPlan* hadamard_plan() const override { return &plan_; }
+  void forward(float* x, std::size_t n, std::size_t stride) const override { apply(x, n, stride, true); }
+  void inverse(float* x, std::size_t n, std::size_t stride) const override { apply(x, n, stride, false); }
 
  private:
-  std::vector<float> signs_;
-  std::vector<std::pair<std::size_t, std::size_t>> blocks_;  // (start, power-of-two length)
+  TQB_MULTIVERSION void apply(float* x, std::size_t n, std::size_t stride, bool forward) const {
+    for (std::size_t i = 0; i < n; ++i) {
+      if (forward) hadamard_forward(plan_, x + i * stride);
+      else hadamard_inverse(plan_, x + i * stride);
+    }
+  }
+  HadamardPlan plan_;
 };
 
 // A small LRU cache of immutable objects keyed by (tag, a, b, seed), bounded in bytes.

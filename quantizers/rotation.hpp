@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "quantizers/hadamard.hpp"
+
 namespace tqb {
 
 enum class RotationKind { none, haar, hadamard };
@@ -29,6 +31,9 @@ class Rotation {
   virtual void forward(float* x, std::size_t n, std::size_t stride) const = 0;
   // In place: x_i ← Πᵀ x_i.
   virtual void inverse(float* x, std::size_t n, std::size_t stride) const = 0;
+  // The signs and blocks of a randomized Hadamard rotation, for loops that inline the transform
+  // (hadamard.hpp); nullptr for other kinds.
+  virtual const HadamardPlan* hadamard_plan() const { return nullptr; }
 
  private:
   std::size_t dim_;

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "common/float_format.hpp"
+#include "common/simd.hpp"
 #include "quantizers/bitpack.hpp"
 #include "quantizers/codebook.hpp"
 #include "quantizers/rotation.hpp"
@@ -12,30 +13,84 @@
 namespace tqb {
 namespace {
 
-// Index of the nearest centroid: the number of decision boundaries below y. NB boundaries known at
-// compile time for b <= 4 so the comparisons unroll and vectorise across a group.
-template <int NB>
-void encode_fixed(const float* y, std::size_t n, float scale, const float* bnd, std::uint8_t* codes) {
-  float b[NB];
-  for (int k = 0; k < NB; ++k) b[k] = bnd[k] * scale;
+// Index of the nearest centroid = the number of decision boundaries below y. The codebooks are
+// symmetric (Lloyd-Max of a symmetric density: b_k = −b_{K−2−k}, the middle one 0), so only |y| is
+// compared with the K/2 − 1 positive boundaries and the sign picks the half: half the comparisons.
+// HALF known at compile time for b <= 4 so the comparisons unroll and vectorise across a group.
+template <int HALF>
+[[gnu::always_inline]] inline void encode_symmetric(const float* y, std::size_t n, float scale, const float* pos,
+                                                    std::uint8_t* codes) {
+  float b[HALF > 0 ? HALF : 1];
+  for (int k = 0; k < HALF; ++k) b[k] = pos[k] * scale;
   for (std::size_t i = 0; i < n; ++i) {
-    int c = 0;
-    for (int k = 0; k < NB; ++k) c += y[i] > b[k];
-    codes[i] = static_cast<std::uint8_t>(c);
+    const float a = std::fabs(y[i]);
+    int m = 0;
+    for (int k = 0; k < HALF; ++k) m += a > b[k];
+    codes[i] = static_cast<std::uint8_t>(y[i] > 0.0f ? HALF + 1 + m : HALF - m);
   }
 }
 
-void encode(const float* y, std::size_t n, float scale, const std::vector<float>& bnd, std::uint8_t* codes) {
+// bnd: all 2^b − 1 boundaries of a unit-vector codebook, ascending; scale: the group's norm.
+[[gnu::always_inline]] inline void encode(const float* y, std::size_t n, float scale, const std::vector<float>& bnd,
+                                          std::uint8_t* codes) {
+  const float* pos = bnd.data() + bnd.size() / 2 + 1;  // the positive boundaries
   switch (bnd.size()) {
-    case 1: return encode_fixed<1>(y, n, scale, bnd.data(), codes);
-    case 3: return encode_fixed<3>(y, n, scale, bnd.data(), codes);
-    case 7: return encode_fixed<7>(y, n, scale, bnd.data(), codes);
-    case 15: return encode_fixed<15>(y, n, scale, bnd.data(), codes);
+    case 1: return encode_symmetric<0>(y, n, scale, pos, codes);
+    case 3: return encode_symmetric<1>(y, n, scale, pos, codes);
+    case 7: return encode_symmetric<3>(y, n, scale, pos, codes);
+    case 15: return encode_symmetric<7>(y, n, scale, pos, codes);
     default: {
       // y/scale against unscaled boundaries, by binary search.
       const float inv = scale > 0 ? 1.0f / scale : 0.0f;
       for (std::size_t i = 0; i < n; ++i)
-        codes[i] = static_cast<std::uint8_t>(std::upper_bound(bnd.begin(), bnd.end(), y[i] * inv) - bnd.begin());
+        codes[i] = static_cast<std::uint8_t>(std::lower_bound(bnd.begin(), bnd.end(), y[i] * inv) - bnd.begin());
+    }
+  }
+}
+
+// Σ x², in double with 8 interleaved partial sums: a fixed summation order (the same result in every
+// SIMD clone) that still vectorises, instead of one serial chain of dependent additions.
+inline double sum_of_squares(const float* x, std::size_t n) {
+  double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int k = 0; k < 8; ++k) acc[k] += static_cast<double>(x[i + k]) * x[i + k];
+  for (; i < n; ++i) acc[i % 8] += static_cast<double>(x[i]) * x[i];
+  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
+// Everything the per-row encoder needs: shape, codebook boundaries for unit vectors, the group
+// rotations' Hadamard plans (nullptr: rotate nothing here), and where norms and codes go.
+struct RowEncoder {
+  std::size_t cols, g;
+  int bits;
+  FloatFormat norm_format;
+  const std::vector<float>& boundaries;
+  std::vector<const HadamardPlan*> plans;  // per group
+  std::uint8_t* norms;                     // [rows][groups], norm_format
+  std::uint8_t* packed;                    // the code stream (used when g % 8 == 0)
+  std::uint8_t* unpacked;                  // one code per byte (when g % 8 != 0), else nullptr
+};
+
+// One row: per group, rotate (Hadamard), take the norm, encode against the norm-scaled boundaries and
+// pack. buf: g floats, codes: g bytes of scratch.
+TQB_MULTIVERSION void encode_row(const RowEncoder& e, const float* row, std::size_t r, float* buf,
+                                 std::uint8_t* codes) {
+  const std::size_t groups = e.cols / e.g, nb = bytes_of(e.norm_format);
+  for (std::size_t j = 0; j < groups; ++j) {
+    if (e.plans[j]) {
+      hadamard_forward_copy(*e.plans[j], row + j * e.g, buf);
+    } else {
+      for (std::size_t i = 0; i < e.g; ++i) buf[i] = row[j * e.g + i];
+    }
+    const float norm = static_cast<float>(std::sqrt(sum_of_squares(buf, e.g)));
+    store_float(e.norm_format, norm, e.norms + (r * groups + j) * nb);
+    const std::size_t first = r * e.cols + j * e.g;
+    if (e.unpacked) {
+      encode(buf, e.g, norm, e.boundaries, e.unpacked + first);
+    } else {
+      encode(buf, e.g, norm, e.boundaries, codes);
+      pack_codes(codes, e.g, e.bits, e.packed + first * e.bits / 8);
     }
   }
 }
@@ -60,7 +115,7 @@ class TurboQuantMse final : public Quantizer {
   double nominal_bits(std::size_t cols) const override { return bits_; }
 
   QuantizedMatrix quantize(const float* w, std::size_t rows, std::size_t cols, std::uint64_t seed) const override {
-    const std::size_t g = group_width(group_, cols), groups = cols / g, nb = bytes_of(norm_format_);
+    const std::size_t g = group_width(group_, cols), groups = cols / g;
     const Codebook cb = codebook(g);
     const auto rot = rotations(g, groups, seed);
     QuantizedMatrix q;
@@ -70,27 +125,35 @@ class TurboQuantMse final : public Quantizer {
     q.seed = seed;
     q.code_bits = bits_;
     q.side_format = norm_format_;
-    q.scales.resize(rows * groups * nb);
-
-    std::vector<float> x(w, w + rows * cols);
-    if (rotation_ == RotationKind::haar)  // one GEMM per group over all rows
-      for (std::size_t j = 0; j < groups; ++j) rot[j]->forward(x.data() + j * g, rows, cols);
-    std::vector<std::uint8_t> codes(rows * cols);
-#pragma omp parallel for schedule(static)
-    for (std::ptrdiff_t r = 0; r < static_cast<std::ptrdiff_t>(rows); ++r) {
-      for (std::size_t j = 0; j < groups; ++j) {
-        float* v = x.data() + r * cols + j * g;
-        if (rotation_ == RotationKind::hadamard) rot[j]->forward(v, 1, g);
-        double n2 = 0;
-        for (std::size_t i = 0; i < g; ++i) n2 += static_cast<double>(v[i]) * v[i];
-        const float norm = static_cast<float>(std::sqrt(n2));
-        store_float(norm_format_, norm, q.scales.data() + (r * groups + j) * nb);
-        // Compare v against the unit-vector boundaries scaled by the norm (no division per element).
-        encode(v, g, norm, cb.boundaries, codes.data() + r * cols + j * g);
-      }
-    }
+    q.scales.resize(rows * groups * bytes_of(norm_format_));
     q.codes.resize(packed_size(rows * cols, bits_));
-    pack_codes_parallel(codes.data(), codes.size(), bits_, q.codes.data());
+
+    // Haar: rotate every group's column block by one GEMM first. Hadamard: rotate inside the row loop.
+    std::vector<float> rotated;
+    const float* src = w;
+    if (rotation_ == RotationKind::haar) {
+      rotated.assign(w, w + rows * cols);
+      for (std::size_t j = 0; j < groups; ++j) rot[j]->forward(rotated.data() + j * g, rows, cols);
+      src = rotated.data();
+    }
+    RowEncoder enc{cols, g, bits_, norm_format_, cb.boundaries, {}, q.scales.data(), q.codes.data(), nullptr};
+    for (const auto& r : rot) enc.plans.push_back(r->hadamard_plan());
+    // Groups of a multiple of 8 codes start on byte boundaries and are packed in place; others go
+    // through one code per byte and a final pack.
+    std::vector<std::uint8_t> all_codes;
+    if (g % 8 != 0) {
+      all_codes.resize(rows * cols);
+      enc.unpacked = all_codes.data();
+    }
+#pragma omp parallel
+    {
+      std::vector<float> buf(g);
+      std::vector<std::uint8_t> codes(g);
+#pragma omp for schedule(static)
+      for (std::ptrdiff_t r = 0; r < static_cast<std::ptrdiff_t>(rows); ++r)
+        encode_row(enc, src + r * cols, static_cast<std::size_t>(r), buf.data(), codes.data());
+    }
+    if (!all_codes.empty()) pack_codes_parallel(all_codes.data(), all_codes.size(), bits_, q.codes.data());
     return q;
   }
 

@@ -81,3 +81,20 @@ TEST_CASE("a rotated unit vector's coordinates have variance 1/d") {
     CHECK(max_abs < 0.5);  // no coordinate keeps the spike
   }
 }
+
+TEST_CASE("the fast Walsh-Hadamard transform equals the textbook butterflies bit for bit") {
+  for (std::size_t n : {1u, 2u, 4u, 8u, 16u, 128u, 1024u}) {
+    std::vector<float> x(n), ref(n);
+    for (std::size_t i = 0; i < n; ++i) x[i] = ref[i] = std::cos(1.3f * i) * (1 + i % 5);
+    fwht(x.data(), n);
+    for (std::size_t h = 1; h < n; h *= 2)
+      for (std::size_t i = 0; i < n; i += 2 * h)
+        for (std::size_t j = i; j < i + h; ++j) {
+          const float a = ref[j], b = ref[j + h];
+          ref[j] = a + b;
+          ref[j + h] = a - b;
+        }
+    CAPTURE(n);
+    CHECK(x == ref);
+  }
+}

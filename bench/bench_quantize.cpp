@@ -1,0 +1,79 @@
+// Quantization throughput on a Llama-3-8B-sized weight matrix (4096 x 14336 fp32, 235 MB).
+// Counter "input_GB/s": fp32 input bytes quantized per second (decimal GB), rotation included.
+// Baselines in the same run: reading the matrix once (memory bandwidth: the roofline) and RTN.
+// Each benchmark checks its result against the reference dequantizer once, before timing.
+#include <benchmark/benchmark.h>
+
+#include <cmath>
+#include <stdexcept>
+
+#include "common/rng.hpp"
+#include "harness/data_source.hpp"
+#include "quantizers/registry.hpp"
+
+namespace {
+
+constexpr std::size_t kRows = 4096, kCols = 14336;
+
+const tqb::Matrix& weights() {
+  static const tqb::Matrix w = [] {
+    tqb::Params p{{"rows", std::int64_t{kRows}}, {"cols", std::int64_t{kCols}}, {"std", 0.02}};
+    return tqb::find_data_source("gaussian")->make(p, 1);
+  }();
+  return w;
+}
+
+void set_counters(benchmark::State& state) {
+  const double bytes = static_cast<double>(kRows * kCols * sizeof(float));
+  state.counters["input_GB/s"] = benchmark::Counter(bytes, benchmark::Counter::kIsIterationInvariantRate,
+                                                    benchmark::Counter::kIs1000);
+  state.counters["matrix_s"] = benchmark::Counter(1.0, benchmark::Counter::kIsIterationInvariantRate |
+                                                           benchmark::Counter::kInvert);
+}
+
+void BM_ReadMatrix(benchmark::State& state) {
+  const tqb::Matrix& w = weights();
+  for (auto _ : state) {
+    double s = 0;
+#pragma omp parallel for reduction(+ : s) schedule(static)
+    for (std::ptrdiff_t r = 0; r < static_cast<std::ptrdiff_t>(kRows); ++r) s += w.row(r).sum();
+    benchmark::DoNotOptimize(s);
+  }
+  set_counters(state);
+}
+
+void BM_Quantize(benchmark::State& state, const std::string& name) {
+  const tqb::Matrix& w = weights();
+  auto q = tqb::parse_quantizer(name);
+  {
+    // Check once, outside the timing: the round trip's relative error is what the format promises.
+    const auto qm = q->quantize(w.data(), kRows, kCols, 7);
+    tqb::Matrix back(kRows, kCols);
+    q->dequantize(qm, back.data());
+    const double rel = (w - back).cast<double>().squaredNorm() / w.cast<double>().squaredNorm();
+    if (!(rel < 0.02)) throw std::runtime_error(name + ": round-trip error too large");
+    state.SetLabel(name);
+  }
+  for (auto _ : state) {
+    auto qm = q->quantize(w.data(), kRows, kCols, 7);
+    benchmark::DoNotOptimize(qm.codes.data());
+  }
+  set_counters(state);
+}
+
+}  // namespace
+
+BENCHMARK(BM_ReadMatrix)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Quantize, rtn_4bit_g128, std::string("rtn(bits=4,group=128,mode=sym,scale=fp16)"))
+    ->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Quantize, turboquant_4bit_g128_hadamard,
+                  std::string("turboquant(bits=4,group=128,rotation=hadamard,codebook=gaussian)"))
+    ->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Quantize, turboquant_4bit_g128_haar,
+                  std::string("turboquant(bits=4,group=128,rotation=haar,codebook=gaussian)"))
+    ->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Quantize, residual_4p4_g128_hadamard,
+                  std::string("residual(stack=4+4,group=128,rotation=hadamard,codebook=gaussian)"))
+    ->Unit(benchmark::kMillisecond)->UseRealTime();
+
+BENCHMARK_MAIN();
