@@ -21,3 +21,28 @@ execute_process(COMMAND ${PYTHON} ${SRC}/plots/plot.py ${WORK}/plot.h5 --metric 
 if(rc EQUAL 0 OR NOT err MATCHES "no column 'no_such_metric'")
   message(FATAL_ERROR "plot.py accepted an unknown metric: ${rc} ${err}")
 endif()
+
+# The paper figure and table from a small distortion run.
+execute_process(COMMAND ${TQBENCH} run ${SRC}/tests/specs/good/distortion-small.yaml -o ${WORK}/dist.h5
+                RESULT_VARIABLE rc OUTPUT_QUIET)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "tqbench run (distortion) failed: ${rc}")
+endif()
+execute_process(COMMAND ${PYTHON} ${SRC}/plots/distortion.py ${WORK}/dist.h5 -o ${WORK}/dist --d 128
+                RESULT_VARIABLE rc OUTPUT_VARIABLE table)
+if(NOT rc EQUAL 0 OR NOT table MATCHES "\\| 1 \\| 0\\.3")
+  message(FATAL_ERROR "distortion.py failed or its table lacks the b = 1 row: ${rc}\n${table}")
+endif()
+foreach(f dist.png dist.pdf dist-table.md)
+  if(NOT EXISTS ${WORK}/${f})
+    message(FATAL_ERROR "distortion.py did not write ${f}")
+  endif()
+endforeach()
+execute_process(COMMAND ${PYTHON} ${SRC}/plots/distortion.py ${WORK}/plot.h5 RESULT_VARIABLE rc ERROR_VARIABLE err)
+if(rc EQUAL 0 OR NOT err MATCHES "not a distortion run")
+  message(FATAL_ERROR "distortion.py accepted a file without distortion metrics: ${rc} ${err}")
+endif()
+execute_process(COMMAND ${PYTHON} ${SRC}/plots/distortion.py ${WORK}/dist.h5 --d 999 RESULT_VARIABLE rc ERROR_VARIABLE err)
+if(rc EQUAL 0 OR NOT err MATCHES "no points at d = 999")
+  message(FATAL_ERROR "distortion.py accepted a dimension without points: ${rc} ${err}")
+endif()
