@@ -22,16 +22,23 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from tqb_results import load, ok_rows  # noqa: E402
 
 
-def series_key(columns, meta, i, x_param):
-    """The label of the line point i belongs to: its family and every varying parameter but x."""
+def series_key(columns, meta, i, x_param, series=None):
+    """The label of the line point i belongs to: its family and every varying parameter but x
+    (or only the columns named in `series`)."""
     parts = [columns["family"][i]]
     for name, m in meta.items():
         if m["role"] not in ("quantizer", "data") or name == x_param or name in ("quantizer", "family"):
+            continue
+        if series is not None and name not in series:
             continue
         values = columns[name]
         if len(set(values[j] for j in range(len(values)))) <= 1:
             continue  # constant across the file: not worth a label
         v = values[i]
+        if isinstance(v, str) and v == "":
+            continue  # a text parameter of another family
+        if not isinstance(v, str) and isinstance(v, float) and v != v:
+            continue  # NaN: a real parameter of another family
         if name == "data":
             parts.append(v)
         elif name.startswith("q."):
@@ -53,6 +60,10 @@ def main(argv=None):
     ap.add_argument("--x", default="bits_per_weight", help="metric on the x axis (default: bits_per_weight)")
     ap.add_argument("--x-param", default="q.bits", help="parameter that moves along a line (default: q.bits)")
     ap.add_argument("--linear", action="store_true", help="linear y axis (default: log when all values > 0)")
+    ap.add_argument("--where", action="append", default=[], metavar="COLUMN=VALUE",
+                    help="keep only points whose column has this value (repeatable), e.g. --where data.source=gaussian")
+    ap.add_argument("--series", help="comma-separated columns that tell lines apart (default: every varying "
+                                     "quantizer and data parameter except --x-param)")
     args = ap.parse_args(argv)
 
     attrs, columns, meta = load(args.result)
@@ -61,12 +72,24 @@ def main(argv=None):
             metrics = [n for n, m in meta.items() if m["role"] == "metric"]
             ap.error(f"{args.result}: no column '{name}'; metrics in this file: {', '.join(metrics)}")
     rows = ok_rows(columns)
+    for cond in args.where:
+        name, sep, value = cond.partition("=")
+        if not sep or name not in columns:
+            ap.error(f"--where {cond}: expected COLUMN=VALUE with a column of {args.result}")
+        rows = [i for i in rows if str(columns[name][i]) == value or
+                (not isinstance(columns[name][i], str) and f"{columns[name][i]:g}" == value)]
     if not rows:
-        ap.error(f"{args.result}: no finished points to plot")
+        ap.error(f"{args.result}: no finished points to plot" + (" after --where" if args.where else ""))
+    series_cols = None
+    if args.series:
+        series_cols = args.series.split(",")
+        for name in series_cols:
+            if name not in columns:
+                ap.error(f"--series: no column '{name}' in {args.result}")
 
     series = {}
     for i in rows:
-        series.setdefault(series_key(columns, meta, i, args.x_param), []).append(i)
+        series.setdefault(series_key(columns, meta, i, args.x_param, series_cols), []).append(i)
 
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     for label, idx in sorted(series.items()):
