@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "common/matrix.hpp"
 #include "quantizers/params.hpp"
 
 namespace tqb {

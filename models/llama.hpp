@@ -1,0 +1,51 @@
+#pragma once
+// The Llama-family forward pass on CPU (Llama, Qwen2 with QKV bias, Qwen3 with q/k RMSNorm): RMSNorm,
+// RoPE (interleaved pairs or rotate-half), grouped-query attention, SwiGLU, tied or separate head.
+// Batched over the sequence (one GEMM per layer and projection) with a KV cache for generation.
+// Every projection goes through a kernels/ Linear, so quantized weights plug in unchanged.
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kernels/linear.hpp"
+#include "models/checkpoint.hpp"
+
+namespace tqb {
+
+// Keys and values of every layer for positions [0, len).
+struct KvCache {
+  std::vector<Matrix> k, v;  // per layer: capacity × (kv_heads · head_dim)
+  std::size_t len = 0;
+};
+
+class LlamaModel {
+ public:
+  // Builds the layers from a checkpoint; `linear` makes each projection from its tensor name and fp32
+  // weights (default: dense fp32). The checkpoint's norms and embeddings are copied.
+  using LinearFactory = std::function<std::unique_ptr<Linear>(const std::string& name, const Matrix& w)>;
+  explicit LlamaModel(const Checkpoint& ck, const LinearFactory& linear = {});
+
+  const ModelConfig& config() const { return c_; }
+  KvCache new_cache(std::size_t capacity) const;
+  // Logits (n × vocab) of tokens at positions cache.len … cache.len + n − 1; appends them to the cache.
+  // Throws InputError for token ids outside the vocabulary or a full cache.
+  Matrix forward(const std::vector<int>& tokens, KvCache& cache) const;
+  // Bytes of weights held by the linear layers and by everything else.
+  std::size_t linear_weight_bytes() const;
+  std::size_t other_weight_bytes() const;
+
+ private:
+  struct Layer {
+    Matrix attn_norm, ffn_norm, q_norm, k_norm, q_bias, k_bias, v_bias;
+    std::unique_ptr<Linear> q, k, v, o, gate, up, down;
+  };
+  void rope(float* x, int heads, std::size_t n, std::size_t pos0) const;
+  ModelConfig c_;
+  Matrix embed_, out_norm_;
+  std::unique_ptr<Linear> head_;
+  std::vector<Layer> layers_;
+  std::vector<float> inv_freq_;
+};
+
+}  // namespace tqb

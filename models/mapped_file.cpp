@@ -1,0 +1,50 @@
+#include "models/mapped_file.hpp"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+namespace tqb {
+
+void model_file_error(const std::string& path, std::size_t offset, const std::string& what) {
+  throw ModelFileError(fmt::format("{}: error at byte {}: {}", path, offset, what));
+}
+
+MappedFile::MappedFile(const std::string& path) : path_(path) {
+  const int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) throw ModelFileError(fmt::format("{}: error: cannot open: {}", path, std::strerror(errno)));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    throw ModelFileError(fmt::format("{}: error: not a regular file", path));
+  }
+  size_ = static_cast<std::size_t>(st.st_size);
+  if (size_ > 0) {
+    void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED) {
+      ::close(fd);
+      throw ModelFileError(fmt::format("{}: error: cannot map: {}", path, std::strerror(errno)));
+    }
+    data_ = static_cast<const std::uint8_t*>(p);
+  }
+  ::close(fd);
+}
+
+MappedFile::~MappedFile() {
+  if (data_) ::munmap(const_cast<std::uint8_t*>(data_), size_);
+}
+
+std::string ByteReader::read_string(const char* what, std::uint64_t max_len) {
+  const std::uint64_t n = read<std::uint64_t>(what);
+  if (n > max_len) fail(fmt::format("{}: length {} is implausible (at most {})", what, n, max_len));
+  need(n, what);
+  std::string s(reinterpret_cast<const char*>(file_.data() + pos_), n);
+  pos_ += n;
+  return s;
+}
+
+}  // namespace tqb
