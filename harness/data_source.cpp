@@ -82,6 +82,30 @@ const std::vector<DataSource>& data_sources() {
            for (std::size_t i = 0; i < c; ++i) x[i] = static_cast<float>(rng.student_t(nu));
          });
        }},
+      {"model", "a real model's perplexity and KL-divergence with its linear layers quantized (harness/model_eval)",
+       ParamSchema({
+           {.name = "model", .kind = K::text, .default_value = std::string("stories260k"),
+            .description = "GGUF file, Hugging Face folder, stories260k or smollm2-135m"},
+           {.name = "corpus", .kind = K::text, .default_value = std::string("wikitext-2-test"),
+            .description = "text file, or wikitext-2-test (../shared/data/wikitext-2-raw/wiki.test.raw)"},
+           {.name = "method", .kind = K::choice, .default_value = std::string("llamacpp"),
+            .description = "llamacpp: chunks, second half scored; windowed: every token of each window scored",
+            .choices = {"llamacpp", "windowed"}},
+           {.name = "ctx", .kind = K::integer, .default_value = std::int64_t{512}, .description = "tokens per chunk",
+            .min = 8, .max = 1 << 16},
+           {.name = "chunks", .kind = K::integer, .default_value = std::int64_t{20},
+            .description = "chunks (windows) to score; 0 = the whole corpus", .min = 0, .max = 1 << 20},
+           {.name = "include", .kind = K::text,
+            .default_value = std::string(R"(blk\.\d+\.(attn_(q|k|v|output)|ffn_(gate|up|down))\.weight)"),
+            .description = "regex over tensor names to quantize (default: every linear layer in the blocks)"},
+           {.name = "exclude", .kind = K::text, .default_value = std::string("^$"),
+            .description = "regex over tensor names to keep in full precision"},
+       }),
+       // {0, 0}: no single matrix; each layer's shape is checked when the model is quantized.
+       [](const Params&) { return std::pair<std::size_t, std::size_t>{0, 0}; },
+       [](const Params&, std::uint64_t) -> Matrix {
+         throw std::logic_error("the model source is evaluated by harness/model_eval, not as a matrix");
+       }},
   };
   return sources;
 }

@@ -19,7 +19,8 @@ struct DataSource {
   std::string name;
   std::string description;
   ParamSchema schema;
-  // Shape of the matrix make() returns, from complete parameters (checked before allocating).
+  // Shape of the matrix make() returns, from complete parameters (checked before allocating);
+  // {0, 0} for sources that are not one matrix (a model: its layers are checked when quantized).
   std::function<std::pair<std::size_t, std::size_t>(const Params&)> shape;
   std::function<Matrix(const Params&, std::uint64_t seed)> make;
 };

@@ -123,6 +123,27 @@ const std::vector<Metric>& metrics() {
        Direction::lower, [](EvalContext& c) { return c.q.bits_per_weight(); }},
       {"storage_bytes", "bytes stored for the quantized matrix", Direction::lower,
        [](EvalContext& c) { return static_cast<double>(c.q.storage_bytes()); }},
+      // Model metrics (data source `model`), computed by harness/model_eval.
+      {"perplexity", "perplexity exp(mean NLL) of the scored tokens", Direction::lower, {}, true},
+      {"ppl_stderr", "standard error of the perplexity, PPL·sqrt(var(NLL)/(N-1))", Direction::lower, {}, true},
+      {"baseline_perplexity", "perplexity of the unquantized model on the same tokens", Direction::lower, {}, true},
+      {"delta_ppl", "perplexity minus the unquantized model's", Direction::lower, {}, true},
+      {"kld_mean", "mean KL(P_base || P_quantized) over scored tokens", Direction::lower, {}, true},
+      {"kld_median", "median KL-divergence over scored tokens", Direction::lower, {}, true},
+      {"kld_p99", "99th percentile of the KL-divergence over scored tokens", Direction::lower, {}, true},
+      {"top1_agreement", "fraction of scored tokens whose most likely next token matches the unquantized model's",
+       Direction::higher, {}, true},
+      {"model_bytes", "bytes of the model: quantized layers as stored, everything else at 16 bits", Direction::lower, {},
+       true},
+      {"quantized_bits_per_weight", "bits per weight of the quantized layers (codes, scales, norms)", Direction::lower,
+       {}, true},
+      {"model_bits_per_weight", "bits per weight of the whole model (unquantized tensors at 16 bits)", Direction::lower,
+       {}, true},
+      {"weight_nmse_mean", "mean over quantized layers of ||W - Ŵ||² / ||W||²", Direction::lower, {}, true},
+      {"eval_tokens", "tokens scored", Direction::higher, {}, true},
+      {"eval_tokens_per_s", "forward-pass throughput over the evaluated chunks, tokens per second", Direction::higher,
+       {}, true},
+      {"quantize_s", "seconds to quantize the model's layers", Direction::lower, {}, true},
   };
   return all;
 }

@@ -52,7 +52,8 @@ struct Metric {
   std::string name;
   std::string description;
   Direction direction;
-  std::function<double(EvalContext&)> compute;
+  std::function<double(EvalContext&)> compute;  // matrix metrics; empty for model metrics
+  bool on_model = false;  // computed by harness/model_eval for `model` data
 };
 
 const std::vector<Metric>& metrics();

@@ -16,6 +16,7 @@
 #include "common/rng.hpp"
 #include "harness/data_source.hpp"
 #include "harness/metrics.hpp"
+#include "harness/model_eval.hpp"
 #include "harness/progress.hpp"
 #include "harness/provenance.hpp"
 #include "quantizers/registry.hpp"
@@ -90,6 +91,11 @@ std::vector<Column> result_columns(const ExperimentSpec& spec, const std::vector
     const Metric* metric = find_metric(m);
     cols.push_back({m, ColumnType::real, "metric", metric->description, to_string(metric->direction)});
   }
+  bool on_model = false;
+  for (const auto& p : points) on_model |= p.data->source == "model";
+  if (on_model)
+    cols.push_back({"layer_stats", ColumnType::text, "point",
+                    "JSON per quantized tensor: quantizer used, nmse, bits per weight", ""});
   const std::vector<Column> tail{
       {"seed", ColumnType::integer, "point", "seed of the quantizer's randomness, derived from the spec seed and key", ""},
       {"data_seed", ColumnType::integer, "point", "seed of the data, derived from the spec seed and data name", ""},
@@ -226,6 +232,7 @@ int run_sweep(const ExperimentSpec& spec, const std::vector<SweepPoint>& points,
   write_result_file(path, table);  // the file exists (possibly empty) from the start
 
   Progress progress(points.size(), done.size());
+  ModelEvaluator model_eval;
   Matrix current;
   std::string current_data;
   std::size_t failed = 0;
@@ -234,12 +241,19 @@ int run_sweep(const ExperimentSpec& spec, const std::vector<SweepPoint>& points,
     progress.start_point(p.key);
     const auto t0 = std::chrono::steady_clock::now();
     PointResult r;
+    std::string layer_stats;
     try {
-      if (current_data != p.data->name) {
+      if (p.data->source == "model") {
+        ModelPointResult m = model_eval.evaluate(p, [&](const std::string& msg) { progress.start_point(p.key + " | " + msg); });
+        r.metrics = std::move(m.metrics);
+        layer_stats = std::move(m.layer_stats);
+      } else if (current_data != p.data->name) {
         current = find_data_source(p.data->source)->make(p.data->params, p.data->seed);
         current_data = p.data->name;
       }
-      r = evaluate(spec, p, current);
+      if (p.data->source != "model") r = evaluate(spec, p, current);
+    } catch (const InputError&) {
+      throw;  // bad model file or corpus: the whole run is bad input
     } catch (const std::exception& e) {
       r.ok = false;
       r.error = e.what();
@@ -262,6 +276,7 @@ int run_sweep(const ExperimentSpec& spec, const std::vector<SweepPoint>& points,
       else if (c.name == "finished_utc") v = utc_now();
       else if (c.name == "git_commit") v = provenance().git_commit;
       else if (c.name == "host") v = provenance().host;
+      else if (c.name == "layer_stats") v = layer_stats;
       else if (c.role == "data") {
         auto it = p.data->params.find(c.name.substr(5));
         if (it != p.data->params.end()) v = param_cell(it->second, c.type);

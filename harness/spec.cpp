@@ -168,6 +168,7 @@ class SpecParser {
     spec.text = text;
     static const std::vector<std::string> top{"experiment", "description", "seed", "data", "quantizers", "metrics", "queries"};
     bool have_data = false, have_quantizers = false, have_name = false;
+    std::vector<YAML::Node> metric_nodes;
     for (const auto& e : entries(root, "", top)) {
       if (e.key == "experiment") {
         spec.experiment = scalar_string(e.value, e.key, "a name for the experiment");
@@ -206,6 +207,7 @@ class SpecParser {
                                                join(metric_names()), kind_of(e.value)));
         for (std::size_t i = 0; i < e.value.size(); ++i) {
           const std::string key = fmt::format("metrics[{}]", i);
+          metric_nodes.push_back(e.value[i]);
           const std::string m = scalar_string(e.value[i], key, "a metric name");
           if (!find_metric(m))
             fail(e.value[i], key, fmt::format("unknown metric '{}'{}; valid: {}", m, did_you_mean(m, metric_names()),
@@ -219,7 +221,26 @@ class SpecParser {
     if (!have_name) fail(root, "experiment", "missing; name the experiment (it names the result file)");
     if (!have_data) fail(root, "data", "missing; e.g. data: {source: gaussian, rows: 256, cols: 1024}");
     if (!have_quantizers) fail(root, "quantizers", "missing; e.g. quantizers: [{family: rtn, bits: [2, 4]}]");
-    if (spec.metrics.empty()) spec.metrics = metric_names();
+    // Model experiments and matrix experiments have different metrics; they cannot share a run.
+    std::size_t model_grids = 0;
+    for (const auto& g : spec.data) model_grids += g.family == "model";
+    const bool on_model = model_grids > 0;
+    if (on_model && model_grids != spec.data.size())
+      fail(root["data"], "data", "a 'model' source cannot be mixed with matrix sources in one experiment");
+    if (spec.metrics.empty())
+      for (const auto& m : metrics())
+        if (m.on_model == on_model) spec.metrics.push_back(m.name);
+    for (std::size_t i = 0; i < metric_nodes.size(); ++i) {
+      const Metric* m = find_metric(spec.metrics[i]);
+      if (m->on_model != on_model) {
+        std::vector<std::string> valid;
+        for (const auto& x : metrics())
+          if (x.on_model == on_model) valid.push_back(x.name);
+        fail(metric_nodes[i], fmt::format("metrics[{}]", i),
+             fmt::format("'{}' is a {} metric, but this experiment's data is {}; valid: {}", m->name,
+                         m->on_model ? "model" : "matrix", on_model ? "a model" : "matrices", join(valid)));
+      }
+    }
     return spec;
   }
 

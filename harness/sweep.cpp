@@ -76,7 +76,7 @@ std::vector<SweepPoint> expand_sweep(const ExperimentSpec& spec) {
     const DataSource* src = find_data_source(d->source);
     const auto [rows, cols] = src->shape(d->params);
     for (const auto& [q, g] : quantizers) {
-      const ShapeProblem problem = q->check_shape(rows, cols);
+      const ShapeProblem problem = rows == 0 ? ShapeProblem{} : q->check_shape(rows, cols);
       if (!problem.message.empty())
         throw InputError(located_message(where_of(*g, problem.param), g->path + (problem.param.empty() ? "" : "." + problem.param),
                                          fmt::format("{} on data {}: {}", q->name(), d->name, problem.message)));

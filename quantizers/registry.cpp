@@ -4,6 +4,7 @@
 
 #include "common/error.hpp"
 #include "common/suggest.hpp"
+#include "quantizers/none.hpp"
 #include "quantizers/qjl.hpp"
 #include "quantizers/residual.hpp"
 #include "quantizers/rtn.hpp"
@@ -19,6 +20,7 @@ const std::vector<QuantizerFamily>& quantizer_families() {
       qjl_family(),
       residual_family(),
       rtn_family(),
+      none_family(),
   };
   return families;
 }

@@ -1,0 +1,170 @@
+#include "harness/model_eval.hpp"
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
+
+#include "common/error.hpp"
+#include "common/rng.hpp"
+#include "quantizers/registry.hpp"
+
+namespace tqb {
+
+std::string resolve_corpus_path(const std::string& corpus) {
+  if (corpus == "wikitext-2-test")
+    return (std::filesystem::path(shared_dir()) / "data" / "wikitext-2-raw" / "wiki.test.raw").string();
+  return corpus;
+}
+
+std::string read_corpus(const std::string& corpus) {
+  const std::string path = resolve_corpus_path(corpus);
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw InputError(fmt::format("corpus '{}': cannot open {}", corpus, path));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+namespace {
+
+std::regex compile(const std::string& pattern, const char* what) {
+  try {
+    return std::regex(pattern);
+  } catch (const std::regex_error& e) {
+    throw InputError(fmt::format("{} pattern '{}' is not a valid regular expression: {}", what, pattern, e.what()));
+  }
+}
+
+// The quantizer for a layer: the point's, or, when its group size does not divide the layer's
+// columns (SmolLM2's 576 with g = 128), the same quantizer with the largest power-of-two group below
+// it that does. The group actually used is recorded per layer.
+std::unique_ptr<Quantizer> for_layer(const Quantizer& q, std::size_t rows, std::size_t cols) {
+  auto same = parse_quantizer(q.name());
+  ShapeProblem p = same->check_shape(rows, cols);
+  if (p.message.empty()) return same;
+  if (p.param == "group" && q.params().count("group")) {
+    for (std::int64_t g = std::get<std::int64_t>(q.params().at("group")) / 2; g >= 4; g /= 2) {
+      if (cols % static_cast<std::size_t>(g)) continue;
+      Params params = q.params();
+      params["group"] = g;
+      auto fallback = make_quantizer(q.family(), params);
+      if (fallback->check_shape(rows, cols).message.empty()) return fallback;
+    }
+  }
+  throw RunError(fmt::format("{} cannot quantize a {} x {} layer: {}", q.name(), rows, cols, p.message));
+}
+
+}  // namespace
+
+std::unique_ptr<LlamaModel> quantize_model(const Checkpoint& ck, const Quantizer& quantizer, std::uint64_t seed,
+                                           const std::string& include, const std::string& exclude,
+                                           QuantizedModelStats* stats) {
+  const std::regex inc = compile(include, "include"), exc = compile(exclude, "exclude");
+  QuantizedModelStats local;
+  QuantizedModelStats& s = stats ? *stats : local;
+  s = {};
+  std::string json = "{";
+  std::size_t linear_weights = 0;
+  auto model = std::make_unique<LlamaModel>(ck, [&](const std::string& name, const Matrix& w) -> std::unique_ptr<Linear> {
+    linear_weights += static_cast<std::size_t>(w.size());
+    if (!std::regex_match(name, inc) || std::regex_match(name, exc)) return make_dense_linear(w);
+    auto q = for_layer(quantizer, w.rows(), w.cols());
+    const QuantizedMatrix qm = q->quantize(w.data(), w.rows(), w.cols(), derive_seed(seed, name) >> 1);
+    auto layer = make_dequantized_linear(*q, qm);
+    // Weight error from the layer's own dequantized copy.
+    Matrix w_hat(w.rows(), w.cols());
+    q->dequantize(qm, w_hat.data());
+    const double nmse = (w - w_hat).cast<double>().squaredNorm() / std::max(1e-300, w.cast<double>().squaredNorm());
+    s.quantized_bytes += static_cast<double>(qm.storage_bytes());
+    s.quantized_weights += static_cast<double>(w.size());
+    s.nmse_sum += nmse;
+    ++s.layers;
+    json += fmt::format("{}\"{}\": {{\"quantizer\": \"{}\", \"nmse\": {:.6g}, \"bits_per_weight\": {:.6g}}}",
+                        s.layers > 1 ? ", " : "", name, q->name(), nmse, qm.bits_per_weight());
+    return layer;
+  });
+  s.layer_json = json + "}";
+  // Everything not quantized (embeddings, norms, unselected layers) at 16 bits, as bf16 checkpoints
+  // store them; a tied embedding counts once.
+  std::size_t total = 0;
+  for (const auto& [name, m] : ck.tensors) total += static_cast<std::size_t>(m.size());
+  s.other_weights = static_cast<double>(total) - s.quantized_weights;
+  (void)linear_weights;
+  return model;
+}
+
+struct ModelEvaluator::Loaded {
+  std::string key;
+  Checkpoint ck;
+  std::vector<int> tokens;
+  PerplexityConfig cfg;
+  BaselineLogProbs base;
+  PerplexityResult base_result;
+};
+
+ModelEvaluator::ModelEvaluator() = default;
+ModelEvaluator::~ModelEvaluator() = default;
+
+ModelPointResult ModelEvaluator::evaluate(const SweepPoint& p, const Progress& progress) {
+  const Params& dp = p.data->params;
+  if (!loaded_ || loaded_->key != p.data->name) {
+    loaded_.reset();
+    auto l = std::make_unique<Loaded>();
+    l->key = p.data->name;
+    progress("loading " + get_str(dp, "model"));
+    l->ck = load_checkpoint(get_str(dp, "model"));
+    if (!l->ck.tokenizer)
+      throw InputError(fmt::format("model '{}' has no tokenizer tqbench can read (GGUF files carry one)", get_str(dp, "model")));
+    l->tokens = l->ck.tokenizer->encode(read_corpus(get_str(dp, "corpus")));
+    l->cfg.method = get_str(dp, "method");
+    l->cfg.ctx = static_cast<int>(get_int(dp, "ctx"));
+    l->cfg.chunks = static_cast<int>(get_int(dp, "chunks"));
+    l->cfg.add_bos = l->ck.tokenizer->add_bos();
+    l->cfg.bos = l->ck.tokenizer->bos();
+    if (l->cfg.ctx > l->ck.config.context)
+      throw InputError(fmt::format("ctx {} exceeds the model's context length {}", l->cfg.ctx, l->ck.config.context));
+    LlamaModel baseline(l->ck);
+    l->base_result = evaluate_perplexity(baseline, l->tokens, l->cfg, &l->base, nullptr,
+                                         [&](std::size_t c, std::size_t n, double ppl) {
+                                           progress(fmt::format("baseline chunk {}/{}, ppl {:.4f}", c, n, ppl));
+                                         });
+    loaded_ = std::move(l);
+  }
+  Loaded& l = *loaded_;
+  const auto t0 = std::chrono::steady_clock::now();
+  QuantizedModelStats st;
+  auto model = quantize_model(l.ck, *p.quantizer, p.seed, get_str(dp, "include"), get_str(dp, "exclude"), &st);
+  const double quantize_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (st.layers == 0) throw InputError(fmt::format("include pattern '{}' matches no linear layer", get_str(dp, "include")));
+  const PerplexityResult r = evaluate_perplexity(*model, l.tokens, l.cfg, nullptr, &l.base,
+                                                 [&](std::size_t c, std::size_t n, double ppl) {
+                                                   progress(fmt::format("chunk {}/{}, ppl {:.4f}", c, n, ppl));
+                                                 });
+  ModelPointResult out;
+  const double model_bytes = st.quantized_bytes + 2.0 * st.other_weights;
+  out.metrics = {
+      {"perplexity", r.ppl},
+      {"ppl_stderr", r.ppl_stderr},
+      {"baseline_perplexity", l.base_result.ppl},
+      {"delta_ppl", r.ppl - l.base_result.ppl},
+      {"kld_mean", r.kld_mean},
+      {"kld_median", r.kld_median},
+      {"kld_p99", r.kld_p99},
+      {"top1_agreement", r.top1_agreement},
+      {"model_bytes", model_bytes},
+      {"quantized_bits_per_weight", 8.0 * st.quantized_bytes / st.quantized_weights},
+      {"model_bits_per_weight", 8.0 * model_bytes / (st.quantized_weights + st.other_weights)},
+      {"weight_nmse_mean", st.nmse_sum / st.layers},
+      {"eval_tokens", static_cast<double>(r.scored)},
+      {"eval_tokens_per_s", r.tokens_per_second},
+      {"quantize_s", quantize_s},
+  };
+  out.layer_stats = st.layer_json;
+  return out;
+}
+
+}  // namespace tqb

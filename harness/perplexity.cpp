@@ -1,0 +1,84 @@
+#include "harness/perplexity.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include "common/error.hpp"
+
+namespace tqb {
+
+PerplexityResult evaluate_perplexity(const LlamaModel& model, const std::vector<int>& tokens, const PerplexityConfig& cfg,
+                                     BaselineLogProbs* save, const BaselineLogProbs* base,
+                                     const std::function<void(std::size_t, std::size_t, double)>& progress) {
+  const bool windowed = cfg.method == "windowed";
+  const std::size_t ctx = static_cast<std::size_t>(cfg.ctx);
+  const std::size_t available = tokens.size() / ctx;
+  if (available == 0)
+    throw InputError(fmt::format("the corpus has {} tokens, fewer than one chunk of {}", tokens.size(), ctx));
+  const std::size_t chunks = cfg.chunks > 0 ? std::min<std::size_t>(cfg.chunks, available) : available;
+  const std::size_t first = windowed ? 0 : ctx / 2;  // first scored logit row
+  const std::size_t vocab = static_cast<std::size_t>(model.config().vocab);
+  if (save) {
+    save->vocab = vocab;
+    save->data.assign(chunks * (ctx - 1 - first) * vocab, 0.0f);
+  }
+  if (base && base->data.size() != chunks * (ctx - 1 - first) * vocab)
+    throw InputError("the baseline log-probabilities do not match this evaluation (chunks, ctx or vocabulary differ)");
+
+  PerplexityResult r;
+  double sum = 0, sum2 = 0;
+  std::vector<double> kld;
+  std::size_t agree = 0, row = 0;
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<float> logp(vocab);
+  for (std::size_t c = 0; c < chunks; ++c) {
+    std::vector<int> chunk(tokens.begin() + c * ctx, tokens.begin() + (c + 1) * ctx);
+    if (!windowed && cfg.add_bos && cfg.bos >= 0) chunk[0] = cfg.bos;
+    KvCache cache = model.new_cache(ctx);
+    const Matrix logits = model.forward(chunk, cache);
+    for (std::size_t j = first; j + 1 < ctx; ++j, ++row) {
+      const float* z = logits.row(j).data();
+      const float mx = *std::max_element(z, z + vocab);
+      double se = 0;
+      for (std::size_t v = 0; v < vocab; ++v) se += std::exp(static_cast<double>(z[v] - mx));
+      const double lse = mx + std::log(se);
+      for (std::size_t v = 0; v < vocab; ++v) logp[v] = static_cast<float>(z[v] - lse);
+      const double nll = -logp[chunk[j + 1]];
+      sum += nll;
+      sum2 += nll * nll;
+      if (save) std::copy(logp.begin(), logp.end(), save->data.begin() + row * vocab);
+      if (base) {
+        const float* lb = base->data.data() + row * vocab;
+        double k = 0;
+        for (std::size_t v = 0; v < vocab; ++v) k += std::exp(static_cast<double>(lb[v])) * (lb[v] - logp[v]);
+        kld.push_back(std::max(0.0, k));
+        agree += std::max_element(lb, lb + vocab) - lb == std::max_element(logp.begin(), logp.end()) - logp.begin();
+      }
+    }
+    r.scored = row;
+    if (progress) progress(c + 1, chunks, std::exp(sum / static_cast<double>(row)));
+  }
+  r.chunks = chunks;
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  r.tokens_per_second = static_cast<double>(chunks * ctx) / r.seconds;
+  const double n = static_cast<double>(r.scored);
+  const double mean = sum / n;
+  r.ppl = std::exp(mean);
+  r.ppl_stderr = n > 1 ? r.ppl * std::sqrt(std::max(0.0, sum2 / n - mean * mean) / (n - 1)) : 0.0;
+  if (base) {
+    r.has_kld = true;
+    double s = 0;
+    for (double k : kld) s += k;
+    r.kld_mean = s / n;
+    std::sort(kld.begin(), kld.end());
+    r.kld_median = kld[kld.size() / 2];
+    r.kld_p99 = kld[std::min(kld.size() - 1, static_cast<std::size_t>(0.99 * static_cast<double>(kld.size())))];
+    r.top1_agreement = static_cast<double>(agree) / n;
+  }
+  return r;
+}
+
+}  // namespace tqb

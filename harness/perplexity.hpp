@@ -1,0 +1,49 @@
+#pragma once
+// Perplexity and KL-divergence of a model on a token stream (REFERENCE.md, "Perplexity, the
+// llama.cpp way"):
+//   llamacpp: non-overlapping chunks of ctx tokens; each run with an empty cache (first token replaced
+//             by BOS when the tokenizer adds one, as llama.cpp's perplexity tool does); only the second
+//             half is scored (logits of positions ctx/2 … ctx−2 predict the next token).
+//   windowed: non-overlapping windows of ctx tokens, every next-token prediction in a window scored
+//             (the open-source TurboQuant weights evaluation).
+// PPL = exp(mean NLL) ± PPL·sqrt(var(NLL)/(N−1)). KLD compares every scored token's distribution with
+// the baseline model's, saved from a first run.
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "models/llama.hpp"
+
+namespace tqb {
+
+struct PerplexityConfig {
+  std::string method = "llamacpp";  // llamacpp | windowed
+  int ctx = 512;
+  int chunks = 20;  // chunks or windows to score; 0 = all the text allows
+  bool add_bos = false;
+  int bos = -1;
+};
+
+// Log-probabilities of the baseline model at every scored position (scored × vocab, fp32):
+// 4·vocab bytes per scored token (SmolLM2, 20 chunks of 512: 1.0 GB).
+struct BaselineLogProbs {
+  std::size_t vocab = 0;
+  std::vector<float> data;
+};
+
+struct PerplexityResult {
+  double ppl = 0, ppl_stderr = 0;
+  std::size_t scored = 0, chunks = 0;
+  double seconds = 0, tokens_per_second = 0;  // forward throughput over every evaluated token
+  bool has_kld = false;
+  double kld_mean = 0, kld_median = 0, kld_p99 = 0, top1_agreement = 0;
+};
+
+// progress(chunk, chunks, running ppl) after each chunk. With `save`, the log-probabilities of the
+// scored tokens are stored there (the baseline run); with `base`, KLD against them is computed.
+// Throws InputError when the text is shorter than one chunk.
+PerplexityResult evaluate_perplexity(const LlamaModel& model, const std::vector<int>& tokens, const PerplexityConfig& cfg,
+                                     BaselineLogProbs* save = nullptr, const BaselineLogProbs* base = nullptr,
+                                     const std::function<void(std::size_t, std::size_t, double)>& progress = {});
+
+}  // namespace tqb
