@@ -62,6 +62,8 @@ def main(argv=None):
     ap.add_argument("--linear", action="store_true", help="linear y axis (default: log when all values > 0)")
     ap.add_argument("--where", action="append", default=[], metavar="COLUMN=VALUE",
                     help="keep only points whose column has this value (repeatable), e.g. --where data.source=gaussian")
+    ap.add_argument("--scatter", action="store_true",
+                    help="one labelled marker per point instead of lines (e.g. delta_ppl against model bits)")
     ap.add_argument("--series", help="comma-separated columns that tell lines apart (default: every varying "
                                      "quantizer and data parameter except --x-param)")
     args = ap.parse_args(argv)
@@ -92,6 +94,12 @@ def main(argv=None):
         series.setdefault(series_key(columns, meta, i, args.x_param, series_cols), []).append(i)
 
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    if args.scatter:
+        series = {}
+        for i in rows:
+            ax.plot(columns[args.x][i], columns[args.metric][i], "o", ms=5)
+            ax.annotate(columns["quantizer"][i], (columns[args.x][i], columns[args.metric][i]), fontsize=5.5,
+                        xytext=(4, 3), textcoords="offset points")
     for label, idx in sorted(series.items()):
         idx = sorted(idx, key=lambda i: columns[args.x][i])
         ax.plot([columns[args.x][i] for i in idx], [columns[args.metric][i] for i in idx], marker="o", ms=3.5,
@@ -107,7 +115,8 @@ def main(argv=None):
     commit = str(attrs.get("git_commit", "?"))[:10]
     ax.set_title(f"{attrs.get('experiment', '')}: {meta[args.metric]['description']}", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, ncol=2 if len(series) > 8 else 1)
+    if series:
+        ax.legend(fontsize=7, ncol=2 if len(series) > 8 else 1)
     fig.text(0.99, 0.01, f"tqbench {commit}, seed {attrs.get('seed', '?')}", ha="right", fontsize=6, alpha=0.6)
     fig.tight_layout()
 

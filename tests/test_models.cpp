@@ -344,3 +344,21 @@ TEST_CASE("seeded mutations of a real GGUF file load or are rejected, never cras
   CHECK(accepted + rejected == 300);
   CHECK(rejected > 0);
 }
+
+TEST_CASE("RTN 4-bit g32 asymmetric fp16 reproduces SmolLM2's Q4_1 weights exactly") {
+  const std::string model = model_cache_dir() + "/SmolLM2-135M-Instruct.Q4_1.gguf";
+  if (!have(model, "SmolLM2-135M (run scripts/setup.sh)")) return;
+  GgufFile g(model);
+  auto q = parse_quantizer("rtn(bits=4,group=32,mode=asym,scale=fp16)");
+  int checked = 0;
+  for (const auto& t : g.tensors()) {
+    if (t.type != kGgmlQ4_1 || checked >= 7) continue;  // the first block's seven linear layers
+    const Matrix w = g.tensor(t);
+    Matrix back(w.rows(), w.cols());
+    q->dequantize(q->quantize(w.data(), w.rows(), w.cols(), 1), back.data());
+    CAPTURE(t.name);
+    CHECK((w - back).cwiseAbs().maxCoeff() == 0.0f);
+    ++checked;
+  }
+  CHECK(checked == 7);
+}
