@@ -78,13 +78,15 @@ std::unique_ptr<LlamaModel> quantize_model(const Checkpoint& ck, const Quantizer
     // Weight error from the layer's own dequantized copy.
     Matrix w_hat(w.rows(), w.cols());
     q->dequantize(qm, w_hat.data());
-    const double nmse = (w - w_hat).cast<double>().squaredNorm() / std::max(1e-300, w.cast<double>().squaredNorm());
+    const double err = (w - w_hat).cast<double>().squaredNorm();
+    const double nmse = err / std::max(1e-300, w.cast<double>().squaredNorm());
+    const double mse = err / static_cast<double>(w.size());
     s.quantized_bytes += static_cast<double>(qm.storage_bytes());
     s.quantized_weights += static_cast<double>(w.size());
     s.nmse_sum += nmse;
     ++s.layers;
-    json += fmt::format("{}\"{}\": {{\"quantizer\": \"{}\", \"nmse\": {:.6g}, \"bits_per_weight\": {:.6g}}}",
-                        s.layers > 1 ? ", " : "", name, q->name(), nmse, qm.bits_per_weight());
+    json += fmt::format("{}\"{}\": {{\"quantizer\": \"{}\", \"mse\": {:.6g}, \"nmse\": {:.6g}, \"bits_per_weight\": {:.6g}}}",
+                        s.layers > 1 ? ", " : "", name, q->name(), mse, nmse, qm.bits_per_weight());
     return layer;
   });
   s.layer_json = json + "}";

@@ -15,7 +15,7 @@ namespace tqb {
 
 struct ModelPointResult {
   std::map<std::string, double> metrics;
-  std::string layer_stats;  // JSON: tensor name -> {quantizer, nmse, bits_per_weight}
+  std::string layer_stats;  // JSON: tensor name -> {quantizer, mse, nmse, bits_per_weight}
 };
 
 class ModelEvaluator {

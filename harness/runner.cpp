@@ -95,7 +95,7 @@ std::vector<Column> result_columns(const ExperimentSpec& spec, const std::vector
   for (const auto& p : points) on_model |= p.data->source == "model";
   if (on_model)
     cols.push_back({"layer_stats", ColumnType::text, "point",
-                    "JSON per quantized tensor: quantizer used, nmse, bits per weight", ""});
+                    "JSON per quantized tensor: quantizer used, mse, nmse, bits per weight", ""});
   const std::vector<Column> tail{
       {"seed", ColumnType::integer, "point", "seed of the quantizer's randomness, derived from the spec seed and key", ""},
       {"data_seed", ColumnType::integer, "point", "seed of the data, derived from the spec seed and data name", ""},

@@ -1,0 +1,79 @@
+// Forward-pass speed of real models on the CPU: prefill of a 512-token context and decoding one token
+// with a 511-token cache, fp32 weights and "dequantize, then dense" turboquant weights (the same
+// dense GEMMs: until fused kernels exist, quantized weights make nothing faster).
+// Counter tokens/s; models that are absent (run scripts/setup.sh) are skipped with a message.
+#include <benchmark/benchmark.h>
+
+#include <filesystem>
+#include <map>
+#include <memory>
+
+#include "harness/model_eval.hpp"
+#include "models/checkpoint.hpp"
+#include "models/llama.hpp"
+#include "quantizers/registry.hpp"
+
+namespace {
+
+struct Loaded {
+  tqb::Checkpoint ck;
+  std::unique_ptr<tqb::LlamaModel> fp32, quantized;
+};
+
+Loaded* load(const std::string& name) {
+  static std::map<std::string, std::unique_ptr<Loaded>> cache;
+  auto& slot = cache[name];
+  if (!slot) {
+    try {
+      auto l = std::make_unique<Loaded>();
+      l->ck = tqb::load_checkpoint(name);
+      l->fp32 = std::make_unique<tqb::LlamaModel>(l->ck);
+      auto q = tqb::parse_quantizer("turboquant(bits=4,group=64,codebook=gaussian,rotation=hadamard)");
+      l->quantized = tqb::quantize_model(l->ck, *q, 1, R"(blk\.\d+\.(attn_(q|k|v|output)|ffn_(gate|up|down))\.weight)",
+                                         "^$", nullptr);
+      slot = std::move(l);
+    } catch (const std::exception& e) {
+      return nullptr;
+    }
+  }
+  return slot.get();
+}
+
+void BM_Prefill(benchmark::State& state, const std::string& name, bool quantized) {
+  Loaded* l = load(name);
+  if (!l) return state.SkipWithError(("model " + name + " not available (run scripts/setup.sh)").c_str());
+  const tqb::LlamaModel& m = quantized ? *l->quantized : *l->fp32;
+  const int ctx = static_cast<int>(state.range(0));
+  std::vector<int> tokens(ctx);
+  for (int i = 0; i < ctx; ++i) tokens[i] = 1 + (i * 7919) % (m.config().vocab - 1);
+  for (auto _ : state) {
+    tqb::KvCache c = m.new_cache(ctx);
+    benchmark::DoNotOptimize(m.forward(tokens, c).data());
+  }
+  state.counters["tokens/s"] = benchmark::Counter(ctx, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void BM_Decode(benchmark::State& state, const std::string& name, bool quantized) {
+  Loaded* l = load(name);
+  if (!l) return state.SkipWithError(("model " + name + " not available (run scripts/setup.sh)").c_str());
+  const tqb::LlamaModel& m = quantized ? *l->quantized : *l->fp32;
+  const int ctx = static_cast<int>(state.range(0));
+  std::vector<int> tokens(ctx - 1);
+  for (int i = 0; i < ctx - 1; ++i) tokens[i] = 1 + (i * 7919) % (m.config().vocab - 1);
+  tqb::KvCache c = m.new_cache(ctx);
+  m.forward(tokens, c);
+  for (auto _ : state) {
+    c.len = ctx - 1;  // decode the last position again each iteration
+    benchmark::DoNotOptimize(m.forward({5}, c).data());
+  }
+  state.counters["tokens/s"] = benchmark::Counter(1, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+}  // namespace
+
+BENCHMARK_CAPTURE(BM_Prefill, smollm2_fp32, std::string("smollm2-135m"), false)->Arg(512)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Prefill, smollm2_turboquant4_dequantized, std::string("smollm2-135m"), true)->Arg(512)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Decode, smollm2_fp32, std::string("smollm2-135m"), false)->Arg(512)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Prefill, stories260k_fp32, std::string("stories260k"), false)->Arg(512)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+BENCHMARK_MAIN();
