@@ -154,9 +154,7 @@ LloydMaxCodebook compute_lloyd_max(CodebookDistribution dist, int dim, int bits,
     cb.centroids[half - 1 - i] = -c[i];
   }
   for (int i = 0; i + 1 < 2 * half; ++i) cb.boundaries.push_back(0.5 * (cb.centroids[i] + cb.centroids[i + 1]));
-  edges[0] = 0;
-  edges[half] = top;
-  for (int i = 1; i < half; ++i) edges[i] = 0.5 * (c[i - 1] + c[i]);
+  lloyd_map(c, false);  // sets the edges of the final centroids
   double d = 0;
   for (int i = 0; i < half; ++i) {
     const CellMoments m = cell_moments(dist, dim, edges[i], edges[i + 1]);

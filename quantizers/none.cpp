@@ -14,12 +14,7 @@ class NoQuantization final : public Quantizer {
   }
   double nominal_bits(std::size_t) const override { return 32; }
   QuantizedMatrix quantize(const float* w, std::size_t rows, std::size_t cols, std::uint64_t seed) const override {
-    QuantizedMatrix q;
-    q.rows = rows;
-    q.cols = cols;
-    q.format = name();
-    q.seed = seed;
-    q.code_bits = 8;
+    QuantizedMatrix q = new_matrix(rows, cols, seed, 8);
     q.codes.resize(rows * cols * sizeof(float));  // the fp32 weights, byte for byte
     std::memcpy(q.codes.data(), w, q.codes.size());
     return q;

@@ -36,12 +36,7 @@ class Qjl final : public Quantizer {
   QuantizedMatrix quantize(const float* w, std::size_t rows, std::size_t cols, std::uint64_t seed) const override {
     const std::size_t g = group_width(group_, cols), groups = cols / g, m = sketch_width(g);
     const std::size_t nb = bytes_of(norm_format_);
-    QuantizedMatrix q;
-    q.rows = rows;
-    q.cols = cols;
-    q.format = name();
-    q.seed = seed;
-    q.code_bits = 1;
+    QuantizedMatrix q = new_matrix(rows, cols, seed, 1);
     q.side_format = norm_format_;
     q.scales.resize(rows * groups * nb);
     std::vector<std::uint8_t> signs(rows * groups * m);

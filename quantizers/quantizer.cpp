@@ -9,4 +9,14 @@ std::string Quantizer::name() const {
   return family_ + "(" + (f ? f->schema.format(params_) : std::string()) + ")";
 }
 
+QuantizedMatrix Quantizer::new_matrix(std::size_t rows, std::size_t cols, std::uint64_t seed, int code_bits) const {
+  QuantizedMatrix q;
+  q.rows = rows;
+  q.cols = cols;
+  q.format = name();
+  q.seed = seed;
+  q.code_bits = code_bits;
+  return q;
+}
+
 }  // namespace tqb

@@ -43,6 +43,11 @@ class Quantizer {
   // The reference dequantizer. out: q.rows*q.cols floats, row-major.
   virtual void dequantize(const QuantizedMatrix& q, float* out) const = 0;
 
+ protected:
+  // An empty result for a rows x cols matrix with this quantizer's name and the seed: the header
+  // every quantize() starts from. code_bits: bits per code (0 for composite formats).
+  QuantizedMatrix new_matrix(std::size_t rows, std::size_t cols, std::uint64_t seed, int code_bits = 0) const;
+
  private:
   std::string family_;
   Params params_;

@@ -31,11 +31,7 @@ class ResidualStack final : public Quantizer {
   }
 
   QuantizedMatrix quantize(const float* w, std::size_t rows, std::size_t cols, std::uint64_t seed) const override {
-    QuantizedMatrix q;
-    q.rows = rows;
-    q.cols = cols;
-    q.format = name();
-    q.seed = seed;
+    QuantizedMatrix q = new_matrix(rows, cols, seed);
     std::vector<float> residual(w, w + rows * cols), approx(rows * cols);
     for (std::size_t k = 0; k < passes_.size(); ++k) {
       q.passes.push_back(passes_[k]->quantize(residual.data(), rows, cols, pass_seed(seed, k)));

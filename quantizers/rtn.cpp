@@ -31,12 +31,7 @@ class RtnQuantizer final : public Quantizer {
     const std::size_t g = group_size(cols);
     const std::size_t groups = cols / g;
     const std::size_t sb = bytes_of(scale_format_);
-    QuantizedMatrix q;
-    q.rows = rows;
-    q.cols = cols;
-    q.format = name();
-    q.seed = seed;
-    q.code_bits = bits_;
+    QuantizedMatrix q = new_matrix(rows, cols, seed, bits_);
     q.side_format = scale_format_;
     q.scales.resize(rows * groups * sb);
     if (!symmetric_) q.zeros.resize(rows * groups * sb);

@@ -118,12 +118,7 @@ class TurboQuantMse final : public Quantizer {
     const std::size_t g = group_width(group_, cols), groups = cols / g;
     const Codebook cb = codebook(g);
     const auto rot = rotations(g, groups, seed);
-    QuantizedMatrix q;
-    q.rows = rows;
-    q.cols = cols;
-    q.format = name();
-    q.seed = seed;
-    q.code_bits = bits_;
+    QuantizedMatrix q = new_matrix(rows, cols, seed, bits_);
     q.side_format = norm_format_;
     q.scales.resize(rows * groups * bytes_of(norm_format_));
     q.codes.resize(packed_size(rows * cols, bits_));
