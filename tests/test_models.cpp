@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include <fmt/format.h>
+
 #include "common/rng.hpp"
 #include "gguf_writer.hpp"
 #include "harness/model_eval.hpp"
@@ -361,4 +363,42 @@ TEST_CASE("RTN 4-bit g32 asymmetric fp16 reproduces SmolLM2's Q4_1 weights exact
     ++checked;
   }
   CHECK(checked == 7);
+}
+
+TEST_CASE("a sharded Hugging Face checkpoint loads like the single file") {
+  if (!have(stories_hf(), "stories260K (../shared)")) return;
+  // Re-shard stories260K's model.safetensors into two files with an index, F32 and BF16 mixed.
+  const SafetensorsModel whole(stories_hf());
+  test::TempDir dir;
+  std::string index = R"({"metadata": {}, "weight_map": {)";
+  std::map<std::string, std::pair<std::string, std::string>> shards;  // file -> (header json, data)
+  int i = 0;
+  for (const auto& name : whole.names()) {
+    const std::string file = (i++ % 2) ? "model-00002-of-00002.safetensors" : "model-00001-of-00002.safetensors";
+    auto& [header, data] = shards[file];
+    const Matrix m = whole.tensor(name);
+    const auto& info = whole.info(name);
+    std::string shape;
+    for (auto d : info.shape) shape += (shape.empty() ? "" : ",") + std::to_string(d);
+    header += fmt::format("{}\"{}\": {{\"dtype\": \"F32\", \"shape\": [{}], \"data_offsets\": [{}, {}]}}",
+                          header.empty() ? "" : ", ", name, shape, data.size(), data.size() + m.size() * 4);
+    data.append(reinterpret_cast<const char*>(m.data()), m.size() * 4);
+    index += fmt::format("{}\"{}\": \"{}\"", i > 1 ? ", " : "", name, file);
+  }
+  test::write_text(dir.file("model.safetensors.index.json"), index + "}}");
+  for (const auto& [file, hd] : shards) {
+    const std::string header = "{" + hd.first + "}";
+    std::string bytes;
+    const std::uint64_t n = header.size();
+    bytes.append(reinterpret_cast<const char*>(&n), 8);
+    bytes += header + hd.second;
+    test::write_text(dir.file(file), bytes);
+  }
+  fs::copy_file(fs::path(stories_hf()) / "config.json", dir.path / "config.json");
+  const Checkpoint a = load_checkpoint(stories_hf()), b = load_checkpoint(dir.path.string());
+  REQUIRE(a.tensors.size() == b.tensors.size());
+  for (const auto& [name, m] : a.tensors) CHECK(b.tensor(name) == m);
+  // A shard that the index names but that is missing is an error naming it.
+  fs::remove(dir.path / "model-00002-of-00002.safetensors");
+  CHECK_THROWS_WITH_AS(load_checkpoint(dir.path.string()), doctest::Contains("model-00002-of-00002.safetensors"), InputError);
 }
