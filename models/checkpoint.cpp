@@ -164,6 +164,7 @@ void load_hf(Checkpoint& ck) {
     ck.source_type[to] = st.info(name).dtype;
   }
   if (c.tied_embeddings) ck.tensors.erase("output.weight");
+  if (fs::exists(fs::path(ck.path) / "tokenizer.json")) ck.tokenizer = make_hf_tokenizer(ck.path);
 }
 
 void check_shapes(const Checkpoint& ck) {

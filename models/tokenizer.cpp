@@ -4,7 +4,11 @@
 #include <fmt/format.h>
 #include <pcre2.h>
 
+#include <filesystem>
+#include <fstream>
+#include <functional>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <mutex>
 #include <queue>
 #include <unordered_map>
@@ -198,18 +202,29 @@ class Regex {
   pcre2_code* code_;
 };
 
+// What a byte-level BPE tokenizer is made of, from a GGUF file or a tokenizer.json.
+struct BpeSpec {
+  std::vector<std::string> tokens;  // by id
+  std::vector<std::string> merges;  // "a b", by rank
+  std::vector<std::int64_t> types;  // 3 = control; may be empty
+  std::vector<std::string> regexes;  // pre-tokenizer splits, applied in order
+  int bos = -1, eos = -1;
+  bool add_bos = false;
+};
+
+const std::string kGpt2Regex = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
+
 class Gpt2Tokenizer final : public Tokenizer {
  public:
-  explicit Gpt2Tokenizer(const GgufFile& g) {
-    tokens_ = g.get_strings("tokenizer.ggml.tokens");
+  explicit Gpt2Tokenizer(BpeSpec spec) {
+    tokens_ = std::move(spec.tokens);
     for (std::size_t i = 0; i < tokens_.size(); ++i) ids_.emplace(tokens_[i], static_cast<int>(i));
-    const auto merges = g.get_strings("tokenizer.ggml.merges");
-    for (std::size_t i = 0; i < merges.size(); ++i) ranks_.emplace(merges[i], static_cast<int>(i));
-    if (g.has("tokenizer.ggml.token_type")) types_ = g.get_ints("tokenizer.ggml.token_type");
+    for (std::size_t i = 0; i < spec.merges.size(); ++i) ranks_.emplace(spec.merges[i], static_cast<int>(i));
+    types_ = std::move(spec.types);
     types_.resize(tokens_.size(), 1);
-    bos_ = g.has("tokenizer.ggml.bos_token_id") ? static_cast<int>(g.get_uint("tokenizer.ggml.bos_token_id")) : -1;
-    eos_ = g.has("tokenizer.ggml.eos_token_id") ? static_cast<int>(g.get_uint("tokenizer.ggml.eos_token_id")) : -1;
-    add_bos_ = g.has("tokenizer.ggml.add_bos_token") ? g.get_bool("tokenizer.ggml.add_bos_token") : false;
+    bos_ = spec.bos;
+    eos_ = spec.eos;
+    add_bos_ = spec.add_bos;
     // GPT-2's byte-to-unicode table: printable bytes map to themselves, the rest to 256 + n.
     int n = 0;
     for (int b = 0; b < 256; ++b) {
@@ -217,18 +232,7 @@ class Gpt2Tokenizer final : public Tokenizer {
       byte_char_[b] = utf8_encode(printable ? b : 256 + n++);
       char_byte_[byte_char_[b]] = static_cast<unsigned char>(b);
     }
-    // Pre-tokenizer regexes per tokenizer.ggml.pre (llama.cpp's table for the ones listed here).
-    const std::string pre = g.has("tokenizer.ggml.pre") ? g.get_string("tokenizer.ggml.pre") : "gpt2";
-    const std::string gpt2 = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
-    if (pre == "gpt2" || pre == "default" || pre == "mpt" || pre == "olmo") {
-      regexes_.push_back(std::make_unique<Regex>(gpt2));
-    } else if (pre == "smollm" || pre == "starcoder" || pre == "refact" || pre == "codeshell") {
-      regexes_.push_back(std::make_unique<Regex>("\\p{N}"));  // every digit on its own
-      regexes_.push_back(std::make_unique<Regex>(gpt2));
-    } else {
-      throw InputError(fmt::format("{}: error: tokenizer.ggml.pre '{}' is not supported (gpt2, smollm, starcoder, "
-                                   "refact, codeshell, mpt, olmo)", g.path(), pre));
-    }
+    for (const auto& r : spec.regexes) regexes_.push_back(std::make_unique<Regex>(r));
   }
   std::string kind() const override { return "gpt2"; }
 
@@ -331,13 +335,108 @@ class Gpt2Tokenizer final : public Tokenizer {
   mutable std::unordered_map<std::string, std::vector<int>> cache_;
 };
 
+// Pre-tokenizer regexes for GGUF's tokenizer.ggml.pre (llama.cpp's names, for the ones listed).
+std::vector<std::string> gguf_pre_regexes(const std::string& pre, const std::string& path) {
+  if (pre == "gpt2" || pre == "default" || pre == "mpt" || pre == "olmo") return {kGpt2Regex};
+  if (pre == "smollm" || pre == "starcoder" || pre == "refact" || pre == "codeshell") return {"\\p{N}", kGpt2Regex};
+  throw InputError(fmt::format("{}: error: tokenizer.ggml.pre '{}' is not supported (gpt2, smollm, starcoder, refact, "
+                               "codeshell, mpt, olmo)", path, pre));
+}
+
 }  // namespace
 
 std::unique_ptr<Tokenizer> make_gguf_tokenizer(const GgufFile& g) {
   const std::string model = g.get_string("tokenizer.ggml.model");
   if (model == "llama") return std::make_unique<SpmTokenizer>(g);
-  if (model == "gpt2") return std::make_unique<Gpt2Tokenizer>(g);
+  if (model == "gpt2") {
+    BpeSpec s;
+    s.tokens = g.get_strings("tokenizer.ggml.tokens");
+    s.merges = g.get_strings("tokenizer.ggml.merges");
+    if (g.has("tokenizer.ggml.token_type")) s.types = g.get_ints("tokenizer.ggml.token_type");
+    s.bos = g.has("tokenizer.ggml.bos_token_id") ? static_cast<int>(g.get_uint("tokenizer.ggml.bos_token_id")) : -1;
+    s.eos = g.has("tokenizer.ggml.eos_token_id") ? static_cast<int>(g.get_uint("tokenizer.ggml.eos_token_id")) : -1;
+    s.add_bos = g.has("tokenizer.ggml.add_bos_token") ? g.get_bool("tokenizer.ggml.add_bos_token") : false;
+    s.regexes = gguf_pre_regexes(g.has("tokenizer.ggml.pre") ? g.get_string("tokenizer.ggml.pre") : "gpt2", g.path());
+    return std::make_unique<Gpt2Tokenizer>(std::move(s));
+  }
   throw InputError(fmt::format("{}: error: tokenizer.ggml.model '{}' is not supported (llama, gpt2)", g.path(), model));
+}
+
+std::unique_ptr<Tokenizer> make_hf_tokenizer(const std::string& dir) {
+  namespace fs = std::filesystem;
+  const std::string path = (fs::path(dir) / "tokenizer.json").string();
+  auto bad = [&](const std::string& key, const std::string& what) {
+    return ModelFileError(fmt::format("{}: error: {}: {}", path, key, what));
+  };
+  auto read_json = [](const std::string& file, nlohmann::json& out) {
+    std::ifstream in(file);
+    if (!in) return false;
+    try {
+      out = nlohmann::json::parse(in);
+    } catch (const nlohmann::json::exception& e) {
+      throw ModelFileError(fmt::format("{}: error: not valid JSON: {}", file, e.what()));
+    }
+    return true;
+  };
+  nlohmann::json j;
+  if (!read_json(path, j)) throw ModelFileError(fmt::format("{}: error: cannot open", path));
+  const auto& model = j.value("model", nlohmann::json::object());
+  if (model.value("type", std::string()) != "BPE") throw bad("model.type", "only BPE tokenizers are supported");
+  if (model.value("byte_fallback", false)) throw bad("model.byte_fallback", "SentencePiece-style BPE is not supported in tokenizer.json (use the GGUF)");
+  BpeSpec s;
+  if (!model.contains("vocab") || !model["vocab"].is_object()) throw bad("model.vocab", "missing or not an object");
+  std::size_t n = 0;
+  for (const auto& [tok, id] : model["vocab"].items()) {
+    if (!id.is_number_unsigned() || id.get<std::uint64_t>() >= (1u << 24)) throw bad("model.vocab", "ids must be small non-negative integers");
+    n = std::max<std::size_t>(n, id.get<std::size_t>() + 1);
+  }
+  for (const auto& t : j.value("added_tokens", nlohmann::json::array()))
+    if (t.contains("id") && t["id"].is_number_unsigned() && t["id"].get<std::uint64_t>() < (1u << 24))
+      n = std::max<std::size_t>(n, t["id"].get<std::size_t>() + 1);
+  s.tokens.resize(n);
+  s.types.assign(n, 1);
+  for (const auto& [tok, id] : model["vocab"].items()) s.tokens[id.get<std::size_t>()] = tok;
+  for (const auto& t : j.value("added_tokens", nlohmann::json::array())) {
+    if (!t.contains("id") || !t.contains("content") || !t["content"].is_string()) throw bad("added_tokens", "entries need id and content");
+    s.tokens[t["id"].get<std::size_t>()] = t["content"].get<std::string>();
+    if (t.value("special", false)) s.types[t["id"].get<std::size_t>()] = 3;
+  }
+  for (const auto& m : model.value("merges", nlohmann::json::array())) {
+    if (m.is_string()) s.merges.push_back(m.get<std::string>());
+    else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string())
+      s.merges.push_back(m[0].get<std::string>() + " " + m[1].get<std::string>());
+    else throw bad("model.merges", "entries must be \"a b\" or [\"a\", \"b\"]");
+  }
+  // Pre-tokenizer: ByteLevel (GPT-2's regex), Digits, Split with a regex, or a Sequence of them.
+  std::function<void(const nlohmann::json&)> pre = [&](const nlohmann::json& p) {
+    if (p.is_null()) return;
+    const std::string type = p.value("type", std::string());
+    if (type == "Sequence") {
+      for (const auto& x : p.value("pretokenizers", nlohmann::json::array())) pre(x);
+    } else if (type == "ByteLevel") {
+      if (p.value("add_prefix_space", false)) throw bad("pre_tokenizer", "ByteLevel add_prefix_space is not supported");
+      if (p.value("use_regex", true)) s.regexes.push_back(kGpt2Regex);
+    } else if (type == "Digits") {
+      s.regexes.push_back(p.value("individual_digits", false) ? "\\p{N}" : "\\p{N}+");
+    } else if (type == "Split" && p.contains("pattern") && p["pattern"].contains("Regex") && p["pattern"]["Regex"].is_string()) {
+      s.regexes.push_back(p["pattern"]["Regex"].get<std::string>());
+    } else {
+      throw bad("pre_tokenizer", fmt::format("'{}' is not supported (ByteLevel, Digits, Split with a Regex, Sequence)", type));
+    }
+  };
+  pre(j.value("pre_tokenizer", nlohmann::json()));
+  nlohmann::json cfg;
+  if (read_json((fs::path(dir) / "config.json").string(), cfg)) {
+    if (cfg.contains("bos_token_id") && cfg["bos_token_id"].is_number_integer()) s.bos = cfg["bos_token_id"].get<int>();
+    if (cfg.contains("eos_token_id") && cfg["eos_token_id"].is_number_integer()) s.eos = cfg["eos_token_id"].get<int>();
+  }
+  nlohmann::json tcfg;
+  if (read_json((fs::path(dir) / "tokenizer_config.json").string(), tcfg)) s.add_bos = tcfg.value("add_bos_token", false);
+  try {
+    return std::make_unique<Gpt2Tokenizer>(std::move(s));
+  } catch (const std::runtime_error& e) {
+    throw bad("pre_tokenizer", e.what());
+  }
 }
 
 }  // namespace tqb

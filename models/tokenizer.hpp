@@ -1,7 +1,7 @@
 #pragma once
 // Tokenizers read from a model file: SentencePiece-style BPE with scores and byte fallback (GGUF
-// `llama`) and byte-level BPE with merges and a pre-tokenizer regex (GGUF `gpt2`, PCRE2 for the
-// Unicode classes). Special tokens in text are not parsed: text is always text (as llama.cpp's
+// `llama`) and byte-level BPE with merges and a pre-tokenizer regex (GGUF `gpt2` and Hugging Face
+// tokenizer.json; PCRE2 for the Unicode classes). Special tokens in text are not parsed: text is always text (as llama.cpp's
 // perplexity tool tokenizes).
 #include <memory>
 #include <string>
@@ -35,5 +35,9 @@ class Tokenizer {
 // From GGUF metadata (tokenizer.ggml.*); throws ModelFileError naming the key when it is missing or
 // malformed, or InputError listing the supported models.
 std::unique_ptr<Tokenizer> make_gguf_tokenizer(const GgufFile& gguf);
+
+// From a Hugging Face folder's tokenizer.json (byte-level BPE: vocab, merges, and a ByteLevel, Digits,
+// Split or Sequence pre-tokenizer), with BOS/EOS from config.json and add_bos from tokenizer_config.json.
+std::unique_ptr<Tokenizer> make_hf_tokenizer(const std::string& dir);
 
 }  // namespace tqb

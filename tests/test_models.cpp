@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 
 #include <fmt/format.h>
 
@@ -401,4 +402,35 @@ TEST_CASE("a sharded Hugging Face checkpoint loads like the single file") {
   // A shard that the index names but that is missing is an error naming it.
   fs::remove(dir.path / "model-00002-of-00002.safetensors");
   CHECK_THROWS_WITH_AS(load_checkpoint(dir.path.string()), doctest::Contains("model-00002-of-00002.safetensors"), InputError);
+}
+
+TEST_CASE("a Hugging Face tokenizer.json gives the same byte-level BPE as the GGUF") {
+  const std::string model = model_cache_dir() + "/SmolLM2-135M-Instruct.Q4_1.gguf";
+  if (!have(model, "SmolLM2-135M (run scripts/setup.sh)")) return;
+  // SmolLM2's tokenizer in tokenizer.json form (vocab, merges, Digits + ByteLevel pre-tokenizer, its
+  // special tokens as added tokens), written from the GGUF's vocabulary.
+  GgufFile g(model);
+  const auto tokens = g.get_strings("tokenizer.ggml.tokens");
+  const auto merges = g.get_strings("tokenizer.ggml.merges");
+  nlohmann::json vocab = nlohmann::json::object(), added = nlohmann::json::array();
+  for (std::size_t i = 0; i < tokens.size(); ++i) vocab[tokens[i]] = i;
+  for (int i = 0; i < 17; ++i) added.push_back({{"id", i}, {"content", tokens[i]}, {"special", true}});
+  const nlohmann::json tj = {
+      {"added_tokens", added},
+      {"pre_tokenizer", {{"type", "Sequence"}, {"pretokenizers", {{{"type", "Digits"}, {"individual_digits", true}},
+                                                                   {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}}}}}},
+      {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", merges}}}};
+  test::TempDir dir;
+  test::write_text(dir.file("tokenizer.json"), tj.dump());
+  const auto hf = make_hf_tokenizer(dir.path.string());
+  const auto gg = make_gguf_tokenizer(g);
+  for (const std::string s : {"Hello world! 123 tokens, isn't it?", "Ünïcödé — “quotes” 1999年", " = Robert Boulter = \n"}) {
+    CHECK(hf->encode(s) == gg->encode(s));
+    CHECK(hf->decode(hf->encode(s)) == s);
+  }
+  CHECK(hf->decode({0, 19556}) == "Hello");  // special tokens decode to nothing
+  nlohmann::json bad = tj;
+  bad["pre_tokenizer"] = {{"type", "Metaspace"}};
+  test::write_text(dir.file("tokenizer.json"), bad.dump());
+  CHECK_THROWS_WITH_AS(make_hf_tokenizer(dir.path.string()), doctest::Contains("'Metaspace' is not supported"), InputError);
 }
