@@ -22,6 +22,15 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from tqb_results import load, ok_rows  # noqa: E402
 
 
+def _missing(v):
+    """Missing values in result files: "" for text, -1 for integers, NaN for reals."""
+    if isinstance(v, str):
+        return v == ""
+    if isinstance(v, (int, np.integer)):
+        return v == -1
+    return v != v
+
+
 def series_key(columns, meta, i, x_param, series=None):
     """The label of the line point i belongs to: its family and every varying parameter but x
     (or only the columns named in `series`)."""
@@ -32,8 +41,9 @@ def series_key(columns, meta, i, x_param, series=None):
         if series is not None and name not in series:
             continue
         values = columns[name]
-        if len(set(values[j] for j in range(len(values)))) <= 1:
-            continue  # constant across the file: not worth a label
+        defined = {v for v in values if not _missing(v)}
+        if len(defined) <= 1:
+            continue  # constant wherever it is defined: not worth a label
         v = values[i]
         if isinstance(v, str) and v == "":
             continue  # a text parameter of another family
@@ -60,6 +70,7 @@ def main(argv=None):
     ap.add_argument("--x", default="bits_per_weight", help="metric on the x axis (default: bits_per_weight)")
     ap.add_argument("--x-param", default="q.bits", help="parameter that moves along a line (default: q.bits)")
     ap.add_argument("--linear", action="store_true", help="linear y axis (default: log when all values > 0)")
+    ap.add_argument("--log", action="store_true", help="log y axis, leaving out points whose value is not positive")
     ap.add_argument("--where", action="append", default=[], metavar="COLUMN=VALUE",
                     help="keep only points whose column has this value (repeatable), e.g. --where data.source=gaussian")
     ap.add_argument("--scatter", action="store_true",
@@ -80,6 +91,11 @@ def main(argv=None):
             ap.error(f"--where {cond}: expected COLUMN=VALUE with a column of {args.result}")
         rows = [i for i in rows if str(columns[name][i]) == value or
                 (not isinstance(columns[name][i], str) and f"{columns[name][i]:g}" == value)]
+    if args.log:
+        dropped = [columns["quantizer"][i] for i in rows if not columns[args.metric][i] > 0]
+        rows = [i for i in rows if columns[args.metric][i] > 0]
+        if dropped:
+            print(f"--log: left out {len(dropped)} point(s) with {args.metric} <= 0: {', '.join(dropped)}", file=sys.stderr)
     if not rows:
         ap.error(f"{args.result}: no finished points to plot" + (" after --where" if args.where else ""))
     series_cols = None
@@ -98,7 +114,8 @@ def main(argv=None):
         series = {}
         for i in rows:
             ax.plot(columns[args.x][i], columns[args.metric][i], "o", ms=5)
-            ax.annotate(columns["quantizer"][i], (columns[args.x][i], columns[args.metric][i]), fontsize=5.5,
+            # Label with the family and the parameters that vary across the file, not the whole name.
+            ax.annotate(series_key(columns, meta, i, ""), (columns[args.x][i], columns[args.metric][i]), fontsize=6,
                         xytext=(4, 3), textcoords="offset points")
     for label, idx in sorted(series.items()):
         idx = sorted(idx, key=lambda i: columns[args.x][i])
@@ -118,7 +135,11 @@ def main(argv=None):
     if series:
         ax.legend(fontsize=7, ncol=2 if len(series) > 8 else 1)
     fig.text(0.99, 0.01, f"tqbench {commit}, seed {attrs.get('seed', '?')}", ha="right", fontsize=6, alpha=0.6)
-    fig.tight_layout()
+    if args.scatter:
+        ax.margins(x=0.2)  # room for the labels of the rightmost points
+        fig.subplots_adjust(left=0.1, right=0.97, bottom=0.11, top=0.92)
+    else:
+        fig.tight_layout()
 
     prefix = args.output or os.path.splitext(args.result)[0]
     for ext in ("png", "pdf"):

@@ -185,3 +185,47 @@ TEST_CASE("a run killed with SIGKILL midway resumes to the rows of an uninterrup
   for (const auto& e : std::filesystem::directory_iterator(dir.path))
     CHECK_MESSAGE(e.path().string().find(".tmp.") == std::string::npos, e.path().string());
 }
+
+TEST_CASE("a model experiment with a missing model or corpus exits with code 2 naming it") {
+  test::TempDir dir;
+  const std::string spec = dir.file("m.yaml");
+  test::write_text(spec, "experiment: m\ndata: {source: model, model: /nonexistent/model.gguf}\nquantizers: [none]\n");
+  auto r = run_tqbench("run '" + spec + "' -o '" + dir.file("m.h5") + "'");
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("model '/nonexistent/model.gguf': no such file or folder") != std::string::npos);
+  if (!std::filesystem::exists(test::kSourceDir + "/../shared/models/stories260K/stories260K.gguf")) return;
+  test::write_text(spec, "experiment: m\ndata: {source: model, model: stories260k, corpus: /nonexistent.txt}\nquantizers: [none]\n");
+  r = run_tqbench("run '" + spec + "' -o '" + dir.file("m2.h5") + "'");
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("corpus '/nonexistent.txt': cannot open") != std::string::npos);
+  r = run_tqbench("perplexity --model stories260k --quantizer 'rtn(bits=99)'");
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("out of range") != std::string::npos);
+  r = run_tqbench("perplexity --model stories260k --ctx 4");
+  CHECK(r.exit_code == 2);
+}
+
+TEST_CASE("a model experiment writes perplexity, KLD and per-layer statistics") {
+  if (!std::filesystem::exists(test::kSourceDir + "/../shared/models/stories260K/stories260K.gguf")) {
+    MESSAGE("skipped: stories260K (../shared) not found");
+    return;
+  }
+  test::TempDir dir;
+  const std::string spec = dir.file("m.yaml"), out = dir.file("m.h5");
+  test::write_text(spec,
+                   "experiment: m\nseed: 2\ndata: {source: model, model: stories260k, ctx: 128, chunks: 4}\n"
+                   "quantizers: [none, 'rtn(bits=3,group=32,mode=asym)']\n");
+  const auto r = run_tqbench("run '" + spec + "' -o '" + out + "'");
+  REQUIRE_MESSAGE(r.exit_code == 0, r.output);
+  const ResultTable t = read_result_file(out);
+  REQUIRE(t.rows.size() == 2);
+  const int ppl = t.column_index("perplexity"), kld = t.column_index("kld_mean"), layers = t.column_index("layer_stats");
+  const int delta = t.column_index("delta_ppl");
+  REQUIRE(ppl >= 0);
+  REQUIRE(kld >= 0);
+  REQUIRE(layers >= 0);
+  CHECK(std::get<double>(t.rows[0][kld]) == doctest::Approx(0.0).epsilon(1e-9));  // none: the baseline itself
+  CHECK(std::get<double>(t.rows[0][delta]) == 0.0);
+  CHECK(std::get<double>(t.rows[1][kld]) > 0.0);
+  CHECK(std::get<std::string>(t.rows[1][layers]).find("\"blk.4.ffn_down.weight\"") != std::string::npos);
+}
