@@ -183,7 +183,7 @@ class TurboQuantMse final : public Quantizer {
     const LloydMaxCodebook& lm = lloyd_max_codebook(codebook_, static_cast<int>(g), bits_);
     const double s = codebook_ == CodebookDistribution::gaussian ? 1.0 / std::sqrt(static_cast<double>(g)) : 1.0;
     Codebook cb;
-    for (double c : lm.centroids) cb.centroids.push_back(static_cast<float>(c * s));
+    cb.centroids = turboquant_centroids(codebook_ == CodebookDistribution::beta ? "beta" : "gaussian", g, bits_);
     for (double b : lm.boundaries) cb.boundaries.push_back(static_cast<float>(b * s));
     return cb;
   }
@@ -202,6 +202,15 @@ class TurboQuantMse final : public Quantizer {
 };
 
 }  // namespace
+
+std::vector<float> turboquant_centroids(const std::string& codebook, std::size_t g, int bits) {
+  const auto dist = codebook == "beta" ? CodebookDistribution::beta : CodebookDistribution::gaussian;
+  const LloydMaxCodebook& lm = lloyd_max_codebook(dist, static_cast<int>(g), bits);
+  const double s = dist == CodebookDistribution::gaussian ? 1.0 / std::sqrt(static_cast<double>(g)) : 1.0;
+  std::vector<float> c;
+  for (double x : lm.centroids) c.push_back(static_cast<float>(x * s));
+  return c;
+}
 
 QuantizerFamily turboquant_family() {
   using K = ParamSpec::Kind;

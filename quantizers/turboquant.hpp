@@ -18,4 +18,8 @@ namespace tqb {
 
 QuantizerFamily turboquant_family();
 
+// The 2^bits centroids for unit vectors in g dimensions (codebook "beta" or "gaussian", the latter
+// scaled by 1/sqrt(g)), ascending: what a code decodes to before the group's norm and rotation.
+std::vector<float> turboquant_centroids(const std::string& codebook, std::size_t g, int bits);
+
 }  // namespace tqb

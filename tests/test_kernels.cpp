@@ -1,0 +1,88 @@
+// Every fused kernel variant against the reference ("dequantize, then dense"), at odd shapes, every
+// bit width, each SIMD level forced in turn, with guard zones around the output.
+#include <doctest/doctest.h>
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <stdexcept>
+
+#include "common/rng.hpp"
+#include "kernels/fused_lut.hpp"
+#include "kernels/linear.hpp"
+#include "kernels/simd_level.hpp"
+#include "quantizers/registry.hpp"
+
+using namespace tqb;
+
+namespace {
+
+Matrix random_matrix(std::size_t rows, std::size_t cols, std::uint64_t seed) {
+  Matrix m(rows, cols);
+  Rng rng(seed);
+  for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = static_cast<float>(rng.normal());
+  return m;
+}
+
+struct LevelGuard {
+  SimdLevel saved = simd_level();
+  ~LevelGuard() { set_simd_level(saved); }
+};
+
+}  // namespace
+
+TEST_CASE("fused LUT kernels match dequantize-then-dense for every format, shape, batch and SIMD level") {
+  LevelGuard guard;
+  std::vector<std::string> names;
+  for (int b = 1; b <= 8; ++b) {
+    names.push_back(fmt::format("turboquant(bits={},group=32,rotation=hadamard)", b));
+    if (b >= 2) names.push_back(fmt::format("rtn(bits={},group=32,mode=sym)", b));
+    names.push_back(fmt::format("rtn(bits={},group=row,mode=asym,scale=fp32)", b));
+  }
+  for (const std::string n : {"turboquant(bits=4,group=row,rotation=haar,codebook=gaussian)",
+                              "turboquant(bits=3,group=64,rotation=none,norm=fp16)", "qjl(sketch=d,group=32)",
+                              "qjl(sketch=2d,group=row)", "turboquant_prod(bits=3,group=32)",
+                              "residual(stack=4+2,group=32,rotation=hadamard)", "residual(stack=3+1-qjl,group=64)",
+                              "residual(stack=rtn(bits=4,group=32,mode=asym)+2,group=32)"})
+    names.push_back(n);
+  const std::size_t rows = 37, cols = 192;  // odd row count; groups of 32 and 64 and one row of 192
+  const Matrix w = random_matrix(rows, cols, 1);
+  for (const auto& name : names) {
+    auto q = parse_quantizer(name);
+    REQUIRE_MESSAGE(fused_lut_supports(*q).empty(), name);
+    const QuantizedMatrix qm = q->quantize(w.data(), rows, cols, 7);
+    const auto reference = make_dequantized_linear(*q, qm);
+    const auto fused = make_fused_lut_linear(*q, qm);
+    for (std::size_t n : {1u, 3u, 16u, 33u}) {
+      const Matrix x = random_matrix(n, cols, 100 + n);
+      Matrix expect(n, rows);
+      reference->forward(x.data(), n, expect.data());
+      for (SimdLevel level : {SimdLevel::scalar, SimdLevel::avx2, SimdLevel::avx512}) {
+        if (set_simd_level(level) != level) continue;  // the CPU lacks it
+        CAPTURE(name);
+        CAPTURE(n);
+        CAPTURE(to_string(level));
+        std::vector<float> y(n * rows + 64, 12345.0f);  // 32 guard floats each side
+        fused->forward(x.data(), n, y.data() + 32);
+        for (int k = 0; k < 32; ++k) {
+          CHECK(y[k] == 12345.0f);
+          CHECK(y[32 + n * rows + k] == 12345.0f);
+        }
+        const Eigen::Map<const Matrix> got(y.data() + 32, n, rows);
+        const double rel = (got - expect).cast<double>().norm() / std::max(1e-30, expect.cast<double>().norm());
+        CHECK(rel <= 1e-5);
+        CHECK(fused->kernel() == "fused_lut_" + to_string(level));
+      }
+    }
+  }
+}
+
+TEST_CASE("the fused kernel declares what it cannot read") {
+  CHECK(fused_lut_supports(*parse_quantizer("none")).find("does not read none") != std::string::npos);
+  CHECK(fused_lut_supports(*parse_quantizer("residual(stack=none()+4)")).find("does not read none") != std::string::npos);
+  CHECK_THROWS_AS(make_fused_lut_linear(*parse_quantizer("none"), QuantizedMatrix{}), std::invalid_argument);
+  // TQB_SIMD / set_simd_level never go above the CPU.
+  LevelGuard guard;
+  CHECK(static_cast<int>(set_simd_level(SimdLevel::avx512)) <= static_cast<int>(detected_simd_level()));
+  CHECK(set_simd_level(SimdLevel::scalar) == SimdLevel::scalar);
+}
