@@ -1,5 +1,5 @@
 // Y = X Ŵᵀ kernels on real layer shapes (Llama-3-8B's 4096×4096, 14336×4096 and 4096×14336; rows =
-// outputs × inputs) at batch n = 1, 4, 16: the fused LUT kernel at the CPU's SIMD level against the
+// outputs × inputs) at batch n = 1, 4, 16 (and 512 for prefill at 4096 × 4096): the fused LUT kernel at the CPU's SIMD level against the
 // dense fp32 Eigen product in the same binary. Counters: weight GB/s (bytes of the format read per
 // second, decimal) and GFLOP/s (2·rows·cols·n per call). Each fused kernel is checked against the
 // reference before timing.
@@ -68,6 +68,7 @@ void BM_Fused(benchmark::State& state, const std::string& name) {
 void shapes(benchmark::internal::Benchmark* b) {
   for (auto [rows, cols] : {std::pair{4096, 4096}, std::pair{14336, 4096}, std::pair{4096, 14336}})
     for (int n : {1, 4, 16}) b->Args({rows, cols, n});
+  b->Args({4096, 4096, 512});  // prefill
   b->Unit(benchmark::kMillisecond)->UseRealTime();
 }
 

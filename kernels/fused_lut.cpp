@@ -131,6 +131,34 @@ void build(const Quantizer& quantizer, const QuantizedMatrix& q, std::vector<Pas
     }
 }
 
+// One row of transformed-domain weights: a_rj·lut[q] for every group (width groups·m).
+[[gnu::always_inline]] inline void decode_row_body(const Pass& s, std::size_t r, float* out) {
+  std::vector<std::uint8_t> tmp(s.m);
+  for (std::size_t j = 0; j < s.groups; ++j) {
+    float* o = out + j * s.m;
+    decode(s, r, j, o, tmp.data());
+    const float a = s.a[r * s.groups + j];
+    for (std::size_t i = 0; i < s.m; ++i) o[i] *= a;
+  }
+}
+void decode_row_scalar(const Pass& s, std::size_t r, float* out) { decode_row_body(s, r, out); }
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("avx2,fma"))) void decode_row_avx2(const Pass& s, std::size_t r, float* out) {
+  decode_row_body(s, r, out);
+}
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma"))) void decode_row_avx512(const Pass& s, std::size_t r,
+                                                                                            float* out) {
+  decode_row_body(s, r, out);
+}
+#endif
+void decode_row(const Pass& s, std::size_t r, float* out, SimdLevel level) {
+#if defined(__x86_64__) && defined(__GNUC__)
+  if (level == SimdLevel::avx512) return decode_row_avx512(s, r, out);
+  if (level == SimdLevel::avx2) return decode_row_avx2(s, r, out);
+#endif
+  decode_row_scalar(s, r, out);
+}
+
 void rows_scalar(const Pass& s, const float* xt, const float* sx, std::size_t n, std::size_t r0, std::size_t r1,
                  float* y, std::size_t out) {
   rows_body(s, xt, sx, n, r0, r1, y, out);
@@ -183,6 +211,10 @@ class FusedLutLinear final : public Linear {
             sx[t * s.groups + j] = static_cast<float>(sum);
           }
         }
+      if (n >= kPrefillBatch) {
+        prefill(s, xt, sx, n, y, level);
+        continue;
+      }
       const std::size_t chunk = 16;
       const std::size_t tasks = (s.rows + chunk - 1) / chunk;
 #pragma omp parallel for schedule(dynamic, 4)
@@ -200,6 +232,31 @@ class FusedLutLinear final : public Linear {
   }
 
  private:
+  // Batches this large go through tiles: decode 256 rows of transformed-domain weights
+  // W̃[r][j·m + i] = a_rj·lut[q] (no inverse rotation needed: the activations are already rotated),
+  // then one dense GEMM per tile, Y[:, tile] += X̃ W̃ᵀ, plus the offsets' Σ_j b_rj·Σ x̃_j.
+  static constexpr std::size_t kPrefillBatch = 32;
+
+  static void prefill(const Pass& s, const std::vector<float>& xt, const std::vector<float>& sx, std::size_t n, float* y,
+                      SimdLevel level) {
+    const std::size_t width = s.groups * s.m, tile = 256;
+    const Eigen::Map<const Matrix> X(xt.data(), n, width);
+    Eigen::Map<Matrix> Y(y, n, s.rows);
+    Matrix W(tile, width);
+    for (std::size_t r0 = 0; r0 < s.rows; r0 += tile) {
+      const std::size_t rows = std::min(tile, s.rows - r0);
+#pragma omp parallel for schedule(static)
+      for (std::ptrdiff_t i = 0; i < static_cast<std::ptrdiff_t>(rows); ++i)
+        decode_row(s, r0 + i, W.row(i).data(), level);
+      Y.middleCols(r0, rows).noalias() += X * W.topRows(rows).transpose();
+      if (!s.b.empty()) {
+        const Eigen::Map<const Matrix> SX(sx.data(), n, s.groups);
+        const Eigen::Map<const Matrix> B(s.b.data() + r0 * s.groups, rows, s.groups);
+        Y.middleCols(r0, rows).noalias() += SX * B.transpose();
+      }
+    }
+  }
+
   QuantizedMatrix q_;
   std::vector<Pass> passes_;
 };

@@ -10,7 +10,8 @@
 //              (⟨Π_jᵀ c, x⟩ = ⟨c, Π_j x⟩, so activations are rotated once per group, not weights)
 //   qjl:       lut[q] = ±1, a = √(π/2)/m·γ, transform = the projection S_j (m × g)
 // so y_r = Σ_j a_rj·⟨lut[q_rj·], x̃_j⟩ + b_rj·Σ x̃_j. Codes of one (row, group) are decoded into a
-// small buffer once (4-bit: shuffles of a 16-entry table) and dotted with each of the n activation rows.
+// small buffer once (4-bit: shuffles of a 16-entry table) and dotted with each of the n activation rows;
+// batches of 32 rows or more decode tiles of 256 weight rows and run one dense GEMM per tile (prefill).
 // The inner loops are compiled for scalar, AVX2 and AVX-512 and picked by simd_level().
 #include <memory>
 #include <string>

@@ -45,7 +45,7 @@ TEST_CASE("fused LUT kernels match dequantize-then-dense for every format, shape
                               "residual(stack=4+2,group=32,rotation=hadamard)", "residual(stack=3+1-qjl,group=64)",
                               "residual(stack=rtn(bits=4,group=32,mode=asym)+2,group=32)"})
     names.push_back(n);
-  const std::size_t rows = 37, cols = 192;  // odd row count; groups of 32 and 64 and one row of 192
+  const std::size_t rows = 301, cols = 192;  // odd row count over two prefill tiles; groups of 32, 64, 192
   const Matrix w = random_matrix(rows, cols, 1);
   for (const auto& name : names) {
     auto q = parse_quantizer(name);
@@ -53,7 +53,7 @@ TEST_CASE("fused LUT kernels match dequantize-then-dense for every format, shape
     const QuantizedMatrix qm = q->quantize(w.data(), rows, cols, 7);
     const auto reference = make_dequantized_linear(*q, qm);
     const auto fused = make_fused_lut_linear(*q, qm);
-    for (std::size_t n : {1u, 3u, 16u, 33u}) {
+    for (std::size_t n : {1u, 3u, 16u, 33u, 70u}) {  // 33 and 70 take the tiled prefill path
       const Matrix x = random_matrix(n, cols, 100 + n);
       Matrix expect(n, rows);
       reference->forward(x.data(), n, expect.data());
