@@ -60,30 +60,11 @@ class RtnQuantizer final : public Quantizer {
   }
 
   void dequantize(const QuantizedMatrix& q, float* out) const override {
-    const std::size_t g = group_size(q.cols);
-    const std::size_t groups = q.cols / g;
-    const std::size_t sb = bytes_of(q.side_format);
+    // Symmetric: x̂ = (code − qmax)·s; asymmetric: x̂ = m + code·s.
     const int qmax = (1 << (bits_ - 1)) - 1;
-#pragma omp parallel
-    {
-      std::vector<std::uint8_t> codes(q.cols);
-#pragma omp for schedule(static)
-      for (std::ptrdiff_t r = 0; r < static_cast<std::ptrdiff_t>(q.rows); ++r) {
-        unpack_codes_range(q.codes.data(), r * q.cols, q.cols, bits_, codes.data());
-        for (std::size_t j = 0; j < groups; ++j) {
-          const std::size_t slot = r * groups + j;
-          const float s = load_float(q.side_format, q.scales.data() + slot * sb);
-          float* o = out + r * q.cols + j * g;
-          const std::uint8_t* c = codes.data() + j * g;
-          if (symmetric_) {
-            for (std::size_t i = 0; i < g; ++i) o[i] = static_cast<float>(static_cast<int>(c[i]) - qmax) * s;
-          } else {
-            const float m = load_float(q.side_format, q.zeros.data() + slot * sb);
-            for (std::size_t i = 0; i < g; ++i) o[i] = m + static_cast<float>(c[i]) * s;
-          }
-        }
-      }
-    }
+    std::vector<float> lut;
+    for (int c = 0; c < (1 << bits_); ++c) lut.push_back(static_cast<float>(symmetric_ ? c - qmax : c));
+    dequantize_affine_lut(q, group_size(q.cols), lut, out);
   }
 
  private:

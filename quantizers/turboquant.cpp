@@ -153,25 +153,17 @@ class TurboQuantMse final : public Quantizer {
   }
 
   void dequantize(const QuantizedMatrix& q, float* out) const override {
-    const std::size_t g = group_width(group_, q.cols), groups = q.cols / g, nb = bytes_of(q.side_format);
-    const Codebook cb = codebook(g);
+    // v̂ = ‖v‖ Π_jᵀ c[idx]: centroids times norms, then each group's inverse rotation.
+    const std::size_t g = group_width(group_, q.cols), groups = q.cols / g;
+    dequantize_affine_lut(q, g, codebook(g).centroids, out);
     const auto rot = rotations(g, groups, q.seed);
-#pragma omp parallel
-    {
-      std::vector<std::uint8_t> codes(q.cols);
-#pragma omp for schedule(static)
-      for (std::ptrdiff_t r = 0; r < static_cast<std::ptrdiff_t>(q.rows); ++r) {
-        unpack_codes_range(q.codes.data(), r * q.cols, q.cols, bits_, codes.data());
-        for (std::size_t j = 0; j < groups; ++j) {
-          const float norm = load_float(q.side_format, q.scales.data() + (r * groups + j) * nb);
-          float* v = out + r * q.cols + j * g;
-          for (std::size_t i = 0; i < g; ++i) v[i] = cb.centroids[codes[j * g + i]] * norm;
-          if (rotation_ == RotationKind::hadamard) rot[j]->inverse(v, 1, g);
-        }
-      }
-    }
-    if (rotation_ == RotationKind::haar)
+    if (rotation_ == RotationKind::haar) {
       for (std::size_t j = 0; j < groups; ++j) rot[j]->inverse(out + j * g, q.rows, q.cols);
+    } else if (rotation_ == RotationKind::hadamard) {
+#pragma omp parallel for schedule(static)
+      for (std::ptrdiff_t r = 0; r < static_cast<std::ptrdiff_t>(q.rows); ++r)
+        for (std::size_t j = 0; j < groups; ++j) rot[j]->inverse(out + r * q.cols + j * g, 1, g);
+    }
   }
 
  private:

@@ -4,6 +4,7 @@
 
 #include "common/float_format.hpp"
 #include "common/rng.hpp"
+#include "quantizers/bitpack.hpp"
 #include "quantizers/rotation.hpp"
 
 namespace tqb {
@@ -41,6 +42,31 @@ ShapeProblem check_group_shape(std::int64_t group, std::size_t rows, std::size_t
     return {"group", fmt::format("group size {} does not divide the {} columns; use a divisor of {} or 'row'", group,
                                  cols, cols)};
   return {};
+}
+
+void dequantize_affine_lut(const QuantizedMatrix& q, std::size_t g, const std::vector<float>& lut, float* out) {
+  const std::size_t groups = q.cols / g, nb = bytes_of(q.side_format);
+  const bool offsets = !q.zeros.empty();
+#pragma omp parallel
+  {
+    std::vector<std::uint8_t> codes(q.cols);
+#pragma omp for schedule(static)
+    for (std::ptrdiff_t r = 0; r < static_cast<std::ptrdiff_t>(q.rows); ++r) {
+      unpack_codes_range(q.codes.data(), r * q.cols, q.cols, q.code_bits, codes.data());
+      for (std::size_t j = 0; j < groups; ++j) {
+        const std::size_t slot = r * groups + j;
+        const float a = load_float(q.side_format, q.scales.data() + slot * nb);
+        const float b = offsets ? load_float(q.side_format, q.zeros.data() + slot * nb) : 0.0f;
+        float* v = out + r * q.cols + j * g;
+        const std::uint8_t* c = codes.data() + j * g;
+        if (offsets) {
+          for (std::size_t i = 0; i < g; ++i) v[i] = b + lut[c[i]] * a;
+        } else {
+          for (std::size_t i = 0; i < g; ++i) v[i] = lut[c[i]] * a;
+        }
+      }
+    }
+  }
 }
 
 std::uint64_t group_seed(std::uint64_t seed, const char* use, std::size_t j) {

@@ -25,6 +25,11 @@ inline std::size_t group_width(std::int64_t group, std::size_t cols) {
 // Problem with `group` for a rows x cols matrix, or an empty message.
 ShapeProblem check_group_shape(std::int64_t group, std::size_t rows, std::size_t cols);
 
+// The reference dequantization every per-group format shares: weight (r, j·g + i) = a_rj·lut[code] + b_rj
+// with a = q.scales and b = q.zeros (absent: 0), both [rows][groups] in q.side_format, and codes from
+// q's bit stream. out: q.rows × q.cols floats.
+void dequantize_affine_lut(const QuantizedMatrix& q, std::size_t g, const std::vector<float>& lut, float* out);
+
 // Seed of group j's randomness (rotation, projection), labelled so that different uses never share
 // a stream.
 std::uint64_t group_seed(std::uint64_t seed, const char* use, std::size_t j);

@@ -12,17 +12,11 @@
 #include "kernels/linear.hpp"
 #include "kernels/simd_level.hpp"
 #include "quantizers/registry.hpp"
+#include "test_util.hpp"
 
 using namespace tqb;
 
 namespace {
-
-Matrix random_matrix(std::size_t rows, std::size_t cols, std::uint64_t seed) {
-  Matrix m(rows, cols);
-  Rng rng(seed);
-  for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = static_cast<float>(rng.normal());
-  return m;
-}
 
 struct LevelGuard {
   SimdLevel saved = simd_level();
@@ -46,7 +40,7 @@ TEST_CASE("fused LUT kernels match dequantize-then-dense for every format, shape
                               "residual(stack=rtn(bits=4,group=32,mode=asym)+2,group=32)"})
     names.push_back(n);
   const std::size_t rows = 301, cols = 192;  // odd row count over two prefill tiles; groups of 32, 64, 192
-  const Matrix w = random_matrix(rows, cols, 1);
+  const Matrix w = test::random_normal_matrix(rows, cols, 1);
   for (const auto& name : names) {
     auto q = parse_quantizer(name);
     REQUIRE_MESSAGE(fused_lut_supports(*q).empty(), name);
@@ -54,7 +48,7 @@ TEST_CASE("fused LUT kernels match dequantize-then-dense for every format, shape
     const auto reference = make_dequantized_linear(*q, qm);
     const auto fused = make_fused_lut_linear(*q, qm);
     for (std::size_t n : {1u, 3u, 16u, 33u, 70u}) {  // 33 and 70 take the tiled prefill path
-      const Matrix x = random_matrix(n, cols, 100 + n);
+      const Matrix x = test::random_normal_matrix(n, cols, 100 + n);
       Matrix expect(n, rows);
       reference->forward(x.data(), n, expect.data());
       for (SimdLevel level : {SimdLevel::scalar, SimdLevel::avx2, SimdLevel::avx512}) {

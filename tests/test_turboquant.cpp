@@ -8,6 +8,7 @@
 #include "harness/data_source.hpp"
 #include "quantizers/codebook.hpp"
 #include "quantizers/registry.hpp"
+#include "test_util.hpp"
 
 using namespace tqb;
 
@@ -21,13 +22,6 @@ Matrix roundtrip(const Quantizer& q, const Matrix& w, std::uint64_t seed = 11) {
 
 double mean_row_error(const Matrix& w, const Matrix& w_hat) {
   return (w - w_hat).cast<double>().rowwise().squaredNorm().mean();
-}
-
-Matrix gaussian(std::size_t rows, std::size_t cols, std::uint64_t seed) {
-  Matrix m(rows, cols);
-  Rng rng(seed);
-  for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = static_cast<float>(rng.normal());
-  return m;
 }
 
 // Inner products <y, x> and <y, x̃> for queries correlated with each row (y = unit(x + noise)), so the
@@ -105,7 +99,7 @@ TEST_CASE("turboquant D_mse is non-increasing in bits for every rotation and cod
 }
 
 TEST_CASE("a 4+4 residual's error is at most 1/50 of a single 4-bit pass") {
-  const Matrix w = gaussian(256, 1024, 9);
+  const Matrix w = test::random_normal_matrix(256, 1024, 9);
   for (const std::string rot : {"haar", "hadamard"}) {
     CAPTURE(rot);
     const double one = mean_row_error(w, roundtrip(*parse_quantizer("turboquant(bits=4,group=128,rotation=" + rot + ")"), w));
@@ -119,7 +113,7 @@ TEST_CASE("a 4+4 residual's error is at most 1/50 of a single 4-bit pass") {
 }
 
 TEST_CASE("bits per weight are exact for every variant") {
-  const Matrix w = gaussian(16, 1024, 10);
+  const Matrix w = test::random_normal_matrix(16, 1024, 10);
   struct Case {
     std::string name;
     double bpw;
@@ -160,7 +154,7 @@ TEST_CASE("residual stacks have canonical names that parse back") {
 }
 
 TEST_CASE("weight mode handles groups that are not powers of two and zero rows") {
-  Matrix w = gaussian(4, 96, 12);
+  Matrix w = test::random_normal_matrix(4, 96, 12);
   w.row(2).setZero();
   for (const std::string rot : {"haar", "hadamard", "none"}) {
     auto q = parse_quantizer("turboquant(bits=4,group=row,rotation=" + rot + ")");

@@ -10,6 +10,9 @@
 #include <sstream>
 #include <string>
 
+#include "common/matrix.hpp"
+#include "common/rng.hpp"
+
 namespace tqb::test {
 
 inline const std::string kSourceDir = TQB_SOURCE_DIR;
@@ -56,6 +59,14 @@ inline std::string read_text(const std::string& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+// rows x cols of i.i.d. N(0,1) from a seed.
+inline tqb::Matrix random_normal_matrix(std::size_t rows, std::size_t cols, std::uint64_t seed) {
+  tqb::Matrix m(rows, cols);
+  tqb::Rng rng(seed);
+  for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = static_cast<float>(rng.normal());
+  return m;
 }
 
 inline void write_text(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
