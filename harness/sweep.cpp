@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <regex>
 #include <set>
 
 #include "common/error.hpp"
@@ -48,6 +49,15 @@ std::vector<SweepPoint> expand_sweep(const ExperimentSpec& spec) {
       } catch (const InputError& e) {
         throw InputError(located_message(g.where, g.path, e.what()));
       }
+      if (g.family == "model")  // regular expressions are checked here, where the spec location is known
+        for (const char* key : {"include", "exclude"}) {
+          try {
+            std::regex re(get_str(p, key));
+          } catch (const std::regex_error& e) {
+            throw InputError(located_message(where_of(g, key), g.path + "." + key,
+                                             fmt::format("'{}' is not a valid regular expression: {}", get_str(p, key), e.what())));
+          }
+        }
       const auto [rows, cols] = src->shape(p);
       if (rows * cols > kMaxDataElements)
         throw InputError(located_message(g.where, g.path,
