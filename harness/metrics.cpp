@@ -144,6 +144,12 @@ const std::vector<Metric>& metrics() {
       {"eval_tokens_per_s", "forward-pass throughput over the evaluated chunks, tokens per second", Direction::higher,
        {}, true},
       {"quantize_s", "seconds to quantize the model's layers", Direction::lower, {}, true},
+      {"prefill_tokens_per_s", "tokens per second of one prefill of ctx tokens with the layers' kernels",
+       Direction::higher, {}, true},
+      {"decode_tokens_per_s", "tokens per second decoding one token after ctx - 1 (median of 5)", Direction::higher,
+       {}, true},
+      {"weight_bytes_in_memory", "bytes the running model holds for its weights (kernels' own formats)",
+       Direction::lower, {}, true},
   };
   return all;
 }

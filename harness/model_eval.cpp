@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -146,6 +147,23 @@ ModelPointResult ModelEvaluator::evaluate(const SweepPoint& p, const Progress& p
                                                  [&](std::size_t c, std::size_t n, double ppl) {
                                                    progress(fmt::format("chunk {}/{}, ppl {:.4f}", c, n, ppl));
                                                  });
+  // Forward speed of this model as built: one prefill of ctx tokens, and decoding one token after ctx − 1
+  // (the cache filled untimed first; median of 5).
+  const std::size_t ctx = static_cast<std::size_t>(l.cfg.ctx);
+  const std::vector<int> window(l.tokens.begin(), l.tokens.begin() + ctx);
+  progress("timing prefill and decode");
+  KvCache cache = model->new_cache(ctx);
+  auto p0 = std::chrono::steady_clock::now();
+  model->forward(window, cache);
+  const double prefill_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - p0).count();
+  std::vector<double> decode_s;
+  for (int rep = 0; rep < 5; ++rep) {
+    cache.len = ctx - 1;
+    p0 = std::chrono::steady_clock::now();
+    model->forward({window.back()}, cache);
+    decode_s.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - p0).count());
+  }
+  std::sort(decode_s.begin(), decode_s.end());
   ModelPointResult out;
   const double model_bytes = st.quantized_bytes + 2.0 * st.other_weights;
   out.metrics = {
@@ -164,6 +182,9 @@ ModelPointResult ModelEvaluator::evaluate(const SweepPoint& p, const Progress& p
       {"eval_tokens", static_cast<double>(r.scored)},
       {"eval_tokens_per_s", r.tokens_per_second},
       {"quantize_s", quantize_s},
+      {"prefill_tokens_per_s", static_cast<double>(ctx) / prefill_s},
+      {"decode_tokens_per_s", 1.0 / decode_s[decode_s.size() / 2]},
+      {"weight_bytes_in_memory", static_cast<double>(model->linear_weight_bytes() + model->other_weight_bytes())},
   };
   out.layer_stats = st.layer_json;
   return out;

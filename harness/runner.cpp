@@ -13,6 +13,7 @@
 #include <set>
 
 #include "common/error.hpp"
+#include "common/memory.hpp"
 #include "common/rng.hpp"
 #include "harness/data_source.hpp"
 #include "harness/metrics.hpp"
@@ -100,6 +101,9 @@ std::vector<Column> result_columns(const ExperimentSpec& spec, const std::vector
       {"seed", ColumnType::integer, "point", "seed of the quantizer's randomness, derived from the spec seed and key", ""},
       {"data_seed", ColumnType::integer, "point", "seed of the data, derived from the spec seed and data name", ""},
       {"elapsed_s", ColumnType::real, "point", "wall time of the point (quantize, dequantize, metrics), seconds", ""},
+      {"peak_rss_bytes", ColumnType::integer, "point",
+       "resident-memory high-water mark during the point (reset per point through /proc/self/clear_refs; "
+       "includes what the process keeps across points: data, a loaded model, baseline log-probabilities)", ""},
       {"finished_utc", ColumnType::text, "point", "when the point finished", ""},
       {"git_commit", ColumnType::text, "point", "tqbench commit that computed the point", ""},
       {"host", ColumnType::text, "point", "machine that computed the point", ""},
@@ -239,6 +243,7 @@ int run_sweep(const ExperimentSpec& spec, const std::vector<SweepPoint>& points,
   for (const auto& p : points) {
     if (done.count(p.key)) continue;
     progress.start_point(p.key);
+    const bool peak_reset = reset_peak_rss();
     const auto t0 = std::chrono::steady_clock::now();
     PointResult r;
     std::string layer_stats;
@@ -273,6 +278,7 @@ int run_sweep(const ExperimentSpec& spec, const std::vector<SweepPoint>& points,
       else if (c.name == "seed") v = static_cast<std::int64_t>(p.seed);
       else if (c.name == "data_seed") v = static_cast<std::int64_t>(p.data->seed);
       else if (c.name == "elapsed_s") v = seconds;
+      else if (c.name == "peak_rss_bytes") v = peak_reset ? static_cast<std::int64_t>(peak_rss_bytes()) : std::int64_t{-1};
       else if (c.name == "finished_utc") v = utc_now();
       else if (c.name == "git_commit") v = provenance().git_commit;
       else if (c.name == "host") v = provenance().host;

@@ -40,13 +40,14 @@ std::size_t rows_in(const std::string& path) {
   }
 }
 
-// Every column but the timing ones, which legitimately differ between runs.
+// Every column but the measured ones (time, memory), which legitimately differ between runs.
 std::vector<std::vector<Cell>> comparable_rows(const ResultTable& t) {
   std::vector<std::vector<Cell>> out;
   for (const auto& r : t.rows) {
     std::vector<Cell> keep;
     for (std::size_t j = 0; j < t.columns.size(); ++j)
-      if (t.columns[j].name != "elapsed_s" && t.columns[j].name != "finished_utc") keep.push_back(r[j]);
+      if (t.columns[j].name != "elapsed_s" && t.columns[j].name != "finished_utc" && t.columns[j].name != "peak_rss_bytes")
+        keep.push_back(r[j]);
     out.push_back(keep);
   }
   return out;
