@@ -29,7 +29,7 @@ Loaded* load(const std::string& name) {
       l->ck = tqb::load_checkpoint(name);
       l->fp32 = std::make_unique<tqb::LlamaModel>(l->ck);
       auto q = tqb::parse_quantizer("turboquant(bits=4,group=64,codebook=gaussian,rotation=hadamard)");
-      l->quantized = tqb::quantize_model(l->ck, *q, 1, R"(blk\.\d+\.(attn_(q|k|v|output)|ffn_(gate|up|down))\.weight)",
+      l->quantized = tqb::quantize_model(l->ck, *q, 1, tqb::kBlockLinearLayers,
                                          "^$", nullptr);
       slot = std::move(l);
     } catch (const std::exception& e) {

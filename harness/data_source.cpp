@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "common/rng.hpp"
+#include "harness/model_eval.hpp"
 
 namespace tqb {
 namespace {
@@ -87,19 +88,22 @@ const std::vector<DataSource>& data_sources() {
            {.name = "model", .kind = K::text, .default_value = std::string("stories260k"),
             .description = "GGUF file, Hugging Face folder, stories260k or smollm2-135m"},
            {.name = "corpus", .kind = K::text, .default_value = std::string("wikitext-2-test"),
-            .description = "text file, or wikitext-2-test (../shared/data/wikitext-2-raw/wiki.test.raw)"},
+            .description = "text file, or wikitext-2-test (../shared/data/wikitext-2-raw/wiki.test.raw)", .evaluation_only = true},
            {.name = "method", .kind = K::choice, .default_value = std::string("llamacpp"),
             .description = "llamacpp: chunks, second half scored; windowed: every token of each window scored",
-            .choices = {"llamacpp", "windowed"}},
+            .choices = {"llamacpp", "windowed"}, .evaluation_only = true},
            {.name = "ctx", .kind = K::integer, .default_value = std::int64_t{512}, .description = "tokens per chunk",
-            .min = 8, .max = 1 << 16},
+            .min = 8, .max = 1 << 16, .evaluation_only = true},
            {.name = "chunks", .kind = K::integer, .default_value = std::int64_t{20},
-            .description = "chunks (windows) to score; 0 = the whole corpus", .min = 0, .max = 1 << 20},
+            .description = "chunks (windows) to score; 0 = the whole corpus", .min = 0, .max = 1 << 20, .evaluation_only = true},
            {.name = "include", .kind = K::text,
-            .default_value = std::string(R"(blk\.\d+\.(attn_(q|k|v|output)|ffn_(gate|up|down))\.weight)"),
-            .description = "regex over tensor names to quantize (default: every linear layer in the blocks)"},
+            .default_value = std::string(kBlockLinearLayers),
+            .description = "regex over tensor names to quantize (default: every linear layer in the blocks)", .evaluation_only = true},
            {.name = "exclude", .kind = K::text, .default_value = std::string("^$"),
-            .description = "regex over tensor names to keep in full precision"},
+            .description = "regex over tensor names to keep in full precision", .evaluation_only = true},
+           {.name = "kernel", .kind = K::choice, .default_value = std::string("auto"),
+            .description = "kernel of the quantized layers (kernels/registry.hpp); auto = fastest supported",
+            .choices = {"auto", "dequantized_dense", "fused_lut"}, .evaluation_only = true},
        }),
        // {0, 0}: no single matrix; each layer's shape is checked when the model is quantized.
        [](const Params&) { return std::pair<std::size_t, std::size_t>{0, 0}; },

@@ -77,7 +77,7 @@ int show(const std::string& file, bool csv, bool all, const std::vector<std::str
 }
 
 int perplexity(const std::string& model_name, const std::string& corpus, const std::string& quantizer_name,
-               const std::string& method, int ctx, int chunks, std::uint64_t seed) {
+               const std::string& method, int ctx, int chunks, std::uint64_t seed, const std::string& kernel) {
   std::unique_ptr<Quantizer> quantizer;
   if (!quantizer_name.empty()) quantizer = parse_quantizer(quantizer_name);  // bad names fail before loading
   const Checkpoint ck = load_checkpoint(model_name);
@@ -94,7 +94,7 @@ int perplexity(const std::string& model_name, const std::string& corpus, const s
   std::string label = "fp32";
   if (quantizer) {
     QuantizedModelStats st;
-    model = quantize_model(ck, *quantizer, seed, R"(blk\.\d+\.(attn_(q|k|v|output)|ffn_(gate|up|down))\.weight)", "^$", &st);
+    model = quantize_model(ck, *quantizer, seed, kBlockLinearLayers, "^$", &st, kernel);
     label = fmt::format("{} ({:.4g} bits per weight in {} layers)", quantizer->name(), 8 * st.quantized_bytes / st.quantized_weights, st.layers);
   } else {
     model = std::make_unique<LlamaModel>(ck);
@@ -188,6 +188,9 @@ int main(int argc, char** argv) {
   ppl_cmd->add_option("--ctx", ctx, "tokens per chunk")->check(CLI::Range(8, 1 << 16))->capture_default_str();
   ppl_cmd->add_option("--chunks", chunks, "chunks to score (0 = all)")->check(CLI::Range(0, 1 << 20))->capture_default_str();
   ppl_cmd->add_option("--seed", seed, "seed of the quantizer's randomness")->capture_default_str();
+  std::string kernel = "auto";
+  ppl_cmd->add_option("--kernel", kernel, "kernel of the quantized layers: auto, dequantized_dense, fused_lut")
+      ->check(CLI::IsMember({"auto", "dequantized_dense", "fused_lut"}))->capture_default_str();
 
   auto* gen_cmd = app.add_subcommand("generate", "Greedy text generation from a model");
   std::string prompt;
@@ -222,7 +225,7 @@ int main(int argc, char** argv) {
     }
     if (*list_cmd) return list(what);
     if (*show_cmd) return show(file, csv, all, columns);
-    if (*ppl_cmd) return perplexity(model_name, corpus, quantizer_name, method, ctx, chunks, seed);
+    if (*ppl_cmd) return perplexity(model_name, corpus, quantizer_name, method, ctx, chunks, seed, kernel);
     if (*gen_cmd) return generate(model_name, prompt, n_tokens);
   } catch (const tqb::InputError& e) {
     std::cerr << e.what() << '\n';

@@ -11,6 +11,7 @@
 
 #include "common/error.hpp"
 #include "common/rng.hpp"
+#include "kernels/registry.hpp"
 #include "quantizers/registry.hpp"
 
 namespace tqb {
@@ -63,7 +64,7 @@ std::unique_ptr<Quantizer> for_layer(const Quantizer& q, std::size_t rows, std::
 
 std::unique_ptr<LlamaModel> quantize_model(const Checkpoint& ck, const Quantizer& quantizer, std::uint64_t seed,
                                            const std::string& include, const std::string& exclude,
-                                           QuantizedModelStats* stats) {
+                                           QuantizedModelStats* stats, const std::string& kernel) {
   const std::regex inc = compile(include, "include"), exc = compile(exclude, "exclude");
   QuantizedModelStats local;
   QuantizedModelStats& s = stats ? *stats : local;
@@ -75,7 +76,7 @@ std::unique_ptr<LlamaModel> quantize_model(const Checkpoint& ck, const Quantizer
     if (!std::regex_match(name, inc) || std::regex_match(name, exc)) return make_dense_linear(w);
     auto q = for_layer(quantizer, w.rows(), w.cols());
     const QuantizedMatrix qm = q->quantize(w.data(), w.rows(), w.cols(), derive_seed(seed, name) >> 1);
-    auto layer = make_dequantized_linear(*q, qm);
+    auto layer = make_linear(kernel, *q, qm);
     // Weight error from the layer's own dequantized copy.
     Matrix w_hat(w.rows(), w.cols());
     q->dequantize(qm, w_hat.data());
@@ -140,7 +141,8 @@ ModelPointResult ModelEvaluator::evaluate(const SweepPoint& p, const Progress& p
   Loaded& l = *loaded_;
   const auto t0 = std::chrono::steady_clock::now();
   QuantizedModelStats st;
-  auto model = quantize_model(l.ck, *p.quantizer, p.seed, get_str(dp, "include"), get_str(dp, "exclude"), &st);
+  auto model = quantize_model(l.ck, *p.quantizer, p.seed, get_str(dp, "include"), get_str(dp, "exclude"), &st,
+                              get_str(dp, "kernel"));
   const double quantize_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (st.layers == 0) throw InputError(fmt::format("include pattern '{}' matches no linear layer", get_str(dp, "include")));
   const PerplexityResult r = evaluate_perplexity(*model, l.tokens, l.cfg, nullptr, &l.base,

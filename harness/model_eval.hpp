@@ -42,8 +42,12 @@ struct QuantizedModelStats {
   int layers = 0;
   std::string layer_json;
 };
+// Every linear layer in the blocks (the default `include`).
+inline constexpr const char* kBlockLinearLayers = R"(blk\.\d+\.(attn_(q|k|v|output)|ffn_(gate|up|down))\.weight)";
+
+// kernel: a kernels/registry.hpp name ("auto", "dequantized_dense", "fused_lut").
 std::unique_ptr<LlamaModel> quantize_model(const Checkpoint& ck, const Quantizer& quantizer, std::uint64_t seed,
                                            const std::string& include, const std::string& exclude,
-                                           QuantizedModelStats* stats);
+                                           QuantizedModelStats* stats, const std::string& kernel = "auto");
 
 }  // namespace tqb

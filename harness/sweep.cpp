@@ -63,8 +63,13 @@ std::vector<SweepPoint> expand_sweep(const ExperimentSpec& spec) {
         throw InputError(located_message(g.where, g.path,
                                          fmt::format("{} x {} is too large; at most {} elements", rows, cols, kMaxDataElements)));
       const std::string name = g.family + "(" + src->schema.format(p) + ")";
+      // Seeds come from what is quantized, not from how it is evaluated.
+      Params identity;
+      for (const auto& [k, v] : p)
+        if (!src->schema.find(k)->evaluation_only) identity[k] = v;
+      const std::string seed_name = g.family + "(" + src->schema.format(identity) + ")";
       data.push_back(std::make_shared<DataPoint>(
-          DataPoint{g.family, p, name, derive_seed(spec.seed, "data " + name) >> 1}));
+          DataPoint{g.family, p, name, derive_seed(spec.seed, "data " + seed_name) >> 1, seed_name}));
       data_grid.push_back(&g);
     }
   }
@@ -96,7 +101,7 @@ std::vector<SweepPoint> expand_sweep(const ExperimentSpec& spec) {
       // random numbers): differences between quantizers are not rotation noise, and a rotation that
       // takes seconds to build (Haar at d = 4096) is built once per data point. Seeds are kept below
       // 2^63 so that they fit the int64 columns of the result file.
-      points.push_back({points.size(), d, q, key, derive_seed(spec.seed, "quantizer " + d->name) >> 1});
+      points.push_back({points.size(), d, q, key, derive_seed(spec.seed, "quantizer " + d->seed_name) >> 1});
     }
   }
   return points;

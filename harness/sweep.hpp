@@ -15,7 +15,8 @@ struct DataPoint {
   std::string source;  // data source name
   Params params;       // complete
   std::string name;    // canonical "source(k=v,...)"
-  std::uint64_t seed;  // derived from the spec seed and name: every quantizer sees the same matrix
+  std::uint64_t seed;  // derived from the spec seed and seed_name: every quantizer sees the same matrix
+  std::string seed_name;  // the name without evaluation-only parameters (ParamSpec::evaluation_only)
 };
 
 struct SweepPoint {

@@ -29,6 +29,9 @@ struct ParamSpec {
   bool power_of_two = false;
   // choice: the valid names.
   std::vector<std::string> choices;
+  // A parameter of how something is evaluated, not of what is quantized (a model's corpus, context,
+  // kernel): it does not enter the seeds, so sweeping it compares the same quantized weights.
+  bool evaluation_only = false;
 
   // Parse a scalar given as text (from a one-line name or YAML); nullopt when it is not of this kind.
   std::optional<ParamValue> parse(const std::string& text) const;

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstring>
 #include <thread>
 
@@ -229,4 +230,28 @@ TEST_CASE("a model experiment writes perplexity, KLD and per-layer statistics") 
   CHECK(std::get<double>(t.rows[0][delta]) == 0.0);
   CHECK(std::get<double>(t.rows[1][kld]) > 0.0);
   CHECK(std::get<std::string>(t.rows[1][layers]).find("\"blk.4.ffn_down.weight\"") != std::string::npos);
+}
+
+TEST_CASE("a model experiment can name its kernel: fused_lut matches the reference and holds fewer bytes") {
+  if (!std::filesystem::exists(test::kSourceDir + "/../shared/models/stories260K/stories260K.gguf")) {
+    MESSAGE("skipped: stories260K (../shared) not found");
+    return;
+  }
+  test::TempDir dir;
+  const std::string spec = dir.file("k.yaml"), out = dir.file("k.h5");
+  test::write_text(spec,
+                   "experiment: k\ndata:\n  source: model\n  model: stories260k\n  ctx: 128\n  chunks: 3\n"
+                   "  kernel: [dequantized_dense, fused_lut]\nquantizers: ['turboquant(bits=4,group=32,rotation=hadamard)']\n");
+  const auto r = run_tqbench("run '" + spec + "' -o '" + out + "'");
+  REQUIRE_MESSAGE(r.exit_code == 0, r.output);
+  const ResultTable t = read_result_file(out);
+  REQUIRE(t.rows.size() == 2);
+  const int ppl = t.column_index("perplexity"), mem = t.column_index("weight_bytes_in_memory");
+  const double p0 = std::get<double>(t.rows[0][ppl]), p1 = std::get<double>(t.rows[1][ppl]);
+  CHECK(std::fabs(p0 - p1) <= 1e-3 * p0);  // same model, two kernels
+  CHECK(std::get<double>(t.rows[1][mem]) < std::get<double>(t.rows[0][mem]));
+  test::write_text(spec, "experiment: k\ndata: {source: model, model: stories260k, kernel: fused_lut}\nquantizers: [none]\n");
+  const auto bad = run_tqbench("run '" + spec + "' -o '" + dir.file("k2.h5") + "'");
+  CHECK(bad.exit_code == 2);
+  CHECK(bad.output.find("kernel 'fused_lut' cannot run none()") != std::string::npos);
 }

@@ -10,6 +10,8 @@
 #include "common/rng.hpp"
 #include "kernels/fused_lut.hpp"
 #include "kernels/linear.hpp"
+#include "kernels/registry.hpp"
+#include "common/error.hpp"
 #include "kernels/simd_level.hpp"
 #include "quantizers/registry.hpp"
 #include "test_util.hpp"
@@ -79,4 +81,17 @@ TEST_CASE("the fused kernel declares what it cannot read") {
   LevelGuard guard;
   CHECK(static_cast<int>(set_simd_level(SimdLevel::avx512)) <= static_cast<int>(detected_simd_level()));
   CHECK(set_simd_level(SimdLevel::scalar) == SimdLevel::scalar);
+}
+
+TEST_CASE("the kernel registry: auto takes the first supported kernel, names are checked") {
+  const Matrix w = test::random_normal_matrix(8, 64, 3);
+  auto q = parse_quantizer("turboquant(bits=4,group=32,rotation=hadamard)");
+  const QuantizedMatrix qm = q->quantize(w.data(), 8, 64, 1);
+  CHECK(make_linear("auto", *q, qm)->kernel() == linear_kernels().front().name);
+  CHECK(make_linear("fused_lut", *q, qm)->kernel().rfind("fused_lut", 0) == 0);
+  auto none = parse_quantizer("none");
+  CHECK_THROWS_WITH_AS(make_linear("fused_lut", *none, none->quantize(w.data(), 8, 64, 1)),
+                       doctest::Contains("kernel 'fused_lut' cannot run none()"), InputError);
+  CHECK_THROWS_WITH_AS(make_linear("fused_lt", *q, qm), doctest::Contains("did you mean 'fused_lut'"), InputError);
+  CHECK(linear_kernel_names().front() == "auto");
 }

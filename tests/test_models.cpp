@@ -143,7 +143,7 @@ TEST_CASE("an 8-bit RTN model stays within 1% of the baseline perplexity on stor
   CHECK(b.ppl_stderr > 0.0);
   auto q = parse_quantizer("rtn(bits=8,group=row,mode=asym,scale=fp32)");
   QuantizedModelStats st;
-  const auto model = quantize_model(ck, *q, 1, R"(blk\.\d+\.(attn_(q|k|v|output)|ffn_(gate|up|down))\.weight)", "^$", &st);
+  const auto model = quantize_model(ck, *q, 1, kBlockLinearLayers, "^$", &st);
   CHECK(st.layers == 5 * 7);
   const PerplexityResult r = evaluate_perplexity(*model, tokens, cfg, nullptr, &base);
   CHECK(std::fabs(r.ppl - b.ppl) <= 0.01 * b.ppl);

@@ -1,0 +1,42 @@
+#include "kernels/registry.hpp"
+
+#include <fmt/format.h>
+
+#include "common/error.hpp"
+#include "common/suggest.hpp"
+#include "kernels/fused_lut.hpp"
+
+namespace tqb {
+
+const std::vector<LinearKernel>& linear_kernels() {
+  // To add a kernel: an entry here, placed by measured speed, and a parity test in tests/test_kernels.cpp.
+  static const std::vector<LinearKernel> kernels{
+      {"dequantized_dense", "the reference: dequantize once, then a dense fp32 GEMM/GEMV (Eigen)",
+       [](const Quantizer&) { return std::string(); },
+       [](const Quantizer& quantizer, const QuantizedMatrix& q) { return make_dequantized_linear(quantizer, q); }},
+      {"fused_lut", "straight from packed codes: per-group lookup tables, activation-side rotations (fused_lut.hpp)",
+       [](const Quantizer& quantizer) { return fused_lut_supports(quantizer); },
+       [](const Quantizer& quantizer, const QuantizedMatrix& q) { return make_fused_lut_linear(quantizer, q); }},
+  };
+  return kernels;
+}
+
+std::vector<std::string> linear_kernel_names() {
+  std::vector<std::string> out{"auto"};
+  for (const auto& k : linear_kernels()) out.push_back(k.name);
+  return out;
+}
+
+std::unique_ptr<Linear> make_linear(const std::string& kernel, const Quantizer& quantizer, const QuantizedMatrix& q) {
+  for (const auto& k : linear_kernels()) {
+    if (kernel != "auto" && k.name != kernel) continue;
+    const std::string why = k.supports(quantizer);
+    if (why.empty()) return k.make(quantizer, q);
+    if (kernel != "auto") throw InputError(fmt::format("kernel '{}' cannot run {}: {}", kernel, quantizer.name(), why));
+  }
+  if (kernel == "auto") throw InputError(fmt::format("no kernel can run {}", quantizer.name()));
+  throw InputError(fmt::format("unknown kernel '{}'{}; valid: {}", kernel, did_you_mean(kernel, linear_kernel_names()),
+                               join(linear_kernel_names())));
+}
+
+}  // namespace tqb
