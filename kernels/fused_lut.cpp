@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "common/float_format.hpp"
+#include "kernels/lut_plan.hpp"
 #include "kernels/simd_level.hpp"
 #include "quantizers/bitpack.hpp"
 #include "quantizers/registry.hpp"
@@ -17,64 +18,8 @@
 namespace tqb {
 namespace {
 
-struct Pass {
-  std::size_t rows = 0, cols = 0, groups = 0, g = 0, m = 0;  // m: codes per (row, group)
-  int bits = 0;
-  const std::uint8_t* codes = nullptr;  // into the owned QuantizedMatrix
-  std::vector<float> a, b;              // rows × groups; b empty when zero
-  std::vector<float> lut;               // 2^bits
-  std::vector<std::shared_ptr<const Rotation>> rotations;                 // per group, or empty
-  std::vector<std::shared_ptr<const std::vector<float>>> projections;     // per group (m × g), or empty
-};
-
-std::vector<float> side_values(const QuantizedMatrix& q, const std::vector<std::uint8_t>& bytes) {
-  const std::size_t nb = bytes_of(q.side_format), n = bytes.size() / nb;
-  std::vector<float> v(n);
-  for (std::size_t i = 0; i < n; ++i) v[i] = load_float(q.side_format, bytes.data() + i * nb);
-  return v;
-}
-
-void build(const Quantizer& quantizer, const QuantizedMatrix& q, std::vector<Pass>& out) {
-  const std::string& f = quantizer.family();
-  const Params& p = quantizer.params();
-  if (f == "residual" || f == "turboquant_prod") {
-    for (const auto& pass : q.passes) build(*parse_quantizer(pass.format), pass, out);
-    return;
-  }
-  Pass s;
-  s.rows = q.rows;
-  s.cols = q.cols;
-  s.bits = q.code_bits;
-  s.codes = q.codes.data();
-  s.g = group_width(get_int(p, "group"), q.cols);
-  s.groups = q.cols / s.g;
-  s.m = s.g;
-  s.a = side_values(q, q.scales);
-  if (f == "rtn") {
-    const bool sym = get_str(p, "mode") == "sym";
-    const int qmax = (1 << (s.bits - 1)) - 1;
-    for (int c = 0; c < (1 << s.bits); ++c) s.lut.push_back(static_cast<float>(sym ? c - qmax : c));
-    if (!sym) s.b = side_values(q, q.zeros);
-  } else if (f == "turboquant") {
-    s.lut = turboquant_centroids(get_str(p, "codebook"), s.g, s.bits);
-    const RotationKind kind = parse_rotation_kind(get_str(p, "rotation"));
-    if (kind != RotationKind::none)
-      for (std::size_t j = 0; j < s.groups; ++j) s.rotations.push_back(cached_rotation(kind, s.g, group_seed(q.seed, "rotation", j)));
-  } else if (f == "qjl") {
-    const std::int64_t sk = get_int(p, "sketch");
-    s.m = sk < 0 ? static_cast<std::size_t>(-sk) * s.g : static_cast<std::size_t>(sk);
-    s.lut = {-1.0f, 1.0f};
-    const float c = static_cast<float>(std::sqrt(M_PI / 2.0) / static_cast<double>(s.m));
-    for (auto& x : s.a) x *= c;
-    for (std::size_t j = 0; j < s.groups; ++j) s.projections.push_back(cached_gaussian_matrix(s.m, s.g, group_seed(q.seed, "qjl", j)));
-  } else {
-    throw std::invalid_argument("fused_lut: unsupported format " + quantizer.name());
-  }
-  out.push_back(std::move(s));
-}
-
 // Decodes the m codes of (row r, group j) into floats via the lookup table.
-[[gnu::always_inline]] inline void decode(const Pass& s, std::size_t r, std::size_t j, float* buf, std::uint8_t* tmp) {
+[[gnu::always_inline]] inline void decode(const LutPass& s, std::size_t r, std::size_t j, float* buf, std::uint8_t* tmp) {
   const std::size_t first = (r * s.groups + j) * s.m;
 #if defined(__GNUC__)
   if (s.bits == 4 && s.m % 8 == 0 && first % 2 == 0) {
@@ -113,7 +58,7 @@ void build(const Quantizer& quantizer, const QuantizedMatrix& q, std::vector<Pas
 }
 
 // y[t·out + r] += Σ_j a_rj ⟨decoded, xt[t]⟩ + b_rj sx[t][j] for rows [r0, r1). xt: n × groups·m.
-[[gnu::always_inline]] inline void rows_body(const Pass& s, const float* xt, const float* sx, std::size_t n,
+[[gnu::always_inline]] inline void rows_body(const LutPass& s, const float* xt, const float* sx, std::size_t n,
                                              std::size_t r0, std::size_t r1, float* y, std::size_t out) {
   std::vector<float> buf(s.m);
   std::vector<std::uint8_t> tmp(s.m);
@@ -132,7 +77,7 @@ void build(const Quantizer& quantizer, const QuantizedMatrix& q, std::vector<Pas
 }
 
 // One row of transformed-domain weights: a_rj·lut[q] for every group (width groups·m).
-[[gnu::always_inline]] inline void decode_row_body(const Pass& s, std::size_t r, float* out) {
+[[gnu::always_inline]] inline void decode_row_body(const LutPass& s, std::size_t r, float* out) {
   std::vector<std::uint8_t> tmp(s.m);
   for (std::size_t j = 0; j < s.groups; ++j) {
     float* o = out + j * s.m;
@@ -141,17 +86,17 @@ void build(const Quantizer& quantizer, const QuantizedMatrix& q, std::vector<Pas
     for (std::size_t i = 0; i < s.m; ++i) o[i] *= a;
   }
 }
-void decode_row_scalar(const Pass& s, std::size_t r, float* out) { decode_row_body(s, r, out); }
+void decode_row_scalar(const LutPass& s, std::size_t r, float* out) { decode_row_body(s, r, out); }
 #if defined(__x86_64__) && defined(__GNUC__)
-__attribute__((target("avx2,fma"))) void decode_row_avx2(const Pass& s, std::size_t r, float* out) {
+__attribute__((target("avx2,fma"))) void decode_row_avx2(const LutPass& s, std::size_t r, float* out) {
   decode_row_body(s, r, out);
 }
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma"))) void decode_row_avx512(const Pass& s, std::size_t r,
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma"))) void decode_row_avx512(const LutPass& s, std::size_t r,
                                                                                             float* out) {
   decode_row_body(s, r, out);
 }
 #endif
-void decode_row(const Pass& s, std::size_t r, float* out, SimdLevel level) {
+void decode_row(const LutPass& s, std::size_t r, float* out, SimdLevel level) {
 #if defined(__x86_64__) && defined(__GNUC__)
   if (level == SimdLevel::avx512) return decode_row_avx512(s, r, out);
   if (level == SimdLevel::avx2) return decode_row_avx2(s, r, out);
@@ -159,17 +104,17 @@ void decode_row(const Pass& s, std::size_t r, float* out, SimdLevel level) {
   decode_row_scalar(s, r, out);
 }
 
-void rows_scalar(const Pass& s, const float* xt, const float* sx, std::size_t n, std::size_t r0, std::size_t r1,
+void rows_scalar(const LutPass& s, const float* xt, const float* sx, std::size_t n, std::size_t r0, std::size_t r1,
                  float* y, std::size_t out) {
   rows_body(s, xt, sx, n, r0, r1, y, out);
 }
 #if defined(__x86_64__) && defined(__GNUC__)
-__attribute__((target("avx2,fma"))) void rows_avx2(const Pass& s, const float* xt, const float* sx, std::size_t n,
+__attribute__((target("avx2,fma"))) void rows_avx2(const LutPass& s, const float* xt, const float* sx, std::size_t n,
                                                    std::size_t r0, std::size_t r1, float* y, std::size_t out) {
   rows_body(s, xt, sx, n, r0, r1, y, out);
 }
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma"))) void rows_avx512(
-    const Pass& s, const float* xt, const float* sx, std::size_t n, std::size_t r0, std::size_t r1, float* y,
+    const LutPass& s, const float* xt, const float* sx, std::size_t n, std::size_t r0, std::size_t r1, float* y,
     std::size_t out) {
   rows_body(s, xt, sx, n, r0, r1, y, out);
 }
@@ -177,7 +122,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma"))) void rows
 
 class FusedLutLinear final : public Linear {
  public:
-  FusedLutLinear(const Quantizer& quantizer, QuantizedMatrix q) : q_(std::move(q)) { build(quantizer, q_, passes_); }
+  FusedLutLinear(const Quantizer& quantizer, QuantizedMatrix q) : q_(std::move(q)) { build_lut_passes(quantizer, q_, passes_); }
   std::size_t in() const override { return q_.cols; }
   std::size_t out() const override { return q_.rows; }
   std::size_t weight_bytes() const override {
@@ -190,29 +135,12 @@ class FusedLutLinear final : public Linear {
   void forward(const float* x, std::size_t n, float* y) const override {
     std::memset(y, 0, n * q_.rows * sizeof(float));
     const SimdLevel level = simd_level();
-    for (const Pass& s : passes_) {
+    for (const LutPass& s : passes_) {
       // Transformed activations x̃ (n × groups·m) and, for offsets, their per-group sums.
-      const std::size_t width = s.groups * s.m;
-      std::vector<float> xt(n * width), sx(s.b.empty() ? 0 : n * s.groups);
-      for (std::size_t t = 0; t < n; ++t)
-        for (std::size_t j = 0; j < s.groups; ++j) {
-          const float* src = x + t * s.cols + j * s.g;
-          float* dst = xt.data() + t * width + j * s.m;
-          if (!s.projections.empty()) {
-            const float* S = s.projections[j]->data();
-            for (std::size_t k = 0; k < s.m; ++k) dst[k] = dot(S + k * s.g, src, s.g);
-          } else {
-            std::memcpy(dst, src, s.g * sizeof(float));
-            if (!s.rotations.empty()) s.rotations[j]->forward(dst, 1, s.g);
-          }
-          if (!sx.empty()) {
-            double sum = 0;
-            for (std::size_t k = 0; k < s.m; ++k) sum += dst[k];
-            sx[t * s.groups + j] = static_cast<float>(sum);
-          }
-        }
+      std::vector<float> xt, sx;
+      transform_activations(s, x, n, xt, sx);
       if (n >= kPrefillBatch) {
-        prefill(s, xt, sx, n, y, level);
+        lut_prefill(s, xt, sx, n, y);
         continue;
       }
       const std::size_t chunk = 16;
@@ -232,36 +160,36 @@ class FusedLutLinear final : public Linear {
   }
 
  private:
-  // Batches this large go through tiles: decode 256 rows of transformed-domain weights
-  // W̃[r][j·m + i] = a_rj·lut[q] (no inverse rotation needed: the activations are already rotated),
-  // then one dense GEMM per tile, Y[:, tile] += X̃ W̃ᵀ, plus the offsets' Σ_j b_rj·Σ x̃_j.
-  static constexpr std::size_t kPrefillBatch = 32;
-
-  static void prefill(const Pass& s, const std::vector<float>& xt, const std::vector<float>& sx, std::size_t n, float* y,
-                      SimdLevel level) {
-    const std::size_t width = s.groups * s.m, tile = 256;
-    const Eigen::Map<const Matrix> X(xt.data(), n, width);
-    Eigen::Map<Matrix> Y(y, n, s.rows);
-    Matrix W(tile, width);
-    for (std::size_t r0 = 0; r0 < s.rows; r0 += tile) {
-      const std::size_t rows = std::min(tile, s.rows - r0);
-#pragma omp parallel for schedule(static)
-      for (std::ptrdiff_t i = 0; i < static_cast<std::ptrdiff_t>(rows); ++i)
-        decode_row(s, r0 + i, W.row(i).data(), level);
-      Y.middleCols(r0, rows).noalias() += X * W.topRows(rows).transpose();
-      if (!s.b.empty()) {
-        const Eigen::Map<const Matrix> SX(sx.data(), n, s.groups);
-        const Eigen::Map<const Matrix> B(s.b.data() + r0 * s.groups, rows, s.groups);
-        Y.middleCols(r0, rows).noalias() += SX * B.transpose();
-      }
-    }
-  }
+  static constexpr std::size_t kPrefillBatch = 32;  // from here on, lut_prefill's tiles and GEMMs
 
   QuantizedMatrix q_;
-  std::vector<Pass> passes_;
+  std::vector<LutPass> passes_;
 };
 
 }  // namespace
+
+// Decode 256 rows of transformed-domain weights W̃[r][j·m + i] = a_rj·lut[q] (no inverse rotation is
+// needed: the activations are already rotated), then one dense GEMM per tile, Y[:, tile] += X̃ W̃ᵀ, plus
+// the offsets' Σ_j b_rj·Σ x̃_j.
+void lut_prefill(const LutPass& s, const std::vector<float>& xt, const std::vector<float>& sx, std::size_t n, float* y) {
+  const SimdLevel level = simd_level();
+  const std::size_t width = s.groups * s.m, tile = 256;
+  const Eigen::Map<const Matrix> X(xt.data(), n, width);
+  Eigen::Map<Matrix> Y(y, n, s.rows);
+  Matrix W(tile, width);
+  for (std::size_t r0 = 0; r0 < s.rows; r0 += tile) {
+    const std::size_t rows = std::min(tile, s.rows - r0);
+#pragma omp parallel for schedule(static)
+    for (std::ptrdiff_t i = 0; i < static_cast<std::ptrdiff_t>(rows); ++i)
+      decode_row(s, r0 + i, W.row(i).data(), level);
+    Y.middleCols(r0, rows).noalias() += X * W.topRows(rows).transpose();
+    if (!s.b.empty()) {
+      const Eigen::Map<const Matrix> SX(sx.data(), n, s.groups);
+      const Eigen::Map<const Matrix> B(s.b.data() + r0 * s.groups, rows, s.groups);
+      Y.middleCols(r0, rows).noalias() += SX * B.transpose();
+    }
+  }
+}
 
 std::string fused_lut_supports(const Quantizer& quantizer) {
   const std::string& f = quantizer.family();

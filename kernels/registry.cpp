@@ -4,6 +4,7 @@
 
 #include "common/error.hpp"
 #include "common/suggest.hpp"
+#include "kernels/fused_i16.hpp"
 #include "kernels/fused_lut.hpp"
 
 namespace tqb {
@@ -17,6 +18,9 @@ const std::vector<LinearKernel>& linear_kernels() {
       {"fused_lut", "straight from packed codes: per-group lookup tables, activation-side rotations (fused_lut.hpp)",
        [](const Quantizer& quantizer) { return fused_lut_supports(quantizer); },
        [](const Quantizer& quantizer, const QuantizedMatrix& q) { return make_fused_lut_linear(quantizer, q); }},
+      {"fused_i16", "4-bit codes with 14-bit integer activations and pmaddwd for batches under 32 (fused_i16.hpp)",
+       [](const Quantizer& quantizer) { return fused_i16_supports(quantizer); },
+       [](const Quantizer& quantizer, const QuantizedMatrix& q) { return make_fused_i16_linear(quantizer, q); }},
   };
   return kernels;
 }

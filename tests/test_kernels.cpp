@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "common/rng.hpp"
+#include "kernels/fused_i16.hpp"
 #include "kernels/fused_lut.hpp"
 #include "kernels/linear.hpp"
 #include "kernels/registry.hpp"
@@ -94,4 +95,42 @@ TEST_CASE("the kernel registry: auto takes the first supported kernel, names are
                        doctest::Contains("kernel 'fused_lut' cannot run none()"), InputError);
   CHECK_THROWS_WITH_AS(make_linear("fused_lt", *q, qm), doctest::Contains("did you mean 'fused_lut'"), InputError);
   CHECK(linear_kernel_names().front() == "auto");
+}
+
+TEST_CASE("fused_i16 (14-bit integer activations) matches the reference within 2e-3 at every level") {
+  LevelGuard guard;
+  const std::size_t rows = 53, cols = 256;
+  const Matrix w = test::random_normal_matrix(rows, cols, 4);
+  for (const std::string name : {"turboquant(bits=4,group=32,rotation=hadamard)", "turboquant(bits=4,group=256,rotation=haar)",
+                                 "turboquant(bits=4,group=128,rotation=none,codebook=gaussian)",
+                                 "rtn(bits=4,group=64,mode=sym)", "rtn(bits=4,group=32,mode=asym,scale=fp16)",
+                                 "residual(stack=4+4,group=64,rotation=hadamard)"}) {
+    auto q = parse_quantizer(name);
+    REQUIRE_MESSAGE(fused_i16_supports(*q).empty(), name);
+    const QuantizedMatrix qm = q->quantize(w.data(), rows, cols, 3);
+    const auto reference = make_dequantized_linear(*q, qm);
+    const auto fused = make_fused_i16_linear(*q, qm);
+    for (std::size_t n : {1u, 3u, 16u, 31u, 40u}) {
+      const Matrix x = test::random_normal_matrix(n, cols, 50 + n);
+      Matrix expect(n, rows);
+      reference->forward(x.data(), n, expect.data());
+      for (SimdLevel level : {SimdLevel::scalar, SimdLevel::avx2}) {
+        if (set_simd_level(level) != level) continue;
+        CAPTURE(name);
+        CAPTURE(n);
+        CAPTURE(to_string(level));
+        std::vector<float> y(n * rows + 64, -7.0f);
+        fused->forward(x.data(), n, y.data() + 32);
+        bool guards = true;
+        for (int k = 0; k < 32; ++k) guards = guards && y[k] == -7.0f && y[32 + n * rows + k] == -7.0f;
+        CHECK(guards);
+        const Eigen::Map<const Matrix> got(y.data() + 32, n, rows);
+        CHECK((got - expect).cast<double>().norm() <= 2e-3 * expect.cast<double>().norm());
+      }
+    }
+  }
+  CHECK(fused_i16_supports(*parse_quantizer("turboquant(bits=3,group=32)")).find("4-bit") != std::string::npos);
+  CHECK(fused_i16_supports(*parse_quantizer("turboquant(bits=4,group=row)")).find("multiple of 16") != std::string::npos);
+  CHECK(fused_i16_supports(*parse_quantizer("residual(stack=4+2,group=32)")).find("4-bit") != std::string::npos);
+  CHECK(fused_i16_supports(*parse_quantizer("qjl(group=32)")).find("QJL") != std::string::npos);
 }
