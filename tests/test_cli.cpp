@@ -54,6 +54,22 @@ std::vector<std::vector<Cell>> comparable_rows(const ResultTable& t) {
   return out;
 }
 
+// stories260K from ../shared, or a skip message.
+bool have_stories260k() {
+  if (std::filesystem::exists(test::kSourceDir + "/../shared/models/stories260K/stories260K.gguf")) return true;
+  MESSAGE("skipped: stories260K (../shared) not found");
+  return false;
+}
+
+// Writes `yaml` as a spec, runs it, and returns its result table (the run must succeed).
+ResultTable run_spec(const test::TempDir& dir, const std::string& yaml) {
+  const std::string spec = dir.file("spec.yaml"), out = dir.file("spec.h5");
+  test::write_text(spec, yaml);
+  const auto r = run_tqbench("run '" + spec + "' -o '" + out + "' --force");
+  REQUIRE_MESSAGE(r.exit_code == 0, r.output);
+  return read_result_file(out);
+}
+
 }  // namespace
 
 TEST_CASE("every malformed spec is rejected with exit code 2 and a located message") {
@@ -195,7 +211,7 @@ TEST_CASE("a model experiment with a missing model or corpus exits with code 2 n
   auto r = run_tqbench("run '" + spec + "' -o '" + dir.file("m.h5") + "'");
   CHECK(r.exit_code == 2);
   CHECK(r.output.find("model '/nonexistent/model.gguf': no such file or folder") != std::string::npos);
-  if (!std::filesystem::exists(test::kSourceDir + "/../shared/models/stories260K/stories260K.gguf")) return;
+  if (!have_stories260k()) return;
   test::write_text(spec, "experiment: m\ndata: {source: model, model: stories260k, corpus: /nonexistent.txt}\nquantizers: [none]\n");
   r = run_tqbench("run '" + spec + "' -o '" + dir.file("m2.h5") + "'");
   CHECK(r.exit_code == 2);
@@ -208,18 +224,10 @@ TEST_CASE("a model experiment with a missing model or corpus exits with code 2 n
 }
 
 TEST_CASE("a model experiment writes perplexity, KLD and per-layer statistics") {
-  if (!std::filesystem::exists(test::kSourceDir + "/../shared/models/stories260K/stories260K.gguf")) {
-    MESSAGE("skipped: stories260K (../shared) not found");
-    return;
-  }
+  if (!have_stories260k()) return;
   test::TempDir dir;
-  const std::string spec = dir.file("m.yaml"), out = dir.file("m.h5");
-  test::write_text(spec,
-                   "experiment: m\nseed: 2\ndata: {source: model, model: stories260k, ctx: 128, chunks: 4}\n"
-                   "quantizers: [none, 'rtn(bits=3,group=32,mode=asym)']\n");
-  const auto r = run_tqbench("run '" + spec + "' -o '" + out + "'");
-  REQUIRE_MESSAGE(r.exit_code == 0, r.output);
-  const ResultTable t = read_result_file(out);
+  const ResultTable t = run_spec(dir, "experiment: m\nseed: 2\ndata: {source: model, model: stories260k, ctx: 128, chunks: 4}\n"
+                                      "quantizers: [none, 'rtn(bits=3,group=32,mode=asym)']\n");
   REQUIRE(t.rows.size() == 2);
   const int ppl = t.column_index("perplexity"), kld = t.column_index("kld_mean"), layers = t.column_index("layer_stats");
   const int delta = t.column_index("delta_ppl");
@@ -233,18 +241,12 @@ TEST_CASE("a model experiment writes perplexity, KLD and per-layer statistics") 
 }
 
 TEST_CASE("a model experiment can name its kernel: fused_lut matches the reference and holds fewer bytes") {
-  if (!std::filesystem::exists(test::kSourceDir + "/../shared/models/stories260K/stories260K.gguf")) {
-    MESSAGE("skipped: stories260K (../shared) not found");
-    return;
-  }
+  if (!have_stories260k()) return;
   test::TempDir dir;
-  const std::string spec = dir.file("k.yaml"), out = dir.file("k.h5");
-  test::write_text(spec,
-                   "experiment: k\ndata:\n  source: model\n  model: stories260k\n  ctx: 128\n  chunks: 3\n"
-                   "  kernel: [dequantized_dense, fused_lut]\nquantizers: ['turboquant(bits=4,group=32,rotation=hadamard)']\n");
-  const auto r = run_tqbench("run '" + spec + "' -o '" + out + "'");
-  REQUIRE_MESSAGE(r.exit_code == 0, r.output);
-  const ResultTable t = read_result_file(out);
+  const ResultTable t = run_spec(dir, "experiment: k\ndata:\n  source: model\n  model: stories260k\n  ctx: 128\n  chunks: 3\n"
+                                      "  kernel: [dequantized_dense, fused_lut]\n"
+                                      "quantizers: ['turboquant(bits=4,group=32,rotation=hadamard)']\n");
+  const std::string spec = dir.file("k.yaml");
   REQUIRE(t.rows.size() == 2);
   const int ppl = t.column_index("perplexity"), mem = t.column_index("weight_bytes_in_memory");
   const double p0 = std::get<double>(t.rows[0][ppl]), p1 = std::get<double>(t.rows[1][ppl]);
