@@ -7,7 +7,6 @@
 #include "kernels/fused_lut.hpp"
 #include "kernels/lut_plan.hpp"
 #include "kernels/simd_level.hpp"
-#include "quantizers/registry.hpp"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -181,21 +180,19 @@ class FusedI16Linear final : public Linear {
 }  // namespace
 
 std::string fused_i16_supports(const Quantizer& quantizer) {
-  if (auto why = fused_lut_supports(quantizer); !why.empty()) return why;
-  // Build a tiny instance's plan to check every pass: 4-bit codes, groups of 16..256 codes, no QJL.
+  if (const auto passes = quantizer.passes(); !passes.empty()) {  // a stack: every pass must qualify
+    for (const Quantizer* p : passes)
+      if (auto why = fused_i16_supports(*p); !why.empty()) return why;
+    return "";
+  }
   const std::string& f = quantizer.family();
-  if (f == "qjl" || f == "turboquant_prod") return "fused_i16 reads 4-bit rtn and turboquant codes, not QJL sign sketches";
+  if (f == "qjl") return "fused_i16 reads 4-bit rtn and turboquant codes, not QJL sign sketches";
+  if (f != "rtn" && f != "turboquant") return "fused_i16 does not read " + f + " codes (4-bit rtn and turboquant only)";
   const Params& p = quantizer.params();
-  if ((f == "rtn" || f == "turboquant") && get_int(p, "bits") != 4) return "fused_i16 reads 4-bit codes only";
-  if (f == "residual") {
-    if (get_str(p, "stack").find_first_not_of("4+") != std::string::npos)
-      return "fused_i16 reads residual stacks of 4-bit turboquant passes only (e.g. 4+4)";
-  }
-  if (p.count("group")) {
-    const std::int64_t g = get_int(p, "group");
-    if (g == 0 || g % 16 != 0 || g > static_cast<std::int64_t>(kMaxGroupCodes))
-      return "fused_i16 needs groups of a multiple of 16 columns, at most 256";
-  }
+  if (get_int(p, "bits") != 4) return "fused_i16 reads 4-bit codes only";
+  const std::int64_t g = get_int(p, "group");
+  if (g == 0 || g % 16 != 0 || g > static_cast<std::int64_t>(kMaxGroupCodes))
+    return "fused_i16 needs groups of a multiple of 16 columns, at most 256";
   return "";
 }
 

@@ -10,7 +10,6 @@
 #include "kernels/lut_plan.hpp"
 #include "kernels/simd_level.hpp"
 #include "quantizers/bitpack.hpp"
-#include "quantizers/registry.hpp"
 #include "quantizers/rotation.hpp"
 #include "quantizers/turboquant.hpp"
 #include "quantizers/weight_groups.hpp"
@@ -192,29 +191,13 @@ void lut_prefill(const LutPass& s, const std::vector<float>& xt, const std::vect
 }
 
 std::string fused_lut_supports(const Quantizer& quantizer) {
-  const std::string& f = quantizer.family();
-  if (f == "rtn" || f == "turboquant" || f == "qjl" || f == "turboquant_prod") return "";
-  if (f == "residual") {
-    // Every pass must be supported; passes are named in the stack text.
-    const std::string stack = get_str(quantizer.params(), "stack");
-    int depth = 0;
-    std::string item;
-    auto check = [&](const std::string& it) -> std::string {
-      if (it.find('(') == std::string::npos) return "";  // bits or 1-qjl: turboquant or qjl passes
-      return fused_lut_supports(*parse_quantizer(it));
-    };
-    for (char c : stack + "+") {
-      if (c == '(') ++depth;
-      if (c == ')') --depth;
-      if (c == '+' && depth == 0) {
-        if (auto why = check(item); !why.empty()) return why;
-        item.clear();
-      } else {
-        item += c;
-      }
-    }
+  if (const auto passes = quantizer.passes(); !passes.empty()) {  // a stack: every pass must be readable
+    for (const Quantizer* p : passes)
+      if (auto why = fused_lut_supports(*p); !why.empty()) return why;
     return "";
   }
+  const std::string& f = quantizer.family();
+  if (f == "rtn" || f == "turboquant" || f == "qjl") return "";
   return "fused_lut does not read " + f + " codes (it reads rtn, turboquant, qjl and stacks of them)";
 }
 

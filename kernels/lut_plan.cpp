@@ -5,7 +5,6 @@
 #include <stdexcept>
 
 #include "common/float_format.hpp"
-#include "quantizers/registry.hpp"
 #include "quantizers/turboquant.hpp"
 #include "quantizers/weight_groups.hpp"
 
@@ -24,8 +23,8 @@ std::vector<float> side_values(const QuantizedMatrix& q, const std::vector<std::
 void build_lut_passes(const Quantizer& quantizer, const QuantizedMatrix& q, std::vector<LutPass>& out) {
   const std::string& f = quantizer.family();
   const Params& p = quantizer.params();
-  if (f == "residual" || f == "turboquant_prod") {
-    for (const auto& pass : q.passes) build_lut_passes(*parse_quantizer(pass.format), pass, out);
+  if (const auto passes = quantizer.passes(); !passes.empty()) {
+    for (std::size_t k = 0; k < passes.size(); ++k) build_lut_passes(*passes[k], q.passes.at(k), out);
     return;
   }
   LutPass s;

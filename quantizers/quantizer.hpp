@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "quantizers/params.hpp"
 #include "quantizers/quantized_matrix.hpp"
@@ -39,6 +40,10 @@ class Quantizer {
   // Bits per weight of the codes alone (no side data): b for a b-bit quantizer, m/d for a QJL sketch,
   // the sum over passes for a residual stack, for a matrix of `cols` columns. The "b" of the paper's bounds.
   virtual double nominal_bits(std::size_t cols) const = 0;
+
+  // The quantizers of a composite format's passes (residual stacks), in order; QuantizedMatrix::passes
+  // holds their results in the same order. Empty for a single-pass format.
+  virtual std::vector<const Quantizer*> passes() const { return {}; }
 
   // The reference dequantizer. out: q.rows*q.cols floats, row-major.
   virtual void dequantize(const QuantizedMatrix& q, float* out) const = 0;

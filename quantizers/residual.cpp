@@ -24,6 +24,12 @@ class ResidualStack final : public Quantizer {
     return {};
   }
 
+  std::vector<const Quantizer*> passes() const override {
+    std::vector<const Quantizer*> out;
+    for (const auto& p : passes_) out.push_back(p.get());
+    return out;
+  }
+
   double nominal_bits(std::size_t cols) const override {
     double b = 0;
     for (const auto& p : passes_) b += p->nominal_bits(cols);
