@@ -132,7 +132,7 @@ int generate(const std::string& model_name, const std::string& prompt, int n_tok
     const std::string text = ck.tokenizer->decode(out);
     std::cout << text.substr(std::min(shown.size(), text.size())) << std::flush;
     shown = text;
-    if (cache.len + 1 > capacity - 0 || static_cast<int>(out.size()) >= n_tokens) break;
+    if (static_cast<int>(out.size()) >= n_tokens) break;  // the loop condition keeps the cache in bounds
     logits = model.forward({static_cast<int>(next)}, cache);
   }
   std::cout << "\n";

@@ -70,9 +70,7 @@ std::unique_ptr<LlamaModel> quantize_model(const Checkpoint& ck, const Quantizer
   QuantizedModelStats& s = stats ? *stats : local;
   s = {};
   std::string json = "{";
-  std::size_t linear_weights = 0;
   auto model = std::make_unique<LlamaModel>(ck, [&](const std::string& name, const Matrix& w) -> std::unique_ptr<Linear> {
-    linear_weights += static_cast<std::size_t>(w.size());
     if (!std::regex_match(name, inc) || std::regex_match(name, exc)) return make_dense_linear(w);
     auto q = for_layer(quantizer, w.rows(), w.cols());
     const QuantizedMatrix qm = q->quantize(w.data(), w.rows(), w.cols(), derive_seed(seed, name) >> 1);
@@ -97,7 +95,6 @@ std::unique_ptr<LlamaModel> quantize_model(const Checkpoint& ck, const Quantizer
   std::size_t total = 0;
   for (const auto& [name, m] : ck.tensors) total += static_cast<std::size_t>(m.size());
   s.other_weights = static_cast<double>(total) - s.quantized_weights;
-  (void)linear_weights;
   return model;
 }
 
