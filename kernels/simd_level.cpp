@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
@@ -40,6 +41,7 @@ std::atomic<int>& forced() {
     if (!std::strcmp(e, "scalar")) return 0;
     if (!std::strcmp(e, "avx2")) return 1;
     if (!std::strcmp(e, "avx512")) return 2;
+    std::fprintf(stderr, "warning: TQB_SIMD='%s' is not one of scalar, avx2, avx512; using the detected level\n", e);
     return -1;
   }();
   return f;

@@ -253,6 +253,11 @@ TEST_CASE("a model experiment can name its kernel: fused_lut matches the referen
   CHECK(std::fabs(p0 - p1) <= 1e-3 * p0);  // same model, two kernels
   CHECK(std::get<double>(t.rows[1][mem]) < std::get<double>(t.rows[0][mem]));
   test::write_text(spec, "experiment: k\ndata: {source: model, model: stories260k, kernel: fused_lut}\nquantizers: [none]\n");
+  const auto simd = test::run_command("TQB_SIMD=avx9 '" + test::kBinary +
+                                 "' perplexity --model stories260k --quantizer 'turboquant(bits=4,group=32)' "
+                                 "--kernel fused_lut --ctx 64 --chunks 1");
+  CHECK(simd.exit_code == 0);
+  CHECK(simd.output.find("TQB_SIMD='avx9' is not one of scalar, avx2, avx512") != std::string::npos);
   const auto bad = run_tqbench("run '" + spec + "' -o '" + dir.file("k2.h5") + "'");
   CHECK(bad.exit_code == 2);
   CHECK(bad.output.find("kernel 'fused_lut' cannot run none()") != std::string::npos);
