@@ -2,9 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <stdexcept>
 
-#include "kernels/fused_lut.hpp"
 #include "kernels/lut_plan.hpp"
 #include "kernels/simd_level.hpp"
 
@@ -16,9 +16,29 @@
 namespace tqb {
 namespace {
 
-constexpr int kMaxInt = 8191;             // 14-bit magnitudes: 16 pmaddwd steps stay below 2^31
-constexpr std::size_t kMaxBatch = 31;     // n >= 32 takes lut_prefill
+constexpr int kMaxInt = 8191;             // 14-bit magnitudes: see the overflow bound in fused_i16.hpp
+constexpr std::size_t kMaxBatch = 31;     // n >= 32 takes the tiled GEMM (lut_prefill_all)
 constexpr std::size_t kMaxGroupCodes = 256;
+constexpr std::size_t kBlock = 32;        // group widths are multiples of this
+constexpr std::size_t kCols = 4;          // batch columns that share one decode
+
+// The order in which the AVX2 decode yields a group's weights, as the code index at each position:
+// blocks of 64 codes (32 bytes: low nibbles then high nibbles, each split by the in-lane byte
+// interleave into 8 + 8 per 128-bit lane) and, when m is an odd multiple of 32, one block of 32 codes
+// last. Activations are quantized in this order, so the inner loop needs no permute; every level uses
+// the same layout, so their integer sums are identical.
+std::vector<std::uint16_t> decode_order(std::size_t m) {
+  std::vector<std::uint16_t> order(m);
+  const std::size_t full = m - m % 64;
+  for (std::size_t p = 0; p < m; ++p) {
+    const std::size_t b = p < full ? p - p % 64 : full, q = p - b;  // block start, position inside
+    const std::size_t v = q / 16, lane = (q % 16) / 8, k = q % 8;
+    const std::size_t code = p < full ? 32 * lane + 2 * (8 * (v & 1) + k) + (v >> 1)  // 64-code block
+                                      : 2 * (8 * v + k) + lane;                        // 32-code block
+    order[p] = static_cast<std::uint16_t>(b + code);
+  }
+  return order;
+}
 
 struct Tables {
   std::int16_t lut[16];
@@ -40,27 +60,46 @@ Tables make_tables(const LutPass& s) {
   return t;
 }
 
-// Σ lut16[q_i]·xq_i over one (row, group): the exact integer sum every level computes.
-std::int32_t dot_scalar(const std::uint8_t* codes, const Tables& tb, const std::int16_t* xq, std::size_t m) {
-  std::int32_t acc = 0;
-  for (std::size_t i = 0; i < m; ++i) acc += tb.lut[(codes[i / 2] >> (4 * (i & 1))) & 15] * static_cast<std::int32_t>(xq[i]);
-  return acc;
+// The activations of one pass, quantized: per (batch row t, group j) x̃ ≈ xs[t][j] · xq, in the
+// order of decode_order.
+struct Activations {
+  std::vector<std::int16_t> xq;  // n × width
+  std::vector<float> xs;         // n × groups
+  std::vector<float> sx;         // n × groups: Σ x̃ per group (offsets only)
+};
+
+Activations quantize_activations(const LutPass& s, const std::vector<std::uint16_t>& order, const std::vector<float>& xt,
+                                 std::vector<float> sx, std::size_t n) {
+  const std::size_t width = s.groups * s.m;
+  Activations a{std::vector<std::int16_t>(n * width), std::vector<float>(n * s.groups), std::move(sx)};
+  for (std::size_t t = 0; t < n; ++t)
+    for (std::size_t j = 0; j < s.groups; ++j) {
+      const float* v = xt.data() + t * width + j * s.m;
+      float mx = 0;
+      for (std::size_t i = 0; i < s.m; ++i) mx = std::max(mx, std::fabs(v[i]));
+      const float scale = mx > 0 ? mx / kMaxInt : 1.0f, inv = 1.0f / scale;
+      a.xs[t * s.groups + j] = scale;
+      std::int16_t* out = a.xq.data() + t * width + j * s.m;
+      for (std::size_t p = 0; p < s.m; ++p) out[p] = static_cast<std::int16_t>(std::lrint(v[order[p]] * inv));
+    }
+  return a;
 }
 
 struct Job {
   const LutPass& s;
   const Tables& tb;
-  const std::int16_t* xq;  // n × width
-  const float* xs;         // n × groups: activation scales
-  const float* sx;         // n × groups: Σ x̃ (offsets only)
+  const std::vector<std::uint16_t>& order;
+  const Activations& x;
   std::size_t n;
-  float* y;
+  float* y;  // n × rows, accumulated
 };
 
-void finish(const Job& J, std::size_t r, std::size_t j, std::size_t t, std::int32_t sum) {
+// y[t][r] += scale_lut · Σ_j a_rj·xs_tj·(integer dot of group j) + Σ_j b_rj·sx_tj.
+void finish_row(const Job& J, std::size_t r, std::size_t t, float dot_sum) {
   const LutPass& s = J.s;
-  float v = s.a[r * s.groups + j] * J.tb.scale * J.xs[t * s.groups + j] * static_cast<float>(sum);
-  if (!s.b.empty()) v += s.b[r * s.groups + j] * J.sx[t * s.groups + j];
+  float v = J.tb.scale * dot_sum;
+  if (!s.b.empty())
+    for (std::size_t j = 0; j < s.groups; ++j) v += s.b[r * s.groups + j] * J.x.sx[t * s.groups + j];
   J.y[t * s.rows + r] += v;
 }
 
@@ -68,48 +107,104 @@ void rows_scalar(const Job& J, std::size_t r0, std::size_t r1) {
   const LutPass& s = J.s;
   const std::size_t width = s.groups * s.m;
   for (std::size_t r = r0; r < r1; ++r)
-    for (std::size_t j = 0; j < s.groups; ++j) {
-      const std::uint8_t* c = s.codes + (r * s.groups + j) * s.m / 2;
-      for (std::size_t t = 0; t < J.n; ++t) finish(J, r, j, t, dot_scalar(c, J.tb, J.xq + t * width + j * s.m, s.m));
+    for (std::size_t t = 0; t < J.n; ++t) {
+      float sum = 0;
+      for (std::size_t j = 0; j < s.groups; ++j) {
+        const std::uint8_t* c = s.codes + (r * s.groups + j) * s.m / 2;
+        const std::int16_t* xq = J.x.xq.data() + t * width + j * s.m;
+        std::int32_t acc = 0;
+        for (std::size_t p = 0; p < s.m; ++p) {
+          const std::size_t i = J.order[p];
+          acc += J.tb.lut[(c[i / 2] >> (4 * (i & 1))) & 15] * static_cast<std::int32_t>(xq[p]);
+        }
+        sum += s.a[r * s.groups + j] * J.x.xs[t * s.groups + j] * static_cast<float>(acc);
+      }
+      finish_row(J, r, t, sum);
     }
 }
 
 #ifdef TQB_X86
-__attribute__((target("avx2,fma"))) void rows_avx2(const Job& J, std::size_t r0, std::size_t r1) {
+// NB batch columns of one row: each 16-byte block of codes is decoded once into 32 int16 weights
+// (two in-lane byte shuffles of the table's low and high bytes, one byte interleave) and
+// multiplied-accumulated with every column's activations by pmaddwd. Per group, the int32 sums turn
+// into floats scaled by a_rj·xs_tj; one horizontal sum per row and column.
+// dot[k] += the row's sum for column t0 + k.
+template <std::size_t NB>
+__attribute__((target("avx2,fma"), always_inline)) inline void row_avx2(const Job& J, std::size_t r, std::size_t t0, float* dot) {
   const LutPass& s = J.s;
   const std::size_t width = s.groups * s.m;
-  const __m128i tab_lo = _mm_loadu_si128(reinterpret_cast<const __m128i*>(J.tb.lo));
-  const __m128i tab_hi = _mm_loadu_si128(reinterpret_cast<const __m128i*>(J.tb.hi));
-  const __m128i nibble = _mm_set1_epi8(0x0f);
-  __m256i acc[kMaxBatch];
-  for (std::size_t r = r0; r < r1; ++r)
-    for (std::size_t j = 0; j < s.groups; ++j) {
-      const std::uint8_t* c = s.codes + (r * s.groups + j) * s.m / 2;
-      for (std::size_t t = 0; t < J.n; ++t) acc[t] = _mm256_setzero_si256();
-      for (std::size_t i = 0; i < s.m; i += 16) {
-        // 8 bytes = 16 codes, low nibble first: interleave the low and high nibbles into code order,
-        // look up the int16 table's low and high bytes, and interleave them into 16 int16 weights.
-        const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(c + i / 2));
-        const __m128i idx = _mm_unpacklo_epi8(_mm_and_si128(b, nibble), _mm_and_si128(_mm_srli_epi16(b, 4), nibble));
-        const __m128i wl = _mm_shuffle_epi8(tab_lo, idx), wh = _mm_shuffle_epi8(tab_hi, idx);
-        const __m256i w = _mm256_set_m128i(_mm_unpackhi_epi8(wl, wh), _mm_unpacklo_epi8(wl, wh));
-        for (std::size_t t = 0; t < J.n; ++t) {
-          const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(J.xq + t * width + j * s.m + i));
-          acc[t] = _mm256_add_epi32(acc[t], _mm256_madd_epi16(w, x));
-        }
-      }
-      for (std::size_t t = 0; t < J.n; ++t) {
-        __m128i v = _mm_add_epi32(_mm256_castsi256_si128(acc[t]), _mm256_extracti128_si256(acc[t], 1));
-        v = _mm_add_epi32(v, _mm_shuffle_epi32(v, 0x4e));
-        v = _mm_add_epi32(v, _mm_shuffle_epi32(v, 0xb1));
-        finish(J, r, j, t, _mm_cvtsi128_si32(v));
+  const __m256i tab_lo = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(J.tb.lo)));
+  const __m256i tab_hi = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(J.tb.hi)));
+  const __m256i nibble = _mm256_set1_epi8(0x0f);
+  const std::uint8_t* c = s.codes + r * width / 2;
+  const float* a = s.a.data() + r * s.groups;
+  __m256 facc[NB];
+  for (std::size_t k = 0; k < NB; ++k) facc[k] = _mm256_setzero_ps();
+  for (std::size_t j = 0; j < s.groups; ++j) {
+    __m256i acc[NB];
+    for (std::size_t k = 0; k < NB; ++k) acc[k] = _mm256_setzero_si256();
+    const std::int16_t* xg = J.x.xq.data() + t0 * width + j * s.m;
+    std::size_t i = 0;
+    for (; i + 64 <= s.m; i += 64, c += 32) {
+      const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c));
+      const __m256i lo = _mm256_and_si256(b, nibble), hi = _mm256_and_si256(_mm256_srli_epi16(b, 4), nibble);
+      const __m256i ll = _mm256_shuffle_epi8(tab_lo, lo), lh = _mm256_shuffle_epi8(tab_hi, lo);
+      const __m256i hl = _mm256_shuffle_epi8(tab_lo, hi), hh = _mm256_shuffle_epi8(tab_hi, hi);
+      const __m256i w0 = _mm256_unpacklo_epi8(ll, lh), w1 = _mm256_unpackhi_epi8(ll, lh);
+      const __m256i w2 = _mm256_unpacklo_epi8(hl, hh), w3 = _mm256_unpackhi_epi8(hl, hh);
+      for (std::size_t k = 0; k < NB; ++k) {
+        const __m256i* x = reinterpret_cast<const __m256i*>(xg + k * width + i);
+        const __m256i p01 = _mm256_add_epi32(_mm256_madd_epi16(w0, _mm256_loadu_si256(x)), _mm256_madd_epi16(w1, _mm256_loadu_si256(x + 1)));
+        const __m256i p23 = _mm256_add_epi32(_mm256_madd_epi16(w2, _mm256_loadu_si256(x + 2)), _mm256_madd_epi16(w3, _mm256_loadu_si256(x + 3)));
+        acc[k] = _mm256_add_epi32(acc[k], _mm256_add_epi32(p01, p23));
       }
     }
+    if (i < s.m) {  // a last block of 32 codes
+      const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(c));
+      const __m256i idx = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(b, 4), b), nibble);
+      const __m256i wl = _mm256_shuffle_epi8(tab_lo, idx), wh = _mm256_shuffle_epi8(tab_hi, idx);
+      const __m256i w0 = _mm256_unpacklo_epi8(wl, wh), w1 = _mm256_unpackhi_epi8(wl, wh);
+      for (std::size_t k = 0; k < NB; ++k) {
+        const __m256i* x = reinterpret_cast<const __m256i*>(xg + k * width + i);
+        acc[k] = _mm256_add_epi32(acc[k], _mm256_add_epi32(_mm256_madd_epi16(w0, _mm256_loadu_si256(x)),
+                                                           _mm256_madd_epi16(w1, _mm256_loadu_si256(x + 1))));
+      }
+      c += 16;
+    }
+    for (std::size_t k = 0; k < NB; ++k)
+      facc[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[k]), _mm256_set1_ps(a[j] * J.x.xs[(t0 + k) * s.groups + j]), facc[k]);
+  }
+  for (std::size_t k = 0; k < NB; ++k) {
+    __m128 v = _mm_add_ps(_mm256_castps256_ps128(facc[k]), _mm256_extractf128_ps(facc[k], 1));
+    v = _mm_add_ps(v, _mm_movehl_ps(v, v));
+    v = _mm_add_ss(v, _mm_movehdup_ps(v));
+    dot[k] += _mm_cvtss_f32(v);
+  }
+}
+
+// Rows [r0, r1), every column: up to kCols columns share each decoded block. (Measured on Zen 3:
+// tiling the groups so that a batch's activations stay in L1, group-major activations, and decoding
+// a row once into an L1 buffer for batches over kCols were all slower than this plain loop, which
+// is bound by pmaddwd throughput; see docs/PERF.md.)
+__attribute__((target("avx2,fma"))) void rows_avx2(const Job& J, std::size_t r0, std::size_t r1) {
+  float dot[kMaxBatch];
+  for (std::size_t r = r0; r < r1; ++r) {
+    std::fill(dot, dot + J.n, 0.0f);
+    std::size_t t = 0;
+    for (; t + kCols <= J.n; t += kCols) row_avx2<kCols>(J, r, t, dot + t);
+    switch (J.n - t) {
+      case 3: row_avx2<3>(J, r, t, dot + t); break;
+      case 2: row_avx2<2>(J, r, t, dot + t); break;
+      case 1: row_avx2<1>(J, r, t, dot + t); break;
+      default: break;
+    }
+    for (t = 0; t < J.n; ++t) finish_row(J, r, t, dot[t]);
+  }
 }
 #endif
 
 bool pass_ok(const LutPass& s) {
-  return s.bits == 4 && s.projections.empty() && s.m % 16 == 0 && s.m <= kMaxGroupCodes;
+  return s.bits == 4 && s.projections.empty() && s.m % kBlock == 0 && s.m <= kMaxGroupCodes;
 }
 
 class FusedI16Linear final : public Linear {
@@ -117,8 +212,9 @@ class FusedI16Linear final : public Linear {
   FusedI16Linear(const Quantizer& quantizer, QuantizedMatrix q) : q_(std::move(q)) {
     build_lut_passes(quantizer, q_, passes_);
     for (const auto& s : passes_) {
-      if (!pass_ok(s)) throw std::invalid_argument("fused_i16: a pass without 4-bit codes in groups of 16..256");
+      if (!pass_ok(s)) throw std::invalid_argument("fused_i16: a pass without 4-bit codes in groups of 32..256");
       tables_.push_back(make_tables(s));
+      orders_.push_back(decode_order(s.m));
     }
   }
   std::size_t in() const override { return q_.cols; }
@@ -132,32 +228,21 @@ class FusedI16Linear final : public Linear {
 
   void forward(const float* x, std::size_t n, float* y) const override {
     std::fill(y, y + n * q_.rows, 0.0f);
+    if (n > kMaxBatch) {
+      lut_prefill_all(passes_, x, n, y);
+      return;
+    }
+#ifdef TQB_X86
     const bool avx2 = simd_level() >= SimdLevel::avx2;
+#endif
     for (std::size_t p = 0; p < passes_.size(); ++p) {
       const LutPass& s = passes_[p];
       std::vector<float> xt, sx;
       transform_activations(s, x, n, xt, sx);
-      if (n > kMaxBatch) {
-        lut_prefill(s, xt, sx, n, y);
-        continue;
-      }
-      // 14-bit activations per (row of X, group), scale = max|x̃| / 8191.
-      const std::size_t width = s.groups * s.m;
-      std::vector<std::int16_t> xq(n * width);
-      std::vector<float> xs(n * s.groups);
-      for (std::size_t t = 0; t < n; ++t)
-        for (std::size_t j = 0; j < s.groups; ++j) {
-          const float* v = xt.data() + t * width + j * s.m;
-          float mx = 0;
-          for (std::size_t i = 0; i < s.m; ++i) mx = std::max(mx, std::fabs(v[i]));
-          const float scale = mx > 0 ? mx / kMaxInt : 1.0f;
-          xs[t * s.groups + j] = scale;
-          for (std::size_t i = 0; i < s.m; ++i)
-            xq[t * width + j * s.m + i] = static_cast<std::int16_t>(std::lrint(v[i] / scale));
-        }
-      const Job job{s, tables_[p], xq.data(), xs.data(), sx.data(), n, y};
+      const Activations xa = quantize_activations(s, orders_[p], xt, std::move(sx), n);
+      const Job job{s, tables_[p], orders_[p], xa, n, y};
       const std::size_t chunk = 16, tasks = (s.rows + chunk - 1) / chunk;
-#pragma omp parallel for schedule(dynamic, 4)
+#pragma omp parallel for schedule(static)
       for (std::ptrdiff_t task = 0; task < static_cast<std::ptrdiff_t>(tasks); ++task) {
         const std::size_t r0 = task * chunk, r1 = std::min(s.rows, r0 + chunk);
 #ifdef TQB_X86
@@ -175,6 +260,7 @@ class FusedI16Linear final : public Linear {
   QuantizedMatrix q_;
   std::vector<LutPass> passes_;
   std::vector<Tables> tables_;
+  std::vector<std::vector<std::uint16_t>> orders_;
 };
 
 }  // namespace
@@ -191,8 +277,8 @@ std::string fused_i16_supports(const Quantizer& quantizer) {
   const Params& p = quantizer.params();
   if (get_int(p, "bits") != 4) return "fused_i16 reads 4-bit codes only";
   const std::int64_t g = get_int(p, "group");
-  if (g == 0 || g % 16 != 0 || g > static_cast<std::int64_t>(kMaxGroupCodes))
-    return "fused_i16 needs groups of a multiple of 16 columns, at most 256";
+  if (g == 0 || g % static_cast<std::int64_t>(kBlock) != 0 || g > static_cast<std::int64_t>(kMaxGroupCodes))
+    return "fused_i16 needs groups of a multiple of 32 columns, at most 256";
   return "";
 }
 

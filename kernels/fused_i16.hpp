@@ -1,12 +1,16 @@
 #pragma once
-// Fused 4-bit kernel with 16-bit integer arithmetic for small batches (n < 32): per group the
+// Fused 4-bit kernel with 16-bit integer arithmetic for GEMV and small batches (n < 32): per group the
 // transformed activations are quantized to 14-bit integers (scale = max|x̃|/8191) and the 16-entry
-// lookup table to 14-bit integers; codes become table entries through two byte shuffles (low and
-// high bytes of the int16 table) and are multiplied-accumulated 16 at a time (pmaddwd), so each group
-// costs about ten instructions per 16 weights instead of a float decode and dot. 14 bits keep every
-// int32 lane below 2^31 for groups up to 256 columns. Error: about 1e-4 relative per product
-// (tolerance 2e-3 in the parity test). Batches of 32 or more use fused_lut's tiled GEMM.
-// Supports rtn and turboquant with 4-bit codes and groups of a multiple of 16 up to 256, and residual
+// lookup table to 14-bit integers. 32 bytes of codes (64 weights) are decoded by four in-lane byte
+// shuffles of the table's low and high bytes and four byte interleaves, then multiplied-accumulated
+// 16 at a time (pmaddwd) against activations stored in the decode's order (no permute in the loop);
+// up to four batch columns share one decode. Per group the int32 sums are scaled by a_rj·xs_tj into
+// float accumulators.
+// Overflow: a pmaddwd lane adds two products below 2^26 each; over a group of m ≤ 256 codes a lane
+// of the int32 accumulator receives m/8 ≤ 32 products, < 2^31.
+// Error: about 1e-4 relative per product (tolerance 2e-3 in the parity test). Batches of 32 or more
+// take lut_prefill_all (weight-space tiles, one fp32 GEMM per tile, exact to rounding).
+// Supports rtn and turboquant with 4-bit codes and groups of a multiple of 32 up to 256, and residual
 // stacks of them.
 #include <memory>
 #include <string>

@@ -133,15 +133,15 @@ class FusedLutLinear final : public Linear {
 
   void forward(const float* x, std::size_t n, float* y) const override {
     std::memset(y, 0, n * q_.rows * sizeof(float));
+    if (n >= kPrefillBatch) {
+      lut_prefill_all(passes_, x, n, y);
+      return;
+    }
     const SimdLevel level = simd_level();
     for (const LutPass& s : passes_) {
       // Transformed activations x̃ (n × groups·m) and, for offsets, their per-group sums.
       std::vector<float> xt, sx;
       transform_activations(s, x, n, xt, sx);
-      if (n >= kPrefillBatch) {
-        lut_prefill(s, xt, sx, n, y);
-        continue;
-      }
       const std::size_t chunk = 16;
       const std::size_t tasks = (s.rows + chunk - 1) / chunk;
 #pragma omp parallel for schedule(dynamic, 4)
@@ -159,7 +159,7 @@ class FusedLutLinear final : public Linear {
   }
 
  private:
-  static constexpr std::size_t kPrefillBatch = 32;  // from here on, lut_prefill's tiles and GEMMs
+  static constexpr std::size_t kPrefillBatch = 32;  // from here on, lut_prefill_all's tiles and GEMMs
 
   QuantizedMatrix q_;
   std::vector<LutPass> passes_;
@@ -187,6 +187,56 @@ void lut_prefill(const LutPass& s, const std::vector<float>& xt, const std::vect
       const Eigen::Map<const Matrix> B(s.b.data() + r0 * s.groups, rows, s.groups);
       Y.middleCols(r0, rows).noalias() += SX * B.transpose();
     }
+  }
+}
+
+void lut_prefill_all(const std::vector<LutPass>& passes, const float* x, std::size_t n, float* y) {
+  if (passes.empty()) return;
+  const SimdLevel level = simd_level();
+  const std::size_t rows = passes.front().rows, cols = passes.front().cols, tile = 256;
+  bool any_weight_space = false;
+  for (const LutPass& s : passes) {
+    if (s.projections.empty()) {
+      any_weight_space = true;
+      continue;
+    }
+    std::vector<float> xt, sx;  // a QJL pass: its own GEMM on projected activations
+    transform_activations(s, x, n, xt, sx);
+    lut_prefill(s, xt, sx, n, y);
+  }
+  if (!any_weight_space) return;
+  const Eigen::Map<const Matrix> X(x, n, cols);
+  Eigen::Map<Matrix> Y(y, n, rows);
+  Matrix W(tile, cols), part(tile, cols);
+  for (std::size_t r0 = 0; r0 < rows; r0 += tile) {
+    const std::size_t count = std::min(tile, rows - r0);
+    bool first = true;
+    for (const LutPass& s : passes) {
+      if (!s.projections.empty()) continue;
+      Matrix& dst = first ? W : part;
+#pragma omp parallel for schedule(static)
+      for (std::ptrdiff_t i = 0; i < static_cast<std::ptrdiff_t>(count); ++i) {
+        float* row = dst.row(i).data();
+        decode_row(s, r0 + i, row, level);
+        if (!s.b.empty())
+          for (std::size_t j = 0; j < s.groups; ++j)
+            for (std::size_t k = 0; k < s.g; ++k) row[j * s.g + k] += s.b[(r0 + i) * s.groups + j];
+      }
+      // Back from the rotated domain: row group ← Π_jᵀ row group. Hadamard runs on the calling thread
+      // (parallel over groups); Haar is one GEMM per group that Eigen parallelises.
+      if (!s.rotations.empty()) {
+        if (s.rotations.front()->kind() == RotationKind::haar) {
+          for (std::size_t j = 0; j < s.groups; ++j) s.rotations[j]->inverse(dst.data() + j * s.g, count, cols);
+        } else {
+#pragma omp parallel for schedule(static)
+          for (std::ptrdiff_t j = 0; j < static_cast<std::ptrdiff_t>(s.groups); ++j)
+            s.rotations[j]->inverse(dst.data() + j * s.g, count, cols);
+        }
+      }
+      if (!first) W.topRows(count) += part.topRows(count);
+      first = false;
+    }
+    Y.middleCols(r0, count).noalias() += X * W.topRows(count).transpose();
   }
 }
 

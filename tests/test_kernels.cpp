@@ -130,7 +130,7 @@ TEST_CASE("fused_i16 (14-bit integer activations) matches the reference within 2
     }
   }
   CHECK(fused_i16_supports(*parse_quantizer("turboquant(bits=3,group=32)")).find("4-bit") != std::string::npos);
-  CHECK(fused_i16_supports(*parse_quantizer("turboquant(bits=4,group=row)")).find("multiple of 16") != std::string::npos);
+  CHECK(fused_i16_supports(*parse_quantizer("turboquant(bits=4,group=row)")).find("multiple of 32") != std::string::npos);
   CHECK(fused_i16_supports(*parse_quantizer("residual(stack=4+2,group=32)")).find("4-bit") != std::string::npos);
   CHECK(fused_i16_supports(*parse_quantizer("qjl(group=32)")).find("QJL") != std::string::npos);
 }
