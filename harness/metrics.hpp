@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "harness/data_source.hpp"
+#include "harness/kernel_timing.hpp"
 #include "quantizers/quantized_matrix.hpp"
 #include "quantizers/quantizer.hpp"
 
@@ -34,18 +35,23 @@ struct InnerProductErrors {
 class EvalContext {
  public:
   // w, w_hat: rows x cols. queries: a function producing n x cols unit rows when first needed.
+  // timing: runs the spec's kernel timing when a latency metric first asks for it.
   EvalContext(const Matrix& w, const Matrix& w_hat, const QuantizedMatrix& q, const Quantizer& quantizer,
-              std::function<Matrix()> queries)
-      : w(w), w_hat(w_hat), q(q), quantizer(quantizer), make_queries_(std::move(queries)) {}
+              std::function<Matrix()> queries, std::function<KernelTiming()> timing = {})
+      : w(w), w_hat(w_hat), q(q), quantizer(quantizer), make_queries_(std::move(queries)), time_kernel_(std::move(timing)) {}
   const Matrix& w;
   const Matrix& w_hat;
   const QuantizedMatrix& q;
   const Quantizer& quantizer;
   const InnerProductErrors& inner_product_errors();
+  const KernelTiming& kernel_timing();
+  bool timed() const { return timing_.has_value(); }
 
  private:
   std::function<Matrix()> make_queries_;
+  std::function<KernelTiming()> time_kernel_;
   std::optional<InnerProductErrors> ip_;
+  std::optional<KernelTiming> timing_;
 };
 
 struct Metric {
@@ -54,6 +60,7 @@ struct Metric {
   Direction direction;
   std::function<double(EvalContext&)> compute;  // matrix metrics; empty for model metrics
   bool on_model = false;  // computed by harness/model_eval for `model` data
+  bool timing = false;    // a latency: only when a spec lists it (never in the default set, which is repeatable)
 };
 
 const std::vector<Metric>& metrics();

@@ -1,6 +1,7 @@
 #include "harness/model_eval.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <chrono>
@@ -85,8 +86,11 @@ std::unique_ptr<LlamaModel> quantize_model(const Checkpoint& ck, const Quantizer
     s.quantized_weights += static_cast<double>(w.size());
     s.nmse_sum += nmse;
     ++s.layers;
-    json += fmt::format("{}\"{}\": {{\"quantizer\": \"{}\", \"mse\": {:.6g}, \"nmse\": {:.6g}, \"bits_per_weight\": {:.6g}}}",
-                        s.layers > 1 ? ", " : "", name, q->name(), mse, nmse, qm.bits_per_weight());
+    const std::string kernel_name = layer->kernel();
+    if (std::find(s.kernels.begin(), s.kernels.end(), kernel_name) == s.kernels.end()) s.kernels.push_back(kernel_name);
+    json += fmt::format("{}\"{}\": {{\"quantizer\": \"{}\", \"kernel\": \"{}\", \"mse\": {:.6g}, \"nmse\": {:.6g}, "
+                        "\"bits_per_weight\": {:.6g}}}",
+                        s.layers > 1 ? ", " : "", name, q->name(), kernel_name, mse, nmse, qm.bits_per_weight());
     return layer;
   });
   s.layer_json = json + "}";
@@ -109,6 +113,8 @@ struct ModelEvaluator::Loaded {
 
 ModelEvaluator::ModelEvaluator() = default;
 ModelEvaluator::~ModelEvaluator() = default;
+
+constexpr int kDecodeRepetitions = 9;
 
 ModelPointResult ModelEvaluator::evaluate(const SweepPoint& p, const Progress& progress) {
   const Params& dp = p.data->params;
@@ -147,7 +153,7 @@ ModelPointResult ModelEvaluator::evaluate(const SweepPoint& p, const Progress& p
                                                    progress(fmt::format("chunk {}/{}, ppl {:.4f}", c, n, ppl));
                                                  });
   // Forward speed of this model as built: one prefill of ctx tokens, and decoding one token after ctx − 1
-  // (the cache filled untimed first; median of 5).
+  // (the cache filled untimed first; median, min and max of kDecodeRepetitions).
   const std::size_t ctx = static_cast<std::size_t>(l.cfg.ctx);
   const std::vector<int> window(l.tokens.begin(), l.tokens.begin() + ctx);
   progress("timing prefill and decode");
@@ -156,7 +162,7 @@ ModelPointResult ModelEvaluator::evaluate(const SweepPoint& p, const Progress& p
   model->forward(window, cache);
   const double prefill_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - p0).count();
   std::vector<double> decode_s;
-  for (int rep = 0; rep < 5; ++rep) {
+  for (int rep = 0; rep < kDecodeRepetitions; ++rep) {
     cache.len = ctx - 1;
     p0 = std::chrono::steady_clock::now();
     model->forward({window.back()}, cache);
@@ -183,9 +189,13 @@ ModelPointResult ModelEvaluator::evaluate(const SweepPoint& p, const Progress& p
       {"quantize_s", quantize_s},
       {"prefill_tokens_per_s", static_cast<double>(ctx) / prefill_s},
       {"decode_tokens_per_s", 1.0 / decode_s[decode_s.size() / 2]},
+      {"decode_ms", 1e3 * decode_s[decode_s.size() / 2]},
+      {"decode_ms_min", 1e3 * decode_s.front()},
+      {"decode_ms_max", 1e3 * decode_s.back()},
       {"weight_bytes_in_memory", static_cast<double>(model->linear_weight_bytes() + model->other_weight_bytes())},
   };
   out.layer_stats = st.layer_json;
+  out.kernel = fmt::format("{}", fmt::join(st.kernels, ","));
   return out;
 }
 

@@ -15,7 +15,8 @@ namespace tqb {
 
 struct ModelPointResult {
   std::map<std::string, double> metrics;
-  std::string layer_stats;  // JSON: tensor name -> {quantizer, mse, nmse, bits_per_weight}
+  std::string layer_stats;  // JSON: tensor name -> {quantizer, kernel, mse, nmse, bits_per_weight}
+  std::string kernel;       // the distinct kernels of the quantized layers, comma-separated
 };
 
 class ModelEvaluator {
@@ -41,6 +42,7 @@ struct QuantizedModelStats {
   double quantized_bytes = 0, quantized_weights = 0, other_weights = 0, nmse_sum = 0;
   int layers = 0;
   std::string layer_json;
+  std::vector<std::string> kernels;  // distinct, in order of first use
 };
 // Every linear layer in the blocks (the default `include`).
 inline constexpr const char* kBlockLinearLayers = R"(blk\.\d+\.(attn_(q|k|v|output)|ffn_(gate|up|down))\.weight)";

@@ -96,7 +96,13 @@ std::vector<Column> result_columns(const ExperimentSpec& spec, const std::vector
   for (const auto& p : points) on_model |= p.data->source == "model";
   if (on_model)
     cols.push_back({"layer_stats", ColumnType::text, "point",
-                    "JSON per quantized tensor: quantizer used, mse, nmse, bits per weight", ""});
+                    "JSON per quantized tensor: quantizer used, kernel, mse, nmse, bits per weight", ""});
+  bool timed = on_model;
+  for (const auto& m : spec.metrics) timed |= find_metric(m)->timing;
+  if (timed)
+    cols.push_back({"kernel", ColumnType::text, "point",
+                    on_model ? "kernels the quantized layers ran (kernels/registry.hpp names with SIMD level)"
+                             : "kernel the latency metrics timed (kernels/registry.hpp name with SIMD level)", ""});
   const std::vector<Column> tail{
       {"seed", ColumnType::integer, "point", "seed of the quantizer's randomness, derived from the spec seed and key", ""},
       {"data_seed", ColumnType::integer, "point", "seed of the data, derived from the spec seed and data name", ""},
@@ -126,6 +132,7 @@ struct PointResult {
   bool ok = true;
   std::string error;
   std::map<std::string, double> metrics;
+  std::string kernel;  // the kernel that ran (timed matrix points, model points)
 };
 
 PointResult evaluate(const ExperimentSpec& spec, const SweepPoint& p, const Matrix& w) {
@@ -135,8 +142,11 @@ PointResult evaluate(const ExperimentSpec& spec, const SweepPoint& p, const Matr
     Matrix w_hat(w.rows(), w.cols());
     p.quantizer->dequantize(q, w_hat.data());
     const std::uint64_t query_seed = derive_seed(spec.seed, fmt::format("queries {} {}", p.data->name, spec.queries));
-    EvalContext ctx(w, w_hat, q, *p.quantizer, [&] { return random_unit_rows(spec.queries, w.cols(), query_seed); });
+    const std::uint64_t timing_seed = derive_seed(spec.seed, "timing activations " + p.data->name);
+    EvalContext ctx(w, w_hat, q, *p.quantizer, [&] { return random_unit_rows(spec.queries, w.cols(), query_seed); },
+                    [&] { return time_kernel(spec.timing, w, *p.quantizer, q, timing_seed); });
     for (const auto& m : spec.metrics) r.metrics[m] = find_metric(m)->compute(ctx);
+    if (ctx.timed()) r.kernel = ctx.kernel_timing().kernel;
   } catch (const std::exception& e) {
     r.ok = false;
     r.error = e.what();
@@ -217,6 +227,9 @@ int run_sweep(const ExperimentSpec& spec, const std::vector<SweepPoint>& points,
         {"spec_text", spec.text},
         {"seed", static_cast<std::int64_t>(spec.seed)},
         {"queries", spec.queries},
+        {"timing_kernel", spec.timing.kernel},
+        {"timing_batch", spec.timing.batch},
+        {"timing_repetitions", spec.timing.repetitions},
         {"points_total", static_cast<std::int64_t>(points.size())},
         {"tqbench_version", prov.tqbench_version},
         {"git_commit", prov.git_commit},
@@ -251,6 +264,7 @@ int run_sweep(const ExperimentSpec& spec, const std::vector<SweepPoint>& points,
       if (p.data->source == "model") {
         ModelPointResult m = model_eval.evaluate(p, [&](const std::string& msg) { progress.start_point(p.key + " | " + msg); });
         r.metrics = std::move(m.metrics);
+        r.kernel = std::move(m.kernel);
         layer_stats = std::move(m.layer_stats);
       } else if (current_data != p.data->name) {
         current = find_data_source(p.data->source)->make(p.data->params, p.data->seed);
@@ -283,6 +297,7 @@ int run_sweep(const ExperimentSpec& spec, const std::vector<SweepPoint>& points,
       else if (c.name == "git_commit") v = provenance().git_commit;
       else if (c.name == "host") v = provenance().host;
       else if (c.name == "layer_stats") v = layer_stats;
+      else if (c.name == "kernel") v = r.kernel;
       else if (c.role == "data") {
         auto it = p.data->params.find(c.name.substr(5));
         if (it != p.data->params.end()) v = param_cell(it->second, c.type);

@@ -15,6 +15,7 @@
 #include "common/suggest.hpp"
 #include "harness/data_source.hpp"
 #include "harness/metrics.hpp"
+#include "kernels/registry.hpp"
 #include "quantizers/registry.hpp"
 
 namespace tqb {
@@ -166,7 +167,7 @@ class SpecParser {
     ExperimentSpec spec;
     spec.path = path_;
     spec.text = text;
-    static const std::vector<std::string> top{"experiment", "description", "seed", "data", "quantizers", "metrics", "queries"};
+    static const std::vector<std::string> top{"experiment", "description", "seed", "data", "quantizers", "metrics", "queries", "timing"};
     bool have_data = false, have_quantizers = false, have_name = false;
     std::vector<YAML::Node> metric_nodes;
     for (const auto& e : entries(root, "", top)) {
@@ -183,6 +184,22 @@ class SpecParser {
       } else if (e.key == "queries") {
         spec.queries = scalar_int(e.value, e.key, 1, 1 << 20);
         spec.queries_where = at(e.value);
+      } else if (e.key == "timing") {
+        if (!e.value.IsMap()) fail(e.value, "timing", "expected a map with kernel, batch and repetitions, found " + kind_of(e.value));
+        for (const auto& t : entries(e.value, "timing", {"kernel", "batch", "repetitions"})) {
+          const std::string key = "timing." + t.key;
+          if (t.key == "kernel") {
+            spec.timing.kernel = scalar_string(t.value, key, "a kernel name");
+            const auto names = linear_kernel_names();
+            if (std::find(names.begin(), names.end(), spec.timing.kernel) == names.end())
+              fail(t.value, key, fmt::format("unknown kernel '{}'{}; valid: {}", spec.timing.kernel,
+                                             did_you_mean(spec.timing.kernel, names), join(names)));
+          } else if (t.key == "batch") {
+            spec.timing.batch = scalar_int(t.value, key, 1, 4096);
+          } else {
+            spec.timing.repetitions = scalar_int(t.value, key, 1, 100000);
+          }
+        }
       } else if (e.key == "data") {
         have_data = true;
         auto one = [&](const YAML::Node& n, const std::string& p) {
@@ -229,7 +246,7 @@ class SpecParser {
       fail(root["data"], "data", "a 'model' source cannot be mixed with matrix sources in one experiment");
     if (spec.metrics.empty())
       for (const auto& m : metrics())
-        if (m.on_model == on_model) spec.metrics.push_back(m.name);
+        if (m.on_model == on_model && !m.timing) spec.metrics.push_back(m.name);
     for (std::size_t i = 0; i < metric_nodes.size(); ++i) {
       const Metric* m = find_metric(spec.metrics[i]);
       if (m->on_model != on_model) {

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "harness/kernel_timing.hpp"
 #include "quantizers/params.hpp"
 
 namespace tqb {
@@ -42,7 +43,8 @@ struct ExperimentSpec {
   std::int64_t queries = 256;  // random unit queries for inner-product metrics
   std::vector<ParamGrid> data;
   std::vector<ParamGrid> quantizers;
-  std::vector<std::string> metrics;  // default: every registered metric
+  std::vector<std::string> metrics;  // default: every registered metric but the latencies
+  TimingSpec timing;                 // for the latency metrics (kernel_us, ...)
   SourceLocation queries_where;
 };
 

@@ -164,6 +164,32 @@ TEST_CASE("run, dry run, show, repeatability and spec mismatch") {
   CHECK(run_tqbench("run '" + spec + "' -o '" + dir.file("none.h5") + "' --resume").exit_code == 2);
 }
 
+TEST_CASE("latency metrics time the spec's kernel against dense fp32 and name the kernel") {
+  test::TempDir dir;
+  const ResultTable t = run_spec(dir, "experiment: lat\nseed: 1\ndata: {source: gaussian, rows: 64, cols: 256}\n"
+                                      "timing: {kernel: auto, batch: 2, repetitions: 5}\n"
+                                      "quantizers: ['turboquant(bits=4,group=64)', 'rtn(bits=3,group=32)']\n"
+                                      "metrics: [d_mse, kernel_us, kernel_us_min, kernel_us_max, dense_us, kernel_speedup, "
+                                      "kernel_weight_bytes]\n");
+  REQUIRE(t.rows.size() == 2);
+  const int k = t.column_index("kernel"), med = t.column_index("kernel_us"), lo = t.column_index("kernel_us_min"),
+            hi = t.column_index("kernel_us_max"), dense = t.column_index("dense_us"), speed = t.column_index("kernel_speedup"),
+            bytes = t.column_index("kernel_weight_bytes");
+  REQUIRE(k >= 0);
+  CHECK(std::get<std::string>(t.rows[0][k]).rfind("fused_i16", 0) == 0);
+  CHECK(std::get<std::string>(t.rows[1][k]).rfind("fused_lut", 0) == 0);  // 3-bit codes: the next kernel
+  for (const auto& row : t.rows) {
+    const double m = std::get<double>(row[med]);
+    CHECK(std::get<double>(row[lo]) <= m);
+    CHECK(m <= std::get<double>(row[hi]));
+    CHECK(m > 0);
+    CHECK(std::get<double>(row[speed]) == doctest::Approx(std::get<double>(row[dense]) / m));
+    CHECK(std::get<double>(row[bytes]) < 64 * 256 * 4 / 4);  // packed, not fp32
+  }
+  const auto a = read_result_file(dir.file("spec.h5"));
+  REQUIRE(a.attribute("timing_kernel") != nullptr);
+}
+
 TEST_CASE("a run killed with SIGKILL midway resumes to the rows of an uninterrupted run") {
   test::TempDir dir;
   const std::string spec = test::kSourceDir + "/tests/specs/good/resume.yaml";
@@ -244,14 +270,23 @@ TEST_CASE("a model experiment can name its kernel: fused_lut matches the referen
   if (!have_stories260k()) return;
   test::TempDir dir;
   const ResultTable t = run_spec(dir, "experiment: k\ndata:\n  source: model\n  model: stories260k\n  ctx: 128\n  chunks: 3\n"
-                                      "  kernel: [dequantized_dense, fused_lut]\n"
+                                      "  kernel: [dequantized_dense, fused_lut, auto]\n"
                                       "quantizers: ['turboquant(bits=4,group=32,rotation=hadamard)']\n");
   const std::string spec = dir.file("k.yaml");
-  REQUIRE(t.rows.size() == 2);
-  const int ppl = t.column_index("perplexity"), mem = t.column_index("weight_bytes_in_memory");
-  const double p0 = std::get<double>(t.rows[0][ppl]), p1 = std::get<double>(t.rows[1][ppl]);
-  CHECK(std::fabs(p0 - p1) <= 1e-3 * p0);  // same model, two kernels
-  CHECK(std::get<double>(t.rows[1][mem]) < std::get<double>(t.rows[0][mem]));
+  REQUIRE(t.rows.size() == 3);
+  const int ppl = t.column_index("perplexity"), mem = t.column_index("weight_bytes_in_memory"), kern = t.column_index("kernel");
+  REQUIRE(kern >= 0);
+  const double p0 = std::get<double>(t.rows[0][ppl]);
+  for (std::size_t i = 1; i < 3; ++i) {
+    CHECK(std::fabs(std::get<double>(t.rows[i][ppl]) - p0) <= 1e-3 * p0);  // same model, other kernels
+    CHECK(std::get<double>(t.rows[i][mem]) < std::get<double>(t.rows[0][mem]));
+  }
+  CHECK(std::get<std::string>(t.rows[0][kern]) == "dequantized_dense");
+  // auto: fused_i16 where the group is a multiple of 32; ffn_down's 172 columns fall back to groups of
+  // 4, which only fused_lut reads.
+  const std::string chosen = std::get<std::string>(t.rows[2][kern]);
+  CHECK(chosen.find("fused_i16") != std::string::npos);
+  CHECK(chosen.find("fused_lut") != std::string::npos);
   test::write_text(spec, "experiment: k\ndata: {source: model, model: stories260k, kernel: fused_lut}\nquantizers: [none]\n");
   const auto simd = test::run_command("TQB_SIMD=avx9 '" + test::kBinary +
                                  "' perplexity --model stories260k --quantizer 'turboquant(bits=4,group=32)' "
