@@ -1,8 +1,8 @@
 #pragma once
 // The kernel registry: every way to compute Y = X Ŵᵀ from a QuantizedMatrix, with a capability check
 // per format. "auto" takes the first kernel that supports the format, in the table's order, which is
-// fastest first as measured on the development CPU (docs/PERF.md: fused_i16, then fused_lut, then the
-// reference). The choice is a fixed function of the format, never of a timing taken at run time, so
+// fastest first as measured on the development CPU (docs/PERF.md: fused_i16, then the reference;
+// fused_lut, which saves memory but not time, last). The choice is a fixed function of the format, never of a timing taken at run time, so
 // that a rerun of a spec uses the same kernel and gives the same perplexity on any machine with the
 // same SIMD level. A spec can name a kernel for ablations.
 #include <functional>
