@@ -19,6 +19,8 @@
 #include "harness/store.hpp"
 #include "harness/sweep.hpp"
 #include "harness/table.hpp"
+#include "kernels/registry.hpp"
+#include "kernels/simd_level.hpp"
 #include "quantizers/registry.hpp"
 
 namespace {
@@ -43,6 +45,11 @@ int list(const std::string& what) {
     for (const auto& m : metrics()) w = std::max(w, m.name.size());
     for (const auto& m : metrics())
       std::cout << fmt::format("{:<{}}  {:<6}  {}\n", m.name, w, to_string(m.direction), m.description);
+  } else if (what == "kernels") {
+    std::cout << "auto: the first kernel below that reads the format (they are listed fastest first)\n";
+    for (const auto& k : linear_kernels()) std::cout << fmt::format("{}: {}\n", k.name, k.description);
+    std::cout << fmt::format("SIMD level in use: {} (detected: {}; TQB_SIMD=scalar|avx2|avx512 forces one)\n",
+                             to_string(simd_level()), to_string(detected_simd_level()));
   } else {
     for (const auto& s : data_sources()) {
       std::cout << fmt::format("{}: {}\n", s.name, s.description);
@@ -161,11 +168,11 @@ int main(int argc, char** argv) {
   run->add_flag("--force", force, "overwrite the result file and rerun every point")->excludes(resume_flag);
   run->add_flag("--dry-run", dry_run, "print the expanded sweep and its size, run nothing");
 
-  auto* list_cmd = app.add_subcommand("list", "List registered quantizers, metrics or data sources with their parameters");
+  auto* list_cmd = app.add_subcommand("list", "List registered quantizers, metrics, data sources or kernels");
   std::string what;
-  list_cmd->add_option("what", what, "quantizers | metrics | data")
+  list_cmd->add_option("what", what, "quantizers | metrics | data | kernels")
       ->required()
-      ->check(CLI::IsMember({"quantizers", "metrics", "data"}));
+      ->check(CLI::IsMember({"quantizers", "metrics", "data", "kernels"}));
 
   auto* show_cmd = app.add_subcommand("show", "Print the results of an HDF5 result file as a table");
   std::string file;

@@ -22,19 +22,32 @@ constexpr std::size_t kMaxGroupCodes = 256;
 constexpr std::size_t kBlock = 32;        // group widths are multiples of this
 constexpr std::size_t kCols = 4;          // batch columns that share one decode
 
-// The order in which the AVX2 decode yields a group's weights, as the code index at each position:
-// blocks of 64 codes (32 bytes: low nibbles then high nibbles, each split by the in-lane byte
-// interleave into 8 + 8 per 128-bit lane) and, when m is an odd multiple of 32, one block of 32 codes
-// last. Activations are quantized in this order, so the inner loop needs no permute; every level uses
-// the same layout, so their integer sums are identical.
-std::vector<std::uint16_t> decode_order(std::size_t m) {
+// The order in which the decode yields a group's weights, as the code index at each position: blocks
+// of 64 codes (32 bytes) and, when m is an odd multiple of 32, one block of 32 codes last (16 bytes:
+// low nibbles, then high nibbles, split by the in-lane byte interleave into 8 + 8 per 128-bit lane).
+// AVX2 splits a 64-code block's low and high nibbles into two 256-bit vectors and interleaves each
+// (four vectors of 16 weights); AVX-512 puts both in one 512-bit vector (lanes: low nibbles of bytes
+// 0..15, of 16..31, high nibbles of 0..15, of 16..31) and interleaves that (two vectors of 32).
+// Activations are quantized in the order of the level that runs, so the inner loop needs no permute;
+// the integer sums are the same whatever the order.
+enum class Layout { avx2, avx512 };
+
+std::vector<std::uint16_t> decode_order(std::size_t m, Layout layout) {
   std::vector<std::uint16_t> order(m);
   const std::size_t full = m - m % 64;
   for (std::size_t p = 0; p < m; ++p) {
     const std::size_t b = p < full ? p - p % 64 : full, q = p - b;  // block start, position inside
-    const std::size_t v = q / 16, lane = (q % 16) / 8, k = q % 8;
-    const std::size_t code = p < full ? 32 * lane + 2 * (8 * (v & 1) + k) + (v >> 1)  // 64-code block
-                                      : 2 * (8 * v + k) + lane;                        // 32-code block
+    std::size_t code;
+    if (p >= full) {  // 32-code block: [low nibbles | high nibbles] in 256 bits
+      const std::size_t v = q / 16, lane = (q % 16) / 8, k = q % 8;
+      code = 2 * (8 * v + k) + lane;
+    } else if (layout == Layout::avx2) {
+      const std::size_t v = q / 16, lane = (q % 16) / 8, k = q % 8;
+      code = 32 * lane + 2 * (8 * (v & 1) + k) + (v >> 1);
+    } else {
+      const std::size_t v = q / 32, lane = (q % 32) / 8, k = q % 8;
+      code = 2 * (8 * v + k + 16 * (lane & 1)) + (lane >> 1);
+    }
     order[p] = static_cast<std::uint16_t>(b + code);
   }
   return order;
@@ -201,8 +214,101 @@ __attribute__((target("avx2,fma"))) void rows_avx2(const Job& J, std::size_t r0,
     for (t = 0; t < J.n; ++t) finish_row(J, r, t, dot[t]);
   }
 }
+
+// AVX-512 with VNNI: 64 codes per step into two 512-bit vectors of 32 int16 weights; vpdpwssd fuses
+// the multiply-add and the accumulation. The 32-code tail uses 256-bit instructions as AVX2 does.
+// CPUs with AVX-512 but without VNNI (Skylake-SP) run the AVX2 kernel.
+// GCC 12's own avx512fintrin.h trips -Wmaybe-uninitialized (its _mm512_undefined_* helpers).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#define TQB_AVX512_TARGET "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma"
+template <std::size_t NB>
+__attribute__((target(TQB_AVX512_TARGET), always_inline)) inline void row_avx512(const Job& J, std::size_t r, std::size_t t0,
+                                                                                float* dot) {
+  const LutPass& s = J.s;
+  const std::size_t width = s.groups * s.m;
+  const __m128i tlo = _mm_loadu_si128(reinterpret_cast<const __m128i*>(J.tb.lo));
+  const __m128i thi = _mm_loadu_si128(reinterpret_cast<const __m128i*>(J.tb.hi));
+  const __m512i tab_lo = _mm512_broadcast_i32x4(tlo), tab_hi = _mm512_broadcast_i32x4(thi);
+  const __m256i tab_lo2 = _mm256_broadcastsi128_si256(tlo), tab_hi2 = _mm256_broadcastsi128_si256(thi);
+  const __m256i nibble = _mm256_set1_epi8(0x0f);
+  const std::uint8_t* c = s.codes + r * width / 2;
+  const float* a = s.a.data() + r * s.groups;
+  __m512 facc[NB];
+  for (std::size_t k = 0; k < NB; ++k) facc[k] = _mm512_setzero_ps();
+  for (std::size_t j = 0; j < s.groups; ++j) {
+    __m512i acc[NB];
+    for (std::size_t k = 0; k < NB; ++k) acc[k] = _mm512_setzero_si512();
+    const std::int16_t* xg = J.x.xq.data() + t0 * width + j * s.m;
+    std::size_t i = 0;
+    for (; i + 64 <= s.m; i += 64, c += 32) {
+      const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c));
+      const __m512i idx = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(b, nibble)),
+                                             _mm256_and_si256(_mm256_srli_epi16(b, 4), nibble), 1);
+      const __m512i wl = _mm512_shuffle_epi8(tab_lo, idx), wh = _mm512_shuffle_epi8(tab_hi, idx);
+      const __m512i w0 = _mm512_unpacklo_epi8(wl, wh), w1 = _mm512_unpackhi_epi8(wl, wh);
+      for (std::size_t k = 0; k < NB; ++k) {
+        const std::int16_t* x = xg + k * width + i;
+        const __m512i x0 = _mm512_loadu_si512(x), x1 = _mm512_loadu_si512(x + 32);
+        acc[k] = _mm512_dpwssd_epi32(_mm512_dpwssd_epi32(acc[k], w0, x0), w1, x1);
+      }
+    }
+    if (i < s.m) {  // a last block of 32 codes
+      const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(c));
+      const __m256i idx = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(b, 4), b), nibble);
+      const __m256i wl = _mm256_shuffle_epi8(tab_lo2, idx), wh = _mm256_shuffle_epi8(tab_hi2, idx);
+      const __m256i w0 = _mm256_unpacklo_epi8(wl, wh), w1 = _mm256_unpackhi_epi8(wl, wh);
+      for (std::size_t k = 0; k < NB; ++k) {
+        const __m256i* x = reinterpret_cast<const __m256i*>(xg + k * width + i);
+        const __m256i p = _mm256_add_epi32(_mm256_madd_epi16(w0, _mm256_loadu_si256(x)), _mm256_madd_epi16(w1, _mm256_loadu_si256(x + 1)));
+        acc[k] = _mm512_add_epi32(acc[k], _mm512_zextsi256_si512(p));
+      }
+      c += 16;
+    }
+    for (std::size_t k = 0; k < NB; ++k)
+      facc[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[k]), _mm512_set1_ps(a[j] * J.x.xs[(t0 + k) * s.groups + j]), facc[k]);
+  }
+  for (std::size_t k = 0; k < NB; ++k) dot[k] += _mm512_reduce_add_ps(facc[k]);
+}
+
+__attribute__((target(TQB_AVX512_TARGET))) void rows_avx512(const Job& J, std::size_t r0, std::size_t r1) {
+  float dot[kMaxBatch];
+  for (std::size_t r = r0; r < r1; ++r) {
+    std::fill(dot, dot + J.n, 0.0f);
+    std::size_t t = 0;
+    for (; t + kCols <= J.n; t += kCols) row_avx512<kCols>(J, r, t, dot + t);
+    switch (J.n - t) {
+      case 3: row_avx512<3>(J, r, t, dot + t); break;
+      case 2: row_avx512<2>(J, r, t, dot + t); break;
+      case 1: row_avx512<1>(J, r, t, dot + t); break;
+      default: break;
+    }
+    for (t = 0; t < J.n; ++t) finish_row(J, r, t, dot[t]);
+  }
+}
+
+#pragma GCC diagnostic pop
+
+bool cpu_has_vnni() { return __builtin_cpu_supports("avx512vnni"); }
 #endif
 
+// The variant forward() runs at the current SIMD level.
+enum class Variant { scalar, avx2, avx512_vnni };
+Variant current_variant() {
+  const SimdLevel level = simd_level();
+#ifdef TQB_X86
+  if (level == SimdLevel::avx512 && cpu_has_vnni()) return Variant::avx512_vnni;
+  if (level >= SimdLevel::avx2) return Variant::avx2;
+#endif
+  return Variant::scalar;
+}
+const char* to_string(Variant v) {
+  switch (v) {
+    case Variant::avx512_vnni: return "avx512_vnni";
+    case Variant::avx2: return "avx2";
+    default: return "scalar";
+  }
+}
 bool pass_ok(const LutPass& s) {
   return s.bits == 4 && s.projections.empty() && s.m % kBlock == 0 && s.m <= kMaxGroupCodes;
 }
@@ -214,7 +320,8 @@ class FusedI16Linear final : public Linear {
     for (const auto& s : passes_) {
       if (!pass_ok(s)) throw std::invalid_argument("fused_i16: a pass without 4-bit codes in groups of 32..256");
       tables_.push_back(make_tables(s));
-      orders_.push_back(decode_order(s.m));
+      orders_[0].push_back(decode_order(s.m, Layout::avx2));
+      orders_[1].push_back(decode_order(s.m, Layout::avx512));
     }
   }
   std::size_t in() const override { return q_.cols; }
@@ -224,7 +331,7 @@ class FusedI16Linear final : public Linear {
     for (const auto& s : passes_) b += (s.a.size() + s.b.size()) * sizeof(float);
     return b;
   }
-  std::string kernel() const override { return "fused_i16_" + to_string(std::min(simd_level(), SimdLevel::avx2)); }
+  std::string kernel() const override { return std::string("fused_i16_") + to_string(current_variant()); }
 
   void forward(const float* x, std::size_t n, float* y) const override {
     std::fill(y, y + n * q_.rows, 0.0f);
@@ -232,21 +339,24 @@ class FusedI16Linear final : public Linear {
       lut_prefill_all(passes_, x, n, y);
       return;
     }
-#ifdef TQB_X86
-    const bool avx2 = simd_level() >= SimdLevel::avx2;
-#endif
+    const Variant variant = current_variant();
+    const int layout = variant == Variant::avx512_vnni ? 1 : 0;
     for (std::size_t p = 0; p < passes_.size(); ++p) {
       const LutPass& s = passes_[p];
       std::vector<float> xt, sx;
       transform_activations(s, x, n, xt, sx);
-      const Activations xa = quantize_activations(s, orders_[p], xt, std::move(sx), n);
-      const Job job{s, tables_[p], orders_[p], xa, n, y};
+      const Activations xa = quantize_activations(s, orders_[layout][p], xt, std::move(sx), n);
+      const Job job{s, tables_[p], orders_[layout][p], xa, n, y};
       const std::size_t chunk = 16, tasks = (s.rows + chunk - 1) / chunk;
 #pragma omp parallel for schedule(static)
       for (std::ptrdiff_t task = 0; task < static_cast<std::ptrdiff_t>(tasks); ++task) {
         const std::size_t r0 = task * chunk, r1 = std::min(s.rows, r0 + chunk);
 #ifdef TQB_X86
-        if (avx2) {
+        if (variant == Variant::avx512_vnni) {
+          rows_avx512(job, r0, r1);
+          continue;
+        }
+        if (variant == Variant::avx2) {
           rows_avx2(job, r0, r1);
           continue;
         }
@@ -260,7 +370,7 @@ class FusedI16Linear final : public Linear {
   QuantizedMatrix q_;
   std::vector<LutPass> passes_;
   std::vector<Tables> tables_;
-  std::vector<std::vector<std::uint16_t>> orders_;
+  std::vector<std::vector<std::uint16_t>> orders_[2];  // [Layout][pass]
 };
 
 }  // namespace

@@ -112,11 +112,12 @@ def main(argv=None):
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     if args.scatter:
         series = {}
-        for i in rows:
+        for k, i in enumerate(sorted(rows, key=lambda i: columns[args.x][i])):
             ax.plot(columns[args.x][i], columns[args.metric][i], "o", ms=5)
-            # Label with the family and the parameters that vary across the file, not the whole name.
+            # Label with the family and the parameters that vary across the file, not the whole name;
+            # neighbours along x alternate above and below so that close points stay readable.
             ax.annotate(series_key(columns, meta, i, ""), (columns[args.x][i], columns[args.metric][i]), fontsize=6,
-                        xytext=(4, 3), textcoords="offset points")
+                        xytext=(4, 4 if k % 2 == 0 else -10), textcoords="offset points")
     for label, idx in sorted(series.items()):
         idx = sorted(idx, key=lambda i: columns[args.x][i])
         ax.plot([columns[args.x][i] for i in idx], [columns[args.metric][i] for i in idx], marker="o", ms=3.5,
@@ -136,7 +137,7 @@ def main(argv=None):
         ax.legend(fontsize=7, ncol=2 if len(series) > 8 else 1)
     fig.text(0.99, 0.01, f"tqbench {commit}, seed {attrs.get('seed', '?')}", ha="right", fontsize=6, alpha=0.6)
     if args.scatter:
-        ax.margins(x=0.2)  # room for the labels of the rightmost points
+        ax.margins(x=0.3)  # room for the labels of the rightmost points
         fig.subplots_adjust(left=0.1, right=0.97, bottom=0.11, top=0.92)
     else:
         fig.tight_layout()

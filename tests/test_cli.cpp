@@ -124,6 +124,10 @@ TEST_CASE("--version, --help and list") {
   r = run_tqbench("list metrics");
   CHECK(r.output.find("weight_nmse") != std::string::npos);
   CHECK(run_tqbench("list data").output.find("student_t") != std::string::npos);
+  r = run_tqbench("list kernels");
+  CHECK(r.exit_code == 0);
+  CHECK(r.output.find("fused_i16:") < r.output.find("dequantized_dense:"));  // fastest first
+  CHECK(r.output.find("SIMD level in use") != std::string::npos);
 }
 
 TEST_CASE("run, dry run, show, repeatability and spec mismatch") {
