@@ -11,7 +11,7 @@ cp build/tests/tqb_tests build/bench_kernels carry/bin/
 for bin in carry/bin/*; do
   ldd "$bin" | awk '/=> \// {print $3}' | while read -r lib; do
     case "$(basename "$lib")" in
-      libc.so.*|libm.so.*|libpthread.so.*|libdl.so.*|librt.so.*|ld-linux*) ;;  # glibc: the machine's own
+      libc.so.*|libm.so.*|libpthread.so.*|libdl.so.*|librt.so.*|libresolv.so.*|libutil.so.*|libanl.so.*|ld-linux*) ;;  # glibc: the machine's own
       *) cp -Ln "$lib" carry/lib/ ;;
     esac
   done
