@@ -19,7 +19,7 @@ carry/bin/tqb_tests -tc="*fused*,*kernel registry*" 2>&1 | tee "$OUT/tests.txt" 
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 # Two threads, as on the development VM, then every core.
 for threads in 2 "$(nproc)"; do
-  OMP_NUM_THREADS=$threads carry/bin/bench_kernels --benchmark_filter="(Dense|turboquant4_auto|residual_4p4_auto|rtn4_auto)/(4096/4096|4096/14336)/(1|4|16)/" \
+  OMP_NUM_THREADS=$threads carry/bin/bench_kernels --benchmark_filter="(Dense|turboquant4_auto|residual_4p4_auto|rtn4_auto|Cold)/(4096/4096|4096/14336)/(1|4|16|512)/" \
     --benchmark_min_time=0.2 --benchmark_out="$OUT/bench-${threads}t.json" --benchmark_out_format=json 2>&1 | grep -E "^BM_|Run on|CPU"
 done
 exit $status
