@@ -59,7 +59,7 @@ int list(const std::string& what) {
   return 0;
 }
 
-int show(const std::string& file, bool csv, bool all, const std::vector<std::string>& columns) {
+int show(const std::string& file, bool csv, bool markdown, bool all, const std::vector<std::string>& columns) {
   const ResultTable t = read_result_file(file);
   std::vector<std::string> cols = columns;
   if (cols.empty() && (csv || all))
@@ -73,6 +73,8 @@ int show(const std::string& file, bool csv, bool all, const std::vector<std::str
     }
   if (csv) {
     print_csv(t, cols, std::cout);
+  } else if (markdown) {
+    print_markdown(t, cols, std::cout);
   } else {
     const Cell* exp = t.attribute("experiment");
     const Cell* commit = t.attribute("git_commit");
@@ -176,10 +178,11 @@ int main(int argc, char** argv) {
 
   auto* show_cmd = app.add_subcommand("show", "Print the results of an HDF5 result file as a table");
   std::string file;
-  bool csv = false, all = false;
+  bool csv = false, markdown = false, all = false;
   std::vector<std::string> columns;
   show_cmd->add_option("file", file, "result file (.h5)")->required();
-  show_cmd->add_flag("--csv", csv, "CSV with every column (or --columns) instead of a table");
+  auto* csv_flag = show_cmd->add_flag("--csv", csv, "CSV with every column (or --columns) instead of a table");
+  show_cmd->add_flag("--markdown", markdown, "a Markdown table (default columns, or --columns) for docs")->excludes(csv_flag);
   show_cmd->add_flag("--all", all, "every column, not only the point's identity and its metrics");
   show_cmd->add_option("--columns", columns, "columns to print, in order")->delimiter(',');
 
@@ -231,7 +234,7 @@ int main(int argc, char** argv) {
       return tqb::run_sweep(spec, points, opts, std::cout);
     }
     if (*list_cmd) return list(what);
-    if (*show_cmd) return show(file, csv, all, columns);
+    if (*show_cmd) return show(file, csv, markdown, all, columns);
     if (*ppl_cmd) return perplexity(model_name, corpus, quantizer_name, method, ctx, chunks, seed, kernel);
     if (*gen_cmd) return generate(model_name, prompt, n_tokens);
   } catch (const tqb::InputError& e) {

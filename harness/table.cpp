@@ -58,6 +58,26 @@ static std::string csv_field(const std::string& s) {
   return q + "\"";
 }
 
+void print_markdown(const ResultTable& t, const std::vector<std::string>& columns, std::ostream& out) {
+  auto escape = [](std::string v) {
+    for (std::size_t i = 0; (i = v.find('|', i)) != std::string::npos; i += 2) v.replace(i, 1, "\\|");
+    return v;
+  };
+  out << '|';
+  for (const auto& c : columns) out << ' ' << escape(c) << " |";
+  out << "\n|";
+  for (std::size_t j = 0; j < columns.size(); ++j) out << "---|";
+  out << '\n';
+  for (const auto& row : t.rows) {
+    out << '|';
+    for (const auto& c : columns) {
+      const int k = t.column_index(c);
+      out << ' ' << (k >= 0 ? escape(cell_text(row[k])) : "") << " |";
+    }
+    out << '\n';
+  }
+}
+
 void print_csv(const ResultTable& t, const std::vector<std::string>& columns, std::ostream& out) {
   for (std::size_t j = 0; j < columns.size(); ++j) out << (j ? "," : "") << csv_field(columns[j]);
   out << '\n';

@@ -1,5 +1,5 @@
 #pragma once
-// Result tables in the terminal (aligned columns) and as CSV.
+// Result tables in the terminal (aligned columns), as Markdown and as CSV.
 #include <iosfwd>
 #include <string>
 #include <vector>
@@ -13,6 +13,10 @@ std::vector<std::string> default_show_columns(const ResultTable& t);
 
 // Aligned text: numbers right-aligned, text left-aligned; `columns` in the order given.
 void print_table(const ResultTable& t, const std::vector<std::string>& columns, std::ostream& out);
+
+// A Markdown (GitHub) table of the given columns, for docs: reals as the terminal table shows them,
+// '|' in text escaped.
+void print_markdown(const ResultTable& t, const std::vector<std::string>& columns, std::ostream& out);
 
 // RFC 4180 CSV of the given columns with a header row; reals at full precision.
 void print_csv(const ResultTable& t, const std::vector<std::string>& columns, std::ostream& out);

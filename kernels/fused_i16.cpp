@@ -89,16 +89,18 @@ Activations quantize_activations(const LutPass& s, const std::vector<std::uint16
                                  std::vector<float> sx, std::size_t n) {
   const std::size_t width = s.groups * s.m;
   Activations a{std::vector<std::int16_t>(n * width), std::vector<float>(n * s.groups), std::move(sx)};
-  for (std::size_t t = 0; t < n; ++t)
-    for (std::size_t j = 0; j < s.groups; ++j) {
-      const float* v = xt.data() + t * width + j * s.m;
-      float mx = 0;
-      for (std::size_t i = 0; i < s.m; ++i) mx = std::max(mx, std::fabs(v[i]));
-      const float scale = mx > 0 ? mx / kMaxInt : 1.0f, inv = 1.0f / scale;
-      a.xs[t * s.groups + j] = scale;
-      std::int16_t* out = a.xq.data() + t * width + j * s.m;
-      for (std::size_t p = 0; p < s.m; ++p) out[p] = static_cast<std::int16_t>(std::lrint(v[order[p]] * inv));
-    }
+  const std::ptrdiff_t tasks = static_cast<std::ptrdiff_t>(n * s.groups);
+#pragma omp parallel for schedule(static) if (tasks >= 32)
+  for (std::ptrdiff_t task = 0; task < tasks; ++task) {
+    const std::size_t t = static_cast<std::size_t>(task) / s.groups, j = static_cast<std::size_t>(task) % s.groups;
+    const float* v = xt.data() + t * width + j * s.m;
+    float mx = 0;
+    for (std::size_t i = 0; i < s.m; ++i) mx = std::max(mx, std::fabs(v[i]));
+    const float scale = mx > 0 ? mx / kMaxInt : 1.0f, inv = 1.0f / scale;
+    a.xs[t * s.groups + j] = scale;
+    std::int16_t* out = a.xq.data() + t * width + j * s.m;
+    for (std::size_t p = 0; p < s.m; ++p) out[p] = static_cast<std::int16_t>(std::lrint(v[order[p]] * inv));
+  }
   return a;
 }
 

@@ -64,27 +64,31 @@ void transform_activations(const LutPass& s, const float* x, std::size_t n, std:
   const std::size_t width = s.groups * s.m;
   xt.assign(n * width, 0.0f);
   sx.assign(s.b.empty() ? 0 : n * s.groups, 0.0f);
-  for (std::size_t t = 0; t < n; ++t)
-    for (std::size_t j = 0; j < s.groups; ++j) {
-      const float* src = x + t * s.cols + j * s.g;
-      float* dst = xt.data() + t * width + j * s.m;
-      if (!s.projections.empty()) {
-        const float* S = s.projections[j]->data();
-        for (std::size_t k = 0; k < s.m; ++k) {
-          double acc = 0;
-          for (std::size_t i = 0; i < s.g; ++i) acc += static_cast<double>(S[k * s.g + i]) * src[i];
-          dst[k] = static_cast<float>(acc);
-        }
-      } else {
-        std::memcpy(dst, src, s.g * sizeof(float));
-        if (!s.rotations.empty()) s.rotations[j]->forward(dst, 1, s.g);
+  // One task per (batch row, group); Hadamard and the projections run on the calling thread, a Haar
+  // rotation is a small Eigen product (single-threaded inside this parallel loop).
+  const std::ptrdiff_t tasks = static_cast<std::ptrdiff_t>(n * s.groups);
+#pragma omp parallel for schedule(static) if (tasks >= 32)
+  for (std::ptrdiff_t task = 0; task < tasks; ++task) {
+    const std::size_t t = static_cast<std::size_t>(task) / s.groups, j = static_cast<std::size_t>(task) % s.groups;
+    const float* src = x + t * s.cols + j * s.g;
+    float* dst = xt.data() + t * width + j * s.m;
+    if (!s.projections.empty()) {
+      const float* S = s.projections[j]->data();
+      for (std::size_t k = 0; k < s.m; ++k) {
+        double acc = 0;
+        for (std::size_t i = 0; i < s.g; ++i) acc += static_cast<double>(S[k * s.g + i]) * src[i];
+        dst[k] = static_cast<float>(acc);
       }
-      if (!sx.empty()) {
-        double sum = 0;
-        for (std::size_t k = 0; k < s.m; ++k) sum += dst[k];
-        sx[t * s.groups + j] = static_cast<float>(sum);
-      }
+    } else {
+      std::memcpy(dst, src, s.g * sizeof(float));
+      if (!s.rotations.empty()) s.rotations[j]->forward(dst, 1, s.g);
     }
+    if (!sx.empty()) {
+      double sum = 0;
+      for (std::size_t k = 0; k < s.m; ++k) sum += dst[k];
+      sx[t * s.groups + j] = static_cast<float>(sum);
+    }
+  }
 }
 
 }  // namespace tqb

@@ -152,6 +152,10 @@ TEST_CASE("run, dry run, show, repeatability and spec mismatch") {
   r = run_tqbench("show '" + out + "'");
   CHECK(r.exit_code == 0);
   CHECK(r.output.find("rtn(bits=4,group=row,mode=sym,scale=fp16)") != std::string::npos);
+  r = run_tqbench("show --markdown --columns quantizer,weight_nmse '" + out + "'");
+  CHECK(r.exit_code == 0);
+  CHECK(r.output.find("| quantizer | weight_nmse |\n|---|---|\n| rtn(") == 0);
+  CHECK(run_tqbench("show --markdown --csv '" + out + "'").exit_code == 2);  // one format at a time
   r = run_tqbench("show --csv '" + out + "'");
   CHECK(r.output.find("point,key,status") == 0);
   CHECK(run_tqbench("show --columns point,nope '" + out + "'").exit_code == 2);
