@@ -150,6 +150,24 @@ void rows_scalar(const Job& J, std::size_t r0, std::size_t r1) {
 // (two in-lane byte shuffles of the table's low and high bytes, one byte interleave) and
 // multiplied-accumulated with every column's activations by pmaddwd. Per group, the int32 sums turn
 // into floats scaled by a_rj·xs_tj; one horizontal sum per row and column.
+// 16 bytes of codes → 32 int16 weights in the 32-code block order of decode_order: the low nibbles
+// in the low lane, the high nibbles in the high lane, looked up in the table's low and high bytes and
+// interleaved back into int16.
+__attribute__((target("avx2,fma"), always_inline)) inline void decode32_avx2(const std::uint8_t* c, __m256i tab_lo, __m256i tab_hi,
+                                                                             __m256i& w0, __m256i& w1) {
+  const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(c));
+  const __m256i idx = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(b, 4), b), _mm256_set1_epi8(0x0f));
+  const __m256i wl = _mm256_shuffle_epi8(tab_lo, idx), wh = _mm256_shuffle_epi8(tab_hi, idx);
+  w0 = _mm256_unpacklo_epi8(wl, wh);
+  w1 = _mm256_unpackhi_epi8(wl, wh);
+}
+
+// Σ w·x over 32 weights in 8 int32 lanes.
+__attribute__((target("avx2,fma"), always_inline)) inline __m256i dot32_avx2(__m256i w0, __m256i w1, const std::int16_t* x) {
+  const __m256i* v = reinterpret_cast<const __m256i*>(x);
+  return _mm256_add_epi32(_mm256_madd_epi16(w0, _mm256_loadu_si256(v)), _mm256_madd_epi16(w1, _mm256_loadu_si256(v + 1)));
+}
+
 // dot[k] += the row's sum for column t0 + k.
 template <std::size_t NB>
 __attribute__((target("avx2,fma"), always_inline)) inline void row_avx2(const Job& J, std::size_t r, std::size_t t0, float* dot) {
@@ -175,22 +193,14 @@ __attribute__((target("avx2,fma"), always_inline)) inline void row_avx2(const Jo
       const __m256i w0 = _mm256_unpacklo_epi8(ll, lh), w1 = _mm256_unpackhi_epi8(ll, lh);
       const __m256i w2 = _mm256_unpacklo_epi8(hl, hh), w3 = _mm256_unpackhi_epi8(hl, hh);
       for (std::size_t k = 0; k < NB; ++k) {
-        const __m256i* x = reinterpret_cast<const __m256i*>(xg + k * width + i);
-        const __m256i p01 = _mm256_add_epi32(_mm256_madd_epi16(w0, _mm256_loadu_si256(x)), _mm256_madd_epi16(w1, _mm256_loadu_si256(x + 1)));
-        const __m256i p23 = _mm256_add_epi32(_mm256_madd_epi16(w2, _mm256_loadu_si256(x + 2)), _mm256_madd_epi16(w3, _mm256_loadu_si256(x + 3)));
-        acc[k] = _mm256_add_epi32(acc[k], _mm256_add_epi32(p01, p23));
+        const std::int16_t* x = xg + k * width + i;
+        acc[k] = _mm256_add_epi32(acc[k], _mm256_add_epi32(dot32_avx2(w0, w1, x), dot32_avx2(w2, w3, x + 32)));
       }
     }
     if (i < s.m) {  // a last block of 32 codes
-      const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(c));
-      const __m256i idx = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(b, 4), b), nibble);
-      const __m256i wl = _mm256_shuffle_epi8(tab_lo, idx), wh = _mm256_shuffle_epi8(tab_hi, idx);
-      const __m256i w0 = _mm256_unpacklo_epi8(wl, wh), w1 = _mm256_unpackhi_epi8(wl, wh);
-      for (std::size_t k = 0; k < NB; ++k) {
-        const __m256i* x = reinterpret_cast<const __m256i*>(xg + k * width + i);
-        acc[k] = _mm256_add_epi32(acc[k], _mm256_add_epi32(_mm256_madd_epi16(w0, _mm256_loadu_si256(x)),
-                                                           _mm256_madd_epi16(w1, _mm256_loadu_si256(x + 1))));
-      }
+      __m256i w0, w1;
+      decode32_avx2(c, tab_lo, tab_hi, w0, w1);
+      for (std::size_t k = 0; k < NB; ++k) acc[k] = _mm256_add_epi32(acc[k], dot32_avx2(w0, w1, xg + k * width + i));
       c += 16;
     }
     for (std::size_t k = 0; k < NB; ++k)
@@ -262,16 +272,11 @@ __attribute__((target(TQB_AVX512_TARGET), always_inline)) inline void row_avx512
         acc[k] = _mm512_dpwssd_epi32(_mm512_dpwssd_epi32(acc[k], w0, x0), w1, x1);
       }
     }
-    if (i < s.m) {  // a last block of 32 codes
-      const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(c));
-      const __m256i idx = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(b, 4), b), nibble);
-      const __m256i wl = _mm256_shuffle_epi8(tab_lo2, idx), wh = _mm256_shuffle_epi8(tab_hi2, idx);
-      const __m256i w0 = _mm256_unpacklo_epi8(wl, wh), w1 = _mm256_unpackhi_epi8(wl, wh);
-      for (std::size_t k = 0; k < NB; ++k) {
-        const __m256i* x = reinterpret_cast<const __m256i*>(xg + k * width + i);
-        const __m256i p = _mm256_add_epi32(_mm256_madd_epi16(w0, _mm256_loadu_si256(x)), _mm256_madd_epi16(w1, _mm256_loadu_si256(x + 1)));
-        acc[k] = _mm512_add_epi32(acc[k], _mm512_zextsi256_si512(p));
-      }
+    if (i < s.m) {  // a last block of 32 codes, as AVX2 does it
+      __m256i w0, w1;
+      decode32_avx2(c, tab_lo2, tab_hi2, w0, w1);
+      for (std::size_t k = 0; k < NB; ++k)
+        acc[k] = _mm512_add_epi32(acc[k], _mm512_zextsi256_si512(dot32_avx2(w0, w1, xg + k * width + i)));
       c += 16;
     }
     for (std::size_t k = 0; k < NB; ++k)

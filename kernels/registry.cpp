@@ -14,7 +14,7 @@ const std::vector<LinearKernel>& linear_kernels() {
   // fused_lut comes after the reference: it holds 1/8 of the bytes but is no faster at 4-bit GEMV and
   // several times slower at other code widths (docs/PERF.md), so auto never takes it; name it to get it.
   static const std::vector<LinearKernel> kernels{
-      {"fused_i16", "4-bit codes, 14-bit integer activations and pmaddwd for n < 32; weight-space tiles and one GEMM for n >= 32 (fused_i16.hpp)",
+      {"fused_i16", "4-bit rtn/turboquant codes and their stacks: 14-bit integer activations, pmaddwd / AVX-512 VNNI, any batch (fused_i16.hpp)",
        [](const Quantizer& quantizer) { return fused_i16_supports(quantizer); },
        [](const Quantizer& quantizer, const QuantizedMatrix& q) { return make_fused_i16_linear(quantizer, q); }},
       {"dequantized_dense", "the reference: dequantize once, then a dense fp32 GEMM/GEMV (Eigen)",
