@@ -170,7 +170,7 @@ __attribute__((target("avx2,fma"), always_inline)) inline __m256i dot32_avx2(__m
 
 // dot[k] += the row's sum for column t0 + k.
 template <std::size_t NB>
-__attribute__((target("avx2,fma"), always_inline)) inline void row_avx2(const Job& J, std::size_t r, std::size_t t0, float* dot) {
+__attribute__((target("avx2,fma"))) void row_avx2(const Job& J, std::size_t r, std::size_t t0, float* dot) {
   const LutPass& s = J.s;
   const std::size_t width = s.groups * s.m;
   const __m256i tab_lo = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(J.tb.lo)));
@@ -214,35 +214,17 @@ __attribute__((target("avx2,fma"), always_inline)) inline void row_avx2(const Jo
   }
 }
 
-// Rows [r0, r1), every column: up to kCols columns share each decoded block. (Measured on Zen 3:
-// tiling the groups so that a batch's activations stay in L1, group-major activations, and decoding
-// a row once into an L1 buffer for batches over kCols were all slower than this plain loop, which
-// is bound by pmaddwd throughput; see docs/PERF.md.)
-__attribute__((target("avx2,fma"))) void rows_avx2(const Job& J, std::size_t r0, std::size_t r1) {
-  float dot[kMaxBatch];
-  for (std::size_t r = r0; r < r1; ++r) {
-    std::fill(dot, dot + J.n, 0.0f);
-    std::size_t t = 0;
-    for (; t + kCols <= J.n; t += kCols) row_avx2<kCols>(J, r, t, dot + t);
-    switch (J.n - t) {
-      case 3: row_avx2<3>(J, r, t, dot + t); break;
-      case 2: row_avx2<2>(J, r, t, dot + t); break;
-      case 1: row_avx2<1>(J, r, t, dot + t); break;
-      default: break;
-    }
-    for (t = 0; t < J.n; ++t) finish_row(J, r, t, dot[t]);
-  }
-}
-
 // AVX-512 with VNNI: 64 codes per step into two 512-bit vectors of 32 int16 weights; vpdpwssd fuses
 // the multiply-add and the accumulation. The 32-code tail uses 256-bit instructions as AVX2 does.
 // CPUs with AVX-512 but without VNNI (Skylake-SP) run the AVX2 kernel.
-// GCC 12's own avx512fintrin.h trips -Wmaybe-uninitialized (its _mm512_undefined_* helpers).
+// GCC 12's own avx512fintrin.h trips -W(maybe-)uninitialized (its _mm512_undefined_* helpers), where
+// the templates below are instantiated; the push is popped after kRowsAvx512.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #define TQB_AVX512_TARGET "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma"
 template <std::size_t NB>
-__attribute__((target(TQB_AVX512_TARGET), always_inline)) inline void row_avx512(const Job& J, std::size_t r, std::size_t t0,
+__attribute__((target(TQB_AVX512_TARGET))) void row_avx512(const Job& J, std::size_t r, std::size_t t0,
                                                                                 float* dot) {
   const LutPass& s = J.s;
   const std::size_t width = s.groups * s.m;
@@ -285,25 +267,28 @@ __attribute__((target(TQB_AVX512_TARGET), always_inline)) inline void row_avx512
   for (std::size_t k = 0; k < NB; ++k) dot[k] += _mm512_reduce_add_ps(facc[k]);
 }
 
-__attribute__((target(TQB_AVX512_TARGET))) void rows_avx512(const Job& J, std::size_t r0, std::size_t r1) {
+bool cpu_has_vnni() { return __builtin_cpu_supports("avx512vnni"); }
+
+// One SIMD level's row kernels: entry k serves k batch columns (1..kCols) sharing each decode.
+using RowKernel = void (*)(const Job&, std::size_t r, std::size_t t0, float* dot);
+using RowKernels = RowKernel[kCols + 1];
+constexpr RowKernels kRowsAvx2 = {nullptr, row_avx2<1>, row_avx2<2>, row_avx2<3>, row_avx2<4>};
+constexpr RowKernels kRowsAvx512 = {nullptr, row_avx512<1>, row_avx512<2>, row_avx512<3>, row_avx512<4>};
+#pragma GCC diagnostic pop
+
+// Rows [r0, r1), every column in blocks of kCols. (Measured on Zen 3: tiling the groups so that a
+// batch's activations stay in L1, group-major activations, and decoding a row once into an L1 buffer
+// for batches over kCols were all slower than this plain loop; see docs/PERF.md.)
+void rows_simd(const Job& J, std::size_t r0, std::size_t r1, const RowKernels& row) {
   float dot[kMaxBatch];
   for (std::size_t r = r0; r < r1; ++r) {
     std::fill(dot, dot + J.n, 0.0f);
     std::size_t t = 0;
-    for (; t + kCols <= J.n; t += kCols) row_avx512<kCols>(J, r, t, dot + t);
-    switch (J.n - t) {
-      case 3: row_avx512<3>(J, r, t, dot + t); break;
-      case 2: row_avx512<2>(J, r, t, dot + t); break;
-      case 1: row_avx512<1>(J, r, t, dot + t); break;
-      default: break;
-    }
+    for (; t + kCols <= J.n; t += kCols) row[kCols](J, r, t, dot + t);
+    if (t < J.n) row[J.n - t](J, r, t, dot + t);
     for (t = 0; t < J.n; ++t) finish_row(J, r, t, dot[t]);
   }
 }
-
-#pragma GCC diagnostic pop
-
-bool cpu_has_vnni() { return __builtin_cpu_supports("avx512vnni"); }
 #endif
 
 // The variant forward() runs at the current SIMD level.
@@ -376,12 +361,8 @@ class FusedI16Linear final : public Linear {
     for (std::ptrdiff_t task = 0; task < static_cast<std::ptrdiff_t>(tasks); ++task) {
       const std::size_t r0 = task * chunk, r1 = std::min(s.rows, r0 + chunk);
 #ifdef TQB_X86
-      if (variant == Variant::avx512_vnni) {
-        rows_avx512(job, r0, r1);
-        continue;
-      }
-      if (variant == Variant::avx2) {
-        rows_avx2(job, r0, r1);
+      if (variant != Variant::scalar) {
+        rows_simd(job, r0, r1, variant == Variant::avx512_vnni ? kRowsAvx512 : kRowsAvx2);
         continue;
       }
 #endif
