@@ -196,6 +196,19 @@ TEST_CASE("latency metrics time the spec's kernel against dense fp32 and name th
   }
   const auto a = read_result_file(dir.file("spec.h5"));
   REQUIRE(a.attribute("timing_kernel") != nullptr);
+  // A named kernel that cannot read a point's format fails that point, saying why; the others run.
+  const std::string spec = dir.file("named.yaml");
+  test::write_text(spec, "experiment: named\ndata: {source: gaussian, rows: 16, cols: 64}\n"
+                         "timing: {kernel: fused_i16, repetitions: 3}\n"
+                         "quantizers: ['rtn(bits=4,group=32)', 'rtn(bits=3,group=32)']\nmetrics: [kernel_us]\n");
+  const auto r = run_tqbench("run '" + spec + "' -o '" + dir.file("named.h5") + "'");
+  CHECK(r.exit_code == 1);
+  const ResultTable named = read_result_file(dir.file("named.h5"));
+  REQUIRE(named.rows.size() == 2);
+  const int status = named.column_index("status"), error = named.column_index("error");
+  CHECK(std::get<std::string>(named.rows[0][status]) == "ok");
+  CHECK(std::get<std::string>(named.rows[1][status]) == "failed");
+  CHECK(std::get<std::string>(named.rows[1][error]).find("kernel 'fused_i16' cannot run rtn(bits=3") != std::string::npos);
 }
 
 TEST_CASE("a run killed with SIGKILL midway resumes to the rows of an uninterrupted run") {

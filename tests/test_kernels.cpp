@@ -86,6 +86,26 @@ TEST_CASE("the fused kernel declares what it cannot read") {
   CHECK(set_simd_level(SimdLevel::scalar) == SimdLevel::scalar);
 }
 
+TEST_CASE("the dense fp32 kernel (row blocks over threads below 32 columns, GEMM above) matches a double product") {
+  for (const auto& [rows, cols] : {std::pair<std::size_t, std::size_t>{300, 200}, {7, 70000}, {1000, 64}}) {
+    const Matrix w = test::random_normal_matrix(rows, cols, 8);
+    const auto dense = make_dense_linear(w);
+    for (std::size_t n : {1u, 3u, 16u, 31u, 32u, 40u}) {
+      const Matrix x = test::random_normal_matrix(n, cols, 60 + n);
+      std::vector<float> y(n * rows + 64, -7.0f);
+      dense->forward(x.data(), n, y.data() + 32);
+      bool guards = true;
+      for (int k = 0; k < 32; ++k) guards = guards && y[k] == -7.0f && y[32 + n * rows + k] == -7.0f;
+      CHECK(guards);
+      const Eigen::MatrixXd expect = x.cast<double>() * w.cast<double>().transpose();
+      const Eigen::Map<const Matrix> got(y.data() + 32, n, rows);
+      CAPTURE(rows);
+      CAPTURE(n);
+      CHECK((got.cast<double>() - expect).norm() <= 1e-5 * expect.norm());
+    }
+  }
+}
+
 TEST_CASE("the kernel registry: auto takes the first supported kernel, names are checked") {
   const Matrix w = test::random_normal_matrix(8, 64, 3);
   auto q = parse_quantizer("turboquant(bits=4,group=32,rotation=hadamard)");
