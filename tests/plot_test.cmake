@@ -46,3 +46,19 @@ execute_process(COMMAND ${PYTHON} ${SRC}/plots/distortion.py ${WORK}/dist.h5 --d
 if(rc EQUAL 0 OR NOT err MATCHES "no points at d = 999")
   message(FATAL_ERROR "distortion.py accepted a dimension without points: ${rc} ${err}")
 endif()
+
+# bench/kernel_table.py: the ratio table from a (small, hand-written) Google Benchmark JSON file, and a
+# clear error for a file that is not one.
+file(WRITE ${WORK}/k.json [=[{"context": {"host_name": "h", "num_cpus": 2, "mhz_per_cpu": 2445, "date": "d"},
+ "benchmarks": [
+  {"name": "BM_Dense/64/128/1/real_time", "run_type": "iteration", "real_time": 8.0, "time_unit": "us", "label": "dense_fp32"},
+  {"name": "BM_Fused/tq4/64/128/1/real_time", "run_type": "iteration", "real_time": 2.0, "time_unit": "us", "x_dense": 3.9, "label": "fused_i16_avx2"}]}]=])
+execute_process(COMMAND ${PYTHON} ${SRC}/bench/kernel_table.py ${WORK}/k.json RESULT_VARIABLE rc OUTPUT_VARIABLE table)
+if(NOT rc EQUAL 0 OR NOT table MATCHES "64 × 128, n = 1 \\| 8 µs \\| 2 µs \\(4.00×\\)")
+  message(FATAL_ERROR "kernel_table.py: ${rc}\n${table}")
+endif()
+file(WRITE ${WORK}/bad.json "not json")
+execute_process(COMMAND ${PYTHON} ${SRC}/bench/kernel_table.py ${WORK}/bad.json RESULT_VARIABLE rc ERROR_VARIABLE err)
+if(rc EQUAL 0 OR NOT err MATCHES "cannot read benchmark JSON")
+  message(FATAL_ERROR "kernel_table.py accepted a file that is not JSON: ${rc} ${err}")
+endif()
