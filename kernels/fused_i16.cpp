@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <stdexcept>
 
 #include "kernels/lut_plan.hpp"
@@ -95,10 +96,19 @@ Activations quantize_activations(const LutPass& s, const std::vector<std::uint16
     const std::size_t t = static_cast<std::size_t>(task) / s.groups, j = static_cast<std::size_t>(task) % s.groups;
     const float* v = xt.data() + t * width + j * s.m;
     float mx = 0;
-    for (std::size_t i = 0; i < s.m; ++i) mx = std::max(mx, std::fabs(v[i]));
+    bool finite = true;
+    for (std::size_t i = 0; i < s.m; ++i) {
+      mx = std::max(mx, std::fabs(v[i]));
+      finite = finite && std::isfinite(v[i]);
+    }
+    std::int16_t* out = a.xq.data() + t * width + j * s.m;
+    if (!finite) {  // an inf or NaN activation: the group's scale is NaN, so the outputs are NaN, not garbage
+      a.xs[t * s.groups + j] = std::numeric_limits<float>::quiet_NaN();
+      std::fill(out, out + s.m, std::int16_t{0});
+      continue;
+    }
     const float scale = mx > 0 ? mx / kMaxInt : 1.0f, inv = 1.0f / scale;
     a.xs[t * s.groups + j] = scale;
-    std::int16_t* out = a.xq.data() + t * width + j * s.m;
     for (std::size_t p = 0; p < s.m; ++p) out[p] = static_cast<std::int16_t>(std::lrint(v[order[p]] * inv));
   }
   return a;

@@ -6,6 +6,7 @@
 #include <fmt/ranges.h>
 
 #include <cmath>
+#include <limits>
 #include <set>
 #include <stdexcept>
 
@@ -168,6 +169,16 @@ TEST_CASE("fused_i16 (14-bit integer activations) matches the reference within 2
     }
   }
   MESSAGE("fused_i16 variants checked against the reference: " << fmt::format("{}", fmt::join(variants, ", ")));
+  {  // a non-finite activation gives non-finite outputs, as the reference does, never plausible numbers
+    auto q = parse_quantizer("turboquant(bits=4,group=64,rotation=hadamard)");
+    const QuantizedMatrix qm = q->quantize(w.data(), rows, cols, 3);
+    Matrix x = test::random_normal_matrix(2, cols, 77);
+    x(1, 5) = std::numeric_limits<float>::infinity();
+    Matrix got(2, rows);
+    make_fused_i16_linear(*q, qm)->forward(x.data(), 2, got.data());
+    CHECK(got.row(0).allFinite());
+    CHECK(!got.row(1).array().isFinite().any());
+  }
   CHECK(fused_i16_supports(*parse_quantizer("turboquant(bits=3,group=32)")).find("4-bit") != std::string::npos);
   CHECK(fused_i16_supports(*parse_quantizer("turboquant(bits=4,group=row)")).find("multiple of 32") != std::string::npos);
   CHECK(fused_i16_supports(*parse_quantizer("residual(stack=4+2,group=32)")).find("4-bit") != std::string::npos);
