@@ -1,7 +1,7 @@
 // Y = X Ŵᵀ kernels on real layer shapes (rows = outputs × inputs): SmolLM2-135M (576×576, 1536×576,
 // 576×1536), Qwen3-0.6B (2048×1024, 1024×2048, 3072×1024, 1024×3072) and Llama-3-8B (4096×4096,
 // 14336×4096, 4096×14336), at batch n = 1, 4, 16 and 512, against the dense fp32 Eigen product in the
-// same binary.
+// same binary (and Eigen's plain product, BM_DensePlain, for reference).
 //
 // Counters: weight_GB/s (bytes the kernel holds for the weights, read once per call, decimal),
 // GFLOP/s (2·rows·cols·n per call) and x_dense: the dense fp32 product's time per call for the same
@@ -107,6 +107,28 @@ void BM_Dense(benchmark::State& state) {
   dense_cache()[{state.range(0), state.range(1), state.range(2)}] = run(state, {k.get()}, false);
 }
 
+// Eigen's product exactly as written, Y = X Wᵀ: one thread for a GEMV, heavy packing for thin GEMMs.
+// Shown beside the baseline so that ratios against it can be read off; not the baseline.
+class PlainEigenLinear final : public tqb::Linear {
+ public:
+  explicit PlainEigenLinear(const tqb::Matrix& w) : w_(w) {}
+  std::size_t in() const override { return w_.cols(); }
+  std::size_t out() const override { return w_.rows(); }
+  void forward(const float* x, std::size_t n, float* y) const override {
+    Eigen::Map<tqb::Matrix>(y, n, out()).noalias() = Eigen::Map<const tqb::Matrix>(x, n, in()) * w_.transpose();
+  }
+  std::size_t weight_bytes() const override { return static_cast<std::size_t>(w_.size()) * sizeof(float); }
+  std::string kernel() const override { return "eigen_plain"; }
+
+ private:
+  const tqb::Matrix& w_;
+};
+
+void BM_DensePlain(benchmark::State& state) {
+  const PlainEigenLinear k(weights(state.range(0), state.range(1)));
+  run(state, {&k}, true);
+}
+
 // One quantized layer per (format, kernel, shape, copy), built once and checked against the reference.
 const tqb::Linear& layer(const std::string& format, const std::string& kernel, std::size_t rows, std::size_t cols, int copy = 0) {
   static std::map<std::tuple<std::string, std::string, std::size_t, std::size_t, int>, std::unique_ptr<tqb::Linear>> cache;
@@ -158,6 +180,7 @@ const std::string kRes44 = "residual(stack=4+4,group=G,rotation=hadamard,codeboo
 }  // namespace
 
 BENCHMARK(BM_Dense)->Apply(shapes);
+BENCHMARK(BM_DensePlain)->Apply(shapes);
 BENCHMARK_CAPTURE(BM_Fused, turboquant4_auto, kTq4, std::string("auto"))->Apply(shapes);
 BENCHMARK_CAPTURE(BM_Fused, turboquant4_fused_lut, kTq4, std::string("fused_lut"))->Apply(shapes);
 BENCHMARK_CAPTURE(BM_Fused, rtn4_auto, kRtn4, std::string("auto"))->Apply(shapes);

@@ -27,7 +27,7 @@ def main():
     except (OSError, json.JSONDecodeError) as e:
         sys.exit(f"{args.json}: cannot read benchmark JSON: {e}")
     rows, configs, cells = [], [], {}
-    pattern = re.compile(r"^BM_(Dense|Fused|Cold)(?:/([^/]+))?/(\d+)/(\d+)/(\d+)/")
+    pattern = re.compile(r"^BM_(DensePlain|Dense|Fused|Cold)(?:/([^/]+))?/(\d+)/(\d+)/(\d+)/")
     for b in doc.get("benchmarks", []):
         if b.get("run_type") == "aggregate" and b.get("aggregate_name") != "median":
             continue
@@ -40,7 +40,7 @@ def main():
         key = (int(r), int(c), int(n), kind == "Cold")
         if key not in rows:
             rows.append(key)
-        name = "dense fp32" if kind == "Dense" else config
+        name = {"Dense": "dense fp32", "DensePlain": "plain Eigen X·Wᵀ"}.get(kind, config)
         if name not in configs:
             configs.append(name)
         unit = {"ns": 1e-3, "us": 1.0, "ms": 1e3, "s": 1e6}[b.get("time_unit", "ns")]

@@ -199,8 +199,8 @@ int main(int argc, char** argv) {
   ppl_cmd->add_option("--chunks", chunks, "chunks to score (0 = all)")->check(CLI::Range(0, 1 << 20))->capture_default_str();
   ppl_cmd->add_option("--seed", seed, "seed of the quantizer's randomness")->capture_default_str();
   std::string kernel = "auto";
-  ppl_cmd->add_option("--kernel", kernel, "kernel of the quantized layers: auto, dequantized_dense, fused_lut, fused_i16")
-      ->check(CLI::IsMember({"auto", "dequantized_dense", "fused_lut", "fused_i16"}))->capture_default_str();
+  ppl_cmd->add_option("--kernel", kernel, fmt::format("kernel of the quantized layers: {}", fmt::join(linear_kernel_names(), ", ")))
+      ->check(CLI::IsMember(linear_kernel_names()))->capture_default_str();
 
   auto* gen_cmd = app.add_subcommand("generate", "Greedy text generation from a model");
   std::string prompt;
