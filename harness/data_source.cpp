@@ -4,6 +4,7 @@
 
 #include "common/rng.hpp"
 #include "harness/model_eval.hpp"
+#include "kernels/registry.hpp"
 
 namespace tqb {
 namespace {
@@ -103,7 +104,7 @@ const std::vector<DataSource>& data_sources() {
             .description = "regex over tensor names to keep in full precision", .evaluation_only = true},
            {.name = "kernel", .kind = K::choice, .default_value = std::string("auto"),
             .description = "kernel of the quantized layers (kernels/registry.hpp); auto = fastest supported",
-            .choices = {"auto", "dequantized_dense", "fused_lut"}, .evaluation_only = true},
+            .choices = linear_kernel_names(), .evaluation_only = true},
        }),
        // {0, 0}: no single matrix; each layer's shape is checked when the model is quantized.
        [](const Params&) { return std::pair<std::size_t, std::size_t>{0, 0}; },

@@ -3,6 +3,7 @@
 #include "common/error.hpp"
 #include "harness/spec.hpp"
 #include "harness/sweep.hpp"
+#include "kernels/registry.hpp"
 
 using namespace tqb;
 
@@ -69,6 +70,15 @@ TEST_CASE("seeds derive from the spec seed and the data, not from the position i
   CHECK(a[0].seed < (std::uint64_t{1} << 63));
   CHECK(a[0].seed == a[1].seed);           // same data: common random numbers
   CHECK(a[0].seed != a.back().seed);       // other data: another seed
+}
+
+TEST_CASE("a model experiment accepts every kernel of the registry and no other") {
+  for (const auto& k : linear_kernel_names())
+    CHECK_MESSAGE(error_of("experiment: t\ndata: {source: model, kernel: " + k + "}\nquantizers: [none]\n") == "accepted", k);
+  const std::string bad = error_of("experiment: t\ndata: {source: model, kernel: fused_i8}\nquantizers: [none]\n");
+  CHECK(bad.find("t.yaml:2:") == 0);
+  CHECK(bad.find("fused_i8") != std::string::npos);
+  CHECK(bad.find("fused_i16") != std::string::npos);  // the valid choices are listed
 }
 
 TEST_CASE("spec errors name file, line, column, key and what is valid") {
