@@ -47,7 +47,7 @@ struct QuantizedModelStats {
 // Every linear layer in the blocks (the default `include`).
 inline constexpr const char* kBlockLinearLayers = R"(blk\.\d+\.(attn_(q|k|v|output)|ffn_(gate|up|down))\.weight)";
 
-// kernel: a kernels/registry.hpp name ("auto", "dequantized_dense", "fused_lut").
+// kernel: one of linear_kernel_names() (kernels/registry.hpp); "auto" = the fastest that reads the format.
 std::unique_ptr<LlamaModel> quantize_model(const Checkpoint& ck, const Quantizer& quantizer, std::uint64_t seed,
                                            const std::string& include, const std::string& exclude,
                                            QuantizedModelStats* stats, const std::string& kernel = "auto");

@@ -80,6 +80,13 @@ class SpecParser {
     return n.Scalar();
   }
 
+  std::string scalar_choice(const YAML::Node& n, const std::string& key, std::vector<std::string> choices) const {
+    const ParamSpec s{.name = key, .kind = ParamSpec::Kind::choice, .choices = std::move(choices)};
+    const std::string v = scalar_string(n, key, s.valid_text());
+    if (auto err = s.check(ParamValue{v}); !err.empty()) fail(n, key, err);
+    return v;
+  }
+
   std::int64_t scalar_int(const YAML::Node& n, const std::string& key, std::int64_t lo, std::int64_t hi) const {
     ParamSpec s{.name = key, .kind = ParamSpec::Kind::integer, .min = static_cast<double>(lo),
                 .max = static_cast<double>(hi)};
@@ -189,11 +196,7 @@ class SpecParser {
         for (const auto& t : entries(e.value, "timing", {"kernel", "batch", "repetitions"})) {
           const std::string key = "timing." + t.key;
           if (t.key == "kernel") {
-            spec.timing.kernel = scalar_string(t.value, key, "a kernel name");
-            const auto names = linear_kernel_names();
-            if (std::find(names.begin(), names.end(), spec.timing.kernel) == names.end())
-              fail(t.value, key, fmt::format("unknown kernel '{}'{}; valid: {}", spec.timing.kernel,
-                                             did_you_mean(spec.timing.kernel, names), join(names)));
+            spec.timing.kernel = scalar_choice(t.value, key, linear_kernel_names());
           } else if (t.key == "batch") {
             spec.timing.batch = scalar_int(t.value, key, 1, 4096);
           } else {
