@@ -119,54 +119,6 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma"))) void rows
 }
 #endif
 
-class FusedLutLinear final : public Linear {
- public:
-  FusedLutLinear(const Quantizer& quantizer, QuantizedMatrix q) : q_(std::move(q)) { build_lut_passes(quantizer, q_, passes_); }
-  std::size_t in() const override { return q_.cols; }
-  std::size_t out() const override { return q_.rows; }
-  std::size_t weight_bytes() const override {
-    std::size_t b = q_.storage_bytes();
-    for (const auto& s : passes_) b += (s.a.size() + s.b.size()) * sizeof(float);  // side data widened to fp32
-    return b;
-  }
-  std::string kernel() const override { return "fused_lut_" + to_string(simd_level()); }
-
-  void forward(const float* x, std::size_t n, float* y) const override {
-    std::memset(y, 0, n * q_.rows * sizeof(float));
-    if (n >= kPrefillBatch) {
-      lut_prefill_all(passes_, x, n, y);
-      return;
-    }
-    const SimdLevel level = simd_level();
-    for (const LutPass& s : passes_) {
-      // Transformed activations x̃ (n × groups·m) and, for offsets, their per-group sums.
-      std::vector<float> xt, sx;
-      transform_activations(s, x, n, xt, sx);
-      const std::size_t chunk = 16;
-      const std::size_t tasks = (s.rows + chunk - 1) / chunk;
-#pragma omp parallel for schedule(dynamic, 4)
-      for (std::ptrdiff_t task = 0; task < static_cast<std::ptrdiff_t>(tasks); ++task) {
-        const std::size_t r0 = task * chunk, r1 = std::min(s.rows, r0 + chunk);
-#if defined(__x86_64__) && defined(__GNUC__)
-        if (level == SimdLevel::avx512) rows_avx512(s, xt.data(), sx.data(), n, r0, r1, y, s.rows);
-        else if (level == SimdLevel::avx2) rows_avx2(s, xt.data(), sx.data(), n, r0, r1, y, s.rows);
-        else rows_scalar(s, xt.data(), sx.data(), n, r0, r1, y, s.rows);
-#else
-        rows_scalar(s, xt.data(), sx.data(), n, r0, r1, y, s.rows);
-#endif
-      }
-    }
-  }
-
- private:
-  static constexpr std::size_t kPrefillBatch = 32;  // from here on, lut_prefill_all's tiles and GEMMs
-
-  QuantizedMatrix q_;
-  std::vector<LutPass> passes_;
-};
-
-}  // namespace
-
 // Decode 256 rows of transformed-domain weights W̃[r][j·m + i] = a_rj·lut[q] (no inverse rotation is
 // needed: the activations are already rotated), then one dense GEMM per tile, Y[:, tile] += X̃ W̃ᵀ, plus
 // the offsets' Σ_j b_rj·Σ x̃_j.
@@ -190,6 +142,11 @@ void lut_prefill(const LutPass& s, const std::vector<float>& xt, const std::vect
   }
 }
 
+// Batches of FusedLutLinear::kPrefillBatch columns or more: Y (n × rows, accumulated) += X Ŵᵀ for a
+// whole stack. Passes without a projection are decoded back to weight space (inverse group rotation,
+// offsets added) and summed into one 256-row tile, so a stack of any depth costs one GEMM with the raw
+// activations, like the dense product; QJL passes keep their own transformed-domain GEMM (lut_prefill).
+// x: n × cols.
 void lut_prefill_all(const std::vector<LutPass>& passes, const float* x, std::size_t n, float* y) {
   if (passes.empty()) return;
   const SimdLevel level = simd_level();
@@ -239,6 +196,54 @@ void lut_prefill_all(const std::vector<LutPass>& passes, const float* x, std::si
     Y.middleCols(r0, count).noalias() += X * W.topRows(count).transpose();
   }
 }
+
+class FusedLutLinear final : public Linear {
+ public:
+  FusedLutLinear(const Quantizer& quantizer, QuantizedMatrix q) : q_(std::move(q)) { build_lut_passes(quantizer, q_, passes_); }
+  std::size_t in() const override { return q_.cols; }
+  std::size_t out() const override { return q_.rows; }
+  std::size_t weight_bytes() const override {
+    std::size_t b = q_.storage_bytes();
+    for (const auto& s : passes_) b += (s.a.size() + s.b.size()) * sizeof(float);  // side data widened to fp32
+    return b;
+  }
+  std::string kernel() const override { return "fused_lut_" + to_string(simd_level()); }
+
+  void forward(const float* x, std::size_t n, float* y) const override {
+    std::memset(y, 0, n * q_.rows * sizeof(float));
+    if (n >= kPrefillBatch) {
+      lut_prefill_all(passes_, x, n, y);
+      return;
+    }
+    const SimdLevel level = simd_level();
+    for (const LutPass& s : passes_) {
+      // Transformed activations x̃ (n × groups·m) and, for offsets, their per-group sums.
+      std::vector<float> xt, sx;
+      transform_activations(s, x, n, xt, sx);
+      const std::size_t chunk = 16;
+      const std::size_t tasks = (s.rows + chunk - 1) / chunk;
+#pragma omp parallel for schedule(dynamic, 4)
+      for (std::ptrdiff_t task = 0; task < static_cast<std::ptrdiff_t>(tasks); ++task) {
+        const std::size_t r0 = task * chunk, r1 = std::min(s.rows, r0 + chunk);
+#if defined(__x86_64__) && defined(__GNUC__)
+        if (level == SimdLevel::avx512) rows_avx512(s, xt.data(), sx.data(), n, r0, r1, y, s.rows);
+        else if (level == SimdLevel::avx2) rows_avx2(s, xt.data(), sx.data(), n, r0, r1, y, s.rows);
+        else rows_scalar(s, xt.data(), sx.data(), n, r0, r1, y, s.rows);
+#else
+        rows_scalar(s, xt.data(), sx.data(), n, r0, r1, y, s.rows);
+#endif
+      }
+    }
+  }
+
+ private:
+  static constexpr std::size_t kPrefillBatch = 32;  // from here on, lut_prefill_all's tiles and GEMMs
+
+  QuantizedMatrix q_;
+  std::vector<LutPass> passes_;
+};
+
+}  // namespace
 
 std::string fused_lut_supports(const Quantizer& quantizer) {
   if (const auto passes = quantizer.passes(); !passes.empty()) {  // a stack: every pass must be readable

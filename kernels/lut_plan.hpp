@@ -29,15 +29,4 @@ void build_lut_passes(const Quantizer& quantizer, const QuantizedMatrix& q, std:
 // when the pass has offsets b, else left empty).
 void transform_activations(const LutPass& s, const float* x, std::size_t n, std::vector<float>& xt, std::vector<float>& sx);
 
-// Y (n × rows, accumulated) += the pass applied to xt by decoding 256-row tiles of transformed-domain
-// weights and one dense GEMM per tile (defined in fused_lut.cpp).
-void lut_prefill(const LutPass& s, const std::vector<float>& xt, const std::vector<float>& sx, std::size_t n, float* y);
-
-// The prefill path every fused kernel shares (n ≥ 32): Y (n × rows, accumulated) += X Ŵᵀ for a whole
-// stack. Passes without a projection are decoded back to weight space (inverse group rotation, offsets
-// added) and summed into one 256-row tile, so a stack of any depth costs one GEMM with the raw
-// activations, like the dense product; QJL passes keep their own transformed-domain GEMM (lut_prefill).
-// x: n × cols.
-void lut_prefill_all(const std::vector<LutPass>& passes, const float* x, std::size_t n, float* y);
-
 }  // namespace tqb
