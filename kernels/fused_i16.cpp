@@ -18,7 +18,6 @@ namespace tqb {
 namespace {
 
 constexpr int kMaxInt = 8191;             // 14-bit magnitudes: see the overflow bound in fused_i16.hpp
-constexpr std::size_t kMaxBatch = 31;     // the most batch columns one pass over the codes may serve
 // Batch columns per pass over the codes. Measured on the development VM (Zen 3, 2 threads), time per
 // column at 4096×4096 and 4096×14336, n = 512: slices of 4 columns 0.23/0.84 ms, 8: 0.24/0.86,
 // 12: 0.25/0.86, 16: 0.28/0.97 (sixteen columns of int16 activations outgrow L2), 28: 0.27/1.2.
@@ -290,7 +289,7 @@ constexpr RowKernels kRowsAvx512 = {nullptr, row_avx512<1>, row_avx512<2>, row_a
 // batch's activations stay in L1, group-major activations, and decoding a row once into an L1 buffer
 // for batches over kCols were all slower than this plain loop; see docs/PERF.md.)
 void rows_simd(const Job& J, std::size_t r0, std::size_t r1, const RowKernels& row) {
-  float dot[kMaxBatch];
+  float dot[kSlice];  // J.n ≤ kSlice: forward() hands the batch over in slices
   for (std::size_t r = r0; r < r1; ++r) {
     std::fill(dot, dot + J.n, 0.0f);
     std::size_t t = 0;
@@ -335,11 +334,7 @@ class FusedI16Linear final : public Linear {
   }
   std::size_t in() const override { return q_.cols; }
   std::size_t out() const override { return q_.rows; }
-  std::size_t weight_bytes() const override {
-    std::size_t b = q_.storage_bytes();
-    for (const auto& s : passes_) b += (s.a.size() + s.b.size()) * sizeof(float);
-    return b;
-  }
+  std::size_t weight_bytes() const override { return lut_weight_bytes(q_, passes_); }
   std::string kernel() const override { return std::string("fused_i16_") + to_string(current_variant()); }
 
   void forward(const float* x, std::size_t n, float* y) const override {
@@ -353,7 +348,7 @@ class FusedI16Linear final : public Linear {
       const Activations xa = quantize_activations(s, orders_[layout][p], xt, std::move(sx), n);
       // The batch goes through in slices of kSlice columns: a slice's int16 activations stay in L1/L2
       // while every row of codes streams past them once, decoded once per slice.
-      const std::size_t width = s.groups * s.m, slice = std::min(kSlice, kMaxBatch);
+      const std::size_t width = s.groups * s.m, slice = kSlice;
       for (std::size_t t0 = 0; t0 < n; t0 += slice) {
         const std::size_t count = std::min(slice, n - t0);
         const Job job{s, tables_[p], orders_[layout][p], xa.xq.data() + t0 * width, xa.xs.data() + t0 * s.groups,
@@ -380,7 +375,6 @@ class FusedI16Linear final : public Linear {
     }
   }
 
- private:
   QuantizedMatrix q_;
   std::vector<LutPass> passes_;
   std::vector<Tables> tables_;

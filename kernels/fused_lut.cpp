@@ -202,11 +202,7 @@ class FusedLutLinear final : public Linear {
   FusedLutLinear(const Quantizer& quantizer, QuantizedMatrix q) : q_(std::move(q)) { build_lut_passes(quantizer, q_, passes_); }
   std::size_t in() const override { return q_.cols; }
   std::size_t out() const override { return q_.rows; }
-  std::size_t weight_bytes() const override {
-    std::size_t b = q_.storage_bytes();
-    for (const auto& s : passes_) b += (s.a.size() + s.b.size()) * sizeof(float);  // side data widened to fp32
-    return b;
-  }
+  std::size_t weight_bytes() const override { return lut_weight_bytes(q_, passes_); }
   std::string kernel() const override { return "fused_lut_" + to_string(simd_level()); }
 
   void forward(const float* x, std::size_t n, float* y) const override {

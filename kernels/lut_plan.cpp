@@ -59,6 +59,11 @@ void build_lut_passes(const Quantizer& quantizer, const QuantizedMatrix& q, std:
   out.push_back(std::move(s));
 }
 
+std::size_t lut_weight_bytes(const QuantizedMatrix& q, const std::vector<LutPass>& passes) {
+  std::size_t bytes = q.storage_bytes();
+  for (const auto& s : passes) bytes += (s.a.size() + s.b.size()) * sizeof(float);
+  return bytes;
+}
 
 void transform_activations(const LutPass& s, const float* x, std::size_t n, std::vector<float>& xt, std::vector<float>& sx) {
   const std::size_t width = s.groups * s.m;

@@ -25,6 +25,10 @@ struct LutPass {
 // Throws std::invalid_argument for formats no fused kernel reads.
 void build_lut_passes(const Quantizer& quantizer, const QuantizedMatrix& q, std::vector<LutPass>& out);
 
+// Bytes a kernel built on these passes holds for the weights: the stored codes and side data, plus
+// the side data widened to fp32 (a, b).
+std::size_t lut_weight_bytes(const QuantizedMatrix& q, const std::vector<LutPass>& passes);
+
 // x: n × cols. xt: n × groups·m transformed activations; sx: n × groups sums of xt per group (only
 // when the pass has offsets b, else left empty).
 void transform_activations(const LutPass& s, const float* x, std::size_t n, std::vector<float>& xt, std::vector<float>& sx);
