@@ -20,7 +20,8 @@
 #include "harness/sweep.hpp"
 #include "harness/table.hpp"
 #include "kernels/registry.hpp"
-#include "kernels/simd_level.hpp"
+#include "kernels/cpu/simd_level.hpp"
+#include "kernels/cuda/gpu.hpp"
 #include "quantizers/registry.hpp"
 
 namespace {
@@ -47,7 +48,10 @@ int list(const std::string& what) {
       std::cout << fmt::format("{:<{}}  {:<6}  {}\n", m.name, w, to_string(m.direction), m.description);
   } else if (what == "kernels") {
     std::cout << "auto: the first kernel below that reads the format (they are listed fastest first)\n";
-    for (const auto& k : linear_kernels()) std::cout << fmt::format("{}: {}\n", k.name, k.description);
+    for (const auto& k : linear_kernels())
+      std::cout << fmt::format("{}: {}{}\n", k.name, k.needs_gpu ? "[needs a CUDA GPU] " : "", k.description);
+    const std::string gpu = gpu::unavailable_reason();
+    std::cout << (gpu.empty() ? fmt::format("GPU: {}\n", gpu::device_description()) : fmt::format("GPU: none ({})\n", gpu));
     std::cout << fmt::format("SIMD level in use: {} (detected: {}; TQB_SIMD=scalar|avx2|avx512 forces one)\n",
                              to_string(simd_level()), to_string(detected_simd_level()));
   } else {

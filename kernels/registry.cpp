@@ -4,8 +4,10 @@
 
 #include "common/error.hpp"
 #include "common/suggest.hpp"
-#include "kernels/fused_i16.hpp"
-#include "kernels/fused_lut.hpp"
+#include "kernels/cpu/fused_i16.hpp"
+#include "kernels/cpu/fused_lut.hpp"
+#include "kernels/cuda/lut_mma_layout.hpp"
+#include "kernels/cuda/lut_mma_linear.hpp"
 
 namespace tqb {
 
@@ -14,15 +16,19 @@ const std::vector<LinearKernel>& linear_kernels() {
   // fused_lut comes after the reference: it holds 1/8 of the bytes but is no faster at 4-bit GEMV and
   // several times slower at other code widths (docs/PERF.md), so auto never takes it; name it to get it.
   static const std::vector<LinearKernel> kernels{
-      {"fused_i16", "4-bit rtn/turboquant codes and their stacks: 14-bit integer activations, pmaddwd / AVX-512 VNNI, any batch (fused_i16.hpp)",
+      {"fused_i16", false, "4-bit rtn/turboquant codes and their stacks: 14-bit integer activations, pmaddwd / AVX-512 VNNI, any batch (fused_i16.hpp)",
        [](const Quantizer& quantizer) { return fused_i16_supports(quantizer); },
        [](const Quantizer& quantizer, const QuantizedMatrix& q) { return make_fused_i16_linear(quantizer, q); }},
-      {"dequantized_dense", "the reference: dequantize once, then a dense fp32 GEMM/GEMV (Eigen)",
+      {"dequantized_dense", false, "the reference: dequantize once, then a dense fp32 GEMM/GEMV (Eigen)",
        [](const Quantizer&) { return std::string(); },
        [](const Quantizer& quantizer, const QuantizedMatrix& q) { return make_dequantized_linear(quantizer, q); }},
-      {"fused_lut", "any rtn/turboquant/qjl code width: per-group float lookup tables, activation-side rotations (fused_lut.hpp)",
+      {"fused_lut", false, "any rtn/turboquant/qjl code width: per-group float lookup tables, activation-side rotations (fused_lut.hpp)",
        [](const Quantizer& quantizer) { return fused_lut_supports(quantizer); },
        [](const Quantizer& quantizer, const QuantizedMatrix& q) { return make_fused_lut_linear(quantizer, q); }},
+      {"cuda_lut_mma", true,
+       "CUDA: 2/3/4-bit rtn/turboquant codes and stacks of two, pair-table decode into bf16 mma.sync, Hadamard fused (kernels/cuda/lut_mma.cu)",
+       [](const Quantizer& quantizer) { return lut_mma_supports(quantizer); },
+       [](const Quantizer& quantizer, const QuantizedMatrix& q) { return make_lut_mma_linear(quantizer, q); }},
   };
   return kernels;
 }
@@ -36,6 +42,7 @@ std::vector<std::string> linear_kernel_names() {
 std::unique_ptr<Linear> make_linear(const std::string& kernel, const Quantizer& quantizer, const QuantizedMatrix& q) {
   for (const auto& k : linear_kernels()) {
     if (kernel != "auto" && k.name != kernel) continue;
+    if (kernel == "auto" && k.needs_gpu) continue;
     const std::string why = k.supports(quantizer);
     if (why.empty()) return k.make(quantizer, q);
     if (kernel != "auto") throw InputError(fmt::format("kernel '{}' cannot run {}: {}", kernel, quantizer.name(), why));

@@ -4,7 +4,7 @@
 // fastest first as measured on the development CPU (docs/PERF.md: fused_i16, then the reference;
 // fused_lut, which saves memory but not time, last). The choice is a fixed function of the format, never of a timing taken at run time, so
 // that a rerun of a spec uses the same kernel and gives the same perplexity on any machine with the
-// same SIMD level. A spec can name a kernel for ablations.
+// same SIMD level. A spec can name a kernel for ablations; GPU kernels are only ever named.
 #include <functional>
 #include <memory>
 #include <string>
@@ -16,6 +16,7 @@ namespace tqb {
 
 struct LinearKernel {
   std::string name;
+  bool needs_gpu = false;  // runs on a CUDA GPU; auto never takes it (a rerun must not depend on the machine having one)
   std::string description;
   std::function<std::string(const Quantizer&)> supports;  // empty when supported, else why not
   std::function<std::unique_ptr<Linear>(const Quantizer&, const QuantizedMatrix&)> make;

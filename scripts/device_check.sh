@@ -1,25 +1,62 @@
 #!/usr/bin/env bash
-# Runs on the lent GPU machine (the device tool), from the repository root, after scripts/device_carry.sh
-# packed carry/ here: prints the CPU, runs the kernel parity tests at every SIMD level that CPU has
-# (this development VM has no AVX-512, so that is where the AVX-512 variants are checked), then the
-# kernel benchmarks on Llama-3-8B shapes, with JSON into $OUT.
-# Device call: run(command="scripts/device_check.sh", carry=["carry"])
+# One call on the lent GPU machine (the device tool), from the repository root, after
+# scripts/device_carry.sh packed carry/ here: the CUDA parity tests, compute-sanitizer memcheck on
+# them, the GPU benchmark (lut_mma and cuBLAS bf16 in one binary), PyTorch's int4 kernel on the same
+# shapes, and the joined Markdown table; logs and JSON into $OUT. With --cpu, also the CPU kernel
+# parity tests at every SIMD level the machine's CPU has and a CPU benchmark subset.
+# Device call: run(command="scripts/device_check.sh [--quick] [--stack] [--cpu] [--no-sanitizer]", carry=["carry"])
 set -uo pipefail
-export LD_LIBRARY_PATH="$PWD/carry/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 OUT="${OUT:-/tmp/tqb-device}"
 mkdir -p "$OUT"
+quick=""; stack=""; cpu=0; sanitize=1
+for a in "$@"; do
+  case "$a" in
+    --quick) quick="--quick" ;;
+    --stack) stack="--stack" ;;
+    --cpu) cpu=1 ;;
+    --no-sanitizer) sanitize=0 ;;
+    *) echo "device_check.sh: unknown option $a" >&2; exit 2 ;;
+  esac
+done
+# The toolkit's libraries (cuBLAS): the machine's own CUDA, wherever it is installed.
+cudalib=""
+for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib $(ls -d /usr/local/cuda-*/lib64 2>/dev/null); do
+  [ -e "$d/libcublas.so.13" ] && { cudalib=$d; break; }
+done
+[ -n "$cudalib" ] || cudalib=$(python3 -c "import nvidia.cublas, os; print(os.path.join(nvidia.cublas.__path__[0], 'lib'))" 2>/dev/null || true)
+export LD_LIBRARY_PATH="$PWD/carry/lib${cudalib:+:$cudalib}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export PATH="$PATH:/usr/local/cuda/bin"
 {
-  lscpu | grep -E "Model name|^CPU\(s\)|Thread|Flags" | sed -E 's/(Flags:).*/\1 (avx512 flags:)/'
-  grep -o -w -E "avx512f|avx512bw|avx512vl|avx512dq|avx512_vnni|avx512vnni|avx_vnni|amx_tile" /proc/cpuinfo | sort -u | tr '\n' ' '
-  echo
-  nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null || true
+  date -u
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader 2>&1
+  lscpu | grep -E "Model name|^CPU\(s\)"
+  echo "cuBLAS from: ${cudalib:-not found}"
 } | tee "$OUT/machine.txt"
 status=0
-carry/bin/tqb_tests -tc="*fused*,*kernel registry*" 2>&1 | tee "$OUT/tests.txt" | grep -v "^$" | tail -25
+echo "== CUDA parity tests"
+carry/bin/tqb_tests -tc="*lut_mma*,*cuda*" 2>&1 | tee "$OUT/gpu-tests.txt" | grep -E "MESSAGE|rel err|SKIPPED|GPU:|test cases|assertions|ERROR|FAILED|CHECK" | tail -60
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
-# Two threads, as on the development VM, then every core.
-for threads in 2 "$(nproc)"; do
-  OMP_NUM_THREADS=$threads carry/bin/bench_kernels --benchmark_filter="(Dense|turboquant4_auto|residual_4p4_auto|rtn4_auto|Cold)/(4096/4096|4096/14336)/(1|4|16|512)/" \
-    --benchmark_min_time=0.2 --benchmark_out="$OUT/bench-${threads}t.json" --benchmark_out_format=json 2>&1 | grep -E "^BM_|Run on|CPU"
-done
+if [ "$sanitize" = 1 ] && command -v compute-sanitizer >/dev/null; then
+  echo "== compute-sanitizer memcheck (parity tests, small shapes)"
+  TQB_CUDA_TEST_QUICK=1 compute-sanitizer --tool memcheck --leak-check full --error-exitcode 3 carry/bin/tqb_tests -tc="*lut_mma CUDA*" > "$OUT/memcheck.txt" 2>&1
+  rc=$?
+  tail -4 "$OUT/memcheck.txt"
+  echo "memcheck exit code: $rc"
+  [ "$rc" -eq 0 ] || status=1
+fi
+echo "== GPU benchmark"
+carry/bin/bench_gpu --check $quick $stack --json "$OUT/gpu.json" 2>&1 | tee "$OUT/bench-gpu.txt" | tail -80
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+echo "== PyTorch int4"
+python3 bench/torch_int4.py $quick --json "$OUT/torch-int4.json" > "$OUT/torch-int4.txt" 2>&1 || status=1
+tail -3 "$OUT/torch-int4.txt"
+python3 bench/gpu_table.py "$OUT/gpu.json" "$OUT/torch-int4.json" > "$OUT/gpu-table.md" 2>&1 || python3 bench/gpu_table.py "$OUT/gpu.json" > "$OUT/gpu-table.md"
+if [ "$cpu" = 1 ]; then
+  echo "== CPU kernels"
+  carry/bin/tqb_tests -tc="*fused*,*kernel registry*" 2>&1 | tee "$OUT/cpu-tests.txt" | tail -3
+  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+  OMP_NUM_THREADS=2 carry/bin/bench_kernels --benchmark_filter="(Dense|turboquant4_auto)/(4096/14336)/(1|16|512)/" --benchmark_min_time=0.2 \
+    --benchmark_out="$OUT/bench-cpu.json" --benchmark_out_format=json 2>&1 | grep -E "^BM_"
+fi
+echo "device_check.sh: exit $status"
 exit $status

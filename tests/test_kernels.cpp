@@ -11,12 +11,12 @@
 #include <stdexcept>
 
 #include "common/rng.hpp"
-#include "kernels/fused_i16.hpp"
-#include "kernels/fused_lut.hpp"
+#include "kernels/cpu/fused_i16.hpp"
+#include "kernels/cpu/fused_lut.hpp"
 #include "kernels/linear.hpp"
 #include "kernels/registry.hpp"
 #include "common/error.hpp"
-#include "kernels/simd_level.hpp"
+#include "kernels/cpu/simd_level.hpp"
 #include "quantizers/registry.hpp"
 #include "test_util.hpp"
 

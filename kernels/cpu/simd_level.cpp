@@ -1,4 +1,4 @@
-#include "kernels/simd_level.hpp"
+#include "kernels/cpu/simd_level.hpp"
 
 #include <algorithm>
 #include <atomic>

@@ -1,4 +1,4 @@
-#include "kernels/fused_lut.hpp"
+#include "kernels/cpu/fused_lut.hpp"
 
 #include <fmt/format.h>
 
@@ -8,7 +8,7 @@
 
 #include "common/float_format.hpp"
 #include "kernels/lut_plan.hpp"
-#include "kernels/simd_level.hpp"
+#include "kernels/cpu/simd_level.hpp"
 #include "quantizers/bitpack.hpp"
 #include "quantizers/rotation.hpp"
 #include "quantizers/turboquant.hpp"

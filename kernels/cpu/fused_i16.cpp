@@ -1,4 +1,4 @@
-#include "kernels/fused_i16.hpp"
+#include "kernels/cpu/fused_i16.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -7,7 +7,7 @@
 #include <stdexcept>
 
 #include "kernels/lut_plan.hpp"
-#include "kernels/simd_level.hpp"
+#include "kernels/cpu/simd_level.hpp"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>

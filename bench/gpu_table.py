@@ -1,0 +1,42 @@
+#!/usr/bin/env python3
+"""Markdown table of the GPU benchmark: bench_gpu's JSON (lut_mma and cuBLAS bf16, same run) joined
+with torch_int4.py's JSON (PyTorch int4, same shapes, same device call) where given.
+
+    gpu_table.py BENCH_GPU.json [TORCH_INT4.json]"""
+import json
+import sys
+
+
+def main(argv):
+    if len(argv) < 2 or argv[1] in ("-h", "--help"):
+        print(__doc__)
+        return 0 if len(argv) >= 2 else 2
+    try:
+        gpu = json.load(open(argv[1]))
+        torch = json.load(open(argv[2])) if len(argv) > 2 else {"rows": []}
+    except (OSError, ValueError) as e:
+        print(f"gpu_table.py: cannot read {e}", file=sys.stderr)
+        return 2
+    int4 = {(r["rows"], r["cols"], r["n"]): r for r in torch.get("rows", [])}
+    print(f"GPU: {gpu['device']}; commit {gpu['commit']}; copy bandwidth {gpu['copy_bytes_per_s'] / 1e9:.0f} GB/s; "
+          f"median of {gpu['reps']} calls, L2 flushed before each."
+          + (f" PyTorch {torch['torch']} int4 (g128) from the same device call." if torch.get("rows") else ""))
+    print()
+    print("| shape | W (out×in) | format | n | µs | GB/s (compressed) | % of copy | cuBLAS bf16 µs | × cuBLAS | PyTorch int4 µs | × int4 |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in gpu["rows"]:
+        t = int4.get((r["rows"], r["cols"], r["n"]))
+        i4 = f"{t['int4_us']:.1f}" if t else "—"
+        xi4 = f"{t['int4_us'] / r['us']:.2f}" if t else "—"
+        print(f"| {r['shape']} | {r['rows']}×{r['cols']} | `{r['format']}` | {r['n']} | {r['us']:.1f} | {r['gbs']:.0f} | {r['pct_copy']:.0f}% "
+              f"| {r['cublas_us']:.1f} | {r['x_cublas']:.2f} | {i4} | {xi4} |")
+    for s in gpu.get("stack", []):
+        print()
+        print(f"Llama-3-8B linear stack, n = {s['n']}: {s['us']:.0f} µs vs {s['cublas_us']:.0f} µs bf16 "
+              f"({s['cublas_us'] / s['us']:.2f}× faster), {s['weight_bytes'] / 1e9:.2f} GB vs {s['cublas_weight_bytes'] / 1e9:.2f} GB "
+              f"({s['cublas_weight_bytes'] / s['weight_bytes']:.2f}× less memory)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,133 @@
+// Device discovery, tracked allocations, event timing with L2 flushes, and the copy roofline (gpu.hpp).
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <string>
+
+#include "kernels/cuda/cuda_check.hpp"
+#include "kernels/cuda/gpu.hpp"
+
+namespace tqb::gpu {
+
+namespace {
+std::atomic<std::size_t> g_live{0}, g_peak{0};
+}
+
+std::string unavailable_reason() {
+  int count = 0;
+  const cudaError_t e = cudaGetDeviceCount(&count);
+  if (e != cudaSuccess) {
+    cudaGetLastError();  // clear it
+    return std::string("no usable CUDA driver or device (") + cudaGetErrorName(e) + ": " + cudaGetErrorString(e) + ")";
+  }
+  if (count == 0) return "no CUDA device";
+  cudaDeviceProp p{};
+  if (cudaGetDeviceProperties(&p, 0) != cudaSuccess) return "cudaGetDeviceProperties failed";
+  if (p.major < 8)
+    return std::string(p.name) + " has compute capability " + std::to_string(p.major) + "." + std::to_string(p.minor) +
+           "; the lut_mma kernels need 8.0 or newer (bf16 mma.sync)";
+  return "";
+}
+
+std::string device_description() {
+  if (!unavailable_reason().empty()) return "";
+  cudaDeviceProp p{};
+  TQB_CUDA_CHECK(cudaGetDeviceProperties(&p, 0));
+  int driver = 0, runtime = 0;
+  cudaDriverGetVersion(&driver);
+  cudaRuntimeGetVersion(&runtime);
+  char buf[512];
+  std::snprintf(buf, sizeof buf, "%s, cc %d.%d, %d SMs, %d MiB L2, %.0f GiB, driver CUDA %d.%d, runtime %d.%d", p.name, p.major, p.minor,
+                p.multiProcessorCount, p.l2CacheSize >> 20, p.totalGlobalMem / 1073741824.0, driver / 1000, driver % 1000 / 10, runtime / 1000,
+                runtime % 1000 / 10);
+  return buf;
+}
+
+DeviceBuffer::DeviceBuffer(std::size_t bytes) : bytes_(bytes) {
+  if (bytes == 0) return;
+  TQB_CUDA_CHECK(cudaMalloc(&ptr_, bytes));
+  const std::size_t live = g_live += bytes;
+  std::size_t peak = g_peak.load();
+  while (live > peak && !g_peak.compare_exchange_weak(peak, live)) {
+  }
+}
+DeviceBuffer::~DeviceBuffer() {
+  if (ptr_ != nullptr) {
+    cudaFree(ptr_);
+    g_live -= bytes_;
+  }
+}
+DeviceBuffer::DeviceBuffer(DeviceBuffer&& o) noexcept : ptr_(o.ptr_), bytes_(o.bytes_) {
+  o.ptr_ = nullptr;
+  o.bytes_ = 0;
+}
+DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& o) noexcept {
+  if (this != &o) {
+    this->~DeviceBuffer();
+    ptr_ = o.ptr_;
+    bytes_ = o.bytes_;
+    o.ptr_ = nullptr;
+    o.bytes_ = 0;
+  }
+  return *this;
+}
+void DeviceBuffer::upload(const void* src, std::size_t bytes) {
+  if (bytes > bytes_) throw std::runtime_error("DeviceBuffer::upload: more bytes than the buffer holds");
+  if (bytes) TQB_CUDA_CHECK(cudaMemcpy(ptr_, src, bytes, cudaMemcpyHostToDevice));
+}
+void DeviceBuffer::download(void* dst, std::size_t bytes) const {
+  if (bytes > bytes_) throw std::runtime_error("DeviceBuffer::download: more bytes than the buffer holds");
+  if (bytes) TQB_CUDA_CHECK(cudaMemcpy(dst, ptr_, bytes, cudaMemcpyDeviceToHost));
+}
+void DeviceBuffer::fill_zero() {
+  if (bytes_) TQB_CUDA_CHECK(cudaMemset(ptr_, 0, bytes_));
+}
+
+std::size_t allocated_bytes() { return g_live.load(); }
+std::size_t peak_bytes() { return g_peak.load(); }
+void reset_peak_bytes() { g_peak.store(g_live.load()); }
+
+std::vector<double> time_calls(const std::function<void(void* stream)>& fn, int repetitions, bool flush_l2) {
+  cudaStream_t stream;
+  TQB_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  cudaEvent_t start, stop;
+  TQB_CUDA_CHECK(cudaEventCreate(&start));
+  TQB_CUDA_CHECK(cudaEventCreate(&stop));
+  DeviceBuffer flush(flush_l2 ? std::size_t{256} << 20 : 0);
+  std::vector<double> us;
+  try {
+    for (int i = 0; i < 3; ++i) fn(stream);
+    TQB_CUDA_CHECK(cudaStreamSynchronize(stream));
+    for (int i = 0; i < repetitions; ++i) {
+      if (flush_l2) TQB_CUDA_CHECK(cudaMemsetAsync(flush.get(), i & 0xff, flush.size(), stream));
+      TQB_CUDA_CHECK(cudaEventRecord(start, stream));
+      fn(stream);
+      TQB_CUDA_CHECK(cudaEventRecord(stop, stream));
+      TQB_CUDA_CHECK(cudaEventSynchronize(stop));
+      float ms = 0;
+      TQB_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+      us.push_back(1000.0 * ms);
+    }
+  } catch (...) {
+    cudaEventDestroy(start);
+    cudaEventDestroy(stop);
+    cudaStreamDestroy(stream);
+    throw;
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  cudaStreamDestroy(stream);
+  return us;
+}
+
+double copy_bandwidth_bytes_per_s() {
+  const std::size_t bytes = std::size_t{1} << 30;
+  DeviceBuffer a(bytes), b(bytes);
+  TQB_CUDA_CHECK(cudaMemset(a.get(), 1, bytes));
+  auto us = time_calls([&](void* s) { TQB_CUDA_CHECK(cudaMemcpyAsync(b.get(), a.get(), bytes, cudaMemcpyDeviceToDevice, static_cast<cudaStream_t>(s))); },
+                       20, false);
+  std::sort(us.begin(), us.end());
+  return 2.0 * static_cast<double>(bytes) / (us[us.size() / 2] * 1e-6);
+}
+
+}  // namespace tqb::gpu

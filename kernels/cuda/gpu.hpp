@@ -1,0 +1,93 @@
+#pragma once
+// tqbench's CUDA side as plain C++ (no CUDA headers, nothing that nvcc need compile), so that the
+// harness, tests and benchmarks build the same way with or without nvcc. With TQB_CUDA on, lut_mma.cu, cublas_bf16.cu and device.cu
+// implement it; without, no_cuda.cpp does, and every entry point reports why there is no GPU.
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kernels/cuda/lut_mma_layout.hpp"
+
+namespace tqb::gpu {
+
+// Empty when a CUDA device can run tqbench's kernels, else why not (built without CUDA, no driver, no
+// device, compute capability under 8.0).
+std::string unavailable_reason();
+// "NVIDIA H100 80GB HBM3, cc 9.0, 132 SMs, 50 MiB L2, driver 13.0" (empty without a GPU).
+std::string device_description();
+
+// Device memory, freed on destruction. Every allocation of this module goes through it, so that
+// peak_bytes() is the allocator's peak for tqbench's own GPU data (weights, workspaces, buffers).
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  explicit DeviceBuffer(std::size_t bytes);
+  ~DeviceBuffer();
+  DeviceBuffer(DeviceBuffer&& o) noexcept;
+  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept;
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  void* get() const { return ptr_; }
+  template <class T>
+  T* as() const { return static_cast<T*>(ptr_); }
+  std::size_t size() const { return bytes_; }
+  void upload(const void* src, std::size_t bytes);          // synchronous
+  void download(void* dst, std::size_t bytes) const;        // synchronous
+  void fill_zero();
+
+ private:
+  void* ptr_ = nullptr;
+  std::size_t bytes_ = 0;
+};
+std::size_t allocated_bytes();  // live DeviceBuffer bytes
+std::size_t peak_bytes();       // high-water mark since the last reset_peak_bytes()
+void reset_peak_bytes();
+
+// y = Ŵx for a matrix in the lut_mma layout (lut_mma_layout.hpp), on the current device.
+// n ≤ 16: one launch of the small-batch kernel (rotation in its prologue, split-K, deterministic
+// in-kernel reduction); n > 16: the standalone rotation kernel, then the tiled kernel (lut_mma.cu).
+class LutMmaMatrix {
+ public:
+  explicit LutMmaMatrix(const LutMmaLayout& layout);  // uploads; throws std::runtime_error
+  ~LutMmaMatrix();
+  std::size_t rows() const;
+  std::size_t cols() const;
+  // x: n × cols bf16 (bit patterns) on the device; y: n × rows fp32 on the device, overwritten.
+  // stream: a cudaStream_t, or nullptr for the default stream. Throws std::runtime_error on a CUDA error.
+  void multiply(const std::uint16_t* x, std::size_t n, float* y, void* stream) const;
+  std::size_t weight_bytes() const;     // the layout on the device
+  std::size_t workspace_bytes() const;  // partials, counters and rotated activations held now
+  std::string variant(std::size_t n) const;  // which kernel and launch shape serve a batch of n
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// The dense baseline: W rounded to bf16, Y = X Wᵀ by cublasGemmEx (bf16 in and out, fp32 compute).
+class CublasBf16Matrix {
+ public:
+  CublasBf16Matrix(const float* w, std::size_t rows, std::size_t cols);
+  ~CublasBf16Matrix();
+  // x: n × cols bf16 on the device; y: n × rows bf16 on the device.
+  void multiply(const std::uint16_t* x, std::size_t n, std::uint16_t* y, void* stream) const;
+  std::size_t weight_bytes() const;
+  std::unique_ptr<CublasBf16Matrix> clone() const;  // a copy of the weights made on the device
+
+ private:
+  CublasBf16Matrix();
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Microseconds of each of `repetitions` calls of fn(stream), timed with CUDA events after 3 warm-up
+// calls; with flush_l2, a 256 MiB buffer is rewritten before each call so that no call finds its
+// weights in L2 (the cold-cache latency of a layer in a model's forward pass).
+std::vector<double> time_calls(const std::function<void(void* stream)>& fn, int repetitions, bool flush_l2);
+// Device-to-device copy bandwidth, bytes read + written per second (the memory roofline).
+double copy_bandwidth_bytes_per_s();
+
+}  // namespace tqb::gpu

@@ -1,0 +1,594 @@
+// lut_mma: y = Ŵx from 2/3/4-bit codebook codes (TurboQuant, RTN, residual stacks of two passes) on
+// NVIDIA GPUs of compute capability 8.0+, through the layout of lut_mma_layout.hpp.
+//
+// Both kernels decode weights straight into mma.sync A fragments: per pair of codes one shared-memory
+// lookup in a 32-way replicated pair table (conflict-free: lane L reads copy L) and one bf16x2 fma
+// with the group's scale (and offset); the activations, rotated per group by the randomized Hadamard
+// transform, are the B operand in shared memory, read with ldmatrix. Accumulation is fp32.
+//
+// - small (n ≤ 16): one launch. Each block owns 8 stripes (128 rows) and a K-chunk (split-K, sized
+//   so that the grid fills every SM); its prologue copies the pair tables to shared memory and rotates
+//   the chunk's activations (hadamard_in_registers: a warp per (batch column, group), butterflies by
+//   shuffles) while the first code tiles are already in flight. Each warp then streams its stripe's
+//   16×64 code tiles, two tiles ahead. Partial sums of the chunks are reduced in a fixed order by the
+//   block that finishes a row block last (a counter per row block), so results are deterministic.
+// - large (n > 16): a standalone rotation kernel writes the rotated activations (bf16, one copy per
+//   pass), then a tiled kernel: block = 256 rows × 64 batch columns, each warp 32 rows; 64-column
+//   activation tiles arrive by cp.async, three stages deep, code tiles one tile ahead in registers.
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "kernels/cuda/cuda_check.hpp"
+#include "kernels/cuda/gpu.hpp"
+#include "kernels/cuda/lut_mma.cuh"
+
+namespace tqb::lut_mma {
+
+struct PassArgs {
+  const std::uint32_t* codes = nullptr;
+  const std::uint32_t* scales = nullptr;
+  const std::uint32_t* offsets = nullptr;  // null: no offset
+  const std::uint32_t* signs = nullptr;
+  const std::uint32_t* lut = nullptr;      // 2^(2b) entries
+  int log2_group = 0, groups_alloc = 0, rotated = 0, lut_offset = 0;  // lut_offset: words into the shared tables
+};
+
+struct Args {
+  PassArgs pass[2];
+  int rows = 0, cols = 0, stripes = 0, ktiles = 0, n = 0;
+  int lut_words = 0;                      // shared-memory words of the replicated tables
+  const __nv_bfloat16* x = nullptr;       // n × cols
+  const __nv_bfloat16* xr = nullptr;      // large: [passes][n][cols_pad], rotated
+  float* y = nullptr;                     // n × rows
+  float* partial = nullptr;               // small, splits > 1: [splits][n][rows_pad]
+  int* counters = nullptr;                // small, splits > 1: [row blocks], zero between launches
+  int tiles_per_split = 0, splits = 1;
+};
+
+__host__ __device__ constexpr int passes_of(int b1) { return b1 == 0 ? 1 : 2; }
+
+// Copies the pair tables into shared memory, 32 copies interleaved (entry e of copy L at word 32e + L).
+template <int B0, int B1>
+__device__ void fill_tables(const Args& a, std::uint32_t* lut_s) {
+  constexpr int w0 = 32 << (2 * B0);
+  for (int i = threadIdx.x; i < w0; i += kThreads) lut_s[i] = __ldg(a.pass[0].lut + (i >> 5));
+  if constexpr (B1 != 0) {
+    if (a.pass[1].lut_offset != 0) {
+      constexpr int w1 = 32 << (2 * B1);
+      for (int i = threadIdx.x; i < w1; i += kThreads) lut_s[a.pass[1].lut_offset + i] = __ldg(a.pass[1].lut + (i >> 5));
+    }
+  }
+}
+
+template <int E>
+__device__ __forceinline__ void load_group(const __nv_bfloat16* src, bool valid, float (&v)[E]) {
+  if (!valid) {
+#pragma unroll
+    for (int e = 0; e < E; ++e) v[e] = 0.0f;
+    return;
+  }
+  __nv_bfloat16 h[E];
+  if constexpr (E == 8) *reinterpret_cast<uint4*>(h) = *reinterpret_cast<const uint4*>(src);
+  else if constexpr (E == 4) *reinterpret_cast<uint2*>(h) = *reinterpret_cast<const uint2*>(src);
+  else if constexpr (E == 2) *reinterpret_cast<std::uint32_t*>(h) = *reinterpret_cast<const std::uint32_t*>(src);
+  else h[0] = *src;
+#pragma unroll
+  for (int e = 0; e < E; ++e) v[e] = __bfloat162float(h[e]);
+}
+
+template <int E>
+__device__ __forceinline__ void store_group(__nv_bfloat16* dst, const float (&v)[E]) {
+  __nv_bfloat16 h[E];
+#pragma unroll
+  for (int e = 0; e < E; ++e) h[e] = __float2bfloat16_rn(v[e]);
+  if constexpr (E == 8) *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(h);
+  else if constexpr (E == 4) *reinterpret_cast<uint2*>(dst) = *reinterpret_cast<const uint2*>(h);
+  else if constexpr (E == 2) *reinterpret_cast<std::uint32_t*>(dst) = *reinterpret_cast<const std::uint32_t*>(h);
+  else *dst = h[0];
+}
+
+// One warp: batch row t, the group of width 32·E starting at column k of x (row stride cols), into dst.
+template <int E>
+__device__ __forceinline__ void rotate_one(const Args& a, const PassArgs& p, int t, int k, __nv_bfloat16* dst, int lane) {
+  float v[E];
+  const int kl = k + E * lane;
+  load_group<E>(a.x + static_cast<std::size_t>(t) * a.cols + kl, t < a.n && kl < a.cols, v);
+  if (p.rotated) {  // warp-uniform: cols is a multiple of the group, so a group lies wholly inside or outside
+    const std::uint32_t signs = kl < a.cols ? (__ldg(p.signs + (kl >> 5)) >> (kl & 31)) & ((1u << E) - 1u) : 0u;
+    hadamard_in_registers<E>(v, signs, lane);
+  }
+  store_group<E>(dst + E * lane, v);
+}
+
+template <class F>
+__device__ __forceinline__ void by_group_width(int log2_group, F&& f) {
+  switch (log2_group) {
+    case 5: f(std::integral_constant<int, 1>{}); break;
+    case 6: f(std::integral_constant<int, 2>{}); break;
+    case 7: f(std::integral_constant<int, 4>{}); break;
+    default: f(std::integral_constant<int, 8>{}); break;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// small: n ≤ 16 (NT = 1 or 2 n8-tiles)
+
+template <int B>
+struct TileRegs {
+  std::uint32_t w[B];
+  std::uint32_t scale[2], offset[2];  // groups of sub-tiles 0–1 and 2–3 (differ only when g = 32)
+};
+
+template <int B>
+__device__ __forceinline__ void load_tile(const PassArgs& p, int stripe, int ktiles, int kt, int lane, TileRegs<B>& r) {
+  load_words<B>(p.codes + ((static_cast<std::size_t>(stripe) * ktiles + kt) * 32 + lane) * B, r.w);
+  const int j0 = (kt * 64) >> p.log2_group, j1 = (kt * 64 + 32) >> p.log2_group;
+  const std::size_t base = static_cast<std::size_t>(stripe) * p.groups_alloc * 8 + (lane >> 2);
+  r.scale[0] = __ldg(p.scales + base + 8 * j0);
+  r.scale[1] = j1 == j0 ? r.scale[0] : __ldg(p.scales + base + 8 * j1);
+  r.offset[0] = r.offset[1] = 0u;
+  if (p.offsets != nullptr) {
+    r.offset[0] = __ldg(p.offsets + base + 8 * j0);
+    r.offset[1] = j1 == j0 ? r.offset[0] : __ldg(p.offsets + base + 8 * j1);
+  }
+}
+
+// The 16×64 tile of one pass against activations xs (row stride `stride`, this tile at column kk).
+template <int B, int NT>
+__device__ __forceinline__ void mma_tile(const TileRegs<B>& r, const std::uint32_t* lut_lane, const __nv_bfloat16* xs, int stride, int kk,
+                                         int lane, float (&acc)[NT][4]) {
+  const GroupSide g0 = splat_side(r.scale[0], r.offset[0]), g1 = splat_side(r.scale[1], r.offset[1]);
+#pragma unroll
+  for (int s = 0; s < 4; ++s) {
+    std::uint32_t af[4], bf[NT][2];
+    decode_a<B>(r.w, s, lut_lane, s < 2 ? g0 : g1, af);
+    load_b<NT>(xs, stride, kk + 16 * s, lane, bf);
+#pragma unroll
+    for (int j = 0; j < NT; ++j) mma_bf16(acc[j], af, bf[j][0], bf[j][1]);
+  }
+}
+
+template <int B0, int B1, int NT>
+__global__ void __launch_bounds__(kThreads) small_kernel(const Args a) {
+  extern __shared__ uint4 smem_u4[];
+  constexpr int P = passes_of(B1), NB = 8 * NT;
+  std::uint32_t* lut_s = reinterpret_cast<std::uint32_t*>(smem_u4);
+  const int kc = a.tiles_per_split * 64, stride = kc + kPad;
+  __nv_bfloat16* xs = reinterpret_cast<__nv_bfloat16*>(lut_s + a.lut_words);  // [P][NB][stride]
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int stripe = blockIdx.x * kWarps + warp;
+  const int kt0 = blockIdx.y * a.tiles_per_split, kt1 = min(kt0 + a.tiles_per_split, a.ktiles);
+  const bool active = stripe < a.stripes;
+
+  // The first two code tiles go out before the prologue, so their latency overlaps it.
+  TileRegs<B0> c0[2];
+  TileRegs<B1 ? B1 : 1> c1[2];
+#pragma unroll
+  for (int u = 0; u < 2; ++u)
+    if (active && kt0 + u < kt1) {
+      load_tile<B0>(a.pass[0], stripe, a.ktiles, kt0 + u, lane, c0[u]);
+      if constexpr (B1 != 0) load_tile<B1>(a.pass[1], stripe, a.ktiles, kt0 + u, lane, c1[u]);
+    }
+
+  fill_tables<B0, B1>(a, lut_s);
+  // Rotated activations of this chunk: a warp per (pass, batch row, group).
+#pragma unroll
+  for (int p = 0; p < P; ++p) {
+    const PassArgs& pa = a.pass[p];
+    by_group_width(pa.log2_group, [&](auto e) {
+      constexpr int E = decltype(e)::value;
+      const int groups = kc / (32 * E), tasks = NB * groups;
+      for (int task = warp; task < tasks; task += kWarps) {
+        const int t = task / groups, j = task % groups;
+        rotate_one<E>(a, pa, t, kt0 * 64 + j * 32 * E, xs + (p * NB + t) * stride + j * 32 * E, lane);
+      }
+    });
+  }
+  __syncthreads();
+
+  float acc[NT][4] = {};
+  if (active) {
+    const std::uint32_t* lut0 = lut_s + lane;
+    const std::uint32_t* lut1 = lut_s + a.pass[1].lut_offset + lane;
+    for (int kt = kt0; kt < kt1; kt += 2) {
+      TileRegs<B0> n0[2];
+      TileRegs<B1 ? B1 : 1> n1[2];
+#pragma unroll
+      for (int u = 0; u < 2; ++u)
+        if (kt + 2 + u < kt1) {
+          load_tile<B0>(a.pass[0], stripe, a.ktiles, kt + 2 + u, lane, n0[u]);
+          if constexpr (B1 != 0) load_tile<B1>(a.pass[1], stripe, a.ktiles, kt + 2 + u, lane, n1[u]);
+        }
+#pragma unroll
+      for (int u = 0; u < 2; ++u)
+        if (kt + u < kt1) {
+          const int kk = (kt + u - kt0) * 64;
+          mma_tile<B0, NT>(c0[u], lut0, xs, stride, kk, lane, acc);
+          if constexpr (B1 != 0) mma_tile<B1, NT>(c1[u], lut1, xs + NB * stride, stride, kk, lane, acc);
+        }
+#pragma unroll
+      for (int u = 0; u < 2; ++u) {
+        c0[u] = n0[u];
+        if constexpr (B1 != 0) c1[u] = n1[u];
+      }
+    }
+  }
+
+  // Accumulator (j, i): row 16·stripe + lane/4 + 8·(i/2), batch column 8j + 2·(lane%4) + i%2.
+  const int rows_pad = a.stripes * 16;
+  if (a.splits == 1) {
+    if (!active) return;
+#pragma unroll
+    for (int j = 0; j < NT; ++j)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int row = 16 * stripe + (lane >> 2) + 8 * (i >> 1), t = 8 * j + 2 * (lane & 3) + (i & 1);
+        if (row < a.rows && t < a.n) a.y[static_cast<std::size_t>(t) * a.rows + row] = acc[j][i];
+      }
+    return;
+  }
+  if (active) {
+#pragma unroll
+    for (int j = 0; j < NT; ++j)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int row = 16 * stripe + (lane >> 2) + 8 * (i >> 1), t = 8 * j + 2 * (lane & 3) + (i & 1);
+        if (t < a.n) a.partial[(static_cast<std::size_t>(blockIdx.y) * a.n + t) * rows_pad + row] = acc[j][i];
+      }
+  }
+  // The last block of this row block to finish sums the chunks' partials in chunk order.
+  __shared__ int is_last;
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) is_last = atomicAdd(a.counters + blockIdx.x, 1) == a.splits - 1;
+  __syncthreads();
+  if (!is_last) return;
+  __threadfence();
+  const int row0 = blockIdx.x * kWarps * 16;
+  for (int idx = threadIdx.x; idx < kWarps * 16 * a.n; idx += kThreads) {
+    const int row = row0 + idx % (kWarps * 16), t = idx / (kWarps * 16);
+    if (row >= a.rows) continue;
+    float sum = 0.0f;
+    for (int s = 0; s < a.splits; ++s) sum += __ldcg(a.partial + (static_cast<std::size_t>(s) * a.n + t) * rows_pad + row);
+    a.y[static_cast<std::size_t>(t) * a.rows + row] = sum;
+  }
+  if (threadIdx.x == 0) a.counters[blockIdx.x] = 0;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// large: n > 16
+
+constexpr int kLargeStripes = 2;                      // stripes per warp
+constexpr int kLargeRows = kWarps * kLargeStripes * 16;  // 256 rows per block
+constexpr int kLargeCols = 64;                        // batch columns per block (8 n8-tiles)
+constexpr int kLargeStages = 3;
+constexpr int kLargeStride = 64 + kPad;               // one 64-column k-tile per stage
+
+// Rotated activations for every pass: grid (ceil(n·groups / 8), passes), a warp per (row, group).
+__global__ void __launch_bounds__(kThreads) rotate_kernel(const Args a) {
+  const PassArgs& p = a.pass[blockIdx.y];
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int cols_pad = a.ktiles * 64;
+  by_group_width(p.log2_group, [&](auto e) {
+    constexpr int E = decltype(e)::value;
+    const int groups = a.cols / (32 * E);
+    const int task = blockIdx.x * kWarps + warp;
+    if (task >= a.n * groups) return;
+    const int t = task / groups, j = task % groups;
+    rotate_one<E>(a, p, t, j * 32 * E, const_cast<__nv_bfloat16*>(a.xr) + (static_cast<std::size_t>(blockIdx.y) * a.n + t) * cols_pad + j * 32 * E, lane);
+  });
+}
+
+__device__ __forceinline__ void cp_async16(std::uint32_t dst, const void* src, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+
+template <int B0, int B1>
+__global__ void __launch_bounds__(kThreads) large_kernel(const Args a) {
+  extern __shared__ uint4 smem_u4[];
+  constexpr int P = passes_of(B1), NT = kLargeCols / 8;
+  std::uint32_t* lut_s = reinterpret_cast<std::uint32_t*>(smem_u4);
+  __nv_bfloat16* xs = reinterpret_cast<__nv_bfloat16*>(lut_s + a.lut_words);  // [stage][P][64][kLargeStride]
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int t0 = blockIdx.x * kLargeCols;
+  const int stripe0 = blockIdx.y * (kWarps * kLargeStripes) + warp * kLargeStripes;
+  const int cols_pad = a.ktiles * 64;
+  constexpr int stage_elems = P * kLargeCols * kLargeStride;
+
+  auto issue = [&](int kt) {
+    __nv_bfloat16* st = xs + (kt % kLargeStages) * stage_elems;
+#pragma unroll
+    for (int p = 0; p < P; ++p)
+#pragma unroll
+      for (int c = threadIdx.x; c < kLargeCols * 8; c += kThreads) {
+        const int row = c >> 3, ch = c & 7, t = min(t0 + row, a.n - 1);
+        const __nv_bfloat16* src = a.xr + (static_cast<std::size_t>(p) * a.n + t) * cols_pad + kt * 64 + ch * 8;
+        cp_async16(smem_addr(st + (p * kLargeCols + row) * kLargeStride + ch * 8), src, t0 + row < a.n);
+      }
+  };
+
+  fill_tables<B0, B1>(a, lut_s);
+  issue(0);
+  cp_async_commit();
+  if (a.ktiles > 1) issue(1);
+  cp_async_commit();
+
+  TileRegs<B0> c0[kLargeStripes];
+  TileRegs<B1 ? B1 : 1> c1[kLargeStripes];
+  auto load = [&](int kt, TileRegs<B0> (&r0)[kLargeStripes], TileRegs<B1 ? B1 : 1> (&r1)[kLargeStripes]) {
+#pragma unroll
+    for (int s = 0; s < kLargeStripes; ++s) {
+      const int st = min(stripe0 + s, a.stripes - 1);  // rows past the matrix compute garbage that is never stored
+      load_tile<B0>(a.pass[0], st, a.ktiles, kt, lane, r0[s]);
+      if constexpr (B1 != 0) load_tile<B1>(a.pass[1], st, a.ktiles, kt, lane, r1[s]);
+    }
+  };
+  load(0, c0, c1);
+
+  float acc[kLargeStripes][NT][4] = {};
+  const std::uint32_t* lut_lane[2] = {lut_s + lane, lut_s + a.pass[1].lut_offset + lane};
+  for (int kt = 0; kt < a.ktiles; ++kt) {
+    cp_async_wait<1>();
+    __syncthreads();
+    if (kt + 2 < a.ktiles) issue(kt + 2);
+    cp_async_commit();
+    TileRegs<B0> n0[kLargeStripes];
+    TileRegs<B1 ? B1 : 1> n1[kLargeStripes];
+    if (kt + 1 < a.ktiles) load(kt + 1, n0, n1);
+    const __nv_bfloat16* st = xs + (kt % kLargeStages) * stage_elems;
+#pragma unroll
+    for (int sub = 0; sub < 4; ++sub) {
+#pragma unroll
+      for (int p = 0; p < P; ++p) {
+        std::uint32_t af[kLargeStripes][4];
+#pragma unroll
+        for (int s = 0; s < kLargeStripes; ++s) {
+          if constexpr (B1 != 0) {
+            if (p == 1) {
+              const GroupSide g = splat_side(c1[s].scale[sub >> 1], c1[s].offset[sub >> 1]);
+              decode_a<B1>(c1[s].w, sub, lut_lane[1], g, af[s]);
+              continue;
+            }
+          }
+          const GroupSide g = splat_side(c0[s].scale[sub >> 1], c0[s].offset[sub >> 1]);
+          decode_a<B0>(c0[s].w, sub, lut_lane[0], g, af[s]);
+        }
+        std::uint32_t bf[NT][2];
+        load_b<NT>(st + p * kLargeCols * kLargeStride, kLargeStride, 16 * sub, lane, bf);
+#pragma unroll
+        for (int s = 0; s < kLargeStripes; ++s)
+#pragma unroll
+          for (int j = 0; j < NT; ++j) mma_bf16(acc[s][j], af[s], bf[j][0], bf[j][1]);
+      }
+    }
+#pragma unroll
+    for (int s = 0; s < kLargeStripes; ++s) {
+      c0[s] = n0[s];
+      if constexpr (B1 != 0) c1[s] = n1[s];
+    }
+  }
+  cp_async_wait<0>();
+
+#pragma unroll
+  for (int s = 0; s < kLargeStripes; ++s)
+#pragma unroll
+    for (int j = 0; j < NT; ++j)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int row = 16 * (stripe0 + s) + (lane >> 2) + 8 * (i >> 1), t = t0 + 8 * j + 2 * (lane & 3) + (i & 1);
+        if (row < a.rows && t < a.n) a.y[static_cast<std::size_t>(t) * a.rows + row] = acc[s][j][i];
+      }
+}
+
+}  // namespace tqb::lut_mma
+
+namespace tqb::gpu {
+
+using namespace tqb::lut_mma;
+
+namespace {
+
+using SmallFn = void (*)(Args);
+using LargeFn = void (*)(Args);
+
+struct Kernels {
+  SmallFn small[2] = {nullptr, nullptr};  // NT = 1, 2
+  LargeFn large = nullptr;
+};
+
+template <int B0, int B1>
+Kernels kernels_for() {
+  return {{small_kernel<B0, B1, 1>, small_kernel<B0, B1, 2>}, large_kernel<B0, B1>};
+}
+
+// Passes are summed, so a stack runs with its widest pass first: (b0, b1) with b0 ≥ b1.
+Kernels pick_kernels(int b0, int b1) {
+  switch (b0 * 10 + b1) {
+    case 20: return kernels_for<2, 0>();
+    case 30: return kernels_for<3, 0>();
+    case 40: return kernels_for<4, 0>();
+    case 22: return kernels_for<2, 2>();
+    case 32: return kernels_for<3, 2>();
+    case 33: return kernels_for<3, 3>();
+    case 42: return kernels_for<4, 2>();
+    case 43: return kernels_for<4, 3>();
+    case 44: return kernels_for<4, 4>();
+  }
+  throw std::invalid_argument("lut_mma: no kernel for passes of " + std::to_string(b0) + " and " + std::to_string(b1) + " bits");
+}
+
+}  // namespace
+
+struct LutMmaMatrix::Impl {
+  LutMmaLayout shape;  // the layout's sizes and per-pass flags (code arrays released after upload)
+  std::vector<int> order;  // passes by decreasing width
+  std::vector<DeviceBuffer> buffers;
+  Args base;
+  Kernels kernels;
+  int sms = 0;
+  std::size_t small_smem[2] = {0, 0};
+  mutable DeviceBuffer partial, counters, xr;
+
+  int max_group_log2() const {
+    int m = 6;
+    for (const auto& p : shape.passes) m = std::max(m, p.log2_group);
+    return m;
+  }
+  // Split-K for the small kernel: enough blocks for every SM to run several, chunks a whole number of
+  // groups, and the chunk's activations within 64 KiB of shared memory per n8-tile.
+  void small_plan(int nt, int& tiles_per_split, int& splits) const {
+    const int row_blocks = (static_cast<int>(shape.stripes) + kWarps - 1) / kWarps;
+    const int ktiles = static_cast<int>(shape.ktiles);
+    const int align = std::max(1, 1 << (max_group_log2() - 6));  // tiles per largest group
+    const int P = static_cast<int>(shape.passes.size());
+    const int max_tiles = std::max(align, (65536 / (P * 8 * nt * 2 * 64)) / align * align);
+    const int want = std::max(1, (4 * sms + row_blocks - 1) / row_blocks);
+    tiles_per_split = (ktiles + want - 1) / want;
+    tiles_per_split = std::min(max_tiles, std::max(align, (tiles_per_split + align - 1) / align * align));
+    tiles_per_split = std::max(2, tiles_per_split);
+    splits = (ktiles + tiles_per_split - 1) / tiles_per_split;
+  }
+  std::size_t small_smem_bytes(int nt, int tiles_per_split) const {
+    const std::size_t P = shape.passes.size();
+    return static_cast<std::size_t>(base.lut_words) * 4 + P * 8 * nt * (tiles_per_split * 64 + kPad) * 2;
+  }
+  std::size_t large_smem_bytes() const {
+    const std::size_t P = shape.passes.size();
+    return static_cast<std::size_t>(base.lut_words) * 4 + kLargeStages * P * kLargeCols * kLargeStride * 2;
+  }
+};
+
+LutMmaMatrix::LutMmaMatrix(const LutMmaLayout& layout) : impl_(std::make_unique<Impl>()) {
+  if (auto why = unavailable_reason(); !why.empty()) throw std::runtime_error("lut_mma needs a CUDA GPU: " + why);
+  Impl& I = *impl_;
+  if (layout.passes.empty() || layout.passes.size() > 2) throw std::invalid_argument("lut_mma: one or two passes");
+  int device = 0;
+  TQB_CUDA_CHECK(cudaGetDevice(&device));
+  TQB_CUDA_CHECK(cudaDeviceGetAttribute(&I.sms, cudaDevAttrMultiProcessorCount, device));
+  I.order = {0};
+  if (layout.passes.size() == 2) I.order = layout.passes[1].bits > layout.passes[0].bits ? std::vector<int>{1, 0} : std::vector<int>{0, 1};
+  I.shape.rows = layout.rows;
+  I.shape.cols = layout.cols;
+  I.shape.stripes = layout.stripes;
+  I.shape.ktiles = layout.ktiles;
+  Args& a = I.base;
+  a.rows = static_cast<int>(layout.rows);
+  a.cols = static_cast<int>(layout.cols);
+  a.stripes = static_cast<int>(layout.stripes);
+  a.ktiles = static_cast<int>(layout.ktiles);
+  auto upload = [&](const std::vector<std::uint32_t>& v) -> const std::uint32_t* {
+    if (v.empty()) return nullptr;
+    I.buffers.emplace_back(v.size() * 4);
+    I.buffers.back().upload(v.data(), v.size() * 4);
+    return I.buffers.back().as<const std::uint32_t>();
+  };
+  for (std::size_t i = 0; i < I.order.size(); ++i) {
+    const LutMmaPass& src = layout.passes[I.order[i]];
+    LutMmaPass meta;
+    meta.bits = src.bits;
+    meta.log2_group = src.log2_group;
+    meta.rotated = src.rotated;
+    meta.has_offset = src.has_offset;
+    I.shape.passes.push_back(meta);
+    PassArgs& p = a.pass[i];
+    p.codes = upload(src.codes);
+    p.scales = upload(src.scales);
+    p.offsets = upload(src.offsets);
+    p.signs = upload(src.signs);
+    p.lut = upload(src.pair_lut);
+    p.log2_group = src.log2_group;
+    p.groups_alloc = static_cast<int>(layout.groups_alloc(src));
+    p.rotated = src.rotated ? 1 : 0;
+  }
+  // Tables: pass 0's at word 0; pass 1 shares it when the tables are equal (e.g. 4+4 TurboQuant).
+  a.lut_words = 32 << (2 * layout.passes[I.order[0]].bits);
+  if (I.order.size() == 2) {
+    const auto& t0 = layout.passes[I.order[0]].pair_lut;
+    const auto& t1 = layout.passes[I.order[1]].pair_lut;
+    if (t0 == t1) {
+      a.pass[1].lut_offset = 0;
+    } else {
+      a.pass[1].lut_offset = a.lut_words;
+      a.lut_words += 32 << (2 * layout.passes[I.order[1]].bits);
+    }
+  }
+  I.kernels = pick_kernels(I.shape.passes[0].bits, I.order.size() == 2 ? I.shape.passes[1].bits : 0);
+  const int row_blocks = (a.stripes + kWarps - 1) / kWarps;
+  I.counters = DeviceBuffer(static_cast<std::size_t>(row_blocks) * sizeof(int));
+  I.counters.fill_zero();
+  a.counters = I.counters.as<int>();
+  for (int nt = 1; nt <= 2; ++nt) {
+    int tps = 0, splits = 0;
+    I.small_plan(nt, tps, splits);
+    I.small_smem[nt - 1] = I.small_smem_bytes(nt, tps);
+    TQB_CUDA_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(I.kernels.small[nt - 1]), cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        static_cast<int>(I.small_smem[nt - 1])));
+  }
+  TQB_CUDA_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(I.kernels.large), cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                      static_cast<int>(I.large_smem_bytes())));
+}
+
+LutMmaMatrix::~LutMmaMatrix() = default;
+std::size_t LutMmaMatrix::rows() const { return impl_->shape.rows; }
+std::size_t LutMmaMatrix::cols() const { return impl_->shape.cols; }
+
+std::size_t LutMmaMatrix::weight_bytes() const {
+  std::size_t b = 0;
+  for (const auto& buf : impl_->buffers) b += buf.size();
+  return b;
+}
+std::size_t LutMmaMatrix::workspace_bytes() const { return impl_->partial.size() + impl_->counters.size() + impl_->xr.size(); }
+
+std::string LutMmaMatrix::variant(std::size_t n) const {
+  if (n <= 16) {
+    int tps = 0, splits = 0;
+    impl_->small_plan(n <= 8 ? 1 : 2, tps, splits);
+    return "small(n8_tiles=" + std::to_string(n <= 8 ? 1 : 2) + ",split_k=" + std::to_string(splits) + ",chunk=" + std::to_string(tps * 64) + ")";
+  }
+  return "large(block=" + std::to_string(kLargeRows) + "x" + std::to_string(kLargeCols) + ",stages=" + std::to_string(kLargeStages) + ")";
+}
+
+void LutMmaMatrix::multiply(const std::uint16_t* x, std::size_t n, float* y, void* stream_ptr) const {
+  Impl& I = *impl_;
+  if (n == 0) return;
+  if (n > (1u << 20)) throw std::invalid_argument("lut_mma: batch too large");
+  cudaStream_t stream = static_cast<cudaStream_t>(stream_ptr);
+  Args a = I.base;
+  a.n = static_cast<int>(n);
+  a.x = reinterpret_cast<const __nv_bfloat16*>(x);
+  a.y = y;
+  const std::size_t P = I.shape.passes.size();
+  if (n <= 16) {
+    const int nt = n <= 8 ? 1 : 2;
+    I.small_plan(nt, a.tiles_per_split, a.splits);
+    if (a.splits > 1) {
+      const std::size_t need = static_cast<std::size_t>(a.splits) * n * I.shape.rows_pad() * sizeof(float);
+      if (I.partial.size() < need) I.partial = DeviceBuffer(need);
+      a.partial = I.partial.as<float>();
+    }
+    const dim3 grid((a.stripes + kWarps - 1) / kWarps, a.splits);
+    I.kernels.small[nt - 1]<<<grid, kThreads, I.small_smem[nt - 1], stream>>>(a);
+    TQB_CUDA_CHECK_LAUNCH("lut_mma small_kernel");
+    return;
+  }
+  const std::size_t need = P * n * I.shape.cols_pad() * 2;
+  if (I.xr.size() < need) {
+    I.xr = DeviceBuffer(need);
+    I.xr.fill_zero();  // the columns past cols stay zero: the rotation never writes them
+  }
+  a.xr = I.xr.as<const __nv_bfloat16>();
+  int max_groups = 0;
+  for (std::size_t p = 0; p < P; ++p) max_groups = std::max(max_groups, a.cols >> a.pass[p].log2_group);
+  const dim3 rgrid(static_cast<unsigned>((n * max_groups + kWarps - 1) / kWarps), static_cast<unsigned>(P));
+  rotate_kernel<<<rgrid, kThreads, 0, stream>>>(a);
+  TQB_CUDA_CHECK_LAUNCH("lut_mma rotate_kernel");
+  const dim3 grid(static_cast<unsigned>((n + kLargeCols - 1) / kLargeCols), static_cast<unsigned>((a.stripes + kWarps * kLargeStripes - 1) / (kWarps * kLargeStripes)));
+  I.kernels.large<<<grid, kThreads, I.large_smem_bytes(), stream>>>(a);
+  TQB_CUDA_CHECK_LAUNCH("lut_mma large_kernel");
+}
+
+}  // namespace tqb::gpu

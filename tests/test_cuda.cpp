@@ -1,0 +1,215 @@
+// The CUDA lut_mma kernels: the GPU layout (repacking) checked on any machine through its host
+// emulation, then every kernel on a GPU against the reference ("dequantize, then dense" in double) and
+// against the emulation, for every format of issue 10, odd shapes, batches 1..512, with poisoned outputs
+// and guard zones. Without a GPU the GPU cases print why and pass without checking anything else.
+//
+// Error bound (bf16): with unit roundoff u = 2^-8, the kernels round each rotated activation once
+// (≤ u·|x̃|) and decode each weight from bf16 operands a, lut[q], b with one rounding (≤ 3u·(|a·lut| + |b|)
+// to first order); products are exact in fp32 and sums are fp32 (≤ K·2^-24 relative). So
+// |y − y_ref| ≤ (4.5u + K·2^-23)·M with M = Σ (|a·lut[q]| + |b|)·|x̃| from lut_mma_emulate. The
+// reference takes x rounded to bf16 (the kernels' input), so the activations' own rounding is not counted.
+#include <doctest/doctest.h>
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+
+#include "common/error.hpp"
+#include "kernels/cuda/gpu.hpp"
+#include "kernels/cuda/lut_mma_layout.hpp"
+#include "kernels/registry.hpp"
+#include "quantizers/registry.hpp"
+#include "test_util.hpp"
+
+using namespace tqb;
+
+namespace {
+
+constexpr double kU = 1.0 / 256.0;
+
+struct Case {
+  std::string format;
+  std::size_t rows, cols;
+};
+
+// Issue 10's formats: turboquant 4-bit at every group, fp32/fp16 norms, both codebooks, with and
+// without rotation; rtn 4-bit sym/asym; the paper's stacks; 2- and 3-bit single passes. Odd shapes:
+// rows not a multiple of 16, columns not a multiple of the 64-column tile (160 at g = 32).
+std::vector<Case> cases() {
+  return {
+      {"turboquant(bits=4,group=128,rotation=hadamard)", 53, 384},
+      {"turboquant(bits=4,group=32,rotation=hadamard,norm=fp16)", 53, 160},
+      {"turboquant(bits=4,group=64,rotation=hadamard,codebook=gaussian)", 300, 384},
+      {"turboquant(bits=4,group=256,rotation=hadamard,codebook=beta)", 77, 768},
+      {"turboquant(bits=4,group=128,rotation=none)", 53, 384},
+      {"turboquant(bits=3,group=128,rotation=hadamard)", 53, 384},
+      {"turboquant(bits=2,group=64,rotation=hadamard)", 53, 384},
+      {"rtn(bits=4,group=128,mode=sym)", 53, 384},
+      {"rtn(bits=4,group=32,mode=asym,scale=fp16)", 53, 160},
+      {"residual(stack=4+4,group=128,rotation=hadamard)", 53, 384},
+      {"residual(stack=4+2,group=128,rotation=hadamard)", 53, 384},
+      {"residual(stack=3+2,group=64,rotation=hadamard)", 300, 384},
+      {"residual(stack=2+4,group=32,rotation=hadamard)", 53, 160},  // widest pass second: reordered
+  };
+}
+
+// y_ref = W_deq · bf16(x), in double.
+std::vector<double> reference(const Quantizer& q, const QuantizedMatrix& qm, const Matrix& x) {
+  std::vector<float> w(qm.rows * qm.cols);
+  q.dequantize(qm, w.data());
+  std::vector<double> y(x.rows() * qm.rows, 0.0);
+  for (Eigen::Index t = 0; t < x.rows(); ++t)
+    for (std::size_t r = 0; r < qm.rows; ++r) {
+      double acc = 0;
+      for (std::size_t k = 0; k < qm.cols; ++k)
+        acc += static_cast<double>(w[r * qm.cols + k]) * from_bf16_bits(to_bf16_bits(x(t, static_cast<Eigen::Index>(k))));
+      y[t * qm.rows + r] = acc;
+    }
+  return y;
+}
+
+}  // namespace
+
+TEST_CASE("lut_mma layout: the repacked codes, tables, scales and signs compute the reference (host emulation)") {
+  for (const auto& c : cases()) {
+    CAPTURE(c.format);
+    auto q = parse_quantizer(c.format);
+    REQUIRE(lut_mma_supports(*q).empty());
+    const Matrix w = test::random_normal_matrix(c.rows, c.cols, 11);
+    const QuantizedMatrix qm = q->quantize(w.data(), c.rows, c.cols, 5);
+    const LutMmaLayout L = make_lut_mma_layout(*q, qm);
+    CHECK(L.rows_pad() % 16 == 0);
+    CHECK(L.cols_pad() % 64 == 0);
+    const std::size_t n = 3;
+    const Matrix x = test::random_normal_matrix(n, c.cols, 12);
+    std::vector<float> y(n * c.rows), mag(n * c.rows);
+    lut_mma_emulate(L, x.data(), n, y.data(), mag.data());
+    const auto ref = reference(*q, qm, x);
+    double worst = 0;
+    for (std::size_t i = 0; i < y.size(); ++i) {
+      const double bound = (4.5 * kU + c.cols * std::ldexp(1.0, -23)) * mag[i] + 1e-30;
+      worst = std::max(worst, std::fabs(y[i] - ref[i]) / bound);
+    }
+    CHECK(worst <= 1.0);
+    // The bound is not vacuous: the emulation's error is a fraction of it and the outputs are not tiny.
+    double norm = 0;
+    for (double v : ref) norm += v * v;
+    CHECK(norm > 0);
+  }
+  // Bytes: 4-bit codes + bf16 scales at g128 is 4.125 bits per weight, plus tables and signs.
+  auto q = parse_quantizer("turboquant(bits=4,group=128,rotation=hadamard)");
+  const Matrix w = test::random_normal_matrix(256, 1024, 3);
+  const LutMmaLayout L = make_lut_mma_layout(*q, q->quantize(w.data(), 256, 1024, 1));
+  CHECK(L.bytes() == 256 * 1024 / 2 + 256 * 8 * 2 + 1024 / 8 + 256 * 4);
+}
+
+TEST_CASE("lut_mma declares the formats it cannot read") {
+  for (const std::string f : {"turboquant(bits=4,group=128,rotation=haar)", "turboquant(bits=5,group=128)", "rtn(bits=8,group=128)",
+                              "turboquant(bits=4,group=16)", "turboquant(bits=4,group=row)", "qjl(sketch=d,group=32)",
+                              "turboquant_prod(bits=3,group=64)", "residual(stack=4+4+4,group=128)", "residual(stack=3+1-qjl,group=64)"}) {
+    CAPTURE(f);
+    CHECK_FALSE(lut_mma_supports(*parse_quantizer(f)).empty());
+  }
+}
+
+TEST_CASE("cuda_lut_mma in the kernel registry: named only, never auto; a clear error without a GPU") {
+  const auto& ks = linear_kernels();
+  const auto it = std::find_if(ks.begin(), ks.end(), [](const LinearKernel& k) { return k.name == "cuda_lut_mma"; });
+  REQUIRE(it != ks.end());
+  CHECK(it->needs_gpu);
+  auto q = parse_quantizer("turboquant(bits=4,group=128,rotation=hadamard)");
+  const Matrix w = test::random_normal_matrix(32, 256, 1);
+  const QuantizedMatrix qm = q->quantize(w.data(), 32, 256, 1);
+  CHECK(make_linear("auto", *q, qm)->kernel().rfind("cuda", 0) != 0);
+  const std::string why = gpu::unavailable_reason();
+  if (!why.empty()) {
+    MESSAGE("no GPU here (" << why << "): checking the error a GPU kernel gives without one");
+    try {
+      make_linear("cuda_lut_mma", *q, qm);
+      FAIL("expected an error");
+    } catch (const InputError& e) {
+      CHECK(std::string(e.what()).find("needs a CUDA GPU") != std::string::npos);
+    }
+    return;
+  }
+  const auto k = make_linear("cuda_lut_mma", *q, qm);
+  CHECK(k->kernel() == "cuda_lut_mma");
+  const Matrix x = test::random_normal_matrix(5, 256, 2);
+  Matrix y(5, 32);
+  k->forward(x.data(), 5, y.data());
+  const auto ref = reference(*q, qm, x);
+  double err = 0, norm = 0;
+  for (std::size_t i = 0; i < ref.size(); ++i) {
+    err += (y.data()[i] - ref[i]) * (y.data()[i] - ref[i]);
+    norm += ref[i] * ref[i];
+  }
+  CHECK(std::sqrt(err / norm) < 1e-2);
+}
+
+TEST_CASE("lut_mma CUDA kernels match the reference and the emulation: every format, odd shapes, n = 1..512, guard zones") {
+  const std::string why = gpu::unavailable_reason();
+  if (!why.empty()) {
+    MESSAGE("SKIPPED: the CUDA parity tests need a GPU: " << why);
+    return;
+  }
+  MESSAGE("GPU: " << gpu::device_description());
+  std::vector<Case> all = cases();
+  if (std::getenv("TQB_CUDA_TEST_QUICK") == nullptr) {  // set under compute-sanitizer, which runs the rest 100× slower
+    all.push_back({"turboquant(bits=4,group=128,rotation=hadamard)", 1000, 4096});  // split-K over many chunks
+    all.push_back({"residual(stack=4+4,group=128,rotation=hadamard)", 520, 2048});
+  }
+  constexpr std::size_t kGuard = 64;
+  const float poison = std::numeric_limits<float>::quiet_NaN();
+  for (const auto& c : all) {
+    auto q = parse_quantizer(c.format);
+    const Matrix w = test::random_normal_matrix(c.rows, c.cols, 21);
+    const QuantizedMatrix qm = q->quantize(w.data(), c.rows, c.cols, 9);
+    const LutMmaLayout L = make_lut_mma_layout(*q, qm);
+    gpu::LutMmaMatrix m(L);
+    for (std::size_t n : {1u, 2u, 3u, 8u, 16u, 17u, 64u, 512u}) {
+      if (c.rows * c.cols * n > std::size_t{600} << 20) continue;  // keep the double reference quick
+      CAPTURE(c.format);
+      CAPTURE(c.rows);
+      CAPTURE(c.cols);
+      CAPTURE(n);
+      CAPTURE(m.variant(n));
+      const Matrix x = test::random_normal_matrix(n, c.cols, 1000 + n);
+      std::vector<std::uint16_t> xb(n * c.cols);
+      for (std::size_t i = 0; i < xb.size(); ++i) xb[i] = to_bf16_bits(x.data()[i]);
+      gpu::DeviceBuffer xd(xb.size() * 2), yd((n * c.rows + 2 * kGuard) * 4);
+      xd.upload(xb.data(), xb.size() * 2);
+      std::vector<float> y(n * c.rows + 2 * kGuard, poison);
+      for (std::size_t g = 0; g < kGuard; ++g) y[g] = y[kGuard + n * c.rows + g] = 4321.0f;
+      std::vector<float> emu(n * c.rows), mag(n * c.rows);
+      lut_mma_emulate(L, x.data(), n, emu.data(), mag.data());
+      const auto ref = reference(*q, qm, x);
+      for (int rep = 0; rep < 2; ++rep) {  // twice: the split-K counters must be left reset
+        yd.upload(y.data(), y.size() * 4);
+        m.multiply(xd.as<const std::uint16_t>(), n, yd.as<float>() + kGuard, nullptr);
+        std::vector<float> got(y.size());
+        yd.download(got.data(), got.size() * 4);
+        for (std::size_t g = 0; g < kGuard; ++g) {
+          REQUIRE(got[g] == 4321.0f);
+          REQUIRE(got[kGuard + n * c.rows + g] == 4321.0f);
+        }
+        double worst_ref = 0, worst_emu = 0, err2 = 0, norm2 = 0;
+        for (std::size_t i = 0; i < n * c.rows; ++i) {
+          const double v = got[kGuard + i];
+          REQUIRE(std::isfinite(v));  // also: every output was written (the poison is NaN)
+          worst_ref = std::max(worst_ref, std::fabs(v - ref[i]) / ((4.5 * kU + c.cols * std::ldexp(1.0, -23)) * mag[i] + 1e-30));
+          worst_emu = std::max(worst_emu, std::fabs(v - emu[i]) / ((c.cols * std::ldexp(1.0, -22) + 1e-6) * mag[i] + 1e-30));
+          err2 += (v - ref[i]) * (v - ref[i]);
+          norm2 += ref[i] * ref[i];
+        }
+        CHECK(worst_ref <= 1.0);
+        CHECK(worst_emu <= 1.0);
+        if (rep == 0 && (n == 1 || n == 512))
+          MESSAGE(fmt::format("{} {}x{} n={} {}: rel err vs reference {:.2e}, bound use {:.2f} (reference), {:.2f} (emulation)", c.format, c.rows,
+                              c.cols, n, m.variant(n), std::sqrt(err2 / norm2), worst_ref, worst_emu));
+      }
+    }
+  }
+}
