@@ -5,10 +5,11 @@
 // bandwidth, and × cuBLAS. bench/torch_int4.py times PyTorch's int4 kernel on the same shapes;
 // bench/gpu_table.py joins both JSON files into the Markdown table of docs/GPU.md.
 //
-//   bench_gpu [--json FILE] [--reps N] [--quick] [--stack] [--check]
+//   bench_gpu [--json FILE] [--reps N] [--quick] [--stack] [--check] [--only ROWSxCOLS] [--format F] [--n N]
 // --quick: Llama-3-8B shapes and turboquant 4-bit only. --stack: also the Llama-3-8B linear-layer
 // stack (32 × q,k,v,o,gate,up,down) at n = 1 and 16, quantized against bf16: µs and bytes per token.
 // --check: before timing, each (format, shape) is checked once against the host emulation (n = 4).
+// --only, --format, --n: one shape, format or batch (for profiling one kernel under ncu).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -60,6 +61,8 @@ int main(int argc, char** argv) {
   std::string json_path;
   int reps = 100;
   bool quick = false, stack = false, check_first = false;
+  std::string only, only_format;
+  std::size_t only_n = 0;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--json" && i + 1 < argc) json_path = argv[++i];
@@ -67,8 +70,11 @@ int main(int argc, char** argv) {
     else if (a == "--quick") quick = true;
     else if (a == "--stack") stack = true;
     else if (a == "--check") check_first = true;
+    else if (a == "--only" && i + 1 < argc) only = argv[++i];
+    else if (a == "--format" && i + 1 < argc) only_format = argv[++i];
+    else if (a == "--n" && i + 1 < argc) only_n = std::strtoul(argv[++i], nullptr, 10);
     else {
-      std::fprintf(stderr, "usage: bench_gpu [--json FILE] [--reps N] [--quick] [--stack] [--check]\n");
+      std::fprintf(stderr, "usage: bench_gpu [--json FILE] [--reps N] [--quick] [--stack] [--check] [--only ROWSxCOLS] [--format F] [--n N]\n");
       return 2;
     }
   }
@@ -77,8 +83,10 @@ int main(int argc, char** argv) {
     return 0;
   }
   const double copy_bw = gpu::copy_bandwidth_bytes_per_s();
-  std::printf("GPU: %s\ncommit %s; device-to-device copy %.0f GB/s (read + written); L2 flushed before each call; median of %d\n\n",
-              gpu::device_description().c_str(), git_commit(), copy_bw / 1e9, reps);
+  const double floor_us = gpu::launch_floor_us(reps);
+  std::printf("GPU: %s\ncommit %s; device-to-device copy %.0f GB/s (read + written); L2 flushed before each call; median of %d;\n"
+              "an empty kernel measures %.2f us under this protocol\n\n",
+              gpu::device_description().c_str(), git_commit(), copy_bw / 1e9, reps, floor_us);
 
   std::vector<Shape> shapes{{"Llama-3-8B q/o", 4096, 4096}, {"Llama-3-8B gate/up", 14336, 4096}, {"Llama-3-8B down", 4096, 14336}};
   if (!quick) {
@@ -92,12 +100,18 @@ int main(int argc, char** argv) {
                           "residual(stack=4+4,group=128,rotation=hadamard)", "residual(stack=4+2,group=128,rotation=hadamard)",
                           "residual(stack=3+2,group=128,rotation=hadamard)"})
       formats.push_back(f);
-  const std::vector<std::size_t> batches{1, 4, 16, 64, 512};
+  std::vector<std::size_t> batches{1, 4, 16, 64, 512};
+  if (only_n) batches = {only_n};
+  if (!only_format.empty()) formats = {only_format};
+  if (!only.empty())
+    shapes.erase(std::remove_if(shapes.begin(), shapes.end(), [&](const Shape& s) { return std::to_string(s.rows) + "x" + std::to_string(s.cols) != only; }),
+                 shapes.end());
 
   nlohmann::json out;
   out["device"] = gpu::device_description();
   out["commit"] = git_commit();
   out["copy_bytes_per_s"] = copy_bw;
+  out["empty_kernel_us"] = floor_us;
   out["reps"] = reps;
   out["rows"] = nlohmann::json::array();
 

@@ -19,7 +19,7 @@ def main(argv):
         return 2
     int4 = {(r["rows"], r["cols"], r["n"]): r for r in torch.get("rows", [])}
     print(f"GPU: {gpu['device']}; commit {gpu['commit']}; copy bandwidth {gpu['copy_bytes_per_s'] / 1e9:.0f} GB/s; "
-          f"median of {gpu['reps']} calls, L2 flushed before each."
+          f"median of {gpu['reps']} calls, L2 flushed before each; an empty kernel measures {gpu.get('empty_kernel_us', float('nan')):.1f} µs so."
           + (f" PyTorch {torch['torch']} int4 (g128) from the same device call." if torch.get("rows") else ""))
     print()
     print("| shape | W (out×in) | format | n | µs | GB/s (compressed) | % of copy | cuBLAS bf16 µs | × cuBLAS | PyTorch int4 µs | × int4 |")

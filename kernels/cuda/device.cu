@@ -11,6 +11,7 @@ namespace tqb::gpu {
 
 namespace {
 std::atomic<std::size_t> g_live{0}, g_peak{0};
+__global__ void empty_kernel() {}
 }
 
 std::string unavailable_reason() {
@@ -128,6 +129,21 @@ double copy_bandwidth_bytes_per_s() {
                        20, false);
   std::sort(us.begin(), us.end());
   return 2.0 * static_cast<double>(bytes) / (us[us.size() / 2] * 1e-6);
+}
+
+}  // namespace tqb::gpu
+
+namespace tqb::gpu {
+
+double launch_floor_us(int repetitions) {
+  auto us = time_calls(
+      [](void* s) {
+        empty_kernel<<<1, 32, 0, static_cast<cudaStream_t>(s)>>>();
+        TQB_CUDA_CHECK_LAUNCH("empty_kernel");
+      },
+      repetitions, true);
+  std::sort(us.begin(), us.end());
+  return us[us.size() / 2];
 }
 
 }  // namespace tqb::gpu

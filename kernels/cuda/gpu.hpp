@@ -89,5 +89,8 @@ class CublasBf16Matrix {
 std::vector<double> time_calls(const std::function<void(void* stream)>& fn, int repetitions, bool flush_l2);
 // Device-to-device copy bandwidth, bytes read + written per second (the memory roofline).
 double copy_bandwidth_bytes_per_s();
+// Median time_calls() figure of an empty kernel: what the timing protocol itself adds to every call
+// (launch after the flush, events), the floor under any kernel's figure.
+double launch_floor_us(int repetitions);
 
 }  // namespace tqb::gpu

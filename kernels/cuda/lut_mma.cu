@@ -16,6 +16,8 @@
 //   pass), then a tiled kernel: block = 256 rows × 64 batch columns, each warp 32 rows; 64-column
 //   activation tiles arrive by cp.async, three stages deep, code tiles one tile ahead in registers.
 #include <algorithm>
+#include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -48,17 +50,27 @@ struct Args {
 
 __host__ __device__ constexpr int passes_of(int b1) { return b1 == 0 ? 1 : 2; }
 
-// Copies the pair tables into shared memory, 32 copies interleaved (entry e of copy L at word 32e + L).
-template <int B0, int B1>
-__device__ void fill_tables(const Args& a, std::uint32_t* lut_s) {
-  constexpr int w0 = 32 << (2 * B0);
-  for (int i = threadIdx.x; i < w0; i += kThreads) lut_s[i] = __ldg(a.pass[0].lut + (i >> 5));
-  if constexpr (B1 != 0) {
-    if (a.pass[1].lut_offset != 0) {
-      constexpr int w1 = 32 << (2 * B1);
-      for (int i = threadIdx.x; i < w1; i += kThreads) lut_s[a.pass[1].lut_offset + i] = __ldg(a.pass[1].lut + (i >> 5));
-    }
+// Copies a pair table into shared memory, 32 copies interleaved (entry e of copy L at word 32e + L):
+// one global load per entry and thread, then eight 16-byte stores of it, rotated by lane so that the 8
+// lanes of each store phase hit 8 different bank quads. (A loop of one load per word was latency-bound:
+// 32 dependent round trips to L2 per thread before the first tile could be decoded.)
+template <int B>
+__device__ __forceinline__ void fill_table(const std::uint32_t* lut_g, std::uint32_t* lut_s) {
+  constexpr int entries = 1 << (2 * B);
+  const int lane = threadIdx.x & 31;
+  for (int e = threadIdx.x; e < entries; e += kThreads) {
+    const std::uint32_t v = __ldg(lut_g + e);
+    const uint4 v4 = make_uint4(v, v, v, v);
+#pragma unroll
+    for (int c = 0; c < 8; ++c) *reinterpret_cast<uint4*>(lut_s + 32 * e + 4 * ((c + lane) & 7)) = v4;
   }
+}
+
+template <int B0, int B1>
+__device__ __forceinline__ void fill_tables(const Args& a, std::uint32_t* lut_s) {
+  fill_table<B0>(a.pass[0].lut, lut_s);
+  if constexpr (B1 != 0)
+    if (a.pass[1].lut_offset != 0) fill_table<B1>(a.pass[1].lut, lut_s + a.pass[1].lut_offset);
 }
 
 template <int E>
@@ -89,16 +101,26 @@ __device__ __forceinline__ void store_group(__nv_bfloat16* dst, const float (&v)
 }
 
 // One warp: batch row t, the group of width 32·E starting at column k of x (row stride cols), into dst.
+// Split in a load and a finish, so that a warp can have several groups' loads in flight.
 template <int E>
-__device__ __forceinline__ void rotate_one(const Args& a, const PassArgs& p, int t, int k, __nv_bfloat16* dst, int lane) {
-  float v[E];
+__device__ __forceinline__ void rotate_load(const Args& a, int t, int k, int lane, float (&v)[E]) {
   const int kl = k + E * lane;
   load_group<E>(a.x + static_cast<std::size_t>(t) * a.cols + kl, t < a.n && kl < a.cols, v);
+}
+template <int E>
+__device__ __forceinline__ void rotate_finish(const Args& a, const PassArgs& p, int k, __nv_bfloat16* dst, int lane, float (&v)[E]) {
+  const int kl = k + E * lane;
   if (p.rotated) {  // warp-uniform: cols is a multiple of the group, so a group lies wholly inside or outside
     const std::uint32_t signs = kl < a.cols ? (__ldg(p.signs + (kl >> 5)) >> (kl & 31)) & ((1u << E) - 1u) : 0u;
     hadamard_in_registers<E>(v, signs, lane);
   }
   store_group<E>(dst + E * lane, v);
+}
+template <int E>
+__device__ __forceinline__ void rotate_one(const Args& a, const PassArgs& p, int t, int k, __nv_bfloat16* dst, int lane) {
+  float v[E];
+  rotate_load<E>(a, t, k, lane, v);
+  rotate_finish<E>(a, p, k, dst, lane, v);
 }
 
 template <class F>
@@ -134,86 +156,195 @@ __device__ __forceinline__ void load_tile(const PassArgs& p, int stripe, int kti
   }
 }
 
-// The 16×64 tile of one pass against activations xs (row stride `stride`, this tile at column kk).
+// The 16×64 tile of one pass against the activations at b_addr (this lane's ldmatrix address at the
+// tile's first column; row stride `stride` bf16).
 template <int B, int NT>
-__device__ __forceinline__ void mma_tile(const TileRegs<B>& r, const std::uint32_t* lut_lane, const __nv_bfloat16* xs, int stride, int kk,
-                                         int lane, float (&acc)[NT][4]) {
+__device__ __forceinline__ void mma_tile(const TileRegs<B>& r, std::uint32_t lut_addr, std::uint32_t b_addr, int stride, float (&acc)[NT][4]) {
   const GroupSide g0 = splat_side(r.scale[0], r.offset[0]), g1 = splat_side(r.scale[1], r.offset[1]);
 #pragma unroll
   for (int s = 0; s < 4; ++s) {
     std::uint32_t af[4], bf[NT][2];
-    decode_a<B>(r.w, s, lut_lane, s < 2 ? g0 : g1, af);
-    load_b<NT>(xs, stride, kk + 16 * s, lane, bf);
+    decode_a<B>(r.w, s, lut_addr, s < 2 ? g0 : g1, af);
+    load_b<NT>(b_addr + 32 * s, stride, bf);
 #pragma unroll
     for (int j = 0; j < NT; ++j) mma_bf16(acc[j], af, bf[j][0], bf[j][1]);
+  }
+}
+
+// cp.async: 4, 8 or 16 bytes from global to shared memory; src_bytes 0 fills zeros.
+template <int N>
+__device__ __forceinline__ void cp_async(std::uint32_t dst, const void* src) {
+  if constexpr (N == 16) asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src));
+  else asm volatile("cp.async.ca.shared.global [%0], [%1], %2;\n" ::"r"(dst), "l"(src), "n"(N));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+
+// The small kernel keeps, per warp, a ring of kRing code tiles in shared memory filled by cp.async
+// (memory-level parallelism without registers: kRing · 512 bytes in flight per warp), and stages the
+// chunk's side data (scales, offsets) once in its prologue.
+constexpr int kRing = 6;
+
+// Shared-memory words of the small kernel's side data for one pass: 8 warps × the chunk's groups × 8
+// (scales, then offsets if any). Chunks hold whole groups, so the count is exact.
+__host__ __device__ constexpr int side_words(int chunk_cols, int log2_group, bool has_offset) {
+  return kWarps * (chunk_cols >> log2_group) * 8 * (has_offset ? 2 : 1);
+}
+
+// Copies tile kt of one pass's codes for this lane into the slot at shared address `slot`.
+template <int B>
+__device__ __forceinline__ void issue_codes(const std::uint32_t* codes_lane, int kt, std::uint32_t slot, int lane) {
+  const std::uint32_t* src = codes_lane + static_cast<std::size_t>(kt) * 32 * B;
+  const std::uint32_t dst = slot + 4 * B * lane;
+  if constexpr (B == 4) cp_async<16>(dst, src);
+  else if constexpr (B == 2) cp_async<8>(dst, src);
+  else {
+#pragma unroll
+    for (int i = 0; i < B; ++i) cp_async<4>(dst + 4 * i, src + i);
+  }
+}
+
+template <int B>
+__device__ __forceinline__ void read_codes(std::uint32_t slot, int lane, std::uint32_t (&w)[B]) {
+  if constexpr (B == 4) {
+    asm volatile("ld.shared.v4.b32 {%0,%1,%2,%3}, [%4];\n" : "=r"(w[0]), "=r"(w[1]), "=r"(w[2]), "=r"(w[3]) : "r"(slot + 16 * lane));
+  } else if constexpr (B == 2) {
+    asm volatile("ld.shared.v2.b32 {%0,%1}, [%2];\n" : "=r"(w[0]), "=r"(w[1]) : "r"(slot + 8 * lane));
+  } else {
+#pragma unroll
+    for (int i = 0; i < B; ++i) w[i] = lds32(slot + 4 * (B * lane + i));
+  }
+}
+
+// Side data of one pass for a warp's stripe and this block's chunk: cp.async of the contiguous words
+// [group j0, j0 + groups) × 8 of scales (and offsets) into `dst` (shared address).
+__device__ __forceinline__ void issue_side(const PassArgs& p, int stripe, int j0, int groups, std::uint32_t dst, int lane) {
+  const int avail = min(groups, p.groups_alloc - j0);  // the last chunk may pass the matrix's end
+  for (int piece = lane; piece < 2 * avail; piece += 32) {
+    const std::size_t src = (static_cast<std::size_t>(stripe) * p.groups_alloc + j0) * 8 + 4 * piece;
+    cp_async<16>(dst + 16 * piece, p.scales + src);
+    if (p.offsets != nullptr) cp_async<16>(dst + 32 * groups + 16 * piece, p.offsets + src);
+  }
+}
+
+// Scales (and offsets) of the tile at chunk column kk for this lane, from the staged side data.
+template <int B>
+__device__ __forceinline__ void load_side(std::uint32_t side, int groups, bool has_offset, int log2_group, int kk, int lane, TileRegs<B>& r) {
+  const int gid = lane >> 2, j0 = kk >> log2_group, j1 = (kk + 32) >> log2_group;
+  r.scale[0] = lds32(side + 4 * (8 * j0 + gid));
+  r.scale[1] = j1 == j0 ? r.scale[0] : lds32(side + 4 * (8 * j1 + gid));
+  r.offset[0] = r.offset[1] = 0u;
+  if (has_offset) {
+    const std::uint32_t off = side + 4 * 8 * groups;
+    r.offset[0] = lds32(off + 4 * (8 * j0 + gid));
+    r.offset[1] = j1 == j0 ? r.offset[0] : lds32(off + 4 * (8 * j1 + gid));
   }
 }
 
 template <int B0, int B1, int NT>
 __global__ void __launch_bounds__(kThreads) small_kernel(const Args a) {
   extern __shared__ uint4 smem_u4[];
-  constexpr int P = passes_of(B1), NB = 8 * NT;
-  std::uint32_t* lut_s = reinterpret_cast<std::uint32_t*>(smem_u4);
-  const int kc = a.tiles_per_split * 64, stride = kc + kPad;
-  __nv_bfloat16* xs = reinterpret_cast<__nv_bfloat16*>(lut_s + a.lut_words);  // [P][NB][stride]
+  constexpr int P = passes_of(B1);
+  constexpr int RING = 32 * (B0 + B1);  // words per ring slot (both passes' codes)
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int kc = a.tiles_per_split * 64, stride = kc + kPad, rows = a.n + 1;  // activation rows: n, then a zero row
+  const std::uint32_t base = smem_addr(smem_u4);
+  const std::uint32_t ring_addr = base + 4 * a.lut_words + 4 * warp * kRing * RING;
+  std::uint32_t side_addr[2] = {0, 0};
+  int side_groups[2] = {0, 0};
+  std::uint32_t next = base + 4 * a.lut_words + 4 * kWarps * kRing * RING;
+#pragma unroll
+  for (int p = 0; p < P; ++p) {
+    side_groups[p] = kc >> a.pass[p].log2_group;
+    const int per_warp = side_words(kc, a.pass[p].log2_group, a.pass[p].offsets != nullptr) / kWarps;
+    side_addr[p] = next + 4 * warp * per_warp;
+    next += 4 * kWarps * per_warp;
+  }
+  __nv_bfloat16* xs = reinterpret_cast<__nv_bfloat16*>(reinterpret_cast<char*>(smem_u4) + (next - base));  // [P][n + 1][stride]
   const int stripe = blockIdx.x * kWarps + warp;
   const int kt0 = blockIdx.y * a.tiles_per_split, kt1 = min(kt0 + a.tiles_per_split, a.ktiles);
   const bool active = stripe < a.stripes;
 
-  // The first two code tiles go out before the prologue, so their latency overlaps it.
-  TileRegs<B0> c0[2];
-  TileRegs<B1 ? B1 : 1> c1[2];
-#pragma unroll
-  for (int u = 0; u < 2; ++u)
-    if (active && kt0 + u < kt1) {
-      load_tile<B0>(a.pass[0], stripe, a.ktiles, kt0 + u, lane, c0[u]);
-      if constexpr (B1 != 0) load_tile<B1>(a.pass[1], stripe, a.ktiles, kt0 + u, lane, c1[u]);
+  // The chunk's side data and the first kRing code tiles go out before the prologue.
+  const std::size_t lane_words = static_cast<std::size_t>(active ? stripe : 0) * a.ktiles * 32 + lane;
+  const std::uint32_t* codes0 = a.pass[0].codes + lane_words * B0;
+  const std::uint32_t* codes1 = a.pass[B1 ? 1 : 0].codes + lane_words * (B1 ? B1 : 1);
+  auto issue = [&](int kt, std::uint32_t slot) {
+    if (active && kt < kt1) {
+      issue_codes<B0>(codes0, kt, slot, lane);
+      if constexpr (B1 != 0) issue_codes<B1>(codes1, kt, slot + 4 * 32 * B0, lane);
     }
+    cp_async_commit();  // every lane commits a group per tile, empty or not, so the counts stay uniform
+  };
+  if (active)
+#pragma unroll
+    for (int p = 0; p < P; ++p) issue_side(a.pass[p], stripe, (kt0 * 64) >> a.pass[p].log2_group, side_groups[p], side_addr[p], lane);
+#pragma unroll
+  for (int r = 0; r < kRing; ++r) issue(kt0 + r, ring_addr + 4 * r * RING);  // the side data rides in group 0
 
-  fill_tables<B0, B1>(a, lut_s);
-  // Rotated activations of this chunk: a warp per (pass, batch row, group).
+  fill_tables<B0, B1>(a, reinterpret_cast<std::uint32_t*>(smem_u4));
+  // Rotated activations of this chunk: a warp per (pass, batch row, group), then the zero row.
 #pragma unroll
   for (int p = 0; p < P; ++p) {
     const PassArgs& pa = a.pass[p];
     by_group_width(pa.log2_group, [&](auto e) {
       constexpr int E = decltype(e)::value;
-      const int groups = kc / (32 * E), tasks = NB * groups;
-      for (int task = warp; task < tasks; task += kWarps) {
-        const int t = task / groups, j = task % groups;
-        rotate_one<E>(a, pa, t, kt0 * 64 + j * 32 * E, xs + (p * NB + t) * stride + j * 32 * E, lane);
+      const int groups = kc / (32 * E), tasks = a.n * groups;
+      constexpr int kBatch = E <= 4 ? 8 : 4;  // groups in flight per warp: the loads of x are latency-bound otherwise
+      for (int first = warp; first < tasks; first += kBatch * kWarps) {
+        float v[kBatch][E];
+#pragma unroll
+        for (int u = 0; u < kBatch; ++u) {
+          const int task = first + u * kWarps;
+          if (task < tasks) rotate_load<E>(a, task / groups, kt0 * 64 + (task % groups) * 32 * E, lane, v[u]);
+        }
+#pragma unroll
+        for (int u = 0; u < kBatch; ++u) {
+          const int task = first + u * kWarps, t = task / groups, j = task % groups;
+          if (task < tasks) rotate_finish<E>(a, pa, kt0 * 64 + j * 32 * E, xs + (p * rows + t) * stride + j * 32 * E, lane, v[u]);
+        }
       }
     });
+    for (int i = threadIdx.x; i < kc / 8; i += kThreads)
+      reinterpret_cast<uint4*>(xs + (p * rows + a.n) * stride)[i] = make_uint4(0, 0, 0, 0);
   }
   __syncthreads();
 
   float acc[NT][4] = {};
   if (active) {
-    const std::uint32_t* lut0 = lut_s + lane;
-    const std::uint32_t* lut1 = lut_s + a.pass[1].lut_offset + lane;
-    for (int kt = kt0; kt < kt1; kt += 2) {
-      TileRegs<B0> n0[2];
-      TileRegs<B1 ? B1 : 1> n1[2];
-#pragma unroll
-      for (int u = 0; u < 2; ++u)
-        if (kt + 2 + u < kt1) {
-          load_tile<B0>(a.pass[0], stripe, a.ktiles, kt + 2 + u, lane, n0[u]);
-          if constexpr (B1 != 0) load_tile<B1>(a.pass[1], stripe, a.ktiles, kt + 2 + u, lane, n1[u]);
-        }
-#pragma unroll
-      for (int u = 0; u < 2; ++u)
-        if (kt + u < kt1) {
-          const int kk = (kt + u - kt0) * 64;
-          mma_tile<B0, NT>(c0[u], lut0, xs, stride, kk, lane, acc);
-          if constexpr (B1 != 0) mma_tile<B1, NT>(c1[u], lut1, xs + NB * stride, stride, kk, lane, acc);
-        }
-#pragma unroll
-      for (int u = 0; u < 2; ++u) {
-        c0[u] = n0[u];
-        if constexpr (B1 != 0) c1[u] = n1[u];
+    const std::uint32_t lut0 = base + 4 * lane, lut1 = lut0 + 4 * a.pass[1].lut_offset;
+    const bool off0 = a.pass[0].offsets != nullptr, off1 = a.pass[1].offsets != nullptr;
+    // This lane's ldmatrix row (b_lane_offset's rows); batch rows past n read the zero row.
+    const int m = lane >> 3, row = NT == 1 ? (lane & 7) : 8 * (m >> 1) + (lane & 7);
+    std::uint32_t b_addr = smem_addr(xs) + 2 * (min(row, a.n) * stride + 8 * (m & 1));
+    const std::uint32_t b_pass1 = 2 * rows * stride;
+    std::uint32_t slot = ring_addr;
+    const std::uint32_t slot_end = ring_addr + 4 * kRing * RING;
+    for (int kt = kt0; kt < kt1; ++kt) {
+      cp_async_wait<kRing - 1>();  // this lane's copies of tile kt (and, first, the side data) have landed
+      __syncwarp();                // and every lane's
+      const int kk = (kt - kt0) * 64;
+      {
+        TileRegs<B0> r;
+        read_codes<B0>(slot, lane, r.w);
+        load_side<B0>(side_addr[0], side_groups[0], off0, a.pass[0].log2_group, kk, lane, r);
+        mma_tile<B0, NT>(r, lut0, b_addr, stride, acc);
       }
+      if constexpr (B1 != 0) {
+        TileRegs<B1> r;
+        read_codes<B1>(slot + 4 * 32 * B0, lane, r.w);
+        load_side<B1>(side_addr[1], side_groups[1], off1, a.pass[1].log2_group, kk, lane, r);
+        mma_tile<B1, NT>(r, lut1, b_addr + b_pass1, stride, acc);
+      }
+      __syncwarp();  // the slot is read by every lane before it is refilled
+      issue(kt + kRing, slot);
+      slot += 4 * RING;
+      if (slot == slot_end) slot = ring_addr;
+      b_addr += 128;  // 64 bf16 columns
     }
   }
+  cp_async_wait<0>();
 
   // Accumulator (j, i): row 16·stripe + lane/4 + 8·(i/2), batch column 8j + 2·(lane%4) + i%2.
   const int rows_pad = a.stripes * 16;
@@ -246,11 +377,23 @@ __global__ void __launch_bounds__(kThreads) small_kernel(const Args a) {
   if (!is_last) return;
   __threadfence();
   const int row0 = blockIdx.x * kWarps * 16;
+  const std::size_t split_stride = static_cast<std::size_t>(a.n) * rows_pad;
   for (int idx = threadIdx.x; idx < kWarps * 16 * a.n; idx += kThreads) {
     const int row = row0 + idx % (kWarps * 16), t = idx / (kWarps * 16);
     if (row >= a.rows) continue;
+    const float* src = a.partial + static_cast<std::size_t>(t) * rows_pad + row;
+    // Eight loads in flight, summed in a fixed order: (s0 + s8 + ...) + (s1 + s9 + ...) + ...
+    float part[8] = {};
+    int s = 0;
+    for (; s + 8 <= a.splits; s += 8)
+#pragma unroll
+      for (int u = 0; u < 8; ++u) part[u] += __ldcg(src + (s + u) * split_stride);
+#pragma unroll
+    for (int u = 0; u < 8; ++u)
+      if (s + u < a.splits) part[u] += __ldcg(src + (s + u) * split_stride);
     float sum = 0.0f;
-    for (int s = 0; s < a.splits; ++s) sum += __ldcg(a.partial + (static_cast<std::size_t>(s) * a.n + t) * rows_pad + row);
+#pragma unroll
+    for (int u = 0; u < 8; ++u) sum += part[u];
     a.y[static_cast<std::size_t>(t) * a.rows + row] = sum;
   }
   if (threadIdx.x == 0) a.counters[blockIdx.x] = 0;
@@ -283,9 +426,6 @@ __global__ void __launch_bounds__(kThreads) rotate_kernel(const Args a) {
 __device__ __forceinline__ void cp_async16(std::uint32_t dst, const void* src, bool valid) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0));
 }
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
 
 template <int B0, int B1>
 __global__ void __launch_bounds__(kThreads) large_kernel(const Args a) {
@@ -330,7 +470,8 @@ __global__ void __launch_bounds__(kThreads) large_kernel(const Args a) {
   load(0, c0, c1);
 
   float acc[kLargeStripes][NT][4] = {};
-  const std::uint32_t* lut_lane[2] = {lut_s + lane, lut_s + a.pass[1].lut_offset + lane};
+  const std::uint32_t lut_addr[2] = {smem_addr(lut_s) + 4 * lane, smem_addr(lut_s) + 4 * (a.pass[1].lut_offset + lane)};
+  const std::uint32_t b_lane = b_lane_offset<NT>(kLargeStride, lane);
   for (int kt = 0; kt < a.ktiles; ++kt) {
     cp_async_wait<1>();
     __syncthreads();
@@ -350,15 +491,15 @@ __global__ void __launch_bounds__(kThreads) large_kernel(const Args a) {
           if constexpr (B1 != 0) {
             if (p == 1) {
               const GroupSide g = splat_side(c1[s].scale[sub >> 1], c1[s].offset[sub >> 1]);
-              decode_a<B1>(c1[s].w, sub, lut_lane[1], g, af[s]);
+              decode_a<B1>(c1[s].w, sub, lut_addr[1], g, af[s]);
               continue;
             }
           }
           const GroupSide g = splat_side(c0[s].scale[sub >> 1], c0[s].offset[sub >> 1]);
-          decode_a<B0>(c0[s].w, sub, lut_lane[0], g, af[s]);
+          decode_a<B0>(c0[s].w, sub, lut_addr[0], g, af[s]);
         }
         std::uint32_t bf[NT][2];
-        load_b<NT>(st + p * kLargeCols * kLargeStride, kLargeStride, 16 * sub, lane, bf);
+        load_b<NT>(smem_addr(st + p * kLargeCols * kLargeStride) + b_lane + 32 * sub, kLargeStride, bf);
 #pragma unroll
         for (int s = 0; s < kLargeStripes; ++s)
 #pragma unroll
@@ -423,6 +564,12 @@ Kernels pick_kernels(int b0, int b1) {
 
 }  // namespace
 
+struct SmallPlan {
+  int tiles_per_split = 0, splits = 0;
+  std::size_t smem = 0;
+  int blocks_per_sm = 0;
+};
+
 struct LutMmaMatrix::Impl {
   LutMmaLayout shape;  // the layout's sizes and per-pass flags (code arrays released after upload)
   std::vector<int> order;  // passes by decreasing width
@@ -430,7 +577,8 @@ struct LutMmaMatrix::Impl {
   Args base;
   Kernels kernels;
   int sms = 0;
-  std::size_t small_smem[2] = {0, 0};
+  SmallPlan small[16];  // by batch size n = 1..16
+  int smem_optin = 0;  // the device's shared memory per block with opt-in
   mutable DeviceBuffer partial, counters, xr;
 
   int max_group_log2() const {
@@ -438,23 +586,54 @@ struct LutMmaMatrix::Impl {
     for (const auto& p : shape.passes) m = std::max(m, p.log2_group);
     return m;
   }
-  // Split-K for the small kernel: enough blocks for every SM to run several, chunks a whole number of
-  // groups, and the chunk's activations within 64 KiB of shared memory per n8-tile.
-  void small_plan(int nt, int& tiles_per_split, int& splits) const {
+  std::size_t small_smem_bytes(int n, int tiles_per_split) const {
+    const int b0 = shape.passes[0].bits, b1 = shape.passes.size() > 1 ? shape.passes[1].bits : 0;
+    const int kc = tiles_per_split * 64;
+    std::size_t bytes = static_cast<std::size_t>(base.lut_words) * 4 + static_cast<std::size_t>(kWarps) * kRing * 32 * (b0 + b1) * 4;
+    for (const auto& p : shape.passes) bytes += static_cast<std::size_t>(side_words(kc, p.log2_group, p.has_offset)) * 4;
+    return bytes + shape.passes.size() * static_cast<std::size_t>(n + 1) * (kc + kPad) * 2;
+  }
+  // Split-K for the small kernel: among chunk sizes of whole groups, the one whose grid best fills one
+  // wave of resident blocks (occupancy from the CUDA runtime at that chunk's shared memory); ties go to
+  // the larger chunk (fewer partial sums). TQB_LUT_MMA_CHUNK (tiles of 64 columns) overrides it for
+  // tuning experiments.
+  SmallPlan make_small_plan(int n) const {
+    const int nt = n <= 8 ? 1 : 2;
     const int row_blocks = (static_cast<int>(shape.stripes) + kWarps - 1) / kWarps;
     const int ktiles = static_cast<int>(shape.ktiles);
     const int align = std::max(1, 1 << (max_group_log2() - 6));  // tiles per largest group
-    const int P = static_cast<int>(shape.passes.size());
-    const int max_tiles = std::max(align, (65536 / (P * 8 * nt * 2 * 64)) / align * align);
-    const int want = std::max(1, (4 * sms + row_blocks - 1) / row_blocks);
-    tiles_per_split = (ktiles + want - 1) / want;
-    tiles_per_split = std::min(max_tiles, std::max(align, (tiles_per_split + align - 1) / align * align));
-    tiles_per_split = std::max(2, tiles_per_split);
-    splits = (ktiles + tiles_per_split - 1) / tiles_per_split;
-  }
-  std::size_t small_smem_bytes(int nt, int tiles_per_split) const {
-    const std::size_t P = shape.passes.size();
-    return static_cast<std::size_t>(base.lut_words) * 4 + P * 8 * nt * (tiles_per_split * 64 + kPad) * 2;
+    SmallPlan best;
+    double best_eff = -1e30;
+    int forced = 0;
+    // Blocks per SM worth insisting on: the most any chunk of at least 4 tiles reaches, up to 2 (with
+    // fewer than 16 resident warps the decode's shared-memory latency is exposed; measured on the H100).
+    int want_per_sm = 1;
+    for (int tps = std::max(align, 4); tps <= std::max(align, 4) && !forced; tps += align) {
+      int per_sm = 0;
+      TQB_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernels.small[nt - 1], kThreads, small_smem_bytes(n, tps)));
+      want_per_sm = std::max(1, std::min(per_sm, 2));
+    }
+    if (const char* env = std::getenv("TQB_LUT_MMA_CHUNK")) forced = std::max(align, std::atoi(env) / align * align);
+    for (int tps = align; tps <= std::max(align, (ktiles + align - 1) / align * align); tps += align) {
+      if (forced && tps != forced) continue;
+      const std::size_t smem = small_smem_bytes(n, tps);
+      if (smem > static_cast<std::size_t>(smem_optin)) break;
+      int per_sm = 0;
+      TQB_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernels.small[nt - 1], kThreads, smem));
+      if (per_sm < want_per_sm) continue;
+      const int splits = (ktiles + tps - 1) / tps, items = row_blocks * splits, slots = per_sm * sms;
+      // Measured on the H100 (docs/GPU.md): each block pays a fixed prologue and split-K epilogue, so one
+      // wave of as many resident blocks as fit beats several waves of short blocks. Score: blocks of the
+      // first wave, minus a wave's worth for every further wave.
+      const int waves = (items + slots - 1) / slots;
+      const double eff = static_cast<double>(std::min(items, slots)) - 0.75 * slots * (waves - 1);
+      if (eff > best_eff + 1e-9 || (std::fabs(eff - best_eff) <= 1e-9 && tps > best.tiles_per_split)) {
+        best_eff = eff;
+        best = {tps, splits, smem, per_sm};
+      }
+    }
+    if (best.tiles_per_split == 0) throw std::runtime_error("lut_mma: no chunk size fits in shared memory");
+    return best;
   }
   std::size_t large_smem_bytes() const {
     const std::size_t P = shape.passes.size();
@@ -521,15 +700,13 @@ LutMmaMatrix::LutMmaMatrix(const LutMmaLayout& layout) : impl_(std::make_unique<
   I.counters = DeviceBuffer(static_cast<std::size_t>(row_blocks) * sizeof(int));
   I.counters.fill_zero();
   a.counters = I.counters.as<int>();
-  for (int nt = 1; nt <= 2; ++nt) {
-    int tps = 0, splits = 0;
-    I.small_plan(nt, tps, splits);
-    I.small_smem[nt - 1] = I.small_smem_bytes(nt, tps);
-    TQB_CUDA_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(I.kernels.small[nt - 1]), cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        static_cast<int>(I.small_smem[nt - 1])));
-  }
-  TQB_CUDA_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(I.kernels.large), cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                      static_cast<int>(I.large_smem_bytes())));
+  // Every kernel may take the device's whole opt-in shared memory; each launch asks for what its plan needs.
+  TQB_CUDA_CHECK(cudaDeviceGetAttribute(&I.smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  I.smem_optin -= 1024;  // headroom for the kernels' static shared memory (a few bytes)
+  for (const void* k : {reinterpret_cast<const void*>(I.kernels.small[0]), reinterpret_cast<const void*>(I.kernels.small[1]),
+                        reinterpret_cast<const void*>(I.kernels.large)})
+    TQB_CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, I.smem_optin));
+  for (int n = 1; n <= 16; ++n) I.small[n - 1] = I.make_small_plan(n);
 }
 
 LutMmaMatrix::~LutMmaMatrix() = default;
@@ -545,9 +722,9 @@ std::size_t LutMmaMatrix::workspace_bytes() const { return impl_->partial.size()
 
 std::string LutMmaMatrix::variant(std::size_t n) const {
   if (n <= 16) {
-    int tps = 0, splits = 0;
-    impl_->small_plan(n <= 8 ? 1 : 2, tps, splits);
-    return "small(n8_tiles=" + std::to_string(n <= 8 ? 1 : 2) + ",split_k=" + std::to_string(splits) + ",chunk=" + std::to_string(tps * 64) + ")";
+    const SmallPlan& p = impl_->small[n - 1];
+    return "small(n8_tiles=" + std::to_string(n <= 8 ? 1 : 2) + ",split_k=" + std::to_string(p.splits) + ",chunk=" + std::to_string(p.tiles_per_split * 64) +
+           ",blocks/SM=" + std::to_string(p.blocks_per_sm) + ")";
   }
   return "large(block=" + std::to_string(kLargeRows) + "x" + std::to_string(kLargeCols) + ",stages=" + std::to_string(kLargeStages) + ")";
 }
@@ -564,14 +741,16 @@ void LutMmaMatrix::multiply(const std::uint16_t* x, std::size_t n, float* y, voi
   const std::size_t P = I.shape.passes.size();
   if (n <= 16) {
     const int nt = n <= 8 ? 1 : 2;
-    I.small_plan(nt, a.tiles_per_split, a.splits);
+    const SmallPlan& plan = I.small[n - 1];
+    a.tiles_per_split = plan.tiles_per_split;
+    a.splits = plan.splits;
     if (a.splits > 1) {
       const std::size_t need = static_cast<std::size_t>(a.splits) * n * I.shape.rows_pad() * sizeof(float);
       if (I.partial.size() < need) I.partial = DeviceBuffer(need);
       a.partial = I.partial.as<float>();
     }
     const dim3 grid((a.stripes + kWarps - 1) / kWarps, a.splits);
-    I.kernels.small[nt - 1]<<<grid, kThreads, I.small_smem[nt - 1], stream>>>(a);
+    I.kernels.small[nt - 1]<<<grid, kThreads, plan.smem, stream>>>(a);
     TQB_CUDA_CHECK_LAUNCH("lut_mma small_kernel");
     return;
   }

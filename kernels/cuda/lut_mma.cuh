@@ -36,19 +36,32 @@ __device__ __forceinline__ void ldmatrix_x2(std::uint32_t addr, std::uint32_t& r
   asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n" : "=r"(r0), "=r"(r1) : "r"(addr));
 }
 
-// B fragments of NT n8-tiles for one k16 step from activations stored [n][stride] bf16 in shared
-// memory (row = batch column, k contiguous), starting at row 0 and column k: b[j][0..1] for n-tile j.
+// B fragments of NT n8-tiles (NT = 1 or even) for one k16 step from activations stored [n][stride]
+// bf16 in shared memory (row = batch column, k contiguous). b_lane_offset: this lane's ldmatrix row
+// address relative to (row 0, column k), in bytes; load_b then takes that address at column k.
 template <int NT>
-__device__ __forceinline__ void load_b(const __nv_bfloat16* xs, int stride, int k, int lane, std::uint32_t (&b)[NT][2]) {
+__device__ __forceinline__ std::uint32_t b_lane_offset(int stride, int lane) {
+  static_assert(NT == 1 || NT % 2 == 0, "n8-tiles: 1 or even");
+  // x4: matrices (tile j, k 0-7), (j, k 8-15), (j+1, k 0-7), (j+1, k 8-15), rows from lanes 8m..8m+7.
+  // x2: (tile 0, k 0-7), (0, k 8-15) from lanes 0-15 (16-31 repeat them).
+  const int m = lane >> 3;
+  const int row = NT == 1 ? (lane & 7) : 8 * (m >> 1) + (lane & 7), col = 8 * (m & 1);
+  return static_cast<std::uint32_t>((row * stride + col) * 2);
+}
+template <int NT>
+__device__ __forceinline__ void load_b(std::uint32_t addr, int stride, std::uint32_t (&b)[NT][2]) {
+  if constexpr (NT == 1) {
+    ldmatrix_x2(addr, b[0][0], b[0][1]);
+  } else {
 #pragma unroll
-  for (int j = 0; j + 1 < NT; j += 2) {  // x4: matrices (tile j, k lo), (j, k hi), (j+1, lo), (j+1, hi)
-    const int m = lane >> 3, row = 8 * (j + (m >> 1)) + (lane & 7), col = k + 8 * (m & 1);
-    ldmatrix_x4(smem_addr(xs + row * stride + col), b[j][0], b[j][1], b[j + 1][0], b[j + 1][1]);
+    for (int j = 0; j < NT; j += 2) ldmatrix_x4(addr + j * 8 * stride * 2, b[j][0], b[j][1], b[j + 1][0], b[j + 1][1]);
   }
-  if constexpr (NT % 2 == 1) {
-    const int m = (lane >> 3) & 1, row = 8 * (NT - 1) + (lane & 7), col = k + 8 * m;
-    ldmatrix_x2(smem_addr(xs + row * stride + col), b[NT - 1][0], b[NT - 1][1]);
-  }
+}
+
+__device__ __forceinline__ std::uint32_t lds32(std::uint32_t addr) {
+  std::uint32_t v;
+  asm volatile("ld.shared.b32 %0, [%1];\n" : "=r"(v) : "r"(addr));
+  return v;
 }
 
 // d = a·b + c on bf16 pairs, one rounding (fma.rn.bf16x2).
@@ -69,13 +82,16 @@ __device__ __forceinline__ GroupSide splat_side(std::uint32_t scale, std::uint32
 }
 
 // The A fragment of sub-tile s (0..3) of a lane's tile words w: four pair-table lookups in this lane's
-// copy of the table (lut_lane = table + lane, entries 32 words apart) and four bf16x2 fmas.
+// copy of the table (lut_addr: shared address of the table + 4·lane; entries 128 bytes apart) and four
+// bf16x2 fmas. For 4-bit codes a pair is a byte: one PRMT and one address add per lookup.
 template <int B>
-__device__ __forceinline__ void decode_a(const std::uint32_t (&w)[B], int s, const std::uint32_t* lut_lane, const GroupSide& g,
-                                         std::uint32_t (&a)[4]) {
+__device__ __forceinline__ void decode_a(const std::uint32_t (&w)[B], int s, std::uint32_t lut_addr, const GroupSide& g, std::uint32_t (&a)[4]) {
 #pragma unroll
   for (int r = 0; r < 4; ++r) {
-    const std::uint32_t entry = lut_lane[lut_mma_pair_field<B>(w, 4 * s + r) << 5];
+    std::uint32_t idx;
+    if constexpr (B == 4) idx = __byte_perm(w[s], 0, 0x4440 | r);
+    else idx = lut_mma_pair_field<B>(w, 4 * s + r);
+    const std::uint32_t entry = lds32(lut_addr + (idx << 7));
     a[r] = fma_bf16x2(entry, (r & 1) ? g.a_hi : g.a_lo, (r & 1) ? g.b_hi : g.b_lo);
   }
 }

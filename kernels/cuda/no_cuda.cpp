@@ -47,5 +47,6 @@ std::size_t CublasBf16Matrix::weight_bytes() const { fail(); }
 
 std::vector<double> time_calls(const std::function<void(void*)>&, int, bool) { fail(); }
 double copy_bandwidth_bytes_per_s() { fail(); }
+double launch_floor_us(int) { fail(); }
 
 }  // namespace tqb::gpu
