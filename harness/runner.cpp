@@ -20,6 +20,7 @@
 #include "harness/model_eval.hpp"
 #include "harness/progress.hpp"
 #include "harness/provenance.hpp"
+#include "kernels/cuda/gpu.hpp"
 #include "quantizers/registry.hpp"
 
 namespace tqb {
@@ -227,6 +228,7 @@ int run_sweep(const ExperimentSpec& spec, const std::vector<SweepPoint>& points,
         {"spec_text", spec.text},
         {"seed", static_cast<std::int64_t>(spec.seed)},
         {"queries", spec.queries},
+        {"timing_device", spec.timing.device},
         {"timing_kernel", spec.timing.kernel},
         {"timing_batch", spec.timing.batch},
         {"timing_repetitions", spec.timing.repetitions},
@@ -238,6 +240,8 @@ int run_sweep(const ExperimentSpec& spec, const std::vector<SweepPoint>& points,
         {"cpu_model", prov.cpu_model},
         {"host", prov.host},
         {"os", prov.os},
+        // The GPU that timing.device cuda ran on (asked only then: initialising CUDA costs time).
+        {"gpu", spec.timing.device == "cuda" ? gpu::device_description() : std::string()},
         {"start_utc", utc_now()},
         {"command", options.command_line},
     };

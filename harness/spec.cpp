@@ -192,10 +192,12 @@ class SpecParser {
         spec.queries = scalar_int(e.value, e.key, 1, 1 << 20);
         spec.queries_where = at(e.value);
       } else if (e.key == "timing") {
-        if (!e.value.IsMap()) fail(e.value, "timing", "expected a map with kernel, batch and repetitions, found " + kind_of(e.value));
-        for (const auto& t : entries(e.value, "timing", {"kernel", "batch", "repetitions"})) {
+        if (!e.value.IsMap()) fail(e.value, "timing", "expected a map with device, kernel, batch and repetitions, found " + kind_of(e.value));
+        for (const auto& t : entries(e.value, "timing", {"device", "kernel", "batch", "repetitions"})) {
           const std::string key = "timing." + t.key;
-          if (t.key == "kernel") {
+          if (t.key == "device") {
+            spec.timing.device = scalar_choice(t.value, key, {"cpu", "cuda"});
+          } else if (t.key == "kernel") {
             spec.timing.kernel = scalar_choice(t.value, key, linear_kernel_names());
           } else if (t.key == "batch") {
             spec.timing.batch = scalar_int(t.value, key, 1, 4096);

@@ -34,7 +34,7 @@ export PATH="$PATH:/usr/local/cuda/bin"
 } | tee "$OUT/machine.txt"
 status=0
 echo "== CUDA parity tests"
-carry/bin/tqb_tests -tc="*lut_mma*,*cuda*" 2>&1 | tee "$OUT/gpu-tests.txt" | grep -E "MESSAGE|rel err|SKIPPED|GPU:|test cases|assertions|ERROR|FAILED|CHECK" | tail -60
+TQBENCH_BINARY="$PWD/carry/bin/tqbench" carry/bin/tqb_tests -tc="*lut_mma*,*cuda*,*timing.device*" 2>&1 | tee "$OUT/gpu-tests.txt" | grep -E "MESSAGE|rel err|SKIPPED|GPU:|test cases|assertions|ERROR|FAILED|CHECK" | tail -60
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 if [ "$sanitize" = 1 ] && command -v compute-sanitizer >/dev/null; then
   echo "== compute-sanitizer memcheck (parity tests, small shapes)"

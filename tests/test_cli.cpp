@@ -13,6 +13,7 @@
 
 #include "common/error.hpp"
 #include "harness/store.hpp"
+#include "kernels/cuda/gpu.hpp"
 #include "test_util.hpp"
 
 using namespace tqb;
@@ -209,6 +210,40 @@ TEST_CASE("latency metrics time the spec's kernel against dense fp32 and name th
   CHECK(std::get<std::string>(named.rows[0][status]) == "ok");
   CHECK(std::get<std::string>(named.rows[1][status]) == "failed");
   CHECK(std::get<std::string>(named.rows[1][error]).find("kernel 'fused_i16' cannot run rtn(bits=3") != std::string::npos);
+}
+
+TEST_CASE("timing.device cuda times cuda_lut_mma against cuBLAS bf16, or fails each point saying why there is no GPU") {
+  test::TempDir dir;
+  const std::string spec = dir.file("gpu.yaml"), out = dir.file("gpu.h5");
+  test::write_text(spec, "experiment: gpu\nseed: 3\ndata: {source: gaussian, rows: 300, cols: 512}\n"
+                         "timing: {device: cuda, batch: 4, repetitions: 7}\n"
+                         "quantizers: ['turboquant(bits=4,group=128,rotation=hadamard)', 'rtn(bits=8,group=128)']\n"
+                         "metrics: [kernel_us, kernel_us_min, kernel_us_max, dense_us, kernel_speedup, kernel_weight_bytes, gpu_peak_bytes]\n");
+  const auto r = run_tqbench("run '" + spec + "' -o '" + out + "'");
+  CHECK(r.exit_code == 1);  // the 8-bit point fails everywhere; without a GPU both do
+  const ResultTable t = read_result_file(out);
+  REQUIRE(t.rows.size() == 2);
+  const int status = t.column_index("status"), error = t.column_index("error"), k = t.column_index("kernel");
+  const std::string why = gpu::unavailable_reason();
+  if (!why.empty()) {
+    MESSAGE("no GPU here (" << why << "): checking that the points fail with the reason");
+    for (const auto& row : t.rows) {
+      CHECK(std::get<std::string>(row[status]) == "failed");
+      CHECK(std::get<std::string>(row[error]).find("needs a CUDA GPU") != std::string::npos);
+    }
+    return;
+  }
+  CHECK(std::get<std::string>(t.rows[0][status]) == "ok");
+  CHECK(std::get<std::string>(t.rows[0][k]).rfind("cuda_lut_mma:small", 0) == 0);
+  const double bytes = std::get<double>(t.rows[0][t.column_index("kernel_weight_bytes")]);
+  CHECK(bytes < 300 * 512 * 0.6);  // 4-bit codes and bf16 norms on the GPU, not 2-byte weights
+  CHECK(std::get<double>(t.rows[0][t.column_index("gpu_peak_bytes")]) >= bytes + 300 * 512 * 2);  // with the bf16 baseline
+  CHECK(std::get<double>(t.rows[0][t.column_index("kernel_us")]) > 0);
+  CHECK(std::get<double>(t.rows[0][t.column_index("dense_us")]) > 0);
+  CHECK(std::get<std::string>(t.rows[1][status]) == "failed");
+  CHECK(std::get<std::string>(t.rows[1][error]).find("cannot run") != std::string::npos);
+  const auto a = read_result_file(out);
+  REQUIRE(a.attribute("gpu") != nullptr);
 }
 
 TEST_CASE("a run killed with SIGKILL midway resumes to the rows of an uninterrupted run") {

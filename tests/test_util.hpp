@@ -5,6 +5,7 @@
 
 #include <array>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -16,7 +17,9 @@
 namespace tqb::test {
 
 inline const std::string kSourceDir = TQB_SOURCE_DIR;
-inline const std::string kBinary = TQB_BINARY;
+// The tqbench binary under test: the build's, or $TQBENCH_BINARY (scripts/device_check.sh points it
+// at the copy carried to the GPU machine).
+inline const std::string kBinary = std::getenv("TQBENCH_BINARY") != nullptr ? std::getenv("TQBENCH_BINARY") : TQB_BINARY;
 
 // A fresh folder under the system temp dir, removed at scope exit.
 struct TempDir {

@@ -44,7 +44,7 @@ struct Args {
   const __nv_bfloat16* xr = nullptr;      // large: [passes][n][cols_pad], rotated
   float* y = nullptr;                     // n × rows
   float* partial = nullptr;               // small, splits > 1: [splits][n][rows_pad]
-  int* counters = nullptr;                // small, splits > 1: [row blocks], zero between launches
+  int* counters = nullptr;                // splits > 1: one per output tile, zero between launches
   int tiles_per_split = 0, splits = 1;
 };
 
@@ -131,6 +131,49 @@ __device__ __forceinline__ void by_group_width(int log2_group, F&& f) {
     case 7: f(std::integral_constant<int, 4>{}); break;
     default: f(std::integral_constant<int, 8>{}); break;
   }
+}
+
+// Output of one accumulator element, or its partial sum when K is split: y[t][row] directly with one
+// split, else partial[split][t][row] (rows_pad per batch row).
+__device__ __forceinline__ void store_out(const Args& a, int split, int row, int t, float v) {
+  if (a.splits == 1) {
+    if (row < a.rows && t < a.n) a.y[static_cast<std::size_t>(t) * a.rows + row] = v;
+  } else if (t < a.n) {
+    a.partial[(static_cast<std::size_t>(split) * a.n + t) * (a.stripes * 16) + row] = v;
+  }
+}
+
+// Split-K epilogue, after every thread stored its partial sums: the last block of output tile `tile`
+// (rows [row0, row0 + nrows) × batch [t0, t0 + ncols)) to arrive sums all splits in split order, with
+// eight loads in flight per output, (s0 + s8 + ...) + (s1 + s9 + ...) + ..., so the result does not
+// depend on which block came last.
+__device__ __forceinline__ void split_k_finish(const Args& a, int tile, int row0, int nrows, int t0, int ncols) {
+  __shared__ int is_last;
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) is_last = atomicAdd(a.counters + tile, 1) == a.splits - 1;
+  __syncthreads();
+  if (!is_last) return;
+  __threadfence();
+  const std::size_t rows_pad = static_cast<std::size_t>(a.stripes) * 16, split_stride = static_cast<std::size_t>(a.n) * rows_pad;
+  for (int idx = threadIdx.x; idx < nrows * ncols; idx += kThreads) {
+    const int row = row0 + idx % nrows, t = t0 + idx / nrows;
+    if (row >= a.rows || t >= a.n) continue;
+    const float* src = a.partial + static_cast<std::size_t>(t) * rows_pad + row;
+    float part[8] = {};
+    int s = 0;
+    for (; s + 8 <= a.splits; s += 8)
+#pragma unroll
+      for (int u = 0; u < 8; ++u) part[u] += __ldcg(src + (s + u) * split_stride);
+#pragma unroll
+    for (int u = 0; u < 8; ++u)
+      if (s + u < a.splits) part[u] += __ldcg(src + (s + u) * split_stride);
+    float sum = 0.0f;
+#pragma unroll
+    for (int u = 0; u < 8; ++u) sum += part[u];
+    a.y[static_cast<std::size_t>(t) * a.rows + row] = sum;
+  }
+  if (threadIdx.x == 0) a.counters[tile] = 0;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -347,56 +390,12 @@ __global__ void __launch_bounds__(kThreads) small_kernel(const Args a) {
   cp_async_wait<0>();
 
   // Accumulator (j, i): row 16·stripe + lane/4 + 8·(i/2), batch column 8j + 2·(lane%4) + i%2.
-  const int rows_pad = a.stripes * 16;
-  if (a.splits == 1) {
-    if (!active) return;
+  if (active)
 #pragma unroll
     for (int j = 0; j < NT; ++j)
 #pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const int row = 16 * stripe + (lane >> 2) + 8 * (i >> 1), t = 8 * j + 2 * (lane & 3) + (i & 1);
-        if (row < a.rows && t < a.n) a.y[static_cast<std::size_t>(t) * a.rows + row] = acc[j][i];
-      }
-    return;
-  }
-  if (active) {
-#pragma unroll
-    for (int j = 0; j < NT; ++j)
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const int row = 16 * stripe + (lane >> 2) + 8 * (i >> 1), t = 8 * j + 2 * (lane & 3) + (i & 1);
-        if (t < a.n) a.partial[(static_cast<std::size_t>(blockIdx.y) * a.n + t) * rows_pad + row] = acc[j][i];
-      }
-  }
-  // The last block of this row block to finish sums the chunks' partials in chunk order.
-  __shared__ int is_last;
-  __threadfence();
-  __syncthreads();
-  if (threadIdx.x == 0) is_last = atomicAdd(a.counters + blockIdx.x, 1) == a.splits - 1;
-  __syncthreads();
-  if (!is_last) return;
-  __threadfence();
-  const int row0 = blockIdx.x * kWarps * 16;
-  const std::size_t split_stride = static_cast<std::size_t>(a.n) * rows_pad;
-  for (int idx = threadIdx.x; idx < kWarps * 16 * a.n; idx += kThreads) {
-    const int row = row0 + idx % (kWarps * 16), t = idx / (kWarps * 16);
-    if (row >= a.rows) continue;
-    const float* src = a.partial + static_cast<std::size_t>(t) * rows_pad + row;
-    // Eight loads in flight, summed in a fixed order: (s0 + s8 + ...) + (s1 + s9 + ...) + ...
-    float part[8] = {};
-    int s = 0;
-    for (; s + 8 <= a.splits; s += 8)
-#pragma unroll
-      for (int u = 0; u < 8; ++u) part[u] += __ldcg(src + (s + u) * split_stride);
-#pragma unroll
-    for (int u = 0; u < 8; ++u)
-      if (s + u < a.splits) part[u] += __ldcg(src + (s + u) * split_stride);
-    float sum = 0.0f;
-#pragma unroll
-    for (int u = 0; u < 8; ++u) sum += part[u];
-    a.y[static_cast<std::size_t>(t) * a.rows + row] = sum;
-  }
-  if (threadIdx.x == 0) a.counters[blockIdx.x] = 0;
+      for (int i = 0; i < 4; ++i) store_out(a, blockIdx.y, 16 * stripe + (lane >> 2) + 8 * (i >> 1), 8 * j + 2 * (lane & 3) + (i & 1), acc[j][i]);
+  if (a.splits > 1) split_k_finish(a, blockIdx.x, blockIdx.x * kWarps * 16, kWarps * 16, 0, a.n);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -439,8 +438,9 @@ __global__ void __launch_bounds__(kThreads) large_kernel(const Args a) {
   const int cols_pad = a.ktiles * 64;
   constexpr int stage_elems = P * kLargeCols * kLargeStride;
 
+  const int kt0 = blockIdx.z * a.tiles_per_split, kt1 = min(kt0 + a.tiles_per_split, a.ktiles);  // split-K range
   auto issue = [&](int kt) {
-    __nv_bfloat16* st = xs + (kt % kLargeStages) * stage_elems;
+    __nv_bfloat16* st = xs + ((kt - kt0) % kLargeStages) * stage_elems;
 #pragma unroll
     for (int p = 0; p < P; ++p)
 #pragma unroll
@@ -452,9 +452,9 @@ __global__ void __launch_bounds__(kThreads) large_kernel(const Args a) {
   };
 
   fill_tables<B0, B1>(a, lut_s);
-  issue(0);
+  issue(kt0);
   cp_async_commit();
-  if (a.ktiles > 1) issue(1);
+  if (kt0 + 1 < kt1) issue(kt0 + 1);
   cp_async_commit();
 
   TileRegs<B0> c0[kLargeStripes];
@@ -467,20 +467,20 @@ __global__ void __launch_bounds__(kThreads) large_kernel(const Args a) {
       if constexpr (B1 != 0) load_tile<B1>(a.pass[1], st, a.ktiles, kt, lane, r1[s]);
     }
   };
-  load(0, c0, c1);
+  load(kt0, c0, c1);
 
   float acc[kLargeStripes][NT][4] = {};
   const std::uint32_t lut_addr[2] = {smem_addr(lut_s) + 4 * lane, smem_addr(lut_s) + 4 * (a.pass[1].lut_offset + lane)};
   const std::uint32_t b_lane = b_lane_offset<NT>(kLargeStride, lane);
-  for (int kt = 0; kt < a.ktiles; ++kt) {
+  for (int kt = kt0; kt < kt1; ++kt) {
     cp_async_wait<1>();
     __syncthreads();
-    if (kt + 2 < a.ktiles) issue(kt + 2);
+    if (kt + 2 < kt1) issue(kt + 2);
     cp_async_commit();
     TileRegs<B0> n0[kLargeStripes];
     TileRegs<B1 ? B1 : 1> n1[kLargeStripes];
-    if (kt + 1 < a.ktiles) load(kt + 1, n0, n1);
-    const __nv_bfloat16* st = xs + (kt % kLargeStages) * stage_elems;
+    if (kt + 1 < kt1) load(kt + 1, n0, n1);
+    const __nv_bfloat16* st = xs + ((kt - kt0) % kLargeStages) * stage_elems;
 #pragma unroll
     for (int sub = 0; sub < 4; ++sub) {
 #pragma unroll
@@ -521,8 +521,10 @@ __global__ void __launch_bounds__(kThreads) large_kernel(const Args a) {
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
         const int row = 16 * (stripe0 + s) + (lane >> 2) + 8 * (i >> 1), t = t0 + 8 * j + 2 * (lane & 3) + (i & 1);
-        if (row < a.rows && t < a.n) a.y[static_cast<std::size_t>(t) * a.rows + row] = acc[s][j][i];
+        if (stripe0 + s < a.stripes) store_out(a, blockIdx.z, row, t, acc[s][j][i]);
       }
+  if (a.splits > 1)
+    split_k_finish(a, blockIdx.y * gridDim.x + blockIdx.x, blockIdx.y * kLargeRows, kLargeRows, t0, kLargeCols);
 }
 
 }  // namespace tqb::lut_mma
@@ -635,6 +637,30 @@ struct LutMmaMatrix::Impl {
     if (best.tiles_per_split == 0) throw std::runtime_error("lut_mma: no chunk size fits in shared memory");
     return best;
   }
+  // The large kernel's grid: 64 batch columns × 256 rows per block, K split when that leaves SMs idle
+  // (n = 64 on a 4096-row matrix is 16 blocks), at most one wave, chunks of at least 4 tiles.
+  struct LargePlan {
+    unsigned col_blocks, row_blocks, splits;
+    int tiles_per_split;
+  };
+  LargePlan large_plan(std::size_t n) const {
+    LargePlan p;
+    p.col_blocks = static_cast<unsigned>((n + kLargeCols - 1) / kLargeCols);
+    p.row_blocks = static_cast<unsigned>((shape.stripes + kWarps * kLargeStripes - 1) / (kWarps * kLargeStripes));
+    const int ktiles = static_cast<int>(shape.ktiles), blocks = static_cast<int>(p.col_blocks * p.row_blocks);
+    const int align = std::max(1, 1 << (max_group_log2() - 6));
+    int splits = blocks < sms ? std::min(sms / blocks, std::max(1, ktiles / 4)) : 1;
+    int tps = (ktiles + splits - 1) / splits;
+    tps = (tps + align - 1) / align * align;
+    p.tiles_per_split = tps;
+    p.splits = static_cast<unsigned>((ktiles + tps - 1) / tps);
+    return p;
+  }
+  void ensure_counters(std::size_t count) {
+    if (counters.size() >= count * sizeof(int)) return;
+    counters = DeviceBuffer(count * sizeof(int));
+    counters.fill_zero();
+  }
   std::size_t large_smem_bytes() const {
     const std::size_t P = shape.passes.size();
     return static_cast<std::size_t>(base.lut_words) * 4 + kLargeStages * P * kLargeCols * kLargeStride * 2;
@@ -697,8 +723,7 @@ LutMmaMatrix::LutMmaMatrix(const LutMmaLayout& layout) : impl_(std::make_unique<
   }
   I.kernels = pick_kernels(I.shape.passes[0].bits, I.order.size() == 2 ? I.shape.passes[1].bits : 0);
   const int row_blocks = (a.stripes + kWarps - 1) / kWarps;
-  I.counters = DeviceBuffer(static_cast<std::size_t>(row_blocks) * sizeof(int));
-  I.counters.fill_zero();
+  I.ensure_counters(static_cast<std::size_t>(row_blocks));
   a.counters = I.counters.as<int>();
   // Every kernel may take the device's whole opt-in shared memory; each launch asks for what its plan needs.
   TQB_CUDA_CHECK(cudaDeviceGetAttribute(&I.smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
@@ -726,7 +751,9 @@ std::string LutMmaMatrix::variant(std::size_t n) const {
     return "small(n8_tiles=" + std::to_string(n <= 8 ? 1 : 2) + ",split_k=" + std::to_string(p.splits) + ",chunk=" + std::to_string(p.tiles_per_split * 64) +
            ",blocks/SM=" + std::to_string(p.blocks_per_sm) + ")";
   }
-  return "large(block=" + std::to_string(kLargeRows) + "x" + std::to_string(kLargeCols) + ",stages=" + std::to_string(kLargeStages) + ")";
+  const auto p = impl_->large_plan(n);
+  return "large(block=" + std::to_string(kLargeRows) + "x" + std::to_string(kLargeCols) + ",stages=" + std::to_string(kLargeStages) +
+         ",split_k=" + std::to_string(p.splits) + ")";
 }
 
 void LutMmaMatrix::multiply(const std::uint16_t* x, std::size_t n, float* y, void* stream_ptr) const {
@@ -735,6 +762,7 @@ void LutMmaMatrix::multiply(const std::uint16_t* x, std::size_t n, float* y, voi
   if (n > (1u << 20)) throw std::invalid_argument("lut_mma: batch too large");
   cudaStream_t stream = static_cast<cudaStream_t>(stream_ptr);
   Args a = I.base;
+  a.counters = I.counters.as<int>();  // the buffer may have grown since construction
   a.n = static_cast<int>(n);
   a.x = reinterpret_cast<const __nv_bfloat16*>(x);
   a.y = y;
@@ -765,7 +793,17 @@ void LutMmaMatrix::multiply(const std::uint16_t* x, std::size_t n, float* y, voi
   const dim3 rgrid(static_cast<unsigned>((n * max_groups + kWarps - 1) / kWarps), static_cast<unsigned>(P));
   rotate_kernel<<<rgrid, kThreads, 0, stream>>>(a);
   TQB_CUDA_CHECK_LAUNCH("lut_mma rotate_kernel");
-  const dim3 grid(static_cast<unsigned>((n + kLargeCols - 1) / kLargeCols), static_cast<unsigned>((a.stripes + kWarps * kLargeStripes - 1) / (kWarps * kLargeStripes)));
+  const auto plan = I.large_plan(n);
+  a.tiles_per_split = plan.tiles_per_split;
+  a.splits = plan.splits;
+  if (plan.splits > 1) {
+    const std::size_t partial = static_cast<std::size_t>(plan.splits) * n * I.shape.rows_pad() * sizeof(float);
+    if (I.partial.size() < partial) I.partial = DeviceBuffer(partial);
+    a.partial = I.partial.as<float>();
+    I.ensure_counters(static_cast<std::size_t>(plan.col_blocks) * plan.row_blocks);
+    a.counters = I.counters.as<int>();
+  }
+  const dim3 grid(plan.col_blocks, plan.row_blocks, plan.splits);
   I.kernels.large<<<grid, kThreads, I.large_smem_bytes(), stream>>>(a);
   TQB_CUDA_CHECK_LAUNCH("lut_mma large_kernel");
 }
