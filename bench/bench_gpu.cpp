@@ -133,8 +133,15 @@ int main(int argc, char** argv) {
       const std::size_t n = batches[b];
       dense_us[b] = median(gpu::time_calls([&](void* st) { dense.multiply(xd.as<const std::uint16_t>(), n, yb.as<std::uint16_t>(), st); }, reps, true));
     }
-    for (const std::string& f : formats) {
+    for (std::string f : formats) {
+      // Group 128 where it divides the width, else 64 (SmolLM2's 576 columns), as torch_int4.py does.
+      if (s.cols % 128 != 0)
+        if (const auto at = f.find("group=128"); at != std::string::npos) f.replace(at, 9, "group=64");
       auto q = parse_quantizer(f);
+      if (const ShapeProblem sp = q->check_shape(s.rows, s.cols); !sp.message.empty()) {
+        std::printf("%-22s %-50s skipped: %s\n", s.model, f.c_str(), sp.message.c_str());
+        continue;
+      }
       const QuantizedMatrix qm = q->quantize(w.data(), s.rows, s.cols, 3);
       const LutMmaLayout layout = make_lut_mma_layout(*q, qm);
       gpu::LutMmaMatrix m(layout);

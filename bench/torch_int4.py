@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""PyTorch's int4 weight-only kernel (torch.ops.aten._weight_int4pack_mm, group 128, 4.25 bits per
-weight with bf16 scale and zero) on the shapes of bench_gpu, timed the same way: CUDA events, the L2
+"""PyTorch's int4 weight-only kernel (torch.ops.aten._weight_int4pack_mm, group 128, or 64 where 128
+does not divide the width, 4.25 bits per weight with bf16 scale and zero) on the shapes of bench_gpu, timed the same way: CUDA events, the L2
 flushed (a 256 MiB rewrite) before each call, median of --reps after 3 warm-ups, seeded random data.
 Also times torch's bf16 linear (cuBLAS) as a cross-check of bench_gpu's own cuBLAS figures, and checks
 the int4 result against its own dequantized weights once per shape.
@@ -18,7 +18,6 @@ SHAPES = [("SmolLM2-135M q/o", 576, 576), ("SmolLM2-135M gate/up", 1536, 576), (
           ("Qwen3-0.6B down", 1024, 3072), ("Llama-3-8B q/o", 4096, 4096), ("Llama-3-8B gate/up", 14336, 4096),
           ("Llama-3-8B down", 4096, 14336)]
 BATCHES = [1, 4, 16, 64, 512]
-GROUP = 128
 
 
 def main():
@@ -57,6 +56,8 @@ def main():
     print(f"GPU: {torch.cuda.get_device_name()}, torch {torch.__version__}; L2 flushed before each call; median of {args.reps}")
     print(f"{'shape':<22} {'n':>4} {'int4_us':>9} {'bf16_us':>9}")
     for name, out_f, in_f in (SHAPES[-3:] if args.quick else SHAPES):
+        GROUP = 128 if in_f % 128 == 0 else 64
+        inner_k_tiles = 8 if in_f % 256 == 0 else (4 if in_f % 128 == 0 else 2)
         w = torch.randn(out_f, in_f, device=dev, generator=gen, dtype=torch.float32)
         # Asymmetric 4-bit per group of 128 input columns: q in 0..15, w ≈ (q − 8)·scale + zero.
         wg = w.view(out_f, in_f // GROUP, GROUP)
@@ -65,7 +66,7 @@ def main():
         q = ((wg - lo) / scale).round().clamp(0, 15).to(torch.int32).view(out_f, in_f)
         zero = lo + 8 * scale
         packed_u8 = ((q[:, ::2] << 4) | q[:, 1::2]).to(torch.uint8)
-        packed = torch.ops.aten._convert_weight_to_int4pack(packed_u8, 8)
+        packed = torch.ops.aten._convert_weight_to_int4pack(packed_u8, inner_k_tiles)
         sz = torch.stack([scale.squeeze(-1), zero.squeeze(-1)], dim=-1)  # [out, in/128, 2]
         sz = sz.transpose(0, 1).contiguous().to(torch.bfloat16)  # [in/128, out, 2], as the kernel reads it
         wdq = ((q.view(out_f, in_f // GROUP, GROUP).float() - 8) * sz.transpose(0, 1)[..., 0:1].float()
@@ -81,7 +82,7 @@ def main():
                 return 1
             t4 = time_us(lambda: torch.ops.aten._weight_int4pack_mm(x, packed, GROUP, sz))
             tb = time_us(lambda: torch.nn.functional.linear(x, wb))
-            rows.append({"shape": name, "rows": out_f, "cols": in_f, "n": n, "int4_us": t4, "bf16_us": tb, "int4_rel_err": rel})
+            rows.append({"shape": name, "rows": out_f, "cols": in_f, "n": n, "group": GROUP, "int4_us": t4, "bf16_us": tb, "int4_rel_err": rel})
             print(f"{name:<22} {n:>4} {t4:9.2f} {tb:9.2f}", flush=True)
     if args.json:
         with open(args.json, "w") as f:

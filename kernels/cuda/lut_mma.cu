@@ -144,9 +144,8 @@ __device__ __forceinline__ void store_out(const Args& a, int split, int row, int
 }
 
 // Split-K epilogue, after every thread stored its partial sums: the last block of output tile `tile`
-// (rows [row0, row0 + nrows) × batch [t0, t0 + ncols)) to arrive sums all splits in split order, with
-// eight loads in flight per output, (s0 + s8 + ...) + (s1 + s9 + ...) + ..., so the result does not
-// depend on which block came last.
+// (rows [row0, row0 + nrows) × batch [t0, t0 + ncols)) to arrive sums all splits in a fixed order
+// (((s0 + s1) + (s2 + s3)) + ((s4 + s5) + ...)), so the result does not depend on which block came last.
 __device__ __forceinline__ void split_k_finish(const Args& a, int tile, int row0, int nrows, int t0, int ncols) {
   __shared__ int is_last;
   __threadfence();
@@ -156,22 +155,33 @@ __device__ __forceinline__ void split_k_finish(const Args& a, int tile, int row0
   if (!is_last) return;
   __threadfence();
   const std::size_t rows_pad = static_cast<std::size_t>(a.stripes) * 16, split_stride = static_cast<std::size_t>(a.n) * rows_pad;
-  for (int idx = threadIdx.x; idx < nrows * ncols; idx += kThreads) {
-    const int row = row0 + idx % nrows, t = t0 + idx / nrows;
-    if (row >= a.rows || t >= a.n) continue;
-    const float* src = a.partial + static_cast<std::size_t>(t) * rows_pad + row;
-    float part[8] = {};
-    int s = 0;
-    for (; s + 8 <= a.splits; s += 8)
+  const float* __restrict__ partial = a.partial;
+  float* __restrict__ y = a.y;
+  // kOut outputs per thread and round, all their loads issued before the first add: a round trip to L2
+  // per round instead of per output (a 256×64 tile was 64 dependent round trips per thread, 45 µs).
+  constexpr int kOut = 4;
+  for (int first = threadIdx.x; first < nrows * ncols; first += kOut * kThreads) {
+    float sum[kOut];
 #pragma unroll
-      for (int u = 0; u < 8; ++u) part[u] += __ldcg(src + (s + u) * split_stride);
+    for (int u = 0; u < kOut; ++u) sum[u] = 0.0f;
+    for (int s0 = 0; s0 < a.splits; s0 += 4) {
+      float part[kOut][4];
 #pragma unroll
-    for (int u = 0; u < 8; ++u)
-      if (s + u < a.splits) part[u] += __ldcg(src + (s + u) * split_stride);
-    float sum = 0.0f;
+      for (int u = 0; u < kOut; ++u) {
+        const int idx = first + u * kThreads, row = row0 + idx % nrows, t = t0 + idx / nrows;
+        const bool ok = idx < nrows * ncols && row < a.rows && t < a.n;
 #pragma unroll
-    for (int u = 0; u < 8; ++u) sum += part[u];
-    a.y[static_cast<std::size_t>(t) * a.rows + row] = sum;
+        for (int k = 0; k < 4; ++k)
+          part[u][k] = ok && s0 + k < a.splits ? __ldcg(partial + (s0 + k) * split_stride + static_cast<std::size_t>(t) * rows_pad + row) : 0.0f;
+      }
+#pragma unroll
+      for (int u = 0; u < kOut; ++u) sum[u] += (part[u][0] + part[u][1]) + (part[u][2] + part[u][3]);  // fixed order
+    }
+#pragma unroll
+    for (int u = 0; u < kOut; ++u) {
+      const int idx = first + u * kThreads, row = row0 + idx % nrows, t = t0 + idx / nrows;
+      if (idx < nrows * ncols && row < a.rows && t < a.n) y[static_cast<std::size_t>(t) * a.rows + row] = sum[u];
+    }
   }
   if (threadIdx.x == 0) a.counters[tile] = 0;
 }
@@ -285,8 +295,9 @@ __device__ __forceinline__ void load_side(std::uint32_t side, int groups, bool h
   }
 }
 
+// At least 3 blocks per SM: the register cap keeps the rare paths (split-K reduction) from costing occupancy.
 template <int B0, int B1, int NT>
-__global__ void __launch_bounds__(kThreads) small_kernel(const Args a) {
+__global__ void __launch_bounds__(kThreads, 3) small_kernel(const Args a) {
   extern __shared__ uint4 smem_u4[];
   constexpr int P = passes_of(B1);
   constexpr int RING = 32 * (B0 + B1);  // words per ring slot (both passes' codes)
@@ -427,7 +438,7 @@ __device__ __forceinline__ void cp_async16(std::uint32_t dst, const void* src, b
 }
 
 template <int B0, int B1>
-__global__ void __launch_bounds__(kThreads) large_kernel(const Args a) {
+__global__ void __launch_bounds__(kThreads, 2) large_kernel(const Args a) {
   extern __shared__ uint4 smem_u4[];
   constexpr int P = passes_of(B1), NT = kLargeCols / 8;
   std::uint32_t* lut_s = reinterpret_cast<std::uint32_t*>(smem_u4);

@@ -60,6 +60,9 @@ std::size_t LutMmaLayout::bytes() const {
 
 LutMmaLayout make_lut_mma_layout(const Quantizer& quantizer, const QuantizedMatrix& q) {
   if (auto why = lut_mma_supports(quantizer); !why.empty()) throw std::invalid_argument(why);
+  if (const ShapeProblem sp = quantizer.check_shape(q.rows, q.cols); !sp.message.empty())
+    throw std::invalid_argument("lut_mma: " + quantizer.name() + " cannot hold a " + std::to_string(q.rows) + "x" + std::to_string(q.cols) +
+                                " matrix: " + sp.message);
   std::vector<LutPass> plan;
   build_lut_passes(quantizer, q, plan);
   LutMmaLayout L;
