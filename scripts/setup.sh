@@ -84,8 +84,13 @@ PY
 fi
 
 jobs=$(nproc 2>/dev/null || echo 2)
+# The CUDA kernels build where nvcc is found: on the PATH, or the toolkit's usual place.
+cuda_args=()
+if ! command -v nvcc >/dev/null 2>&1 && [[ -x /usr/local/cuda/bin/nvcc ]]; then
+  cuda_args=(-DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc)
+fi
 if [[ ! -f "$BUILD_DIR/CMakeCache.txt" ]]; then
-  cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DTQB_PYTHON="$python" >/dev/null
+  cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DTQB_PYTHON="$python" "${cuda_args[@]}" >/dev/null
 else
   cmake -S . -B "$BUILD_DIR" -DTQB_PYTHON="$python" >/dev/null
 fi
