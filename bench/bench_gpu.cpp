@@ -149,7 +149,7 @@ int main(int argc, char** argv) {
         const std::size_t n = 4;
         std::vector<float> xf(n * s.cols), emu(n * s.rows), mag(n * s.rows), got(n * s.rows);
         for (std::size_t i = 0; i < xf.size(); ++i) xf[i] = from_bf16_bits(xb[i]);
-        lut_mma_emulate(layout, xf.data(), n, emu.data(), mag.data());
+        lut_mma_emulate(layout, xf.data(), n, emu.data(), mag.data(), lut_mma_arith_for(n));
         m.multiply(xd.as<const std::uint16_t>(), n, yd.as<float>(), nullptr);
         yd.download(got.data(), got.size() * 4);
         for (std::size_t i = 0; i < got.size(); ++i)

@@ -85,15 +85,17 @@ TEST_CASE("lut_mma layout: the repacked codes, tables, scales and signs compute 
     CHECK(L.cols_pad() % 64 == 0);
     const std::size_t n = 3;
     const Matrix x = test::random_normal_matrix(n, c.cols, 12);
-    std::vector<float> y(n * c.rows), mag(n * c.rows);
-    lut_mma_emulate(L, x.data(), n, y.data(), mag.data());
     const auto ref = reference(*q, qm, x);
-    double worst = 0;
-    for (std::size_t i = 0; i < y.size(); ++i) {
-      const double bound = (4.5 * kU + c.cols * std::ldexp(1.0, -23)) * mag[i] + 1e-30;
-      worst = std::max(worst, std::fabs(y[i] - ref[i]) / bound);
+    for (LutMmaArith arith : {LutMmaArith::bf16_decode, LutMmaArith::group_scale}) {
+      std::vector<float> y(n * c.rows), mag(n * c.rows);
+      lut_mma_emulate(L, x.data(), n, y.data(), mag.data(), arith);
+      double worst = 0;
+      for (std::size_t i = 0; i < y.size(); ++i) {
+        const double bound = (4.5 * kU + c.cols * std::ldexp(1.0, -23)) * mag[i] + 1e-30;
+        worst = std::max(worst, std::fabs(y[i] - ref[i]) / bound);
+      }
+      CHECK(worst <= 1.0);
     }
-    CHECK(worst <= 1.0);
     // The bound is not vacuous: the emulation's error is a fraction of it and the outputs are not tiny.
     double norm = 0;
     for (double v : ref) norm += v * v;
@@ -184,7 +186,7 @@ TEST_CASE("lut_mma CUDA kernels match the reference and the emulation: every for
       std::vector<float> y(n * c.rows + 2 * kGuard, poison);
       for (std::size_t g = 0; g < kGuard; ++g) y[g] = y[kGuard + n * c.rows + g] = 4321.0f;
       std::vector<float> emu(n * c.rows), mag(n * c.rows);
-      lut_mma_emulate(L, x.data(), n, emu.data(), mag.data());
+      lut_mma_emulate(L, x.data(), n, emu.data(), mag.data(), lut_mma_arith_for(n));
       const auto ref = reference(*q, qm, x);
       for (int rep = 0; rep < 2; ++rep) {  // twice: the split-K counters must be left reset
         yd.upload(y.data(), y.size() * 4);

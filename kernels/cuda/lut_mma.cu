@@ -46,6 +46,7 @@ struct Args {
   float* partial = nullptr;               // small, splits > 1: [splits][n][rows_pad]
   int* counters = nullptr;                // splits > 1: one per output tile, zero between launches
   int tiles_per_split = 0, splits = 1;
+  int stream_only = 0;  // diagnostic (TQB_LUT_MMA_STREAM_ONLY=1): the small kernel moves the codes but skips the decode and mma
 };
 
 __host__ __device__ constexpr int passes_of(int b1) { return b1 == 0 ? 1 : 2; }
@@ -107,14 +108,19 @@ __device__ __forceinline__ void rotate_load(const Args& a, int t, int k, int lan
   const int kl = k + E * lane;
   load_group<E>(a.x + static_cast<std::size_t>(t) * a.cols + kl, t < a.n && kl < a.cols, v);
 }
+// Returns this lane's sum of the values as stored (rounded to bf16), for the group sums of offsets.
 template <int E>
-__device__ __forceinline__ void rotate_finish(const Args& a, const PassArgs& p, int k, __nv_bfloat16* dst, int lane, float (&v)[E]) {
+__device__ __forceinline__ float rotate_finish(const Args& a, const PassArgs& p, int k, __nv_bfloat16* dst, int lane, float (&v)[E]) {
   const int kl = k + E * lane;
   if (p.rotated) {  // warp-uniform: cols is a multiple of the group, so a group lies wholly inside or outside
     const std::uint32_t signs = kl < a.cols ? (__ldg(p.signs + (kl >> 5)) >> (kl & 31)) & ((1u << E) - 1u) : 0u;
     hadamard_in_registers<E>(v, signs, lane);
   }
   store_group<E>(dst + E * lane, v);
+  float sum = 0.0f;
+#pragma unroll
+  for (int e = 0; e < E; ++e) sum += __bfloat162float(__float2bfloat16_rn(v[e]));
+  return sum;
 }
 template <int E>
 __device__ __forceinline__ void rotate_one(const Args& a, const PassArgs& p, int t, int k, __nv_bfloat16* dst, int lane) {
@@ -209,21 +215,6 @@ __device__ __forceinline__ void load_tile(const PassArgs& p, int stripe, int kti
   }
 }
 
-// The 16×64 tile of one pass against the activations at b_addr (this lane's ldmatrix address at the
-// tile's first column; row stride `stride` bf16).
-template <int B, int NT>
-__device__ __forceinline__ void mma_tile(const TileRegs<B>& r, std::uint32_t lut_addr, std::uint32_t b_addr, int stride, float (&acc)[NT][4]) {
-  const GroupSide g0 = splat_side(r.scale[0], r.offset[0]), g1 = splat_side(r.scale[1], r.offset[1]);
-#pragma unroll
-  for (int s = 0; s < 4; ++s) {
-    std::uint32_t af[4], bf[NT][2];
-    decode_a<B>(r.w, s, lut_addr, s < 2 ? g0 : g1, af);
-    load_b<NT>(b_addr + 32 * s, stride, bf);
-#pragma unroll
-    for (int j = 0; j < NT; ++j) mma_bf16(acc[j], af, bf[j][0], bf[j][1]);
-  }
-}
-
 // cp.async: 4, 8 or 16 bytes from global to shared memory; src_bytes 0 fills zeros.
 template <int N>
 __device__ __forceinline__ void cp_async(std::uint32_t dst, const void* src) {
@@ -281,19 +272,64 @@ __device__ __forceinline__ void issue_side(const PassArgs& p, int stripe, int j0
   }
 }
 
-// Scales (and offsets) of the tile at chunk column kk for this lane, from the staged side data.
-template <int B>
-__device__ __forceinline__ void load_side(std::uint32_t side, int groups, bool has_offset, int log2_group, int kk, int lane, TileRegs<B>& r) {
-  const int gid = lane >> 2, j0 = kk >> log2_group, j1 = (kk + 32) >> log2_group;
-  r.scale[0] = lds32(side + 4 * (8 * j0 + gid));
-  r.scale[1] = j1 == j0 ? r.scale[0] : lds32(side + 4 * (8 * j1 + gid));
-  r.offset[0] = r.offset[1] = 0u;
-  if (has_offset) {
-    const std::uint32_t off = side + 4 * 8 * groups;
-    r.offset[0] = lds32(off + 4 * (8 * j0 + gid));
-    r.offset[1] = j1 == j0 ? r.offset[0] : lds32(off + 4 * (8 * j1 + gid));
+// The small kernel's arithmetic: the mma takes the table's bf16 values as they are (exact products with
+// the bf16 activations) into per-group fp32 sums, and each group ends with acc += a·Σ lut·x̃ + b·Σ x̃ in
+// fp32 — four fmas per accumulator and group instead of one bf16x2 fma per pair of weights, and one
+// rounding fewer (lut_mma_emulate, LutMmaArith::group_scale).
+template <int B, int NT>
+struct GroupScaled {
+  static __device__ __forceinline__ void flush(int j, std::uint32_t side, int groups, bool has_offset, const float* sums, int n, int lane,
+                                               float (&g)[NT][4], float (&acc)[NT][4]) {
+    const int gid = lane >> 2, tid = lane & 3;
+    const std::uint32_t sw = lds32(side + 4 * (8 * j + gid));
+    const float a_lo = __uint_as_float(sw << 16), a_hi = __uint_as_float(sw & 0xffff0000u);
+#pragma unroll
+    for (int jn = 0; jn < NT; ++jn) {
+      acc[jn][0] = fmaf(a_lo, g[jn][0], acc[jn][0]);
+      acc[jn][1] = fmaf(a_lo, g[jn][1], acc[jn][1]);
+      acc[jn][2] = fmaf(a_hi, g[jn][2], acc[jn][2]);
+      acc[jn][3] = fmaf(a_hi, g[jn][3], acc[jn][3]);
+#pragma unroll
+      for (int i = 0; i < 4; ++i) g[jn][i] = 0.0f;
+    }
+    if (has_offset) {
+      const std::uint32_t ow = lds32(side + 4 * (8 * groups + 8 * j + gid));
+      const float b_lo = __uint_as_float(ow << 16), b_hi = __uint_as_float(ow & 0xffff0000u);
+#pragma unroll
+      for (int jn = 0; jn < NT; ++jn) {
+        const int t0 = 8 * jn + 2 * tid;
+        const float s0 = t0 < n ? sums[t0 * groups + j] : 0.0f, s1 = t0 + 1 < n ? sums[(t0 + 1) * groups + j] : 0.0f;
+        acc[jn][0] = fmaf(b_lo, s0, acc[jn][0]);
+        acc[jn][1] = fmaf(b_lo, s1, acc[jn][1]);
+        acc[jn][2] = fmaf(b_hi, s0, acc[jn][2]);
+        acc[jn][3] = fmaf(b_hi, s1, acc[jn][3]);
+      }
+    }
   }
-}
+  // One 16×64 tile at chunk column kk: four sub-tiles of lookups and mma into g, flushing at group ends
+  // (chunks start on a group boundary; a group of 32 ends after sub-tiles 1 and 3, larger ones at a
+  // tile's end when kk + 64 is a multiple of the group).
+  static __device__ __forceinline__ void tile(const std::uint32_t (&w)[B], std::uint32_t lut_addr, std::uint32_t b_addr, int stride, int kk,
+                                              int log2_group, std::uint32_t side, int groups, bool has_offset, const float* sums, int n, int lane,
+                                              float (&g)[NT][4], float (&acc)[NT][4]) {
+#pragma unroll
+    for (int s = 0; s < 4; ++s) {
+      std::uint32_t af[4], bf[NT][2];
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        std::uint32_t idx;
+        if constexpr (B == 4) idx = __byte_perm(w[s], 0, 0x4440 | r);
+        else idx = lut_mma_pair_field<B>(w, 4 * s + r);
+        af[r] = lds32(lut_addr + (idx << 7));
+      }
+      load_b<NT>(b_addr + 32 * s, stride, bf);
+#pragma unroll
+      for (int jn = 0; jn < NT; ++jn) mma_bf16(g[jn], af, bf[jn][0], bf[jn][1]);
+      if ((s == 1 && log2_group == 5) || (s == 3 && ((kk + 64) & ((1 << log2_group) - 1)) == 0))
+        flush((kk + 16 * s) >> log2_group, side, groups, has_offset, sums, n, lane, g, acc);
+    }
+  }
+};
 
 // At least 3 blocks per SM: the register cap keeps the rare paths (split-K reduction) from costing occupancy.
 template <int B0, int B1, int NT>
@@ -315,6 +351,10 @@ __global__ void __launch_bounds__(kThreads, 3) small_kernel(const Args a) {
     side_addr[p] = next + 4 * warp * per_warp;
     next += 4 * kWarps * per_warp;
   }
+  // Group sums of the activations, for passes with offsets (b·Σx per group): [P][n][chunk groups] floats.
+  float* group_sums = reinterpret_cast<float*>(reinterpret_cast<char*>(smem_u4) + (next - base));
+  const int sums_stride = (a.n * (kc >> 5) + 3) & ~3;  // per pass, room for the smallest group (32); 16-byte multiple
+  next += 4 * P * sums_stride;
   __nv_bfloat16* xs = reinterpret_cast<__nv_bfloat16*>(reinterpret_cast<char*>(smem_u4) + (next - base));  // [P][n + 1][stride]
   const int stripe = blockIdx.x * kWarps + warp;
   const int kt0 = blockIdx.y * a.tiles_per_split, kt1 = min(kt0 + a.tiles_per_split, a.ktiles);
@@ -356,7 +396,14 @@ __global__ void __launch_bounds__(kThreads, 3) small_kernel(const Args a) {
 #pragma unroll
         for (int u = 0; u < kBatch; ++u) {
           const int task = first + u * kWarps, t = task / groups, j = task % groups;
-          if (task < tasks) rotate_finish<E>(a, pa, kt0 * 64 + j * 32 * E, xs + (p * rows + t) * stride + j * 32 * E, lane, v[u]);
+          if (task < tasks) {
+            float sum = rotate_finish<E>(a, pa, kt0 * 64 + j * 32 * E, xs + (p * rows + t) * stride + j * 32 * E, lane, v[u]);
+            if (pa.offsets != nullptr) {  // warp-uniform
+#pragma unroll
+              for (int m = 16; m >= 1; m /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, m);
+              if (lane == 0) group_sums[p * sums_stride + t * groups + j] = sum;
+            }
+          }
         }
       }
     });
@@ -366,6 +413,7 @@ __global__ void __launch_bounds__(kThreads, 3) small_kernel(const Args a) {
   __syncthreads();
 
   float acc[NT][4] = {};
+  float gacc0[NT][4] = {}, gacc1[NT][4] = {};  // the current group's sums, per pass
   if (active) {
     const std::uint32_t lut0 = base + 4 * lane, lut1 = lut0 + 4 * a.pass[1].lut_offset;
     const bool off0 = a.pass[0].offsets != nullptr, off1 = a.pass[1].offsets != nullptr;
@@ -379,17 +427,21 @@ __global__ void __launch_bounds__(kThreads, 3) small_kernel(const Args a) {
       cp_async_wait<kRing - 1>();  // this lane's copies of tile kt (and, first, the side data) have landed
       __syncwarp();                // and every lane's
       const int kk = (kt - kt0) * 64;
-      {
-        TileRegs<B0> r;
-        read_codes<B0>(slot, lane, r.w);
-        load_side<B0>(side_addr[0], side_groups[0], off0, a.pass[0].log2_group, kk, lane, r);
-        mma_tile<B0, NT>(r, lut0, b_addr, stride, acc);
+      if (a.stream_only) {  // keeps the loads alive without the decode: what the memory side alone achieves
+        std::uint32_t w[B0];
+        read_codes<B0>(slot, lane, w);
+        acc[0][0] += __uint_as_float((w[0] ^ w[B0 - 1]) & 0x007fffffu);
+      } else {
+        std::uint32_t w[B0];
+        read_codes<B0>(slot, lane, w);
+        GroupScaled<B0, NT>::tile(w, lut0, b_addr, stride, kk, a.pass[0].log2_group, side_addr[0], side_groups[0], off0,
+                                  group_sums, a.n, lane, gacc0, acc);
       }
-      if constexpr (B1 != 0) {
-        TileRegs<B1> r;
-        read_codes<B1>(slot + 4 * 32 * B0, lane, r.w);
-        load_side<B1>(side_addr[1], side_groups[1], off1, a.pass[1].log2_group, kk, lane, r);
-        mma_tile<B1, NT>(r, lut1, b_addr + b_pass1, stride, acc);
+      if constexpr (B1 != 0) if (!a.stream_only) {
+        std::uint32_t w[B1 ? B1 : 1];
+        read_codes<B1 ? B1 : 1>(slot + 4 * 32 * B0, lane, w);
+        GroupScaled<B1 ? B1 : 1, NT>::tile(w, lut1, b_addr + b_pass1, stride, kk, a.pass[1].log2_group, side_addr[1], side_groups[1], off1,
+                                           group_sums + sums_stride, a.n, lane, gacc1, acc);
       }
       __syncwarp();  // the slot is read by every lane before it is refilled
       issue(kt + kRing, slot);
@@ -592,6 +644,7 @@ struct LutMmaMatrix::Impl {
   int sms = 0;
   SmallPlan small[16];  // by batch size n = 1..16
   int smem_optin = 0;  // the device's shared memory per block with opt-in
+  int stream_only = 0;  // TQB_LUT_MMA_STREAM_ONLY: a diagnostic, see Args
   mutable DeviceBuffer partial, counters, xr;
 
   int max_group_log2() const {
@@ -604,6 +657,7 @@ struct LutMmaMatrix::Impl {
     const int kc = tiles_per_split * 64;
     std::size_t bytes = static_cast<std::size_t>(base.lut_words) * 4 + static_cast<std::size_t>(kWarps) * kRing * 32 * (b0 + b1) * 4;
     for (const auto& p : shape.passes) bytes += static_cast<std::size_t>(side_words(kc, p.log2_group, p.has_offset)) * 4;
+    bytes += shape.passes.size() * static_cast<std::size_t>((n * (kc >> 5) + 3) & ~3) * 4;  // group sums
     return bytes + shape.passes.size() * static_cast<std::size_t>(n + 1) * (kc + kPad) * 2;
   }
   // Split-K for the small kernel: among chunk sizes of whole groups, the one whose grid best fills one
@@ -685,6 +739,7 @@ LutMmaMatrix::LutMmaMatrix(const LutMmaLayout& layout) : impl_(std::make_unique<
   int device = 0;
   TQB_CUDA_CHECK(cudaGetDevice(&device));
   TQB_CUDA_CHECK(cudaDeviceGetAttribute(&I.sms, cudaDevAttrMultiProcessorCount, device));
+  if (const char* env = std::getenv("TQB_LUT_MMA_STREAM_ONLY")) I.stream_only = std::atoi(env) != 0;
   I.order = {0};
   if (layout.passes.size() == 2) I.order = layout.passes[1].bits > layout.passes[0].bits ? std::vector<int>{1, 0} : std::vector<int>{0, 1};
   I.shape.rows = layout.rows;
@@ -774,6 +829,7 @@ void LutMmaMatrix::multiply(const std::uint16_t* x, std::size_t n, float* y, voi
   cudaStream_t stream = static_cast<cudaStream_t>(stream_ptr);
   Args a = I.base;
   a.counters = I.counters.as<int>();  // the buffer may have grown since construction
+  a.stream_only = I.stream_only;
   a.n = static_cast<int>(n);
   a.x = reinterpret_cast<const __nv_bfloat16*>(x);
   a.y = y;

@@ -157,7 +157,7 @@ float bf16_round_exact(double v) {
 
 template <int B>
 void emulate_pass(const LutMmaLayout& L, const LutMmaPass& P, const std::vector<float>& xr, std::size_t n, std::vector<double>& acc,
-                  std::vector<double>& mag) {
+                  std::vector<double>& mag, LutMmaArith arith) {
   const std::size_t groups = L.groups_alloc(P), cols_pad = L.cols_pad(), rows_pad = L.rows_pad();
   for (std::size_t st = 0; st < L.stripes; ++st)
     for (std::size_t kt = 0; kt < L.ktiles; ++kt)
@@ -177,9 +177,10 @@ void emulate_pass(const LutMmaLayout& L, const LutMmaPass& P, const std::vector<
             const std::uint32_t ow = P.offsets[(st * groups + j) * 8 + gid];
             b = from_bf16_bits(static_cast<std::uint16_t>((reg & 1) ? ow >> 16 : ow));
           }
-          for (int h = 0; h < 2; ++h) {  // the two weights of the pair: one bf16 fused multiply-add each
+          for (int h = 0; h < 2; ++h) {  // the two weights of the pair
             const double lut = from_bf16_bits(static_cast<std::uint16_t>(h ? entry >> 16 : entry));
-            const float wt = bf16_round_exact(lut * a + b);
+            // bf16_decode: one bf16 rounding of lut·a + b; group_scale: a·lut + b with bf16 a, lut, b, unrounded
+            const double wt = arith == LutMmaArith::bf16_decode ? static_cast<double>(bf16_round_exact(lut * a + b)) : lut * a + b;
             const double m = std::fabs(lut * a) + std::fabs(b);
             for (std::size_t t = 0; t < n; ++t) {
               acc[t * rows_pad + row] += static_cast<double>(wt) * xr[t * cols_pad + k + h];
@@ -192,7 +193,7 @@ void emulate_pass(const LutMmaLayout& L, const LutMmaPass& P, const std::vector<
 
 }  // namespace
 
-void lut_mma_emulate(const LutMmaLayout& L, const float* x, std::size_t n, float* y, float* magnitude) {
+void lut_mma_emulate(const LutMmaLayout& L, const float* x, std::size_t n, float* y, float* magnitude, LutMmaArith arith) {
   const std::size_t cols_pad = L.cols_pad(), rows_pad = L.rows_pad();
   std::vector<double> acc(n * rows_pad, 0.0), mag(n * rows_pad, 0.0);
   std::vector<float> xr(n * cols_pad);
@@ -219,9 +220,9 @@ void lut_mma_emulate(const LutMmaLayout& L, const float* x, std::size_t n, float
       for (std::size_t k = 0; k < cols_pad; ++k) v[k] = bf16_round(v[k]);
     }
     switch (P.bits) {
-      case 2: emulate_pass<2>(L, P, xr, n, acc, mag); break;
-      case 3: emulate_pass<3>(L, P, xr, n, acc, mag); break;
-      case 4: emulate_pass<4>(L, P, xr, n, acc, mag); break;
+      case 2: emulate_pass<2>(L, P, xr, n, acc, mag, arith); break;
+      case 3: emulate_pass<3>(L, P, xr, n, acc, mag, arith); break;
+      case 4: emulate_pass<4>(L, P, xr, n, acc, mag, arith); break;
       default: throw std::invalid_argument("lut_mma: bits must be 2, 3 or 4");
     }
   }

@@ -81,12 +81,19 @@ TQB_HOST_DEVICE std::uint32_t lut_mma_pair_field(const std::uint32_t* w, int i) 
   return static_cast<std::uint32_t>(pair >> shift) & mask;
 }
 
+// The two ways the kernels apply scales: the large-batch kernel decodes each weight as one bf16 rounding
+// of lut·a + b (bf16 operands) before the mma; the small-batch kernel multiplies the mma's per-group sums
+// of lut·x̃ by a in fp32 and adds b·Σx̃ (no rounding of the weight at all).
+enum class LutMmaArith { bf16_decode, group_scale };
+// The arithmetic the kernels use for a batch of n (n ≤ 16: the small kernel).
+inline LutMmaArith lut_mma_arith_for(std::size_t n) { return n <= 16 ? LutMmaArith::group_scale : LutMmaArith::bf16_decode; }
+
 // Host emulation of the kernels' arithmetic on this layout: x rounded to bf16, rotated in fp32 and
-// rounded to bf16; each weight decoded as one bf16 rounding of lut·a + b (bf16 operands); products
-// summed exactly (double). y: n × rows from x: n × cols, row-major. Exists to test the repacking
-// without a GPU, and as the GPU kernels' oracle (they differ from it only in fp32 accumulation).
-// magnitude (optional, n × rows): Σ over passes and columns of (|a·lut[q]| + |b|)·|x̃|, the scale of the
-// bf16 rounding errors (the parity tests' error bound is a multiple of it).
-void lut_mma_emulate(const LutMmaLayout& layout, const float* x, std::size_t n, float* y, float* magnitude = nullptr);
+// rounded to bf16; weights per `arith`; products and sums exact (double). y: n × rows from x: n × cols,
+// row-major. Exists to test the repacking without a GPU, and as the GPU kernels' oracle (they differ
+// from it only in fp32 accumulation). magnitude (optional, n × rows): Σ over passes and columns of
+// (|a·lut[q]| + |b|)·|x̃|, the scale of the bf16 rounding errors (the parity tests' bound is a multiple).
+void lut_mma_emulate(const LutMmaLayout& layout, const float* x, std::size_t n, float* y, float* magnitude = nullptr,
+                     LutMmaArith arith = LutMmaArith::bf16_decode);
 
 }  // namespace tqb
