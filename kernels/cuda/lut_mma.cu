@@ -721,6 +721,12 @@ struct LutMmaMatrix::Impl {
     p.splits = static_cast<unsigned>((ktiles + tps - 1) / tps);
     return p;
   }
+  // The split-K workspace for `splits` partial sums of an n-column batch, grown on demand.
+  float* partials(int splits, std::size_t n) {
+    const std::size_t need = static_cast<std::size_t>(splits) * n * shape.rows_pad() * sizeof(float);
+    if (partial.size() < need) partial = DeviceBuffer(need);
+    return partial.as<float>();
+  }
   void ensure_counters(std::size_t count) {
     if (counters.size() >= count * sizeof(int)) return;
     counters = DeviceBuffer(count * sizeof(int));
@@ -839,11 +845,7 @@ void LutMmaMatrix::multiply(const std::uint16_t* x, std::size_t n, float* y, voi
     const SmallPlan& plan = I.small[n - 1];
     a.tiles_per_split = plan.tiles_per_split;
     a.splits = plan.splits;
-    if (a.splits > 1) {
-      const std::size_t need = static_cast<std::size_t>(a.splits) * n * I.shape.rows_pad() * sizeof(float);
-      if (I.partial.size() < need) I.partial = DeviceBuffer(need);
-      a.partial = I.partial.as<float>();
-    }
+    if (a.splits > 1) a.partial = I.partials(a.splits, n);
     const dim3 grid((a.stripes + kWarps - 1) / kWarps, a.splits);
     I.kernels.small[nt - 1]<<<grid, kThreads, plan.smem, stream>>>(a);
     TQB_CUDA_CHECK_LAUNCH("lut_mma small_kernel");
@@ -864,9 +866,7 @@ void LutMmaMatrix::multiply(const std::uint16_t* x, std::size_t n, float* y, voi
   a.tiles_per_split = plan.tiles_per_split;
   a.splits = plan.splits;
   if (plan.splits > 1) {
-    const std::size_t partial = static_cast<std::size_t>(plan.splits) * n * I.shape.rows_pad() * sizeof(float);
-    if (I.partial.size() < partial) I.partial = DeviceBuffer(partial);
-    a.partial = I.partial.as<float>();
+    a.partial = I.partials(static_cast<int>(plan.splits), n);
     I.ensure_counters(static_cast<std::size_t>(plan.col_blocks) * plan.row_blocks);
     a.counters = I.counters.as<int>();
   }
