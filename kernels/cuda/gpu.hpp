@@ -49,6 +49,10 @@ void reset_peak_bytes();
 // y = Ŵx for a matrix in the lut_mma layout (lut_mma_layout.hpp), on the current device.
 // n ≤ 16: one launch of the small-batch kernel (rotation in its prologue, split-K, deterministic
 // in-kernel reduction); n > 16: the standalone rotation kernel, then the tiled kernel (lut_mma.cu).
+// One object serves one stream at a time: its split-K workspace and counters are per object, and
+// multiply() grows them on first use of a larger batch (outside any CUDA graph capture, then).
+// Tuning and diagnostics (environment): TQB_LUT_MMA_CHUNK=T forces chunks of T 64-column tiles on the
+// small kernel; TQB_LUT_MMA_STREAM_ONLY=1 makes it move the codes without decoding (timing only).
 class LutMmaMatrix {
  public:
   explicit LutMmaMatrix(const LutMmaLayout& layout);  // uploads; throws std::runtime_error
