@@ -687,7 +687,7 @@ struct LutMmaMatrix::Impl {
       if (smem > static_cast<std::size_t>(smem_optin)) break;
       int per_sm = 0;
       TQB_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernels.small[nt - 1], kThreads, smem));
-      if (per_sm < want_per_sm) continue;
+      if (per_sm == 0 || (!forced && per_sm < want_per_sm)) continue;
       const int splits = (ktiles + tps - 1) / tps, items = row_blocks * splits, slots = per_sm * sms;
       // Measured on the H100 (docs/GPU.md): each block pays a fixed prologue and split-K epilogue, so one
       // wave of as many resident blocks as fit beats several waves of short blocks. Score: blocks of the
