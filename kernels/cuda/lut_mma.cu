@@ -1,20 +1,24 @@
 // lut_mma: y = Ŵx from 2/3/4-bit codebook codes (TurboQuant, RTN, residual stacks of two passes) on
-// NVIDIA GPUs of compute capability 8.0+, through the layout of lut_mma_layout.hpp.
+// NVIDIA GPUs of compute capability 8.0+, through the layout of lut_mma_layout.hpp. Design, error bound
+// and measured figures: docs/GPU.md.
 //
 // Both kernels decode weights straight into mma.sync A fragments: per pair of codes one shared-memory
-// lookup in a 32-way replicated pair table (conflict-free: lane L reads copy L) and one bf16x2 fma
-// with the group's scale (and offset); the activations, rotated per group by the randomized Hadamard
-// transform, are the B operand in shared memory, read with ldmatrix. Accumulation is fp32.
+// lookup in a 32-way replicated pair table (conflict-free: lane L reads copy L); the activations,
+// rotated per group by the randomized Hadamard transform, are the B operand in shared memory, read
+// with ldmatrix. Accumulation is fp32.
 //
-// - small (n ≤ 16): one launch. Each block owns 8 stripes (128 rows) and a K-chunk (split-K, sized
-//   so that the grid fills every SM); its prologue copies the pair tables to shared memory and rotates
-//   the chunk's activations (hadamard_in_registers: a warp per (batch column, group), butterflies by
-//   shuffles) while the first code tiles are already in flight. Each warp then streams its stripe's
-//   16×64 code tiles, two tiles ahead. Partial sums of the chunks are reduced in a fixed order by the
-//   block that finishes a row block last (a counter per row block), so results are deterministic.
+// - small (n ≤ 16): one launch. Each block owns 8 stripes (128 rows) and a K-chunk (split-K, the chunk
+//   chosen per n so that one wave of resident blocks fills the GPU); each warp streams its stripe's
+//   16×64 code tiles through a 6-tile cp.async ring in shared memory, issued before the prologue, which
+//   copies the pair tables, stages the chunk's scales and rotates the chunk's activations
+//   (hadamard_in_registers: a warp per (batch column, group), butterflies by shuffles). The mma sums
+//   each group in fp32 and the group is scaled at its end (GroupScaled). Partial sums of the chunks are
+//   reduced in a fixed order by the block that finishes a row block last, so results are deterministic.
 // - large (n > 16): a standalone rotation kernel writes the rotated activations (bf16, one copy per
 //   pass), then a tiled kernel: block = 256 rows × 64 batch columns, each warp 32 rows; 64-column
-//   activation tiles arrive by cp.async, three stages deep, code tiles one tile ahead in registers.
+//   activation tiles arrive by cp.async, three stages deep, code tiles one tile ahead in registers; one
+//   bf16x2 fma per pair of weights applies scale and offset; split-K where the grid is small.
+
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
