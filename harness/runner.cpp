@@ -18,6 +18,7 @@
 #include "harness/data_source.hpp"
 #include "harness/metrics.hpp"
 #include "harness/model_eval.hpp"
+#include "harness/output_lock.hpp"
 #include "harness/progress.hpp"
 #include "harness/provenance.hpp"
 #include "kernels/cuda/gpu.hpp"
@@ -184,11 +185,17 @@ int run_sweep(const ExperimentSpec& spec, const std::vector<SweepPoint>& points,
               std::ostream& out) {
   const std::string path = options.output.empty() ? default_output_path(spec) : options.output;
   const std::vector<Column> columns = result_columns(spec, points);
+  check_output_path(path, spec.path);  // never a device, a folder or the spec, --force or not
 
   ResultTable table;
   table.columns = columns;
   std::set<std::string> done;
   std::error_code ec;
+  {
+    const auto parent = std::filesystem::path(path).parent_path();
+    if (!parent.empty()) std::filesystem::create_directories(parent, ec);
+  }
+  const OutputLock lock(path);  // one writer per result file; released however this run ends
   const bool exists = std::filesystem::exists(path, ec);
   if (!exists && options.existing == ExistingFile::require_resume)
     throw InputError(fmt::format("{}: error: --resume given but there is no result file to resume", path));
@@ -247,8 +254,6 @@ int run_sweep(const ExperimentSpec& spec, const std::vector<SweepPoint>& points,
     };
   }
 
-  const auto parent = std::filesystem::path(path).parent_path();
-  if (!parent.empty()) std::filesystem::create_directories(parent, ec);
   remove_stale_temporaries(path);
   write_result_file(path, table);  // the file exists (possibly empty) from the start
 
@@ -276,7 +281,10 @@ int run_sweep(const ExperimentSpec& spec, const std::vector<SweepPoint>& points,
       }
       if (p.data->source != "model") r = evaluate(spec, p, current);
     } catch (const InputError&) {
-      throw;  // bad model file or corpus: the whole run is bad input
+      // Bad model file or corpus: the whole run is bad input. A file this run created and that holds no
+      // row is removed, so that the corrected spec is not refused as "a different spec".
+      if (!exists && table.rows.empty()) std::filesystem::remove(path, ec);
+      throw;
     } catch (const std::exception& e) {
       r.ok = false;
       r.error = e.what();

@@ -1,10 +1,13 @@
 // End-to-end tests of the tqbench binary: exit codes, located spec errors, runs, resume after kill -9.
 #include <doctest/doctest.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
 #include <cmath>
 #include <cstring>
 #include <thread>
@@ -244,6 +247,48 @@ TEST_CASE("timing.device cuda times cuda_lut_mma against cuBLAS bf16, or fails e
   CHECK(std::get<std::string>(t.rows[1][error]).find("cannot run") != std::string::npos);
   const auto a = read_result_file(out);
   REQUIRE(a.attribute("gpu") != nullptr);
+}
+
+TEST_CASE("-o never names the spec, a device or a folder, even with --force; a failed model run leaves no empty file") {
+  test::TempDir dir;
+  const std::string spec = dir.file("s.yaml");
+  const std::string text = "experiment: s\ndata: {source: gaussian, rows: 8, cols: 64}\nquantizers: ['rtn(group=32)']\n";
+  test::write_text(spec, text);
+  for (const std::string out : {spec, std::string("/dev/null"), dir.path.string()}) {
+    CAPTURE(out);
+    const auto r = run_tqbench("run '" + spec + "' -o '" + out + "' --force");
+    CHECK(r.exit_code == 2);
+    CHECK(r.output.find(out + ": error: the output is") != std::string::npos);
+  }
+  CHECK(test::read_text(spec) == text);  // the spec survived
+  // Bad model input: exit 2, and no 0-row result file that would make the corrected spec "different".
+  const std::string model_spec = dir.file("m.yaml"), model_out = dir.file("m.h5");
+  test::write_text(model_spec, "experiment: m\ndata: {source: model, model: " + dir.file("missing.gguf") + ", chunks: 1}\nquantizers: [none]\n");
+  const auto r = run_tqbench("run '" + model_spec + "' -o '" + model_out + "'");
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("missing.gguf") != std::string::npos);
+  CHECK_FALSE(std::filesystem::exists(model_out));
+}
+
+TEST_CASE("one run at a time writes a result file: a second exits 2 naming the holder's pid; a dead holder's lock does not block") {
+  test::TempDir dir;
+  const std::string spec = dir.file("s.yaml"), out = dir.file("s.h5");
+  test::write_text(spec, "experiment: s\ndata: {source: gaussian, rows: 8, cols: 64}\nquantizers: ['rtn(group=32)']\n");
+  {
+    // Hold the lock as a concurrent run would (flock on FILE.lock with the holder's pid in it).
+    const int fd = ::open((out + ".lock").c_str(), O_RDWR | O_CREAT, 0644);
+    REQUIRE(fd >= 0);
+    REQUIRE(::flock(fd, LOCK_EX | LOCK_NB) == 0);
+    REQUIRE(::write(fd, "424242", 6) == 6);
+    const auto r = run_tqbench("run '" + spec + "' -o '" + out + "'");
+    CHECK(r.exit_code == 2);
+    CHECK(r.output.find("another tqbench run (pid 424242)") != std::string::npos);
+    CHECK_FALSE(std::filesystem::exists(out));
+    ::close(fd);  // as when the holder dies: the kernel drops its flock
+  }
+  const auto r = run_tqbench("run '" + spec + "' -o '" + out + "'");
+  CHECK(r.exit_code == 0);
+  CHECK(read_result_file(out).rows.size() == 1);
 }
 
 TEST_CASE("a run killed with SIGKILL midway resumes to the rows of an uninterrupted run") {
