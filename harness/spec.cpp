@@ -163,7 +163,12 @@ class SpecParser {
   ExperimentSpec parse(const std::string& text) const {
     YAML::Node root;
     try {
-      root = YAML::Load(text);
+      // One document: a second one ("---") would be ignored silently by YAML::Load, so it is an error.
+      const std::vector<YAML::Node> docs = YAML::LoadAll(text);
+      if (docs.size() > 1)
+        fail(docs[1], "", fmt::format("the spec holds {} YAML documents; a spec is one document (remove the '---' and what follows, "
+                                      "or merge it into the first)", docs.size()));
+      if (!docs.empty()) root = docs[0];
     } catch (const YAML::Exception& e) {
       SourceLocation w{path_, e.mark.line >= 0 ? e.mark.line + 1 : 0, e.mark.column >= 0 ? e.mark.column + 1 : 0};
       throw InputError(located_message(w, "", "invalid YAML: " + e.msg));

@@ -390,14 +390,21 @@ std::unique_ptr<Tokenizer> make_hf_tokenizer(const std::string& dir) {
     if (!id.is_number_unsigned() || id.get<std::uint64_t>() >= (1u << 24)) throw bad("model.vocab", "ids must be small non-negative integers");
     n = std::max<std::size_t>(n, id.get<std::size_t>() + 1);
   }
-  for (const auto& t : j.value("added_tokens", nlohmann::json::array()))
-    if (t.contains("id") && t["id"].is_number_unsigned() && t["id"].get<std::uint64_t>() < (1u << 24))
-      n = std::max<std::size_t>(n, t["id"].get<std::size_t>() + 1);
+  // Every added token's id is checked before any is used as an index (a negative, fractional or huge id
+  // once wrote out of bounds).
+  const nlohmann::json added = j.value("added_tokens", nlohmann::json::array());
+  if (!added.is_array()) throw bad("added_tokens", "expected a list");
+  for (const auto& t : added) {
+    if (!t.is_object() || !t.contains("id") || !t.contains("content") || !t["content"].is_string())
+      throw bad("added_tokens", "entries need id and content");
+    if (!t["id"].is_number_unsigned() || t["id"].get<std::uint64_t>() >= (1u << 24))
+      throw bad("added_tokens", "ids must be non-negative integers below 2^24, found " + t["id"].dump());
+    n = std::max<std::size_t>(n, t["id"].get<std::size_t>() + 1);
+  }
   s.tokens.resize(n);
   s.types.assign(n, 1);
   for (const auto& [tok, id] : model["vocab"].items()) s.tokens[id.get<std::size_t>()] = tok;
-  for (const auto& t : j.value("added_tokens", nlohmann::json::array())) {
-    if (!t.contains("id") || !t.contains("content") || !t["content"].is_string()) throw bad("added_tokens", "entries need id and content");
+  for (const auto& t : added) {
     s.tokens[t["id"].get<std::size_t>()] = t["content"].get<std::string>();
     if (t.value("special", false)) s.types[t["id"].get<std::size_t>()] = 3;
   }

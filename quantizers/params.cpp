@@ -1,5 +1,7 @@
 #include "quantizers/params.hpp"
 
+#include <cstdint>
+
 #include <fmt/format.h>
 
 #include <charconv>
@@ -46,13 +48,21 @@ std::optional<ParamValue> ParamSpec::parse(const std::string& text) const {
   return std::nullopt;
 }
 
+namespace {
+// An integer bound held as a double: bounds at or past ±2^63 (INT64_MAX rounds up to 2^63 as a double,
+// and converting that back to int64 is undefined) print as the int64 limits.
+std::int64_t int_bound(double v) {
+  if (v >= 9223372036854775807.0) return INT64_MAX;
+  if (v <= -9223372036854775808.0) return INT64_MIN;
+  return static_cast<std::int64_t>(v);
+}
+}  // namespace
+
 std::string ParamSpec::valid_text() const {
   switch (kind) {
     case Kind::integer: {
-      std::string s = power_of_two ? fmt::format("a power of two from {} to {}", static_cast<std::int64_t>(min),
-                                                 static_cast<std::int64_t>(max))
-                                   : fmt::format("an integer from {} to {}", static_cast<std::int64_t>(min),
-                                                 static_cast<std::int64_t>(max));
+      std::string s = power_of_two ? fmt::format("a power of two from {} to {}", int_bound(min), int_bound(max))
+                                   : fmt::format("an integer from {} to {}", int_bound(min), int_bound(max));
       for (const auto& a : aliases) s += fmt::format(" or '{}'", a.first);
       return s;
     }

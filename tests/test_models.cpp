@@ -434,3 +434,17 @@ TEST_CASE("a Hugging Face tokenizer.json gives the same byte-level BPE as the GG
   test::write_text(dir.file("tokenizer.json"), bad.dump());
   CHECK_THROWS_WITH_AS(make_hf_tokenizer(dir.path.string()), doctest::Contains("'Metaspace' is not supported"), InputError);
 }
+
+TEST_CASE("tokenizer.json: added tokens with ids outside the vocabulary's range are refused, never used as indices") {
+  test::TempDir dir;
+  const nlohmann::json model = {{"type", "BPE"}, {"vocab", {{"a", 0}, {"b", 1}}}, {"merges", nlohmann::json::array()}};
+  for (const nlohmann::json id : {nlohmann::json(-1), nlohmann::json(16777216), nlohmann::json(1e12), nlohmann::json(2.5), nlohmann::json("7")}) {
+    CAPTURE(id.dump());
+    const nlohmann::json tj = {{"added_tokens", {{{"id", id}, {"content", "<s>"}, {"special", true}}}}, {"model", model}};
+    test::write_text(dir.file("tokenizer.json"), tj.dump());
+    CHECK_THROWS_WITH_AS(make_hf_tokenizer(dir.path.string()), doctest::Contains("added_tokens"), InputError);
+  }
+  const nlohmann::json ok = {{"added_tokens", {{{"id", 5}, {"content", "<s>"}, {"special", true}}}}, {"model", model}};
+  test::write_text(dir.file("tokenizer.json"), ok.dump());
+  CHECK(make_hf_tokenizer(dir.path.string())->decode({0, 1}) == "ab");
+}
