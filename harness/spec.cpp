@@ -185,9 +185,13 @@ class SpecParser {
     for (const auto& e : entries(root, "", top)) {
       if (e.key == "experiment") {
         spec.experiment = scalar_string(e.value, e.key, "a name for the experiment");
+        // It names the default result file (results/<experiment>.h5): a file name, not a path or a dot file.
+        bool valid_name = spec.experiment.size() <= 128 && std::isalnum(static_cast<unsigned char>(spec.experiment[0]));
         for (char c : spec.experiment)
-          if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.'))
-            fail(e.value, e.key, fmt::format("'{}' is not a valid name; use letters, digits, '-', '_' and '.'", spec.experiment));
+          if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.')) valid_name = false;
+        if (!valid_name)
+          fail(e.value, e.key, fmt::format("'{}' is not a valid name; use at most 128 letters, digits, '-', '_' and '.', starting with a letter or digit",
+                                           spec.experiment.substr(0, 160)));
         have_name = true;
       } else if (e.key == "description") {
         spec.description = scalar_string(e.value, e.key, "a text");

@@ -1,5 +1,7 @@
 #include "quantizers/registry.hpp"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "common/error.hpp"
@@ -46,6 +48,18 @@ static const QuantizerFamily& require_family(const std::string& family) {
 }
 
 std::unique_ptr<Quantizer> parse_quantizer(const std::string& name) {
+  // Bounded before any parsing: nested stacks are parsed recursively, and an error quotes the name.
+  constexpr std::size_t kMaxName = 4096;
+  constexpr int kMaxNesting = 8;
+  if (name.size() > kMaxName)
+    throw InputError(fmt::format("quantizer name of {} characters ('{}...'); names are at most {} characters", name.size(), name.substr(0, 60), kMaxName));
+  int depth = 0, deepest = 0;
+  for (char c : name) {
+    if (c == '(') deepest = std::max(deepest, ++depth);
+    if (c == ')') --depth;
+  }
+  if (deepest > kMaxNesting)
+    throw InputError(fmt::format("quantizer '{}...' nests {} levels of parentheses; at most {} are allowed", name.substr(0, 60), deepest, kMaxNesting));
   const NameParts parts = split_name(name);
   const QuantizerFamily& f = require_family(parts.family);
   return f.make(parse_args(parts, f.schema, "quantizer '" + name + "'"));
