@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "common/error.hpp"
+#include "common/read_file.hpp"
 #include "common/rng.hpp"
 #include "kernels/registry.hpp"
 #include "quantizers/registry.hpp"
@@ -24,12 +25,9 @@ std::string resolve_corpus_path(const std::string& corpus) {
 }
 
 std::string read_corpus(const std::string& corpus) {
-  const std::string path = resolve_corpus_path(corpus);
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw InputError(fmt::format("corpus '{}': cannot open {}", corpus, path));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  // WikiText-103's training text, the largest corpus in common use, is about 540 MB.
+  constexpr std::size_t kMaxCorpusBytes = std::size_t{1} << 30;
+  return read_regular_file(resolve_corpus_path(corpus), kMaxCorpusBytes, "corpus '" + corpus + "'");
 }
 
 namespace {

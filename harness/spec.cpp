@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "common/error.hpp"
+#include "common/read_file.hpp"
 #include "common/suggest.hpp"
 #include "harness/data_source.hpp"
 #include "harness/metrics.hpp"
@@ -284,12 +285,8 @@ class SpecParser {
 ExperimentSpec parse_spec(const std::string& text, const std::string& path) { return SpecParser(path).parse(text); }
 
 ExperimentSpec load_spec(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw InputError(fmt::format("{}: error: cannot open the spec file: {}", path, std::strerror(errno)));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) throw InputError(fmt::format("{}: error: cannot read the spec file", path));
-  return parse_spec(ss.str(), path);
+  constexpr std::size_t kMaxSpecBytes = std::size_t{1} << 20;  // a spec is a page of YAML; 1 MiB is generous
+  return parse_spec(read_regular_file(path, kMaxSpecBytes, "spec file"), path);
 }
 
 }  // namespace tqb

@@ -270,6 +270,19 @@ TEST_CASE("-o never names the spec, a device or a folder, even with --force; a f
   CHECK_FALSE(std::filesystem::exists(model_out));
 }
 
+TEST_CASE("specs and corpora must be regular files of bounded size: /dev/zero and folders are refused at once") {
+  test::TempDir dir;
+  for (const std::string spec : {std::string("/dev/zero"), dir.path.string()}) {
+    const auto r = run_tqbench("run '" + spec + "' --dry-run");
+    CHECK(r.exit_code == 2);
+    CHECK(r.output.find(spec + ": error: the spec file must be a regular file") != std::string::npos);
+  }
+  if (!have_stories260k()) return;
+  const auto r = run_tqbench("perplexity --model stories260k --corpus /dev/zero");
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("/dev/zero: error: the corpus '/dev/zero' must be a regular file") != std::string::npos);
+}
+
 TEST_CASE("one run at a time writes a result file: a second exits 2 naming the holder's pid; a dead holder's lock does not block") {
   test::TempDir dir;
   const std::string spec = dir.file("s.yaml"), out = dir.file("s.h5");
@@ -342,7 +355,7 @@ TEST_CASE("a model experiment with a missing model or corpus exits with code 2 n
   test::write_text(spec, "experiment: m\ndata: {source: model, model: stories260k, corpus: /nonexistent.txt}\nquantizers: [none]\n");
   r = run_tqbench("run '" + spec + "' -o '" + dir.file("m2.h5") + "'");
   CHECK(r.exit_code == 2);
-  CHECK(r.output.find("corpus '/nonexistent.txt': cannot open") != std::string::npos);
+  CHECK(r.output.find("/nonexistent.txt: error: cannot open the corpus '/nonexistent.txt'") != std::string::npos);
   r = run_tqbench("perplexity --model stories260k --quantizer 'rtn(bits=99)'");
   CHECK(r.exit_code == 2);
   CHECK(r.output.find("out of range") != std::string::npos);
