@@ -77,6 +77,9 @@ std::unique_ptr<LlamaModel> quantize_model(const Checkpoint& ck, const Quantizer
     // Weight error from the layer's own dequantized copy.
     Matrix w_hat(w.rows(), w.cols());
     q->dequantize(qm, w_hat.data());
+    if (w.allFinite() && !w_hat.allFinite())  // as for matrix points (runner.cpp): fail, never NaN metrics
+      throw RunError(fmt::format("{}: layer {}: the quantized weights are not finite (a norm or scale overflows its storage format)",
+                                 q->name(), name));
     const double err = (w - w_hat).cast<double>().squaredNorm();
     const double nmse = err / std::max(1e-300, w.cast<double>().squaredNorm());
     const double mse = err / static_cast<double>(w.size());

@@ -283,6 +283,25 @@ TEST_CASE("specs and corpora must be regular files of bounded size: /dev/zero an
   CHECK(r.output.find("/dev/zero: error: the corpus '/dev/zero' must be a regular file") != std::string::npos);
 }
 
+TEST_CASE("a format that overflows on the data fails the point with the reason; no ok row holds non-finite weights") {
+  test::TempDir dir;
+  const std::string spec = dir.file("big.yaml"), out = dir.file("big.h5");
+  test::write_text(spec, "experiment: big\ndata: {source: gaussian, rows: 8, cols: 64, std: 100000}\n"
+                         "quantizers: ['turboquant(bits=4,group=32,norm=fp16)', 'qjl(sketch=d,group=32,norm=fp16)', 'turboquant(bits=4,group=32)']\n"
+                         "metrics: [weight_nmse]\n");
+  const auto r = run_tqbench("run '" + spec + "' -o '" + out + "'");
+  CHECK(r.exit_code == 1);
+  const ResultTable t = read_result_file(out);
+  REQUIRE(t.rows.size() == 3);
+  const int status = t.column_index("status"), error = t.column_index("error"), nmse = t.column_index("weight_nmse");
+  for (int i = 0; i < 2; ++i) {
+    CHECK(std::get<std::string>(t.rows[i][status]) == "failed");
+    CHECK(std::get<std::string>(t.rows[i][error]).find("not finite") != std::string::npos);
+  }
+  CHECK(std::get<std::string>(t.rows[2][status]) == "ok");  // fp32 norms hold it
+  CHECK(std::isfinite(std::get<double>(t.rows[2][nmse])));
+}
+
 TEST_CASE("one run at a time writes a result file: a second exits 2 naming the holder's pid; a dead holder's lock does not block") {
   test::TempDir dir;
   const std::string spec = dir.file("s.yaml"), out = dir.file("s.h5");
