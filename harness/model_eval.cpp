@@ -7,11 +7,11 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
-#include <regex>
 #include <sstream>
 
 #include "common/error.hpp"
 #include "common/read_file.hpp"
+#include "models/name_pattern.hpp"
 #include "common/rng.hpp"
 #include "kernels/registry.hpp"
 #include "quantizers/registry.hpp"
@@ -32,11 +32,11 @@ std::string read_corpus(const std::string& corpus) {
 
 namespace {
 
-std::regex compile(const std::string& pattern, const char* what) {
+std::unique_ptr<NamePattern> compile(const std::string& pattern, const char* what) {
   try {
-    return std::regex(pattern);
-  } catch (const std::regex_error& e) {
-    throw InputError(fmt::format("{} pattern '{}' is not a valid regular expression: {}", what, pattern, e.what()));
+    return std::make_unique<NamePattern>(pattern);
+  } catch (const InputError& e) {
+    throw InputError(fmt::format("{} pattern: {}", what, e.what()));
   }
 }
 
@@ -64,13 +64,13 @@ std::unique_ptr<Quantizer> for_layer(const Quantizer& q, std::size_t rows, std::
 std::unique_ptr<LlamaModel> quantize_model(const Checkpoint& ck, const Quantizer& quantizer, std::uint64_t seed,
                                            const std::string& include, const std::string& exclude,
                                            QuantizedModelStats* stats, const std::string& kernel) {
-  const std::regex inc = compile(include, "include"), exc = compile(exclude, "exclude");
+  const auto inc = compile(include, "include"), exc = compile(exclude, "exclude");
   QuantizedModelStats local;
   QuantizedModelStats& s = stats ? *stats : local;
   s = {};
   std::string json = "{";
   auto model = std::make_unique<LlamaModel>(ck, [&](const std::string& name, const Matrix& w) -> std::unique_ptr<Linear> {
-    if (!std::regex_match(name, inc) || std::regex_match(name, exc)) return make_dense_linear(w);
+    if (!inc->full_match(name) || exc->full_match(name)) return make_dense_linear(w);
     auto q = for_layer(quantizer, w.rows(), w.cols());
     const QuantizedMatrix qm = q->quantize(w.data(), w.rows(), w.cols(), derive_seed(seed, name) >> 1);
     auto layer = make_linear(kernel, *q, qm);

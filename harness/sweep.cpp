@@ -2,12 +2,12 @@
 
 #include <fmt/format.h>
 
-#include <regex>
 #include <set>
 
 #include "common/error.hpp"
 #include "common/rng.hpp"
 #include "harness/data_source.hpp"
+#include "models/name_pattern.hpp"
 #include "quantizers/registry.hpp"
 
 namespace tqb {
@@ -52,10 +52,9 @@ std::vector<SweepPoint> expand_sweep(const ExperimentSpec& spec) {
       if (g.family == "model")  // regular expressions are checked here, where the spec location is known
         for (const char* key : {"include", "exclude"}) {
           try {
-            std::regex re(get_str(p, key));
-          } catch (const std::regex_error& e) {
-            throw InputError(located_message(where_of(g, key), g.path + "." + key,
-                                             fmt::format("'{}' is not a valid regular expression: {}", get_str(p, key), e.what())));
+            NamePattern check(get_str(p, key));  // PCRE2, nesting bounded: a deep pattern is an error, not a crash
+          } catch (const InputError& e) {
+            throw InputError(located_message(where_of(g, key), g.path + "." + key, e.what()));
           }
         }
       const auto [rows, cols] = src->shape(p);
