@@ -1,5 +1,8 @@
 #include "models/checkpoint.hpp"
 
+#include <cmath>
+#include <cstdint>
+
 #include <fmt/format.h>
 
 #include <cstdlib>
@@ -60,7 +63,12 @@ void load_gguf(Checkpoint& ck) {
                                  "Face LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM)", ck.path, arch));
   ModelConfig& c = ck.config;
   c.architecture = "llama";
-  auto u = [&](const std::string& k) { return static_cast<int>(g.get_uint("llama." + k)); };
+  auto u = [&](const std::string& k) {  // sizes and counts: never narrowed to int unchecked
+    const std::uint64_t v = g.get_uint("llama." + k);
+    if (v > (std::uint64_t{1} << 24))
+      throw ModelFileError(fmt::format("{}: error: key 'llama.{}': {} is beyond any model's size (at most 2^24)", ck.path, k, v));
+    return static_cast<int>(v);
+  };
   c.dim = u("embedding_length");
   c.n_layers = u("block_count");
   c.n_heads = u("attention.head_count");
@@ -169,6 +177,26 @@ void load_hf(Checkpoint& ck) {
 
 void check_shapes(const Checkpoint& ck) {
   const ModelConfig& c = ck.config;
+  // The config's numbers, whichever loader read them, checked in 64 bits before any is used: sizes
+  // whose products overflowed int passed the shape checks and then corrupted memory in RoPE.
+  auto bad = [&](const std::string& key, const std::string& what) {
+    return ModelFileError(fmt::format("{}: error: {}: {}", ck.path, key, what));
+  };
+  for (const auto& [key, v] : {std::pair<const char*, int>{"embedding size", c.dim}, {"layers", c.n_layers}, {"attention heads", c.n_heads},
+                               {"key/value heads", c.n_kv_heads}, {"head size", c.head_dim}, {"feed-forward size", c.hidden},
+                               {"vocabulary size", c.vocab}, {"context length", c.context}})
+    if (v <= 0) throw bad(key, fmt::format("{} is not a positive size", v));
+  const std::int64_t q64 = std::int64_t{c.n_heads} * c.head_dim, kv64 = std::int64_t{c.n_kv_heads} * c.head_dim;
+  constexpr std::int64_t kMaxWidth = std::int64_t{1} << 24;
+  if (q64 > kMaxWidth || kv64 > kMaxWidth)
+    throw bad("attention heads × head size", fmt::format("{} × {} = {} is beyond any model's width (at most {})", c.n_heads, c.head_dim, q64, kMaxWidth));
+  if (c.head_dim % 2 != 0) throw bad("head size", fmt::format("{} is odd; RoPE rotates pairs", c.head_dim));
+  if (c.n_kv_heads > c.n_heads || c.n_heads % c.n_kv_heads != 0)
+    throw bad("key/value heads", fmt::format("{} must divide the {} attention heads", c.n_kv_heads, c.n_heads));
+  if (!std::isfinite(c.norm_eps) || c.norm_eps <= 0.0f)
+    throw bad("RMS norm epsilon", fmt::format("{} is not a positive finite number", c.norm_eps));
+  if (!std::isfinite(c.rope_theta) || c.rope_theta <= 0.0f)
+    throw bad("RoPE base", fmt::format("{} is not a positive finite number", c.rope_theta));
   auto expect = [&](const std::string& name, Eigen::Index rows, Eigen::Index cols) {
     const Matrix& m = ck.tensor(name);
     if (m.rows() != rows || m.cols() != cols)
@@ -178,7 +206,7 @@ void check_shapes(const Checkpoint& ck) {
   expect("token_embd.weight", c.vocab, c.dim);
   expect("output_norm.weight", 1, c.dim);
   if (!c.tied_embeddings) expect("output.weight", c.vocab, c.dim);
-  const int q = c.n_heads * c.head_dim, kv = c.n_kv_heads * c.head_dim;
+  const Eigen::Index q = q64, kv = kv64;
   for (int l = 0; l < c.n_layers; ++l) {
     const std::string p = fmt::format("blk.{}.", l);
     expect(p + "attn_norm.weight", 1, c.dim);

@@ -448,3 +448,26 @@ TEST_CASE("tokenizer.json: added tokens with ids outside the vocabulary's range 
   test::write_text(dir.file("tokenizer.json"), ok.dump());
   CHECK(make_hf_tokenizer(dir.path.string())->decode({0, 1}) == "ab");
 }
+
+TEST_CASE("config.json numbers that cannot be right are refused before use: 64-bit size products, eps, RoPE base, odd heads") {
+  if (!have(stories_hf(), "stories260K (../shared)")) return;
+  nlohmann::json base;
+  std::ifstream(fs::path(stories_hf()) / "config.json") >> base;
+  struct Bad {
+    const char* key;
+    nlohmann::json value;
+    const char* expect;
+  };
+  for (const Bad& b : {Bad{"head_dim", 1 << 20, "beyond any model's width"}, Bad{"rms_norm_eps", -1.0, "RMS norm epsilon"},
+                       Bad{"rope_theta", 0.0, "RoPE base"}, Bad{"head_dim", 3, "head size: 3 is odd"}}) {
+    CAPTURE(b.key);
+    test::TempDir dir;
+    nlohmann::json cfg = base;
+    cfg[b.key] = b.value;
+    if (std::string(b.key) == "head_dim") cfg["num_attention_heads"] = 4096;  // 4096 × 2^20 overflows int
+    if (std::string(b.key) == "head_dim" && b.value == 3) cfg["num_attention_heads"] = base["num_attention_heads"];
+    test::write_text(dir.file("config.json"), cfg.dump());
+    fs::create_symlink(fs::absolute(fs::path(stories_hf()) / "model.safetensors"), dir.path / "model.safetensors");
+    CHECK_THROWS_WITH_AS(load_checkpoint(dir.path.string()), doctest::Contains(b.expect), InputError);
+  }
+}
