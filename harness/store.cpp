@@ -317,7 +317,8 @@ void write_result_file(const std::string& path, const ResultTable& t) {
 ResultTable read_result_file(const std::string& path) {
   silence_hdf5();
   std::error_code ec;
-  if (!std::filesystem::is_regular_file(path, ec)) bad_file(path, "no such result file");
+  if (!std::filesystem::exists(path, ec)) bad_file(path, "no such result file");
+  if (!std::filesystem::is_regular_file(path, ec)) bad_file(path, "not a regular file (a folder or a device); give a result file (.h5)");
   if (H5Fis_hdf5(path.c_str()) <= 0) bad_file(path, "not an HDF5 file (a tqbench result file is HDF5)");
   H5Id file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
   if (!file.ok()) bad_file(path, "cannot open as HDF5: " + hdf5_error());

@@ -302,6 +302,16 @@ TEST_CASE("a format that overflows on the data fails the point with the reason; 
   CHECK(std::isfinite(std::get<double>(t.rows[2][nmse])));
 }
 
+TEST_CASE("show names what is wrong with a path that is not a result file: a folder, a device, nothing") {
+  test::TempDir dir;
+  for (const auto& [path, expect] : {std::pair<std::string, std::string>{dir.path.string(), "not a regular file"}, {"/dev/null", "not a regular file"},
+                                     {dir.file("none.h5"), "no such result file"}}) {
+    const auto r = run_tqbench("show '" + path + "'");
+    CHECK(r.exit_code == 2);
+    CHECK(r.output.find(path + ": error: " + expect) != std::string::npos);
+  }
+}
+
 TEST_CASE("one run at a time writes a result file: a second exits 2 naming the holder's pid; a dead holder's lock does not block") {
   test::TempDir dir;
   const std::string spec = dir.file("s.yaml"), out = dir.file("s.h5");
