@@ -173,6 +173,9 @@ int main(int argc, char** argv) {
                                     "continue the result file (the default when it exists); error if there is none");
   run->add_flag("--force", force, "overwrite the result file and rerun every point")->excludes(resume_flag);
   run->add_flag("--dry-run", dry_run, "print the expanded sweep and its size, run nothing");
+  std::uint64_t max_points = tqb::kDefaultMaxSweepPoints;
+  run->add_option("--max-points", max_points, "refuse a sweep of more points than this (checked before any point is made)")
+      ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{1} << 40));
 
   auto* list_cmd = app.add_subcommand("list", "List registered quantizers, metrics, data sources or kernels");
   std::string what;
@@ -225,7 +228,7 @@ int main(int argc, char** argv) {
   try {
     if (*run) {
       const tqb::ExperimentSpec spec = tqb::load_spec(spec_path);
-      const auto points = tqb::expand_sweep(spec);
+      const auto points = tqb::expand_sweep(spec, max_points);
       if (dry_run) {
         tqb::print_dry_run(spec, points, std::cout);
         return 0;

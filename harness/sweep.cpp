@@ -37,7 +37,22 @@ const SourceLocation& where_of(const ParamGrid& g, const std::string& key) {
 
 }  // namespace
 
-std::vector<SweepPoint> expand_sweep(const ExperimentSpec& spec) {
+std::vector<SweepPoint> expand_sweep(const ExperimentSpec& spec, std::uint64_t max_points) {
+  // Size first, in doubles (exact to 2^53, and a product past that is over any limit anyway).
+  auto grid_size = [](const std::vector<ParamGrid>& grids) {
+    double total = 0;
+    for (const auto& g : grids) {
+      double n = 1;
+      for (const auto& axis : g.axes) n *= static_cast<double>(axis.values.size());
+      total += n;
+    }
+    return total;
+  };
+  const double size = grid_size(spec.data) * grid_size(spec.quantizers);
+  if (size > static_cast<double>(max_points))
+    throw InputError(fmt::format("{}: error: the sweep has {:.4g} points (data × quantizer grids), more than the limit of {}; "
+                                 "shrink the axes, or raise the limit with tqbench run --max-points N",
+                                 spec.path, size, max_points));
   std::vector<std::shared_ptr<const DataPoint>> data;
   std::vector<const ParamGrid*> data_grid;
   for (const auto& g : spec.data) {

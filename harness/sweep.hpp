@@ -31,6 +31,10 @@ struct SweepPoint {
 // Cartesian product of each grid's axes, data-major (all quantizers for the first data point, then
 // the next), so the data matrix is generated once per data point. Duplicate points are dropped.
 // Throws InputError located at the offending key (e.g. a group size that does not divide cols).
-std::vector<SweepPoint> expand_sweep(const ExperimentSpec& spec);
+// A sweep's size is checked from its axes before any point is made (a 10^12-point product once
+// exhausted memory even in --dry-run): above max_points, InputError naming the size and the flag
+// (`tqbench run --max-points N`) that raises the limit.
+inline constexpr std::uint64_t kDefaultMaxSweepPoints = 1000000;
+std::vector<SweepPoint> expand_sweep(const ExperimentSpec& spec, std::uint64_t max_points = kDefaultMaxSweepPoints);
 
 }  // namespace tqb

@@ -99,3 +99,19 @@ TEST_CASE("spec errors name file, line, column, key and what is valid") {
   CHECK(error_of("experiment: t\ndata: {source: gauss}\nquantizers: [rtn]\n")
             .find("t.yaml:2:16: error: key 'data.source': unknown data source 'gauss'") == 0);
 }
+
+TEST_CASE("a sweep larger than the point limit is refused from its axes, before any point is made") {
+  const ExperimentSpec spec = parse_spec("experiment: t\ndata: {source: gaussian, rows: [8, 16, 32], cols: 64}\n"
+                                         "quantizers:\n  - family: rtn\n    bits: [2, 3, 4, 8]\n    group: 32\n",
+                                         "t.yaml");
+  CHECK(expand_sweep(spec, 12).size() == 12);
+  CHECK_THROWS_WITH_AS(expand_sweep(spec, 11), doctest::Contains("the sweep has 12 points"), InputError);
+  // A product of 10^12 is refused at once, not materialised.
+  std::string values;
+  for (int i = 1; i <= 1000; ++i) values += (i > 1 ? "," : "") + std::to_string(i);
+  const ExperimentSpec huge = parse_spec("experiment: t\ndata: {source: gaussian, rows: [" + values + "], cols: 64, std: [" + values +
+                                             "]}\nquantizers:\n  - family: rtn\n    bits: [2, 3, 4, 5, 6, 7, 8]\n    group: 32\n"
+                                             "    scale: [fp16, fp32, bf16]\n    mode: [sym, asym]\n",
+                                         "t.yaml");
+  CHECK_THROWS_WITH_AS(expand_sweep(huge), doctest::Contains("more than the limit of 1000000"), InputError);
+}
