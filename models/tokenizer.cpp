@@ -415,11 +415,18 @@ std::unique_ptr<Tokenizer> make_hf_tokenizer(const std::string& dir) {
     else throw bad("model.merges", "entries must be \"a b\" or [\"a\", \"b\"]");
   }
   // Pre-tokenizer: ByteLevel (GPT-2's regex), Digits, Split with a regex, or a Sequence of them.
-  std::function<void(const nlohmann::json&)> pre = [&](const nlohmann::json& p) {
+  // Walked by reference with a depth limit: copying each level's list (json::value) made a 20,000-deep
+  // Sequence cost memory quadratic in its depth.
+  constexpr int kMaxPreDepth = 8;
+  std::function<void(const nlohmann::json&, int)> pre = [&](const nlohmann::json& p, int depth) {
     if (p.is_null()) return;
-    const std::string type = p.value("type", std::string());
+    if (!p.is_object()) throw bad("pre_tokenizer", "each pre-tokenizer must be an object");
+    const std::string type = p.contains("type") && p["type"].is_string() ? p["type"].get<std::string>() : std::string();
     if (type == "Sequence") {
-      for (const auto& x : p.value("pretokenizers", nlohmann::json::array())) pre(x);
+      if (depth >= kMaxPreDepth) throw bad("pre_tokenizer", fmt::format("Sequences nested deeper than {}", kMaxPreDepth));
+      const auto it = p.find("pretokenizers");
+      if (it == p.end() || !it->is_array()) throw bad("pre_tokenizer", "a Sequence needs a list 'pretokenizers'");
+      for (const auto& x : *it) pre(x, depth + 1);
     } else if (type == "ByteLevel") {
       if (p.value("add_prefix_space", false)) throw bad("pre_tokenizer", "ByteLevel add_prefix_space is not supported");
       if (p.value("use_regex", true)) s.regexes.push_back(kGpt2Regex);
@@ -431,7 +438,7 @@ std::unique_ptr<Tokenizer> make_hf_tokenizer(const std::string& dir) {
       throw bad("pre_tokenizer", fmt::format("'{}' is not supported (ByteLevel, Digits, Split with a Regex, Sequence)", type));
     }
   };
-  pre(j.value("pre_tokenizer", nlohmann::json()));
+  if (const auto it = j.find("pre_tokenizer"); it != j.end()) pre(*it, 0);
   nlohmann::json cfg;
   if (read_json((fs::path(dir) / "config.json").string(), cfg)) {
     if (cfg.contains("bos_token_id") && cfg["bos_token_id"].is_number_integer()) s.bos = cfg["bos_token_id"].get<int>();

@@ -471,3 +471,17 @@ TEST_CASE("config.json numbers that cannot be right are refused before use: 64-b
     CHECK_THROWS_WITH_AS(load_checkpoint(dir.path.string()), doctest::Contains(b.expect), InputError);
   }
 }
+
+TEST_CASE("tokenizer.json: deep nesting (pre-tokenizer Sequences, junk) is refused or ignored quickly, never exhausts memory") {
+  test::TempDir dir;
+  const nlohmann::json model = {{"type", "BPE"}, {"vocab", {{"a", 0}, {"b", 1}}}, {"merges", nlohmann::json::array()}};
+  nlohmann::json seq = {{"type", "Digits"}};
+  for (int i = 0; i < 5000; ++i) seq = {{"type", "Sequence"}, {"pretokenizers", nlohmann::json::array({seq})}};
+  test::write_text(dir.file("tokenizer.json"), nlohmann::json({{"pre_tokenizer", seq}, {"model", model}}).dump());
+  CHECK_THROWS_WITH_AS(make_hf_tokenizer(dir.path.string()), doctest::Contains("nested deeper than 8"), InputError);
+  // Deep junk elsewhere in the file parses (nlohmann's parser is not recursive) and is ignored.
+  std::string junk(20000, '[');
+  junk += std::string(20000, ']');
+  test::write_text(dir.file("tokenizer.json"), "{\"junk\": " + junk + ", \"model\": " + model.dump() + "}");
+  CHECK(make_hf_tokenizer(dir.path.string())->decode({0, 1}) == "ab");
+}
