@@ -348,6 +348,10 @@ ResultTable read_result_file(const std::string& path) {
     hsize_t n = 0;
     H5Sget_simple_extent_dims(space, &n, nullptr);
     if (n > (1u << 26)) bad_file(path, fmt::format("column '{}' has an implausible length {}", name, n));
+    // The rows a column declares must be in the file: an unwritten dataset of 2^26 declared rows reads
+    // as fill values and once exhausted memory in `show` (tqbench writes every column whole).
+    if (const hsize_t stored = H5Dget_storage_size(d), need = n * static_cast<hsize_t>(H5Tget_size(type)); need > stored)
+      bad_file(path, fmt::format("column '{}' declares {} rows ({} bytes) but the file stores {} bytes of it", name, n, need, stored));
     if (j == 0) n_rows = n;
     else if (n != n_rows)
       bad_file(path, fmt::format("column '{}' has {} rows but '{}' has {}", name, n, order[0], n_rows));

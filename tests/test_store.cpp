@@ -1,4 +1,5 @@
 #include <doctest/doctest.h>
+#include <hdf5.h>
 
 #include <cmath>
 #include <fstream>
@@ -100,4 +101,23 @@ TEST_CASE("corrupt, truncated and foreign files are rejected with the file named
     test::write_text(dir.file("foreign.h5"), raw);
   }
   CHECK(rejected(dir.file("foreign.h5")));
+}
+
+TEST_CASE("a column that declares more rows than the file stores is refused before anything is read") {
+  test::TempDir dir;
+  const std::string path = dir.file("huge.h5");
+  write_result_file(path, sample_table(2));
+  {  // Replace 'point' by an unwritten dataset of 2^25 declared rows (256 MiB if read).
+    const hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+    REQUIRE(f >= 0);
+    REQUIRE(H5Ldelete(f, "points/point", H5P_DEFAULT) >= 0);
+    const hsize_t dims = hsize_t{1} << 25;
+    const hid_t space = H5Screate_simple(1, &dims, nullptr);
+    const hid_t d = H5Dcreate2(f, "points/point", H5T_NATIVE_INT64, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    REQUIRE(d >= 0);
+    H5Dclose(d);
+    H5Sclose(space);
+    H5Fclose(f);
+  }
+  CHECK_THROWS_WITH_AS(read_result_file(path), doctest::Contains("declares 33554432 rows"), InputError);
 }
