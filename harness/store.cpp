@@ -1,5 +1,7 @@
 #include "harness/store.hpp"
 
+#include <exception>
+
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <hdf5.h>
@@ -215,10 +217,25 @@ std::string read_text_scalar(hid_t attr_or_dataset, hid_t type, bool is_attr, co
 struct AttrCollector {
   std::string path;
   std::vector<std::pair<std::string, Cell>> out;
+  std::exception_ptr error;  // an exception may not unwind through HDF5's C frames: kept, rethrown after
 };
 
+herr_t collect_attr_unguarded(hid_t loc, const char* name, AttrCollector* c);
+
+// The H5Aiterate2 callback: nothing escapes it. An exception (e.g. an implausible text size) stops the
+// iteration and is rethrown by read_attrs once HDF5 has returned (unwinding through HDF5's C frames
+// crashed at exit inside its shutdown).
 herr_t collect_attr(hid_t loc, const char* name, const H5A_info_t*, void* data) {
   auto* c = static_cast<AttrCollector*>(data);
+  try {
+    return collect_attr_unguarded(loc, name, c);
+  } catch (...) {
+    c->error = std::current_exception();
+    return -1;
+  }
+}
+
+herr_t collect_attr_unguarded(hid_t loc, const char* name, AttrCollector* c) {
   H5Id a(H5Aopen(loc, name, H5P_DEFAULT), H5Aclose);
   if (!a.ok()) return -1;
   H5Id type(H5Aget_type(a), H5Tclose);
@@ -244,10 +261,11 @@ herr_t collect_attr(hid_t loc, const char* name, const H5A_info_t*, void* data) 
 }
 
 std::vector<std::pair<std::string, Cell>> read_attrs(hid_t obj, const std::string& path) {
-  AttrCollector c{path, {}};
+  AttrCollector c{path, {}, nullptr};
   hsize_t idx = 0;
-  if (H5Aiterate2(obj, H5_INDEX_NAME, H5_ITER_NATIVE, &idx, collect_attr, &c) < 0)
-    bad_file(path, "unreadable attributes: " + hdf5_error());
+  const herr_t rc = H5Aiterate2(obj, H5_INDEX_NAME, H5_ITER_NATIVE, &idx, collect_attr, &c);
+  if (c.error) std::rethrow_exception(c.error);
+  if (rc < 0) bad_file(path, "unreadable attributes: " + hdf5_error());
   return c.out;
 }
 
