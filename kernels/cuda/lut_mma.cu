@@ -320,12 +320,7 @@ struct GroupScaled {
     for (int s = 0; s < 4; ++s) {
       std::uint32_t af[4], bf[NT][2];
 #pragma unroll
-      for (int r = 0; r < 4; ++r) {
-        std::uint32_t idx;
-        if constexpr (B == 4) idx = __byte_perm(w[s], 0, 0x4440 | r);
-        else idx = lut_mma_pair_field<B>(w, 4 * s + r);
-        af[r] = lds32(lut_addr + (idx << 7));
-      }
+      for (int r = 0; r < 4; ++r) af[r] = lookup_pair<B>(w, s, r, lut_addr);
       load_b<NT>(b_addr + 32 * s, stride, bf);
 #pragma unroll
       for (int jn = 0; jn < NT; ++jn) mma_bf16(g[jn], af, bf[jn][0], bf[jn][1]);
@@ -421,9 +416,7 @@ __global__ void __launch_bounds__(kThreads, 3) small_kernel(const Args a) {
   if (active) {
     const std::uint32_t lut0 = base + 4 * lane, lut1 = lut0 + 4 * a.pass[1].lut_offset;
     const bool off0 = a.pass[0].offsets != nullptr, off1 = a.pass[1].offsets != nullptr;
-    // This lane's ldmatrix row (b_lane_offset's rows); batch rows past n read the zero row.
-    const int m = lane >> 3, row = NT == 1 ? (lane & 7) : 8 * (m >> 1) + (lane & 7);
-    std::uint32_t b_addr = smem_addr(xs) + 2 * (min(row, a.n) * stride + 8 * (m & 1));
+    std::uint32_t b_addr = smem_addr(xs) + b_lane_offset<NT>(stride, lane, a.n);  // rows past n: the zero row
     const std::uint32_t b_pass1 = 2 * rows * stride;
     std::uint32_t slot = ring_addr;
     const std::uint32_t slot_end = ring_addr + 4 * kRing * RING;
@@ -538,7 +531,7 @@ __global__ void __launch_bounds__(kThreads, 2) large_kernel(const Args a) {
 
   float acc[kLargeStripes][NT][4] = {};
   const std::uint32_t lut_addr[2] = {smem_addr(lut_s) + 4 * lane, smem_addr(lut_s) + 4 * (a.pass[1].lut_offset + lane)};
-  const std::uint32_t b_lane = b_lane_offset<NT>(kLargeStride, lane);
+  const std::uint32_t b_lane = b_lane_offset<NT>(kLargeStride, lane, kLargeCols - 1);  // rows past n are zero-filled
   for (int kt = kt0; kt < kt1; ++kt) {
     cp_async_wait<1>();
     __syncthreads();
@@ -602,12 +595,11 @@ using namespace tqb::lut_mma;
 
 namespace {
 
-using SmallFn = void (*)(Args);
-using LargeFn = void (*)(Args);
+using KernelFn = void (*)(Args);
 
 struct Kernels {
-  SmallFn small[2] = {nullptr, nullptr};  // NT = 1, 2
-  LargeFn large = nullptr;
+  KernelFn small[2] = {nullptr, nullptr};  // NT = 1, 2
+  KernelFn large = nullptr;
 };
 
 template <int B0, int B1>

@@ -38,15 +38,16 @@ __device__ __forceinline__ void ldmatrix_x2(std::uint32_t addr, std::uint32_t& r
 
 // B fragments of NT n8-tiles (NT = 1 or even) for one k16 step from activations stored [n][stride]
 // bf16 in shared memory (row = batch column, k contiguous). b_lane_offset: this lane's ldmatrix row
-// address relative to (row 0, column k), in bytes; load_b then takes that address at column k.
+// address relative to (row 0, column k), in bytes, rows past last_row reading last_row (the small
+// kernel's zero row); load_b then takes that address at column k.
 template <int NT>
-__device__ __forceinline__ std::uint32_t b_lane_offset(int stride, int lane) {
+__device__ __forceinline__ std::uint32_t b_lane_offset(int stride, int lane, int last_row) {
   static_assert(NT == 1 || NT % 2 == 0, "n8-tiles: 1 or even");
   // x4: matrices (tile j, k 0-7), (j, k 8-15), (j+1, k 0-7), (j+1, k 8-15), rows from lanes 8m..8m+7.
   // x2: (tile 0, k 0-7), (0, k 8-15) from lanes 0-15 (16-31 repeat them).
   const int m = lane >> 3;
   const int row = NT == 1 ? (lane & 7) : 8 * (m >> 1) + (lane & 7), col = 8 * (m & 1);
-  return static_cast<std::uint32_t>((row * stride + col) * 2);
+  return static_cast<std::uint32_t>((min(row, last_row) * stride + col) * 2);
 }
 template <int NT>
 __device__ __forceinline__ void load_b(std::uint32_t addr, int stride, std::uint32_t (&b)[NT][2]) {
@@ -81,19 +82,23 @@ __device__ __forceinline__ GroupSide splat_side(std::uint32_t scale, std::uint32
           __byte_perm(offset, 0, 0x3232)};
 }
 
-// The A fragment of sub-tile s (0..3) of a lane's tile words w: four pair-table lookups in this lane's
-// copy of the table (lut_addr: shared address of the table + 4·lane; entries 128 bytes apart) and four
-// bf16x2 fmas. For 4-bit codes a pair is a byte: one PRMT and one address add per lookup.
+// The table entry (a bf16 pair) of pair r (0..3) of sub-tile s (0..3) in a lane's tile words w, from
+// this lane's copy of the table (lut_addr: shared address of the table + 4·lane; entries 128 bytes
+// apart). For 4-bit codes a pair is a byte: one PRMT and one address add per lookup.
+template <int B>
+__device__ __forceinline__ std::uint32_t lookup_pair(const std::uint32_t (&w)[B], int s, int r, std::uint32_t lut_addr) {
+  std::uint32_t idx;
+  if constexpr (B == 4) idx = __byte_perm(w[s], 0, 0x4440 | r);
+  else idx = lut_mma_pair_field<B>(w, 4 * s + r);
+  return lds32(lut_addr + (idx << 7));
+}
+
+// The A fragment of sub-tile s with the group's scale and offset applied: four lookups and four bf16x2
+// fmas (the large kernel; the small kernel scales per group in fp32 instead).
 template <int B>
 __device__ __forceinline__ void decode_a(const std::uint32_t (&w)[B], int s, std::uint32_t lut_addr, const GroupSide& g, std::uint32_t (&a)[4]) {
 #pragma unroll
-  for (int r = 0; r < 4; ++r) {
-    std::uint32_t idx;
-    if constexpr (B == 4) idx = __byte_perm(w[s], 0, 0x4440 | r);
-    else idx = lut_mma_pair_field<B>(w, 4 * s + r);
-    const std::uint32_t entry = lds32(lut_addr + (idx << 7));
-    a[r] = fma_bf16x2(entry, (r & 1) ? g.a_hi : g.a_lo, (r & 1) ? g.b_hi : g.b_lo);
-  }
+  for (int r = 0; r < 4; ++r) a[r] = fma_bf16x2(lookup_pair<B>(w, s, r, lut_addr), (r & 1) ? g.a_hi : g.a_lo, (r & 1) ? g.b_hi : g.b_lo);
 }
 
 // Loads n 32-bit words (n = 2, 3, 4) from global memory: one 16- or 8-byte load where aligned.
