@@ -17,6 +17,11 @@ struct Summary {
   double median = 0, min = 0, max = 0;
 };
 
+Summary summarize(std::vector<double> us) {
+  std::sort(us.begin(), us.end());
+  return {us[us.size() / 2], us.front(), us.back()};
+}
+
 Summary time_calls(const Linear& k, const Matrix& x, std::int64_t repetitions) {
   Matrix y(x.rows(), k.out());
   for (int warm = 0; warm < 2; ++warm) k.forward(x.data(), x.rows(), y.data());
@@ -27,13 +32,7 @@ Summary time_calls(const Linear& k, const Matrix& x, std::int64_t repetitions) {
     k.forward(x.data(), x.rows(), y.data());
     us.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
   }
-  std::sort(us.begin(), us.end());
-  return {us[us.size() / 2], us.front(), us.back()};
-}
-
-Summary summarize(std::vector<double> us) {
-  std::sort(us.begin(), us.end());
-  return {us[us.size() / 2], us.front(), us.back()};
+  return summarize(std::move(us));
 }
 
 KernelTiming time_kernel_cuda(const TimingSpec& spec, const Matrix& w, const Quantizer& quantizer, const QuantizedMatrix& q, std::uint64_t seed) {

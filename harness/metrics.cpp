@@ -2,6 +2,9 @@
 
 #include <cmath>
 
+#include <fmt/format.h>
+
+#include "common/error.hpp"
 #include "quantizers/codebook.hpp"
 
 namespace tqb {
@@ -188,6 +191,12 @@ std::vector<std::string> metric_names() {
   std::vector<std::string> out;
   for (const auto& m : metrics()) out.push_back(m.name);
   return out;
+}
+
+void require_finite_weights(const Matrix& w, const Matrix& w_hat, const std::string& what) {
+  if (w.allFinite() && !w_hat.allFinite())
+    throw RunError(fmt::format("{}: the quantized weights are not finite (a norm or scale overflows its storage format; try fp32 side data)",
+                               what));
 }
 
 }  // namespace tqb

@@ -67,4 +67,9 @@ const std::vector<Metric>& metrics();
 const Metric* find_metric(const std::string& name);
 std::vector<std::string> metric_names();
 
+// Throws RunError "<what>: the quantized weights are not finite ..." when w is finite but its quantized
+// copy w_hat is not (fp16 norms or scales past 65504, any format), so that a point fails with the reason
+// instead of reporting NaN metrics as ok. Matrix points and every quantized layer of a model call it.
+void require_finite_weights(const Matrix& w, const Matrix& w_hat, const std::string& what);
+
 }  // namespace tqb

@@ -11,9 +11,10 @@
 
 #include "common/error.hpp"
 #include "common/read_file.hpp"
-#include "models/name_pattern.hpp"
 #include "common/rng.hpp"
+#include "harness/metrics.hpp"
 #include "kernels/registry.hpp"
+#include "models/name_pattern.hpp"
 #include "quantizers/registry.hpp"
 
 namespace tqb {
@@ -77,9 +78,7 @@ std::unique_ptr<LlamaModel> quantize_model(const Checkpoint& ck, const Quantizer
     // Weight error from the layer's own dequantized copy.
     Matrix w_hat(w.rows(), w.cols());
     q->dequantize(qm, w_hat.data());
-    if (w.allFinite() && !w_hat.allFinite())  // as for matrix points (runner.cpp): fail, never NaN metrics
-      throw RunError(fmt::format("{}: layer {}: the quantized weights are not finite (a norm or scale overflows its storage format)",
-                                 q->name(), name));
+    require_finite_weights(w, w_hat, q->name() + ": layer " + name);
     const double err = (w - w_hat).cast<double>().squaredNorm();
     const double nmse = err / std::max(1e-300, w.cast<double>().squaredNorm());
     const double mse = err / static_cast<double>(w.size());

@@ -143,11 +143,7 @@ PointResult evaluate(const ExperimentSpec& spec, const SweepPoint& p, const Matr
     const QuantizedMatrix q = p.quantizer->quantize(w.data(), w.rows(), w.cols(), p.seed);
     Matrix w_hat(w.rows(), w.cols());
     p.quantizer->dequantize(q, w_hat.data());
-    // A format that cannot hold the data (fp16 norms or scales past 65504) gives infinite or NaN weights:
-    // the point fails with the reason instead of reporting NaN metrics as ok.
-    if (w.allFinite() && !w_hat.allFinite())
-      throw RunError(fmt::format("{}: the quantized weights are not finite (a norm or scale overflows its storage format; try fp32 side data)",
-                                 p.quantizer->name()));
+    require_finite_weights(w, w_hat, p.quantizer->name());
     const std::uint64_t query_seed = derive_seed(spec.seed, fmt::format("queries {} {}", p.data->name, spec.queries));
     const std::uint64_t timing_seed = derive_seed(spec.seed, "timing activations " + p.data->name);
     EvalContext ctx(w, w_hat, q, *p.quantizer, [&] { return random_unit_rows(spec.queries, w.cols(), query_seed); },

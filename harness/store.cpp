@@ -1,13 +1,12 @@
 #include "harness/store.hpp"
 
-#include <exception>
-
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <hdf5.h>
 #include <unistd.h>
 
 #include <cmath>
+#include <exception>
 #include <cstdio>
 #include <filesystem>
 #include <functional>

@@ -1,10 +1,9 @@
 #include "models/checkpoint.hpp"
 
-#include <cmath>
-#include <cstdint>
-
 #include <fmt/format.h>
 
+#include <cmath>
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
