@@ -268,6 +268,10 @@ TEST_CASE("-o never names the spec, a device or a folder, even with --force; a f
   CHECK(r.exit_code == 2);
   CHECK(r.output.find("missing.gguf") != std::string::npos);
   CHECK_FALSE(std::filesystem::exists(model_out));
+  // --max-points takes a positive count.
+  const auto m = run_tqbench("run '" + spec + "' --dry-run --max-points 0");
+  CHECK(m.exit_code == 2);
+  CHECK(m.output.find("--max-points") != std::string::npos);
 }
 
 TEST_CASE("specs and corpora must be regular files of bounded size: /dev/zero and folders are refused at once") {
