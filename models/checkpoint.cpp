@@ -84,6 +84,7 @@ void load_gguf(Checkpoint& ck) {
   for (const auto& t : g.tensors()) {
     ck.tensors.emplace(t.name, g.tensor(t));
     ck.source_type[t.name] = find_ggml_type(t.type)->name;
+    ck.source_rank[t.name] = t.dims.size();
   }
   c.tied_embeddings = !ck.has("output.weight");
   ck.tokenizer = make_gguf_tokenizer(g);
@@ -169,6 +170,7 @@ void load_hf(Checkpoint& ck) {
     if (to.empty()) continue;  // e.g. rotary inv_freq buffers
     ck.tensors.emplace(to, st.tensor(name));
     ck.source_type[to] = st.info(name).dtype;
+    ck.source_rank[to] = st.info(name).shape.size();
   }
   if (c.tied_embeddings) ck.tensors.erase("output.weight");
   if (fs::exists(fs::path(ck.path) / "tokenizer.json")) ck.tokenizer = make_hf_tokenizer(ck.path);
@@ -196,13 +198,25 @@ void check_shapes(const Checkpoint& ck) {
     throw bad("RMS norm epsilon", fmt::format("{} is not a positive finite number", c.norm_eps));
   if (!std::isfinite(c.rope_theta) || c.rope_theta <= 0.0f)
     throw bad("RoPE base", fmt::format("{} is not a positive finite number", c.rope_theta));
+  // Shapes as the config implies them; `rows == 1` means a vector. The rank is checked as well, as llama.cpp
+  // does: a 3-D embedding whose first two dimensions multiply to the vocabulary is not a matrix.
   auto expect = [&](const std::string& name, Eigen::Index rows, Eigen::Index cols) {
     const Matrix& m = ck.tensor(name);
     if (m.rows() != rows || m.cols() != cols)
       throw ModelFileError(fmt::format("{}: error: tensor '{}' is {} x {}, expected {} x {} from the config", ck.path,
                                        name, m.rows(), m.cols(), rows, cols));
+    const auto rank = ck.source_rank.find(name);
+    const std::size_t want = rows == 1 ? 1 : 2;
+    if (rank != ck.source_rank.end() && rank->second != want && !(want == 1 && rank->second == 2))
+      throw ModelFileError(fmt::format("{}: error: tensor '{}' has {} dimensions, expected {}", ck.path, name,
+                                       rank->second, want));
   };
   expect("token_embd.weight", c.vocab, c.dim);
+  // Token ids index the embedding rows: a tokenizer with more tokens than rows would read past them.
+  // (Hugging Face checkpoints may pad the embedding, so fewer tokens than rows is fine.)
+  if (ck.tokenizer && ck.tokenizer->vocab_size() > c.vocab)
+    throw bad("vocabulary size", fmt::format("the tokenizer has {} tokens but token_embd.weight has {} rows",
+                                            ck.tokenizer->vocab_size(), c.vocab));
   expect("output_norm.weight", 1, c.dim);
   if (!c.tied_embeddings) expect("output.weight", c.vocab, c.dim);
   const Eigen::Index q = q64, kv = kv64;

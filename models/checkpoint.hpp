@@ -30,6 +30,7 @@ struct Checkpoint {
   ModelConfig config;
   std::map<std::string, Matrix> tensors;           // fp32, row-major [out][in]; vectors as one row
   std::map<std::string, std::string> source_type;  // storage type in the file (Q4_1, F32, BF16, ...)
+  std::map<std::string, std::size_t> source_rank;  // dimensions in the file (a 3-D tensor is flattened to rows)
   std::unique_ptr<Tokenizer> tokenizer;            // GGUF: always; Hugging Face: when tokenizer.json is there
 
   const Matrix& tensor(const std::string& name) const;  // throws ModelFileError naming the tensor

@@ -126,6 +126,9 @@ GgufFile::GgufFile(const std::string& path) : file_(std::make_unique<MappedFile>
                                                      t.name, data_start + t.offset, t.bytes, file_->size()));
     t.offset += data_start;
   }
+  std::vector<TensorBytes> ranges;
+  for (const auto& t : tensors_) ranges.push_back({&t.name, t.offset, t.bytes});
+  check_disjoint(path, std::move(ranges));
 }
 
 void GgufFile::key_error(const std::string& key, const std::string& what) const {

@@ -1,5 +1,7 @@
 #include "models/mapped_file.hpp"
 
+#include <algorithm>
+
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <sys/mman.h>
@@ -12,6 +14,17 @@ namespace tqb {
 
 void model_file_error(const std::string& path, std::size_t offset, const std::string& what) {
   throw ModelFileError(fmt::format("{}: error at byte {}: {}", path, offset, what));
+}
+
+void check_disjoint(const std::string& path, std::vector<TensorBytes> ranges) {
+  std::sort(ranges.begin(), ranges.end(), [](const TensorBytes& a, const TensorBytes& b) { return a.offset < b.offset; });
+  for (std::size_t i = 1; i < ranges.size(); ++i) {
+    const TensorBytes &a = ranges[i - 1], &b = ranges[i];
+    if (b.offset < a.offset + a.bytes)
+      model_file_error(path, b.offset, fmt::format("tensor '{}' (bytes [{}, {})) overlaps tensor '{}' (bytes [{}, {}))",
+                                                   *b.name, b.offset, b.offset + b.bytes, *a.name, a.offset,
+                                                   a.offset + a.bytes));
+  }
 }
 
 MappedFile::MappedFile(const std::string& path) : path_(path) {

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "common/error.hpp"
 
@@ -18,6 +19,15 @@ class ModelFileError : public InputError {
 };
 
 [[noreturn]] void model_file_error(const std::string& path, std::size_t offset, const std::string& what);
+
+// One tensor's bytes in a file, absolute offsets.
+struct TensorBytes {
+  const std::string* name;
+  std::uint64_t offset, bytes;
+};
+// Refuses tensors whose data overlap (one write through a dequantized copy would alias another tensor,
+// and a hostile file could make every weight read the same bytes): ModelFileError naming both.
+void check_disjoint(const std::string& path, std::vector<TensorBytes> ranges);
 
 class MappedFile {
  public:

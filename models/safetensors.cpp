@@ -64,6 +64,9 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : file_(std::make_uniq
     t.bytes = e - b;
     tensors_.emplace(name, std::move(t));
   }
+  std::vector<TensorBytes> ranges;
+  for (const auto& [name, t] : tensors_) ranges.push_back({&t.name, t.offset, t.bytes});
+  check_disjoint(path, std::move(ranges));
 }
 
 Matrix SafetensorsFile::tensor(const SafetensorInfo& t) const {

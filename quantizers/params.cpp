@@ -34,7 +34,13 @@ std::optional<ParamValue> ParamSpec::parse(const std::string& text) const {
     case Kind::integer: {
       for (const auto& [alias, value] : aliases)
         if (text == alias) return ParamValue{value};
-      if (auto v = parse_int(text)) return ParamValue{*v};
+      if (auto v = parse_int(text)) {
+        // An alias's value is reachable by its name only: 'group: 0' is outside the documented range even
+        // though 'row' is stored as 0.
+        for (const auto& a : aliases)
+          if (*v == a.second && (*v < min || *v > max)) return std::nullopt;
+        return ParamValue{*v};
+      }
       return std::nullopt;
     }
     case Kind::real:

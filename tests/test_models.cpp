@@ -277,6 +277,20 @@ TEST_CASE("malformed GGUF files are rejected naming the file, the place and what
     CHECK(msg.find(path) == 0);
     CHECK(msg.find(c.expect) != std::string::npos);
   }
+  {  // two tensors whose data overlap: "u"'s offset patched from 32 to 0
+    test::GgufWriter w;
+    w.kv_string("general.architecture", "llama");
+    w.tensor_f32("t", {4, 2}, std::vector<float>(8, 1.0f));
+    w.tensor_f32("u", {4, 2}, std::vector<float>(8, 2.0f));
+    std::string b = w.bytes();
+    const std::size_t u_at = b.find(std::string("\x01\x00\x00\x00\x00\x00\x00\x00u", 9)) + 9;
+    REQUIRE(static_cast<unsigned char>(b[u_at + 4 + 16 + 4]) == 32);  // after n_dims, 2 dims and the type
+    b[u_at + 4 + 16 + 4] = 0;
+    const std::string path = dir.file("overlap.gguf");
+    test::write_text(path, b);
+    CHECK(rejection(path).find("tensor 'u' (bytes [") != std::string::npos);
+    CHECK(rejection(path).find("overlaps tensor 't'") != std::string::npos);
+  }
   // Through the CLI: exit code 2 and the file named.
   const auto r = test::run_tqbench("perplexity --model '" + dir.file("bad magic.gguf") + "'");
   CHECK(r.exit_code == 2);
@@ -309,6 +323,8 @@ TEST_CASE("malformed safetensors files are rejected naming the file and tensor")
   CHECK(rejected(file(R"({"w": {"dtype": "I64", "shape": [2], "data_offsets": [0, 16]}})", 16)).find("dtype I64 is not supported") != std::string::npos);
   CHECK(rejected(file(R"({"w": {"dtype": "F32", "shape": [2, 2], "data_off)", 16)).find("not valid JSON") != std::string::npos);
   CHECK(rejected(file(R"({"w": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]}})", 0)).find("absurd shape") != std::string::npos);
+  CHECK(rejected(file(R"({"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}, "b": {"dtype": "F32", "shape": [4], "data_offsets": [8, 24]}})", 24))
+            .find("tensor 'b' (bytes [") != std::string::npos);
   test::write_text(dir.file("short.safetensors"), "abc");
   CHECK(rejected(dir.file("short.safetensors")).find("truncated") != std::string::npos);
 }
@@ -438,7 +454,7 @@ TEST_CASE("a Hugging Face tokenizer.json gives the same byte-level BPE as the GG
 TEST_CASE("tokenizer.json: added tokens with ids outside the vocabulary's range are refused, never used as indices") {
   test::TempDir dir;
   const nlohmann::json model = {{"type", "BPE"}, {"vocab", {{"a", 0}, {"b", 1}}}, {"merges", nlohmann::json::array()}};
-  for (const nlohmann::json id : {nlohmann::json(-1), nlohmann::json(16777216), nlohmann::json(1e12), nlohmann::json(2.5), nlohmann::json("7")}) {
+  for (const nlohmann::json& id : {nlohmann::json(-1), nlohmann::json(16777216), nlohmann::json(1e12), nlohmann::json(2.5), nlohmann::json("7")}) {
     CAPTURE(id.dump());
     const nlohmann::json tj = {{"added_tokens", {{{"id", id}, {"content", "<s>"}, {"special", true}}}}, {"model", model}};
     test::write_text(dir.file("tokenizer.json"), tj.dump());
@@ -469,6 +485,46 @@ TEST_CASE("config.json numbers that cannot be right are refused before use: 64-b
     test::write_text(dir.file("config.json"), cfg.dump());
     fs::create_symlink(fs::absolute(fs::path(stories_hf()) / "model.safetensors"), dir.path / "model.safetensors");
     CHECK_THROWS_WITH_AS(load_checkpoint(dir.path.string()), doctest::Contains(b.expect), InputError);
+  }
+}
+
+TEST_CASE("model tensors that cannot be right are refused naming the file and tensor: a 3-D embedding, more tokens than embedding rows") {
+  if (!have(stories_hf(), "stories260K (../shared)")) return;
+  // The stories260K safetensors file with its header rewritten (data offsets are relative to the data).
+  std::ifstream in(fs::path(stories_hf()) / "model.safetensors", std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::uint64_t n = 0;
+  std::memcpy(&n, bytes.data(), 8);
+  const nlohmann::json header = nlohmann::json::parse(bytes.substr(8, n));
+  auto folder = [&](const test::TempDir& dir, const nlohmann::json& h) {
+    const std::string text = h.dump();
+    const std::uint64_t len = text.size();
+    test::write_text(dir.file("model.safetensors"),
+                     std::string(reinterpret_cast<const char*>(&len), 8) + text + bytes.substr(8 + n));
+    fs::copy_file(fs::path(stories_hf()) / "config.json", dir.path / "config.json");
+  };
+  {
+    test::TempDir dir;
+    nlohmann::json h = header;
+    const auto shape = h["model.embed_tokens.weight"]["shape"];
+    h["model.embed_tokens.weight"]["shape"] = {2, shape[0].get<std::uint64_t>() / 2, shape[1]};
+    folder(dir, h);
+    CHECK_THROWS_WITH_AS(load_checkpoint(dir.path.string()),
+                         doctest::Contains("tensor 'token_embd.weight' has 3 dimensions, expected 2"), InputError);
+    const auto r = test::run_tqbench("perplexity --chunks 1 --ctx 64 --model '" + dir.path.string() + "'");
+    CHECK(r.exit_code == 2);
+    CHECK(r.output.find(dir.path.string()) != std::string::npos);
+  }
+  {
+    test::TempDir dir;
+    folder(dir, header);
+    nlohmann::json vocab = nlohmann::json::object();
+    for (int i = 0; i < 600; ++i) vocab[fmt::format("t{}", i)] = i;  // stories260K has 512 embedding rows
+    const nlohmann::json tj = {{"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", nlohmann::json::array()}}}};
+    test::write_text(dir.file("tokenizer.json"), tj.dump());
+    CHECK_THROWS_WITH_AS(load_checkpoint(dir.path.string()),
+                         doctest::Contains("vocabulary size: the tokenizer has 600 tokens but token_embd.weight has 512 rows"),
+                         InputError);
   }
 }
 
