@@ -7,6 +7,7 @@
 #include <iostream>
 
 #include "common/error.hpp"
+#include "common/printable.hpp"
 #include "common/version.hpp"
 #include "harness/data_source.hpp"
 #include "harness/metrics.hpp"
@@ -82,8 +83,8 @@ int show(const std::string& file, bool csv, bool markdown, bool all, const std::
   } else {
     const Cell* exp = t.attribute("experiment");
     const Cell* commit = t.attribute("git_commit");
-    std::cout << fmt::format("{}: experiment {}, {} points, tqbench {}\n", file, exp ? cell_text(*exp) : "?",
-                             t.rows.size(), commit ? cell_text(*commit) : "?");
+    std::cout << fmt::format("{}: experiment {}, {} points, tqbench {}\n", file, exp ? printable(cell_text(*exp)) : "?",
+                             t.rows.size(), commit ? printable(cell_text(*commit)) : "?");
     print_table(t, cols, std::cout);
   }
   return 0;
@@ -135,7 +136,7 @@ int generate(const std::string& model_name, const std::string& prompt, int n_tok
   KvCache cache = model.new_cache(capacity);
   Matrix logits = model.forward(tokens, cache);
   std::vector<int> out;
-  std::cout << prompt << std::flush;
+  std::cout << tqb::printable(prompt, true) << std::flush;
   std::string shown;
   while (cache.len < capacity) {
     Eigen::Index next = 0;
@@ -143,7 +144,7 @@ int generate(const std::string& model_name, const std::string& prompt, int n_tok
     if (next == ck.tokenizer->eos()) break;
     out.push_back(static_cast<int>(next));
     const std::string text = ck.tokenizer->decode(out);
-    std::cout << text.substr(std::min(shown.size(), text.size())) << std::flush;
+    std::cout << tqb::printable(text.substr(std::min(shown.size(), text.size())), true) << std::flush;
     shown = text;
     if (static_cast<int>(out.size()) >= n_tokens) break;  // the loop condition keeps the cache in bounds
     logits = model.forward({static_cast<int>(next)}, cache);
@@ -245,13 +246,13 @@ int main(int argc, char** argv) {
     if (*ppl_cmd) return perplexity(model_name, corpus, quantizer_name, method, ctx, chunks, seed, kernel);
     if (*gen_cmd) return generate(model_name, prompt, n_tokens);
   } catch (const tqb::InputError& e) {
-    std::cerr << e.what() << '\n';
+    std::cerr << tqb::printable(e.what(), true) << '\n';
     return 2;
   } catch (const tqb::RunError& e) {
-    std::cerr << "error: " << e.what() << '\n';
+    std::cerr << "error: " << tqb::printable(e.what(), true) << '\n';
     return 1;
   } catch (const std::exception& e) {
-    std::cerr << "internal error: " << e.what() << '\n';
+    std::cerr << "internal error: " << tqb::printable(e.what(), true) << '\n';
     return 1;
   }
   return 2;

@@ -1,5 +1,7 @@
 #include "harness/progress.hpp"
 
+#include "common/printable.hpp"
+
 #include <fmt/format.h>
 #include <unistd.h>
 
@@ -22,7 +24,8 @@ Progress::Progress(std::size_t total, std::size_t already_done, std::FILE* out)
     std::fprintf(out_, "resuming: %zu of %zu points already done\n", already_done, total);
 }
 
-void Progress::draw(const std::string& label) {
+void Progress::draw(const std::string& raw_label) {
+  const std::string label = printable(raw_label);
   const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   const double per_point = run_ > 0 ? elapsed / static_cast<double>(run_) : NAN;
   const double eta = per_point * static_cast<double>(total_ - done_);
@@ -37,7 +40,8 @@ void Progress::start_point(const std::string& label) {
   if (tty_) draw(label);
 }
 
-void Progress::finish_point(const std::string& label, bool ok, double seconds, const std::string& summary) {
+void Progress::finish_point(const std::string& raw_label, bool ok, double seconds, const std::string& raw_summary) {
+  const std::string label = printable(raw_label), summary = printable(raw_summary);
   ++done_;
   ++run_;
   if (tty_) {

@@ -14,10 +14,12 @@
 
 #include "common/error.hpp"
 #include "common/memory.hpp"
+#include "common/printable.hpp"
 #include "common/rng.hpp"
 #include "harness/data_source.hpp"
 #include "harness/metrics.hpp"
 #include "harness/model_eval.hpp"
+#include "common/printable.hpp"
 #include "harness/output_lock.hpp"
 #include "harness/progress.hpp"
 #include "harness/provenance.hpp"
@@ -124,7 +126,7 @@ std::string default_output_path(const ExperimentSpec& spec) { return "results/" 
 
 void print_dry_run(const ExperimentSpec& spec, const std::vector<SweepPoint>& points, std::ostream& out) {
   out << fmt::format("experiment {}: {} points (seed {})\n", spec.experiment, points.size(), spec.seed);
-  for (const auto& p : points) out << fmt::format("{:>5}  {}\n", p.index, p.key);
+  for (const auto& p : points) out << fmt::format("{:>5}  {}\n", p.index, printable(p.key));
   out << fmt::format("metrics: {}\n", fmt::join(spec.metrics, ", "));
 }
 
@@ -216,6 +218,15 @@ int run_sweep(const ExperimentSpec& spec, const std::vector<SweepPoint>& points,
     for (const auto& p : points) keys.insert(p.key);
     const int key_col = old.column_index("key"), status_col = old.column_index("status");
     if (key_col < 0 || status_col < 0) throw InputError(fmt::format("{}: error: result file has no key/status columns", path));
+    // A column this run writes must hold the same type in the old file (an edited file whose `point`
+    // column became text would otherwise break the merge).
+    for (const auto& c : columns) {
+      const int j = old.column_index(c.name);
+      if (j >= 0 && old.columns[j].type != c.type)
+        throw InputError(fmt::format("{}: error: column '{}' holds {} values, but this run writes {}; the file was "
+                                     "changed outside tqbench (pass --force to overwrite it)", path, c.name,
+                                     column_type_name(old.columns[j].type), column_type_name(c.type)));
+    }
     for (const auto& row : old.rows) {
       const std::string key = cell_text(row[key_col], true);
       if (cell_text(row[status_col], true) != "ok" || !keys.count(key) || done.count(key)) continue;

@@ -36,6 +36,15 @@ Cell missing_cell(ColumnType t) {
   return std::string();
 }
 
+const char* column_type_name(ColumnType t) {
+  switch (t) {
+    case ColumnType::integer: return "integer";
+    case ColumnType::real: return "real";
+    case ColumnType::text: return "text";
+  }
+  return "?";
+}
+
 std::string cell_text(const Cell& c, bool full) {
   if (const auto* i = std::get_if<std::int64_t>(&c)) return fmt::format("{}", *i);
   if (const auto* d = std::get_if<double>(&c)) {

@@ -21,6 +21,7 @@ namespace tqb {
 inline constexpr const char* kResultFormat = "tqbench-results/1";
 
 enum class ColumnType { integer, real, text };
+const char* column_type_name(ColumnType t);  // integer | real | text
 
 struct Column {
   std::string name;

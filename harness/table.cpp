@@ -1,4 +1,5 @@
 #include "harness/table.hpp"
+#include "common/printable.hpp"
 
 #include <fmt/format.h>
 
@@ -30,7 +31,7 @@ void print_table(const ResultTable& t, const std::vector<std::string>& columns, 
   for (const auto& name : columns) width.push_back(name.size());
   for (std::size_t i = 0; i < t.rows.size(); ++i)
     for (std::size_t j = 0; j < idx.size(); ++j) {
-      cells[i].push_back(idx[j] >= 0 ? cell_text(t.rows[i][idx[j]]) : "");
+      cells[i].push_back(idx[j] >= 0 ? printable(cell_text(t.rows[i][idx[j]])) : "");
       width[j] = std::max(width[j], cells[i][j].size());
     }
   auto numeric = [&](std::size_t j) { return idx[j] >= 0 && t.columns[idx[j]].type != ColumnType::text; };
@@ -72,7 +73,7 @@ void print_markdown(const ResultTable& t, const std::vector<std::string>& column
     out << '|';
     for (const auto& c : columns) {
       const int k = t.column_index(c);
-      out << ' ' << (k >= 0 ? escape(cell_text(row[k])) : "") << " |";
+      out << ' ' << (k >= 0 ? escape(printable(cell_text(row[k]))) : "") << " |";
     }
     out << '\n';
   }
@@ -84,7 +85,7 @@ void print_csv(const ResultTable& t, const std::vector<std::string>& columns, st
   for (const auto& row : t.rows) {
     for (std::size_t j = 0; j < columns.size(); ++j) {
       const int k = t.column_index(columns[j]);
-      out << (j ? "," : "") << (k >= 0 ? csv_field(cell_text(row[k], true)) : "");
+      out << (j ? "," : "") << (k >= 0 ? csv_field(printable(cell_text(row[k], true))) : "");
     }
     out << '\n';
   }

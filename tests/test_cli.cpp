@@ -316,6 +316,32 @@ TEST_CASE("show names what is wrong with a path that is not a result file: a fol
   }
 }
 
+TEST_CASE("a result file edited outside tqbench: a column of the wrong type is refused on resume; control characters are shown escaped") {
+  test::TempDir dir;
+  const std::string spec = dir.file("s.yaml"), out = dir.file("s.h5");
+  test::write_text(spec, "experiment: edited\ndata: {source: gaussian, rows: 8, cols: 128}\nquantizers: [rtn]\n");
+  REQUIRE(run_tqbench("run '" + spec + "' -o '" + out + "'").exit_code == 0);
+  ResultTable t = read_result_file(out);
+  const int point = t.column_index("point"), key = t.column_index("key");
+  REQUIRE(point >= 0);
+  t.columns[point].type = ColumnType::text;
+  for (auto& row : t.rows) row[point] = cell_text(row[point]);
+  t.rows[0][key] = std::string("evil\x1b[2Jkey");
+  for (auto& [name, value] : t.attributes)
+    if (name == "experiment") value = std::string("x\x1b]0;title\x07");
+  write_result_file(out, t);
+  auto r = run_tqbench("run '" + spec + "' -o '" + out + "'");
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find(out + ": error: column 'point' holds text values, but this run writes integer") != std::string::npos);
+  r = run_tqbench("show --all '" + out + "'");
+  CHECK(r.exit_code == 0);
+  CHECK(r.output.find('\x1b') == std::string::npos);
+  CHECK(r.output.find('\x07') == std::string::npos);
+  CHECK(r.output.find("experiment x\\x1b]0;title\\x07,") != std::string::npos);
+  CHECK(r.output.find("evil\\x1b[2Jkey") != std::string::npos);
+  CHECK(run_tqbench("show --csv '" + out + "'").output.find('\x1b') == std::string::npos);
+}
+
 TEST_CASE("one run at a time writes a result file: a second exits 2 naming the holder's pid; a dead holder's lock does not block") {
   test::TempDir dir;
   const std::string spec = dir.file("s.yaml"), out = dir.file("s.h5");
