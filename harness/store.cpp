@@ -5,7 +5,9 @@
 #include <hdf5.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <exception>
 #include <cstdio>
 #include <filesystem>
@@ -188,6 +190,26 @@ void write_column(hid_t group, const ResultTable& t, std::size_t j, const std::s
   if (!c.direction.empty()) write_attr(d, "direction", c.direction, file);
 }
 
+// Writes `bytes` to a new file at `path` and syncs it; every failure (a full disk: ENOSPC, a file-size
+// limit: EFBIG, an I/O error) is a RunError naming the file and the cause.
+void write_file_synced(const std::string& path, const std::vector<char>& bytes) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) throw RunError(fmt::format("{}: cannot create: {}", path, std::strerror(errno)));
+  std::size_t done = 0;
+  int err = 0;
+  while (done < bytes.size() && err == 0) {
+    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n > 0) done += static_cast<std::size_t>(n);
+    else if (n < 0 && errno != EINTR) err = errno;
+    else if (n == 0) err = EIO;
+  }
+  if (err == 0 && ::fsync(fd) != 0) err = errno;
+  if (::close(fd) != 0 && err == 0) err = errno;
+  if (err != 0)
+    throw RunError(fmt::format("{}: cannot write {} bytes ({} written): {}{}", path, bytes.size(), done,
+                               std::strerror(err), err == ENOSPC || err == EDQUOT ? " (the disk is full)" : ""));
+}
+
 void fsync_path(const std::string& path, bool directory) {
   const int fd = ::open(path.c_str(), directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
   if (fd < 0) return;
@@ -310,25 +332,36 @@ void write_result_file(const std::string& path, const ResultTable& t) {
   for (const auto& row : t.rows)
     if (row.size() != t.columns.size()) throw RunError(fmt::format("{}: internal error: row width mismatch", path));
   const std::string tmp = fmt::format("{}.tmp.{}", path, ::getpid());
-  try {
-    {
-      H5Id file(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose);
-      if (!file.ok()) throw RunError(fmt::format("{}: cannot create: {}", tmp, hdf5_error()));
-      write_attr(file, "tqbench_format", std::string(kResultFormat), path);
-      for (const auto& [k, v] : t.attributes) write_attr(file, k, v, path);
-      H5Id gcpl(H5Pcreate(H5P_GROUP_CREATE), H5Pclose);
-      H5Pset_link_creation_order(gcpl, H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED);
-      H5Id group(H5Gcreate2(file, "points", H5P_DEFAULT, gcpl, H5P_DEFAULT), H5Gclose);
-      if (!group.ok()) throw RunError(fmt::format("{}: cannot create /points: {}", path, hdf5_error()));
-      std::vector<std::string> order;
-      for (std::size_t j = 0; j < t.columns.size(); ++j) {
-        write_column(group, t, j, path);
-        order.push_back(t.columns[j].name);
-      }
-      write_string_array_attr(group, "column_order", order, path);
-      check(H5Fflush(file, H5F_SCOPE_GLOBAL), path);
+  // The file is built in memory (HDF5's core driver, no backing store) and written by write_file_synced:
+  // HDF5 never writes to the disk itself, because a failed write inside HDF5 (a full disk) left its file
+  // table inconsistent and crashed at exit in HDF5's shutdown (H5F__close_cb, HDF5 1.10).
+  std::vector<char> image;
+  {
+    H5Id fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
+    check(H5Pset_fapl_core(fapl, std::size_t{1} << 20, 0), path);
+    H5Id file(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl), H5Fclose);
+    if (!file.ok()) throw RunError(fmt::format("{}: cannot create in memory: {}", tmp, hdf5_error()));
+    write_attr(file, "tqbench_format", std::string(kResultFormat), path);
+    for (const auto& [k, v] : t.attributes) write_attr(file, k, v, path);
+    H5Id gcpl(H5Pcreate(H5P_GROUP_CREATE), H5Pclose);
+    H5Pset_link_creation_order(gcpl, H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED);
+    H5Id group(H5Gcreate2(file, "points", H5P_DEFAULT, gcpl, H5P_DEFAULT), H5Gclose);
+    if (!group.ok()) throw RunError(fmt::format("{}: cannot create /points: {}", path, hdf5_error()));
+    std::vector<std::string> order;
+    for (std::size_t j = 0; j < t.columns.size(); ++j) {
+      write_column(group, t, j, path);
+      order.push_back(t.columns[j].name);
     }
-    fsync_path(tmp, false);
+    write_string_array_attr(group, "column_order", order, path);
+    check(H5Fflush(file, H5F_SCOPE_GLOBAL), path);
+    const ssize_t size = H5Fget_file_image(file, nullptr, 0);
+    if (size <= 0) throw RunError(fmt::format("{}: cannot serialise the file: {}", path, hdf5_error()));
+    image.resize(static_cast<std::size_t>(size));
+    if (H5Fget_file_image(file, image.data(), image.size()) != size)
+      throw RunError(fmt::format("{}: cannot serialise the file: {}", path, hdf5_error()));
+  }
+  try {
+    write_file_synced(tmp, image);
     std::error_code ec;
     std::filesystem::rename(tmp, path, ec);
     if (ec) throw RunError(fmt::format("{}: cannot replace with {}: {}", path, tmp, ec.message()));

@@ -342,6 +342,28 @@ TEST_CASE("a result file edited outside tqbench: a column of the wrong type is r
   CHECK(run_tqbench("show --csv '" + out + "'").output.find('\x1b') == std::string::npos);
 }
 
+TEST_CASE("a write that fails (file-size limit, as a full disk) exits 1 naming the file and cause; finished rows stay readable and resume") {
+  test::TempDir dir;
+  const std::string spec = dir.file("s.yaml"), out = dir.file("s.h5");
+  test::write_text(spec, "experiment: disk\ndata: {source: gaussian, rows: 64, cols: [256, 512, 1024]}\n"
+                         "quantizers:\n  - {family: rtn, bits: [2, 3, 4, 5, 6, 7, 8], group: [32, 64, 128]}\n"
+                         "metrics: [weight_mse]\n");
+  // RLIMIT_FSIZE (48 blocks of 512 bytes in /bin/sh) with SIGXFSZ ignored makes write() fail with EFBIG, the way ENOSPC does on a full disk.
+  auto r = test::run_command("ulimit -f 48; trap '' XFSZ; '" + test::kBinary + "' run '" + spec + "' -o '" + out + "'");
+  CAPTURE(r.output);
+  CHECK(r.exit_code == 1);
+  CHECK(r.output.find("cannot write") != std::string::npos);
+  CHECK(r.output.find("File too large") != std::string::npos);
+  const ResultTable partial = read_result_file(out);
+  CHECK(partial.rows.size() > 0);
+  CHECK(partial.rows.size() < 63);
+  for (const auto& e : std::filesystem::directory_iterator(dir.path))
+    CHECK_MESSAGE(e.path().filename().string().find(".tmp.") == std::string::npos, e.path());
+  r = run_tqbench("run '" + spec + "' -o '" + out + "'");
+  CHECK(r.exit_code == 0);
+  CHECK(read_result_file(out).rows.size() == 63);
+}
+
 TEST_CASE("one run at a time writes a result file: a second exits 2 naming the holder's pid; a dead holder's lock does not block") {
   test::TempDir dir;
   const std::string spec = dir.file("s.yaml"), out = dir.file("s.h5");
