@@ -2,6 +2,7 @@
 // Resident memory of this process (Linux /proc): the current size and the high-water mark, which can
 // be reset so that each sweep point reports its own peak.
 #include <cstddef>
+#include <string>
 
 namespace tqb {
 
@@ -10,5 +11,13 @@ std::size_t peak_rss_bytes();     // VmHWM; 0 when unknown
 // Resets the high-water mark to the current RSS (writes 5 to /proc/self/clear_refs, Linux >= 4.0).
 // Returns false where that is not possible; the peak then covers the whole process so far.
 bool reset_peak_rss();
+
+// Bytes this process could still allocate without swapping: /proc/meminfo's MemAvailable, or less where
+// a cgroup v2 memory.max leaves less headroom (containers, Slurm jobs) or RLIMIT_AS is lower; 0 when
+// unknown.
+std::size_t available_memory_bytes();
+
+// "1.5 GiB", "640 MiB", "12 KiB", "100 B": for messages.
+std::string format_bytes(double bytes);
 
 }  // namespace tqb

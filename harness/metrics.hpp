@@ -61,6 +61,7 @@ struct Metric {
   std::function<double(EvalContext&)> compute;  // matrix metrics; empty for model metrics
   bool on_model = false;  // computed by harness/model_eval for `model` data
   bool timing = false;    // a latency: only when a spec lists it (never in the default set, which is repeatable)
+  bool queries = false;   // uses the spec's random queries (rows x queries products in doubles)
 };
 
 const std::vector<Metric>& metrics();

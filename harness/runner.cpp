@@ -17,9 +17,9 @@
 #include "common/printable.hpp"
 #include "common/rng.hpp"
 #include "harness/data_source.hpp"
+#include "harness/memory_estimate.hpp"
 #include "harness/metrics.hpp"
 #include "harness/model_eval.hpp"
-#include "common/printable.hpp"
 #include "harness/output_lock.hpp"
 #include "harness/progress.hpp"
 #include "harness/provenance.hpp"
@@ -128,6 +128,21 @@ void print_dry_run(const ExperimentSpec& spec, const std::vector<SweepPoint>& po
   out << fmt::format("experiment {}: {} points (seed {})\n", spec.experiment, points.size(), spec.seed);
   for (const auto& p : points) out << fmt::format("{:>5}  {}\n", p.index, printable(p.key));
   out << fmt::format("metrics: {}\n", fmt::join(spec.metrics, ", "));
+  const SweepPoint* largest = nullptr;
+  std::uint64_t most = 0;
+  for (const auto& p : points)
+    if (const auto b = estimate_point_bytes(spec, p); b && *b > most) {
+      most = *b;
+      largest = &p;
+    }
+  const std::size_t available = available_memory_bytes();
+  if (largest) {
+    out << fmt::format("largest point: {} needs about {} ({} available now){}\n", largest->index,
+                       format_bytes(static_cast<double>(most)), available ? format_bytes(static_cast<double>(available)) : "unknown",
+                       available && most > available ? "; points that do not fit will be refused" : "");
+  }
+  if (std::any_of(points.begin(), points.end(), [](const SweepPoint& p) { return p.data->source == "model"; }))
+    out << "model points: memory is known once the model is loaded\n";
 }
 
 namespace {
@@ -287,11 +302,17 @@ int run_sweep(const ExperimentSpec& spec, const std::vector<SweepPoint>& points,
         r.metrics = std::move(m.metrics);
         r.kernel = std::move(m.kernel);
         layer_stats = std::move(m.layer_stats);
-      } else if (current_data != p.data->name) {
-        current = find_data_source(p.data->source)->make(p.data->params, p.data->seed);
-        current_data = p.data->name;
+      } else if (const std::string refusal = memory_refusal(spec, p, available_memory_bytes()); !refusal.empty()) {
+        r.ok = false;
+        r.error = refusal;
+      } else {
+        if (current_data != p.data->name) {
+          current = Matrix();  // release the previous matrix before making the next
+          current = find_data_source(p.data->source)->make(p.data->params, p.data->seed);
+          current_data = p.data->name;
+        }
+        r = evaluate(spec, p, current);
       }
-      if (p.data->source != "model") r = evaluate(spec, p, current);
     } catch (const InputError&) {
       // Bad model file or corpus: the whole run is bad input. A file this run created and that holds no
       // row is removed, so that the corrected spec is not refused as "a different spec".

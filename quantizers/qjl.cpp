@@ -33,6 +33,13 @@ class Qjl final : public Quantizer {
     return static_cast<double>(sketch_width(g)) / static_cast<double>(g);
   }
 
+  // An m x g Gaussian projection per group (cached), the rows x m products in floats, one byte per
+  // sketch bit before packing.
+  std::uint64_t working_bytes(std::size_t rows, std::size_t cols) const override {
+    const std::uint64_t g = group_width(group_, cols), groups = cols / g, m = sketch_width(g);
+    return groups * m * g * 4 + std::uint64_t{rows} * m * 4 * 2 + std::uint64_t{rows} * groups * m * 9 / 8;
+  }
+
   QuantizedMatrix quantize(const float* w, std::size_t rows, std::size_t cols, std::uint64_t seed) const override {
     const std::size_t g = group_width(group_, cols), groups = cols / g, m = sketch_width(g);
     const std::size_t nb = bytes_of(norm_format_);

@@ -48,6 +48,13 @@ class Quantizer {
   // The reference dequantizer. out: q.rows*q.cols floats, row-major.
   virtual void dequantize(const QuantizedMatrix& q, float* out) const = 0;
 
+  // Estimate of the bytes quantize() and dequantize() hold at their peak for a rows x cols matrix,
+  // beyond the input and the output: the QuantizedMatrix, rotations, sketches, scratch copies. The
+  // harness adds it to a point's memory estimate (`run --dry-run` prints the largest; a point that cannot
+  // fit in available memory is refused before it starts). The default counts packed codes and one byte
+  // per weight of unpacked codes; formats with larger state override it.
+  virtual std::uint64_t working_bytes(std::size_t rows, std::size_t cols) const;
+
  protected:
   // An empty result for a rows x cols matrix with this quantizer's name and the seed: the header
   // every quantize() starts from. code_bits: bits per code (0 for composite formats).

@@ -36,6 +36,13 @@ class ResidualStack final : public Quantizer {
     return b;
   }
 
+  // The residual and one pass's approximation (float copies), plus every pass's own state.
+  std::uint64_t working_bytes(std::size_t rows, std::size_t cols) const override {
+    std::uint64_t b = 2 * std::uint64_t{rows} * cols * 4;
+    for (const auto& p : passes_) b += p->working_bytes(rows, cols);
+    return b;
+  }
+
   QuantizedMatrix quantize(const float* w, std::size_t rows, std::size_t cols, std::uint64_t seed) const override {
     QuantizedMatrix q = new_matrix(rows, cols, seed);
     std::vector<float> residual(w, w + rows * cols), approx(rows * cols);

@@ -114,6 +114,15 @@ class TurboQuantMse final : public Quantizer {
 
   double nominal_bits(std::size_t cols) const override { return bits_; }
 
+  // Haar: a d x d float rotation per group (cached), its QR in doubles while it is made (three d x d),
+  // a rotated copy of the matrix and Eigen's product temporary; codes unpacked when g % 8 != 0.
+  std::uint64_t working_bytes(std::size_t rows, std::size_t cols) const override {
+    const std::uint64_t g = group_width(group_, cols), groups = cols / g, n = std::uint64_t{rows} * cols;
+    std::uint64_t b = Quantizer::working_bytes(rows, cols);
+    if (rotation_ == RotationKind::haar) b += groups * g * g * 4 + 3 * g * g * 8 + 2 * n * 4;
+    return b;
+  }
+
   QuantizedMatrix quantize(const float* w, std::size_t rows, std::size_t cols, std::uint64_t seed) const override {
     const std::size_t g = group_width(group_, cols), groups = cols / g;
     const Codebook cb = codebook(g);

@@ -364,6 +364,29 @@ TEST_CASE("a write that fails (file-size limit, as a full disk) exits 1 naming t
   CHECK(read_result_file(out).rows.size() == 63);
 }
 
+TEST_CASE("a point that cannot fit in memory is refused before it allocates; --dry-run prints the largest point's estimate") {
+  test::TempDir dir;
+  const std::string spec = dir.file("s.yaml"), out = dir.file("s.h5");
+  // Point 1: a Haar rotation at d = 65536 (16 GiB of rotation alone) and 2^20 queries against 16384
+  // rows (rows x queries products in doubles: 384 GiB). Point 0 is small and must still run.
+  test::write_text(spec, "experiment: huge\nqueries: 1048576\ndata:\n  - {source: gaussian, rows: 16, cols: 64}\n"
+                         "  - {source: gaussian, rows: 16384, cols: 65536}\n"
+                         "quantizers:\n  - {family: turboquant, bits: 2}\nmetrics: [d_mse, d_prod]\n");
+  auto r = run_tqbench("run '" + spec + "' --dry-run");
+  CHECK(r.exit_code == 0);
+  CHECK(r.output.find("largest point: 1 needs about") != std::string::npos);
+  CHECK(r.output.find("points that do not fit will be refused") != std::string::npos);
+  r = run_tqbench("run '" + spec + "' -o '" + out + "'");
+  CHECK(r.exit_code == 1);
+  const ResultTable t = read_result_file(out);
+  REQUIRE(t.rows.size() == 2);
+  const int status = t.column_index("status"), error = t.column_index("error");
+  CHECK(cell_text(t.rows[0][status]) == "ok");
+  CHECK(cell_text(t.rows[1][status]) == "failed");
+  CHECK(cell_text(t.rows[1][error]).find("needs about") != std::string::npos);
+  CHECK(cell_text(t.rows[1][error]).find("is available") != std::string::npos);
+}
+
 TEST_CASE("one run at a time writes a result file: a second exits 2 naming the holder's pid; a dead holder's lock does not block") {
   test::TempDir dir;
   const std::string spec = dir.file("s.yaml"), out = dir.file("s.h5");

@@ -94,3 +94,17 @@ TEST_CASE("bad quantizer names are rejected with what is valid") {
   CHECK(message("rtn(bits=4,bits=5)").find("given twice") != std::string::npos);
   CHECK(message("(bits=4)").find("missing family") != std::string::npos);
 }
+
+TEST_CASE("working_bytes grows with the state a format holds: Haar rotations, sketches, residual passes") {
+  const std::size_t rows = 64, cols = 65536;
+  const auto haar = parse_quantizer("turboquant(bits=2,rotation=haar,group=row)")->working_bytes(rows, cols);
+  const auto hadamard = parse_quantizer("turboquant(bits=2,rotation=hadamard,group=row)")->working_bytes(rows, cols);
+  const auto rtn = parse_quantizer("rtn(bits=4,group=128)")->working_bytes(rows, cols);
+  CHECK(haar >= std::uint64_t{cols} * cols * 4);  // the d x d float rotation alone
+  CHECK(hadamard < std::uint64_t{rows} * cols * 4);
+  CHECK(rtn >= std::uint64_t{rows} * cols / 2);  // at least the packed 4-bit codes
+  const auto sketch = parse_quantizer("qjl(sketch=2d,group=1024)")->working_bytes(rows, cols);
+  CHECK(sketch >= std::uint64_t{64} * 2048 * 1024 * 4);  // 64 groups' 2048 x 1024 projections
+  const auto stack = parse_quantizer("turboquant_prod(bits=3,group=1024)")->working_bytes(rows, cols);
+  CHECK(stack > std::uint64_t{rows} * cols * 8);  // residual and approximation copies
+}
