@@ -28,7 +28,8 @@ std::pair<std::size_t, std::size_t> shape_of(const Params& p) {
 // thread count and rows can be generated in parallel.
 template <class Fill>
 Matrix generate(const Params& p, std::uint64_t seed, Fill fill) {
-  const auto [rows, cols] = shape_of(p);
+  const auto shape = shape_of(p);
+  const std::size_t rows = shape.first, cols = shape.second;  // not a structured binding: OpenMP captures them (clang 14)
   Matrix m(rows, cols);
 #pragma omp parallel for schedule(static)
   for (std::ptrdiff_t r = 0; r < static_cast<std::ptrdiff_t>(rows); ++r) {

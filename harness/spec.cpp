@@ -1,6 +1,7 @@
 #include "harness/spec.hpp"
 
 #include <fmt/format.h>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -8,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -161,15 +163,73 @@ class SpecParser {
     return grid(n, path, "family", quantizer_family_names(), &quantizer_schema, "quantizer");
   }
 
+  // Where a second YAML document starts, if there is one.
+  static std::optional<YAML::Mark> second_document(const std::string& text) {
+    struct Counter final : YAML::EventHandler {
+      int documents = 0;
+      YAML::Mark second;
+      void OnDocumentStart(const YAML::Mark& m) override {
+        if (++documents == 2) second = m;
+      }
+      void OnDocumentEnd() override {}
+      void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+      void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+      void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override {}
+      void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+      void OnSequenceEnd() override {}
+      void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+      void OnMapEnd() override {}
+    } counter;
+    std::istringstream in(text);
+    YAML::Parser parser(in);
+    for (int i = 0; i < 2 && parser.HandleNextDocument(counter); ++i) {
+    }
+    if (counter.documents < 2) return std::nullopt;
+    return counter.second;
+  }
+
+  // YAML allows tab, LF and CR among the C0 controls, and text must be UTF-8 (YAML 1.2, 5.1). yaml-cpp
+  // does not check: a NUL byte read past the end of its buffer ("unknown escape character: \x04").
+  void check_characters(const std::string& text) const {
+    int line = 1, col = 1;  // a spec is at most 1 MiB (read_file), so both fit
+    for (std::size_t i = 0; i < text.size();) {
+      const auto c = static_cast<unsigned char>(text[i]);
+      std::size_t len = 1;
+      bool ok = true;
+      if (c < 0x80) {
+        ok = c >= 0x20 ? c != 0x7f : (c == '\t' || c == '\n' || c == '\r');
+      } else {
+        len = c >= 0xf0 && c <= 0xf4 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 && c <= 0xdf ? 2 : 0;
+        ok = len != 0 && i + len <= text.size();
+        for (std::size_t k = 1; ok && k < len; ++k) ok = (static_cast<unsigned char>(text[i + k]) & 0xc0) == 0x80;
+      }
+      if (!ok)
+        throw InputError(located_message({path_, line, col}, "",
+                                         fmt::format("byte 0x{:02x} is not allowed here: a spec is UTF-8 text without "
+                                                     "control characters other than tab and newline", c)));
+      if (c == '\n') {
+        ++line;
+        col = 1;
+      } else {
+        ++col;
+      }
+      i += len == 0 ? 1 : len;
+    }
+  }
+
   ExperimentSpec parse(const std::string& text) const {
+    check_characters(text);
     YAML::Node root;
     try {
+      root = YAML::Load(text);
       // One document: a second one ("---") would be ignored silently by YAML::Load, so it is an error.
-      const std::vector<YAML::Node> docs = YAML::LoadAll(text);
-      if (docs.size() > 1)
-        fail(docs[1], "", fmt::format("the spec holds {} YAML documents; a spec is one document (remove the '---' and what follows, "
-                                      "or merge it into the first)", docs.size()));
-      if (!docs.empty()) root = docs[0];
+      // Counted with at most two parser steps: YAML::LoadAll never returns on some malformed inputs
+      // (yaml-cpp 0.7; found by tests/fuzz/fuzz_spec).
+      if (const auto second = second_document(text))
+        throw InputError(located_message({path_, second->line + 1, second->column + 1}, "",
+                                         "text after the end of the first YAML document (a second document after "
+                                         "'---', or a stray ']' or '}'); a spec is one document: remove it, or merge "
+                                         "it into the first"));
     } catch (const YAML::Exception& e) {
       SourceLocation w{path_, e.mark.line >= 0 ? e.mark.line + 1 : 0, e.mark.column >= 0 ? e.mark.column + 1 : 0};
       throw InputError(located_message(w, "", "invalid YAML: " + e.msg));

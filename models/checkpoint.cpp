@@ -113,7 +113,7 @@ std::string hf_to_gguf_name(const std::string& n) {
   return "";
 }
 
-void load_hf(Checkpoint& ck) {
+void parse_hf(Checkpoint& ck) {
   const fs::path cfg_path = fs::path(ck.path) / "config.json";
   std::ifstream in(cfg_path);
   if (!in) throw ModelFileError(fmt::format("{}: error: cannot open", cfg_path.string()));
@@ -174,6 +174,16 @@ void load_hf(Checkpoint& ck) {
   }
   if (c.tied_embeddings) ck.tensors.erase("output.weight");
   if (fs::exists(fs::path(ck.path) / "tokenizer.json")) ck.tokenizer = make_hf_tokenizer(ck.path);
+}
+
+// config.json: a JSON access that meets the wrong type (found by tests/fuzz/fuzz_config_json) is bad input.
+void load_hf(Checkpoint& ck) {
+  try {
+    parse_hf(ck);
+  } catch (const nlohmann::json::exception& e) {
+    throw ModelFileError(fmt::format("{}: error: a value has the wrong type or range: {}",
+                                     (fs::path(ck.path) / "config.json").string(), e.what()));
+  }
 }
 
 void check_shapes(const Checkpoint& ck) {

@@ -32,7 +32,9 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : file_(std::make_uniq
   }
   if (!header.is_object()) model_file_error(path, 8, "header is not a JSON object");
   const std::uint64_t data_start = 8 + n;
-  for (const auto& [name, v] : header.items()) {
+  for (const auto& item : header.items()) {
+    const std::string& name = item.key();  // not a structured binding: lambdas capture it (clang 14)
+    const auto& v = item.value();
     if (name == "__metadata__") continue;
     auto bad = [&](const std::string& what) { model_file_error(path, 8, fmt::format("tensor '{}': {}", name, what)); };
     if (!v.is_object() || !v.contains("dtype") || !v.contains("shape") || !v.contains("data_offsets"))

@@ -362,7 +362,9 @@ std::unique_ptr<Tokenizer> make_gguf_tokenizer(const GgufFile& g) {
   throw InputError(fmt::format("{}: error: tokenizer.ggml.model '{}' is not supported (llama, gpt2)", g.path(), model));
 }
 
-std::unique_ptr<Tokenizer> make_hf_tokenizer(const std::string& dir) {
+namespace {
+
+std::unique_ptr<Tokenizer> parse_hf_tokenizer(const std::string& dir) {
   namespace fs = std::filesystem;
   const std::string path = (fs::path(dir) / "tokenizer.json").string();
   auto bad = [&](const std::string& key, const std::string& what) {
@@ -450,6 +452,19 @@ std::unique_ptr<Tokenizer> make_hf_tokenizer(const std::string& dir) {
     return std::make_unique<Gpt2Tokenizer>(std::move(s));
   } catch (const std::runtime_error& e) {
     throw bad("pre_tokenizer", e.what());
+  }
+}
+
+}  // namespace
+
+std::unique_ptr<Tokenizer> make_hf_tokenizer(const std::string& dir) {
+  // Every value is type-checked where it is read; a JSON access that still meets the wrong type (a
+  // number where a string belongs, found by tests/fuzz/fuzz_tokenizer_json) is bad input all the same.
+  try {
+    return parse_hf_tokenizer(dir);
+  } catch (const nlohmann::json::exception& e) {
+    throw ModelFileError(fmt::format("{}: error: a value has the wrong type or range: {}",
+                                     (std::filesystem::path(dir) / "tokenizer.json").string(), e.what()));
   }
 }
 

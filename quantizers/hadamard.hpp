@@ -13,6 +13,16 @@ struct HadamardPlan {
   std::vector<std::pair<std::size_t, std::size_t>> blocks;  // (start, power-of-two length), covering [0, d)
 };
 
+// GCC's __builtin_shuffle and clang's __builtin_shufflevector index two 8-lane operands the same way
+// (0-7 the first, 8-15 the second); clang builds the libFuzzer targets (scripts/fuzz.sh).
+#if defined(__clang__)
+#define TQB_SHUFFLE1(a, ...) __builtin_shufflevector(a, a, __VA_ARGS__)
+#define TQB_SHUFFLE2(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
+#elif defined(__GNUC__)
+#define TQB_SHUFFLE1(a, ...) __builtin_shuffle(a, v8i{__VA_ARGS__})
+#define TQB_SHUFFLE2(a, b, ...) __builtin_shuffle(a, b, v8i{__VA_ARGS__})
+#endif
+
 // In-place unnormalised fast Walsh–Hadamard transform of x[0..n), n a power of two.
 // The first three butterfly stages (partners 1, 2 and 4 apart) are done on 8-float vectors with
 // shuffles (GCC vector extensions, so each SIMD clone gets its own instructions); the later stages
@@ -28,12 +38,12 @@ inline void fwht_inline(float* x, std::size_t n) {
       v8f v;
       __builtin_memcpy(&v, x + i, sizeof(v));
       // lane j < partner: a + b (v = a, p = b); lane j > partner: a - b (v = b, p = a).
-      v8f p = __builtin_shuffle(v, v8i{1, 0, 3, 2, 5, 4, 7, 6});
-      v = __builtin_shuffle(v + p, p - v, v8i{0, 9, 2, 11, 4, 13, 6, 15});
-      p = __builtin_shuffle(v, v8i{2, 3, 0, 1, 6, 7, 4, 5});
-      v = __builtin_shuffle(v + p, p - v, v8i{0, 1, 10, 11, 4, 5, 14, 15});
-      p = __builtin_shuffle(v, v8i{4, 5, 6, 7, 0, 1, 2, 3});
-      v = __builtin_shuffle(v + p, p - v, v8i{0, 1, 2, 3, 12, 13, 14, 15});
+      v8f p = TQB_SHUFFLE1(v, 1, 0, 3, 2, 5, 4, 7, 6);
+      v = TQB_SHUFFLE2(v + p, p - v, 0, 9, 2, 11, 4, 13, 6, 15);
+      p = TQB_SHUFFLE1(v, 2, 3, 0, 1, 6, 7, 4, 5);
+      v = TQB_SHUFFLE2(v + p, p - v, 0, 1, 10, 11, 4, 5, 14, 15);
+      p = TQB_SHUFFLE1(v, 4, 5, 6, 7, 0, 1, 2, 3);
+      v = TQB_SHUFFLE2(v + p, p - v, 0, 1, 2, 3, 12, 13, 14, 15);
       __builtin_memcpy(x + i, &v, sizeof(v));
     }
     h = 8;

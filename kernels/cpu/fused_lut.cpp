@@ -20,7 +20,7 @@ namespace {
 // Decodes the m codes of (row r, group j) into floats via the lookup table.
 [[gnu::always_inline]] inline void decode(const LutPass& s, std::size_t r, std::size_t j, float* buf, std::uint8_t* tmp) {
   const std::size_t first = (r * s.groups + j) * s.m;
-#if defined(__GNUC__)
+#if defined(__GNUC__) && !defined(__clang__)  // GCC's run-time-index __builtin_shuffle (clang: the loop below)
   if (s.bits == 4 && s.m % 8 == 0 && first % 2 == 0) {
     typedef int v8si __attribute__((vector_size(32)));
     typedef float v8sf __attribute__((vector_size(32)));
