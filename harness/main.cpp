@@ -21,6 +21,7 @@
 #include "harness/sweep.hpp"
 #include "harness/table.hpp"
 #include "kernels/registry.hpp"
+#include "kernels/cpu/dense_blas.hpp"
 #include "kernels/cpu/simd_level.hpp"
 #include "kernels/cuda/gpu.hpp"
 #include "quantizers/registry.hpp"
@@ -55,6 +56,7 @@ int list(const std::string& what) {
     std::cout << (gpu.empty() ? fmt::format("GPU: {}\n", gpu::device_description()) : fmt::format("GPU: none ({})\n", gpu));
     std::cout << fmt::format("SIMD level in use: {} (detected: {}; TQB_SIMD=scalar|avx2|avx512 forces one)\n",
                              to_string(simd_level()), to_string(detected_simd_level()));
+    std::cout << fmt::format("dense fp32 path: {} (kernels chosen at run time for this CPU)\n", dense_blas_description());
   } else {
     for (const auto& s : data_sources()) {
       std::cout << fmt::format("{}: {}\n", s.name, s.description);

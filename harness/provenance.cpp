@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "common/version.hpp"
+#include "kernels/cpu/dense_blas.hpp"
 
 namespace tqb {
 
@@ -30,6 +31,7 @@ const Provenance& provenance() {
     v.compiler = compiler();
     v.build_type = build_type();
     v.cpu_model = read_cpu_model();
+    v.dense_blas = dense_blas_description();
     char host[256] = {0};
     v.host = gethostname(host, sizeof(host) - 1) == 0 ? host : "unknown";
     utsname u{};

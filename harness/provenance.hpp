@@ -10,6 +10,7 @@ struct Provenance {
   std::string compiler;
   std::string build_type;
   std::string cpu_model;
+  std::string dense_blas;  // the dense path's library and the kernel set it chose for this CPU
   std::string host;
   std::string os;
 };

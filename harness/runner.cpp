@@ -272,6 +272,7 @@ int run_sweep(const ExperimentSpec& spec, const std::vector<SweepPoint>& points,
         {"compiler", prov.compiler},
         {"build_type", prov.build_type},
         {"cpu_model", prov.cpu_model},
+        {"dense_blas", prov.dense_blas},
         {"host", prov.host},
         {"os", prov.os},
         // The GPU that timing.device cuda ran on (asked only then: initialising CUDA costs time).

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "common/error.hpp"
+#include "kernels/cpu/dense_blas.hpp"
 
 namespace tqb {
 namespace {
@@ -124,10 +125,11 @@ Matrix LlamaModel::forward(const std::vector<int>& tokens, KvCache& cache) const
 #pragma omp parallel for schedule(static)
     for (int hh = 0; hh < nh; ++hh) {
       const int kvh = hh / group;
-      const auto K = cache.k[l].block(0, kvh * hd, total, hd);
-      const auto V = cache.v[l].block(0, kvh * hd, total, hd);
-      const Matrix Q = q.block(0, hh * hd, n, hd);
-      Matrix S = Q * K.transpose() * scale;  // n × total
+      const std::size_t ld_kv = static_cast<std::size_t>(nkv) * hd, ld_q = static_cast<std::size_t>(nh) * hd;
+      const float* K = cache.k[l].data() + kvh * hd;  // total × hd, row stride ld_kv
+      const float* V = cache.v[l].data() + kvh * hd;
+      Matrix S(n, total);  // scale · Q Kᵀ
+      gemm_xwt(n, total, hd, q.data() + hh * hd, ld_q, K, ld_kv, S.data(), total, scale);
       for (std::size_t t = 0; t < n; ++t) {
         const std::size_t visible = pos0 + t + 1;
         float* s = S.row(t).data();
@@ -142,7 +144,7 @@ Matrix LlamaModel::forward(const std::vector<int>& tokens, KvCache& cache) const
         for (std::size_t j = 0; j < visible; ++j) s[j] *= inv;
         for (std::size_t j = visible; j < total; ++j) s[j] = 0.0f;
       }
-      att.block(0, hh * hd, n, hd) = S * V;
+      gemm_xb(n, hd, total, S.data(), total, V, ld_kv, att.data() + hh * hd, ld_q);  // S V
     }
     L.o->forward(att.data(), n, tmp.data());
     x += tmp;

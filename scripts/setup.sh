@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 BUILD_DIR=${TQB_BUILD_DIR:-build}
 PACKAGES=(build-essential cmake pkg-config git libeigen3-dev libhdf5-dev libfmt-dev libyaml-cpp-dev
-          libcli11-dev libboost-dev nlohmann-json3-dev libpcre2-dev doctest-dev libbenchmark-dev python3 python3-matplotlib python3-h5py python3-numpy
+          libcli11-dev libboost-dev libopenblas-openmp-dev nlohmann-json3-dev libpcre2-dev doctest-dev libbenchmark-dev python3 python3-matplotlib python3-h5py python3-numpy
           python3-pip)
 
 missing=()

@@ -1,0 +1,28 @@
+#pragma once
+// The dense fp32 products of model evaluation (the unquantized layers, the output head, the reference
+// kernel, attention) through OpenBLAS: one library whose kernels are chosen at run time for the CPU it
+// runs on (Debian builds it with DYNAMIC_ARCH: Haswell/Zen AVX2, SkylakeX/Cooperlake AVX-512), so the
+// portable build is fast everywhere. Eigen compiled without -march would use SSE2 only.
+//
+// Only evaluation uses it. Quantizers keep Eigen's products (the Haar rotation's QR and GEMMs), whose
+// results do not depend on the CPU, so that the same (w, seed) gives the same codes on every machine.
+#include <cstddef>
+#include <string>
+
+namespace tqb {
+
+// Y[n × m] = alpha · X[n × k] · W[m × k]ᵀ + beta · Y, row-major with leading dimensions (elements).
+void gemm_xwt(std::size_t n, std::size_t m, std::size_t k, const float* x, std::size_t ldx, const float* w,
+              std::size_t ldw, float* y, std::size_t ldy, float alpha = 1.0f, float beta = 0.0f);
+
+// Y[n × m] = alpha · X[n × k] · B[k × m] + beta · Y, row-major with leading dimensions.
+void gemm_xb(std::size_t n, std::size_t m, std::size_t k, const float* x, std::size_t ldx, const float* b,
+             std::size_t ldb, float* y, std::size_t ldy, float alpha = 1.0f, float beta = 0.0f);
+
+// "OpenBLAS 0.3.21 Zen" (library version and the kernel set chosen for this CPU): result provenance and
+// the dense kernel's name in result rows.
+std::string dense_blas_description();
+// The kernel set alone, lower case ("zen", "skylakex", "haswell"): part of kernel names.
+std::string dense_blas_core();
+
+}  // namespace tqb
