@@ -460,6 +460,14 @@ TEST_CASE("tokenizer.json: added tokens with ids outside the vocabulary's range 
     test::write_text(dir.file("tokenizer.json"), tj.dump());
     CHECK_THROWS_WITH_AS(make_hf_tokenizer(dir.path.string()), doctest::Contains("added_tokens"), InputError);
   }
+  // JSON values of the wrong type anywhere (found by tests/fuzz/fuzz_tokenizer_json: a number as model.type
+  // ended in an uncaught nlohmann::json exception) are bad input naming the file.
+  for (const nlohmann::json& tj : {nlohmann::json{{"model", {{"type", 5}}}}, nlohmann::json{{"model", 7}},
+                                   nlohmann::json::array({1, 2})}) {
+    CAPTURE(tj.dump());
+    test::write_text(dir.file("tokenizer.json"), tj.dump());
+    CHECK_THROWS_WITH_AS(make_hf_tokenizer(dir.path.string()), doctest::Contains("tokenizer.json: error:"), InputError);
+  }
   const nlohmann::json ok = {{"added_tokens", {{{"id", 5}, {"content", "<s>"}, {"special", true}}}}, {"model", model}};
   test::write_text(dir.file("tokenizer.json"), ok.dump());
   CHECK(make_hf_tokenizer(dir.path.string())->decode({0, 1}) == "ab");
