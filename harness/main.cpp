@@ -51,7 +51,7 @@ int list(const std::string& what) {
   } else if (what == "kernels") {
     std::cout << "auto: the first kernel below that reads the format (they are listed fastest first)\n";
     for (const auto& k : linear_kernels())
-      std::cout << fmt::format("{}: {}{}\n", k.name, k.needs_gpu ? "[needs a CUDA GPU] " : "", k.description);
+      std::cout << fmt::format("{}: {}{}\n", k.name, k.needs_gpu ? "[needs a CUDA GPU] " : k.approximate ? "[approximate: auto never takes it] " : "", k.description);
     const std::string gpu = gpu::unavailable_reason();
     std::cout << (gpu.empty() ? fmt::format("GPU: {}\n", gpu::device_description()) : fmt::format("GPU: none ({})\n", gpu));
     std::cout << fmt::format("SIMD level in use: {} (detected: {}; TQB_SIMD=scalar|avx2|avx512 forces one)\n",

@@ -5,6 +5,7 @@
 #include "common/error.hpp"
 #include "common/suggest.hpp"
 #include "kernels/cpu/fused_i16.hpp"
+#include "kernels/cpu/fused_i8.hpp"
 #include "kernels/cpu/fused_lut.hpp"
 #include "kernels/cuda/lut_mma_layout.hpp"
 #include "kernels/cuda/lut_mma_linear.hpp"
@@ -19,7 +20,12 @@ const std::vector<LinearKernel>& linear_kernels() {
       {"fused_i16", false, "4-bit rtn/turboquant codes and their stacks: 14-bit integer activations, pmaddwd / AVX-512 VNNI, any batch (fused_i16.hpp)",
        [](const Quantizer& quantizer) { return fused_i16_supports(quantizer); },
        [](const Quantizer& quantizer, const QuantizedMatrix& q) { return make_fused_i16_linear(quantizer, q); }},
-      {"dequantized_dense", false, "the reference: dequantize once, then a dense fp32 GEMM/GEMV (Eigen)",
+      {"fused_i8", false,
+       "4-bit rtn/turboquant codes and their stacks: int8 activations and table, AVX-512 VNNI vpdpbusd, for prefill; "
+       "approximate (fused_i8.hpp)",
+       [](const Quantizer& quantizer) { return fused_i8_supports(quantizer); },
+       [](const Quantizer& quantizer, const QuantizedMatrix& q) { return make_fused_i8_linear(quantizer, q); }, true},
+      {"dequantized_dense", false, "the reference: dequantize once, then a dense fp32 GEMM/GEMV (OpenBLAS)",
        [](const Quantizer&) { return std::string(); },
        [](const Quantizer& quantizer, const QuantizedMatrix& q) { return make_dequantized_linear(quantizer, q); }},
       {"fused_lut", false, "any rtn/turboquant/qjl code width: per-group float lookup tables, activation-side rotations (fused_lut.hpp)",
@@ -42,7 +48,7 @@ std::vector<std::string> linear_kernel_names() {
 std::unique_ptr<Linear> make_linear(const std::string& kernel, const Quantizer& quantizer, const QuantizedMatrix& q) {
   for (const auto& k : linear_kernels()) {
     if (kernel != "auto" && k.name != kernel) continue;
-    if (kernel == "auto" && k.needs_gpu) continue;
+    if (kernel == "auto" && (k.needs_gpu || k.approximate)) continue;
     const std::string why = k.supports(quantizer);
     if (why.empty()) return k.make(quantizer, q);
     if (kernel != "auto") throw InputError(fmt::format("kernel '{}' cannot run {}: {}", kernel, quantizer.name(), why));

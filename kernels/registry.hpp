@@ -20,6 +20,9 @@ struct LinearKernel {
   std::string description;
   std::function<std::string(const Quantizer&)> supports;  // empty when supported, else why not
   std::function<std::unique_ptr<Linear>(const Quantizer&, const QuantizedMatrix&)> make;
+  // Coarser arithmetic than the reference's tolerance (fused_i8's int8 activations): its perplexity differs
+  // from the exact one by a measured ΔPPL (docs/PERF.md), so auto never takes it; a spec names it.
+  bool approximate = false;
 };
 
 const std::vector<LinearKernel>& linear_kernels();

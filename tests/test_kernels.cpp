@@ -7,11 +7,13 @@
 
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <set>
 #include <stdexcept>
 
 #include "common/rng.hpp"
 #include "kernels/cpu/fused_i16.hpp"
+#include "kernels/cpu/fused_i8.hpp"
 #include "kernels/cpu/fused_lut.hpp"
 #include "kernels/linear.hpp"
 #include "kernels/registry.hpp"
@@ -126,7 +128,15 @@ TEST_CASE("the kernel registry: auto takes the first supported kernel, names are
   CHECK(linear_kernel_names().front() == "auto");
 }
 
-TEST_CASE("fused_i16 (14-bit integer activations) matches the reference within 2e-3 at every level") {
+namespace {
+
+// An integer kernel (fused_i16, fused_i8) against the reference at every SIMD level this CPU has: the
+// formats it reads, batches that take every slice path, guard zones around the output, the variant that
+// dispatch runs, and NaN propagation. The levels compute the same integer sums, so their outputs must
+// also agree with one another far more closely than with the reference.
+using MakeKernel = std::unique_ptr<Linear> (*)(const Quantizer&, QuantizedMatrix);
+void check_integer_kernel(const std::string& prefix, MakeKernel make, std::string (*supports)(const Quantizer&),
+                          double tolerance) {
   LevelGuard guard;
   const std::size_t rows = 53, cols = 256;  // groups of 32 take the 32-code tail path, larger ones 64-code blocks
   if (detected_simd_level() < SimdLevel::avx512)
@@ -138,22 +148,23 @@ TEST_CASE("fused_i16 (14-bit integer activations) matches the reference within 2
                                  "rtn(bits=4,group=64,mode=sym)", "rtn(bits=4,group=32,mode=asym,scale=fp16)",
                                  "residual(stack=4+4,group=64,rotation=hadamard)"}) {
     auto q = parse_quantizer(name);
-    REQUIRE_MESSAGE(fused_i16_supports(*q).empty(), name);
+    REQUIRE_MESSAGE(supports(*q).empty(), name);
     const QuantizedMatrix qm = q->quantize(w.data(), rows, cols, 3);
     const auto reference = make_dequantized_linear(*q, qm);
-    const auto fused = make_fused_i16_linear(*q, qm);
-    for (std::size_t n : {1u, 3u, 16u, 31u, 40u}) {
+    const auto fused = make(*q, qm);
+    for (std::size_t n : {1u, 3u, 8u, 16u, 31u, 40u}) {
       const Matrix x = test::random_normal_matrix(n, cols, 50 + n);
       Matrix expect(n, rows);
       reference->forward(x.data(), n, expect.data());
+      std::optional<Matrix> first_level;
       for (SimdLevel level : {SimdLevel::scalar, SimdLevel::avx2, SimdLevel::avx512}) {
         if (set_simd_level(level) != level) continue;  // a level this CPU lacks
         // What dispatch runs at this level is what is tested (AVX-512 without VNNI runs the AVX2 kernel).
         const std::string variant = fused->kernel();
         variants.insert(variant);
-        if (level == SimdLevel::scalar) CHECK(variant == "fused_i16_scalar");
-        if (level == SimdLevel::avx2) CHECK(variant == "fused_i16_avx2");
-        if (level == SimdLevel::avx512) CHECK((variant == "fused_i16_avx512_vnni" || variant == "fused_i16_avx2"));
+        if (level == SimdLevel::scalar) CHECK(variant == prefix + "_scalar");
+        if (level == SimdLevel::avx2) CHECK(variant == prefix + "_avx2");
+        if (level == SimdLevel::avx512) CHECK((variant == prefix + "_avx512_vnni" || variant == prefix + "_avx2"));
         CAPTURE(name);
         CAPTURE(variant);
         CAPTURE(n);
@@ -164,21 +175,39 @@ TEST_CASE("fused_i16 (14-bit integer activations) matches the reference within 2
         for (int k = 0; k < 32; ++k) guards = guards && y[k] == -7.0f && y[32 + n * rows + k] == -7.0f;
         CHECK(guards);
         const Eigen::Map<const Matrix> got(y.data() + 32, n, rows);
-        CHECK((got - expect).cast<double>().norm() <= 2e-3 * expect.cast<double>().norm());
+        CHECK((got - expect).cast<double>().norm() <= tolerance * expect.cast<double>().norm());
+        if (!first_level) first_level = got;
+        else CHECK((got - *first_level).cast<double>().norm() <= 1e-5 * first_level->cast<double>().norm());
       }
     }
   }
-  MESSAGE("fused_i16 variants checked against the reference: " << fmt::format("{}", fmt::join(variants, ", ")));
+  MESSAGE(prefix << " variants checked against the reference: " << fmt::format("{}", fmt::join(variants, ", ")));
   {  // a non-finite activation gives non-finite outputs, as the reference does, never plausible numbers
     auto q = parse_quantizer("turboquant(bits=4,group=64,rotation=hadamard)");
     const QuantizedMatrix qm = q->quantize(w.data(), rows, cols, 3);
     Matrix x = test::random_normal_matrix(2, cols, 77);
     x(1, 5) = std::numeric_limits<float>::infinity();
     Matrix got(2, rows);
-    make_fused_i16_linear(*q, qm)->forward(x.data(), 2, got.data());
+    make(*q, qm)->forward(x.data(), 2, got.data());
     CHECK(got.row(0).allFinite());
     CHECK(!got.row(1).array().isFinite().any());
   }
+}
+
+}  // namespace
+
+TEST_CASE("fused_i8 (int8 activations and table, approximate) matches the reference within 2e-2 at every level; auto never takes it") {
+  check_integer_kernel("fused_i8", make_fused_i8_linear, fused_i8_supports, 2e-2);
+  CHECK(fused_i8_supports(*parse_quantizer("turboquant(bits=3,group=32)")).find("fused_i8 reads 4-bit") != std::string::npos);
+  const Matrix w = test::random_normal_matrix(16, 64, 4);
+  auto q = parse_quantizer("turboquant(bits=4,group=64,rotation=hadamard)");
+  const QuantizedMatrix qm = q->quantize(w.data(), 16, 64, 3);
+  CHECK(make_linear("auto", *q, qm)->kernel().rfind("fused_i16", 0) == 0);
+  CHECK(make_linear("fused_i8", *q, qm)->kernel().rfind("fused_i8", 0) == 0);
+}
+
+TEST_CASE("fused_i16 (14-bit integer activations) matches the reference within 2e-3 at every level") {
+  check_integer_kernel("fused_i16", make_fused_i16_linear, fused_i16_supports, 2e-3);
   CHECK(fused_i16_supports(*parse_quantizer("turboquant(bits=3,group=32)")).find("4-bit") != std::string::npos);
   CHECK(fused_i16_supports(*parse_quantizer("turboquant(bits=4,group=row)")).find("multiple of 32") != std::string::npos);
   CHECK(fused_i16_supports(*parse_quantizer("residual(stack=4+2,group=32)")).find("4-bit") != std::string::npos);

@@ -62,27 +62,27 @@ def build_peer():
 def peer_mulmat(prefix, n_values, threads):
     out = {}
     for rows, cols in SHAPES:
-        for n in n_values:
-            for t in PEER_TYPES:
-                reps = 5 if n >= 512 else 30
-                r = json.loads(run([prefix / "bin/ggml_mul_mat", t, rows, cols, n, threads, reps]).stdout)
-                out[(t, rows, cols, n)] = r["median_us"]
+        for t in PEER_TYPES:
+            res = run([prefix / "bin/ggml_mul_mat", t, rows, cols, ",".join(map(str, n_values)), threads, 20])
+            for line in res.stdout.splitlines():
+                r = json.loads(line)
+                out[(t, rows, cols, r["n"])] = r["median_us"]
     return out
 
 
 def tqbench_mulmat(n_values, threads):
     ns = "|".join(str(n) for n in n_values)
     shapes = "|".join(f"{r}/{c}" for r, c in SHAPES)
-    filt = f"^(BM_Dense|BM_Fused/turboquant4_auto)/({shapes})/({ns})/real_time$"
+    filt = f"^(BM_Dense|BM_Fused/turboquant4_auto|BM_Fused/turboquant4_fused_i8)/({shapes})/({ns})/real_time$"
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     r = run([ROOT / "build/bench_kernels", f"--benchmark_filter={filt}", "--benchmark_format=json",
-             "--benchmark_min_time=0.5s"], env=env)
+             "--benchmark_min_time=0.5"], env=env)
     out = {}
     for b in json.loads(r.stdout)["benchmarks"]:
-        m = re.match(r"(BM_Dense|BM_Fused/turboquant4_auto)/(\d+)/(\d+)/(\d+)/", b["name"])
+        m = re.match(r"(BM_Dense|BM_Fused/turboquant4_auto|BM_Fused/turboquant4_fused_i8)/(\d+)/(\d+)/(\d+)/", b["name"])
         if not m:
             continue
-        kind = "dense_fp32" if m.group(1) == "BM_Dense" else "turboquant4_g128"
+        kind = {"BM_Dense": "dense_fp32", "BM_Fused/turboquant4_auto": "turboquant4_g128"}.get(m.group(1), "turboquant4_g128_i8")
         us = b["real_time"] * {"ns": 1e-3, "us": 1.0, "ms": 1e3, "s": 1e6}[b["time_unit"]]
         out[(kind, int(m.group(2)), int(m.group(3)), int(m.group(4)))] = us
     return out
@@ -196,18 +196,19 @@ def main():
                 s()
         med = lambda d, k: statistics.median(d[r][k] for r in d)
         print("| W (out x in) | n | llama f32 | llama q4_0 | llama q4_K | llama iq4_nl | tqbench dense fp32 | "
-              "tqbench turboquant 4-bit g128 | dense / llama f32 | turboquant / q4_K |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
+              "tqbench turboquant 4-bit g128 (auto: fused_i16) | same, fused_i8 | dense / llama f32 | auto / q4_K | fused_i8 / q4_K |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
         raw["mulmat"] = []
         for rows, cols in SHAPES:
             for n in n_values:
                 p = {t: med(peer, (t, rows, cols, n)) for t in PEER_TYPES}
                 d, q = med(tq, ("dense_fp32", rows, cols, n)), med(tq, ("turboquant4_g128", rows, cols, n))
+                q8 = med(tq, ("turboquant4_g128_i8", rows, cols, n))
                 raw["mulmat"].append({"rows": rows, "cols": cols, "n": n, **{f"llama_{t}_us": v for t, v in p.items()},
-                                      "tqbench_dense_us": d, "tqbench_turboquant4_us": q})
+                                      "tqbench_dense_us": d, "tqbench_turboquant4_us": q, "tqbench_turboquant4_i8_us": q8})
                 fmt = lambda us: f"{us / 1000:.2f} ms" if us >= 1000 else f"{us:.0f} µs"
                 print(f"| {rows}x{cols} | {n} | {fmt(p['f32'])} | {fmt(p['q4_0'])} | {fmt(p['q4_K'])} | {fmt(p['iq4_nl'])} | "
-                      f"{fmt(d)} | {fmt(q)} | {d / p['f32']:.2f}x | {q / p['q4_K']:.2f}x |")
+                      f"{fmt(d)} | {fmt(q)} | {fmt(q8)} | {d / p['f32']:.2f}x | {q / p['q4_K']:.2f}x | {q8 / p['q4_K']:.2f}x |")
         print()
     if "perplexity" in parts:
         rows = perplexity(prefix, a.rounds, a.threads, a.chunks, a.ctx)

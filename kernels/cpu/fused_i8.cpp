@@ -1,0 +1,376 @@
+#include "kernels/cpu/fused_i8.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <stdexcept>
+
+#include "kernels/cpu/fused_i16.hpp"
+#include "kernels/cpu/simd_level.hpp"
+#include "kernels/lut_plan.hpp"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define TQB_X86 1
+#endif
+
+namespace tqb {
+namespace {
+
+constexpr int kMaxInt8 = 127;
+constexpr std::size_t kCols = 8;  // batch columns that share one decode (one slice of the batch)
+
+// Activation position p of a group → the code it multiplies. Codes are packed two per byte (even code
+// in the low nibble); a block of 64 codes (32 bytes) decodes as [the 32 even codes | the 32 odd codes],
+// a last block of 32 codes (16 bytes) as [16 even | 16 odd]. Every SIMD level uses this order.
+std::vector<std::uint16_t> decode_order(std::size_t m) {
+  std::vector<std::uint16_t> order(m);
+  const std::size_t full = m - m % 64;
+  for (std::size_t p = 0; p < m; ++p) {
+    const std::size_t b = p < full ? p - p % 64 : full, half = p < full ? 32 : 16, q = p - b;
+    order[p] = static_cast<std::uint16_t>(b + (q < half ? 2 * q : 2 * (q - half) + 1));
+  }
+  return order;
+}
+
+struct Table8 {
+  alignas(16) std::int8_t lut[16];
+  float scale;  // lut value = lut8 · scale
+};
+
+Table8 make_table(const LutPass& s) {
+  Table8 t{};
+  float mx = 0;
+  for (float v : s.lut) mx = std::max(mx, std::fabs(v));
+  t.scale = mx > 0 ? mx / kMaxInt8 : 1.0f;
+  for (int c = 0; c < 16; ++c) t.lut[c] = static_cast<std::int8_t>(std::lrint(s.lut[c] / t.scale));
+  return t;
+}
+
+// Σ lut8 over each (row, group)'s codes: removes the +128 of the uint8 activations from the sums.
+std::vector<std::int32_t> group_weight_sums(const LutPass& s, const Table8& t) {
+  std::vector<std::int32_t> sums(s.rows * s.groups);
+  for (std::size_t i = 0; i < sums.size(); ++i) {
+    const std::uint8_t* c = s.codes + i * s.m / 2;
+    std::int32_t v = 0;
+    for (std::size_t k = 0; k < s.m / 2; ++k) v += t.lut[c[k] & 15] + t.lut[c[k] >> 4];
+    sums[i] = v;
+  }
+  return sums;
+}
+
+// One pass's activations: per (batch row t, group j) x̃ ≈ xs[t][j] · (xu − 128), in decode order.
+struct Activations {
+  std::vector<std::uint8_t> xu;  // n × width
+  std::vector<float> xs;         // n × groups
+  std::vector<float> sx;         // n × groups: Σ x̃ per group (offsets only)
+};
+
+Activations quantize_activations(const LutPass& s, const std::vector<std::uint16_t>& order, const std::vector<float>& xt,
+                                 std::vector<float> sx, std::size_t n) {
+  const std::size_t width = s.groups * s.m;
+  Activations a{std::vector<std::uint8_t>(n * width), std::vector<float>(n * s.groups), std::move(sx)};
+  const std::ptrdiff_t tasks = static_cast<std::ptrdiff_t>(n * s.groups);
+#pragma omp parallel for schedule(static) if (tasks >= 32)
+  for (std::ptrdiff_t task = 0; task < tasks; ++task) {
+    const std::size_t t = static_cast<std::size_t>(task) / s.groups, j = static_cast<std::size_t>(task) % s.groups;
+    const float* v = xt.data() + t * width + j * s.m;
+    float mx = 0;
+    bool finite = true;
+    for (std::size_t i = 0; i < s.m; ++i) {
+      mx = std::max(mx, std::fabs(v[i]));
+      finite = finite && std::isfinite(v[i]);
+    }
+    std::uint8_t* out = a.xu.data() + t * width + j * s.m;
+    if (!finite) {  // the group's scale is NaN, so the outputs are NaN, not garbage
+      a.xs[t * s.groups + j] = std::numeric_limits<float>::quiet_NaN();
+      std::fill(out, out + s.m, std::uint8_t{128});
+      continue;
+    }
+    const float scale = mx > 0 ? mx / kMaxInt8 : 1.0f, inv = 1.0f / scale;
+    a.xs[t * s.groups + j] = scale;
+    for (std::size_t p = 0; p < s.m; ++p) out[p] = static_cast<std::uint8_t>(std::lrint(v[order[p]] * inv) + 128);
+  }
+  return a;
+}
+
+// Batch rows [t0, t0 + n) of one pass: pointers already offset to t0.
+struct Job {
+  const LutPass& s;
+  const Table8& tb;
+  const std::int32_t* wsum;  // rows × groups
+  const std::uint8_t* xu;    // n × width
+  const float* xs;           // n × groups
+  const float* sx;           // n × groups, or unused when the pass has no offsets
+  std::size_t n;
+  float* y;                  // n × rows, accumulated
+};
+
+// y[t][r] += scale_lut · Σ_j a_rj·xs_tj·(integer dot of group j) + Σ_j b_rj·sx_tj.
+void finish_row(const Job& J, std::size_t r, std::size_t t, float dot_sum) {
+  const LutPass& s = J.s;
+  float v = J.tb.scale * dot_sum;
+  if (!s.b.empty())
+    for (std::size_t j = 0; j < s.groups; ++j) v += s.b[r * s.groups + j] * J.sx[t * s.groups + j];
+  J.y[t * s.rows + r] += v;
+}
+
+// The group's exact integer dot Σ (xu − 128)·lut8[code], in decode order.
+std::int32_t group_dot_scalar(const std::uint8_t* c, const std::uint8_t* xu, const Table8& tb, std::size_t m,
+                              std::int32_t wsum) {
+  std::int32_t acc = -128 * wsum;
+  for (std::size_t b = 0; b < m;) {
+    const std::size_t half = m - b >= 64 ? 32 : 16;
+    for (std::size_t k = 0; k < half; ++k) {
+      acc += static_cast<std::int32_t>(xu[b + k]) * tb.lut[c[k] & 15];
+      acc += static_cast<std::int32_t>(xu[b + half + k]) * tb.lut[c[k] >> 4];
+    }
+    b += 2 * half;
+    c += half;
+  }
+  return acc;
+}
+
+void rows_scalar(const Job& J, std::size_t r0, std::size_t r1) {
+  const LutPass& s = J.s;
+  const std::size_t width = s.groups * s.m;
+  for (std::size_t r = r0; r < r1; ++r)
+    for (std::size_t t = 0; t < J.n; ++t) {
+      float sum = 0;
+      for (std::size_t j = 0; j < s.groups; ++j) {
+        const std::int32_t d = group_dot_scalar(s.codes + (r * s.groups + j) * s.m / 2, J.xu + t * width + j * s.m, J.tb,
+                                                s.m, J.wsum[r * s.groups + j]);
+        sum += s.a[r * s.groups + j] * J.xs[t * s.groups + j] * static_cast<float>(d);
+      }
+      finish_row(J, r, t, sum);
+    }
+}
+
+#ifdef TQB_X86
+// AVX2: the int8 weights and uint8 activations widened to int16 and multiplied by pmaddwd — the same
+// integers as vpdpbusd, no saturation (pmaddubsw would saturate 255·127·2). A fallback, not fast.
+__attribute__((target("avx2,fma"), always_inline)) inline __m256i dot32_u8s8_avx2(__m256i w, const std::uint8_t* x) {
+  const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x));
+  const __m256i x0 = _mm256_cvtepu8_epi16(_mm256_castsi256_si128(xv)), x1 = _mm256_cvtepu8_epi16(_mm256_extracti128_si256(xv, 1));
+  const __m256i w0 = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(w)), w1 = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(w, 1));
+  return _mm256_add_epi32(_mm256_madd_epi16(x0, w0), _mm256_madd_epi16(x1, w1));
+}
+__attribute__((target("avx2,fma"), always_inline)) inline __m256i dot16_u8s8_avx2(__m128i w, const std::uint8_t* x) {
+  const __m256i xv = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x)));
+  return _mm256_madd_epi16(xv, _mm256_cvtepi8_epi16(w));
+}
+
+template <std::size_t NB>
+__attribute__((target("avx2,fma"))) void row_avx2(const Job& J, std::size_t r, std::size_t t0, float* dot) {
+  const LutPass& s = J.s;
+  const std::size_t width = s.groups * s.m;
+  const __m128i tab = _mm_load_si128(reinterpret_cast<const __m128i*>(J.tb.lut));
+  const __m256i tab2 = _mm256_broadcastsi128_si256(tab);
+  const __m256i nibble = _mm256_set1_epi8(0x0f);
+  const std::uint8_t* c = s.codes + r * width / 2;
+  const float* a = s.a.data() + r * s.groups;
+  __m256 facc[NB];
+  for (std::size_t k = 0; k < NB; ++k) facc[k] = _mm256_setzero_ps();
+  for (std::size_t j = 0; j < s.groups; ++j) {
+    const __m256i init = _mm256_zextsi128_si256(_mm_cvtsi32_si128(-128 * J.wsum[r * s.groups + j]));
+    __m256i acc[NB];
+    for (std::size_t k = 0; k < NB; ++k) acc[k] = init;
+    const std::uint8_t* xg = J.xu + t0 * width + j * s.m;
+    std::size_t i = 0;
+    for (; i + 64 <= s.m; i += 64, c += 32) {
+      const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c));
+      const __m256i we = _mm256_shuffle_epi8(tab2, _mm256_and_si256(b, nibble));
+      const __m256i wo = _mm256_shuffle_epi8(tab2, _mm256_and_si256(_mm256_srli_epi16(b, 4), nibble));
+      for (std::size_t k = 0; k < NB; ++k) {
+        const std::uint8_t* x = xg + k * width + i;
+        acc[k] = _mm256_add_epi32(acc[k], _mm256_add_epi32(dot32_u8s8_avx2(we, x), dot32_u8s8_avx2(wo, x + 32)));
+      }
+    }
+    if (i < s.m) {  // a last block of 32 codes
+      const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(c));
+      const __m128i we = _mm_shuffle_epi8(tab, _mm_and_si128(b, _mm256_castsi256_si128(nibble)));
+      const __m128i wo = _mm_shuffle_epi8(tab, _mm_and_si128(_mm_srli_epi16(b, 4), _mm256_castsi256_si128(nibble)));
+      for (std::size_t k = 0; k < NB; ++k) {
+        const std::uint8_t* x = xg + k * width + i;
+        acc[k] = _mm256_add_epi32(acc[k], _mm256_add_epi32(dot16_u8s8_avx2(we, x), dot16_u8s8_avx2(wo, x + 16)));
+      }
+      c += 16;
+    }
+    for (std::size_t k = 0; k < NB; ++k)
+      facc[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[k]), _mm256_set1_ps(a[j] * J.xs[(t0 + k) * s.groups + j]), facc[k]);
+  }
+  for (std::size_t k = 0; k < NB; ++k) {
+    __m128 v = _mm_add_ps(_mm256_castps256_ps128(facc[k]), _mm256_extractf128_ps(facc[k], 1));
+    v = _mm_add_ps(v, _mm_movehl_ps(v, v));
+    v = _mm_add_ss(v, _mm_movehdup_ps(v));
+    dot[k] += _mm_cvtss_f32(v);
+  }
+}
+
+// AVX-512 VNNI: 64 codes per step decoded by one byte shuffle into 64 int8 weights; vpdpbusd
+// multiplies them with 64 uint8 activations and accumulates into 16 int32 lanes. The 32-code tail uses
+// the 256-bit form. CPUs with AVX-512 but no VNNI run the AVX2 kernel.
+// GCC 12's avx512fintrin.h trips -W(maybe-)uninitialized in its own helpers where these instantiate.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#define TQB_AVX512_TARGET "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma"
+template <std::size_t NB>
+__attribute__((target(TQB_AVX512_TARGET))) void row_avx512(const Job& J, std::size_t r, std::size_t t0, float* dot) {
+  const LutPass& s = J.s;
+  const std::size_t width = s.groups * s.m;
+  const __m128i tab = _mm_load_si128(reinterpret_cast<const __m128i*>(J.tb.lut));
+  const __m512i tab4 = _mm512_broadcast_i32x4(tab);
+  const __m256i tab2 = _mm256_broadcastsi128_si256(tab);
+  const __m256i nibble = _mm256_set1_epi8(0x0f);
+  const std::uint8_t* c = s.codes + r * width / 2;
+  const float* a = s.a.data() + r * s.groups;
+  __m512 facc[NB];
+  for (std::size_t k = 0; k < NB; ++k) facc[k] = _mm512_setzero_ps();
+  for (std::size_t j = 0; j < s.groups; ++j) {
+    const __m512i init = _mm512_zextsi128_si512(_mm_cvtsi32_si128(-128 * J.wsum[r * s.groups + j]));
+    __m512i acc[NB];
+    for (std::size_t k = 0; k < NB; ++k) acc[k] = init;
+    const std::uint8_t* xg = J.xu + t0 * width + j * s.m;
+    std::size_t i = 0;
+    for (; i + 64 <= s.m; i += 64, c += 32) {
+      const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c));
+      const __m512i idx = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(b, nibble)),
+                                             _mm256_and_si256(_mm256_srli_epi16(b, 4), nibble), 1);
+      const __m512i w = _mm512_shuffle_epi8(tab4, idx);
+      for (std::size_t k = 0; k < NB; ++k) acc[k] = _mm512_dpbusd_epi32(acc[k], _mm512_loadu_si512(xg + k * width + i), w);
+    }
+    if (i < s.m) {  // a last block of 32 codes
+      const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(c));
+      const __m128i lo = _mm_and_si128(b, _mm256_castsi256_si128(nibble));
+      const __m128i hi = _mm_and_si128(_mm_srli_epi16(b, 4), _mm256_castsi256_si128(nibble));
+      const __m256i w = _mm256_shuffle_epi8(tab2, _mm256_set_m128i(hi, lo));
+      for (std::size_t k = 0; k < NB; ++k) {
+        const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xg + k * width + i));
+        acc[k] = _mm512_add_epi32(acc[k], _mm512_zextsi256_si512(_mm256_dpbusd_epi32(_mm256_setzero_si256(), x, w)));
+      }
+      c += 16;
+    }
+    for (std::size_t k = 0; k < NB; ++k)
+      facc[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[k]), _mm512_set1_ps(a[j] * J.xs[(t0 + k) * s.groups + j]), facc[k]);
+  }
+  for (std::size_t k = 0; k < NB; ++k) dot[k] += _mm512_reduce_add_ps(facc[k]);
+}
+
+bool cpu_has_vnni() { return __builtin_cpu_supports("avx512vnni"); }
+
+// One SIMD level's row kernels: entry k serves k batch columns (1..kCols) sharing each decode.
+using RowKernel = void (*)(const Job&, std::size_t r, std::size_t t0, float* dot);
+using RowKernels = RowKernel[kCols + 1];
+constexpr RowKernels kRowsAvx2 = {nullptr,        row_avx2<1>, row_avx2<2>, row_avx2<3>, row_avx2<4>,
+                                  row_avx2<5>, row_avx2<6>, row_avx2<7>, row_avx2<8>};
+constexpr RowKernels kRowsAvx512 = {nullptr,          row_avx512<1>, row_avx512<2>, row_avx512<3>, row_avx512<4>,
+                                    row_avx512<5>, row_avx512<6>, row_avx512<7>, row_avx512<8>};
+#pragma GCC diagnostic pop
+
+void rows_simd(const Job& J, std::size_t r0, std::size_t r1, const RowKernels& row) {
+  float dot[kCols];  // J.n ≤ kCols: forward() hands the batch over in slices
+  for (std::size_t r = r0; r < r1; ++r) {
+    std::fill(dot, dot + J.n, 0.0f);
+    row[J.n](J, r, 0, dot);
+    for (std::size_t t = 0; t < J.n; ++t) finish_row(J, r, t, dot[t]);
+  }
+}
+#endif
+
+enum class Variant { scalar, avx2, avx512_vnni };
+Variant current_variant() {
+  const SimdLevel level = simd_level();
+#ifdef TQB_X86
+  if (level == SimdLevel::avx512 && cpu_has_vnni()) return Variant::avx512_vnni;
+  if (level >= SimdLevel::avx2) return Variant::avx2;
+#endif
+  return Variant::scalar;
+}
+const char* to_string(Variant v) {
+  switch (v) {
+    case Variant::avx512_vnni: return "avx512_vnni";
+    case Variant::avx2: return "avx2";
+    default: return "scalar";
+  }
+}
+
+class FusedI8Linear final : public Linear {
+ public:
+  FusedI8Linear(const Quantizer& quantizer, QuantizedMatrix q) : q_(std::move(q)) {
+    build_lut_passes(quantizer, q_, passes_);
+    for (const auto& s : passes_) {
+      tables_.push_back(make_table(s));
+      wsums_.push_back(group_weight_sums(s, tables_.back()));
+      orders_.push_back(decode_order(s.m));
+    }
+  }
+  std::size_t in() const override { return q_.cols; }
+  std::size_t out() const override { return q_.rows; }
+  std::size_t weight_bytes() const override {
+    std::size_t b = lut_weight_bytes(q_, passes_);
+    for (const auto& w : wsums_) b += w.size() * sizeof(std::int32_t);
+    return b;
+  }
+  std::string kernel() const override { return std::string("fused_i8_") + to_string(current_variant()); }
+
+  void forward(const float* x, std::size_t n, float* y) const override {
+    std::fill(y, y + n * q_.rows, 0.0f);
+    const Variant variant = current_variant();
+    for (std::size_t p = 0; p < passes_.size(); ++p) {
+      const LutPass& s = passes_[p];
+      std::vector<float> xt, sx;
+      transform_activations(s, x, n, xt, sx);
+      const Activations xa = quantize_activations(s, orders_[p], xt, std::move(sx), n);
+      // Slices of kCols columns: their uint8 activations (kCols × width bytes) stay in L2 while every
+      // row of codes streams past once, decoded once per slice.
+      const std::size_t width = s.groups * s.m;
+      for (std::size_t t0 = 0; t0 < n; t0 += kCols) {
+        const std::size_t count = std::min(kCols, n - t0);
+        const Job job{s, tables_[p], wsums_[p].data(), xa.xu.data() + t0 * width, xa.xs.data() + t0 * s.groups,
+                      xa.sx.empty() ? nullptr : xa.sx.data() + t0 * s.groups, count, y + t0 * s.rows};
+        run_rows(job, variant);
+      }
+    }
+  }
+
+ private:
+  static void run_rows(const Job& job, Variant variant) {
+    const LutPass& s = job.s;
+    const std::size_t chunk = 16, tasks = (s.rows + chunk - 1) / chunk;
+#pragma omp parallel for schedule(static)
+    for (std::ptrdiff_t task = 0; task < static_cast<std::ptrdiff_t>(tasks); ++task) {
+      const std::size_t r0 = task * chunk, r1 = std::min(s.rows, r0 + chunk);
+#ifdef TQB_X86
+      if (variant != Variant::scalar) {
+        rows_simd(job, r0, r1, variant == Variant::avx512_vnni ? kRowsAvx512 : kRowsAvx2);
+        continue;
+      }
+#endif
+      rows_scalar(job, r0, r1);
+    }
+  }
+
+  QuantizedMatrix q_;
+  std::vector<LutPass> passes_;
+  std::vector<Table8> tables_;
+  std::vector<std::vector<std::int32_t>> wsums_;  // per pass: rows × groups
+  std::vector<std::vector<std::uint16_t>> orders_;
+};
+
+}  // namespace
+
+// The same formats as fused_i16 (4-bit codes, groups of a multiple of 32 up to 256), by the same rules.
+std::string fused_i8_supports(const Quantizer& quantizer) {
+  std::string why = fused_i16_supports(quantizer);
+  for (std::size_t at; (at = why.find("fused_i16")) != std::string::npos;) why.replace(at, 9, "fused_i8");
+  return why;
+}
+
+std::unique_ptr<Linear> make_fused_i8_linear(const Quantizer& quantizer, QuantizedMatrix q) {
+  if (auto why = fused_i8_supports(quantizer); !why.empty()) throw std::invalid_argument(why);
+  return std::make_unique<FusedI8Linear>(quantizer, std::move(q));
+}
+
+}  // namespace tqb
