@@ -29,7 +29,10 @@ LlamaModel::LlamaModel(const Checkpoint& ck, const LinearFactory& linear) : c_(c
   const LinearFactory make = linear ? linear : [](const std::string&, const Matrix& w) { return make_dense_linear(w); };
   embed_ = ck.tensor("token_embd.weight");
   out_norm_ = ck.tensor("output_norm.weight");
-  head_ = c_.tied_embeddings ? make_dense_linear(embed_) : make("output.weight", ck.tensor("output.weight"));
+  // The output head goes through the factory under its tensor's name, tied or not, so that a spec can
+  // quantize it (include 'output\.weight' or, when tied, 'token_embd\.weight'). The input embedding
+  // lookup keeps the checkpoint's rows: it is a table read, not a product.
+  head_ = c_.tied_embeddings ? make("token_embd.weight", embed_) : make("output.weight", ck.tensor("output.weight"));
   for (int l = 0; l < c_.n_layers; ++l) {
     const std::string p = fmt::format("blk.{}.", l);
     Layer L;
@@ -164,7 +167,8 @@ Matrix LlamaModel::forward(const std::vector<int>& tokens, KvCache& cache) const
 }
 
 std::size_t LlamaModel::linear_weight_bytes() const {
-  std::size_t b = c_.tied_embeddings ? 0 : head_->weight_bytes();
+  // A tied head that stayed dense shares the embedding's storage (counted in other_weight_bytes).
+  std::size_t b = c_.tied_embeddings && head_->kernel() == "dense_fp32" ? 0 : head_->weight_bytes();
   for (const auto& L : layers_)
     for (const Linear* p : {L.q.get(), L.k.get(), L.v.get(), L.o.get(), L.gate.get(), L.up.get(), L.down.get()})
       b += p->weight_bytes();

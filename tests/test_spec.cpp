@@ -75,9 +75,9 @@ TEST_CASE("seeds derive from the spec seed and the data, not from the position i
 TEST_CASE("a model experiment accepts every kernel of the registry and no other") {
   for (const auto& k : linear_kernel_names())
     CHECK_MESSAGE(error_of("experiment: t\ndata: {source: model, kernel: " + k + "}\nquantizers: [none]\n") == "accepted", k);
-  const std::string bad = error_of("experiment: t\ndata: {source: model, kernel: fused_i8}\nquantizers: [none]\n");
+  const std::string bad = error_of("experiment: t\ndata: {source: model, kernel: fused_i4}\nquantizers: [none]\n");
   CHECK(bad.find("t.yaml:2:") == 0);
-  CHECK(bad.find("fused_i8") != std::string::npos);
+  CHECK(bad.find("fused_i4") != std::string::npos);
   CHECK(bad.find("fused_i16") != std::string::npos);  // the valid choices are listed
 }
 

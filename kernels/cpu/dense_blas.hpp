@@ -19,6 +19,13 @@ void gemm_xwt(std::size_t n, std::size_t m, std::size_t k, const float* x, std::
 void gemm_xb(std::size_t n, std::size_t m, std::size_t k, const float* x, std::size_t ldx, const float* b,
              std::size_t ldb, float* y, std::size_t ldy, float alpha = 1.0f, float beta = 0.0f);
 
+// The same product for a thin batch (2 ≤ n < 32), where OpenBLAS's GEMM packs far more than it multiplies
+// and its GEMV reads W once per column: W's rows in blocks of 4 against the batch's columns in blocks of
+// 4, 16 fp32 accumulators, compiled per ISA level (TQB_MULTIVERSION). Rows [r0, r1) of W only (the
+// caller spreads blocks of rows over threads); y points at row r0's column of Y's first row.
+void gemm_xwt_thin(std::size_t n, std::size_t k, const float* x, std::size_t ldx, const float* w, std::size_t ldw,
+                   std::size_t r0, std::size_t r1, float* y, std::size_t ldy);
+
 // "OpenBLAS 0.3.21 Zen" (library version and the kernel set chosen for this CPU): result provenance and
 // the dense kernel's name in result rows.
 std::string dense_blas_description();
