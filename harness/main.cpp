@@ -56,7 +56,7 @@ int list(const std::string& what) {
     std::cout << (gpu.empty() ? fmt::format("GPU: {}\n", gpu::device_description()) : fmt::format("GPU: none ({})\n", gpu));
     std::cout << fmt::format("SIMD level in use: {} (detected: {}; TQB_SIMD=scalar|avx2|avx512 forces one)\n",
                              to_string(simd_level()), to_string(detected_simd_level()));
-    std::cout << fmt::format("dense fp32 path: {} (kernels chosen at run time for this CPU)\n", dense_blas_description());
+    std::cout << fmt::format("dense fp32 path: {}\n", dense_blas_description());
   } else {
     for (const auto& s : data_sources()) {
       std::cout << fmt::format("{}: {}\n", s.name, s.description);

@@ -126,6 +126,22 @@ TEST_CASE("SmolLM2 tokenizer matches pinned encodings and round-trips the whole 
   CHECK(t->decode(ids) == text);
 }
 
+TEST_CASE("the dense path gives the same perplexity through OpenBLAS and through Eigen (TQB_OPENBLAS=none)") {
+  if (!have(stories_gguf(), "stories260K (../shared)")) return;
+  auto ppl = [](const std::string& env) {
+    const auto r = test::run_command(env + " '" + test::kBinary + "' perplexity --model stories260k --ctx 128 --chunks 4");
+    REQUIRE(r.exit_code == 0);
+    const auto at = r.output.find("perplexity: ");
+    REQUIRE(at != std::string::npos);
+    return std::stod(r.output.substr(at + 12));
+  };
+  const double blas = ppl("TQB_OPENBLAS=''"), eigen = ppl("TQB_OPENBLAS=none");
+  CHECK(std::fabs(blas - eigen) <= 1e-4 * eigen);
+  CHECK(test::run_tqbench("list kernels").output.find("dense fp32 path: ") != std::string::npos);
+  CHECK(test::run_command("TQB_OPENBLAS=none '" + test::kBinary + "' list kernels").output.find("dense fp32 path: Eigen") !=
+        std::string::npos);
+}
+
 TEST_CASE("an 8-bit RTN model stays within 1% of the baseline perplexity on stories260K") {
   if (!have(stories_gguf(), "stories260K (../shared)") || !have(wikitext(), "WikiText-2 (../shared)")) return;
   const Checkpoint ck = load_checkpoint(stories_gguf());

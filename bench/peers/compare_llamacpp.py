@@ -182,10 +182,12 @@ def main():
     flags = open("/proc/cpuinfo").read()
     isa = "AVX-512 VNNI/BF16" if "avx512_vnni" in flags else ("AVX2" if "avx2" in flags else "SSE")
     tq_commit = run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"]).stdout.strip()
-    raw = {"cpu": cpu, "isa": isa, "llama_cpp_commit": commit, "tqbench_commit": tq_commit, "threads": a.threads}
+    dense = next((l.split(":", 1)[1].strip() for l in run([ROOT / "build/tqbench", "list", "kernels"]).stdout.splitlines()
+                  if l.startswith("dense fp32 path:")), "?")
+    raw = {"dense_path": dense, "cpu": cpu, "isa": isa, "llama_cpp_commit": commit, "tqbench_commit": tq_commit, "threads": a.threads}
     print(f"CPU: {cpu} ({isa}), {a.threads} threads; llama.cpp {commit} (llama-cpp-python sdist, GGML_NATIVE); "
           f"tqbench {tq_commit} (portable build); medians of {a.rounds} alternating rounds; "
-          f"`bench/peers/compare_llamacpp.py --parts {a.parts} --rounds {a.rounds}`\n")
+          f"`bench/peers/compare_llamacpp.py --parts {a.parts} --rounds {a.rounds}`; tqbench's dense path: {dense}\n")
     if "mulmat" in parts:
         n_values = [int(x) for x in a.n.split(",")]
         peer, tq = {}, {}

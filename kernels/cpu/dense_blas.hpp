@@ -4,6 +4,9 @@
 // runs on (Debian builds it with DYNAMIC_ARCH: Haswell/Zen AVX2, SkylakeX/Cooperlake AVX-512), so the
 // portable build is fast everywhere. Eigen compiled without -march would use SSE2 only.
 //
+// The library is loaded at first use: $TQB_OPENBLAS (a path, or "none" for Eigen), else the one found at
+// build time, else libopenblas.so.0 on the loader's path; without it Eigen computes the same products.
+//
 // Only evaluation uses it. Quantizers keep Eigen's products (the Haar rotation's QR and GEMMs), whose
 // results do not depend on the CPU, so that the same (w, seed) gives the same codes on every machine.
 #include <cstddef>
