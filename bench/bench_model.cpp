@@ -30,7 +30,7 @@ Loaded* load(const std::string& name) {
       l->ck = tqb::load_checkpoint(name);
       l->fp32 = std::make_unique<tqb::LlamaModel>(l->ck);
       auto q = tqb::parse_quantizer("turboquant(bits=4,group=64,codebook=gaussian,rotation=hadamard)");
-      for (const std::string kernel : {"auto", "dequantized_dense"})
+      for (const std::string kernel : {"auto", "dequantized_dense", "fused_i8"})
         l->quantized[kernel] = tqb::quantize_model(l->ck, *q, 1, tqb::kBlockLinearLayers, "^$", nullptr, kernel);
       slot = std::move(l);
     } catch (const std::exception& e) {
@@ -43,7 +43,9 @@ Loaded* load(const std::string& name) {
 // kernel: "" for the fp32 model, else the kernel the quantized layers run.
 const tqb::LlamaModel& model(const Loaded& l, const std::string& kernel) { return kernel.empty() ? *l.fp32 : *l.quantized.at(kernel); }
 
-void BM_Prefill(benchmark::State& state, const std::string& name, const std::string& kernel) {
+// last_only: logits for the last position only, as llama-bench's pp test and generation compute them;
+// otherwise for all 512, as perplexity needs.
+void prefill(benchmark::State& state, const std::string& name, const std::string& kernel, bool last_only) {
   Loaded* l = load(name);
   if (!l) return state.SkipWithError(("model " + name + " not available (run scripts/setup.sh)").c_str());
   const tqb::LlamaModel& m = model(*l, kernel);
@@ -52,10 +54,12 @@ void BM_Prefill(benchmark::State& state, const std::string& name, const std::str
   for (int i = 0; i < ctx; ++i) tokens[i] = 1 + (i * 7919) % (m.config().vocab - 1);
   for (auto _ : state) {
     tqb::KvCache c = m.new_cache(ctx);
-    benchmark::DoNotOptimize(m.forward(tokens, c).data());
+    benchmark::DoNotOptimize(m.forward(tokens, c, last_only ? 1 : 0).data());
   }
   state.counters["tokens/s"] = benchmark::Counter(ctx, benchmark::Counter::kIsIterationInvariantRate);
 }
+void BM_Prefill(benchmark::State& state, const std::string& name, const std::string& kernel) { prefill(state, name, kernel, false); }
+void BM_PrefillLast(benchmark::State& state, const std::string& name, const std::string& kernel) { prefill(state, name, kernel, true); }
 
 void BM_Decode(benchmark::State& state, const std::string& name, const std::string& kernel) {
   Loaded* l = load(name);
@@ -78,8 +82,13 @@ void BM_Decode(benchmark::State& state, const std::string& name, const std::stri
 BENCHMARK_CAPTURE(BM_Prefill, smollm2_fp32, std::string("smollm2-135m"), std::string())->Arg(512)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(BM_Prefill, smollm2_turboquant4_auto, std::string("smollm2-135m"), std::string("auto"))->Arg(512)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(BM_Prefill, smollm2_turboquant4_dequantized, std::string("smollm2-135m"), std::string("dequantized_dense"))->Arg(512)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Prefill, smollm2_turboquant4_fused_i8, std::string("smollm2-135m"), std::string("fused_i8"))->Arg(512)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_PrefillLast, smollm2_fp32, std::string("smollm2-135m"), std::string())->Arg(512)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_PrefillLast, smollm2_turboquant4_auto, std::string("smollm2-135m"), std::string("auto"))->Arg(512)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_PrefillLast, smollm2_turboquant4_fused_i8, std::string("smollm2-135m"), std::string("fused_i8"))->Arg(512)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(BM_Decode, smollm2_fp32, std::string("smollm2-135m"), std::string())->Arg(512)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(BM_Decode, smollm2_turboquant4_auto, std::string("smollm2-135m"), std::string("auto"))->Arg(512)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Decode, smollm2_turboquant4_fused_i8, std::string("smollm2-135m"), std::string("fused_i8"))->Arg(512)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(BM_Decode, smollm2_turboquant4_dequantized, std::string("smollm2-135m"), std::string("dequantized_dense"))->Arg(512)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(BM_Prefill, stories260k_fp32, std::string("stories260k"), std::string())->Arg(512)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_MAIN();

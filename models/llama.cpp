@@ -89,7 +89,7 @@ void LlamaModel::rope(float* x, int heads, std::size_t n, std::size_t pos0) cons
   }
 }
 
-Matrix LlamaModel::forward(const std::vector<int>& tokens, KvCache& cache) const {
+Matrix LlamaModel::forward(const std::vector<int>& tokens, KvCache& cache, std::size_t logits_rows) const {
   const std::size_t n = tokens.size(), pos0 = cache.len, total = pos0 + n;
   if (n == 0) return Matrix(0, c_.vocab);
   if (cache.k.empty() || total > static_cast<std::size_t>(cache.k[0].rows()))
@@ -160,9 +160,10 @@ Matrix LlamaModel::forward(const std::vector<int>& tokens, KvCache& cache) const
     x += tmp;
   }
   cache.len = total;
-  rms_norm(x.data(), n, d, d, out_norm_.data(), c_.norm_eps, h.data(), d);
-  Matrix logits(n, c_.vocab);
-  head_->forward(h.data(), n, logits.data());
+  const std::size_t rows = logits_rows == 0 ? n : std::min(logits_rows, n), first = n - rows;
+  rms_norm(x.data() + first * d, rows, d, d, out_norm_.data(), c_.norm_eps, h.data(), d);
+  Matrix logits(rows, c_.vocab);
+  head_->forward(h.data(), rows, logits.data());
   return logits;
 }
 

@@ -30,7 +30,9 @@ class LlamaModel {
   KvCache new_cache(std::size_t capacity) const;
   // Logits (n × vocab) of tokens at positions cache.len … cache.len + n − 1; appends them to the cache.
   // Throws InputError for token ids outside the vocabulary or a full cache.
-  Matrix forward(const std::vector<int>& tokens, KvCache& cache) const;
+  // logits_rows: how many of the last positions get logits (0 = all n). Prefill that only needs the next
+  // token's logits (generation, llama-bench's pp) skips the output head for the others.
+  Matrix forward(const std::vector<int>& tokens, KvCache& cache, std::size_t logits_rows = 0) const;
   // Bytes of weights held by the linear layers and by everything else.
   std::size_t linear_weight_bytes() const;
   std::size_t other_weight_bytes() const;

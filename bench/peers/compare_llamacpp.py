@@ -9,8 +9,9 @@ bench/peers/build_llamacpp.sh (never vendored). Parts (--parts, default all):
               with the auto kernel) at the Llama-3-8B FFN shapes 4096x14336 and 14336x4096, n = 1, 4, 16, 512.
   perplexity  llama-perplexity and `tqbench perplexity` on the same GGUF files and WikiText-2 test text
               (an F32 file, and llama.cpp's Q4_1 file against tqbench's turboquant 4-bit g64 of the F32 weights).
-  speed       llama-bench (prefill of 512 tokens; decode at depth 512) against bench_model's prefill and
-              decode (512-token context), SmolLM2-135M.
+  speed       llama-bench (prefill of 512 tokens; decode at depth 512) against bench_model's prefill (logits of
+              the last position only, as llama-bench computes them) and decode (512-token context), SmolLM2-135M.
+  kernels     tqbench's perplexity through each CPU kernel (reference, auto, fused_i8): ΔPPL and time.
 
 Each measurement is repeated --rounds times, the peer and tqbench alternating (the order flips every round),
 and the median over rounds is reported with the ratio tqbench / llama.cpp (time; < 1 means tqbench is faster).
@@ -139,7 +140,10 @@ def speed(prefix, rounds, threads):
     q41, f32 = ensure_f32_gguf(prefix)
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     rows = []
-    for label, gguf, tq_name in [("F32", f32, "smollm2_fp32"), ("4-bit", q41, "smollm2_turboquant4_auto")]:
+    for label, gguf, tq_name in [("F32", f32, "smollm2_fp32"),
+                                 ("4-bit: llama.cpp Q4_1, tqbench turboquant g64 (auto: fused_i16)", q41, "smollm2_turboquant4_auto"),
+                                 ("4-bit: llama.cpp Q4_1, tqbench turboquant g64 (fused_i8, approximate)", q41,
+                                  "smollm2_turboquant4_fused_i8")]:
         pp_peer, tg_peer, pp_tq, tg_tq = [], [], [], []
         for r in range(rounds):
             def peer():
@@ -152,7 +156,8 @@ def speed(prefix, rounds, threads):
                         tg_peer.append(e["avg_ts"])
 
             def tq():
-                res = run([ROOT / "build/bench_model", f"--benchmark_filter=^BM_(Prefill|Decode)/{tq_name}/512/",
+                # BM_PrefillLast: logits of the last position only, as llama-bench's pp test computes them.
+                res = run([ROOT / "build/bench_model", f"--benchmark_filter=^BM_(PrefillLast|Decode)/{tq_name}/512/",
                            "--benchmark_format=json"], env=env)
                 for b in json.loads(res.stdout)["benchmarks"]:
                     (pp_tq if b["name"].startswith("BM_Prefill") else tg_tq).append(b["tokens/s"])
@@ -165,9 +170,24 @@ def speed(prefix, rounds, threads):
     return rows
 
 
+def kernel_quality(prefix, threads, chunks, ctx):
+    """Perplexity of SmolLM2 with turboquant 4-bit g64 through each CPU kernel: ΔPPL against the exact
+    reference (dequantize, then dense) is what an approximate kernel costs."""
+    _, f32 = ensure_f32_gguf(prefix)
+    corpus = SHARED / "data/wikitext-2-raw/wiki.test.raw"
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    out = []
+    for kernel in ["dequantized_dense", "auto", "fused_i8"]:
+        t, res = timed([ROOT / "build/tqbench", "perplexity", "--model", f32, "--corpus", corpus, "--ctx", ctx,
+                        "--chunks", chunks, "--quantizer", "turboquant(bits=4,group=64,codebook=gaussian,rotation=hadamard)",
+                        "--kernel", kernel], env=env)
+        out.append({"kernel": kernel, "ppl": float(TQ_PPL_RE.search(res.stdout + res.stderr).group(1)), "seconds": t})
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--parts", default="mulmat,perplexity,speed")
+    ap.add_argument("--parts", default="mulmat,perplexity,speed,kernels")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--n", default="1,4,16,512", help="batch sizes for mulmat")
@@ -230,6 +250,15 @@ def main():
             print(f"| {r['weights']} | {r['peer_prefill_tps']:.0f} tok/s | {r['tqbench_prefill_tps']:.0f} tok/s | "
                   f"{r['tqbench_prefill_tps'] / r['peer_prefill_tps']:.2f}x | {r['peer_decode_tps']:.0f} tok/s | "
                   f"{r['tqbench_decode_tps']:.0f} tok/s | {r['tqbench_decode_tps'] / r['peer_decode_tps']:.2f}x |")
+        print()
+    if "kernels" in parts:
+        rows = kernel_quality(prefix, a.threads, a.chunks, a.ctx)
+        raw["kernels"] = rows
+        ref = rows[0]["ppl"]
+        print(f"| kernel (SmolLM2, turboquant 4-bit g64, {a.chunks} chunks x {a.ctx}) | perplexity | ΔPPL vs reference | wall time |")
+        print("|---|---|---|---|")
+        for r in rows:
+            print(f"| {r['kernel']} | {r['ppl']:.4f} | {r['ppl'] - ref:+.4f} | {r['seconds']:.1f} s |")
         print()
     if a.json:
         Path(a.json).write_text(json.dumps(raw, indent=1, default=str))
