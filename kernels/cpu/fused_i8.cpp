@@ -60,6 +60,49 @@ std::vector<std::int32_t> group_weight_sums(const LutPass& s, const Table8& t) {
   return sums;
 }
 
+// The codes of one pass for the VNNI kernel, rows in the vector lanes (llama.cpp's repacked layouts do
+// the same): per block of 16 rows, group j and step s of 4 codes, 32 bytes whose low nibbles hold rows
+// 0..7 and high nibbles rows 8..15, 4 consecutive codes per row. One byte shuffle turns the 32 bytes into
+// 64 int8 weights, int32 lane L holding row L's 4 weights, so vpdpbusd against 4 broadcast activation
+// bytes leaves row L's partial dot in lane L: the per-group scaling is one vector FMA for 16 rows, and
+// activations need no reordering. Rows past the last are padded with zero scales.
+struct RowBlocks {
+  std::size_t blocks = 0;                // ceil(rows / 16)
+  std::vector<std::uint8_t> codes;       // [block][group][m/4][32]
+  std::vector<std::int32_t> offset;      // [block][group][16]: −128 · Σ lut8 of the row's group codes
+  std::vector<float> a;                  // [block][group][16]: the group scale a_rj (0 for padding)
+};
+
+RowBlocks make_row_blocks(const LutPass& s, const std::vector<std::int32_t>& wsum) {
+  RowBlocks rb;
+  rb.blocks = (s.rows + 15) / 16;
+  const std::size_t width = s.groups * s.m, steps = s.m / 4;
+  rb.codes.assign(rb.blocks * s.groups * steps * 32, 0);
+  rb.offset.assign(rb.blocks * s.groups * 16, 0);
+  rb.a.assign(rb.blocks * s.groups * 16, 0.0f);
+  auto code = [&](std::size_t r, std::size_t k) {
+    const std::size_t i = r * width + k;
+    return static_cast<std::uint8_t>((s.codes[i / 2] >> (4 * (i & 1))) & 15);
+  };
+  for (std::size_t R = 0; R < rb.blocks; ++R)
+    for (std::size_t j = 0; j < s.groups; ++j) {
+      for (std::size_t L = 0; L < 16; ++L) {
+        const std::size_t r = R * 16 + L;
+        if (r >= s.rows) continue;
+        rb.offset[(R * s.groups + j) * 16 + L] = -128 * wsum[r * s.groups + j];
+        rb.a[(R * s.groups + j) * 16 + L] = s.a[r * s.groups + j];
+      }
+      for (std::size_t st = 0; st < steps; ++st) {
+        std::uint8_t* out = rb.codes.data() + ((R * s.groups + j) * steps + st) * 32;
+        for (std::size_t b = 0; b < 32; ++b) {
+          const std::size_t L = b / 4, k = j * s.m + 4 * st + b % 4, lo = R * 16 + L, hi = lo + 8;
+          out[b] = static_cast<std::uint8_t>((lo < s.rows ? code(lo, k) : 0) | (hi < s.rows ? code(hi, k) : 0) << 4);
+        }
+      }
+    }
+  return rb;
+}
+
 // One pass's activations: per (batch row t, group j) x̃ ≈ xs[t][j] · (xu − 128), in decode order.
 struct Activations {
   std::vector<std::uint8_t> xu;  // n × width
@@ -258,6 +301,52 @@ __attribute__((target(TQB_AVX512_TARGET))) void row_avx512(const Job& J, std::si
   for (std::size_t k = 0; k < NB; ++k) dot[k] += _mm512_reduce_add_ps(facc[k]);
 }
 
+// NB batch columns against one block of 16 rows, every group, in the row-interleaved layout; activations
+// in natural order. y[t][row] += scale_lut · Σ_j a_rj·xs_tj·D_rjt for the block's real rows.
+template <std::size_t NB>
+__attribute__((target(TQB_AVX512_TARGET))) void block_avx512(const Job& J, const RowBlocks& rb, std::size_t R,
+                                                             std::size_t t0) {
+  const LutPass& s = J.s;
+  const std::size_t width = s.groups * s.m, steps = s.m / 4;
+  const __m512i tab4 = _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(J.tb.lut)));
+  const __m256i nibble = _mm256_set1_epi8(0x0f);
+  __m512 yacc[NB];
+  for (std::size_t k = 0; k < NB; ++k) yacc[k] = _mm512_setzero_ps();
+  const std::uint8_t* c = rb.codes.data() + R * s.groups * steps * 32;
+  for (std::size_t j = 0; j < s.groups; ++j) {
+    const __m512i init = _mm512_loadu_si512(rb.offset.data() + (R * s.groups + j) * 16);
+    __m512i acc[NB];
+    for (std::size_t k = 0; k < NB; ++k) acc[k] = init;
+    const std::uint8_t* xg = J.xu + t0 * width + j * s.m;
+    for (std::size_t st = 0; st < steps; ++st, c += 32) {
+      const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c));
+      const __m512i idx = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(b, nibble)),
+                                             _mm256_and_si256(_mm256_srli_epi16(b, 4), nibble), 1);
+      const __m512i w = _mm512_shuffle_epi8(tab4, idx);
+      for (std::size_t k = 0; k < NB; ++k) {
+        std::int32_t x4;
+        std::memcpy(&x4, xg + k * width + 4 * st, 4);
+        acc[k] = _mm512_dpbusd_epi32(acc[k], _mm512_set1_epi32(x4), w);
+      }
+    }
+    const __m512 av = _mm512_loadu_ps(rb.a.data() + (R * s.groups + j) * 16);
+    for (std::size_t k = 0; k < NB; ++k)
+      yacc[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[k]), _mm512_mul_ps(av, _mm512_set1_ps(J.xs[(t0 + k) * s.groups + j])), yacc[k]);
+  }
+  const std::size_t r0 = R * 16, count = std::min<std::size_t>(16, s.rows - r0);
+  const __mmask16 mask = static_cast<__mmask16>((1u << count) - 1);
+  const __m512 scale = _mm512_set1_ps(J.tb.scale);
+  for (std::size_t k = 0; k < NB; ++k) {
+    float* y = J.y + (t0 + k) * s.rows + r0;
+    _mm512_mask_storeu_ps(y, mask, _mm512_fmadd_ps(yacc[k], scale, _mm512_maskz_loadu_ps(mask, y)));
+  }
+}
+
+using BlockKernel = void (*)(const Job&, const RowBlocks&, std::size_t R, std::size_t t0);
+constexpr BlockKernel kBlocksAvx512[kCols + 1] = {nullptr,          block_avx512<1>, block_avx512<2>, block_avx512<3>,
+                                                  block_avx512<4>, block_avx512<5>, block_avx512<6>, block_avx512<7>,
+                                                  block_avx512<8>};
+
 bool cpu_has_vnni() { return __builtin_cpu_supports("avx512vnni"); }
 
 // One SIMD level's row kernels: entry k serves k batch columns (1..kCols) sharing each decode.
@@ -304,6 +393,11 @@ class FusedI8Linear final : public Linear {
       tables_.push_back(make_table(s));
       wsums_.push_back(group_weight_sums(s, tables_.back()));
       orders_.push_back(decode_order(s.m));
+      natural_.emplace_back(s.m);
+      for (std::size_t p = 0; p < s.m; ++p) natural_.back()[p] = static_cast<std::uint16_t>(p);
+#ifdef TQB_X86
+      if (cpu_has_vnni()) blocks_.push_back(make_row_blocks(s, wsums_.back()));  // the VNNI kernel's layout
+#endif
     }
   }
   std::size_t in() const override { return q_.cols; }
@@ -311,6 +405,9 @@ class FusedI8Linear final : public Linear {
   std::size_t weight_bytes() const override {
     std::size_t b = lut_weight_bytes(q_, passes_);
     for (const auto& w : wsums_) b += w.size() * sizeof(std::int32_t);
+    // The row-interleaved copy of the codes that the VNNI kernel reads (the stored order stays for the
+    // other levels): fused_i8 holds the codes twice on a VNNI CPU.
+    for (const auto& rb : blocks_) b += rb.codes.size() + (rb.offset.size() + rb.a.size()) * 4;
     return b;
   }
   std::string kernel() const override { return std::string("fused_i8_") + to_string(current_variant()); }
@@ -322,6 +419,14 @@ class FusedI8Linear final : public Linear {
       const LutPass& s = passes_[p];
       std::vector<float> xt, sx;
       transform_activations(s, x, n, xt, sx);
+#ifdef TQB_X86
+      if (variant == Variant::avx512_vnni && !blocks_.empty()) {
+        const Activations xa = quantize_activations(s, natural_[p], xt, std::move(sx), n);
+        run_blocks(Job{s, tables_[p], wsums_[p].data(), xa.xu.data(), xa.xs.data(), xa.sx.empty() ? nullptr : xa.sx.data(),
+                       n, y}, blocks_[p]);
+        continue;
+      }
+#endif
       const Activations xa = quantize_activations(s, orders_[p], xt, std::move(sx), n);
       // Slices of kCols columns: their uint8 activations (kCols × width bytes) stay in L2 while every
       // row of codes streams past once, decoded once per slice.
@@ -352,9 +457,31 @@ class FusedI8Linear final : public Linear {
     }
   }
 
+#ifdef TQB_X86
+  // Every block of 16 rows (spread over the threads) against the batch in slices of kCols columns; the
+  // offsets' Σ_j b_rj·sx_tj after, per row (1/m of the multiply-adds).
+  static void run_blocks(const Job& job, const RowBlocks& rb) {
+    const LutPass& s = job.s;
+#pragma omp parallel for schedule(static)
+    for (std::ptrdiff_t R = 0; R < static_cast<std::ptrdiff_t>(rb.blocks); ++R) {
+      for (std::size_t t0 = 0; t0 < job.n; t0 += kCols)
+        kBlocksAvx512[std::min(kCols, job.n - t0)](job, rb, static_cast<std::size_t>(R), t0);
+      if (s.b.empty()) continue;
+      for (std::size_t r = static_cast<std::size_t>(R) * 16; r < std::min(s.rows, static_cast<std::size_t>(R) * 16 + 16); ++r)
+        for (std::size_t t = 0; t < job.n; ++t) {
+          float v = 0;
+          for (std::size_t j = 0; j < s.groups; ++j) v += s.b[r * s.groups + j] * job.sx[t * s.groups + j];
+          job.y[t * s.rows + r] += v;
+        }
+    }
+  }
+#endif
+
   QuantizedMatrix q_;
   std::vector<LutPass> passes_;
   std::vector<Table8> tables_;
+  std::vector<RowBlocks> blocks_;  // per pass, on CPUs with AVX-512 VNNI
+  std::vector<std::vector<std::uint16_t>> natural_;  // per pass: the identity order (the VNNI kernel's)
   std::vector<std::vector<std::int32_t>> wsums_;  // per pass: rows × groups
   std::vector<std::vector<std::uint16_t>> orders_;
 };
