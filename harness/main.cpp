@@ -208,7 +208,7 @@ int main(int argc, char** argv) {
   ppl_cmd->add_option("--ctx", ctx, "tokens per chunk")->check(CLI::Range(8, 1 << 16))->capture_default_str();
   ppl_cmd->add_option("--chunks", chunks, "chunks to score (0 = all)")->check(CLI::Range(0, 1 << 20))->capture_default_str();
   ppl_cmd->add_option("--seed", seed, "seed of the quantizer's randomness")->capture_default_str();
-  std::string kernel = "auto";
+  std::string kernel = "dequantized_dense";  // exact; see the model data source's kernel parameter
   ppl_cmd->add_option("--kernel", kernel, fmt::format("kernel of the quantized layers: {}", fmt::join(linear_kernel_names(), ", ")))
       ->check(CLI::IsMember(linear_kernel_names()))->capture_default_str();
 

@@ -505,6 +505,12 @@ TEST_CASE("a model experiment can name its kernel: fused_lut matches the referen
   const std::string chosen = std::get<std::string>(t.rows[2][kern]);
   CHECK(chosen.find("fused_i16") != std::string::npos);
   CHECK(chosen.find("dequantized_dense") != std::string::npos);
+  // Without a kernel, model evaluation runs the exact reference (fused kernels move the perplexity).
+  const ResultTable d = run_spec(dir, "experiment: d\ndata:\n  source: model\n  model: stories260k\n  ctx: 128\n  chunks: 3\n"
+                                      "quantizers: ['turboquant(bits=4,group=32,rotation=hadamard)']\n");
+  REQUIRE(d.rows.size() == 1);
+  CHECK(std::get<std::string>(d.rows[0][d.column_index("kernel")]) == "dequantized_dense");
+  CHECK(std::get<double>(d.rows[0][d.column_index("perplexity")]) == p0);
   test::write_text(spec, "experiment: k\ndata: {source: model, model: stories260k, kernel: fused_lut}\nquantizers: [none]\n");
   const auto simd = test::run_command("TQB_SIMD=avx9 '" + test::kBinary +
                                  "' perplexity --model stories260k --quantizer 'turboquant(bits=4,group=32)' "
