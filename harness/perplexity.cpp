@@ -38,9 +38,10 @@ PerplexityResult evaluate_perplexity(const LlamaModel& model, const std::vector<
     std::vector<int> chunk(tokens.begin() + c * ctx, tokens.begin() + (c + 1) * ctx);
     if (!windowed && cfg.add_bos && cfg.bos >= 0) chunk[0] = cfg.bos;
     KvCache cache = model.new_cache(ctx);
-    const Matrix logits = model.forward(chunk, cache);
+    // Only positions first .. ctx - 1 are scored: the output head runs for those rows only.
+    const Matrix logits = model.forward(chunk, cache, ctx - first);
     for (std::size_t j = first; j + 1 < ctx; ++j, ++row) {
-      const float* z = logits.row(j).data();
+      const float* z = logits.row(static_cast<Eigen::Index>(j - first)).data();
       const float mx = *std::max_element(z, z + vocab);
       double se = 0;
       for (std::size_t v = 0; v < vocab; ++v) se += std::exp(static_cast<double>(z[v] - mx));
