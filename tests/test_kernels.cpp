@@ -152,7 +152,7 @@ void check_integer_kernel(const std::string& prefix, MakeKernel make, std::strin
     const QuantizedMatrix qm = q->quantize(w.data(), rows, cols, 3);
     const auto reference = make_dequantized_linear(*q, qm);
     const auto fused = make(*q, qm);
-    for (std::size_t n : {1u, 3u, 8u, 16u, 31u, 40u}) {
+    for (std::size_t n : {1u, 3u, 8u, 16u, 31u, 40u, 300u}) {
       const Matrix x = test::random_normal_matrix(n, cols, 50 + n);
       Matrix expect(n, rows);
       reference->forward(x.data(), n, expect.data());
