@@ -3,16 +3,12 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <limits>
 #include <stdexcept>
 
 #include "kernels/lut_plan.hpp"
+#include "kernels/cpu/integer_kernels.hpp"
 #include "kernels/cpu/simd_level.hpp"
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-#define TQB_X86 1
-#endif
 
 namespace tqb {
 namespace {
@@ -77,42 +73,6 @@ Tables make_tables(const LutPass& s) {
   return t;
 }
 
-// The activations of one pass, quantized: per (batch row t, group j) x̃ ≈ xs[t][j] · xq, in the
-// order of decode_order.
-struct Activations {
-  std::vector<std::int16_t> xq;  // n × width
-  std::vector<float> xs;         // n × groups
-  std::vector<float> sx;         // n × groups: Σ x̃ per group (offsets only)
-};
-
-Activations quantize_activations(const LutPass& s, const std::vector<std::uint16_t>& order, const std::vector<float>& xt,
-                                 std::vector<float> sx, std::size_t n) {
-  const std::size_t width = s.groups * s.m;
-  Activations a{std::vector<std::int16_t>(n * width), std::vector<float>(n * s.groups), std::move(sx)};
-  const std::ptrdiff_t tasks = static_cast<std::ptrdiff_t>(n * s.groups);
-#pragma omp parallel for schedule(static) if (tasks >= 32)
-  for (std::ptrdiff_t task = 0; task < tasks; ++task) {
-    const std::size_t t = static_cast<std::size_t>(task) / s.groups, j = static_cast<std::size_t>(task) % s.groups;
-    const float* v = xt.data() + t * width + j * s.m;
-    float mx = 0;
-    bool finite = true;
-    for (std::size_t i = 0; i < s.m; ++i) {
-      mx = std::max(mx, std::fabs(v[i]));
-      finite = finite && std::isfinite(v[i]);
-    }
-    std::int16_t* out = a.xq.data() + t * width + j * s.m;
-    if (!finite) {  // an inf or NaN activation: the group's scale is NaN, so the outputs are NaN, not garbage
-      a.xs[t * s.groups + j] = std::numeric_limits<float>::quiet_NaN();
-      std::fill(out, out + s.m, std::int16_t{0});
-      continue;
-    }
-    const float scale = mx > 0 ? mx / kMaxInt : 1.0f, inv = 1.0f / scale;
-    a.xs[t * s.groups + j] = scale;
-    for (std::size_t p = 0; p < s.m; ++p) out[p] = static_cast<std::int16_t>(std::lrint(v[order[p]] * inv));
-  }
-  return a;
-}
-
 // Batch rows [t0, t0 + n) of one pass: pointers already offset to t0.
 struct Job {
   const LutPass& s;
@@ -125,13 +85,8 @@ struct Job {
   float* y;                // n × rows, accumulated
 };
 
-// y[t][r] += scale_lut · Σ_j a_rj·xs_tj·(integer dot of group j) + Σ_j b_rj·sx_tj.
 void finish_row(const Job& J, std::size_t r, std::size_t t, float dot_sum) {
-  const LutPass& s = J.s;
-  float v = J.tb.scale * dot_sum;
-  if (!s.b.empty())
-    for (std::size_t j = 0; j < s.groups; ++j) v += s.b[r * s.groups + j] * J.sx[t * s.groups + j];
-  J.y[t * s.rows + r] += v;
+  add_row_output(J.s, J.tb.scale, J.sx, r, t, dot_sum, J.y);
 }
 
 void rows_scalar(const Job& J, std::size_t r0, std::size_t r1) {
@@ -215,12 +170,7 @@ __attribute__((target("avx2,fma"))) void row_avx2(const Job& J, std::size_t r, s
     for (std::size_t k = 0; k < NB; ++k)
       facc[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[k]), _mm256_set1_ps(a[j] * J.xs[(t0 + k) * s.groups + j]), facc[k]);
   }
-  for (std::size_t k = 0; k < NB; ++k) {
-    __m128 v = _mm_add_ps(_mm256_castps256_ps128(facc[k]), _mm256_extractf128_ps(facc[k], 1));
-    v = _mm_add_ps(v, _mm_movehl_ps(v, v));
-    v = _mm_add_ss(v, _mm_movehdup_ps(v));
-    dot[k] += _mm_cvtss_f32(v);
-  }
+  for (std::size_t k = 0; k < NB; ++k) dot[k] += hsum_avx2(facc[k]);
 }
 
 // AVX-512 with VNNI: 64 codes per step into two 512-bit vectors of 32 int16 weights; vpdpwssd fuses
@@ -231,7 +181,6 @@ __attribute__((target("avx2,fma"))) void row_avx2(const Job& J, std::size_t r, s
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
-#define TQB_AVX512_TARGET "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma"
 template <std::size_t NB>
 __attribute__((target(TQB_AVX512_TARGET))) void row_avx512(const Job& J, std::size_t r, std::size_t t0,
                                                                                 float* dot) {
@@ -276,8 +225,6 @@ __attribute__((target(TQB_AVX512_TARGET))) void row_avx512(const Job& J, std::si
   for (std::size_t k = 0; k < NB; ++k) dot[k] += _mm512_reduce_add_ps(facc[k]);
 }
 
-bool cpu_has_vnni() { return __builtin_cpu_supports("avx512vnni"); }
-
 // One SIMD level's row kernels: entry k serves k batch columns (1..kCols) sharing each decode.
 using RowKernel = void (*)(const Job&, std::size_t r, std::size_t t0, float* dot);
 using RowKernels = RowKernel[kCols + 1];
@@ -300,23 +247,6 @@ void rows_simd(const Job& J, std::size_t r0, std::size_t r1, const RowKernels& r
 }
 #endif
 
-// The variant forward() runs at the current SIMD level.
-enum class Variant { scalar, avx2, avx512_vnni };
-Variant current_variant() {
-  const SimdLevel level = simd_level();
-#ifdef TQB_X86
-  if (level == SimdLevel::avx512 && cpu_has_vnni()) return Variant::avx512_vnni;
-  if (level >= SimdLevel::avx2) return Variant::avx2;
-#endif
-  return Variant::scalar;
-}
-const char* to_string(Variant v) {
-  switch (v) {
-    case Variant::avx512_vnni: return "avx512_vnni";
-    case Variant::avx2: return "avx2";
-    default: return "scalar";
-  }
-}
 bool pass_ok(const LutPass& s) {
   return s.bits == 4 && s.projections.empty() && s.m % kBlock == 0 && s.m <= kMaxGroupCodes;
 }
@@ -335,17 +265,17 @@ class FusedI16Linear final : public Linear {
   std::size_t in() const override { return q_.cols; }
   std::size_t out() const override { return q_.rows; }
   std::size_t weight_bytes() const override { return lut_weight_bytes(q_, passes_); }
-  std::string kernel() const override { return std::string("fused_i16_") + to_string(current_variant()); }
+  std::string kernel() const override { return std::string("fused_i16_") + to_string(current_integer_variant()); }
 
   void forward(const float* x, std::size_t n, float* y) const override {
     std::fill(y, y + n * q_.rows, 0.0f);
-    const Variant variant = current_variant();
-    const int layout = variant == Variant::avx512_vnni ? 1 : 0;
+    const IntegerVariant variant = current_integer_variant();
+    const int layout = variant == IntegerVariant::avx512_vnni ? 1 : 0;
     for (std::size_t p = 0; p < passes_.size(); ++p) {
       const LutPass& s = passes_[p];
       std::vector<float> xt, sx;
       transform_activations(s, x, n, xt, sx);
-      const Activations xa = quantize_activations(s, orders_[layout][p], xt, std::move(sx), n);
+      const auto xa = quantize_activations<std::int16_t>(s, orders_[layout][p], xt, std::move(sx), n, kMaxInt, 0);
       // The batch goes through in slices of kSlice columns: a slice's int16 activations stay in L1/L2
       // while every row of codes streams past them once, decoded once per slice.
       const std::size_t width = s.groups * s.m, slice = kSlice;
@@ -359,21 +289,18 @@ class FusedI16Linear final : public Linear {
   }
 
  private:
-  static void run_rows(const Job& job, Variant variant) {
-    const LutPass& s = job.s;
-    const std::size_t chunk = 16, tasks = (s.rows + chunk - 1) / chunk;
-#pragma omp parallel for schedule(static)
-    for (std::ptrdiff_t task = 0; task < static_cast<std::ptrdiff_t>(tasks); ++task) {
-      const std::size_t r0 = task * chunk, r1 = std::min(s.rows, r0 + chunk);
+  static void run_rows(const Job& job, IntegerVariant variant) {
+    for_row_chunks(job.s.rows, [&](std::size_t r0, std::size_t r1) {
 #ifdef TQB_X86
-      if (variant != Variant::scalar) {
-        rows_simd(job, r0, r1, variant == Variant::avx512_vnni ? kRowsAvx512 : kRowsAvx2);
-        continue;
+      if (variant != IntegerVariant::scalar) {
+        rows_simd(job, r0, r1, variant == IntegerVariant::avx512_vnni ? kRowsAvx512 : kRowsAvx2);
+        return;
       }
 #endif
       rows_scalar(job, r0, r1);
-    }
+    });
   }
+
 
   QuantizedMatrix q_;
   std::vector<LutPass> passes_;
