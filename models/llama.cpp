@@ -6,6 +6,7 @@
 
 #include "common/error.hpp"
 #include "kernels/cpu/dense_blas.hpp"
+#include "models/activations.hpp"
 
 namespace tqb {
 namespace {
@@ -137,20 +138,7 @@ Matrix LlamaModel::forward(const std::vector<int>& tokens, KvCache& cache, std::
       if (scores.size() < n * total) scores.resize(n * total);
       Eigen::Map<Matrix> S(scores.data(), static_cast<Eigen::Index>(n), static_cast<Eigen::Index>(total));
       gemm_xwt(n, total, hd, q.data() + hh * hd, ld_q, K, ld_kv, S.data(), total, scale);
-      for (std::size_t t = 0; t < n; ++t) {
-        const std::size_t visible = pos0 + t + 1;
-        float* s = S.row(t).data();
-        float mx = -INFINITY;
-        for (std::size_t j = 0; j < visible; ++j) mx = std::max(mx, s[j]);
-        double sum = 0;
-        for (std::size_t j = 0; j < visible; ++j) {
-          s[j] = std::exp(s[j] - mx);
-          sum += s[j];
-        }
-        const float inv = static_cast<float>(1.0 / sum);
-        for (std::size_t j = 0; j < visible; ++j) s[j] *= inv;
-        for (std::size_t j = visible; j < total; ++j) s[j] = 0.0f;
-      }
+      for (std::size_t t = 0; t < n; ++t) softmax_row(S.row(t).data(), pos0 + t + 1, total);
       gemm_xb(n, hd, total, S.data(), total, V, ld_kv, att.data() + hh * hd, ld_q);  // S V
     }
     L.o->forward(att.data(), n, tmp.data());
@@ -159,7 +147,8 @@ Matrix LlamaModel::forward(const std::vector<int>& tokens, KvCache& cache, std::
     L.gate->forward(h.data(), n, g.data());
     L.up->forward(h.data(), n, u.data());
     // SwiGLU: silu(g) ⊙ u.
-    g = (g.array() / (1.0f + (-g.array()).exp()) * u.array()).matrix();
+#pragma omp parallel for schedule(static)
+    for (std::ptrdiff_t t = 0; t < static_cast<std::ptrdiff_t>(n); ++t) silu_mul(g.row(t).data(), u.row(t).data(), c_.hidden);
     L.down->forward(g.data(), n, tmp.data());
     x += tmp;
   }
