@@ -3,34 +3,17 @@
 #include <Eigen/Core>
 #include <cstring>
 
+#include "quantizers/ggml_blocks.hpp"
+
 namespace tqb {
 namespace {
 
 inline float fp16(std::uint16_t h) { return static_cast<float>(Eigen::numext::bit_cast<Eigen::half>(h)); }
 inline float bf16(std::uint16_t h) { return static_cast<float>(Eigen::numext::bit_cast<Eigen::bfloat16>(h)); }
 
-constexpr std::size_t QK = 32, QK_K = 256;
+constexpr std::size_t QK_K = 256;
 
-// Q8_0: 32 weights = fp16 scale d + 32 int8; x = d·q. 8.5 bits per weight.
-struct BlockQ8_0 {
-  std::uint16_t d;
-  std::int8_t qs[QK];
-};
-static_assert(sizeof(BlockQ8_0) == 34 && sizeof(BlockQ8_0) * 8.0 / QK == 8.5);
-
-// Q4_0: 32 weights = fp16 d + 16 bytes of nibbles; x = d·(q − 8); low nibbles are weights 0..15.
-struct BlockQ4_0 {
-  std::uint16_t d;
-  std::uint8_t qs[QK / 2];
-};
-static_assert(sizeof(BlockQ4_0) == 18 && sizeof(BlockQ4_0) * 8.0 / QK == 4.5);
-
-// Q4_1: 32 weights = fp16 d, fp16 m + 16 bytes of nibbles; x = d·q + m. 5 bits per weight.
-struct BlockQ4_1 {
-  std::uint16_t d, m;
-  std::uint8_t qs[QK / 2];
-};
-static_assert(sizeof(BlockQ4_1) == 20 && sizeof(BlockQ4_1) * 8.0 / QK == 5.0);
+// Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0: quantizers/ggml_blocks.hpp (shared with the quantizer families).
 
 // Q4_K: 256 weights in 8 sub-blocks of 32, each with a 6-bit scale and 6-bit min packed into 12
 // bytes, scaled by the fp16 super-block d and dmin; x = d·sc·q − dmin·m. 4.5 bits per weight.
@@ -69,39 +52,6 @@ void deq_bf16(const std::uint8_t* src, float* dst, std::size_t n) {
     std::uint16_t h;
     std::memcpy(&h, src + 2 * i, 2);
     dst[i] = bf16(h);
-  }
-}
-
-void deq_q8_0(const std::uint8_t* src, float* dst, std::size_t n) {
-  for (std::size_t b = 0; b < n / QK; ++b) {
-    BlockQ8_0 x;
-    std::memcpy(&x, src + b * sizeof(x), sizeof(x));
-    const float d = fp16(x.d);
-    for (std::size_t j = 0; j < QK; ++j) dst[b * QK + j] = d * x.qs[j];
-  }
-}
-
-void deq_q4_0(const std::uint8_t* src, float* dst, std::size_t n) {
-  for (std::size_t b = 0; b < n / QK; ++b) {
-    BlockQ4_0 x;
-    std::memcpy(&x, src + b * sizeof(x), sizeof(x));
-    const float d = fp16(x.d);
-    for (std::size_t j = 0; j < QK / 2; ++j) {
-      dst[b * QK + j] = d * (static_cast<int>(x.qs[j] & 15) - 8);
-      dst[b * QK + j + QK / 2] = d * (static_cast<int>(x.qs[j] >> 4) - 8);
-    }
-  }
-}
-
-void deq_q4_1(const std::uint8_t* src, float* dst, std::size_t n) {
-  for (std::size_t b = 0; b < n / QK; ++b) {
-    BlockQ4_1 x;
-    std::memcpy(&x, src + b * sizeof(x), sizeof(x));
-    const float d = fp16(x.d), m = fp16(x.m);
-    for (std::size_t j = 0; j < QK / 2; ++j) {
-      dst[b * QK + j] = d * static_cast<float>(x.qs[j] & 15) + m;
-      dst[b * QK + j + QK / 2] = d * static_cast<float>(x.qs[j] >> 4) + m;
-    }
   }
 }
 
@@ -160,14 +110,22 @@ void deq_q6_k(const std::uint8_t* src, float* dst, std::size_t n) {
   }
 }
 
+// A legacy block type through its codec in quantizers/ggml_blocks.
+GgmlType legacy(std::uint32_t id, const char* name) {
+  const GgmlBlockFormat* f = find_ggml_block_format(id);
+  return {id, name, f->block, f->block_bytes, f->dequantize};
+}
+
 const std::vector<GgmlType>& table() {
   static const std::vector<GgmlType> types{
       {kGgmlF32, "F32", 1, 4, deq_f32},
       {kGgmlF16, "F16", 1, 2, deq_f16},
       {kGgmlBF16, "BF16", 1, 2, deq_bf16},
-      {kGgmlQ8_0, "Q8_0", QK, sizeof(BlockQ8_0), deq_q8_0},
-      {kGgmlQ4_0, "Q4_0", QK, sizeof(BlockQ4_0), deq_q4_0},
-      {kGgmlQ4_1, "Q4_1", QK, sizeof(BlockQ4_1), deq_q4_1},
+      legacy(kGgmlQ8_0, "Q8_0"),
+      legacy(kGgmlQ4_0, "Q4_0"),
+      legacy(kGgmlQ4_1, "Q4_1"),
+      legacy(kGgmlQ5_0, "Q5_0"),
+      legacy(kGgmlQ5_1, "Q5_1"),
       {kGgmlQ4_K, "Q4_K", QK_K, sizeof(BlockQ4_K), deq_q4_k},
       {kGgmlQ6_K, "Q6_K", QK_K, sizeof(BlockQ6_K), deq_q6_k},
   };

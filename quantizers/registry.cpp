@@ -6,6 +6,7 @@
 
 #include "common/error.hpp"
 #include "common/suggest.hpp"
+#include "quantizers/ggml_formats.hpp"
 #include "quantizers/none.hpp"
 #include "quantizers/qjl.hpp"
 #include "quantizers/residual.hpp"
@@ -16,14 +17,14 @@ namespace tqb {
 
 const std::vector<QuantizerFamily>& quantizer_families() {
   // To add a quantizer: write quantizers/<name>.{hpp,cpp} with a `<name>_family()` and list it here.
-  static const std::vector<QuantizerFamily> families{
-      turboquant_family(),
-      turboquant_prod_family(),
-      qjl_family(),
-      residual_family(),
-      rtn_family(),
-      none_family(),
-  };
+  static const std::vector<QuantizerFamily> families = [] {
+    std::vector<QuantizerFamily> f{
+        turboquant_family(), turboquant_prod_family(), qjl_family(), residual_family(), rtn_family(),
+    };
+    for (auto& g : ggml_families()) f.push_back(std::move(g));  // llama.cpp's formats, as baselines
+    f.push_back(none_family());
+    return f;
+  }();
   return families;
 }
 

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 BUILD_DIR=${TQB_BUILD_DIR:-build}
 PACKAGES=(build-essential cmake pkg-config git libeigen3-dev libhdf5-dev libfmt-dev libyaml-cpp-dev
           libcli11-dev libboost-dev libopenblas-openmp-dev nlohmann-json3-dev libpcre2-dev doctest-dev libbenchmark-dev python3 python3-matplotlib python3-h5py python3-numpy
-          python3-pip)
+          python3-pip python3-venv)
 
 missing=()
 if command -v dpkg-query >/dev/null 2>&1; then
@@ -83,6 +83,20 @@ PY
   rm -rf "$tmp"
 fi
 
+# PyPI's gguf 0.19.0 in a project-local venv (git-ignored; numpy from the system): its numpy quantizers are the
+# test oracle for llama.cpp's legacy block formats (tests/test_ggml_formats.cpp). Without it that test skips.
+venv=${TQB_VENV:-.venv}
+if ! "$venv/bin/python" -c "import gguf, numpy" >/dev/null 2>&1; then
+  if "$python" -m venv --system-site-packages "$venv" >/dev/null 2>&1 &&
+     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check gguf==0.19.0 >/dev/null 2>&1; then
+    echo "setup: gguf 0.19.0 (oracle of llama.cpp's block formats) is in $venv" >&2
+  else
+    echo "setup: warning: could not install gguf 0.19.0 from PyPI into $venv; the ggml format oracle test will skip" >&2
+  fi
+fi
+gguf_python=""
+if "$venv/bin/python" -c "import gguf, numpy" >/dev/null 2>&1; then gguf_python=$(cd "$venv/bin" && pwd)/python; fi
+
 jobs=$(nproc 2>/dev/null || echo 2)
 # The CUDA kernels build where nvcc is found: on the PATH, or the toolkit's usual place.
 cuda_args=()
@@ -90,9 +104,10 @@ if ! command -v nvcc >/dev/null 2>&1 && [[ -x /usr/local/cuda/bin/nvcc ]]; then
   cuda_args=(-DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc)
 fi
 if [[ ! -f "$BUILD_DIR/CMakeCache.txt" ]]; then
-  cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DTQB_PYTHON="$python" "${cuda_args[@]}" >/dev/null
+  cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DTQB_PYTHON="$python" -DTQB_GGUF_PYTHON="$gguf_python" \
+    "${cuda_args[@]}" >/dev/null
 else
-  cmake -S . -B "$BUILD_DIR" -DTQB_PYTHON="$python" >/dev/null
+  cmake -S . -B "$BUILD_DIR" -DTQB_PYTHON="$python" -DTQB_GGUF_PYTHON="$gguf_python" >/dev/null
 fi
 cmake --build "$BUILD_DIR" -j "$jobs" 2>&1 | grep -vE '^\[ *[0-9]+%\]|^make|^-- ' || true
 test -x "$BUILD_DIR/tqbench" || { echo "setup: build failed" >&2; exit 1; }

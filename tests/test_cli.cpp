@@ -254,7 +254,7 @@ TEST_CASE("-o never names the spec, a device or a folder, even with --force; a f
   const std::string spec = dir.file("s.yaml");
   const std::string text = "experiment: s\ndata: {source: gaussian, rows: 8, cols: 64}\nquantizers: ['rtn(group=32)']\n";
   test::write_text(spec, text);
-  for (const std::string out : {spec, std::string("/dev/null"), dir.path.string()}) {
+  for (const std::string& out : {spec, std::string("/dev/null"), dir.path.string()}) {
     CAPTURE(out);
     const auto r = run_tqbench("run '" + spec + "' -o '" + out + "' --force");
     CHECK(r.exit_code == 2);
@@ -276,7 +276,7 @@ TEST_CASE("-o never names the spec, a device or a folder, even with --force; a f
 
 TEST_CASE("specs and corpora must be regular files of bounded size: /dev/zero and folders are refused at once") {
   test::TempDir dir;
-  for (const std::string spec : {std::string("/dev/zero"), dir.path.string()}) {
+  for (const std::string& spec : {std::string("/dev/zero"), dir.path.string()}) {
     const auto r = run_tqbench("run '" + spec + "' --dry-run");
     CHECK(r.exit_code == 2);
     CHECK(r.output.find(spec + ": error: the spec file must be a regular file") != std::string::npos);
