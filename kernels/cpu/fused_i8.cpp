@@ -202,55 +202,11 @@ __attribute__((target("avx2,fma"))) void row_avx2(const Job& J, std::size_t r, s
   for (std::size_t k = 0; k < NB; ++k) dot[k] += hsum_avx2(facc[k]);
 }
 
-// AVX-512 VNNI: 64 codes per step decoded by one byte shuffle into 64 int8 weights; vpdpbusd
-// multiplies them with 64 uint8 activations and accumulates into 16 int32 lanes. The 32-code tail uses
-// the 256-bit form. CPUs with AVX-512 but no VNNI run the AVX2 kernel.
+// AVX-512 VNNI: the row-interleaved layout (RowBlocks) and vpdpbusd, below.
 // GCC 12's avx512fintrin.h trips -W(maybe-)uninitialized in its own helpers where these instantiate.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
-template <std::size_t NB>
-__attribute__((target(TQB_AVX512_TARGET))) void row_avx512(const Job& J, std::size_t r, std::size_t t0, float* dot) {
-  const LutPass& s = J.s;
-  const std::size_t width = s.groups * s.m;
-  const __m128i tab = _mm_load_si128(reinterpret_cast<const __m128i*>(J.tb.lut));
-  const __m512i tab4 = _mm512_broadcast_i32x4(tab);
-  const __m256i tab2 = _mm256_broadcastsi128_si256(tab);
-  const __m256i nibble = _mm256_set1_epi8(0x0f);
-  const std::uint8_t* c = s.codes + r * width / 2;
-  const float* a = s.a.data() + r * s.groups;
-  __m512 facc[NB];
-  for (std::size_t k = 0; k < NB; ++k) facc[k] = _mm512_setzero_ps();
-  for (std::size_t j = 0; j < s.groups; ++j) {
-    const __m512i init = _mm512_zextsi128_si512(_mm_cvtsi32_si128(-128 * J.wsum[r * s.groups + j]));
-    __m512i acc[NB];
-    for (std::size_t k = 0; k < NB; ++k) acc[k] = init;
-    const std::uint8_t* xg = J.xu + t0 * width + j * s.m;
-    std::size_t i = 0;
-    for (; i + 64 <= s.m; i += 64, c += 32) {
-      const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c));
-      const __m512i idx = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(b, nibble)),
-                                             _mm256_and_si256(_mm256_srli_epi16(b, 4), nibble), 1);
-      const __m512i w = _mm512_shuffle_epi8(tab4, idx);
-      for (std::size_t k = 0; k < NB; ++k) acc[k] = _mm512_dpbusd_epi32(acc[k], _mm512_loadu_si512(xg + k * width + i), w);
-    }
-    if (i < s.m) {  // a last block of 32 codes
-      const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(c));
-      const __m128i lo = _mm_and_si128(b, _mm256_castsi256_si128(nibble));
-      const __m128i hi = _mm_and_si128(_mm_srli_epi16(b, 4), _mm256_castsi256_si128(nibble));
-      const __m256i w = _mm256_shuffle_epi8(tab2, _mm256_set_m128i(hi, lo));
-      for (std::size_t k = 0; k < NB; ++k) {
-        const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xg + k * width + i));
-        acc[k] = _mm512_add_epi32(acc[k], _mm512_zextsi256_si512(_mm256_dpbusd_epi32(_mm256_setzero_si256(), x, w)));
-      }
-      c += 16;
-    }
-    for (std::size_t k = 0; k < NB; ++k)
-      facc[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[k]), _mm512_set1_ps(a[j] * J.xs[(t0 + k) * s.groups + j]), facc[k]);
-  }
-  for (std::size_t k = 0; k < NB; ++k) dot[k] += _mm512_reduce_add_ps(facc[k]);
-}
-
 // NB batch columns against one block of 16 rows, every group, in the row-interleaved layout; activations
 // in natural order. y[t][row] += scale_lut · Σ_j a_rj·xs_tj·D_rjt for the block's real rows.
 template <std::size_t NB>
@@ -302,8 +258,6 @@ using RowKernel = void (*)(const Job&, std::size_t r, std::size_t t0, float* dot
 using RowKernels = RowKernel[kCols + 1];
 constexpr RowKernels kRowsAvx2 = {nullptr,        row_avx2<1>, row_avx2<2>, row_avx2<3>, row_avx2<4>,
                                   row_avx2<5>, row_avx2<6>, row_avx2<7>, row_avx2<8>};
-constexpr RowKernels kRowsAvx512 = {nullptr,          row_avx512<1>, row_avx512<2>, row_avx512<3>, row_avx512<4>,
-                                    row_avx512<5>, row_avx512<6>, row_avx512<7>, row_avx512<8>};
 #pragma GCC diagnostic pop
 
 void rows_simd(const Job& J, std::size_t r0, std::size_t r1, const RowKernels& row) {
@@ -377,7 +331,7 @@ class FusedI8Linear final : public Linear {
     for_row_chunks(job.s.rows, [&](std::size_t r0, std::size_t r1) {
 #ifdef TQB_X86
       if (variant != IntegerVariant::scalar) {
-        rows_simd(job, r0, r1, variant == IntegerVariant::avx512_vnni ? kRowsAvx512 : kRowsAvx2);
+        rows_simd(job, r0, r1, kRowsAvx2);  // the VNNI variant runs run_blocks instead
         return;
       }
 #endif
