@@ -44,12 +44,20 @@ struct IntegerActivations {
   std::vector<float> sx;  // n × groups: Σ x̃ per group (offsets only)
 };
 
+// out[p] = rint(v[order[p]] · inv) + offset for p < m (order nullptr: the identity), rounding to nearest
+// even as lrint does. Compiled per ISA level with -fno-math-errno, so the identity case vectorizes
+// (integer_kernels.cpp); the activation quantization was 6% of fused_i8 at n = 512 as a scalar loop.
+void quantize_span(const float* v, const std::uint16_t* order, std::size_t m, float inv, int offset, std::int16_t* out);
+void quantize_span(const float* v, const std::uint16_t* order, std::size_t m, float inv, int offset, std::uint8_t* out);
+
 // Scale max|x̃|/max_int per group. A non-finite activation makes the group's scale NaN (outputs NaN, as
 // the reference gives, never plausible numbers) and its integers `offset`.
 template <class Int>
 IntegerActivations<Int> quantize_activations(const LutPass& s, const std::vector<std::uint16_t>& order,
                                              const std::vector<float>& xt, std::vector<float> sx, std::size_t n,
                                              int max_int, int offset) {
+  bool identity = true;
+  for (std::size_t p = 0; p < order.size() && identity; ++p) identity = order[p] == p;
   const std::size_t width = s.groups * s.m;
   IntegerActivations<Int> a{std::vector<Int>(n * width), std::vector<float>(n * s.groups), std::move(sx)};
   const std::ptrdiff_t tasks = static_cast<std::ptrdiff_t>(n * s.groups);
@@ -71,7 +79,7 @@ IntegerActivations<Int> quantize_activations(const LutPass& s, const std::vector
     }
     const float scale = mx > 0 ? mx / static_cast<float>(max_int) : 1.0f, inv = 1.0f / scale;
     a.xs[t * s.groups + j] = scale;
-    for (std::size_t p = 0; p < s.m; ++p) out[p] = static_cast<Int>(std::lrint(v[order[p]] * inv) + offset);
+    quantize_span(v, identity ? nullptr : order.data(), s.m, inv, offset, out);
   }
   return a;
 }
