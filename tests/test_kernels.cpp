@@ -89,11 +89,13 @@ TEST_CASE("the fused kernel declares what it cannot read") {
   CHECK(set_simd_level(SimdLevel::scalar) == SimdLevel::scalar);
 }
 
-TEST_CASE("the dense fp32 kernel (row blocks over threads below 32 columns, GEMM above) matches a double product") {
-  for (const auto& [rows, cols] : {std::pair<std::size_t, std::size_t>{300, 200}, {7, 70000}, {1000, 64}}) {
+TEST_CASE("the dense fp32 kernel (GEMV, per-column GEMV blocks, the thin 4x4 kernel, GEMM) matches a double product") {
+  // n = 1: OpenBLAS GEMV; 2..4: one GEMV per column over row blocks; 5..31: gemm_xwt_thin (rows in 4s, a
+  // k % 8 tail); from 32: OpenBLAS GEMM. Odd shapes reach every tail.
+  for (const auto& [rows, cols] : {std::pair<std::size_t, std::size_t>{300, 200}, {7, 70000}, {1000, 64}, {13, 13}}) {
     const Matrix w = test::random_normal_matrix(rows, cols, 8);
     const auto dense = make_dense_linear(w);
-    for (std::size_t n : {1u, 3u, 16u, 31u, 32u, 40u}) {
+    for (std::size_t n : {1u, 2u, 3u, 4u, 5u, 7u, 16u, 31u, 32u, 40u}) {
       const Matrix x = test::random_normal_matrix(n, cols, 60 + n);
       std::vector<float> y(n * rows + 64, -7.0f);
       dense->forward(x.data(), n, y.data() + 32);

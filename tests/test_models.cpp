@@ -142,6 +142,20 @@ TEST_CASE("the dense path gives the same perplexity through OpenBLAS and through
         std::string::npos);
 }
 
+TEST_CASE("forward with logits for the last positions only gives those rows of the full logits") {
+  if (!have(stories_gguf(), "stories260K (../shared)")) return;
+  const Checkpoint ck = load_checkpoint(stories_gguf());
+  const LlamaModel model(ck);
+  std::vector<int> tokens;
+  for (int i = 0; i < 40; ++i) tokens.push_back((i * 37) % 500 + 1);
+  KvCache a = model.new_cache(40), b = model.new_cache(40);
+  const Matrix full = model.forward(tokens, a), last = model.forward(tokens, b, 7);
+  REQUIRE(last.rows() == 7);
+  CHECK((last - full.bottomRows(7)).norm() <= 1e-6 * full.bottomRows(7).norm());
+  KvCache c = model.new_cache(4);
+  CHECK(model.forward({3}, c, 5).rows() == 1);  // more rows than positions: all of them
+}
+
 TEST_CASE("an 8-bit RTN model stays within 1% of the baseline perplexity on stories260K") {
   if (!have(stories_gguf(), "stories260K (../shared)") || !have(wikitext(), "WikiText-2 (../shared)")) return;
   const Checkpoint ck = load_checkpoint(stories_gguf());
