@@ -37,10 +37,9 @@ std::string memory_refusal(const ExperimentSpec& spec, const SweepPoint& point, 
   if (available == 0) return "";
   const auto need = estimate_point_bytes(spec, point);
   if (!need || *need <= available) return "";
-  return fmt::format("needs about {} (estimated from its shape: matrix, quantizer state{}), but {} is available; "
+  return fmt::format("needs about {} (estimated from its shape and the spec's metrics), but {} is available; "
                      "reduce rows/cols, the group size of a Haar rotation, the sketch or `queries`, or run on a "
-                     "larger machine", format_bytes(static_cast<double>(*need)), spec.queries > 0 ? ", queries" : "",
-                     format_bytes(static_cast<double>(available)));
+                     "larger machine", format_bytes(static_cast<double>(*need)), format_bytes(static_cast<double>(available)));
 }
 
 }  // namespace tqb

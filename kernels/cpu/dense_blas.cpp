@@ -3,8 +3,6 @@
 #include <cblas.h>
 #include <dlfcn.h>
 
-#include <algorithm>
-#include <cctype>
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -80,43 +78,47 @@ using Strided = Eigen::Map<Matrix, 0, Eigen::OuterStride<>>;
 
 }  // namespace
 
-// OpenBLAS's OpenMP build runs a call on one thread when it is made inside an OpenMP parallel region
-// (attention's per-head loop), and on OMP_NUM_THREADS threads otherwise.
-void gemm_xwt(std::size_t n, std::size_t m, std::size_t k, const float* x, std::size_t ldx, const float* w,
-              std::size_t ldw, float* y, std::size_t ldy, float alpha, float beta) {
+namespace {
+
+// Y[n × m] = alpha · X · op(B) + beta · Y, with op(B) = Bᵀ for B of m × k (b_transposed) or B of k × m: the
+// one path both entry points take. OpenBLAS's OpenMP build runs a call on one thread when it is made inside
+// an OpenMP parallel region (attention's per-head loop), and on OMP_NUM_THREADS threads otherwise.
+void gemm(bool b_transposed, std::size_t n, std::size_t m, std::size_t k, const float* x, std::size_t ldx,
+          const float* bm, std::size_t ldb, float* y, std::size_t ldy, float alpha, float beta) {
   if (n == 0 || m == 0) return;
   const Blas& b = blas();
   if (!b.sgemm) {
     Strided Y(y, n, m, Eigen::OuterStride<>(ldy));
-    const ConstStrided X(x, n, k, Eigen::OuterStride<>(ldx)), W(w, m, k, Eigen::OuterStride<>(ldw));
-    if (beta == 0.0f) Y.noalias() = alpha * (X * W.transpose());
-    else Y = beta * Y + alpha * (X * W.transpose());
+    const ConstStrided X(x, n, k, Eigen::OuterStride<>(ldx));
+    const ConstStrided B(bm, b_transposed ? m : k, b_transposed ? k : m, Eigen::OuterStride<>(ldb));
+    auto product = [&](const auto& op_b) {
+      if (beta == 0.0f) Y.noalias() = alpha * (X * op_b);
+      else Y = beta * Y + alpha * (X * op_b);
+    };
+    if (b_transposed) product(B.transpose());
+    else product(B);
     return;
   }
-  if (n == 1) {  // GEMV: y = alpha · W x + beta · y
-    b.sgemv(CblasRowMajor, CblasNoTrans, static_cast<blasint>(m), static_cast<blasint>(k), alpha, w,
-            static_cast<blasint>(ldw), x, 1, beta, y, 1);
+  if (b_transposed && n == 1) {  // GEMV: y = alpha · B x + beta · y
+    b.sgemv(CblasRowMajor, CblasNoTrans, static_cast<blasint>(m), static_cast<blasint>(k), alpha, bm,
+            static_cast<blasint>(ldb), x, 1, beta, y, 1);
     return;
   }
-  b.sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(n), static_cast<blasint>(m),
-          static_cast<blasint>(k), alpha, x, static_cast<blasint>(ldx), w, static_cast<blasint>(ldw), beta, y,
-          static_cast<blasint>(ldy));
+  b.sgemm(CblasRowMajor, CblasNoTrans, b_transposed ? CblasTrans : CblasNoTrans, static_cast<blasint>(n),
+          static_cast<blasint>(m), static_cast<blasint>(k), alpha, x, static_cast<blasint>(ldx), bm,
+          static_cast<blasint>(ldb), beta, y, static_cast<blasint>(ldy));
 }
 
-void gemm_xb(std::size_t n, std::size_t m, std::size_t k, const float* x, std::size_t ldx, const float* bm,
+}  // namespace
+
+void gemm_xwt(std::size_t n, std::size_t m, std::size_t k, const float* x, std::size_t ldx, const float* w,
+              std::size_t ldw, float* y, std::size_t ldy, float alpha, float beta) {
+  gemm(true, n, m, k, x, ldx, w, ldw, y, ldy, alpha, beta);
+}
+
+void gemm_xb(std::size_t n, std::size_t m, std::size_t k, const float* x, std::size_t ldx, const float* b,
              std::size_t ldb, float* y, std::size_t ldy, float alpha, float beta) {
-  if (n == 0 || m == 0) return;
-  const Blas& b = blas();
-  if (!b.sgemm) {
-    Strided Y(y, n, m, Eigen::OuterStride<>(ldy));
-    const ConstStrided X(x, n, k, Eigen::OuterStride<>(ldx)), B(bm, k, m, Eigen::OuterStride<>(ldb));
-    if (beta == 0.0f) Y.noalias() = alpha * (X * B);
-    else Y = beta * Y + alpha * (X * B);
-    return;
-  }
-  b.sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<blasint>(n), static_cast<blasint>(m),
-          static_cast<blasint>(k), alpha, x, static_cast<blasint>(ldx), bm, static_cast<blasint>(ldb), beta, y,
-          static_cast<blasint>(ldy));
+  gemm(false, n, m, k, x, ldx, b, ldb, y, ldy, alpha, beta);
 }
 
 namespace {
@@ -186,14 +188,6 @@ TQB_MULTIVERSION void gemm_xwt_thin(std::size_t n, std::size_t k, const float* x
     for (; t + 4 <= n; t += 4) row1<4>(k, x + t * ldx, ldx, w + r * ldw, y + t * ldy + (r - r0), ldy);
     for (; t < n; ++t) row1<1>(k, x + t * ldx, ldx, w + r * ldw, y + t * ldy + (r - r0), ldy);
   }
-}
-
-std::string dense_blas_core() {
-  const Blas& b = blas();
-  if (!b.corename) return "eigen";
-  std::string core = b.corename();
-  std::transform(core.begin(), core.end(), core.begin(), [](unsigned char c) { return std::tolower(c); });
-  return core;
 }
 
 std::string dense_blas_description() {

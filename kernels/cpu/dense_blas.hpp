@@ -29,10 +29,8 @@ void gemm_xb(std::size_t n, std::size_t m, std::size_t k, const float* x, std::s
 void gemm_xwt_thin(std::size_t n, std::size_t k, const float* x, std::size_t ldx, const float* w, std::size_t ldw,
                    std::size_t r0, std::size_t r1, float* y, std::size_t ldy);
 
-// "OpenBLAS 0.3.21 Zen" (library version and the kernel set chosen for this CPU): result provenance and
-// the dense kernel's name in result rows.
+// "OpenBLAS 0.3.21 Cooperlake (…)" (library version and the kernel set chosen for this CPU), or "Eigen (why)":
+// the result files' dense_blas attribute and `tqbench list kernels`.
 std::string dense_blas_description();
-// The kernel set alone, lower case ("zen", "skylakex", "haswell"): part of kernel names.
-std::string dense_blas_core();
 
 }  // namespace tqb

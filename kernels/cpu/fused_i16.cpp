@@ -275,7 +275,7 @@ class FusedI16Linear final : public Linear {
       const LutPass& s = passes_[p];
       std::vector<float> xt, sx;
       transform_activations(s, x, n, xt, sx);
-      const auto xa = quantize_activations<std::int16_t>(s, orders_[layout][p], xt, std::move(sx), n, kMaxInt, 0);
+      const auto xa = quantize_activations<std::int16_t>(s, orders_[layout][p].data(), xt, std::move(sx), n, kMaxInt, 0);
       // The batch goes through in slices of kSlice columns: a slice's int16 activations stay in L1/L2
       // while every row of codes streams past them once, decoded once per slice.
       const std::size_t width = s.groups * s.m, slice = kSlice;

@@ -279,8 +279,6 @@ class FusedI8Linear final : public Linear {
       tables_.push_back(make_table(s));
       wsums_.push_back(group_weight_sums(s, tables_.back()));
       orders_.push_back(decode_order(s.m));
-      natural_.emplace_back(s.m);
-      for (std::size_t p = 0; p < s.m; ++p) natural_.back()[p] = static_cast<std::uint16_t>(p);
 #ifdef TQB_X86
       if (cpu_has_avx512_vnni()) blocks_.push_back(make_row_blocks(s, wsums_.back()));  // the VNNI kernel's layout
 #endif
@@ -307,13 +305,13 @@ class FusedI8Linear final : public Linear {
       transform_activations(s, x, n, xt, sx);
 #ifdef TQB_X86
       if (variant == IntegerVariant::avx512_vnni && !blocks_.empty()) {
-        const auto xa = quantize_activations<std::uint8_t>(s, natural_[p], xt, std::move(sx), n, kMaxInt8, 128);
+        const auto xa = quantize_activations<std::uint8_t>(s, nullptr, xt, std::move(sx), n, kMaxInt8, 128);
         run_blocks(Job{s, tables_[p], wsums_[p].data(), xa.xq.data(), xa.xs.data(), xa.sx.empty() ? nullptr : xa.sx.data(),
                        n, y}, blocks_[p]);
         continue;
       }
 #endif
-      const auto xa = quantize_activations<std::uint8_t>(s, orders_[p], xt, std::move(sx), n, kMaxInt8, 128);
+      const auto xa = quantize_activations<std::uint8_t>(s, orders_[p].data(), xt, std::move(sx), n, kMaxInt8, 128);
       // Slices of kCols columns: their uint8 activations (kCols × width bytes) stay in L2 while every
       // row of codes streams past once, decoded once per slice.
       const std::size_t width = s.groups * s.m;
@@ -364,7 +362,6 @@ class FusedI8Linear final : public Linear {
   std::vector<LutPass> passes_;
   std::vector<Table8> tables_;
   std::vector<RowBlocks> blocks_;  // per pass, on CPUs with AVX-512 VNNI
-  std::vector<std::vector<std::uint16_t>> natural_;  // per pass: the identity order (the VNNI kernel's)
   std::vector<std::vector<std::int32_t>> wsums_;  // per pass: rows × groups
   std::vector<std::vector<std::uint16_t>> orders_;
 };

@@ -36,7 +36,7 @@ const char* to_string(IntegerVariant v);
 bool cpu_has_avx512_vnni();
 
 // One pass's activations for a batch of n: per (batch row t, group j) x̃ ≈ xs[t][j] · (xq − offset), in the
-// order `order` gives within each group (position p holds activation order[p]).
+// order `order` gives within each group (position p holds activation order[p]; nullptr: natural order).
 template <class Int>
 struct IntegerActivations {
   std::vector<Int> xq;    // n × width
@@ -53,11 +53,9 @@ void quantize_span(const float* v, const std::uint16_t* order, std::size_t m, fl
 // Scale max|x̃|/max_int per group. A non-finite activation makes the group's scale NaN (outputs NaN, as
 // the reference gives, never plausible numbers) and its integers `offset`.
 template <class Int>
-IntegerActivations<Int> quantize_activations(const LutPass& s, const std::vector<std::uint16_t>& order,
+IntegerActivations<Int> quantize_activations(const LutPass& s, const std::uint16_t* order,
                                              const std::vector<float>& xt, std::vector<float> sx, std::size_t n,
                                              int max_int, int offset) {
-  bool identity = true;
-  for (std::size_t p = 0; p < order.size() && identity; ++p) identity = order[p] == p;
   const std::size_t width = s.groups * s.m;
   IntegerActivations<Int> a{std::vector<Int>(n * width), std::vector<float>(n * s.groups), std::move(sx)};
   const std::ptrdiff_t tasks = static_cast<std::ptrdiff_t>(n * s.groups);
@@ -79,7 +77,7 @@ IntegerActivations<Int> quantize_activations(const LutPass& s, const std::vector
     }
     const float scale = mx > 0 ? mx / static_cast<float>(max_int) : 1.0f, inv = 1.0f / scale;
     a.xs[t * s.groups + j] = scale;
-    quantize_span(v, identity ? nullptr : order.data(), s.m, inv, offset, out);
+    quantize_span(v, order, s.m, inv, offset, out);
   }
   return a;
 }
