@@ -138,13 +138,23 @@ std::vector<std::string> ParamSchema::names() const {
   return out;
 }
 
+namespace {
+// One message for a parameter the schema lacks, wherever parameters arrive (a name's arguments, a spec's
+// keys); a family without parameters (none, q4_0, ...) says so instead of listing nothing.
+InputError unknown_parameter(const std::string& what, const std::string& key, const ParamSchema& schema) {
+  if (schema.names().empty())
+    return InputError(fmt::format("{}: unknown parameter '{}'; this quantizer takes no parameters", what, key));
+  return InputError(fmt::format("{}: unknown parameter '{}'{}; valid parameters: {}", what, key,
+                                did_you_mean(key, schema.names()), join(schema.names())));
+}
+}  // namespace
+
 Params ParamSchema::complete(const Params& given, const std::string& what) const {
   Params out;
   for (const auto& [k, v] : given) {
     const ParamSpec* s = find(k);
     if (!s)
-      throw InputError(fmt::format("{}: unknown parameter '{}'{}; valid parameters: {}", what, k,
-                                   did_you_mean(k, names()), join(names())));
+      throw unknown_parameter(what, k, *this);
     ParamValue value = v;
     // Reals accept integers; store them as reals so that names and equality are canonical.
     if (s->kind == ParamSpec::Kind::real)
@@ -230,8 +240,7 @@ Params parse_args(const NameParts& parts, const ParamSchema& schema, const std::
   for (const auto& [k, v] : parts.args) {
     const ParamSpec* s = schema.find(k);
     if (!s)
-      throw InputError(fmt::format("{}: unknown parameter '{}'{}; valid parameters: {}", what, k,
-                                   did_you_mean(k, schema.names()), join(schema.names())));
+      throw unknown_parameter(what, k, schema);
     if (given.count(k)) throw InputError(fmt::format("{}: parameter '{}' given twice", what, k));
     auto value = s->parse(v);
     if (!value) throw InputError(fmt::format("{}: parameter '{}': '{}' is not valid; expected {}", what, k, v, s->valid_text()));

@@ -140,6 +140,11 @@ TEST_CASE("the dense path gives the same perplexity through OpenBLAS and through
   CHECK(test::run_tqbench("list kernels").output.find("dense fp32 path: ") != std::string::npos);
   CHECK(test::run_command("TQB_OPENBLAS=none '" + test::kBinary + "' list kernels").output.find("dense fp32 path: Eigen") !=
         std::string::npos);
+  // A library that cannot be loaded is named with what is valid, and the default is used.
+  const auto bad = test::run_command("TQB_OPENBLAS=/no/such/libopenblas.so '" + test::kBinary + "' list kernels");
+  CHECK(bad.exit_code == 0);
+  CHECK(bad.output.find("warning: TQB_OPENBLAS='/no/such/libopenblas.so' cannot be loaded") != std::string::npos);
+  CHECK(bad.output.find("valid: the path of an OpenBLAS library, or none") != std::string::npos);
 }
 
 TEST_CASE("forward with logits for the last positions only gives those rows of the full logits") {

@@ -3,6 +3,7 @@
 #include <cblas.h>
 #include <dlfcn.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -38,23 +39,27 @@ Blas load_blas() {
     ::setenv("OPENBLAS_CORETYPE", b.chosen.c_str(), 0);
   }
 #endif
-  std::vector<std::string> candidates;
+  void* handle = nullptr;
   if (const char* env = std::getenv("TQB_OPENBLAS"); env && *env) {
     if (std::string(env) == "none") {
       b.why = "TQB_OPENBLAS=none";
       return b;
     }
-    candidates.push_back(env);
+    if ((handle = ::dlopen(env, RTLD_NOW | RTLD_LOCAL)) == nullptr) {  // as TQB_SIMD: warn, then the default
+      const char* err = ::dlerror();
+      std::fprintf(stderr, "warning: TQB_OPENBLAS='%s' cannot be loaded (%s); valid: the path of an OpenBLAS "
+                   "library, or none; using the default\n", env, err ? err : "?");
+    }
   }
+  std::vector<std::string> defaults;
 #ifdef TQB_OPENBLAS_PATH
-  candidates.push_back(TQB_OPENBLAS_PATH);
+  defaults.push_back(TQB_OPENBLAS_PATH);
 #endif
-  candidates.push_back("libopenblas.so.0");
-  void* handle = nullptr;
-  for (const auto& c : candidates)
-    if ((handle = ::dlopen(c.c_str(), RTLD_NOW | RTLD_LOCAL)) != nullptr) break;
+  defaults.push_back("libopenblas.so.0");
+  for (std::size_t i = 0; !handle && i < defaults.size(); ++i) handle = ::dlopen(defaults[i].c_str(), RTLD_NOW | RTLD_LOCAL);
   if (!handle) {
-    b.why = std::string("OpenBLAS not found (") + (::dlerror() ? "dlopen failed" : "?") + "; install libopenblas-openmp-dev)";
+    const char* err = ::dlerror();
+    b.why = std::string("OpenBLAS not found: ") + (err ? err : "?") + "; install libopenblas-openmp-dev";
     return b;
   }
   b.sgemm = reinterpret_cast<decltype(b.sgemm)>(::dlsym(handle, "cblas_sgemm"));
