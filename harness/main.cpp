@@ -10,6 +10,7 @@
 #include "common/printable.hpp"
 #include "common/version.hpp"
 #include "harness/data_source.hpp"
+#include "harness/export.hpp"
 #include "harness/metrics.hpp"
 #include "harness/model_eval.hpp"
 #include "harness/perplexity.hpp"
@@ -219,6 +220,19 @@ int main(int argc, char** argv) {
   gen_cmd->add_option("--prompt", prompt, "text to continue (default: nothing, start from BOS)");
   gen_cmd->add_option("--tokens", n_tokens, "tokens to generate")->check(CLI::Range(1, 1 << 16))->capture_default_str();
 
+  auto* export_cmd = app.add_subcommand(
+      "export", "Write a model with quantized linear layers: OUT.gguf (llama.cpp's formats, runs in llama.cpp) or "
+                "OUT.safetensors (any quantizer, tqbench's layout; docs/EXPORT.md)");
+  tqb::ExportRequest export_request;
+  export_cmd->add_option("--model", export_request.model, "GGUF file, Hugging Face folder, stories260k or smollm2-135m")->required();
+  export_cmd->add_option("--quantizer", export_request.quantizer, "one-line quantizer name, e.g. q4_K or turboquant(bits=4,group=64)")
+      ->required();
+  export_cmd->add_option("-o,--output", export_request.output, "output file: .gguf or .safetensors")->required();
+  export_cmd->add_option("--include", export_request.include, "tensors to quantize (a regular expression over GGUF names)")
+      ->capture_default_str();
+  export_cmd->add_option("--exclude", export_request.exclude, "tensors to leave as they are")->capture_default_str();
+  export_cmd->add_option("--seed", export_request.seed, "seed of the quantizer's randomness (as a sweep point's)")->capture_default_str();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {
@@ -247,6 +261,11 @@ int main(int argc, char** argv) {
     if (*show_cmd) return show(file, csv, markdown, all, columns);
     if (*ppl_cmd) return perplexity(model_name, corpus, quantizer_name, method, ctx, chunks, seed, kernel);
     if (*gen_cmd) return generate(model_name, prompt, n_tokens);
+    if (*export_cmd) {
+      export_request.command_line = command_line;
+      tqb::export_model(export_request, std::cout);
+      return 0;
+    }
   } catch (const tqb::InputError& e) {
     std::cerr << tqb::printable(e.what(), true) << '\n';
     return 2;

@@ -14,7 +14,7 @@
 #include "common/rng.hpp"
 #include "harness/metrics.hpp"
 #include "kernels/registry.hpp"
-#include "models/name_pattern.hpp"
+#include "harness/layer_quantization.hpp"
 #include "quantizers/registry.hpp"
 
 namespace tqb {
@@ -31,49 +31,19 @@ std::string read_corpus(const std::string& corpus) {
   return read_regular_file(resolve_corpus_path(corpus), kMaxCorpusBytes, "corpus '" + corpus + "'");
 }
 
-namespace {
-
-std::unique_ptr<NamePattern> compile(const std::string& pattern, const char* what) {
-  try {
-    return std::make_unique<NamePattern>(pattern);
-  } catch (const InputError& e) {
-    throw InputError(fmt::format("{} pattern: {}", what, e.what()));
-  }
-}
-
-// The quantizer for a layer: the point's, or, when its group size does not divide the layer's
-// columns (SmolLM2's 576 with g = 128), the same quantizer with the largest power-of-two group below
-// it that does. The group actually used is recorded per layer.
-std::unique_ptr<Quantizer> for_layer(const Quantizer& q, std::size_t rows, std::size_t cols) {
-  auto same = parse_quantizer(q.name());
-  ShapeProblem p = same->check_shape(rows, cols);
-  if (p.message.empty()) return same;
-  if (p.param == "group" && q.params().count("group")) {
-    for (std::int64_t g = std::get<std::int64_t>(q.params().at("group")) / 2; g >= 4; g /= 2) {
-      if (cols % static_cast<std::size_t>(g)) continue;
-      Params params = q.params();
-      params["group"] = g;
-      auto fallback = make_quantizer(q.family(), params);
-      if (fallback->check_shape(rows, cols).message.empty()) return fallback;
-    }
-  }
-  throw RunError(fmt::format("{} cannot quantize a {} x {} layer: {}", q.name(), rows, cols, p.message));
-}
-
-}  // namespace
-
 std::unique_ptr<LlamaModel> quantize_model(const Checkpoint& ck, const Quantizer& quantizer, std::uint64_t seed,
                                            const std::string& include, const std::string& exclude,
                                            QuantizedModelStats* stats, const std::string& kernel) {
-  const auto inc = compile(include, "include"), exc = compile(exclude, "exclude");
+  const LayerSelection selection(include, exclude);
   QuantizedModelStats local;
   QuantizedModelStats& s = stats ? *stats : local;
   s = {};
   std::string json = "{";
   auto model = std::make_unique<LlamaModel>(ck, [&](const std::string& name, const Matrix& w) -> std::unique_ptr<Linear> {
-    if (!inc->full_match(name) || exc->full_match(name)) return make_dense_linear(w);
-    auto q = for_layer(quantizer, w.rows(), w.cols());
-    const QuantizedMatrix qm = q->quantize(w.data(), w.rows(), w.cols(), derive_seed(seed, name) >> 1);
+    if (!selection.selected(name)) return make_dense_linear(w);
+    QuantizedLayer ql = quantize_layer(quantizer, name, w, seed);
+    const auto& q = ql.quantizer;
+    const QuantizedMatrix& qm = ql.matrix;
     auto layer = make_linear(kernel, *q, qm);
     // Weight error from the layer's own dequantized copy.
     Matrix w_hat(w.rows(), w.cols());

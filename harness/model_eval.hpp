@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 
+#include "harness/layer_quantization.hpp"
 #include "harness/perplexity.hpp"
 #include "harness/sweep.hpp"
 
@@ -44,8 +45,6 @@ struct QuantizedModelStats {
   std::string layer_json;
   std::vector<std::string> kernels;  // distinct, in order of first use
 };
-// Every linear layer in the blocks (the default `include`).
-inline constexpr const char* kBlockLinearLayers = R"(blk\.\d+\.(attn_(q|k|v|output)|ffn_(gate|up|down))\.weight)";
 
 // kernel: one of linear_kernel_names() (kernels/registry.hpp); "auto" = the fastest that reads the format.
 std::unique_ptr<LlamaModel> quantize_model(const Checkpoint& ck, const Quantizer& quantizer, std::uint64_t seed,

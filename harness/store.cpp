@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <functional>
 
+#include "common/atomic_file.hpp"
 #include "common/error.hpp"
 
 namespace tqb {
@@ -190,33 +191,6 @@ void write_column(hid_t group, const ResultTable& t, std::size_t j, const std::s
   if (!c.direction.empty()) write_attr(d, "direction", c.direction, file);
 }
 
-// Writes `bytes` to a new file at `path` and syncs it; every failure (a full disk: ENOSPC, a file-size
-// limit: EFBIG, an I/O error) is a RunError naming the file and the cause.
-void write_file_synced(const std::string& path, const std::vector<char>& bytes) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw RunError(fmt::format("{}: cannot create: {}", path, std::strerror(errno)));
-  std::size_t done = 0;
-  int err = 0;
-  while (done < bytes.size() && err == 0) {
-    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n > 0) done += static_cast<std::size_t>(n);
-    else if (n < 0 && errno != EINTR) err = errno;
-    else if (n == 0) err = EIO;
-  }
-  if (err == 0 && ::fsync(fd) != 0) err = errno;
-  if (::close(fd) != 0 && err == 0) err = errno;
-  if (err != 0)
-    throw RunError(fmt::format("{}: cannot write {} bytes ({} written): {}{}", path, bytes.size(), done,
-                               std::strerror(err), err == ENOSPC || err == EDQUOT ? " (the disk is full)" : ""));
-}
-
-void fsync_path(const std::string& path, bool directory) {
-  const int fd = ::open(path.c_str(), directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
-  if (fd < 0) return;
-  ::fsync(fd);
-  ::close(fd);
-}
-
 // --- reading ---
 
 [[noreturn]] void bad_file(const std::string& path, const std::string& msg) {
@@ -331,10 +305,11 @@ void write_result_file(const std::string& path, const ResultTable& t) {
   silence_hdf5();
   for (const auto& row : t.rows)
     if (row.size() != t.columns.size()) throw RunError(fmt::format("{}: internal error: row width mismatch", path));
-  const std::string tmp = fmt::format("{}.tmp.{}", path, ::getpid());
-  // The file is built in memory (HDF5's core driver, no backing store) and written by write_file_synced:
-  // HDF5 never writes to the disk itself, because a failed write inside HDF5 (a full disk) left its file
-  // table inconsistent and crashed at exit in HDF5's shutdown (H5F__close_cb, HDF5 1.10).
+  // The file is built in memory (HDF5's core driver, no backing store), because
+  // HDF5 must never write to the disk itself: a failed write inside HDF5 (a full disk) left its file
+  // table inconsistent and crashed at exit in HDF5's shutdown (H5F__close_cb, HDF5 1.10). The image is
+  // then written by AtomicFile: complete or absent.
+  const std::string tmp = path + ".image";  // a name for HDF5's in-memory file; nothing is written there
   std::vector<char> image;
   {
     H5Id fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
@@ -360,17 +335,9 @@ void write_result_file(const std::string& path, const ResultTable& t) {
     if (H5Fget_file_image(file, image.data(), image.size()) != size)
       throw RunError(fmt::format("{}: cannot serialise the file: {}", path, hdf5_error()));
   }
-  try {
-    write_file_synced(tmp, image);
-    std::error_code ec;
-    std::filesystem::rename(tmp, path, ec);
-    if (ec) throw RunError(fmt::format("{}: cannot replace with {}: {}", path, tmp, ec.message()));
-    const auto dir = std::filesystem::path(path).parent_path();
-    fsync_path(dir.empty() ? "." : dir.string(), true);
-  } catch (...) {
-    std::remove(tmp.c_str());
-    throw;
-  }
+  AtomicFile out(path);
+  out.write(image.data(), image.size());
+  out.commit();
 }
 
 ResultTable read_result_file(const std::string& path) {

@@ -1,6 +1,6 @@
 #pragma once
-// ggml tensor types that tqbench reads from GGUF files, dequantized to fp32. Block layouts follow
-// ggml's (ggml-common.h); each struct's size is checked against the format's bits per weight.
+// ggml tensor types that tqbench reads from GGUF files, dequantized to fp32: F32, F16, BF16, and every
+// block format of quantizers/ggml_blocks (whose codecs the quantizer families share).
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -23,7 +23,8 @@ std::string supported_ggml_types();  // "F32, F16, ..." for error messages
 
 // ggml type ids (GGUF tensor info `type`).
 enum : std::uint32_t {
-  kGgmlF32 = 0, kGgmlF16 = 1, kGgmlQ4_0 = 2, kGgmlQ4_1 = 3, kGgmlQ5_0 = 6, kGgmlQ5_1 = 7, kGgmlQ8_0 = 8, kGgmlQ4_K = 12, kGgmlQ6_K = 14,
+  kGgmlF32 = 0, kGgmlF16 = 1, kGgmlQ4_0 = 2, kGgmlQ4_1 = 3, kGgmlQ5_0 = 6, kGgmlQ5_1 = 7, kGgmlQ8_0 = 8, kGgmlQ2_K = 10, kGgmlQ3_K = 11,
+  kGgmlQ4_K = 12, kGgmlQ5_K = 13, kGgmlQ6_K = 14, kGgmlIQ4_NL = 20,
   kGgmlBF16 = 30
 };
 

@@ -79,10 +79,12 @@ GgufFile::GgufFile(const std::string& path) : file_(std::make_unique<MappedFile>
   if (n_kv > r.remaining() / 12) model_file_error(path, 16, fmt::format("metadata count {} is absurd for the file size", n_kv));
   if (n_tensors > r.remaining() / 24) model_file_error(path, 8, fmt::format("tensor count {} is absurd for the file size", n_tensors));
   for (std::uint64_t i = 0; i < n_kv; ++i) {
+    const std::uint64_t begin = r.offset();
     const std::string key = r.read_string("metadata key", 1 << 16);
     const std::uint32_t type = r.read<std::uint32_t>(key.c_str());
     GgufValue v = read_value(r, type, key, 0);
     if (!metadata_.emplace(key, std::move(v)).second) r.fail(fmt::format("metadata key '{}' appears twice", key));
+    raw_metadata_.push_back({key, begin, r.offset()});
   }
   std::uint64_t alignment = 32;
   if (has("general.alignment")) {
@@ -90,6 +92,7 @@ GgufFile::GgufFile(const std::string& path) : file_(std::make_unique<MappedFile>
     if (alignment == 0 || (alignment & (alignment - 1)) != 0 || alignment > 65536)
       model_file_error(path, r.offset(), fmt::format("general.alignment {} is not a power of two up to 65536", alignment));
   }
+  alignment_ = alignment;
   std::vector<std::uint64_t> relative;
   for (std::uint64_t i = 0; i < n_tensors; ++i) {
     GgufTensorInfo t;

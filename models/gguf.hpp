@@ -50,6 +50,18 @@ class GgufFile {
 
   // A tensor as a row-major fp32 matrix: rows = dims[1]·dims[2]·…, cols = dims[0].
   Matrix tensor(const GgufTensorInfo& t) const;
+  // The tensor's stored bytes (t.bytes of them), in its ggml type.
+  const std::uint8_t* tensor_bytes(const GgufTensorInfo& t) const { return file_->data() + t.offset; }
+
+  // Each metadata entry's bytes as stored (key, type and value), in file order, so that a writer can copy
+  // entries exactly, their integer widths included (tqbench export).
+  struct RawEntry {
+    std::string key;
+    std::uint64_t begin = 0, end = 0;  // byte range in the file
+  };
+  const std::vector<RawEntry>& raw_metadata() const { return raw_metadata_; }
+  const std::uint8_t* file_bytes() const { return file_->data(); }
+  std::uint64_t alignment() const { return alignment_; }
 
  private:
   [[noreturn]] void key_error(const std::string& key, const std::string& what) const;
@@ -57,6 +69,8 @@ class GgufFile {
   std::uint32_t version_ = 0;
   std::map<std::string, GgufValue> metadata_;
   std::vector<GgufTensorInfo> tensors_;
+  std::vector<RawEntry> raw_metadata_;
+  std::uint64_t alignment_ = 32;
 };
 
 }  // namespace tqb

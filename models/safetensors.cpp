@@ -13,6 +13,7 @@ namespace {
 std::size_t dtype_size(const std::string& d) {
   if (d == "F32") return 4;
   if (d == "F16" || d == "BF16") return 2;
+  if (d == "U8") return 1;  // tqbench's quantized layout (harness/quantized_safetensors): codes and side data
   return 0;
 }
 
@@ -35,7 +36,14 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : file_(std::make_uniq
   for (const auto& item : header.items()) {
     const std::string& name = item.key();  // not a structured binding: lambdas capture it (clang 14)
     const auto& v = item.value();
-    if (name == "__metadata__") continue;
+    if (name == "__metadata__") {
+      if (!v.is_object()) model_file_error(path, 8, "__metadata__ is not a JSON object");
+      for (const auto& m : v.items()) {
+        if (!m.value().is_string()) model_file_error(path, 8, fmt::format("__metadata__ '{}' is not a string", m.key()));
+        metadata_[m.key()] = m.value().get<std::string>();
+      }
+      continue;
+    }
     auto bad = [&](const std::string& what) { model_file_error(path, 8, fmt::format("tensor '{}': {}", name, what)); };
     if (!v.is_object() || !v.contains("dtype") || !v.contains("shape") || !v.contains("data_offsets"))
       bad("needs dtype, shape and data_offsets");
@@ -44,7 +52,7 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : file_(std::make_uniq
     if (!v["dtype"].is_string()) bad("dtype is not a string");
     t.dtype = v["dtype"].get<std::string>();
     const std::size_t es = dtype_size(t.dtype);
-    if (es == 0) bad(fmt::format("dtype {} is not supported (F32, F16, BF16)", t.dtype));
+    if (es == 0) bad(fmt::format("dtype {} is not supported (F32, F16, BF16, U8)", t.dtype));
     if (!v["shape"].is_array() || v["shape"].size() > 4) bad("shape is not a list of at most 4 dimensions");
     std::uint64_t elements = 1;
     for (const auto& d : v["shape"]) {
@@ -75,6 +83,8 @@ Matrix SafetensorsFile::tensor(const SafetensorInfo& t) const {
   const std::uint64_t cols = t.shape.empty() ? 1 : t.shape.back();
   std::uint64_t rows = 1;
   for (std::size_t i = 0; i + 1 < t.shape.size(); ++i) rows *= t.shape[i];
+  if (t.dtype == "U8")
+    throw ModelFileError(fmt::format("{}: error: tensor '{}' holds U8 bytes (quantized codes), not weights", path(), t.name));
   Matrix m(rows, cols);
   const std::uint8_t* src = file_->data() + t.offset;
   const std::size_t n = rows * cols;

@@ -1,6 +1,6 @@
 #pragma once
 // Hugging Face safetensors: an 8-byte little-endian header length, a JSON header naming each tensor's
-// dtype, shape and byte range, then the data. F32, F16 and BF16 are read (to fp32); memory-mapped and
+// dtype, shape and byte range, then the data. F32, F16 and BF16 are read (to fp32), U8 as bytes; memory-mapped and
 // bounds-checked like GGUF. A sharded checkpoint (model.safetensors.index.json) maps tensor names to
 // shard files.
 #include <map>
@@ -24,12 +24,16 @@ class SafetensorsFile {
   explicit SafetensorsFile(const std::string& path);  // throws ModelFileError
   const std::string& path() const { return file_->path(); }
   const std::map<std::string, SafetensorInfo>& tensors() const { return tensors_; }
-  // rows = product of all but the last dimension, cols = the last (1-D: one row).
+  // rows = product of all but the last dimension, cols = the last (1-D: one row). F32, F16, BF16.
   Matrix tensor(const SafetensorInfo& t) const;
+  const std::uint8_t* bytes(const SafetensorInfo& t) const { return file_->data() + t.offset; }
+  // The header's __metadata__ (string to string).
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
 
  private:
   std::unique_ptr<MappedFile> file_;
   std::map<std::string, SafetensorInfo> tensors_;
+  std::map<std::string, std::string> metadata_;
 };
 
 // Every tensor of a Hugging Face model folder: model.safetensors, or the shards that

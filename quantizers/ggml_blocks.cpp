@@ -1,5 +1,7 @@
 #include "quantizers/ggml_blocks.hpp"
 
+#include "quantizers/ggml_kquant_blocks.hpp"
+
 #include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
@@ -121,12 +123,25 @@ void dequantize_q8_0(const std::uint8_t* in, float* y, std::size_t n) {
 }  // namespace
 
 const std::vector<GgmlBlockFormat>& ggml_block_formats() {
+  namespace k = ggml_kquant;
   static const std::vector<GgmlBlockFormat> formats{
-      {"q4_0", 2, QK, 18, 4, quantize_nibbles<4, false>, dequantize_nibbles<4, false>},
-      {"q4_1", 3, QK, 20, 4, quantize_nibbles<4, true>, dequantize_nibbles<4, true>},
-      {"q5_0", 6, QK, 22, 5, quantize_nibbles<5, false>, dequantize_nibbles<5, false>},
-      {"q5_1", 7, QK, 24, 5, quantize_nibbles<5, true>, dequantize_nibbles<5, true>},
-      {"q8_0", 8, QK, 34, 8, quantize_q8_0, dequantize_q8_0},
+      {"q4_0", 2, QK, 18, 4, "blocks of 32, fp16 scale", nullptr, quantize_nibbles<4, false>, dequantize_nibbles<4, false>},
+      {"q4_1", 3, QK, 20, 4, "blocks of 32, fp16 scale and minimum", nullptr, quantize_nibbles<4, true>, dequantize_nibbles<4, true>},
+      {"q5_0", 6, QK, 22, 5, "blocks of 32, fp16 scale", nullptr, quantize_nibbles<5, false>, dequantize_nibbles<5, false>},
+      {"q5_1", 7, QK, 24, 5, "blocks of 32, fp16 scale and minimum", nullptr, quantize_nibbles<5, true>, dequantize_nibbles<5, true>},
+      {"q8_0", 8, QK, 34, 8, "blocks of 32, fp16 scale", nullptr, quantize_q8_0, dequantize_q8_0},
+      {"q2_K", 10, k::kSuperBlock, k::kQ2KBytes, 2, "super-blocks of 256: 16 x 16 with 4-bit scales and minimums",
+       "q4_0", k::quantize_q2_k, k::dequantize_q2_k},
+      {"q3_K", 11, k::kSuperBlock, k::kQ3KBytes, 3, "super-blocks of 256: 16 x 16 with 6-bit scales", "q4_0",
+       k::quantize_q3_k, k::dequantize_q3_k},
+      {"q4_K", 12, k::kSuperBlock, k::kQ4KBytes, 4, "super-blocks of 256: 8 x 32 with 6-bit scales and minimums",
+       "q5_0", k::quantize_q4_k, k::dequantize_q4_k},
+      {"q5_K", 13, k::kSuperBlock, k::kQ5KBytes, 5, "super-blocks of 256: 8 x 32 with 6-bit scales and minimums",
+       "q5_1", k::quantize_q5_k, k::dequantize_q5_k},
+      {"q6_K", 14, k::kSuperBlock, k::kQ6KBytes, 6, "super-blocks of 256: 16 x 16 with int8 scales", "q8_0",
+       k::quantize_q6_k, k::dequantize_q6_k},
+      {"iq4_nl", 20, k::kIq4Block, k::kIq4NlBytes, 4, "blocks of 32 on 16 fixed non-uniform levels, fp16 scale",
+       nullptr, k::quantize_iq4_nl, k::dequantize_iq4_nl},
   };
   return formats;
 }
@@ -135,6 +150,12 @@ const GgmlBlockFormat* find_ggml_block_format(const std::string& name) {
   for (const auto& f : ggml_block_formats())
     if (name == f.name) return &f;
   return nullptr;
+}
+
+std::string ggml_format_names() {
+  std::string s;
+  for (const auto& f : ggml_block_formats()) s += (s.empty() ? "" : ", ") + std::string(f.name);
+  return s;
 }
 
 const GgmlBlockFormat* find_ggml_block_format(std::uint32_t ggml_type) {

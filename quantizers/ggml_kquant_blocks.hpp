@@ -1,0 +1,39 @@
+#pragma once
+// llama.cpp's k-quants (q2_K, q3_K, q4_K, q5_K, q6_K: super-blocks of 256 weights with 16 or 8 sub-block
+// scales quantized against one or two fp16 super-scales) and iq4_nl (blocks of 32 on a fixed non-uniform
+// 16-level grid), in ggml's byte layout. Quantization reproduces what `llama-quantize` writes without an
+// importance matrix, bit for bit (bench/peers/check_ggml_formats.py compares against ggml itself):
+//  - the k-quants: ggml's reference path (quantize_row_*_K_ref), which llama-quantize calls when no
+//    importance matrix is given;
+//  - iq4_nl: the path llama-quantize calls (a 15-step scale search, weights x²), not ggml's cheaper
+//    quantize_row_iq4_nl_ref (one step), which no shipped file uses.
+// The searches are float arithmetic in a fixed order; the file is compiled with -ffp-contract=off, as
+// ggml's base library is (no FMA in its x86-64 baseline build), so the bytes do not depend on the CPU.
+// All functions: n weights, a multiple of the block (256, or 32 for iq4_nl), into n / block blocks.
+#include <cstddef>
+#include <cstdint>
+
+namespace tqb::ggml_kquant {
+
+inline constexpr std::size_t kSuperBlock = 256;  // QK_K
+inline constexpr std::size_t kIq4Block = 32;     // QK4_NL
+
+// Bytes per block (sizeof ggml's block_* structs).
+inline constexpr std::size_t kQ2KBytes = 84, kQ3KBytes = 110, kQ4KBytes = 144, kQ5KBytes = 176, kQ6KBytes = 210,
+                             kIq4NlBytes = 18;
+
+void quantize_q2_k(const float* x, std::uint8_t* out, std::size_t n);
+void quantize_q3_k(const float* x, std::uint8_t* out, std::size_t n);
+void quantize_q4_k(const float* x, std::uint8_t* out, std::size_t n);
+void quantize_q5_k(const float* x, std::uint8_t* out, std::size_t n);
+void quantize_q6_k(const float* x, std::uint8_t* out, std::size_t n);
+void quantize_iq4_nl(const float* x, std::uint8_t* out, std::size_t n);
+
+void dequantize_q2_k(const std::uint8_t* in, float* y, std::size_t n);
+void dequantize_q3_k(const std::uint8_t* in, float* y, std::size_t n);
+void dequantize_q4_k(const std::uint8_t* in, float* y, std::size_t n);
+void dequantize_q5_k(const std::uint8_t* in, float* y, std::size_t n);
+void dequantize_q6_k(const std::uint8_t* in, float* y, std::size_t n);
+void dequantize_iq4_nl(const std::uint8_t* in, float* y, std::size_t n);
+
+}  // namespace tqb::ggml_kquant

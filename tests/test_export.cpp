@@ -1,0 +1,177 @@
+// tqbench export: GGUF files with llama.cpp's types (metadata copied exactly, the bytes the quantizer made,
+// the fallback type for narrow rows) and tqbench's safetensors layout, read back bit-exactly; the errors a
+// user meets. llama.cpp itself runs exported files in bench/peers/check_ggml_formats.py.
+#include <doctest/doctest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "common/error.hpp"
+#include "harness/export.hpp"
+#include "harness/quantized_safetensors.hpp"
+#include "models/checkpoint.hpp"
+#include "models/ggml_types.hpp"
+#include "models/gguf.hpp"
+#include "quantizers/registry.hpp"
+#include "gguf_writer.hpp"
+#include "test_util.hpp"
+
+using namespace tqb;
+
+namespace {
+
+std::vector<float> values(std::size_t n, std::uint64_t seed) {
+  const Matrix m = test::random_normal_matrix(1, n, seed);
+  return {m.data(), m.data() + n};
+}
+
+// A GGUF without a model architecture tqbench runs: export needs none (it copies what it does not quantize).
+std::string synthetic_gguf(const test::TempDir& dir) {
+  test::GgufWriter g;
+  g.kv_string("general.architecture", "synthetic");
+  g.kv_u32("general.file_type", 0);
+  g.kv_f32("synthetic.norm_eps", 1e-5f);
+  g.kv_strings("tokenizer.ggml.tokens", {"<s>", "a", "b"});
+  g.kv_bool("synthetic.flag", true);
+  g.tensor_f32("token_embd.weight", {64, 10}, values(640, 1));
+  g.tensor_f32("blk.0.ffn_down.weight", {512, 8}, values(4096, 2));  // whole super-blocks
+  g.tensor_f32("blk.0.attn_q.weight", {96, 4}, values(384, 3));      // 96 = 3 blocks of 32: the fallback
+  g.tensor_f32("output_norm.weight", {64}, values(64, 4));
+  const std::string path = dir.file("synthetic.gguf");
+  std::ofstream(path, std::ios::binary) << g.bytes();
+  return path;
+}
+
+}  // namespace
+
+TEST_CASE("export to GGUF: llama.cpp's types, the quantizer's bytes, metadata copied, the rest untouched") {
+  test::TempDir dir;
+  const std::string src_path = synthetic_gguf(dir);
+  const GgufFile src(src_path);
+  ExportRequest r;
+  r.model = src_path;
+  r.quantizer = "q4_K";
+  r.output = dir.file("out.gguf");
+  r.seed = 5;
+  std::ostringstream log;
+  export_model(r, log);
+  CHECK(log.str().find("2 of 4 tensors quantized with q4_K(fallback=q5_0)") != std::string::npos);
+  const GgufFile out(r.output);
+  // Metadata: every source entry but general.file_type, with its type; tqbench's provenance added.
+  CHECK(out.get_string("general.architecture") == "synthetic");
+  CHECK(out.get_strings("tokenizer.ggml.tokens") == std::vector<std::string>{"<s>", "a", "b"});
+  CHECK(out.get_float("synthetic.norm_eps") == doctest::Approx(1e-5));
+  CHECK(out.get_bool("synthetic.flag"));
+  CHECK(!out.has("general.file_type"));
+  CHECK(out.get_string("tqbench.quantizer") == "q4_K(fallback=q5_0)");
+  CHECK(out.get_uint("tqbench.seed") == 5);
+  // Tensors: the selected ones in their ggml type with exactly the quantizer's bytes; the rest as stored.
+  const auto q = parse_quantizer("q4_K");
+  for (const auto& t : src.tensors()) {
+    CAPTURE(t.name);
+    const GgufTensorInfo* o = out.find_tensor(t.name);
+    REQUIRE(o != nullptr);
+    CHECK(o->dims == t.dims);
+    if (t.name.rfind("blk.", 0) == 0) {
+      const QuantizedLayer ql = quantize_layer(*q, t.name, src.tensor(t), r.seed);
+      CHECK(o->type == (t.dims[0] % 256 == 0 ? kGgmlQ4_K : kGgmlQ5_0));
+      REQUIRE(o->bytes == ql.matrix.codes.size());
+      CHECK(std::equal(ql.matrix.codes.begin(), ql.matrix.codes.end(), out.tensor_bytes(*o)));
+      // The reader dequantizes it as the quantizer does.
+      Matrix back(static_cast<Eigen::Index>(t.dims[1]), static_cast<Eigen::Index>(t.dims[0]));
+      ql.quantizer->dequantize(ql.matrix, back.data());
+      CHECK(out.tensor(*o) == back);
+    } else {
+      CHECK(o->type == t.type);
+      CHECK(std::equal(src.tensor_bytes(t), src.tensor_bytes(t) + t.bytes, out.tensor_bytes(*o)));
+    }
+  }
+  // An exported file exports again (its tqbench keys are replaced, not repeated).
+  r.model = r.output;
+  r.output = dir.file("again.gguf");
+  r.quantizer = "q8_0";
+  r.include = "token_embd.weight";
+  export_model(r, log);
+  const GgufFile again(r.output);
+  CHECK(again.get_string("tqbench.quantizer") == "q8_0()");
+  CHECK(again.find_tensor("token_embd.weight")->type == kGgmlQ8_0);
+  CHECK(again.find_tensor("blk.0.ffn_down.weight")->type == kGgmlQ4_K);
+}
+
+TEST_CASE("export: a format GGUF cannot hold, a bad extension, a pattern that selects nothing, a folder source") {
+  test::TempDir dir;
+  const std::string src = synthetic_gguf(dir);
+  auto export_cli = [&](const std::string& args) { return test::run_tqbench("export --model '" + src + "' " + args); };
+  auto r = export_cli("--quantizer 'turboquant(bits=4,group=32)' -o '" + dir.file("t.gguf") + "'");
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("GGUF has no tensor type for turboquant") != std::string::npos);
+  CHECK(r.output.find("OUT.safetensors") != std::string::npos);
+  r = export_cli("--quantizer q4_0 -o '" + dir.file("t.bin") + "'");
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("must end in .gguf") != std::string::npos);
+  r = export_cli("--quantizer q4_0 --include 'nothing' -o '" + dir.file("t.gguf") + "'");
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("selects no 2-D tensor") != std::string::npos);
+  r = export_cli("--quantizer 'q4_K(fallback=none)' -o '" + dir.file("t.gguf") + "'");
+  CHECK(r.exit_code != 0);
+  CHECK(r.output.find("fallback=none") != std::string::npos);
+  CHECK(!std::filesystem::exists(dir.file("t.gguf")));  // nothing half-written
+  r = test::run_tqbench("export --model '" + dir.path.string() + "' --quantizer q4_0 -o '" + dir.file("t.gguf") + "'");
+  CHECK(r.exit_code == 2);
+}
+
+TEST_CASE("export to safetensors: tqbench's layout reads back bit-exactly, residual passes included") {
+  const std::string model = (std::filesystem::path(shared_dir()) / "models/stories260K/stories260K.gguf").string();
+  if (!std::filesystem::exists(model)) {
+    MESSAGE("SKIPPED: stories260K (../shared) is not there");
+    return;
+  }
+  test::TempDir dir;
+  ExportRequest r;
+  r.model = model;
+  r.quantizer = "residual(stack=4+2,group=32)";
+  r.output = dir.file("out.safetensors");
+  r.seed = 9;
+  std::ostringstream log;
+  export_model(r, log);
+  const QuantizedModelFile m = read_quantized_safetensors(r.output);
+  const Checkpoint ck = load_checkpoint(model);
+  const auto q = parse_quantizer(r.quantizer);
+  CHECK(m.metadata.at("tqbench.quantizer") == q->name());
+  CHECK(m.quantized.size() == 7 * static_cast<std::size_t>(ck.config.n_layers));
+  std::function<void(const QuantizedMatrix&, const QuantizedMatrix&)> same = [&](const QuantizedMatrix& a, const QuantizedMatrix& b) {
+    CHECK(a.format == b.format);
+    CHECK(a.seed == b.seed);
+    CHECK(a.rows == b.rows);
+    CHECK(a.cols == b.cols);
+    CHECK(a.code_bits == b.code_bits);
+    CHECK(a.side_format == b.side_format);
+    CHECK(a.codes == b.codes);
+    CHECK(a.scales == b.scales);
+    CHECK(a.zeros == b.zeros);
+    CHECK(a.codebook == b.codebook);
+    REQUIRE(a.passes.size() == b.passes.size());
+    for (std::size_t i = 0; i < a.passes.size(); ++i) same(a.passes[i], b.passes[i]);
+  };
+  for (const auto& [name, qm] : m.quantized) {
+    CAPTURE(name);
+    const QuantizedLayer expect = quantize_layer(*q, name, ck.tensor(name), r.seed);
+    CHECK(expect.matrix.passes.size() == 2);
+    same(qm, expect.matrix);
+  }
+  for (const auto& [name, w] : m.dense) CHECK(w == ck.tensor(name));
+  CHECK(m.dense.size() + m.quantized.size() == ck.tensors.size());
+
+  // A part whose size does not fit the named quantizer is refused, naming the tensor.
+  QuantizedModelFile bad = m;
+  auto& victim = bad.quantized.begin()->second;
+  victim.passes[0].codes.pop_back();
+  write_quantized_safetensors(dir.file("bad.safetensors"), bad);
+  const std::string expected = bad.quantized.begin()->first + ".pass0': codes has";
+  CHECK_THROWS_WITH_AS(read_quantized_safetensors(dir.file("bad.safetensors")), doctest::Contains(expected.c_str()), ModelFileError);
+  bad = m;
+  bad.quantized.begin()->second.format = "nonsense(bits=4)";
+  write_quantized_safetensors(dir.file("bad2.safetensors"), bad);
+  CHECK_THROWS_WITH_AS(read_quantized_safetensors(dir.file("bad2.safetensors")), doctest::Contains("quantizer 'nonsense(bits=4)'"),
+                       ModelFileError);
+}
