@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <regex>
 
+#include "common/printable.hpp"
 #include "models/ggml_types.hpp"
 #include "models/gguf.hpp"
 #include "models/mapped_file.hpp"
@@ -54,38 +55,86 @@ std::string resolve_model_path(const std::string& model) {
 
 namespace {
 
+constexpr const char* kHfArchitectures =
+    "LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, MistralForCausalLM, GemmaForCausalLM";
+
+// GGUF's RoPE scaling: `{arch}.rope.scaling.type` linear (θ / factor) and the per-frequency rope_freqs tensor
+// that convert_hf_to_gguf writes for Llama 3's scaling (llama.cpp divides θ_i by it); other types refused.
+void gguf_rope_scaling(const GgufFile& g, const std::string& arch, Checkpoint& ck) {
+  ModelConfig& c = ck.config;
+  const std::string type_key = arch + ".rope.scaling.type";
+  const std::string type = g.has(type_key) ? g.get_string(type_key) : "none";
+  if (type == "linear") {
+    const float factor = static_cast<float>(g.get_float(arch + ".rope.scaling.factor"));
+    if (!(factor >= 1.0f && factor <= 1024.0f))
+      throw ModelFileError(fmt::format("{}: error: key '{}.rope.scaling.factor': {} (1 to 1024 are valid)", ck.path, arch, factor));
+    c.rope_freq_divisors.assign(static_cast<std::size_t>(c.head_dim / 2), factor);
+  } else if (type != "none") {
+    throw InputError(fmt::format("{}: error: key '{}': RoPE scaling '{}' is not supported (none, linear, and Llama 3's "
+                                 "rope_freqs tensor are)", ck.path, type_key, printable(type)));
+  }
+  if (ck.has("rope_freqs.weight")) {
+    const Matrix& f = ck.tensor("rope_freqs.weight");
+    if (f.size() != c.head_dim / 2)
+      throw ModelFileError(fmt::format("{}: error: tensor 'rope_freqs.weight' has {} values, expected head size / 2 = {}",
+                                       ck.path, f.size(), c.head_dim / 2));
+    if (c.rope_freq_divisors.empty()) c.rope_freq_divisors.assign(static_cast<std::size_t>(c.head_dim / 2), 1.0f);
+    for (int i = 0; i < c.head_dim / 2; ++i) {
+      if (!(f(i) > 0.0f) || !std::isfinite(f(i)))
+        throw ModelFileError(fmt::format("{}: error: tensor 'rope_freqs.weight': value {} is {} (positive finite values are valid)",
+                                         ck.path, i, f(i)));
+      c.rope_freq_divisors[static_cast<std::size_t>(i)] *= f(i);
+    }
+    ck.tensors.erase("rope_freqs.weight");  // a parameter of RoPE, not a weight to quantize or count
+  }
+}
+
+// GGUF files of the llama family's layout: llama (interleaved RoPE pairs: convert_hf_to_gguf permutes q and k),
+// qwen2 (q/k/v biases) and qwen3 (q/k RMSNorm), both rotate-half as Hugging Face does.
 void load_gguf(Checkpoint& ck) {
   GgufFile g(ck.path);
   const std::string arch = g.get_string("general.architecture");
-  if (arch != "llama")
-    throw InputError(fmt::format("{}: error: GGUF architecture '{}' is not supported (supported: GGUF llama; Hugging "
-                                 "Face LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM)", ck.path, arch));
+  if (arch != "llama" && arch != "qwen2" && arch != "qwen3")
+    throw InputError(fmt::format("{}: error: GGUF architecture '{}' is not supported (supported: GGUF llama, qwen2, qwen3; "
+                                 "Hugging Face {})", ck.path, printable(arch), kHfArchitectures));
   ModelConfig& c = ck.config;
-  c.architecture = "llama";
+  c.architecture = arch;
   auto u = [&](const std::string& k) {  // sizes and counts: never narrowed to int unchecked
-    const std::uint64_t v = g.get_uint("llama." + k);
+    const std::uint64_t v = g.get_uint(arch + "." + k);
     if (v > (std::uint64_t{1} << 24))
-      throw ModelFileError(fmt::format("{}: error: key 'llama.{}': {} is beyond any model's size (at most 2^24)", ck.path, k, v));
+      throw ModelFileError(fmt::format("{}: error: key '{}.{}': {} is beyond any model's size (at most 2^24)", ck.path, arch, k, v));
     return static_cast<int>(v);
   };
+  auto has = [&](const std::string& k) { return g.has(arch + "." + k); };
   c.dim = u("embedding_length");
   c.n_layers = u("block_count");
   c.n_heads = u("attention.head_count");
-  c.n_kv_heads = g.has("llama.attention.head_count_kv") ? u("attention.head_count_kv") : c.n_heads;
+  c.n_kv_heads = has("attention.head_count_kv") ? u("attention.head_count_kv") : c.n_heads;
   c.hidden = u("feed_forward_length");
-  c.context = g.has("llama.context_length") ? u("context_length") : 2048;
-  c.norm_eps = static_cast<float>(g.get_float("llama.attention.layer_norm_rms_epsilon"));
-  c.rope_theta = g.has("llama.rope.freq_base") ? static_cast<float>(g.get_float("llama.rope.freq_base")) : 10000.0f;
-  c.rope_interleaved = true;
-  if (c.n_heads <= 0 || c.n_kv_heads <= 0 || c.dim % c.n_heads != 0 || c.n_heads % c.n_kv_heads != 0)
-    throw ModelFileError(fmt::format("{}: error: inconsistent heads: dim {}, {} heads, {} kv heads", ck.path, c.dim,
-                                     c.n_heads, c.n_kv_heads));
-  c.head_dim = c.dim / c.n_heads;
+  c.context = has("context_length") ? u("context_length") : 2048;
+  c.norm_eps = static_cast<float>(g.get_float(arch + ".attention.layer_norm_rms_epsilon"));
+  c.rope_theta = has("rope.freq_base") ? static_cast<float>(g.get_float(arch + ".rope.freq_base")) : 10000.0f;
+  c.rope_interleaved = arch == "llama";
+  c.qkv_bias = arch == "qwen2";
+  c.qk_norm = arch == "qwen3";
+  if (c.n_heads <= 0 || c.n_kv_heads <= 0 || c.n_heads % c.n_kv_heads != 0)
+    throw ModelFileError(fmt::format("{}: error: inconsistent heads: {} heads, {} kv heads", ck.path, c.n_heads, c.n_kv_heads));
+  if (has("attention.key_length")) {
+    c.head_dim = u("attention.key_length");
+    if (has("attention.value_length") && u("attention.value_length") != c.head_dim)
+      throw InputError(fmt::format("{}: error: key '{}.attention.value_length' differs from key_length; tqbench's attention "
+                                   "needs one head size", ck.path, arch));
+  } else {
+    if (c.dim % c.n_heads != 0)
+      throw ModelFileError(fmt::format("{}: error: inconsistent heads: dim {} is not a multiple of {} heads", ck.path, c.dim, c.n_heads));
+    c.head_dim = c.dim / c.n_heads;
+  }
   for (const auto& t : g.tensors()) {
     ck.tensors.emplace(t.name, g.tensor(t));
     ck.source_type[t.name] = find_ggml_type(t.type)->name;
     ck.source_rank[t.name] = t.dims.size();
   }
+  gguf_rope_scaling(g, arch, ck);
   c.tied_embeddings = !ck.has("output.weight");
   ck.tokenizer = make_gguf_tokenizer(g);
   c.vocab = static_cast<int>(ck.tensor("token_embd.weight").rows());
@@ -111,6 +160,46 @@ std::string hf_to_gguf_name(const std::string& n) {
   for (const auto& [re, to] : rules)
     if (std::regex_match(n, re)) return std::regex_replace(n, re, to);
   return "";
+}
+
+// Hugging Face RoPE scaling (rope_scaling, or transformers 5's rope_parameters) as per-frequency divisors:
+// `default` none, `linear` θ / factor, `llama3` Llama 3.1's band-wise scaling (transformers'
+// _compute_llama3_parameters: long wavelengths / factor, short ones kept, a linear blend between). Others
+// (dynamic, yarn, longrope) change attention or depend on the sequence length: refused by name.
+template <class Bad>
+std::vector<float> hf_rope_divisors(const nlohmann::json& r, const std::string& key, const ModelConfig& c, const Bad& bad) {
+  const std::string type = r.contains("rope_type") && r["rope_type"].is_string() ? r["rope_type"].get<std::string>()
+                           : r.contains("type") && r["type"].is_string()        ? r["type"].get<std::string>()
+                                                                                : "default";
+  auto number = [&](const char* k) {
+    if (!r.contains(k) || !r[k].is_number()) throw bad(key, fmt::format("rope type '{}' needs a number '{}'", type, k));
+    const double v = r[k].get<double>();
+    if (!(v > 0) || !std::isfinite(v)) throw bad(key, fmt::format("'{}' = {} is not a positive number", k, v));
+    return v;
+  };
+  const std::size_t half = static_cast<std::size_t>(c.head_dim / 2);
+  if (type == "default") return {};
+  if (type == "linear") return std::vector<float>(half, static_cast<float>(number("factor")));
+  if (type == "llama3") {
+    const double factor = number("factor"), low = number("low_freq_factor"), high = number("high_freq_factor"),
+                 old_context = number("original_max_position_embeddings");
+    if (high <= low) throw bad(key, "high_freq_factor must exceed low_freq_factor");
+    std::vector<float> d(half);
+    for (std::size_t i = 0; i < half; ++i) {
+      const double inv_freq = std::pow(static_cast<double>(c.rope_theta), -2.0 * static_cast<double>(i) / c.head_dim);
+      const double wavelen = 2 * M_PI / inv_freq;
+      double scaled = inv_freq;
+      if (wavelen > old_context / low) {
+        scaled = inv_freq / factor;
+      } else if (wavelen >= old_context / high) {
+        const double smooth = (old_context / wavelen - low) / (high - low);
+        scaled = (1 - smooth) * inv_freq / factor + smooth * inv_freq;
+      }
+      d[i] = static_cast<float>(inv_freq / scaled);
+    }
+    return d;
+  }
+  throw bad(key, fmt::format("RoPE type '{}' is not supported (default, linear, llama3 are)", printable(type)));
 }
 
 void parse_hf(Checkpoint& ck) {
@@ -143,11 +232,12 @@ void parse_hf(Checkpoint& ck) {
   if (arch == "LlamaForCausalLM") c.architecture = "llama";
   else if (arch == "Qwen2ForCausalLM") c.architecture = "qwen2";
   else if (arch == "Qwen3ForCausalLM") c.architecture = "qwen3";
+  else if (arch == "MistralForCausalLM") c.architecture = "mistral";
+  else if (arch == "GemmaForCausalLM") c.architecture = "gemma";
   else
-    throw InputError(fmt::format("{}: error: architecture '{}' is not supported (supported: LlamaForCausalLM, "
-                                 "Qwen2ForCausalLM, Qwen3ForCausalLM; GGUF llama)", cfg_path.string(), arch));
-  if (j.contains("rope_scaling") && !j["rope_scaling"].is_null())
-    throw bad("rope_scaling", "RoPE scaling is not supported");
+    throw InputError(fmt::format("{}: error: architecture '{}' is not supported (supported: {}; GGUF llama, qwen2, qwen3)",
+                                 cfg_path.string(), printable(arch), kHfArchitectures));
+  const bool gemma = c.architecture == "gemma";
   c.dim = get_int("hidden_size", 0, true);
   c.n_layers = get_int("num_hidden_layers", 0, true);
   c.n_heads = get_int("num_attention_heads", 0, true);
@@ -158,12 +248,44 @@ void parse_hf(Checkpoint& ck) {
   c.head_dim = get_int("head_dim", c.dim / c.n_heads, false);
   if (c.n_heads % c.n_kv_heads != 0) throw bad("num_key_value_heads", "must divide num_attention_heads");
   c.norm_eps = j.contains("rms_norm_eps") && j["rms_norm_eps"].is_number() ? j["rms_norm_eps"].get<float>() : 1e-6f;
+  // RoPE: `rope_theta` and `rope_scaling` (transformers 4), or both in `rope_parameters` (transformers 5).
+  const nlohmann::json* rope = nullptr;
+  std::string rope_key = "rope_scaling";
+  if (j.contains("rope_parameters") && j["rope_parameters"].is_object()) {
+    rope = &j["rope_parameters"];
+    rope_key = "rope_parameters";
+  } else if (j.contains("rope_scaling") && !j["rope_scaling"].is_null()) {
+    rope = &j["rope_scaling"];
+  }
   c.rope_theta = j.contains("rope_theta") && j["rope_theta"].is_number() ? j["rope_theta"].get<float>() : 10000.0f;
-  c.tied_embeddings = j.contains("tie_word_embeddings") && j["tie_word_embeddings"].is_boolean() &&
-                      j["tie_word_embeddings"].get<bool>();
+  if (rope && rope->contains("rope_theta") && (*rope)["rope_theta"].is_number()) c.rope_theta = (*rope)["rope_theta"].get<float>();
+  if (rope) c.rope_freq_divisors = hf_rope_divisors(*rope, rope_key, c, bad);
+  const bool tie_default = gemma;  // GemmaConfig ties by default, the others do not
+  c.tied_embeddings = j.contains("tie_word_embeddings") && j["tie_word_embeddings"].is_boolean()
+                          ? j["tie_word_embeddings"].get<bool>()
+                          : tie_default;
   c.rope_interleaved = false;
   c.qkv_bias = c.architecture == "qwen2";
   c.qk_norm = c.architecture == "qwen3";
+  // Features these architectures' configs can switch on that tqbench's forward pass does not have: refused
+  // by name rather than run wrongly.
+  auto flag = [&](const char* key) { return j.contains(key) && j[key].is_boolean() && j[key].get<bool>(); };
+  for (const char* key : {"attention_bias", "mlp_bias", "use_sliding_window", "use_bidirectional_attention"})
+    if (flag(key)) throw bad(key, "true is not supported (tqbench's layers have no such biases, windows or bidirectional attention)");
+  if (c.architecture == "mistral" && j.contains("sliding_window") && j["sliding_window"].is_number_integer())
+    c.sliding_window = get_int("sliding_window", 0, false);
+  const char* act_key = gemma ? "hidden_activation" : "hidden_act";
+  const std::string act = j.contains(act_key) && j[act_key].is_string() ? j[act_key].get<std::string>()
+                          : gemma ? "gelu_pytorch_tanh" : "silu";
+  if (gemma) {
+    if (act != "gelu_pytorch_tanh" && act != "gelu_tanh")
+      throw bad(act_key, fmt::format("'{}' is not supported (gelu_pytorch_tanh is)", printable(act)));
+    c.ffn_activation = ModelConfig::Activation::gelu_tanh;
+    // Gemma scales the embeddings by √dim, rounded to the activations' type (fp32 here).
+    c.embed_scale = static_cast<float>(std::sqrt(static_cast<double>(c.dim)));
+  } else if (act != "silu") {
+    throw bad(act_key, fmt::format("'{}' is not supported (silu is)", printable(act)));
+  }
   SafetensorsModel st(ck.path);
   for (const auto& name : st.names()) {
     const std::string to = hf_to_gguf_name(name);
@@ -173,6 +295,10 @@ void parse_hf(Checkpoint& ck) {
     ck.source_rank[to] = st.info(name).shape.size();
   }
   if (c.tied_embeddings) ck.tensors.erase("output.weight");
+  // Gemma's RMSNorm multiplies by (1 + w), in fp32: folded into the weights once, exactly.
+  if (gemma)
+    for (auto& [name, m] : ck.tensors)
+      if (name.size() > 12 && name.compare(name.size() - 12, 12, "_norm.weight") == 0) m.array() += 1.0f;
   if (fs::exists(fs::path(ck.path) / "tokenizer.json")) ck.tokenizer = make_hf_tokenizer(ck.path);
 }
 

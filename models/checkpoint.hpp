@@ -1,8 +1,9 @@
 #pragma once
 // A model checkpoint in memory: architecture config, every tensor as fp32 under one naming scheme
 // (GGUF's: token_embd, output_norm, output, blk.N.attn_q, ...), and the tokenizer. Loads GGUF files
-// (architecture `llama`) and Hugging Face folders (LlamaForCausalLM, Qwen2ForCausalLM,
-// Qwen3ForCausalLM with config.json and safetensors).
+// (architectures llama, qwen2, qwen3) and Hugging Face folders (LlamaForCausalLM, Qwen2ForCausalLM,
+// Qwen3ForCausalLM, MistralForCausalLM, GemmaForCausalLM with config.json and safetensors); each is checked
+// against transformers' logits (tests/fixtures/make_hf_fixtures.py).
 #include <map>
 #include <memory>
 #include <string>
@@ -14,7 +15,7 @@
 namespace tqb {
 
 struct ModelConfig {
-  std::string architecture;  // llama | qwen2 | qwen3
+  std::string architecture;  // llama | qwen2 | qwen3 | mistral | gemma
   int dim = 0, n_layers = 0, n_heads = 0, n_kv_heads = 0, head_dim = 0, hidden = 0, vocab = 0, context = 0;
   float norm_eps = 1e-5f, rope_theta = 10000.0f;
   // RoPE pairs: GGUF llama rotates interleaved pairs (2i, 2i+1); Hugging Face rotates halves (i, i + d/2).
@@ -22,6 +23,13 @@ struct ModelConfig {
   bool tied_embeddings = false;  // no separate output matrix: the head is token_embd
   bool qkv_bias = false;         // Qwen2
   bool qk_norm = false;          // Qwen3: RMSNorm of each head's q and k
+  int sliding_window = 0;        // Mistral: a query attends to the last sliding_window positions (0: all)
+  float embed_scale = 1.0f;      // Gemma: token embeddings × √dim
+  enum class Activation { silu, gelu_tanh };
+  Activation ffn_activation = Activation::silu;  // SwiGLU, or GeGLU (Gemma)
+  // RoPE scaling as one divisor per frequency (θ_i ← θ_i / divisor_i), empty for none: Hugging Face's
+  // `linear` and `llama3` rope_scaling and GGUF's rope_freqs tensor all reduce to this.
+  std::vector<float> rope_freq_divisors;
 };
 
 struct Checkpoint {

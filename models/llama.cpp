@@ -57,9 +57,13 @@ LlamaModel::LlamaModel(const Checkpoint& ck, const LinearFactory& linear) : c_(c
     L.down = make(p + "ffn_down.weight", ck.tensor(p + "ffn_down.weight"));
     layers_.push_back(std::move(L));
   }
-  // RoPE frequencies θ_i = base^(−2i/d), i < d/2, in double (Su et al. 2021).
-  for (int i = 0; i < c_.head_dim / 2; ++i)
-    inv_freq_.push_back(static_cast<float>(std::pow(static_cast<double>(c_.rope_theta), -2.0 * i / c_.head_dim)));
+  // RoPE frequencies θ_i = base^(−2i/d), i < d/2, in double (Su et al. 2021), divided by the checkpoint's
+  // RoPE scaling (linear, Llama 3's bands, GGUF rope_freqs).
+  for (int i = 0; i < c_.head_dim / 2; ++i) {
+    double f = std::pow(static_cast<double>(c_.rope_theta), -2.0 * i / c_.head_dim);
+    if (!c_.rope_freq_divisors.empty()) f /= c_.rope_freq_divisors[static_cast<std::size_t>(i)];
+    inv_freq_.push_back(static_cast<float>(f));
+  }
 }
 
 KvCache LlamaModel::new_cache(std::size_t capacity) const {
@@ -103,6 +107,7 @@ Matrix LlamaModel::forward(const std::vector<int>& tokens, KvCache& cache, std::
       throw InputError(fmt::format("token id {} is outside the vocabulary (0..{})", tokens[t], c_.vocab - 1));
     x.row(t) = embed_.row(tokens[t]);
   }
+  if (c_.embed_scale != 1.0f) x *= c_.embed_scale;
   Matrix h(n, d), q(n, nh * hd), k(n, nkv * hd), v(n, nkv * hd), att(n, nh * hd), tmp(n, d);
   Matrix g(n, c_.hidden), u(n, c_.hidden);
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
@@ -125,7 +130,7 @@ Matrix LlamaModel::forward(const std::vector<int>& tokens, KvCache& cache, std::
     rope(k.data(), nkv, n, pos0);
     cache.k[l].middleRows(pos0, n) = k;
     cache.v[l].middleRows(pos0, n) = v;
-    // Causal attention per head: query t sees keys 0 … pos0 + t.
+    // Causal attention per head: query t sees keys 0 … pos0 + t (Mistral: only the last sliding_window).
 #pragma omp parallel for schedule(static)
     for (int hh = 0; hh < nh; ++hh) {
       const int kvh = hh / group;
@@ -138,7 +143,13 @@ Matrix LlamaModel::forward(const std::vector<int>& tokens, KvCache& cache, std::
       if (scores.size() < n * total) scores.resize(n * total);
       Eigen::Map<Matrix> S(scores.data(), static_cast<Eigen::Index>(n), static_cast<Eigen::Index>(total));
       gemm_xwt(n, total, hd, q.data() + hh * hd, ld_q, K, ld_kv, S.data(), total, scale);
-      for (std::size_t t = 0; t < n; ++t) softmax_row(S.row(t).data(), pos0 + t + 1, total);
+      for (std::size_t t = 0; t < n; ++t) {
+        const std::size_t visible = pos0 + t + 1, window = static_cast<std::size_t>(c_.sliding_window);
+        const std::size_t first = window > 0 && visible > window ? visible - window : 0;
+        float* row = S.row(t).data();
+        std::fill(row, row + first, 0.0f);
+        softmax_row(row + first, visible - first, total - first);
+      }
       gemm_xb(n, hd, total, S.data(), total, V, ld_kv, att.data() + hh * hd, ld_q);  // S V
     }
     L.o->forward(att.data(), n, tmp.data());
@@ -146,9 +157,11 @@ Matrix LlamaModel::forward(const std::vector<int>& tokens, KvCache& cache, std::
     rms_norm(x.data(), n, d, d, L.ffn_norm.data(), c_.norm_eps, h.data(), d);
     L.gate->forward(h.data(), n, g.data());
     L.up->forward(h.data(), n, u.data());
-    // SwiGLU: silu(g) ⊙ u.
+    // SwiGLU: silu(g) ⊙ u; Gemma's GeGLU: gelu_tanh(g) ⊙ u.
+    const bool geglu = c_.ffn_activation == ModelConfig::Activation::gelu_tanh;
 #pragma omp parallel for schedule(static)
-    for (std::ptrdiff_t t = 0; t < static_cast<std::ptrdiff_t>(n); ++t) silu_mul(g.row(t).data(), u.row(t).data(), c_.hidden);
+    for (std::ptrdiff_t t = 0; t < static_cast<std::ptrdiff_t>(n); ++t)
+      (geglu ? gelu_tanh_mul : silu_mul)(g.row(t).data(), u.row(t).data(), c_.hidden);
     L.down->forward(g.data(), n, tmp.data());
     x += tmp;
   }
