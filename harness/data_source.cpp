@@ -115,7 +115,8 @@ const std::vector<DataSource>& data_sources() {
        [](const Params&) { return std::pair<std::size_t, std::size_t>{0, 0}; },
        [](const Params&, std::uint64_t) -> Matrix {
          throw std::logic_error("the model source is evaluated by harness/model_eval, not as a matrix");
-       }},
+       },
+       /*seeded=*/false},  // the weights and the corpus are what they are
   };
   return sources;
 }

@@ -68,7 +68,9 @@ int list(const std::string& what) {
 }
 
 int show(const std::string& file, bool csv, bool markdown, bool all, const std::vector<std::string>& columns) {
-  const ResultTable t = read_result_file(file);
+  const ResultTable raw = read_result_file(file);
+  // A repeated sweep shows its summary rows with intervals; --all and --csv show every repeat's row.
+  const ResultTable t = csv || all ? raw : tqb::summary_view(raw);
   std::vector<std::string> cols = columns;
   if (cols.empty() && (csv || all))
     for (const auto& c : t.columns) cols.push_back(c.name);
@@ -86,8 +88,10 @@ int show(const std::string& file, bool csv, bool markdown, bool all, const std::
   } else {
     const Cell* exp = t.attribute("experiment");
     const Cell* commit = t.attribute("git_commit");
-    std::cout << fmt::format("{}: experiment {}, {} points, tqbench {}\n", file, exp ? printable(cell_text(*exp)) : "?",
-                             t.rows.size(), commit ? printable(cell_text(*commit)) : "?");
+    const bool summaries = t.rows.size() != raw.rows.size();
+    std::cout << fmt::format("{}: experiment {}, {} points, tqbench {}{}\n", file, exp ? printable(cell_text(*exp)) : "?",
+                             raw.rows.size() - (summaries ? t.rows.size() : 0), commit ? printable(cell_text(*commit)) : "?",
+                             summaries ? "; summaries over the repeats, mean ± 95% interval (--all: every repeat)" : "");
     print_table(t, cols, std::cout);
   }
   return 0;
@@ -194,7 +198,7 @@ int main(int argc, char** argv) {
   show_cmd->add_option("file", file, "result file (.h5)")->required();
   auto* csv_flag = show_cmd->add_flag("--csv", csv, "CSV with every column (or --columns) instead of a table");
   show_cmd->add_flag("--markdown", markdown, "a Markdown table (default columns, or --columns) for docs")->excludes(csv_flag);
-  show_cmd->add_flag("--all", all, "every column, not only the point's identity and its metrics");
+  show_cmd->add_flag("--all", all, "every column and every row (a repeated sweep shows its summary rows otherwise)");
   show_cmd->add_option("--columns", columns, "columns to print, in order")->delimiter(',');
 
   auto* ppl_cmd = app.add_subcommand("perplexity", "Perplexity of a model on a text, optionally with quantized linear layers");

@@ -23,6 +23,7 @@
 #include "harness/output_lock.hpp"
 #include "harness/progress.hpp"
 #include "harness/provenance.hpp"
+#include "harness/repeat_summary.hpp"
 #include "kernels/cuda/gpu.hpp"
 #include "quantizers/registry.hpp"
 
@@ -96,6 +97,8 @@ std::vector<Column> result_columns(const ExperimentSpec& spec, const std::vector
     const Metric* metric = find_metric(m);
     cols.push_back({m, ColumnType::real, "metric", metric->description, to_string(metric->direction)});
   }
+  if (spec.repeats > 1)
+    for (auto& c : repeat_columns(spec.metrics)) cols.push_back(std::move(c));
   bool on_model = false;
   for (const auto& p : points) on_model |= p.data->source == "model";
   if (on_model)
@@ -261,6 +264,7 @@ int run_sweep(const ExperimentSpec& spec, const std::vector<SweepPoint>& points,
         {"spec_path", spec.path},
         {"spec_text", spec.text},
         {"seed", static_cast<std::int64_t>(spec.seed)},
+        {"repeats", spec.repeats},
         {"queries", spec.queries},
         {"timing_device", spec.timing.device},
         {"timing_kernel", spec.timing.kernel},
@@ -283,6 +287,10 @@ int run_sweep(const ExperimentSpec& spec, const std::vector<SweepPoint>& points,
   }
 
   remove_stale_temporaries(path);
+  if (spec.repeats > 1) {  // a resumed file's summaries (not kept: their status is not ok) from its finished repeats
+    update_repeat_summaries(table, spec.metrics, static_cast<std::int64_t>(points.size()));
+    sort_by_point(table);
+  }
   write_result_file(path, table);  // the file exists (possibly empty) from the start
 
   Progress progress(points.size(), done.size());
@@ -307,10 +315,12 @@ int run_sweep(const ExperimentSpec& spec, const std::vector<SweepPoint>& points,
         r.ok = false;
         r.error = refusal;
       } else {
-        if (current_data != p.data->name) {
+        // Repeats share the data's name but not its seed.
+        const std::string data_id = fmt::format("{} seed {}", p.data->name, p.data->seed);
+        if (current_data != data_id) {
           current = Matrix();  // release the previous matrix before making the next
           current = find_data_source(p.data->source)->make(p.data->params, p.data->seed);
-          current_data = p.data->name;
+          current_data = data_id;
         }
         r = evaluate(spec, p, current);
       }
@@ -344,6 +354,8 @@ int run_sweep(const ExperimentSpec& spec, const std::vector<SweepPoint>& points,
       else if (c.name == "host") v = provenance().host;
       else if (c.name == "layer_stats") v = layer_stats;
       else if (c.name == "kernel") v = r.kernel;
+      else if (c.name == "repeat") v = static_cast<std::int64_t>(p.repeat);
+      else if (c.name == "n_repeats") v = static_cast<std::int64_t>(p.repeats);
       else if (c.role == "data") {
         auto it = p.data->params.find(c.name.substr(5));
         if (it != p.data->params.end()) v = param_cell(it->second, c.type);
@@ -357,6 +369,7 @@ int run_sweep(const ExperimentSpec& spec, const std::vector<SweepPoint>& points,
       row.push_back(std::move(v));
     }
     table.rows.push_back(std::move(row));
+    if (spec.repeats > 1) update_repeat_summaries(table, spec.metrics, static_cast<std::int64_t>(points.size()));
     sort_by_point(table);
     write_result_file(path, table);
     if (!r.ok) ++failed;
@@ -366,7 +379,11 @@ int run_sweep(const ExperimentSpec& spec, const std::vector<SweepPoint>& points,
     progress.finish_point(p.key, r.ok, seconds, summary);
   }
   progress.finish();
-  out << fmt::format("{}: {} points ({} run now, {} failed)\n", path, table.rows.size(), points.size() - done.size(), failed);
+  const auto summaries = std::count_if(table.rows.begin(), table.rows.end(), [&](const auto& r) {
+    return cell_text(r[table.column_index("status")], true) == "summary";
+  });
+  out << fmt::format("{}: {} points ({} run now, {} failed){}\n", path, table.rows.size() - summaries, points.size() - done.size(),
+                     failed, summaries ? fmt::format(", {} summary rows with 95% intervals", summaries) : "");
   return failed > 0 ? 1 : 0;
 }
 

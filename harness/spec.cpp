@@ -240,7 +240,7 @@ class SpecParser {
     ExperimentSpec spec;
     spec.path = path_;
     spec.text = text;
-    static const std::vector<std::string> top{"experiment", "description", "seed", "data", "quantizers", "metrics", "queries", "timing"};
+    static const std::vector<std::string> top{"experiment", "description", "seed", "repeats", "data", "quantizers", "metrics", "queries", "timing"};
     bool have_data = false, have_quantizers = false, have_name = false;
     std::vector<YAML::Node> metric_nodes;
     for (const auto& e : entries(root, "", top)) {
@@ -258,6 +258,8 @@ class SpecParser {
         spec.description = scalar_string(e.value, e.key, "a text");
       } else if (e.key == "seed") {
         spec.seed = static_cast<std::uint64_t>(scalar_int(e.value, e.key, 0, INT64_MAX));
+      } else if (e.key == "repeats") {
+        spec.repeats = scalar_int(e.value, e.key, 1, 1000);
       } else if (e.key == "queries") {
         spec.queries = scalar_int(e.value, e.key, 1, 1 << 20);
         spec.queries_where = at(e.value);

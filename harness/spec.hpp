@@ -40,6 +40,10 @@ struct ExperimentSpec {
   std::string experiment;
   std::string description;
   std::uint64_t seed = 0;
+  // Every point runs under this many seeds (rotations, projections and synthetic data drawn anew; a model's
+  // corpus is fixed), and the result file gets a summary row per point with each metric's mean, standard
+  // deviation and 95% interval (harness/repeat_summary.hpp). Repeat 0 uses the seeds of an unrepeated run.
+  std::int64_t repeats = 1;
   std::int64_t queries = 256;  // random unit queries for inner-product metrics
   std::vector<ParamGrid> data;
   std::vector<ParamGrid> quantizers;

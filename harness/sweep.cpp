@@ -109,13 +109,33 @@ std::vector<SweepPoint> expand_sweep(const ExperimentSpec& spec, std::uint64_t m
       if (!problem.message.empty())
         throw InputError(located_message(where_of(*g, problem.param), g->path + (problem.param.empty() ? "" : "." + problem.param),
                                          fmt::format("{} on data {}: {}", q->name(), d->name, problem.message)));
-      const std::string key = d->name + " | " + q->name();
-      if (!seen.insert(key).second) continue;
-      // Every quantizer on the same data draws the same random rotations and projections (common
-      // random numbers): differences between quantizers are not rotation noise, and a rotation that
-      // takes seconds to build (Haar at d = 4096) is built once per data point. Seeds are kept below
-      // 2^63 so that they fit the int64 columns of the result file.
-      points.push_back({points.size(), d, q, key, derive_seed(spec.seed, "quantizer " + d->seed_name) >> 1});
+    }
+    for (std::int64_t r = 0; r < spec.repeats; ++r) {
+      // Repeat r > 0 draws its data and its quantizer randomness from seeds of its own.
+      const std::string repeat_label = r == 0 ? "" : fmt::format(" repeat {}", r);
+      auto dr = r == 0 ? d : std::make_shared<const DataPoint>(DataPoint{d->source, d->params, d->name,
+                                                                        derive_seed(spec.seed, "data " + d->seed_name + repeat_label) >> 1,
+                                                                        d->seed_name});
+      for (const auto& [q, g] : quantizers) {
+        if (r > 0 && !q->uses_seed() && !src->seeded) continue;  // would repeat repeat 0 bit for bit
+        const std::string group = d->name + " | " + q->name();
+        const std::string key = spec.repeats > 1 ? fmt::format("{} | repeat {}", group, r) : group;
+        if (!seen.insert(key).second) continue;
+        // Every quantizer on the same data draws the same random rotations and projections (common
+        // random numbers): differences between quantizers are not rotation noise, and a rotation that
+        // takes seconds to build (Haar at d = 4096) is built once per data point. Seeds are kept below
+        // 2^63 so that they fit the int64 columns of the result file.
+        SweepPoint p;
+        p.index = points.size();
+        p.data = dr;
+        p.quantizer = q;
+        p.key = key;
+        p.group = group;
+        p.repeat = static_cast<int>(r);
+        p.repeats = q->uses_seed() || src->seeded ? static_cast<int>(spec.repeats) : 1;
+        p.seed = derive_seed(spec.seed, "quantizer " + d->seed_name + repeat_label) >> 1;
+        points.push_back(std::move(p));
+      }
     }
   }
   return points;

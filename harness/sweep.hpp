@@ -23,13 +23,19 @@ struct SweepPoint {
   std::size_t index = 0;  // position in the sweep
   std::shared_ptr<const DataPoint> data;
   std::shared_ptr<const Quantizer> quantizer;
-  std::string key;     // "data-name | quantizer-name": unique within a sweep
-  std::uint64_t seed;  // quantizer seed, derived from the spec seed and the data name (shared by all
+  std::string key;     // "data-name | quantizer-name" (+ " | repeat R" when the spec repeats): unique within a sweep
+  std::string group;   // "data-name | quantizer-name": what the repeats of one point share
+  int repeat = 0;      // 0 .. repeats - 1
+  int repeats = 1;     // spec.repeats, or 1 when neither the quantizer nor the data uses the seed
+  std::uint64_t seed = 0;  // quantizer seed, derived from the spec seed and the data name (shared by all
                        // quantizers on that data: common random numbers)
 };
 
 // Cartesian product of each grid's axes, data-major (all quantizers for the first data point, then
-// the next), so the data matrix is generated once per data point. Duplicate points are dropped.
+// the next), so the data matrix is generated once per data point and repeat. Duplicate points are
+// dropped. With spec.repeats = N, each (data, quantizer) becomes N points whose seeds (and synthetic data)
+// differ; repeat 0 keeps the seeds of an unrepeated sweep. A seedless quantizer (llama.cpp's formats, RTN)
+// on seedless data (a model) runs once: its repeats would be identical.
 // Throws InputError located at the offending key (e.g. a group size that does not divide cols).
 // A sweep's size is checked from its axes before any point is made (a 10^12-point product once
 // exhausted memory even in --dry-run): above max_points, InputError naming the size and the flag

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 #include <ostream>
 
 namespace tqb {
@@ -16,11 +17,39 @@ std::vector<std::string> default_show_columns(const ResultTable& t) {
   }
   // Show the status only when something failed.
   const int s = t.column_index("status");
-  if (s >= 0 && std::any_of(t.rows.begin(), t.rows.end(), [s](const auto& r) { return cell_text(r[s]) != "ok"; })) {
+  if (s >= 0 && std::any_of(t.rows.begin(), t.rows.end(), [s](const auto& r) { return cell_text(r[s]) == "failed"; })) {
     out.push_back("status");
     out.push_back("error");
   }
   return out;
+}
+
+ResultTable summary_view(const ResultTable& t) {
+  const int status = t.column_index("status");
+  if (status < 0) return t;
+  const bool repeated = std::any_of(t.rows.begin(), t.rows.end(), [&](const auto& r) { return cell_text(r[status], true) == "summary"; });
+  if (!repeated) return t;
+  ResultTable v;
+  v.attributes = t.attributes;
+  v.columns = t.columns;
+  std::vector<std::pair<int, int>> intervals;  // metric column, its _ci95 column
+  for (std::size_t j = 0; j < t.columns.size(); ++j)
+    if (t.columns[j].role == "metric")
+      if (const int c = t.column_index(t.columns[j].name + "_ci95"); c >= 0) {
+        intervals.emplace_back(static_cast<int>(j), c);
+        v.columns[j].type = ColumnType::text;
+      }
+  for (const auto& r : t.rows) {
+    const std::string s = cell_text(r[status], true);
+    if (s == "ok") continue;  // the repeats: `show --all` lists them
+    std::vector<Cell> row = r;
+    for (const auto& [m, c] : intervals) {
+      const double half = std::get<double>(r[c]);
+      row[m] = std::isfinite(half) ? fmt::format("{} ± {}", cell_text(r[m]), cell_text(r[c])) : cell_text(r[m]);
+    }
+    v.rows.push_back(std::move(row));
+  }
+  return v;
 }
 
 void print_table(const ResultTable& t, const std::vector<std::string>& columns, std::ostream& out) {

@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tqb_results import load, ok_rows  # noqa: E402
+from tqb_results import interval, load, plotted_rows  # noqa: E402
 
 
 def _missing(v):
@@ -84,7 +84,7 @@ def main(argv=None):
         if name not in columns:
             metrics = [n for n, m in meta.items() if m["role"] == "metric"]
             ap.error(f"{args.result}: no column '{name}'; metrics in this file: {', '.join(metrics)}")
-    rows = ok_rows(columns)
+    rows = plotted_rows(columns)  # a repeated sweep: the summary rows, drawn with their 95% intervals
     for cond in args.where:
         name, sep, value = cond.partition("=")
         if not sep or name not in columns:
@@ -113,15 +113,17 @@ def main(argv=None):
     if args.scatter:
         series = {}
         for k, i in enumerate(sorted(rows, key=lambda i: columns[args.x][i])):
-            ax.plot(columns[args.x][i], columns[args.metric][i], "o", ms=5)
+            ax.errorbar(columns[args.x][i], columns[args.metric][i], yerr=interval(columns, args.metric, i),
+                        xerr=interval(columns, args.x, i), fmt="o", ms=5, capsize=2)
             # Label with the family and the parameters that vary across the file, not the whole name;
             # neighbours along x alternate above and below so that close points stay readable.
             ax.annotate(series_key(columns, meta, i, ""), (columns[args.x][i], columns[args.metric][i]), fontsize=6,
                         xytext=(4, 4 if k % 2 == 0 else -10), textcoords="offset points")
     for label, idx in sorted(series.items()):
         idx = sorted(idx, key=lambda i: columns[args.x][i])
-        ax.plot([columns[args.x][i] for i in idx], [columns[args.metric][i] for i in idx], marker="o", ms=3.5,
-                lw=1.2, label=label)
+        ax.errorbar([columns[args.x][i] for i in idx], [columns[args.metric][i] for i in idx],
+                    yerr=[interval(columns, args.metric, i) for i in idx], xerr=[interval(columns, args.x, i) for i in idx],
+                    marker="o", ms=3.5, lw=1.2, capsize=2, label=label)
     y = np.array([columns[args.metric][i] for i in rows], dtype=float)
     if not args.linear and np.all(y > 0):
         ax.set_yscale("log")
@@ -135,7 +137,9 @@ def main(argv=None):
     ax.grid(True, which="both", alpha=0.3)
     if series:
         ax.legend(fontsize=7, ncol=2 if len(series) > 8 else 1)
-    fig.text(0.99, 0.01, f"tqbench {commit}, seed {attrs.get('seed', '?')}", ha="right", fontsize=6, alpha=0.6)
+    repeats = int(attrs.get("repeats", 1))
+    note = f", {repeats} repeats: mean and 95% interval" if repeats > 1 else ""
+    fig.text(0.99, 0.01, f"tqbench {commit}, seed {attrs.get('seed', '?')}{note}", ha="right", fontsize=6, alpha=0.6)
     if args.scatter:
         ax.margins(x=0.3)  # room for the labels of the rightmost points
         fig.subplots_adjust(left=0.1, right=0.97, bottom=0.11, top=0.92)

@@ -30,3 +30,23 @@ def load(path):
 def ok_rows(columns):
     """Indices of the points that finished without error."""
     return [i for i, s in enumerate(columns["status"]) if s == "ok"]
+
+
+def summary_rows(columns):
+    """Indices of the summary rows of a repeated sweep (spec `repeats: N`): mean of each metric over the
+    repeats, with METRIC_std and METRIC_ci95 beside it. Empty for an unrepeated sweep."""
+    return [i for i, s in enumerate(columns["status"]) if s == "summary"]
+
+
+def plotted_rows(columns):
+    """The rows a figure draws: a repeated sweep's summary rows (with intervals), else the finished points."""
+    return summary_rows(columns) or ok_rows(columns)
+
+
+def interval(columns, name, i):
+    """Half-width of the 95% interval of column `name` at row i (0 when the file has none)."""
+    c = columns.get(name + "_ci95")
+    if c is None:
+        return 0.0
+    v = float(c[i])
+    return v if v == v else 0.0

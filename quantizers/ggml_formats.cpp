@@ -28,6 +28,8 @@ class GgmlQuantizer final : public Quantizer {
     return {};
   }
 
+  bool uses_seed() const override { return false; }  // deterministic: same bytes for every seed
+
   double nominal_bits(std::size_t cols) const override { return format_for(cols).code_bits; }
 
   // Rows in parallel: each row is a whole number of blocks.

@@ -12,6 +12,8 @@ class NoQuantization final : public Quantizer {
     if (rows == 0 || cols == 0) return {"", "the matrix is empty"};
     return {};
   }
+  bool uses_seed() const override { return false; }  // deterministic: same bytes for every seed
+
   double nominal_bits(std::size_t) const override { return 32; }
   QuantizedMatrix quantize(const float* w, std::size_t rows, std::size_t cols, std::uint64_t seed) const override {
     QuantizedMatrix q = new_matrix(rows, cols, seed, 8);

@@ -55,6 +55,10 @@ class Quantizer {
   // per weight of unpacked codes; formats with larger state override it.
   virtual std::uint64_t working_bytes(std::size_t rows, std::size_t cols) const;
 
+  // Whether quantize() depends on its seed (rotations, projections). A repeated sweep runs a point whose
+  // quantizer and data use no seed once: its repeats would be identical (harness/repeat_summary.hpp).
+  virtual bool uses_seed() const { return true; }
+
  protected:
   // An empty result for a rows x cols matrix with this quantizer's name and the seed: the header
   // every quantize() starts from. code_bits: bits per code (0 for composite formats).

@@ -25,6 +25,8 @@ class RtnQuantizer final : public Quantizer {
     return check_group_shape(static_cast<std::int64_t>(group_), rows, cols);
   }
 
+  bool uses_seed() const override { return false; }  // deterministic: same bytes for every seed
+
   double nominal_bits(std::size_t cols) const override { return bits_; }
 
   QuantizedMatrix quantize(const float* w, std::size_t rows, std::size_t cols, std::uint64_t seed) const override {
