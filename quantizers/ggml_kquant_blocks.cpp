@@ -348,14 +348,9 @@ void quantize_q3_k(const float* x, std::uint8_t* out, std::size_t n) {
     std::uint8_t* d_out = out + 108;
     std::int8_t codes[QK];
     float sub_scale[16];
-    float max_scale = 0, amax = 0;
-    for (int j = 0; j < 16; ++j) {
-      sub_scale[j] = symmetric_descent(16, 4, x + 16 * j, codes + 16 * j);
-      if (std::fabs(sub_scale[j]) > amax) {
-        amax = std::fabs(sub_scale[j]);
-        max_scale = sub_scale[j];
-      }
-    }
+    for (int j = 0; j < 16; ++j) sub_scale[j] = symmetric_descent(16, 4, x + 16 * j, codes + 16 * j);
+    float max_scale, amax;
+    signed_absmax(sub_scale, 16, max_scale, amax);  // the sub-scale of largest magnitude, with its sign
     std::memset(scales, 0, 12);
     if (max_scale != 0.0f) {
       const float iscale = -32.f / max_scale;
@@ -486,14 +481,9 @@ void quantize_q6_k(const float* x, std::uint8_t* out, std::size_t n) {
     std::uint8_t* d_out = out + 208;
     std::int8_t codes[QK];
     float sub_scale[16];
-    float max_scale = 0, max_abs = 0;
-    for (int j = 0; j < 16; ++j) {
-      sub_scale[j] = symmetric_search(16, 32, x + 16 * j, codes + 16 * j);
-      if (std::fabs(sub_scale[j]) > max_abs) {
-        max_abs = std::fabs(sub_scale[j]);
-        max_scale = sub_scale[j];
-      }
-    }
+    for (int j = 0; j < 16; ++j) sub_scale[j] = symmetric_search(16, 32, x + 16 * j, codes + 16 * j);
+    float max_scale, max_abs;
+    signed_absmax(sub_scale, 16, max_scale, max_abs);
     if (max_abs < kAllZero) {
       std::memset(out, 0, kQ6KBytes);
       continue;

@@ -11,8 +11,11 @@ outside the repository (never vendored).
   3. perplexity (--ppl): the block linear layers exported as GGUF and run by llama-perplexity, beside
      tqbench's perplexity of the same quantization (in memory, and read back from the exported file).
      WikiText-2 test, ctx 512, --chunks (20).
+  4. decode speed (--speed): llama-bench on the same exported files (prefill of 512 tokens; decode of 32
+     at depth 511, 2 threads), the F32 file beside them; tqbench's own decode speed per format comes from
+     experiments/sweeps/smollm2-formats-speed.yaml. Run on an otherwise idle machine.
 
-    .venv/bin/python bench/peers/check_ggml_formats.py [--types q4_K,iq4_nl] [--skip-model] [--ppl]
+    .venv/bin/python bench/peers/check_ggml_formats.py [--types q4_K,iq4_nl] [--skip-model] [--ppl] [--speed]
 
 Prints Markdown tables (docs/GGML_FORMATS.md keeps them); exits 1 when any tensor differs.
 """
@@ -158,12 +161,37 @@ def perplexities(prefix, types, tmp, chunks):
     return rows
 
 
+def speeds(prefix, types, tmp):
+    import json
+    _, f32 = ensure_f32_gguf(prefix)
+    rows = []
+    for t in ["none"] + types:
+        model = f32
+        if t != "none":
+            model = tmp / f"speed-{t}.gguf"
+            run([ROOT / "build/tqbench", "export", "--model", f32, "--quantizer", t, "-o", model])
+        res = run([prefix / "bin/llama-bench", "-m", model, "-p", "512", "-n", "32", "-d", "0,511", "-t", 2, "-r", "3",
+                   "-o", "json"])
+        pp = tg = float("nan")
+        for e in json.loads(res.stdout):
+            if e["n_prompt"] == 512 and e["n_depth"] == 0:
+                pp = e["avg_ts"]
+            if e["n_gen"] > 0 and e["n_depth"] == 511:
+                tg = e["avg_ts"]
+        rows.append((t, pp, tg))
+        if t != "none":
+            model.unlink()
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--types", default=",".join(TYPES))
     ap.add_argument("--skip-model", action="store_true")
     ap.add_argument("--ppl", action="store_true", help="also run exported files in llama-perplexity")
     ap.add_argument("--chunks", type=int, default=20)
+    ap.add_argument("--speed", action="store_true", help="llama-bench on exported files (idle machine)")
+    ap.add_argument("--skip-synthetic", action="store_true")
     args = ap.parse_args()
     types = args.types.split(",")
     prefix = build_tools()
@@ -171,7 +199,7 @@ def main():
     bad = 0
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        parts = [("synthetic (24x1024 and 8x576 awkward rows) vs ggml_quantize_chunk", synthetic)]
+        parts = [] if args.skip_synthetic else [("synthetic (24x1024 and 8x576 awkward rows) vs ggml_quantize_chunk", synthetic)]
         if not args.skip_model:
             parts.append(("SmolLM2-135M F32, every 2-D tensor, vs llama-quantize --pure", model))
         for title, fn in parts:
@@ -189,6 +217,12 @@ def main():
             for t, peer, tq, back in perplexities(prefix, types, tmp, args.chunks):
                 bad += back != tq
                 print(f"| {t} | {peer:.4f} | {tq:.4f} | {back:.4f} | {100 * (peer / tq - 1):+.2f}% |", flush=True)
+        if args.speed:
+            print(f"\nllama-bench, SmolLM2-135M block linear layers exported by tqbench, 2 threads (llama.cpp {commit})\n")
+            print("| format | prefill 512, tokens/s | decode at depth 511, tokens/s |")
+            print("|---|---|---|")
+            for t, pp, tg in speeds(prefix, types, tmp):
+                print(f"| {t} | {pp:.1f} | {tg:.1f} |", flush=True)
     sys.exit(1 if bad else 0)
 
 
