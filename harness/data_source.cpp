@@ -110,6 +110,31 @@ const std::vector<DataSource>& data_sources() {
             .description = "kernel of the quantized layers (kernels/registry.hpp); default: the exact reference "
                            "(dequantize, then dense); auto = fastest supported for decode",
             .choices = linear_kernel_names(), .evaluation_only = true},
+           // KV-cache quantization (models/kv_quant.hpp). Evaluation-only: the weights' seeds do not change
+           // with the cache's configuration, so a sweep over both pairs every cache with the same weights.
+           {.name = "kv_key", .kind = K::text, .default_value = std::string("none"),
+            .description = "quantizer of each key vector (one-line name, e.g. turboquant(bits=3,group=row)); none = fp32",
+            .evaluation_only = true},
+           {.name = "kv_value", .kind = K::text, .default_value = std::string("none"),
+            .description = "quantizer of each value vector; none = fp32", .evaluation_only = true},
+           {.name = "kv_key_axis", .kind = K::choice, .default_value = std::string("token"),
+            .description = "token: each key vector on its own; channel: KIVI, each channel over blocks of kv_block tokens "
+                           "(the unfinished block stays fp32)", .choices = {"token", "channel"}, .evaluation_only = true},
+           {.name = "kv_block", .kind = K::integer, .default_value = std::int64_t{32},
+            .description = "kv_key_axis channel: tokens per block", .min = 2, .max = 4096, .evaluation_only = true},
+           {.name = "kv_outliers", .kind = K::integer, .default_value = std::int64_t{0},
+            .description = "channels per head (largest mean |x| on the first chunk) through kv_outlier_key/value: "
+                           "TurboQuant's mixed precision", .min = 0, .max = 4096, .evaluation_only = true},
+           {.name = "kv_outlier_key", .kind = K::text, .default_value = std::string("none"),
+            .description = "quantizer of the keys' outlier channels; none = fp32", .evaluation_only = true},
+           {.name = "kv_outlier_value", .kind = K::text, .default_value = std::string("none"),
+            .description = "quantizer of the values' outlier channels; none = fp32", .evaluation_only = true},
+           {.name = "kv_layers", .kind = K::text, .default_value = std::string(".*"),
+            .description = "regex over blk.N: the layers whose cache is quantized", .evaluation_only = true},
+           {.name = "kv_scores", .kind = K::choice, .default_value = std::string("dequantized"),
+            .description = "attention scores from the dequantized cache (the reference) or from the key codes "
+                           "(estimator: turboquant_prod's and qjl's unbiased inner products, through fused_lut)",
+            .choices = {"dequantized", "estimator"}, .evaluation_only = true},
        }),
        // {0, 0}: no single matrix; each layer's shape is checked when the model is quantized.
        [](const Params&) { return std::pair<std::size_t, std::size_t>{0, 0}; },

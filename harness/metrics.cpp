@@ -177,6 +177,21 @@ const std::vector<Metric>& metrics() {
       {"decode_ms_max", "slowest of the 9 timed decode steps, milliseconds", Direction::lower, {}, true},
       {"weight_bytes_in_memory", "bytes the running model holds for its weights (kernels' own formats)",
        Direction::lower, {}, true},
+      // KV-cache quantization (the model source's kv_* parameters; models/kv_quant.hpp).
+      {"kv_key_bits", "bits per coordinate of the stored keys: codes, norms, scales, outlier channels (32: fp32)",
+       Direction::lower, {}, true},
+      {"kv_value_bits", "bits per coordinate of the stored values (32: fp32)", Direction::lower, {}, true},
+      {"kv_bits", "mean of kv_key_bits and kv_value_bits: the cache's bits per coordinate", Direction::lower, {}, true},
+      {"kv_bytes_per_token", "KV-cache bytes per token over all layers (unquantized layers at fp32)", Direction::lower, {}, true},
+      {"kv_ip_bias", "mean of <q,k~> - <q,k> in attention logits (scaled by 1/sqrt(head_dim)), first chunk, every head and causal pair",
+       Direction::zero, {}, true},
+      {"kv_ip_rmse", "root mean square of <q,k~> - <q,k> in attention logits, first chunk", Direction::lower, {}, true},
+      {"kv_dprod", "D_prod on real attention inputs: mean of (<q,k~> - <q,k>)² / (||q||² ||k||²), first chunk",
+       Direction::lower, {}, true},
+      {"kv_attn_tv", "total-variation distance between quantized and exact softmax attention weights, mean over rows",
+       Direction::lower, {}, true},
+      {"kv_attn_out_rel", "relative L2 error of each head's attention output (quantized keys and values), mean over rows",
+       Direction::lower, {}, true},
   };
   return all;
 }

@@ -12,6 +12,7 @@
 #include "common/error.hpp"
 #include "common/read_file.hpp"
 #include "common/rng.hpp"
+#include "models/kv_quant.hpp"
 #include "harness/metrics.hpp"
 #include "kernels/registry.hpp"
 #include "harness/layer_quantization.hpp"
@@ -88,10 +89,13 @@ constexpr int kDecodeRepetitions = 9;
 
 ModelPointResult ModelEvaluator::evaluate(const SweepPoint& p, const Progress& progress) {
   const Params& dp = p.data->params;
-  if (!loaded_ || loaded_->key != p.data->name) {
+  // The baseline depends on the model, the corpus and how it is scored; not on kernels or the KV cache.
+  const std::string key = fmt::format("{} | {} | {} | {} | {}", get_str(dp, "model"), get_str(dp, "corpus"), get_str(dp, "method"),
+                                      get_int(dp, "ctx"), get_int(dp, "chunks"));
+  if (!loaded_ || loaded_->key != key) {
     loaded_.reset();
     auto l = std::make_unique<Loaded>();
-    l->key = p.data->name;
+    l->key = key;
     progress("loading " + get_str(dp, "model"));
     l->ck = load_checkpoint(get_str(dp, "model"));
     if (!l->ck.tokenizer)
@@ -118,6 +122,28 @@ ModelPointResult ModelEvaluator::evaluate(const SweepPoint& p, const Progress& p
                               get_str(dp, "kernel"));
   const double quantize_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (st.layers == 0) throw InputError(fmt::format("include pattern '{}' matches no linear layer", get_str(dp, "include")));
+  // The KV cache, quantized as it is written; its rotations come from the point's seed, so repeats draw new ones.
+  KvQuantSpec kv;
+  kv.key = get_str(dp, "kv_key");
+  kv.value = get_str(dp, "kv_value");
+  kv.key_axis = get_str(dp, "kv_key_axis");
+  kv.block = static_cast<int>(get_int(dp, "kv_block"));
+  kv.outliers = static_cast<int>(get_int(dp, "kv_outliers"));
+  kv.outlier_key = get_str(dp, "kv_outlier_key");
+  kv.outlier_value = get_str(dp, "kv_outlier_value");
+  kv.layers = get_str(dp, "kv_layers");
+  kv.scores = get_str(dp, "kv_scores");
+  std::shared_ptr<KvQuantizer> kvq;
+  KvAttentionError attention_error;
+  if (kv.active()) {
+    try {
+      kvq = std::make_shared<KvQuantizer>(kv, l.ck.config, derive_seed(p.seed, "kv cache") >> 1);
+    } catch (const InputError& e) {
+      throw InputError(fmt::format("data {}: {}", p.data->name, e.what()));
+    }
+    model->set_kv_quantizer(kvq);
+    model->set_kv_probe(&attention_error);
+  }
   const PerplexityResult r = evaluate_perplexity(*model, l.tokens, l.cfg, nullptr, &l.base,
                                                  [&](std::size_t c, std::size_t n, double ppl) {
                                                    progress(fmt::format("chunk {}/{}, ppl {:.4f}", c, n, ppl));
@@ -164,6 +190,20 @@ ModelPointResult ModelEvaluator::evaluate(const SweepPoint& p, const Progress& p
       {"decode_ms_max", 1e3 * decode_s.back()},
       {"weight_bytes_in_memory", static_cast<double>(model->linear_weight_bytes() + model->other_weight_bytes())},
   };
+  const double hd_total = static_cast<double>(l.ck.config.head_dim) * l.ck.config.n_kv_heads * l.ck.config.n_layers;
+  out.metrics["kv_key_bits"] = kvq ? kvq->key_bits() : 32.0;
+  out.metrics["kv_value_bits"] = kvq ? kvq->value_bits() : 32.0;
+  out.metrics["kv_bits"] = 0.5 * (out.metrics["kv_key_bits"] + out.metrics["kv_value_bits"]);
+  out.metrics["kv_bytes_per_token"] = kvq ? kvq->bytes_per_token() : 8.0 * hd_total;
+  out.metrics["kv_ip_bias"] = attention_error.ip_bias();
+  out.metrics["kv_ip_rmse"] = attention_error.ip_rmse();
+  out.metrics["kv_dprod"] = attention_error.dprod();
+  out.metrics["kv_attn_tv"] = attention_error.weight_tv();
+  out.metrics["kv_attn_out_rel"] = attention_error.out_rel();
+  if (kvq)
+    out.kv_cache = fmt::format("{{\"key\": \"{}\", \"value\": \"{}\", \"key_axis\": \"{}\", \"scores\": \"{}\", "
+                               "\"key_bits\": {:.6g}, \"value_bits\": {:.6g}, \"outlier_channels\": {}}}",
+                               kv.key, kv.value, kv.key_axis, kv.scores, kvq->key_bits(), kvq->value_bits(), kvq->outlier_json());
   out.layer_stats = st.layer_json;
   out.kernel = fmt::format("{}", fmt::join(st.kernels, ","));
   return out;

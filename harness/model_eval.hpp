@@ -18,6 +18,7 @@ struct ModelPointResult {
   std::map<std::string, double> metrics;
   std::string layer_stats;  // JSON: tensor name -> {quantizer, kernel, mse, nmse, bits_per_weight}
   std::string kernel;       // the distinct kernels of the quantized layers, comma-separated
+  std::string kv_cache;     // JSON: the KV-cache quantizers, bits and outlier channels (empty: fp32 cache)
 };
 
 class ModelEvaluator {

@@ -54,7 +54,8 @@ void update_repeat_summaries(ResultTable& t, const std::vector<std::string>& met
       else if (c.name == "status") s[j] = std::string("summary");
       else if (c.name == "repeat") s[j] = std::int64_t{-1};
       else if (c.name == "n_repeats") s[j] = static_cast<std::int64_t>(rows.size());
-      else if (c.name == "seed" || c.name == "data_seed" || c.name == "peak_rss_bytes" || c.name == "layer_stats")
+      else if (c.name == "seed" || c.name == "data_seed" || c.name == "peak_rss_bytes" || c.name == "layer_stats" ||
+               c.name == "kv_cache")
         s[j] = missing_cell(c.type);  // per repeat, not per summary
       else if (c.name == "elapsed_s") {
         double total = 0;

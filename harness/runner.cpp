@@ -101,9 +101,12 @@ std::vector<Column> result_columns(const ExperimentSpec& spec, const std::vector
     for (auto& c : repeat_columns(spec.metrics)) cols.push_back(std::move(c));
   bool on_model = false;
   for (const auto& p : points) on_model |= p.data->source == "model";
-  if (on_model)
+  if (on_model) {
     cols.push_back({"layer_stats", ColumnType::text, "point",
                     "JSON per quantized tensor: quantizer used, kernel, mse, nmse, bits per weight", ""});
+    cols.push_back({"kv_cache", ColumnType::text, "point",
+                    "JSON: KV-cache quantizers, exact bits per coordinate and the outlier channels chosen per layer and head", ""});
+  }
   bool timed = on_model;
   for (const auto& m : spec.metrics) timed |= find_metric(m)->timing;
   if (timed)
@@ -304,13 +307,14 @@ int run_sweep(const ExperimentSpec& spec, const std::vector<SweepPoint>& points,
     const bool peak_reset = reset_peak_rss();
     const auto t0 = std::chrono::steady_clock::now();
     PointResult r;
-    std::string layer_stats;
+    std::string layer_stats, kv_cache;
     try {
       if (p.data->source == "model") {
         ModelPointResult m = model_eval.evaluate(p, [&](const std::string& msg) { progress.start_point(p.key + " | " + msg); });
         r.metrics = std::move(m.metrics);
         r.kernel = std::move(m.kernel);
         layer_stats = std::move(m.layer_stats);
+        kv_cache = std::move(m.kv_cache);
       } else if (const std::string refusal = memory_refusal(spec, p, available_memory_bytes()); !refusal.empty()) {
         r.ok = false;
         r.error = refusal;
@@ -353,6 +357,7 @@ int run_sweep(const ExperimentSpec& spec, const std::vector<SweepPoint>& points,
       else if (c.name == "git_commit") v = provenance().git_commit;
       else if (c.name == "host") v = provenance().host;
       else if (c.name == "layer_stats") v = layer_stats;
+      else if (c.name == "kv_cache") v = kv_cache;
       else if (c.name == "kernel") v = r.kernel;
       else if (c.name == "repeat") v = static_cast<std::int64_t>(p.repeat);
       else if (c.name == "n_repeats") v = static_cast<std::int64_t>(p.repeats);

@@ -64,6 +64,21 @@ std::vector<SweepPoint> expand_sweep(const ExperimentSpec& spec, std::uint64_t m
       } catch (const InputError& e) {
         throw InputError(located_message(g.where, g.path, e.what()));
       }
+      if (g.family == "model") {  // names and patterns are checked here, where the spec location is known
+        for (const char* key : {"kv_key", "kv_value", "kv_outlier_key", "kv_outlier_value"})
+          if (const std::string name = get_str(p, key); name != "none") {
+            try {
+              parse_quantizer(name);
+            } catch (const InputError& e) {
+              throw InputError(located_message(where_of(g, key), g.path + "." + key, e.what()));
+            }
+          }
+        try {
+          NamePattern check(get_str(p, "kv_layers"));
+        } catch (const InputError& e) {
+          throw InputError(located_message(where_of(g, "kv_layers"), g.path + ".kv_layers", e.what()));
+        }
+      }
       if (g.family == "model")  // regular expressions are checked here, where the spec location is known
         for (const char* key : {"include", "exclude"}) {
           try {

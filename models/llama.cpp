@@ -128,8 +128,25 @@ Matrix LlamaModel::forward(const std::vector<int>& tokens, KvCache& cache, std::
     }
     rope(q.data(), nh, n, pos0);
     rope(k.data(), nkv, n, pos0);
-    cache.k[l].middleRows(pos0, n) = k;
-    cache.v[l].middleRows(pos0, n) = v;
+    const bool kv_quantized = kv_ && kv_->quantizes(l);
+    if (kv_quantized) {
+      kv_->write(l, pos0, k, v, cache);  // what attention reads: the dequantized cache
+      if (probe_ && pos0 == 0 && !probe_->done)
+        accumulate_attention_error(c_, n, q, k, v, cache.k[l].topRows(n), cache.v[l].topRows(n), *probe_);
+    } else {
+      cache.k[l].middleRows(pos0, n) = k;
+      cache.v[l].middleRows(pos0, n) = v;
+    }
+    // Estimator path: every head's scores from the key codes, before the parallel loop (the kernels run
+    // their own threads).
+    const bool estimated = kv_quantized && kv_->estimator();
+    std::vector<float> estimated_scores;
+    if (estimated) {
+      estimated_scores.resize(static_cast<std::size_t>(nh) * n * total);
+      for (int hh = 0; hh < nh; ++hh)
+        kv_->estimator_scores(l, hh / group, q.data() + hh * hd, static_cast<std::size_t>(nh) * hd, n, cache,
+                              estimated_scores.data() + static_cast<std::size_t>(hh) * n * total, total, scale);
+    }
     // Causal attention per head: query t sees keys 0 … pos0 + t (Mistral: only the last sliding_window).
 #pragma omp parallel for schedule(static)
     for (int hh = 0; hh < nh; ++hh) {
@@ -142,7 +159,10 @@ Matrix LlamaModel::forward(const std::vector<int>& tokens, KvCache& cache, std::
       thread_local std::vector<float> scores;
       if (scores.size() < n * total) scores.resize(n * total);
       Eigen::Map<Matrix> S(scores.data(), static_cast<Eigen::Index>(n), static_cast<Eigen::Index>(total));
-      gemm_xwt(n, total, hd, q.data() + hh * hd, ld_q, K, ld_kv, S.data(), total, scale);
+      if (estimated)
+        std::copy_n(estimated_scores.data() + static_cast<std::size_t>(hh) * n * total, n * total, S.data());
+      else
+        gemm_xwt(n, total, hd, q.data() + hh * hd, ld_q, K, ld_kv, S.data(), total, scale);
       for (std::size_t t = 0; t < n; ++t) {
         const std::size_t visible = pos0 + t + 1, window = static_cast<std::size_t>(c_.sliding_window);
         const std::size_t first = window > 0 && visible > window ? visible - window : 0;
@@ -166,6 +186,7 @@ Matrix LlamaModel::forward(const std::vector<int>& tokens, KvCache& cache, std::
     x += tmp;
   }
   cache.len = total;
+  if (probe_ && pos0 == 0 && kv_) probe_->done = true;
   const std::size_t rows = logits_rows == 0 ? n : std::min(logits_rows, n), first = n - rows;
   rms_norm(x.data() + first * d, rows, d, d, out_norm_.data(), c_.norm_eps, h.data(), d);
   Matrix logits(rows, c_.vocab);

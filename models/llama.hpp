@@ -10,14 +10,10 @@
 
 #include "kernels/linear.hpp"
 #include "models/checkpoint.hpp"
+#include "models/kv_quant.hpp"
 
 namespace tqb {
 
-// Keys and values of every layer for positions [0, len).
-struct KvCache {
-  std::vector<Matrix> k, v;  // per layer: capacity × (kv_heads · head_dim)
-  std::size_t len = 0;
-};
 
 class LlamaModel {
  public:
@@ -36,6 +32,11 @@ class LlamaModel {
   // Bytes of weights held by the linear layers and by everything else.
   std::size_t linear_weight_bytes() const;
   std::size_t other_weight_bytes() const;
+  // Quantizes the KV cache as it is written (models/kv_quant.hpp); nullptr: fp32 cache.
+  void set_kv_quantizer(std::shared_ptr<KvQuantizer> kv) { kv_ = std::move(kv); }
+  const KvQuantizer* kv_quantizer() const { return kv_.get(); }
+  // Measures quantized against exact attention on the next forward that starts at position 0.
+  void set_kv_probe(KvAttentionError* probe) { probe_ = probe; }
 
  private:
   struct Layer {
@@ -48,6 +49,8 @@ class LlamaModel {
   std::unique_ptr<Linear> head_;
   std::vector<Layer> layers_;
   std::vector<float> inv_freq_;
+  std::shared_ptr<KvQuantizer> kv_;
+  KvAttentionError* probe_ = nullptr;
 };
 
 }  // namespace tqb
