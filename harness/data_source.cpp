@@ -5,6 +5,7 @@
 #include "common/rng.hpp"
 #include "harness/model_eval.hpp"
 #include "kernels/registry.hpp"
+#include "quantizers/registry.hpp"
 
 namespace tqb {
 namespace {
@@ -116,7 +117,7 @@ const std::vector<DataSource>& data_sources() {
             .description = "quantizer of each key vector (one-line name, e.g. turboquant(bits=3,group=row)); none = fp32",
             .evaluation_only = true},
            {.name = "kv_value", .kind = K::text, .default_value = std::string("none"),
-            .description = "quantizer of each value vector; none = fp32", .evaluation_only = true},
+            .description = "quantizer of each value vector; none = fp32; key = the same as kv_key", .evaluation_only = true},
            {.name = "kv_key_axis", .kind = K::choice, .default_value = std::string("token"),
             .description = "token: each key vector on its own; channel: KIVI, each channel over blocks of kv_block tokens "
                            "(the unfinished block stays fp32)", .choices = {"token", "channel"}, .evaluation_only = true},
@@ -128,7 +129,7 @@ const std::vector<DataSource>& data_sources() {
            {.name = "kv_outlier_key", .kind = K::text, .default_value = std::string("none"),
             .description = "quantizer of the keys' outlier channels; none = fp32", .evaluation_only = true},
            {.name = "kv_outlier_value", .kind = K::text, .default_value = std::string("none"),
-            .description = "quantizer of the values' outlier channels; none = fp32", .evaluation_only = true},
+            .description = "quantizer of the values' outlier channels; none = fp32; key = as kv_outlier_key", .evaluation_only = true},
            {.name = "kv_layers", .kind = K::text, .default_value = std::string(".*"),
             .description = "regex over blk.N: the layers whose cache is quantized", .evaluation_only = true},
            {.name = "kv_scores", .kind = K::choice, .default_value = std::string("dequantized"),
@@ -141,7 +142,14 @@ const std::vector<DataSource>& data_sources() {
        [](const Params&, std::uint64_t) -> Matrix {
          throw std::logic_error("the model source is evaluated by harness/model_eval, not as a matrix");
        },
-       /*seeded=*/false},  // the weights and the corpus are what they are
+       // The weights and the corpus are what they are; a quantized KV cache draws rotations from the seed.
+       [](const Params& p) {
+         for (const char* key : {"kv_key", "kv_value", "kv_outlier_key", "kv_outlier_value"}) {
+           const std::string& name = get_str(p, key);
+           if (name != "none" && name != "key" && parse_quantizer(name)->uses_seed()) return true;
+         }
+         return false;
+       }},
   };
   return sources;
 }

@@ -23,9 +23,10 @@ struct DataSource {
   // {0, 0} for sources that are not one matrix (a model: its layers are checked when quantized).
   std::function<std::pair<std::size_t, std::size_t>(const Params&)> shape;
   std::function<Matrix(const Params&, std::uint64_t seed)> make;
-  // Whether make() depends on the seed (synthetic data does; a model does not): a repeated sweep reruns a
-  // point with a seedless quantizer on seedless data only once (harness/sweep.cpp).
-  bool seeded = true;
+  // Whether a point on this data depends on the seed beyond its quantizer's (synthetic data does; a model
+  // only when its KV cache is quantized with rotations): a repeated sweep runs a point with a seedless
+  // quantizer on seedless data only once (harness/sweep.cpp). Empty: always.
+  std::function<bool(const Params&)> seeded;
 };
 
 const std::vector<DataSource>& data_sources();

@@ -133,6 +133,8 @@ ModelPointResult ModelEvaluator::evaluate(const SweepPoint& p, const Progress& p
   kv.outlier_value = get_str(dp, "kv_outlier_value");
   kv.layers = get_str(dp, "kv_layers");
   kv.scores = get_str(dp, "kv_scores");
+  if (kv.value == "key") kv.value = kv.key;  // `key`: values as keys (a sweep over kv_key alone moves both)
+  if (kv.outlier_value == "key") kv.outlier_value = kv.outlier_key;
   std::shared_ptr<KvQuantizer> kvq;
   KvAttentionError attention_error;
   if (kv.active()) {

@@ -66,7 +66,7 @@ std::vector<SweepPoint> expand_sweep(const ExperimentSpec& spec, std::uint64_t m
       }
       if (g.family == "model") {  // names and patterns are checked here, where the spec location is known
         for (const char* key : {"kv_key", "kv_value", "kv_outlier_key", "kv_outlier_value"})
-          if (const std::string name = get_str(p, key); name != "none") {
+          if (const std::string name = get_str(p, key); name != "none" && name != "key") {
             try {
               parse_quantizer(name);
             } catch (const InputError& e) {
@@ -132,7 +132,8 @@ std::vector<SweepPoint> expand_sweep(const ExperimentSpec& spec, std::uint64_t m
                                                                         derive_seed(spec.seed, "data " + d->seed_name + repeat_label) >> 1,
                                                                         d->seed_name});
       for (const auto& [q, g] : quantizers) {
-        if (r > 0 && !q->uses_seed() && !src->seeded) continue;  // would repeat repeat 0 bit for bit
+        const bool seeded = q->uses_seed() || !src->seeded || src->seeded(d->params);
+        if (r > 0 && !seeded) continue;  // would repeat repeat 0 bit for bit
         const std::string group = d->name + " | " + q->name();
         const std::string key = spec.repeats > 1 ? fmt::format("{} | repeat {}", group, r) : group;
         if (!seen.insert(key).second) continue;
@@ -147,7 +148,7 @@ std::vector<SweepPoint> expand_sweep(const ExperimentSpec& spec, std::uint64_t m
         p.key = key;
         p.group = group;
         p.repeat = static_cast<int>(r);
-        p.repeats = q->uses_seed() || src->seeded ? static_cast<int>(spec.repeats) : 1;
+        p.repeats = seeded ? static_cast<int>(spec.repeats) : 1;
         p.seed = derive_seed(spec.seed, "quantizer " + d->seed_name + repeat_label) >> 1;
         points.push_back(std::move(p));
       }

@@ -4,8 +4,10 @@
 #include <doctest/doctest.h>
 
 #include <filesystem>
+#include <fstream>
 
 #include "common/error.hpp"
+#include "harness/store.hpp"
 #include "models/checkpoint.hpp"
 #include "models/llama.hpp"
 #include "test_util.hpp"
@@ -158,4 +160,39 @@ TEST_CASE("KV cache: combinations that cannot work are refused naming the parame
   KvQuantSpec bad;
   bad.value = "nonsense(bits=2)";
   refused(bad, "kv_value 'nonsense(bits=2)'");
+}
+
+TEST_CASE("KV cache in a spec: sweeps beside weight quantizers, records bits and channels, refuses bad combinations") {
+  const std::string stories = test::kSourceDir + "/../shared/models/stories260K/stories260K.gguf";
+  if (!std::filesystem::exists(stories)) {
+    MESSAGE("SKIPPED: stories260K (../shared) is not there");
+    return;
+  }
+  test::TempDir dir;
+  const std::string spec = dir.file("kv.yaml"), out = dir.file("kv.h5");
+  // stories260K: head_dim 8.
+  std::ofstream(spec) << "experiment: kv\ndata: {source: model, model: stories260k, ctx: 64, chunks: 2, "
+                         "kv_key: [none, 'turboquant(bits=3,group=row)'], kv_value: key, kv_outliers: [0, 2], "
+                         "kv_outlier_key: 'rtn(bits=8,group=row)'}\n"
+                         "quantizers: [none, 'turboquant(bits=4,group=32,rotation=hadamard)']\n"
+                         "metrics: [perplexity, kld_mean, kv_key_bits, kv_bits, kv_bytes_per_token, kv_dprod]\n";
+  auto r = test::run_tqbench("run '" + spec + "' -o '" + out + "'");
+  REQUIRE_MESSAGE(r.exit_code == 0, r.output);
+  const ResultTable t = read_result_file(out);
+  REQUIRE(t.rows.size() == 8);  // 2 caches x 2 outlier settings x 2 weight quantizers
+  const int key = t.column_index("data.kv_key"), outliers = t.column_index("data.kv_outliers"), bits = t.column_index("kv_key_bits"),
+            json = t.column_index("kv_cache");
+  for (const auto& row : t.rows) {
+    const bool quantized = cell_text(row[key], true) != "none";
+    const bool split = std::get<std::int64_t>(row[outliers]) == 2;
+    // turboquant 3-bit on 8 channels: 24 bits of codes + a 32-bit norm; with 2 outliers: 6 codes of 3 bits
+    // in 3 whole bytes + the norm, and the outliers' 2 bytes + rtn's 16-bit scale.
+    CHECK(std::get<double>(row[bits]) == (quantized ? (split ? (24.0 + 32 + 16 + 16) / 8 : 56.0 / 8) : 32.0));
+    CHECK((cell_text(row[json], true).find("\"outlier_channels\": {\"blk.0\"") != std::string::npos) == (quantized && split));
+  }
+  std::ofstream(spec) << "experiment: kv\ndata: {source: model, model: stories260k, ctx: 64, chunks: 2, "
+                         "kv_key: 'turboquant(bits=3,group=row)', kv_outliers: 8}\nquantizers: [none]\n";
+  r = test::run_tqbench("run '" + spec + "' -o '" + dir.file("bad.h5") + "'");
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("kv_outliers 8: must be 0 to head_dim - 1 = 7") != std::string::npos);
 }
