@@ -8,11 +8,13 @@
 
 #include "common/error.hpp"
 #include "common/printable.hpp"
+#include "common/rng.hpp"
 #include "common/version.hpp"
 #include "harness/data_source.hpp"
 #include "harness/export.hpp"
 #include "harness/metrics.hpp"
 #include "harness/model_eval.hpp"
+#include "harness/passkey.hpp"
 #include "harness/perplexity.hpp"
 #include "models/checkpoint.hpp"
 #include "models/llama.hpp"
@@ -224,6 +226,27 @@ int main(int argc, char** argv) {
   gen_cmd->add_option("--prompt", prompt, "text to continue (default: nothing, start from BOS)");
   gen_cmd->add_option("--tokens", n_tokens, "tokens to generate")->check(CLI::Range(1, 1 << 16))->capture_default_str();
 
+  auto* passkey_cmd = app.add_subcommand(
+      "passkey", "Passkey retrieval: a number hidden in filler text, asked for at the end; accuracy over trials, "
+                 "optionally with a quantized KV cache");
+  std::size_t passkey_ctx = 2048;
+  int passkey_trials = 10;
+  tqb::KvQuantSpec passkey_kv;
+  passkey_cmd->add_option("--model", model_name, "GGUF file, Hugging Face folder, stories260k or smollm2-135m")->capture_default_str();
+  passkey_cmd->add_option("--ctx", passkey_ctx, "prompt length in tokens")->check(CLI::Range(64, 1 << 17))->capture_default_str();
+  passkey_cmd->add_option("--trials", passkey_trials, "random keys and depths")->check(CLI::Range(1, 100000))->capture_default_str();
+  passkey_cmd->add_option("--seed", seed, "seed of the keys, depths and cache rotations")->capture_default_str();
+  passkey_cmd->add_option("--kv-key", passkey_kv.key, "quantizer of the cached keys (none: fp32)")->capture_default_str();
+  passkey_cmd->add_option("--kv-value", passkey_kv.value, "quantizer of the cached values (none: fp32; key: as --kv-key)")
+      ->capture_default_str();
+  passkey_cmd->add_option("--kv-key-axis", passkey_kv.key_axis, "token, or channel (KIVI)")
+      ->check(CLI::IsMember({"token", "channel"}))->capture_default_str();
+  passkey_cmd->add_option("--kv-block", passkey_kv.block, "channel axis: tokens per block")->check(CLI::Range(2, 4096))->capture_default_str();
+  passkey_cmd->add_option("--kv-outliers", passkey_kv.outliers, "outlier channels per head")->check(CLI::Range(0, 4096))->capture_default_str();
+  passkey_cmd->add_option("--kv-outlier-key", passkey_kv.outlier_key, "quantizer of the outlier channels (none: fp32)")->capture_default_str();
+  bool passkey_verbose = false;
+  passkey_cmd->add_flag("-v,--verbose", passkey_verbose, "print each trial's answer");
+
   auto* export_cmd = app.add_subcommand(
       "export", "Write a model with quantized linear layers: OUT.gguf (llama.cpp's formats, runs in llama.cpp) or "
                 "OUT.safetensors (any quantizer, tqbench's layout; docs/EXPORT.md)");
@@ -265,6 +288,23 @@ int main(int argc, char** argv) {
     if (*show_cmd) return show(file, csv, markdown, all, columns);
     if (*ppl_cmd) return perplexity(model_name, corpus, quantizer_name, method, ctx, chunks, seed, kernel);
     if (*gen_cmd) return generate(model_name, prompt, n_tokens);
+    if (*passkey_cmd) {
+      const tqb::Checkpoint ck = tqb::load_checkpoint(model_name);
+      if (!ck.tokenizer) throw tqb::InputError(fmt::format("model '{}' has no tokenizer tqbench can read", model_name));
+      tqb::LlamaModel model(ck);
+      if (passkey_kv.value == "key") passkey_kv.value = passkey_kv.key;
+      passkey_kv.outlier_value = passkey_kv.outlier_key;
+      std::shared_ptr<tqb::KvQuantizer> kvq;
+      if (passkey_kv.active()) {
+        kvq = std::make_shared<tqb::KvQuantizer>(passkey_kv, ck.config, tqb::derive_seed(seed, "kv cache") >> 1);
+        model.set_kv_quantizer(kvq);
+      }
+      const auto r = tqb::run_passkey(model, *ck.tokenizer, passkey_ctx, passkey_trials, seed, passkey_verbose ? &std::cout : nullptr);
+      std::cout << fmt::format("passkey: {}/{} correct ({:.0f}%) at {} prompt tokens; KV cache: keys {} ({:.4g} bits), values {} ({:.4g} bits)\n",
+                               r.correct, r.trials, 100 * r.accuracy(), r.prompt_tokens, passkey_kv.key, kvq ? kvq->key_bits() : 32.0,
+                               passkey_kv.value, kvq ? kvq->value_bits() : 32.0);
+      return 0;
+    }
     if (*export_cmd) {
       export_request.command_line = command_line;
       tqb::export_model(export_request, std::cout);
