@@ -32,25 +32,32 @@ PasskeyResult run_passkey(const LlamaModel& model, const Tokenizer& tok, std::si
                           std::ostream* log) {
   if (ctx > static_cast<std::size_t>(model.config().context))
     throw InputError(fmt::format("passkey context {} exceeds the model's context length {}", ctx, model.config().context));
-  // Fillers that fit: the prompt with n fillers measured, n grown until the next would not fit.
   constexpr std::size_t kAnswerTokens = 8;
   auto tokens_of = [&](const std::string& text) {
     std::vector<int> t = tok.encode(text);
     if (tok.add_bos()) t.insert(t.begin(), tok.bos());
     return t;
   };
-  const std::size_t per_filler = tok.encode(kFiller).size();
-  const std::size_t base = tokens_of(prompt(0, 0, 12345)).size() + 24;  // the key sentence's tokens, with room
-  if (base + kAnswerTokens + per_filler > ctx)
+  // Tokens do not add up across fillers (merges at their seams): estimate, then shrink until it fits.
+  const std::size_t per_filler = std::max<std::size_t>(1, tok.encode(kFiller).size());
+  const std::size_t base = tokens_of(prompt(1, 0, 99999)).size();
+  if (base + kAnswerTokens > ctx)
     throw InputError(fmt::format("passkey context {} is too short for the prompt ({} tokens)", ctx, base + kAnswerTokens));
-  const std::size_t fillers = (ctx - base - kAnswerTokens) / per_filler;
+  std::size_t fillers = (ctx - kAnswerTokens - base) / per_filler + 1;
   Rng rng(seed);
   PasskeyResult r;
   for (int trial = 0; trial < trials; ++trial) {
     const int key = 10000 + static_cast<int>(rng.next_u64() % 90000);
-    const std::size_t depth = static_cast<std::size_t>(rng.next_u64() % (fillers + 1));
-    std::vector<int> tokens = tokens_of(prompt(fillers, depth, key));
-    if (tokens.size() + kAnswerTokens > ctx) throw RunError("internal error: the passkey prompt outgrew its context");
+    const double where = rng.uniform();
+    std::vector<int> tokens;
+    std::size_t depth = 0;
+    for (;; --fillers) {
+      depth = static_cast<std::size_t>(where * static_cast<double>(fillers));
+      tokens = tokens_of(prompt(fillers, depth, key));
+      if (tokens.size() + kAnswerTokens <= ctx || fillers == 1) break;
+    }
+    if (tokens.size() + kAnswerTokens > ctx)
+      throw InputError(fmt::format("passkey context {} is too short for the prompt ({} tokens)", ctx, tokens.size() + kAnswerTokens));
     KvCache cache = model.new_cache(tokens.size() + kAnswerTokens);
     Matrix logits = model.forward(tokens, cache, 1);
     std::vector<int> answer;

@@ -196,3 +196,25 @@ TEST_CASE("KV cache in a spec: sweeps beside weight quantizers, records bits and
   CHECK(r.exit_code == 2);
   CHECK(r.output.find("kv_outliers 8: must be 0 to head_dim - 1 = 7") != std::string::npos);
 }
+
+TEST_CASE("passkey: the prompt fills the context it is given; too long or too short a context is refused") {
+  const std::string stories = test::kSourceDir + "/../shared/models/stories260K/stories260K.gguf";
+  if (!std::filesystem::exists(stories)) {
+    MESSAGE("SKIPPED: stories260K (../shared) is not there");
+    return;
+  }
+  auto r = test::run_tqbench("passkey --model stories260k --ctx 480 --trials 2 --kv-key 'turboquant(bits=3,group=row)' --kv-value key");
+  REQUIRE_MESSAGE(r.exit_code == 0, r.output);
+  CHECK(r.output.find("/2 correct") != std::string::npos);
+  const auto at = r.output.find(" at ");
+  REQUIRE(at != std::string::npos);
+  const int tokens = std::stoi(r.output.substr(at + 4));
+  CHECK(tokens <= 480 - 8);  // room for the answer
+  CHECK(tokens > 400);       // and filled
+  r = test::run_tqbench("passkey --model stories260k --ctx 100000");
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("exceeds the model's context length") != std::string::npos);
+  r = test::run_tqbench("passkey --model stories260k --ctx 64");
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("too short for the prompt") != std::string::npos);
+}
