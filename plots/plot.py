@@ -10,6 +10,7 @@ Example:
 """
 import argparse
 import os
+import re
 import sys
 
 import matplotlib
@@ -112,13 +113,23 @@ def main(argv=None):
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     if args.scatter:
         series = {}
+        # One colour per kind of quantizer, with a legend: each TurboQuant-side family on its own, llama.cpp's
+        # formats (q4_0 ... q8_0, q2_K ... q6_K, iq4_nl: families named after ggml types) together.
+        def kind(family):
+            return "llama.cpp formats" if re.match(r"^(q\d_|iq\d)", family) else family
+        families = sorted({kind(columns["family"][i]) for i in rows})
+        colour = {f: plt.cm.tab10(n % 10) for n, f in enumerate(families)}
+        seen = set()
         for k, i in enumerate(sorted(rows, key=lambda i: columns[args.x][i])):
+            f = kind(columns["family"][i])
             ax.errorbar(columns[args.x][i], columns[args.metric][i], yerr=interval(columns, args.metric, i),
-                        xerr=interval(columns, args.x, i), fmt="o", ms=5, capsize=2)
-            # Label with the family and the parameters that vary across the file, not the whole name;
-            # neighbours along x alternate above and below so that close points stay readable.
+                        xerr=interval(columns, args.x, i), fmt="o", ms=5, capsize=2, color=colour[f],
+                        label=None if f in seen else f)
+            seen.add(f)
+            # Label with the family and the parameters that vary across the file, not the whole name, level
+            # with its own marker (alternating above and below put labels nearer to a neighbour's marker).
             ax.annotate(series_key(columns, meta, i, ""), (columns[args.x][i], columns[args.metric][i]), fontsize=6,
-                        xytext=(4, 4 if k % 2 == 0 else -10), textcoords="offset points")
+                        xytext=(6, 0), textcoords="offset points", va="center")
     for label, idx in sorted(series.items()):
         idx = sorted(idx, key=lambda i: columns[args.x][i])
         ax.errorbar([columns[args.x][i] for i in idx], [columns[args.metric][i] for i in idx],
@@ -135,7 +146,7 @@ def main(argv=None):
     commit = str(attrs.get("git_commit", "?"))[:10]
     ax.set_title(f"{attrs.get('experiment', '')}: {meta[args.metric]['description']}", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
-    if series:
+    if series or args.scatter:
         ax.legend(fontsize=7, ncol=2 if len(series) > 8 else 1)
     repeats = int(attrs.get("repeats", 1))
     note = f", {repeats} repeats: mean and 95% interval" if repeats > 1 else ""
