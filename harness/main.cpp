@@ -13,12 +13,14 @@
 #include "harness/data_source.hpp"
 #include "harness/export.hpp"
 #include "harness/metrics.hpp"
+#include "harness/merge.hpp"
 #include "harness/model_eval.hpp"
 #include "harness/passkey.hpp"
 #include "harness/perplexity.hpp"
 #include "models/checkpoint.hpp"
 #include "models/llama.hpp"
 #include "harness/runner.hpp"
+#include "harness/slurm.hpp"
 #include "harness/spec.hpp"
 #include "harness/store.hpp"
 #include "harness/sweep.hpp"
@@ -183,6 +185,9 @@ int main(int argc, char** argv) {
                                     "continue the result file (the default when it exists); error if there is none");
   run->add_flag("--force", force, "overwrite the result file and rerun every point")->excludes(resume_flag);
   run->add_flag("--dry-run", dry_run, "print the expanded sweep and its size, run nothing");
+  std::string shard_text;
+  run->add_option("--shard", shard_text, "run only shard I of N (points whose index is I mod N) into its own file "
+                                         "(default results/<experiment>.shard-I-of-N.h5); `merge` joins them");
   std::uint64_t max_points = tqb::kDefaultMaxSweepPoints;
   run->add_option("--max-points", max_points, "refuse a sweep of more points than this (checked before any point is made)")
       ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{1} << 40));
@@ -225,6 +230,29 @@ int main(int argc, char** argv) {
   gen_cmd->add_option("--model", model_name, "GGUF file, Hugging Face folder, stories260k or smollm2-135m")->capture_default_str();
   gen_cmd->add_option("--prompt", prompt, "text to continue (default: nothing, start from BOS)");
   gen_cmd->add_option("--tokens", n_tokens, "tokens to generate")->check(CLI::Range(1, 1 << 16))->capture_default_str();
+
+  auto* merge_cmd = app.add_subcommand("merge", "Join the shard files of a sweep (run --shard I/N) into one result file");
+  std::string merge_output;
+  std::vector<std::string> merge_inputs;
+  tqb::MergeOptions merge_options;
+  merge_cmd->add_option("output", merge_output, "merged result file (.h5)")->required();
+  merge_cmd->add_option("shards", merge_inputs, "the shard files")->required();
+  merge_cmd->add_flag("--allow-mixed-versions", merge_options.allow_mixed_versions,
+                      "merge shards computed by different tqbench commits (each row keeps its own)");
+
+  auto* submit_cmd = app.add_subcommand("submit", "Run a sweep on a cluster: a Slurm job array of shards and a merge job (docs/CLUSTER.md)");
+  std::string submit_spec;
+  bool submit_slurm_flag = false;
+  tqb::SlurmOptions slurm;
+  submit_cmd->add_option("spec", submit_spec, "experiment spec (YAML)")->required();
+  submit_cmd->add_flag("--slurm", submit_slurm_flag, "submit to Slurm with sbatch (the only scheduler supported)")->required();
+  submit_cmd->add_option("--tasks", slurm.tasks, "array tasks (shards)")->check(CLI::Range(1, 100000))->capture_default_str();
+  submit_cmd->add_option("--partition", slurm.partition, "Slurm partition (default: the cluster's)");
+  submit_cmd->add_option("--time", slurm.time, "time limit per task")->capture_default_str();
+  submit_cmd->add_option("--cpus-per-task", slurm.cpus_per_task, "CPUs per task (OMP_NUM_THREADS)")->check(CLI::Range(1, 4096))->capture_default_str();
+  submit_cmd->add_option("--gpus", slurm.gpus, "GPUs per task (--gres=gpu:G)")->check(CLI::Range(0, 64))->capture_default_str();
+  submit_cmd->add_option("-o,--output", slurm.output, "merged result file (default results/<experiment>.h5)");
+  submit_cmd->add_flag("--dry-run", slurm.dry_run, "print the two job scripts, submit nothing");
 
   auto* passkey_cmd = app.add_subcommand(
       "passkey", "Passkey retrieval: a number hidden in filler text, asked for at the end; accuracy over trials, "
@@ -282,12 +310,23 @@ int main(int argc, char** argv) {
       opts.existing = force ? tqb::ExistingFile::overwrite
                             : (resume ? tqb::ExistingFile::require_resume : tqb::ExistingFile::resume);
       opts.command_line = command_line;
+      if (!shard_text.empty()) opts.shard = tqb::parse_shard(shard_text);
       return tqb::run_sweep(spec, points, opts, std::cout);
     }
     if (*list_cmd) return list(what);
     if (*show_cmd) return show(file, csv, markdown, all, columns);
     if (*ppl_cmd) return perplexity(model_name, corpus, quantizer_name, method, ctx, chunks, seed, kernel);
     if (*gen_cmd) return generate(model_name, prompt, n_tokens);
+    if (*merge_cmd) {
+      merge_options.command_line = command_line;
+      return tqb::merge_results(merge_output, merge_inputs, merge_options, std::cout);
+    }
+    if (*submit_cmd) {
+      const tqb::ExperimentSpec spec = tqb::load_spec(submit_spec);
+      const auto points = tqb::expand_sweep(spec, max_points);
+      if (const char* sbatch = std::getenv("TQB_SBATCH"); sbatch && *sbatch) slurm.sbatch = sbatch;
+      return tqb::submit_slurm(spec, points.size(), slurm, std::cout);
+    }
     if (*passkey_cmd) {
       const tqb::Checkpoint ck = tqb::load_checkpoint(model_name);
       if (!ck.tokenizer) throw tqb::InputError(fmt::format("model '{}' has no tokenizer tqbench can read", model_name));

@@ -128,7 +128,27 @@ std::vector<Column> result_columns(const ExperimentSpec& spec, const std::vector
   return cols;
 }
 
-std::string default_output_path(const ExperimentSpec& spec) { return "results/" + spec.experiment + ".h5"; }
+std::string Shard::text() const { return fmt::format("{}/{}", index, count); }
+
+Shard parse_shard(const std::string& text) {
+  Shard s;
+  const auto slash = text.find('/');
+  auto number = [&](const std::string& part, std::size_t& out) {
+    if (part.empty() || part.size() > 6 || part.find_first_not_of("0123456789") != std::string::npos) return false;
+    out = std::stoul(part);
+    return true;
+  };
+  if (slash == std::string::npos || !number(text.substr(0, slash), s.index) || !number(text.substr(slash + 1), s.count) ||
+      s.count == 0 || s.count > 100000 || s.index >= s.count)
+    throw InputError(fmt::format("--shard '{}': expected I/N with 0 <= I < N <= 100000 (e.g. 0/4 ... 3/4; Slurm's "
+                                 "SLURM_ARRAY_TASK_ID with --array=0-(N-1))", printable(text)));
+  return s;
+}
+
+std::string default_output_path(const ExperimentSpec& spec, const Shard& shard) {
+  if (shard.active()) return fmt::format("results/{}.shard-{}-of-{}.h5", spec.experiment, shard.index, shard.count);
+  return "results/" + spec.experiment + ".h5";
+}
 
 void print_dry_run(const ExperimentSpec& spec, const std::vector<SweepPoint>& points, std::ostream& out) {
   out << fmt::format("experiment {}: {} points (seed {})\n", spec.experiment, points.size(), spec.seed);
@@ -207,7 +227,10 @@ void sort_by_point(ResultTable& t) {
 
 int run_sweep(const ExperimentSpec& spec, const std::vector<SweepPoint>& points, const RunOptions& options,
               std::ostream& out) {
-  const std::string path = options.output.empty() ? default_output_path(spec) : options.output;
+  const std::string path = options.output.empty() ? default_output_path(spec, options.shard) : options.output;
+  const Shard& shard = options.shard;
+  // Summary rows need every repeat of a point, which a shard does not have: `merge` writes them.
+  const bool summaries = spec.repeats > 1 && !shard.active();
   const std::vector<Column> columns = result_columns(spec, points);
   check_output_path(path, spec.path);  // never a device, a folder or the spec, --force or not
 
@@ -231,6 +254,12 @@ int run_sweep(const ExperimentSpec& spec, const std::vector<SweepPoint>& points,
       throw InputError(fmt::format(
           "{}: error: this result file was written from a different spec than {}; pass --force to overwrite it "
           "or -o FILE to write elsewhere", path, spec.path));
+    const Cell* old_shard = old.attribute("shard");
+    const std::string was = old_shard ? cell_text(*old_shard, true) : std::string();
+    if (was != (shard.active() ? shard.text() : std::string()))
+      throw InputError(fmt::format("{}: error: this result file holds {}, not {}; pass --force to overwrite it or -o FILE "
+                                   "to write elsewhere", path, was.empty() ? "a whole sweep" : "shard " + was,
+                                   shard.active() ? "shard " + shard.text() : "the whole sweep"));
     table.attributes = old.attributes;
     std::erase_if(table.attributes, [](const auto& kv) { return kv.first == "last_resumed_utc"; });
     table.attributes.emplace_back("last_resumed_utc", utc_now());
@@ -274,6 +303,7 @@ int run_sweep(const ExperimentSpec& spec, const std::vector<SweepPoint>& points,
         {"timing_batch", spec.timing.batch},
         {"timing_repetitions", spec.timing.repetitions},
         {"points_total", static_cast<std::int64_t>(points.size())},
+        {"shard", shard.active() ? shard.text() : std::string()},
         {"tqbench_version", prov.tqbench_version},
         {"git_commit", prov.git_commit},
         {"compiler", prov.compiler},
@@ -290,19 +320,21 @@ int run_sweep(const ExperimentSpec& spec, const std::vector<SweepPoint>& points,
   }
 
   remove_stale_temporaries(path);
-  if (spec.repeats > 1) {  // a resumed file's summaries (not kept: their status is not ok) from its finished repeats
+  if (summaries) {  // a resumed file's summaries (not kept: their status is not ok) from its finished repeats
     update_repeat_summaries(table, spec.metrics, static_cast<std::int64_t>(points.size()));
     sort_by_point(table);
   }
   write_result_file(path, table);  // the file exists (possibly empty) from the start
 
-  Progress progress(points.size(), done.size());
+  std::size_t mine = 0;
+  for (const auto& p : points) mine += shard.owns(p.index);
+  Progress progress(mine, done.size());
   ModelEvaluator model_eval;
   Matrix current;
   std::string current_data;
   std::size_t failed = 0;
   for (const auto& p : points) {
-    if (done.count(p.key)) continue;
+    if (done.count(p.key) || !shard.owns(p.index)) continue;
     progress.start_point(p.key);
     const bool peak_reset = reset_peak_rss();
     const auto t0 = std::chrono::steady_clock::now();
@@ -374,7 +406,7 @@ int run_sweep(const ExperimentSpec& spec, const std::vector<SweepPoint>& points,
       row.push_back(std::move(v));
     }
     table.rows.push_back(std::move(row));
-    if (spec.repeats > 1) update_repeat_summaries(table, spec.metrics, static_cast<std::int64_t>(points.size()));
+    if (summaries) update_repeat_summaries(table, spec.metrics, static_cast<std::int64_t>(points.size()));
     sort_by_point(table);
     write_result_file(path, table);
     if (!r.ok) ++failed;
@@ -384,11 +416,12 @@ int run_sweep(const ExperimentSpec& spec, const std::vector<SweepPoint>& points,
     progress.finish_point(p.key, r.ok, seconds, summary);
   }
   progress.finish();
-  const auto summaries = std::count_if(table.rows.begin(), table.rows.end(), [&](const auto& r) {
+  const auto summary_rows = std::count_if(table.rows.begin(), table.rows.end(), [&](const auto& r) {
     return cell_text(r[table.column_index("status")], true) == "summary";
   });
-  out << fmt::format("{}: {} points ({} run now, {} failed){}\n", path, table.rows.size() - summaries, points.size() - done.size(),
-                     failed, summaries ? fmt::format(", {} summary rows with 95% intervals", summaries) : "");
+  out << fmt::format("{}: {} points{} ({} run now, {} failed){}\n", path, table.rows.size() - summary_rows,
+                     shard.active() ? fmt::format(" of shard {} ({} of the sweep's {})", shard.text(), mine, points.size()) : "",
+                     mine - done.size(), failed, summary_rows ? fmt::format(", {} summary rows with 95% intervals", summary_rows) : "");
   return failed > 0 ? 1 : 0;
 }
 

@@ -1,0 +1,124 @@
+#include "harness/merge.hpp"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <map>
+#include <set>
+
+#include "common/error.hpp"
+#include "harness/output_lock.hpp"
+#include "harness/provenance.hpp"
+#include "harness/repeat_summary.hpp"
+#include "harness/store.hpp"
+
+namespace tqb {
+namespace {
+
+std::string attr(const ResultTable& t, const std::string& name) {
+  const Cell* c = t.attribute(name);
+  return c ? cell_text(*c, true) : std::string();
+}
+
+}  // namespace
+
+int merge_results(const std::string& output, const std::vector<std::string>& shards, const MergeOptions& options, std::ostream& log) {
+  if (shards.empty()) throw InputError("merge: give the shard files to merge");
+  std::vector<ResultTable> tables;
+  for (const auto& path : shards) {
+    std::error_code ec;
+    if (std::filesystem::equivalent(path, output, ec))
+      throw InputError(fmt::format("{}: error: the output is also one of the shards", output));
+    tables.push_back(read_result_file(path));
+  }
+  const ResultTable& first = tables.front();
+  std::size_t count = 0;
+  std::set<std::size_t> indices;
+  for (std::size_t i = 0; i < tables.size(); ++i) {
+    const ResultTable& t = tables[i];
+    const std::string& path = shards[i];
+    auto differ = [&](const char* what, const std::string& a, const std::string& b) {
+      return InputError(fmt::format("{}: error: {} differs from {}'s ({} against {}); shards of one sweep share it", path,
+                                    what, shards.front(), a.substr(0, 80), b.substr(0, 80)));
+    };
+    if (attr(t, "spec_text") != attr(first, "spec_text")) throw differ("the spec text", "this file's", "that file's");
+    if (attr(t, "seed") != attr(first, "seed")) throw differ("the seed", attr(t, "seed"), attr(first, "seed"));
+    if (attr(t, "points_total") != attr(first, "points_total"))
+      throw differ("the sweep's size", attr(t, "points_total"), attr(first, "points_total"));
+    if (!options.allow_mixed_versions && attr(t, "git_commit") != attr(first, "git_commit"))
+      throw InputError(fmt::format("{}: error: computed by tqbench {}, {} by {}; pass --allow-mixed-versions to merge "
+                                   "them anyway (each row keeps its own git_commit)", path, attr(t, "git_commit"),
+                                   shards.front(), attr(first, "git_commit")));
+    const std::string shard = attr(t, "shard");
+    const auto slash = shard.find('/');
+    if (slash == std::string::npos)
+      throw InputError(fmt::format("{}: error: not a shard (it has no 'shard' attribute: it was run without --shard)", path));
+    const std::size_t index = std::stoul(shard.substr(0, slash)), n = std::stoul(shard.substr(slash + 1));
+    if (i == 0) count = n;
+    if (n != count) throw differ("the shard count", std::to_string(n), std::to_string(count));
+    if (!indices.insert(index).second) throw InputError(fmt::format("{}: error: shard {} is given twice", path, shard));
+    if (t.columns.size() != first.columns.size())
+      throw differ("the column set", std::to_string(t.columns.size()), std::to_string(first.columns.size()));
+    for (std::size_t j = 0; j < t.columns.size(); ++j)
+      if (t.columns[j].name != first.columns[j].name || t.columns[j].type != first.columns[j].type)
+        throw differ("a column", t.columns[j].name, first.columns[j].name);
+  }
+
+  ResultTable merged;
+  merged.columns = first.columns;
+  for (const auto& [k, v] : first.attributes)
+    if (k != "shard" && k != "host" && k != "command" && k != "last_resumed_utc") merged.attributes.emplace_back(k, v);
+  std::vector<std::string> hosts;
+  for (const auto& t : tables)
+    if (const std::string h = attr(t, "host"); std::find(hosts.begin(), hosts.end(), h) == hosts.end()) hosts.push_back(h);
+  merged.attributes.emplace_back("host", fmt::format("{}", fmt::join(hosts, ", ")));
+  merged.attributes.emplace_back("command", options.command_line);
+  merged.attributes.emplace_back("merged_from", fmt::format("{} shards: {}", tables.size(), fmt::join(shards, ", ")));
+  merged.attributes.emplace_back("merged_utc", utc_now());
+
+  const int point = first.column_index("point"), status = first.column_index("status"), key = first.column_index("key");
+  std::map<std::int64_t, std::string> seen;  // point index -> shard file
+  std::size_t failed = 0;
+  for (std::size_t i = 0; i < tables.size(); ++i)
+    for (const auto& row : tables[i].rows) {
+      const std::string s = cell_text(row[status], true);
+      if (s == "summary") continue;  // shards have none; merge computes them over all repeats
+      const std::int64_t p = std::get<std::int64_t>(row[point]);
+      if (auto [it, fresh] = seen.emplace(p, shards[i]); !fresh)
+        throw InputError(fmt::format("{}: error: point {} ({}) is also in {}; shards must not overlap", shards[i], p,
+                                     cell_text(row[key], true), it->second));
+      failed += s == "failed";
+      merged.rows.push_back(row);
+    }
+  std::stable_sort(merged.rows.begin(), merged.rows.end(),
+                   [point](const auto& a, const auto& b) { return std::get<std::int64_t>(a[point]) < std::get<std::int64_t>(b[point]); });
+  const std::int64_t total = std::stoll(attr(first, "points_total"));
+  std::vector<std::int64_t> missing;
+  for (std::int64_t p = 0; p < total; ++p)
+    if (!seen.count(p)) missing.push_back(p);
+  if (std::stoll(attr(first, "repeats").empty() ? "1" : attr(first, "repeats")) > 1) {
+    std::vector<std::string> metrics;
+    for (const auto& c : merged.columns)
+      if (c.role == "metric") metrics.push_back(c.name);
+    update_repeat_summaries(merged, metrics, total);
+  }
+  {
+    const OutputLock lock(output);
+    write_result_file(output, merged);
+  }
+  std::set<std::size_t> absent_shards;
+  for (std::size_t i = 0; i < count; ++i)
+    if (!indices.count(i)) absent_shards.insert(i);
+  log << fmt::format("{}: {} of {} points from {} shards of {}{}{}\n", output, seen.size(), total, tables.size(), count,
+                     failed ? fmt::format(", {} failed", failed) : "",
+                     absent_shards.empty() ? "" : fmt::format("; shards not given: {}", fmt::join(absent_shards, ", ")));
+  if (!missing.empty()) {
+    std::vector<std::int64_t> shown(missing.begin(), missing.begin() + static_cast<long>(std::min<std::size_t>(missing.size(), 20)));
+    log << fmt::format("missing points ({}): {}{}\n", missing.size(), fmt::join(shown, ", "), missing.size() > shown.size() ? ", ..." : "");
+  }
+  return missing.empty() && failed == 0 ? 0 : 1;
+}
+
+}  // namespace tqb
