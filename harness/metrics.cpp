@@ -22,9 +22,17 @@ std::string to_string(Direction d) {
 const InnerProductErrors& EvalContext::inner_product_errors() {
   if (!ip_) {
     const Eigen::MatrixXd y = make_queries_().cast<double>();
-    // In double: rows x n_queries exact and estimated inner products and their errors.
-    const Eigen::MatrixXd a = w.cast<double>() * y.transpose();
-    const Eigen::MatrixXd e = (w_hat - w).cast<double>() * y.transpose();
+    // In double: rows x n_queries exact and estimated inner products and their errors, one row at a time
+    // (a GEMV per row sums in a fixed order; Eigen's GEMM blocks by thread count, and a sweep's shards run
+    // with other thread counts than a single process: the numbers must not depend on it).
+    Eigen::MatrixXd a(w.rows(), y.rows()), e(w.rows(), y.rows());
+#pragma omp parallel for schedule(static)
+    for (Eigen::Index i = 0; i < w.rows(); ++i) {
+      const Eigen::VectorXd wi = w.row(i).cast<double>().transpose();
+      const Eigen::VectorXd di = (w_hat.row(i) - w.row(i)).cast<double>().transpose();
+      a.row(i).noalias() = (y * wi).transpose();
+      e.row(i).noalias() = (y * di).transpose();
+    }
     const Eigen::VectorXd row_norm2 = w.cast<double>().rowwise().squaredNorm();
     InnerProductErrors s;
     const double n = static_cast<double>(e.size());

@@ -51,13 +51,20 @@ class Qjl final : public Quantizer {
       const auto s = projection(m, g, seed, j);
       const Eigen::Map<const RowMatrix> S(s->data(), m, g);
       const ConstStrided V(w + j * g, rows, g, Eigen::OuterStride<>(cols));
-      const RowMatrix P = V * S.transpose();  // rows x m: S v for every row
+      // S v for every row, in fixed blocks of rows: each block's product runs on one thread, so the sums (and
+      // a sign that a rounding could flip) do not depend on the thread count (Eigen blocks a parallel
+      // product by it); a sweep's shards run with other thread counts than a single process.
 #pragma omp parallel for schedule(static)
-      for (std::ptrdiff_t r = 0; r < static_cast<std::ptrdiff_t>(rows); ++r) {
-        const double n2 = V.row(r).cast<double>().squaredNorm();
-        store_float(norm_format_, static_cast<float>(std::sqrt(n2)), q.scales.data() + (r * groups + j) * nb);
-        std::uint8_t* out = signs.data() + (r * groups + j) * m;
-        for (std::size_t k = 0; k < m; ++k) out[k] = P(r, k) >= 0.0f;
+      for (std::ptrdiff_t b = 0; b < static_cast<std::ptrdiff_t>(rows); b += kRowBlock) {
+        const Eigen::Index n = std::min<Eigen::Index>(kRowBlock, static_cast<Eigen::Index>(rows) - b);
+        const RowMatrix P = V.middleRows(b, n) * S.transpose();  // n x m
+        for (Eigen::Index i = 0; i < n; ++i) {
+          const std::size_t r = static_cast<std::size_t>(b + i);
+          const double n2 = V.row(static_cast<Eigen::Index>(r)).cast<double>().squaredNorm();
+          store_float(norm_format_, static_cast<float>(std::sqrt(n2)), q.scales.data() + (r * groups + j) * nb);
+          std::uint8_t* out = signs.data() + (r * groups + j) * m;
+          for (std::size_t k = 0; k < m; ++k) out[k] = P(i, static_cast<Eigen::Index>(k)) >= 0.0f;
+        }
       }
     }
     q.codes.resize(packed_size(signs.size(), 1));
@@ -81,11 +88,17 @@ class Qjl final : public Quantizer {
         const std::uint8_t* b = bits.data() + (r * groups + j) * m;
         for (std::size_t k = 0; k < m; ++k) z(r, k) = b[k] ? gamma : -gamma;
       }
-      Strided(out + j * g, q.rows, g, Eigen::OuterStride<>(q.cols)) = z * S;
+      Strided dst(out + j * g, q.rows, g, Eigen::OuterStride<>(q.cols));
+#pragma omp parallel for schedule(static)  // fixed row blocks, one thread each: as in quantize
+      for (std::ptrdiff_t b = 0; b < static_cast<std::ptrdiff_t>(q.rows); b += kRowBlock) {
+        const Eigen::Index n = std::min<Eigen::Index>(kRowBlock, static_cast<Eigen::Index>(q.rows) - b);
+        dst.middleRows(b, n).noalias() = z.middleRows(b, n) * S;
+      }
     }
   }
 
  private:
+  static constexpr std::ptrdiff_t kRowBlock = 64;
   std::size_t sketch_width(std::size_t g) const {
     return sketch_ < 0 ? static_cast<std::size_t>(-sketch_) * g : static_cast<std::size_t>(sketch_);
   }

@@ -49,6 +49,19 @@ class IdentityRotation final : public Rotation {
   void inverse(float*, std::size_t, std::size_t) const override {}
 };
 
+// Eigen blocks a multithreaded product by its thread count, so sums (and the codes a rounding decides)
+// would depend on OMP_NUM_THREADS, and a sweep's shards run with other counts than a single process. Work
+// run here sees an active two-thread region and keeps Eigen on one thread (its fixed blocking), whatever
+// the caller's thread count.
+template <class F>
+void eigen_single_threaded(F&& fn) {
+#pragma omp parallel num_threads(2)
+#pragma omp single
+  fn();
+}
+
+constexpr std::ptrdiff_t kRowBlock = 64;  // rows per product in the rotations: fixed, so thread-independent
+
 class HaarRotation final : public Rotation {
  public:
   HaarRotation(std::size_t d, std::uint64_t seed) : Rotation(d) {
@@ -56,26 +69,31 @@ class HaarRotation final : public Rotation {
     Eigen::MatrixXd g(d, d);
     for (Eigen::Index j = 0; j < g.cols(); ++j)
       for (Eigen::Index i = 0; i < g.rows(); ++i) g(i, j) = rng.normal();
-    Eigen::HouseholderQR<Eigen::MatrixXd> qr(g);
-    Eigen::MatrixXd q = qr.householderQ();
-    const auto& r = qr.matrixQR();
-    for (Eigen::Index j = 0; j < q.cols(); ++j)
-      if (r(j, j) < 0) q.col(j) = -q.col(j);
+    Eigen::MatrixXd q;
+    eigen_single_threaded([&] {
+      Eigen::HouseholderQR<Eigen::MatrixXd> qr(g);
+      q = qr.householderQ();
+      const auto& r = qr.matrixQR();
+      for (Eigen::Index j = 0; j < q.cols(); ++j)
+        if (r(j, j) < 0) q.col(j) = -q.col(j);
+    });
     q_ = q.cast<float>();
   }
   RotationKind kind() const override { return RotationKind::haar; }
-  void forward(float* x, std::size_t n, std::size_t stride) const override {
-    StridedMap m(x, n, dim(), Eigen::OuterStride<>(stride));
-    RowMatrix y = m * q_.transpose();  // rows x_iᵀ Qᵀ = (Q x_i)ᵀ
-    m = y;
-  }
-  void inverse(float* x, std::size_t n, std::size_t stride) const override {
-    StridedMap m(x, n, dim(), Eigen::OuterStride<>(stride));
-    RowMatrix y = m * q_;
-    m = y;
-  }
+  void forward(float* x, std::size_t n, std::size_t stride) const override { apply(x, n, stride, true); }
+  void inverse(float* x, std::size_t n, std::size_t stride) const override { apply(x, n, stride, false); }
 
  private:
+  // Rows x_i ← Q x_i (forward) or Qᵀ x_i, in fixed blocks of rows, one thread per block.
+  void apply(float* x, std::size_t n, std::size_t stride, bool forward) const {
+    StridedMap m(x, static_cast<Eigen::Index>(n), static_cast<Eigen::Index>(dim()), Eigen::OuterStride<>(static_cast<Eigen::Index>(stride)));
+#pragma omp parallel for schedule(static) if (n > static_cast<std::size_t>(kRowBlock))
+    for (std::ptrdiff_t b = 0; b < static_cast<std::ptrdiff_t>(n); b += kRowBlock) {
+      const Eigen::Index rows = std::min<Eigen::Index>(kRowBlock, static_cast<Eigen::Index>(n) - b);
+      RowMatrix y = forward ? RowMatrix(m.middleRows(b, rows) * q_.transpose()) : RowMatrix(m.middleRows(b, rows) * q_);
+      m.middleRows(b, rows) = y;
+    }
+  }
   RowMatrix q_;  // d x d, orthogonal
 };
 
