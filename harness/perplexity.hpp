@@ -1,11 +1,14 @@
 #pragma once
 // Perplexity and KL-divergence of a model on a token stream (REFERENCE.md, "Perplexity, the
 // llama.cpp way"):
-//   llamacpp: non-overlapping chunks of ctx tokens; each run with an empty cache (first token replaced
-//             by BOS when the tokenizer adds one, as llama.cpp's perplexity tool does); only the second
-//             half is scored (logits of positions ctx/2 … ctx−2 predict the next token).
-//   windowed: non-overlapping windows of ctx tokens, every next-token prediction in a window scored
-//             (the open-source TurboQuant weights evaluation).
+//   llamacpp: exactly llama-perplexity's chunking: when the tokenizer adds BOS, the token stream is BOS
+//             followed by the text's tokens (llama.cpp tokenizes the file as one prompt); non-overlapping
+//             chunks of ctx tokens are cut from that stream, each run with an empty cache and its first
+//             token replaced by BOS; only the second half is scored (logits of positions ctx/2 … ctx−2
+//             predict the next token).
+//   windowed: non-overlapping windows of ctx tokens of the bare text, every next-token prediction in a
+//             window scored, no BOS (the open-source TurboQuant-for-weights evaluation: WikiText, windows of
+//             512, all tokens scored), so that its tables compare like with like.
 // PPL = exp(mean NLL) ± PPL·sqrt(var(NLL)/(N−1)). KLD compares every scored token's distribution with
 // the baseline model's, saved from a first run.
 #include <functional>

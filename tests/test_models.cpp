@@ -161,6 +161,22 @@ TEST_CASE("forward with logits for the last positions only gives those rows of t
   CHECK(model.forward({3}, c, 5).rows() == 1);  // more rows than positions: all of them
 }
 
+// llama-perplexity -m stories260K.gguf -f wiki.test.raw -c 256 --chunks 40 prints "Final estimate: PPL =
+// 92.3507" and 82.8598 for its first chunk (llama.cpp, as issue 16 measured it; bench/peers/compare_llamacpp.py
+// --parts perplexity reruns the comparison): a fact from llama.cpp, which tqbench's llamacpp method reproduces
+// (BOS leads the token stream, as llama.cpp tokenizes the file as one prompt).
+TEST_CASE("the llamacpp method reproduces llama-perplexity on stories260K: 92.3507 at ctx 256, 40 chunks") {
+  if (!have(stories_gguf(), "stories260K (../shared)") || !have(wikitext(), "WikiText-2 (../shared)")) return;
+  const auto r = test::run_tqbench("perplexity --model stories260k --ctx 256 --chunks 40");
+  REQUIRE_MESSAGE(r.exit_code == 0, r.output);
+  const auto at = r.output.find("perplexity: ");
+  REQUIRE(at != std::string::npos);
+  CHECK(std::stod(r.output.substr(at + 12)) == doctest::Approx(92.3507).epsilon(0.01 / 92.3507));
+  const auto first = r.output.find("[1/40] ppl ");
+  REQUIRE(first != std::string::npos);
+  CHECK(std::stod(r.output.substr(first + 11)) == doctest::Approx(82.8598).epsilon(0.01 / 82.8598));
+}
+
 TEST_CASE("an 8-bit RTN model stays within 1% of the baseline perplexity on stories260K") {
   if (!have(stories_gguf(), "stories260K (../shared)") || !have(wikitext(), "WikiText-2 (../shared)")) return;
   const Checkpoint ck = load_checkpoint(stories_gguf());

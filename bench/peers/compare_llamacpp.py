@@ -107,7 +107,12 @@ def perplexity(prefix, rounds, threads, chunks, ctx):
     q41, f32 = ensure_f32_gguf(prefix)
     corpus = SHARED / "data/wikitext-2-raw/wiki.test.raw"
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    stories = SHARED / "models/stories260K/stories260K.gguf"
     cases = [
+        # A vocabulary that adds BOS (issue 16): llama.cpp's stream starts with it; ctx 256, 40 chunks.
+        ("stories260K (adds BOS), ctx 256, 40 chunks",
+         [prefix / "bin/llama-perplexity", "-m", stories, "-f", corpus, "-c", 256, "--chunks", 40, "-t", threads, "-b", 256],
+         [ROOT / "build/tqbench", "perplexity", "--model", stories, "--corpus", corpus, "--ctx", 256, "--chunks", 40]),
         ("F32 file", [prefix / "bin/llama-perplexity", "-m", f32, "-f", corpus, "-c", ctx, "--chunks", chunks,
                       "-t", threads, "-b", ctx],
          [ROOT / "build/tqbench", "perplexity", "--model", f32, "--corpus", corpus, "--ctx", ctx, "--chunks", chunks]),
