@@ -13,6 +13,7 @@
 #include "harness/data_source.hpp"
 #include "harness/export.hpp"
 #include "harness/metrics.hpp"
+#include "harness/llamacpp_kld.hpp"
 #include "harness/merge.hpp"
 #include "harness/model_eval.hpp"
 #include "harness/passkey.hpp"
@@ -102,18 +103,32 @@ int show(const std::string& file, bool csv, bool markdown, bool all, const std::
 }
 
 int perplexity(const std::string& model_name, const std::string& corpus, const std::string& quantizer_name,
-               const std::string& method, int ctx, int chunks, std::uint64_t seed, const std::string& kernel) {
+               const std::string& method, int ctx, int chunks, std::uint64_t seed, const std::string& kernel,
+               const std::string& kld_base, bool kld) {
   std::unique_ptr<Quantizer> quantizer;
   if (!quantizer_name.empty()) quantizer = parse_quantizer(quantizer_name);  // bad names fail before loading
   const Checkpoint ck = load_checkpoint(model_name);
   if (!ck.tokenizer) throw InputError(fmt::format("model '{}' has no tokenizer tqbench can read", model_name));
-  const std::vector<int> tokens = ck.tokenizer->encode(read_corpus(corpus));
+  if (kld && kld_base.empty()) throw InputError("--kl-divergence needs --kl-divergence-base FILE (a llama.cpp or tqbench base file)");
+  if (!kld_base.empty() && method != "llamacpp") throw InputError("--kl-divergence-base: llama.cpp's base files use the llamacpp method");
   PerplexityConfig cfg;
   cfg.method = method;
   cfg.ctx = ctx;
   cfg.chunks = chunks;
   cfg.add_bos = ck.tokenizer->add_bos();
   cfg.bos = ck.tokenizer->bos();
+  std::vector<int> tokens;
+  tqb::LlamacppKldBase base_file;
+  if (kld) {  // the base's tokens, chunking and log-probabilities (llama-perplexity --kl-divergence)
+    base_file = tqb::read_llamacpp_kld_base(kld_base, static_cast<std::size_t>(ck.config.vocab));
+    tokens = base_file.tokens;
+    cfg.ctx = static_cast<int>(base_file.ctx);
+    cfg.chunks = static_cast<int>(base_file.chunks);
+    cfg.stream_ready = true;
+  } else {
+    tokens = ck.tokenizer->encode(read_corpus(corpus));
+  }
+  ctx = cfg.ctx;
   if (ctx > ck.config.context) throw InputError(fmt::format("--ctx {} exceeds the model's context length {}", ctx, ck.config.context));
   std::unique_ptr<LlamaModel> model;
   std::string label = "fp32";
@@ -126,13 +141,23 @@ int perplexity(const std::string& model_name, const std::string& corpus, const s
   }
   std::cerr << fmt::format("{}: {} tokens, {} method, ctx {}, model {}\n", resolve_corpus_path(corpus), tokens.size(), method, ctx, label);
   const bool tty = isatty(fileno(stderr));
-  const PerplexityResult r = evaluate_perplexity(*model, tokens, cfg, nullptr, nullptr, [&](std::size_t c, std::size_t n, double ppl) {
+  BaselineLogProbs saved;
+  const bool write_base = !kld_base.empty() && !kld;
+  const PerplexityResult r = evaluate_perplexity(*model, tokens, cfg, write_base ? &saved : nullptr, kld ? &base_file.log_probs : nullptr,
+                                                 [&](std::size_t c, std::size_t n, double ppl) {
     if (tty) std::cerr << fmt::format("\r\033[K[{}/{}] ppl {:.4f}", c, n, ppl) << std::flush;
     else std::cerr << fmt::format("[{}/{}] ppl {:.4f}\n", c, n, ppl);
   });
   if (tty) std::cerr << "\r\033[K";
   std::cout << fmt::format("perplexity: {:.4f} +/- {:.4f} over {} scored tokens ({} chunks of {}, {} method); {:.1f} tokens/s\n",
                            r.ppl, r.ppl_stderr, r.scored, r.chunks, ctx, method, r.tokens_per_second);
+  if (write_base) {
+    tqb::write_llamacpp_kld_base(kld_base, tqb::llamacpp_token_stream(tokens, cfg), static_cast<std::uint32_t>(ctx), r.chunks, saved);
+    std::cout << fmt::format("KL-divergence base written to {} (llama-perplexity's format: {} chunks of {})\n", kld_base, r.chunks, ctx);
+  }
+  if (r.has_kld)
+    std::cout << fmt::format("KL-divergence against {}: mean {:.6f}, median {:.6f}, p99 {:.6f}; same top token {:.4f}\n", kld_base,
+                             r.kld_mean, r.kld_median, r.kld_p99, r.top1_agreement);
   return 0;
 }
 
@@ -221,6 +246,11 @@ int main(int argc, char** argv) {
   ppl_cmd->add_option("--chunks", chunks, "chunks to score (0 = all)")->check(CLI::Range(0, 1 << 20))->capture_default_str();
   ppl_cmd->add_option("--seed", seed, "seed of the quantizer's randomness")->capture_default_str();
   std::string kernel = "dequantized_dense";  // exact; see the model data source's kernel parameter
+  std::string kld_base;
+  bool kld_flag = false;
+  ppl_cmd->add_option("--kl-divergence-base", kld_base,
+                      "llama-perplexity's KL-divergence base file: written from this run, or read with --kl-divergence");
+  ppl_cmd->add_flag("--kl-divergence", kld_flag, "score against --kl-divergence-base (its tokens and chunks; llama.cpp's or tqbench's)");
   ppl_cmd->add_option("--kernel", kernel, fmt::format("kernel of the quantized layers: {}", fmt::join(linear_kernel_names(), ", ")))
       ->check(CLI::IsMember(linear_kernel_names()))->capture_default_str();
 
@@ -315,7 +345,7 @@ int main(int argc, char** argv) {
     }
     if (*list_cmd) return list(what);
     if (*show_cmd) return show(file, csv, markdown, all, columns);
-    if (*ppl_cmd) return perplexity(model_name, corpus, quantizer_name, method, ctx, chunks, seed, kernel);
+    if (*ppl_cmd) return perplexity(model_name, corpus, quantizer_name, method, ctx, chunks, seed, kernel, kld_base, kld_flag);
     if (*gen_cmd) return generate(model_name, prompt, n_tokens);
     if (*merge_cmd) {
       merge_options.command_line = command_line;

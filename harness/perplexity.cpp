@@ -10,6 +10,15 @@
 
 namespace tqb {
 
+std::vector<int> llamacpp_token_stream(const std::vector<int>& text, const PerplexityConfig& cfg) {
+  if (cfg.method == "windowed" || !cfg.add_bos || cfg.bos < 0) return text;
+  std::vector<int> s;
+  s.reserve(text.size() + 1);
+  s.push_back(cfg.bos);
+  s.insert(s.end(), text.begin(), text.end());
+  return s;
+}
+
 PerplexityResult evaluate_perplexity(const LlamaModel& model, const std::vector<int>& text_tokens, const PerplexityConfig& cfg,
                                      BaselineLogProbs* save, const BaselineLogProbs* base,
                                      const std::function<void(std::size_t, std::size_t, double)>& progress) {
@@ -20,12 +29,8 @@ PerplexityResult evaluate_perplexity(const LlamaModel& model, const std::vector<
   // (the open-source TurboQuant-for-weights evaluation) cuts the bare text and replaces nothing.
   const bool bos_stream = !windowed && cfg.add_bos && cfg.bos >= 0;
   std::vector<int> with_bos;
-  if (bos_stream) {
-    with_bos.reserve(text_tokens.size() + 1);
-    with_bos.push_back(cfg.bos);
-    with_bos.insert(with_bos.end(), text_tokens.begin(), text_tokens.end());
-  }
-  const std::vector<int>& tokens = bos_stream ? with_bos : text_tokens;
+  if (bos_stream && !cfg.stream_ready) with_bos = llamacpp_token_stream(text_tokens, cfg);
+  const std::vector<int>& tokens = bos_stream && !cfg.stream_ready ? with_bos : text_tokens;
   const std::size_t ctx = static_cast<std::size_t>(cfg.ctx);
   const std::size_t available = tokens.size() / ctx;
   if (available == 0)
@@ -66,7 +71,8 @@ PerplexityResult evaluate_perplexity(const LlamaModel& model, const std::vector<
       if (base) {
         const float* lb = base->data.data() + row * vocab;
         double k = 0;
-        for (std::size_t v = 0; v < vocab; ++v) k += std::exp(static_cast<double>(lb[v])) * (lb[v] - logp[v]);
+        for (std::size_t v = 0; v < vocab; ++v)
+          if (lb[v] > base->floor) k += std::exp(static_cast<double>(lb[v])) * (lb[v] - logp[v]);
         kld.push_back(std::max(0.0, k));
         agree += std::max_element(lb, lb + vocab) - lb == std::max_element(logp.begin(), logp.end()) - logp.begin();
       }

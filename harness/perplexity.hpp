@@ -11,6 +11,7 @@
 //             512, all tokens scored), so that its tables compare like with like.
 // PPL = exp(mean NLL) ± PPL·sqrt(var(NLL)/(N−1)). KLD compares every scored token's distribution with
 // the baseline model's, saved from a first run.
+#include <cmath>
 #include <functional>
 #include <string>
 #include <vector>
@@ -25,13 +26,23 @@ struct PerplexityConfig {
   int chunks = 20;  // chunks or windows to score; 0 = all the text allows
   bool add_bos = false;
   int bos = -1;
+  // The tokens given are already the llamacpp stream (BOS first where the vocabulary adds it): a llama.cpp
+  // KL-divergence base file holds it so (harness/llamacpp_kld.hpp).
+  bool stream_ready = false;
 };
+
+// The token stream the llamacpp method cuts its chunks from: BOS, then the text's tokens, when the
+// vocabulary adds BOS (llama-perplexity tokenizes the file as one prompt); the text's tokens otherwise.
+std::vector<int> llamacpp_token_stream(const std::vector<int>& text, const PerplexityConfig& cfg);
 
 // Log-probabilities of the baseline model at every scored position (scored × vocab, fp32):
 // 4·vocab bytes per scored token (SmolLM2, 20 chunks of 512: 1.0 GB).
 struct BaselineLogProbs {
   std::size_t vocab = 0;
   std::vector<float> data;
+  // Entries at or below this log-probability are left out of the KL sum (−16 for a llama.cpp base file,
+  // as llama.cpp does; none for tqbench's own exact base).
+  float floor = -INFINITY;
 };
 
 struct PerplexityResult {

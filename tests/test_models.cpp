@@ -600,3 +600,56 @@ TEST_CASE("tokenizer.json: deep nesting (pre-tokenizer Sequences, junk) is refus
   test::write_text(dir.file("tokenizer.json"), "{\"junk\": " + junk + ", \"model\": " + model.dump() + "}");
   CHECK(make_hf_tokenizer(dir.path.string())->decode({0, 1}) == "ab");
 }
+
+// llama-perplexity's KL-divergence base files (harness/llamacpp_kld.hpp): tqbench writes one, reads it back
+// and scores against it as against its own exact base; a damaged file is refused. (llama.cpp itself reads
+// tqbench's file and tqbench reads llama.cpp's: docs/PERF.md, measured with the peer.)
+TEST_CASE("llama.cpp KL-divergence base files: written, read back, scored against; damaged ones refused") {
+  if (!have(stories_gguf(), "stories260K (../shared)") || !have(wikitext(), "WikiText-2 (../shared)")) return;
+  test::TempDir dir;
+  const std::string base = dir.file("base.kld");
+  auto r = test::run_tqbench("perplexity --model stories260k --ctx 128 --chunks 6 --kl-divergence-base '" + base + "'");
+  REQUIRE_MESSAGE(r.exit_code == 0, r.output);
+  // The same model against its own base: no divergence beyond the file's 16-bit rounding.
+  r = test::run_tqbench("perplexity --model stories260k --kl-divergence-base '" + base + "' --kl-divergence");
+  REQUIRE_MESSAGE(r.exit_code == 0, r.output);
+  auto kld_of = [](const std::string& out) {
+    const auto at = out.find("KL-divergence against");
+    REQUIRE(at != std::string::npos);
+    return std::stod(out.substr(out.find("mean ", at) + 5));
+  };
+  CHECK(kld_of(r.output) < 1e-4);
+  CHECK(r.output.find("same top token 1.0000") != std::string::npos);
+  CHECK(r.output.find("6 chunks of 128") != std::string::npos);  // the file's chunking, not the defaults
+  // A quantized model: the file's KLD is the exact one up to the file's rounding.
+  const Checkpoint ck = load_checkpoint(stories_gguf());
+  PerplexityConfig cfg;
+  cfg.ctx = 128;
+  cfg.chunks = 6;
+  cfg.add_bos = ck.tokenizer->add_bos();
+  cfg.bos = ck.tokenizer->bos();
+  const std::vector<int> tokens = ck.tokenizer->encode(read_corpus("wikitext-2-test"));
+  BaselineLogProbs exact;
+  evaluate_perplexity(LlamaModel(ck), tokens, cfg, &exact);
+  auto q = parse_quantizer("rtn(bits=3,group=32)");
+  const auto model = quantize_model(ck, *q, 1, kBlockLinearLayers, "^$", nullptr);
+  const double exact_kld = evaluate_perplexity(*model, tokens, cfg, nullptr, &exact).kld_mean;
+  r = test::run_tqbench("perplexity --model stories260k --quantizer 'rtn(bits=3,group=32)' --seed 1 --kl-divergence-base '" + base + "' --kl-divergence");
+  REQUIRE_MESSAGE(r.exit_code == 0, r.output);
+  CHECK(kld_of(r.output) == doctest::Approx(exact_kld).epsilon(0.01));
+  // Damaged files: truncated, another vocabulary, not a base file.
+  const std::string bytes = test::read_text(base);
+  std::ofstream(dir.file("short.kld"), std::ios::binary) << bytes.substr(0, bytes.size() - 7);
+  r = test::run_tqbench("perplexity --model stories260k --kl-divergence-base '" + dir.file("short.kld") + "' --kl-divergence");
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("short.kld: error: not a llama.cpp KL-divergence base file:") != std::string::npos);
+  std::string other = bytes;
+  other[12] = static_cast<char>(other[12] + 1);  // n_vocab
+  std::ofstream(dir.file("vocab.kld"), std::ios::binary) << other;
+  r = test::run_tqbench("perplexity --model stories260k --kl-divergence-base '" + dir.file("vocab.kld") + "' --kl-divergence");
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("its vocabulary has 513 entries, the model 512") != std::string::npos);
+  r = test::run_tqbench("perplexity --model stories260k --kl-divergence");
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("--kl-divergence needs --kl-divergence-base") != std::string::npos);
+}
