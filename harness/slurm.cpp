@@ -84,7 +84,10 @@ int submit_slurm(const ExperimentSpec& spec, std::size_t points, const SlurmOpti
       o.cpus_per_task, tasks, quoted(binary), quoted(spec_path), tasks, shard_word);
   std::string merge = header + fmt::format("#SBATCH --output={}/merge.log\nset -euo pipefail\nexec {} merge {}", dir.string(),
                                            quoted(binary), quoted(merged.string()));
-  for (std::size_t i = 0; i < tasks; ++i) merge += " " + quoted(shard_file(std::to_string(i)));
+  for (std::size_t i = 0; i < tasks; ++i) {
+    merge += ' ';
+    merge += quoted(shard_file(std::to_string(i)));
+  }
   merge += "\n";
 
   if (o.dry_run) {
