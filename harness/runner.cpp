@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <map>
 #include <ostream>
@@ -24,6 +25,7 @@
 #include "harness/progress.hpp"
 #include "harness/provenance.hpp"
 #include "harness/repeat_summary.hpp"
+#include "harness/result_journal.hpp"
 #include "kernels/cuda/gpu.hpp"
 #include "quantizers/registry.hpp"
 
@@ -324,7 +326,21 @@ int run_sweep(const ExperimentSpec& spec, const std::vector<SweepPoint>& points,
     update_repeat_summaries(table, spec.metrics, static_cast<std::int64_t>(points.size()));
     sort_by_point(table);
   }
-  write_result_file(path, table);  // the file exists (possibly empty) from the start
+  write_result_file(path, table);  // the file exists (possibly empty) from the start; an old journal is folded
+  // Finished rows go to the journal, one record each, and are folded into the file every kFoldSeconds and at
+  // the end: a point's bookkeeping does not grow with the number of points before it (issue 17).
+  ResultJournal journal(path, columns);
+  auto last_fold = std::chrono::steady_clock::now();
+  // TQB_FOLD_SECONDS overrides the interval (the durability tests fold after every point, to kill during folds).
+  double fold_seconds = kFoldSeconds;
+  if (const char* env = std::getenv("TQB_FOLD_SECONDS"); env && *env) fold_seconds = std::max(0.0, std::atof(env));
+  auto fold = [&] {
+    if (summaries) update_repeat_summaries(table, spec.metrics, static_cast<std::int64_t>(points.size()));
+    sort_by_point(table);
+    write_result_file(path, table);
+    journal.clear();
+    last_fold = std::chrono::steady_clock::now();
+  };
 
   std::size_t mine = 0;
   for (const auto& p : points) mine += shard.owns(p.index);
@@ -363,7 +379,10 @@ int run_sweep(const ExperimentSpec& spec, const std::vector<SweepPoint>& points,
     } catch (const InputError&) {
       // Bad model file or corpus: the whole run is bad input. A file this run created and that holds no
       // row is removed, so that the corrected spec is not refused as "a different spec".
-      if (!exists && table.rows.empty()) std::filesystem::remove(path, ec);
+      if (!exists && table.rows.empty()) {
+        std::filesystem::remove(path, ec);
+        journal.remove();
+      }
       throw;
     } catch (const std::exception& e) {
       r.ok = false;
@@ -405,16 +424,17 @@ int run_sweep(const ExperimentSpec& spec, const std::vector<SweepPoint>& points,
       }
       row.push_back(std::move(v));
     }
+    journal.append(row);
     table.rows.push_back(std::move(row));
-    if (summaries) update_repeat_summaries(table, spec.metrics, static_cast<std::int64_t>(points.size()));
-    sort_by_point(table);
-    write_result_file(path, table);
+    if (std::chrono::duration<double>(std::chrono::steady_clock::now() - last_fold).count() >= fold_seconds) fold();
     if (!r.ok) ++failed;
     std::string summary = r.ok ? "" : r.error;
     if (r.ok && r.metrics.count("bits_per_weight") && r.metrics.count("weight_nmse"))
       summary = fmt::format("{:.4g} bits/weight, nmse {:.4g}", r.metrics["bits_per_weight"], r.metrics["weight_nmse"]);
     progress.finish_point(p.key, r.ok, seconds, summary);
   }
+  fold();
+  journal.remove();
   progress.finish();
   const auto summary_rows = std::count_if(table.rows.begin(), table.rows.end(), [&](const auto& r) {
     return cell_text(r[table.column_index("status")], true) == "summary";

@@ -15,6 +15,7 @@
 
 #include "common/atomic_file.hpp"
 #include "common/error.hpp"
+#include "harness/result_journal.hpp"
 
 namespace tqb {
 
@@ -423,6 +424,7 @@ ResultTable read_result_file(const std::string& path) {
   t.rows.assign(n_rows, std::vector<Cell>(t.columns.size()));
   for (std::size_t j = 0; j < columns.size(); ++j)
     for (std::size_t i = 0; i < n_rows; ++i) t.rows[i][j] = std::move(columns[j][i]);
+  add_journal_rows(path, t);  // rows finished since the last fold (harness/result_journal.hpp)
   return t;
 }
 

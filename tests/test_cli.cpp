@@ -15,6 +15,7 @@
 #include <fmt/format.h>
 
 #include "common/error.hpp"
+#include "common/rng.hpp"
 #include "harness/store.hpp"
 #include "kernels/cuda/gpu.hpp"
 #include "test_util.hpp"
@@ -520,4 +521,38 @@ TEST_CASE("a model experiment can name its kernel: fused_lut matches the referen
   const auto bad = run_tqbench("run '" + spec + "' -o '" + dir.file("k2.h5") + "'");
   CHECK(bad.exit_code == 2);
   CHECK(bad.output.find("kernel 'fused_lut' cannot run none()") != std::string::npos);
+}
+
+// The journal (harness/result_journal.hpp): kill -9 at random moments, with a fold after every point so that
+// many kills land inside a fold (the HDF5 file being replaced, or the journal being cleared). Every resume
+// must continue, and the final rows equal an uninterrupted run's.
+TEST_CASE("kill -9 at random moments, folds included, loses no finished point; the last resume equals a clean run") {
+  test::TempDir dir;
+  const std::string spec = test::kSourceDir + "/tests/specs/good/resume.yaml";
+  const std::string killed = dir.file("killed.h5"), clean = dir.file("clean.h5");
+  ::setenv("TQB_FOLD_SECONDS", "0", 1);
+  std::size_t before = 0;
+  Rng rng(31);
+  for (int attempt = 0; attempt < 6; ++attempt) {
+    const pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      std::freopen("/dev/null", "w", stderr);
+      std::freopen("/dev/null", "w", stdout);
+      ::execl(test::kBinary.c_str(), "tqbench", "run", spec.c_str(), "-o", killed.c_str(), nullptr);
+      ::_exit(127);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(150 + static_cast<int>(rng.uniform() * 400)));
+    ::kill(pid, SIGKILL);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    const std::size_t now = rows_in(killed);  // opens cleanly, journal included
+    CHECK(now >= before);                     // nothing finished is lost
+    before = now;
+  }
+  ::unsetenv("TQB_FOLD_SECONDS");
+  REQUIRE(run_tqbench("run '" + spec + "' -o '" + killed + "'").exit_code == 0);
+  REQUIRE(run_tqbench("run '" + spec + "' -o '" + clean + "'").exit_code == 0);
+  CHECK(comparable_rows(read_result_file(killed)) == comparable_rows(read_result_file(clean)));
+  CHECK(!std::filesystem::exists(killed + ".journal"));  // folded and removed at the end
 }

@@ -2,9 +2,11 @@
 #include <hdf5.h>
 
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 
 #include "common/error.hpp"
+#include "harness/result_journal.hpp"
 #include "harness/store.hpp"
 #include "test_util.hpp"
 
@@ -120,4 +122,55 @@ TEST_CASE("a column that declares more rows than the file stores is refused befo
     H5Fclose(f);
   }
   CHECK_THROWS_WITH_AS(read_result_file(path), doctest::Contains("declares 33554432 rows"), InputError);
+}
+
+// The journal of finished rows beside a result file (harness/result_journal.hpp).
+TEST_CASE("journal: rows appear to readers before a fold; torn tails and corrupt records are ignored; a fold's duplicates kept once") {
+  test::TempDir dir;
+  const std::string path = dir.file("r.h5");
+  ResultTable t;
+  t.columns = {{"point", ColumnType::integer, "point", "", ""},
+               {"key", ColumnType::text, "point", "", ""},
+               {"x", ColumnType::real, "metric", "", "lower"}};
+  t.rows.push_back({std::int64_t{0}, std::string("a"), 1.5});
+  write_result_file(path, t);
+  {
+    ResultJournal j(path, t.columns);
+    j.append({std::int64_t{1}, std::string("b"), 2.5});
+    j.append({std::int64_t{2}, std::string("c"), std::nan("")});
+    j.append({std::int64_t{0}, std::string("a"), 1.5});  // as after a fold interrupted before clear(): one copy
+  }
+  ResultTable r = read_result_file(path);
+  REQUIRE(r.rows.size() == 3);
+  CHECK(std::get<std::string>(r.rows[1][1]) == "b");
+  CHECK(std::isnan(std::get<double>(r.rows[2][2])));
+  // A torn last record (a write cut short) is ignored; the rows before it stay.
+  const std::string journal = journal_path(path);
+  std::filesystem::resize_file(journal, std::filesystem::file_size(journal) - 3);
+  CHECK(read_result_file(path).rows.size() == 3);  // the torn record was the duplicate of point 0
+  std::filesystem::resize_file(journal, std::filesystem::file_size(journal) - 47);  // the rest of it, and 5 bytes of point 2
+  CHECK(read_result_file(path).rows.size() == 2);  // point 2's record torn: points 0 and 1
+  // A corrupt byte in a record stops reading there.
+  {
+    std::fstream f(journal, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(-5, std::ios::end);
+    f.put('\x7f');
+  }
+  CHECK(read_result_file(path).rows.size() >= 1);
+  // A journal whose columns conflict with the file's belongs to another run.
+  {
+    std::vector<Column> other = t.columns;
+    other[2].type = ColumnType::text;
+    ResultJournal j(path, other);
+    j.append({std::int64_t{5}, std::string("e"), std::string("text")});
+  }
+  CHECK_THROWS_WITH_AS(read_result_file(path), doctest::Contains("has another type"), InputError);
+  // clear() keeps the header only; remove() deletes the journal.
+  ResultJournal j(path, t.columns);
+  j.append({std::int64_t{7}, std::string("g"), 7.0});
+  CHECK(read_result_file(path).rows.size() == 2);
+  j.clear();
+  CHECK(read_result_file(path).rows.size() == 1);
+  j.remove();
+  CHECK(!std::filesystem::exists(journal));
 }
