@@ -38,6 +38,19 @@ std::pair<int, std::string> expectation(const std::string& text) {
   return {line, expect};
 }
 
+// `tqbench run SPEC -o OUT` in a child process, quiet; returns its pid (for kill -9 tests).
+pid_t spawn_run(const std::string& spec, const std::string& out) {
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    std::freopen("/dev/null", "w", stderr);
+    std::freopen("/dev/null", "w", stdout);
+    ::execl(test::kBinary.c_str(), "tqbench", "run", spec.c_str(), "-o", out.c_str(), nullptr);
+    ::_exit(127);
+  }
+  return pid;
+}
+
 std::size_t rows_in(const std::string& path) {
   try {
     return read_result_file(path).rows.size();
@@ -414,14 +427,7 @@ TEST_CASE("a run killed with SIGKILL midway resumes to the rows of an uninterrup
   const std::string spec = test::kSourceDir + "/tests/specs/good/resume.yaml";
   const std::string killed = dir.file("killed.h5"), clean = dir.file("clean.h5");
 
-  const pid_t pid = ::fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    std::freopen("/dev/null", "w", stderr);
-    std::freopen("/dev/null", "w", stdout);
-    ::execl(test::kBinary.c_str(), "tqbench", "run", spec.c_str(), "-o", killed.c_str(), nullptr);
-    ::_exit(127);
-  }
+  const pid_t pid = spawn_run(spec, killed);
   // Wait until a few points are durable, then kill without warning.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
   while (rows_in(killed) < 3 && std::chrono::steady_clock::now() < deadline)
@@ -534,14 +540,7 @@ TEST_CASE("kill -9 at random moments, folds included, loses no finished point; t
   std::size_t before = 0;
   Rng rng(31);
   for (int attempt = 0; attempt < 6; ++attempt) {
-    const pid_t pid = ::fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) {
-      std::freopen("/dev/null", "w", stderr);
-      std::freopen("/dev/null", "w", stdout);
-      ::execl(test::kBinary.c_str(), "tqbench", "run", spec.c_str(), "-o", killed.c_str(), nullptr);
-      ::_exit(127);
-    }
+    const pid_t pid = spawn_run(spec, killed);
     std::this_thread::sleep_for(std::chrono::milliseconds(150 + static_cast<int>(rng.uniform() * 400)));
     ::kill(pid, SIGKILL);
     int status = 0;
