@@ -63,6 +63,23 @@ def series_key(columns, meta, i, x_param, series=None):
     return ", ".join(parts)
 
 
+def place_labels(fig, ax, labels, step=8.0):
+    """Each label (the family and the parameters that vary across the file) to the right of its marker,
+    moved down a line at a time while it would overlap one already placed (in display points)."""
+    fig.canvas.draw()  # final axis limits and scales
+    to_points = 72.0 / fig.dpi
+    placed = []
+    for x, y, text in sorted(labels, key=lambda l: (l[0], -l[1])):
+        px, py = (v * to_points for v in ax.transData.transform((x, y)))
+        width = 3.2 * len(text)  # about 3.2 points per character at fontsize 6
+        dy = 0.0
+        while any(abs((py + dy) - qy) < step and px < qx + qw and qx < px + width for qx, qy, qw in placed):
+            dy -= step
+        placed.append((px, py + dy, width))
+        ax.annotate(text, (x, y), fontsize=6, xytext=(6, dy), textcoords="offset points", va="center",
+                    arrowprops=dict(arrowstyle="-", lw=0.3, alpha=0.5) if dy else None)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("result", help="tqbench result file (.h5)")
@@ -76,6 +93,8 @@ def main(argv=None):
                     help="keep only points whose column has this value (repeatable), e.g. --where data.source=gaussian")
     ap.add_argument("--scatter", action="store_true",
                     help="one labelled marker per point instead of lines (e.g. delta_ppl against model bits)")
+    ap.add_argument("--xlim", help="x range LO,HI (a zoom; points outside are still drawn, off the axes)")
+    ap.add_argument("--ylim", help="y range LO,HI")
     ap.add_argument("--series", help="comma-separated columns that tell lines apart (default: every varying "
                                      "quantizer and data parameter except --x-param)")
     args = ap.parse_args(argv)
@@ -120,16 +139,14 @@ def main(argv=None):
         families = sorted({kind(columns["family"][i]) for i in rows})
         colour = {f: plt.cm.tab10(n % 10) for n, f in enumerate(families)}
         seen = set()
+        labels = []
         for k, i in enumerate(sorted(rows, key=lambda i: columns[args.x][i])):
             f = kind(columns["family"][i])
             ax.errorbar(columns[args.x][i], columns[args.metric][i], yerr=interval(columns, args.metric, i),
                         xerr=interval(columns, args.x, i), fmt="o", ms=5, capsize=2, color=colour[f],
                         label=None if f in seen else f)
             seen.add(f)
-            # Label with the family and the parameters that vary across the file, not the whole name, level
-            # with its own marker (alternating above and below put labels nearer to a neighbour's marker).
-            ax.annotate(series_key(columns, meta, i, ""), (columns[args.x][i], columns[args.metric][i]), fontsize=6,
-                        xytext=(6, 0), textcoords="offset points", va="center")
+            labels.append((columns[args.x][i], columns[args.metric][i], series_key(columns, meta, i, "")))
     for label, idx in sorted(series.items()):
         idx = sorted(idx, key=lambda i: columns[args.x][i])
         ax.errorbar([columns[args.x][i] for i in idx], [columns[args.metric][i] for i in idx],
@@ -138,6 +155,15 @@ def main(argv=None):
     y = np.array([columns[args.metric][i] for i in rows], dtype=float)
     if not args.linear and np.all(y > 0):
         ax.set_yscale("log")
+    for lim, setter in ((args.xlim, ax.set_xlim), (args.ylim, ax.set_ylim)):
+        if lim:
+            try:
+                lo, hi = (float(v) for v in lim.split(","))
+            except ValueError:
+                ap.error(f"--xlim/--ylim {lim}: expected LO,HI")
+            setter(lo, hi)
+    if args.scatter:
+        place_labels(fig, ax, labels)
     direction = meta[args.metric].get("direction", "")
     better = {"lower": " (lower is better)", "higher": " (higher is better)", "zero": " (closer to 0 is better)",
               "one": " (closer to 1 is better)"}

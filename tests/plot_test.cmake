@@ -16,6 +16,12 @@ foreach(ext png pdf)
     message(FATAL_ERROR "plot.${ext} is only ${size} bytes")
   endif()
 endforeach()
+# The scatter form with placed labels and a zoom, as the docs' figures use it.
+execute_process(COMMAND ${PYTHON} ${SRC}/plots/plot.py ${WORK}/plot.h5 -o ${WORK}/scatter --scatter --xlim 0,20 --ylim 1e-4,1
+                RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0 OR NOT EXISTS ${WORK}/scatter.png)
+  message(FATAL_ERROR "plot.py --scatter failed: ${rc}")
+endif()
 execute_process(COMMAND ${PYTHON} ${SRC}/plots/plot.py ${WORK}/plot.h5 --metric no_such_metric
                 RESULT_VARIABLE rc ERROR_VARIABLE err)
 if(rc EQUAL 0 OR NOT err MATCHES "no column 'no_such_metric'")
