@@ -18,6 +18,7 @@
 #include "harness/model_eval.hpp"
 #include "harness/passkey.hpp"
 #include "harness/perplexity.hpp"
+#include "harness/quantized_safetensors.hpp"
 #include "models/checkpoint.hpp"
 #include "models/llama.hpp"
 #include "harness/runner.hpp"
@@ -104,7 +105,7 @@ int show(const std::string& file, bool csv, bool markdown, bool all, const std::
 
 int perplexity(const std::string& model_name, const std::string& corpus, const std::string& quantizer_name,
                const std::string& method, int ctx, int chunks, std::uint64_t seed, const std::string& kernel,
-               const std::string& kld_base, bool kld) {
+               const std::string& kld_base, bool kld, const std::string& quantized_file) {
   std::unique_ptr<Quantizer> quantizer;
   if (!quantizer_name.empty()) quantizer = parse_quantizer(quantizer_name);  // bad names fail before loading
   const Checkpoint ck = load_checkpoint(model_name);
@@ -132,7 +133,31 @@ int perplexity(const std::string& model_name, const std::string& corpus, const s
   if (ctx > ck.config.context) throw InputError(fmt::format("--ctx {} exceeds the model's context length {}", ctx, ck.config.context));
   std::unique_ptr<LlamaModel> model;
   std::string label = "fp32";
-  if (quantizer) {
+  if (!quantized_file.empty()) {
+    // The layers an export wrote (tqbench export ... -o FILE.safetensors), on the source model's config,
+    // tokenizer and other tensors: the same bytes a sweep point quantized, read back.
+    if (quantizer) throw InputError("--quantized and --quantizer: give one (the file's layers are already quantized)");
+    const tqb::QuantizedModelFile file = tqb::read_quantized_safetensors(quantized_file);
+    double bytes = 0, weights = 0;
+    std::size_t used = 0;
+    model = std::make_unique<LlamaModel>(ck, [&](const std::string& name, const Matrix& w) -> std::unique_ptr<tqb::Linear> {
+      const auto it = file.quantized.find(name);
+      if (it == file.quantized.end()) return tqb::make_dense_linear(w);
+      const auto& qm = it->second;
+      if (qm.rows != static_cast<std::size_t>(w.rows()) || qm.cols != static_cast<std::size_t>(w.cols()))
+        throw InputError(fmt::format("{}: error: tensor '{}' is {} x {} there and {} x {} in {}", quantized_file, name, qm.rows,
+                                     qm.cols, w.rows(), w.cols(), model_name));
+      const auto q = parse_quantizer(qm.format);
+      bytes += static_cast<double>(qm.storage_bytes());
+      weights += static_cast<double>(w.size());
+      ++used;
+      return tqb::make_linear(kernel, *q, qm);
+    });
+    if (used != file.quantized.size())
+      throw InputError(fmt::format("{}: error: {} quantized tensors, of which {} are layers of {}", quantized_file,
+                                   file.quantized.size(), used, model_name));
+    label = fmt::format("{} ({:.4g} bits per weight in {} layers)", quantized_file, 8 * bytes / weights, used);
+  } else if (quantizer) {
     QuantizedModelStats st;
     model = quantize_model(ck, *quantizer, seed, kBlockLinearLayers, "^$", &st, kernel);
     label = fmt::format("{} ({:.4g} bits per weight in {} layers)", quantizer->name(), 8 * st.quantized_bytes / st.quantized_weights, st.layers);
@@ -240,6 +265,9 @@ int main(int argc, char** argv) {
   ppl_cmd->add_option("--model", model_name, "GGUF file, Hugging Face folder, stories260k or smollm2-135m")->capture_default_str();
   ppl_cmd->add_option("--corpus", corpus, "text file, or wikitext-2-test")->capture_default_str();
   ppl_cmd->add_option("--quantizer", quantizer_name, "quantize every linear layer in the blocks with this (one-line name)");
+  std::string quantized_file;
+  ppl_cmd->add_option("--quantized", quantized_file,
+                      "the quantized layers of a `tqbench export ... -o FILE.safetensors` of this model (instead of --quantizer)");
   ppl_cmd->add_option("--method", method, "llamacpp (second half of each chunk scored) or windowed (all)")
       ->check(CLI::IsMember({"llamacpp", "windowed"}))->capture_default_str();
   ppl_cmd->add_option("--ctx", ctx, "tokens per chunk")->check(CLI::Range(8, 1 << 16))->capture_default_str();
@@ -345,7 +373,7 @@ int main(int argc, char** argv) {
     }
     if (*list_cmd) return list(what);
     if (*show_cmd) return show(file, csv, markdown, all, columns);
-    if (*ppl_cmd) return perplexity(model_name, corpus, quantizer_name, method, ctx, chunks, seed, kernel, kld_base, kld_flag);
+    if (*ppl_cmd) return perplexity(model_name, corpus, quantizer_name, method, ctx, chunks, seed, kernel, kld_base, kld_flag, quantized_file);
     if (*gen_cmd) return generate(model_name, prompt, n_tokens);
     if (*merge_cmd) {
       merge_options.command_line = command_line;

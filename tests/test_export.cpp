@@ -162,6 +162,14 @@ TEST_CASE("export to safetensors: tqbench's layout reads back bit-exactly, resid
   for (const auto& [name, w] : m.dense) CHECK(w == ck.tensor(name));
   CHECK(m.dense.size() + m.quantized.size() == ck.tensors.size());
 
+  // The exported layers run in the model: the same perplexity as quantizing in memory with the same seed.
+  auto ppl_of = [](const std::string& args) {
+    const auto r = test::run_tqbench("perplexity --model stories260k --ctx 128 --chunks 3 " + args);
+    REQUIRE_MESSAGE(r.exit_code == 0, r.output);
+    return r.output.substr(r.output.find("perplexity: "), 30);
+  };
+  CHECK(ppl_of("--quantized '" + r.output + "'") == ppl_of("--quantizer '" + r.quantizer + "' --seed 9"));
+
   // A part whose size does not fit the named quantizer is refused, naming the tensor.
   QuantizedModelFile bad = m;
   auto& victim = bad.quantized.begin()->second;
