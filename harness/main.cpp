@@ -318,6 +318,7 @@ int main(int argc, char** argv) {
   std::size_t passkey_ctx = 2048;
   int passkey_trials = 10;
   tqb::KvQuantSpec passkey_kv;
+  passkey_kv.outlier_value = "key";  // the CLI names one outlier quantizer, for keys and values
   passkey_cmd->add_option("--model", model_name, "GGUF file, Hugging Face folder, stories260k or smollm2-135m")->capture_default_str();
   passkey_cmd->add_option("--ctx", passkey_ctx, "prompt length in tokens")->check(CLI::Range(64, 1 << 17))->capture_default_str();
   passkey_cmd->add_option("--trials", passkey_trials, "random keys and depths")->check(CLI::Range(1, 100000))->capture_default_str();
@@ -389,8 +390,6 @@ int main(int argc, char** argv) {
       const tqb::Checkpoint ck = tqb::load_checkpoint(model_name);
       if (!ck.tokenizer) throw tqb::InputError(fmt::format("model '{}' has no tokenizer tqbench can read", model_name));
       tqb::LlamaModel model(ck);
-      if (passkey_kv.value == "key") passkey_kv.value = passkey_kv.key;
-      passkey_kv.outlier_value = passkey_kv.outlier_key;
       std::shared_ptr<tqb::KvQuantizer> kvq;
       if (passkey_kv.active()) {
         kvq = std::make_shared<tqb::KvQuantizer>(passkey_kv, ck.config, tqb::derive_seed(seed, "kv cache") >> 1);
@@ -398,8 +397,8 @@ int main(int argc, char** argv) {
       }
       const auto r = tqb::run_passkey(model, *ck.tokenizer, passkey_ctx, passkey_trials, seed, passkey_verbose ? &std::cout : nullptr);
       std::cout << fmt::format("passkey: {}/{} correct ({:.0f}%) at {} prompt tokens; KV cache: keys {} ({:.4g} bits), values {} ({:.4g} bits)\n",
-                               r.correct, r.trials, 100 * r.accuracy(), r.prompt_tokens, passkey_kv.key, kvq ? kvq->key_bits() : 32.0,
-                               passkey_kv.value, kvq ? kvq->value_bits() : 32.0);
+                               r.correct, r.trials, 100 * r.accuracy(), r.prompt_tokens, kvq ? kvq->spec().key : "none",
+                               kvq ? kvq->key_bits() : 32.0, kvq ? kvq->spec().value : "none", kvq ? kvq->value_bits() : 32.0);
       return 0;
     }
     if (*export_cmd) {

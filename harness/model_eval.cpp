@@ -133,8 +133,6 @@ ModelPointResult ModelEvaluator::evaluate(const SweepPoint& p, const Progress& p
   kv.outlier_value = get_str(dp, "kv_outlier_value");
   kv.layers = get_str(dp, "kv_layers");
   kv.scores = get_str(dp, "kv_scores");
-  if (kv.value == "key") kv.value = kv.key;  // `key`: values as keys (a sweep over kv_key alone moves both)
-  if (kv.outlier_value == "key") kv.outlier_value = kv.outlier_key;
   std::shared_ptr<KvQuantizer> kvq;
   KvAttentionError attention_error;
   if (kv.active()) {
@@ -205,7 +203,7 @@ ModelPointResult ModelEvaluator::evaluate(const SweepPoint& p, const Progress& p
   if (kvq)
     out.kv_cache = fmt::format("{{\"key\": \"{}\", \"value\": \"{}\", \"key_axis\": \"{}\", \"scores\": \"{}\", "
                                "\"key_bits\": {:.6g}, \"value_bits\": {:.6g}, \"outlier_channels\": {}}}",
-                               kv.key, kv.value, kv.key_axis, kv.scores, kvq->key_bits(), kvq->value_bits(), kvq->outlier_json());
+                               kvq->spec().key, kvq->spec().value, kv.key_axis, kv.scores, kvq->key_bits(), kvq->value_bits(), kvq->outlier_json());
   out.layer_stats = st.layer_json;
   out.kernel = fmt::format("{}", fmt::join(st.kernels, ","));
   return out;

@@ -41,7 +41,9 @@ double stored_bits(const Quantizer& q, std::size_t rows, std::size_t cols) {
 
 }  // namespace
 
-KvQuantizer::KvQuantizer(const KvQuantSpec& spec, const ModelConfig& c, std::uint64_t seed) : spec_(spec), c_(c), seed_(seed) {
+KvQuantizer::KvQuantizer(const KvQuantSpec& given, const ModelConfig& c, std::uint64_t seed)
+    : spec_(given.resolved()), c_(c), seed_(seed) {
+  const KvQuantSpec& spec = spec_;
   key_ = parse_or_none(spec.key, "kv_key");
   value_ = parse_or_none(spec.value, "kv_value");
   outlier_key_ = parse_or_none(spec.outlier_key, "kv_outlier_key");
@@ -127,7 +129,7 @@ void KvQuantizer::quantize_heads(int layer, bool is_key, std::size_t pos0, const
   const int hd = c_.head_dim, o = spec_.outliers;
   auto& outliers = (is_key ? key_outliers_ : value_outliers_)[static_cast<std::size_t>(layer)];
   if (o > 0 && outliers.empty()) choose_outliers(layer, is_key, x);
-  const std::size_t n = static_cast<std::size_t>(x.rows()), w = static_cast<std::size_t>(hd - o);
+  const std::size_t n = static_cast<std::size_t>(x.rows());
   for (int h = 0; h < c_.n_kv_heads; ++h) {
     std::vector<int> regular, extra;
     if (o > 0) {
@@ -156,7 +158,6 @@ void KvQuantizer::quantize_heads(int layer, bool is_key, std::size_t pos0, const
     run(main, regular, "main");
     if (o > 0) run(outlier, extra, "outliers");
   }
-  (void)w;
 }
 
 void KvQuantizer::quantize_key_blocks(int layer, std::size_t end, KvCache& cache) {

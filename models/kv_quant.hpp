@@ -33,6 +33,14 @@ struct KvQuantSpec {
   std::string layers = ".*";                 // regular expression over "blk.N": which layers' caches
   std::string scores = "dequantized";        // dequantized | estimator
   bool active() const { return key != "none" || value != "none"; }
+  // `value` (or `outlier_value`) "key" means the keys' quantizer, so that one axis of a sweep moves both;
+  // KvQuantizer resolves it.
+  KvQuantSpec resolved() const {
+    KvQuantSpec r = *this;
+    if (r.value == "key") r.value = r.key;
+    if (r.outlier_value == "key") r.outlier_value = r.outlier_key;
+    return r;
+  }
 };
 
 // Quantized keys of one head for a run of positions, kept for the estimator path.
@@ -88,7 +96,7 @@ class KvQuantizer {
   double bytes_per_token() const;
   // JSON: per layer and kv head, the outlier channels of keys and values (empty without outliers).
   std::string outlier_json() const;
-  const KvQuantSpec& spec() const { return spec_; }
+  const KvQuantSpec& spec() const { return spec_; }  // with the `key` aliases resolved
 
  private:
   struct Part;
