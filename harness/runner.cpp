@@ -147,8 +147,12 @@ Shard parse_shard(const std::string& text) {
   return s;
 }
 
+std::string shard_file_name(const std::string& experiment, const std::string& index, std::size_t count) {
+  return fmt::format("{}.shard-{}-of-{}.h5", experiment, index, count);
+}
+
 std::string default_output_path(const ExperimentSpec& spec, const Shard& shard) {
-  if (shard.active()) return fmt::format("results/{}.shard-{}-of-{}.h5", spec.experiment, shard.index, shard.count);
+  if (shard.active()) return "results/" + shard_file_name(spec.experiment, std::to_string(shard.index), shard.count);
   return "results/" + spec.experiment + ".h5";
 }
 

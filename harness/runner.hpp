@@ -40,6 +40,9 @@ struct RunOptions {
 std::vector<Column> result_columns(const ExperimentSpec& spec, const std::vector<SweepPoint>& points);
 
 std::string default_output_path(const ExperimentSpec& spec, const Shard& shard = {});
+// A shard's file name, "<experiment>.shard-<index>-of-<count>.h5"; `index` is text so that a job script can
+// put a shell variable there (harness/slurm.cpp).
+std::string shard_file_name(const std::string& experiment, const std::string& index, std::size_t count);
 
 // Prints the expanded sweep (one line per point) and its size.
 void print_dry_run(const ExperimentSpec& spec, const std::vector<SweepPoint>& points, std::ostream& out);

@@ -60,7 +60,7 @@ int submit_slurm(const ExperimentSpec& spec, std::size_t points, const SlurmOpti
   const fs::path dir = merged.parent_path() / (spec.experiment + ".slurm");
   const std::string binary = self_path(), spec_path = fs::absolute(spec.path).string();
   auto shard_file = [&](const std::string& index) {
-    return (merged.parent_path() / fmt::format("{}.shard-{}-of-{}.h5", spec.experiment, index, tasks)).string();
+    return (merged.parent_path() / shard_file_name(spec.experiment, index, tasks)).string();
   };
   std::string header = fmt::format("#!/bin/bash\n#SBATCH --job-name=tqb-{}\n#SBATCH --cpus-per-task={}\n#SBATCH --time={}\n",
                                    spec.experiment, o.cpus_per_task, o.time);
@@ -76,7 +76,7 @@ int submit_slurm(const ExperimentSpec& spec, std::size_t points, const SlurmOpti
   const std::string shard_dir = merged.parent_path().string();
   if (shard_dir.find_first_of("\"$`\\") != std::string::npos)
     throw InputError(fmt::format("{}: the results folder's path may not contain \" $ ` or \\ (it goes into a job script)", shard_dir));
-  const std::string shard_word = fmt::format("\"{}/{}.shard-${{SLURM_ARRAY_TASK_ID}}-of-{}.h5\"", shard_dir, spec.experiment, tasks);
+  const std::string shard_word = fmt::format("\"{}\"", shard_file("${SLURM_ARRAY_TASK_ID}"));
   array += fmt::format(
       "set -euo pipefail\nexport OMP_NUM_THREADS=${{SLURM_CPUS_PER_TASK:-{}}}\n"
       "echo \"$(date -u +%FT%TZ) shard ${{SLURM_ARRAY_TASK_ID}}/{} on $(hostname), restart ${{SLURM_RESTART_COUNT:-0}}\"\n"
