@@ -168,7 +168,6 @@ QuantizedModelFile read_quantized_safetensors(const std::string& path) {
   QuantizedModelFile m;
   for (const auto& [k, v] : meta)
     if (k != "tqbench.quantized") m.metadata[k] = v;
-  std::map<std::string, bool> part_of_quantized;
   for (const auto& item : records.items()) {
     QuantizedMatrix q = r.matrix(item.key(), item.value());
     // Every stored part must have the size the named quantizer writes for this shape, or dequantization
