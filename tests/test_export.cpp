@@ -169,6 +169,12 @@ TEST_CASE("export to safetensors: tqbench's layout reads back bit-exactly, resid
     return r.output.substr(r.output.find("perplexity: "), 30);
   };
   CHECK(ppl_of("--quantized '" + r.output + "'") == ppl_of("--quantizer '" + r.quantizer + "' --seed 9"));
+  auto refused = test::run_tqbench("perplexity --model stories260k --quantized '" + model + "'");  // a GGUF, not the layout
+  CHECK(refused.exit_code == 2);
+  CHECK(refused.output.find(model + ": error") != std::string::npos);
+  refused = test::run_tqbench("perplexity --model stories260k --quantized '" + r.output + "' --quantizer q8_0");
+  CHECK(refused.exit_code == 2);
+  CHECK(refused.output.find("--quantized and --quantizer: give one") != std::string::npos);
 
   // A part whose size does not fit the named quantizer is refused, naming the tensor.
   QuantizedModelFile bad = m;
