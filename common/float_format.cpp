@@ -106,4 +106,11 @@ float load_float(FloatFormat f, const std::uint8_t* src) {
   return 0.0f;
 }
 
+std::vector<float> load_floats(FloatFormat f, const std::vector<std::uint8_t>& bytes) {
+  const std::size_t nb = bytes_of(f), n = bytes.size() / nb;
+  std::vector<float> v(n);
+  for (std::size_t i = 0; i < n; ++i) v[i] = load_float(f, bytes.data() + i * nb);
+  return v;
+}
+
 }  // namespace tqb

@@ -25,5 +25,7 @@ float round_down_to(FloatFormat f, float x);
 // Little-endian store and load of one value; dst/src point at bytes_of(f) bytes.
 void store_float(FloatFormat f, float x, std::uint8_t* dst);
 float load_float(FloatFormat f, const std::uint8_t* src);
+// Every value of a packed array of the format, widened to fp32 (bytes.size() / bytes_of(f) values).
+std::vector<float> load_floats(FloatFormat f, const std::vector<std::uint8_t>& bytes);
 
 }  // namespace tqb

@@ -9,10 +9,21 @@ namespace {
 
 constexpr const char* kNoFallback = "none";
 
+ParamSchema schema_of(const GgmlBlockFormat& f) {
+  if (!f.fallback) return ParamSchema();
+  ParamSpec fallback{"fallback", ParamSpec::Kind::choice, std::string(f.fallback),
+                     fmt::format("format for rows that are not a multiple of {} weights ({}: llama-quantize's choice; "
+                                 "none: refuse such matrices)", f.block, f.fallback)};
+  fallback.choices.push_back(kNoFallback);
+  for (const auto& g : ggml_block_formats())
+    if (!g.fallback) fallback.choices.push_back(g.name);
+  return ParamSchema({fallback});
+}
+
 class GgmlQuantizer final : public Quantizer {
  public:
   GgmlQuantizer(const GgmlBlockFormat& f, const Params& p)
-      : Quantizer(f.name, p), f_(f), fallback_(f.fallback ? find_ggml_block_format(get_str(p, "fallback")) : nullptr) {}
+      : Quantizer(f.name, schema_of(f), p), f_(f), fallback_(f.fallback ? find_ggml_block_format(get_str(p, "fallback")) : nullptr) {}
 
   ShapeProblem check_shape(std::size_t rows, std::size_t cols) const override {
     if (rows == 0 || cols == 0) return {"", "the matrix is empty"};
@@ -62,17 +73,6 @@ class GgmlQuantizer final : public Quantizer {
   const GgmlBlockFormat& f_;
   const GgmlBlockFormat* fallback_;
 };
-
-ParamSchema schema_of(const GgmlBlockFormat& f) {
-  if (!f.fallback) return ParamSchema();
-  ParamSpec fallback{"fallback", ParamSpec::Kind::choice, std::string(f.fallback),
-                     fmt::format("format for rows that are not a multiple of {} weights ({}: llama-quantize's choice; "
-                                 "none: refuse such matrices)", f.block, f.fallback)};
-  fallback.choices.push_back(kNoFallback);
-  for (const auto& g : ggml_block_formats())
-    if (!g.fallback) fallback.choices.push_back(g.name);
-  return ParamSchema({fallback});
-}
 
 }  // namespace
 

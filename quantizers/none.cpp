@@ -7,7 +7,7 @@ namespace {
 
 class NoQuantization final : public Quantizer {
  public:
-  explicit NoQuantization(const Params& p) : Quantizer("none", p) {}
+  explicit NoQuantization(const Params& p) : Quantizer("none", ParamSchema(), p) {}
   ShapeProblem check_shape(std::size_t rows, std::size_t cols) const override {
     if (rows == 0 || cols == 0) return {"", "the matrix is empty"};
     return {};

@@ -215,8 +215,12 @@ NameParts split_name(const std::string& raw) {
         throw InputError(fmt::format("quantizer name '{}': empty argument near character {}", raw, open + 1 + pos));
       }
       const auto eq = item.find('=');
-      if (eq == std::string::npos)
-        throw InputError(fmt::format("quantizer name '{}': argument '{}' has no '='; expected key=value", raw, item));
+      // No key: a positional value (key ""), valid only first and for a schema whose first parameter takes
+      // a name, as in `rotated(rtn(bits=4))` (parse_args).
+      if (const auto paren = item.find('('); eq == std::string::npos || (paren != std::string::npos && paren < eq)) {
+        parts.args.emplace_back("", item);
+        return;
+      }
       parts.args.emplace_back(trim(item.substr(0, eq)), trim(item.substr(eq + 1)));
     };
     for (std::size_t i = 0; i < body.size(); ++i) {
@@ -237,7 +241,17 @@ NameParts split_name(const std::string& raw) {
 
 Params parse_args(const NameParts& parts, const ParamSchema& schema, const std::string& what) {
   Params given;
-  for (const auto& [k, v] : parts.args) {
+  for (std::size_t i = 0; i < parts.args.size(); ++i) {
+    const auto& v = parts.args[i].second;
+    std::string k = parts.args[i].first;
+    if (k.empty()) {  // positional: only first, and only where the first parameter takes a name
+      const bool named_first = !schema.specs().empty() && schema.specs()[0].kind == ParamSpec::Kind::text;
+      if (i != 0 || !named_first)
+        throw InputError(fmt::format("{}: argument '{}' has no '='; expected key=value{}", what, v,
+                                     named_first ? " (only the first argument may be given without its key, for '" +
+                                                       schema.specs()[0].name + "')" : ""));
+      k = schema.specs()[0].name;
+    }
     const ParamSpec* s = schema.find(k);
     if (!s)
       throw unknown_parameter(what, k, schema);

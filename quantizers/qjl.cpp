@@ -17,8 +17,8 @@ using Strided = Eigen::Map<RowMatrix, 0, Eigen::OuterStride<>>;
 
 class Qjl final : public Quantizer {
  public:
-  explicit Qjl(const Params& p)
-      : Quantizer("qjl", p),
+  Qjl(const ParamSchema& schema, const Params& p)
+      : Quantizer("qjl", schema, p),
         sketch_(get_int(p, "sketch")),
         group_(get_int(p, "group")),
         norm_format_(*parse_float_format(get_str(p, "norm"))) {}
@@ -77,7 +77,7 @@ class Qjl final : public Quantizer {
     const std::size_t nb = bytes_of(q.side_format);
     std::vector<std::uint8_t> bits(q.rows * groups * m);
     unpack_codes(q.codes.data(), bits.size(), 1, bits.data());
-    const float c = static_cast<float>(std::sqrt(M_PI / 2.0) / static_cast<double>(m));
+    const float c = estimator_scale(m);
     for (std::size_t j = 0; j < groups; ++j) {
       const auto s = projection(m, g, q.seed, j);
       const Eigen::Map<const RowMatrix> S(s->data(), m, g);
@@ -97,8 +97,26 @@ class Qjl final : public Quantizer {
     }
   }
 
+  std::vector<PassForm> decode_form() const override {
+    return {{.bits = 1, .group = group_, .transform = GroupTransform::gaussian_projection, .has_offset = false}};
+  }
+
+  // Sign codes ±1 in the projected domain (m per group), scaled by ‖v‖·√(π/2)/m: the QJL estimator
+  // ⟨S x, sign(S v)⟩·‖v‖·√(π/2)/m (QJL, Zandieh et al. 2024, Lemma 3.2) as a 1-bit lookup.
+  void describe_decode(const QuantizedMatrix& q, std::vector<DecodePass>& out) const override {
+    const std::size_t g = group_width(group_, q.cols), groups = q.cols / g, m = sketch_width(g);
+    DecodePass s = affine_lut_pass(q, g, {-1.0f, 1.0f});
+    s.m = m;
+    s.transform = GroupTransform::gaussian_projection;
+    const float c = estimator_scale(m);
+    for (auto& x : s.a) x *= c;
+    for (std::size_t j = 0; j < groups; ++j) s.projections.push_back(projection(m, g, q.seed, j));
+    out.push_back(std::move(s));
+  }
+
  private:
   static constexpr std::ptrdiff_t kRowBlock = 64;
+  static float estimator_scale(std::size_t m) { return static_cast<float>(std::sqrt(M_PI / 2.0) / static_cast<double>(m)); }
   std::size_t sketch_width(std::size_t g) const {
     return sketch_ < 0 ? static_cast<std::size_t>(-sketch_) * g : static_cast<std::size_t>(sketch_);
   }
@@ -126,7 +144,7 @@ QuantizerFamily qjl_family() {
       norm_param(),
   });
   return {"qjl", "QJL: 1-bit signs of a Gaussian projection plus the norm, per group (unbiased inner products)",
-          std::move(schema), [](const Params& p) { return std::make_unique<Qjl>(p); }};
+          schema, [schema](const Params& p) { return std::make_unique<Qjl>(schema, p); }};
 }
 
 }  // namespace tqb

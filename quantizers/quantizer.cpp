@@ -1,12 +1,28 @@
 #include "quantizers/quantizer.hpp"
 
-#include "quantizers/registry.hpp"
+#include <stdexcept>
 
 namespace tqb {
 
-std::string Quantizer::name() const {
-  const QuantizerFamily* f = find_quantizer_family(family_);
-  return family_ + "(" + (f ? f->schema.format(params_) : std::string()) + ")";
+Quantizer::Quantizer(std::string family, const ParamSchema& schema, Params params)
+    : family_(std::move(family)), params_(std::move(params)), name_(family_ + "(" + schema.format(params_) + ")") {}
+
+std::vector<PassForm> Quantizer::decode_form() const {
+  const auto composite = passes();
+  std::vector<PassForm> out;
+  for (const Quantizer* p : composite) {
+    const auto f = p->decode_form();
+    if (f.empty()) return {};
+    out.insert(out.end(), f.begin(), f.end());
+  }
+  return out;
+}
+
+void Quantizer::describe_decode(const QuantizedMatrix& q, std::vector<DecodePass>& out) const {
+  const auto composite = passes();
+  if (composite.empty() || decode_form().empty())
+    throw std::invalid_argument(name() + " has no decode description (only dequantize-then-dense reads it)");
+  for (std::size_t k = 0; k < composite.size(); ++k) composite[k]->describe_decode(q.passes.at(k), out);
 }
 
 std::uint64_t Quantizer::working_bytes(std::size_t rows, std::size_t cols) const {

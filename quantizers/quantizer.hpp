@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "quantizers/decode.hpp"
 #include "quantizers/params.hpp"
 #include "quantizers/quantized_matrix.hpp"
 
@@ -20,14 +21,15 @@ struct ShapeProblem {
 
 class Quantizer {
  public:
-  Quantizer(std::string family, Params params) : family_(std::move(family)), params_(std::move(params)) {}
+  // params: complete and valid for `schema` (the family's, quantizers/registry.hpp), which formats the name.
+  Quantizer(std::string family, const ParamSchema& schema, Params params);
   virtual ~Quantizer() = default;
 
   const std::string& family() const { return family_; }
   const Params& params() const { return params_; }
   // Canonical one-line name, "family(k=v,...)" with every parameter in schema order; the registry
   // parses it back to an equal quantizer.
-  std::string name() const;
+  const std::string& name() const { return name_; }
 
   // Empty message when a rows x cols matrix can be quantized (e.g. the group size divides cols).
   virtual ShapeProblem check_shape(std::size_t rows, std::size_t cols) const = 0;
@@ -48,6 +50,16 @@ class Quantizer {
   // The reference dequantizer. out: q.rows*q.cols floats, row-major.
   virtual void dequantize(const QuantizedMatrix& q, float* out) const = 0;
 
+  // The decode description (quantizers/decode.hpp) that kernels read instead of the family's name.
+  // decode_form: one entry per pass, known before any matrix is quantized; empty when the format has no
+  // such description (llama.cpp's blocks, none), so that only dequantize-then-dense reads it. The default
+  // concatenates the passes' forms of a composite format (empty if any pass has none).
+  virtual std::vector<PassForm> decode_form() const;
+  // Appends q's passes (q quantized by this quantizer) with their codes, side values, tables and
+  // transforms. The default recurses into a composite format's passes. Throws std::invalid_argument when
+  // decode_form() is empty.
+  virtual void describe_decode(const QuantizedMatrix& q, std::vector<DecodePass>& out) const;
+
   // Estimate of the bytes quantize() and dequantize() hold at their peak for a rows x cols matrix,
   // beyond the input and the output: the QuantizedMatrix, rotations, sketches, scratch copies. The
   // harness adds it to a point's memory estimate (`run --dry-run` prints the largest; a point that cannot
@@ -67,6 +79,7 @@ class Quantizer {
  private:
   std::string family_;
   Params params_;
+  std::string name_;
 };
 
 }  // namespace tqb

@@ -13,8 +13,9 @@ class ResidualStack final : public Quantizer {
  public:
   enum class Seeds { different, shared, alternating };
 
-  ResidualStack(std::string family, Params params, std::vector<std::unique_ptr<Quantizer>> passes, Seeds seeds)
-      : Quantizer(std::move(family), std::move(params)), passes_(std::move(passes)), seeds_(seeds) {}
+  ResidualStack(std::string family, const ParamSchema& schema, Params params,
+                std::vector<std::unique_ptr<Quantizer>> passes, Seeds seeds)
+      : Quantizer(std::move(family), schema, std::move(params)), passes_(std::move(passes)), seeds_(seeds) {}
 
   ShapeProblem check_shape(std::size_t rows, std::size_t cols) const override {
     for (const auto& p : passes_) {
@@ -138,8 +139,9 @@ QuantizerFamily residual_family() {
   for (auto& s : shared_turboquant_params()) specs.push_back(s);
   specs.push_back({.name = "seeds", .kind = K::choice, .default_value = std::string("different"),
                    .description = "rotation seeds across passes", .choices = {"different", "shared", "alternating"}});
+  const ParamSchema schema(std::move(specs));
   return {"residual", "a stack of quantizers applied to successive residuals (4+4, 4+2, 3+2, 3+1-qjl, ...)",
-          ParamSchema(std::move(specs)), [](const Params& given) -> std::unique_ptr<Quantizer> {
+          schema, [schema](const Params& given) -> std::unique_ptr<Quantizer> {
             Params p = given;
             const std::string stack = get_str(p, "stack");
             std::vector<std::unique_ptr<Quantizer>> passes;
@@ -150,7 +152,7 @@ QuantizerFamily residual_family() {
               canonical += (canonical.empty() ? "" : "+") + text;
             }
             p["stack"] = canonical;  // so that name() is canonical and parses back to equal params
-            return std::make_unique<ResidualStack>("residual", p, std::move(passes), parse_seeds(get_str(p, "seeds")));
+            return std::make_unique<ResidualStack>("residual", schema, p, std::move(passes), parse_seeds(get_str(p, "seeds")));
           }};
 }
 
@@ -161,8 +163,9 @@ QuantizerFamily turboquant_prod_family() {
                                 .min = 1, .max = 9}};
   for (auto& s : shared_turboquant_params()) specs.push_back(s);
   specs[3].default_value = std::int64_t{0};  // group: the whole row, as Algorithm 2
+  const ParamSchema schema(std::move(specs));
   return {"turboquant_prod", "TurboQuant_prod (Algorithm 2): (b-1)-bit turboquant + 1-bit QJL of the residual",
-          ParamSchema(std::move(specs)), [](const Params& p) -> std::unique_ptr<Quantizer> {
+          schema, [schema](const Params& p) -> std::unique_ptr<Quantizer> {
             const std::int64_t bits = get_int(p, "bits");
             std::vector<std::unique_ptr<Quantizer>> passes;
             if (bits >= 2)
@@ -172,7 +175,7 @@ QuantizerFamily turboquant_prod_family() {
                                                              {"group", p.at("group")},
                                                              {"norm", p.at("norm")}}));
             passes.push_back(make_quantizer("qjl", {{"group", p.at("group")}, {"norm", p.at("norm")}}));
-            return std::make_unique<ResidualStack>("turboquant_prod", p, std::move(passes),
+            return std::make_unique<ResidualStack>("turboquant_prod", schema, p, std::move(passes),
                                                    ResidualStack::Seeds::different);
           }};
 }

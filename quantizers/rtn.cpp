@@ -14,8 +14,8 @@ namespace {
 
 class RtnQuantizer final : public Quantizer {
  public:
-  explicit RtnQuantizer(const Params& p)
-      : Quantizer("rtn", p),
+  RtnQuantizer(const ParamSchema& schema, const Params& p)
+      : Quantizer("rtn", schema, p),
         bits_(static_cast<int>(get_int(p, "bits"))),
         group_(static_cast<std::size_t>(get_int(p, "group"))),
         symmetric_(get_str(p, "mode") == "sym"),
@@ -62,15 +62,28 @@ class RtnQuantizer final : public Quantizer {
   }
 
   void dequantize(const QuantizedMatrix& q, float* out) const override {
-    // Symmetric: x̂ = (code − qmax)·s; asymmetric: x̂ = m + code·s.
-    const int qmax = (1 << (bits_ - 1)) - 1;
-    std::vector<float> lut;
-    for (int c = 0; c < (1 << bits_); ++c) lut.push_back(static_cast<float>(symmetric_ ? c - qmax : c));
-    dequantize_affine_lut(q, group_size(q.cols), lut, out);
+    dequantize_affine_lut(q, group_size(q.cols), lut(), out);
+  }
+
+  std::vector<PassForm> decode_form() const override {
+    return {{.bits = bits_, .group = static_cast<std::int64_t>(group_), .transform = GroupTransform::identity,
+             .has_offset = !symmetric_}};
+  }
+
+  void describe_decode(const QuantizedMatrix& q, std::vector<DecodePass>& out) const override {
+    out.push_back(affine_lut_pass(q, group_size(q.cols), lut()));
   }
 
  private:
   std::size_t group_size(std::size_t cols) const { return group_ == 0 ? cols : group_; }
+
+  // Symmetric: x̂ = (code − qmax)·s; asymmetric: x̂ = m + code·s (the minimum m is the pass's offset b).
+  std::vector<float> lut() const {
+    const int qmax = (1 << (bits_ - 1)) - 1;
+    std::vector<float> t;
+    for (int c = 0; c < (1 << bits_); ++c) t.push_back(static_cast<float>(symmetric_ ? c - qmax : c));
+    return t;
+  }
 
   // Returns false when the scale is not finite in the scale format.
   bool quantize_group_sym(const float* x, std::size_t n, std::uint8_t* codes, std::uint8_t* scale_out) const {
@@ -133,11 +146,11 @@ QuantizerFamily rtn_family() {
        .description = "storage format of scales and minimums", .choices = float_format_names()},
   });
   return {"rtn", "round-to-nearest on a uniform grid per group (symmetric absmax or asymmetric min/max)",
-          std::move(schema), [](const Params& p) -> std::unique_ptr<Quantizer> {
+          schema, [schema](const Params& p) -> std::unique_ptr<Quantizer> {
             if (get_str(p, "mode") == "sym" && get_int(p, "bits") < 2)
               throw InputError("rtn: mode=sym needs bits >= 2 (its levels are -qmax..qmax with qmax = 2^(bits-1) - 1); "
                                "use mode=asym for 1 bit");
-            return std::make_unique<RtnQuantizer>(p);
+            return std::make_unique<RtnQuantizer>(schema, p);
           }};
 }
 

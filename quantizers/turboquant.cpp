@@ -97,8 +97,8 @@ TQB_MULTIVERSION void encode_row(const RowEncoder& e, const float* row, std::siz
 
 class TurboQuantMse final : public Quantizer {
  public:
-  explicit TurboQuantMse(const Params& p)
-      : Quantizer("turboquant", p),
+  TurboQuantMse(const ParamSchema& schema, const Params& p)
+      : Quantizer("turboquant", schema, p),
         bits_(static_cast<int>(get_int(p, "bits"))),
         group_(get_int(p, "group")),
         rotation_(parse_rotation_kind(get_str(p, "rotation"))),
@@ -165,14 +165,20 @@ class TurboQuantMse final : public Quantizer {
     // v̂ = ‖v‖ Π_jᵀ c[idx]: centroids times norms, then each group's inverse rotation.
     const std::size_t g = group_width(group_, q.cols), groups = q.cols / g;
     dequantize_affine_lut(q, g, codebook(g).centroids, out);
-    const auto rot = rotations(g, groups, q.seed);
-    if (rotation_ == RotationKind::haar) {
-      for (std::size_t j = 0; j < groups; ++j) rot[j]->inverse(out + j * g, q.rows, q.cols);
-    } else if (rotation_ == RotationKind::hadamard) {
-#pragma omp parallel for schedule(static)
-      for (std::ptrdiff_t r = 0; r < static_cast<std::ptrdiff_t>(q.rows); ++r)
-        for (std::size_t j = 0; j < groups; ++j) rot[j]->inverse(out + r * q.cols + j * g, 1, g);
-    }
+    rotate_groups(rotations(g, groups, q.seed), out, q.rows, q.cols, /*inverse=*/true);
+  }
+
+  std::vector<PassForm> decode_form() const override {
+    return {{.bits = bits_, .group = group_, .transform = group_transform_of(rotation_), .has_offset = false}};
+  }
+
+  // Codes index the unit-vector codebook scaled by the group's norm, in the rotated domain.
+  void describe_decode(const QuantizedMatrix& q, std::vector<DecodePass>& out) const override {
+    const std::size_t g = group_width(group_, q.cols), groups = q.cols / g;
+    DecodePass s = affine_lut_pass(q, g, codebook(g).centroids);
+    s.transform = group_transform_of(rotation_);
+    if (rotation_ != RotationKind::none) s.rotations = rotations(g, groups, q.seed);
+    out.push_back(std::move(s));
   }
 
  private:
@@ -190,9 +196,7 @@ class TurboQuantMse final : public Quantizer {
   }
 
   std::vector<std::shared_ptr<const Rotation>> rotations(std::size_t g, std::size_t groups, std::uint64_t seed) const {
-    std::vector<std::shared_ptr<const Rotation>> rot(groups);
-    for (std::size_t j = 0; j < groups; ++j) rot[j] = cached_rotation(rotation_, g, group_seed(seed, "rotation", j));
-    return rot;
+    return group_rotations(rotation_, g, groups, seed);
   }
 
   int bits_;
@@ -224,7 +228,7 @@ QuantizerFamily turboquant_family() {
       norm_param(),
   });
   return {"turboquant", "TurboQuant_mse (Algorithm 1): random rotation + Lloyd-Max scalar codebook, per group",
-          std::move(schema), [](const Params& p) { return std::make_unique<TurboQuantMse>(p); }};
+          schema, [schema](const Params& p) { return std::make_unique<TurboQuantMse>(schema, p); }};
 }
 
 }  // namespace tqb

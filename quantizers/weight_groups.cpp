@@ -73,4 +73,58 @@ std::uint64_t group_seed(std::uint64_t seed, const char* use, std::size_t j) {
   return derive_seed(seed, fmt::format("{} group {}", use, j));
 }
 
+std::vector<std::shared_ptr<const Rotation>> group_rotations(RotationKind kind, std::size_t g, std::size_t groups,
+                                                             std::uint64_t seed) {
+  std::vector<std::shared_ptr<const Rotation>> rot(groups);
+  for (std::size_t j = 0; j < groups; ++j) rot[j] = cached_rotation(kind, g, group_seed(seed, "rotation", j));
+  return rot;
+}
+
+void rotate_groups(const std::vector<std::shared_ptr<const Rotation>>& rot, float* x, std::size_t rows,
+                   std::size_t cols, bool inverse) {
+  if (rot.empty() || rot[0]->kind() == RotationKind::none) return;
+  const std::size_t groups = rot.size(), g = cols / groups;
+  if (rot[0]->kind() == RotationKind::haar) {
+    for (std::size_t j = 0; j < groups; ++j) inverse ? rot[j]->inverse(x + j * g, rows, cols) : rot[j]->forward(x + j * g, rows, cols);
+    return;
+  }
+#pragma omp parallel for schedule(static)
+  for (std::ptrdiff_t r = 0; r < static_cast<std::ptrdiff_t>(rows); ++r)
+    for (std::size_t j = 0; j < groups; ++j)
+      inverse ? rot[j]->inverse(x + r * cols + j * g, 1, g) : rot[j]->forward(x + r * cols + j * g, 1, g);
+}
+
+DecodePass affine_lut_pass(const QuantizedMatrix& q, std::size_t g, std::vector<float> lut) {
+  DecodePass s;
+  s.rows = q.rows;
+  s.cols = q.cols;
+  s.g = g;
+  s.groups = q.cols / g;
+  s.m = g;
+  s.bits = q.code_bits;
+  s.codes = q.codes.data();
+  s.a = load_floats(q.side_format, q.scales);
+  if (!q.zeros.empty()) s.b = load_floats(q.side_format, q.zeros);
+  s.lut = std::move(lut);
+  return s;
+}
+
+std::string to_string(GroupTransform t) {
+  switch (t) {
+    case GroupTransform::identity: return "identity";
+    case GroupTransform::hadamard: return "hadamard";
+    case GroupTransform::haar: return "haar";
+    case GroupTransform::gaussian_projection: return "gaussian_projection";
+  }
+  return "?";
+}
+
+GroupTransform group_transform_of(RotationKind k) {
+  switch (k) {
+    case RotationKind::haar: return GroupTransform::haar;
+    case RotationKind::hadamard: return GroupTransform::hadamard;
+    default: return GroupTransform::identity;
+  }
+}
+
 }  // namespace tqb

@@ -59,7 +59,7 @@ struct Tables {
   float scale;                  // lut value = lut16 · scale
 };
 
-Tables make_tables(const LutPass& s) {
+Tables make_tables(const DecodePass& s) {
   Tables t{};
   float mx = 0;
   for (float v : s.lut) mx = std::max(mx, std::fabs(v));
@@ -75,7 +75,7 @@ Tables make_tables(const LutPass& s) {
 
 // Batch rows [t0, t0 + n) of one pass: pointers already offset to t0.
 struct Job {
-  const LutPass& s;
+  const DecodePass& s;
   const Tables& tb;
   const std::vector<std::uint16_t>& order;
   const std::int16_t* xq;  // n × width
@@ -90,7 +90,7 @@ void finish_row(const Job& J, std::size_t r, std::size_t t, float dot_sum) {
 }
 
 void rows_scalar(const Job& J, std::size_t r0, std::size_t r1) {
-  const LutPass& s = J.s;
+  const DecodePass& s = J.s;
   const std::size_t width = s.groups * s.m;
   for (std::size_t r = r0; r < r1; ++r)
     for (std::size_t t = 0; t < J.n; ++t) {
@@ -135,7 +135,7 @@ __attribute__((target("avx2,fma"), always_inline)) inline __m256i dot32_avx2(__m
 // dot[k] += the row's sum for column t0 + k.
 template <std::size_t NB>
 __attribute__((target("avx2,fma"))) void row_avx2(const Job& J, std::size_t r, std::size_t t0, float* dot) {
-  const LutPass& s = J.s;
+  const DecodePass& s = J.s;
   const std::size_t width = s.groups * s.m;
   const __m256i tab_lo = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(J.tb.lo)));
   const __m256i tab_hi = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(J.tb.hi)));
@@ -184,7 +184,7 @@ __attribute__((target("avx2,fma"))) void row_avx2(const Job& J, std::size_t r, s
 template <std::size_t NB>
 __attribute__((target(TQB_AVX512_TARGET))) void row_avx512(const Job& J, std::size_t r, std::size_t t0,
                                                                                 float* dot) {
-  const LutPass& s = J.s;
+  const DecodePass& s = J.s;
   const std::size_t width = s.groups * s.m;
   const __m128i tlo = _mm_loadu_si128(reinterpret_cast<const __m128i*>(J.tb.lo));
   const __m128i thi = _mm_loadu_si128(reinterpret_cast<const __m128i*>(J.tb.hi));
@@ -247,14 +247,14 @@ void rows_simd(const Job& J, std::size_t r0, std::size_t r1, const RowKernels& r
 }
 #endif
 
-bool pass_ok(const LutPass& s) {
-  return s.bits == 4 && s.projections.empty() && s.m % kBlock == 0 && s.m <= kMaxGroupCodes;
+bool pass_ok(const DecodePass& s) {
+  return s.bits == 4 && s.transform != GroupTransform::gaussian_projection && s.m % kBlock == 0 && s.m <= kMaxGroupCodes;
 }
 
 class FusedI16Linear final : public Linear {
  public:
   FusedI16Linear(const Quantizer& quantizer, QuantizedMatrix q) : q_(std::move(q)) {
-    build_lut_passes(quantizer, q_, passes_);
+    passes_ = decode_passes(quantizer, q_);
     for (const auto& s : passes_) {
       if (!pass_ok(s)) throw std::invalid_argument("fused_i16: a pass without 4-bit codes in groups of 32..256");
       tables_.push_back(make_tables(s));
@@ -272,7 +272,7 @@ class FusedI16Linear final : public Linear {
     const IntegerVariant variant = current_integer_variant();
     const int layout = variant == IntegerVariant::avx512_vnni ? 1 : 0;
     for (std::size_t p = 0; p < passes_.size(); ++p) {
-      const LutPass& s = passes_[p];
+      const DecodePass& s = passes_[p];
       std::vector<float> xt, sx;
       transform_activations(s, x, n, xt, sx);
       const auto xa = quantize_activations<std::int16_t>(s, orders_[layout][p].data(), xt, std::move(sx), n, kMaxInt, 0);
@@ -303,7 +303,7 @@ class FusedI16Linear final : public Linear {
 
 
   QuantizedMatrix q_;
-  std::vector<LutPass> passes_;
+  std::vector<DecodePass> passes_;
   std::vector<Tables> tables_;
   std::vector<std::vector<std::uint16_t>> orders_[2];  // [Layout][pass]
 };
@@ -311,19 +311,18 @@ class FusedI16Linear final : public Linear {
 }  // namespace
 
 std::string fused_i16_supports(const Quantizer& quantizer) {
-  if (const auto passes = quantizer.passes(); !passes.empty()) {  // a stack: every pass must qualify
-    for (const Quantizer* p : passes)
-      if (auto why = fused_i16_supports(*p); !why.empty()) return why;
-    return "";
+  const auto form = quantizer.decode_form();
+  for (const PassForm& f : form)
+    if (f.transform == GroupTransform::gaussian_projection)
+      return "fused_i16 reads 4-bit codes with a scalar lookup table, not QJL sign sketches of a projection";
+  if (form.empty())
+    return "fused_i16 does not read " + undescribed_family(quantizer) + " codes (4-bit codes with a per-group decode description: "
+           "rtn, turboquant, rotated and their stacks)";
+  for (const PassForm& f : form) {
+    if (f.bits != 4) return "fused_i16 reads 4-bit codes only";
+    if (f.group == 0 || f.group % static_cast<std::int64_t>(kBlock) != 0 || f.group > static_cast<std::int64_t>(kMaxGroupCodes))
+      return "fused_i16 needs groups of a multiple of 32 columns, at most 256";
   }
-  const std::string& f = quantizer.family();
-  if (f == "qjl") return "fused_i16 reads 4-bit rtn and turboquant codes, not QJL sign sketches";
-  if (f != "rtn" && f != "turboquant") return "fused_i16 does not read " + f + " codes (4-bit rtn and turboquant only)";
-  const Params& p = quantizer.params();
-  if (get_int(p, "bits") != 4) return "fused_i16 reads 4-bit codes only";
-  const std::int64_t g = get_int(p, "group");
-  if (g == 0 || g % static_cast<std::int64_t>(kBlock) != 0 || g > static_cast<std::int64_t>(kMaxGroupCodes))
-    return "fused_i16 needs groups of a multiple of 32 columns, at most 256";
   return "";
 }
 

@@ -35,7 +35,7 @@ struct Table8 {
   float scale;  // lut value = lut8 · scale
 };
 
-Table8 make_table(const LutPass& s) {
+Table8 make_table(const DecodePass& s) {
   Table8 t{};
   float mx = 0;
   for (float v : s.lut) mx = std::max(mx, std::fabs(v));
@@ -45,7 +45,7 @@ Table8 make_table(const LutPass& s) {
 }
 
 // Σ lut8 over each (row, group)'s codes: removes the +128 of the uint8 activations from the sums.
-std::vector<std::int32_t> group_weight_sums(const LutPass& s, const Table8& t) {
+std::vector<std::int32_t> group_weight_sums(const DecodePass& s, const Table8& t) {
   std::vector<std::int32_t> sums(s.rows * s.groups);
   for (std::size_t i = 0; i < sums.size(); ++i) {
     const std::uint8_t* c = s.codes + i * s.m / 2;
@@ -69,7 +69,7 @@ struct RowBlocks {
   std::vector<float> a;                  // [block][group][16]: the group scale a_rj (0 for padding)
 };
 
-RowBlocks make_row_blocks(const LutPass& s, const std::vector<std::int32_t>& wsum) {
+RowBlocks make_row_blocks(const DecodePass& s, const std::vector<std::int32_t>& wsum) {
   RowBlocks rb;
   rb.blocks = (s.rows + 15) / 16;
   const std::size_t width = s.groups * s.m, steps = s.m / 4;
@@ -101,7 +101,7 @@ RowBlocks make_row_blocks(const LutPass& s, const std::vector<std::int32_t>& wsu
 
 // Batch rows [t0, t0 + n) of one pass: pointers already offset to t0.
 struct Job {
-  const LutPass& s;
+  const DecodePass& s;
   const Table8& tb;
   const std::int32_t* wsum;  // rows × groups
   const std::uint8_t* xu;    // n × width
@@ -132,7 +132,7 @@ std::int32_t group_dot_scalar(const std::uint8_t* c, const std::uint8_t* xu, con
 }
 
 void rows_scalar(const Job& J, std::size_t r0, std::size_t r1) {
-  const LutPass& s = J.s;
+  const DecodePass& s = J.s;
   const std::size_t width = s.groups * s.m;
   for (std::size_t r = r0; r < r1; ++r)
     for (std::size_t t = 0; t < J.n; ++t) {
@@ -162,7 +162,7 @@ __attribute__((target("avx2,fma"), always_inline)) inline __m256i dot16_u8s8_avx
 
 template <std::size_t NB>
 __attribute__((target("avx2,fma"))) void row_avx2(const Job& J, std::size_t r, std::size_t t0, float* dot) {
-  const LutPass& s = J.s;
+  const DecodePass& s = J.s;
   const std::size_t width = s.groups * s.m;
   const __m128i tab = _mm_load_si128(reinterpret_cast<const __m128i*>(J.tb.lut));
   const __m256i tab2 = _mm256_broadcastsi128_si256(tab);
@@ -212,7 +212,7 @@ __attribute__((target("avx2,fma"))) void row_avx2(const Job& J, std::size_t r, s
 template <std::size_t NB>
 __attribute__((target(TQB_AVX512_TARGET))) void block_avx512(const Job& J, const RowBlocks& rb, std::size_t R,
                                                              std::size_t t0) {
-  const LutPass& s = J.s;
+  const DecodePass& s = J.s;
   const std::size_t width = s.groups * s.m, steps = s.m / 4;
   const __m512i tab4 = _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(J.tb.lut)));
   const __m256i nibble = _mm256_set1_epi8(0x0f);
@@ -274,7 +274,7 @@ void rows_simd(const Job& J, std::size_t r0, std::size_t r1, const RowKernels& r
 class FusedI8Linear final : public Linear {
  public:
   FusedI8Linear(const Quantizer& quantizer, QuantizedMatrix q) : q_(std::move(q)) {
-    build_lut_passes(quantizer, q_, passes_);
+    passes_ = decode_passes(quantizer, q_);
     for (const auto& s : passes_) {
       tables_.push_back(make_table(s));
       wsums_.push_back(group_weight_sums(s, tables_.back()));
@@ -300,7 +300,7 @@ class FusedI8Linear final : public Linear {
     std::fill(y, y + n * q_.rows, 0.0f);
     const IntegerVariant variant = current_integer_variant();
     for (std::size_t p = 0; p < passes_.size(); ++p) {
-      const LutPass& s = passes_[p];
+      const DecodePass& s = passes_[p];
       std::vector<float> xt, sx;
       transform_activations(s, x, n, xt, sx);
 #ifdef TQB_X86
@@ -342,7 +342,7 @@ class FusedI8Linear final : public Linear {
   // Every block of 16 rows (spread over the threads) against the batch in slices of kCols columns; the
   // offsets' Σ_j b_rj·sx_tj after, per row (1/m of the multiply-adds).
   static void run_blocks(const Job& job, const RowBlocks& rb) {
-    const LutPass& s = job.s;
+    const DecodePass& s = job.s;
 #pragma omp parallel for schedule(static)
     for (std::ptrdiff_t R = 0; R < static_cast<std::ptrdiff_t>(rb.blocks); ++R) {
       for (std::size_t t0 = 0; t0 < job.n; t0 += kCols)
@@ -359,7 +359,7 @@ class FusedI8Linear final : public Linear {
 #endif
 
   QuantizedMatrix q_;
-  std::vector<LutPass> passes_;
+  std::vector<DecodePass> passes_;
   std::vector<Table8> tables_;
   std::vector<RowBlocks> blocks_;  // per pass, on CPUs with AVX-512 VNNI
   std::vector<std::vector<std::int32_t>> wsums_;  // per pass: rows × groups

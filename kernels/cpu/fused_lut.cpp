@@ -11,14 +11,13 @@
 #include "kernels/cpu/simd_level.hpp"
 #include "quantizers/bitpack.hpp"
 #include "quantizers/rotation.hpp"
-#include "quantizers/turboquant.hpp"
 #include "quantizers/weight_groups.hpp"
 
 namespace tqb {
 namespace {
 
 // Decodes the m codes of (row r, group j) into floats via the lookup table.
-[[gnu::always_inline]] inline void decode(const LutPass& s, std::size_t r, std::size_t j, float* buf, std::uint8_t* tmp) {
+[[gnu::always_inline]] inline void decode(const DecodePass& s, std::size_t r, std::size_t j, float* buf, std::uint8_t* tmp) {
   const std::size_t first = (r * s.groups + j) * s.m;
 #if defined(__GNUC__) && !defined(__clang__)  // GCC's run-time-index __builtin_shuffle (clang: the loop below)
   if (s.bits == 4 && s.m % 8 == 0 && first % 2 == 0) {
@@ -57,7 +56,7 @@ namespace {
 }
 
 // y[t·out + r] += Σ_j a_rj ⟨decoded, xt[t]⟩ + b_rj sx[t][j] for rows [r0, r1). xt: n × groups·m.
-[[gnu::always_inline]] inline void rows_body(const LutPass& s, const float* xt, const float* sx, std::size_t n,
+[[gnu::always_inline]] inline void rows_body(const DecodePass& s, const float* xt, const float* sx, std::size_t n,
                                              std::size_t r0, std::size_t r1, float* y, std::size_t out) {
   std::vector<float> buf(s.m);
   std::vector<std::uint8_t> tmp(s.m);
@@ -76,7 +75,7 @@ namespace {
 }
 
 // One row of transformed-domain weights: a_rj·lut[q] for every group (width groups·m).
-[[gnu::always_inline]] inline void decode_row_body(const LutPass& s, std::size_t r, float* out) {
+[[gnu::always_inline]] inline void decode_row_body(const DecodePass& s, std::size_t r, float* out) {
   std::vector<std::uint8_t> tmp(s.m);
   for (std::size_t j = 0; j < s.groups; ++j) {
     float* o = out + j * s.m;
@@ -85,17 +84,17 @@ namespace {
     for (std::size_t i = 0; i < s.m; ++i) o[i] *= a;
   }
 }
-void decode_row_scalar(const LutPass& s, std::size_t r, float* out) { decode_row_body(s, r, out); }
+void decode_row_scalar(const DecodePass& s, std::size_t r, float* out) { decode_row_body(s, r, out); }
 #if defined(__x86_64__) && defined(__GNUC__)
-__attribute__((target("avx2,fma"))) void decode_row_avx2(const LutPass& s, std::size_t r, float* out) {
+__attribute__((target("avx2,fma"))) void decode_row_avx2(const DecodePass& s, std::size_t r, float* out) {
   decode_row_body(s, r, out);
 }
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma"))) void decode_row_avx512(const LutPass& s, std::size_t r,
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma"))) void decode_row_avx512(const DecodePass& s, std::size_t r,
                                                                                             float* out) {
   decode_row_body(s, r, out);
 }
 #endif
-void decode_row(const LutPass& s, std::size_t r, float* out, SimdLevel level) {
+void decode_row(const DecodePass& s, std::size_t r, float* out, SimdLevel level) {
 #if defined(__x86_64__) && defined(__GNUC__)
   if (level == SimdLevel::avx512) return decode_row_avx512(s, r, out);
   if (level == SimdLevel::avx2) return decode_row_avx2(s, r, out);
@@ -103,17 +102,17 @@ void decode_row(const LutPass& s, std::size_t r, float* out, SimdLevel level) {
   decode_row_scalar(s, r, out);
 }
 
-void rows_scalar(const LutPass& s, const float* xt, const float* sx, std::size_t n, std::size_t r0, std::size_t r1,
+void rows_scalar(const DecodePass& s, const float* xt, const float* sx, std::size_t n, std::size_t r0, std::size_t r1,
                  float* y, std::size_t out) {
   rows_body(s, xt, sx, n, r0, r1, y, out);
 }
 #if defined(__x86_64__) && defined(__GNUC__)
-__attribute__((target("avx2,fma"))) void rows_avx2(const LutPass& s, const float* xt, const float* sx, std::size_t n,
+__attribute__((target("avx2,fma"))) void rows_avx2(const DecodePass& s, const float* xt, const float* sx, std::size_t n,
                                                    std::size_t r0, std::size_t r1, float* y, std::size_t out) {
   rows_body(s, xt, sx, n, r0, r1, y, out);
 }
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma"))) void rows_avx512(
-    const LutPass& s, const float* xt, const float* sx, std::size_t n, std::size_t r0, std::size_t r1, float* y,
+    const DecodePass& s, const float* xt, const float* sx, std::size_t n, std::size_t r0, std::size_t r1, float* y,
     std::size_t out) {
   rows_body(s, xt, sx, n, r0, r1, y, out);
 }
@@ -122,7 +121,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma"))) void rows
 // Decode 256 rows of transformed-domain weights W̃[r][j·m + i] = a_rj·lut[q] (no inverse rotation is
 // needed: the activations are already rotated), then one dense GEMM per tile, Y[:, tile] += X̃ W̃ᵀ, plus
 // the offsets' Σ_j b_rj·Σ x̃_j.
-void lut_prefill(const LutPass& s, const std::vector<float>& xt, const std::vector<float>& sx, std::size_t n, float* y) {
+void lut_prefill(const DecodePass& s, const std::vector<float>& xt, const std::vector<float>& sx, std::size_t n, float* y) {
   const SimdLevel level = simd_level();
   const std::size_t width = s.groups * s.m, tile = 256;
   const Eigen::Map<const Matrix> X(xt.data(), n, width);
@@ -147,13 +146,13 @@ void lut_prefill(const LutPass& s, const std::vector<float>& xt, const std::vect
 // offsets added) and summed into one 256-row tile, so a stack of any depth costs one GEMM with the raw
 // activations, like the dense product; QJL passes keep their own transformed-domain GEMM (lut_prefill).
 // x: n × cols.
-void lut_prefill_all(const std::vector<LutPass>& passes, const float* x, std::size_t n, float* y) {
+void lut_prefill_all(const std::vector<DecodePass>& passes, const float* x, std::size_t n, float* y) {
   if (passes.empty()) return;
   const SimdLevel level = simd_level();
   const std::size_t rows = passes.front().rows, cols = passes.front().cols, tile = 256;
   bool any_weight_space = false;
-  for (const LutPass& s : passes) {
-    if (s.projections.empty()) {
+  for (const DecodePass& s : passes) {
+    if (s.transform != GroupTransform::gaussian_projection) {
       any_weight_space = true;
       continue;
     }
@@ -168,8 +167,8 @@ void lut_prefill_all(const std::vector<LutPass>& passes, const float* x, std::si
   for (std::size_t r0 = 0; r0 < rows; r0 += tile) {
     const std::size_t count = std::min(tile, rows - r0);
     bool first = true;
-    for (const LutPass& s : passes) {
-      if (!s.projections.empty()) continue;
+    for (const DecodePass& s : passes) {
+      if (s.transform == GroupTransform::gaussian_projection) continue;
       Matrix& dst = first ? W : part;
 #pragma omp parallel for schedule(static)
       for (std::ptrdiff_t i = 0; i < static_cast<std::ptrdiff_t>(count); ++i) {
@@ -182,7 +181,7 @@ void lut_prefill_all(const std::vector<LutPass>& passes, const float* x, std::si
       // Back from the rotated domain: row group ← Π_jᵀ row group. Hadamard runs on the calling thread
       // (parallel over groups); Haar is one GEMM per group that Eigen parallelises.
       if (!s.rotations.empty()) {
-        if (s.rotations.front()->kind() == RotationKind::haar) {
+        if (s.transform == GroupTransform::haar) {
           for (std::size_t j = 0; j < s.groups; ++j) s.rotations[j]->inverse(dst.data() + j * s.g, count, cols);
         } else {
 #pragma omp parallel for schedule(static)
@@ -199,7 +198,7 @@ void lut_prefill_all(const std::vector<LutPass>& passes, const float* x, std::si
 
 class FusedLutLinear final : public Linear {
  public:
-  FusedLutLinear(const Quantizer& quantizer, QuantizedMatrix q) : q_(std::move(q)) { build_lut_passes(quantizer, q_, passes_); }
+  FusedLutLinear(const Quantizer& quantizer, QuantizedMatrix q) : q_(std::move(q)) { passes_ = decode_passes(quantizer, q_); }
   std::size_t in() const override { return q_.cols; }
   std::size_t out() const override { return q_.rows; }
   std::size_t weight_bytes() const override { return lut_weight_bytes(q_, passes_); }
@@ -212,7 +211,7 @@ class FusedLutLinear final : public Linear {
       return;
     }
     const SimdLevel level = simd_level();
-    for (const LutPass& s : passes_) {
+    for (const DecodePass& s : passes_) {
       // Transformed activations x̃ (n × groups·m) and, for offsets, their per-group sums.
       std::vector<float> xt, sx;
       transform_activations(s, x, n, xt, sx);
@@ -236,20 +235,16 @@ class FusedLutLinear final : public Linear {
   static constexpr std::size_t kPrefillBatch = 32;  // from here on, lut_prefill_all's tiles and GEMMs
 
   QuantizedMatrix q_;
-  std::vector<LutPass> passes_;
+  std::vector<DecodePass> passes_;
 };
 
 }  // namespace
 
 std::string fused_lut_supports(const Quantizer& quantizer) {
-  if (const auto passes = quantizer.passes(); !passes.empty()) {  // a stack: every pass must be readable
-    for (const Quantizer* p : passes)
-      if (auto why = fused_lut_supports(*p); !why.empty()) return why;
-    return "";
-  }
-  const std::string& f = quantizer.family();
-  if (f == "rtn" || f == "turboquant" || f == "qjl") return "";
-  return "fused_lut does not read " + f + " codes (it reads rtn, turboquant, qjl and stacks of them)";
+  if (quantizer.decode_form().empty())
+    return "fused_lut does not read " + undescribed_family(quantizer) + " codes (it reads every format with a per-group decode "
+           "description: rtn, turboquant, qjl, rotated and stacks of them)";
+  return "";
 }
 
 std::unique_ptr<Linear> make_fused_lut_linear(const Quantizer& quantizer, QuantizedMatrix q) {

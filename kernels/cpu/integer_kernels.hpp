@@ -53,7 +53,7 @@ void quantize_span(const float* v, const std::uint16_t* order, std::size_t m, fl
 // Scale max|x̃|/max_int per group. A non-finite activation makes the group's scale NaN (outputs NaN, as
 // the reference gives, never plausible numbers) and its integers `offset`.
 template <class Int>
-IntegerActivations<Int> quantize_activations(const LutPass& s, const std::uint16_t* order,
+IntegerActivations<Int> quantize_activations(const DecodePass& s, const std::uint16_t* order,
                                              const std::vector<float>& xt, std::vector<float> sx, std::size_t n,
                                              int max_int, int offset) {
   const std::size_t width = s.groups * s.m;
@@ -83,7 +83,7 @@ IntegerActivations<Int> quantize_activations(const LutPass& s, const std::uint16
 }
 
 // y[t][r] += lut_scale · dot_sum + Σ_j b_rj·sx_tj (the offsets, when the pass has them).
-inline void add_row_output(const LutPass& s, float lut_scale, const float* sx, std::size_t r, std::size_t t, float dot_sum,
+inline void add_row_output(const DecodePass& s, float lut_scale, const float* sx, std::size_t r, std::size_t t, float dot_sum,
                            float* y) {
   float v = lut_scale * dot_sum;
   if (!s.b.empty())

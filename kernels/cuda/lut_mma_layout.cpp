@@ -27,16 +27,12 @@ float from_bf16_bits(std::uint16_t h) {
 
 namespace {
 
-std::string pass_problem(const Quantizer& quantizer) {
-  const std::string& f = quantizer.family();
-  if (f != "rtn" && f != "turboquant")
-    return "the CUDA lut_mma kernels read rtn and turboquant codes and their residual stacks, not " + f;
-  const Params& p = quantizer.params();
-  const std::int64_t bits = get_int(p, "bits");
-  if (bits < 2 || bits > 4) return "the CUDA lut_mma kernels read 2-, 3- and 4-bit codes, not " + std::to_string(bits) + "-bit";
-  const std::int64_t g = get_int(p, "group");
-  if (g < 32 || g > 256 || (g & (g - 1)) != 0) return "the CUDA lut_mma kernels need groups of 32, 64, 128 or 256 columns";
-  if (f == "turboquant" && get_str(p, "rotation") == "haar")
+std::string pass_problem(const PassForm& f) {
+  if (f.transform == GroupTransform::gaussian_projection)
+    return "the CUDA lut_mma kernels read codes with a scalar lookup table, not sign sketches of a projection (qjl)";
+  if (f.bits < 2 || f.bits > 4) return "the CUDA lut_mma kernels read 2-, 3- and 4-bit codes, not " + std::to_string(f.bits) + "-bit";
+  if (f.group < 32 || f.group > 256 || (f.group & (f.group - 1)) != 0) return "the CUDA lut_mma kernels need groups of 32, 64, 128 or 256 columns";
+  if (f.transform == GroupTransform::haar)
     return "the CUDA lut_mma kernels rotate activations with the randomized Hadamard transform; a Haar rotation is a dense g×g product per group";
   return "";
 }
@@ -44,11 +40,13 @@ std::string pass_problem(const Quantizer& quantizer) {
 }  // namespace
 
 std::string lut_mma_supports(const Quantizer& quantizer) {
-  const auto passes = quantizer.passes();
-  if (passes.empty()) return pass_problem(quantizer);
-  if (passes.size() > 2) return "the CUDA lut_mma kernels read stacks of at most two passes";
-  for (const Quantizer* p : passes)
-    if (auto why = pass_problem(*p); !why.empty()) return why;
+  const auto form = quantizer.decode_form();
+  if (form.empty())
+    return "the CUDA lut_mma kernels read formats with a per-group decode description (rtn, turboquant, rotated, their "
+           "residual stacks), not " + undescribed_family(quantizer);
+  if (form.size() > 2) return "the CUDA lut_mma kernels read stacks of at most two passes";
+  for (const PassForm& f : form)
+    if (auto why = pass_problem(f); !why.empty()) return why;
   return "";
 }
 
@@ -63,19 +61,18 @@ LutMmaLayout make_lut_mma_layout(const Quantizer& quantizer, const QuantizedMatr
   if (const ShapeProblem sp = quantizer.check_shape(q.rows, q.cols); !sp.message.empty())
     throw std::invalid_argument("lut_mma: " + quantizer.name() + " cannot hold a " + std::to_string(q.rows) + "x" + std::to_string(q.cols) +
                                 " matrix: " + sp.message);
-  std::vector<LutPass> plan;
-  build_lut_passes(quantizer, q, plan);
+  const std::vector<DecodePass> plan = decode_passes(quantizer, q);
   LutMmaLayout L;
   L.rows = q.rows;
   L.cols = q.cols;
   L.stripes = (q.rows + 15) / 16;
   L.ktiles = (q.cols + 63) / 64;
   std::vector<std::uint8_t> codes(q.rows * q.cols);
-  for (const LutPass& s : plan) {
+  for (const DecodePass& s : plan) {
     LutMmaPass P;
     P.bits = s.bits;
     P.log2_group = __builtin_ctzll(s.g);
-    P.rotated = !s.rotations.empty();
+    P.rotated = s.transform == GroupTransform::hadamard;
     P.has_offset = !s.b.empty();
     const int B = s.bits;
     const std::size_t groups = L.groups_alloc(P);
