@@ -8,7 +8,7 @@
 #include <map>
 #include <memory>
 
-#include "harness/model_eval.hpp"
+#include "eval/model_eval.hpp"
 #include "models/checkpoint.hpp"
 #include "models/llama.hpp"
 #include "quantizers/registry.hpp"

@@ -69,16 +69,35 @@ float round_down_to(FloatFormat f, float x) {
   return r <= x ? r : step(f, r, false);
 }
 
+std::uint16_t fp16_bits(float x) { return Eigen::numext::bit_cast<std::uint16_t>(Eigen::half(x)); }
+
+float fp16_value(std::uint16_t h) { return static_cast<float>(Eigen::numext::bit_cast<Eigen::half>(h)); }
+
+std::uint16_t bf16_bits(float x) {
+  std::uint32_t u;
+  std::memcpy(&u, &x, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<std::uint16_t>((u >> 16) | 0x40);  // quiet NaN
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<std::uint16_t>(u >> 16);
+}
+
+float bf16_value(std::uint16_t h) {
+  const std::uint32_t u = static_cast<std::uint32_t>(h) << 16;
+  float x;
+  std::memcpy(&x, &u, 4);
+  return x;
+}
+
 void store_float(FloatFormat f, float x, std::uint8_t* dst) {
   switch (f) {
     case FloatFormat::fp32: std::memcpy(dst, &x, 4); return;
     case FloatFormat::fp16: {
-      const std::uint16_t b = Eigen::numext::bit_cast<std::uint16_t>(Eigen::half(x));
+      const std::uint16_t b = fp16_bits(x);
       std::memcpy(dst, &b, 2);
       return;
     }
     case FloatFormat::bf16: {
-      const std::uint16_t b = Eigen::numext::bit_cast<std::uint16_t>(Eigen::bfloat16(x));
+      const std::uint16_t b = bf16_bits(x);
       std::memcpy(dst, &b, 2);
       return;
     }
@@ -95,12 +114,12 @@ float load_float(FloatFormat f, const std::uint8_t* src) {
     case FloatFormat::fp16: {
       std::uint16_t b;
       std::memcpy(&b, src, 2);
-      return static_cast<float>(Eigen::numext::bit_cast<Eigen::half>(b));
+      return fp16_value(b);
     }
     case FloatFormat::bf16: {
       std::uint16_t b;
       std::memcpy(&b, src, 2);
-      return static_cast<float>(Eigen::numext::bit_cast<Eigen::bfloat16>(b));
+      return bf16_value(b);
     }
   }
   return 0.0f;

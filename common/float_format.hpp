@@ -22,6 +22,14 @@ float round_to(FloatFormat f, float x);
 float round_up_to(FloatFormat f, float x);
 float round_down_to(FloatFormat f, float x);
 
+// IEEE binary16 and bfloat16 bit patterns: the one place the project converts to and from them (ggml blocks,
+// GGUF and safetensors tensors, side data, the GPU's bf16 activations). Round to nearest even; a bf16 NaN
+// stays a quiet NaN with its sign.
+std::uint16_t fp16_bits(float x);
+float fp16_value(std::uint16_t h);
+std::uint16_t bf16_bits(float x);
+float bf16_value(std::uint16_t h);
+
 // Little-endian store and load of one value; dst/src point at bytes_of(f) bytes.
 void store_float(FloatFormat f, float x, std::uint8_t* dst);
 float load_float(FloatFormat f, const std::uint8_t* src);

@@ -2,10 +2,9 @@
 
 #include <cmath>
 
+#include "common/named_table.hpp"
 #include "common/rng.hpp"
-#include "harness/model_eval.hpp"
-#include "kernels/registry.hpp"
-#include "quantizers/registry.hpp"
+#include "harness/model_source.hpp"
 
 namespace tqb {
 namespace {
@@ -43,6 +42,8 @@ Matrix generate(const Params& p, std::uint64_t seed, Fill fill) {
 
 }  // namespace
 
+std::string to_string(DataKind k) { return k == DataKind::model ? "model" : "matrix"; }
+
 Matrix random_unit_rows(std::size_t n, std::size_t d, std::uint64_t seed) {
   Params p{{"rows", static_cast<std::int64_t>(n)}, {"cols", static_cast<std::int64_t>(d)}};
   return generate(p, seed, [](Rng& rng, float* x, std::size_t c) {
@@ -58,8 +59,9 @@ Matrix random_unit_rows(std::size_t n, std::size_t d, std::uint64_t seed) {
 }
 
 const std::vector<DataSource>& data_sources() {
-  // To add a data source: a schema, a shape and a generator here (or a loader in models/).
-  static const std::vector<DataSource> sources{
+  // To add a matrix source: a schema, a shape and a generator here. Model data: harness/model_source.cpp.
+  static const std::vector<DataSource> sources = [] {
+    std::vector<DataSource> all{
       {"gaussian", "i.i.d. N(0, std^2) entries", ParamSchema({rows_spec(), cols_spec(),
         {.name = "std", .kind = K::real, .default_value = 1.0, .description = "standard deviation",
          .min = 1e-30, .max = 1e30}}),
@@ -86,84 +88,15 @@ const std::vector<DataSource>& data_sources() {
            for (std::size_t i = 0; i < c; ++i) x[i] = static_cast<float>(rng.student_t(nu));
          });
        }},
-      {"model", "a real model's perplexity and KL-divergence with its linear layers quantized (harness/model_eval)",
-       ParamSchema({
-           {.name = "model", .kind = K::text, .default_value = std::string("stories260k"),
-            .description = "GGUF file, Hugging Face folder, stories260k or smollm2-135m"},
-           {.name = "corpus", .kind = K::text, .default_value = std::string("wikitext-2-test"),
-            .description = "text file, or wikitext-2-test (../shared/data/wikitext-2-raw/wiki.test.raw)", .evaluation_only = true},
-           {.name = "method", .kind = K::choice, .default_value = std::string("llamacpp"),
-            .description = "llamacpp: chunks, second half scored; windowed: every token of each window scored",
-            .choices = {"llamacpp", "windowed"}, .evaluation_only = true},
-           {.name = "ctx", .kind = K::integer, .default_value = std::int64_t{512}, .description = "tokens per chunk",
-            .min = 8, .max = 1 << 16, .evaluation_only = true},
-           {.name = "chunks", .kind = K::integer, .default_value = std::int64_t{20},
-            .description = "chunks (windows) to score; 0 = the whole corpus", .min = 0, .max = 1 << 20, .evaluation_only = true},
-           {.name = "include", .kind = K::text,
-            .default_value = std::string(kBlockLinearLayers),
-            .description = "regex over tensor names to quantize (default: every linear layer in the blocks)", .evaluation_only = true},
-           {.name = "exclude", .kind = K::text, .default_value = std::string("^$"),
-            .description = "regex over tensor names to keep in full precision", .evaluation_only = true},
-           // The exact reference by default: fused_i16 moves SmolLM2's 20-chunk perplexity by +0.003 and fused_i8
-           // by +0.075 (docs/PERF.md), and with the OpenBLAS dense path the reference is also the fastest at
-           // prefill (512-token chunks). The fused kernels are named for speed and memory measurements.
-           {.name = "kernel", .kind = K::choice, .default_value = std::string("dequantized_dense"),
-            .description = "kernel of the quantized layers (kernels/registry.hpp); default: the exact reference "
-                           "(dequantize, then dense); auto = fastest supported for decode",
-            .choices = linear_kernel_names(), .evaluation_only = true},
-           // KV-cache quantization (models/kv_quant.hpp). Evaluation-only: the weights' seeds do not change
-           // with the cache's configuration, so a sweep over both pairs every cache with the same weights.
-           {.name = "kv_key", .kind = K::text, .default_value = std::string("none"),
-            .description = "quantizer of each key vector (one-line name, e.g. turboquant(bits=3,group=row)); none = fp32",
-            .evaluation_only = true},
-           {.name = "kv_value", .kind = K::text, .default_value = std::string("none"),
-            .description = "quantizer of each value vector; none = fp32; key = the same as kv_key", .evaluation_only = true},
-           {.name = "kv_key_axis", .kind = K::choice, .default_value = std::string("token"),
-            .description = "token: each key vector on its own; channel: KIVI, each channel over blocks of kv_block tokens "
-                           "(the unfinished block stays fp32)", .choices = {"token", "channel"}, .evaluation_only = true},
-           {.name = "kv_block", .kind = K::integer, .default_value = std::int64_t{32},
-            .description = "kv_key_axis channel: tokens per block", .min = 2, .max = 4096, .evaluation_only = true},
-           {.name = "kv_outliers", .kind = K::integer, .default_value = std::int64_t{0},
-            .description = "channels per head (largest mean |x| on the first chunk) through kv_outlier_key/value: "
-                           "TurboQuant's mixed precision", .min = 0, .max = 4096, .evaluation_only = true},
-           {.name = "kv_outlier_key", .kind = K::text, .default_value = std::string("none"),
-            .description = "quantizer of the keys' outlier channels; none = fp32", .evaluation_only = true},
-           {.name = "kv_outlier_value", .kind = K::text, .default_value = std::string("none"),
-            .description = "quantizer of the values' outlier channels; none = fp32; key = as kv_outlier_key", .evaluation_only = true},
-           {.name = "kv_layers", .kind = K::text, .default_value = std::string(".*"),
-            .description = "regex over blk.N: the layers whose cache is quantized", .evaluation_only = true},
-           {.name = "kv_scores", .kind = K::choice, .default_value = std::string("dequantized"),
-            .description = "attention scores from the dequantized cache (the reference) or from the key codes "
-                           "(estimator: turboquant_prod's and qjl's unbiased inner products, through fused_lut)",
-            .choices = {"dequantized", "estimator"}, .evaluation_only = true},
-       }),
-       // {0, 0}: no single matrix; each layer's shape is checked when the model is quantized.
-       [](const Params&) { return std::pair<std::size_t, std::size_t>{0, 0}; },
-       [](const Params&, std::uint64_t) -> Matrix {
-         throw std::logic_error("the model source is evaluated by harness/model_eval, not as a matrix");
-       },
-       // The weights and the corpus are what they are; a quantized KV cache draws rotations from the seed.
-       [](const Params& p) {
-         for (const char* key : {"kv_key", "kv_value", "kv_outlier_key", "kv_outlier_value"}) {
-           const std::string& name = get_str(p, key);
-           if (name != "none" && name != "key" && parse_quantizer(name)->uses_seed()) return true;
-         }
-         return false;
-       }},
-  };
+    };
+    all.push_back(model_source());
+    return all;
+  }();
   return sources;
 }
 
-const DataSource* find_data_source(const std::string& name) {
-  for (const auto& s : data_sources())
-    if (s.name == name) return &s;
-  return nullptr;
-}
+const DataSource* find_data_source(const std::string& name) { return find_named(data_sources(), name); }
 
-std::vector<std::string> data_source_names() {
-  std::vector<std::string> out;
-  for (const auto& s : data_sources()) out.push_back(s.name);
-  return out;
-}
+std::vector<std::string> data_source_names() { return names_of(data_sources()); }
 
 }  // namespace tqb

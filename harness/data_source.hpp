@@ -9,24 +9,34 @@
 
 #include "common/matrix.hpp"
 #include "quantizers/params.hpp"
+#include "quantizers/quantizer.hpp"
 
 namespace tqb {
 
 // Row-major float matrix: rows = output channels (or vectors), cols = input dimension.
 using Matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
+// Which evaluator a source's points go to (harness/evaluator.hpp): a matrix a quantizer sees whole, or a
+// model whose layers it quantizes. One experiment holds data of one kind.
+enum class DataKind { matrix, model };
+std::string to_string(DataKind k);  // "matrix", "model"
+
 struct DataSource {
   std::string name;
   std::string description;
   ParamSchema schema;
-  // Shape of the matrix make() returns, from complete parameters (checked before allocating);
-  // {0, 0} for sources that are not one matrix (a model: its layers are checked when quantized).
+  // Matrix sources: the shape of the matrix make() returns, from complete parameters (checked before
+  // allocating), and the matrix. Empty for model data (its layers are checked when quantized).
   std::function<std::pair<std::size_t, std::size_t>(const Params&)> shape;
   std::function<Matrix(const Params&, std::uint64_t seed)> make;
   // Whether a point on this data depends on the seed beyond its quantizer's (synthetic data does; a model
   // only when its KV cache is quantized with rotations): a repeated sweep runs a point with a seedless
   // quantizer on seedless data only once (harness/sweep.cpp). Empty: always.
   std::function<bool(const Params&)> seeded;
+  DataKind kind = DataKind::matrix;
+  // Checks of complete parameters beyond their schema (a model's quantizer names and regular expressions),
+  // run at sweep expansion so that the error names the spec's line: the parameter at fault and why. Empty: none.
+  std::function<ShapeProblem(const Params&)> check;
 };
 
 const std::vector<DataSource>& data_sources();

@@ -10,7 +10,7 @@ namespace tqb {
 
 std::optional<std::uint64_t> estimate_point_bytes(const ExperimentSpec& spec, const SweepPoint& point) {
   const DataSource* source = find_data_source(point.data->source);
-  if (!source) return std::nullopt;
+  if (!source || !source->shape) return std::nullopt;  // a model: known once it is loaded
   const auto [rows, cols] = source->shape(point.data->params);
   if (rows == 0 || cols == 0) return std::nullopt;
   const std::uint64_t r = rows, c = cols, n = r * c;
@@ -27,7 +27,7 @@ std::optional<std::uint64_t> estimate_point_bytes(const ExperimentSpec& spec, co
     bytes += 2 * n * 8 + q * c * (4 + 8) + 3 * r * q * 8;
   }
   if (timing) {  // activations and outputs at the timing batch, a dense copy for the baseline
-    const std::uint64_t b = static_cast<std::uint64_t>(spec.timing.batch);
+    const std::uint64_t b = static_cast<std::uint64_t>(point.timing_batch);
     bytes += n * 4 + b * (r + c) * 4 * 2;
   }
   return bytes;

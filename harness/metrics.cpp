@@ -1,5 +1,8 @@
 #include "harness/metrics.hpp"
 
+#include "common/named_table.hpp"
+#include "eval/model_eval.hpp"
+
 #include <cmath>
 
 #include <fmt/format.h>
@@ -77,6 +80,11 @@ static double relative_row_mse(EvalContext& c) {
   return c.w.rows() > 0 ? sum / static_cast<double>(c.w.rows()) : 0.0;
 }
 
+static double median(const std::vector<double>& sorted) { return sorted[sorted.size() / 2]; }
+
+// Quantized layers as stored, everything else (embeddings, norms, unselected layers) at 16 bits.
+static double model_bytes(const ModelMeasurements& m) { return m.layers.quantized_bytes + 2.0 * m.layers.other_weights; }
+
 static double squared_error(const Matrix& a, const Matrix& b) {
   return (a.cast<double>() - b.cast<double>()).squaredNorm();
 }
@@ -102,21 +110,21 @@ const std::vector<Metric>& metrics() {
          return worst;
        }},
       {"ip_bias", "mean of <y,ŵ> - <y,w> over random unit queries y and rows w (bias)", Direction::zero,
-       [](EvalContext& c) { return c.inner_product_errors().mean; }, false, false, true},
+       [](EvalContext& c) { return c.inner_product_errors().mean; }, DataKind::matrix, false, true},
       {"ip_var", "variance of <y,ŵ> - <y,w> over random unit queries and rows", Direction::lower,
-       [](EvalContext& c) { return c.inner_product_errors().variance; }, false, false, true},
+       [](EvalContext& c) { return c.inner_product_errors().variance; }, DataKind::matrix, false, true},
       {"ip_rmse", "root mean square of <y,ŵ> - <y,w> over random unit queries and rows", Direction::lower,
-       [](EvalContext& c) { return c.inner_product_errors().rmse; }, false, false, true},
+       [](EvalContext& c) { return c.inner_product_errors().rmse; }, DataKind::matrix, false, true},
       {"ip_bias_ci95", "half-width of the 95% confidence interval of ip_bias", Direction::lower,
-       [](EvalContext& c) { return c.inner_product_errors().mean_ci95; }, false, false, true},
+       [](EvalContext& c) { return c.inner_product_errors().mean_ci95; }, DataKind::matrix, false, true},
       {"ip_slope", "slope of <y,ŵ> against <y,w> (least squares through 0): 1 = unbiased, < 1 shrinks", Direction::one,
-       [](EvalContext& c) { return c.inner_product_errors().slope; }, false, false, true},
+       [](EvalContext& c) { return c.inner_product_errors().slope; }, DataKind::matrix, false, true},
       {"ip_slope_ci95", "half-width of the 95% confidence interval of ip_slope", Direction::lower,
-       [](EvalContext& c) { return c.inner_product_errors().slope_ci95; }, false, false, true},
+       [](EvalContext& c) { return c.inner_product_errors().slope_ci95; }, DataKind::matrix, false, true},
       {"d_mse", "D_mse: mean over rows of ||w - ŵ||² / ||w||² (TurboQuant's E||x - x̃||² for unit x)",
        Direction::lower, [](EvalContext& c) { return relative_row_mse(c); }},
       {"d_prod", "D_prod: mean of (<y,w> - <y,ŵ>)² / ||w||² over unit queries y and rows w", Direction::lower,
-       [](EvalContext& c) { return c.inner_product_errors().normalized; }, false, false, true},
+       [](EvalContext& c) { return c.inner_product_errors().normalized; }, DataKind::matrix, false, true},
       {"d_mse_lloyd_max", "d · Lloyd-Max distortion of the beta codebook for d = cols at the quantizer's bits "
                           "(what turboquant's d_mse should reach)", Direction::lower,
        [](EvalContext& c) {
@@ -142,84 +150,100 @@ const std::vector<Metric>& metrics() {
       // Latency of y = Ŵx (harness/kernel_timing.hpp; the spec's `timing:` block picks kernel, batch and
       // repetitions). Listed explicitly in a spec, never part of the default set.
       {"kernel_us", "median latency of one Y = X Ŵᵀ call with the timing kernel, microseconds", Direction::lower,
-       [](EvalContext& c) { return c.kernel_timing().median_us; }, false, true},
+       [](EvalContext& c) { return c.kernel_timing().median_us; }, DataKind::matrix, true},
       {"kernel_us_min", "fastest of the timed kernel calls, microseconds", Direction::lower,
-       [](EvalContext& c) { return c.kernel_timing().min_us; }, false, true},
+       [](EvalContext& c) { return c.kernel_timing().min_us; }, DataKind::matrix, true},
       {"kernel_us_max", "slowest of the timed kernel calls, microseconds", Direction::lower,
-       [](EvalContext& c) { return c.kernel_timing().max_us; }, false, true},
+       [](EvalContext& c) { return c.kernel_timing().max_us; }, DataKind::matrix, true},
       {"dense_us", "median latency of the dense product with the original matrix (fp32; timing.device cuda: cuBLAS bf16), same batch, same run",
-       Direction::lower, [](EvalContext& c) { return c.kernel_timing().dense_median_us; }, false, true},
+       Direction::lower, [](EvalContext& c) { return c.kernel_timing().dense_median_us; }, DataKind::matrix, true},
       {"kernel_speedup", "dense_us / kernel_us: how many times faster than the dense product", Direction::higher,
-       [](EvalContext& c) { return c.kernel_timing().dense_median_us / c.kernel_timing().median_us; }, false, true},
+       [](EvalContext& c) { return c.kernel_timing().dense_median_us / c.kernel_timing().median_us; }, DataKind::matrix, true},
       {"kernel_weight_bytes", "bytes the timing kernel holds for the weights while it runs (timing.device cuda: the GPU layout)", Direction::lower,
-       [](EvalContext& c) { return c.kernel_timing().weight_bytes; }, false, true},
+       [](EvalContext& c) { return c.kernel_timing().weight_bytes; }, DataKind::matrix, true},
       {"gpu_peak_bytes", "timing.device cuda: peak of tqbench's GPU allocations over the point (packed weights, workspaces, activations, the bf16 baseline)",
-       Direction::lower, [](EvalContext& c) { return c.kernel_timing().device_peak_bytes; }, false, true},
-      // Model metrics (data source `model`), computed by harness/model_eval.
-      {"perplexity", "perplexity exp(mean NLL) of the scored tokens", Direction::lower, {}, true},
-      {"ppl_stderr", "standard error of the perplexity, PPL·sqrt(var(NLL)/(N-1))", Direction::lower, {}, true},
-      {"baseline_perplexity", "perplexity of the unquantized model on the same tokens", Direction::lower, {}, true},
-      {"delta_ppl", "perplexity minus the unquantized model's", Direction::lower, {}, true},
-      {"kld_mean", "mean KL(P_base || P_quantized) over scored tokens", Direction::lower, {}, true},
-      {"kld_median", "median KL-divergence over scored tokens", Direction::lower, {}, true},
-      {"kld_p99", "99th percentile of the KL-divergence over scored tokens", Direction::lower, {}, true},
+       Direction::lower, [](EvalContext& c) { return c.kernel_timing().device_peak_bytes; }, DataKind::matrix, true},
+      // Model metrics (data source `model`): from what eval/model_eval measured for the point.
+      {"perplexity", "perplexity exp(mean NLL) of the scored tokens", Direction::lower, {}, DataKind::model, false, false,
+       [](const ModelMeasurements& m) { return m.result.ppl; }},
+      {"ppl_stderr", "standard error of the perplexity, PPL·sqrt(var(NLL)/(N-1))", Direction::lower, {}, DataKind::model, false, false,
+       [](const ModelMeasurements& m) { return m.result.ppl_stderr; }},
+      {"baseline_perplexity", "perplexity of the unquantized model on the same tokens", Direction::lower, {}, DataKind::model, false, false,
+       [](const ModelMeasurements& m) { return m.baseline.ppl; }},
+      {"delta_ppl", "perplexity minus the unquantized model's", Direction::lower, {}, DataKind::model, false, false,
+       [](const ModelMeasurements& m) { return m.result.ppl - m.baseline.ppl; }},
+      {"kld_mean", "mean KL(P_base || P_quantized) over scored tokens", Direction::lower, {}, DataKind::model, false, false,
+       [](const ModelMeasurements& m) { return m.result.kld_mean; }},
+      {"kld_median", "median KL-divergence over scored tokens", Direction::lower, {}, DataKind::model, false, false,
+       [](const ModelMeasurements& m) { return m.result.kld_median; }},
+      {"kld_p99", "99th percentile of the KL-divergence over scored tokens", Direction::lower, {}, DataKind::model, false, false,
+       [](const ModelMeasurements& m) { return m.result.kld_p99; }},
       {"top1_agreement", "fraction of scored tokens whose most likely next token matches the unquantized model's",
-       Direction::higher, {}, true},
-      {"model_bytes", "bytes of the model: quantized layers as stored, everything else at 16 bits", Direction::lower, {},
-       true},
+       Direction::higher, {}, DataKind::model, false, false,
+       [](const ModelMeasurements& m) { return m.result.top1_agreement; }},
+      {"model_bytes", "bytes of the model: quantized layers as stored, everything else at 16 bits", Direction::lower, {}, DataKind::model, false, false,
+       [](const ModelMeasurements& m) { return model_bytes(m); }},
       {"quantized_bits_per_weight", "bits per weight of the quantized layers (codes, scales, norms)", Direction::lower,
-       {}, true},
+       {}, DataKind::model, false, false,
+       [](const ModelMeasurements& m) { return 8.0 * m.layers.quantized_bytes / m.layers.quantized_weights; }},
       {"model_bits_per_weight", "bits per weight of the whole model (unquantized tensors at 16 bits)", Direction::lower,
-       {}, true},
-      {"weight_nmse_mean", "mean over quantized layers of ||W - Ŵ||² / ||W||²", Direction::lower, {}, true},
-      {"eval_tokens", "tokens scored", Direction::higher, {}, true},
+       {}, DataKind::model, false, false,
+       [](const ModelMeasurements& m) { return 8.0 * model_bytes(m) / (m.layers.quantized_weights + m.layers.other_weights); }},
+      {"weight_nmse_mean", "mean over quantized layers of ||W - Ŵ||² / ||W||²", Direction::lower, {}, DataKind::model, false, false,
+       [](const ModelMeasurements& m) { return m.layers.nmse_sum / m.layers.layers; }},
+      {"eval_tokens", "tokens scored", Direction::higher, {}, DataKind::model, false, false,
+       [](const ModelMeasurements& m) { return static_cast<double>(m.result.scored); }},
       {"eval_tokens_per_s", "forward-pass throughput over the evaluated chunks, tokens per second", Direction::higher,
-       {}, true},
-      {"quantize_s", "seconds to quantize the model's layers", Direction::lower, {}, true},
+       {}, DataKind::model, false, false,
+       [](const ModelMeasurements& m) { return m.result.tokens_per_second; }},
+      {"quantize_s", "seconds to quantize the model's layers", Direction::lower, {}, DataKind::model, false, false,
+       [](const ModelMeasurements& m) { return m.quantize_s; }},
       {"prefill_tokens_per_s", "tokens per second of one prefill of ctx tokens with the layers' kernels",
-       Direction::higher, {}, true},
+       Direction::higher, {}, DataKind::model, false, false,
+       [](const ModelMeasurements& m) { return static_cast<double>(m.ctx) / m.prefill_s; }},
       {"decode_tokens_per_s", "tokens per second decoding one token after ctx - 1 (median of 9)", Direction::higher,
-       {}, true},
-      {"decode_ms", "latency of decoding one token with a ctx-token cache, median of 9, milliseconds", Direction::lower, {}, true},
-      {"decode_ms_min", "fastest of the 9 timed decode steps, milliseconds", Direction::lower, {}, true},
-      {"decode_ms_max", "slowest of the 9 timed decode steps, milliseconds", Direction::lower, {}, true},
+       {}, DataKind::model, false, false,
+       [](const ModelMeasurements& m) { return 1.0 / median(m.decode_s); }},
+      {"decode_ms", "latency of decoding one token with a ctx-token cache, median of 9, milliseconds", Direction::lower, {}, DataKind::model, false, false,
+       [](const ModelMeasurements& m) { return 1e3 * median(m.decode_s); }},
+      {"decode_ms_min", "fastest of the 9 timed decode steps, milliseconds", Direction::lower, {}, DataKind::model, false, false,
+       [](const ModelMeasurements& m) { return 1e3 * m.decode_s.front(); }},
+      {"decode_ms_max", "slowest of the 9 timed decode steps, milliseconds", Direction::lower, {}, DataKind::model, false, false,
+       [](const ModelMeasurements& m) { return 1e3 * m.decode_s.back(); }},
       {"weight_bytes_in_memory", "bytes the running model holds for its weights (kernels' own formats)",
-       Direction::lower, {}, true},
+       Direction::lower, {}, DataKind::model, false, false,
+       [](const ModelMeasurements& m) { return m.weight_bytes_in_memory; }},
       // KV-cache quantization (the model source's kv_* parameters; models/kv_quant.hpp).
       {"kv_key_bits", "bits per coordinate of the stored keys: codes, norms, scales, outlier channels (32: fp32)",
-       Direction::lower, {}, true},
-      {"kv_value_bits", "bits per coordinate of the stored values (32: fp32)", Direction::lower, {}, true},
-      {"kv_bits", "mean of kv_key_bits and kv_value_bits: the cache's bits per coordinate", Direction::lower, {}, true},
-      {"kv_bytes_per_token", "KV-cache bytes per token over all layers (unquantized layers at fp32)", Direction::lower, {}, true},
+       Direction::lower, {}, DataKind::model, false, false,
+       [](const ModelMeasurements& m) { return m.kv_key_bits; }},
+      {"kv_value_bits", "bits per coordinate of the stored values (32: fp32)", Direction::lower, {}, DataKind::model, false, false,
+       [](const ModelMeasurements& m) { return m.kv_value_bits; }},
+      {"kv_bits", "mean of kv_key_bits and kv_value_bits: the cache's bits per coordinate", Direction::lower, {}, DataKind::model, false, false,
+       [](const ModelMeasurements& m) { return 0.5 * (m.kv_key_bits + m.kv_value_bits); }},
+      {"kv_bytes_per_token", "KV-cache bytes per token over all layers (unquantized layers at fp32)", Direction::lower, {}, DataKind::model, false, false,
+       [](const ModelMeasurements& m) { return m.kv_bytes_per_token; }},
       {"kv_ip_bias", "mean of <q,k~> - <q,k> in attention logits (scaled by 1/sqrt(head_dim)), first chunk, every head and causal pair",
-       Direction::zero, {}, true},
-      {"kv_ip_rmse", "root mean square of <q,k~> - <q,k> in attention logits, first chunk", Direction::lower, {}, true},
+       Direction::zero, {}, DataKind::model, false, false,
+       [](const ModelMeasurements& m) { return m.attention_error.ip_bias(); }},
+      {"kv_ip_rmse", "root mean square of <q,k~> - <q,k> in attention logits, first chunk", Direction::lower, {}, DataKind::model, false, false,
+       [](const ModelMeasurements& m) { return m.attention_error.ip_rmse(); }},
       {"kv_dprod", "D_prod on real attention inputs: mean of (<q,k~> - <q,k>)² / (||q||² ||k||²), first chunk",
-       Direction::lower, {}, true},
+       Direction::lower, {}, DataKind::model, false, false,
+       [](const ModelMeasurements& m) { return m.attention_error.dprod(); }},
       {"kv_attn_tv", "total-variation distance between quantized and exact softmax attention weights, mean over rows",
-       Direction::lower, {}, true},
+       Direction::lower, {}, DataKind::model, false, false,
+       [](const ModelMeasurements& m) { return m.attention_error.weight_tv(); }},
       {"kv_attn_out_rel", "relative L2 error of each head's attention output (quantized keys and values), mean over rows",
-       Direction::lower, {}, true},
+       Direction::lower, {}, DataKind::model, false, false,
+       [](const ModelMeasurements& m) { return m.attention_error.out_rel(); }},
   };
   return all;
 }
 
-const Metric* find_metric(const std::string& name) {
-  for (const auto& m : metrics())
-    if (m.name == name) return &m;
-  return nullptr;
-}
+const Metric* find_metric(const std::string& name) { return find_named(metrics(), name); }
 
-std::vector<std::string> metric_names() {
-  std::vector<std::string> out;
-  for (const auto& m : metrics()) out.push_back(m.name);
-  return out;
-}
+std::vector<std::string> metric_names() { return names_of(metrics()); }
 
-void require_finite_weights(const Matrix& w, const Matrix& w_hat, const std::string& what) {
-  if (w.allFinite() && !w_hat.allFinite())
-    throw RunError(fmt::format("{}: the quantized weights are not finite (a norm or scale overflows its storage format; try fp32 side data)",
-                               what));
-}
 
 }  // namespace tqb

@@ -13,6 +13,8 @@
 
 namespace tqb {
 
+struct ModelMeasurements;  // eval/model_eval.hpp
+
 // zero: closer to 0 is better (a bias); one: closer to 1 is better (a slope or ratio).
 enum class Direction { lower, higher, zero, one };
 std::string to_string(Direction d);
@@ -59,18 +61,15 @@ struct Metric {
   std::string description;
   Direction direction;
   std::function<double(EvalContext&)> compute;  // matrix metrics; empty for model metrics
-  bool on_model = false;  // computed by harness/model_eval for `model` data
+  DataKind kind = DataKind::matrix;  // the kind of data (and evaluator) it measures
   bool timing = false;    // a latency: only when a spec lists it (never in the default set, which is repeatable)
   bool queries = false;   // uses the spec's random queries (rows x queries products in doubles)
+  std::function<double(const ModelMeasurements&)> measure;  // model metrics: from what eval/model_eval measured
 };
 
 const std::vector<Metric>& metrics();
 const Metric* find_metric(const std::string& name);
 std::vector<std::string> metric_names();
 
-// Throws RunError "<what>: the quantized weights are not finite ..." when w is finite but its quantized
-// copy w_hat is not (fp16 norms or scales past 65504, any format), so that a point fails with the reason
-// instead of reporting NaN metrics as ok. Matrix points and every quantized layer of a model call it.
-void require_finite_weights(const Matrix& w, const Matrix& w_hat, const std::string& what);
 
 }  // namespace tqb

@@ -1,5 +1,7 @@
 #include "harness/repeat_summary.hpp"
 
+#include "harness/sweep.hpp"
+
 #include <boost/math/distributions/students_t.hpp>
 #include <cmath>
 #include <map>
@@ -29,12 +31,15 @@ double ci95_factor(std::size_t n) {
 
 void update_repeat_summaries(ResultTable& t, const std::vector<std::string>& metrics, std::int64_t first_point) {
   const int status = t.column_index("status"), data = t.column_index("data"), quantizer = t.column_index("quantizer");
+  const int timing_kernel = t.column_index("timing.kernel"), timing_batch = t.column_index("timing.batch");
   std::erase_if(t.rows, [&](const auto& r) { return cell_text(r[status], true) == "summary"; });
   std::vector<std::string> order;
   std::map<std::string, std::vector<std::size_t>> groups;
   for (std::size_t i = 0; i < t.rows.size(); ++i) {
     if (cell_text(t.rows[i][status], true) != "ok") continue;
-    const std::string g = cell_text(t.rows[i][data], true) + " | " + cell_text(t.rows[i][quantizer], true);
+    std::string g = cell_text(t.rows[i][data], true) + " | " + cell_text(t.rows[i][quantizer], true);
+    if (timing_kernel >= 0 && timing_batch >= 0)  // timing axes: one summary per kernel and batch (as SweepPoint::group)
+      g += timing_label(cell_text(t.rows[i][timing_kernel], true), std::get<std::int64_t>(t.rows[i][timing_batch]));
     if (!groups.count(g)) order.push_back(g);
     groups[g].push_back(i);
   }

@@ -100,6 +100,20 @@ class SpecParser {
     return std::get<std::int64_t>(*v);
   }
 
+  // The nodes of a scalar or of a non-empty list without repeats, each with its key for messages.
+  std::vector<std::pair<YAML::Node, std::string>> scalar_or_list(const YAML::Node& n, const std::string& key) const {
+    std::vector<std::pair<YAML::Node, std::string>> out;
+    if (!n.IsSequence()) return {{n, key}};
+    if (n.size() == 0) fail(n, key, "empty list; give a value or a list of values");
+    std::set<std::string> seen;
+    for (std::size_t i = 0; i < n.size(); ++i) {
+      const std::string k = fmt::format("{}[{}]", key, i);
+      if (n[i].IsScalar() && !seen.insert(n[i].Scalar()).second) fail(n[i], k, fmt::format("'{}' listed twice", n[i].Scalar()));
+      out.emplace_back(n[i], k);
+    }
+    return out;
+  }
+
   // A value of a parameter: a scalar, or a non-empty list of scalars (a sweep axis).
   GridAxis axis(const Entry& e, const ParamSpec& spec, const std::string& path) const {
     GridAxis a{e.key, {}, at(e.key_node)};
@@ -269,10 +283,15 @@ class SpecParser {
           const std::string key = "timing." + t.key;
           if (t.key == "device") {
             spec.timing.device = scalar_choice(t.value, key, {"cpu", "cuda"});
-          } else if (t.key == "kernel") {
-            spec.timing.kernel = scalar_choice(t.value, key, linear_kernel_names());
+          } else if (t.key == "kernel") {  // a value or a list: an evaluation axis
+            spec.timing.kernels.clear();
+            for (const auto& [n, k] : scalar_or_list(t.value, key))
+              spec.timing.kernels.push_back(scalar_choice(n, k, linear_kernel_names()));
+            spec.timing.kernel = spec.timing.kernels.front();
           } else if (t.key == "batch") {
-            spec.timing.batch = scalar_int(t.value, key, 1, 4096);
+            spec.timing.batches.clear();
+            for (const auto& [n, k] : scalar_or_list(t.value, key)) spec.timing.batches.push_back(scalar_int(n, k, 1, 4096));
+            spec.timing.batch = spec.timing.batches.front();
           } else {
             spec.timing.repetitions = scalar_int(t.value, key, 1, 100000);
           }
@@ -315,24 +334,23 @@ class SpecParser {
     if (!have_name) fail(root, "experiment", "missing; name the experiment (it names the result file)");
     if (!have_data) fail(root, "data", "missing; e.g. data: {source: gaussian, rows: 256, cols: 1024}");
     if (!have_quantizers) fail(root, "quantizers", "missing; e.g. quantizers: [{family: rtn, bits: [2, 4]}]");
-    // Model experiments and matrix experiments have different metrics; they cannot share a run.
-    std::size_t model_grids = 0;
-    for (const auto& g : spec.data) model_grids += g.family == "model";
-    const bool on_model = model_grids > 0;
-    if (on_model && model_grids != spec.data.size())
-      fail(root["data"], "data", "a 'model' source cannot be mixed with matrix sources in one experiment");
+    // Model experiments and matrix experiments have different evaluators and metrics; they cannot share a run.
+    const DataKind kind = data_kind(spec);
+    for (const auto& g : spec.data)
+      if (find_data_source(g.family)->kind != kind)
+        fail(root["data"], "data", "a 'model' source cannot be mixed with matrix sources in one experiment");
     if (spec.metrics.empty())
       for (const auto& m : metrics())
-        if (m.on_model == on_model && !m.timing) spec.metrics.push_back(m.name);
+        if (m.kind == kind && !m.timing) spec.metrics.push_back(m.name);
     for (std::size_t i = 0; i < metric_nodes.size(); ++i) {
       const Metric* m = find_metric(spec.metrics[i]);
-      if (m->on_model != on_model) {
+      if (m->kind != kind) {
         std::vector<std::string> valid;
         for (const auto& x : metrics())
-          if (x.on_model == on_model) valid.push_back(x.name);
+          if (x.kind == kind) valid.push_back(x.name);
         fail(metric_nodes[i], fmt::format("metrics[{}]", i),
-             fmt::format("'{}' is a {} metric, but this experiment's data is {}; valid: {}", m->name,
-                         m->on_model ? "model" : "matrix", on_model ? "a model" : "matrices", join(valid)));
+             fmt::format("'{}' is a {} metric, but this experiment's data is {}; valid: {}", m->name, to_string(m->kind),
+                         kind == DataKind::model ? "a model" : "matrices", join(valid)));
       }
     }
     return spec;
@@ -343,6 +361,12 @@ class SpecParser {
 };
 
 }  // namespace
+
+DataKind data_kind(const ExperimentSpec& spec) {
+  for (const auto& g : spec.data)
+    if (const DataSource* src = find_data_source(g.family); src && src->kind == DataKind::model) return DataKind::model;
+  return DataKind::matrix;
+}
 
 ExperimentSpec parse_spec(const std::string& text, const std::string& path) { return SpecParser(path).parse(text); }
 

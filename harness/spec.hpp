@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "harness/data_source.hpp"
 #include "harness/kernel_timing.hpp"
 #include "quantizers/params.hpp"
 
@@ -54,6 +55,9 @@ struct ExperimentSpec {
 
 // Throws InputError: missing/unreadable file, YAML syntax, schema violations.
 ExperimentSpec load_spec(const std::string& path);
+// The kind of the spec's data (one per experiment, checked by parse_spec): which evaluator runs it.
+DataKind data_kind(const ExperimentSpec& spec);
+
 ExperimentSpec parse_spec(const std::string& text, const std::string& path);
 
 }  // namespace tqb

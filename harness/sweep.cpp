@@ -48,7 +48,8 @@ std::vector<SweepPoint> expand_sweep(const ExperimentSpec& spec, std::uint64_t m
     }
     return total;
   };
-  const double size = grid_size(spec.data) * grid_size(spec.quantizers);
+  const double size = grid_size(spec.data) * grid_size(spec.quantizers) *
+                     static_cast<double>(spec.timing.kernels.size() * spec.timing.batches.size());
   if (size > static_cast<double>(max_points))
     throw InputError(fmt::format("{}: error: the sweep has {:.4g} points (data × quantizer grids), more than the limit of {}; "
                                  "shrink the axes, or raise the limit with tqbench run --max-points N",
@@ -64,33 +65,15 @@ std::vector<SweepPoint> expand_sweep(const ExperimentSpec& spec, std::uint64_t m
       } catch (const InputError& e) {
         throw InputError(located_message(g.where, g.path, e.what()));
       }
-      if (g.family == "model") {  // names and patterns are checked here, where the spec location is known
-        for (const char* key : {"kv_key", "kv_value", "kv_outlier_key", "kv_outlier_value"})
-          if (const std::string name = get_str(p, key); name != "none" && name != "key") {
-            try {
-              parse_quantizer(name);
-            } catch (const InputError& e) {
-              throw InputError(located_message(where_of(g, key), g.path + "." + key, e.what()));
-            }
-          }
-        try {
-          NamePattern check(get_str(p, "kv_layers"));
-        } catch (const InputError& e) {
-          throw InputError(located_message(where_of(g, "kv_layers"), g.path + ".kv_layers", e.what()));
-        }
+      if (src->check)  // beyond the schema (a model's regular expressions, KV quantizer names), located here
+        if (const ShapeProblem problem = src->check(p); !problem.message.empty())
+          throw InputError(located_message(where_of(g, problem.param), g.path + "." + problem.param, problem.message));
+      if (src->shape) {
+        const auto [rows, cols] = src->shape(p);
+        if (rows * cols > kMaxDataElements)
+          throw InputError(located_message(g.where, g.path,
+                                           fmt::format("{} x {} is too large; at most {} elements", rows, cols, kMaxDataElements)));
       }
-      if (g.family == "model")  // regular expressions are checked here, where the spec location is known
-        for (const char* key : {"include", "exclude"}) {
-          try {
-            NamePattern check(get_str(p, key));  // PCRE2, nesting bounded: a deep pattern is an error, not a crash
-          } catch (const InputError& e) {
-            throw InputError(located_message(where_of(g, key), g.path + "." + key, e.what()));
-          }
-        }
-      const auto [rows, cols] = src->shape(p);
-      if (rows * cols > kMaxDataElements)
-        throw InputError(located_message(g.where, g.path,
-                                         fmt::format("{} x {} is too large; at most {} elements", rows, cols, kMaxDataElements)));
       const std::string name = g.family + "(" + src->schema.format(p) + ")";
       // Seeds come from what is quantized, not from how it is evaluated.
       Params identity;
@@ -116,9 +99,14 @@ std::vector<SweepPoint> expand_sweep(const ExperimentSpec& spec, std::uint64_t m
 
   std::vector<SweepPoint> points;
   std::set<std::string> seen;
+  // Timing axes (matrix data): every (data, quantizer, repeat) under each kernel and batch, innermost, so that
+  // the evaluator quantizes once and times each. A model names its kernel as a data parameter instead.
+  const bool timing_axes = spec.timing.swept() && data_kind(spec) == DataKind::matrix;
+  const std::vector<std::string> timing_kernels = timing_axes ? spec.timing.kernels : std::vector<std::string>{spec.timing.kernel};
+  const std::vector<std::int64_t> timing_batches = timing_axes ? spec.timing.batches : std::vector<std::int64_t>{spec.timing.batch};
   for (const auto& d : data) {
     const DataSource* src = find_data_source(d->source);
-    const auto [rows, cols] = src->shape(d->params);
+    const auto [rows, cols] = src->shape ? src->shape(d->params) : std::pair<std::size_t, std::size_t>{0, 0};
     for (const auto& [q, g] : quantizers) {
       const ShapeProblem problem = rows == 0 ? ShapeProblem{} : q->check_shape(rows, cols);
       if (!problem.message.empty())
@@ -131,30 +119,38 @@ std::vector<SweepPoint> expand_sweep(const ExperimentSpec& spec, std::uint64_t m
       auto dr = r == 0 ? d : std::make_shared<const DataPoint>(DataPoint{d->source, d->params, d->name,
                                                                         derive_seed(spec.seed, "data " + d->seed_name + repeat_label) >> 1,
                                                                         d->seed_name});
-      for (const auto& [q, g] : quantizers) {
-        const bool seeded = q->uses_seed() || !src->seeded || src->seeded(d->params);
-        if (r > 0 && !seeded) continue;  // would repeat repeat 0 bit for bit
-        const std::string group = d->name + " | " + q->name();
-        const std::string key = spec.repeats > 1 ? fmt::format("{} | repeat {}", group, r) : group;
-        if (!seen.insert(key).second) continue;
-        // Every quantizer on the same data draws the same random rotations and projections (common
-        // random numbers): differences between quantizers are not rotation noise, and a rotation that
-        // takes seconds to build (Haar at d = 4096) is built once per data point. Seeds are kept below
-        // 2^63 so that they fit the int64 columns of the result file.
-        SweepPoint p;
-        p.index = points.size();
-        p.data = dr;
-        p.quantizer = q;
-        p.key = key;
-        p.group = group;
-        p.repeat = static_cast<int>(r);
-        p.repeats = seeded ? static_cast<int>(spec.repeats) : 1;
-        p.seed = derive_seed(spec.seed, "quantizer " + d->seed_name + repeat_label) >> 1;
-        points.push_back(std::move(p));
-      }
+      for (const auto& [q, g] : quantizers)
+        for (const auto& kernel : timing_kernels)
+          for (const std::int64_t batch : timing_batches) {
+            const bool seeded = q->uses_seed() || !src->seeded || src->seeded(d->params);
+            if (r > 0 && !seeded) continue;  // would repeat repeat 0 bit for bit
+            const std::string group = d->name + " | " + q->name() + (timing_axes ? timing_label(kernel, batch) : "");
+            const std::string key = spec.repeats > 1 ? fmt::format("{} | repeat {}", group, r) : group;
+            if (!seen.insert(key).second) continue;
+            // Every quantizer on the same data draws the same random rotations and projections (common
+            // random numbers): differences between quantizers are not rotation noise, and a rotation that
+            // takes seconds to build (Haar at d = 4096) is built once per data point. Seeds are kept below
+            // 2^63 so that they fit the int64 columns of the result file.
+            SweepPoint p;
+            p.index = points.size();
+            p.data = dr;
+            p.quantizer = q;
+            p.key = key;
+            p.group = group;
+            p.repeat = static_cast<int>(r);
+            p.repeats = seeded ? static_cast<int>(spec.repeats) : 1;
+            p.seed = derive_seed(spec.seed, "quantizer " + d->seed_name + repeat_label) >> 1;
+            p.timing_kernel = kernel;
+            p.timing_batch = batch;
+            points.push_back(std::move(p));
+          }
     }
   }
   return points;
+}
+
+std::string timing_label(const std::string& kernel, std::int64_t batch) {
+  return fmt::format(" | timing(kernel={},batch={})", kernel, batch);
 }
 
 }  // namespace tqb

@@ -29,7 +29,14 @@ struct SweepPoint {
   int repeats = 1;     // spec.repeats, or 1 when neither the quantizer nor the data uses the seed
   std::uint64_t seed = 0;  // quantizer seed, derived from the spec seed and the data name (shared by all
                        // quantizers on that data: common random numbers)
+  // Matrix points: the kernel and batch their latency metrics time (the spec's timing axes). Points that
+  // differ only here share data, quantizer and seed: the evaluator quantizes once.
+  std::string timing_kernel = "auto";
+  std::int64_t timing_batch = 1;
 };
+
+// " | timing(kernel=K,batch=B)": what a point's key and group add when the spec sweeps kernels or batches.
+std::string timing_label(const std::string& kernel, std::int64_t batch);
 
 // Cartesian product of each grid's axes, data-major (all quantizers for the first data point, then
 // the next), so the data matrix is generated once per data point and repeat. Duplicate points are

@@ -1,7 +1,7 @@
 #pragma once
 // The kernel interface every linear layer of a model goes through: Y = X Wᵀ for a batch of n rows.
-// Implementations: dense fp32 (Eigen) and "dequantize, then dense" from a QuantizedMatrix — the
-// reference every fused kernel (CPU SIMD, CUDA) is checked against.
+// Implementations: dense fp32 (OpenBLAS, kernels/cpu/dense_blas.hpp) and "dequantize, then dense" from a
+// QuantizedMatrix — the reference every fused kernel (CPU SIMD, CUDA) is checked against.
 #include <cstddef>
 #include <memory>
 #include <string>

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "common/named_table.hpp"
 #include "common/error.hpp"
 #include "common/suggest.hpp"
 #include "kernels/cpu/fused_i16.hpp"
@@ -9,6 +10,7 @@
 #include "kernels/cpu/fused_lut.hpp"
 #include "kernels/cuda/lut_mma_layout.hpp"
 #include "kernels/cuda/lut_mma_linear.hpp"
+#include "kernels/cuda/lut_mma_timing.hpp"
 
 namespace tqb {
 
@@ -34,14 +36,17 @@ const std::vector<LinearKernel>& linear_kernels() {
       {"cuda_lut_mma", true,
        "CUDA: 2/3/4-bit rtn/turboquant codes and stacks of two, pair-table decode into bf16 mma.sync, Hadamard fused (kernels/cuda/lut_mma.cu)",
        [](const Quantizer& quantizer) { return lut_mma_supports(quantizer); },
-       [](const Quantizer& quantizer, const QuantizedMatrix& q) { return make_lut_mma_linear(quantizer, q); }},
+       [](const Quantizer& quantizer, const QuantizedMatrix& q) { return make_lut_mma_linear(quantizer, q); }, false,
+       [](const Quantizer& quantizer, const QuantizedMatrix& q, const Matrix& w, const DeviceTimingRequest& r) {
+         return time_lut_mma(quantizer, q, w, r);
+       }},
   };
   return kernels;
 }
 
 std::vector<std::string> linear_kernel_names() {
   std::vector<std::string> out{"auto"};
-  for (const auto& k : linear_kernels()) out.push_back(k.name);
+  for (auto& name : names_of(linear_kernels())) out.push_back(std::move(name));
   return out;
 }
 

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/device_timing.hpp"
 #include "kernels/linear.hpp"
 
 namespace tqb {
@@ -23,6 +24,9 @@ struct LinearKernel {
   // Coarser arithmetic than the reference's tolerance (fused_i8's int8 activations): its perplexity differs
   // from the exact one by a measured ΔPPL (docs/PERF.md), so auto never takes it; a spec names it.
   bool approximate = false;
+  // GPU kernels: times the kernel and its dense baseline on the device (a matrix spec's timing.device cuda;
+  // harness/kernel_timing.cpp picks the kernel by name). Throws InputError when it cannot run.
+  std::function<KernelTiming(const Quantizer&, const QuantizedMatrix&, const Matrix& w, const DeviceTimingRequest&)> time_on_device;
 };
 
 const std::vector<LinearKernel>& linear_kernels();

@@ -7,13 +7,15 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "common/float_format.hpp"
+
 namespace tqb {
 namespace {
 
 std::size_t dtype_size(const std::string& d) {
   if (d == "F32") return 4;
   if (d == "F16" || d == "BF16") return 2;
-  if (d == "U8") return 1;  // tqbench's quantized layout (harness/quantized_safetensors): codes and side data
+  if (d == "U8") return 1;  // tqbench's quantized layout (models/quantized_safetensors): codes and side data
   return 0;
 }
 
@@ -95,8 +97,7 @@ Matrix SafetensorsFile::tensor(const SafetensorInfo& t) const {
     for (std::size_t i = 0; i < n; ++i) {
       std::uint16_t h;
       std::memcpy(&h, src + 2 * i, 2);
-      m.data()[i] = half ? static_cast<float>(Eigen::numext::bit_cast<Eigen::half>(h))
-                         : static_cast<float>(Eigen::numext::bit_cast<Eigen::bfloat16>(h));
+      m.data()[i] = half ? fp16_value(h) : bf16_value(h);
     }
   }
   return m;

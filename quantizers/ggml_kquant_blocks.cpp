@@ -5,6 +5,8 @@
 #include <cmath>
 #include <cstring>
 
+#include "common/float_format.hpp"
+
 // The searches below follow ggml's reference quantizers step for step (the order of every float operation
 // decides the bytes); the names and the structure are tqbench's. Block layouts: ggml-common.h.
 namespace tqb::ggml_kquant {
@@ -13,16 +15,14 @@ namespace {
 constexpr std::size_t QK = kSuperBlock;
 constexpr float kAllZero = 1e-15f;  // a sub-block whose largest |x| is below this is stored as zeros
 
-std::uint16_t to_fp16(float v) { return Eigen::numext::bit_cast<std::uint16_t>(Eigen::half(v)); }
-float from_fp16(std::uint16_t h) { return static_cast<float>(Eigen::numext::bit_cast<Eigen::half>(h)); }
 void put_fp16(std::uint8_t* p, float v) {
-  const std::uint16_t h = to_fp16(v);
+  const std::uint16_t h = fp16_bits(v);
   std::memcpy(p, &h, 2);
 }
 float get_fp16(const std::uint8_t* p) {
   std::uint16_t h;
   std::memcpy(&h, p, 2);
-  return from_fp16(h);
+  return fp16_value(h);
 }
 
 // Round to the nearest integer, ties to even (ggml's nearest_int, for |v| < 2^22).

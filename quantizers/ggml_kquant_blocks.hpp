@@ -13,14 +13,17 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "quantizers/ggml_block_layouts.hpp"
+
 namespace tqb::ggml_kquant {
 
-inline constexpr std::size_t kSuperBlock = 256;  // QK_K
-inline constexpr std::size_t kIq4Block = 32;     // QK4_NL
+inline constexpr std::size_t kSuperBlock = ggml_layout::kSuperBlock;  // QK_K
+inline constexpr std::size_t kIq4Block = ggml_layout::kBlock;          // QK4_NL
 
-// Bytes per block (sizeof ggml's block_* structs).
-inline constexpr std::size_t kQ2KBytes = 84, kQ3KBytes = 110, kQ4KBytes = 144, kQ5KBytes = 176, kQ6KBytes = 210,
-                             kIq4NlBytes = 18;
+// Bytes per block (ggml_block_layouts.hpp).
+inline constexpr std::size_t kQ2KBytes = sizeof(ggml_layout::BlockQ2_K), kQ3KBytes = sizeof(ggml_layout::BlockQ3_K),
+                             kQ4KBytes = sizeof(ggml_layout::BlockQ4_K), kQ5KBytes = sizeof(ggml_layout::BlockQ5_K),
+                             kQ6KBytes = sizeof(ggml_layout::BlockQ6_K), kIq4NlBytes = sizeof(ggml_layout::BlockIQ4_NL);
 
 void quantize_q2_k(const float* x, std::uint8_t* out, std::size_t n);
 void quantize_q3_k(const float* x, std::uint8_t* out, std::size_t n);

@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "common/named_table.hpp"
 #include "common/error.hpp"
 #include "common/suggest.hpp"
 #include "quantizers/ggml_formats.hpp"
@@ -29,17 +30,9 @@ const std::vector<QuantizerFamily>& quantizer_families() {
   return families;
 }
 
-const QuantizerFamily* find_quantizer_family(const std::string& name) {
-  for (const auto& f : quantizer_families())
-    if (f.name == name) return &f;
-  return nullptr;
-}
+const QuantizerFamily* find_quantizer_family(const std::string& name) { return find_named(quantizer_families(), name); }
 
-std::vector<std::string> quantizer_family_names() {
-  std::vector<std::string> out;
-  for (const auto& f : quantizer_families()) out.push_back(f.name);
-  return out;
-}
+std::vector<std::string> quantizer_family_names() { return names_of(quantizer_families()); }
 
 static const QuantizerFamily& require_family(const std::string& family) {
   const QuantizerFamily* f = find_quantizer_family(family);

@@ -1,8 +1,9 @@
 #pragma once
-// Random rotations as a stage of their own (as FAISS's RR/HR prefixes), so the rotation is an
-// ablation axis: Haar-random orthogonal, randomized Hadamard, or none. TurboQuant §3 rotates each
-// vector so that its coordinates follow the known beta density; weight mode rotates each group of g
-// input columns with its own rotation.
+// Random rotations of R^d (TurboQuant §3): Haar-random orthogonal, randomized Hadamard, or none, each a
+// parameter so that the rotation is an ablation axis. The rotation *stage* (one rotation per group of g
+// input columns, seeded per group) is in weight_groups.hpp (group_rotations, rotate_groups), shared by
+// turboquant's `rotation=` and the rotated(...) modifier of any quantizer (rotated.hpp); kernels see it as the
+// group transform of the decode description (decode.hpp) and rotate activations instead of weights.
 #include <cstddef>
 #include <cstdint>
 #include <memory>

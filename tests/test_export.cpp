@@ -7,8 +7,8 @@
 #include <fstream>
 
 #include "common/error.hpp"
-#include "harness/export.hpp"
-#include "harness/quantized_safetensors.hpp"
+#include "models/export.hpp"
+#include "models/quantized_safetensors.hpp"
 #include "models/checkpoint.hpp"
 #include "models/ggml_types.hpp"
 #include "models/gguf.hpp"

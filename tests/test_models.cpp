@@ -10,8 +10,8 @@
 
 #include "common/rng.hpp"
 #include "gguf_writer.hpp"
-#include "harness/model_eval.hpp"
-#include "harness/perplexity.hpp"
+#include "eval/model_eval.hpp"
+#include "eval/perplexity.hpp"
 #include "models/checkpoint.hpp"
 #include "models/ggml_types.hpp"
 #include "models/gguf.hpp"

@@ -28,6 +28,7 @@
 #include <string>
 #include <vector>
 
+#include "common/float_format.hpp"
 
 #if defined(__CUDACC__)
 #define TQB_HOST_DEVICE __host__ __device__ __forceinline__
@@ -67,8 +68,8 @@ std::string lut_mma_supports(const Quantizer& quantizer);
 LutMmaLayout make_lut_mma_layout(const Quantizer& quantizer, const QuantizedMatrix& q);
 
 // bf16 of a float, round to nearest even (NaN kept a NaN).
-std::uint16_t to_bf16_bits(float x);
-float from_bf16_bits(std::uint16_t h);
+inline std::uint16_t to_bf16_bits(float x) { return bf16_bits(x); }  // common/float_format.hpp's, by the layout's names
+inline float from_bf16_bits(std::uint16_t h) { return bf16_value(h); }
 
 // Pair field i (0..15) of a lane's b tile words: the 2b-bit index into the pair table. Shared by the
 // kernels and the host emulation, so that the test of the repacking reads the bits as the GPU does.

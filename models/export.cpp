@@ -1,4 +1,4 @@
-#include "harness/export.hpp"
+#include "models/export.hpp"
 
 #include <fmt/format.h>
 
@@ -8,7 +8,7 @@
 #include "common/atomic_file.hpp"
 #include "common/error.hpp"
 #include "common/version.hpp"
-#include "harness/quantized_safetensors.hpp"
+#include "models/quantized_safetensors.hpp"
 #include "models/checkpoint.hpp"
 #include "models/gguf.hpp"
 #include "quantizers/ggml_blocks.hpp"

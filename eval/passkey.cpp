@@ -1,4 +1,4 @@
-#include "harness/passkey.hpp"
+#include "eval/passkey.hpp"
 
 #include <fmt/format.h>
 

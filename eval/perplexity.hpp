@@ -27,7 +27,7 @@ struct PerplexityConfig {
   bool add_bos = false;
   int bos = -1;
   // The tokens given are already the llamacpp stream (BOS first where the vocabulary adds it): a llama.cpp
-  // KL-divergence base file holds it so (harness/llamacpp_kld.hpp).
+  // KL-divergence base file holds it so (eval/llamacpp_kld.hpp).
   bool stream_ready = false;
 };
 

@@ -1,4 +1,4 @@
-#include "harness/layer_quantization.hpp"
+#include "eval/layer_quantization.hpp"
 
 #include <fmt/format.h>
 

@@ -1,4 +1,4 @@
-#include "harness/quantized_safetensors.hpp"
+#include "models/quantized_safetensors.hpp"
 
 #include <fmt/format.h>
 

@@ -1,4 +1,4 @@
-#include "harness/llamacpp_kld.hpp"
+#include "eval/llamacpp_kld.hpp"
 
 #include <fmt/format.h>
 

@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "harness/perplexity.hpp"
+#include "eval/perplexity.hpp"
 
 namespace tqb {
 

@@ -1,4 +1,4 @@
-#include "harness/perplexity.hpp"
+#include "eval/perplexity.hpp"
 
 #include <fmt/format.h>
 

@@ -3,15 +3,15 @@
 //  - OUT.gguf: llama.cpp's formats (q4_0 ... q6_K, iq4_nl) as their own GGUF tensor types. The source must
 //    be a GGUF file; its metadata entries are copied byte for byte (tokenizer, architecture) and every
 //    other tensor keeps its stored type, so llama.cpp loads and runs the result.
-//  - OUT.safetensors: any quantizer, in tqbench's layout (harness/quantized_safetensors.hpp), read back
+//  - OUT.safetensors: any quantizer, in tqbench's layout (models/quantized_safetensors.hpp), read back
 //    bit-exactly.
-// Layers are selected and quantized exactly as model evaluation does (harness/layer_quantization), so an
+// Layers are selected and quantized exactly as model evaluation does (eval/layer_quantization), so an
 // exported file holds the weights a sweep point measured.
 #include <cstdint>
 #include <ostream>
 #include <string>
 
-#include "harness/layer_quantization.hpp"
+#include "eval/layer_quantization.hpp"
 
 namespace tqb {
 

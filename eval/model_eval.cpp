@@ -1,0 +1,191 @@
+#include "eval/model_eval.hpp"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "common/error.hpp"
+#include "common/read_file.hpp"
+#include "common/rng.hpp"
+#include "models/kv_quant.hpp"
+#include "eval/finite_weights.hpp"
+#include "kernels/registry.hpp"
+#include "eval/layer_quantization.hpp"
+#include "quantizers/registry.hpp"
+
+namespace tqb {
+
+std::string resolve_corpus_path(const std::string& corpus) {
+  if (corpus == "wikitext-2-test")
+    return (std::filesystem::path(shared_dir()) / "data" / "wikitext-2-raw" / "wiki.test.raw").string();
+  return corpus;
+}
+
+std::string read_corpus(const std::string& corpus) {
+  // WikiText-103's training text, the largest corpus in common use, is about 540 MB.
+  constexpr std::size_t kMaxCorpusBytes = std::size_t{1} << 30;
+  return read_regular_file(resolve_corpus_path(corpus), kMaxCorpusBytes, "corpus '" + corpus + "'");
+}
+
+std::unique_ptr<LlamaModel> quantize_model(const Checkpoint& ck, const Quantizer& quantizer, std::uint64_t seed,
+                                           const std::string& include, const std::string& exclude,
+                                           QuantizedModelStats* stats, const std::string& kernel, QuantizedLayers* layers) {
+  const LayerSelection selection(include, exclude);
+  QuantizedModelStats local;
+  QuantizedModelStats& s = stats ? *stats : local;
+  s = {};
+  QuantizedLayers own;
+  QuantizedLayers& cache = layers ? *layers : own;
+  std::string json = "{";
+  auto model = std::make_unique<LlamaModel>(ck, [&](const std::string& name, const Matrix& w) -> std::unique_ptr<Linear> {
+    if (!selection.selected(name)) return make_dense_linear(w);
+    auto it = cache.by_name.find(name);
+    if (it == cache.by_name.end()) {
+      QuantizedLayers::Layer l{quantize_layer(quantizer, name, w, seed)};
+      // Weight error from the layer's own dequantized copy.
+      Matrix w_hat(w.rows(), w.cols());
+      l.q.quantizer->dequantize(l.q.matrix, w_hat.data());
+      require_finite_weights(w, w_hat, l.q.quantizer->name() + ": layer " + name);
+      const double err = (w - w_hat).cast<double>().squaredNorm();
+      l.nmse = err / std::max(1e-300, w.cast<double>().squaredNorm());
+      l.mse = err / static_cast<double>(w.size());
+      it = cache.by_name.emplace(name, std::move(l)).first;
+    }
+    const QuantizedLayers::Layer& l = it->second;
+    const auto& q = l.q.quantizer;
+    const QuantizedMatrix& qm = l.q.matrix;
+    auto layer = make_linear(kernel, *q, qm);
+    s.quantized_bytes += static_cast<double>(qm.storage_bytes());
+    s.quantized_weights += static_cast<double>(w.size());
+    s.nmse_sum += l.nmse;
+    ++s.layers;
+    const std::string kernel_name = layer->kernel();
+    if (std::find(s.kernels.begin(), s.kernels.end(), kernel_name) == s.kernels.end()) s.kernels.push_back(kernel_name);
+    json += fmt::format("{}\"{}\": {{\"quantizer\": \"{}\", \"kernel\": \"{}\", \"mse\": {:.6g}, \"nmse\": {:.6g}, "
+                        "\"bits_per_weight\": {:.6g}}}",
+                        s.layers > 1 ? ", " : "", name, q->name(), kernel_name, l.mse, l.nmse, qm.bits_per_weight());
+    return layer;
+  });
+  s.layer_json = json + "}";
+  // Everything not quantized (embeddings, norms, unselected layers) at 16 bits, as bf16 checkpoints
+  // store them; a tied embedding counts once.
+  std::size_t total = 0;
+  for (const auto& [name, m] : ck.tensors) total += static_cast<std::size_t>(m.size());
+  s.other_weights = static_cast<double>(total) - s.quantized_weights;
+  return model;
+}
+
+struct ModelSession::Loaded {
+  std::string key;
+  Checkpoint ck;
+  std::vector<int> tokens;
+  PerplexityConfig cfg;
+  BaselineLogProbs base;
+  PerplexityResult base_result;
+};
+
+// The quantized layers of the last (model, quantizer, seed, selection).
+struct ModelSession::Weights {
+  std::string key;
+  QuantizedLayers layers;
+};
+
+ModelSession::ModelSession() = default;
+ModelSession::~ModelSession() = default;
+
+constexpr int kDecodeRepetitions = 9;
+
+ModelMeasurements ModelSession::measure(const ModelPointSpec& dp, const Quantizer& quantizer, std::uint64_t seed,
+                                        const std::string& what, const Progress& progress) {
+  // The baseline depends on the model, the corpus and how it is scored; not on kernels or the KV cache.
+  const std::string key = fmt::format("{} | {} | {} | {} | {}", dp.model, dp.corpus, dp.method, dp.ctx, dp.chunks);
+  if (!loaded_ || loaded_->key != key) {
+    loaded_.reset();
+    auto l = std::make_unique<Loaded>();
+    l->key = key;
+    progress("loading " + dp.model);
+    l->ck = load_checkpoint(dp.model);
+    if (!l->ck.tokenizer)
+      throw InputError(fmt::format("model '{}' has no tokenizer tqbench can read (GGUF files carry one)", dp.model));
+    l->tokens = l->ck.tokenizer->encode(read_corpus(dp.corpus));
+    l->cfg.method = dp.method;
+    l->cfg.ctx = dp.ctx;
+    l->cfg.chunks = dp.chunks;
+    l->cfg.add_bos = l->ck.tokenizer->add_bos();
+    l->cfg.bos = l->ck.tokenizer->bos();
+    if (l->cfg.ctx > l->ck.config.context)
+      throw InputError(fmt::format("ctx {} exceeds the model's context length {}", l->cfg.ctx, l->ck.config.context));
+    LlamaModel baseline(l->ck);
+    l->base_result = evaluate_perplexity(baseline, l->tokens, l->cfg, &l->base, nullptr,
+                                         [&](std::size_t c, std::size_t n, double ppl) {
+                                           progress(fmt::format("baseline chunk {}/{}, ppl {:.4f}", c, n, ppl));
+                                         });
+    loaded_ = std::move(l);
+  }
+  Loaded& l = *loaded_;
+  // A point quantizes once per (model, quantizer, seed, selection): kernels, caches and contexts reuse the layers.
+  const std::string weights_key = fmt::format("{} | {} | {} | {} | {}", dp.model, quantizer.name(), seed, dp.include, dp.exclude);
+  if (!weights_ || weights_->key != weights_key) {
+    weights_.reset();
+    weights_ = std::make_unique<Weights>();
+    weights_->key = weights_key;
+  }
+  const bool fresh = weights_->layers.by_name.empty();
+  ModelMeasurements out;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto model = quantize_model(l.ck, quantizer, seed, dp.include, dp.exclude, &out.layers, dp.kernel, &weights_->layers);
+  out.quantize_s = fresh ? std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() : 0.0;
+  if (out.layers.layers == 0) throw InputError(fmt::format("include pattern '{}' matches no linear layer", dp.include));
+  // The KV cache, quantized as it is written; its rotations come from the point's seed, so repeats draw new ones.
+  const KvQuantSpec& kv = dp.kv;
+  std::shared_ptr<KvQuantizer> kvq;
+  if (kv.active()) {
+    try {
+      kvq = std::make_shared<KvQuantizer>(kv, l.ck.config, derive_seed(seed, "kv cache") >> 1);
+    } catch (const InputError& e) {
+      throw InputError(fmt::format("data {}: {}", what, e.what()));
+    }
+    model->set_kv_quantizer(kvq);
+    model->set_kv_probe(&out.attention_error);
+  }
+  out.baseline = l.base_result;
+  out.result = evaluate_perplexity(*model, l.tokens, l.cfg, nullptr, &l.base,
+                                   [&](std::size_t c, std::size_t n, double ppl) {
+                                     progress(fmt::format("chunk {}/{}, ppl {:.4f}", c, n, ppl));
+                                   });
+  // Forward speed of this model as built: one prefill of ctx tokens, and decoding one token after ctx − 1
+  // (the cache filled untimed first; median, min and max of kDecodeRepetitions).
+  const std::size_t ctx = static_cast<std::size_t>(l.cfg.ctx);
+  out.ctx = ctx;
+  const std::vector<int> window(l.tokens.begin(), l.tokens.begin() + ctx);
+  progress("timing prefill and decode");
+  KvCache cache = model->new_cache(ctx);
+  auto p0 = std::chrono::steady_clock::now();
+  model->forward(window, cache);
+  out.prefill_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - p0).count();
+  for (int rep = 0; rep < kDecodeRepetitions; ++rep) {
+    cache.len = ctx - 1;
+    p0 = std::chrono::steady_clock::now();
+    model->forward({window.back()}, cache);
+    out.decode_s.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - p0).count());
+  }
+  std::sort(out.decode_s.begin(), out.decode_s.end());
+  out.weight_bytes_in_memory = static_cast<double>(model->linear_weight_bytes() + model->other_weight_bytes());
+  const double hd_total = static_cast<double>(l.ck.config.head_dim) * l.ck.config.n_kv_heads * l.ck.config.n_layers;
+  out.kv_key_bits = kvq ? kvq->key_bits() : 32.0;
+  out.kv_value_bits = kvq ? kvq->value_bits() : 32.0;
+  out.kv_bytes_per_token = kvq ? kvq->bytes_per_token() : 8.0 * hd_total;
+  if (kvq)
+    out.kv_cache_json = fmt::format("{{\"key\": \"{}\", \"value\": \"{}\", \"key_axis\": \"{}\", \"scores\": \"{}\", "
+                                    "\"key_bits\": {:.6g}, \"value_bits\": {:.6g}, \"outlier_channels\": {}}}",
+                                    kvq->spec().key, kvq->spec().value, kv.key_axis, kv.scores, kvq->key_bits(), kvq->value_bits(),
+                                    kvq->outlier_json());
+  return out;
+}
+
+}  // namespace tqb

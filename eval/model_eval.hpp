@@ -1,0 +1,88 @@
+#pragma once
+// Model evaluation: quantize the selected linear layers of a real model, run it on a corpus, and measure
+// perplexity, KLD against the unquantized model, sizes, per-layer weight error, forward speed and the KV
+// cache's error. What is expensive is kept between calls: the checkpoint, the tokenized corpus and the
+// baseline's log-probabilities (per model, corpus and scoring), and the quantized layers (per model,
+// quantizer, seed and layer selection), so that points differing only in how they are evaluated (kernel,
+// KV cache, context) quantize once. The metrics of a row are computed from ModelMeasurements by the
+// metric registry (harness/metrics.hpp); this file knows no metric names.
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "eval/layer_quantization.hpp"
+#include "eval/perplexity.hpp"
+#include "models/kv_quant.hpp"
+
+namespace tqb {
+
+// Quantizes the linear layers of `ck` that match include and not exclude; the LlamaModel computes them
+// with `kernel`. Per-layer statistics go to stats (when given).
+struct QuantizedModelStats {
+  double quantized_bytes = 0, quantized_weights = 0, other_weights = 0, nmse_sum = 0;
+  int layers = 0;
+  std::string layer_json;            // tensor name -> {quantizer, kernel, mse, nmse, bits_per_weight}
+  std::vector<std::string> kernels;  // distinct, in order of first use
+};
+
+// The quantized layers of one (model, quantizer, seed, selection), filled as a model is first built from
+// them and reused by later builds with other kernels.
+struct QuantizedLayers {
+  struct Layer {
+    QuantizedLayer q;
+    double mse = 0, nmse = 0;
+  };
+  std::map<std::string, Layer> by_name;
+};
+
+// kernel: one of linear_kernel_names() (kernels/registry.hpp); "auto" = the fastest that reads the format.
+// layers: where quantized layers are looked up and stored (nullptr: quantize every time).
+std::unique_ptr<LlamaModel> quantize_model(const Checkpoint& ck, const Quantizer& quantizer, std::uint64_t seed,
+                                           const std::string& include, const std::string& exclude,
+                                           QuantizedModelStats* stats, const std::string& kernel = "auto",
+                                           QuantizedLayers* layers = nullptr);
+
+// How one model point is evaluated: the model source's parameters (harness/data_source.cpp documents them).
+struct ModelPointSpec {
+  std::string model, corpus, method, include, exclude, kernel;
+  int ctx = 512, chunks = 20;
+  KvQuantSpec kv;
+};
+
+// Everything one model point measured; harness/metrics.cpp turns it into metric values.
+struct ModelMeasurements {
+  PerplexityResult result, baseline;
+  QuantizedModelStats layers;
+  double quantize_s = 0;          // quantizing the layers (0 when they came from the previous point)
+  std::size_t ctx = 0;
+  double prefill_s = 0;
+  std::vector<double> decode_s;   // sorted ascending
+  double weight_bytes_in_memory = 0;
+  double kv_key_bits = 32, kv_value_bits = 32, kv_bytes_per_token = 0;
+  KvAttentionError attention_error;
+  std::string kv_cache_json;      // empty: fp32 cache
+};
+
+class ModelSession {
+ public:
+  using Progress = std::function<void(const std::string&)>;
+  ModelSession();
+  ~ModelSession();
+  // `what` names the point in errors. Throws InputError (bad model, corpus or KV spec) or RunError.
+  ModelMeasurements measure(const ModelPointSpec& spec, const Quantizer& quantizer, std::uint64_t seed,
+                            const std::string& what, const Progress& progress);
+
+ private:
+  struct Loaded;
+  struct Weights;
+  std::unique_ptr<Loaded> loaded_;
+  std::unique_ptr<Weights> weights_;
+};
+
+// The corpus path a `corpus` parameter names (wikitext-2-test → ../shared/data/...).
+std::string resolve_corpus_path(const std::string& corpus);
+std::string read_corpus(const std::string& corpus);  // throws InputError naming the file
+
+}  // namespace tqb

@@ -1,0 +1,45 @@
+#include "harness/model_evaluator.hpp"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <ostream>
+
+#include "common/error.hpp"
+#include "harness/metrics.hpp"
+#include "harness/model_source.hpp"
+
+namespace tqb {
+
+std::vector<Column> ModelEvaluator::columns() const {
+  return {
+      {"layer_stats", ColumnType::text, "point", "JSON per quantized tensor: quantizer used, kernel, mse, nmse, bits per weight", ""},
+      {"kv_cache", ColumnType::text, "point",
+       "JSON: KV-cache quantizers, exact bits per coordinate and the outlier channels chosen per layer and head", ""},
+      {"kernel", ColumnType::text, "point", "kernels the quantized layers ran (kernels/registry.hpp names with SIMD level)", ""},
+  };
+}
+
+PointOutcome ModelEvaluator::evaluate(const SweepPoint& p, const PointProgress& progress) {
+  PointOutcome r;
+  try {
+    const ModelMeasurements m = session_.measure(model_point_spec(p.data->params), *p.quantizer, p.seed, p.data->name, progress);
+    r.metrics = compute_metrics(spec_, [&](const Metric& metric) { return metric.measure(m); });
+    r.text["layer_stats"] = m.layers.layer_json;
+    r.text["kv_cache"] = m.kv_cache_json;
+    r.text["kernel"] = fmt::format("{}", fmt::join(m.layers.kernels, ","));
+  } catch (const InputError&) {
+    throw;  // a bad model file or corpus: the whole run is bad input
+  } catch (const std::exception& e) {
+    r = PointOutcome{};
+    r.ok = false;
+    r.error = e.what();
+  }
+  return r;
+}
+
+void ModelEvaluator::describe_memory(const std::vector<SweepPoint>&, std::ostream& out) const {
+  out << "model points: memory is known once the model is loaded\n";
+}
+
+}  // namespace tqb

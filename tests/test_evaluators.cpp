@@ -1,0 +1,105 @@
+// The evaluation axes of matrix points (a spec's timing.kernel and timing.batch as lists), quantizing once per
+// (data, quantizer, seed), and the metric registry's checks, through the CLI as a user runs them.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <map>
+#include <set>
+
+#include "common/error.hpp"
+#include "harness/evaluator.hpp"
+#include "harness/metrics.hpp"
+#include "harness/spec.hpp"
+#include "harness/store.hpp"
+#include "test_util.hpp"
+
+using namespace tqb;
+using test::run_tqbench;
+
+TEST_CASE("timing kernels and batches are evaluation axes: one quantization, timed under each, summarized per kernel") {
+  test::TempDir dir;
+  const std::string spec = dir.file("axes.yaml"), out = dir.file("axes.h5");
+  test::write_text(spec,
+                   "experiment: axes\nseed: 3\nrepeats: 2\n"
+                   "data: {source: gaussian, rows: 48, cols: 128}\n"
+                   "timing: {kernel: [dequantized_dense, fused_lut], batch: [1, 4], repetitions: 3}\n"
+                   "quantizers: ['turboquant(bits=4,group=64,rotation=hadamard)', 'rtn(bits=3,group=32)']\n"
+                   "metrics: [weight_nmse, kernel_us]\n");
+  const auto r = run_tqbench("run '" + spec + "' -o '" + out + "'");
+  REQUIRE_MESSAGE(r.exit_code == 0, r.output);
+  const ResultTable t = read_result_file(out);
+  const int status = t.column_index("status"), key = t.column_index("key"), nmse = t.column_index("weight_nmse"),
+            kernel = t.column_index("kernel"), tk = t.column_index("timing.kernel"), tb = t.column_index("timing.batch"),
+            quantizer = t.column_index("quantizer"), repeat = t.column_index("repeat");
+  REQUIRE(tk >= 0);
+  REQUIRE(tb >= 0);
+  // turboquant: 2 repeats x 2 kernels x 2 batches; rtn (seedless on seeded data: 2 repeats as well) likewise.
+  std::size_t ok = 0, summaries = 0;
+  std::map<std::string, std::set<double>> nmse_by_quantization;  // quantizer | repeat -> every kernel's value
+  std::set<std::string> summary_keys;
+  for (const auto& row : t.rows) {
+    const std::string st = std::get<std::string>(row[status]);
+    if (st == "summary") {
+      ++summaries;
+      summary_keys.insert(std::get<std::string>(row[key]));
+      continue;
+    }
+    REQUIRE(st == "ok");
+    ++ok;
+    const std::string k = std::get<std::string>(row[tk]);
+    CHECK(std::get<std::string>(row[key]).find(" | timing(kernel=" + k + ",batch=" + std::to_string(std::get<std::int64_t>(row[tb])) + ")") !=
+          std::string::npos);
+    CHECK(std::get<std::string>(row[kernel]).rfind(k, 0) == 0);  // what ran is what the axis named
+    nmse_by_quantization[std::get<std::string>(row[quantizer]) + " | " + std::to_string(std::get<std::int64_t>(row[repeat]))].insert(
+        std::get<double>(row[nmse]));
+  }
+  CHECK(ok == 16);
+  CHECK(summaries == 8);  // one per quantizer, kernel and batch
+  CHECK(summary_keys.size() == 8);
+  // The same quantized matrix under every kernel and batch: its error is one number.
+  CHECK(nmse_by_quantization.size() == 4);
+  for (const auto& [what, values] : nmse_by_quantization) {
+    CAPTURE(what);
+    CHECK(values.size() == 1);
+  }
+  // Without lists the keys are as they always were.
+  test::write_text(spec, "experiment: plain\ndata: {source: gaussian, rows: 16, cols: 64}\n"
+                         "timing: {kernel: fused_lut, repetitions: 3}\nquantizers: ['rtn(bits=4,group=32)']\nmetrics: [kernel_us]\n");
+  const auto p = run_tqbench("run '" + spec + "' -o '" + dir.file("plain.h5") + "'");
+  REQUIRE_MESSAGE(p.exit_code == 0, p.output);
+  const ResultTable plain = read_result_file(dir.file("plain.h5"));
+  CHECK(plain.column_index("timing.kernel") < 0);
+  CHECK(std::get<std::string>(plain.rows[0][plain.column_index("key")]).find("timing(") == std::string::npos);
+}
+
+TEST_CASE("timing axes: bad lists are located errors") {
+  test::TempDir dir;
+  const std::string spec = dir.file("bad.yaml");
+  for (const auto& [timing, expect] : std::vector<std::pair<std::string, std::string>>{
+           {"{kernel: [auto, auto]}", "timing.kernel[1]"},
+           {"{kernel: [auto, nope]}", "timing.kernel[1]"},
+           {"{kernel: []}", "empty list"},
+           {"{batch: [1, 0]}", "timing.batch[1]"},
+           {"{batch: [2, 2]}", "listed twice"}}) {
+    CAPTURE(timing);
+    test::write_text(spec, "experiment: bad\ndata: {source: gaussian, rows: 16, cols: 64}\ntiming: " + timing +
+                               "\nquantizers: ['rtn(bits=4,group=32)']\nmetrics: [kernel_us]\n");
+    const auto r = run_tqbench("run '" + spec + "' --dry-run");
+    CHECK(r.exit_code == 2);
+    CHECK(r.output.find(expect) != std::string::npos);
+    CHECK(r.output.find(":3:") != std::string::npos);  // the line of the timing block
+  }
+}
+
+TEST_CASE("every metric of the registry has the function of its kind, and an evaluator per kind exists") {
+  for (const auto& m : metrics()) {
+    CAPTURE(m.name);
+    CHECK(static_cast<bool>(m.compute) == (m.kind == DataKind::matrix));
+    CHECK(static_cast<bool>(m.measure) == (m.kind == DataKind::model));
+  }
+  ExperimentSpec spec;
+  spec.path = "typo.yaml";
+  spec.metrics = {"weight_nmse", "perplexty"};
+  CHECK_THROWS_WITH_AS(compute_metrics(spec, [](const Metric&) { return 1.0; }), doctest::Contains("unknown metric 'perplexty'"),
+                       InputError);
+}
