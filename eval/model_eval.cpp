@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "common/error.hpp"
+#include "common/memory.hpp"
 #include "common/read_file.hpp"
 #include "common/rng.hpp"
 #include "models/kv_quant.hpp"
@@ -89,11 +90,25 @@ struct ModelSession::Loaded {
   PerplexityResult base_result;
 };
 
-// The quantized layers of the last (model, quantizer, seed, selection).
+// The quantized layers of one (model, quantizer, seed, selection).
 struct ModelSession::Weights {
   std::string key;
   QuantizedLayers layers;
+  std::size_t bytes() const {
+    std::size_t b = 0;
+    for (const auto& [name, l] : layers.by_name) b += l.q.matrix.storage_bytes();
+    return b;
+  }
 };
+
+namespace {
+// What the kept quantizations may hold: an eighth of the memory available when the session starts, at most
+// 4 GiB (a 135M-parameter model at 4 bits is about 70 MB; an 8B one about 4 GB, kept alone).
+std::size_t quantized_cache_budget() {
+  const std::size_t available = available_memory_bytes();
+  return std::min<std::size_t>(available ? available / 8 : std::size_t{1} << 30, std::size_t{4} << 30);
+}
+}  // namespace
 
 ModelSession::ModelSession() = default;
 ModelSession::~ModelSession() = default;
@@ -130,15 +145,25 @@ ModelMeasurements ModelSession::measure(const ModelPointSpec& dp, const Quantize
   Loaded& l = *loaded_;
   // A point quantizes once per (model, quantizer, seed, selection): kernels, caches and contexts reuse the layers.
   const std::string weights_key = fmt::format("{} | {} | {} | {} | {}", dp.model, quantizer.name(), seed, dp.include, dp.exclude);
-  if (!weights_ || weights_->key != weights_key) {
-    weights_.reset();
-    weights_ = std::make_unique<Weights>();
-    weights_->key = weights_key;
+  auto found = std::find_if(weights_.begin(), weights_.end(), [&](const auto& w) { return w->key == weights_key; });
+  if (found != weights_.end()) {
+    weights_.splice(weights_.begin(), weights_, found);  // most recent first
+  } else {
+    static const std::size_t budget = quantized_cache_budget();
+    // Room for the new one, about the size of the last: keep the most recent that fit beside it.
+    std::size_t kept = weights_.empty() ? 0 : weights_.front()->bytes();
+    for (auto it = weights_.begin(); it != weights_.end();) {
+      kept += (*it)->bytes();
+      it = kept > budget ? weights_.erase(it) : std::next(it);
+    }
+    weights_.push_front(std::make_unique<Weights>());
+    weights_.front()->key = weights_key;
   }
-  const bool fresh = weights_->layers.by_name.empty();
+  Weights& weights = *weights_.front();
+  const bool fresh = weights.layers.by_name.empty();
   ModelMeasurements out;
   const auto t0 = std::chrono::steady_clock::now();
-  auto model = quantize_model(l.ck, quantizer, seed, dp.include, dp.exclude, &out.layers, dp.kernel, &weights_->layers);
+  auto model = quantize_model(l.ck, quantizer, seed, dp.include, dp.exclude, &out.layers, dp.kernel, &weights.layers);
   out.quantize_s = fresh ? std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() : 0.0;
   if (out.layers.layers == 0) throw InputError(fmt::format("include pattern '{}' matches no linear layer", dp.include));
   // The KV cache, quantized as it is written; its rotations come from the point's seed, so repeats draw new ones.

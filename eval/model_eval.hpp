@@ -7,6 +7,7 @@
 // KV cache, context) quantize once. The metrics of a row are computed from ModelMeasurements by the
 // metric registry (harness/metrics.hpp); this file knows no metric names.
 #include <functional>
+#include <list>
 #include <map>
 #include <memory>
 #include <string>
@@ -78,7 +79,10 @@ class ModelSession {
   struct Loaded;
   struct Weights;
   std::unique_ptr<Loaded> loaded_;
-  std::unique_ptr<Weights> weights_;
+  // Quantized layers of recent (model, quantizer, seed, selection)s, most recent first, within a byte budget:
+  // a sweep is data-major, so the points that share a quantization (other kernels, caches, contexts) come one
+  // quantizer list apart.
+  std::list<std::unique_ptr<Weights>> weights_;
 };
 
 // The corpus path a `corpus` parameter names (wikitext-2-test → ../shared/data/...).

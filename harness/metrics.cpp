@@ -196,7 +196,7 @@ const std::vector<Metric>& metrics() {
       {"eval_tokens_per_s", "forward-pass throughput over the evaluated chunks, tokens per second", Direction::higher,
        {}, DataKind::model, false, false,
        [](const ModelMeasurements& m) { return m.result.tokens_per_second; }},
-      {"quantize_s", "seconds to quantize the model's layers", Direction::lower, {}, DataKind::model, false, false,
+      {"quantize_s", "seconds to quantize the model's layers (0: the point reused the layers of an earlier point with the same model, quantizer, seed and layers)", Direction::lower, {}, DataKind::model, false, false,
        [](const ModelMeasurements& m) { return m.quantize_s; }},
       {"prefill_tokens_per_s", "tokens per second of one prefill of ctx tokens with the layers' kernels",
        Direction::higher, {}, DataKind::model, false, false,

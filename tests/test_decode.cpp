@@ -5,12 +5,16 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <regex>
 #include <sstream>
 
 #include "common/error.hpp"
+#include "common/float_format.hpp"
+#include "kernels/cuda/gpu.hpp"
+#include "kernels/registry.hpp"
 #include "kernels/cpu/fused_i16.hpp"
 #include "kernels/cpu/fused_lut.hpp"
 #include "kernels/cuda/lut_mma_layout.hpp"
@@ -165,4 +169,75 @@ TEST_CASE("kernels/ compares no quantizer family names: it reads the decode desc
     }
   }
   CHECK(files > 10);
+}
+
+namespace {
+
+// rotated(rtn) formats the GPU layout reads (Hadamard, 2-4 bits, groups of 32-256, stacks of two).
+const std::vector<std::string> kRotatedGpuFormats = {"rotated(rtn(bits=4,group=64))", "rotated(rtn(bits=3,group=128,mode=asym))",
+                                                     "rotated(residual(stack=rtn(bits=4,group=32)+rtn(bits=2,group=32)))"};
+
+// y = Ŵx in double from the reference dequantizer, x rounded to bf16 as the GPU kernels take it.
+std::vector<double> bf16_reference(const Quantizer& q, const QuantizedMatrix& qm, const Matrix& x) {
+  std::vector<float> w(qm.rows * qm.cols);
+  q.dequantize(qm, w.data());
+  std::vector<double> y(x.rows() * qm.rows, 0.0);
+  for (Eigen::Index t = 0; t < x.rows(); ++t)
+    for (std::size_t r = 0; r < qm.rows; ++r) {
+      double acc = 0;
+      for (std::size_t k = 0; k < qm.cols; ++k)
+        acc += static_cast<double>(w[r * qm.cols + k]) * bf16_value(bf16_bits(x(t, static_cast<Eigen::Index>(k))));
+      y[t * qm.rows + r] = acc;
+    }
+  return y;
+}
+
+}  // namespace
+
+TEST_CASE("the GPU layout reads rotated(rtn) from its description: host emulation within the bf16 bound") {
+  const std::size_t rows = 53, cols = 384, n = 3;
+  const Matrix w = test::random_normal_matrix(rows, cols, 8), x = test::random_normal_matrix(n, cols, 9);
+  for (const auto& name : kRotatedGpuFormats) {
+    CAPTURE(name);
+    auto q = parse_quantizer(name);
+    REQUIRE(lut_mma_supports(*q).empty());
+    const QuantizedMatrix qm = q->quantize(w.data(), rows, cols, 5);
+    const LutMmaLayout L = make_lut_mma_layout(*q, qm);
+    const auto ref = bf16_reference(*q, qm, x);
+    std::vector<float> y(n * rows), mag(n * rows);
+    lut_mma_emulate(L, x.data(), n, y.data(), mag.data(), LutMmaArith::bf16_decode);
+    double worst = 0;
+    for (std::size_t i = 0; i < y.size(); ++i)  // tests/test_cuda.cpp derives the bound
+      worst = std::max(worst, std::fabs(y[i] - ref[i]) / ((4.5 / 256 + cols * std::ldexp(1.0, -23)) * mag[i] + 1e-30));
+    CHECK(worst <= 1.0);
+  }
+}
+
+TEST_CASE("cuda_lut_mma runs rotated(rtn) on a GPU through the registry") {
+  if (const std::string why = gpu::unavailable_reason(); !why.empty()) {
+    MESSAGE("SKIPPED: needs a GPU: " << why);
+    return;
+  }
+  const std::size_t rows = 300, cols = 1024;
+  const Matrix w = test::random_normal_matrix(rows, cols, 10);
+  for (const auto& name : kRotatedGpuFormats) {
+    CAPTURE(name);
+    auto q = parse_quantizer(name);
+    const QuantizedMatrix qm = q->quantize(w.data(), rows, cols, 6);
+    const auto gpu_layer = make_linear("cuda_lut_mma", *q, qm);
+    for (std::size_t n : {1u, 16u, 128u}) {
+      CAPTURE(n);
+      const Matrix x = test::random_normal_matrix(n, cols, 20 + n);
+      Matrix got(n, rows);
+      gpu_layer->forward(x.data(), n, got.data());
+      const auto ref = bf16_reference(*q, qm, x);
+      double err = 0, norm = 0;
+      for (std::size_t i = 0; i < ref.size(); ++i) {
+        err += (got.data()[i] - ref[i]) * (got.data()[i] - ref[i]);
+        norm += ref[i] * ref[i];
+      }
+      MESSAGE(name << " n=" << n << ": rel err vs reference " << std::sqrt(err / norm));
+      CHECK(std::sqrt(err / norm) < 1e-2);
+    }
+  }
 }

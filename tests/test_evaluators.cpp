@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <filesystem>
 #include <map>
 #include <set>
 
@@ -102,4 +103,29 @@ TEST_CASE("every metric of the registry has the function of its kind, and an eva
   spec.metrics = {"weight_nmse", "perplexty"};
   CHECK_THROWS_WITH_AS(compute_metrics(spec, [](const Metric&) { return 1.0; }), doctest::Contains("unknown metric 'perplexty'"),
                        InputError);
+}
+
+TEST_CASE("model points that differ only in kernel share one quantization of the layers") {
+  const std::string model = test::kSourceDir + "/../shared/models/books-14m", corpus = test::kSourceDir + "/../shared/data/books-heldout/heldout.txt";
+  if (!std::filesystem::exists(model + "/config.json") || !std::filesystem::exists(corpus)) {
+    MESSAGE("SKIPPED: books-14m (../shared) is not there");
+    return;
+  }
+  test::TempDir dir;
+  const std::string spec = dir.file("kernels.yaml"), out = dir.file("kernels.h5");
+  test::write_text(spec, "experiment: kernels\ndata: {source: model, model: '" + model + "', corpus: '" + corpus +
+                             "', ctx: 128, chunks: 2, kernel: [dequantized_dense, fused_lut]}\n"
+                             "quantizers: ['turboquant(bits=3,group=64,rotation=hadamard)', 'rtn(bits=4,group=64)']\n"
+                             "metrics: [perplexity, weight_nmse_mean, quantize_s]\n");
+  const auto r = run_tqbench("run '" + spec + "' -o '" + out + "'");
+  REQUIRE_MESSAGE(r.exit_code == 0, r.output);
+  const ResultTable t = read_result_file(out);
+  REQUIRE(t.rows.size() == 4);  // data-major: (dense: tq, rtn), (fused_lut: tq, rtn)
+  const int ppl = t.column_index("perplexity"), nmse = t.column_index("weight_nmse_mean"), qs = t.column_index("quantize_s");
+  for (std::size_t i = 0; i < 2; ++i) {
+    CHECK(std::get<double>(t.rows[i][qs]) > 0);       // quantized here
+    CHECK(std::get<double>(t.rows[i + 2][qs]) == 0);  // reused: the same layers under another kernel
+    CHECK(std::get<double>(t.rows[i][nmse]) == std::get<double>(t.rows[i + 2][nmse]));
+    CHECK(std::get<double>(t.rows[i + 2][ppl]) == doctest::Approx(std::get<double>(t.rows[i][ppl])).epsilon(1e-4));
+  }
 }

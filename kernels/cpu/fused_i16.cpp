@@ -132,45 +132,45 @@ __attribute__((target("avx2,fma"), always_inline)) inline __m256i dot32_avx2(__m
   return _mm256_add_epi32(_mm256_madd_epi16(w0, _mm256_loadu_si256(v)), _mm256_madd_epi16(w1, _mm256_loadu_si256(v + 1)));
 }
 
+// The 14-bit kernel's decode and dot for integer_row_avx2: int16 weights from the table's low and high
+// bytes, pmaddwd against int16 activations; the sums start at 0.
+struct Int16Codec {
+  using Act = std::int16_t;
+  __m256i tab_lo, tab_hi, nibble;
+  __attribute__((target("avx2,fma"), always_inline)) explicit Int16Codec(const Tables& tb)
+      : tab_lo(_mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(tb.lo)))),
+        tab_hi(_mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(tb.hi)))),
+        nibble(_mm256_set1_epi8(0x0f)) {}
+  __attribute__((target("avx2,fma"), always_inline)) __m256i init(std::size_t, std::size_t) const { return _mm256_setzero_si256(); }
+  // 64 codes: the low nibbles of 32 bytes, then the high nibbles, each as 32 int16 weights.
+  template <std::size_t NB>
+  __attribute__((target("avx2,fma"), always_inline)) void step64(const std::uint8_t* c, const Act* x, std::size_t stride,
+                                                                 __m256i* acc) const {
+    const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c));
+    const __m256i lo = _mm256_and_si256(b, nibble), hi = _mm256_and_si256(_mm256_srli_epi16(b, 4), nibble);
+    const __m256i ll = _mm256_shuffle_epi8(tab_lo, lo), lh = _mm256_shuffle_epi8(tab_hi, lo);
+    const __m256i hl = _mm256_shuffle_epi8(tab_lo, hi), hh = _mm256_shuffle_epi8(tab_hi, hi);
+    const __m256i w0 = _mm256_unpacklo_epi8(ll, lh), w1 = _mm256_unpackhi_epi8(ll, lh);
+    const __m256i w2 = _mm256_unpacklo_epi8(hl, hh), w3 = _mm256_unpackhi_epi8(hl, hh);
+    for (std::size_t k = 0; k < NB; ++k) {
+      const Act* xk = x + k * stride;
+      acc[k] = _mm256_add_epi32(acc[k], _mm256_add_epi32(dot32_avx2(w0, w1, xk), dot32_avx2(w2, w3, xk + 32)));
+    }
+  }
+  template <std::size_t NB>
+  __attribute__((target("avx2,fma"), always_inline)) void step32(const std::uint8_t* c, const Act* x, std::size_t stride,
+                                                                 __m256i* acc) const {
+    __m256i w0, w1;
+    decode32_avx2(c, tab_lo, tab_hi, w0, w1);
+    for (std::size_t k = 0; k < NB; ++k) acc[k] = _mm256_add_epi32(acc[k], dot32_avx2(w0, w1, x + k * stride));
+  }
+};
+
 // dot[k] += the row's sum for column t0 + k.
 template <std::size_t NB>
 __attribute__((target("avx2,fma"))) void row_avx2(const Job& J, std::size_t r, std::size_t t0, float* dot) {
-  const DecodePass& s = J.s;
-  const std::size_t width = s.groups * s.m;
-  const __m256i tab_lo = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(J.tb.lo)));
-  const __m256i tab_hi = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(J.tb.hi)));
-  const __m256i nibble = _mm256_set1_epi8(0x0f);
-  const std::uint8_t* c = s.codes + r * width / 2;
-  const float* a = s.a.data() + r * s.groups;
-  __m256 facc[NB];
-  for (std::size_t k = 0; k < NB; ++k) facc[k] = _mm256_setzero_ps();
-  for (std::size_t j = 0; j < s.groups; ++j) {
-    __m256i acc[NB];
-    for (std::size_t k = 0; k < NB; ++k) acc[k] = _mm256_setzero_si256();
-    const std::int16_t* xg = J.xq + t0 * width + j * s.m;
-    std::size_t i = 0;
-    for (; i + 64 <= s.m; i += 64, c += 32) {
-      const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c));
-      const __m256i lo = _mm256_and_si256(b, nibble), hi = _mm256_and_si256(_mm256_srli_epi16(b, 4), nibble);
-      const __m256i ll = _mm256_shuffle_epi8(tab_lo, lo), lh = _mm256_shuffle_epi8(tab_hi, lo);
-      const __m256i hl = _mm256_shuffle_epi8(tab_lo, hi), hh = _mm256_shuffle_epi8(tab_hi, hi);
-      const __m256i w0 = _mm256_unpacklo_epi8(ll, lh), w1 = _mm256_unpackhi_epi8(ll, lh);
-      const __m256i w2 = _mm256_unpacklo_epi8(hl, hh), w3 = _mm256_unpackhi_epi8(hl, hh);
-      for (std::size_t k = 0; k < NB; ++k) {
-        const std::int16_t* x = xg + k * width + i;
-        acc[k] = _mm256_add_epi32(acc[k], _mm256_add_epi32(dot32_avx2(w0, w1, x), dot32_avx2(w2, w3, x + 32)));
-      }
-    }
-    if (i < s.m) {  // a last block of 32 codes
-      __m256i w0, w1;
-      decode32_avx2(c, tab_lo, tab_hi, w0, w1);
-      for (std::size_t k = 0; k < NB; ++k) acc[k] = _mm256_add_epi32(acc[k], dot32_avx2(w0, w1, xg + k * width + i));
-      c += 16;
-    }
-    for (std::size_t k = 0; k < NB; ++k)
-      facc[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[k]), _mm256_set1_ps(a[j] * J.xs[(t0 + k) * s.groups + j]), facc[k]);
-  }
-  for (std::size_t k = 0; k < NB; ++k) dot[k] += hsum_avx2(facc[k]);
+  const std::size_t width = J.s.groups * J.s.m;
+  integer_row_avx2<NB>(J.s, Int16Codec(J.tb), J.xq + t0 * width, J.xs + t0 * J.s.groups, r, dot);
 }
 
 // AVX-512 with VNNI: 64 codes per step into two 512-bit vectors of 32 int16 weights; vpdpwssd fuses

@@ -160,46 +160,48 @@ __attribute__((target("avx2,fma"), always_inline)) inline __m256i dot16_u8s8_avx
   return _mm256_madd_epi16(xv, _mm256_cvtepi8_epi16(w));
 }
 
+// The int8 kernel's decode and dot for integer_row_avx2: int8 weights by one byte shuffle, widened with
+// the uint8 activations to int16 for pmaddwd; the sums start at −128·Σ weights (the activations' offset).
+struct Int8Codec {
+  using Act = std::uint8_t;
+  const std::int32_t* wsum;
+  std::size_t groups;
+  __m128i tab;
+  __m256i tab2, nibble;
+  __attribute__((target("avx2,fma"), always_inline)) Int8Codec(const Job& J)
+      : wsum(J.wsum), groups(J.s.groups), tab(_mm_load_si128(reinterpret_cast<const __m128i*>(J.tb.lut))),
+        tab2(_mm256_broadcastsi128_si256(tab)), nibble(_mm256_set1_epi8(0x0f)) {}
+  __attribute__((target("avx2,fma"), always_inline)) __m256i init(std::size_t r, std::size_t j) const {
+    return _mm256_zextsi128_si256(_mm_cvtsi32_si128(-128 * wsum[r * groups + j]));
+  }
+  template <std::size_t NB>
+  __attribute__((target("avx2,fma"), always_inline)) void step64(const std::uint8_t* c, const Act* x, std::size_t stride,
+                                                                 __m256i* acc) const {
+    const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c));
+    const __m256i we = _mm256_shuffle_epi8(tab2, _mm256_and_si256(b, nibble));
+    const __m256i wo = _mm256_shuffle_epi8(tab2, _mm256_and_si256(_mm256_srli_epi16(b, 4), nibble));
+    for (std::size_t k = 0; k < NB; ++k) {
+      const Act* xk = x + k * stride;
+      acc[k] = _mm256_add_epi32(acc[k], _mm256_add_epi32(dot32_u8s8_avx2(we, xk), dot32_u8s8_avx2(wo, xk + 32)));
+    }
+  }
+  template <std::size_t NB>
+  __attribute__((target("avx2,fma"), always_inline)) void step32(const std::uint8_t* c, const Act* x, std::size_t stride,
+                                                                 __m256i* acc) const {
+    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(c));
+    const __m128i we = _mm_shuffle_epi8(tab, _mm_and_si128(b, _mm256_castsi256_si128(nibble)));
+    const __m128i wo = _mm_shuffle_epi8(tab, _mm_and_si128(_mm_srli_epi16(b, 4), _mm256_castsi256_si128(nibble)));
+    for (std::size_t k = 0; k < NB; ++k) {
+      const Act* xk = x + k * stride;
+      acc[k] = _mm256_add_epi32(acc[k], _mm256_add_epi32(dot16_u8s8_avx2(we, xk), dot16_u8s8_avx2(wo, xk + 16)));
+    }
+  }
+};
+
 template <std::size_t NB>
 __attribute__((target("avx2,fma"))) void row_avx2(const Job& J, std::size_t r, std::size_t t0, float* dot) {
-  const DecodePass& s = J.s;
-  const std::size_t width = s.groups * s.m;
-  const __m128i tab = _mm_load_si128(reinterpret_cast<const __m128i*>(J.tb.lut));
-  const __m256i tab2 = _mm256_broadcastsi128_si256(tab);
-  const __m256i nibble = _mm256_set1_epi8(0x0f);
-  const std::uint8_t* c = s.codes + r * width / 2;
-  const float* a = s.a.data() + r * s.groups;
-  __m256 facc[NB];
-  for (std::size_t k = 0; k < NB; ++k) facc[k] = _mm256_setzero_ps();
-  for (std::size_t j = 0; j < s.groups; ++j) {
-    const __m256i init = _mm256_zextsi128_si256(_mm_cvtsi32_si128(-128 * J.wsum[r * s.groups + j]));
-    __m256i acc[NB];
-    for (std::size_t k = 0; k < NB; ++k) acc[k] = init;
-    const std::uint8_t* xg = J.xu + t0 * width + j * s.m;
-    std::size_t i = 0;
-    for (; i + 64 <= s.m; i += 64, c += 32) {
-      const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c));
-      const __m256i we = _mm256_shuffle_epi8(tab2, _mm256_and_si256(b, nibble));
-      const __m256i wo = _mm256_shuffle_epi8(tab2, _mm256_and_si256(_mm256_srli_epi16(b, 4), nibble));
-      for (std::size_t k = 0; k < NB; ++k) {
-        const std::uint8_t* x = xg + k * width + i;
-        acc[k] = _mm256_add_epi32(acc[k], _mm256_add_epi32(dot32_u8s8_avx2(we, x), dot32_u8s8_avx2(wo, x + 32)));
-      }
-    }
-    if (i < s.m) {  // a last block of 32 codes
-      const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(c));
-      const __m128i we = _mm_shuffle_epi8(tab, _mm_and_si128(b, _mm256_castsi256_si128(nibble)));
-      const __m128i wo = _mm_shuffle_epi8(tab, _mm_and_si128(_mm_srli_epi16(b, 4), _mm256_castsi256_si128(nibble)));
-      for (std::size_t k = 0; k < NB; ++k) {
-        const std::uint8_t* x = xg + k * width + i;
-        acc[k] = _mm256_add_epi32(acc[k], _mm256_add_epi32(dot16_u8s8_avx2(we, x), dot16_u8s8_avx2(wo, x + 16)));
-      }
-      c += 16;
-    }
-    for (std::size_t k = 0; k < NB; ++k)
-      facc[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[k]), _mm256_set1_ps(a[j] * J.xs[(t0 + k) * s.groups + j]), facc[k]);
-  }
-  for (std::size_t k = 0; k < NB; ++k) dot[k] += hsum_avx2(facc[k]);
+  const std::size_t width = J.s.groups * J.s.m;
+  integer_row_avx2<NB>(J.s, Int8Codec(J), J.xu + t0 * width, J.xs + t0 * J.s.groups, r, dot);
 }
 
 // AVX-512 VNNI: the row-interleaved layout (RowBlocks) and vpdpbusd, below.

@@ -29,6 +29,44 @@ __attribute__((target("avx2,fma"), always_inline)) inline float hsum_avx2(__m256
 }
 #endif
 
+#ifdef TQB_X86
+// The AVX2 row loop of both integer kernels (fused_i16, fused_i8), written once: NB batch columns of row r;
+// per group, the codes stream 64 at a time (32 bytes) and then a last block of 32 (16 bytes), each block
+// decoded once by the codec and multiply-accumulated into NB int32 sums; per group the sums become floats
+// scaled by a_rj·xs_tj; one horizontal sum per column at the end, added to dot[k]. The codec is a kernel's
+// decode and integer dot:
+//   using Act;                                               activation integers (int16, uint8)
+//   __m256i init(std::size_t r, std::size_t j) const;        the group's starting sums
+//   template <std::size_t NB> void step64(const std::uint8_t* c, const Act* x, std::size_t stride, __m256i* acc) const;
+//   template <std::size_t NB> void step32(const std::uint8_t* c, const Act* x, std::size_t stride, __m256i* acc) const;
+// (column k's activations at x + k·stride). xq and xs are the batch's first column's, width and groups apart.
+template <std::size_t NB, class Codec>
+__attribute__((target("avx2,fma"), always_inline)) inline void integer_row_avx2(const DecodePass& s, const Codec& codec,
+                                                                                const typename Codec::Act* xq, const float* xs,
+                                                                                std::size_t r, float* dot) {
+  const std::size_t width = s.groups * s.m;
+  const std::uint8_t* c = s.codes + r * width / 2;
+  const float* a = s.a.data() + r * s.groups;
+  __m256 facc[NB];
+  for (std::size_t k = 0; k < NB; ++k) facc[k] = _mm256_setzero_ps();
+  for (std::size_t j = 0; j < s.groups; ++j) {
+    const __m256i init = codec.init(r, j);
+    __m256i acc[NB];
+    for (std::size_t k = 0; k < NB; ++k) acc[k] = init;
+    const typename Codec::Act* xg = xq + j * s.m;
+    std::size_t i = 0;
+    for (; i + 64 <= s.m; i += 64, c += 32) codec.template step64<NB>(c, xg + i, width, acc);
+    if (i < s.m) {  // a last block of 32 codes
+      codec.template step32<NB>(c, xg + i, width, acc);
+      c += 16;
+    }
+    for (std::size_t k = 0; k < NB; ++k)
+      facc[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[k]), _mm256_set1_ps(a[j] * xs[k * s.groups + j]), facc[k]);
+  }
+  for (std::size_t k = 0; k < NB; ++k) dot[k] += hsum_avx2(facc[k]);
+}
+#endif
+
 // AVX-512 without VNNI (Skylake-SP) runs the AVX2 variant.
 enum class IntegerVariant { scalar, avx2, avx512_vnni };
 IntegerVariant current_integer_variant();
