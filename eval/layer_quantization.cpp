@@ -31,6 +31,11 @@ std::unique_ptr<Quantizer> quantizer_for_layer(const Quantizer& q, std::size_t r
       auto fallback = make_quantizer(q.family(), params);
       if (fallback->check_shape(rows, cols).message.empty()) return fallback;
     }
+  } else if (p.param == "group" && q.params().count("quantizer")) {  // a modifier (rotated): fall back inside it
+    Params params = q.params();
+    params["quantizer"] = quantizer_for_layer(*parse_quantizer(get_str(params, "quantizer")), rows, cols)->name();
+    auto fallback = make_quantizer(q.family(), params);
+    if (fallback->check_shape(rows, cols).message.empty()) return fallback;
   }
   throw RunError(fmt::format("{} cannot quantize a {} x {} layer: {}", q.name(), rows, cols, p.message));
 }

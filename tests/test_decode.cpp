@@ -13,6 +13,7 @@
 
 #include "common/error.hpp"
 #include "common/float_format.hpp"
+#include "eval/layer_quantization.hpp"
 #include "kernels/cuda/gpu.hpp"
 #include "kernels/registry.hpp"
 #include "kernels/cpu/fused_i16.hpp"
@@ -240,4 +241,13 @@ TEST_CASE("cuda_lut_mma runs rotated(rtn) on a GPU through the registry") {
       CHECK(std::sqrt(err / norm) < 1e-2);
     }
   }
+}
+
+TEST_CASE("a model layer whose width the group does not divide falls back inside rotated(...) as it does for rtn") {
+  // SmolLM2's 576 = 4.5 x 128: rtn g128 runs its layers at g64, and so does the rtn inside rotated.
+  auto q = parse_quantizer("rotated(rtn(bits=4,group=128))");
+  const auto fallback = quantizer_for_layer(*q, 8, 576);
+  CHECK(fallback->name() == "rotated(quantizer=rtn(bits=4,group=64,mode=sym,scale=fp16),rotation=hadamard)");
+  CHECK(quantizer_for_layer(*q, 8, 512)->name() == q->name());
+  CHECK_THROWS_AS(quantizer_for_layer(*q, 8, 6), RunError);  // no power-of-two group of 4 or more divides 6
 }
