@@ -51,8 +51,12 @@ struct KeyCodes {
 
 // Keys and values of every layer for positions [0, len).
 struct KvCache {
-  std::vector<Matrix> k, v;  // per layer: capacity × (kv_heads · head_dim); what attention reads
+  std::vector<Matrix> k, v;  // per layer: capacity × (kv_heads · head_dim); what attention reads (CPU backend)
   std::size_t len = 0;
+  // A backend that keeps the cache in its own memory (a GPU's) holds it here, with its capacity.
+  std::shared_ptr<void> device;
+  std::size_t device_capacity = 0;
+  std::size_t capacity() const { return device ? device_capacity : k.empty() ? 0 : static_cast<std::size_t>(k[0].rows()); }
   // Quantized-cache state: per layer, positions whose keys are quantized (the channel axis leaves an
   // unfinished block in fp32), and per layer and kv head the key codes (estimator path).
   std::vector<std::size_t> keys_quantized;

@@ -1,8 +1,9 @@
 #pragma once
-// The Llama-family forward pass on CPU (Llama, Qwen2 with QKV bias, Qwen3 with q/k RMSNorm): RMSNorm,
+// The Llama-family forward pass (Llama, Qwen2 with QKV bias, Qwen3 with q/k RMSNorm, Mistral's window, Gemma): RMSNorm,
 // RoPE (interleaved pairs or rotate-half), grouped-query attention, SwiGLU, tied or separate head.
 // Batched over the sequence (one GEMM per layer and projection) with a KV cache for generation.
-// Every projection goes through a kernels/ Linear, so quantized weights plug in unchanged.
+// Every projection goes through a kernels/ Linear, so quantized weights plug in unchanged; every other step
+// through a backend's ops (models/forward_ops.hpp), so the block is written once for every backend.
 #include <functional>
 #include <memory>
 #include <string>
@@ -10,6 +11,7 @@
 
 #include "kernels/linear.hpp"
 #include "models/checkpoint.hpp"
+#include "models/forward_ops.hpp"
 #include "models/kv_quant.hpp"
 
 namespace tqb {
@@ -20,7 +22,10 @@ class LlamaModel {
   // Builds the layers from a checkpoint; `linear` makes each projection from its tensor name and fp32
   // weights (default: dense fp32). The checkpoint's norms and embeddings are copied.
   using LinearFactory = std::function<std::unique_ptr<Linear>(const std::string& name, const Matrix& w)>;
-  explicit LlamaModel(const Checkpoint& ck, const LinearFactory& linear = {});
+  // ops: the backend the block runs on (models/forward_ops.hpp; default the CPU's); the factory's Linears
+  // must take pointers in that backend's memory.
+  explicit LlamaModel(const Checkpoint& ck, const LinearFactory& linear = {}, std::unique_ptr<ForwardOps> ops = {});
+  ~LlamaModel();
 
   const ModelConfig& config() const { return c_; }
   KvCache new_cache(std::size_t capacity) const;
@@ -43,8 +48,8 @@ class LlamaModel {
     Matrix attn_norm, ffn_norm, q_norm, k_norm, q_bias, k_bias, v_bias;
     std::unique_ptr<Linear> q, k, v, o, gate, up, down;
   };
-  void rope(float* x, int heads, std::size_t n, std::size_t pos0) const;
   ModelConfig c_;
+  std::unique_ptr<ForwardOps> ops_;
   Matrix embed_, out_norm_;
   std::unique_ptr<Linear> head_;
   std::vector<Layer> layers_;

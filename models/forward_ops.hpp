@@ -1,0 +1,63 @@
+#pragma once
+// The ops the Llama-family forward is written over, once (LlamaModel::forward, models/llama.cpp): where the
+// activations live and how each step runs there is a backend's. The CPU backend (cpu_forward_ops.cpp) is the
+// reference, on host fp32 arrays; a GPU backend supplies the same ops on device buffers, with Linears
+// whose forward takes device pointers (the model's LinearFactory makes them), so the block is not copied.
+#include <cstddef>
+#include <memory>
+#include <vector>
+
+#include "kernels/linear.hpp"
+#include "models/checkpoint.hpp"
+#include "models/kv_quant.hpp"
+
+namespace tqb {
+
+// rows × cols fp32, row-major and contiguous, in the backend's memory; the buffer lives while an Acts
+// (or a copy) refers to it.
+struct Acts {
+  float* data = nullptr;
+  std::size_t rows = 0, cols = 0;
+  std::shared_ptr<void> owner;
+};
+
+// What attention may do beyond the exact causal product: the quantized KV cache and its error probe
+// (models/kv_quant.hpp; the CPU backend's).
+struct AttentionExtras {
+  KvQuantizer* kv = nullptr;   // quantizes what is written to the cache (nullptr: exact cache)
+  KvAttentionError* probe = nullptr;  // measures quantized against exact attention on a forward from position 0
+};
+
+class ForwardOps {
+ public:
+  virtual ~ForwardOps() = default;
+  virtual const char* device() const = 0;  // "cpu", "cuda"
+  virtual Acts alloc(std::size_t rows, std::size_t cols) = 0;  // uninitialized
+  // A parameter of the model (norm weights, biases, the embedding table) in the backend's memory: the CPU's
+  // own pointer; a GPU's copy, uploaded at the first call.
+  virtual const float* param(const Matrix& host) = 0;
+  virtual KvCache new_cache(const ModelConfig& c, std::size_t capacity) = 0;
+
+  // x[t] = scale · table[tokens[t]] (tokens checked by the caller).
+  virtual void embed(const std::vector<int>& tokens, const Matrix& table, float scale, const Acts& x) = 0;
+  // y = x / sqrt(mean(x²) + eps) · w over `vectors` vectors of d floats (x, y: vectors·d floats; may alias).
+  virtual void rms_norm(const float* x, std::size_t vectors, std::size_t d, const float* w, float eps, float* y) = 0;
+  virtual void linear(const Linear& f, const Acts& x, const Acts& y) = 0;  // y = x Wᵀ
+  virtual void add_row(const Acts& x, const float* b) = 0;                 // x[t] += b
+  virtual void add(const Acts& x, const Acts& y) = 0;                      // x += y
+  // RoPE at positions pos0 …: x is rows × (heads · head_dim); inv_freq: head_dim / 2 host frequencies.
+  virtual void rope(const Acts& x, int heads, const ModelConfig& c, const std::vector<float>& inv_freq, std::size_t pos0) = 0;
+  // Writes k, v at positions pos0 … of layer l's cache, then out = causal softmax(scale · q Kᵀ) V per head (GQA,
+  // the sliding window).
+  virtual void attention(const ModelConfig& c, int l, const Acts& q, const Acts& k, const Acts& v, KvCache& cache, std::size_t pos0,
+                         const Acts& out,
+                         const AttentionExtras& extras) = 0;
+  // g ← act(g) ⊙ u: SwiGLU's silu, Gemma's gelu_tanh.
+  virtual void glu(ModelConfig::Activation act, const Acts& g, const Acts& u) = 0;
+  virtual Matrix to_host(const Acts& x) = 0;
+};
+
+// The reference backend: host fp32, OpenBLAS products (kernels/cpu/dense_blas.hpp).
+std::unique_ptr<ForwardOps> make_cpu_forward_ops();
+
+}  // namespace tqb
