@@ -15,7 +15,9 @@
 #include "common/rng.hpp"
 #include "models/kv_quant.hpp"
 #include "eval/finite_weights.hpp"
+#include "kernels/cuda/lut_mma_layout.hpp"
 #include "kernels/registry.hpp"
+#include "models/cuda/cuda_forward.hpp"
 #include "eval/layer_quantization.hpp"
 #include "quantizers/registry.hpp"
 
@@ -33,9 +35,49 @@ std::string read_corpus(const std::string& corpus) {
   return read_regular_file(resolve_corpus_path(corpus), kMaxCorpusBytes, "corpus '" + corpus + "'");
 }
 
+// "cuda": bf16 weights and GEMM inputs; "cuda-fp32": fp32 throughout (agreement with fp32 checkpoints).
+bool device_is_cuda(const std::string& device) {
+  if (device != "cpu" && device != "cuda" && device != "cuda-fp32")
+    throw InputError(fmt::format("device '{}': expected cpu, cuda or cuda-fp32", device));
+  return device != "cpu";
+}
+
+std::unique_ptr<Linear> dense_linear_on(const std::string& device, const Matrix& w) {
+  return device_is_cuda(device) ? make_cuda_dense_linear(w, device == "cuda-fp32") : make_dense_linear(w);
+}
+
+std::unique_ptr<Linear> quantized_linear_on(const std::string& device, const std::string& kernel, const Quantizer& q,
+                                            const QuantizedMatrix& qm) {
+  if (!device_is_cuda(device)) return make_linear(kernel, q, qm);
+  if (kernel == "cuda_lut_mma") {
+    if (const std::string why = lut_mma_supports(q); !why.empty())
+      throw InputError(fmt::format("kernel 'cuda_lut_mma' cannot run {}: {}", q.name(), why));
+    return make_cuda_lut_mma_device_linear(q, qm);
+  }
+  if (kernel != "dequantized_dense" && kernel != "auto")
+    throw InputError(fmt::format("--device cuda runs quantized layers dequantized to bf16 (dequantized_dense, auto) or as "
+                                 "packed codes (cuda_lut_mma), not kernel '{}'", kernel));
+  // Dequantized once, then bf16 on the GPU (cuda-fp32: fp32): exactly the quantizer's weights.
+  Matrix w_hat(static_cast<Eigen::Index>(qm.rows), static_cast<Eigen::Index>(qm.cols));
+  q.dequantize(qm, w_hat.data());
+  return make_cuda_dense_linear(w_hat, device == "cuda-fp32");
+}
+
+std::unique_ptr<ForwardOps> forward_ops_on(const std::string& device) {
+  return device_is_cuda(device) ? make_cuda_forward_ops() : nullptr;  // nullptr: LlamaModel's CPU default
+}
+
+std::unique_ptr<LlamaModel> make_model(const Checkpoint& ck, const std::string& device) {
+  auto ops = forward_ops_on(device);  // first, so that a missing GPU is the error
+  return std::make_unique<LlamaModel>(ck, [&](const std::string&, const Matrix& w) { return dense_linear_on(device, w); },
+                                      std::move(ops));
+}
+
 std::unique_ptr<LlamaModel> quantize_model(const Checkpoint& ck, const Quantizer& quantizer, std::uint64_t seed,
                                            const std::string& include, const std::string& exclude,
-                                           QuantizedModelStats* stats, const std::string& kernel, QuantizedLayers* layers) {
+                                           QuantizedModelStats* stats, const std::string& kernel, QuantizedLayers* layers,
+                                           const std::string& device) {
+  auto ops = forward_ops_on(device);
   const LayerSelection selection(include, exclude);
   QuantizedModelStats local;
   QuantizedModelStats& s = stats ? *stats : local;
@@ -44,7 +86,7 @@ std::unique_ptr<LlamaModel> quantize_model(const Checkpoint& ck, const Quantizer
   QuantizedLayers& cache = layers ? *layers : own;
   std::string json = "{";
   auto model = std::make_unique<LlamaModel>(ck, [&](const std::string& name, const Matrix& w) -> std::unique_ptr<Linear> {
-    if (!selection.selected(name)) return make_dense_linear(w);
+    if (!selection.selected(name)) return dense_linear_on(device, w);
     auto it = cache.by_name.find(name);
     if (it == cache.by_name.end()) {
       QuantizedLayers::Layer l{quantize_layer(quantizer, name, w, seed)};
@@ -60,7 +102,7 @@ std::unique_ptr<LlamaModel> quantize_model(const Checkpoint& ck, const Quantizer
     const QuantizedLayers::Layer& l = it->second;
     const auto& q = l.q.quantizer;
     const QuantizedMatrix& qm = l.q.matrix;
-    auto layer = make_linear(kernel, *q, qm);
+    auto layer = quantized_linear_on(device, kernel, *q, qm);
     s.quantized_bytes += static_cast<double>(qm.storage_bytes());
     s.quantized_weights += static_cast<double>(w.size());
     s.nmse_sum += l.nmse;
@@ -71,7 +113,7 @@ std::unique_ptr<LlamaModel> quantize_model(const Checkpoint& ck, const Quantizer
                         "\"bits_per_weight\": {:.6g}}}",
                         s.layers > 1 ? ", " : "", name, q->name(), kernel_name, l.mse, l.nmse, qm.bits_per_weight());
     return layer;
-  });
+  }, std::move(ops));
   s.layer_json = json + "}";
   // Everything not quantized (embeddings, norms, unselected layers) at 16 bits, as bf16 checkpoints
   // store them; a tied embedding counts once.

@@ -40,10 +40,24 @@ struct QuantizedLayers {
 
 // kernel: one of linear_kernel_names() (kernels/registry.hpp); "auto" = the fastest that reads the format.
 // layers: where quantized layers are looked up and stored (nullptr: quantize every time).
+// device: "cpu", or "cuda": the block on the GPU (models/cuda), dense layers as bf16 ("cuda-fp32": fp32), quantized ones
+// dequantized to bf16 (kernel dequantized_dense or auto: the quantizer's quality at cuBLAS speed) or as packed
+// codes (cuda_lut_mma).
 std::unique_ptr<LlamaModel> quantize_model(const Checkpoint& ck, const Quantizer& quantizer, std::uint64_t seed,
                                            const std::string& include, const std::string& exclude,
                                            QuantizedModelStats* stats, const std::string& kernel = "auto",
-                                           QuantizedLayers* layers = nullptr);
+                                           QuantizedLayers* layers = nullptr, const std::string& device = "cpu");
+
+// The unquantized model on a device ("cpu", or "cuda": weights as bf16 on the GPU). InputError for another name
+// or no usable GPU.
+std::unique_ptr<LlamaModel> make_model(const Checkpoint& ck, const std::string& device);
+// One layer on a device: dense, or quantized through `kernel` (on "cuda": dequantized_dense or auto, dequantized to
+// bf16 once; cuda_lut_mma, the packed codes). InputError for a kernel the device does not run.
+std::unique_ptr<Linear> dense_linear_on(const std::string& device, const Matrix& w);
+std::unique_ptr<Linear> quantized_linear_on(const std::string& device, const std::string& kernel, const Quantizer& q,
+                                            const QuantizedMatrix& qm);
+// The backend of a device: nullptr for the CPU's (LlamaModel's default).
+std::unique_ptr<ForwardOps> forward_ops_on(const std::string& device);
 
 // How one model point is evaluated: the model source's parameters (harness/data_source.cpp documents them).
 struct ModelPointSpec {

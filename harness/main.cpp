@@ -105,7 +105,7 @@ int show(const std::string& file, bool csv, bool markdown, bool all, const std::
 
 int perplexity(const std::string& model_name, const std::string& corpus, const std::string& quantizer_name,
                const std::string& method, int ctx, int chunks, std::uint64_t seed, const std::string& kernel,
-               const std::string& kld_base, bool kld, const std::string& quantized_file) {
+               const std::string& kld_base, bool kld, const std::string& quantized_file, const std::string& device) {
   std::unique_ptr<Quantizer> quantizer;
   if (!quantizer_name.empty()) quantizer = parse_quantizer(quantizer_name);  // bad names fail before loading
   const Checkpoint ck = load_checkpoint(model_name);
@@ -140,9 +140,10 @@ int perplexity(const std::string& model_name, const std::string& corpus, const s
     const tqb::QuantizedModelFile file = tqb::read_quantized_safetensors(quantized_file);
     double bytes = 0, weights = 0;
     std::size_t used = 0;
+    auto ops = tqb::forward_ops_on(device);
     model = std::make_unique<LlamaModel>(ck, [&](const std::string& name, const Matrix& w) -> std::unique_ptr<tqb::Linear> {
       const auto it = file.quantized.find(name);
-      if (it == file.quantized.end()) return tqb::make_dense_linear(w);
+      if (it == file.quantized.end()) return tqb::dense_linear_on(device, w);
       const auto& qm = it->second;
       if (qm.rows != static_cast<std::size_t>(w.rows()) || qm.cols != static_cast<std::size_t>(w.cols()))
         throw InputError(fmt::format("{}: error: tensor '{}' is {} x {} there and {} x {} in {}", quantized_file, name, qm.rows,
@@ -151,19 +152,20 @@ int perplexity(const std::string& model_name, const std::string& corpus, const s
       bytes += static_cast<double>(qm.storage_bytes());
       weights += static_cast<double>(w.size());
       ++used;
-      return tqb::make_linear(kernel, *q, qm);
-    });
+      return tqb::quantized_linear_on(device, kernel, *q, qm);
+    }, std::move(ops));
     if (used != file.quantized.size())
       throw InputError(fmt::format("{}: error: {} quantized tensors, of which {} are layers of {}", quantized_file,
                                    file.quantized.size(), used, model_name));
     label = fmt::format("{} ({:.4g} bits per weight in {} layers)", quantized_file, 8 * bytes / weights, used);
   } else if (quantizer) {
     QuantizedModelStats st;
-    model = quantize_model(ck, *quantizer, seed, kBlockLinearLayers, "^$", &st, kernel);
+    model = quantize_model(ck, *quantizer, seed, kBlockLinearLayers, "^$", &st, kernel, nullptr, device);
     label = fmt::format("{} ({:.4g} bits per weight in {} layers)", quantizer->name(), 8 * st.quantized_bytes / st.quantized_weights, st.layers);
   } else {
-    model = std::make_unique<LlamaModel>(ck);
+    model = tqb::make_model(ck, device);
   }
+  if (device != "cpu") label += " on " + device;
   std::cerr << fmt::format("{}: {} tokens, {} method, ctx {}, model {}\n", resolve_corpus_path(corpus), tokens.size(), method, ctx, label);
   const bool tty = isatty(fileno(stderr));
   BaselineLogProbs saved;
@@ -281,6 +283,12 @@ int main(int argc, char** argv) {
   ppl_cmd->add_flag("--kl-divergence", kld_flag, "score against --kl-divergence-base (its tokens and chunks; llama.cpp's or tqbench's)");
   ppl_cmd->add_option("--kernel", kernel, fmt::format("kernel of the quantized layers: {}", fmt::join(linear_kernel_names(), ", ")))
       ->check(CLI::IsMember(linear_kernel_names()))->capture_default_str();
+  std::string device = "cpu";
+  ppl_cmd->add_option("--device", device,
+                      "cpu (fp32, the reference), cuda (the whole forward on the GPU: bf16 weights and GEMM inputs, fp32 "
+                      "activations and sums; quantized layers dequantized to bf16, or packed with --kernel cuda_lut_mma) or "
+                      "cuda-fp32 (fp32 weights and GEMMs: agreement with fp32 checkpoints)")
+      ->check(CLI::IsMember({"cpu", "cuda", "cuda-fp32"}))->capture_default_str();
 
   auto* gen_cmd = app.add_subcommand("generate", "Greedy text generation from a model");
   std::string prompt;
@@ -374,7 +382,7 @@ int main(int argc, char** argv) {
     }
     if (*list_cmd) return list(what);
     if (*show_cmd) return show(file, csv, markdown, all, columns);
-    if (*ppl_cmd) return perplexity(model_name, corpus, quantizer_name, method, ctx, chunks, seed, kernel, kld_base, kld_flag, quantized_file);
+    if (*ppl_cmd) return perplexity(model_name, corpus, quantizer_name, method, ctx, chunks, seed, kernel, kld_base, kld_flag, quantized_file, device);
     if (*gen_cmd) return generate(model_name, prompt, n_tokens);
     if (*merge_cmd) {
       merge_options.command_line = command_line;

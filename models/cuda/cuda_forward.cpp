@@ -1,0 +1,218 @@
+// The GPU backend of the forward (cuda_forward.hpp): the ops over device buffers, cuBLAS projections. Every
+// buffer goes through gpu::DeviceBuffer, so that gpu::peak_bytes() is the run's peak of tqbench's own device memory.
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <map>
+#include <vector>
+
+#include "common/error.hpp"
+#include "common/float_format.hpp"
+#include "kernels/cuda/gpu.hpp"
+#include "kernels/cuda/lut_mma_layout.hpp"
+#include "models/cuda/cuda_forward.hpp"
+#include "models/cuda/forward_kernels.hpp"
+
+namespace tqb {
+namespace {
+
+using namespace cuda_forward;
+
+void check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) throw RunError(fmt::format("CUDA error in {}: {}", what, cudaGetErrorString(e)));
+}
+void check(cublasStatus_t s, const char* what) {
+  if (s != CUBLAS_STATUS_SUCCESS) throw RunError(fmt::format("cuBLAS error {} in {}", static_cast<int>(s), what));
+}
+void launched(const char* what) { check(cudaGetLastError(), what); }
+
+cublasHandle_t cublas() {
+  static cublasHandle_t h = [] {
+    cublasHandle_t handle;
+    check(cublasCreate(&handle), "cublasCreate");
+    return handle;
+  }();
+  return h;
+}
+
+// Activations rounded to bf16 for a GEMM's input: one growing buffer per thread of the caller.
+std::uint16_t* bf16_scratch(std::size_t n) {
+  thread_local gpu::DeviceBuffer buffer;
+  if (buffer.size() < n * 2) buffer = gpu::DeviceBuffer(n * 2);
+  return buffer.as<std::uint16_t>();
+}
+
+class CudaDenseLinear final : public Linear {
+ public:
+  CudaDenseLinear(const Matrix& w, bool fp32)
+      : out_(static_cast<std::size_t>(w.rows())), in_(static_cast<std::size_t>(w.cols())), fp32_(fp32) {
+    if (fp32_) {
+      w_ = gpu::DeviceBuffer(out_ * in_ * 4);
+      w_.upload(w.data(), out_ * in_ * 4);
+      return;
+    }
+    std::vector<std::uint16_t> b(out_ * in_);
+    for (std::size_t i = 0; i < b.size(); ++i) b[i] = bf16_bits(w.data()[i]);
+    w_ = gpu::DeviceBuffer(b.size() * 2);
+    w_.upload(b.data(), b.size() * 2);
+  }
+  std::size_t in() const override { return in_; }
+  std::size_t out() const override { return out_; }
+  void forward(const float* x, std::size_t n, float* y) const override {
+    const void* xin = x;
+    cudaDataType_t type = CUDA_R_32F;
+    if (!fp32_) {
+      std::uint16_t* xb = bf16_scratch(n * in_);
+      launch_to_bf16(x, xb, n * in_);
+      launched("to_bf16");
+      xin = xb;
+      type = CUDA_R_16BF;
+    }
+    const float one = 1.0f, zero = 0.0f;
+    // Row-major Y (n × out) = X Wᵀ is column-major Yᵀ (out × n) = W Xᵀ: A = W as column-major in × out, transposed.
+    check(cublasGemmEx(cublas(), CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(out_), static_cast<int>(n), static_cast<int>(in_), &one,
+                       w_.get(), type, static_cast<int>(in_), xin, type, static_cast<int>(in_), &zero, y, CUDA_R_32F,
+                       static_cast<int>(out_), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+          "cublasGemmEx");
+  }
+  std::size_t weight_bytes() const override { return w_.size(); }
+  std::string kernel() const override { return fp32_ ? "cublas_fp32" : "cublas_bf16"; }
+
+ private:
+  std::size_t out_, in_;
+  bool fp32_;
+  gpu::DeviceBuffer w_;
+};
+
+class CudaLutMmaLinear final : public Linear {
+ public:
+  explicit CudaLutMmaLinear(const LutMmaLayout& layout) : m_(layout) {}
+  std::size_t in() const override { return m_.cols(); }
+  std::size_t out() const override { return m_.rows(); }
+  void forward(const float* x, std::size_t n, float* y) const override {
+    std::uint16_t* xb = bf16_scratch(n * in());
+    launch_to_bf16(x, xb, n * in());
+    launched("to_bf16");
+    m_.multiply(xb, n, y, nullptr);
+  }
+  std::size_t weight_bytes() const override { return m_.weight_bytes(); }
+  std::string kernel() const override { return "cuda_lut_mma"; }
+
+ private:
+  gpu::LutMmaMatrix m_;
+};
+
+struct DeviceKv {
+  std::vector<gpu::DeviceBuffer> k, v;  // per layer: capacity × (kv_heads · head_dim) fp32
+};
+
+class CudaForwardOps final : public ForwardOps {
+ public:
+  const char* device() const override { return "cuda"; }
+  Acts alloc(std::size_t rows, std::size_t cols) override {
+    auto buffer = std::make_shared<gpu::DeviceBuffer>(std::max<std::size_t>(1, rows * cols) * 4);
+    return {buffer->as<float>(), rows, cols, buffer};
+  }
+  const float* param(const Matrix& host) override {
+    auto it = params_.find(host.data());
+    if (it == params_.end()) {
+      gpu::DeviceBuffer b(std::max<Eigen::Index>(1, host.size()) * 4);
+      b.upload(host.data(), host.size() * 4);
+      it = params_.emplace(host.data(), std::move(b)).first;
+    }
+    return it->second.as<const float>();
+  }
+  KvCache new_cache(const ModelConfig& c, std::size_t capacity) override {
+    auto kv = std::make_shared<DeviceKv>();
+    for (int l = 0; l < c.n_layers; ++l) {
+      kv->k.emplace_back(capacity * c.n_kv_heads * c.head_dim * 4);
+      kv->v.emplace_back(capacity * c.n_kv_heads * c.head_dim * 4);
+    }
+    KvCache cache;
+    cache.device = kv;
+    cache.device_capacity = capacity;
+    return cache;
+  }
+  void embed(const std::vector<int>& tokens, const Matrix& table, float scale, const Acts& x) override {
+    gpu::DeviceBuffer ids(tokens.size() * 4);
+    ids.upload(tokens.data(), tokens.size() * 4);
+    launch_embed(ids.as<int>(), tokens.size(), param(table), x.cols, scale, x.data);
+    launched("embed");
+  }
+  void rms_norm(const float* x, std::size_t vectors, std::size_t d, const float* w, float eps, float* y) override {
+    launch_rms_norm(x, vectors, d, w, eps, y);
+    launched("rms_norm");
+  }
+  void linear(const Linear& f, const Acts& x, const Acts& y) override { f.forward(x.data, x.rows, y.data); }
+  void add_row(const Acts& x, const float* b) override {
+    launch_add_rows(x.data, b, x.rows, x.cols);
+    launched("add_row");
+  }
+  void add(const Acts& x, const Acts& y) override {
+    launch_add(x.data, y.data, x.rows * x.cols);
+    launched("add");
+  }
+  void rope(const Acts& x, int heads, const ModelConfig& c, const std::vector<float>& inv_freq, std::size_t pos0) override {
+    const int half = c.head_dim / 2;
+    const std::size_t n = x.rows;
+    std::vector<float> cs(n * half), sn(n * half);
+    for (std::size_t t = 0; t < n; ++t)
+      for (int i = 0; i < half; ++i) {
+        const double a = static_cast<double>(pos0 + t) * inv_freq[i];
+        cs[t * half + i] = static_cast<float>(std::cos(a));
+        sn[t * half + i] = static_cast<float>(std::sin(a));
+      }
+    gpu::DeviceBuffer dc(cs.size() * 4), ds(sn.size() * 4);
+    dc.upload(cs.data(), cs.size() * 4);
+    ds.upload(sn.data(), sn.size() * 4);
+    launch_rope(x.data, n, heads, c.head_dim, c.rope_interleaved, dc.as<float>(), ds.as<float>());
+    launched("rope");
+    check(cudaDeviceSynchronize(), "rope");  // the tables are freed on return
+  }
+  void attention(const ModelConfig& c, int l, const Acts& q, const Acts& k, const Acts& v, KvCache& cache, std::size_t pos0,
+                 const Acts& out, const AttentionExtras& extras) override {
+    if (extras.kv) throw InputError("the GPU backend has no quantized KV cache yet (run the KV-cache experiments with --device cpu)");
+    auto* kv = static_cast<DeviceKv*>(cache.device.get());
+    if (!kv) throw RunError("a KV cache made by another backend was given to the GPU backend");
+    const std::size_t n = q.rows, row = static_cast<std::size_t>(c.n_kv_heads) * c.head_dim;
+    check(cudaMemcpy(kv->k[l].as<float>() + pos0 * row, k.data, n * row * 4, cudaMemcpyDeviceToDevice), "KV write");
+    check(cudaMemcpy(kv->v[l].as<float>() + pos0 * row, v.data, n * row * 4, cudaMemcpyDeviceToDevice), "KV write");
+    if (!launch_attention(q.data, kv->k[l].as<float>(), kv->v[l].as<float>(), out.data, n, pos0, c.n_heads, c.n_kv_heads, c.head_dim,
+                          c.sliding_window, 1.0f / std::sqrt(static_cast<float>(c.head_dim))))
+      throw InputError(fmt::format("the GPU backend's attention keeps a row of scores in shared memory: {} positions do not fit "
+                                   "(at most about 50,000)", pos0 + n));
+    launched("attention");
+  }
+  void glu(ModelConfig::Activation act, const Acts& g, const Acts& u) override {
+    launch_glu(g.data, u.data, g.rows * g.cols, act == ModelConfig::Activation::gelu_tanh);
+    launched("glu");
+  }
+  Matrix to_host(const Acts& x) override {
+    Matrix m(static_cast<Eigen::Index>(x.rows), static_cast<Eigen::Index>(x.cols));
+    check(cudaMemcpy(m.data(), x.data, x.rows * x.cols * 4, cudaMemcpyDeviceToHost), "logits to the host");
+    return m;
+  }
+
+ private:
+  std::map<const float*, gpu::DeviceBuffer> params_;
+};
+
+}  // namespace
+
+std::string cuda_forward_unavailable() { return gpu::unavailable_reason(); }
+
+std::unique_ptr<ForwardOps> make_cuda_forward_ops() {
+  if (const std::string why = gpu::unavailable_reason(); !why.empty()) throw InputError("--device cuda needs a CUDA GPU: " + why);
+  return std::make_unique<CudaForwardOps>();
+}
+
+std::unique_ptr<Linear> make_cuda_dense_linear(const Matrix& w, bool fp32) { return std::make_unique<CudaDenseLinear>(w, fp32); }
+
+std::unique_ptr<Linear> make_cuda_lut_mma_device_linear(const Quantizer& quantizer, const QuantizedMatrix& q) {
+  return std::make_unique<CudaLutMmaLinear>(make_lut_mma_layout(quantizer, q));
+}
+
+}  // namespace tqb

@@ -1,0 +1,173 @@
+// The CUDA kernels of the GPU forward backend (cuda_forward.cpp calls them through forward_kernels.hpp).
+// Simple and exact first versions: fp32 activations, sums in fp32, one block per row, vector or (query, head).
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+
+#include "models/cuda/forward_kernels.hpp"
+
+namespace tqb::cuda_forward {
+namespace {
+
+unsigned blocks_for(std::size_t n, unsigned threads = 256) { return static_cast<unsigned>((n + threads - 1) / threads); }
+
+__global__ void to_bf16(const float* x, __nv_bfloat16* y, std::size_t n) {
+  const std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x;
+  if (i < n) y[i] = __float2bfloat16_rn(x[i]);
+}
+
+__global__ void embed_rows(const int* tokens, const float* table, std::size_t d, float scale, float* x) {
+  const std::size_t t = blockIdx.x;
+  for (std::size_t k = threadIdx.x; k < d; k += blockDim.x) x[t * d + k] = table[tokens[t] * d + k] * scale;
+}
+
+// One block per vector: y = x / sqrt(mean(x²) + eps) · w (sums in fp32, the CPU's in double).
+__global__ void rms_norm_rows(const float* x, std::size_t d, const float* w, float eps, float* y) {
+  __shared__ float part[32];
+  const float* xi = x + blockIdx.x * d;
+  float ss = 0;
+  for (std::size_t k = threadIdx.x; k < d; k += blockDim.x) ss += xi[k] * xi[k];
+  for (int o = 16; o > 0; o /= 2) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+  if (threadIdx.x % 32 == 0) part[threadIdx.x / 32] = ss;
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    float v = threadIdx.x < blockDim.x / 32 ? part[threadIdx.x] : 0.0f;
+    for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
+    if (threadIdx.x == 0) part[0] = v;
+  }
+  __syncthreads();
+  const float s = rsqrtf(part[0] / static_cast<float>(d) + eps);
+  float* yi = y + blockIdx.x * d;
+  for (std::size_t k = threadIdx.x; k < d; k += blockDim.x) yi[k] = xi[k] * s * w[k];
+}
+
+__global__ void add_rows(float* x, const float* b, std::size_t rows, std::size_t cols) {
+  const std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x;
+  if (i < rows * cols) x[i] += b[i % cols];
+}
+
+__global__ void add_into(float* x, const float* y, std::size_t n) {
+  const std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x;
+  if (i < n) x[i] += y[i];
+}
+
+// cs, sn: n × half, the CPU's values (cos and sin of the angle in double, then float).
+__global__ void rope_rows(float* x, std::size_t n, int heads, int hd, bool interleaved, const float* cs, const float* sn) {
+  const int half = hd / 2;
+  const std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x;
+  if (i >= n * heads * half) return;
+  const std::size_t t = i / (heads * half);
+  const int h = static_cast<int>(i / half % heads), p = static_cast<int>(i % half);
+  float* v = x + (t * heads + h) * hd;
+  const int a0 = interleaved ? 2 * p : p, a1 = interleaved ? 2 * p + 1 : p + half;
+  const float c = cs[t * half + p], s = sn[t * half + p], x0 = v[a0], x1 = v[a1];
+  v[a0] = x0 * c - x1 * s;
+  v[a1] = x0 * s + x1 * c;
+}
+
+// One block per (query t, head): scores over the visible keys in shared memory, softmax, then S·V.
+__global__ void attention_rows(const float* q, const float* K, const float* V, float* out, std::size_t pos0, int nh, int nkv,
+                               int hd, int window, float scale) {
+  extern __shared__ float shared[];
+  const int hh = blockIdx.y, group = nh / nkv, kvh = hh / group;
+  const std::size_t t = blockIdx.x, visible = pos0 + t + 1;
+  const std::size_t first = window > 0 && visible > static_cast<std::size_t>(window) ? visible - window : 0;
+  const std::size_t ldq = static_cast<std::size_t>(nh) * hd, ldkv = static_cast<std::size_t>(nkv) * hd;
+  float* qs = shared;        // hd
+  float* s = shared + hd;    // visible - first
+  __shared__ float red[32];
+  __shared__ float stat;
+  for (int k = threadIdx.x; k < hd; k += blockDim.x) qs[k] = q[t * ldq + hh * hd + k];
+  __syncthreads();
+  float mx = -INFINITY;
+  for (std::size_t j = first + threadIdx.x; j < visible; j += blockDim.x) {
+    const float* kj = K + j * ldkv + kvh * hd;
+    float acc = 0;
+    for (int k = 0; k < hd; ++k) acc += qs[k] * kj[k];
+    acc *= scale;
+    s[j - first] = acc;
+    mx = fmaxf(mx, acc);
+  }
+  for (int o = 16; o > 0; o /= 2) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+  if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = mx;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    float m = red[0];
+    for (unsigned w = 1; w < blockDim.x / 32; ++w) m = fmaxf(m, red[w]);
+    stat = m;
+  }
+  __syncthreads();
+  const float m = stat;
+  float sum = 0;
+  for (std::size_t j = first + threadIdx.x; j < visible; j += blockDim.x) {
+    const float e = __expf(s[j - first] - m);
+    s[j - first] = e;
+    sum += e;
+  }
+  for (int o = 16; o > 0; o /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+  __syncthreads();
+  if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = sum;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    float total = 0;
+    for (unsigned w = 0; w < blockDim.x / 32; ++w) total += red[w];
+    stat = 1.0f / total;
+  }
+  __syncthreads();
+  const float inv = stat;
+  for (int k = threadIdx.x; k < hd; k += blockDim.x) {
+    float acc = 0;
+    for (std::size_t j = first; j < visible; ++j) acc += s[j - first] * V[j * ldkv + kvh * hd + k];
+    out[t * ldq + hh * hd + k] = acc * inv;
+  }
+}
+
+__global__ void glu_rows(float* g, const float* u, std::size_t n, bool gelu) {
+  const std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x;
+  if (i >= n) return;
+  const float x = g[i];
+  float a;
+  if (gelu) {
+    a = 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+  } else {
+    a = x / (1.0f + expf(-x));
+  }
+  g[i] = a * u[i];
+}
+
+}  // namespace
+
+void launch_to_bf16(const float* x, std::uint16_t* y, std::size_t n) {
+  to_bf16<<<blocks_for(n), 256>>>(x, reinterpret_cast<__nv_bfloat16*>(y), n);
+}
+void launch_embed(const int* tokens, std::size_t n, const float* table, std::size_t d, float scale, float* x) {
+  embed_rows<<<static_cast<unsigned>(n), 256>>>(tokens, table, d, scale, x);
+}
+void launch_rms_norm(const float* x, std::size_t vectors, std::size_t d, const float* w, float eps, float* y) {
+  rms_norm_rows<<<static_cast<unsigned>(vectors), 256>>>(x, d, w, eps, y);
+}
+void launch_add_rows(float* x, const float* b, std::size_t rows, std::size_t cols) {
+  add_rows<<<blocks_for(rows * cols), 256>>>(x, b, rows, cols);
+}
+void launch_add(float* x, const float* y, std::size_t n) { add_into<<<blocks_for(n), 256>>>(x, y, n); }
+void launch_rope(float* x, std::size_t n, int heads, int hd, bool interleaved, const float* cs, const float* sn) {
+  rope_rows<<<blocks_for(n * heads * (hd / 2)), 256>>>(x, n, heads, hd, interleaved, cs, sn);
+}
+bool launch_attention(const float* q, const float* K, const float* V, float* out, std::size_t n, std::size_t pos0, int nh, int nkv,
+                      int hd, int window, float scale) {
+  const std::size_t total = pos0 + n, keys = window > 0 && total > static_cast<std::size_t>(window) ? window : total;
+  const std::size_t shared = (static_cast<std::size_t>(hd) + keys) * 4;
+  constexpr std::size_t kMaxShared = 200 * 1024;
+  if (shared > kMaxShared) return false;
+  static const bool configured = cudaFuncSetAttribute(attention_rows, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                      static_cast<int>(kMaxShared)) == cudaSuccess;
+  (void)configured;
+  attention_rows<<<dim3(static_cast<unsigned>(n), static_cast<unsigned>(nh)), 128, shared>>>(q, K, V, out, pos0, nh, nkv, hd, window, scale);
+  return true;
+}
+void launch_glu(float* g, const float* u, std::size_t n, bool gelu) { glu_rows<<<blocks_for(n), 256>>>(g, u, n, gelu); }
+
+}  // namespace tqb::cuda_forward
