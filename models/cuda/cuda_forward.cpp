@@ -5,7 +5,10 @@
 
 #include <fmt/format.h>
 
+#include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <vector>
 
@@ -109,6 +112,43 @@ struct DeviceKv {
   std::vector<gpu::DeviceBuffer> k, v;  // per layer: capacity × (kv_heads · head_dim) fp32
 };
 
+// TQB_PROFILE_OPS=1: every op synchronized and timed by kind; the totals go to stderr when the backend is
+// destroyed (where a forward's time goes, op by op; the synchronization itself slows the run a little).
+class OpProfile {
+ public:
+  OpProfile() : on_(std::getenv("TQB_PROFILE_OPS") != nullptr) {}
+  ~OpProfile() {
+    if (!on_) return;
+    double total = 0;
+    for (const auto& [k, v] : seconds_) total += v.first;
+    std::string line = fmt::format("GPU forward ops (TQB_PROFILE_OPS), {:.3f} s in all:", total);
+    for (const auto& [k, v] : seconds_) line += fmt::format(" {} {:.3f} s ({} calls, {:.0f}%);", k, v.first, v.second, 100 * v.first / total);
+    std::fprintf(stderr, "%s\n", line.c_str());
+  }
+  struct Scope {
+    OpProfile& p;
+    const char* kind;
+    std::chrono::steady_clock::time_point t0;
+    Scope(OpProfile& p, const char* kind) : p(p), kind(kind) {
+      if (p.on_) {
+        cudaDeviceSynchronize();
+        t0 = std::chrono::steady_clock::now();
+      }
+    }
+    ~Scope() {
+      if (!p.on_) return;
+      cudaDeviceSynchronize();
+      auto& e = p.seconds_[kind];
+      e.first += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      ++e.second;
+    }
+  };
+
+ private:
+  bool on_;
+  std::map<std::string, std::pair<double, long>> seconds_;
+};
+
 class CudaForwardOps final : public ForwardOps {
  public:
   const char* device() const override { return "cuda"; }
@@ -137,43 +177,60 @@ class CudaForwardOps final : public ForwardOps {
     return cache;
   }
   void embed(const std::vector<int>& tokens, const Matrix& table, float scale, const Acts& x) override {
+    const OpProfile::Scope timed(profile_, "embed");
     gpu::DeviceBuffer ids(tokens.size() * 4);
     ids.upload(tokens.data(), tokens.size() * 4);
     launch_embed(ids.as<int>(), tokens.size(), param(table), x.cols, scale, x.data);
     launched("embed");
   }
   void rms_norm(const float* x, std::size_t vectors, std::size_t d, const float* w, float eps, float* y) override {
+    const OpProfile::Scope timed(profile_, "rms_norm");
     launch_rms_norm(x, vectors, d, w, eps, y);
     launched("rms_norm");
   }
-  void linear(const Linear& f, const Acts& x, const Acts& y) override { f.forward(x.data, x.rows, y.data); }
+  void linear(const Linear& f, const Acts& x, const Acts& y) override {
+    const OpProfile::Scope timed(profile_, "linear");
+    f.forward(x.data, x.rows, y.data);
+  }
   void add_row(const Acts& x, const float* b) override {
+    const OpProfile::Scope timed(profile_, "bias");
     launch_add_rows(x.data, b, x.rows, x.cols);
     launched("add_row");
   }
   void add(const Acts& x, const Acts& y) override {
+    const OpProfile::Scope timed(profile_, "add");
     launch_add(x.data, y.data, x.rows * x.cols);
     launched("add");
   }
   void rope(const Acts& x, int heads, const ModelConfig& c, const std::vector<float>& inv_freq, std::size_t pos0) override {
+    const OpProfile::Scope timed(profile_, "rope");
     const int half = c.head_dim / 2;
     const std::size_t n = x.rows;
-    std::vector<float> cs(n * half), sn(n * half);
-    for (std::size_t t = 0; t < n; ++t)
-      for (int i = 0; i < half; ++i) {
-        const double a = static_cast<double>(pos0 + t) * inv_freq[i];
-        cs[t * half + i] = static_cast<float>(std::cos(a));
-        sn[t * half + i] = static_cast<float>(std::sin(a));
-      }
-    gpu::DeviceBuffer dc(cs.size() * 4), ds(sn.size() * 4);
-    dc.upload(cs.data(), cs.size() * 4);
-    ds.upload(sn.data(), sn.size() * 4);
-    launch_rope(x.data, n, heads, c.head_dim, c.rope_interleaved, dc.as<float>(), ds.as<float>());
+    // The angles' cosines and sines, the CPU's values, once per (positions, frequencies): q and k of every
+    // layer share them.
+    if (rope_.pos0 != pos0 || rope_.n != n || rope_.freq != inv_freq.data() || rope_.half != half) {
+      std::vector<float> cs(n * half), sn(n * half);
+      for (std::size_t t = 0; t < n; ++t)
+        for (int i = 0; i < half; ++i) {
+          const double a = static_cast<double>(pos0 + t) * inv_freq[i];
+          cs[t * half + i] = static_cast<float>(std::cos(a));
+          sn[t * half + i] = static_cast<float>(std::sin(a));
+        }
+      rope_.cs = gpu::DeviceBuffer(cs.size() * 4);
+      rope_.sn = gpu::DeviceBuffer(sn.size() * 4);
+      rope_.cs.upload(cs.data(), cs.size() * 4);
+      rope_.sn.upload(sn.data(), sn.size() * 4);
+      rope_.pos0 = pos0;
+      rope_.n = n;
+      rope_.freq = inv_freq.data();
+      rope_.half = half;
+    }
+    launch_rope(x.data, n, heads, c.head_dim, c.rope_interleaved, rope_.cs.as<float>(), rope_.sn.as<float>());
     launched("rope");
-    check(cudaDeviceSynchronize(), "rope");  // the tables are freed on return
   }
   void attention(const ModelConfig& c, int l, const Acts& q, const Acts& k, const Acts& v, KvCache& cache, std::size_t pos0,
                  const Acts& out, const AttentionExtras& extras) override {
+    const OpProfile::Scope timed(profile_, "attention");
     if (extras.kv) throw InputError("the GPU backend has no quantized KV cache yet (run the KV-cache experiments with --device cpu)");
     auto* kv = static_cast<DeviceKv*>(cache.device.get());
     if (!kv) throw RunError("a KV cache made by another backend was given to the GPU backend");
@@ -187,10 +244,12 @@ class CudaForwardOps final : public ForwardOps {
     launched("attention");
   }
   void glu(ModelConfig::Activation act, const Acts& g, const Acts& u) override {
+    const OpProfile::Scope timed(profile_, "glu");
     launch_glu(g.data, u.data, g.rows * g.cols, act == ModelConfig::Activation::gelu_tanh);
     launched("glu");
   }
   Matrix to_host(const Acts& x) override {
+    const OpProfile::Scope timed(profile_, "logits_to_host");
     Matrix m(static_cast<Eigen::Index>(x.rows), static_cast<Eigen::Index>(x.cols));
     check(cudaMemcpy(m.data(), x.data, x.rows * x.cols * 4, cudaMemcpyDeviceToHost), "logits to the host");
     return m;
@@ -198,6 +257,13 @@ class CudaForwardOps final : public ForwardOps {
 
  private:
   std::map<const float*, gpu::DeviceBuffer> params_;
+  struct RopeTables {
+    std::size_t pos0 = ~std::size_t{0}, n = 0;
+    const float* freq = nullptr;
+    int half = 0;
+    gpu::DeviceBuffer cs, sn;
+  } rope_;
+  OpProfile profile_;
 };
 
 }  // namespace
