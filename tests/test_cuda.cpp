@@ -56,21 +56,6 @@ std::vector<Case> cases() {
   };
 }
 
-// y_ref = W_deq · bf16(x), in double.
-std::vector<double> reference(const Quantizer& q, const QuantizedMatrix& qm, const Matrix& x) {
-  std::vector<float> w(qm.rows * qm.cols);
-  q.dequantize(qm, w.data());
-  std::vector<double> y(x.rows() * qm.rows, 0.0);
-  for (Eigen::Index t = 0; t < x.rows(); ++t)
-    for (std::size_t r = 0; r < qm.rows; ++r) {
-      double acc = 0;
-      for (std::size_t k = 0; k < qm.cols; ++k)
-        acc += static_cast<double>(w[r * qm.cols + k]) * from_bf16_bits(to_bf16_bits(x(t, static_cast<Eigen::Index>(k))));
-      y[t * qm.rows + r] = acc;
-    }
-  return y;
-}
-
 }  // namespace
 
 TEST_CASE("lut_mma layout: the repacked codes, tables, scales and signs compute the reference (host emulation)") {
@@ -85,7 +70,7 @@ TEST_CASE("lut_mma layout: the repacked codes, tables, scales and signs compute 
     CHECK(L.cols_pad() % 64 == 0);
     const std::size_t n = 3;
     const Matrix x = test::random_normal_matrix(n, c.cols, 12);
-    const auto ref = reference(*q, qm, x);
+    const auto ref = test::bf16_reference(*q, qm, x);
     for (LutMmaArith arith : {LutMmaArith::bf16_decode, LutMmaArith::group_scale}) {
       std::vector<float> y(n * c.rows), mag(n * c.rows);
       lut_mma_emulate(L, x.data(), n, y.data(), mag.data(), arith);
@@ -142,7 +127,7 @@ TEST_CASE("cuda_lut_mma in the kernel registry: named only, never auto; a clear 
   const Matrix x = test::random_normal_matrix(5, 256, 2);
   Matrix y(5, 32);
   k->forward(x.data(), 5, y.data());
-  const auto ref = reference(*q, qm, x);
+  const auto ref = test::bf16_reference(*q, qm, x);
   double err = 0, norm = 0;
   for (std::size_t i = 0; i < ref.size(); ++i) {
     err += (y.data()[i] - ref[i]) * (y.data()[i] - ref[i]);
@@ -187,7 +172,7 @@ TEST_CASE("lut_mma CUDA kernels match the reference and the emulation: every for
       for (std::size_t g = 0; g < kGuard; ++g) y[g] = y[kGuard + n * c.rows + g] = 4321.0f;
       std::vector<float> emu(n * c.rows), mag(n * c.rows);
       lut_mma_emulate(L, x.data(), n, emu.data(), mag.data(), lut_mma_arith_for(n));
-      const auto ref = reference(*q, qm, x);
+      const auto ref = test::bf16_reference(*q, qm, x);
       for (int rep = 0; rep < 2; ++rep) {  // twice: the split-K counters must be left reset
         yd.upload(y.data(), y.size() * 4);
         m.multiply(xd.as<const std::uint16_t>(), n, yd.as<float>() + kGuard, nullptr);

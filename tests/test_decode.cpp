@@ -178,21 +178,6 @@ namespace {
 const std::vector<std::string> kRotatedGpuFormats = {"rotated(rtn(bits=4,group=64))", "rotated(rtn(bits=3,group=128,mode=asym))",
                                                      "rotated(residual(stack=rtn(bits=4,group=32)+rtn(bits=2,group=32)))"};
 
-// y = Ŵx in double from the reference dequantizer, x rounded to bf16 as the GPU kernels take it.
-std::vector<double> bf16_reference(const Quantizer& q, const QuantizedMatrix& qm, const Matrix& x) {
-  std::vector<float> w(qm.rows * qm.cols);
-  q.dequantize(qm, w.data());
-  std::vector<double> y(x.rows() * qm.rows, 0.0);
-  for (Eigen::Index t = 0; t < x.rows(); ++t)
-    for (std::size_t r = 0; r < qm.rows; ++r) {
-      double acc = 0;
-      for (std::size_t k = 0; k < qm.cols; ++k)
-        acc += static_cast<double>(w[r * qm.cols + k]) * bf16_value(bf16_bits(x(t, static_cast<Eigen::Index>(k))));
-      y[t * qm.rows + r] = acc;
-    }
-  return y;
-}
-
 }  // namespace
 
 TEST_CASE("the GPU layout reads rotated(rtn) from its description: host emulation within the bf16 bound") {
@@ -204,7 +189,7 @@ TEST_CASE("the GPU layout reads rotated(rtn) from its description: host emulatio
     REQUIRE(lut_mma_supports(*q).empty());
     const QuantizedMatrix qm = q->quantize(w.data(), rows, cols, 5);
     const LutMmaLayout L = make_lut_mma_layout(*q, qm);
-    const auto ref = bf16_reference(*q, qm, x);
+    const auto ref = test::bf16_reference(*q, qm, x);
     std::vector<float> y(n * rows), mag(n * rows);
     lut_mma_emulate(L, x.data(), n, y.data(), mag.data(), LutMmaArith::bf16_decode);
     double worst = 0;
@@ -231,7 +216,7 @@ TEST_CASE("cuda_lut_mma runs rotated(rtn) on a GPU through the registry") {
       const Matrix x = test::random_normal_matrix(n, cols, 20 + n);
       Matrix got(n, rows);
       gpu_layer->forward(x.data(), n, got.data());
-      const auto ref = bf16_reference(*q, qm, x);
+      const auto ref = test::bf16_reference(*q, qm, x);
       double err = 0, norm = 0;
       for (std::size_t i = 0; i < ref.size(); ++i) {
         err += (got.data()[i] - ref[i]) * (got.data()[i] - ref[i]);

@@ -10,8 +10,11 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <vector>
 
+#include "common/float_format.hpp"
 #include "common/matrix.hpp"
+#include "quantizers/quantizer.hpp"
 #include "common/rng.hpp"
 
 namespace tqb::test {
@@ -73,5 +76,21 @@ inline tqb::Matrix random_normal_matrix(std::size_t rows, std::size_t cols, std:
 }
 
 inline void write_text(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
+
+// y_ref = W_deq · bf16(x) in double (x: n × cols; y: n × rows): the reference of the GPU kernels, which take
+// activations rounded to bf16, so that their own rounding of x is not counted as error.
+inline std::vector<double> bf16_reference(const tqb::Quantizer& q, const tqb::QuantizedMatrix& qm, const tqb::Matrix& x) {
+  std::vector<float> w(qm.rows * qm.cols);
+  q.dequantize(qm, w.data());
+  std::vector<double> y(x.rows() * qm.rows, 0.0);
+  for (Eigen::Index t = 0; t < x.rows(); ++t)
+    for (std::size_t r = 0; r < qm.rows; ++r) {
+      double acc = 0;
+      for (std::size_t k = 0; k < qm.cols; ++k)
+        acc += static_cast<double>(w[r * qm.cols + k]) * tqb::bf16_value(tqb::bf16_bits(x(t, static_cast<Eigen::Index>(k))));
+      y[t * qm.rows + r] = acc;
+    }
+  return y;
+}
 
 }  // namespace tqb::test
