@@ -2,32 +2,22 @@
 
 #include <fmt/format.h>
 
-#include <signal.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
-#include <map>
 #include <ostream>
 #include <set>
 
 #include "common/error.hpp"
 #include "common/memory.hpp"
 #include "common/printable.hpp"
-#include "common/rng.hpp"
-#include "harness/data_source.hpp"
-#include "harness/memory_estimate.hpp"
 #include "harness/evaluator.hpp"
 #include "harness/result_row.hpp"
 #include "harness/output_lock.hpp"
 #include "harness/progress.hpp"
-#include "harness/provenance.hpp"
 #include "harness/repeat_summary.hpp"
 #include "harness/result_journal.hpp"
-#include "kernels/cuda/gpu.hpp"
-#include "quantizers/registry.hpp"
 
 namespace tqb {
 
