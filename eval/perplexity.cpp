@@ -54,11 +54,22 @@ PerplexityResult evaluate_perplexity(const LlamaModel& model, const std::vector<
     std::vector<int> chunk(tokens.begin() + c * ctx, tokens.begin() + (c + 1) * ctx);
     if (bos_stream) chunk[0] = cfg.bos;  // as llama-perplexity: every chunk starts with BOS
     KvCache cache = model.new_cache(ctx);
+    const std::size_t rows = ctx - 1 - first;
+    if (!save && !base) {  // perplexity alone: the backend scores its own logits (a GPU's stay on the GPU)
+      const std::vector<int> targets(chunk.begin() + static_cast<std::ptrdiff_t>(first) + 1, chunk.end());
+      const std::vector<double> nll = model.forward_nll(chunk, cache, ctx - first, targets);
+      for (std::size_t i = 0; i < rows; ++i, ++row) {
+        sum += nll[i];
+        sum2 += nll[i] * nll[i];
+      }
+      r.scored = row;
+      if (progress) progress(c + 1, chunks, std::exp(sum / static_cast<double>(row)));
+      continue;
+    }
     // Only positions first .. ctx - 1 are scored: the output head runs for those rows only.
     const Matrix logits = model.forward(chunk, cache, ctx - first);
     // Each scored row on its own (a log-softmax over the vocabulary: 128k wide for Llama 3, the host's share
     // of a GPU forward), in parallel; the sums then run in row order, so the result is the serial one.
-    const std::size_t rows = ctx - 1 - first;
     std::vector<double> nll(rows), kl(base ? rows : 0);
     std::vector<char> same(base ? rows : 0);
 #pragma omp parallel

@@ -2,6 +2,7 @@
 // compared with. The arithmetic is the forward's as it was written before the ops existed, step for step.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "kernels/cpu/dense_blas.hpp"
@@ -133,6 +134,21 @@ class CpuForwardOps final : public ForwardOps {
   }
 
   Matrix to_host(const Acts& x) override { return map(x); }
+
+  std::vector<double> row_nll(const Acts& logits, const std::vector<int>& targets) override {
+    std::vector<double> nll(targets.size());
+    const std::size_t vocab = logits.cols;
+#pragma omp parallel for schedule(static)
+    for (std::ptrdiff_t i = 0; i < static_cast<std::ptrdiff_t>(targets.size()); ++i) {
+      const float* z = logits.data + static_cast<std::size_t>(i) * vocab;
+      const float mx = *std::max_element(z, z + vocab);
+      double se = 0;
+      for (std::size_t v = 0; v < vocab; ++v) se += std::exp(static_cast<double>(z[v] - mx));
+      const double lse = mx + std::log(se);
+      nll[i] = -static_cast<float>(z[targets[i]] - lse);
+    }
+    return nll;
+  }
 
  private:
   static Eigen::Map<Matrix> map(const Acts& x) {

@@ -55,6 +55,9 @@ class ForwardOps {
   // g ← act(g) ⊙ u: SwiGLU's silu, Gemma's gelu_tanh.
   virtual void glu(ModelConfig::Activation act, const Acts& g, const Acts& u) = 0;
   virtual Matrix to_host(const Acts& x) = 0;
+  // −log softmax(logits[i])[targets[i]] for the first targets.size() rows, as evaluate_perplexity scores them (the
+  // log-sum-exp in double, the log-probability rounded to float): the logits never leave the backend.
+  virtual std::vector<double> row_nll(const Acts& logits, const std::vector<int>& targets) = 0;
 };
 
 // The reference backend: host fp32, OpenBLAS products (kernels/cpu/dense_blas.hpp).

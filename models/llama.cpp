@@ -54,8 +54,22 @@ LlamaModel::~LlamaModel() = default;
 KvCache LlamaModel::new_cache(std::size_t capacity) const { return ops_->new_cache(c_, capacity); }
 
 Matrix LlamaModel::forward(const std::vector<int>& tokens, KvCache& cache, std::size_t logits_rows) const {
+  if (tokens.empty()) return Matrix(0, c_.vocab);
+  return ops_->to_host(logits(tokens, cache, logits_rows));
+}
+
+std::vector<double> LlamaModel::forward_nll(const std::vector<int>& tokens, KvCache& cache, std::size_t logits_rows,
+                                            const std::vector<int>& targets) const {
+  if (tokens.empty() || targets.size() > std::min(logits_rows, tokens.size()))
+    throw InputError("forward_nll: more targets than scored positions");
+  for (int token : targets)
+    if (token < 0 || token >= c_.vocab)
+      throw InputError(fmt::format("token id {} is outside the vocabulary (0..{})", token, c_.vocab - 1));
+  return ops_->row_nll(logits(tokens, cache, logits_rows), targets);
+}
+
+Acts LlamaModel::logits(const std::vector<int>& tokens, KvCache& cache, std::size_t logits_rows) const {
   const std::size_t n = tokens.size(), pos0 = cache.len, total = pos0 + n;
-  if (n == 0) return Matrix(0, c_.vocab);
   if (cache.capacity() < total)
     throw InputError(fmt::format("sequence of {} tokens does not fit the KV cache ({} positions)", total, cache.capacity()));
   for (int token : tokens)
@@ -100,9 +114,9 @@ Matrix LlamaModel::forward(const std::vector<int>& tokens, KvCache& cache, std::
   const std::size_t rows = logits_rows == 0 ? n : std::min(logits_rows, n), first = n - rows;
   const Acts last{h.data, rows, static_cast<std::size_t>(d), h.owner};
   ops.rms_norm(x.data + first * d, rows, d, ops.param(out_norm_), c_.norm_eps, h.data);
-  const Acts logits = ops.alloc(rows, c_.vocab);
-  ops.linear(*head_, last, logits);
-  return ops.to_host(logits);
+  const Acts out = ops.alloc(rows, c_.vocab);
+  ops.linear(*head_, last, out);
+  return out;
 }
 
 std::size_t LlamaModel::linear_weight_bytes() const {

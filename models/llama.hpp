@@ -34,6 +34,10 @@ class LlamaModel {
   // logits_rows: how many of the last positions get logits (0 = all n). Prefill that only needs the next
   // token's logits (generation, llama-bench's pp) skips the output head for the others.
   Matrix forward(const std::vector<int>& tokens, KvCache& cache, std::size_t logits_rows = 0) const;
+  // As forward, then the negative log-likelihood of targets[i] under the logits of position n − logits_rows + i,
+  // computed where the logits are (a GPU keeps its logits; ForwardOps::row_nll). targets.size() ≤ logits_rows.
+  std::vector<double> forward_nll(const std::vector<int>& tokens, KvCache& cache, std::size_t logits_rows,
+                                  const std::vector<int>& targets) const;
   // Bytes of weights held by the linear layers and by everything else.
   std::size_t linear_weight_bytes() const;
   std::size_t other_weight_bytes() const;
@@ -48,6 +52,7 @@ class LlamaModel {
     Matrix attn_norm, ffn_norm, q_norm, k_norm, q_bias, k_bias, v_bias;
     std::unique_ptr<Linear> q, k, v, o, gate, up, down;
   };
+  Acts logits(const std::vector<int>& tokens, KvCache& cache, std::size_t logits_rows) const;  // in the backend's memory
   ModelConfig c_;
   std::unique_ptr<ForwardOps> ops_;
   Matrix embed_, out_norm_;

@@ -102,3 +102,25 @@ TEST_CASE("the GPU forward equals the CPU reference: every fixture architecture,
   CHECK_THROWS_WITH_AS(quantize_model(ck, *parse_quantizer("q4_K"), 1, kBlockLinearLayers, "^$", nullptr, "fused_i16", nullptr, "cuda"),
                        doctest::Contains("--device cuda runs quantized layers"), InputError);
 }
+
+TEST_CASE("perplexity scored where the logits are (ForwardOps::row_nll) equals the host's scoring bit for bit") {
+  // The CPU backend: the same log-sum-exp, the same float rounding, the same order of the sums.
+  for (const char* fixture : {"llama", "gemma", "mistral"}) {
+    CAPTURE(fixture);
+    const Checkpoint ck = load_checkpoint((fs::path(test::kSourceDir) / "tests/fixtures/hf" / fixture).string());
+    const LlamaModel m(ck);
+    const std::vector<int> tokens = seeded_tokens(3 * 64, ck.config.vocab, 11);
+    for (const char* method : {"llamacpp", "windowed"}) {
+      PerplexityConfig cfg;
+      cfg.method = method;
+      cfg.ctx = 64;
+      cfg.chunks = 3;
+      BaselineLogProbs saved;
+      const PerplexityResult scored = evaluate_perplexity(m, tokens, cfg, nullptr, nullptr);  // row_nll
+      const PerplexityResult host = evaluate_perplexity(m, tokens, cfg, &saved, nullptr);     // logits to the host
+      CHECK(scored.ppl == host.ppl);
+      CHECK(scored.ppl_stderr == host.ppl_stderr);
+      CHECK(scored.scored == host.scored);
+    }
+  }
+}

@@ -255,6 +255,17 @@ class CudaForwardOps final : public ForwardOps {
     return m;
   }
 
+  std::vector<double> row_nll(const Acts& logits, const std::vector<int>& targets) override {
+    const OpProfile::Scope timed(profile_, "nll");
+    gpu::DeviceBuffer t(std::max<std::size_t>(1, targets.size()) * 4), nll(std::max<std::size_t>(1, targets.size()) * 8);
+    t.upload(targets.data(), targets.size() * 4);
+    launch_nll(logits.data, targets.size(), logits.cols, t.as<int>(), nll.as<double>());
+    launched("nll");
+    std::vector<double> out(targets.size());
+    nll.download(out.data(), out.size() * 8);
+    return out;
+  }
+
  private:
   std::map<const float*, gpu::DeviceBuffer> params_;
   struct RopeTables {

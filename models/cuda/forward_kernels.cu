@@ -138,6 +138,36 @@ __global__ void glu_rows(float* g, const float* u, std::size_t n, bool gelu) {
   g[i] = a * u[i];
 }
 
+// One block per row: −(float)(z[t] − lse) with lse = max + log Σ exp(z − max) summed in double, as the CPU scores.
+__global__ void nll_rows(const float* logits, std::size_t vocab, const int* targets, double* nll) {
+  __shared__ float fred[32];
+  __shared__ double dred[32];
+  const float* z = logits + blockIdx.x * vocab;
+  float mx = -INFINITY;
+  for (std::size_t v = threadIdx.x; v < vocab; v += blockDim.x) mx = fmaxf(mx, z[v]);
+  for (int o = 16; o > 0; o /= 2) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+  if (threadIdx.x % 32 == 0) fred[threadIdx.x / 32] = mx;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    float m = fred[0];
+    for (unsigned w = 1; w < blockDim.x / 32; ++w) m = fmaxf(m, fred[w]);
+    fred[0] = m;
+  }
+  __syncthreads();
+  const float m = fred[0];
+  double se = 0;
+  for (std::size_t v = threadIdx.x; v < vocab; v += blockDim.x) se += exp(static_cast<double>(z[v] - m));
+  for (int o = 16; o > 0; o /= 2) se += __shfl_xor_sync(0xffffffffu, se, o);
+  if (threadIdx.x % 32 == 0) dred[threadIdx.x / 32] = se;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    double total = 0;
+    for (unsigned w = 0; w < blockDim.x / 32; ++w) total += dred[w];
+    const double lse = m + log(total);
+    nll[blockIdx.x] = -static_cast<double>(static_cast<float>(z[targets[blockIdx.x]] - lse));
+  }
+}
+
 }  // namespace
 
 void launch_to_bf16(const float* x, std::uint16_t* y, std::size_t n) {
@@ -167,6 +197,9 @@ bool launch_attention(const float* q, const float* K, const float* V, float* out
   (void)configured;
   attention_rows<<<dim3(static_cast<unsigned>(n), static_cast<unsigned>(nh)), 128, shared>>>(q, K, V, out, pos0, nh, nkv, hd, window, scale);
   return true;
+}
+void launch_nll(const float* logits, std::size_t rows, std::size_t vocab, const int* targets, double* nll) {
+  nll_rows<<<static_cast<unsigned>(rows), 256>>>(logits, vocab, targets, nll);
 }
 void launch_glu(float* g, const float* u, std::size_t n, bool gelu) { glu_rows<<<blocks_for(n), 256>>>(g, u, n, gelu); }
 

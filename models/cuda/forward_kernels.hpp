@@ -18,5 +18,7 @@ void launch_rope(float* x, std::size_t n, int heads, int hd, bool interleaved, c
 bool launch_attention(const float* q, const float* K, const float* V, float* out, std::size_t n, std::size_t pos0, int nh, int nkv,
                       int hd, int window, float scale);
 void launch_glu(float* g, const float* u, std::size_t n, bool gelu);  // g ← act(g) ⊙ u (silu, or gelu_tanh)
+// nll[i] = −log softmax(logits[i])[targets[i]] for rows i < rows (logits: rows × vocab, more rows allowed).
+void launch_nll(const float* logits, std::size_t rows, std::size_t vocab, const int* targets, double* nll);
 
 }  // namespace tqb::cuda_forward
