@@ -1,13 +1,10 @@
 #include "eval/model_eval.hpp"
 
 #include <fmt/format.h>
-#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "common/error.hpp"
 #include "common/memory.hpp"
@@ -19,7 +16,6 @@
 #include "kernels/registry.hpp"
 #include "models/cuda/cuda_forward.hpp"
 #include "eval/layer_quantization.hpp"
-#include "quantizers/registry.hpp"
 
 namespace tqb {
 

@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "common/error.hpp"
+#include "models/log_softmax.hpp"
 
 namespace tqb {
 
@@ -54,45 +55,36 @@ PerplexityResult evaluate_perplexity(const LlamaModel& model, const std::vector<
     std::vector<int> chunk(tokens.begin() + c * ctx, tokens.begin() + (c + 1) * ctx);
     if (bos_stream) chunk[0] = cfg.bos;  // as llama-perplexity: every chunk starts with BOS
     KvCache cache = model.new_cache(ctx);
-    const std::size_t rows = ctx - 1 - first;
-    if (!save && !base) {  // perplexity alone: the backend scores its own logits (a GPU's stay on the GPU)
-      const std::vector<int> targets(chunk.begin() + static_cast<std::ptrdiff_t>(first) + 1, chunk.end());
-      const std::vector<double> nll = model.forward_nll(chunk, cache, ctx - first, targets);
-      for (std::size_t i = 0; i < rows; ++i, ++row) {
-        sum += nll[i];
-        sum2 += nll[i] * nll[i];
-      }
-      r.scored = row;
-      if (progress) progress(c + 1, chunks, std::exp(sum / static_cast<double>(row)));
-      continue;
-    }
     // Only positions first .. ctx - 1 are scored: the output head runs for those rows only.
-    const Matrix logits = model.forward(chunk, cache, ctx - first);
-    // Each scored row on its own (a log-softmax over the vocabulary: 128k wide for Llama 3, the host's share
-    // of a GPU forward), in parallel; the sums then run in row order, so the result is the serial one.
+    const std::size_t rows = ctx - 1 - first;
     std::vector<double> nll(rows), kl(base ? rows : 0);
     std::vector<char> same(base ? rows : 0);
+    if (!save && !base) {  // perplexity alone: the backend scores its own logits (a GPU's stay on the GPU)
+      const std::vector<int> targets(chunk.begin() + static_cast<std::ptrdiff_t>(first) + 1, chunk.end());
+      nll = model.forward_nll(chunk, cache, ctx - first, targets);
+    } else {
+      // The logits on the host, each scored row on its own (a log-softmax over the vocabulary: 128k wide for
+      // Llama 3), in parallel; the sums below run in row order, so the result is the serial one.
+      const Matrix logits = model.forward(chunk, cache, ctx - first);
 #pragma omp parallel
-    {
-      std::vector<float> logp(vocab);
+      {
+        std::vector<float> logp(vocab);
 #pragma omp for schedule(static)
-      for (std::ptrdiff_t i = 0; i < static_cast<std::ptrdiff_t>(rows); ++i) {
-        const std::size_t j = first + static_cast<std::size_t>(i);
-        const float* z = logits.row(static_cast<Eigen::Index>(j - first)).data();
-        const float mx = *std::max_element(z, z + vocab);
-        double se = 0;
-        for (std::size_t v = 0; v < vocab; ++v) se += std::exp(static_cast<double>(z[v] - mx));
-        const double lse = mx + std::log(se);
-        for (std::size_t v = 0; v < vocab; ++v) logp[v] = static_cast<float>(z[v] - lse);
-        nll[i] = -logp[chunk[j + 1]];
-        if (save) std::copy(logp.begin(), logp.end(), save->data.begin() + (row + i) * vocab);
-        if (base) {
-          const float* lb = base->data.data() + (row + i) * vocab;
-          double k = 0;
-          for (std::size_t v = 0; v < vocab; ++v)
-            if (lb[v] > base->floor) k += std::exp(static_cast<double>(lb[v])) * (lb[v] - logp[v]);
-          kl[i] = std::max(0.0, k);
-          same[i] = std::max_element(lb, lb + vocab) - lb == std::max_element(logp.begin(), logp.end()) - logp.begin();
+        for (std::ptrdiff_t i = 0; i < static_cast<std::ptrdiff_t>(rows); ++i) {
+          const std::size_t j = first + static_cast<std::size_t>(i);
+          const float* z = logits.row(static_cast<Eigen::Index>(j - first)).data();
+          const double lse = log_sum_exp(z, vocab);
+          for (std::size_t v = 0; v < vocab; ++v) logp[v] = static_cast<float>(z[v] - lse);
+          nll[i] = -logp[chunk[j + 1]];
+          if (save) std::copy(logp.begin(), logp.end(), save->data.begin() + (row + i) * vocab);
+          if (base) {
+            const float* lb = base->data.data() + (row + i) * vocab;
+            double k = 0;
+            for (std::size_t v = 0; v < vocab; ++v)
+              if (lb[v] > base->floor) k += std::exp(static_cast<double>(lb[v])) * (lb[v] - logp[v]);
+            kl[i] = std::max(0.0, k);
+            same[i] = std::max_element(lb, lb + vocab) - lb == std::max_element(logp.begin(), logp.end()) - logp.begin();
+          }
         }
       }
     }

@@ -96,7 +96,7 @@ std::vector<RowField> result_fields(const ExperimentSpec& spec, const std::vecto
     else
       out.push_back({c, [key, t](F f) { return param_of(f.point.quantizer->params(), key, t); }});
   }
-  if (spec.timing.swept() && data_kind(spec) == DataKind::matrix) {  // the evaluation axes of matrix points
+  if (timing_axes(spec)) {
     out.push_back({{"timing.kernel", ColumnType::text, "evaluation", "kernel the latency metrics timed (spec timing.kernel)", ""},
                    [](F f) -> Cell { return f.point.timing_kernel; }});
     out.push_back({{"timing.batch", ColumnType::integer, "evaluation", "rows of X the latency metrics timed (spec timing.batch)", ""},

@@ -101,9 +101,9 @@ std::vector<SweepPoint> expand_sweep(const ExperimentSpec& spec, std::uint64_t m
   std::set<std::string> seen;
   // Timing axes (matrix data): every (data, quantizer, repeat) under each kernel and batch, innermost, so that
   // the evaluator quantizes once and times each. A model names its kernel as a data parameter instead.
-  const bool timing_axes = spec.timing.swept() && data_kind(spec) == DataKind::matrix;
-  const std::vector<std::string> timing_kernels = timing_axes ? spec.timing.kernels : std::vector<std::string>{spec.timing.kernel};
-  const std::vector<std::int64_t> timing_batches = timing_axes ? spec.timing.batches : std::vector<std::int64_t>{spec.timing.batch};
+  const bool swept = timing_axes(spec);
+  const std::vector<std::string> timing_kernels = swept ? spec.timing.kernels : std::vector<std::string>{spec.timing.kernel};
+  const std::vector<std::int64_t> timing_batches = swept ? spec.timing.batches : std::vector<std::int64_t>{spec.timing.batch};
   for (const auto& d : data) {
     const DataSource* src = find_data_source(d->source);
     const auto [rows, cols] = src->shape ? src->shape(d->params) : std::pair<std::size_t, std::size_t>{0, 0};
@@ -124,7 +124,7 @@ std::vector<SweepPoint> expand_sweep(const ExperimentSpec& spec, std::uint64_t m
           for (const std::int64_t batch : timing_batches) {
             const bool seeded = q->uses_seed() || !src->seeded || src->seeded(d->params);
             if (r > 0 && !seeded) continue;  // would repeat repeat 0 bit for bit
-            const std::string group = d->name + " | " + q->name() + (timing_axes ? timing_label(kernel, batch) : "");
+            const std::string group = d->name + " | " + q->name() + (swept ? timing_label(kernel, batch) : "");
             const std::string key = spec.repeats > 1 ? fmt::format("{} | repeat {}", group, r) : group;
             if (!seen.insert(key).second) continue;
             // Every quantizer on the same data draws the same random rotations and projections (common
@@ -148,6 +148,8 @@ std::vector<SweepPoint> expand_sweep(const ExperimentSpec& spec, std::uint64_t m
   }
   return points;
 }
+
+bool timing_axes(const ExperimentSpec& spec) { return spec.timing.swept() && data_kind(spec) == DataKind::matrix; }
 
 std::string timing_label(const std::string& kernel, std::int64_t batch) {
   return fmt::format(" | timing(kernel={},batch={})", kernel, batch);

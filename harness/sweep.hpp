@@ -35,6 +35,10 @@ struct SweepPoint {
   std::int64_t timing_batch = 1;
 };
 
+// Whether the spec's timing kernels or batches are evaluation axes of its points (lists, on matrix data; a model
+// names its kernel as a data parameter instead).
+bool timing_axes(const ExperimentSpec& spec);
+
 // " | timing(kernel=K,batch=B)": what a point's key and group add when the spec sweeps kernels or batches.
 std::string timing_label(const std::string& kernel, std::int64_t batch);
 

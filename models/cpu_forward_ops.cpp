@@ -8,6 +8,7 @@
 #include "kernels/cpu/dense_blas.hpp"
 #include "models/activations.hpp"
 #include "models/forward_ops.hpp"
+#include "models/log_softmax.hpp"
 
 namespace tqb {
 namespace {
@@ -141,11 +142,7 @@ class CpuForwardOps final : public ForwardOps {
 #pragma omp parallel for schedule(static)
     for (std::ptrdiff_t i = 0; i < static_cast<std::ptrdiff_t>(targets.size()); ++i) {
       const float* z = logits.data + static_cast<std::size_t>(i) * vocab;
-      const float mx = *std::max_element(z, z + vocab);
-      double se = 0;
-      for (std::size_t v = 0; v < vocab; ++v) se += std::exp(static_cast<double>(z[v] - mx));
-      const double lse = mx + std::log(se);
-      nll[i] = -static_cast<float>(z[targets[i]] - lse);
+      nll[i] = -static_cast<float>(z[targets[i]] - log_sum_exp(z, vocab));
     }
     return nll;
   }
