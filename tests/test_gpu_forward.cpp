@@ -124,3 +124,10 @@ TEST_CASE("perplexity scored where the logits are (ForwardOps::row_nll) equals t
     }
   }
 }
+
+TEST_CASE("tqbench perplexity --device: a bad value names the flag and the valid devices") {
+  const auto r = test::run_tqbench("perplexity --model stories260k --device tpu");
+  CHECK(r.exit_code == 2);  // bad usage
+  CHECK(r.output.find("--device") != std::string::npos);
+  CHECK(r.output.find("cuda-fp32") != std::string::npos);
+}
