@@ -60,7 +60,8 @@ std::unique_ptr<Linear> quantized_linear_on(const std::string& device, const std
 }
 
 std::unique_ptr<ForwardOps> forward_ops_on(const std::string& device) {
-  return device_is_cuda(device) ? make_cuda_forward_ops() : nullptr;  // nullptr: LlamaModel's CPU default
+  // nullptr: LlamaModel's CPU default. cuda-fp32 is the agreement mode: fp32 weights and fp32 attention.
+  return device_is_cuda(device) ? make_cuda_forward_ops(device == "cuda-fp32") : nullptr;
 }
 
 std::unique_ptr<LlamaModel> make_model(const Checkpoint& ck, const std::string& device) {

@@ -51,31 +51,43 @@ PerplexityResult evaluate_perplexity(const LlamaModel& model, const std::vector<
   std::vector<double> kld;
   std::size_t agree = 0, row = 0;
   const auto t0 = std::chrono::steady_clock::now();
-  for (std::size_t c = 0; c < chunks; ++c) {
-    std::vector<int> chunk(tokens.begin() + c * ctx, tokens.begin() + (c + 1) * ctx);
-    if (bos_stream) chunk[0] = cfg.bos;  // as llama-perplexity: every chunk starts with BOS
-    KvCache cache = model.new_cache(ctx);
-    // Only positions first .. ctx - 1 are scored: the output head runs for those rows only.
-    const std::size_t rows = ctx - 1 - first;
-    std::vector<double> nll(rows), kl(base ? rows : 0);
-    std::vector<char> same(base ? rows : 0);
+  const bool gpu = std::string(model.device()) != "cpu";
+  std::size_t batch = cfg.batch > 0 ? static_cast<std::size_t>(cfg.batch)
+                                    : gpu ? std::max<std::size_t>(1, PerplexityConfig::kAutoBatchTokens / ctx) : 1;
+  if (model.kv_quantizer()) batch = 1;  // a quantized cache holds one sequence
+  batch = std::min(batch, chunks);
+  r.batch = batch;
+  const std::size_t rows = ctx - 1 - first;  // scored positions per chunk: first .. ctx − 2 predict the next token
+  for (std::size_t c0 = 0; c0 < chunks; c0 += batch) {
+    const std::size_t seqs = std::min(batch, chunks - c0);
+    std::vector<int> batch_tokens, targets;  // the chunks one after the other; each chunk's scored next tokens
+    batch_tokens.reserve(seqs * ctx);
+    for (std::size_t c = c0; c < c0 + seqs; ++c) {
+      std::vector<int> chunk(tokens.begin() + c * ctx, tokens.begin() + (c + 1) * ctx);
+      if (bos_stream) chunk[0] = cfg.bos;  // as llama-perplexity: every chunk starts with BOS
+      batch_tokens.insert(batch_tokens.end(), chunk.begin(), chunk.end());
+      targets.insert(targets.end(), chunk.begin() + static_cast<std::ptrdiff_t>(first) + 1, chunk.end());
+    }
+    KvCache cache = model.new_cache(ctx, seqs);
+    // Only positions first .. ctx − 1 are scored: the output head runs for those rows only.
+    std::vector<double> nll(seqs * rows), kl(base ? seqs * rows : 0);
+    std::vector<char> same(base ? seqs * rows : 0);
     if (!save && !base) {  // perplexity alone: the backend scores its own logits (a GPU's stay on the GPU)
-      const std::vector<int> targets(chunk.begin() + static_cast<std::ptrdiff_t>(first) + 1, chunk.end());
-      nll = model.forward_nll(chunk, cache, ctx - first, targets);
+      nll = model.forward_nll(batch_tokens, cache, ctx - first, targets);
     } else {
       // The logits on the host, each scored row on its own (a log-softmax over the vocabulary: 128k wide for
       // Llama 3), in parallel; the sums below run in row order, so the result is the serial one.
-      const Matrix logits = model.forward(chunk, cache, ctx - first);
+      const Matrix logits = model.forward(batch_tokens, cache, ctx - first);
 #pragma omp parallel
       {
         std::vector<float> logp(vocab);
 #pragma omp for schedule(static)
-        for (std::ptrdiff_t i = 0; i < static_cast<std::ptrdiff_t>(rows); ++i) {
-          const std::size_t j = first + static_cast<std::size_t>(i);
-          const float* z = logits.row(static_cast<Eigen::Index>(j - first)).data();
+        for (std::ptrdiff_t i = 0; i < static_cast<std::ptrdiff_t>(seqs * rows); ++i) {
+          const std::size_t s = static_cast<std::size_t>(i) / rows, j = static_cast<std::size_t>(i) % rows;
+          const float* z = logits.row(static_cast<Eigen::Index>(s * (rows + 1) + j)).data();
           const double lse = log_sum_exp(z, vocab);
           for (std::size_t v = 0; v < vocab; ++v) logp[v] = static_cast<float>(z[v] - lse);
-          nll[i] = -logp[chunk[j + 1]];
+          nll[i] = -logp[targets[i]];
           if (save) std::copy(logp.begin(), logp.end(), save->data.begin() + (row + i) * vocab);
           if (base) {
             const float* lb = base->data.data() + (row + i) * vocab;
@@ -88,16 +100,19 @@ PerplexityResult evaluate_perplexity(const LlamaModel& model, const std::vector<
         }
       }
     }
-    for (std::size_t i = 0; i < rows; ++i, ++row) {
+    for (std::size_t i = 0; i < seqs * rows; ++i, ++row) {
       sum += nll[i];
       sum2 += nll[i] * nll[i];
       if (base) {
         kld.push_back(kl[i]);
         agree += same[i] != 0;
       }
+      if ((i + 1) % rows == 0 && progress) {  // after each chunk, as before batching
+        r.scored = row + 1;
+        progress(c0 + (i + 1) / rows, chunks, std::exp(sum / static_cast<double>(row + 1)));
+      }
     }
     r.scored = row;
-    if (progress) progress(c + 1, chunks, std::exp(sum / static_cast<double>(row)));
   }
   r.chunks = chunks;
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

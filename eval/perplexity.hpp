@@ -29,6 +29,11 @@ struct PerplexityConfig {
   // The tokens given are already the llamacpp stream (BOS first where the vocabulary adds it): a llama.cpp
   // KL-divergence base file holds it so (eval/llamacpp_kld.hpp).
   bool stream_ready = false;
+  // Chunks forwarded together (one GEMM per projection for all of them; the result is the same up to the
+  // backend's rounding). 0: automatic, enough chunks for about kAutoBatchTokens tokens on a GPU, one on the CPU
+  // (whose results then stay bit for bit those of one chunk at a time).
+  int batch = 0;
+  static constexpr int kAutoBatchTokens = 8192;
 };
 
 // The token stream the llamacpp method cuts its chunks from: BOS, then the text's tokens, when the
@@ -47,7 +52,7 @@ struct BaselineLogProbs {
 
 struct PerplexityResult {
   double ppl = 0, ppl_stderr = 0;
-  std::size_t scored = 0, chunks = 0;
+  std::size_t scored = 0, chunks = 0, batch = 1;  // batch: chunks per forward
   double seconds = 0, tokens_per_second = 0;  // forward throughput over every evaluated token
   bool has_kld = false;
   double kld_mean = 0, kld_median = 0, kld_p99 = 0, top1_agreement = 0;

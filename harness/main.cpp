@@ -4,6 +4,7 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <iostream>
 
 #include "common/error.hpp"
@@ -105,7 +106,8 @@ int show(const std::string& file, bool csv, bool markdown, bool all, const std::
 
 int perplexity(const std::string& model_name, const std::string& corpus, const std::string& quantizer_name,
                const std::string& method, int ctx, int chunks, std::uint64_t seed, const std::string& kernel,
-               const std::string& kld_base, bool kld, const std::string& quantized_file, const std::string& device) {
+               const std::string& kld_base, bool kld, const std::string& quantized_file, const std::string& device, int batch) {
+  const auto t_load = std::chrono::steady_clock::now();
   std::unique_ptr<Quantizer> quantizer;
   if (!quantizer_name.empty()) quantizer = parse_quantizer(quantizer_name);  // bad names fail before loading
   const Checkpoint ck = load_checkpoint(model_name);
@@ -116,6 +118,7 @@ int perplexity(const std::string& model_name, const std::string& corpus, const s
   cfg.method = method;
   cfg.ctx = ctx;
   cfg.chunks = chunks;
+  cfg.batch = batch;
   cfg.add_bos = ck.tokenizer->add_bos();
   cfg.bos = ck.tokenizer->bos();
   std::vector<int> tokens;
@@ -166,7 +169,9 @@ int perplexity(const std::string& model_name, const std::string& corpus, const s
     model = tqb::make_model(ck, device);
   }
   if (device != "cpu") label += " on " + device;
-  std::cerr << fmt::format("{}: {} tokens, {} method, ctx {}, model {}\n", resolve_corpus_path(corpus), tokens.size(), method, ctx, label);
+  const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load).count();
+  std::cerr << fmt::format("{}: {} tokens, {} method, ctx {}, model {} (loaded in {:.1f} s)\n", resolve_corpus_path(corpus), tokens.size(),
+                           method, ctx, label, load_s);
   const bool tty = isatty(fileno(stderr));
   BaselineLogProbs saved;
   const bool write_base = !kld_base.empty() && !kld;
@@ -176,8 +181,11 @@ int perplexity(const std::string& model_name, const std::string& corpus, const s
     else std::cerr << fmt::format("[{}/{}] ppl {:.4f}\n", c, n, ppl);
   });
   if (tty) std::cerr << "\r\033[K";
-  std::cout << fmt::format("perplexity: {:.4f} +/- {:.4f} over {} scored tokens ({} chunks of {}, {} method); {:.1f} tokens/s\n",
-                           r.ppl, r.ppl_stderr, r.scored, r.chunks, ctx, method, r.tokens_per_second);
+  std::cout << fmt::format("perplexity: {:.4f} +/- {:.4f} over {} scored tokens ({} chunks of {}, {} method); {:.1f} tokens/s "
+                           "({} chunk{} per forward)\n",
+                           r.ppl, r.ppl_stderr, r.scored, r.chunks, ctx, method, r.tokens_per_second, r.batch, r.batch == 1 ? "" : "s");
+  if (device != "cpu")
+    std::cout << fmt::format("GPU memory: peak {:.3f} GB of tqbench's own allocations\n", static_cast<double>(gpu::peak_bytes()) / 1e9);
   if (write_base) {
     tqb::write_llamacpp_kld_base(kld_base, tqb::llamacpp_token_stream(tokens, cfg), static_cast<std::uint32_t>(ctx), r.chunks, saved);
     std::cout << fmt::format("KL-divergence base written to {} (llama-perplexity's format: {} chunks of {})\n", kld_base, r.chunks, ctx);
@@ -285,10 +293,14 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember(linear_kernel_names()))->capture_default_str();
   std::string device = "cpu";
   ppl_cmd->add_option("--device", device,
-                      "cpu (fp32, the reference), cuda (the whole forward on the GPU: bf16 weights and GEMM inputs, fp32 "
-                      "activations and sums; quantized layers dequantized to bf16, or packed with --kernel cuda_lut_mma) or "
-                      "cuda-fp32 (fp32 weights and GEMMs: agreement with fp32 checkpoints)")
+                      "cpu (fp32, the reference), cuda (the whole forward on the GPU: bf16 weights, GEMM and attention inputs, "
+                      "fp32 activations, softmax and sums; quantized layers dequantized to bf16, or packed with --kernel "
+                      "cuda_lut_mma) or cuda-fp32 (fp32 weights, GEMMs and attention: agreement with fp32 checkpoints)")
       ->check(CLI::IsMember({"cpu", "cuda", "cuda-fp32"}))->capture_default_str();
+  int batch = 0;
+  ppl_cmd->add_option("--batch", batch,
+                      "chunks per forward (0: about 8192 tokens per forward on a GPU, one chunk at a time on the CPU)")
+      ->check(CLI::Range(0, 1 << 16))->capture_default_str();
 
   auto* gen_cmd = app.add_subcommand("generate", "Greedy text generation from a model");
   std::string prompt;
@@ -382,7 +394,7 @@ int main(int argc, char** argv) {
     }
     if (*list_cmd) return list(what);
     if (*show_cmd) return show(file, csv, markdown, all, columns);
-    if (*ppl_cmd) return perplexity(model_name, corpus, quantizer_name, method, ctx, chunks, seed, kernel, kld_base, kld_flag, quantized_file, device);
+    if (*ppl_cmd) return perplexity(model_name, corpus, quantizer_name, method, ctx, chunks, seed, kernel, kld_base, kld_flag, quantized_file, device, batch);
     if (*gen_cmd) return generate(model_name, prompt, n_tokens);
     if (*merge_cmd) {
       merge_options.command_line = command_line;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "common/error.hpp"
 #include "kernels/cpu/dense_blas.hpp"
 #include "models/activations.hpp"
 #include "models/forward_ops.hpp"
@@ -21,16 +22,19 @@ class CpuForwardOps final : public ForwardOps {
     return {buffer.get(), rows, cols, buffer};
   }
   const float* param(const Matrix& host) override { return host.data(); }
-  KvCache new_cache(const ModelConfig& c, std::size_t capacity) override {
+  KvCache new_cache(const ModelConfig& c, std::size_t capacity, std::size_t sequences) override {
     KvCache cache;
+    cache.sequences = sequences;
+    const auto rows = static_cast<Eigen::Index>(capacity * sequences);
     for (int l = 0; l < c.n_layers; ++l) {
-      cache.k.emplace_back(capacity, c.n_kv_heads * c.head_dim);
-      cache.v.emplace_back(capacity, c.n_kv_heads * c.head_dim);
+      cache.k.emplace_back(rows, c.n_kv_heads * c.head_dim);
+      cache.v.emplace_back(rows, c.n_kv_heads * c.head_dim);
     }
     return cache;
   }
 
   void embed(const std::vector<int>& tokens, const Matrix& table, float scale, const Acts& x) override {
+    if (tokens.empty()) return;
     Eigen::Map<Matrix> X(x.data, static_cast<Eigen::Index>(x.rows), static_cast<Eigen::Index>(x.cols));
     for (std::size_t t = 0; t < tokens.size(); ++t) X.row(static_cast<Eigen::Index>(t)) = table.row(tokens[t]);
     if (scale != 1.0f) X *= scale;
@@ -55,10 +59,11 @@ class CpuForwardOps final : public ForwardOps {
 
   void add(const Acts& x, const Acts& y) override { map(x) += map(y); }
 
-  void rope(const Acts& x, int heads, const ModelConfig& c, const std::vector<float>& inv_freq, std::size_t pos0) override {
+  void rope(const Acts& x, int heads, const ModelConfig& c, const std::vector<float>& inv_freq, std::size_t pos0,
+            std::size_t seq_rows) override {
     const int hd = c.head_dim, half = hd / 2;
     for (std::size_t t = 0; t < x.rows; ++t) {
-      const double pos = static_cast<double>(pos0 + t);
+      const double pos = static_cast<double>(pos0 + t % seq_rows);
       for (int i = 0; i < half; ++i) {
         const double a = pos * inv_freq[i];
         const float cs = static_cast<float>(std::cos(a)), sn = static_cast<float>(std::sin(a));
@@ -76,6 +81,16 @@ class CpuForwardOps final : public ForwardOps {
 
   void attention(const ModelConfig& c, int l, const Acts& qa, const Acts& ka, const Acts& va, KvCache& cache, std::size_t pos0,
                  const Acts& out, const AttentionExtras& extras) override {
+    if (cache.sequences == 1) return attend(c, l, qa, ka, va, cache, 0, pos0, out, extras);
+    if (extras.kv || extras.probe) throw InputError("a quantized KV cache holds one sequence; forward the chunks one at a time");
+    const std::size_t n = qa.rows / cache.sequences;
+    for (std::size_t s = 0; s < cache.sequences; ++s)
+      attend(c, l, rows(qa, s * n, n), rows(ka, s * n, n), rows(va, s * n, n), cache, s * cache.capacity(), pos0, rows(out, s * n, n), extras);
+  }
+
+  // One sequence, whose cache rows start at `base`.
+  void attend(const ModelConfig& c, int l, const Acts& qa, const Acts& ka, const Acts& va, KvCache& cache, std::size_t base,
+              std::size_t pos0, const Acts& out, const AttentionExtras& extras) {
     const std::size_t n = qa.rows, total = pos0 + n;
     const int hd = c.head_dim, nh = c.n_heads, nkv = c.n_kv_heads, group = nh / nkv;
     const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
@@ -87,8 +102,8 @@ class CpuForwardOps final : public ForwardOps {
       if (extras.probe && pos0 == 0 && !extras.probe->done)
         accumulate_attention_error(c, n, q, k, v, cache.k[l].topRows(n), cache.v[l].topRows(n), *extras.probe);
     } else {
-      cache.k[l].middleRows(pos0, n) = k;
-      cache.v[l].middleRows(pos0, n) = v;
+      cache.k[l].middleRows(static_cast<Eigen::Index>(base + pos0), static_cast<Eigen::Index>(n)) = k;
+      cache.v[l].middleRows(static_cast<Eigen::Index>(base + pos0), static_cast<Eigen::Index>(n)) = v;
     }
     // Estimator path: every head's scores from the key codes, before the parallel loop (the kernels run
     // their own threads).
@@ -105,8 +120,8 @@ class CpuForwardOps final : public ForwardOps {
     for (int hh = 0; hh < nh; ++hh) {
       const int kvh = hh / group;
       const std::size_t ld_kv = static_cast<std::size_t>(nkv) * hd, ld_q = static_cast<std::size_t>(nh) * hd;
-      const float* K = cache.k[l].data() + kvh * hd;  // total × hd, row stride ld_kv
-      const float* V = cache.v[l].data() + kvh * hd;
+      const float* K = cache.k[l].data() + base * ld_kv + kvh * hd;  // total × hd, row stride ld_kv
+      const float* V = cache.v[l].data() + base * ld_kv + kvh * hd;
       // scale · Q Kᵀ, n × total, in a per-thread buffer that only grows: a fresh 1 MB matrix per head and
       // layer cost page faults and kernel page zeroing (13% of a SmolLM2 perplexity run in a profile).
       thread_local std::vector<float> scores;
@@ -142,12 +157,13 @@ class CpuForwardOps final : public ForwardOps {
 #pragma omp parallel for schedule(static)
     for (std::ptrdiff_t i = 0; i < static_cast<std::ptrdiff_t>(targets.size()); ++i) {
       const float* z = logits.data + static_cast<std::size_t>(i) * vocab;
-      nll[i] = -static_cast<float>(z[targets[i]] - log_sum_exp(z, vocab));
+      nll[i] = targets[i] < 0 ? 0.0 : -static_cast<float>(z[targets[i]] - log_sum_exp(z, vocab));
     }
     return nll;
   }
 
  private:
+  static Acts rows(const Acts& x, std::size_t first, std::size_t n) { return {x.data + first * x.cols, n, x.cols, x.owner}; }
   static Eigen::Map<Matrix> map(const Acts& x) {
     return Eigen::Map<Matrix>(x.data, static_cast<Eigen::Index>(x.rows), static_cast<Eigen::Index>(x.cols));
   }

@@ -36,19 +36,23 @@ class ForwardOps {
   // A parameter of the model (norm weights, biases, the embedding table) in the backend's memory: the CPU's
   // own pointer; a GPU's copy, uploaded at the first call.
   virtual const float* param(const Matrix& host) = 0;
-  virtual KvCache new_cache(const ModelConfig& c, std::size_t capacity) = 0;
+  // A cache of `sequences` independent sequences of `capacity` positions each (a batch of chunks in one forward).
+  virtual KvCache new_cache(const ModelConfig& c, std::size_t capacity, std::size_t sequences) = 0;
 
-  // x[t] = scale · table[tokens[t]] (tokens checked by the caller).
+  // x[t] = scale · table[tokens[t]] (tokens checked by the caller). No tokens: only makes the table ready (a GPU
+  // uploads it), so that loading, not the first forward, pays for it.
   virtual void embed(const std::vector<int>& tokens, const Matrix& table, float scale, const Acts& x) = 0;
   // y = x / sqrt(mean(x²) + eps) · w over `vectors` vectors of d floats (x, y: vectors·d floats; may alias).
   virtual void rms_norm(const float* x, std::size_t vectors, std::size_t d, const float* w, float eps, float* y) = 0;
   virtual void linear(const Linear& f, const Acts& x, const Acts& y) = 0;  // y = x Wᵀ
   virtual void add_row(const Acts& x, const float* b) = 0;                 // x[t] += b
   virtual void add(const Acts& x, const Acts& y) = 0;                      // x += y
-  // RoPE at positions pos0 …: x is rows × (heads · head_dim); inv_freq: head_dim / 2 host frequencies.
-  virtual void rope(const Acts& x, int heads, const ModelConfig& c, const std::vector<float>& inv_freq, std::size_t pos0) = 0;
-  // Writes k, v at positions pos0 … of layer l's cache, then out = causal softmax(scale · q Kᵀ) V per head (GQA,
-  // the sliding window).
+  // RoPE: x is rows × (heads · head_dim), sequences of seq_rows rows one after the other, row t at position
+  // pos0 + t mod seq_rows; inv_freq: head_dim / 2 host frequencies.
+  virtual void rope(const Acts& x, int heads, const ModelConfig& c, const std::vector<float>& inv_freq, std::size_t pos0,
+                    std::size_t seq_rows) = 0;
+  // For each of the cache's sequences (q, k, v, out: cache.sequences blocks of n rows): writes k, v at positions
+  // pos0 … of layer l's cache, then out = causal softmax(scale · q Kᵀ) V per head (GQA, the sliding window).
   virtual void attention(const ModelConfig& c, int l, const Acts& q, const Acts& k, const Acts& v, KvCache& cache, std::size_t pos0,
                          const Acts& out,
                          const AttentionExtras& extras) = 0;
@@ -56,7 +60,8 @@ class ForwardOps {
   virtual void glu(ModelConfig::Activation act, const Acts& g, const Acts& u) = 0;
   virtual Matrix to_host(const Acts& x) = 0;
   // −log softmax(logits[i])[targets[i]] for the first targets.size() rows, as evaluate_perplexity scores them (the
-  // log-sum-exp in double, the log-probability rounded to float): the logits never leave the backend.
+  // log-sum-exp in double, the log-probability rounded to float): the logits never leave the backend. A negative
+  // target leaves its row unscored (0).
   virtual std::vector<double> row_nll(const Acts& logits, const std::vector<int>& targets) = 0;
 };
 

@@ -51,12 +51,18 @@ struct KeyCodes {
 
 // Keys and values of every layer for positions [0, len).
 struct KvCache {
-  std::vector<Matrix> k, v;  // per layer: capacity × (kv_heads · head_dim); what attention reads (CPU backend)
-  std::size_t len = 0;
+  // per layer: sequences × capacity rows of (kv_heads · head_dim), sequence after sequence; what attention reads
+  // (CPU backend)
+  std::vector<Matrix> k, v;
+  std::size_t len = 0;        // positions written, the same in every sequence
+  std::size_t sequences = 1;  // independent sequences forwarded together (a batch of perplexity chunks)
   // A backend that keeps the cache in its own memory (a GPU's) holds it here, with its capacity.
   std::shared_ptr<void> device;
   std::size_t device_capacity = 0;
-  std::size_t capacity() const { return device ? device_capacity : k.empty() ? 0 : static_cast<std::size_t>(k[0].rows()); }
+  // Positions per sequence.
+  std::size_t capacity() const {
+    return device ? device_capacity : k.empty() ? 0 : static_cast<std::size_t>(k[0].rows()) / sequences;
+  }
   // Quantized-cache state: per layer, positions whose keys are quantized (the channel axis leaves an
   // unfinished block in fp32), and per layer and kv head the key codes (estimator path).
   std::vector<std::size_t> keys_quantized;

@@ -47,11 +47,21 @@ LlamaModel::LlamaModel(const Checkpoint& ck, const LinearFactory& linear, std::u
     if (!c_.rope_freq_divisors.empty()) f /= c_.rope_freq_divisors[static_cast<std::size_t>(i)];
     inv_freq_.push_back(static_cast<float>(f));
   }
+  // Every parameter in the backend's memory now (a GPU's upload belongs to loading, not to the first forward).
+  ops_->embed({}, embed_, c_.embed_scale, Acts{});
+  ops_->param(out_norm_);
+  for (const auto& L : layers_)
+    for (const Matrix* p : {&L.attn_norm, &L.ffn_norm, &L.q_norm, &L.k_norm, &L.q_bias, &L.k_bias, &L.v_bias})
+      if (p->size() > 0) ops_->param(*p);
 }
 
 LlamaModel::~LlamaModel() = default;
 
-KvCache LlamaModel::new_cache(std::size_t capacity) const { return ops_->new_cache(c_, capacity); }
+KvCache LlamaModel::new_cache(std::size_t capacity, std::size_t sequences) const {
+  if (sequences == 0) throw InputError("a KV cache needs at least one sequence");
+  if (sequences > 1 && kv_) throw InputError("a quantized KV cache holds one sequence; forward the chunks one at a time");
+  return ops_->new_cache(c_, capacity, sequences);
+}
 
 Matrix LlamaModel::forward(const std::vector<int>& tokens, KvCache& cache, std::size_t logits_rows) const {
   if (tokens.empty()) return Matrix(0, c_.vocab);
@@ -60,16 +70,28 @@ Matrix LlamaModel::forward(const std::vector<int>& tokens, KvCache& cache, std::
 
 std::vector<double> LlamaModel::forward_nll(const std::vector<int>& tokens, KvCache& cache, std::size_t logits_rows,
                                             const std::vector<int>& targets) const {
-  if (tokens.empty() || targets.size() > std::min(logits_rows, tokens.size()))
+  const std::size_t seqs = cache.sequences, n = tokens.size() / seqs;
+  if (tokens.empty() || targets.size() % seqs != 0 || targets.size() / seqs > std::min(logits_rows, n))
     throw InputError("forward_nll: more targets than scored positions");
   for (int token : targets)
     if (token < 0 || token >= c_.vocab)
       throw InputError(fmt::format("token id {} is outside the vocabulary (0..{})", token, c_.vocab - 1));
-  return ops_->row_nll(logits(tokens, cache, logits_rows), targets);
+  const Acts out = logits(tokens, cache, logits_rows);
+  if (seqs == 1) return ops_->row_nll(out, targets);
+  // Each sequence's logits rows that have a target (negative: not scored), then its scored values in order.
+  const std::size_t per = targets.size() / seqs, rows = out.rows / seqs;
+  std::vector<int> padded(out.rows, -1);
+  for (std::size_t s = 0; s < seqs; ++s) std::copy_n(targets.begin() + s * per, per, padded.begin() + s * rows);
+  const std::vector<double> all = ops_->row_nll(out, padded);
+  std::vector<double> nll(targets.size());
+  for (std::size_t s = 0; s < seqs; ++s) std::copy_n(all.begin() + s * rows, per, nll.begin() + s * per);
+  return nll;
 }
 
 Acts LlamaModel::logits(const std::vector<int>& tokens, KvCache& cache, std::size_t logits_rows) const {
-  const std::size_t n = tokens.size(), pos0 = cache.len, total = pos0 + n;
+  const std::size_t seqs = cache.sequences, n = tokens.size() / seqs, pos0 = cache.len, total = pos0 + n;
+  if (tokens.size() % seqs != 0)
+    throw InputError(fmt::format("{} tokens do not split into the cache's {} sequences", tokens.size(), seqs));
   if (cache.capacity() < total)
     throw InputError(fmt::format("sequence of {} tokens does not fit the KV cache ({} positions)", total, cache.capacity()));
   for (int token : tokens)
@@ -77,14 +99,15 @@ Acts LlamaModel::logits(const std::vector<int>& tokens, KvCache& cache, std::siz
       throw InputError(fmt::format("token id {} is outside the vocabulary (0..{})", token, c_.vocab - 1));
   ForwardOps& ops = *ops_;
   const int d = c_.dim, hd = c_.head_dim, nh = c_.n_heads, nkv = c_.n_kv_heads;
-  const Acts x = ops.alloc(n, d);
+  const std::size_t all = seqs * n;  // rows: every sequence's n positions, one sequence after the other
+  const Acts x = ops.alloc(all, d);
   ops.embed(tokens, embed_, c_.embed_scale, x);
-  const Acts h = ops.alloc(n, d), q = ops.alloc(n, nh * hd), k = ops.alloc(n, nkv * hd), v = ops.alloc(n, nkv * hd),
-             att = ops.alloc(n, nh * hd), tmp = ops.alloc(n, d), g = ops.alloc(n, c_.hidden), u = ops.alloc(n, c_.hidden);
+  const Acts h = ops.alloc(all, d), q = ops.alloc(all, nh * hd), k = ops.alloc(all, nkv * hd), v = ops.alloc(all, nkv * hd),
+             att = ops.alloc(all, nh * hd), tmp = ops.alloc(all, d), g = ops.alloc(all, c_.hidden), u = ops.alloc(all, c_.hidden);
   const AttentionExtras extras{kv_.get(), probe_};
   for (int l = 0; l < c_.n_layers; ++l) {
     const Layer& L = layers_[l];
-    ops.rms_norm(x.data, n, d, ops.param(L.attn_norm), c_.norm_eps, h.data);
+    ops.rms_norm(x.data, all, d, ops.param(L.attn_norm), c_.norm_eps, h.data);
     ops.linear(*L.q, h, q);
     ops.linear(*L.k, h, k);
     ops.linear(*L.v, h, v);
@@ -94,15 +117,15 @@ Acts LlamaModel::logits(const std::vector<int>& tokens, KvCache& cache, std::siz
       ops.add_row(v, ops.param(L.v_bias));
     }
     if (c_.qk_norm) {  // Qwen3: RMSNorm over each head's vector
-      ops.rms_norm(q.data, n * nh, hd, ops.param(L.q_norm), c_.norm_eps, q.data);
-      ops.rms_norm(k.data, n * nkv, hd, ops.param(L.k_norm), c_.norm_eps, k.data);
+      ops.rms_norm(q.data, all * nh, hd, ops.param(L.q_norm), c_.norm_eps, q.data);
+      ops.rms_norm(k.data, all * nkv, hd, ops.param(L.k_norm), c_.norm_eps, k.data);
     }
-    ops.rope(q, nh, c_, inv_freq_, pos0);
-    ops.rope(k, nkv, c_, inv_freq_, pos0);
+    ops.rope(q, nh, c_, inv_freq_, pos0, n);
+    ops.rope(k, nkv, c_, inv_freq_, pos0, n);
     ops.attention(c_, l, q, k, v, cache, pos0, att, extras);
     ops.linear(*L.o, att, tmp);
     ops.add(x, tmp);
-    ops.rms_norm(x.data, n, d, ops.param(L.ffn_norm), c_.norm_eps, h.data);
+    ops.rms_norm(x.data, all, d, ops.param(L.ffn_norm), c_.norm_eps, h.data);
     ops.linear(*L.gate, h, g);
     ops.linear(*L.up, h, u);
     ops.glu(c_.ffn_activation, g, u);  // SwiGLU: silu(g) ⊙ u; Gemma's GeGLU: gelu_tanh(g) ⊙ u
@@ -112,9 +135,10 @@ Acts LlamaModel::logits(const std::vector<int>& tokens, KvCache& cache, std::siz
   cache.len = total;
   if (probe_ && pos0 == 0 && kv_) probe_->done = true;
   const std::size_t rows = logits_rows == 0 ? n : std::min(logits_rows, n), first = n - rows;
-  const Acts last{h.data, rows, static_cast<std::size_t>(d), h.owner};
-  ops.rms_norm(x.data + first * d, rows, d, ops.param(out_norm_), c_.norm_eps, h.data);
-  const Acts out = ops.alloc(rows, c_.vocab);
+  const Acts last{h.data, seqs * rows, static_cast<std::size_t>(d), h.owner};
+  for (std::size_t s = 0; s < seqs; ++s)  // each sequence's last rows, gathered for one head GEMM
+    ops.rms_norm(x.data + (s * n + first) * d, rows, d, ops.param(out_norm_), c_.norm_eps, h.data + s * rows * d);
+  const Acts out = ops.alloc(seqs * rows, c_.vocab);
   ops.linear(*head_, last, out);
   return out;
 }

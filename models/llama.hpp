@@ -28,14 +28,19 @@ class LlamaModel {
   ~LlamaModel();
 
   const ModelConfig& config() const { return c_; }
-  KvCache new_cache(std::size_t capacity) const;
+  const char* device() const { return ops_->device(); }  // the backend's: "cpu", "cuda"
+  // A cache for `sequences` independent sequences of `capacity` positions each, forwarded together.
+  KvCache new_cache(std::size_t capacity, std::size_t sequences = 1) const;
   // Logits (n × vocab) of tokens at positions cache.len … cache.len + n − 1; appends them to the cache.
   // Throws InputError for token ids outside the vocabulary or a full cache.
   // logits_rows: how many of the last positions get logits (0 = all n). Prefill that only needs the next
   // token's logits (generation, llama-bench's pp) skips the output head for the others.
+  // A cache of several sequences takes their tokens one sequence after the other (sequences × n) and gives
+  // sequences × logits_rows rows, sequence after sequence: one GEMM per projection for the whole batch.
   Matrix forward(const std::vector<int>& tokens, KvCache& cache, std::size_t logits_rows = 0) const;
   // As forward, then the negative log-likelihood of targets[i] under the logits of position n − logits_rows + i,
   // computed where the logits are (a GPU keeps its logits; ForwardOps::row_nll). targets.size() ≤ logits_rows.
+  // Several sequences: targets holds each sequence's (the same count for each), sequence after sequence.
   std::vector<double> forward_nll(const std::vector<int>& tokens, KvCache& cache, std::size_t logits_rows,
                                   const std::vector<int>& targets) const;
   // Bytes of weights held by the linear layers and by everything else.

@@ -131,3 +131,44 @@ TEST_CASE("tqbench perplexity --device: a bad value names the flag and the valid
   CHECK(r.output.find("--device") != std::string::npos);
   CHECK(r.output.find("cuda-fp32") != std::string::npos);
 }
+
+TEST_CASE("the GPU attention over several key tiles, a window across tiles, a forward in two pieces and chunks together") {
+  if (const std::string why = cuda_forward_unavailable(); !why.empty()) {
+    MESSAGE("SKIPPED: the GPU forward needs a GPU: " << why);
+    return;
+  }
+  // The Mistral fixture with a window of 40 over 300 positions: key tiles of 64 that the window starts inside,
+  // query tiles cut at 170 (pos0 > 0, partial tiles). Logits against the CPU's on the whole sequence at once.
+  Checkpoint ck = load_checkpoint((fs::path(test::kSourceDir) / "tests/fixtures/hf/mistral").string());
+  ck.config.sliding_window = 40;
+  const std::vector<int> tokens = seeded_tokens(300, ck.config.vocab, 5);
+  const std::vector<int> head(tokens.begin(), tokens.begin() + 170), tail(tokens.begin() + 170, tokens.end());
+  const LlamaModel cpu(ck);
+  KvCache cc = cpu.new_cache(300);
+  const Matrix ref = cpu.forward(tokens, cc);
+  for (const char* device : {"cuda", "cuda-fp32"}) {
+    CAPTURE(device);
+    const auto gpu = make_model(ck, device);
+    KvCache gc = gpu->new_cache(300);
+    const Matrix a = gpu->forward(head, gc), b = gpu->forward(tail, gc);
+    Matrix both(300, ref.cols());
+    both << a, b;
+    const double rel = (both - ref).norm() / ref.norm();
+    MESSAGE(fmt::format("{}: logits in two pieces against the CPU's at once, relative difference {:.2e}", device, rel));
+    CHECK(rel <= (std::string(device) == "cuda" ? 2e-2 : 1e-5));
+  }
+  // Chunks forwarded together on the GPU: the same perplexity as one at a time (up to cuBLAS's choice of GEMM
+  // for another row count).
+  const std::vector<int> text = seeded_tokens(7 * 48, ck.config.vocab, 9);
+  const auto gpu = make_model(ck, "cuda");
+  PerplexityConfig cfg;
+  cfg.ctx = 48;
+  cfg.chunks = 7;
+  cfg.batch = 1;
+  const PerplexityResult one = evaluate_perplexity(*gpu, text, cfg);
+  cfg.batch = 0;  // automatic: all 7 in one forward
+  const PerplexityResult together = evaluate_perplexity(*gpu, text, cfg);
+  CHECK(together.batch == 7);
+  MESSAGE(fmt::format("cuda: 7 chunks together {:.8g}, one at a time {:.8g}", together.ppl, one.ppl));
+  CHECK(std::fabs(together.ppl - one.ppl) <= 1e-4 * one.ppl);
+}

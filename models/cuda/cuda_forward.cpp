@@ -17,6 +17,7 @@
 #include "kernels/cuda/gpu.hpp"
 #include "kernels/cuda/lut_mma_layout.hpp"
 #include "models/cuda/cuda_forward.hpp"
+#include "models/cuda/flash_attention.hpp"
 #include "models/cuda/forward_kernels.hpp"
 
 namespace tqb {
@@ -109,7 +110,8 @@ class CudaLutMmaLinear final : public Linear {
 };
 
 struct DeviceKv {
-  std::vector<gpu::DeviceBuffer> k, v;  // per layer: capacity × (kv_heads · head_dim) fp32
+  bool bf16 = false;                    // bf16 for the tensor-core attention, fp32 for the exact one
+  std::vector<gpu::DeviceBuffer> k, v;  // per layer: sequences × capacity rows of kv_heads · head_dim
 };
 
 // TQB_PROFILE_OPS=1: every op synchronized and timed by kind; the totals go to stderr when the backend is
@@ -151,6 +153,7 @@ class OpProfile {
 
 class CudaForwardOps final : public ForwardOps {
  public:
+  explicit CudaForwardOps(bool fp32) : fp32_(fp32) {}
   const char* device() const override { return "cuda"; }
   Acts alloc(std::size_t rows, std::size_t cols) override {
     auto buffer = std::make_shared<gpu::DeviceBuffer>(std::max<std::size_t>(1, rows * cols) * 4);
@@ -165,22 +168,31 @@ class CudaForwardOps final : public ForwardOps {
     }
     return it->second.as<const float>();
   }
-  KvCache new_cache(const ModelConfig& c, std::size_t capacity) override {
+  KvCache new_cache(const ModelConfig& c, std::size_t capacity, std::size_t sequences) override {
     auto kv = std::make_shared<DeviceKv>();
+    kv->bf16 = !fp32_ && flash_attention_supports(c.head_dim);
+    const std::size_t bytes = sequences * capacity * c.n_kv_heads * c.head_dim * (kv->bf16 ? 2 : 4);
     for (int l = 0; l < c.n_layers; ++l) {
-      kv->k.emplace_back(capacity * c.n_kv_heads * c.head_dim * 4);
-      kv->v.emplace_back(capacity * c.n_kv_heads * c.head_dim * 4);
+      kv->k.emplace_back(bytes);
+      kv->v.emplace_back(bytes);
     }
     KvCache cache;
+    cache.sequences = sequences;
     cache.device = kv;
     cache.device_capacity = capacity;
     return cache;
   }
   void embed(const std::vector<int>& tokens, const Matrix& table, float scale, const Acts& x) override {
     const OpProfile::Scope timed(profile_, "embed");
+    const float* fp32_table = fp32_ ? param(table) : nullptr;
+    const std::uint16_t* bf16_table = fp32_ ? nullptr : bf16_table_of(table);
+    if (tokens.empty()) return;
     gpu::DeviceBuffer ids(tokens.size() * 4);
     ids.upload(tokens.data(), tokens.size() * 4);
-    launch_embed(ids.as<int>(), tokens.size(), param(table), x.cols, scale, x.data);
+    if (fp32_)
+      launch_embed(ids.as<int>(), tokens.size(), fp32_table, x.cols, scale, x.data);
+    else
+      launch_embed_bf16(ids.as<int>(), tokens.size(), bf16_table, x.cols, scale, x.data);
     launched("embed");
   }
   void rms_norm(const float* x, std::size_t vectors, std::size_t d, const float* w, float eps, float* y) override {
@@ -202,10 +214,11 @@ class CudaForwardOps final : public ForwardOps {
     launch_add(x.data, y.data, x.rows * x.cols);
     launched("add");
   }
-  void rope(const Acts& x, int heads, const ModelConfig& c, const std::vector<float>& inv_freq, std::size_t pos0) override {
+  void rope(const Acts& x, int heads, const ModelConfig& c, const std::vector<float>& inv_freq, std::size_t pos0,
+            std::size_t seq_rows) override {
     const OpProfile::Scope timed(profile_, "rope");
     const int half = c.head_dim / 2;
-    const std::size_t n = x.rows;
+    const std::size_t n = seq_rows;
     // The angles' cosines and sines, the CPU's values, once per (positions, frequencies): q and k of every
     // layer share them.
     if (rope_.pos0 != pos0 || rope_.n != n || rope_.freq != inv_freq.data() || rope_.half != half) {
@@ -225,7 +238,7 @@ class CudaForwardOps final : public ForwardOps {
       rope_.freq = inv_freq.data();
       rope_.half = half;
     }
-    launch_rope(x.data, n, heads, c.head_dim, c.rope_interleaved, rope_.cs.as<float>(), rope_.sn.as<float>());
+    launch_rope(x.data, x.rows, n, heads, c.head_dim, c.rope_interleaved, rope_.cs.as<float>(), rope_.sn.as<float>());
     launched("rope");
   }
   void attention(const ModelConfig& c, int l, const Acts& q, const Acts& k, const Acts& v, KvCache& cache, std::size_t pos0,
@@ -234,13 +247,28 @@ class CudaForwardOps final : public ForwardOps {
     if (extras.kv) throw InputError("the GPU backend has no quantized KV cache yet (run the KV-cache experiments with --device cpu)");
     auto* kv = static_cast<DeviceKv*>(cache.device.get());
     if (!kv) throw RunError("a KV cache made by another backend was given to the GPU backend");
-    const std::size_t n = q.rows, row = static_cast<std::size_t>(c.n_kv_heads) * c.head_dim;
-    check(cudaMemcpy(kv->k[l].as<float>() + pos0 * row, k.data, n * row * 4, cudaMemcpyDeviceToDevice), "KV write");
-    check(cudaMemcpy(kv->v[l].as<float>() + pos0 * row, v.data, n * row * 4, cudaMemcpyDeviceToDevice), "KV write");
-    if (!launch_attention(q.data, kv->k[l].as<float>(), kv->v[l].as<float>(), out.data, n, pos0, c.n_heads, c.n_kv_heads, c.head_dim,
-                          c.sliding_window, 1.0f / std::sqrt(static_cast<float>(c.head_dim))))
-      throw InputError(fmt::format("the GPU backend's attention keeps a row of scores in shared memory: {} positions do not fit "
-                                   "(at most about 50,000)", pos0 + n));
+    const std::size_t seqs = cache.sequences, n = q.rows / seqs, cap = cache.device_capacity;
+    const std::size_t row = static_cast<std::size_t>(c.n_kv_heads) * c.head_dim;
+    const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+    if (kv->bf16) {
+      launch_kv_write_bf16(k.data, seqs, n, row, kv->k[l].as<std::uint16_t>(), cap, pos0);
+      launch_kv_write_bf16(v.data, seqs, n, row, kv->v[l].as<std::uint16_t>(), cap, pos0);
+      launched("KV write");
+      if (!launch_flash_attention(q.data, kv->k[l].as<std::uint16_t>(), kv->v[l].as<std::uint16_t>(), out.data, n, seqs, pos0, cap,
+                                  c.n_heads, c.n_kv_heads, c.head_dim, c.sliding_window, scale))
+        throw RunError(fmt::format("the tensor-core attention could not be launched for head_dim {}", c.head_dim));
+      launched("flash attention");
+      return;
+    }
+    // Each sequence's new rows after its first pos0 (one strided copy for the batch).
+    check(cudaMemcpy2D(kv->k[l].as<float>() + pos0 * row, cap * row * 4, k.data, n * row * 4, n * row * 4, seqs, cudaMemcpyDeviceToDevice),
+          "KV write");
+    check(cudaMemcpy2D(kv->v[l].as<float>() + pos0 * row, cap * row * 4, v.data, n * row * 4, n * row * 4, seqs, cudaMemcpyDeviceToDevice),
+          "KV write");
+    if (!launch_attention(q.data, kv->k[l].as<float>(), kv->v[l].as<float>(), out.data, n, seqs, pos0, cap, c.n_heads, c.n_kv_heads,
+                          c.head_dim, c.sliding_window, scale))
+      throw InputError(fmt::format("the GPU backend's exact attention keeps a row of scores in shared memory: {} positions do not fit "
+                                   "(at most about 50,000; --device cuda with a head_dim of 16 to 256 has no such limit)", pos0 + n));
     launched("attention");
   }
   void glu(ModelConfig::Activation act, const Acts& g, const Acts& u) override {
@@ -267,7 +295,21 @@ class CudaForwardOps final : public ForwardOps {
   }
 
  private:
-  std::map<const float*, gpu::DeviceBuffer> params_;
+  // The embedding table in bf16, as the projections' weights (exact for a bf16 checkpoint), uploaded once.
+  const std::uint16_t* bf16_table_of(const Matrix& table) {
+    auto it = bf16_tables_.find(table.data());
+    if (it == bf16_tables_.end()) {
+      std::vector<std::uint16_t> b(static_cast<std::size_t>(table.size()));
+      for (std::size_t i = 0; i < b.size(); ++i) b[i] = bf16_bits(table.data()[i]);
+      gpu::DeviceBuffer d(std::max<std::size_t>(1, b.size()) * 2);
+      d.upload(b.data(), b.size() * 2);
+      it = bf16_tables_.emplace(table.data(), std::move(d)).first;
+    }
+    return it->second.as<std::uint16_t>();
+  }
+
+  bool fp32_;  // fp32 weights, embedding table, KV cache and attention: the agreement mode (cuda-fp32)
+  std::map<const float*, gpu::DeviceBuffer> params_, bf16_tables_;
   struct RopeTables {
     std::size_t pos0 = ~std::size_t{0}, n = 0;
     const float* freq = nullptr;
@@ -281,9 +323,9 @@ class CudaForwardOps final : public ForwardOps {
 
 std::string cuda_forward_unavailable() { return gpu::unavailable_reason(); }
 
-std::unique_ptr<ForwardOps> make_cuda_forward_ops() {
+std::unique_ptr<ForwardOps> make_cuda_forward_ops(bool fp32) {
   if (const std::string why = gpu::unavailable_reason(); !why.empty()) throw InputError("--device cuda needs a CUDA GPU: " + why);
-  return std::make_unique<CudaForwardOps>();
+  return std::make_unique<CudaForwardOps>(fp32);
 }
 
 std::unique_ptr<Linear> make_cuda_dense_linear(const Matrix& w, bool fp32) { return std::make_unique<CudaDenseLinear>(w, fp32); }

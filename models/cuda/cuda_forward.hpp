@@ -1,10 +1,9 @@
 #pragma once
 // The GPU backend of the forward (models/forward_ops.hpp): activations, parameters and the KV cache in device
-// memory (fp32), projections by cuBLAS on bf16 weights or by the lut_mma kernels on packed codes, RMSNorm, RoPE,
+// memory (activations in fp32), projections by cuBLAS on bf16 weights or by the lut_mma kernels on packed codes, RMSNorm, RoPE,
 // causal GQA attention (sliding window), GLU and residual adds as CUDA kernels. Plain C++ here (no CUDA
 // headers): built from cuda_forward.cu with nvcc, else from no_cuda_forward.cpp, whose entry points say why.
-// First version: correct and resident, not yet tuned (one sequence per forward; attention one block per
-// query and head; no quantized KV cache, which stays the CPU's).
+// Attention on tensor cores (flash_attention.cu); no quantized KV cache yet, which stays the CPU's.
 #include <memory>
 #include <string>
 
@@ -15,7 +14,10 @@ namespace tqb {
 
 // Empty when the GPU backend can run here, else why not.
 std::string cuda_forward_unavailable();
-std::unique_ptr<ForwardOps> make_cuda_forward_ops();
+// fp32: the embedding table, KV cache and attention in fp32 (one block per query and head), the agreement mode
+// of --device cuda-fp32; otherwise a bf16 table and cache and bf16 tensor-core attention products with an fp32
+// softmax where the head_dim allows (flash_attention.hpp; elsewhere the fp32 attention).
+std::unique_ptr<ForwardOps> make_cuda_forward_ops(bool fp32 = false);
 // W: out × in fp32 on the host, kept as bf16 on the GPU; forward takes device pointers (fp32 in and out, x rounded
 // to bf16), cuBLAS bf16 GEMM with fp32 accumulation. fp32: W kept in fp32 and an fp32 GEMM (no TF32), the
 // agreement mode for checkpoints stored in fp32.

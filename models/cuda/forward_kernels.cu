@@ -19,9 +19,26 @@ __global__ void to_bf16(const float* x, __nv_bfloat16* y, std::size_t n) {
   if (i < n) y[i] = __float2bfloat16_rn(x[i]);
 }
 
-__global__ void embed_rows(const int* tokens, const float* table, std::size_t d, float scale, float* x) {
+template <typename T>
+__device__ float as_float(T v);
+template <>
+__device__ float as_float(float v) { return v; }
+template <>
+__device__ float as_float(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+template <typename T>
+__global__ void embed_rows(const int* tokens, const T* table, std::size_t d, float scale, float* x) {
   const std::size_t t = blockIdx.x;
-  for (std::size_t k = threadIdx.x; k < d; k += blockDim.x) x[t * d + k] = table[tokens[t] * d + k] * scale;
+  for (std::size_t k = threadIdx.x; k < d; k += blockDim.x) x[t * d + k] = as_float(table[tokens[t] * d + k]) * scale;
+}
+
+// Row t of sequence s (x: seqs × n rows of `row` floats) to position pos0 + t of that sequence's cache rows (bf16).
+__global__ void kv_write_bf16(const float* x, std::size_t seqs, std::size_t n, std::size_t row, __nv_bfloat16* cache,
+                              std::size_t capacity, std::size_t pos0) {
+  const std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x;
+  if (i >= seqs * n * row) return;
+  const std::size_t s = i / (n * row), t = i / row % n, c = i % row;
+  cache[(s * capacity + pos0 + t) * row + c] = __float2bfloat16_rn(x[i]);
 }
 
 // One block per vector: y = x / sqrt(mean(x²) + eps) · w (sums in fp32, the CPU's in double).
@@ -54,28 +71,35 @@ __global__ void add_into(float* x, const float* y, std::size_t n) {
   if (i < n) x[i] += y[i];
 }
 
-// cs, sn: n × half, the CPU's values (cos and sin of the angle in double, then float).
-__global__ void rope_rows(float* x, std::size_t n, int heads, int hd, bool interleaved, const float* cs, const float* sn) {
+// cs, sn: seq_rows × half, the CPU's values (cos and sin of the angle in double, then float); row t of x is at
+// the position of table row t mod seq_rows.
+__global__ void rope_rows(float* x, std::size_t n, std::size_t seq_rows, int heads, int hd, bool interleaved, const float* cs,
+                          const float* sn) {
   const int half = hd / 2;
   const std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x;
   if (i >= n * heads * half) return;
-  const std::size_t t = i / (heads * half);
+  const std::size_t row = i / (heads * half), t = row % seq_rows;
   const int h = static_cast<int>(i / half % heads), p = static_cast<int>(i % half);
-  float* v = x + (t * heads + h) * hd;
+  float* v = x + (row * heads + h) * hd;
   const int a0 = interleaved ? 2 * p : p, a1 = interleaved ? 2 * p + 1 : p + half;
   const float c = cs[t * half + p], s = sn[t * half + p], x0 = v[a0], x1 = v[a1];
   v[a0] = x0 * c - x1 * s;
   v[a1] = x0 * s + x1 * c;
 }
 
-// One block per (query t, head): scores over the visible keys in shared memory, softmax, then S·V.
-__global__ void attention_rows(const float* q, const float* K, const float* V, float* out, std::size_t pos0, int nh, int nkv,
-                               int hd, int window, float scale) {
+// One block per (query t, head, sequence): scores over the visible keys in shared memory, softmax, then S·V, in
+// fp32 (the exact mode; flash_attention.cu is the tensor-core one).
+__global__ void attention_rows(const float* q, const float* K, const float* V, float* out, std::size_t n, std::size_t pos0,
+                               std::size_t capacity, int nh, int nkv, int hd, int window, float scale) {
   extern __shared__ float shared[];
   const int hh = blockIdx.y, group = nh / nkv, kvh = hh / group;
   const std::size_t t = blockIdx.x, visible = pos0 + t + 1;
   const std::size_t first = window > 0 && visible > static_cast<std::size_t>(window) ? visible - window : 0;
   const std::size_t ldq = static_cast<std::size_t>(nh) * hd, ldkv = static_cast<std::size_t>(nkv) * hd;
+  q += blockIdx.z * n * ldq;
+  out += blockIdx.z * n * ldq;
+  K += blockIdx.z * capacity * ldkv;
+  V += blockIdx.z * capacity * ldkv;
   float* qs = shared;        // hd
   float* s = shared + hd;    // visible - first
   __shared__ float red[32];
@@ -164,7 +188,8 @@ __global__ void nll_rows(const float* logits, std::size_t vocab, const int* targ
     double total = 0;
     for (unsigned w = 0; w < blockDim.x / 32; ++w) total += dred[w];
     const double lse = m + log(total);
-    nll[blockIdx.x] = -static_cast<double>(static_cast<float>(z[targets[blockIdx.x]] - lse));
+    const int target = targets[blockIdx.x];
+    nll[blockIdx.x] = target < 0 ? 0.0 : -static_cast<double>(static_cast<float>(z[target] - lse));
   }
 }
 
@@ -176,6 +201,13 @@ void launch_to_bf16(const float* x, std::uint16_t* y, std::size_t n) {
 void launch_embed(const int* tokens, std::size_t n, const float* table, std::size_t d, float scale, float* x) {
   embed_rows<<<static_cast<unsigned>(n), 256>>>(tokens, table, d, scale, x);
 }
+void launch_embed_bf16(const int* tokens, std::size_t n, const std::uint16_t* table, std::size_t d, float scale, float* x) {
+  embed_rows<<<static_cast<unsigned>(n), 256>>>(tokens, reinterpret_cast<const __nv_bfloat16*>(table), d, scale, x);
+}
+void launch_kv_write_bf16(const float* x, std::size_t seqs, std::size_t n, std::size_t row, std::uint16_t* cache, std::size_t capacity,
+                          std::size_t pos0) {
+  kv_write_bf16<<<blocks_for(seqs * n * row), 256>>>(x, seqs, n, row, reinterpret_cast<__nv_bfloat16*>(cache), capacity, pos0);
+}
 void launch_rms_norm(const float* x, std::size_t vectors, std::size_t d, const float* w, float eps, float* y) {
   rms_norm_rows<<<static_cast<unsigned>(vectors), 256>>>(x, d, w, eps, y);
 }
@@ -183,11 +215,11 @@ void launch_add_rows(float* x, const float* b, std::size_t rows, std::size_t col
   add_rows<<<blocks_for(rows * cols), 256>>>(x, b, rows, cols);
 }
 void launch_add(float* x, const float* y, std::size_t n) { add_into<<<blocks_for(n), 256>>>(x, y, n); }
-void launch_rope(float* x, std::size_t n, int heads, int hd, bool interleaved, const float* cs, const float* sn) {
-  rope_rows<<<blocks_for(n * heads * (hd / 2)), 256>>>(x, n, heads, hd, interleaved, cs, sn);
+void launch_rope(float* x, std::size_t n, std::size_t seq_rows, int heads, int hd, bool interleaved, const float* cs, const float* sn) {
+  rope_rows<<<blocks_for(n * heads * (hd / 2)), 256>>>(x, n, seq_rows, heads, hd, interleaved, cs, sn);
 }
-bool launch_attention(const float* q, const float* K, const float* V, float* out, std::size_t n, std::size_t pos0, int nh, int nkv,
-                      int hd, int window, float scale) {
+bool launch_attention(const float* q, const float* K, const float* V, float* out, std::size_t n, std::size_t sequences, std::size_t pos0,
+                      std::size_t capacity, int nh, int nkv, int hd, int window, float scale) {
   const std::size_t total = pos0 + n, keys = window > 0 && total > static_cast<std::size_t>(window) ? window : total;
   const std::size_t shared = (static_cast<std::size_t>(hd) + keys) * 4;
   constexpr std::size_t kMaxShared = 200 * 1024;
@@ -195,7 +227,8 @@ bool launch_attention(const float* q, const float* K, const float* V, float* out
   static const bool configured = cudaFuncSetAttribute(attention_rows, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                       static_cast<int>(kMaxShared)) == cudaSuccess;
   (void)configured;
-  attention_rows<<<dim3(static_cast<unsigned>(n), static_cast<unsigned>(nh)), 128, shared>>>(q, K, V, out, pos0, nh, nkv, hd, window, scale);
+  attention_rows<<<dim3(static_cast<unsigned>(n), static_cast<unsigned>(nh), static_cast<unsigned>(sequences)), 128, shared>>>(
+      q, K, V, out, n, pos0, capacity, nh, nkv, hd, window, scale);
   return true;
 }
 void launch_nll(const float* logits, std::size_t rows, std::size_t vocab, const int* targets, double* nll) {

@@ -6,7 +6,7 @@ namespace tqb {
 
 std::string cuda_forward_unavailable() { return "this tqbench was built without CUDA (no nvcc at configure time)"; }
 
-std::unique_ptr<ForwardOps> make_cuda_forward_ops() { throw InputError("--device cuda: " + cuda_forward_unavailable()); }
+std::unique_ptr<ForwardOps> make_cuda_forward_ops(bool) { throw InputError("--device cuda: " + cuda_forward_unavailable()); }
 
 std::unique_ptr<Linear> make_cuda_dense_linear(const Matrix&, bool) { throw InputError("--device cuda: " + cuda_forward_unavailable()); }
 
