@@ -94,7 +94,9 @@ Matrix SafetensorsFile::tensor(const SafetensorInfo& t) const {
     std::memcpy(m.data(), src, n * 4);
   } else {
     const bool half = t.dtype == "F16";
-    for (std::size_t i = 0; i < n; ++i) {
+    // In parallel: an 8B model's 16 GB of bf16 take a minute on one core.
+#pragma omp parallel for schedule(static)
+    for (std::ptrdiff_t i = 0; i < static_cast<std::ptrdiff_t>(n); ++i) {
       std::uint16_t h;
       std::memcpy(&h, src + 2 * i, 2);
       m.data()[i] = half ? fp16_value(h) : bf16_value(h);

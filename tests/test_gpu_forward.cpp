@@ -74,9 +74,13 @@ TEST_CASE("the GPU forward equals the CPU reference: every fixture architecture,
     MESSAGE(fmt::format("{}: perplexity cpu {:.6g}, cuda {:.6g} (rel diff {:.2e}), cuda-fp32 {:.6g} ({:.2e})",
                         fs::path(path).filename().string(), cpu, gpu, std::fabs(gpu - cpu) / cpu, gpu32, std::fabs(gpu32 - cpu) / cpu));
     CHECK(std::fabs(gpu32 - cpu) <= 1e-5 * cpu);
-    // bf16: within 2e-3 where the weights are stored in bf16 (books-14m) or random; stories260K's fp32 weights
-    // rounded to bf16 move its perplexity by 0.6% on this text (the model is 260K parameters): 1e-2 there.
-    CHECK(std::fabs(gpu - cpu) <= (path.find("stories260K") != std::string::npos ? 1e-2 : 2e-3) * cpu);
+    // bf16: within 2e-3 where the weights are stored in bf16 (books-14m) or random, with two exceptions held to
+    // 1e-2: stories260K, whose fp32 weights rounded to bf16 move its perplexity by 0.5% on this text (the model
+    // is 260K parameters), and llama-tied, whose random tied head makes a degenerate model (perplexity 1.8e20,
+    // 46.7 nats per token) where the bf16 rounding of q and k in the tensor-core attention moves the mean NLL by
+    // 7e-3 nats (1.75e-3 with the fp32 attention, which cuda-fp32 keeps).
+    const bool loose = path.find("stories260K") != std::string::npos || fs::path(path).filename() == "llama-tied";
+    CHECK(std::fabs(gpu - cpu) <= (loose ? 1e-2 : 2e-3) * cpu);
   }
   // Quantized layers on books-14m (widths 512 and 1536): dequantized to bf16, and the packed lut_mma codes.
   const fs::path books = shared / "models/books-14m";

@@ -49,6 +49,14 @@ std::uint16_t* bf16_scratch(std::size_t n) {
   return buffer.as<std::uint16_t>();
 }
 
+// bf16 bits of n floats, in parallel (an 8B model's weights are 8 G values).
+std::vector<std::uint16_t> to_bf16_host(const float* x, std::size_t n) {
+  std::vector<std::uint16_t> b(n);
+#pragma omp parallel for schedule(static)
+  for (std::ptrdiff_t i = 0; i < static_cast<std::ptrdiff_t>(n); ++i) b[i] = bf16_bits(x[i]);
+  return b;
+}
+
 class CudaDenseLinear final : public Linear {
  public:
   CudaDenseLinear(const Matrix& w, bool fp32)
@@ -58,10 +66,8 @@ class CudaDenseLinear final : public Linear {
       w_.upload(w.data(), out_ * in_ * 4);
       return;
     }
-    std::vector<std::uint16_t> b(out_ * in_);
-    for (std::size_t i = 0; i < b.size(); ++i) b[i] = bf16_bits(w.data()[i]);
-    w_ = gpu::DeviceBuffer(b.size() * 2);
-    w_.upload(b.data(), b.size() * 2);
+    w_ = gpu::DeviceBuffer(out_ * in_ * 2);
+    w_.upload(to_bf16_host(w.data(), out_ * in_).data(), out_ * in_ * 2);
   }
   std::size_t in() const override { return in_; }
   std::size_t out() const override { return out_; }
@@ -299,8 +305,7 @@ class CudaForwardOps final : public ForwardOps {
   const std::uint16_t* bf16_table_of(const Matrix& table) {
     auto it = bf16_tables_.find(table.data());
     if (it == bf16_tables_.end()) {
-      std::vector<std::uint16_t> b(static_cast<std::size_t>(table.size()));
-      for (std::size_t i = 0; i < b.size(); ++i) b[i] = bf16_bits(table.data()[i]);
+      const std::vector<std::uint16_t> b = to_bf16_host(table.data(), static_cast<std::size_t>(table.size()));
       gpu::DeviceBuffer d(std::max<std::size_t>(1, b.size()) * 2);
       d.upload(b.data(), b.size() * 2);
       it = bf16_tables_.emplace(table.data(), std::move(d)).first;

@@ -17,21 +17,23 @@
 namespace tqb::cuda_forward {
 namespace {
 
-constexpr int kRows = 64;     // queries per block: 4 warps × 16 rows
-constexpr int kKeys = 64;     // keys per step
-constexpr int kThreads = 128;
+constexpr int kWarps = 8;
+constexpr int kRows = 16 * kWarps;  // queries per block: 16 rows per warp
+constexpr int kKeys = 64;           // keys per step
+constexpr int kThreads = 32 * kWarps;
 
 template <int HD>
 struct Layout {
   static constexpr int ldh = HD + 8;      // bf16 rows of Q, K, V (a 16-byte shift per row: fewer bank conflicts)
-  static constexpr int lds = kKeys + 4;   // fp32 scores
+  static constexpr int lds = kKeys + 4;   // fp32 scores (also the output's staging, 64 columns at a time)
   static constexpr int ldp = kKeys + 8;   // bf16 probabilities
-  static constexpr int ldo = HD + 4;      // fp32 output accumulator
-  static constexpr std::size_t q = 0, k = q + kRows * ldh * 2, v = k + kKeys * ldh * 2, s = v + kKeys * ldh * 2,
-                               p = s + 4 * 16 * lds * 4, o = p + 4 * 16 * ldp * 2, bytes = o + 4 * 16 * ldo * 4;
+  static constexpr std::size_t q_bytes = std::size_t{kRows} * ldh * 2, s_bytes = std::size_t{kWarps} * 16 * lds * 4;
+  // Q is only read into registers before the first step, so the scores reuse its bytes.
+  static constexpr std::size_t k = 0, v = k + kKeys * ldh * 2, p = v + kKeys * ldh * 2, qs = p + kWarps * 16 * ldp * 2,
+                               bytes = qs + (q_bytes > s_bytes ? q_bytes : s_bytes);
 };
 
-// rows × HD fp32 or bf16 (row stride ld) → bf16 in shared memory (row stride ldh); rows at or past `valid` are zeros.
+// rows × HD fp32 (row stride ld) → bf16 in shared memory (row stride ldh); rows at or past `valid` are zeros.
 template <int HD>
 __device__ void load_rows(const float* src, std::size_t ld, std::size_t valid, int rows, __nv_bfloat16* dst) {
   constexpr int per_row = HD / 4;
@@ -56,20 +58,21 @@ __device__ void load_rows(const __nv_bfloat16* src, std::size_t ld, std::size_t 
 }
 
 template <int HD, typename Kv>
-__global__ void __launch_bounds__(kThreads) flash_attention(const float* q, const Kv* K, const Kv* V, float* out, std::size_t n,
+__global__ void __launch_bounds__(kThreads, 2) flash_attention(const float* q, const Kv* K, const Kv* V, float* out, std::size_t n,
                                                             std::size_t pos0, std::size_t capacity, int nh, int nkv, int window,
                                                             float scale) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   using namespace nvcuda;
   using L = Layout<HD>;
+  using Acc = wmma::fragment<wmma::accumulator, 16, 16, 16, float>;
   extern __shared__ __align__(128) unsigned char shared[];
-  auto* Qs = reinterpret_cast<__nv_bfloat16*>(shared + L::q);
+  __shared__ float row_scale[kWarps][16];  // per row: the step's rescaling of the output, then 1 / the sum
   auto* Ks = reinterpret_cast<__nv_bfloat16*>(shared + L::k);
   auto* Vs = reinterpret_cast<__nv_bfloat16*>(shared + L::v);
+  auto* Qs = reinterpret_cast<__nv_bfloat16*>(shared + L::qs);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  float* S = reinterpret_cast<float*>(shared + L::s) + warp * 16 * L::lds;
+  float* S = reinterpret_cast<float*>(shared + L::qs) + warp * 16 * L::lds;
   auto* P = reinterpret_cast<__nv_bfloat16*>(shared + L::p) + warp * 16 * L::ldp;
-  float* O = reinterpret_cast<float*>(shared + L::o) + warp * 16 * L::ldo;
 
   const int hh = blockIdx.y, kvh = hh / (nh / nkv);
   const std::size_t seq = blockIdx.z, t0 = static_cast<std::size_t>(blockIdx.x) * kRows;
@@ -77,24 +80,32 @@ __global__ void __launch_bounds__(kThreads) flash_attention(const float* q, cons
   const Kv* Kb = K + seq * capacity * ldkv + kvh * HD;
   const Kv* Vb = V + seq * capacity * ldkv + kvh * HD;
   load_rows<HD>(q + (seq * n + t0) * ldq + hh * HD, ldq, n - t0, kRows, Qs);
-  for (int i = lane; i < 16 * L::ldo; i += 32) O[i] = 0.0f;
+  // Which row of its 16 × 16 tile each accumulator element a thread holds is the fragment's private layout: read
+  // it once by loading a tile whose every element is its row number (the output stays in registers, rescaled
+  // row by row).
+  float* rows_tile = reinterpret_cast<float*>(P);
+  for (int i = lane; i < 256; i += 32) rows_tile[i] = static_cast<float>(i / 16);
   __syncthreads();
+  Acc row_of;
+  wmma::load_matrix_sync(row_of, rows_tile, 16, wmma::mem_row_major);
   wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> qf[HD / 16];
   for (int k = 0; k < HD / 16; ++k) wmma::load_matrix_sync(qf[k], Qs + warp * 16 * L::ldh + k * 16, L::ldh);
+  Acc o[HD / 16];
+  for (auto& f : o) wmma::fill_fragment(f, 0.0f);
 
-  // This lane's row (two lanes per row, each half of a step's keys) and its running max m and sum l.
+  // This lane's row (two lanes per row, each every other key of a step) and its running max m and sum l.
   const int r = lane / 2, half = lane % 2;
   const std::size_t qpos = pos0 + t0 + warp * 16 + r;
   float m = -INFINITY, l = 0.0f;
   const std::size_t last = pos0 + (n < t0 + kRows ? n : t0 + kRows);  // keys < last are visible to some row here
   const std::size_t first_visible = window > 0 && pos0 + t0 + 1 > static_cast<std::size_t>(window) ? pos0 + t0 + 1 - window : 0;
   for (std::size_t j0 = first_visible / kKeys * kKeys; j0 < last; j0 += kKeys) {
-    __syncthreads();  // every warp is done with the previous K and V
+    __syncthreads();  // every warp is done with the previous K and V (and, the first time, with Q)
     load_rows<HD>(Kb + j0 * ldkv, ldkv, total - j0, kKeys, Ks);
     load_rows<HD>(Vb + j0 * ldkv, ldkv, total - j0, kKeys, Vs);
     __syncthreads();
     for (int c = 0; c < kKeys / 16; ++c) {  // S = Q Kᵀ (16 rows × 64 keys)
-      wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+      Acc acc;
       wmma::fill_fragment(acc, 0.0f);
       for (int k = 0; k < HD / 16; ++k) {
         wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> kf;
@@ -104,53 +115,56 @@ __global__ void __launch_bounds__(kThreads) flash_attention(const float* q, cons
       wmma::store_matrix_sync(S + c * 16, acc, L::lds, wmma::mem_row_major);
     }
     __syncwarp();
-    // Online softmax over this lane's 32 keys: mask (causal, window), max, exponentials, sum.
-    float* srow = S + r * L::lds + half * 32;
+    // Online softmax over this lane's 32 keys (every other one): mask (causal, window), max, exponentials, sum.
+    float* srow = S + r * L::lds + half;
     float mx = -INFINITY;
     for (int c = 0; c < 32; ++c) {
-      const std::size_t j = j0 + half * 32 + c;
+      const std::size_t j = j0 + 2 * c + half;
       const bool visible = j <= qpos && (window <= 0 || j + window > qpos);
-      const float s = visible ? srow[c] * scale : -INFINITY;
-      srow[c] = s;
-      mx = fmaxf(mx, s);
+      const float v = visible ? srow[2 * c] * scale : -INFINITY;
+      srow[2 * c] = v;
+      mx = fmaxf(mx, v);
     }
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
     const float m_new = fmaxf(m, mx), base = m_new == -INFINITY ? 0.0f : m_new;  // base: no (−∞) − (−∞)
     const float alpha = __expf(m - base);
     float sum = 0.0f;
-    __nv_bfloat16* prow = P + r * L::ldp + half * 32;
+    __nv_bfloat16* prow = P + r * L::ldp + half;
     for (int c = 0; c < 32; ++c) {
-      const float p = __expf(srow[c] - base);
+      const float p = __expf(srow[2 * c] - base);
       sum += p;
-      prow[c] = __float2bfloat16_rn(p);
+      prow[2 * c] = __float2bfloat16_rn(p);
     }
     sum += __shfl_xor_sync(0xffffffffu, sum, 1);
     l = l * alpha + sum;
     m = m_new;
-    float* orow = O + r * L::ldo + half * (HD / 2);
-    for (int c = 0; c < HD / 2; ++c) orow[c] *= alpha;
+    if (half == 0) row_scale[warp][r] = alpha;
     __syncwarp();
-    // O += P V
+    // O ← diag(alpha) O + P V
+    for (auto& f : o)
+      for (int i = 0; i < f.num_elements; ++i) f.x[i] *= row_scale[warp][static_cast<int>(row_of.x[i])];
     wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> pf[kKeys / 16];
     for (int k = 0; k < kKeys / 16; ++k) wmma::load_matrix_sync(pf[k], P + k * 16, L::ldp);
-    for (int c = 0; c < HD / 16; ++c) {
-      wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
-      wmma::load_matrix_sync(acc, O + c * 16, L::ldo, wmma::mem_row_major);
+    for (int c = 0; c < HD / 16; ++c)
       for (int k = 0; k < kKeys / 16; ++k) {
         wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::row_major> vf;
         wmma::load_matrix_sync(vf, Vs + k * 16 * L::ldh + c * 16, L::ldh);
-        wmma::mma_sync(acc, pf[k], vf, acc);
+        wmma::mma_sync(o[c], pf[k], vf, o[c]);
       }
-      wmma::store_matrix_sync(O + c * 16, acc, L::ldo, wmma::mem_row_major);
-    }
     __syncwarp();
   }
+  // out = O / l, through this warp's score tile 64 columns at a time.
+  if (half == 0) row_scale[warp][r] = 1.0f / l;
   const std::size_t t = t0 + warp * 16 + r;
-  if (t < n) {
-    const float inv = 1.0f / l;
-    const float* orow = O + r * L::ldo + half * (HD / 2);
-    float* o = out + (seq * n + t) * ldq + hh * HD + half * (HD / 2);
-    for (int c = 0; c < HD / 2; ++c) o[c] = orow[c] * inv;
+  constexpr int kChunk = HD < 64 ? HD : 64;
+  for (int c0 = 0; c0 < HD; c0 += kChunk) {
+    __syncwarp();
+    for (int c = 0; c < kChunk / 16; ++c) wmma::store_matrix_sync(S + c * 16, o[c0 / 16 + c], L::lds, wmma::mem_row_major);
+    __syncwarp();
+    if (t < n) {
+      float* dst = out + (seq * n + t) * ldq + hh * HD + c0;
+      for (int c = half; c < kChunk; c += 2) dst[c] = S[r * L::lds + c] * row_scale[warp][r];
+    }
   }
 #endif
 }
