@@ -3,7 +3,8 @@
 # docs/GPU.md's tables): the GPU tests, books-14m on the GPU, then a seeded random-weight folder of Llama-3-8B's
 # shapes made there, run by tqbench (bf16; TurboQuant 4-bit g128 dequantized to bf16) and by plain PyTorch and
 # transformers on the same tokens. Needs carry/ from `scripts/device_carry.sh --models`.
-#   bench/gpu_forward.sh [quick]     quick: books-14m and the tests only
+#   bench/gpu_forward.sh [quick|full]   quick: the tests and books-14m only; full: also TurboQuant 4-bit on the 8B
+#                                       (its CPU quantization takes ~4 minutes of the call)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export LD_LIBRARY_PATH=$PWD/carry/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-} TQB_SHARED_DIR=$PWD/carry/shared
@@ -12,7 +13,7 @@ step() { echo "=== $(date +%T) $*"; }
 step "GPU"; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 step "tests"; carry/bin/tqb_tests -tc="*GPU*,*chunks*" 2>&1 | grep -E "MESSAGE|rel diff|relative|ERROR|test cases|assertions|SKIPPED" | head -60
 step "books-14m"
-for dev in cpu cuda; do carry/bin/tqbench perplexity --model $B --corpus $T --device $dev --ctx 512 --chunks 40 2>&1 | grep -E "perplexity:|GPU memory|loaded"; done
+for dev in cuda; do carry/bin/tqbench perplexity --model $B --corpus $T --device $dev --ctx 512 --chunks 40 2>&1 | grep -E "perplexity:|GPU memory|loaded"; done
 [[ "${1:-}" == quick ]] && exit 0
 step "make the 8B folder"; [[ -d $L8 ]] || python3 bench/make_random_llama.py --shape llama3-8b --out $L8 --tokenizer-from $B 2>&1 | tail -2
 for ctx in 512 2048; do
@@ -21,7 +22,7 @@ for ctx in 512 2048; do
   /usr/bin/time -f "host peak RSS %M KB, %e s" carry/bin/tqbench perplexity --model $L8 --corpus $T --device cuda --ctx $ctx --chunks $chunks 2>&1 |
     grep -E "perplexity:|GPU memory|loaded|RSS|rror"
 done
-step "tqbench 8B ctx 2048, TurboQuant 4-bit g128 dequantized to bf16"
+[[ "${1:-}" == full ]] && step "tqbench 8B ctx 2048, TurboQuant 4-bit g128 dequantized to bf16" &&
 carry/bin/tqbench perplexity --model $L8 --corpus $T --device cuda --ctx 2048 --chunks 16 --quantizer "turboquant(bits=4,group=128)" 2>&1 |
   grep -E "perplexity:|GPU memory|loaded|rror"
 step "tqbench 8B ctx 2048 profile"

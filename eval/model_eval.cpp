@@ -12,6 +12,7 @@
 #include "common/rng.hpp"
 #include "models/kv_quant.hpp"
 #include "eval/finite_weights.hpp"
+#include "kernels/cuda/gpu.hpp"
 #include "kernels/cuda/lut_mma_layout.hpp"
 #include "kernels/registry.hpp"
 #include "models/cuda/cuda_forward.hpp"
@@ -57,6 +58,26 @@ std::unique_ptr<Linear> quantized_linear_on(const std::string& device, const std
   Matrix w_hat(static_cast<Eigen::Index>(qm.rows), static_cast<Eigen::Index>(qm.cols));
   q.dequantize(qm, w_hat.data());
   return make_cuda_dense_linear(w_hat, device == "cuda-fp32");
+}
+
+void check_fits_gpu(const Checkpoint& ck, const std::string& device, std::size_t tokens, std::size_t scored) {
+  if (!device_is_cuda(device)) return;
+  const ModelConfig& c = ck.config;
+  const double w = device == "cuda-fp32" ? 4 : 2;  // bytes per weight and per cached key or value
+  double weights = 0;
+  for (const auto& [name, m] : ck.tensors) weights += static_cast<double>(m.size());
+  const double q = static_cast<double>(c.n_heads) * c.head_dim, kv = static_cast<double>(c.n_kv_heads) * c.head_dim;
+  const double t = static_cast<double>(tokens);
+  const double cache = 2.0 * c.n_layers * t * kv * w;
+  const double activations = 4.0 * t * (3.0 * c.dim + 2.0 * q + 2.0 * kv + 2.0 * c.hidden) + 2.0 * t * std::max<double>(c.hidden, c.dim);
+  const double logits = 4.0 * static_cast<double>(scored) * c.vocab;
+  const double needed = w * weights + cache + activations + logits;
+  const double free = static_cast<double>(gpu::free_bytes());
+  if (needed > free)
+    throw InputError(fmt::format("model '{}' does not fit the GPU's memory for device {}: about {:.2f} GB needed (weights {:.2f} GB, "
+                                 "KV cache {:.2f} GB, activations and logits {:.2f} GB for {} positions per forward), {:.2f} GB "
+                                 "free; fewer chunks per forward (--batch) or a smaller ctx lower the last two",
+                                 ck.path, device, needed / 1e9, w * weights / 1e9, cache / 1e9, (activations + logits) / 1e9, tokens, free / 1e9));
 }
 
 std::unique_ptr<ForwardOps> forward_ops_on(const std::string& device) {
@@ -127,6 +148,7 @@ struct ModelSession::Loaded {
   PerplexityConfig cfg;
   BaselineLogProbs base;
   PerplexityResult base_result;
+  double load_s = 0;
 };
 
 // The quantized layers of one (model, quantizer, seed, selection).
@@ -157,12 +179,16 @@ constexpr int kDecodeRepetitions = 9;
 ModelMeasurements ModelSession::measure(const ModelPointSpec& dp, const Quantizer& quantizer, std::uint64_t seed,
                                         const std::string& what, const Progress& progress) {
   // The baseline depends on the model, the corpus and how it is scored; not on kernels or the KV cache.
-  const std::string key = fmt::format("{} | {} | {} | {} | {}", dp.model, dp.corpus, dp.method, dp.ctx, dp.chunks);
+  // On a GPU the baseline is the GPU's bf16 (or fp32) model: quantized points are compared with what the same
+  // device computes unquantized.
+  const std::string key = fmt::format("{} | {} | {} | {} | {} | {}", dp.model, dp.corpus, dp.method, dp.ctx, dp.chunks, dp.device);
+  bool loaded_now = false;
   if (!loaded_ || loaded_->key != key) {
     loaded_.reset();
     auto l = std::make_unique<Loaded>();
     l->key = key;
     progress("loading " + dp.model);
+    const auto t_load = std::chrono::steady_clock::now();
     l->ck = load_checkpoint(dp.model);
     if (!l->ck.tokenizer)
       throw InputError(fmt::format("model '{}' has no tokenizer tqbench can read (GGUF files carry one)", dp.model));
@@ -174,14 +200,20 @@ ModelMeasurements ModelSession::measure(const ModelPointSpec& dp, const Quantize
     l->cfg.bos = l->ck.tokenizer->bos();
     if (l->cfg.ctx > l->ck.config.context)
       throw InputError(fmt::format("ctx {} exceeds the model's context length {}", l->cfg.ctx, l->ck.config.context));
-    LlamaModel baseline(l->ck);
-    l->base_result = evaluate_perplexity(baseline, l->tokens, l->cfg, &l->base, nullptr,
+    l->load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load).count();
+    const std::size_t chunks = l->cfg.chunks > 0 ? static_cast<std::size_t>(l->cfg.chunks) : l->tokens.size() / dp.ctx;
+    const std::size_t batch = perplexity_batch(l->cfg, dp.device != "cpu", std::max<std::size_t>(1, chunks));
+    check_fits_gpu(l->ck, dp.device, batch * dp.ctx, batch * dp.ctx);
+    const auto baseline = make_model(l->ck, dp.device);
+    l->base_result = evaluate_perplexity(*baseline, l->tokens, l->cfg, &l->base, nullptr,
                                          [&](std::size_t c, std::size_t n, double ppl) {
                                            progress(fmt::format("baseline chunk {}/{}, ppl {:.4f}", c, n, ppl));
                                          });
     loaded_ = std::move(l);
+    loaded_now = true;
   }
   Loaded& l = *loaded_;
+  gpu::reset_peak_bytes();
   // A point quantizes once per (model, quantizer, seed, selection): kernels, caches and contexts reuse the layers.
   const std::string weights_key = fmt::format("{} | {} | {} | {} | {}", dp.model, quantizer.name(), seed, dp.include, dp.exclude);
   auto found = std::find_if(weights_.begin(), weights_.end(), [&](const auto& w) { return w->key == weights_key; });
@@ -202,7 +234,8 @@ ModelMeasurements ModelSession::measure(const ModelPointSpec& dp, const Quantize
   const bool fresh = weights.layers.by_name.empty();
   ModelMeasurements out;
   const auto t0 = std::chrono::steady_clock::now();
-  auto model = quantize_model(l.ck, quantizer, seed, dp.include, dp.exclude, &out.layers, dp.kernel, &weights.layers);
+  out.load_s = loaded_now ? l.load_s : 0.0;
+  auto model = quantize_model(l.ck, quantizer, seed, dp.include, dp.exclude, &out.layers, dp.kernel, &weights.layers, dp.device);
   out.quantize_s = fresh ? std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() : 0.0;
   if (out.layers.layers == 0) throw InputError(fmt::format("include pattern '{}' matches no linear layer", dp.include));
   // The KV cache, quantized as it is written; its rotations come from the point's seed, so repeats draw new ones.
@@ -239,6 +272,7 @@ ModelMeasurements ModelSession::measure(const ModelPointSpec& dp, const Quantize
     out.decode_s.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - p0).count());
   }
   std::sort(out.decode_s.begin(), out.decode_s.end());
+  out.gpu_peak_bytes = static_cast<double>(gpu::peak_bytes());
   out.weight_bytes_in_memory = static_cast<double>(model->linear_weight_bytes() + model->other_weight_bytes());
   const double hd_total = static_cast<double>(l.ck.config.head_dim) * l.ck.config.n_kv_heads * l.ck.config.n_layers;
   out.kv_key_bits = kvq ? kvq->key_bits() : 32.0;

@@ -56,12 +56,17 @@ std::unique_ptr<LlamaModel> make_model(const Checkpoint& ck, const std::string& 
 std::unique_ptr<Linear> dense_linear_on(const std::string& device, const Matrix& w);
 std::unique_ptr<Linear> quantized_linear_on(const std::string& device, const std::string& kernel, const Quantizer& q,
                                             const QuantizedMatrix& qm);
+// The device memory a forward of `tokens` positions at once (scoring `scored` of them) needs on `device`: the
+// weights as the GPU keeps them (bf16, or fp32 for cuda-fp32; quantized layers counted as bf16, an upper bound
+// for the packed kernels), the embedding table, KV cache, activations and logits. Throws InputError naming the
+// model, the bytes needed and the bytes free when they do not fit, before anything is uploaded. No-op on the CPU.
+void check_fits_gpu(const Checkpoint& ck, const std::string& device, std::size_t tokens, std::size_t scored);
 // The backend of a device: nullptr for the CPU's (LlamaModel's default).
 std::unique_ptr<ForwardOps> forward_ops_on(const std::string& device);
 
 // How one model point is evaluated: the model source's parameters (harness/data_source.cpp documents them).
 struct ModelPointSpec {
-  std::string model, corpus, method, include, exclude, kernel;
+  std::string model, corpus, method, include, exclude, kernel, device = "cpu";
   int ctx = 512, chunks = 20;
   KvQuantSpec kv;
 };
@@ -71,6 +76,8 @@ struct ModelMeasurements {
   PerplexityResult result, baseline;
   QuantizedModelStats layers;
   double quantize_s = 0;          // quantizing the layers (0 when they came from the previous point)
+  double load_s = 0;              // reading the checkpoint and the corpus (0 when the previous point had them)
+  double gpu_peak_bytes = 0;      // tqbench's own device memory at its peak during the point (0 on the CPU)
   std::size_t ctx = 0;
   double prefill_s = 0;
   std::vector<double> decode_s;   // sorted ascending

@@ -20,6 +20,14 @@ std::vector<int> llamacpp_token_stream(const std::vector<int>& text, const Perpl
   return s;
 }
 
+std::size_t perplexity_batch(const PerplexityConfig& cfg, bool gpu, std::size_t chunks) {
+  const std::size_t ctx = static_cast<std::size_t>(std::max(1, cfg.ctx));
+  const std::size_t batch = cfg.batch > 0 ? static_cast<std::size_t>(cfg.batch)
+                            : gpu         ? std::max<std::size_t>(1, PerplexityConfig::kAutoBatchTokens / ctx)
+                                          : 1;
+  return std::max<std::size_t>(1, std::min(batch, chunks));
+}
+
 PerplexityResult evaluate_perplexity(const LlamaModel& model, const std::vector<int>& text_tokens, const PerplexityConfig& cfg,
                                      BaselineLogProbs* save, const BaselineLogProbs* base,
                                      const std::function<void(std::size_t, std::size_t, double)>& progress) {
@@ -51,12 +59,8 @@ PerplexityResult evaluate_perplexity(const LlamaModel& model, const std::vector<
   std::vector<double> kld;
   std::size_t agree = 0, row = 0;
   const auto t0 = std::chrono::steady_clock::now();
-  const bool gpu = std::string(model.device()) != "cpu";
-  std::size_t batch = cfg.batch > 0 ? static_cast<std::size_t>(cfg.batch)
-                                    : gpu ? std::max<std::size_t>(1, PerplexityConfig::kAutoBatchTokens / ctx) : 1;
-  if (model.kv_quantizer()) batch = 1;  // a quantized cache holds one sequence
-  batch = std::min(batch, chunks);
-  r.batch = batch;
+  const std::size_t batch = model.kv_quantizer() ? 1 : perplexity_batch(cfg, std::string(model.device()) != "cpu", chunks);
+  r.batch = batch;  // a quantized cache holds one sequence
   const std::size_t rows = ctx - 1 - first;  // scored positions per chunk: first .. ctx − 2 predict the next token
   for (std::size_t c0 = 0; c0 < chunks; c0 += batch) {
     const std::size_t seqs = std::min(batch, chunks - c0);

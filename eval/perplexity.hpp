@@ -58,6 +58,9 @@ struct PerplexityResult {
   double kld_mean = 0, kld_median = 0, kld_p99 = 0, top1_agreement = 0;
 };
 
+// Chunks per forward for a run of `chunks` chunks (cfg.batch, or the automatic choice on a GPU or the CPU).
+std::size_t perplexity_batch(const PerplexityConfig& cfg, bool gpu, std::size_t chunks);
+
 // progress(chunk, chunks, running ppl) after each chunk. With `save`, the log-probabilities of the
 // scored tokens are stored there (the baseline run); with `base`, KLD against them is computed.
 // Throws InputError when the text is shorter than one chunk.

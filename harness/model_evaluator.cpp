@@ -8,6 +8,7 @@
 #include "common/error.hpp"
 #include "harness/metrics.hpp"
 #include "harness/model_source.hpp"
+#include "kernels/cuda/gpu.hpp"
 
 namespace tqb {
 
@@ -17,17 +18,20 @@ std::vector<Column> ModelEvaluator::columns() const {
       {"kv_cache", ColumnType::text, "point",
        "JSON: KV-cache quantizers, exact bits per coordinate and the outlier channels chosen per layer and head", ""},
       {"kernel", ColumnType::text, "point", "kernels the quantized layers ran (kernels/registry.hpp names with SIMD level)", ""},
+      {"device", ColumnType::text, "point", "where the forward ran: cpu, or cuda / cuda-fp32 with the GPU's description", ""},
   };
 }
 
 PointOutcome ModelEvaluator::evaluate(const SweepPoint& p, const PointProgress& progress) {
   PointOutcome r;
   try {
-    const ModelMeasurements m = session_.measure(model_point_spec(p.data->params), *p.quantizer, p.seed, p.data->name, progress);
+    const ModelPointSpec spec = model_point_spec(p.data->params);
+    const ModelMeasurements m = session_.measure(spec, *p.quantizer, p.seed, p.data->name, progress);
     r.metrics = compute_metrics(spec_, [&](const Metric& metric) { return metric.measure(m); });
     r.text["layer_stats"] = m.layers.layer_json;
     r.text["kv_cache"] = m.kv_cache_json;
     r.text["kernel"] = fmt::format("{}", fmt::join(m.layers.kernels, ","));
+    r.text["device"] = spec.device == "cpu" ? spec.device : fmt::format("{} ({})", spec.device, gpu::device_description());
   } catch (const InputError&) {
     throw;  // a bad model file or corpus: the whole run is bad input
   } catch (const std::exception& e) {

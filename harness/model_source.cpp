@@ -1,5 +1,7 @@
 #include "harness/model_source.hpp"
 
+#include <fmt/format.h>
+
 #include "common/error.hpp"
 #include "eval/layer_quantization.hpp"
 #include "kernels/registry.hpp"
@@ -13,6 +15,11 @@ using K = ParamSpec::Kind;
 
 // The quantizer names and regular expressions, checked where the spec location is known (sweep expansion).
 ShapeProblem check_model_params(const Params& p) {
+  if (get_str(p, "device") != "cpu")
+    for (const char* key : {"kv_key", "kv_value"})
+      if (get_str(p, key) != "none")
+        return {key, fmt::format("a quantized KV cache runs on the CPU only for now (device {} has none); give device: cpu",
+                                 get_str(p, "device"))};
   for (const char* key : {"kv_key", "kv_value", "kv_outlier_key", "kv_outlier_value"})
     if (const std::string name = get_str(p, key); name != "none" && name != "key") {
       try {
@@ -81,6 +88,11 @@ DataSource model_source() {
             .description = "quantizer of the values' outlier channels; none = fp32; key = as kv_outlier_key", .evaluation_only = true},
            {.name = "kv_layers", .kind = K::text, .default_value = std::string(".*"),
             .description = "regex over blk.N: the layers whose cache is quantized", .evaluation_only = true},
+           {.name = "device", .kind = K::choice, .default_value = std::string("cpu"),
+            .description = "where the forward runs: cpu (fp32, the reference); cuda (the whole block on the GPU: bf16 weights, "
+                           "fp32 activations, tensor-core attention; quantized layers dequantized to bf16, or packed with kernel "
+                           "cuda_lut_mma); cuda-fp32 (fp32 weights and attention: agreement)",
+            .choices = {"cpu", "cuda", "cuda-fp32"}, .evaluation_only = true, .named_when_set = true},
            {.name = "kv_scores", .kind = K::choice, .default_value = std::string("dequantized"),
             .description = "attention scores from the dequantized cache (the reference) or from the key codes "
                            "(estimator: turboquant_prod's and qjl's unbiased inner products, through fused_lut)",
@@ -110,6 +122,7 @@ ModelPointSpec model_point_spec(const Params& dp) {
   s.include = get_str(dp, "include");
   s.exclude = get_str(dp, "exclude");
   s.kernel = get_str(dp, "kernel");
+  s.device = get_str(dp, "device");
   s.kv.key = get_str(dp, "kv_key");
   s.kv.value = get_str(dp, "kv_value");
   s.kv.key_axis = get_str(dp, "kv_key_axis");

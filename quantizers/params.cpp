@@ -173,6 +173,7 @@ std::string ParamSchema::format(const Params& p) const {
   for (const auto& s : specs_) {
     auto it = p.find(s.name);
     if (it == p.end()) continue;
+    if (s.named_when_set && it->second == s.default_value) continue;
     if (!out.empty()) out += ',';
     out += s.name + "=" + s.format(it->second);
   }

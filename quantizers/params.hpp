@@ -32,6 +32,9 @@ struct ParamSpec {
   // A parameter of how something is evaluated, not of what is quantized (a model's corpus, context,
   // kernel): it does not enter the seeds, so sweeping it compares the same quantized weights.
   bool evaluation_only = false;
+  // Left out of canonical names while it has its default value: a parameter added after result files were
+  // written (a model's device) keeps their points' names and keys, so they resume and compare unchanged.
+  bool named_when_set = false;
 
   // Parse a scalar given as text (from a one-line name or YAML); nullopt when it is not of this kind.
   std::optional<ParamValue> parse(const std::string& text) const;

@@ -129,3 +129,27 @@ TEST_CASE("model points that differ only in kernel share one quantization of the
     CHECK(std::get<double>(t.rows[i + 2][ppl]) == doctest::Approx(std::get<double>(t.rows[i][ppl])).epsilon(1e-4));
   }
 }
+
+TEST_CASE("a model spec's device: named in the point only when not the default; a quantized KV cache on cuda is a located error") {
+  test::TempDir dir;
+  const std::string spec = dir.file("device.yaml");
+  test::write_text(spec, "experiment: device\ndata: {source: model, model: stories260k, device: [cpu, cuda]}\n"
+                         "quantizers: ['rtn(bits=4,group=64)']\nmetrics: [perplexity]\n");
+  const auto r = run_tqbench("run '" + spec + "' --dry-run");
+  REQUIRE_MESSAGE(r.exit_code == 0, r.output);
+  // The cpu point keeps the name it had before the parameter existed (result files resume and compare unchanged).
+  CHECK(r.output.find("model(model=stories260k,corpus=wikitext-2-test,method=llamacpp,ctx=512,chunks=20,include=") != std::string::npos);
+  CHECK(r.output.find("device=cuda") != std::string::npos);
+  CHECK(r.output.find("device=cpu") == std::string::npos);
+  test::write_text(spec, "experiment: device\ndata: {source: model, model: stories260k, device: cuda, kv_key: 'rtn(bits=4,group=row)'}\n"
+                         "quantizers: ['rtn(bits=4,group=64)']\nmetrics: [perplexity]\n");
+  const auto bad = run_tqbench("run '" + spec + "' --dry-run");
+  CHECK(bad.exit_code == 2);
+  CHECK(bad.output.find("kv_key") != std::string::npos);
+  CHECK(bad.output.find("give device: cpu") != std::string::npos);
+  test::write_text(spec, "experiment: device\ndata: {source: model, model: stories260k, device: tpu}\n"
+                         "quantizers: ['rtn(bits=4,group=64)']\nmetrics: [perplexity]\n");
+  const auto tpu = run_tqbench("run '" + spec + "' --dry-run");
+  CHECK(tpu.exit_code == 2);
+  CHECK(tpu.output.find("cuda-fp32") != std::string::npos);
+}

@@ -49,6 +49,19 @@ TEST_CASE("--device cuda without a usable GPU is refused, saying why") {
   CHECK_THROWS_WITH_AS(make_model(ck, "tpu"), doctest::Contains("expected cpu, cuda or cuda-fp32"), InputError);
 }
 
+TEST_CASE("a model that does not fit the GPU is refused before loading, naming the bytes needed and free") {
+  const Checkpoint ck = load_checkpoint((fs::path(test::kSourceDir) / "tests/fixtures/hf/llama").string());
+  check_fits_gpu(ck, "cpu", std::size_t{1} << 40, std::size_t{1} << 40);  // the CPU: no check
+  if (const std::string why = cuda_forward_unavailable(); !why.empty()) {
+    MESSAGE("SKIPPED: the GPU memory check needs a GPU: " << why);
+    return;
+  }
+  check_fits_gpu(ck, "cuda", 4096, 4096);
+  // 2^32 positions per forward: terabytes of activations.
+  CHECK_THROWS_WITH_AS(check_fits_gpu(ck, "cuda", std::size_t{1} << 32, 1024), doctest::Contains("GB free"), InputError);
+  CHECK_THROWS_WITH_AS(check_fits_gpu(ck, "cuda", std::size_t{1} << 32, 1024), doctest::Contains("does not fit the GPU"), InputError);
+}
+
 TEST_CASE("the GPU forward equals the CPU reference: every fixture architecture, stories260K and books-14m") {
   if (const std::string why = cuda_forward_unavailable(); !why.empty()) {
     MESSAGE("SKIPPED: the GPU forward needs a GPU: " << why);

@@ -87,6 +87,10 @@ void DeviceBuffer::fill_zero() {
 std::size_t allocated_bytes() { return g_live.load(); }
 std::size_t peak_bytes() { return g_peak.load(); }
 void reset_peak_bytes() { g_peak.store(g_live.load()); }
+std::size_t free_bytes() {
+  std::size_t free = 0, total = 0;
+  return cudaMemGetInfo(&free, &total) == cudaSuccess ? free : 0;
+}
 
 std::vector<double> time_calls(const std::function<void(void* stream)>& fn, int repetitions, bool flush_l2) {
   cudaStream_t stream;

@@ -45,6 +45,8 @@ class DeviceBuffer {
 std::size_t allocated_bytes();  // live DeviceBuffer bytes
 std::size_t peak_bytes();       // high-water mark since the last reset_peak_bytes()
 void reset_peak_bytes();
+// Device memory free now (cudaMemGetInfo), 0 without a GPU.
+std::size_t free_bytes();
 
 // y = Ŵx for a matrix in the lut_mma layout (lut_mma_layout.hpp), on the current device.
 // n ≤ 16: one launch of the small-batch kernel (rotation in its prologue, split-K, deterministic

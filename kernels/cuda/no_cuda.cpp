@@ -26,6 +26,7 @@ void DeviceBuffer::fill_zero() { fail(); }
 std::size_t allocated_bytes() { return 0; }
 std::size_t peak_bytes() { return 0; }
 void reset_peak_bytes() {}
+std::size_t free_bytes() { return 0; }
 
 struct LutMmaMatrix::Impl {};
 LutMmaMatrix::LutMmaMatrix(const LutMmaLayout&) { fail(); }
