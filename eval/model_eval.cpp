@@ -106,10 +106,11 @@ std::unique_ptr<LlamaModel> quantize_model(const Checkpoint& ck, const Quantizer
   auto model = std::make_unique<LlamaModel>(ck, [&](const std::string& name, const Matrix& w) -> std::unique_ptr<Linear> {
     if (!selection.selected(name)) return dense_linear_on(device, w);
     auto it = cache.by_name.find(name);
+    Matrix w_hat;  // the dequantized weights, when this call quantizes the layer
     if (it == cache.by_name.end()) {
       QuantizedLayers::Layer l{quantize_layer(quantizer, name, w, seed)};
       // Weight error from the layer's own dequantized copy.
-      Matrix w_hat(w.rows(), w.cols());
+      w_hat.resize(w.rows(), w.cols());
       l.q.quantizer->dequantize(l.q.matrix, w_hat.data());
       require_finite_weights(w, w_hat, l.q.quantizer->name() + ": layer " + name);
       const double err = (w - w_hat).cast<double>().squaredNorm();
@@ -120,7 +121,10 @@ std::unique_ptr<LlamaModel> quantize_model(const Checkpoint& ck, const Quantizer
     const QuantizedLayers::Layer& l = it->second;
     const auto& q = l.q.quantizer;
     const QuantizedMatrix& qm = l.q.matrix;
-    auto layer = quantized_linear_on(device, kernel, *q, qm);
+    // On a GPU the dequantized copy just made is what goes up as bf16 (dequantizing an 8B model's layers again
+    // would cost as much as quantizing them); otherwise the kernel's own path.
+    const bool reuse = w_hat.size() > 0 && device_is_cuda(device) && (kernel == "dequantized_dense" || kernel == "auto");
+    auto layer = reuse ? dense_linear_on(device, w_hat) : quantized_linear_on(device, kernel, *q, qm);
     s.quantized_bytes += static_cast<double>(qm.storage_bytes());
     s.quantized_weights += static_cast<double>(w.size());
     s.nmse_sum += l.nmse;

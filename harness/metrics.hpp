@@ -60,11 +60,13 @@ struct Metric {
   std::string name;
   std::string description;
   Direction direction;
-  std::function<double(EvalContext&)> compute;  // matrix metrics; empty for model metrics
-  DataKind kind = DataKind::matrix;  // the kind of data (and evaluator) it measures
-  bool timing = false;    // a latency: only when a spec lists it (never in the default set, which is repeatable)
+  std::function<double(EvalContext&)> compute;  // matrix data: from the point's matrices; empty if it does not apply
+  // Matrix data: only when a spec lists it (a latency: not repeatable, never in the default set).
+  bool timing = false;
   bool queries = false;   // uses the spec's random queries (rows x queries products in doubles)
-  std::function<double(const ModelMeasurements&)> measure;  // model metrics: from what eval/model_eval measured
+  std::function<double(const ModelMeasurements&)> measure;  // model data: from what eval/model_eval measured; empty if not
+  // Whether it measures this kind of data (the function for it is there); a metric may measure both.
+  bool applies_to(DataKind k) const { return k == DataKind::matrix ? static_cast<bool>(compute) : static_cast<bool>(measure); }
 };
 
 const std::vector<Metric>& metrics();

@@ -341,16 +341,16 @@ class SpecParser {
         fail(root["data"], "data", "a 'model' source cannot be mixed with matrix sources in one experiment");
     if (spec.metrics.empty())
       for (const auto& m : metrics())
-        if (m.kind == kind && !m.timing) spec.metrics.push_back(m.name);
+        if (m.applies_to(kind) && !(m.timing && kind == DataKind::matrix)) spec.metrics.push_back(m.name);
     for (std::size_t i = 0; i < metric_nodes.size(); ++i) {
       const Metric* m = find_metric(spec.metrics[i]);
-      if (m->kind != kind) {
+      if (!m->applies_to(kind)) {
         std::vector<std::string> valid;
         for (const auto& x : metrics())
-          if (x.kind == kind) valid.push_back(x.name);
+          if (x.applies_to(kind)) valid.push_back(x.name);
         fail(metric_nodes[i], fmt::format("metrics[{}]", i),
-             fmt::format("'{}' is a {} metric, but this experiment's data is {}; valid: {}", m->name, to_string(m->kind),
-                         kind == DataKind::model ? "a model" : "matrices", join(valid)));
+             fmt::format("'{}' is a {} metric, but this experiment's data is {}; valid: {}", m->name,
+                         kind == DataKind::model ? "matrix" : "model", kind == DataKind::model ? "a model" : "matrices", join(valid)));
       }
     }
     return spec;
