@@ -3,17 +3,37 @@
 # docs/GPU.md's tables): the GPU tests, books-14m on the GPU, then a seeded random-weight folder of Llama-3-8B's
 # shapes made there, run by tqbench (bf16; TurboQuant 4-bit g128 dequantized to bf16) and by plain PyTorch and
 # transformers on the same tokens. Needs carry/ from `scripts/device_carry.sh --models`.
-#   bench/gpu_forward.sh [quick|full]   quick: the tests and books-14m only; full: also TurboQuant 4-bit on the 8B
-#                                       (its CPU quantization takes ~4 minutes of the call)
+#   bench/gpu_forward.sh [quick|full|agreement]   quick: the tests and books-14m only; full: also TurboQuant 4-bit
+#     on the 8B (its CPU quantization takes ~3.5 minutes of the call); agreement: only the 8B's perplexity at ctx 512
+#     by tqbench (cuda, cuda-fp32), PyTorch and transformers in bf16, and PyTorch in fp32 (the exact reference)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export LD_LIBRARY_PATH=$PWD/carry/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-} TQB_SHARED_DIR=$PWD/carry/shared
 B=carry/shared/models/books-14m T=carry/shared/data/books-heldout/heldout.txt L8=${TQB_L8B:-/tmp/llama3-8b-random}
 step() { echo "=== $(date +%T) $*"; }
+if [[ "${1:-}" == agreement ]]; then
+  [[ -d $L8 ]] || python3 bench/make_random_llama.py --shape llama3-8b --out $L8 --tokenizer-from $B 2>&1 | tail -1
+  for dev in cuda cuda-fp32; do
+    carry/bin/tqbench perplexity --model $L8 --corpus $T --device $dev --ctx 512 --chunks 64 2>&1 | grep -E "perplexity:|rror"
+  done
+  python3 bench/peers/torch_perplexity.py --model $L8 --text $T --ctx 512 --chunks 64 --batch 16
+  python3 bench/peers/torch_perplexity.py --model $L8 --text $T --ctx 512 --chunks 64 --batch 16 --fp32 --peers torch
+  exit 0
+fi
 step "GPU"; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-step "tests"; carry/bin/tqb_tests -tc="*GPU*,*chunks*" 2>&1 | grep -E "MESSAGE|rel diff|relative|ERROR|test cases|assertions|SKIPPED" | head -60
+step "tests"; carry/bin/tqb_tests -tc="*GPU*,*chunks*" -tce="*timing.device*" 2>&1 | grep -E "MESSAGE|rel diff|relative|ERROR|test cases|assertions|SKIPPED" | head -60
 step "books-14m"
-for dev in cuda; do carry/bin/tqbench perplexity --model $B --corpus $T --device $dev --ctx 512 --chunks 40 2>&1 | grep -E "perplexity:|GPU memory|loaded"; done
+carry/bin/tqbench perplexity --model $B --corpus $T --device cuda --ctx 512 --chunks 40 2>&1 | grep -E "perplexity:|GPU memory|loaded"
+step "a model spec with device: cuda (books-14m: bf16 baseline and TurboQuant 4-bit on the GPU)"
+cat > /tmp/gpu_spec.yaml <<YAML
+experiment: books14m-gpu
+data: {source: model, model: $B, corpus: $T, ctx: 512, chunks: 40, device: cuda}
+quantizers: [none, 'turboquant(bits=4,group=128)', 'rtn(bits=4,group=128)']
+metrics: [perplexity, kld_mean, eval_tokens_per_s, quantize_s, load_s, gpu_peak_bytes]
+YAML
+rm -f /tmp/gpu_spec.h5
+carry/bin/tqbench run /tmp/gpu_spec.yaml -o /tmp/gpu_spec.h5 2>&1 | tail -1
+carry/bin/tqbench show /tmp/gpu_spec.h5 --columns quantizer,perplexity,kld_mean,eval_tokens_per_s,quantize_s,load_s,gpu_peak_bytes,device
 [[ "${1:-}" == quick ]] && exit 0
 step "make the 8B folder"; [[ -d $L8 ]] || python3 bench/make_random_llama.py --shape llama3-8b --out $L8 --tokenizer-from $B 2>&1 | tail -2
 for ctx in 512 2048; do
@@ -30,4 +50,7 @@ TQB_PROFILE_OPS=1 carry/bin/tqbench perplexity --model $L8 --corpus $T --device 
 step "peers"
 python3 bench/peers/torch_perplexity.py --model $L8 --text $T --ctx 512 --chunks 64 --batch 16
 python3 bench/peers/torch_perplexity.py --model $L8 --text $T --ctx 2048 --chunks 16 --batch 4
+step "the fp32 reference (plain PyTorch in fp32), for how far each bf16 forward is from exact"
+python3 bench/peers/torch_perplexity.py --model $L8 --text $T --ctx 512 --chunks 64 --batch 16 --fp32 --peers torch
+carry/bin/tqbench perplexity --model $L8 --corpus $T --device cuda-fp32 --ctx 512 --chunks 64 2>&1 | grep -E "perplexity:|GPU memory|rror"
 step "done"

@@ -7,7 +7,8 @@ same call. Prints one JSON line per peer: perplexity, tokens/s, peak GPU bytes.
     python3 bench/peers/torch_perplexity.py --model DIR --text FILE --ctx 2048 --chunks 16 --batch 4 [--fp32]
 
 Scoring is llama.cpp's and tqbench's `llamacpp` method on a stream without a leading BOS (as books-14m's
-PROVENANCE.md): chunks of ctx tokens, the first replaced by BOS, the second half scored. Both peers compute
+PROVENANCE.md): chunks of ctx tokens, the first replaced by BOS, the logits of positions ctx/2 .. ctx-2
+scored against the next token (llama-perplexity's set). Both peers compute
 logits only for the scored positions (transformers' logits_to_keep), so the output head costs them what it
 costs tqbench. Timing: CUDA-synchronized wall time over every chunk after one untimed warm-up batch; the
 weights load first, untimed. Runs where torch, transformers and safetensors are (the GPU machine).
@@ -91,7 +92,10 @@ def chunks_of(tokens, ctx, n, bos):
 
 
 def run(name, forward, batches, ctx, torch):
-    keep = ctx - ctx // 2 + 1  # logits of positions ctx/2 - 1 .. ctx - 2 score tokens ctx/2 .. ctx - 1 (+ the last)
+    # llama-perplexity's (and tqbench's) scored set: the logits of positions ctx/2 .. ctx - 2 predict tokens
+    # ctx/2 + 1 .. ctx - 1 (ctx/2 - 1 tokens per chunk); the last position's logits are computed and unused.
+    first = ctx // 2
+    keep = ctx - first
     nll, count = 0.0, 0
     with torch.inference_mode():
         forward(batches[0], keep)  # warm-up (kernels, allocator)
@@ -103,7 +107,7 @@ def run(name, forward, batches, ctx, torch):
         seconds = time.perf_counter() - t0
         for b, logits in zip(batches, outs):
             lp = torch.log_softmax(logits[:, :-1].float(), -1)
-            target = b[:, ctx // 2:]
+            target = b[:, first + 1:]
             nll -= lp.gather(-1, target.unsqueeze(-1)).sum().item()
             count += target.numel()
     tokens = sum(b.numel() for b in batches)
