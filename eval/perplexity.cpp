@@ -104,21 +104,28 @@ PerplexityResult evaluate_perplexity(const LlamaModel& model, const std::vector<
         }
       }
     }
+    double chunk_sum = 0, chunk_kl = 0;
     for (std::size_t i = 0; i < seqs * rows; ++i, ++row) {
       sum += nll[i];
       sum2 += nll[i] * nll[i];
+      chunk_sum += nll[i];
       if (base) {
         kld.push_back(kl[i]);
         agree += same[i] != 0;
+        chunk_kl += kl[i];
       }
-      if ((i + 1) % rows == 0 && progress) {  // after each chunk, as before batching
+      if ((i + 1) % rows == 0) {  // a chunk is complete
+        r.chunk_nll.push_back(chunk_sum / static_cast<double>(rows));
+        if (base) r.chunk_kld.push_back(chunk_kl / static_cast<double>(rows));
+        chunk_sum = chunk_kl = 0;
         r.scored = row + 1;
-        progress(c0 + (i + 1) / rows, chunks, std::exp(sum / static_cast<double>(row + 1)));
+        if (progress) progress(c0 + (i + 1) / rows, chunks, std::exp(sum / static_cast<double>(row + 1)));
       }
     }
     r.scored = row;
   }
   r.chunks = chunks;
+  r.first_scored = first;
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   r.tokens_per_second = static_cast<double>(chunks * ctx) / r.seconds;
   const double n = static_cast<double>(r.scored);

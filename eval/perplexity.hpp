@@ -56,6 +56,10 @@ struct PerplexityResult {
   double seconds = 0, tokens_per_second = 0;  // forward throughput over every evaluated token
   bool has_kld = false;
   double kld_mean = 0, kld_median = 0, kld_p99 = 0, top1_agreement = 0;
+  // Per chunk, in order: the mean NLL of its scored tokens (and with a base, its mean KLD). Rows evaluated on the
+  // same chunks pair over them (eval/paired.hpp): the unit of a perplexity's uncertainty.
+  std::vector<double> chunk_nll, chunk_kld;
+  std::size_t first_scored = 0;  // position of the first scored logit row in each chunk (tokens first+1 … ctx−1 scored)
 };
 
 // Chunks per forward for a run of `chunks` chunks (cfg.batch, or the automatic choice on a GPU or the CPU).

@@ -19,6 +19,7 @@
 #include "eval/model_eval.hpp"
 #include "eval/passkey.hpp"
 #include "eval/perplexity.hpp"
+#include "harness/compare.hpp"
 #include "models/quantized_safetensors.hpp"
 #include "models/checkpoint.hpp"
 #include "models/llama.hpp"
@@ -274,6 +275,13 @@ int main(int argc, char** argv) {
   show_cmd->add_flag("--all", all, "every column and every row (a repeated sweep shows its summary rows otherwise)");
   show_cmd->add_option("--columns", columns, "columns to print, in order")->delimiter(',');
 
+  auto* compare_cmd = app.add_subcommand("compare", "Paired difference of two model rows over the chunks both scored (log-perplexity, "
+                                                     "perplexity ratio, KLD; 95% intervals)");
+  std::string compare_a, compare_b;
+  compare_cmd->add_option("file", file, "result file (.h5)")->required();
+  compare_cmd->add_option("a", compare_a, "the reference row: its point number or its quantizer")->required();
+  compare_cmd->add_option("b", compare_b, "the row compared with it")->required();
+
   auto* ppl_cmd = app.add_subcommand("perplexity", "Perplexity of a model on a text, optionally with quantized linear layers");
   std::string model_name = "stories260k", corpus = "wikitext-2-test", quantizer_name, method = "llamacpp";
   int ctx = 512, chunks = 0;
@@ -400,6 +408,10 @@ int main(int argc, char** argv) {
     }
     if (*list_cmd) return list(what);
     if (*show_cmd) return show(file, csv, markdown, all, columns);
+    if (*compare_cmd) {
+      tqb::compare_rows(file, compare_a, compare_b, std::cout);
+      return 0;
+    }
     if (*ppl_cmd) return perplexity(model_name, corpus, quantizer_name, method, ctx, chunks, seed, kernel, kld_base, kld_flag, quantized_file, device, batch);
     if (*gen_cmd) return generate(model_name, prompt, n_tokens);
     if (*merge_cmd) {

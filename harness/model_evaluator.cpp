@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <nlohmann/json.hpp>
 
 #include <ostream>
 
@@ -11,6 +12,23 @@
 #include "kernels/cuda/gpu.hpp"
 
 namespace tqb {
+namespace {
+
+// nlohmann::json writes doubles in shortest round-trip form, so a paired difference read back is the one
+// computed from these values.
+std::string chunk_losses_json(const ModelMeasurements& m, const ModelPointSpec& spec) {
+  nlohmann::json j;
+  j["corpus"] = spec.corpus;
+  j["method"] = spec.method;
+  j["ctx"] = spec.ctx;
+  j["first_scored"] = m.result.first_scored;
+  j["tokens_per_chunk"] = static_cast<std::size_t>(spec.ctx) - 1 - m.result.first_scored;
+  j["nll"] = m.result.chunk_nll;
+  j["kld"] = m.result.chunk_kld;
+  return j.dump();
+}
+
+}  // namespace
 
 std::vector<Column> ModelEvaluator::columns() const {
   return {
@@ -19,6 +37,9 @@ std::vector<Column> ModelEvaluator::columns() const {
        "JSON: KV-cache quantizers, exact bits per coordinate and the outlier channels chosen per layer and head", ""},
       {"kernel", ColumnType::text, "point", "kernels the quantized layers ran (kernels/registry.hpp names with SIMD level)", ""},
       {"device", ColumnType::text, "point", "where the forward ran: cpu, or cuda / cuda-fp32 with the GPU's description", ""},
+      {"chunk_losses", ColumnType::text, "point",
+       "JSON: per chunk, the mean NLL of its scored tokens (and mean KLD against the baseline), with the chunking: rows "
+       "on the same data pair over them (tqbench compare)", ""},
   };
 }
 
@@ -31,6 +52,7 @@ PointOutcome ModelEvaluator::evaluate(const SweepPoint& p, const PointProgress& 
     r.text["layer_stats"] = m.layers.layer_json;
     r.text["kv_cache"] = m.kv_cache_json;
     r.text["kernel"] = fmt::format("{}", fmt::join(m.layers.kernels, ","));
+    r.text["chunk_losses"] = chunk_losses_json(m, spec);
     r.text["device"] = spec.device == "cpu" ? spec.device : fmt::format("{} ({})", spec.device, gpu::device_description());
   } catch (const InputError&) {
     throw;  // a bad model file or corpus: the whole run is bad input
