@@ -22,7 +22,7 @@ struct ChunkLosses {
 ChunkLosses row_losses(const ResultTable& t, const std::string& file, const std::string& which) {
   const int point = t.column_index("point"), quantizer = t.column_index("quantizer"), status = t.column_index("status"),
             losses = t.column_index("chunk_losses"), data = t.column_index("data");
-  if (losses < 0)
+  if (losses < 0 || point < 0 || quantizer < 0 || status < 0 || data < 0)
     throw InputError(fmt::format("{}: error: no chunk_losses column (a model experiment run by this tqbench writes one)", file));
   std::vector<std::size_t> found;
   for (std::size_t i = 0; i < t.rows.size(); ++i) {
