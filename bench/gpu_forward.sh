@@ -21,7 +21,7 @@ if [[ "${1:-}" == agreement ]]; then
   exit 0
 fi
 step "GPU"; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-step "tests"; carry/bin/tqb_tests -tc="*GPU*,*chunks*" -tce="*timing.device*" 2>&1 | grep -E "MESSAGE|rel diff|relative|ERROR|test cases|assertions|SKIPPED" | head -60
+step "tests"; TQBENCH_BINARY=$PWD/carry/bin/tqbench carry/bin/tqb_tests -tc="*GPU*,*chunks*" 2>&1 | grep -E "MESSAGE|rel diff|relative|ERROR|test cases|assertions|SKIPPED" | head -60
 step "books-14m"
 carry/bin/tqbench perplexity --model $B --corpus $T --device cuda --ctx 512 --chunks 40 2>&1 | grep -E "perplexity:|GPU memory|loaded"
 step "a model spec with device: cuda (books-14m: bf16 baseline and TurboQuant 4-bit on the GPU)"

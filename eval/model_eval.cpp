@@ -60,7 +60,7 @@ std::unique_ptr<Linear> quantized_linear_on(const std::string& device, const std
   return make_cuda_dense_linear(w_hat, device == "cuda-fp32");
 }
 
-void check_fits_gpu(const Checkpoint& ck, const std::string& device, std::size_t tokens, std::size_t scored) {
+void check_fits_gpu(const Checkpoint& ck, const std::string& device, std::size_t tokens) {
   if (!device_is_cuda(device)) return;
   const ModelConfig& c = ck.config;
   const double w = device == "cuda-fp32" ? 4 : 2;  // bytes per weight and per cached key or value
@@ -70,7 +70,7 @@ void check_fits_gpu(const Checkpoint& ck, const std::string& device, std::size_t
   const double t = static_cast<double>(tokens);
   const double cache = 2.0 * c.n_layers * t * kv * w;
   const double activations = 4.0 * t * (3.0 * c.dim + 2.0 * q + 2.0 * kv + 2.0 * c.hidden) + 2.0 * t * std::max<double>(c.hidden, c.dim);
-  const double logits = 4.0 * static_cast<double>(scored) * c.vocab;
+  const double logits = 4.0 * t * c.vocab;  // at most every position's
   const double needed = w * weights + cache + activations + logits;
   const double free = static_cast<double>(gpu::free_bytes());
   if (needed > free)
@@ -205,9 +205,7 @@ ModelMeasurements ModelSession::measure(const ModelPointSpec& dp, const Quantize
     if (l->cfg.ctx > l->ck.config.context)
       throw InputError(fmt::format("ctx {} exceeds the model's context length {}", l->cfg.ctx, l->ck.config.context));
     l->load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load).count();
-    const std::size_t chunks = l->cfg.chunks > 0 ? static_cast<std::size_t>(l->cfg.chunks) : l->tokens.size() / dp.ctx;
-    const std::size_t batch = perplexity_batch(l->cfg, dp.device != "cpu", std::max<std::size_t>(1, chunks));
-    check_fits_gpu(l->ck, dp.device, batch * dp.ctx, batch * dp.ctx);
+    check_fits_gpu(l->ck, dp.device, perplexity_batch(l->cfg, dp.device != "cpu", l->tokens.size()) * static_cast<std::size_t>(dp.ctx));
     const auto baseline = make_model(l->ck, dp.device);
     l->base_result = evaluate_perplexity(*baseline, l->tokens, l->cfg, &l->base, nullptr,
                                          [&](std::size_t c, std::size_t n, double ppl) {

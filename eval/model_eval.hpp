@@ -56,11 +56,11 @@ std::unique_ptr<LlamaModel> make_model(const Checkpoint& ck, const std::string& 
 std::unique_ptr<Linear> dense_linear_on(const std::string& device, const Matrix& w);
 std::unique_ptr<Linear> quantized_linear_on(const std::string& device, const std::string& kernel, const Quantizer& q,
                                             const QuantizedMatrix& qm);
-// The device memory a forward of `tokens` positions at once (scoring `scored` of them) needs on `device`: the
-// weights as the GPU keeps them (bf16, or fp32 for cuda-fp32; quantized layers counted as bf16, an upper bound
-// for the packed kernels), the embedding table, KV cache, activations and logits. Throws InputError naming the
-// model, the bytes needed and the bytes free when they do not fit, before anything is uploaded. No-op on the CPU.
-void check_fits_gpu(const Checkpoint& ck, const std::string& device, std::size_t tokens, std::size_t scored);
+// The device memory a forward of `tokens` positions at once needs on `device`: the weights as the GPU keeps them
+// (bf16, or fp32 for cuda-fp32; quantized layers counted as bf16, an upper bound for the packed kernels), the
+// embedding table, KV cache, activations and logits (every position's, an upper bound). Throws InputError naming
+// the model, the bytes needed and the bytes free when they do not fit, before anything is uploaded. No-op on the CPU.
+void check_fits_gpu(const Checkpoint& ck, const std::string& device, std::size_t tokens);
 // The backend of a device: nullptr for the CPU's (LlamaModel's default).
 std::unique_ptr<ForwardOps> forward_ops_on(const std::string& device);
 

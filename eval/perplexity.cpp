@@ -20,8 +20,13 @@ std::vector<int> llamacpp_token_stream(const std::vector<int>& text, const Perpl
   return s;
 }
 
-std::size_t perplexity_batch(const PerplexityConfig& cfg, bool gpu, std::size_t chunks) {
-  const std::size_t ctx = static_cast<std::size_t>(std::max(1, cfg.ctx));
+std::size_t perplexity_chunks(const PerplexityConfig& cfg, std::size_t tokens) {
+  const std::size_t available = tokens / static_cast<std::size_t>(std::max(1, cfg.ctx));
+  return cfg.chunks > 0 ? std::min<std::size_t>(cfg.chunks, available) : available;
+}
+
+std::size_t perplexity_batch(const PerplexityConfig& cfg, bool gpu, std::size_t tokens) {
+  const std::size_t ctx = static_cast<std::size_t>(std::max(1, cfg.ctx)), chunks = perplexity_chunks(cfg, tokens);
   const std::size_t batch = cfg.batch > 0 ? static_cast<std::size_t>(cfg.batch)
                             : gpu         ? std::max<std::size_t>(1, PerplexityConfig::kAutoBatchTokens / ctx)
                                           : 1;
@@ -41,10 +46,8 @@ PerplexityResult evaluate_perplexity(const LlamaModel& model, const std::vector<
   if (bos_stream && !cfg.stream_ready) with_bos = llamacpp_token_stream(text_tokens, cfg);
   const std::vector<int>& tokens = bos_stream && !cfg.stream_ready ? with_bos : text_tokens;
   const std::size_t ctx = static_cast<std::size_t>(cfg.ctx);
-  const std::size_t available = tokens.size() / ctx;
-  if (available == 0)
-    throw InputError(fmt::format("the corpus has {} tokens, fewer than one chunk of {}", tokens.size(), ctx));
-  const std::size_t chunks = cfg.chunks > 0 ? std::min<std::size_t>(cfg.chunks, available) : available;
+  const std::size_t chunks = perplexity_chunks(cfg, tokens.size());
+  if (chunks == 0) throw InputError(fmt::format("the corpus has {} tokens, fewer than one chunk of {}", tokens.size(), ctx));
   const std::size_t first = windowed ? 0 : ctx / 2;  // first scored logit row
   const std::size_t vocab = static_cast<std::size_t>(model.config().vocab);
   if (save) {
@@ -59,7 +62,7 @@ PerplexityResult evaluate_perplexity(const LlamaModel& model, const std::vector<
   std::vector<double> kld;
   std::size_t agree = 0, row = 0;
   const auto t0 = std::chrono::steady_clock::now();
-  const std::size_t batch = model.kv_quantizer() ? 1 : perplexity_batch(cfg, std::string(model.device()) != "cpu", chunks);
+  const std::size_t batch = model.kv_quantizer() ? 1 : perplexity_batch(cfg, std::string(model.device()) != "cpu", tokens.size());
   r.batch = batch;  // a quantized cache holds one sequence
   const std::size_t rows = ctx - 1 - first;  // scored positions per chunk: first .. ctx − 2 predict the next token
   for (std::size_t c0 = 0; c0 < chunks; c0 += batch) {
@@ -118,7 +121,6 @@ PerplexityResult evaluate_perplexity(const LlamaModel& model, const std::vector<
         r.chunk_nll.push_back(chunk_sum / static_cast<double>(rows));
         if (base) r.chunk_kld.push_back(chunk_kl / static_cast<double>(rows));
         chunk_sum = chunk_kl = 0;
-        r.scored = row + 1;
         if (progress) progress(c0 + (i + 1) / rows, chunks, std::exp(sum / static_cast<double>(row + 1)));
       }
     }

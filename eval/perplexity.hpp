@@ -62,8 +62,10 @@ struct PerplexityResult {
   std::size_t first_scored = 0;  // position of the first scored logit row in each chunk (tokens first+1 … ctx−1 scored)
 };
 
-// Chunks per forward for a run of `chunks` chunks (cfg.batch, or the automatic choice on a GPU or the CPU).
-std::size_t perplexity_batch(const PerplexityConfig& cfg, bool gpu, std::size_t chunks);
+// Chunks a run scores from a stream of `tokens` tokens: cfg.chunks, at most what the stream holds (0: none fits).
+std::size_t perplexity_chunks(const PerplexityConfig& cfg, std::size_t tokens);
+// Chunks per forward for that run (cfg.batch, or the automatic choice on a GPU or the CPU); at least 1.
+std::size_t perplexity_batch(const PerplexityConfig& cfg, bool gpu, std::size_t tokens);
 
 // progress(chunk, chunks, running ppl) after each chunk. With `save`, the log-probabilities of the
 // scored tokens are stored there (the baseline run); with `base`, KLD against them is computed.

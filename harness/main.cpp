@@ -135,12 +135,8 @@ int perplexity(const std::string& model_name, const std::string& corpus, const s
   }
   ctx = cfg.ctx;
   if (ctx > ck.config.context) throw InputError(fmt::format("--ctx {} exceeds the model's context length {}", ctx, ck.config.context));
-  {  // before anything goes to the GPU: does the model with this many positions per forward fit?
-    const std::size_t available = tokens.size() / static_cast<std::size_t>(ctx);
-    const std::size_t n = cfg.chunks > 0 ? std::min<std::size_t>(cfg.chunks, available) : available;
-    const std::size_t per_forward = perplexity_batch(cfg, device != "cpu", std::max<std::size_t>(1, n)) * static_cast<std::size_t>(ctx);
-    tqb::check_fits_gpu(ck, device, per_forward, per_forward);
-  }
+  // Before anything goes to the GPU: does the model with this many positions per forward fit?
+  tqb::check_fits_gpu(ck, device, perplexity_batch(cfg, device != "cpu", tokens.size()) * static_cast<std::size_t>(ctx));
   std::unique_ptr<LlamaModel> model;
   std::string label = "fp32";
   if (!quantized_file.empty()) {

@@ -8,23 +8,12 @@
 #include <filesystem>
 
 #include "common/error.hpp"
-#include "common/rng.hpp"
 #include "eval/perplexity.hpp"
 #include "test_util.hpp"
 
 using namespace tqb;
+using test::seeded_tokens;
 namespace fs = std::filesystem;
-
-namespace {
-
-std::vector<int> seeded_tokens(std::size_t n, int vocab, std::uint64_t seed) {
-  Rng rng(seed);
-  std::vector<int> t(n);
-  for (auto& v : t) v = static_cast<int>(rng.next_u64() % static_cast<std::uint64_t>(vocab));
-  return t;
-}
-
-}  // namespace
 
 TEST_CASE("chunks forwarded together score as they do one at a time (causal, window, q/k norm, bias; both methods)") {
   for (const char* fixture : {"llama", "mistral", "qwen3", "qwen2"}) {

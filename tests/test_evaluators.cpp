@@ -3,7 +3,6 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
-#include <filesystem>
 #include <map>
 #include <set>
 
@@ -108,11 +107,12 @@ TEST_CASE("every metric of the registry measures some kind of data, and an evalu
 }
 
 TEST_CASE("model points that differ only in kernel share one quantization of the layers") {
-  const std::string model = test::kSourceDir + "/../shared/models/books-14m", corpus = test::kSourceDir + "/../shared/data/books-heldout/heldout.txt";
-  if (!std::filesystem::exists(model + "/config.json") || !std::filesystem::exists(corpus)) {
+  const test::BooksModel books = test::books14m();
+  if (!books.present()) {
     MESSAGE("SKIPPED: books-14m (../shared) is not there");
     return;
   }
+  const std::string &model = books.model, &corpus = books.corpus;
   test::TempDir dir;
   const std::string spec = dir.file("kernels.yaml"), out = dir.file("kernels.h5");
   test::write_text(spec, "experiment: kernels\ndata: {source: model, model: '" + model + "', corpus: '" + corpus +

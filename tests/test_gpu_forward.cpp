@@ -12,7 +12,6 @@
 #include <filesystem>
 
 #include "common/error.hpp"
-#include "common/rng.hpp"
 #include "eval/model_eval.hpp"
 #include "eval/perplexity.hpp"
 #include "models/cuda/cuda_forward.hpp"
@@ -20,6 +19,7 @@
 #include "test_util.hpp"
 
 using namespace tqb;
+using test::seeded_tokens;
 namespace fs = std::filesystem;
 
 namespace {
@@ -29,13 +29,6 @@ double ppl_of(const LlamaModel& m, const std::vector<int>& tokens, int ctx, int 
   cfg.ctx = ctx;
   cfg.chunks = chunks;
   return evaluate_perplexity(m, tokens, cfg, nullptr, nullptr).ppl;
-}
-
-std::vector<int> seeded_tokens(std::size_t n, int vocab, std::uint64_t seed) {
-  Rng rng(seed);
-  std::vector<int> t(n);
-  for (auto& v : t) v = static_cast<int>(rng.next_u64() % static_cast<std::uint64_t>(vocab));
-  return t;
 }
 
 }  // namespace
@@ -51,15 +44,15 @@ TEST_CASE("--device cuda without a usable GPU is refused, saying why") {
 
 TEST_CASE("a model that does not fit the GPU is refused before loading, naming the bytes needed and free") {
   const Checkpoint ck = load_checkpoint((fs::path(test::kSourceDir) / "tests/fixtures/hf/llama").string());
-  check_fits_gpu(ck, "cpu", std::size_t{1} << 40, std::size_t{1} << 40);  // the CPU: no check
+  check_fits_gpu(ck, "cpu", std::size_t{1} << 40);  // the CPU: no check
   if (const std::string why = cuda_forward_unavailable(); !why.empty()) {
     MESSAGE("SKIPPED: the GPU memory check needs a GPU: " << why);
     return;
   }
-  check_fits_gpu(ck, "cuda", 4096, 4096);
+  check_fits_gpu(ck, "cuda", 4096);
   // 2^32 positions per forward: terabytes of activations.
-  CHECK_THROWS_WITH_AS(check_fits_gpu(ck, "cuda", std::size_t{1} << 32, 1024), doctest::Contains("GB free"), InputError);
-  CHECK_THROWS_WITH_AS(check_fits_gpu(ck, "cuda", std::size_t{1} << 32, 1024), doctest::Contains("does not fit the GPU"), InputError);
+  CHECK_THROWS_WITH_AS(check_fits_gpu(ck, "cuda", std::size_t{1} << 32), doctest::Contains("GB free"), InputError);
+  CHECK_THROWS_WITH_AS(check_fits_gpu(ck, "cuda", std::size_t{1} << 32), doctest::Contains("does not fit the GPU"), InputError);
 }
 
 TEST_CASE("the GPU forward equals the CPU reference: every fixture architecture, stories260K and books-14m") {

@@ -5,7 +5,6 @@
 #include <nlohmann/json.hpp>
 
 #include <cmath>
-#include <filesystem>
 
 #include "common/error.hpp"
 #include "common/rng.hpp"
@@ -38,11 +37,12 @@ TEST_CASE("paired_difference: shared variation cancels; no difference gives an i
 }
 
 TEST_CASE("a model experiment stores per-chunk losses; tqbench compare pairs two rows over them") {
-  const std::string model = test::kSourceDir + "/../shared/models/books-14m", corpus = test::kSourceDir + "/../shared/data/books-heldout/heldout.txt";
-  if (!std::filesystem::exists(model + "/config.json") || !std::filesystem::exists(corpus)) {
+  const test::BooksModel books = test::books14m();
+  if (!books.present()) {
     MESSAGE("SKIPPED: books-14m (../shared) is not there");
     return;
   }
+  const std::string &model = books.model, &corpus = books.corpus;
   test::TempDir dir;
   const std::string spec = dir.file("paired.yaml"), out = dir.file("paired.h5");
   test::write_text(spec, "experiment: paired\ndata: {source: model, model: '" + model + "', corpus: '" + corpus +

@@ -16,6 +16,7 @@
 #include "common/matrix.hpp"
 #include "quantizers/quantizer.hpp"
 #include "common/rng.hpp"
+#include "models/checkpoint.hpp"
 
 namespace tqb::test {
 
@@ -23,6 +24,24 @@ inline const std::string kSourceDir = TQB_SOURCE_DIR;
 // The tqbench binary under test: the build's, or $TQBENCH_BINARY (scripts/device_check.sh points it
 // at the copy carried to the GPU machine).
 inline const std::string kBinary = std::getenv("TQBENCH_BINARY") != nullptr ? std::getenv("TQBENCH_BINARY") : TQB_BINARY;
+
+// n token ids below vocab, drawn from seed: text for the random-weight fixtures.
+inline std::vector<int> seeded_tokens(std::size_t n, int vocab, std::uint64_t seed) {
+  Rng rng(seed);
+  std::vector<int> t(n);
+  for (auto& v : t) v = static_cast<int>(rng.next_u64() % static_cast<std::uint64_t>(vocab));
+  return t;
+}
+
+// books-14m and its held-out text under shared_dir() (../shared, or $TQB_SHARED_DIR).
+struct BooksModel {
+  std::string model, corpus;
+  bool present() const { return std::filesystem::exists(model + "/config.json") && std::filesystem::exists(corpus); }
+};
+inline BooksModel books14m() {
+  const std::filesystem::path shared = shared_dir();
+  return {(shared / "models/books-14m").string(), (shared / "data/books-heldout/heldout.txt").string()};
+}
 
 // A fresh folder under the system temp dir, removed at scope exit.
 struct TempDir {

@@ -14,6 +14,32 @@ namespace {
 
 unsigned blocks_for(std::size_t n, unsigned threads = 256) { return static_cast<unsigned>((n + threads - 1) / threads); }
 
+// Every thread's v combined over the block with op (blockDim.x a multiple of 32): lanes by shuffles, then the
+// warps' partials in warp order on thread 0, so the order is fixed. Every thread gets the result. partial: 32
+// shared values, free to reuse once the call returns.
+template <typename T, typename Op>
+__device__ T block_reduce(T v, Op op, T* partial) {
+  for (int o = 16; o > 0; o /= 2) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
+  __syncthreads();  // an earlier call's result is read by every thread before partial is written again
+  if (threadIdx.x % 32 == 0) partial[threadIdx.x / 32] = v;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    T r = partial[0];
+    for (unsigned w = 1; w < blockDim.x / 32; ++w) r = op(r, partial[w]);
+    partial[0] = r;
+  }
+  __syncthreads();
+  return partial[0];
+}
+
+struct Max {
+  __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
+};
+struct Sum {
+  template <typename T>
+  __device__ T operator()(T a, T b) const { return a + b; }
+};
+
 __global__ void to_bf16(const float* x, __nv_bfloat16* y, std::size_t n) {
   const std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x;
   if (i < n) y[i] = __float2bfloat16_rn(x[i]);
@@ -103,7 +129,6 @@ __global__ void attention_rows(const float* q, const float* K, const float* V, f
   float* qs = shared;        // hd
   float* s = shared + hd;    // visible - first
   __shared__ float red[32];
-  __shared__ float stat;
   for (int k = threadIdx.x; k < hd; k += blockDim.x) qs[k] = q[t * ldq + hh * hd + k];
   __syncthreads();
   float mx = -INFINITY;
@@ -115,33 +140,14 @@ __global__ void attention_rows(const float* q, const float* K, const float* V, f
     s[j - first] = acc;
     mx = fmaxf(mx, acc);
   }
-  for (int o = 16; o > 0; o /= 2) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-  if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = mx;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    float m = red[0];
-    for (unsigned w = 1; w < blockDim.x / 32; ++w) m = fmaxf(m, red[w]);
-    stat = m;
-  }
-  __syncthreads();
-  const float m = stat;
+  const float m = block_reduce(mx, Max{}, red);
   float sum = 0;
   for (std::size_t j = first + threadIdx.x; j < visible; j += blockDim.x) {
     const float e = __expf(s[j - first] - m);
     s[j - first] = e;
     sum += e;
   }
-  for (int o = 16; o > 0; o /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-  __syncthreads();
-  if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = sum;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    float total = 0;
-    for (unsigned w = 0; w < blockDim.x / 32; ++w) total += red[w];
-    stat = 1.0f / total;
-  }
-  __syncthreads();
-  const float inv = stat;
+  const float inv = 1.0f / block_reduce(sum, Sum{}, red);
   for (int k = threadIdx.x; k < hd; k += blockDim.x) {
     float acc = 0;
     for (std::size_t j = first; j < visible; ++j) acc += s[j - first] * V[j * ldkv + kvh * hd + k];
@@ -169,24 +175,11 @@ __global__ void nll_rows(const float* logits, std::size_t vocab, const int* targ
   const float* z = logits + blockIdx.x * vocab;
   float mx = -INFINITY;
   for (std::size_t v = threadIdx.x; v < vocab; v += blockDim.x) mx = fmaxf(mx, z[v]);
-  for (int o = 16; o > 0; o /= 2) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-  if (threadIdx.x % 32 == 0) fred[threadIdx.x / 32] = mx;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    float m = fred[0];
-    for (unsigned w = 1; w < blockDim.x / 32; ++w) m = fmaxf(m, fred[w]);
-    fred[0] = m;
-  }
-  __syncthreads();
-  const float m = fred[0];
+  const float m = block_reduce(mx, Max{}, fred);
   double se = 0;
   for (std::size_t v = threadIdx.x; v < vocab; v += blockDim.x) se += exp(static_cast<double>(z[v] - m));
-  for (int o = 16; o > 0; o /= 2) se += __shfl_xor_sync(0xffffffffu, se, o);
-  if (threadIdx.x % 32 == 0) dred[threadIdx.x / 32] = se;
-  __syncthreads();
+  const double total = block_reduce(se, Sum{}, dred);
   if (threadIdx.x == 0) {
-    double total = 0;
-    for (unsigned w = 0; w < blockDim.x / 32; ++w) total += dred[w];
     const double lse = m + log(total);
     const int target = targets[blockIdx.x];
     nll[blockIdx.x] = target < 0 ? 0.0 : -static_cast<double>(static_cast<float>(z[target] - lse));
