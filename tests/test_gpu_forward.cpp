@@ -135,11 +135,14 @@ TEST_CASE("perplexity scored where the logits are (ForwardOps::row_nll) equals t
   }
 }
 
-TEST_CASE("tqbench perplexity --device: a bad value names the flag and the valid devices") {
+TEST_CASE("tqbench perplexity --device and --batch: a bad value names the flag (and the valid devices)") {
   const auto r = test::run_tqbench("perplexity --model stories260k --device tpu");
   CHECK(r.exit_code == 2);  // bad usage
   CHECK(r.output.find("--device") != std::string::npos);
   CHECK(r.output.find("cuda-fp32") != std::string::npos);
+  const auto batch = test::run_tqbench("perplexity --model stories260k --batch -1");
+  CHECK(batch.exit_code == 2);
+  CHECK(batch.output.find("--batch") != std::string::npos);
 }
 
 TEST_CASE("the GPU attention over several key tiles, a window across tiles, a forward in two pieces and chunks together") {

@@ -75,4 +75,19 @@ TEST_CASE("a model experiment stores per-chunk losses; tqbench compare pairs two
   const auto bad = test::run_tqbench("compare '" + out + "' rtn 2");
   CHECK(bad.exit_code == 2);
   CHECK(bad.output.find("names 0 rows") != std::string::npos);
+  // Rows on other chunks (two contexts) do not pair; a matrix experiment's file has no chunk losses.
+  const std::string two = dir.file("two.yaml"), two_out = dir.file("two.h5");
+  test::write_text(two, "experiment: two\ndata: {source: model, model: '" + model + "', corpus: '" + corpus +
+                            "', ctx: [64, 128], chunks: 3}\nquantizers: [none]\nmetrics: [perplexity]\n");
+  REQUIRE(test::run_tqbench("run '" + two + "' -o '" + two_out + "'").exit_code == 0);
+  const auto unpaired = test::run_tqbench("compare '" + two_out + "' 0 1");
+  CHECK(unpaired.exit_code == 2);
+  CHECK(unpaired.output.find("not scored on the same chunks") != std::string::npos);
+  const std::string matrix = dir.file("matrix.yaml"), matrix_out = dir.file("matrix.h5");
+  test::write_text(matrix, "experiment: matrix\ndata: {source: gaussian, rows: 8, cols: 64}\nquantizers: ['rtn(bits=4,group=64)']\n"
+                           "metrics: [weight_nmse]\n");
+  REQUIRE(test::run_tqbench("run '" + matrix + "' -o '" + matrix_out + "'").exit_code == 0);
+  const auto no_losses = test::run_tqbench("compare '" + matrix_out + "' 0 0");
+  CHECK(no_losses.exit_code == 2);
+  CHECK(no_losses.output.find("no chunk_losses column") != std::string::npos);
 }
