@@ -31,7 +31,7 @@ Loaded* load(const std::string& name) {
       l->fp32 = std::make_unique<tqb::LlamaModel>(l->ck);
       auto q = tqb::parse_quantizer("turboquant(bits=4,group=64,codebook=gaussian,rotation=hadamard)");
       for (const std::string kernel : {"auto", "dequantized_dense", "fused_i8"})
-        l->quantized[kernel] = tqb::quantize_model(l->ck, *q, 1, tqb::kBlockLinearLayers, "^$", nullptr, kernel);
+        l->quantized[kernel] = tqb::quantize_model(l->ck, *q, 1, {.kernel = kernel});
       slot = std::move(l);
     } catch (const std::exception& e) {
       return nullptr;

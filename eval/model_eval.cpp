@@ -65,7 +65,7 @@ void check_fits_gpu(const Checkpoint& ck, const std::string& device, std::size_t
   const ModelConfig& c = ck.config;
   const double w = device == "cuda-fp32" ? 4 : 2;  // bytes per weight and per cached key or value
   double weights = 0;
-  for (const auto& [name, m] : ck.tensors) weights += static_cast<double>(m.size());
+  for (const auto& [name, m] : ck.shapes) weights += static_cast<double>(m.rows * m.cols);
   const double q = static_cast<double>(c.n_heads) * c.head_dim, kv = static_cast<double>(c.n_kv_heads) * c.head_dim;
   const double t = static_cast<double>(tokens);
   const double cache = 2.0 * c.n_layers * t * kv * w;
@@ -92,11 +92,11 @@ std::unique_ptr<LlamaModel> make_model(const Checkpoint& ck, const std::string& 
 }
 
 std::unique_ptr<LlamaModel> quantize_model(const Checkpoint& ck, const Quantizer& quantizer, std::uint64_t seed,
-                                           const std::string& include, const std::string& exclude,
-                                           QuantizedModelStats* stats, const std::string& kernel, QuantizedLayers* layers,
-                                           const std::string& device) {
+                                           const ModelQuantization& how, QuantizedModelStats* stats, QuantizedLayers* layers) {
+  const std::string& kernel = how.kernel;
+  const std::string& device = how.device;
   auto ops = forward_ops_on(device);
-  const LayerSelection selection(include, exclude);
+  const LayerSelection selection(how.include, how.exclude);
   QuantizedModelStats local;
   QuantizedModelStats& s = stats ? *stats : local;
   s = {};
@@ -108,7 +108,7 @@ std::unique_ptr<LlamaModel> quantize_model(const Checkpoint& ck, const Quantizer
     auto it = cache.by_name.find(name);
     Matrix w_hat;  // the dequantized weights, when this call quantizes the layer
     if (it == cache.by_name.end()) {
-      QuantizedLayers::Layer l{quantize_layer(quantizer, name, w, seed)};
+      QuantizedLayers::Layer l{quantize_layer(quantizer, name, w, seed, how.group_fallback)};
       // Weight error from the layer's own dequantized copy.
       w_hat.resize(w.rows(), w.cols());
       l.q.quantizer->dequantize(l.q.matrix, w_hat.data());
@@ -140,7 +140,7 @@ std::unique_ptr<LlamaModel> quantize_model(const Checkpoint& ck, const Quantizer
   // Everything not quantized (embeddings, norms, unselected layers) at 16 bits, as bf16 checkpoints
   // store them; a tied embedding counts once.
   std::size_t total = 0;
-  for (const auto& [name, m] : ck.tensors) total += static_cast<std::size_t>(m.size());
+  for (const auto& [name, m] : ck.shapes) total += m.rows * m.cols;
   s.other_weights = static_cast<double>(total) - s.quantized_weights;
   return model;
 }
@@ -217,7 +217,10 @@ ModelMeasurements ModelSession::measure(const ModelPointSpec& dp, const Quantize
   Loaded& l = *loaded_;
   gpu::reset_peak_bytes();
   // A point quantizes once per (model, quantizer, seed, selection): kernels, caches and contexts reuse the layers.
-  const std::string weights_key = fmt::format("{} | {} | {} | {} | {}", dp.model, quantizer.name(), seed, dp.include, dp.exclude);
+  // Every layer's quantizer before any is quantized: a group that does not divide a width fails here, naming the layer.
+  const QuantizationPlan plan = plan_quantization(l.ck, quantizer, LayerSelection(dp.include, dp.exclude), dp.group_fallback);
+  const std::string weights_key = fmt::format("{} | {} | {} | {} | {} | {}", dp.model, quantizer.name(), seed, dp.include, dp.exclude,
+                                              static_cast<int>(dp.group_fallback));
   auto found = std::find_if(weights_.begin(), weights_.end(), [&](const auto& w) { return w->key == weights_key; });
   if (found != weights_.end()) {
     weights_.splice(weights_.begin(), weights_, found);  // most recent first
@@ -235,9 +238,11 @@ ModelMeasurements ModelSession::measure(const ModelPointSpec& dp, const Quantize
   Weights& weights = *weights_.front();
   const bool fresh = weights.layers.by_name.empty();
   ModelMeasurements out;
+  out.layer_quantizers = plan.summary_json();
   const auto t0 = std::chrono::steady_clock::now();
   out.load_s = loaded_now ? l.load_s : 0.0;
-  auto model = quantize_model(l.ck, quantizer, seed, dp.include, dp.exclude, &out.layers, dp.kernel, &weights.layers, dp.device);
+  auto model = quantize_model(l.ck, quantizer, seed, {dp.include, dp.exclude, dp.group_fallback, dp.kernel, dp.device}, &out.layers,
+                              &weights.layers);
   out.quantize_s = fresh ? std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() : 0.0;
   if (out.layers.layers == 0) throw InputError(fmt::format("include pattern '{}' matches no linear layer", dp.include));
   // The KV cache, quantized as it is written; its rotations come from the point's seed, so repeats draw new ones.

@@ -43,10 +43,14 @@ struct QuantizedLayers {
 // device: "cpu", or "cuda": the block on the GPU (models/cuda), dense layers as bf16 ("cuda-fp32": fp32), quantized ones
 // dequantized to bf16 (kernel dequantized_dense or auto: the quantizer's quality at cuBLAS speed) or as packed
 // codes (cuda_lut_mma).
+struct ModelQuantization {
+  std::string include = kBlockLinearLayers, exclude = "^$";  // the layers quantized (LayerSelection)
+  GroupFallback group_fallback = GroupFallback::none;        // layers the group does not divide (quantizer_for_layer)
+  std::string kernel = "auto", device = "cpu";
+};
 std::unique_ptr<LlamaModel> quantize_model(const Checkpoint& ck, const Quantizer& quantizer, std::uint64_t seed,
-                                           const std::string& include, const std::string& exclude,
-                                           QuantizedModelStats* stats, const std::string& kernel = "auto",
-                                           QuantizedLayers* layers = nullptr, const std::string& device = "cpu");
+                                           const ModelQuantization& how, QuantizedModelStats* stats = nullptr,
+                                           QuantizedLayers* layers = nullptr);
 
 // The unquantized model on a device ("cpu", or "cuda": weights as bf16 on the GPU). InputError for another name
 // or no usable GPU.
@@ -67,6 +71,7 @@ std::unique_ptr<ForwardOps> forward_ops_on(const std::string& device);
 // How one model point is evaluated: the model source's parameters (harness/data_source.cpp documents them).
 struct ModelPointSpec {
   std::string model, corpus, method, include, exclude, kernel, device = "cpu";
+  GroupFallback group_fallback = GroupFallback::none;
   int ctx = 512, chunks = 20;
   KvQuantSpec kv;
 };
@@ -85,6 +90,7 @@ struct ModelMeasurements {
   double kv_key_bits = 32, kv_value_bits = 32, kv_bytes_per_token = 0;
   KvAttentionError attention_error;
   std::string kv_cache_json;      // empty: fp32 cache
+  std::string layer_quantizers;   // QuantizationPlan::summary_json(): the effective quantizers, layer counts, widths
 };
 
 class ModelSession {

@@ -107,7 +107,8 @@ int show(const std::string& file, bool csv, bool markdown, bool all, const std::
 
 int perplexity(const std::string& model_name, const std::string& corpus, const std::string& quantizer_name,
                const std::string& method, int ctx, int chunks, std::uint64_t seed, const std::string& kernel,
-               const std::string& kld_base, bool kld, const std::string& quantized_file, const std::string& device, int batch) {
+               const std::string& kld_base, bool kld, const std::string& quantized_file, const std::string& device, int batch,
+               tqb::GroupFallback group_fallback) {
   const auto t_load = std::chrono::steady_clock::now();
   std::unique_ptr<Quantizer> quantizer;
   if (!quantizer_name.empty()) quantizer = parse_quantizer(quantizer_name);  // bad names fail before loading
@@ -166,7 +167,7 @@ int perplexity(const std::string& model_name, const std::string& corpus, const s
     label = fmt::format("{} ({:.4g} bits per weight in {} layers)", quantized_file, 8 * bytes / weights, used);
   } else if (quantizer) {
     QuantizedModelStats st;
-    model = quantize_model(ck, *quantizer, seed, kBlockLinearLayers, "^$", &st, kernel, nullptr, device);
+    model = quantize_model(ck, *quantizer, seed, {.group_fallback = group_fallback, .kernel = kernel, .device = device}, &st);
     label = fmt::format("{} ({:.4g} bits per weight in {} layers)", quantizer->name(), 8 * st.quantized_bytes / st.quantized_weights, st.layers);
   } else {
     model = tqb::make_model(ck, device);
@@ -308,6 +309,12 @@ int main(int argc, char** argv) {
                       "cuda_lut_mma) or cuda-fp32 (fp32 weights, GEMMs and attention: agreement with fp32 checkpoints)")
       ->check(CLI::IsMember({"cpu", "cuda", "cuda-fp32"}))->capture_default_str();
   int batch = 0;
+  std::string group_fallback = "none";
+  const std::string group_fallback_help =
+      "a layer whose width the quantizer's group does not divide: none (an error naming it) or halve (the largest "
+      "power-of-two group below that divides it)";
+  ppl_cmd->add_option("--group-fallback", group_fallback, group_fallback_help)
+      ->check(CLI::IsMember({"none", "halve"}))->capture_default_str();
   ppl_cmd->add_option("--batch", batch,
                       "chunks per forward (0: about 8192 tokens per forward on a GPU, one chunk at a time on the CPU)")
       ->check(CLI::Range(0, 1 << 16))->capture_default_str();
@@ -375,6 +382,8 @@ int main(int argc, char** argv) {
   export_cmd->add_option("--include", export_request.include, "tensors to quantize (a regular expression over GGUF names)")
       ->capture_default_str();
   export_cmd->add_option("--exclude", export_request.exclude, "tensors to leave as they are")->capture_default_str();
+  export_cmd->add_option("--group-fallback", group_fallback, group_fallback_help)
+      ->check(CLI::IsMember({"none", "halve"}))->capture_default_str();
   export_cmd->add_option("--seed", export_request.seed, "seed of the quantizer's randomness (as a sweep point's)")->capture_default_str();
 
   try {
@@ -408,7 +417,8 @@ int main(int argc, char** argv) {
       tqb::compare_rows(file, compare_a, compare_b, std::cout);
       return 0;
     }
-    if (*ppl_cmd) return perplexity(model_name, corpus, quantizer_name, method, ctx, chunks, seed, kernel, kld_base, kld_flag, quantized_file, device, batch);
+    if (*ppl_cmd) return perplexity(model_name, corpus, quantizer_name, method, ctx, chunks, seed, kernel, kld_base, kld_flag, quantized_file, device, batch,
+                                         tqb::parse_group_fallback(group_fallback));
     if (*gen_cmd) return generate(model_name, prompt, n_tokens);
     if (*merge_cmd) {
       merge_options.command_line = command_line;
@@ -437,6 +447,7 @@ int main(int argc, char** argv) {
     }
     if (*export_cmd) {
       export_request.command_line = command_line;
+      export_request.group_fallback = tqb::parse_group_fallback(group_fallback);
       tqb::export_model(export_request, std::cout);
       return 0;
     }

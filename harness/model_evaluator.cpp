@@ -37,6 +37,8 @@ std::vector<Column> ModelEvaluator::columns() const {
        "JSON: KV-cache quantizers, exact bits per coordinate and the outlier channels chosen per layer and head", ""},
       {"kernel", ColumnType::text, "point", "kernels the quantized layers ran (kernels/registry.hpp names with SIMD level)", ""},
       {"device", ColumnType::text, "point", "where the forward ran: cpu, or cuda / cuda-fp32 with the GPU's description", ""},
+      {"layer_quantizers", ColumnType::text, "point",
+       "JSON: the quantizers the layers ran with their layer counts and widths (a group_fallback: halve shows here)", ""},
       {"chunk_losses", ColumnType::text, "point",
        "JSON: per chunk, the mean NLL of its scored tokens (and mean KLD against the baseline), with the chunking: rows "
        "on the same data pair over them (tqbench compare)", ""},
@@ -51,6 +53,7 @@ PointOutcome ModelEvaluator::evaluate(const SweepPoint& p, const PointProgress& 
     r.metrics = compute_metrics(spec_, [&](const Metric& metric) { return metric.measure(m); });
     r.text["layer_stats"] = m.layers.layer_json;
     r.text["kv_cache"] = m.kv_cache_json;
+    r.text["layer_quantizers"] = m.layer_quantizers;
     r.text["kernel"] = fmt::format("{}", fmt::join(m.layers.kernels, ","));
     r.text["chunk_losses"] = chunk_losses_json(m, spec);
     r.text["device"] = spec.device == "cpu" ? spec.device : fmt::format("{} ({})", spec.device, gpu::device_description());

@@ -93,6 +93,10 @@ DataSource model_source() {
                            "fp32 activations, tensor-core attention; quantized layers dequantized to bf16, or packed with kernel "
                            "cuda_lut_mma); cuda-fp32 (fp32 weights and attention: agreement)",
             .choices = {"cpu", "cuda", "cuda-fp32"}, .evaluation_only = true, .named_when_set = true},
+           {.name = "group_fallback", .kind = K::choice, .default_value = std::string("none"),
+            .description = "a layer whose width the quantizer's group does not divide: none (an error naming the layer) or halve "
+                           "(the largest power-of-two group below that divides it; the row's layer_quantizers says where)",
+            .choices = {"none", "halve"}, .named_when_set = true},
            {.name = "kv_scores", .kind = K::choice, .default_value = std::string("dequantized"),
             .description = "attention scores from the dequantized cache (the reference) or from the key codes "
                            "(estimator: turboquant_prod's and qjl's unbiased inner products, through fused_lut)",
@@ -122,6 +126,7 @@ ModelPointSpec model_point_spec(const Params& dp) {
   s.include = get_str(dp, "include");
   s.exclude = get_str(dp, "exclude");
   s.kernel = get_str(dp, "kernel");
+  s.group_fallback = parse_group_fallback(get_str(dp, "group_fallback"));
   s.device = get_str(dp, "device");
   s.kv.key = get_str(dp, "kv_key");
   s.kv.value = get_str(dp, "kv_value");

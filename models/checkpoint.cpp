@@ -73,7 +73,7 @@ void gguf_rope_scaling(const GgufFile& g, const std::string& arch, Checkpoint& c
     throw InputError(fmt::format("{}: error: key '{}': RoPE scaling '{}' is not supported (none, linear, and Llama 3's "
                                  "rope_freqs tensor are)", ck.path, type_key, printable(type)));
   }
-  if (ck.has("rope_freqs.weight")) {
+  if (ck.tensors.count("rope_freqs.weight")) {  // (a shapes-only read has the shape, not the values)
     const Matrix& f = ck.tensor("rope_freqs.weight");
     if (f.size() != c.head_dim / 2)
       throw ModelFileError(fmt::format("{}: error: tensor 'rope_freqs.weight' has {} values, expected head size / 2 = {}",
@@ -85,13 +85,14 @@ void gguf_rope_scaling(const GgufFile& g, const std::string& arch, Checkpoint& c
                                          ck.path, i, f(i)));
       c.rope_freq_divisors[static_cast<std::size_t>(i)] *= f(i);
     }
-    ck.tensors.erase("rope_freqs.weight");  // a parameter of RoPE, not a weight to quantize or count
   }
+  ck.tensors.erase("rope_freqs.weight");  // a parameter of RoPE, not a weight to quantize or count
+  ck.shapes.erase("rope_freqs.weight");
 }
 
 // GGUF files of the llama family's layout: llama (interleaved RoPE pairs: convert_hf_to_gguf permutes q and k),
 // qwen2 (q/k/v biases) and qwen3 (q/k RMSNorm), both rotate-half as Hugging Face does.
-void load_gguf(Checkpoint& ck) {
+void load_gguf(Checkpoint& ck, bool weights) {
   GgufFile g(ck.path);
   const std::string arch = g.get_string("general.architecture");
   if (arch != "llama" && arch != "qwen2" && arch != "qwen3")
@@ -130,14 +131,17 @@ void load_gguf(Checkpoint& ck) {
     c.head_dim = c.dim / c.n_heads;
   }
   for (const auto& t : g.tensors()) {
-    ck.tensors.emplace(t.name, g.tensor(t));
+    const std::uint64_t cols = t.dims.empty() ? 1 : t.dims[0];
+    ck.shapes[t.name] = {static_cast<std::size_t>(cols ? t.elements() / cols : 0), static_cast<std::size_t>(cols)};
+    if (weights) ck.tensors.emplace(t.name, g.tensor(t));
     ck.source_type[t.name] = find_ggml_type(t.type)->name;
     ck.source_rank[t.name] = t.dims.size();
   }
   gguf_rope_scaling(g, arch, ck);
   c.tied_embeddings = !ck.has("output.weight");
-  ck.tokenizer = make_gguf_tokenizer(g);
-  c.vocab = static_cast<int>(ck.tensor("token_embd.weight").rows());
+  if (weights) ck.tokenizer = make_gguf_tokenizer(g);
+  if (!ck.has("token_embd.weight")) throw ModelFileError(fmt::format("{}: error: no tensor 'token_embd.weight'", ck.path));
+  c.vocab = static_cast<int>(ck.shapes.at("token_embd.weight").rows);
 }
 
 std::string hf_to_gguf_name(const std::string& n) {
@@ -202,7 +206,7 @@ std::vector<float> hf_rope_divisors(const nlohmann::json& r, const std::string& 
   throw bad(key, fmt::format("RoPE type '{}' is not supported (default, linear, llama3 are)", printable(type)));
 }
 
-void parse_hf(Checkpoint& ck) {
+void parse_hf(Checkpoint& ck, bool weights) {
   const fs::path cfg_path = fs::path(ck.path) / "config.json";
   std::ifstream in(cfg_path);
   if (!in) throw ModelFileError(fmt::format("{}: error: cannot open", cfg_path.string()));
@@ -290,22 +294,29 @@ void parse_hf(Checkpoint& ck) {
   for (const auto& name : st.names()) {
     const std::string to = hf_to_gguf_name(name);
     if (to.empty()) continue;  // e.g. rotary inv_freq buffers
-    ck.tensors.emplace(to, st.tensor(name));
+    const auto& shape = st.info(name).shape;
+    std::uint64_t rows = 1;
+    for (std::size_t i = 0; i + 1 < shape.size(); ++i) rows *= shape[i];
+    ck.shapes[to] = {static_cast<std::size_t>(rows), static_cast<std::size_t>(shape.empty() ? 1 : shape.back())};
+    if (weights) ck.tensors.emplace(to, st.tensor(name));
     ck.source_type[to] = st.info(name).dtype;
     ck.source_rank[to] = st.info(name).shape.size();
   }
-  if (c.tied_embeddings) ck.tensors.erase("output.weight");
+  if (c.tied_embeddings) {
+    ck.tensors.erase("output.weight");
+    ck.shapes.erase("output.weight");
+  }
   // Gemma's RMSNorm multiplies by (1 + w), in fp32: folded into the weights once, exactly.
   if (gemma)
     for (auto& [name, m] : ck.tensors)
       if (name.size() > 12 && name.compare(name.size() - 12, 12, "_norm.weight") == 0) m.array() += 1.0f;
-  if (fs::exists(fs::path(ck.path) / "tokenizer.json")) ck.tokenizer = make_hf_tokenizer(ck.path);
+  if (weights && fs::exists(fs::path(ck.path) / "tokenizer.json")) ck.tokenizer = make_hf_tokenizer(ck.path);
 }
 
 // config.json: a JSON access that meets the wrong type (found by tests/fuzz/fuzz_config_json) is bad input.
-void load_hf(Checkpoint& ck) {
+void load_hf(Checkpoint& ck, bool weights) {
   try {
-    parse_hf(ck);
+    parse_hf(ck, weights);
   } catch (const nlohmann::json::exception& e) {
     throw ModelFileError(fmt::format("{}: error: a value has the wrong type or range: {}",
                                      (fs::path(ck.path) / "config.json").string(), e.what()));
@@ -337,10 +348,12 @@ void check_shapes(const Checkpoint& ck) {
   // Shapes as the config implies them; `rows == 1` means a vector. The rank is checked as well, as llama.cpp
   // does: a 3-D embedding whose first two dimensions multiply to the vocabulary is not a matrix.
   auto expect = [&](const std::string& name, Eigen::Index rows, Eigen::Index cols) {
-    const Matrix& m = ck.tensor(name);
-    if (m.rows() != rows || m.cols() != cols)
+    const auto it = ck.shapes.find(name);
+    if (it == ck.shapes.end()) (void)ck.tensor(name);  // the missing-tensor error, in one place
+    const TensorShape& m = it->second;
+    if (m.rows != static_cast<std::size_t>(rows) || m.cols != static_cast<std::size_t>(cols))
       throw ModelFileError(fmt::format("{}: error: tensor '{}' is {} x {}, expected {} x {} from the config", ck.path,
-                                       name, m.rows(), m.cols(), rows, cols));
+                                       name, m.rows, m.cols, rows, cols));
     const auto rank = ck.source_rank.find(name);
     const std::size_t want = rows == 1 ? 1 : 2;
     if (rank != ck.source_rank.end() && rank->second != want && !(want == 1 && rank->second == 2))
@@ -381,16 +394,18 @@ void check_shapes(const Checkpoint& ck) {
 
 }  // namespace
 
-Checkpoint load_checkpoint(const std::string& model) {
+namespace {
+
+Checkpoint read_checkpoint(const std::string& model, bool weights) {
   Checkpoint ck;
   ck.path = resolve_model_path(model);
   std::error_code ec;
   if (fs::is_directory(ck.path, ec)) {
     ck.format = "safetensors";
-    load_hf(ck);
+    load_hf(ck, weights);
   } else if (fs::exists(ck.path, ec)) {
     ck.format = "gguf";
-    load_gguf(ck);
+    load_gguf(ck, weights);
   } else {
     throw InputError(fmt::format("model '{}': no such file or folder (give a GGUF file, a Hugging Face folder, or "
                                  "one of: stories260k, smollm2-135m)", model));
@@ -398,5 +413,10 @@ Checkpoint load_checkpoint(const std::string& model) {
   check_shapes(ck);
   return ck;
 }
+
+}  // namespace
+
+Checkpoint load_checkpoint(const std::string& model) { return read_checkpoint(model, true); }
+Checkpoint read_checkpoint_shapes(const std::string& model) { return read_checkpoint(model, false); }
 
 }  // namespace tqb

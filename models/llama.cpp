@@ -8,6 +8,14 @@
 
 namespace tqb {
 
+std::vector<std::string> linear_layer_names(const ModelConfig& c) {
+  std::vector<std::string> out{c.tied_embeddings ? "token_embd.weight" : "output.weight"};
+  for (int l = 0; l < c.n_layers; ++l)
+    for (const char* t : {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"})
+      out.push_back(fmt::format("blk.{}.{}.weight", l, t));
+  return out;
+}
+
 LlamaModel::LlamaModel(const Checkpoint& ck, const LinearFactory& linear, std::unique_ptr<ForwardOps> ops)
     : c_(ck.config), ops_(ops ? std::move(ops) : make_cpu_forward_ops()) {
   const LinearFactory make = linear ? linear : [](const std::string&, const Matrix& w) { return make_dense_linear(w); };

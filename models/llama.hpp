@@ -16,6 +16,9 @@
 
 namespace tqb {
 
+// The tensors LlamaModel builds through its LinearFactory, in the order it asks for them: the output head
+// (token_embd.weight when tied, else output.weight), then each block's q, k, v, output, gate, up, down.
+std::vector<std::string> linear_layer_names(const ModelConfig& c);
 
 class LlamaModel {
  public:

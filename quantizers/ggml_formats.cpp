@@ -43,6 +43,11 @@ class GgmlQuantizer final : public Quantizer {
 
   double nominal_bits(std::size_t cols) const override { return format_for(cols).code_bits; }
 
+  std::uint64_t storage_bytes(std::size_t rows, std::size_t cols) const override {
+    const GgmlBlockFormat& f = format_for(cols);
+    return std::uint64_t{rows} * (cols / f.block) * f.block_bytes;
+  }
+
   // Rows in parallel: each row is a whole number of blocks.
   QuantizedMatrix quantize(const float* w, std::size_t rows, std::size_t cols, std::uint64_t seed) const override {
     const GgmlBlockFormat& f = format_for(cols);

@@ -15,6 +15,7 @@ class NoQuantization final : public Quantizer {
   bool uses_seed() const override { return false; }  // deterministic: same bytes for every seed
 
   double nominal_bits(std::size_t) const override { return 32; }
+  std::uint64_t storage_bytes(std::size_t rows, std::size_t cols) const override { return std::uint64_t{rows} * cols * sizeof(float); }
   QuantizedMatrix quantize(const float* w, std::size_t rows, std::size_t cols, std::uint64_t seed) const override {
     QuantizedMatrix q = new_matrix(rows, cols, seed, 8);
     q.codes.resize(rows * cols * sizeof(float));  // the fp32 weights, byte for byte

@@ -33,6 +33,12 @@ class Qjl final : public Quantizer {
     return static_cast<double>(sketch_width(g)) / static_cast<double>(g);
   }
 
+  // m sign bits and one norm per (row, group); the projections follow from the seed.
+  std::uint64_t storage_bytes(std::size_t rows, std::size_t cols) const override {
+    const std::size_t g = group_width(group_, cols), groups = cols / g;
+    return packed_size(rows * groups * sketch_width(g), 1) + std::uint64_t{rows} * groups * bytes_of(norm_format_);
+  }
+
   // An m x g Gaussian projection per group (cached), the rows x m products in floats, one byte per
   // sketch bit before packing.
   std::uint64_t working_bytes(std::size_t rows, std::size_t cols) const override {

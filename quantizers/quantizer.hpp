@@ -43,6 +43,11 @@ class Quantizer {
   // the sum over passes for a residual stack, for a matrix of `cols` columns. The "b" of the paper's bounds.
   virtual double nominal_bits(std::size_t cols) const = 0;
 
+  // Bytes quantize() stores for a rows x cols matrix (what QuantizedMatrix::storage_bytes() will say),
+  // known before quantizing: `run --dry-run` prints each point's exact bits per weight from it and flags
+  // points that compare different bit rates. Requires an empty check_shape(rows, cols).
+  virtual std::uint64_t storage_bytes(std::size_t rows, std::size_t cols) const = 0;
+
   // The quantizers of a composite format's passes (residual stacks), in order; QuantizedMatrix::passes
   // holds their results in the same order. Empty for a single-pass format.
   virtual std::vector<const Quantizer*> passes() const { return {}; }

@@ -37,6 +37,12 @@ class ResidualStack final : public Quantizer {
     return b;
   }
 
+  std::uint64_t storage_bytes(std::size_t rows, std::size_t cols) const override {
+    std::uint64_t b = 0;
+    for (const auto& p : passes_) b += p->storage_bytes(rows, cols);
+    return b;
+  }
+
   // The residual and one pass's approximation (float copies), plus every pass's own state.
   std::uint64_t working_bytes(std::size_t rows, std::size_t cols) const override {
     std::uint64_t b = 2 * std::uint64_t{rows} * cols * 4;

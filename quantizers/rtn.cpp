@@ -29,6 +29,12 @@ class RtnQuantizer final : public Quantizer {
 
   double nominal_bits(std::size_t cols) const override { return bits_; }
 
+  // Packed codes, and per group a scale (and a zero point when asymmetric).
+  std::uint64_t storage_bytes(std::size_t rows, std::size_t cols) const override {
+    const std::uint64_t side = std::uint64_t{rows} * (cols / group_size(cols)) * bytes_of(scale_format_);
+    return packed_size(rows * cols, bits_) + side * (symmetric_ ? 1 : 2);
+  }
+
   QuantizedMatrix quantize(const float* w, std::size_t rows, std::size_t cols, std::uint64_t seed) const override {
     const std::size_t g = group_size(cols);
     const std::size_t groups = cols / g;

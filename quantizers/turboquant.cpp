@@ -114,6 +114,11 @@ class TurboQuantMse final : public Quantizer {
 
   double nominal_bits(std::size_t cols) const override { return bits_; }
 
+  // Packed codes and one norm per group; the codebook and rotations follow from the name and seed.
+  std::uint64_t storage_bytes(std::size_t rows, std::size_t cols) const override {
+    return packed_size(rows * cols, bits_) + std::uint64_t{rows} * (cols / group_width(group_, cols)) * bytes_of(norm_format_);
+  }
+
   // Haar: a d x d float rotation per group (cached), its QR in doubles while it is made (three d x d),
   // a rotated copy of the matrix and Eigen's product temporary; codes unpacked when g % 8 != 0.
   std::uint64_t working_bytes(std::size_t rows, std::size_t cols) const override {

@@ -477,9 +477,21 @@ TEST_CASE("a model experiment with a missing model or corpus exits with code 2 n
 TEST_CASE("a model experiment writes perplexity, KLD and per-layer statistics") {
   if (!have_stories260k()) return;
   test::TempDir dir;
-  const ResultTable t = run_spec(dir, "experiment: m\nseed: 2\ndata: {source: model, model: stories260k, ctx: 128, chunks: 4}\n"
-                                      "quantizers: [none, 'rtn(bits=3,group=32,mode=asym)']\n");
+  // stories260K's ffn_down is 172 wide: group 32 does not divide it. An error naming the layer, unless the
+  // spec allows the smaller group, which the row then records.
+  const std::string spec = dir.file("g.yaml");
+  test::write_text(spec, "experiment: g\ndata: {source: model, model: stories260k, ctx: 128, chunks: 4}\n"
+                         "quantizers: ['rtn(bits=3,group=32,mode=asym)']\n");
+  const auto refused = run_tqbench("run '" + spec + "' -o '" + dir.file("g.h5") + "'");
+  CHECK(refused.exit_code == 2);
+  CHECK(refused.output.find("layer blk.0.ffn_down.weight is 64 x 172") != std::string::npos);
+  CHECK(refused.output.find("group_fallback: halve") != std::string::npos);
+  const ResultTable t = run_spec(dir, "experiment: m\nseed: 2\ndata: {source: model, model: stories260k, ctx: 128, chunks: 4, "
+                                      "group_fallback: halve}\nquantizers: [none, 'rtn(bits=3,group=32,mode=asym)']\n");
   REQUIRE(t.rows.size() == 2);
+  const std::string used = std::get<std::string>(t.rows[1][t.column_index("layer_quantizers")]);
+  CHECK(used.find("{\"layers\":30,\"quantizer\":\"rtn(bits=3,group=32,mode=asym,scale=fp16)\",\"widths\":[64]}") != std::string::npos);
+  CHECK(used.find("{\"layers\":5,\"quantizer\":\"rtn(bits=3,group=4,mode=asym,scale=fp16)\",\"widths\":[172]}") != std::string::npos);
   const int ppl = t.column_index("perplexity"), kld = t.column_index("kld_mean"), layers = t.column_index("layer_stats");
   const int delta = t.column_index("delta_ppl");
   REQUIRE(ppl >= 0);
@@ -495,7 +507,7 @@ TEST_CASE("a model experiment can name its kernel: fused_lut matches the referen
   if (!have_stories260k()) return;
   test::TempDir dir;
   const ResultTable t = run_spec(dir, "experiment: k\ndata:\n  source: model\n  model: stories260k\n  ctx: 128\n  chunks: 3\n"
-                                      "  kernel: [dequantized_dense, fused_lut, auto]\n"
+                                      "  group_fallback: halve\n  kernel: [dequantized_dense, fused_lut, auto]\n"
                                       "quantizers: ['turboquant(bits=4,group=32,rotation=hadamard)']\n");
   const std::string spec = dir.file("k.yaml");
   REQUIRE(t.rows.size() == 3);
@@ -514,6 +526,7 @@ TEST_CASE("a model experiment can name its kernel: fused_lut matches the referen
   CHECK(chosen.find("dequantized_dense") != std::string::npos);
   // Without a kernel, model evaluation runs the exact reference (fused kernels move the perplexity).
   const ResultTable d = run_spec(dir, "experiment: d\ndata:\n  source: model\n  model: stories260k\n  ctx: 128\n  chunks: 3\n"
+                                      "  group_fallback: halve\n"
                                       "quantizers: ['turboquant(bits=4,group=32,rotation=hadamard)']\n");
   REQUIRE(d.rows.size() == 1);
   CHECK(std::get<std::string>(d.rows[0][d.column_index("kernel")]) == "dequantized_dense");
@@ -521,7 +534,7 @@ TEST_CASE("a model experiment can name its kernel: fused_lut matches the referen
   test::write_text(spec, "experiment: k\ndata: {source: model, model: stories260k, kernel: fused_lut}\nquantizers: [none]\n");
   const auto simd = test::run_command("TQB_SIMD=avx9 '" + test::kBinary +
                                  "' perplexity --model stories260k --quantizer 'turboquant(bits=4,group=32)' "
-                                 "--kernel fused_lut --ctx 64 --chunks 1");
+                                 "--group-fallback halve --kernel fused_lut --ctx 64 --chunks 1");
   CHECK(simd.exit_code == 0);
   CHECK(simd.output.find("TQB_SIMD='avx9' is not one of scalar, avx2, avx512") != std::string::npos);
   const auto bad = run_tqbench("run '" + spec + "' -o '" + dir.file("k2.h5") + "'");

@@ -228,11 +228,17 @@ TEST_CASE("cuda_lut_mma runs rotated(rtn) on a GPU through the registry") {
   }
 }
 
-TEST_CASE("a model layer whose width the group does not divide falls back inside rotated(...) as it does for rtn") {
-  // SmolLM2's 576 = 4.5 x 128: rtn g128 runs its layers at g64, and so does the rtn inside rotated.
+TEST_CASE("a layer whose width the group does not divide: an error naming it, or with halve the group below, inside rotated(...) too") {
+  // SmolLM2's 576 = 4.5 x 128: with halve, rtn g128 runs such layers at g64, and so does the rtn inside rotated.
   auto q = parse_quantizer("rotated(rtn(bits=4,group=128))");
-  const auto fallback = quantizer_for_layer(*q, 8, 576);
+  const auto fallback = quantizer_for_layer(*q, "blk.0.attn_q.weight", 8, 576, GroupFallback::halve);
   CHECK(fallback->name() == "rotated(quantizer=rtn(bits=4,group=64,mode=sym,scale=fp16),rotation=hadamard)");
-  CHECK(quantizer_for_layer(*q, 8, 512)->name() == q->name());
-  CHECK_THROWS_AS(quantizer_for_layer(*q, 8, 6), RunError);  // no power-of-two group of 4 or more divides 6
+  CHECK(quantizer_for_layer(*q, "w", 8, 512, GroupFallback::none)->name() == q->name());
+  CHECK_THROWS_WITH_AS(quantizer_for_layer(*q, "blk.0.attn_q.weight", 8, 576, GroupFallback::none),
+                       doctest::Contains("layer blk.0.attn_q.weight is 8 x 576"), InputError);
+  CHECK_THROWS_WITH_AS(quantizer_for_layer(*parse_quantizer("turboquant(bits=2,group=32)"), "blk.0.ffn_down.weight", 64, 172,
+                                           GroupFallback::none),
+                       doctest::Contains("group_fallback: halve"), InputError);
+  // No power-of-two group of 4 or more divides 6.
+  CHECK_THROWS_WITH_AS(quantizer_for_layer(*q, "w", 8, 6, GroupFallback::halve), doctest::Contains("cannot quantize layer w"), InputError);
 }

@@ -99,17 +99,17 @@ TEST_CASE("the GPU forward equals the CPU reference: every fixture architecture,
   for (const std::string name : {"turboquant(bits=4,group=128,rotation=hadamard)", "rotated(rtn(bits=4,group=64))", "q4_K"}) {
     CAPTURE(name);
     const auto q = parse_quantizer(name);
-    const double cpu = ppl_of(*quantize_model(ck, *q, 1, kBlockLinearLayers, "^$", nullptr, "dequantized_dense"), tokens, 128, 8);
-    const double gpu = ppl_of(*quantize_model(ck, *q, 1, kBlockLinearLayers, "^$", nullptr, "dequantized_dense", nullptr, "cuda"), tokens, 128, 8);
+    const double cpu = ppl_of(*quantize_model(ck, *q, 1, {.kernel = "dequantized_dense"}), tokens, 128, 8);
+    const double gpu = ppl_of(*quantize_model(ck, *q, 1, {.kernel = "dequantized_dense", .device = "cuda"}), tokens, 128, 8);
     MESSAGE(fmt::format("books-14m {}: cpu {:.6g}, cuda (dequantized bf16) {:.6g}, rel diff {:.2e}", name, cpu, gpu, std::fabs(gpu - cpu) / cpu));
     CHECK(std::fabs(gpu - cpu) <= 2e-3 * cpu);
     if (name != "q4_K") {
-      const double packed = ppl_of(*quantize_model(ck, *q, 1, kBlockLinearLayers, "^$", nullptr, "cuda_lut_mma", nullptr, "cuda"), tokens, 128, 8);
+      const double packed = ppl_of(*quantize_model(ck, *q, 1, {.kernel = "cuda_lut_mma", .device = "cuda"}), tokens, 128, 8);
       MESSAGE(fmt::format("books-14m {}: cuda_lut_mma {:.6g}, rel diff {:.2e}", name, packed, std::fabs(packed - cpu) / cpu));
       CHECK(std::fabs(packed - cpu) <= 2e-3 * cpu);
     }
   }
-  CHECK_THROWS_WITH_AS(quantize_model(ck, *parse_quantizer("q4_K"), 1, kBlockLinearLayers, "^$", nullptr, "fused_i16", nullptr, "cuda"),
+  CHECK_THROWS_WITH_AS(quantize_model(ck, *parse_quantizer("q4_K"), 1, {.kernel = "fused_i16", .device = "cuda"}),
                        doctest::Contains("--device cuda runs quantized layers"), InputError);
 }
 

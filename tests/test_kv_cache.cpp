@@ -171,7 +171,7 @@ TEST_CASE("KV cache in a spec: sweeps beside weight quantizers, records bits and
   test::TempDir dir;
   const std::string spec = dir.file("kv.yaml"), out = dir.file("kv.h5");
   // stories260K: head_dim 8.
-  std::ofstream(spec) << "experiment: kv\ndata: {source: model, model: stories260k, ctx: 64, chunks: 2, "
+  std::ofstream(spec) << "experiment: kv\ndata: {source: model, model: stories260k, ctx: 64, chunks: 2, group_fallback: halve, "
                          "kv_key: [none, 'turboquant(bits=3,group=row)'], kv_value: key, kv_outliers: [0, 2], "
                          "kv_outlier_key: 'rtn(bits=8,group=row)'}\n"
                          "quantizers: [none, 'turboquant(bits=4,group=32,rotation=hadamard)']\n"
@@ -190,7 +190,7 @@ TEST_CASE("KV cache in a spec: sweeps beside weight quantizers, records bits and
     CHECK(std::get<double>(row[bits]) == (quantized ? (split ? (24.0 + 32 + 16 + 16) / 8 : 56.0 / 8) : 32.0));
     CHECK((cell_text(row[json], true).find("\"outlier_channels\": {\"blk.0\"") != std::string::npos) == (quantized && split));
   }
-  std::ofstream(spec) << "experiment: kv\ndata: {source: model, model: stories260k, ctx: 64, chunks: 2, "
+  std::ofstream(spec) << "experiment: kv\ndata: {source: model, model: stories260k, ctx: 64, chunks: 2, group_fallback: halve, "
                          "kv_key: 'turboquant(bits=3,group=row)', kv_outliers: 8}\nquantizers: [none]\n";
   r = test::run_tqbench("run '" + spec + "' -o '" + dir.file("bad.h5") + "'");
   CHECK(r.exit_code == 2);

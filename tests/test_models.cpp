@@ -194,7 +194,7 @@ TEST_CASE("an 8-bit RTN model stays within 1% of the baseline perplexity on stor
   CHECK(b.ppl_stderr > 0.0);
   auto q = parse_quantizer("rtn(bits=8,group=row,mode=asym,scale=fp32)");
   QuantizedModelStats st;
-  const auto model = quantize_model(ck, *q, 1, kBlockLinearLayers, "^$", &st);
+  const auto model = quantize_model(ck, *q, 1, {}, &st);
   CHECK(st.layers == 5 * 7);
   const PerplexityResult r = evaluate_perplexity(*model, tokens, cfg, nullptr, &base);
   CHECK(std::fabs(r.ppl - b.ppl) <= 0.01 * b.ppl);
@@ -632,9 +632,9 @@ TEST_CASE("llama.cpp KL-divergence base files: written, read back, scored agains
   BaselineLogProbs exact;
   evaluate_perplexity(LlamaModel(ck), tokens, cfg, &exact);
   auto q = parse_quantizer("rtn(bits=3,group=32)");
-  const auto model = quantize_model(ck, *q, 1, kBlockLinearLayers, "^$", nullptr);
+  const auto model = quantize_model(ck, *q, 1, {.group_fallback = GroupFallback::halve});
   const double exact_kld = evaluate_perplexity(*model, tokens, cfg, nullptr, &exact).kld_mean;
-  r = test::run_tqbench("perplexity --model stories260k --quantizer 'rtn(bits=3,group=32)' --seed 1 --kl-divergence-base '" + base + "' --kl-divergence");
+  r = test::run_tqbench("perplexity --model stories260k --quantizer 'rtn(bits=3,group=32)' --group-fallback halve --seed 1 --kl-divergence-base '" + base + "' --kl-divergence");
   REQUIRE_MESSAGE(r.exit_code == 0, r.output);
   CHECK(kld_of(r.output) == doctest::Approx(exact_kld).epsilon(0.01));
   // Damaged files: truncated, another vocabulary, not a base file.

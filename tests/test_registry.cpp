@@ -108,3 +108,30 @@ TEST_CASE("working_bytes grows with the state a format holds: Haar rotations, sk
   const auto stack = parse_quantizer("turboquant_prod(bits=3,group=1024)")->working_bytes(rows, cols);
   CHECK(stack > std::uint64_t{rows} * cols * 8);  // residual and approximation copies
 }
+
+TEST_CASE("storage_bytes(rows, cols) is what quantize() stores, for every registered quantizer and shape") {
+  // Shapes with whole, partial and fallback blocks: 256 (k-quant super-blocks), 96 (32-blocks only: the
+  // k-quants' fallback), 40 (no ggml block; groups of 8) and odd row counts (the bit stream's last byte).
+  const std::vector<std::pair<std::size_t, std::size_t>> shapes{{3, 256}, {5, 96}, {7, 40}, {1, 512}};
+  Rng rng(2);
+  std::size_t checked = 0;
+  for (const auto& f : quantizer_families())
+    for (const auto& p : sample_params(f)) {
+      std::unique_ptr<Quantizer> q;
+      try {
+        q = make_quantizer(f.name, p);
+      } catch (const InputError&) {
+        continue;
+      }
+      for (const auto& [rows, cols] : shapes) {
+        if (!q->check_shape(rows, cols).message.empty()) continue;
+        std::vector<float> w(rows * cols);
+        for (auto& x : w) x = static_cast<float>(rng.normal());
+        CAPTURE(q->name());
+        CAPTURE(cols);
+        CHECK(q->storage_bytes(rows, cols) == q->quantize(w.data(), rows, cols, 3).storage_bytes());
+        ++checked;
+      }
+    }
+  CHECK(checked > 100);
+}
