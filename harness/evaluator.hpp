@@ -36,8 +36,12 @@ class Evaluator {
   // Throws InputError when the run's input is bad (a model file, a corpus): the whole run stops. Any other
   // failure is the point's: ok = false with the reason.
   virtual PointOutcome evaluate(const SweepPoint& p, const PointProgress& progress) = 0;
-  // `run --dry-run`: what is known before running about the points' memory.
-  virtual void describe_memory(const std::vector<SweepPoint>& points, std::ostream& out) const = 0;
+  // `run --dry-run`: what is known before running: the points' memory; for models, each point's exact bits per
+  // weight and effective quantizers, and points that would run the same configuration.
+  virtual void describe_plan(const std::vector<SweepPoint>& points, std::ostream& out) const = 0;
+  // Before a run starts: InputError naming the point for one that cannot run as specified (a model layer its
+  // group does not divide), so that a sweep does not stop at its hundredth point for a reason known at the first.
+  virtual void check_plan(const std::vector<SweepPoint>&) const {}
 };
 
 // The evaluator of the spec's kind of data (data_kind(spec)).

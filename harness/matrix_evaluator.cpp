@@ -78,7 +78,7 @@ PointOutcome MatrixEvaluator::evaluate(const SweepPoint& p, const PointProgress&
   return r;
 }
 
-void MatrixEvaluator::describe_memory(const std::vector<SweepPoint>& points, std::ostream& out) const {
+void MatrixEvaluator::describe_plan(const std::vector<SweepPoint>& points, std::ostream& out) const {
   const SweepPoint* largest = nullptr;
   std::uint64_t most = 0;
   for (const auto& p : points)

@@ -12,7 +12,7 @@ class MatrixEvaluator final : public Evaluator {
   explicit MatrixEvaluator(const ExperimentSpec& spec);
   std::vector<Column> columns() const override;  // kernel, when a latency metric is listed
   PointOutcome evaluate(const SweepPoint& p, const PointProgress& progress) override;
-  void describe_memory(const std::vector<SweepPoint>& points, std::ostream& out) const override;
+  void describe_plan(const std::vector<SweepPoint>& points, std::ostream& out) const override;
 
  private:
   const ExperimentSpec& spec_;

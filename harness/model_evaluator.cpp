@@ -4,9 +4,11 @@
 #include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
+#include <map>
 #include <ostream>
 
 #include "common/error.hpp"
+#include "common/printable.hpp"
 #include "harness/metrics.hpp"
 #include "harness/model_source.hpp"
 #include "kernels/cuda/gpu.hpp"
@@ -67,7 +69,79 @@ PointOutcome ModelEvaluator::evaluate(const SweepPoint& p, const PointProgress& 
   return r;
 }
 
-void ModelEvaluator::describe_memory(const std::vector<SweepPoint>&, std::ostream& out) const {
+namespace {
+
+struct PointPlan {
+  QuantizationPlan plan;
+  std::string error;  // why the point cannot run as specified (empty: it can)
+};
+
+// Each point's quantization plan, from its model's tensor shapes (read once per model, no weights); a bad model
+// file throws (the whole run is bad input).
+std::vector<PointPlan> plan_points(const std::vector<SweepPoint>& points) {
+  std::map<std::string, Checkpoint> shapes;
+  std::vector<PointPlan> plans;
+  for (const auto& p : points) {
+    const ModelPointSpec spec = model_point_spec(p.data->params);
+    auto it = shapes.find(spec.model);
+    if (it == shapes.end()) it = shapes.emplace(spec.model, read_checkpoint_shapes(spec.model)).first;
+    PointPlan pp;
+    try {
+      pp.plan = plan_quantization(it->second, *p.quantizer, LayerSelection(spec.include, spec.exclude), spec.group_fallback);
+    } catch (const InputError& e) {
+      pp.error = fmt::format("point {} ({} on model {}): {}", p.index, p.quantizer->name(), spec.model, e.what());
+    }
+    plans.push_back(std::move(pp));
+  }
+  return plans;
+}
+
+// "rtn(bits=4,group=64,...) x 28 (widths 512); rtn(bits=4,group=4,...) x 7 (widths 172)" from summary_json().
+std::string plan_text(const QuantizationPlan& plan) {
+  std::string out;
+  for (const auto& e : nlohmann::json::parse(plan.summary_json())) {
+    if (!out.empty()) out += "; ";
+    out += fmt::format("{} x {} (width {})", e.at("quantizer").get<std::string>(), e.at("layers").get<int>(),
+                       fmt::join(e.at("widths").get<std::vector<std::size_t>>(), ", "));
+  }
+  return out;
+}
+
+}  // namespace
+
+void ModelEvaluator::check_plan(const std::vector<SweepPoint>& points) const {
+  for (const auto& p : plan_points(points))
+    if (!p.error.empty()) throw InputError(p.error);
+}
+
+void ModelEvaluator::describe_plan(const std::vector<SweepPoint>& points, std::ostream& out) const {
+  const std::vector<PointPlan> plans = plan_points(points);
+  out << "exact bits per weight (from the layers' shapes; the model's other tensors at 16 bits):\n";
+  out << fmt::format("{:>5}  {:>9}  {:>9}  {}\n", "point", "quantized", "model", "effective quantizers of the layers");
+  // Points of different quantizers whose every layer runs the same effective quantizer on the same data: their
+  // rows differ only by the seeds their names give them (e.g. g64 and g128 on a model whose layers are 64 wide).
+  std::map<std::string, std::vector<std::size_t>> same;
+  for (std::size_t i = 0; i < points.size(); ++i) {
+    const auto& p = points[i];
+    if (p.repeat != 0) continue;
+    if (!plans[i].error.empty()) {
+      out << fmt::format("{:>5}  cannot run: {}\n", p.index, printable(plans[i].error));
+      continue;
+    }
+    const QuantizationPlan& plan = plans[i].plan;
+    out << fmt::format("{:>5}  {:>9.4f}  {:>9.4f}  {}\n", p.index, plan.quantized_bits_per_weight(), plan.model_bits_per_weight(),
+                       printable(plan_text(plan)));
+    std::string effective = p.data->name + " | ";
+    for (const auto& l : plan.layers) effective += l.name + "=" + l.quantizer + ";";
+    same[effective].push_back(i);
+  }
+  for (const auto& [effective, members] : same) {
+    if (members.size() < 2) continue;
+    std::vector<std::string> names;
+    for (auto i : members) names.push_back(fmt::format("{} ({})", points[i].index, points[i].quantizer->name()));
+    out << fmt::format("warning: points {} run the same effective quantizer on every layer: one configuration under "
+                       "two names (only the seeds they draw, if any, differ)\n", fmt::join(names, ", "));
+  }
   out << "model points: memory is known once the model is loaded\n";
 }
 

@@ -34,6 +34,7 @@ struct ModelConfig {
 
 struct TensorShape {
   std::size_t rows = 0, cols = 0;  // as loaded: [out][in]; a vector is one row; a 3-D tensor's leading dimensions are rows
+  bool operator==(const TensorShape&) const = default;
 };
 
 struct Checkpoint {

@@ -568,3 +568,25 @@ TEST_CASE("kill -9 at random moments, folds included, loses no finished point; t
   CHECK(comparable_rows(read_result_file(killed)) == comparable_rows(read_result_file(clean)));
   CHECK(!std::filesystem::exists(killed + ".journal"));  // folded and removed at the end
 }
+
+TEST_CASE("run --dry-run on a model prints each point's exact bits per weight and flags one configuration under two names") {
+  if (!have_stories260k()) return;
+  test::TempDir dir;
+  const std::string spec = dir.file("b.yaml");
+  test::write_text(spec, "experiment: b\ndata: {source: model, model: stories260k, ctx: 128, chunks: 2, group_fallback: halve}\n"
+                         "quantizers: ['turboquant(bits=2,group=32)', 'rtn(bits=4,group=64)', 'rtn(bits=4,group=128)', q4_K]\n");
+  const auto r = run_tqbench("run '" + spec + "' --dry-run");
+  CHECK(r.exit_code == 0);
+  // stories260K's 172-wide layers run g4 under halve: 4.70 bits per weight for a "2-bit g32" quantizer (issue 26).
+  CHECK(r.output.find("    0     4.7006") != std::string::npos);
+  CHECK(r.output.find("rtn(bits=4,group=4,mode=sym,scale=fp16) x 5 (width 172)") != std::string::npos);
+  CHECK(r.output.find("warning: points 1 (rtn(bits=4,group=64,mode=sym,scale=fp16)), 2 (rtn(bits=4,group=128,mode=sym,scale=fp16)) "
+                      "run the same effective quantizer on every layer") != std::string::npos);
+  CHECK(r.output.find("3  cannot run: point 3 (q4_K(fallback=q5_0) on model stories260k)") != std::string::npos);
+  // The run itself refuses before any point runs, naming the point and the layer.
+  const auto run = run_tqbench("run '" + spec + "' -o '" + dir.file("b.h5") + "'");
+  CHECK(run.exit_code == 2);
+  CHECK(run.output.find("q5_0 stores blocks of 32 weights along a row, and 172 columns are not a multiple of 32") != std::string::npos);
+  CHECK(run.output.find("[0/") == std::string::npos);  // no point started
+  CHECK(!std::filesystem::exists(dir.file("b.h5")));
+}

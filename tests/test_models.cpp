@@ -653,3 +653,36 @@ TEST_CASE("llama.cpp KL-divergence base files: written, read back, scored agains
   CHECK(r.exit_code == 2);
   CHECK(r.output.find("--kl-divergence needs --kl-divergence-base") != std::string::npos);
 }
+
+// A point's bits per weight known before quantizing (run --dry-run): the plan from the shapes alone equals what
+// quantizing the model stores, layer for layer, and names the layers quantize_model builds.
+TEST_CASE("the quantization plan from the shapes alone is what quantizing the model stores") {
+  if (!have(stories_gguf(), "stories260K (../shared)")) return;
+  const Checkpoint ck = load_checkpoint(stories_gguf()), shapes = read_checkpoint_shapes(stories_gguf());
+  CHECK(shapes.tensors.empty());
+  CHECK(shapes.shapes == ck.shapes);
+  CHECK(shapes.config.vocab == ck.config.vocab);
+  const LayerSelection all(kBlockLinearLayers, "^$");
+  for (const char* name : {"turboquant(bits=2,group=32)", "rtn(bits=3,group=64,mode=asym)", "residual(stack=4+2,group=32)", "rotated(rtn(bits=4,group=128))", "none"}) {
+    CAPTURE(name);
+    const auto q = parse_quantizer(name);
+    const QuantizationPlan plan = plan_quantization(shapes, *q, all, GroupFallback::halve);
+    QuantizedModelStats st;
+    quantize_model(ck, *q, 3, {.group_fallback = GroupFallback::halve}, &st);
+    CHECK(plan.layers.size() == static_cast<std::size_t>(st.layers));
+    CHECK(plan.quantized_bytes == st.quantized_bytes);
+    CHECK(plan.quantized_weights == st.quantized_weights);
+    CHECK(plan.other_weights == st.other_weights);
+    for (const auto& l : plan.layers) CHECK(st.layer_json.find("\"" + l.name + "\": {\"quantizer\": \"" + l.quantizer + "\"") != std::string::npos);
+  }
+  // A sharded Hugging Face folder (books-14m, tied head): the same shapes without reading a weight.
+  if (const auto books = test::books14m(); books.present()) {
+    const Checkpoint hf = load_checkpoint(books.model), hf_shapes = read_checkpoint_shapes(books.model);
+    CHECK(hf_shapes.shapes == hf.shapes);
+    CHECK(hf_shapes.shapes.count("output.weight") == 0);
+    CHECK(plan_quantization(hf_shapes, *parse_quantizer("q4_K"), all, GroupFallback::none).quantized_bits_per_weight() == 4.5);
+  }
+  // stories260K's 172-wide ffn_down: an error under group_fallback none, naming the layer.
+  CHECK_THROWS_WITH_AS(plan_quantization(shapes, *parse_quantizer("turboquant(bits=2,group=32)"), all, GroupFallback::none),
+                       doctest::Contains("ffn_down.weight is 64 x 172"), InputError);
+}
