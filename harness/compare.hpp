@@ -1,13 +1,20 @@
 #pragma once
-// `tqbench compare FILE A B`: the paired difference of two model rows of a result file over the chunks both
-// scored (eval/paired.hpp): Δ log-perplexity (B − A) with its paired 95% interval and test, the perplexity
-// ratio, ΔKLD, and the unpaired interval beside it. A and B name a row by its point number or by its quantizer
-// (one row). Throws InputError for rows that are missing, ambiguous, not model rows, or not on the same chunks.
+// `tqbench compare FILE A B`: the paired difference of two model rows (or two points' repeats) of a result file
+// over the chunks both scored, and over the seeds their repeats share (eval/paired.hpp): Δ log-perplexity (B − A)
+// with its 95% interval and test, the perplexity ratio, ΔKLD, the unpaired interval beside it, and both sides'
+// bits per weight, with a warning when they differ by more than `bits_tolerance` (a comparison at matched bits).
+// A and B name rows by point number (one row), by quantizer (every finished repeat of it), or `baseline` (the
+// unquantized model on the same chunks, from B's or A's rows). Throws InputError for rows that are missing,
+// ambiguous, not model rows, or not on the same chunks.
 #include <ostream>
 #include <string>
 
 namespace tqb {
 
-void compare_rows(const std::string& file, const std::string& a, const std::string& b, std::ostream& out);
+struct CompareOptions {
+  double bits_tolerance = 0.05;  // bits per weight the two sides may differ by before the comparison is flagged
+};
+
+void compare_rows(const std::string& file, const std::string& a, const std::string& b, const CompareOptions& options, std::ostream& out);
 
 }  // namespace tqb

@@ -97,9 +97,13 @@ int show(const std::string& file, bool csv, bool markdown, bool all, const std::
     const Cell* exp = t.attribute("experiment");
     const Cell* commit = t.attribute("git_commit");
     const bool summaries = t.rows.size() != raw.rows.size();
+    const bool intervals = std::any_of(raw.columns.begin(), raw.columns.end(), [](const auto& c) { return c.name.ends_with("_ci95"); });
     std::cout << fmt::format("{}: experiment {}, {} points, tqbench {}{}\n", file, exp ? printable(cell_text(*exp)) : "?",
                              raw.rows.size() - (summaries ? t.rows.size() : 0), commit ? printable(cell_text(*commit)) : "?",
-                             summaries ? "; summaries over the repeats, mean ± 95% interval (--all: every repeat)" : "");
+                             summaries   ? "; summaries over the repeats, mean ± 95% interval (model metrics: over chunks and seeds; "
+                                           "--all: every repeat)"
+                             : intervals ? "; ± 95% interval over the scored chunks"
+                                         : "");
     print_table(t, cols, std::cout);
   }
   return 0;
@@ -272,12 +276,16 @@ int main(int argc, char** argv) {
   show_cmd->add_flag("--all", all, "every column and every row (a repeated sweep shows its summary rows otherwise)");
   show_cmd->add_option("--columns", columns, "columns to print, in order")->delimiter(',');
 
-  auto* compare_cmd = app.add_subcommand("compare", "Paired difference of two model rows over the chunks both scored (log-perplexity, "
-                                                     "perplexity ratio, KLD; 95% intervals)");
+  auto* compare_cmd = app.add_subcommand("compare", "Paired difference of two model rows (or points' repeats) over the chunks and seeds "
+                                                     "they share (log-perplexity, perplexity ratio, KLD; 95% intervals; bits per weight)");
   std::string compare_a, compare_b;
   compare_cmd->add_option("file", file, "result file (.h5)")->required();
-  compare_cmd->add_option("a", compare_a, "the reference row: its point number or its quantizer")->required();
-  compare_cmd->add_option("b", compare_b, "the row compared with it")->required();
+  compare_cmd->add_option("a", compare_a, "the reference: a point number (one row), a quantizer (all its repeats) or baseline")->required();
+  compare_cmd->add_option("b", compare_b, "what is compared with it (the same forms)")->required();
+  tqb::CompareOptions compare_options;
+  compare_cmd->add_option("--bits-tolerance", compare_options.bits_tolerance,
+                          "bits per weight A and B may differ by before the comparison is flagged as not at matched bits")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
 
   auto* ppl_cmd = app.add_subcommand("perplexity", "Perplexity of a model on a text, optionally with quantized linear layers");
   std::string model_name = "stories260k", corpus = "wikitext-2-test", quantizer_name, method = "llamacpp";
@@ -414,7 +422,7 @@ int main(int argc, char** argv) {
     if (*list_cmd) return list(what);
     if (*show_cmd) return show(file, csv, markdown, all, columns);
     if (*compare_cmd) {
-      tqb::compare_rows(file, compare_a, compare_b, std::cout);
+      tqb::compare_rows(file, compare_a, compare_b, compare_options, std::cout);
       return 0;
     }
     if (*ppl_cmd) return perplexity(model_name, corpus, quantizer_name, method, ctx, chunks, seed, kernel, kld_base, kld_flag, quantized_file, device, batch,

@@ -1,7 +1,9 @@
 #include "harness/metrics.hpp"
 
 #include "common/named_table.hpp"
+#include "eval/chunk_losses.hpp"
 #include "eval/model_eval.hpp"
+#include "eval/paired.hpp"
 
 #include <cmath>
 
@@ -78,6 +80,37 @@ static double relative_row_mse(EvalContext& c) {
     sum += n > 0 ? e / n : e;
   }
   return c.w.rows() > 0 ? sum / static_cast<double>(c.w.rows()) : 0.0;
+}
+
+// [repeat][chunk] of one field of the repeats' chunk losses; a repeat without it (a row without a baseline) is an
+// empty matrix.
+static LossMatrix loss_matrix(const std::vector<ChunkLosses>& repeats, std::vector<double> ChunkLosses::*field) {
+  LossMatrix x;
+  for (const auto& r : repeats) {
+    if ((r.*field).size() != r.nll.size()) return {};
+    x.push_back(r.*field);
+  }
+  return x;
+}
+
+// Each repeat's NLL minus the baseline's on the same chunks: log(ppl / baseline ppl) per chunk.
+static LossMatrix nll_over_baseline(const std::vector<ChunkLosses>& repeats) {
+  LossMatrix x = loss_matrix(repeats, &ChunkLosses::nll), base = loss_matrix(repeats, &ChunkLosses::baseline_nll);
+  if (x.empty() || base.empty()) return {};
+  for (std::size_t r = 0; r < x.size(); ++r)
+    for (std::size_t j = 0; j < x[r].size(); ++j) x[r][j] -= base[r][j];
+  return x;
+}
+
+// The half-width of the interval of exp(scale + mean) from that of the mean, (e^{m+h} − e^{m−h})/2 · e^scale:
+// a perplexity's interval from its log's (asymmetric; the column holds its half-width, the table prints it).
+static double exp_half_width(double scale, const MeanInterval& i) {
+  return std::exp(scale) * (std::exp(i.mean + i.ci95) - std::exp(i.mean - i.ci95)) / 2;
+}
+
+static double interval_of(const LossMatrix& x, double (*to_half_width)(const LossMatrix&, const MeanInterval&)) {
+  if (x.empty() || x.front().size() < 2) return std::nan("");
+  return to_half_width(x, crossed_mean_interval(x));
 }
 
 static double median(const std::vector<double>& sorted) { return sorted[sorted.size() / 2]; }
@@ -167,15 +200,42 @@ const std::vector<Metric>& metrics() {
        [](const ModelMeasurements& m) { return m.gpu_peak_bytes; }},
       // Model metrics (data source `model`): from what eval/model_eval measured for the point.
       {"perplexity", "perplexity exp(mean NLL) of the scored tokens", Direction::lower, {}, false, false,
-       [](const ModelMeasurements& m) { return m.result.ppl; }},
+       [](const ModelMeasurements& m) { return m.result.ppl; },
+       [](const std::vector<ChunkLosses>& r) {
+         return interval_of(loss_matrix(r, &ChunkLosses::nll), [](const LossMatrix&, const MeanInterval& i) { return exp_half_width(0, i); });
+       }},
       {"ppl_stderr", "standard error of the perplexity, PPL·sqrt(var(NLL)/(N-1))", Direction::lower, {}, false, false,
        [](const ModelMeasurements& m) { return m.result.ppl_stderr; }},
       {"baseline_perplexity", "perplexity of the unquantized model on the same tokens", Direction::lower, {}, false, false,
-       [](const ModelMeasurements& m) { return m.baseline.ppl; }},
-      {"delta_ppl", "perplexity minus the unquantized model's", Direction::lower, {}, false, false,
-       [](const ModelMeasurements& m) { return m.result.ppl - m.baseline.ppl; }},
+       [](const ModelMeasurements& m) { return m.baseline.ppl; },
+       [](const std::vector<ChunkLosses>& r) {
+         return interval_of(loss_matrix(r, &ChunkLosses::baseline_nll), [](const LossMatrix&, const MeanInterval& i) { return exp_half_width(0, i); });
+       }},
+      // Paired with the baseline over the same chunks: the interval of the difference, not of either perplexity.
+      {"delta_ppl", "perplexity minus the unquantized model's on the same tokens (interval paired over the chunks)", Direction::lower,
+       {}, false, false, [](const ModelMeasurements& m) { return m.result.ppl - m.baseline.ppl; },
+       [](const std::vector<ChunkLosses>& r) {
+         const LossMatrix base = loss_matrix(r, &ChunkLosses::baseline_nll);
+         if (base.empty()) return std::nan("");
+         double mean_base = 0;
+         for (double v : base.front()) mean_base += v;
+         mean_base /= static_cast<double>(base.front().size());
+         const LossMatrix d = nll_over_baseline(r);
+         if (d.empty() || d.front().size() < 2) return std::nan("");
+         // ppl − base = base·(e^{Δ} − 1): the interval of Δ = mean NLL difference, scaled by the baseline's perplexity.
+         return exp_half_width(mean_base, crossed_mean_interval(d));
+       }},
+      {"delta_log_ppl", "log(perplexity / the unquantized model's perplexity): the mean NLL difference per token (interval paired over the chunks)",
+       Direction::lower, {}, false, false,
+       [](const ModelMeasurements& m) { return std::log(m.result.ppl) - std::log(m.baseline.ppl); },
+       [](const std::vector<ChunkLosses>& r) {
+         return interval_of(nll_over_baseline(r), [](const LossMatrix&, const MeanInterval& i) { return i.ci95; });
+       }},
       {"kld_mean", "mean KL(P_base || P_quantized) over scored tokens", Direction::lower, {}, false, false,
-       [](const ModelMeasurements& m) { return m.result.kld_mean; }},
+       [](const ModelMeasurements& m) { return m.result.kld_mean; },
+       [](const std::vector<ChunkLosses>& r) {
+         return interval_of(loss_matrix(r, &ChunkLosses::kld), [](const LossMatrix&, const MeanInterval& i) { return i.ci95; });
+       }},
       {"kld_median", "median KL-divergence over scored tokens", Direction::lower, {}, false, false,
        [](const ModelMeasurements& m) { return m.result.kld_median; }},
       {"kld_p99", "99th percentile of the KL-divergence over scored tokens", Direction::lower, {}, false, false,

@@ -14,6 +14,7 @@
 namespace tqb {
 
 struct ModelMeasurements;  // eval/model_eval.hpp
+struct ChunkLosses;        // eval/chunk_losses.hpp
 
 // zero: closer to 0 is better (a bias); one: closer to 1 is better (a slope or ratio).
 enum class Direction { lower, higher, zero, one };
@@ -65,6 +66,10 @@ struct Metric {
   bool timing = false;
   bool queries = false;   // uses the spec's random queries (rows x queries products in doubles)
   std::function<double(const ModelMeasurements&)> measure;  // model data: from what eval/model_eval measured; empty if not
+  // Model data, for a metric that is a mean over the scored chunks (or a function of one): the half-width of its
+  // 95% interval over the chunks, and over the seeds when given several repeats' losses (eval/paired.hpp). Rows
+  // get it as METRIC_ci95, summary rows over their repeats; empty for other metrics.
+  std::function<double(const std::vector<ChunkLosses>&)> chunk_ci95;
   // Whether it measures this kind of data (the function for it is there); a metric may measure both.
   bool applies_to(DataKind k) const { return k == DataKind::matrix ? static_cast<bool>(compute) : static_cast<bool>(measure); }
 };

@@ -9,28 +9,12 @@
 
 #include "common/error.hpp"
 #include "common/printable.hpp"
+#include "eval/chunk_losses.hpp"
 #include "harness/metrics.hpp"
 #include "harness/model_source.hpp"
 #include "kernels/cuda/gpu.hpp"
 
 namespace tqb {
-namespace {
-
-// nlohmann::json writes doubles in shortest round-trip form, so a paired difference read back is the one
-// computed from these values.
-std::string chunk_losses_json(const ModelMeasurements& m, const ModelPointSpec& spec) {
-  nlohmann::json j;
-  j["corpus"] = spec.corpus;
-  j["method"] = spec.method;
-  j["ctx"] = spec.ctx;
-  j["first_scored"] = m.result.first_scored;
-  j["tokens_per_chunk"] = static_cast<std::size_t>(spec.ctx) - 1 - m.result.first_scored;
-  j["nll"] = m.result.chunk_nll;
-  j["kld"] = m.result.chunk_kld;
-  return j.dump();
-}
-
-}  // namespace
 
 std::vector<Column> ModelEvaluator::columns() const {
   return {
@@ -57,7 +41,11 @@ PointOutcome ModelEvaluator::evaluate(const SweepPoint& p, const PointProgress& 
     r.text["kv_cache"] = m.kv_cache_json;
     r.text["layer_quantizers"] = m.layer_quantizers;
     r.text["kernel"] = fmt::format("{}", fmt::join(m.layers.kernels, ","));
-    r.text["chunk_losses"] = chunk_losses_json(m, spec);
+    const ChunkLosses losses = chunk_losses_of(m.result, m.baseline, spec.corpus, spec.method, spec.ctx);
+    r.text["chunk_losses"] = to_json(losses);
+    // The intervals over the chunks of the metrics that are means over them (Metric::chunk_ci95).
+    for (const auto& name : spec_.metrics)
+      if (const Metric* metric = find_metric(name); metric && metric->chunk_ci95) r.metrics[name + "_ci95"] = metric->chunk_ci95({losses});
     r.text["device"] = spec.device == "cpu" ? spec.device : fmt::format("{} ({})", spec.device, gpu::device_description());
   } catch (const InputError&) {
     throw;  // a bad model file or corpus: the whole run is bad input

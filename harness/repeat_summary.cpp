@@ -1,5 +1,7 @@
 #include "harness/repeat_summary.hpp"
 
+#include "eval/chunk_losses.hpp"
+#include "harness/metrics.hpp"
 #include "harness/sweep.hpp"
 
 #include <boost/math/distributions/students_t.hpp>
@@ -8,17 +10,25 @@
 
 namespace tqb {
 
-std::vector<Column> repeat_columns(const std::vector<std::string>& metrics) {
-  std::vector<Column> cols{
-      {"repeat", ColumnType::integer, "point", "repeat index (0 .. repeats - 1; -1 in summary rows)", ""},
-      {"n_repeats", ColumnType::integer, "point",
-       "repeat rows: repeats this point runs (1 when neither quantizer nor data uses the seed); summary rows: "
-       "finished repeats summarized", ""},
-  };
+std::vector<Column> repeat_columns(const std::vector<std::string>& metrics, bool repeated) {
+  std::vector<Column> cols;
+  if (repeated)
+    cols = {
+        {"repeat", ColumnType::integer, "point", "repeat index (0 .. repeats - 1; -1 in summary rows)", ""},
+        {"n_repeats", ColumnType::integer, "point",
+         "repeat rows: repeats this point runs (1 when neither quantizer nor data uses the seed); summary rows: "
+         "finished repeats summarized", ""},
+    };
   for (const auto& m : metrics) {
-    cols.push_back({m + "_std", ColumnType::real, "interval", "summary rows: sample standard deviation of " + m + " over the repeats", ""});
+    const Metric* metric = find_metric(m);
+    const bool chunks = metric && metric->chunk_ci95;
+    if (!repeated && !chunks) continue;
+    if (repeated)
+      cols.push_back({m + "_std", ColumnType::real, "interval", "summary rows: sample standard deviation of " + m + " over the repeats", ""});
     cols.push_back({m + "_ci95", ColumnType::real, "interval",
-                    "summary rows: half-width of the 95% Student-t interval of the mean of " + m, ""});
+                    chunks ? "half-width of the 95% interval of " + m + " over the scored chunks (summary rows: over the chunks and "
+                             "the repeats' seeds; eval/paired.hpp)"
+                           : "summary rows: half-width of the 95% Student-t interval of the mean of " + m + " over the repeats", ""});
   }
   return cols;
 }
@@ -59,7 +69,7 @@ void update_repeat_summaries(ResultTable& t, const std::vector<std::string>& met
       else if (c.name == "status") s[j] = std::string("summary");
       else if (c.name == "repeat") s[j] = std::int64_t{-1};
       else if (c.name == "n_repeats") s[j] = static_cast<std::int64_t>(rows.size());
-      else if (c.name == "seed" || c.name == "data_seed" || c.name == "peak_rss_bytes" || c.name == "layer_stats" ||
+      else if (c.name == "seed" || c.name == "data_seed" || c.name == "peak_rss_bytes" || c.name == "layer_stats" || c.name == "chunk_losses" ||
                c.name == "kv_cache")
         s[j] = missing_cell(c.type);  // per repeat, not per summary
       else if (c.name == "elapsed_s") {
@@ -68,6 +78,11 @@ void update_repeat_summaries(ResultTable& t, const std::vector<std::string>& met
         s[j] = total;
       }
     }
+    // The repeats' per-chunk losses (model rows), for the metrics whose interval is over chunks and seeds.
+    std::vector<ChunkLosses> losses;
+    if (const int jl = t.column_index("chunk_losses"); jl >= 0)
+      for (auto i : rows)
+        losses.push_back(chunk_losses_from_json(std::get<std::string>(t.rows[i][jl]), "point " + cell_text(t.rows[i][t.column_index("point")], true)));
     for (const auto& m : metrics) {
       const int j = t.column_index(m), js = t.column_index(m + "_std"), jc = t.column_index(m + "_ci95");
       if (j < 0) continue;
@@ -90,7 +105,10 @@ void update_repeat_summaries(ResultTable& t, const std::vector<std::string>& met
       }
       s[j] = mean;
       if (js >= 0) s[js] = sd;
-      if (jc >= 0) s[jc] = exact && !v.empty() ? 0.0 : v.size() >= 2 ? sd * ci95_factor(v.size()) : std::nan("");
+      const Metric* metric = find_metric(m);
+      if (jc < 0) continue;
+      if (metric && metric->chunk_ci95 && !losses.empty()) s[jc] = metric->chunk_ci95(losses);
+      else s[jc] = exact && !v.empty() ? 0.0 : v.size() >= 2 ? sd * ci95_factor(v.size()) : std::nan("");
     }
     summaries.push_back(std::move(s));
   }

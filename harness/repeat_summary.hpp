@@ -2,11 +2,14 @@
 // Error bars for repeated sweeps (spec `repeats: N`): each point runs under N seeds, and the result file
 // gets, per point, a summary row (status "summary", key "DATA | QUANTIZER | summary") whose metric
 // columns hold the mean over the finished repeats, with
-//   METRIC_std   the sample standard deviation (n − 1),
-//   METRIC_ci95  the half-width of the 95% Student-t interval of the mean: t(0.975, n − 1) · std / √n,
+//   METRIC_std   the sample standard deviation over the repeats (n − 1),
+//   METRIC_ci95  the half-width of a 95% interval of the mean: for a model metric that is a mean over the
+//                scored chunks (perplexity, delta_ppl, delta_log_ppl, kld_mean: Metric::chunk_ci95), over the
+//                chunks and the seeds together (eval/paired.hpp), so a deterministic point (llama.cpp's formats,
+//                RTN), which runs once, gets the chunks' interval, never ± 0; for any other metric the Student-t
+//                interval over the repeats, t(0.975, n − 1) · std / √n (0 for a deterministic point),
 //   n_repeats    the number of finished repeats summarized.
-// A deterministic quantizer (llama.cpp's formats, RTN) on a model, whose weights and corpus are fixed,
-// runs once, and its summary is exact (std 0): its noise is the corpus's, which ppl_stderr reports.
+// Model rows carry METRIC_ci95 over their own chunks whether the spec repeats or not.
 #include <string>
 #include <vector>
 
@@ -14,9 +17,9 @@
 
 namespace tqb {
 
-// The columns a repeated sweep adds after the metrics: repeat, n_repeats, then METRIC_std and METRIC_ci95
-// for each metric (role "interval").
-std::vector<Column> repeat_columns(const std::vector<std::string>& metrics);
+// The interval columns after the metrics (role "interval"): with `repeated`, repeat and n_repeats, then METRIC_std
+// and METRIC_ci95 for each metric; without, METRIC_ci95 for the metrics with an interval over chunks.
+std::vector<Column> repeat_columns(const std::vector<std::string>& metrics, bool repeated);
 
 // Replaces the summary rows of `t` by ones computed from its rows with status "ok", grouped by the data and
 // quantizer columns; groups with fewer than two finished repeats get none. Summary rows are numbered from

@@ -109,13 +109,19 @@ std::vector<RowField> result_fields(const ExperimentSpec& spec, const std::vecto
                      return it != f.outcome.metrics.end() ? Cell{it->second} : missing_cell(ColumnType::real);
                    }});
   }
-  if (spec.repeats > 1)  // repeat and n_repeats here; the intervals are filled in summary rows only
-    for (auto& c : repeat_columns(spec.metrics)) {
-      const ColumnType t = c.type;
-      if (c.name == "repeat") out.push_back({c, [](F f) -> Cell { return static_cast<std::int64_t>(f.point.repeat); }});
-      else if (c.name == "n_repeats") out.push_back({c, [](F f) -> Cell { return static_cast<std::int64_t>(f.point.repeats); }});
-      else out.push_back({c, [t](F) { return missing_cell(t); }});
-    }
+  // repeat and n_repeats; the intervals an evaluator computed for the row (a model row's over its chunks); the
+  // others are filled in summary rows only.
+  for (auto& c : repeat_columns(spec.metrics, spec.repeats > 1)) {
+    const ColumnType t = c.type;
+    const std::string name = c.name;
+    if (name == "repeat") out.push_back({c, [](F f) -> Cell { return static_cast<std::int64_t>(f.point.repeat); }});
+    else if (name == "n_repeats") out.push_back({c, [](F f) -> Cell { return static_cast<std::int64_t>(f.point.repeats); }});
+    else
+      out.push_back({c, [name, t](F f) -> Cell {
+                       auto it = f.outcome.metrics.find(name);
+                       return it != f.outcome.metrics.end() ? Cell{it->second} : missing_cell(t);
+                     }});
+  }
   for (auto& c : evaluator.columns()) {
     const std::string name = c.name;
     out.push_back({c, [name](F f) -> Cell {

@@ -28,7 +28,6 @@ ResultTable summary_view(const ResultTable& t) {
   const int status = t.column_index("status");
   if (status < 0) return t;
   const bool repeated = std::any_of(t.rows.begin(), t.rows.end(), [&](const auto& r) { return cell_text(r[status], true) == "summary"; });
-  if (!repeated) return t;
   ResultTable v;
   v.attributes = t.attributes;
   v.columns = t.columns;
@@ -39,9 +38,10 @@ ResultTable summary_view(const ResultTable& t) {
         intervals.emplace_back(static_cast<int>(j), c);
         v.columns[j].type = ColumnType::text;
       }
+  if (intervals.empty() && !repeated) return t;
   for (const auto& r : t.rows) {
     const std::string s = cell_text(r[status], true);
-    if (s == "ok") continue;  // the repeats: `show --all` lists them
+    if (repeated && s == "ok") continue;  // the repeats: `show --all` lists them
     std::vector<Cell> row = r;
     for (const auto& [m, c] : intervals) {
       const double half = std::get<double>(r[c]);

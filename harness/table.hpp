@@ -11,9 +11,9 @@ namespace tqb {
 // The columns `tqbench show` prints by default: what identifies a point and its metrics.
 std::vector<std::string> default_show_columns(const ResultTable& t);
 
-// What `show` prints of a repeated sweep (one with summary rows, harness/repeat_summary.hpp): the summary
-// rows and any failed ones, each metric as "mean ± half-width of its 95% interval". A table without
-// summary rows is returned as it is.
+// What `show` prints: of a repeated sweep (one with summary rows, harness/repeat_summary.hpp) the summary rows
+// and any failed ones, otherwise every row; each metric with a METRIC_ci95 column as "value ± half-width of its
+// 95% interval" where the interval is known. A table with neither is returned as it is.
 ResultTable summary_view(const ResultTable& t);
 
 // Aligned text: numbers right-aligned, text left-aligned; `columns` in the order given.

@@ -74,7 +74,7 @@ TEST_CASE("a model experiment stores per-chunk losses; tqbench compare pairs two
   CHECK(pair.output.find("perplexity ratio B / A") != std::string::npos);
   const auto bad = test::run_tqbench("compare '" + out + "' rtn 2");
   CHECK(bad.exit_code == 2);
-  CHECK(bad.output.find("names 0 rows") != std::string::npos);
+  CHECK(bad.output.find("'rtn' names no finished row") != std::string::npos);
   // Rows on other chunks (two contexts) do not pair; a matrix experiment's file has no chunk losses.
   const std::string two = dir.file("two.yaml"), two_out = dir.file("two.h5");
   test::write_text(two, "experiment: two\ndata: {source: model, model: '" + model + "', corpus: '" + corpus +
