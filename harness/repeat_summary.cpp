@@ -5,6 +5,7 @@
 #include "harness/sweep.hpp"
 
 #include <boost/math/distributions/students_t.hpp>
+#include <fmt/format.h>
 #include <cmath>
 #include <map>
 
@@ -31,6 +32,15 @@ std::vector<Column> repeat_columns(const std::vector<std::string>& metrics, bool
                            : "summary rows: half-width of the 95% Student-t interval of the mean of " + m + " over the repeats", ""});
   }
   return cols;
+}
+
+std::string repeats_warning(int repeats) {
+  if (repeats != 2 && repeats != 3) return "";
+  const boost::math::students_t dist(repeats - 1.0);
+  return fmt::format("warning: repeats: {} gives the seeds' interval {} degree{} of freedom (t = {:.1f} against 1.96 for many): "
+                     "intervals over seeds will be wide; 5 or more repeats make them useful (model metrics still get their "
+                     "chunks' interval)",
+                     repeats, repeats - 1, repeats == 2 ? "" : "s", boost::math::quantile(dist, 0.975));
 }
 
 double ci95_factor(std::size_t n) {

@@ -10,6 +10,7 @@
 //                interval over the repeats, t(0.975, n − 1) · std / √n (0 for a deterministic point),
 //   n_repeats    the number of finished repeats summarized.
 // Model rows carry METRIC_ci95 over their own chunks whether the spec repeats or not.
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,10 @@ std::vector<Column> repeat_columns(const std::vector<std::string>& metrics, bool
 // `first_point` (after the sweep's points) in order of their groups' first rows.
 // Requires the repeat columns (repeat_columns).
 void update_repeat_summaries(ResultTable& t, const std::vector<std::string>& metrics, std::int64_t first_point);
+
+// A warning for a spec whose repeats make the seed interval uninformative (repeats: 2 has one degree of freedom,
+// t = 12.7), or "" when there is none. `run` and `run --dry-run` print it.
+std::string repeats_warning(int repeats);
 
 // Half-width factor of a two-sided 95% interval of a mean from n samples: t(0.975, n − 1) / √n.
 double ci95_factor(std::size_t n);

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <iostream>
 #include <ostream>
 #include <set>
 
@@ -30,6 +31,7 @@ void print_dry_run(const ExperimentSpec& spec, const std::vector<SweepPoint>& po
   out << fmt::format("experiment {}: {} points (seed {})\n", spec.experiment, points.size(), spec.seed);
   for (const auto& p : points) out << fmt::format("{:>5}  {}\n", p.index, printable(p.key));
   out << fmt::format("metrics: {}\n", fmt::join(spec.metrics, ", "));
+  if (const std::string w = repeats_warning(spec.repeats); !w.empty()) out << w << '\n';
   make_evaluator(spec)->describe_plan(points, out);
 }
 
@@ -53,7 +55,8 @@ int run_sweep(const ExperimentSpec& spec, const std::vector<SweepPoint>& points,
   const bool summaries = spec.repeats > 1 && !shard.active();
   const std::unique_ptr<Evaluator> evaluator = make_evaluator(spec);
   const std::vector<RowField> fields = result_fields(spec, points, *evaluator);
-  evaluator->check_plan(points);  // a point that cannot run as specified stops the run before any point runs
+  evaluator->check_plan(points);
+  if (const std::string w = repeats_warning(spec.repeats); !w.empty()) std::cerr << w << '\n';  // a point that cannot run as specified stops the run before any point runs
   const std::vector<Column> columns = columns_of(fields);
   check_output_path(path, spec.path);  // never a device, a folder or the spec, --force or not
 
