@@ -18,6 +18,7 @@
 #include "harness/merge.hpp"
 #include "eval/model_eval.hpp"
 #include "eval/passkey.hpp"
+#include "eval/paired.hpp"
 #include "eval/perplexity.hpp"
 #include "harness/compare.hpp"
 #include "models/quantized_safetensors.hpp"
@@ -192,6 +193,11 @@ int perplexity(const std::string& model_name, const std::string& corpus, const s
   std::cout << fmt::format("perplexity: {:.4f} +/- {:.4f} over {} scored tokens ({} chunks of {}, {} method); {:.1f} tokens/s "
                            "({} chunk{} per forward)\n",
                            r.ppl, r.ppl_stderr, r.scored, r.chunks, ctx, method, r.tokens_per_second, r.batch, r.batch == 1 ? "" : "s");
+  if (r.chunk_nll.size() >= 2) {  // the chunk is the unit (tokens of a chunk share their context): docs/STATISTICS.md
+    const tqb::MeanInterval i = tqb::crossed_mean_interval({r.chunk_nll});
+    std::cout << fmt::format("95% interval over the {} chunks: [{:.4f}, {:.4f}] (the +/- above is llama.cpp's, over tokens as if "
+                             "independent)\n", r.chunk_nll.size(), std::exp(i.mean - i.ci95), std::exp(i.mean + i.ci95));
+  }
   if (device != "cpu")
     std::cout << fmt::format("GPU memory: peak {:.3f} GB of tqbench's own allocations\n", static_cast<double>(gpu::peak_bytes()) / 1e9);
   if (write_base) {

@@ -175,6 +175,12 @@ TEST_CASE("the llamacpp method reproduces llama-perplexity on stories260K: 92.35
   const auto first = r.output.find("[1/40] ppl ");
   REQUIRE(first != std::string::npos);
   CHECK(std::stod(r.output.substr(first + 11)) == doctest::Approx(82.8598).epsilon(0.01 / 82.8598));
+  // Beside llama.cpp's standard error, the 95% interval over the chunks, around the perplexity.
+  const auto interval = r.output.find("95% interval over the 40 chunks: [");
+  REQUIRE(interval != std::string::npos);
+  const double lo = std::stod(r.output.substr(interval + 34)), hi = std::stod(r.output.substr(r.output.find(", ", interval) + 2));
+  CHECK(lo < 92.3507);
+  CHECK(hi > 92.3507);
 }
 
 TEST_CASE("an 8-bit RTN model stays within 1% of the baseline perplexity on stories260K") {
