@@ -79,7 +79,7 @@ int list(const std::string& what) {
 int show(const std::string& file, bool csv, bool markdown, bool all, const std::vector<std::string>& columns) {
   const ResultTable raw = read_result_file(file);
   // A repeated sweep shows its summary rows with intervals; --all and --csv show every repeat's row.
-  const ResultTable t = csv || all ? raw : tqb::summary_view(raw);
+  const ResultTable t = csv || all ? raw : tqb::short_name_view(tqb::summary_view(raw));
   std::vector<std::string> cols = columns;
   if (cols.empty() && (csv || all))
     for (const auto& c : t.columns) cols.push_back(c.name);

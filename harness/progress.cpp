@@ -3,6 +3,7 @@
 #include "common/printable.hpp"
 
 #include <fmt/format.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -24,14 +25,19 @@ Progress::Progress(std::size_t total, std::size_t already_done, std::FILE* out)
     std::fprintf(out_, "resuming: %zu of %zu points already done\n", already_done, total);
 }
 
-void Progress::draw(const std::string& raw_label) {
-  const std::string label = printable(raw_label);
+std::string Progress::eta() const {
   const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   const double per_point = run_ > 0 ? elapsed / static_cast<double>(run_) : NAN;
-  const double eta = per_point * static_cast<double>(total_ - done_);
-  std::string line = fmt::format("[{}/{}] {} | {} elapsed, ETA {}", done_, total_, label, format_duration(elapsed),
-                                 run_ > 0 ? format_duration(eta) : std::string("?"));
-  if (line.size() > 150) line = line.substr(0, 147) + "...";
+  return run_ > 0 ? format_duration(per_point * static_cast<double>(total_ - done_)) : std::string("?");
+}
+
+// The counts and the ETA first, then the point: cut at the terminal's width, what is cut is the end of the label.
+void Progress::draw(const std::string& raw_label) {
+  const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  std::string line = fmt::format("[{}/{} {} ETA {}] {}", done_, total_, format_duration(elapsed), eta(), printable(raw_label));
+  winsize w{};
+  const std::size_t width = ioctl(fileno(out_), TIOCGWINSZ, &w) == 0 && w.ws_col >= 20 ? w.ws_col : 80;
+  if (line.size() >= width) line = line.substr(0, width - 4) + "...";
   std::fprintf(out_, "\r\033[K%s", line.c_str());
   std::fflush(out_);
 }
@@ -48,7 +54,7 @@ void Progress::finish_point(const std::string& raw_label, bool ok, double second
     if (!ok) std::fprintf(out_, "\r\033[KFAILED %s: %s\n", label.c_str(), summary.c_str());
     draw(label);
   } else {
-    std::fprintf(out_, "[%zu/%zu] %s %s (%s)%s%s\n", done_, total_, ok ? "done" : "FAILED", label.c_str(),
+    std::fprintf(out_, "[%zu/%zu ETA %s] %s %s (%s)%s%s\n", done_, total_, eta().c_str(), ok ? "done" : "FAILED", label.c_str(),
                  format_duration(seconds).c_str(), summary.empty() ? "" : ": ", summary.c_str());
     std::fflush(out_);
   }

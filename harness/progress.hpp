@@ -17,6 +17,7 @@ class Progress {
 
  private:
   void draw(const std::string& label);
+  std::string eta() const;  // from the points run so far; "?" before the first
   std::size_t total_, done_, skipped_, run_ = 0;
   std::FILE* out_;
   bool tty_;

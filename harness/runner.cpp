@@ -19,6 +19,7 @@
 #include "harness/progress.hpp"
 #include "harness/repeat_summary.hpp"
 #include "harness/result_journal.hpp"
+#include "harness/short_names.hpp"
 
 namespace tqb {
 
@@ -29,7 +30,8 @@ std::string default_output_path(const ExperimentSpec& spec, const Shard& shard) 
 
 void print_dry_run(const ExperimentSpec& spec, const std::vector<SweepPoint>& points, std::ostream& out) {
   out << fmt::format("experiment {}: {} points (seed {})\n", spec.experiment, points.size(), spec.seed);
-  for (const auto& p : points) out << fmt::format("{:>5}  {}\n", p.index, printable(p.key));
+  const std::vector<std::string> labels = point_labels(points);  // what varies; the result file keeps the full names
+  for (std::size_t i = 0; i < points.size(); ++i) out << fmt::format("{:>5}  {}\n", points[i].index, printable(labels[i]));
   out << fmt::format("metrics: {}\n", fmt::join(spec.metrics, ", "));
   if (const std::string w = repeats_warning(spec.repeats); !w.empty()) out << w << '\n';
   make_evaluator(spec)->describe_plan(points, out);
@@ -97,15 +99,17 @@ int run_sweep(const ExperimentSpec& spec, const std::vector<SweepPoint>& points,
   std::size_t mine = 0;
   for (const auto& p : points) mine += shard.owns(p.index);
   Progress progress(mine, done.size());
+  const std::vector<std::string> labels = point_labels(points);
   std::size_t failed = 0;
   for (const auto& p : points) {
     if (done.count(p.key) || !shard.owns(p.index)) continue;
-    progress.start_point(p.key);
+    const std::string& label = labels[static_cast<std::size_t>(&p - points.data())];
+    progress.start_point(label);
     const bool peak_reset = reset_peak_rss();
     const auto t0 = std::chrono::steady_clock::now();
     PointOutcome r;
     try {
-      r = evaluator->evaluate(p, [&](const std::string& msg) { progress.start_point(p.key + " | " + msg); });
+      r = evaluator->evaluate(p, [&](const std::string& msg) { progress.start_point(label + " | " + msg); });
     } catch (const InputError&) {
       // Bad model file or corpus: the whole run is bad input. A file this run created and that holds no
       // row is removed, so that the corrected spec is not refused as "a different spec".
@@ -128,7 +132,7 @@ int run_sweep(const ExperimentSpec& spec, const std::vector<SweepPoint>& points,
     std::string summary = r.ok ? "" : r.error;
     if (r.ok && r.metrics.count("bits_per_weight") && r.metrics.count("weight_nmse"))
       summary = fmt::format("{:.4g} bits/weight, nmse {:.4g}", r.metrics["bits_per_weight"], r.metrics["weight_nmse"]);
-    progress.finish_point(p.key, r.ok, seconds, summary);
+    progress.finish_point(label, r.ok, seconds, summary);
   }
   fold();
   journal.remove();

@@ -1,5 +1,6 @@
 #include "harness/table.hpp"
 #include "common/printable.hpp"
+#include "harness/short_names.hpp"
 
 #include <fmt/format.h>
 
@@ -11,8 +12,12 @@ namespace tqb {
 
 std::vector<std::string> default_show_columns(const ResultTable& t) {
   std::vector<std::string> out;
+  const int data = t.column_index("data");
+  const bool one_data = data >= 0 && std::all_of(t.rows.begin(), t.rows.end(), [&](const auto& r) {
+    return cell_text(r[data], true) == cell_text(t.rows.front()[data], true);
+  });
   for (const auto& c : t.columns) {
-    const bool identity = c.name == "point" || c.name == "data" || c.name == "quantizer";
+    const bool identity = c.name == "point" || (c.name == "data" && !one_data) || c.name == "quantizer";
     if (identity || c.role == "metric") out.push_back(c.name);
   }
   // Show the status only when something failed.
@@ -48,6 +53,19 @@ ResultTable summary_view(const ResultTable& t) {
       row[m] = std::isfinite(half) ? fmt::format("{} ± {}", cell_text(r[m]), cell_text(r[c])) : cell_text(r[m]);
     }
     v.rows.push_back(std::move(row));
+  }
+  return v;
+}
+
+ResultTable short_name_view(const ResultTable& t) {
+  ResultTable v = t;
+  for (const char* name : {"data", "quantizer"}) {
+    const int j = v.column_index(name);
+    if (j < 0 || v.columns[static_cast<std::size_t>(j)].type != ColumnType::text) continue;
+    std::vector<std::string> names;
+    for (const auto& r : v.rows) names.push_back(cell_text(r[j], true));
+    names = varying_names(names);
+    for (std::size_t i = 0; i < v.rows.size(); ++i) v.rows[i][j] = names[i];
   }
   return v;
 }

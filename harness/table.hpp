@@ -16,6 +16,10 @@ std::vector<std::string> default_show_columns(const ResultTable& t);
 // 95% interval" where the interval is known. A table with neither is returned as it is.
 ResultTable summary_view(const ResultTable& t);
 
+// The data and quantizer columns shortened to what varies across the rows (harness/short_names.hpp), for reading;
+// CSV and --all keep the full canonical names.
+ResultTable short_name_view(const ResultTable& t);
+
 // Aligned text: numbers right-aligned, text left-aligned; `columns` in the order given.
 void print_table(const ResultTable& t, const std::vector<std::string>& columns, std::ostream& out);
 
