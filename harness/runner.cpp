@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <csignal>
 #include <filesystem>
+#include <mutex>
 #include <iostream>
 #include <ostream>
 #include <set>
@@ -14,6 +16,7 @@
 #include "common/memory.hpp"
 #include "common/printable.hpp"
 #include "harness/evaluator.hpp"
+#include "harness/interrupt.hpp"
 #include "harness/result_row.hpp"
 #include "harness/output_lock.hpp"
 #include "harness/progress.hpp"
@@ -57,8 +60,8 @@ int run_sweep(const ExperimentSpec& spec, const std::vector<SweepPoint>& points,
   const bool summaries = spec.repeats > 1 && !shard.active();
   const std::unique_ptr<Evaluator> evaluator = make_evaluator(spec);
   const std::vector<RowField> fields = result_fields(spec, points, *evaluator);
-  evaluator->check_plan(points);
-  if (const std::string w = repeats_warning(spec.repeats); !w.empty()) std::cerr << w << '\n';  // a point that cannot run as specified stops the run before any point runs
+  evaluator->check_plan(points);  // a point that cannot run as specified stops the run before any point runs
+  if (const std::string w = repeats_warning(spec.repeats); !w.empty()) std::cerr << w << '\n';
   const std::vector<Column> columns = columns_of(fields);
   check_output_path(path, spec.path);  // never a device, a folder or the spec, --force or not
 
@@ -67,7 +70,7 @@ int run_sweep(const ExperimentSpec& spec, const std::vector<SweepPoint>& points,
     const auto parent = std::filesystem::path(path).parent_path();
     if (!parent.empty()) std::filesystem::create_directories(parent, ec);
   }
-  const OutputLock lock(path);  // one writer per result file; released however this run ends
+  OutputLock lock(path);  // one writer per result file; released however this run ends
   const bool exists = std::filesystem::exists(path, ec);
   if (!exists && options.existing == ExistingFile::require_resume)
     throw InputError(fmt::format("{}: error: --resume given but there is no result file to resume", path));
@@ -100,10 +103,37 @@ int run_sweep(const ExperimentSpec& spec, const std::vector<SweepPoint>& points,
   for (const auto& p : points) mine += shard.owns(p.index);
   Progress progress(mine, done.size());
   const std::vector<std::string> labels = point_labels(points);
-  std::size_t failed = 0;
+  std::size_t failed = 0, run_now = 0;
+  // SIGINT/SIGTERM: fold what finished, say so and how to resume, release the lock (harness/interrupt.hpp). The
+  // state mutex is held wherever the table, the journal or the file change.
+  std::mutex state;
+  std::string in_progress;
+  const InterruptGuard interrupts(state, [&](int sig) {
+    progress.finish();
+    std::string saved;
+    try {
+      fold();
+      journal.remove();
+      saved = fmt::format("{} points saved in {}", std::count_if(table.rows.begin(), table.rows.end(), [&](const auto& r) {
+                            return cell_text(r[table.column_index("status")], true) != "summary";
+                          }), path);
+    } catch (const std::exception& e) {
+      saved = fmt::format("the finished points are in {}'s journal ({}); the next run folds them", path, e.what());
+    }
+    lock.release();
+    std::cerr << fmt::format("\ninterrupted ({}): {} ({} run now); {}resume with: tqbench run '{}' -o '{}'{}\n",
+                             sig == SIGINT ? "SIGINT" : "SIGTERM", saved, run_now,
+                             in_progress.empty() ? "" : fmt::format("the point in progress ({}) reruns; ", printable(in_progress)),
+                             spec.path, path, shard.active() ? " --shard " + shard.text() : "")
+              << std::flush;
+  });
   for (const auto& p : points) {
     if (done.count(p.key) || !shard.owns(p.index)) continue;
     const std::string& label = labels[static_cast<std::size_t>(&p - points.data())];
+    {
+      const std::lock_guard<std::mutex> hold(state);
+      in_progress = label;
+    }
     progress.start_point(label);
     const bool peak_reset = reset_peak_rss();
     const auto t0 = std::chrono::steady_clock::now();
@@ -125,17 +155,25 @@ int run_sweep(const ExperimentSpec& spec, const std::vector<SweepPoint>& points,
     }
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::vector<Cell> row = make_row(fields, FinishedPoint{p, r, seconds, peak_reset});
-    journal.append(row);
-    table.rows.push_back(std::move(row));
-    if (std::chrono::duration<double>(std::chrono::steady_clock::now() - last_fold).count() >= fold_seconds) fold();
+    {
+      const std::lock_guard<std::mutex> hold(state);
+      journal.append(row);
+      table.rows.push_back(std::move(row));
+      ++run_now;
+      in_progress.clear();
+      if (std::chrono::duration<double>(std::chrono::steady_clock::now() - last_fold).count() >= fold_seconds) fold();
+    }
     if (!r.ok) ++failed;
     std::string summary = r.ok ? "" : r.error;
     if (r.ok && r.metrics.count("bits_per_weight") && r.metrics.count("weight_nmse"))
       summary = fmt::format("{:.4g} bits/weight, nmse {:.4g}", r.metrics["bits_per_weight"], r.metrics["weight_nmse"]);
     progress.finish_point(label, r.ok, seconds, summary);
   }
-  fold();
-  journal.remove();
+  {
+    const std::lock_guard<std::mutex> hold(state);
+    fold();
+    journal.remove();
+  }
   progress.finish();
   const auto summary_rows = std::count_if(table.rows.begin(), table.rows.end(), [&](const auto& r) {
     return cell_text(r[table.column_index("status")], true) == "summary";

@@ -593,3 +593,41 @@ TEST_CASE("run --dry-run on a model prints each point's exact bits per weight an
   CHECK(run.output.find("[0/") == std::string::npos);  // no point started
   CHECK(!std::filesystem::exists(dir.file("b.h5")));
 }
+
+TEST_CASE("SIGINT and SIGTERM fold the finished points into the file, say how to resume, and leave no lock or journal") {
+  test::TempDir dir;
+  const std::string spec = test::kSourceDir + "/tests/specs/good/resume.yaml";
+  for (const int sig : {SIGINT, SIGTERM}) {
+    CAPTURE(sig);
+    const std::string out = dir.file(fmt::format("sig{}.h5", sig)), log = dir.file(fmt::format("sig{}.log", sig));
+    const pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      std::freopen(log.c_str(), "w", stderr);
+      std::freopen("/dev/null", "w", stdout);
+      ::execl(test::kBinary.c_str(), "tqbench", "run", spec.c_str(), "-o", out.c_str(), nullptr);
+      ::_exit(127);
+    }
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+    while (rows_in(out) < 2 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    ::kill(pid, sig);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    REQUIRE(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 128 + sig);
+    const std::string said = test::read_text(log);
+    const std::size_t saved = read_result_file(out).rows.size();
+    CHECK(saved >= 2);
+    CHECK(said.find(fmt::format("interrupted ({}): {} points saved in {}", sig == SIGINT ? "SIGINT" : "SIGTERM", saved, out)) !=
+          std::string::npos);
+    CHECK(said.find("resume with: tqbench run '" + spec + "' -o '" + out + "'") != std::string::npos);
+    // Nothing left beside the result file: the lock is removed, the journal folded into the file.
+    for (const auto& e : std::filesystem::directory_iterator(dir.path)) {
+      const bool beside = e.path().filename().string().rfind(fmt::format("sig{}.h5", sig), 0) == 0 && e.path().string() != out;
+      CHECK_MESSAGE(!beside, e.path().string());
+    }
+    const auto resumed = run_tqbench("run '" + spec + "' -o '" + out + "'");
+    CHECK(resumed.exit_code == 0);
+    CHECK(read_result_file(out).rows.size() == 56);
+  }
+}
