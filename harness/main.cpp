@@ -29,6 +29,7 @@
 #include "harness/spec.hpp"
 #include "harness/store.hpp"
 #include "harness/sweep.hpp"
+#include "harness/row_query.hpp"
 #include "harness/table.hpp"
 #include "kernels/registry.hpp"
 #include "kernels/cpu/dense_blas.hpp"
@@ -76,10 +77,22 @@ int list(const std::string& what) {
   return 0;
 }
 
-int show(const std::string& file, bool csv, bool markdown, bool all, const std::vector<std::string>& columns) {
-  const ResultTable raw = read_result_file(file);
+struct ShowOptions {
+  bool csv = false, markdown = false, all = false;
+  std::vector<std::string> columns, where;
+  std::string sort;
+  int digits = 6;
+};
+
+int show(const std::string& file, const ShowOptions& o) {
+  const bool csv = o.csv, markdown = o.markdown, all = o.all;
+  const std::vector<std::string>& columns = o.columns;
+  const ResultTable whole = read_result_file(file);
+  // Rows chosen and ordered on the stored values (full names, numbers), before anything is formatted.
+  ResultTable raw = tqb::where_rows(whole, o.where);
+  if (!o.sort.empty()) raw = tqb::sort_rows(raw, o.sort);
   // A repeated sweep shows its summary rows with intervals; --all and --csv show every repeat's row.
-  const ResultTable t = csv || all ? raw : tqb::short_name_view(tqb::summary_view(raw));
+  const ResultTable t = csv || all ? raw : tqb::short_name_view(tqb::summary_view(raw, o.digits));
   std::vector<std::string> cols = columns;
   if (cols.empty() && (csv || all))
     for (const auto& c : t.columns) cols.push_back(c.name);
@@ -93,19 +106,29 @@ int show(const std::string& file, bool csv, bool markdown, bool all, const std::
   if (csv) {
     print_csv(t, cols, std::cout);
   } else if (markdown) {
-    print_markdown(t, cols, std::cout);
+    print_markdown(t, cols, std::cout, o.digits);
   } else {
     const Cell* exp = t.attribute("experiment");
     const Cell* commit = t.attribute("git_commit");
-    const bool summaries = t.rows.size() != raw.rows.size();
+    // Points are the rows that are not summaries, as `run` counts them, whatever is displayed.
+    const int status = whole.column_index("status");
+    std::size_t points = 0, failed = 0, summary_rows = 0;
+    for (const auto& r : whole.rows) {
+      const std::string s = status >= 0 ? cell_text(r[status], true) : "ok";
+      summary_rows += s == "summary";
+      points += s != "summary";
+      failed += s == "failed";
+    }
+    const bool summaries = !all && summary_rows > 0;
     const bool intervals = std::any_of(raw.columns.begin(), raw.columns.end(), [](const auto& c) { return c.name.ends_with("_ci95"); });
-    std::cout << fmt::format("{}: experiment {}, {} points, tqbench {}{}\n", file, exp ? printable(cell_text(*exp)) : "?",
-                             raw.rows.size() - (summaries ? t.rows.size() : 0), commit ? printable(cell_text(*commit)) : "?",
+    std::cout << fmt::format("{}: experiment {}, {} points ({} failed), tqbench {}{}{}\n", file, exp ? printable(cell_text(*exp)) : "?",
+                             points, failed, commit ? printable(cell_text(*commit)) : "?",
                              summaries   ? "; summaries over the repeats, mean ± 95% interval (model metrics: over chunks and seeds; "
                                            "--all: every repeat)"
                              : intervals ? "; ± 95% interval over the scored chunks"
-                                         : "");
-    print_table(t, cols, std::cout);
+                                         : "",
+                             raw.rows.size() != whole.rows.size() ? fmt::format("; {} of {} rows match --where", raw.rows.size(), whole.rows.size()) : "");
+    print_table(t, cols, std::cout, o.digits);
   }
   return 0;
 }
@@ -275,12 +298,16 @@ int main(int argc, char** argv) {
   auto* show_cmd = app.add_subcommand("show", "Print the results of an HDF5 result file as a table");
   std::string file;
   bool csv = false, markdown = false, all = false;
-  std::vector<std::string> columns;
   show_cmd->add_option("file", file, "result file (.h5)")->required();
   auto* csv_flag = show_cmd->add_flag("--csv", csv, "CSV with every column (or --columns) instead of a table");
   show_cmd->add_flag("--markdown", markdown, "a Markdown table (default columns, or --columns) for docs")->excludes(csv_flag);
   show_cmd->add_flag("--all", all, "every column and every row (a repeated sweep shows its summary rows otherwise)");
-  show_cmd->add_option("--columns", columns, "columns to print, in order")->delimiter(',');
+  ShowOptions show_options;
+  show_cmd->add_option("--columns", show_options.columns, "columns to print, in order")->delimiter(',');
+  show_cmd->add_option("--where", show_options.where,
+                       "keep rows where COLUMN OP VALUE, OP one of = != < <= > >= ~ (contains); repeatable, all must hold");
+  show_cmd->add_option("--sort", show_options.sort, "order rows by a column (-COLUMN: descending)");
+  show_cmd->add_option("--digits", show_options.digits, "significant digits of reals")->check(CLI::Range(1, 17))->capture_default_str();
 
   auto* compare_cmd = app.add_subcommand("compare", "Paired difference of two model rows (or points' repeats) over the chunks and seeds "
                                                      "they share (log-perplexity, perplexity ratio, KLD; 95% intervals; bits per weight)");
@@ -426,7 +453,12 @@ int main(int argc, char** argv) {
       return tqb::run_sweep(spec, points, opts, std::cout);
     }
     if (*list_cmd) return list(what);
-    if (*show_cmd) return show(file, csv, markdown, all, columns);
+    if (*show_cmd) {
+      show_options.csv = csv;
+      show_options.markdown = markdown;
+      show_options.all = all;
+      return show(file, show_options);
+    }
     if (*compare_cmd) {
       tqb::compare_rows(file, compare_a, compare_b, compare_options, std::cout);
       return 0;

@@ -55,6 +55,11 @@ std::string cell_text(const Cell& c, bool full) {
   return std::get<std::string>(c);
 }
 
+std::string cell_display(const Cell& c, int digits) {
+  if (const auto* d = std::get_if<double>(&c); d && !std::isnan(*d)) return fmt::format("{:.{}g}", *d, std::max(1, digits));
+  return cell_text(c);
+}
+
 namespace {
 
 // Owns an HDF5 identifier.

@@ -54,5 +54,7 @@ ResultTable read_result_file(const std::string& path);
 
 // Text of a cell for tables and CSV (reals with up to 6 significant digits, or full precision).
 std::string cell_text(const Cell& c, bool full_precision = false);
+// As cell_text, reals with `digits` significant digits (show --digits).
+std::string cell_display(const Cell& c, int digits);
 
 }  // namespace tqb

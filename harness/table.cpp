@@ -29,7 +29,7 @@ std::vector<std::string> default_show_columns(const ResultTable& t) {
   return out;
 }
 
-ResultTable summary_view(const ResultTable& t) {
+ResultTable summary_view(const ResultTable& t, int digits) {
   const int status = t.column_index("status");
   if (status < 0) return t;
   const bool repeated = std::any_of(t.rows.begin(), t.rows.end(), [&](const auto& r) { return cell_text(r[status], true) == "summary"; });
@@ -50,7 +50,7 @@ ResultTable summary_view(const ResultTable& t) {
     std::vector<Cell> row = r;
     for (const auto& [m, c] : intervals) {
       const double half = std::get<double>(r[c]);
-      row[m] = std::isfinite(half) ? fmt::format("{} ± {}", cell_text(r[m]), cell_text(r[c])) : cell_text(r[m]);
+      row[m] = std::isfinite(half) ? fmt::format("{} ± {}", cell_display(r[m], digits), cell_display(r[c], digits)) : cell_display(r[m], digits);
     }
     v.rows.push_back(std::move(row));
   }
@@ -70,7 +70,7 @@ ResultTable short_name_view(const ResultTable& t) {
   return v;
 }
 
-void print_table(const ResultTable& t, const std::vector<std::string>& columns, std::ostream& out) {
+void print_table(const ResultTable& t, const std::vector<std::string>& columns, std::ostream& out, int digits) {
   std::vector<int> idx;
   for (const auto& name : columns) idx.push_back(t.column_index(name));
   std::vector<std::vector<std::string>> cells(t.rows.size());
@@ -78,7 +78,7 @@ void print_table(const ResultTable& t, const std::vector<std::string>& columns, 
   for (const auto& name : columns) width.push_back(name.size());
   for (std::size_t i = 0; i < t.rows.size(); ++i)
     for (std::size_t j = 0; j < idx.size(); ++j) {
-      cells[i].push_back(idx[j] >= 0 ? printable(cell_text(t.rows[i][idx[j]])) : "");
+      cells[i].push_back(idx[j] >= 0 ? printable(cell_display(t.rows[i][idx[j]], digits)) : "");
       width[j] = std::max(width[j], cells[i][j].size());
     }
   auto numeric = [&](std::size_t j) { return idx[j] >= 0 && t.columns[idx[j]].type != ColumnType::text; };
@@ -106,7 +106,7 @@ static std::string csv_field(const std::string& s) {
   return q + "\"";
 }
 
-void print_markdown(const ResultTable& t, const std::vector<std::string>& columns, std::ostream& out) {
+void print_markdown(const ResultTable& t, const std::vector<std::string>& columns, std::ostream& out, int digits) {
   auto escape = [](std::string v) {
     for (std::size_t i = 0; (i = v.find('|', i)) != std::string::npos; i += 2) v.replace(i, 1, "\\|");
     return v;
@@ -120,7 +120,7 @@ void print_markdown(const ResultTable& t, const std::vector<std::string>& column
     out << '|';
     for (const auto& c : columns) {
       const int k = t.column_index(c);
-      out << ' ' << (k >= 0 ? escape(printable(cell_text(row[k]))) : "") << " |";
+      out << ' ' << (k >= 0 ? escape(printable(cell_display(row[k], digits))) : "") << " |";
     }
     out << '\n';
   }

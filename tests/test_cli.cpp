@@ -180,6 +180,21 @@ TEST_CASE("run, dry run, show, repeatability and spec mismatch") {
   r = run_tqbench("show --csv '" + out + "'");
   CHECK(r.output.find("point,key,status") == 0);
   CHECK(run_tqbench("show --columns point,nope '" + out + "'").exit_code == 2);
+  // Rows chosen and ordered on the stored values; reals to the digits asked.
+  r = run_tqbench("show '" + out + "' --where 'q.bits=4' --where 'quantizer~row' --columns quantizer,weight_nmse --digits 3");
+  CHECK(r.exit_code == 0);
+  CHECK(r.output.find("1 of 4 rows match --where") != std::string::npos);
+  CHECK(r.output.find("rtn(bits=4,group=row)") != std::string::npos);
+  CHECK(r.output.find("rtn(bits=3") == std::string::npos);
+  r = run_tqbench("show '" + out + "' --sort -weight_nmse --columns q.bits,weight_nmse --csv");
+  CHECK(r.exit_code == 0);
+  const auto first3 = r.output.find("\n3,"), first4 = r.output.find("\n4,");
+  CHECK(first3 < first4);  // 3-bit errors are larger: first when descending
+  CHECK(run_tqbench("show '" + out + "' --where 'weight_nmse<abc'").output.find("'weight_nmse' is a numeric column; expected a number") !=
+        std::string::npos);
+  CHECK(run_tqbench("show '" + out + "' --where 'quantizer<rtn'").exit_code == 2);
+  CHECK(run_tqbench("show '" + out + "' --where 'bits'").output.find("expected COLUMN OP VALUE") != std::string::npos);
+  CHECK(run_tqbench("show '" + out + "' --sort nope").output.find("--sort: 'nope' is not a column") != std::string::npos);
 
   // Running again resumes (nothing left to do); a changed spec must not silently mix results.
   r = run_tqbench("run '" + spec + "' -o '" + out + "'");
