@@ -29,6 +29,7 @@
 #include "harness/spec.hpp"
 #include "harness/store.hpp"
 #include "harness/sweep.hpp"
+#include "harness/plot_command.hpp"
 #include "harness/row_query.hpp"
 #include "harness/table.hpp"
 #include "kernels/registry.hpp"
@@ -309,6 +310,13 @@ int main(int argc, char** argv) {
   show_cmd->add_option("--sort", show_options.sort, "order rows by a column (-COLUMN: descending)");
   show_cmd->add_option("--digits", show_options.digits, "significant digits of reals")->check(CLI::Range(1, 17))->capture_default_str();
 
+  auto* plot_cmd = app.add_subcommand("plot", "Draw figures from result files with the plot scripts (plots/), run by the Python the "
+                                              "set-up prepared; every argument after the options goes to the script (--help: the script's)");
+  std::string plot_script = "plot";
+  plot_cmd->add_option("--script", plot_script, "plots/NAME.py to run: plot, distortion or kv_cache")->capture_default_str();
+  plot_cmd->prefix_command();
+  plot_cmd->set_help_flag();  // --help belongs to the script
+
   auto* compare_cmd = app.add_subcommand("compare", "Paired difference of two model rows (or points' repeats) over the chunks and seeds "
                                                      "they share (log-perplexity, perplexity ratio, KLD; 95% intervals; bits per weight)");
   std::string compare_a, compare_b;
@@ -453,6 +461,7 @@ int main(int argc, char** argv) {
       return tqb::run_sweep(spec, points, opts, std::cout);
     }
     if (*list_cmd) return list(what);
+    if (*plot_cmd) return tqb::run_plot_script(plot_script, plot_cmd->remaining());
     if (*show_cmd) {
       show_options.csv = csv;
       show_options.markdown = markdown;

@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
-"""Plot a metric of a tqbench result file against bits per weight.
+"""Plot a metric of tqbench result files against bits per weight.
 
-One line per series: points that share every quantizer parameter except the swept x parameter
-(bits), e.g. one line per quantizer family, group size and mode; data sets that differ get their
-own lines too. Writes PREFIX.png and PREFIX.pdf.
+Defaults follow the kind of result: a model sweep draws its perplexity change (delta_ppl) against the quantized
+layers' bits per weight, one labelled marker per point coloured by family, with the paired 95% intervals as
+error bars and the unquantized model as a reference line; a matrix sweep draws weight NMSE against bits per
+weight, one line per series: points that share every quantizer parameter except the swept x parameter (bits).
+Several result files go into one figure (a marker per file). Writes PREFIX.png and PREFIX.pdf.
 
-Example:
-  plots/plot.py results/rtn-synthetic.h5 -o results/rtn-synthetic --metric weight_nmse
+Examples:
+  tqbench plot results/rtn-synthetic.h5 --metric weight_nmse
+  tqbench plot results/books14m-head-to-head.h5 --where 'quantized_bits_per_weight<5'
 """
 import argparse
 import os
@@ -17,10 +20,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402,F401
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tqb_results import interval, load, plotted_rows  # noqa: E402
+from tqb_results import family_kind, interval, load, plotted_rows, where  # noqa: E402
 
 
 def _missing(v):
@@ -37,7 +41,8 @@ def series_key(columns, meta, i, x_param, series=None):
     (or only the columns named in `series`)."""
     parts = [columns["family"][i]]
     for name, m in meta.items():
-        if m["role"] not in ("quantizer", "data") or name == x_param or name in ("quantizer", "family"):
+        # The data column's full name is spelled out by its data.* parameters: only those that vary are shown.
+        if m["role"] not in ("quantizer", "data") or name == x_param or name in ("quantizer", "family", "data"):
             continue
         if series is not None and name not in series:
             continue
@@ -50,7 +55,7 @@ def series_key(columns, meta, i, x_param, series=None):
             continue  # a text parameter of another family
         if not isinstance(v, str) and isinstance(v, float) and v != v:
             continue  # NaN: a real parameter of another family
-        if name == "data":
+        if name == "file":
             parts.append(v)
         elif name.startswith("q."):
             if isinstance(v, (int, np.integer)) and v < 0:
@@ -80,81 +85,148 @@ def place_labels(fig, ax, labels, step=8.0):
                     arrowprops=dict(arrowstyle="-", lw=0.3, alpha=0.5) if dy else None)
 
 
+def defaults_for(columns):
+    """(metric, x) a figure of this kind of result draws by default: a model sweep its perplexity change (or KLD)
+    against the quantized layers' bits per weight; a matrix sweep its weight NMSE against bits per weight."""
+    if "perplexity" in columns:
+        metric = next((m for m in ("delta_ppl", "kld_mean", "perplexity") if m in columns), "perplexity")
+        return metric, "quantized_bits_per_weight"
+    return "weight_nmse", "bits_per_weight"
+
+
+def concatenate(files):
+    """One table from several result files: the union of their columns (missing cells NaN or ""), a `file`
+    column naming each row's file, and the first file's attributes and metadata."""
+    loaded = [load(f) for f in files]
+    attrs, _, meta = loaded[0]
+    names = []
+    for _, columns, m in loaded:
+        for n in columns:
+            if n not in names:
+                names.append(n)
+                meta.setdefault(n, m[n])
+    out = {n: [] for n in names}
+    out["file"] = []
+    for f, (_, columns, _) in zip(files, loaded):
+        count = len(columns["status"])
+        for n in names:
+            if n in columns:
+                out[n].extend(list(columns[n]))
+            else:
+                out[n].extend([""] * count if meta[n].get("role") in ("point", "quantizer", "data") and n in ("data", "quantizer", "family")
+                              else [float("nan")] * count)
+        out["file"].extend([os.path.basename(f)] * count)
+    for n in names:
+        if out[n] and not isinstance(out[n][0], str):
+            out[n] = np.asarray(out[n])
+    meta["file"] = {"role": "data" if len(files) > 1 else "point", "description": "result file", "direction": ""}
+    return attrs, out, meta
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("result", help="tqbench result file (.h5)")
-    ap.add_argument("-o", "--output", help="output prefix (default: the result path without .h5)")
-    ap.add_argument("--metric", default="weight_nmse", help="metric on the y axis (default: weight_nmse)")
-    ap.add_argument("--x", default="bits_per_weight", help="metric on the x axis (default: bits_per_weight)")
+    ap.add_argument("results", nargs="+", help="tqbench result files (.h5); several are drawn in one figure")
+    ap.add_argument("-o", "--output", help="output prefix (default: the first result path without .h5)")
+    ap.add_argument("--metric", help="metric on the y axis (default: delta_ppl for model sweeps, weight_nmse for matrix sweeps)")
+    ap.add_argument("--x", help="metric on the x axis (default: quantized_bits_per_weight for model sweeps, else bits_per_weight)")
     ap.add_argument("--x-param", default="q.bits", help="parameter that moves along a line (default: q.bits)")
     ap.add_argument("--linear", action="store_true", help="linear y axis (default: log when all values > 0)")
     ap.add_argument("--log", action="store_true", help="log y axis, leaving out points whose value is not positive")
-    ap.add_argument("--where", action="append", default=[], metavar="COLUMN=VALUE",
-                    help="keep only points whose column has this value (repeatable), e.g. --where data.source=gaussian")
+    ap.add_argument("--where", action="append", default=[], metavar="COLUMN OP VALUE",
+                    help="keep only points where COLUMN OP VALUE holds, OP one of = != < <= > >= ~ (contains); repeatable, "
+                         "e.g. --where data.source=gaussian --where 'q.bits<5'")
     ap.add_argument("--scatter", action="store_true",
-                    help="one labelled marker per point instead of lines (e.g. delta_ppl against model bits)")
+                    help="one labelled marker per point instead of lines (default for model sweeps)")
+    ap.add_argument("--lines", action="store_true", help="lines through each series even for a model sweep")
     ap.add_argument("--xlim", help="x range LO,HI (a zoom; points outside are still drawn, off the axes)")
     ap.add_argument("--ylim", help="y range LO,HI")
     ap.add_argument("--series", help="comma-separated columns that tell lines apart (default: every varying "
                                      "quantizer and data parameter except --x-param)")
     args = ap.parse_args(argv)
 
-    attrs, columns, meta = load(args.result)
-    for name in (args.metric, args.x):
-        if name not in columns:
+    attrs, columns, meta = concatenate(args.results)
+    name = args.results[0] if len(args.results) == 1 else f"{len(args.results)} result files"
+    model = "perplexity" in columns
+    default_metric, default_x = defaults_for(columns)
+    metric, x = args.metric or default_metric, args.x or default_x
+    for col in (metric, x):
+        if col not in columns:
             metrics = [n for n, m in meta.items() if m["role"] == "metric"]
-            ap.error(f"{args.result}: no column '{name}'; metrics in this file: {', '.join(metrics)}")
-    rows = plotted_rows(columns)  # a repeated sweep: the summary rows, drawn with their 95% intervals
+            ap.error(f"{name}: no column '{col}'; metrics in this file: {', '.join(metrics)}")
+    # Per file: a repeated sweep's summary rows (drawn with their 95% intervals), else its finished points.
+    rows = []
+    for f in dict.fromkeys(columns["file"]):
+        mine = {i for i, g in enumerate(columns["file"]) if g == f}
+        summaries = [i for i in plotted_rows(columns) if i in mine]
+        rows += summaries or [i for i, st in enumerate(columns["status"]) if i in mine and st == "ok"]
     for cond in args.where:
-        name, sep, value = cond.partition("=")
-        if not sep or name not in columns:
-            ap.error(f"--where {cond}: expected COLUMN=VALUE with a column of {args.result}")
-        rows = [i for i in rows if str(columns[name][i]) == value or
-                (not isinstance(columns[name][i], str) and f"{columns[name][i]:g}" == value)]
+        try:
+            rows = where(columns, rows, cond)
+        except ValueError as e:
+            ap.error(str(e))
+    # The unquantized baseline (none(): 32 bits) would squash the x axis: a reference line instead.
+    baseline = [i for i in rows if columns["family"][i] == "none"]
+    rows = [i for i in rows if columns["family"][i] != "none"]
     if args.log:
-        dropped = [columns["quantizer"][i] for i in rows if not columns[args.metric][i] > 0]
-        rows = [i for i in rows if columns[args.metric][i] > 0]
+        dropped = [columns["quantizer"][i] for i in rows if not columns[metric][i] > 0]
+        rows = [i for i in rows if columns[metric][i] > 0]
         if dropped:
-            print(f"--log: left out {len(dropped)} point(s) with {args.metric} <= 0: {', '.join(dropped)}", file=sys.stderr)
+            print(f"--log: left out {len(dropped)} point(s) with {metric} <= 0: {', '.join(dropped)}", file=sys.stderr)
     if not rows:
-        ap.error(f"{args.result}: no finished points to plot" + (" after --where" if args.where else ""))
+        ap.error(f"{name}: no finished points to plot" + (" after --where" if args.where else ""))
     series_cols = None
     if args.series:
         series_cols = args.series.split(",")
-        for name in series_cols:
-            if name not in columns:
-                ap.error(f"--series: no column '{name}' in {args.result}")
+        for col in series_cols:
+            if col not in columns:
+                ap.error(f"--series: no column '{col}' in {name}")
 
+    scatter = args.scatter or (model and not args.lines)
     series = {}
     for i in rows:
         series.setdefault(series_key(columns, meta, i, args.x_param, series_cols), []).append(i)
 
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    if args.scatter:
-        series = {}
-        # One colour per kind of quantizer, with a legend: each TurboQuant-side family on its own, llama.cpp's
-        # formats (q4_0 ... q8_0, q2_K ... q6_K, iq4_nl: families named after ggml types) together.
-        def kind(family):
-            return "llama.cpp formats" if re.match(r"^(q\d_|iq\d)", family) else family
-        families = sorted({kind(columns["family"][i]) for i in rows})
-        colour = {f: plt.cm.tab10(n % 10) for n, f in enumerate(families)}
+    fig, ax = plt.subplots(figsize=(8.5, 4.8))
+    markers = "osD^v<>phX*"
+    if scatter:
+        # One colour per kind of quantizer (llama.cpp's formats together), one marker per file.
+        kinds = sorted({family_kind(columns["family"][i]) for i in rows})
+        colour = {f: plt.cm.tab10(n % 10) for n, f in enumerate(kinds)}
+        files = sorted({columns["file"][i] for i in rows})
         seen = set()
         labels = []
-        for k, i in enumerate(sorted(rows, key=lambda i: columns[args.x][i])):
-            f = kind(columns["family"][i])
-            ax.errorbar(columns[args.x][i], columns[args.metric][i], yerr=interval(columns, args.metric, i),
-                        xerr=interval(columns, args.x, i), fmt="o", ms=5, capsize=2, color=colour[f],
-                        label=None if f in seen else f)
-            seen.add(f)
-            labels.append((columns[args.x][i], columns[args.metric][i], series_key(columns, meta, i, "")))
-    for label, idx in sorted(series.items()):
-        idx = sorted(idx, key=lambda i: columns[args.x][i])
-        ax.errorbar([columns[args.x][i] for i in idx], [columns[args.metric][i] for i in idx],
-                    yerr=[interval(columns, args.metric, i) for i in idx], xerr=[interval(columns, args.x, i) for i in idx],
-                    marker="o", ms=3.5, lw=1.2, capsize=2, label=label)
-    y = np.array([columns[args.metric][i] for i in rows], dtype=float)
+        for i in sorted(rows, key=lambda i: columns[x][i]):
+            f = family_kind(columns["family"][i])
+            key = (f, columns["file"][i])
+            label = f if len(files) == 1 else f"{f} ({columns['file'][i]})"
+            ax.errorbar(columns[x][i], columns[metric][i], yerr=interval(columns, metric, i), xerr=interval(columns, x, i),
+                        fmt=markers[files.index(columns["file"][i]) % len(markers)], ms=5, capsize=2, color=colour[f],
+                        label=None if key in seen else label)
+            seen.add(key)
+            labels.append((columns[x][i], columns[metric][i], series_key(columns, meta, i, "")))
+    else:
+        # Lines that coincide stay visible: each series its own marker, size and dash.
+        dashes = ["-", "--", "-.", ":"]
+        for n, (label, idx) in enumerate(sorted(series.items())):
+            idx = sorted(idx, key=lambda i: columns[x][i])
+            ax.errorbar([columns[x][i] for i in idx], [columns[metric][i] for i in idx],
+                        yerr=[interval(columns, metric, i) for i in idx], xerr=[interval(columns, x, i) for i in idx],
+                        marker=markers[n % len(markers)], ms=3 + (n % 3), ls=dashes[(n // len(markers)) % len(dashes)],
+                        lw=1.1, capsize=2, alpha=0.85, label=label)
+    y = np.array([columns[metric][i] for i in rows], dtype=float)
     if not args.linear and np.all(y > 0):
         ax.set_yscale("log")
+        # A log axis spanning less than two decades gets plain labels on its minor ticks too (not one label, or none).
+        if y.max() / y.min() < 100:
+            plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:.3g}")
+            ax.yaxis.set_major_formatter(plain)
+            ax.yaxis.set_minor_formatter(plain)
+            ax.tick_params(axis="y", which="minor", labelsize=6)
+    # The baseline as a reference: its perplexity (a change against it is 0: drawn on a linear axis only).
+    for i in baseline[:1]:
+        v = columns[metric][i]
+        if v == v and not (v <= 0 and ax.get_yscale() == "log"):
+            ax.axhline(v, color="0.3", lw=0.8, ls="--", label=f"unquantized ({v:.4g})")
     for lim, setter in ((args.xlim, ax.set_xlim), (args.ylim, ax.set_ylim)):
         if lim:
             try:
@@ -162,30 +234,33 @@ def main(argv=None):
             except ValueError:
                 ap.error(f"--xlim/--ylim {lim}: expected LO,HI")
             setter(lo, hi)
-    if args.scatter:
+    if scatter:
         place_labels(fig, ax, labels)
-    direction = meta[args.metric].get("direction", "")
+    direction = meta[metric].get("direction", "")
     better = {"lower": " (lower is better)", "higher": " (higher is better)", "zero": " (closer to 0 is better)",
               "one": " (closer to 1 is better)"}
-    ax.set_xlabel(args.x.replace("_", " "))
-    ax.set_ylabel(args.metric + better.get(direction, ""))
+    ax.set_xlabel(x.replace("_", " "))
+    ax.set_ylabel(metric + better.get(direction, ""))
     commit = str(attrs.get("git_commit", "?"))[:10]
-    ax.set_title(f"{attrs.get('experiment', '')}: {meta[args.metric]['description']}", fontsize=9)
+    ax.set_title(f"{attrs.get('experiment', '')}: {meta[metric]['description']}", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
-    if series or args.scatter:
-        ax.legend(fontsize=7, ncol=2 if len(series) > 8 else 1)
+    handles, _ = ax.get_legend_handles_labels()
+    # Many entries go beside the axes, never over the data.
+    outside = len(handles) > 8
+    if handles:
+        ax.legend(fontsize=6 if outside else 7, ncol=1 + len(handles) // 30, loc="upper left" if outside else "best",
+                  bbox_to_anchor=(1.01, 1.0) if outside else None, frameon=not outside)
     repeats = int(attrs.get("repeats", 1))
-    note = f", {repeats} repeats: mean and 95% interval" if repeats > 1 else ""
+    note = f", {repeats} repeats: mean and 95% interval over chunks and seeds" if repeats > 1 else \
+        (", 95% intervals over the chunks" if model else "")
     fig.text(0.99, 0.01, f"tqbench {commit}, seed {attrs.get('seed', '?')}{note}", ha="right", fontsize=6, alpha=0.6)
-    if args.scatter:
+    if scatter:
         ax.margins(x=0.3)  # room for the labels of the rightmost points
-        fig.subplots_adjust(left=0.1, right=0.97, bottom=0.11, top=0.92)
-    else:
-        fig.tight_layout()
+    fig.tight_layout()
 
-    prefix = args.output or os.path.splitext(args.result)[0]
+    prefix = args.output or os.path.splitext(args.results[0])[0]
     for ext in ("png", "pdf"):
-        fig.savefig(f"{prefix}.{ext}", dpi=150)
+        fig.savefig(f"{prefix}.{ext}", dpi=150, bbox_inches="tight")
     print(f"{prefix}.png\n{prefix}.pdf")
 
 

@@ -1,4 +1,6 @@
 """Reading tqbench result files (HDF5) into plain Python: shared by the plot scripts."""
+import re
+
 import h5py
 import numpy as np
 
@@ -10,7 +12,11 @@ def load(path):
     columns: dict name -> numpy array (text columns as lists of str), in column order.
     meta:    dict name -> dict(role=..., description=..., direction=...).
     """
-    with h5py.File(path, "r") as f:
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise SystemExit(f"{path}: cannot read it as a tqbench result file: {e}")
+    with f:
         if f.attrs.get("tqbench_format") != "tqbench-results/1":
             raise SystemExit(f"{path}: not a tqbench result file (tqbench_format attribute missing or different)")
         attrs = {k: v for k, v in f.attrs.items()}
@@ -50,3 +56,45 @@ def interval(columns, name, i):
         return 0.0
     v = float(c[i])
     return v if v == v else 0.0
+
+
+_OPS = ("!=", "<=", ">=", "=", "<", ">", "~")
+
+
+def where(columns, rows, condition):
+    """The rows of `rows` satisfying COLUMN OP VALUE, OP one of = != < <= > >= ~ (contains), as `tqbench show
+    --where` reads it (harness/row_query.hpp): numbers compare as numbers, text as text; a missing value (NaN, -1
+    in an integer column, "") matches only !=. Raises ValueError saying what is wrong."""
+    found = [(condition.find(op), -len(op), op) for op in _OPS if condition.find(op) > 0]
+    if not found:
+        raise ValueError(f"--where {condition}: expected COLUMN OP VALUE with OP one of = != < <= > >= ~ (contains)")
+    at, _, op = min(found)
+    name, value = condition[:at].strip(), condition[at + len(op):].strip()
+    if name not in columns:
+        raise ValueError(f"--where {condition}: no column '{name}'; columns: {', '.join(columns)}")
+    col = columns[name]
+    text = isinstance(col, list)
+    if op == "~":
+        return [i for i in rows if value in (col[i] if text else f"{col[i]:g}")]
+    if text:
+        if op not in ("=", "!="):
+            raise ValueError(f"--where {condition}: '{name}' is a text column: = != ~ compare text")
+        return [i for i in rows if col[i] == value] if op == "=" else [i for i in rows if col[i] != value]
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"--where {condition}: '{name}' is a numeric column; expected a number")
+    integer = np.issubdtype(col.dtype, np.integer)
+
+    def missing(v):
+        return (integer and v == -1) or (not integer and v != v)
+
+    test = {"=": lambda v: v == number, "!=": lambda v: v != number, "<": lambda v: v < number, "<=": lambda v: v <= number,
+            ">": lambda v: v > number, ">=": lambda v: v >= number}[op]
+    return [i for i in rows if (op == "!=" if missing(col[i]) else test(col[i]))]
+
+
+def family_kind(family):
+    """llama.cpp's formats (q4_0 ... q8_0, q2_K ... q6_K, iq4_nl: named after ggml types) as one kind; any other
+    family as itself."""
+    return "llama.cpp formats" if re.match(r"^(q\d_|iq\d)", family) else family
