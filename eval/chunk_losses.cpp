@@ -22,6 +22,7 @@ ChunkLosses chunk_losses_of(const PerplexityResult& result, const PerplexityResu
   c.nll = result.chunk_nll;
   c.kld = result.chunk_kld;
   if (baseline.chunk_nll.size() == result.chunk_nll.size()) c.baseline_nll = baseline.chunk_nll;
+  c.top1 = result.chunk_top1;
   return c;
 }
 
@@ -35,6 +36,7 @@ std::string to_json(const ChunkLosses& c) {
   j["nll"] = c.nll;
   j["kld"] = c.kld;
   j["baseline_nll"] = c.baseline_nll;
+  j["top1"] = c.top1;
   return j.dump();
 }
 
@@ -50,8 +52,9 @@ ChunkLosses chunk_losses_from_json(const std::string& json, const std::string& w
     c.nll = j.at("nll").get<std::vector<double>>();
     c.kld = j.at("kld").get<std::vector<double>>();
     if (j.contains("baseline_nll")) c.baseline_nll = j.at("baseline_nll").get<std::vector<double>>();
-    if ((!c.kld.empty() && c.kld.size() != c.nll.size()) || (!c.baseline_nll.empty() && c.baseline_nll.size() != c.nll.size()))
-      throw InputError("nll, kld and baseline_nll differ in length");
+    if (j.contains("top1")) c.top1 = j.at("top1").get<std::vector<double>>();
+    for (const auto* v : {&c.kld, &c.baseline_nll, &c.top1})
+      if (!v->empty() && v->size() != c.nll.size()) throw InputError("nll, kld, baseline_nll and top1 differ in length");
     return c;
   } catch (const InputError& e) {
     throw InputError(fmt::format("{}: chunk_losses is not what tqbench writes: {}", where, e.what()));

@@ -16,7 +16,7 @@ struct ChunkLosses {
   std::size_t first_scored = 0, tokens_per_chunk = 0;
   // Per chunk, in order: the mean NLL of its scored tokens, the mean KL-divergence against the baseline (empty
   // without one), and the baseline's mean NLL on the same tokens (empty in rows written before it was stored).
-  std::vector<double> nll, kld, baseline_nll;
+  std::vector<double> nll, kld, baseline_nll, top1;  // top1: fraction of scored tokens whose top token is the baseline's
 
   bool same_chunking(const ChunkLosses& o) const {
     return corpus == o.corpus && method == o.method && ctx == o.ctx && first_scored == o.first_scored &&

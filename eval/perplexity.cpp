@@ -107,7 +107,7 @@ PerplexityResult evaluate_perplexity(const LlamaModel& model, const std::vector<
         }
       }
     }
-    double chunk_sum = 0, chunk_kl = 0;
+    double chunk_sum = 0, chunk_kl = 0, chunk_same = 0;
     for (std::size_t i = 0; i < seqs * rows; ++i, ++row) {
       sum += nll[i];
       sum2 += nll[i] * nll[i];
@@ -115,12 +115,16 @@ PerplexityResult evaluate_perplexity(const LlamaModel& model, const std::vector<
       if (base) {
         kld.push_back(kl[i]);
         agree += same[i] != 0;
+        chunk_same += same[i] != 0;
         chunk_kl += kl[i];
       }
       if ((i + 1) % rows == 0) {  // a chunk is complete
         r.chunk_nll.push_back(chunk_sum / static_cast<double>(rows));
-        if (base) r.chunk_kld.push_back(chunk_kl / static_cast<double>(rows));
-        chunk_sum = chunk_kl = 0;
+        if (base) {
+          r.chunk_kld.push_back(chunk_kl / static_cast<double>(rows));
+          r.chunk_top1.push_back(chunk_same / static_cast<double>(rows));
+        }
+        chunk_sum = chunk_kl = chunk_same = 0;
         if (progress) progress(c0 + (i + 1) / rows, chunks, std::exp(sum / static_cast<double>(row + 1)));
       }
     }

@@ -58,7 +58,7 @@ struct PerplexityResult {
   double kld_mean = 0, kld_median = 0, kld_p99 = 0, top1_agreement = 0;
   // Per chunk, in order: the mean NLL of its scored tokens (and with a base, its mean KLD). Rows evaluated on the
   // same chunks pair over them (eval/paired.hpp): the unit of a perplexity's uncertainty.
-  std::vector<double> chunk_nll, chunk_kld;
+  std::vector<double> chunk_nll, chunk_kld, chunk_top1;  // per chunk: mean NLL; with a baseline, mean KLD and top-1 agreement
   std::size_t first_scored = 0;  // position of the first scored logit row in each chunk (tokens first+1 … ctx−1 scored)
 };
 

@@ -242,7 +242,10 @@ const std::vector<Metric>& metrics() {
        [](const ModelMeasurements& m) { return m.result.kld_p99; }},
       {"top1_agreement", "fraction of scored tokens whose most likely next token matches the unquantized model's",
        Direction::higher, {}, false, false,
-       [](const ModelMeasurements& m) { return m.result.top1_agreement; }},
+       [](const ModelMeasurements& m) { return m.result.top1_agreement; },
+       [](const std::vector<ChunkLosses>& r) {
+         return interval_of(loss_matrix(r, &ChunkLosses::top1), [](const LossMatrix&, const MeanInterval& i) { return i.ci95; });
+       }},
       {"model_bytes", "bytes of the model: quantized layers as stored, everything else at 16 bits", Direction::lower, {}, false, false,
        [](const ModelMeasurements& m) { return model_bytes(m); }},
       {"quantized_bits_per_weight", "bits per weight of the quantized layers (codes, scales, norms)", Direction::lower,

@@ -4,7 +4,7 @@
 // columns hold the mean over the finished repeats, with
 //   METRIC_std   the sample standard deviation over the repeats (n − 1),
 //   METRIC_ci95  the half-width of a 95% interval of the mean: for a model metric that is a mean over the
-//                scored chunks (perplexity, delta_ppl, delta_log_ppl, kld_mean: Metric::chunk_ci95), over the
+//                scored chunks (perplexity, delta_ppl, delta_log_ppl, kld_mean, top1_agreement: Metric::chunk_ci95), over the
 //                chunks and the seeds together (eval/paired.hpp), so a deterministic point (llama.cpp's formats,
 //                RTN), which runs once, gets the chunks' interval, never ± 0; for any other metric the Student-t
 //                interval over the repeats, t(0.975, n − 1) · std / √n (0 for a deterministic point),
