@@ -9,6 +9,7 @@
 
 #include "common/error.hpp"
 #include "common/printable.hpp"
+#include "common/suggest.hpp"
 #include "common/rng.hpp"
 #include "common/version.hpp"
 #include "harness/data_source.hpp"
@@ -134,10 +135,22 @@ int show(const std::string& file, const ShowOptions& o) {
   return 0;
 }
 
+// The KV-cache options of passkey and perplexity, as a spec's kv_* keys (models/kv_quant.hpp).
+void add_kv_options(CLI::App* cmd, tqb::KvQuantSpec& kv) {
+  kv.outlier_value = "key";  // the CLI names one outlier quantizer, for keys and values
+  cmd->add_option("--kv-key", kv.key, "quantizer of the cached keys (none: fp32)")->capture_default_str();
+  cmd->add_option("--kv-value", kv.value, "quantizer of the cached values (none: fp32; key: as --kv-key)")->capture_default_str();
+  cmd->add_option("--kv-key-axis", kv.key_axis, "token, or channel (KIVI)")->check(CLI::IsMember({"token", "channel"}))->capture_default_str();
+  cmd->add_option("--kv-block", kv.block, "channel axis: tokens per block")->check(CLI::Range(2, 4096))->capture_default_str();
+  cmd->add_option("--kv-outliers", kv.outliers, "outlier channels per head")->check(CLI::Range(0, 4096))->capture_default_str();
+  cmd->add_option("--kv-outlier-key", kv.outlier_key, "quantizer of the outlier channels (none: fp32)")->capture_default_str();
+  cmd->add_option("--kv-layers", kv.layers, "regular expression over blk.N: the layers whose cache is quantized")->capture_default_str();
+}
+
 int perplexity(const std::string& model_name, const std::string& corpus, const std::string& quantizer_name,
                const std::string& method, int ctx, int chunks, std::uint64_t seed, const std::string& kernel,
                const std::string& kld_base, bool kld, const std::string& quantized_file, const std::string& device, int batch,
-               tqb::GroupFallback group_fallback) {
+               tqb::GroupFallback group_fallback, const std::string& include, const std::string& exclude, const tqb::KvQuantSpec& kv) {
   const auto t_load = std::chrono::steady_clock::now();
   std::unique_ptr<Quantizer> quantizer;
   if (!quantizer_name.empty()) quantizer = parse_quantizer(quantizer_name);  // bad names fail before loading
@@ -196,12 +209,20 @@ int perplexity(const std::string& model_name, const std::string& corpus, const s
     label = fmt::format("{} ({:.4g} bits per weight in {} layers)", quantized_file, 8 * bytes / weights, used);
   } else if (quantizer) {
     QuantizedModelStats st;
-    model = quantize_model(ck, *quantizer, seed, {.group_fallback = group_fallback, .kernel = kernel, .device = device}, &st);
+    model = quantize_model(ck, *quantizer, seed,
+                           {.include = include, .exclude = exclude, .group_fallback = group_fallback, .kernel = kernel, .device = device}, &st);
+    if (st.layers == 0) throw InputError(fmt::format("--include '{}' (--exclude '{}') selects no linear layer", include, exclude));
     label = fmt::format("{} ({:.4g} bits per weight in {} layers)", quantizer->name(), 8 * st.quantized_bytes / st.quantized_weights, st.layers);
   } else {
     model = tqb::make_model(ck, device);
   }
   if (device != "cpu") label += " on " + device;
+  if (kv.active()) {  // as a spec's kv_* keys: rotations from the seed, outlier channels from the first chunk
+    if (device != "cpu") throw InputError(fmt::format("--kv-key/--kv-value: a quantized KV cache runs on the CPU only for now (--device {})", device));
+    auto kvq = std::make_shared<tqb::KvQuantizer>(kv, ck.config, tqb::derive_seed(seed, "kv cache") >> 1);
+    model->set_kv_quantizer(kvq);
+    label += fmt::format("; KV cache: keys {} ({:.4g} bits), values {} ({:.4g} bits)", kv.key, kvq->key_bits(), kv.value, kvq->value_bits());
+  }
   const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load).count();
   std::cerr << fmt::format("{}: {} tokens, {} method, ctx {}, model {} (loaded in {:.1f} s)\n", resolve_corpus_path(corpus), tokens.size(),
                            method, ctx, label, load_s);
@@ -364,6 +385,12 @@ int main(int argc, char** argv) {
       "power-of-two group below that divides it)";
   ppl_cmd->add_option("--group-fallback", group_fallback, group_fallback_help)
       ->check(CLI::IsMember({"none", "halve"}))->capture_default_str();
+  std::string ppl_include = tqb::kBlockLinearLayers, ppl_exclude = "^$";
+  ppl_cmd->add_option("--include", ppl_include, "with --quantizer: tensors to quantize (a regular expression over GGUF names)")
+      ->capture_default_str();
+  ppl_cmd->add_option("--exclude", ppl_exclude, "with --quantizer: tensors to keep in full precision")->capture_default_str();
+  tqb::KvQuantSpec ppl_kv;
+  add_kv_options(ppl_cmd, ppl_kv);
   ppl_cmd->add_option("--batch", batch,
                       "chunks per forward (0: about 8192 tokens per forward on a GPU, one chunk at a time on the CPU)")
       ->check(CLI::Range(0, 1 << 16))->capture_default_str();
@@ -404,19 +431,11 @@ int main(int argc, char** argv) {
   std::size_t passkey_ctx = 2048;
   int passkey_trials = 10;
   tqb::KvQuantSpec passkey_kv;
-  passkey_kv.outlier_value = "key";  // the CLI names one outlier quantizer, for keys and values
   passkey_cmd->add_option("--model", model_name, "GGUF file, Hugging Face folder, stories260k or smollm2-135m")->capture_default_str();
   passkey_cmd->add_option("--ctx", passkey_ctx, "prompt length in tokens")->check(CLI::Range(64, 1 << 17))->capture_default_str();
   passkey_cmd->add_option("--trials", passkey_trials, "random keys and depths")->check(CLI::Range(1, 100000))->capture_default_str();
   passkey_cmd->add_option("--seed", seed, "seed of the keys, depths and cache rotations")->capture_default_str();
-  passkey_cmd->add_option("--kv-key", passkey_kv.key, "quantizer of the cached keys (none: fp32)")->capture_default_str();
-  passkey_cmd->add_option("--kv-value", passkey_kv.value, "quantizer of the cached values (none: fp32; key: as --kv-key)")
-      ->capture_default_str();
-  passkey_cmd->add_option("--kv-key-axis", passkey_kv.key_axis, "token, or channel (KIVI)")
-      ->check(CLI::IsMember({"token", "channel"}))->capture_default_str();
-  passkey_cmd->add_option("--kv-block", passkey_kv.block, "channel axis: tokens per block")->check(CLI::Range(2, 4096))->capture_default_str();
-  passkey_cmd->add_option("--kv-outliers", passkey_kv.outliers, "outlier channels per head")->check(CLI::Range(0, 4096))->capture_default_str();
-  passkey_cmd->add_option("--kv-outlier-key", passkey_kv.outlier_key, "quantizer of the outlier channels (none: fp32)")->capture_default_str();
+  add_kv_options(passkey_cmd, passkey_kv);
   bool passkey_verbose = false;
   passkey_cmd->add_flag("-v,--verbose", passkey_verbose, "print each trial's answer");
 
@@ -440,7 +459,23 @@ int main(int argc, char** argv) {
   } catch (const CLI::Success& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
+    // A misspelled flag or subcommand gets a suggestion, as misspelled spec keys do.
+    std::string hint;
+    auto suggest = [&](const CLI::App& where, const std::vector<std::string>& extras) {
+      std::vector<std::string> names;
+      for (const CLI::Option* o : where.get_options())
+        for (const auto& n : o->get_lnames()) names.push_back("--" + n);
+      for (const CLI::App* s : where.get_subcommands({})) names.push_back(s->get_name());
+      for (const auto& x : extras)
+        if (const std::string m = tqb::closest_match(x.substr(0, x.find('=')), names); !m.empty())
+          hint += fmt::format("{}: '{}' is not an option or argument here (did you mean '{}'?)\n",
+                              &where == &app ? std::string("tqbench") : "tqbench " + where.get_name(), x, m);
+    };
+    const auto chosen = app.get_subcommands();
+    if (!chosen.empty()) suggest(*chosen.front(), chosen.front()->remaining());
+    else suggest(app, app.remaining());
     app.exit(e);
+    if (!hint.empty()) std::cerr << hint;
     return 2;
   }
 
@@ -473,7 +508,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (*ppl_cmd) return perplexity(model_name, corpus, quantizer_name, method, ctx, chunks, seed, kernel, kld_base, kld_flag, quantized_file, device, batch,
-                                         tqb::parse_group_fallback(group_fallback));
+                                         tqb::parse_group_fallback(group_fallback), ppl_include, ppl_exclude, ppl_kv);
     if (*gen_cmd) return generate(model_name, prompt, n_tokens);
     if (*merge_cmd) {
       merge_options.command_line = command_line;

@@ -646,3 +646,33 @@ TEST_CASE("SIGINT and SIGTERM fold the finished points into the file, say how to
     CHECK(read_result_file(out).rows.size() == 56);
   }
 }
+
+TEST_CASE("CLI symmetry: perplexity takes a spec's KV-cache and layer options; a misspelled flag or command gets a suggestion") {
+  auto r = run_tqbench("perplexity --chunk 3");
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("tqbench perplexity: '--chunk' is not an option or argument here (did you mean '--chunks'?)") != std::string::npos);
+  r = run_tqbench("runn spec.yaml");
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("(did you mean 'run'?)") != std::string::npos);
+  const test::BooksModel books = test::books14m();
+  if (!books.present()) {
+    MESSAGE("SKIPPED: books-14m (../shared) is not there");
+    return;
+  }
+  // The same deterministic KV cache and layer selection through the CLI and through a spec: the same perplexity.
+  test::TempDir dir;
+  const std::string spec = dir.file("kv.yaml"), out = dir.file("kv.h5");
+  test::write_text(spec, "experiment: kv\ndata: {source: model, model: '" + books.model + "', corpus: '" + books.corpus +
+                             "', ctx: 128, chunks: 3, include: 'blk\\.1\\..*', kv_key: 'rtn(bits=4,group=row)', kv_value: key}\n"
+                             "quantizers: ['rtn(bits=3,group=64)']\nmetrics: [perplexity, kv_key_bits]\n");
+  REQUIRE(run_tqbench("run '" + spec + "' -o '" + out + "'").exit_code == 0);
+  const ResultTable t = read_result_file(out);
+  r = run_tqbench("perplexity --model '" + books.model + "' --corpus '" + books.corpus + "' --ctx 128 --chunks 3 --quantizer 'rtn(bits=3,group=64)' "
+                  "--include 'blk\\.1\\..*' --kv-key 'rtn(bits=4,group=row)' --kv-value key");
+  REQUIRE_MESSAGE(r.exit_code == 0, r.output);
+  CHECK(r.output.find(fmt::format("perplexity: {:.4f}", std::get<double>(t.rows[0][t.column_index("perplexity")]))) != std::string::npos);
+  CHECK(r.output.find("in 7 layers") != std::string::npos);  // one block's seven
+  CHECK(r.output.find("KV cache: keys rtn(bits=4,group=row)") != std::string::npos);
+  r = run_tqbench("perplexity --model '" + books.model + "' --corpus '" + books.corpus + "' --chunks 1 --kv-key 'rtn(bits=4,group=row)' --device cuda");
+  CHECK(r.exit_code == 2);
+}
