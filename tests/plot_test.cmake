@@ -28,6 +28,46 @@ if(rc EQUAL 0 OR NOT err MATCHES "no column 'no_such_metric'")
   message(FATAL_ERROR "plot.py accepted an unknown metric: ${rc} ${err}")
 endif()
 
+# `tqbench plot` (the prepared interpreter; TQB_PYTHON points it at the one configured) with the defaults for
+# a matrix sweep, then for a model sweep (delta_ppl against quantized bits, baseline as a reference line), two
+# result files in one figure, and --where with the comparison operators.
+set(ENV{TQB_PYTHON} ${PYTHON})
+execute_process(COMMAND ${TQBENCH} plot ${WORK}/plot.h5 -o ${WORK}/via-tqbench RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0 OR NOT EXISTS ${WORK}/via-tqbench.png OR NOT EXISTS ${WORK}/via-tqbench.pdf)
+  message(FATAL_ERROR "tqbench plot (matrix sweep defaults) failed: ${rc}")
+endif()
+set(BOOKS ${SRC}/../shared/models/books-14m)
+set(HELDOUT ${SRC}/../shared/data/books-heldout/heldout.txt)
+if(EXISTS ${BOOKS}/config.json AND EXISTS ${HELDOUT})
+  foreach(ctx 64 128)
+    file(WRITE ${WORK}/model${ctx}.yaml "experiment: model${ctx}\ndata: {source: model, model: '${BOOKS}', corpus: '${HELDOUT}', ctx: ${ctx}, chunks: 3}\n"
+         "quantizers: [none, 'rtn(bits=3,group=64)', 'rtn(bits=4,group=64)', 'turboquant(bits=3,group=64)', q4_K]\n"
+         "metrics: [perplexity, delta_ppl, kld_mean, quantized_bits_per_weight]\n")
+    execute_process(COMMAND ${TQBENCH} run ${WORK}/model${ctx}.yaml -o ${WORK}/model${ctx}.h5 RESULT_VARIABLE rc OUTPUT_QUIET ERROR_QUIET)
+    if(NOT rc EQUAL 0)
+      message(FATAL_ERROR "tqbench run (model sweep, ctx ${ctx}) failed: ${rc}")
+    endif()
+  endforeach()
+  execute_process(COMMAND ${TQBENCH} plot ${WORK}/model64.h5 -o ${WORK}/model RESULT_VARIABLE rc)
+  execute_process(COMMAND ${TQBENCH} plot ${WORK}/model64.h5 ${WORK}/model128.h5 -o ${WORK}/two --metric kld_mean
+                          --where "family!=rtn" --where "quantized_bits_per_weight<5" RESULT_VARIABLE rc2)
+  foreach(f model.png model.pdf two.png two.pdf)
+    if(NOT EXISTS ${WORK}/${f})
+      message(FATAL_ERROR "tqbench plot on model sweeps did not write ${f}: ${rc} ${rc2}")
+    endif()
+    file(SIZE ${WORK}/${f} size)
+    if(size LESS 5000)
+      message(FATAL_ERROR "${f} is only ${size} bytes")
+    endif()
+  endforeach()
+  execute_process(COMMAND ${TQBENCH} plot ${WORK}/model64.h5 --where "q.bits>>3" RESULT_VARIABLE rc ERROR_VARIABLE err)
+  if(rc EQUAL 0 OR NOT err MATCHES "numeric column")
+    message(FATAL_ERROR "plot --where accepted a bad condition: ${rc} ${err}")
+  endif()
+else()
+  message(STATUS "books-14m (../shared) is not there: the model-sweep plot defaults are not drawn")
+endif()
+
 # The paper figure and table from a small distortion run.
 execute_process(COMMAND ${TQBENCH} run ${SRC}/tests/specs/good/distortion-small.yaml -o ${WORK}/dist.h5
                 RESULT_VARIABLE rc OUTPUT_QUIET)
