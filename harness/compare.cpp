@@ -2,7 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
+#include <map>
 #include <set>
 #include <vector>
 
@@ -10,7 +12,9 @@
 #include "common/printable.hpp"
 #include "eval/chunk_losses.hpp"
 #include "eval/paired.hpp"
+#include "harness/short_names.hpp"
 #include "harness/store.hpp"
+#include "harness/table.hpp"
 
 namespace tqb {
 namespace {
@@ -137,6 +141,72 @@ void compare_rows(const std::string& file, const std::string& a_name, const std:
       out << fmt::format("warning: A and B differ by {:.4f} bits per weight (more than --bits-tolerance {}): not a comparison at "
                          "matched bits\n", std::fabs(bits_a - bits_b), options.bits_tolerance);
   }
+}
+
+void compare_files(const std::vector<std::string>& files, const std::string& metric_name, std::ostream& out) {
+  std::vector<ResultTable> tables;
+  for (const auto& f : files) tables.push_back(read_result_file(f));
+  std::string metric = metric_name;
+  if (metric.empty())
+    for (const char* m : {"delta_ppl", "perplexity", "weight_nmse"})
+      if (tables.front().column_index(m) >= 0) {
+        metric = m;
+        break;
+      }
+  // Per file: key "data | quantizer" -> (value, half-width), from summary rows where there are any.
+  std::vector<std::string> keys, quantizers;
+  std::vector<std::map<std::string, std::pair<double, double>>> values(files.size());
+  for (std::size_t f = 0; f < files.size(); ++f) {
+    const ResultTable& t = tables[f];
+    const int status = t.column_index("status"), data = t.column_index("data"), q = t.column_index("quantizer"),
+              m = t.column_index(metric), ci = t.column_index(metric + "_ci95");
+    if (status < 0 || data < 0 || q < 0) throw InputError(fmt::format("{}: error: not a sweep's result file (no status, data or quantizer column)", files[f]));
+    if (m < 0) throw InputError(fmt::format("{}: error: no column '{}' (give --metric one it has)", files[f], metric));
+    const bool summaries = std::any_of(t.rows.begin(), t.rows.end(), [&](const auto& r) { return cell_text(r[status], true) == "summary"; });
+    for (const auto& r : t.rows) {
+      if (cell_text(r[status], true) != (summaries ? "summary" : "ok")) continue;
+      const std::string key = cell_text(r[data], true) + " | " + cell_text(r[q], true);
+      if (std::find(keys.begin(), keys.end(), key) == keys.end()) {
+        keys.push_back(key);
+        quantizers.push_back(cell_text(r[q], true));
+      }
+      const double v = std::holds_alternative<double>(r[m]) ? std::get<double>(r[m]) : std::nan("");
+      values[f][key] = {v, ci >= 0 ? std::get<double>(r[ci]) : std::nan("")};
+    }
+  }
+  const std::vector<std::string> shown = varying_names(quantizers);
+  ResultTable view;
+  view.columns.push_back({"quantizer", ColumnType::text, "quantizer", "", ""});
+  for (std::size_t f = 0; f < files.size(); ++f) {
+    view.columns.push_back({fmt::format("[{}] {}", f + 1, metric), ColumnType::text, "metric", "", ""});
+    if (f > 0) view.columns.push_back({fmt::format("[{}] - [1]", f + 1), ColumnType::text, "metric", "", ""});
+  }
+  for (std::size_t k = 0; k < keys.size(); ++k) {
+    std::vector<Cell> row{shown[k]};
+    const auto first = values[0].find(keys[k]);
+    for (std::size_t f = 0; f < files.size(); ++f) {
+      const auto it = values[f].find(keys[k]);
+      if (it == values[f].end()) {
+        row.emplace_back(std::string("(absent)"));
+      } else {
+        const auto [v, h] = it->second;
+        row.emplace_back(std::isfinite(h) ? fmt::format("{:.6g} ± {:.3g}", v, h) : fmt::format("{:.6g}", v));
+      }
+      if (f > 0)
+        row.emplace_back(it != values[f].end() && first != values[0].end() ? fmt::format("{:+.4g}", it->second.first - first->second.first)
+                                                                           : std::string("-"));
+    }
+    view.rows.push_back(std::move(row));
+  }
+  for (std::size_t f = 0; f < files.size(); ++f) {
+    const Cell* commit = tables[f].attribute("git_commit");
+    const Cell* host = tables[f].attribute("host");
+    out << fmt::format("[{}] {} (tqbench {}, {})\n", f + 1, files[f], commit ? printable(cell_text(*commit)).substr(0, 12) : "?",
+                       host ? printable(cell_text(*host)) : "?");
+  }
+  std::vector<std::string> cols;
+  for (const auto& c : view.columns) cols.push_back(c.name);
+  print_table(view, cols, out);
 }
 
 }  // namespace tqb

@@ -8,6 +8,7 @@
 // ambiguous, not model rows, or not on the same chunks.
 #include <ostream>
 #include <string>
+#include <vector>
 
 namespace tqb {
 
@@ -16,5 +17,11 @@ struct CompareOptions {
 };
 
 void compare_rows(const std::string& file, const std::string& a, const std::string& b, const CompareOptions& options, std::ostream& out);
+
+// `tqbench compare A.h5 B.h5 ...`: one table across result files of the same sweep (other runs, machines, commits or
+// shards): per data point and quantizer, `metric` with its 95% interval in each file (summary rows where a file has
+// them), and each later file's difference from the first. metric empty: delta_ppl, perplexity or weight_nmse,
+// whichever the first file has. Throws InputError for a file that is not a result file or lacks the metric.
+void compare_files(const std::vector<std::string>& files, const std::string& metric, std::ostream& out);
 
 }  // namespace tqb

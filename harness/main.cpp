@@ -94,7 +94,7 @@ int show(const std::string& file, const ShowOptions& o) {
   ResultTable raw = tqb::where_rows(whole, o.where);
   if (!o.sort.empty()) raw = tqb::sort_rows(raw, o.sort);
   // A repeated sweep shows its summary rows with intervals; --all and --csv show every repeat's row.
-  const ResultTable t = csv || all ? raw : tqb::short_name_view(tqb::summary_view(raw, o.digits));
+  const ResultTable t = csv || all ? raw : tqb::short_name_view(tqb::summary_view(raw, o.digits), whole);
   std::vector<std::string> cols = columns;
   if (cols.empty() && (csv || all))
     for (const auto& c : t.columns) cols.push_back(c.name);
@@ -122,7 +122,7 @@ int show(const std::string& file, const ShowOptions& o) {
       failed += s == "failed";
     }
     const bool summaries = !all && summary_rows > 0;
-    const bool intervals = std::any_of(raw.columns.begin(), raw.columns.end(), [](const auto& c) { return c.name.ends_with("_ci95"); });
+    const bool intervals = std::any_of(raw.columns.begin(), raw.columns.end(), [](const auto& c) { return c.role == "interval"; });
     std::cout << fmt::format("{}: experiment {}, {} points ({} failed), tqbench {}{}{}\n", file, exp ? printable(cell_text(*exp)) : "?",
                              points, failed, commit ? printable(cell_text(*commit)) : "?",
                              summaries   ? "; summaries over the repeats, mean ± 95% interval (model metrics: over chunks and seeds; "
@@ -340,10 +340,13 @@ int main(int argc, char** argv) {
 
   auto* compare_cmd = app.add_subcommand("compare", "Paired difference of two model rows (or points' repeats) over the chunks and seeds "
                                                      "they share (log-perplexity, perplexity ratio, KLD; 95% intervals; bits per weight)");
-  std::string compare_a, compare_b;
-  compare_cmd->add_option("file", file, "result file (.h5)")->required();
-  compare_cmd->add_option("a", compare_a, "the reference: a point number (one row), a quantizer (all its repeats) or baseline")->required();
-  compare_cmd->add_option("b", compare_b, "what is compared with it (the same forms)")->required();
+  std::vector<std::string> compare_args;
+  compare_cmd->add_option("args", compare_args,
+                          "FILE A B: two rows of one file, A and B a point number (one row), a quantizer (all its repeats) or "
+                          "baseline; or FILE1.h5 FILE2.h5 ...: one table across result files of the same sweep")
+      ->required()->expected(2, 64);
+  std::string compare_metric;
+  compare_cmd->add_option("--metric", compare_metric, "across files: the metric compared (default delta_ppl, perplexity or weight_nmse)");
   tqb::CompareOptions compare_options;
   compare_cmd->add_option("--bits-tolerance", compare_options.bits_tolerance,
                           "bits per weight A and B may differ by before the comparison is flagged as not at matched bits")
@@ -504,7 +507,13 @@ int main(int argc, char** argv) {
       return show(file, show_options);
     }
     if (*compare_cmd) {
-      tqb::compare_rows(file, compare_a, compare_b, compare_options, std::cout);
+      // Every argument a result file (the second one too): a table across files; else FILE A B.
+      const bool across = std::all_of(compare_args.begin(), compare_args.end(), [](const std::string& a) { return a.ends_with(".h5"); });
+      if (across) tqb::compare_files(compare_args, compare_metric, std::cout);
+      else if (compare_args.size() == 3) tqb::compare_rows(compare_args[0], compare_args[1], compare_args[2], compare_options, std::cout);
+      else
+        throw InputError(fmt::format("compare: give FILE A B (two rows of one result file) or two or more result files (.h5); got {} "
+                                     "arguments", compare_args.size()));
       return 0;
     }
     if (*ppl_cmd) return perplexity(model_name, corpus, quantizer_name, method, ctx, chunks, seed, kernel, kld_base, kld_flag, quantized_file, device, batch,

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <map>
 #include <cmath>
 #include <ostream>
 
@@ -57,15 +58,19 @@ ResultTable summary_view(const ResultTable& t, int digits) {
   return v;
 }
 
-ResultTable short_name_view(const ResultTable& t) {
+ResultTable short_name_view(const ResultTable& t, const ResultTable& context) {
   ResultTable v = t;
   for (const char* name : {"data", "quantizer"}) {
-    const int j = v.column_index(name);
-    if (j < 0 || v.columns[static_cast<std::size_t>(j)].type != ColumnType::text) continue;
-    std::vector<std::string> names;
-    for (const auto& r : v.rows) names.push_back(cell_text(r[j], true));
-    names = varying_names(names);
-    for (std::size_t i = 0; i < v.rows.size(); ++i) v.rows[i][j] = names[i];
+    const int j = v.column_index(name), jc = context.column_index(name);
+    if (j < 0 || jc < 0 || v.columns[static_cast<std::size_t>(j)].type != ColumnType::text) continue;
+    // Shortened over the context's names (the rows shown among them), each row then looked up by its full name.
+    std::vector<std::string> full;
+    for (const auto& r : context.rows) full.push_back(cell_text(r[jc], true));
+    const std::vector<std::string> shortened = varying_names(full);
+    std::map<std::string, std::string> by_full;
+    for (std::size_t i = 0; i < full.size(); ++i) by_full.emplace(full[i], shortened[i]);
+    for (auto& r : v.rows)
+      if (const auto it = by_full.find(cell_text(r[j], true)); it != by_full.end()) r[j] = it->second;
   }
   return v;
 }

@@ -16,9 +16,10 @@ std::vector<std::string> default_show_columns(const ResultTable& t);
 // 95% interval" where the interval is known. A table with neither is returned as it is.
 ResultTable summary_view(const ResultTable& t, int digits = 6);
 
-// The data and quantizer columns shortened to what varies across the rows (harness/short_names.hpp), for reading;
-// CSV and --all keep the full canonical names.
-ResultTable short_name_view(const ResultTable& t);
+// The data and quantizer columns shortened to what varies across the rows of `context` (the whole file, so that a
+// --where that keeps one row still names it fully enough) (harness/short_names.hpp), for reading; CSV and --all
+// keep the full canonical names.
+ResultTable short_name_view(const ResultTable& t, const ResultTable& context);
 
 // Aligned text: numbers right-aligned, text left-aligned; `columns` in the order given.
 // digits: significant digits of reals.

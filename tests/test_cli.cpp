@@ -180,6 +180,16 @@ TEST_CASE("run, dry run, show, repeatability and spec mismatch") {
   r = run_tqbench("show --csv '" + out + "'");
   CHECK(r.output.find("point,key,status") == 0);
   CHECK(run_tqbench("show --columns point,nope '" + out + "'").exit_code == 2);
+  // One table across result files of the same sweep: two runs from one seed differ by nothing.
+  r = run_tqbench("compare '" + out + "' '" + out2 + "'");
+  CHECK(r.exit_code == 0);
+  CHECK(r.output.find("[2] - [1]") != std::string::npos);
+  CHECK(r.output.find("rtn(bits=4,group=row)") != std::string::npos);
+  std::size_t zeros = 0;
+  for (std::size_t at = 0; (at = r.output.find("  +0\n", at)) != std::string::npos; ++at) ++zeros;
+  CHECK(zeros == 4);
+  CHECK(run_tqbench("compare '" + out + "' '" + out2 + "' --metric nope").output.find("no column 'nope'") != std::string::npos);
+  CHECK(run_tqbench("compare '" + out + "' 1").exit_code == 2);
   // Rows chosen and ordered on the stored values; reals to the digits asked.
   r = run_tqbench("show '" + out + "' --where 'q.bits=4' --where 'quantizer~row' --columns quantizer,weight_nmse --digits 3");
   CHECK(r.exit_code == 0);
