@@ -303,7 +303,10 @@ int main(int argc, char** argv) {
   auto* resume_flag = run->add_flag("--resume", resume,
                                     "continue the result file (the default when it exists); error if there is none");
   run->add_flag("--force", force, "overwrite the result file and rerun every point")->excludes(resume_flag);
-  run->add_flag("--dry-run", dry_run, "print the expanded sweep and its size, run nothing");
+  auto* dry_run_flag = run->add_flag("--dry-run", dry_run, "print the expanded sweep, each point's bits and the memory it needs; write nothing");
+  bool calibrate = false;
+  run->add_flag("--calibrate", calibrate, "with --dry-run: run the first two points (discarded) to estimate the sweep's time")
+      ->needs(dry_run_flag);
   std::string shard_text;
   run->add_option("--shard", shard_text, "run only shard I of N (points whose index is I mod N) into its own file "
                                          "(default results/<experiment>.shard-I-of-N.h5); `merge` joins them");
@@ -487,7 +490,7 @@ int main(int argc, char** argv) {
       const tqb::ExperimentSpec spec = tqb::load_spec(spec_path);
       const auto points = tqb::expand_sweep(spec, max_points);
       if (dry_run) {
-        tqb::print_dry_run(spec, points, std::cout);
+        tqb::print_dry_run(spec, points, std::cout, calibrate);
         return 0;
       }
       tqb::RunOptions opts;

@@ -31,13 +31,33 @@ std::string default_output_path(const ExperimentSpec& spec, const Shard& shard) 
   return "results/" + spec.experiment + ".h5";
 }
 
-void print_dry_run(const ExperimentSpec& spec, const std::vector<SweepPoint>& points, std::ostream& out) {
+void print_dry_run(const ExperimentSpec& spec, const std::vector<SweepPoint>& points, std::ostream& out, bool calibrate) {
   out << fmt::format("experiment {}: {} points (seed {})\n", spec.experiment, points.size(), spec.seed);
   const std::vector<std::string> labels = point_labels(points);  // what varies; the result file keeps the full names
   for (std::size_t i = 0; i < points.size(); ++i) out << fmt::format("{:>5}  {}\n", points[i].index, printable(labels[i]));
   out << fmt::format("metrics: {}\n", fmt::join(spec.metrics, ", "));
   if (const std::string w = repeats_warning(spec.repeats); !w.empty()) out << w << '\n';
-  make_evaluator(spec)->describe_plan(points, out);
+  const auto evaluator = make_evaluator(spec);
+  evaluator->describe_plan(points, out);
+  if (!calibrate) {
+    out << "time: run --dry-run --calibrate to time the first points and estimate the sweep\n";
+    return;
+  }
+  // The first point pays for loading (data, a model, its baseline); the second is a typical one. Points differ
+  // (shapes, quantizers, kernels): this is a guide, not a promise.
+  std::vector<double> seconds;
+  for (std::size_t i = 0; i < std::min<std::size_t>(2, points.size()); ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const PointOutcome r = evaluator->evaluate(points[i], [](const std::string&) {});
+    seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    if (!r.ok) out << fmt::format("calibration: point {} failed: {}\n", points[i].index, printable(r.error));
+  }
+  if (seconds.empty()) return;
+  const double typical = seconds.back();
+  const double total = seconds.front() + typical * static_cast<double>(points.size() - 1);
+  out << fmt::format("time: point 0 took {} (with loading){}; the sweep's {} points about {} on this machine\n",
+                     format_duration(seconds.front()), seconds.size() > 1 ? fmt::format(", point 1 {}", format_duration(seconds[1])) : "",
+                     points.size(), format_duration(total));
 }
 
 namespace {

@@ -23,7 +23,9 @@ struct RunOptions {
 std::string default_output_path(const ExperimentSpec& spec, const Shard& shard = {});
 
 // Prints the expanded sweep (one line per point) and its size.
-void print_dry_run(const ExperimentSpec& spec, const std::vector<SweepPoint>& points, std::ostream& out);
+// calibrate: also run the first two points (results discarded) and estimate the sweep's time from the second
+// (the first pays for loading data and models).
+void print_dry_run(const ExperimentSpec& spec, const std::vector<SweepPoint>& points, std::ostream& out, bool calibrate = false);
 
 // Returns the exit code: 0 when every point succeeded, 1 when any failed. Throws InputError for bad
 // usage (a file of another spec without --force) and RunError when results cannot be written.

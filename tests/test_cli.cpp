@@ -611,6 +611,12 @@ TEST_CASE("run --dry-run on a model prints each point's exact bits per weight an
   CHECK(r.output.find("warning: points 1 (rtn(bits=4,group=64,mode=sym,scale=fp16)), 2 (rtn(bits=4,group=128,mode=sym,scale=fp16)) "
                       "run the same effective quantizer on every layer") != std::string::npos);
   CHECK(r.output.find("3  cannot run: point 3 (q4_K(fallback=q5_0) on model stories260k)") != std::string::npos);
+  CHECK(r.output.find("time: run --dry-run --calibrate") != std::string::npos);
+  const auto timed = run_tqbench("run '" + spec + "' --dry-run --calibrate");
+  CHECK(timed.exit_code == 0);
+  CHECK(timed.output.find("time: point 0 took ") != std::string::npos);
+  CHECK(timed.output.find("the sweep's 4 points about ") != std::string::npos);
+  CHECK(run_tqbench("run '" + spec + "' --calibrate").exit_code == 2);  // only with --dry-run
   // The run itself refuses before any point runs, naming the point and the layer.
   const auto run = run_tqbench("run '" + spec + "' -o '" + dir.file("b.h5") + "'");
   CHECK(run.exit_code == 2);
