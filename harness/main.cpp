@@ -8,6 +8,7 @@
 #include <iostream>
 
 #include "common/error.hpp"
+#include "common/input_files.hpp"
 #include "common/printable.hpp"
 #include "common/suggest.hpp"
 #include "common/rng.hpp"
@@ -229,6 +230,13 @@ int perplexity(const std::string& model_name, const std::string& corpus, const s
   const bool tty = isatty(fileno(stderr));
   BaselineLogProbs saved;
   const bool write_base = !kld_base.empty() && !kld;
+  if (write_base) {  // never over the model, the corpus or the quantized layers this command reads
+    tqb::InputFiles inputs;
+    inputs.add(ck.path, "the model " + model_name);
+    inputs.add(tqb::resolve_corpus_path(corpus), "the corpus " + corpus);
+    if (!quantized_file.empty()) inputs.add(quantized_file, "the quantized layers");
+    inputs.refuse_as_output(kld_base, "--kl-divergence-base");
+  }
   const PerplexityResult r = evaluate_perplexity(*model, tokens, cfg, write_base ? &saved : nullptr, kld ? &base_file.log_probs : nullptr,
                                                  [&](std::size_t c, std::size_t n, double ppl) {
     if (tty) std::cerr << fmt::format("\r\033[K[{}/{}] ppl {:.4f}", c, n, ppl) << std::flush;
@@ -456,6 +464,7 @@ int main(int argc, char** argv) {
   export_cmd->add_option("--include", export_request.include, "tensors to quantize (a regular expression over GGUF names)")
       ->capture_default_str();
   export_cmd->add_option("--exclude", export_request.exclude, "tensors to leave as they are")->capture_default_str();
+  export_cmd->add_flag("--force", export_request.force, "replace an existing output file (never the model it reads)");
   export_cmd->add_option("--group-fallback", group_fallback, group_fallback_help)
       ->check(CLI::IsMember({"none", "halve"}))->capture_default_str();
   export_cmd->add_option("--seed", export_request.seed, "seed of the quantizer's randomness (as a sweep point's)")->capture_default_str();

@@ -9,6 +9,7 @@
 #include <set>
 
 #include "common/error.hpp"
+#include "common/input_files.hpp"
 #include "harness/output_lock.hpp"
 #include "harness/provenance.hpp"
 #include "harness/repeat_summary.hpp"
@@ -26,6 +27,12 @@ std::string attr(const ResultTable& t, const std::string& name) {
 
 int merge_results(const std::string& output, const std::vector<std::string>& shards, const MergeOptions& options, std::ostream& log) {
   if (shards.empty()) throw InputError("merge: give the shard files to merge");
+  {
+    std::error_code ec;
+    if (std::filesystem::exists(output, ec) && !has_hdf5_signature(output))
+      throw InputError(fmt::format("{}: error: the output exists and is not a tqbench result file (not HDF5); merge replaces "
+                                   "result files only: give another name", output));
+  }
   std::vector<ResultTable> tables;
   for (const auto& path : shards) {
     std::error_code ec;

@@ -25,7 +25,14 @@ void check_output_path(const std::string& path, const std::string& spec_path) {
     throw InputError(fmt::format("{}: error: the output is the spec file itself; give -o a result file (.h5)", path));
 }
 
-OutputLock::OutputLock(const std::string& path) : lock_path_(path + ".lock") {
+// The lock lives beside the real file (links resolved), so that two spellings of one result file share one lock.
+static std::string real_lock_path(const std::string& path) {
+  std::error_code ec;
+  const auto real = std::filesystem::weakly_canonical(path, ec);
+  return (ec ? path : real.string()) + ".lock";
+}
+
+OutputLock::OutputLock(const std::string& path) : lock_path_(real_lock_path(path)) {
   const std::string& lock_path = lock_path_;
   for (int attempt = 0;; ++attempt) {
     fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);

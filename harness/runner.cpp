@@ -13,10 +13,13 @@
 #include <set>
 
 #include "common/error.hpp"
+#include "common/input_files.hpp"
 #include "common/memory.hpp"
 #include "common/printable.hpp"
 #include "harness/evaluator.hpp"
+#include "eval/model_eval.hpp"
 #include "harness/interrupt.hpp"
+#include "models/checkpoint.hpp"
 #include "harness/result_row.hpp"
 #include "harness/output_lock.hpp"
 #include "harness/progress.hpp"
@@ -84,6 +87,34 @@ int run_sweep(const ExperimentSpec& spec, const std::vector<SweepPoint>& points,
   if (const std::string w = repeats_warning(spec.repeats); !w.empty()) std::cerr << w << '\n';
   const std::vector<Column> columns = columns_of(fields);
   check_output_path(path, spec.path);  // never a device, a folder or the spec, --force or not
+  {
+    // Never a file this run reads (the spec, a model, a corpus), through links too; --force replaces result files only.
+    InputFiles inputs;
+    inputs.add(spec.path, "the spec");
+    std::set<std::string> models, corpora;
+    for (const auto& p : points) {
+      const Params& dp = p.data->params;
+      if (dp.count("model")) models.insert(get_str(dp, "model"));
+      if (dp.count("corpus")) corpora.insert(get_str(dp, "corpus"));
+    }
+    for (const auto& m : models) {
+      try {
+        inputs.add(resolve_model_path(m), "the model " + m);
+      } catch (const std::exception&) {  // a model that is not there: its point reports it
+      }
+    }
+    for (const auto& c : corpora) {
+      try {
+        inputs.add(resolve_corpus_path(c), "the corpus " + c);
+      } catch (const std::exception&) {
+      }
+    }
+    inputs.refuse_as_output(path, "-o");
+    std::error_code exists_ec;
+    if (options.existing == ExistingFile::overwrite && std::filesystem::exists(path, exists_ec) && !has_hdf5_signature(path))
+      throw InputError(fmt::format("-o {}: error: the file exists and is not a tqbench result file (not HDF5); --force replaces "
+                                   "result files only: give another name, or remove it yourself", path));
+  }
 
   std::error_code ec;
   {

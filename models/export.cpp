@@ -7,6 +7,7 @@
 
 #include "common/atomic_file.hpp"
 #include "common/error.hpp"
+#include "common/input_files.hpp"
 #include "common/version.hpp"
 #include "models/quantized_safetensors.hpp"
 #include "models/checkpoint.hpp"
@@ -173,6 +174,14 @@ void export_safetensors(const ExportRequest& r, const Quantizer& q, std::ostream
 
 void export_model(const ExportRequest& r, std::ostream& log) {
   const auto q = parse_quantizer(r.quantizer);
+  // Never the model it reads (a GGUF file, or any file of a Hugging Face folder), through links too; an existing
+  // output only with --force.
+  InputFiles inputs;
+  inputs.add(resolve_model_path(r.model), "the model " + r.model);
+  inputs.refuse_as_output(r.output, "-o");
+  std::error_code ec;
+  if (!r.force && std::filesystem::exists(r.output, ec))
+    throw InputError(fmt::format("-o {}: error: the file exists; pass --force to replace it, or give another name", r.output));
   if (ends_with(r.output, ".gguf")) return export_gguf(r, *q, log);
   if (ends_with(r.output, ".safetensors")) return export_safetensors(r, *q, log);
   throw InputError(fmt::format("{}: error: the output must end in .gguf (llama.cpp's formats) or .safetensors (any "

@@ -22,6 +22,7 @@ struct ExportRequest {
   std::string include = kBlockLinearLayers, exclude = "^$";
   std::uint64_t seed = 0;
   GroupFallback group_fallback = GroupFallback::none;  // a layer whose width the group does not divide: error or halve
+  bool force = false;     // replace an existing output (never the model itself)
   std::string command_line;  // recorded in the file's metadata
 };
 

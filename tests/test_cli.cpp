@@ -692,3 +692,56 @@ TEST_CASE("CLI symmetry: perplexity takes a spec's KV-cache and layer options; a
   r = run_tqbench("perplexity --model '" + books.model + "' --corpus '" + books.corpus + "' --chunks 1 --kv-key 'rtn(bits=4,group=row)' --device cuda");
   CHECK(r.exit_code == 2);
 }
+
+TEST_CASE("no command writes over a file it reads, with or without --force, through links too (issue 28)") {
+  test::TempDir dir;
+  const std::string spec = dir.file("s.yaml"), corpus = dir.file("corpus.txt"), out = dir.file("s.h5");
+  test::write_text(corpus, "Once upon a time there was a small model that read books all day long and never slept at all.\n");
+  test::write_text(spec, "experiment: s\ndata: {source: gaussian, rows: 8, cols: 64}\nquantizers: ['rtn(group=32)']\n");
+  // -o naming the spec (or a link to it), or any other non-result file, with --force: refused, untouched.
+  const std::string text = test::read_text(spec);
+  std::filesystem::create_symlink(spec, dir.file("link.h5"));
+  for (const std::string& target : {spec, dir.file("link.h5"), corpus}) {
+    CAPTURE(target);
+    const auto r = run_tqbench("run '" + spec + "' -o '" + target + "' --force");
+    CHECK(r.exit_code == 2);
+  }
+  CHECK(test::read_text(spec) == text);
+  CHECK(test::read_text(corpus).rfind("Once upon a time", 0) == 0);
+  CHECK(run_tqbench("run '" + spec + "' -o '" + corpus + "' --force").output.find("not a tqbench result file") != std::string::npos);
+  // A result file is what --force replaces.
+  REQUIRE(run_tqbench("run '" + spec + "' -o '" + out + "'").exit_code == 0);
+  CHECK(run_tqbench("run '" + spec + "' -o '" + out + "' --force").exit_code == 0);
+  // merge over a file that is not a result file.
+  CHECK(run_tqbench("merge '" + corpus + "' '" + out + "'").output.find("not a tqbench result file") != std::string::npos);
+  if (!have_stories260k()) return;
+  // The model a model spec reads, and the corpus, named as the output.
+  const std::string model = test::kSourceDir + "/../shared/models/stories260K/stories260K.gguf";
+  std::filesystem::create_symlink(model, dir.file("model-link.h5"));
+  test::write_text(spec, "experiment: m\ndata: {source: model, model: '" + model + "', corpus: '" + corpus + "', ctx: 16, chunks: 1}\n"
+                         "quantizers: [none]\n");
+  auto r = run_tqbench("run '" + spec + "' -o '" + dir.file("model-link.h5") + "' --force");
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("this is the model") != std::string::npos);
+  r = run_tqbench("run '" + spec + "' -o '" + corpus + "' --force");
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("this is the corpus") != std::string::npos);
+  // export never writes its input, and an existing output only with --force.
+  r = run_tqbench("export --model '" + model + "' --quantizer q8_0 --group-fallback halve -o '" + dir.file("model-link.h5") + "'");
+  CHECK(r.exit_code == 2);
+  const std::string copy = dir.file("copy.gguf");
+  std::filesystem::copy_file(model, copy);
+  r = run_tqbench("export --model '" + copy + "' --quantizer q8_0 -o '" + copy + "' --force");
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("this is the model") != std::string::npos);
+  const std::string exported = dir.file("out.safetensors");
+  CHECK(run_tqbench("export --model stories260k --quantizer 'rtn(bits=4,group=32)' --group-fallback halve -o '" + exported + "'").exit_code == 0);
+  r = run_tqbench("export --model stories260k --quantizer 'rtn(bits=4,group=32)' --group-fallback halve -o '" + exported + "'");
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("pass --force to replace it") != std::string::npos);
+  CHECK(run_tqbench("export --model stories260k --quantizer 'rtn(bits=4,group=32)' --group-fallback halve -o '" + exported + "' --force").exit_code == 0);
+  // A KL-divergence base is never written over the corpus or the model.
+  r = run_tqbench("perplexity --model '" + model + "' --corpus '" + corpus + "' --ctx 16 --kl-divergence-base '" + corpus + "'");
+  CHECK(r.exit_code == 2);
+  CHECK(test::read_text(corpus).rfind("Once upon a time", 0) == 0);
+}

@@ -10,6 +10,7 @@
 #include "harness/evaluator.hpp"
 #include "harness/metrics.hpp"
 #include "harness/spec.hpp"
+#include "harness/sweep.hpp"
 #include "harness/store.hpp"
 #include "test_util.hpp"
 
@@ -139,9 +140,14 @@ TEST_CASE("a model spec's device: named in the point only when not the default; 
                          "quantizers: ['rtn(bits=4,group=64)']\nmetrics: [perplexity]\n");
   const auto r = run_tqbench("run '" + spec + "' --dry-run");
   REQUIRE_MESSAGE(r.exit_code == 0, r.output);
-  // The cpu point keeps the name it had before the parameter existed (result files resume and compare unchanged).
-  CHECK(r.output.find("model(model=stories260k,corpus=wikitext-2-test,method=llamacpp,ctx=512,chunks=20,include=") != std::string::npos);
-  CHECK(r.output.find("device=cuda") != std::string::npos);
+  // The cpu point keeps the name it had before the parameter existed (result files resume and compare unchanged);
+  // the dry run names the points by what varies.
+  const auto points = expand_sweep(load_spec(spec));
+  REQUIRE(points.size() == 2);
+  CHECK(points[0].data->name.rfind("model(model=stories260k,corpus=wikitext-2-test,method=llamacpp,ctx=512,chunks=20,include=", 0) == 0);
+  CHECK(points[0].data->name.find("device=") == std::string::npos);
+  CHECK(points[1].data->name.find("device=cuda") != std::string::npos);
+  CHECK(r.output.find("model(device=cuda) | rtn") != std::string::npos);
   CHECK(r.output.find("device=cpu") == std::string::npos);
   test::write_text(spec, "experiment: device\ndata: {source: model, model: stories260k, device: cuda, kv_key: 'rtn(bits=4,group=row)'}\n"
                          "quantizers: ['rtn(bits=4,group=64)']\nmetrics: [perplexity]\n");
