@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.hpp"
+#include "common/bounded_json.hpp"
 
 namespace tqb {
 
@@ -42,7 +43,7 @@ std::string to_json(const ChunkLosses& c) {
 
 ChunkLosses chunk_losses_from_json(const std::string& json, const std::string& where) {
   try {
-    const nlohmann::json j = nlohmann::json::parse(json);
+    const nlohmann::json j = parse_json(json, "chunk_losses");
     ChunkLosses c;
     c.corpus = j.at("corpus").get<std::string>();
     c.method = j.at("method").get<std::string>();

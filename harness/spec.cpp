@@ -231,8 +231,52 @@ class SpecParser {
     }
   }
 
+  // yaml-cpp recurses once per nesting level, flow ([ {) or block (indentation): a spec nested thousands deep
+  // overflows its stack. No real spec nests beyond a handful of levels; refuse 64 flow levels or an indentation of
+  // 256 columns, naming the place, before yaml-cpp sees the text (issue 28). Quoted scalars and comments are skipped.
+  void check_nesting(const std::string& text) const {
+    constexpr int kMaxFlow = 64, kMaxIndent = 256;
+    int line = 1, col = 1, flow = 0, indent = 0;
+    bool line_start = true;
+    char quote = 0;
+    for (std::size_t i = 0; i < text.size(); ++i) {
+      const char c = text[i];
+      if (c == '\n') {
+        ++line;
+        col = 1;
+        line_start = true;
+        indent = 0;
+        if (quote == 0) continue;
+        continue;
+      }
+      if (line_start && c == ' ') {
+        if (++indent > kMaxIndent)
+          throw InputError(located_message({path_, line, col}, "",
+                                           fmt::format("indented more than {} columns: nested deeper than any spec", kMaxIndent)));
+        ++col;
+        continue;
+      }
+      line_start = false;
+      if (quote) {
+        if (c == quote && !(quote == '"' && i > 0 && text[i - 1] == '\\')) quote = 0;
+      } else if (c == '"' || c == '\'') {
+        quote = c;
+      } else if (c == '#') {
+        while (i + 1 < text.size() && text[i + 1] != '\n') ++i;
+      } else if (c == '[' || c == '{') {
+        if (++flow > kMaxFlow)
+          throw InputError(located_message({path_, line, col}, "",
+                                           fmt::format("'{}' nested more than {} levels deep: deeper than any spec", c, kMaxFlow)));
+      } else if ((c == ']' || c == '}') && flow > 0) {
+        --flow;
+      }
+      ++col;
+    }
+  }
+
   ExperimentSpec parse(const std::string& text) const {
     check_characters(text);
+    check_nesting(text);
     YAML::Node root;
     try {
       root = YAML::Load(text);

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <regex>
 
+#include "common/bounded_json.hpp"
 #include "common/printable.hpp"
 #include "models/ggml_types.hpp"
 #include "models/gguf.hpp"
@@ -212,9 +213,9 @@ void parse_hf(Checkpoint& ck, bool weights) {
   if (!in) throw ModelFileError(fmt::format("{}: error: cannot open", cfg_path.string()));
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    throw ModelFileError(fmt::format("{}: error: not valid JSON: {}", cfg_path.string(), e.what()));
+    j = parse_json(in, cfg_path.string());
+  } catch (const InputError& e) {
+    throw ModelFileError(e.what());
   }
   auto bad = [&](const std::string& key, const std::string& what) -> ModelFileError {
     return ModelFileError(fmt::format("{}: error: key '{}': {}", cfg_path.string(), key, what));

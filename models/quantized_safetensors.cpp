@@ -7,6 +7,7 @@
 
 #include "common/atomic_file.hpp"
 #include "common/error.hpp"
+#include "common/bounded_json.hpp"
 #include "models/safetensors.hpp"
 #include "quantizers/registry.hpp"
 
@@ -160,7 +161,7 @@ QuantizedModelFile read_quantized_safetensors(const std::string& path) {
     r.fail(fmt::format("not a tqbench quantized model (__metadata__ 'tqbench.layout' is not '{}')", kQuantizedSafetensorsLayout));
   json records;
   try {
-    records = json::parse(meta.at("tqbench.quantized"));
+    records = parse_json(meta.at("tqbench.quantized"), "__metadata__ 'tqbench.quantized'");
   } catch (const std::exception& e) {
     r.fail(std::string("__metadata__ 'tqbench.quantized' is missing or not a JSON object: ") + e.what());
   }

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "common/bounded_json.hpp"
 #include "common/float_format.hpp"
 
 namespace tqb {
@@ -29,9 +30,9 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : file_(std::make_uniq
   const char* begin = reinterpret_cast<const char*>(file_->data() + 8);
   nlohmann::json header;
   try {
-    header = nlohmann::json::parse(begin, begin + n);
-  } catch (const nlohmann::json::exception& e) {
-    model_file_error(path, 8, std::string("header is not valid JSON: ") + e.what());
+    header = parse_json(std::string_view(begin, static_cast<std::size_t>(n)), "header");
+  } catch (const InputError& e) {
+    model_file_error(path, 8, e.what());
   }
   if (!header.is_object()) model_file_error(path, 8, "header is not a JSON object");
   const std::uint64_t data_start = 8 + n;
@@ -114,9 +115,9 @@ SafetensorsModel::SafetensorsModel(const std::string& dir) {
     std::ifstream in(index);
     nlohmann::json j;
     try {
-      j = nlohmann::json::parse(in);
-    } catch (const nlohmann::json::exception& e) {
-      throw ModelFileError(fmt::format("{}: error: not valid JSON: {}", index.string(), e.what()));
+      j = parse_json(in, index.string());
+    } catch (const InputError& e) {
+      throw ModelFileError(e.what());
     }
     if (!j.contains("weight_map") || !j["weight_map"].is_object())
       throw ModelFileError(fmt::format("{}: error: no 'weight_map' object", index.string()));

@@ -14,6 +14,7 @@
 #include <unordered_map>
 
 #include "common/error.hpp"
+#include "common/bounded_json.hpp"
 #include "models/gguf.hpp"
 
 namespace tqb {
@@ -374,9 +375,9 @@ std::unique_ptr<Tokenizer> parse_hf_tokenizer(const std::string& dir) {
     std::ifstream in(file);
     if (!in) return false;
     try {
-      out = nlohmann::json::parse(in);
-    } catch (const nlohmann::json::exception& e) {
-      throw ModelFileError(fmt::format("{}: error: not valid JSON: {}", file, e.what()));
+      out = parse_json(in, file);
+    } catch (const InputError& e) {
+      throw ModelFileError(e.what());
     }
     return true;
   };

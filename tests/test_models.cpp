@@ -599,11 +599,23 @@ TEST_CASE("tokenizer.json: deep nesting (pre-tokenizer Sequences, junk) is refus
   nlohmann::json seq = {{"type", "Digits"}};
   for (int i = 0; i < 5000; ++i) seq = {{"type", "Sequence"}, {"pretokenizers", nlohmann::json::array({seq})}};
   test::write_text(dir.file("tokenizer.json"), nlohmann::json({{"pre_tokenizer", seq}, {"model", model}}).dump());
+  CHECK_THROWS_WITH_AS(make_hf_tokenizer(dir.path.string()), doctest::Contains("JSON nested deeper than 64 levels"), InputError);
+  // Shallow enough for the JSON reader, too deep for the pre-tokenizer's own limit.
+  seq = {{"type", "Digits"}};
+  for (int i = 0; i < 20; ++i) seq = {{"type", "Sequence"}, {"pretokenizers", nlohmann::json::array({seq})}};
+  test::write_text(dir.file("tokenizer.json"), nlohmann::json({{"pre_tokenizer", seq}, {"model", model}}).dump());
   CHECK_THROWS_WITH_AS(make_hf_tokenizer(dir.path.string()), doctest::Contains("nested deeper than 8"), InputError);
-  // Deep junk elsewhere in the file parses (nlohmann's parser is not recursive) and is ignored.
-  std::string junk(20000, '[');
-  junk += std::string(20000, ']');
-  test::write_text(dir.file("tokenizer.json"), "{\"junk\": " + junk + ", \"model\": " + model.dump() + "}");
+  // Deep nesting anywhere in the file is refused while parsing, before a tree is built (common/bounded_json.hpp):
+  // 10^6 nested arrays inside `model` crashed the tokenizer's reader before (issue 28).
+  for (const std::string where : {"junk", "model"}) {
+    CAPTURE(where);
+    const std::string deep = std::string(1000000, '[') + std::string(1000000, ']');
+    test::write_text(dir.file("tokenizer.json"), where == "junk" ? "{\"junk\": " + deep + ", \"model\": " + model.dump() + "}"
+                                                                 : "{\"model\": {\"vocab\": " + deep + "}}");
+    CHECK_THROWS_WITH_AS(make_hf_tokenizer(dir.path.string()), doctest::Contains("JSON nested deeper than 64 levels"), ModelFileError);
+  }
+  // At the limit it parses.
+  test::write_text(dir.file("tokenizer.json"), "{\"junk\": " + std::string(60, '[') + std::string(60, ']') + ", \"model\": " + model.dump() + "}");
   CHECK(make_hf_tokenizer(dir.path.string())->decode({0, 1}) == "ab");
 }
 

@@ -115,3 +115,16 @@ TEST_CASE("a sweep larger than the point limit is refused from its axes, before 
                                          "t.yaml");
   CHECK_THROWS_WITH_AS(expand_sweep(huge), doctest::Contains("more than the limit of 1000000"), InputError);
 }
+
+TEST_CASE("a spec nested deeper than any real one is refused, located, before yaml-cpp recurses (issue 28)") {
+  const std::string head = "experiment: e\ndata: {source: gaussian, rows: 8, cols: 64}\nquantizers: ";
+  CHECK_THROWS_WITH_AS(parse_spec(head + std::string(100000, '[') + std::string(100000, ']') + "\n", "deep.yaml"),
+                       doctest::Contains("deep.yaml:3:"), InputError);
+  CHECK_THROWS_WITH_AS(parse_spec(head + std::string(100000, '[') + "\n", "deep.yaml"), doctest::Contains("nested more than 64 levels"),
+                       InputError);
+  std::string block = "experiment: e\nx:\n";
+  for (int i = 1; i < 400; ++i) block += std::string(static_cast<std::size_t>(i), ' ') + "- \n";
+  CHECK_THROWS_WITH_AS(parse_spec(block, "deep.yaml"), doctest::Contains("indented more than 256 columns"), InputError);
+  // Brackets inside quotes and comments do not count; a real spec parses.
+  CHECK_NOTHROW(parse_spec(head + "['rtn(bits=4)']  # [[[[[[[[\ndescription: \"" + std::string(100, '[') + "\"\n", "ok.yaml"));
+}
