@@ -153,7 +153,7 @@ int run_sweep(const ExperimentSpec& spec, const std::vector<SweepPoint>& points,
   std::size_t mine = 0;
   for (const auto& p : points) mine += shard.owns(p.index);
   Progress progress(mine, done.size());
-  const std::vector<std::string> labels = point_labels(points);
+  const std::vector<std::string> labels = point_labels(points, /*quantizer_first=*/true);
   std::size_t failed = 0, run_now = 0;
   // SIGINT/SIGTERM: fold what finished, say so and how to resume, release the lock (harness/interrupt.hpp). The
   // state mutex is held wherever the table, the journal or the file change.

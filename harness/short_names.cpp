@@ -81,7 +81,7 @@ std::vector<std::string> varying_names(const std::vector<std::string>& names) {
   return out;
 }
 
-std::vector<std::string> point_labels(const std::vector<SweepPoint>& points) {
+std::vector<std::string> point_labels(const std::vector<SweepPoint>& points, bool quantizer_first) {
   std::vector<std::string> data, quantizers;
   for (const auto& p : points) {
     data.push_back(p.data->name);
@@ -92,7 +92,7 @@ std::vector<std::string> point_labels(const std::vector<SweepPoint>& points) {
   std::vector<std::string> out;
   for (std::size_t i = 0; i < points.size(); ++i) {
     const SweepPoint& p = points[i];
-    std::string label = data[i] + " | " + quantizers[i];
+    std::string label = quantizer_first ? quantizers[i] + " | " + data[i] : data[i] + " | " + quantizers[i];
     // What the key adds beyond data and quantizer (timing axes, the repeat), as the key spells it.
     const std::string full = p.data->name + " | " + p.quantizer->name();
     if (p.key.size() > full.size() && p.key.compare(0, full.size(), full) == 0) label += p.key.substr(full.size());

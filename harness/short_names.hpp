@@ -16,7 +16,8 @@ std::vector<std::string> varying_names(const std::vector<std::string>& names);
 struct SweepPoint;  // harness/sweep.hpp
 
 // Each point as "DATA | QUANTIZER" from varying_names over the sweep's data and quantizer names, with
-// " | repeat R" when the point repeats and its timing axes when the spec has them.
-std::vector<std::string> point_labels(const std::vector<SweepPoint>& points);
+// " | repeat R" when the point repeats and its timing axes when the spec has them. quantizer_first: "QUANTIZER |
+// DATA ...", for a progress line cut at the terminal's width (the quantizer is what a reader looks for).
+std::vector<std::string> point_labels(const std::vector<SweepPoint>& points, bool quantizer_first = false);
 
 }  // namespace tqb

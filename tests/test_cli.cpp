@@ -745,3 +745,33 @@ TEST_CASE("no command writes over a file it reads, with or without --force, thro
   CHECK(r.exit_code == 2);
   CHECK(test::read_text(corpus).rfind("Once upon a time", 0) == 0);
 }
+
+TEST_CASE("on an 80-column terminal the progress line keeps the counts, the ETA and the quantizer (issue 27)") {
+  if (test::run_command("command -v script").exit_code != 0) {
+    MESSAGE("SKIPPED: util-linux script (a pseudo-terminal) is not installed");
+    return;
+  }
+  test::TempDir dir;
+  const std::string spec = dir.file("p.yaml");
+  // Data names long enough to overflow 80 columns if printed whole.
+  test::write_text(spec, "experiment: p\ndata: {source: student_t, rows: [16, 17], cols: [128, 256], nu: [3, 5]}\n"
+                         "quantizers:\n  - family: turboquant\n    bits: [2, 3]\n    codebook: [beta, gaussian]\n    group: [32, 64]\n");
+  const auto r = test::run_command("script -qec \"stty cols 80; '" + test::kBinary + "' run '" + spec + "' -o '" + dir.file("p.h5") +
+                                   "'\" /dev/null");
+  REQUIRE(r.exit_code == 0);
+  std::size_t lines = 0;
+  for (std::size_t start = 0; start < r.output.size();) {
+    std::size_t end = r.output.find_first_of("\r\n", start);
+    if (end == std::string::npos) end = r.output.size();
+    std::string line = r.output.substr(start, end - start);
+    start = end + 1;
+    if (const auto k = line.find("\033[K"); k != std::string::npos) line = line.substr(k + 3);
+    if (line.rfind("[", 0) != 0 || line.find(" ETA ") == std::string::npos) continue;
+    ++lines;
+    CAPTURE(line);
+    CHECK(line.size() <= 80);
+    CHECK(line.find("] turboquant(") != std::string::npos);  // the quantizer follows the counts and ETA, then the data
+    CHECK(line.find(" | student_t") != std::string::npos);
+  }
+  CHECK(lines >= 32);
+}
