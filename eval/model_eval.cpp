@@ -249,6 +249,11 @@ ModelMeasurements ModelSession::measure(const ModelPointSpec& dp, const Quantize
   const KvQuantSpec& kv = dp.kv;
   std::shared_ptr<KvQuantizer> kvq;
   if (kv.active()) {
+    // KIVI's channel axis quantizes whole blocks of tokens; the unfinished one stays fp32. A block no shorter than
+    // the context quantizes no key at all while the row would report the quantizer's bits (issue 28).
+    if (kv.key_axis == "channel" && kv.key != "none" && kv.block >= dp.ctx)
+      throw InputError(fmt::format("data {}: kv_block {} with kv_key_axis channel and ctx {}: no block of keys is ever complete, so "
+                                   "no key would be quantized; give kv_block below ctx", what, kv.block, dp.ctx));
     try {
       kvq = std::make_shared<KvQuantizer>(kv, l.ck.config, derive_seed(seed, "kv cache") >> 1);
     } catch (const InputError& e) {

@@ -78,6 +78,10 @@ KvQuantizer::KvQuantizer(const KvQuantSpec& given, const ModelConfig& c, std::ui
   }
   const NamePattern layers(spec.layers);
   for (int l = 0; l < c.n_layers; ++l) layers_.push_back(layers.full_match(fmt::format("blk.{}", l)));
+  // A cache quantized nowhere would report the quantizers' bits for fp32 storage (issue 28).
+  if (std::none_of(layers_.begin(), layers_.end(), [](bool b) { return b; }))
+    throw InputError(fmt::format("kv_layers '{}' matches none of this model's layers (blk.0 .. blk.{}): nothing would be quantized",
+                                 spec.layers, c.n_layers - 1));
   // Exact storage per coordinate. Outlier channels: their codes (or fp32) per token; which channels they
   // are is fixed per head (o indices of a byte, once), nothing per token.
   auto bits_of = [&](const Quantizer* main, const Quantizer* outlier, bool is_key) {

@@ -160,6 +160,11 @@ TEST_CASE("KV cache: combinations that cannot work are refused naming the parame
   KvQuantSpec bad;
   bad.value = "nonsense(bits=2)";
   refused(bad, "kv_value 'nonsense(bits=2)'");
+  // A cache quantized nowhere would report bits it does not store (issue 28).
+  KvQuantSpec nowhere;
+  nowhere.key = "rtn(bits=4,group=row)";
+  nowhere.layers = "blk\\.99";
+  refused(nowhere, "kv_layers 'blk\\.99' matches none of this model's layers");
 }
 
 TEST_CASE("KV cache in a spec: sweeps beside weight quantizers, records bits and channels, refuses bad combinations") {
@@ -195,6 +200,12 @@ TEST_CASE("KV cache in a spec: sweeps beside weight quantizers, records bits and
   r = test::run_tqbench("run '" + spec + "' -o '" + dir.file("bad.h5") + "'");
   CHECK(r.exit_code == 2);
   CHECK(r.output.find("kv_outliers 8: must be 0 to head_dim - 1 = 7") != std::string::npos);
+  // KIVI blocks no shorter than the context: no key block ever completes, so none would be quantized.
+  std::ofstream(spec) << "experiment: kv\ndata: {source: model, model: stories260k, ctx: 64, chunks: 2, group_fallback: halve, "
+                         "kv_key: 'rtn(bits=2,group=row)', kv_key_axis: channel, kv_block: 64}\nquantizers: [none]\n";
+  r = test::run_tqbench("run '" + spec + "' -o '" + dir.file("bad2.h5") + "'");
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("kv_block 64 with kv_key_axis channel and ctx 64") != std::string::npos);
 }
 
 TEST_CASE("passkey: the prompt fills the context it is given; too long or too short a context is refused") {
