@@ -98,7 +98,16 @@ LlamacppKldBase read_llamacpp_kld_base(const std::string& path, std::size_t voca
     if (!std::isfinite(scale) || !std::isfinite(mn) || scale < 0)
       throw fail(fmt::format("record {} has scale {} and minimum {}", r, scale, mn));
     float* out = b.log_probs.data.data() + r * vocab;
-    for (std::size_t v = 0; v < vocab; ++v) out[v] = scale * static_cast<float>(q[4 + v]) + mn;
+    double mass = 0;
+    for (std::size_t v = 0; v < vocab; ++v) {
+      out[v] = scale * static_cast<float>(q[4 + v]) + mn;
+      mass += std::exp(static_cast<double>(out[v]));
+    }
+    // Each record is a log-softmax row: its probabilities sum to 1, up to the 16-bit rounding (1e-4 relative) and
+    // the entries below the 16-nat window (at most vocab · e^-16). Anything else would give KLDs of 1e24 (issue 28).
+    if (!(mass > 0.95 && mass < 1.05))
+      throw fail(fmt::format("record {} is not a probability distribution: its probabilities sum to {:.6g} (a base file's records "
+                             "are log-softmax rows, summing to 1)", r, mass));
   }
   return b;
 }

@@ -2,6 +2,7 @@
 // ../shared (stories260K, WikiText-2) or the PyPI SmolLM2 skip with a message when those are absent.
 #include <doctest/doctest.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -670,6 +671,16 @@ TEST_CASE("llama.cpp KL-divergence base files: written, read back, scored agains
   r = test::run_tqbench("perplexity --model stories260k --kl-divergence");
   CHECK(r.exit_code == 2);
   CHECK(r.output.find("--kl-divergence needs --kl-divergence-base") != std::string::npos);
+  // A record that is not a distribution (its minimum raised to +5 nats: probabilities summing to ~e^5), which gave
+  // KLDs of 1e24 with exit 0 (issue 28): refused, naming the record.
+  std::string forged = bytes;
+  const std::size_t last = forged.size() - (512 + 4) * 2;  // the last record: scale, minimum, 512 codes
+  const float raised = 5.0f;
+  std::memcpy(forged.data() + last + 4, &raised, 4);
+  std::ofstream(dir.file("forged.kld"), std::ios::binary) << forged;
+  r = test::run_tqbench("perplexity --model stories260k --kl-divergence-base '" + dir.file("forged.kld") + "' --kl-divergence");
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("is not a probability distribution") != std::string::npos);
 }
 
 // A point's bits per weight known before quantizing (run --dry-run): the plan from the shapes alone equals what
