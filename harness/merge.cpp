@@ -4,12 +4,14 @@
 #include <fmt/ranges.h>
 
 #include <algorithm>
+#include <charconv>
 #include <filesystem>
 #include <map>
 #include <set>
 
 #include "common/error.hpp"
 #include "common/input_files.hpp"
+#include "common/printable.hpp"
 #include "harness/output_lock.hpp"
 #include "harness/provenance.hpp"
 #include "harness/repeat_summary.hpp"
@@ -21,6 +23,20 @@ namespace {
 std::string attr(const ResultTable& t, const std::string& name) {
   const Cell* c = t.attribute(name);
   return c ? cell_text(*c, true) : std::string();
+}
+
+}  // namespace
+
+namespace {
+
+// A count read from a shard's attributes, checked (issue 28): a tampered file gets an error naming it and the field,
+// never "internal error: stoul" or a bad_alloc from a count of 10^12.
+std::int64_t checked_count(const std::string& path, const char* field, const std::string& text, std::int64_t lo, std::int64_t hi) {
+  std::int64_t v = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || end != text.data() + text.size() || v < lo || v > hi)
+    throw InputError(fmt::format("{}: error: attribute '{}' is '{}'; an integer from {} to {} is valid", path, field, printable(text), lo, hi));
+  return v;
 }
 
 }  // namespace
@@ -62,7 +78,8 @@ int merge_results(const std::string& output, const std::vector<std::string>& sha
     const auto slash = shard.find('/');
     if (slash == std::string::npos)
       throw InputError(fmt::format("{}: error: not a shard (it has no 'shard' attribute: it was run without --shard)", path));
-    const std::size_t index = std::stoul(shard.substr(0, slash)), n = std::stoul(shard.substr(slash + 1));
+    const auto n = static_cast<std::size_t>(checked_count(path, "shard (count)", shard.substr(slash + 1), 1, 1 << 20));
+    const auto index = static_cast<std::size_t>(checked_count(path, "shard (index)", shard.substr(0, slash), 0, static_cast<std::int64_t>(n) - 1));
     if (i == 0) count = n;
     if (n != count) throw differ("the shard count", std::to_string(n), std::to_string(count));
     if (!indices.insert(index).second) throw InputError(fmt::format("{}: error: shard {} is given twice", path, shard));
@@ -86,6 +103,9 @@ int merge_results(const std::string& output, const std::vector<std::string>& sha
   merged.attributes.emplace_back("merged_utc", utc_now());
 
   const int point = first.column_index("point"), status = first.column_index("status"), key = first.column_index("key");
+  if (point < 0 || status < 0 || key < 0 || first.columns[static_cast<std::size_t>(point)].type != ColumnType::integer)
+    throw InputError(fmt::format("{}: error: no integer 'point' column, or no 'status' or 'key' column: not a tqbench result file", shards.front()));
+  const std::int64_t total = checked_count(shards.front(), "points_total", attr(first, "points_total"), 0, std::int64_t{1} << 32);
   std::map<std::int64_t, std::string> seen;  // point index -> shard file
   std::size_t failed = 0;
   for (std::size_t i = 0; i < tables.size(); ++i)
@@ -93,6 +113,8 @@ int merge_results(const std::string& output, const std::vector<std::string>& sha
       const std::string s = cell_text(row[status], true);
       if (s == "summary") continue;  // shards have none; merge computes them over all repeats
       const std::int64_t p = std::get<std::int64_t>(row[point]);
+      if (p < 0 || p >= total)
+        throw InputError(fmt::format("{}: error: a row has point {}, outside the sweep's 0 .. {}", shards[i], p, total - 1));
       if (auto [it, fresh] = seen.emplace(p, shards[i]); !fresh)
         throw InputError(fmt::format("{}: error: point {} ({}) is also in {}; shards must not overlap", shards[i], p,
                                      cell_text(row[key], true), it->second));
@@ -101,11 +123,12 @@ int merge_results(const std::string& output, const std::vector<std::string>& sha
     }
   std::stable_sort(merged.rows.begin(), merged.rows.end(),
                    [point](const auto& a, const auto& b) { return std::get<std::int64_t>(a[point]) < std::get<std::int64_t>(b[point]); });
-  const std::int64_t total = std::stoll(attr(first, "points_total"));
+  // Counted, with the first 20 kept: a sweep of 2^32 points with few rows must not hold every missing index.
+  std::size_t missing_count = 0;
   std::vector<std::int64_t> missing;
   for (std::int64_t p = 0; p < total; ++p)
-    if (!seen.count(p)) missing.push_back(p);
-  if (std::stoll(attr(first, "repeats").empty() ? "1" : attr(first, "repeats")) > 1) {
+    if (!seen.count(p) && ++missing_count <= 20) missing.push_back(p);
+  if (checked_count(shards.front(), "repeats", attr(first, "repeats").empty() ? "1" : attr(first, "repeats"), 1, 1000) > 1) {
     std::vector<std::string> metrics;
     for (const auto& c : merged.columns)
       if (c.role == "metric") metrics.push_back(c.name);
@@ -121,11 +144,10 @@ int merge_results(const std::string& output, const std::vector<std::string>& sha
   log << fmt::format("{}: {} of {} points from {} shards of {}{}{}\n", output, seen.size(), total, tables.size(), count,
                      failed ? fmt::format(", {} failed", failed) : "",
                      absent_shards.empty() ? "" : fmt::format("; shards not given: {}", fmt::join(absent_shards, ", ")));
-  if (!missing.empty()) {
-    std::vector<std::int64_t> shown(missing.begin(), missing.begin() + static_cast<long>(std::min<std::size_t>(missing.size(), 20)));
-    log << fmt::format("missing points ({}): {}{}\n", missing.size(), fmt::join(shown, ", "), missing.size() > shown.size() ? ", ..." : "");
+  if (missing_count > 0) {
+    log << fmt::format("missing points ({}): {}{}\n", missing_count, fmt::join(missing, ", "), missing_count > missing.size() ? ", ..." : "");
   }
-  return missing.empty() && failed == 0 ? 0 : 1;
+  return missing_count == 0 && failed == 0 ? 0 : 1;
 }
 
 }  // namespace tqb

@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <fstream>
+#include <functional>
 
 #include "harness/store.hpp"
 #include "test_util.hpp"
@@ -99,4 +100,42 @@ TEST_CASE("--shard and submit: bad values are refused naming the flag; the job s
   CHECK(r.output.find("submitted array job 41") != std::string::npos);
   const std::string calls = test::read_text(dir.file("calls"));
   CHECK(calls.find("--parsable --dependency=afterok:41") != std::string::npos);
+}
+
+TEST_CASE("merge: tampered shard attributes and rows are refused naming the file and field, never an internal error (issue 28)") {
+  test::TempDir dir;
+  const std::string spec = dir.file("s.yaml");
+  std::ofstream(spec) << kSpec;
+  for (int i = 0; i < 2; ++i)
+    REQUIRE(test::run_tqbench("run '" + spec + "' --shard " + std::to_string(i) + "/2 -o '" + dir.file("s" + std::to_string(i) + ".h5") + "'")
+                .exit_code == 0);
+  auto tampered = [&](const std::string& name, const std::function<void(ResultTable&)>& change) {
+    ResultTable t = read_result_file(dir.file("s0.h5"));
+    change(t);
+    write_result_file(dir.file(name), t);
+    return test::run_tqbench("merge '" + dir.file("m-" + name) + "' '" + dir.file(name) + "' '" + dir.file("s1.h5") + "'");
+  };
+  auto set_attr = [](ResultTable& t, const std::string& key, const std::string& value) {
+    for (auto& [k, v] : t.attributes)
+      if (k == key) v = value;
+  };
+  auto r = tampered("a.h5", [&](ResultTable& t) { set_attr(t, "shard", "x/2"); });
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("attribute 'shard (index)' is 'x'") != std::string::npos);
+  r = tampered("b.h5", [&](ResultTable& t) { set_attr(t, "shard", "0/1000000000000"); });
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("attribute 'shard (count)'") != std::string::npos);
+  // points_total must agree across shards: both files changed.
+  for (const char* f : {"s0.h5", "s1.h5"}) {
+    ResultTable t = read_result_file(dir.file(f));
+    set_attr(t, "points_total", "1000000000000");
+    write_result_file(dir.file(std::string("big-") + f), t);
+  }
+  r = test::run_tqbench("merge '" + dir.file("m-big.h5") + "' '" + dir.file("big-s0.h5") + "' '" + dir.file("big-s1.h5") + "'");
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("attribute 'points_total' is '1000000000000'") != std::string::npos);
+  r = tampered("c.h5", [&](ResultTable& t) { t.rows.front()[static_cast<std::size_t>(t.column_index("point"))] = std::int64_t{-5}; });
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("a row has point -5, outside the sweep's 0 .. 5") != std::string::npos);
+  CHECK(r.output.find("internal error") == std::string::npos);
 }
