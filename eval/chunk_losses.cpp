@@ -12,6 +12,15 @@ std::string ChunkLosses::chunking_text() const {
   return fmt::format("{} chunks of {} scored tokens ({}, {} method, ctx {})", nll.size(), tokens_per_chunk, corpus, method, ctx);
 }
 
+std::vector<std::vector<double>> loss_matrix(const std::vector<ChunkLosses>& repeats, std::vector<double> ChunkLosses::*field) {
+  std::vector<std::vector<double>> x;
+  for (const auto& r : repeats) {
+    if ((r.*field).size() != r.nll.size()) return {};
+    x.push_back(r.*field);
+  }
+  return x;
+}
+
 ChunkLosses chunk_losses_of(const PerplexityResult& result, const PerplexityResult& baseline, const std::string& corpus,
                             const std::string& method, int ctx) {
   ChunkLosses c;

@@ -25,6 +25,10 @@ struct ChunkLosses {
   std::string chunking_text() const;  // "N chunks of T scored tokens (corpus, method, ctx)"
 };
 
+// [repeat][chunk] of one field over a point's repeats (eval/paired.hpp's LossMatrix); empty when a repeat lacks the
+// field (a row without a baseline), so callers report no interval rather than a wrong one.
+std::vector<std::vector<double>> loss_matrix(const std::vector<ChunkLosses>& repeats, std::vector<double> ChunkLosses::*field);
+
 ChunkLosses chunk_losses_of(const PerplexityResult& result, const PerplexityResult& baseline, const std::string& corpus,
                             const std::string& method, int ctx);
 std::string to_json(const ChunkLosses& c);

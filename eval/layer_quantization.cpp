@@ -81,18 +81,22 @@ double QuantizationPlan::model_bits_per_weight() const {
   return weights > 0 ? 8 * (quantized_bytes + 2 * other_weights) / weights : 0.0;
 }
 
-std::string QuantizationPlan::summary_json() const {
+std::vector<QuantizationPlan::Group> QuantizationPlan::summary() const {
   std::map<std::string, std::pair<int, std::set<std::size_t>>> by;
   for (const auto& l : layers) {
     auto& [count, widths] = by[l.quantizer];
     ++count;
     widths.insert(l.cols);
   }
-  std::vector<std::pair<std::string, std::pair<int, std::set<std::size_t>>>> order(by.begin(), by.end());
-  std::stable_sort(order.begin(), order.end(), [](const auto& a, const auto& b) { return a.second.first > b.second.first; });
+  std::vector<Group> out;
+  for (const auto& [name, v] : by) out.push_back({name, v.first, std::vector<std::size_t>(v.second.begin(), v.second.end())});
+  std::stable_sort(out.begin(), out.end(), [](const Group& a, const Group& b) { return a.layers > b.layers; });
+  return out;
+}
+
+std::string QuantizationPlan::summary_json() const {
   nlohmann::json j = nlohmann::json::array();
-  for (const auto& [name, v] : order)
-    j.push_back({{"quantizer", name}, {"layers", v.first}, {"widths", std::vector<std::size_t>(v.second.begin(), v.second.end())}});
+  for (const auto& g : summary()) j.push_back({{"quantizer", g.quantizer}, {"layers", g.layers}, {"widths", g.widths}});
   return j.dump();
 }
 

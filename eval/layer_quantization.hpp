@@ -65,9 +65,14 @@ struct QuantizationPlan {
 
   double quantized_bits_per_weight() const { return quantized_weights > 0 ? 8 * quantized_bytes / quantized_weights : 0.0; }
   double model_bits_per_weight() const;
-  // The effective quantizers with their layer counts and widths, most used first, as JSON:
-  // [{"quantizer": "...", "layers": 21, "widths": [512]}, ...]. Two points with equal summaries quantize
-  // alike (up to seeds).
+  // The effective quantizers with their layer counts and widths, most used first.
+  struct Group {
+    std::string quantizer;
+    int layers = 0;
+    std::vector<std::size_t> widths;  // ascending
+  };
+  std::vector<Group> summary() const;
+  // summary() as JSON, the rows' layer_quantizers: [{"quantizer": "...", "layers": 21, "widths": [512]}, ...].
   std::string summary_json() const;
 };
 

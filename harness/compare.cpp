@@ -86,15 +86,6 @@ Side baseline_of(const Side& other, const std::string& file) {
   return s;
 }
 
-LossMatrix matrix_of(const Side& s, std::vector<double> ChunkLosses::*field) {
-  LossMatrix x;
-  for (const auto& r : s.repeats) {
-    if ((r.*field).size() != r.nll.size()) return {};
-    x.push_back(r.*field);
-  }
-  return x;
-}
-
 }  // namespace
 
 void compare_rows(const std::string& file, const std::string& a_name, const std::string& b_name, const CompareOptions& options,
@@ -117,7 +108,7 @@ void compare_rows(const std::string& file, const std::string& a_name, const std:
                                      file, a.label, b.label, ca.chunking_text(), r.chunking_text()));
   // The sweep gives every quantizer on one data point the same seeds: repeats pair by seed when both lists agree.
   const bool seeds_paired = !a.seeds.empty() && a.seeds == b.seeds;
-  const PairedDifference d = paired_difference(matrix_of(a, &ChunkLosses::nll), matrix_of(b, &ChunkLosses::nll), seeds_paired);
+  const PairedDifference d = paired_difference(loss_matrix(a.repeats, &ChunkLosses::nll), loss_matrix(b.repeats, &ChunkLosses::nll), seeds_paired);
   out << fmt::format("A: {}\nB: {}\ndata: {}\n{}; ", a.label, b.label, printable(a.data), ca.chunking_text());
   if (d.repeats_a == 1 && d.repeats_b == 1) out << "paired over the chunks (a paired t interval)\n";
   else
@@ -128,7 +119,7 @@ void compare_rows(const std::string& file, const std::string& a_name, const std:
                      d.mean, d.ci95, d.dof, d.p_value, d.unpaired_ci95, d.correlation);
   out << fmt::format("  perplexity ratio B / A: {:.5f} [{:.5f}, {:.5f}]\n", std::exp(d.mean), std::exp(d.mean - d.ci95),
                      std::exp(d.mean + d.ci95));
-  const LossMatrix ka = matrix_of(a, &ChunkLosses::kld), kb = matrix_of(b, &ChunkLosses::kld);
+  const LossMatrix ka = loss_matrix(a.repeats, &ChunkLosses::kld), kb = loss_matrix(b.repeats, &ChunkLosses::kld);
   if (!ka.empty() && !kb.empty()) {
     const PairedDifference k = paired_difference(ka, kb, seeds_paired);
     out << fmt::format("  delta KLD (B - A): {:+.6f} +/- {:.6f} (95%), p = {:.3g}; unpaired +/- {:.6f}\n", k.mean, k.ci95, k.p_value,

@@ -82,17 +82,6 @@ static double relative_row_mse(EvalContext& c) {
   return c.w.rows() > 0 ? sum / static_cast<double>(c.w.rows()) : 0.0;
 }
 
-// [repeat][chunk] of one field of the repeats' chunk losses; a repeat without it (a row without a baseline) is an
-// empty matrix.
-static LossMatrix loss_matrix(const std::vector<ChunkLosses>& repeats, std::vector<double> ChunkLosses::*field) {
-  LossMatrix x;
-  for (const auto& r : repeats) {
-    if ((r.*field).size() != r.nll.size()) return {};
-    x.push_back(r.*field);
-  }
-  return x;
-}
-
 // Each repeat's NLL minus the baseline's on the same chunks: log(ppl / baseline ppl) per chunk.
 static LossMatrix nll_over_baseline(const std::vector<ChunkLosses>& repeats) {
   LossMatrix x = loss_matrix(repeats, &ChunkLosses::nll), base = loss_matrix(repeats, &ChunkLosses::baseline_nll);
@@ -108,9 +97,12 @@ static double exp_half_width(double scale, const MeanInterval& i) {
   return std::exp(scale) * (std::exp(i.mean + i.ci95) - std::exp(i.mean - i.ci95)) / 2;
 }
 
-static double interval_of(const LossMatrix& x, double (*to_half_width)(const LossMatrix&, const MeanInterval&)) {
+// The half-width of the 95% interval of the mean of x over chunks and seeds; of exp(scale + that mean) with
+// `perplexity`. NaN when x cannot give one (no such field, fewer than two chunks).
+static double half_width(const LossMatrix& x, bool perplexity = false, double scale = 0) {
   if (x.empty() || x.front().size() < 2) return std::nan("");
-  return to_half_width(x, crossed_mean_interval(x));
+  const MeanInterval i = crossed_mean_interval(x);
+  return perplexity ? exp_half_width(scale, i) : i.ci95;
 }
 
 static double median(const std::vector<double>& sorted) { return sorted[sorted.size() / 2]; }
@@ -201,16 +193,12 @@ const std::vector<Metric>& metrics() {
       // Model metrics (data source `model`): from what eval/model_eval measured for the point.
       {"perplexity", "perplexity exp(mean NLL) of the scored tokens", Direction::lower, {}, false, false,
        [](const ModelMeasurements& m) { return m.result.ppl; },
-       [](const std::vector<ChunkLosses>& r) {
-         return interval_of(loss_matrix(r, &ChunkLosses::nll), [](const LossMatrix&, const MeanInterval& i) { return exp_half_width(0, i); });
-       }},
+       [](const std::vector<ChunkLosses>& r) { return half_width(loss_matrix(r, &ChunkLosses::nll), true); }},
       {"ppl_stderr", "standard error of the perplexity, PPL·sqrt(var(NLL)/(N-1))", Direction::lower, {}, false, false,
        [](const ModelMeasurements& m) { return m.result.ppl_stderr; }},
       {"baseline_perplexity", "perplexity of the unquantized model on the same tokens", Direction::lower, {}, false, false,
        [](const ModelMeasurements& m) { return m.baseline.ppl; },
-       [](const std::vector<ChunkLosses>& r) {
-         return interval_of(loss_matrix(r, &ChunkLosses::baseline_nll), [](const LossMatrix&, const MeanInterval& i) { return exp_half_width(0, i); });
-       }},
+       [](const std::vector<ChunkLosses>& r) { return half_width(loss_matrix(r, &ChunkLosses::baseline_nll), true); }},
       // Paired with the baseline over the same chunks: the interval of the difference, not of either perplexity.
       {"delta_ppl", "perplexity minus the unquantized model's on the same tokens (interval paired over the chunks)", Direction::lower,
        {}, false, false, [](const ModelMeasurements& m) { return m.result.ppl - m.baseline.ppl; },
@@ -220,22 +208,16 @@ const std::vector<Metric>& metrics() {
          double mean_base = 0;
          for (double v : base.front()) mean_base += v;
          mean_base /= static_cast<double>(base.front().size());
-         const LossMatrix d = nll_over_baseline(r);
-         if (d.empty() || d.front().size() < 2) return std::nan("");
          // ppl − base = base·(e^{Δ} − 1): the interval of Δ = mean NLL difference, scaled by the baseline's perplexity.
-         return exp_half_width(mean_base, crossed_mean_interval(d));
+         return half_width(nll_over_baseline(r), true, mean_base);
        }},
       {"delta_log_ppl", "log(perplexity / the unquantized model's perplexity): the mean NLL difference per token (interval paired over the chunks)",
        Direction::lower, {}, false, false,
        [](const ModelMeasurements& m) { return std::log(m.result.ppl) - std::log(m.baseline.ppl); },
-       [](const std::vector<ChunkLosses>& r) {
-         return interval_of(nll_over_baseline(r), [](const LossMatrix&, const MeanInterval& i) { return i.ci95; });
-       }},
+       [](const std::vector<ChunkLosses>& r) { return half_width(nll_over_baseline(r)); }},
       {"kld_mean", "mean KL(P_base || P_quantized) over scored tokens", Direction::lower, {}, false, false,
        [](const ModelMeasurements& m) { return m.result.kld_mean; },
-       [](const std::vector<ChunkLosses>& r) {
-         return interval_of(loss_matrix(r, &ChunkLosses::kld), [](const LossMatrix&, const MeanInterval& i) { return i.ci95; });
-       }},
+       [](const std::vector<ChunkLosses>& r) { return half_width(loss_matrix(r, &ChunkLosses::kld)); }},
       {"kld_median", "median KL-divergence over scored tokens", Direction::lower, {}, false, false,
        [](const ModelMeasurements& m) { return m.result.kld_median; }},
       {"kld_p99", "99th percentile of the KL-divergence over scored tokens", Direction::lower, {}, false, false,
@@ -243,9 +225,7 @@ const std::vector<Metric>& metrics() {
       {"top1_agreement", "fraction of scored tokens whose most likely next token matches the unquantized model's",
        Direction::higher, {}, false, false,
        [](const ModelMeasurements& m) { return m.result.top1_agreement; },
-       [](const std::vector<ChunkLosses>& r) {
-         return interval_of(loss_matrix(r, &ChunkLosses::top1), [](const LossMatrix&, const MeanInterval& i) { return i.ci95; });
-       }},
+       [](const std::vector<ChunkLosses>& r) { return half_width(loss_matrix(r, &ChunkLosses::top1)); }},
       {"model_bytes", "bytes of the model: quantized layers as stored, everything else at 16 bits", Direction::lower, {}, false, false,
        [](const ModelMeasurements& m) { return model_bytes(m); }},
       {"quantized_bits_per_weight", "bits per weight of the quantized layers (codes, scales, norms)", Direction::lower,

@@ -2,7 +2,6 @@
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
-#include <nlohmann/json.hpp>
 
 #include <map>
 #include <ostream>
@@ -84,13 +83,12 @@ std::vector<PointPlan> plan_points(const std::vector<SweepPoint>& points) {
   return plans;
 }
 
-// "rtn(bits=4,group=64,...) x 28 (widths 512); rtn(bits=4,group=4,...) x 7 (widths 172)" from summary_json().
+// "rtn(bits=4,group=64,...) x 28 (width 64); rtn(bits=4,group=4,...) x 7 (width 172)".
 std::string plan_text(const QuantizationPlan& plan) {
   std::string out;
-  for (const auto& e : nlohmann::json::parse(plan.summary_json())) {
+  for (const auto& g : plan.summary()) {
     if (!out.empty()) out += "; ";
-    out += fmt::format("{} x {} (width {})", e.at("quantizer").get<std::string>(), e.at("layers").get<int>(),
-                       fmt::join(e.at("widths").get<std::vector<std::size_t>>(), ", "));
+    out += fmt::format("{} x {} (width {})", g.quantizer, g.layers, fmt::join(g.widths, ", "));
   }
   return out;
 }

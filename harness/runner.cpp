@@ -4,11 +4,11 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstdlib>
 #include <csignal>
+#include <cstdlib>
 #include <filesystem>
-#include <mutex>
 #include <iostream>
+#include <mutex>
 #include <ostream>
 #include <set>
 
@@ -16,16 +16,16 @@
 #include "common/input_files.hpp"
 #include "common/memory.hpp"
 #include "common/printable.hpp"
-#include "harness/evaluator.hpp"
 #include "eval/model_eval.hpp"
+#include "harness/evaluator.hpp"
 #include "harness/interrupt.hpp"
-#include "models/checkpoint.hpp"
-#include "harness/result_row.hpp"
 #include "harness/output_lock.hpp"
 #include "harness/progress.hpp"
 #include "harness/repeat_summary.hpp"
 #include "harness/result_journal.hpp"
+#include "harness/result_row.hpp"
 #include "harness/short_names.hpp"
+#include "models/checkpoint.hpp"
 
 namespace tqb {
 

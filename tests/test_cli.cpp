@@ -671,10 +671,7 @@ TEST_CASE("CLI symmetry: perplexity takes a spec's KV-cache and layer options; a
   CHECK(r.exit_code == 2);
   CHECK(r.output.find("(did you mean 'run'?)") != std::string::npos);
   const test::BooksModel books = test::books14m();
-  if (!books.present()) {
-    MESSAGE("SKIPPED: books-14m (../shared) is not there");
-    return;
-  }
+  if (!books.present_or_skip()) return;
   // The same deterministic KV cache and layer selection through the CLI and through a spec: the same perplexity.
   test::TempDir dir;
   const std::string spec = dir.file("kv.yaml"), out = dir.file("kv.h5");

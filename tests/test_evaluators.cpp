@@ -109,10 +109,7 @@ TEST_CASE("every metric of the registry measures some kind of data, and an evalu
 
 TEST_CASE("model points that differ only in kernel share one quantization of the layers") {
   const test::BooksModel books = test::books14m();
-  if (!books.present()) {
-    MESSAGE("SKIPPED: books-14m (../shared) is not there");
-    return;
-  }
+  if (!books.present_or_skip()) return;
   const std::string &model = books.model, &corpus = books.corpus;
   test::TempDir dir;
   const std::string spec = dir.file("kernels.yaml"), out = dir.file("kernels.h5");

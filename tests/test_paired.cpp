@@ -109,10 +109,7 @@ TEST_CASE("paired_difference over repeats: shared seeds pair, the same quantizer
 
 TEST_CASE("a model experiment stores per-chunk losses; tqbench compare pairs two rows over them") {
   const test::BooksModel books = test::books14m();
-  if (!books.present()) {
-    MESSAGE("SKIPPED: books-14m (../shared) is not there");
-    return;
-  }
+  if (!books.present_or_skip()) return;
   const std::string &model = books.model, &corpus = books.corpus;
   test::TempDir dir;
   const std::string spec = dir.file("paired.yaml"), out = dir.file("paired.h5");
@@ -165,10 +162,7 @@ TEST_CASE("a model experiment stores per-chunk losses; tqbench compare pairs two
 
 TEST_CASE("repeats on books-14m: summaries over chunks and seeds, compare pairs seeds, against the baseline, flags unmatched bits") {
   const test::BooksModel books = test::books14m();
-  if (!books.present()) {
-    MESSAGE("SKIPPED: books-14m (../shared) is not there");
-    return;
-  }
+  if (!books.present_or_skip()) return;
   test::TempDir dir;
   const std::string spec = dir.file("rep.yaml"), out = dir.file("rep.h5");
   test::write_text(spec, "experiment: rep\nrepeats: 3\ndata: {source: model, model: '" + books.model + "', corpus: '" + books.corpus +

@@ -1,5 +1,6 @@
 #pragma once
 // Helpers shared by the tests: temporary folders, running the tqbench binary, reading spec fixtures.
+#include <doctest/doctest.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -37,6 +38,12 @@ inline std::vector<int> seeded_tokens(std::size_t n, int vocab, std::uint64_t se
 struct BooksModel {
   std::string model, corpus;
   bool present() const { return std::filesystem::exists(model + "/config.json") && std::filesystem::exists(corpus); }
+  // For a test that needs it: false, with the skip message ctest reads, when it is not there.
+  bool present_or_skip() const {
+    if (present()) return true;
+    MESSAGE("SKIPPED: books-14m (../shared) is not there");
+    return false;
+  }
 };
 inline BooksModel books14m() {
   const std::filesystem::path shared = shared_dir();
