@@ -99,7 +99,7 @@ void compare_rows(const std::string& file, const std::string& a_name, const std:
   Side b = b_base ? Side{} : side_of(t, file, b_name);
   const Side a = a_base ? baseline_of(b, file) : side_of(t, file, a_name);
   if (b_base) b = baseline_of(a, file);
-  const ChunkLosses &ca = a.repeats.front(), &cb = b.repeats.front();
+  const ChunkLosses& ca = a.repeats.front();
   for (const Side* s : {&a, static_cast<const Side*>(&b)})
     for (const auto& r : s->repeats)
       if (!r.same_chunking(ca) || a.data != b.data)

@@ -58,6 +58,16 @@ class ForwardOps {
                          const AttentionExtras& extras) = 0;
   // g ← act(g) ⊙ u: SwiGLU's silu, Gemma's gelu_tanh.
   virtual void glu(ModelConfig::Activation act, const Acts& g, const Acts& u) = 0;
+
+  // Composite steps of the block, each with a default made of the ops above (forward_ops.cpp); a backend overrides
+  // one where fusing pays (a GPU: the residual added in the GEMM's epilogue, the FFN's hidden activations kept in
+  // bf16 and never written in fp32).
+  // y += x Wᵀ (a residual connection); tmp: y's shape, scratch.
+  virtual void linear_add(const Linear& f, const Acts& x, const Acts& y, const Acts& tmp);
+  // The gated feed-forward (SwiGLU, GeGLU): x += down(act(h gateᵀ) ⊙ (h upᵀ)); g, u: rows × hidden scratch; tmp:
+  // x's shape, scratch.
+  virtual void gated_ffn(const Linear& gate, const Linear& up, const Linear& down, ModelConfig::Activation act, const Acts& h,
+                         const Acts& x, const Acts& g, const Acts& u, const Acts& tmp);
   virtual Matrix to_host(const Acts& x) = 0;
   // −log softmax(logits[i])[targets[i]] for the first targets.size() rows, as evaluate_perplexity scores them (the
   // log-sum-exp in double, the log-probability rounded to float): the logits never leave the backend. A negative

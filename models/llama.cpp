@@ -131,14 +131,10 @@ Acts LlamaModel::logits(const std::vector<int>& tokens, KvCache& cache, std::siz
     ops.rope(q, nh, c_, inv_freq_, pos0, n);
     ops.rope(k, nkv, c_, inv_freq_, pos0, n);
     ops.attention(c_, l, q, k, v, cache, pos0, att, extras);
-    ops.linear(*L.o, att, tmp);
-    ops.add(x, tmp);
+    ops.linear_add(*L.o, att, x, tmp);
     ops.rms_norm(x.data, all, d, ops.param(L.ffn_norm), c_.norm_eps, h.data);
-    ops.linear(*L.gate, h, g);
-    ops.linear(*L.up, h, u);
-    ops.glu(c_.ffn_activation, g, u);  // SwiGLU: silu(g) ⊙ u; Gemma's GeGLU: gelu_tanh(g) ⊙ u
-    ops.linear(*L.down, g, tmp);
-    ops.add(x, tmp);
+    // SwiGLU: x += down(silu(h gateᵀ) ⊙ h upᵀ); Gemma's GeGLU: gelu_tanh
+    ops.gated_ffn(*L.gate, *L.up, *L.down, c_.ffn_activation, h, x, g, u, tmp);
   }
   cache.len = total;
   if (probe_ && pos0 == 0 && kv_) probe_->done = true;

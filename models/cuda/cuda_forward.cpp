@@ -57,7 +57,15 @@ std::vector<std::uint16_t> to_bf16_host(const float* x, std::size_t n) {
   return b;
 }
 
-class CudaDenseLinear final : public Linear {
+// A projection whose weights live on the device and which reads bf16 activations: the GPU backend hands it the
+// bf16 copy it keeps of an activation (CudaForwardOps::bf16_of), so no projection rounds its own input.
+class DeviceLinear : public Linear {
+ public:
+  // x: n × in() bf16 bits; y: n × out(), fp32 or (y_bf16) bf16 bits: y = x Wᵀ, or (accumulate, fp32 only) y += x Wᵀ.
+  virtual void forward_bf16(const std::uint16_t* x, std::size_t n, void* y, bool y_bf16, bool accumulate) const = 0;
+};
+
+class CudaDenseLinear final : public DeviceLinear {
  public:
   CudaDenseLinear(const Matrix& w, bool fp32)
       : out_(static_cast<std::size_t>(w.rows())), in_(static_cast<std::size_t>(w.cols())), fp32_(fp32) {
@@ -81,23 +89,33 @@ class CudaDenseLinear final : public Linear {
       xin = xb;
       type = CUDA_R_16BF;
     }
-    const float one = 1.0f, zero = 0.0f;
-    // Row-major Y (n × out) = X Wᵀ is column-major Yᵀ (out × n) = W Xᵀ: A = W as column-major in × out, transposed.
-    check(cublasGemmEx(cublas(), CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(out_), static_cast<int>(n), static_cast<int>(in_), &one,
-                       w_.get(), type, static_cast<int>(in_), xin, type, static_cast<int>(in_), &zero, y, CUDA_R_32F,
-                       static_cast<int>(out_), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-          "cublasGemmEx");
+    gemm(xin, type, n, y, CUDA_R_32F, false);
+  }
+  void forward_bf16(const std::uint16_t* x, std::size_t n, void* y, bool y_bf16, bool accumulate) const override {
+    if (fp32_) throw RunError("an fp32 projection was given bf16 activations");
+    if (y_bf16 && accumulate) throw RunError("a bf16 output is not accumulated into");
+    gemm(x, CUDA_R_16BF, n, y, y_bf16 ? CUDA_R_16BF : CUDA_R_32F, accumulate);
   }
   std::size_t weight_bytes() const override { return w_.size(); }
   std::string kernel() const override { return fp32_ ? "cublas_fp32" : "cublas_bf16"; }
 
  private:
+  // Row-major Y (n × out) = X Wᵀ (+ Y) is column-major Yᵀ (out × n) = W Xᵀ: A = W as column-major in × out,
+  // transposed. The residual's add rides in the GEMM as beta = 1.
+  void gemm(const void* x, cudaDataType_t type, std::size_t n, void* y, cudaDataType_t y_type, bool accumulate) const {
+    const float one = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+    check(cublasGemmEx(cublas(), CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(out_), static_cast<int>(n), static_cast<int>(in_), &one,
+                       w_.get(), type, static_cast<int>(in_), x, type, static_cast<int>(in_), &beta, y, y_type,
+                       static_cast<int>(out_), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+          "cublasGemmEx");
+  }
+
   std::size_t out_, in_;
   bool fp32_;
   gpu::DeviceBuffer w_;
 };
 
-class CudaLutMmaLinear final : public Linear {
+class CudaLutMmaLinear final : public DeviceLinear {
  public:
   explicit CudaLutMmaLinear(const LutMmaLayout& layout) : m_(layout) {}
   std::size_t in() const override { return m_.cols(); }
@@ -107,6 +125,15 @@ class CudaLutMmaLinear final : public Linear {
     launch_to_bf16(x, xb, n * in());
     launched("to_bf16");
     m_.multiply(xb, n, y, nullptr);
+  }
+  void forward_bf16(const std::uint16_t* x, std::size_t n, void* y, bool y_bf16, bool accumulate) const override {
+    if (!y_bf16 && !accumulate) return m_.multiply(x, n, static_cast<float*>(y), nullptr);
+    // The kernel writes fp32: through a scratch, then rounded or added.
+    thread_local gpu::DeviceBuffer scratch;
+    if (scratch.size() < n * out() * 4) scratch = gpu::DeviceBuffer(n * out() * 4);
+    m_.multiply(x, n, scratch.as<float>(), nullptr);
+    launch_store(scratch.as<float>(), n * out(), y, y_bf16, accumulate);
+    launched("store");
   }
   std::size_t weight_bytes() const override { return m_.weight_bytes(); }
   std::string kernel() const override { return "cuda_lut_mma"; }
@@ -162,6 +189,7 @@ class CudaForwardOps final : public ForwardOps {
   explicit CudaForwardOps(bool fp32) : fp32_(fp32) {}
   const char* device() const override { return "cuda"; }
   Acts alloc(std::size_t rows, std::size_t cols) override {
+    forget();  // a new buffer may take a freed one's address
     auto buffer = std::make_shared<gpu::DeviceBuffer>(std::max<std::size_t>(1, rows * cols) * 4);
     return {buffer->as<float>(), rows, cols, buffer};
   }
@@ -193,6 +221,7 @@ class CudaForwardOps final : public ForwardOps {
     const float* fp32_table = fp32_ ? param(table) : nullptr;
     const std::uint16_t* bf16_table = fp32_ ? nullptr : bf16_table_of(table);
     if (tokens.empty()) return;
+    forget();
     gpu::DeviceBuffer ids(tokens.size() * 4);
     ids.upload(tokens.data(), tokens.size() * 4);
     if (fp32_)
@@ -203,20 +232,61 @@ class CudaForwardOps final : public ForwardOps {
   }
   void rms_norm(const float* x, std::size_t vectors, std::size_t d, const float* w, float eps, float* y) override {
     const OpProfile::Scope timed(profile_, "rms_norm");
-    launch_rms_norm(x, vectors, d, w, eps, y);
+    forget();
+    launch_rms_norm(x, vectors, d, w, eps, y, fp32_ ? nullptr : shadow_for(y, vectors * d));
     launched("rms_norm");
   }
   void linear(const Linear& f, const Acts& x, const Acts& y) override {
     const OpProfile::Scope timed(profile_, "linear");
-    f.forward(x.data, x.rows, y.data);
+    if (const DeviceLinear* d = bf16_linear(f)) {
+      d->forward_bf16(bf16_of(x), x.rows, y.data, false, false);
+    } else {
+      f.forward(x.data, x.rows, y.data);
+    }
+    written(y);
+  }
+  void linear_add(const Linear& f, const Acts& x, const Acts& y, const Acts& tmp) override {
+    const DeviceLinear* d = bf16_linear(f);
+    if (!d) return ForwardOps::linear_add(f, x, y, tmp);
+    const OpProfile::Scope timed(profile_, "linear");
+    d->forward_bf16(bf16_of(x), x.rows, y.data, false, true);
+    written(y);
+  }
+  // gate and up write bf16 into g's bytes (rows × hidden each: g holds both), the activation runs on bf16 pairs in
+  // place, and down adds into x: the hidden activations are never written in fp32.
+  void gated_ffn(const Linear& gate, const Linear& up, const Linear& down, ModelConfig::Activation act, const Acts& h, const Acts& x,
+                 const Acts& g, const Acts& u, const Acts& tmp) override {
+    const DeviceLinear *dg = bf16_linear(gate), *du = bf16_linear(up), *dd = bf16_linear(down);
+    const std::size_t rows = h.rows, hidden = gate.out();
+    if (!dg || !du || !dd || hidden % 2 != 0 || g.rows * g.cols < rows * hidden)
+      return ForwardOps::gated_ffn(gate, up, down, act, h, x, g, u, tmp);
+    auto* G = reinterpret_cast<std::uint16_t*>(g.data);
+    std::uint16_t* U = G + rows * hidden;
+    {
+      const OpProfile::Scope timed(profile_, "linear");
+      const std::uint16_t* hb = bf16_of(h);
+      dg->forward_bf16(hb, rows, G, true, false);
+      du->forward_bf16(hb, rows, U, true, false);
+    }
+    written(g);
+    {
+      const OpProfile::Scope timed(profile_, "glu");
+      launch_glu_bf16(G, U, rows * hidden, act == ModelConfig::Activation::gelu_tanh);
+      launched("glu");
+    }
+    const OpProfile::Scope timed(profile_, "linear");
+    dd->forward_bf16(G, rows, x.data, false, true);
+    written(x);
   }
   void add_row(const Acts& x, const float* b) override {
     const OpProfile::Scope timed(profile_, "bias");
+    written(x);
     launch_add_rows(x.data, b, x.rows, x.cols);
     launched("add_row");
   }
   void add(const Acts& x, const Acts& y) override {
     const OpProfile::Scope timed(profile_, "add");
+    written(x);
     launch_add(x.data, y.data, x.rows * x.cols);
     launched("add");
   }
@@ -244,12 +314,14 @@ class CudaForwardOps final : public ForwardOps {
       rope_.freq = inv_freq.data();
       rope_.half = half;
     }
+    written(x);
     launch_rope(x.data, x.rows, n, heads, c.head_dim, c.rope_interleaved, rope_.cs.as<float>(), rope_.sn.as<float>());
     launched("rope");
   }
   void attention(const ModelConfig& c, int l, const Acts& q, const Acts& k, const Acts& v, KvCache& cache, std::size_t pos0,
                  const Acts& out, const AttentionExtras& extras) override {
     const OpProfile::Scope timed(profile_, "attention");
+    written(out);
     if (extras.kv) throw InputError("the GPU backend has no quantized KV cache yet (run the KV-cache experiments with --device cpu)");
     auto* kv = static_cast<DeviceKv*>(cache.device.get());
     if (!kv) throw RunError("a KV cache made by another backend was given to the GPU backend");
@@ -260,7 +332,9 @@ class CudaForwardOps final : public ForwardOps {
       launch_kv_write_bf16(k.data, seqs, n, row, kv->k[l].as<std::uint16_t>(), cap, pos0);
       launch_kv_write_bf16(v.data, seqs, n, row, kv->v[l].as<std::uint16_t>(), cap, pos0);
       launched("KV write");
-      if (!launch_flash_attention(q.data, kv->k[l].as<std::uint16_t>(), kv->v[l].as<std::uint16_t>(), out.data, n, seqs, pos0, cap,
+      // The output in fp32 and, for the projection after it, in bf16.
+      if (!launch_flash_attention(q.data, kv->k[l].as<std::uint16_t>(), kv->v[l].as<std::uint16_t>(), out.data,
+                                  shadow_for(out.data, out.rows * out.cols), n, seqs, pos0, cap,
                                   c.n_heads, c.n_kv_heads, c.head_dim, c.sliding_window, scale))
         throw RunError(fmt::format("the tensor-core attention could not be launched for head_dim {}", c.head_dim));
       launched("flash attention");
@@ -279,6 +353,7 @@ class CudaForwardOps final : public ForwardOps {
   }
   void glu(ModelConfig::Activation act, const Acts& g, const Acts& u) override {
     const OpProfile::Scope timed(profile_, "glu");
+    written(g);
     launch_glu(g.data, u.data, g.rows * g.cols, act == ModelConfig::Activation::gelu_tanh);
     launched("glu");
   }
@@ -301,6 +376,37 @@ class CudaForwardOps final : public ForwardOps {
   }
 
  private:
+  // The bf16 copy of one activation, for the projections that read it: written by the op that made the activation
+  // (rms_norm, attention) or rounded at the first projection, and reused by the next (q, k and v read one; gate and
+  // up another). Valid while nothing writes over the activation: every op that writes calls written().
+  struct Shadow {
+    const float* of = nullptr;
+    std::size_t count = 0;
+    gpu::DeviceBuffer bits;
+  };
+  const DeviceLinear* bf16_linear(const Linear& f) const { return fp32_ ? nullptr : dynamic_cast<const DeviceLinear*>(&f); }
+  void forget() { shadow_.of = nullptr; }
+  void written(const Acts& x) {
+    if (shadow_.of && shadow_.of < x.data + x.rows * x.cols && x.data < shadow_.of + shadow_.count) forget();
+  }
+  std::uint16_t* shadow_for(const float* of, std::size_t count) {
+    if (shadow_.bits.size() < count * 2) {
+      shadow_.bits = gpu::DeviceBuffer();  // freed before the larger one is taken
+      shadow_.bits = gpu::DeviceBuffer(count * 2);
+    }
+    shadow_.of = of;
+    shadow_.count = count;
+    return shadow_.bits.as<std::uint16_t>();
+  }
+  const std::uint16_t* bf16_of(const Acts& x) {
+    const std::size_t count = x.rows * x.cols;
+    if (shadow_.of == x.data && shadow_.count == count) return shadow_.bits.as<std::uint16_t>();
+    std::uint16_t* b = shadow_for(x.data, count);
+    launch_to_bf16(x.data, b, count);
+    launched("to_bf16");
+    return b;
+  }
+
   // The embedding table in bf16, as the projections' weights (exact for a bf16 checkpoint), uploaded once.
   const std::uint16_t* bf16_table_of(const Matrix& table) {
     auto it = bf16_tables_.find(table.data());
@@ -321,6 +427,7 @@ class CudaForwardOps final : public ForwardOps {
     int half = 0;
     gpu::DeviceBuffer cs, sn;
   } rope_;
+  Shadow shadow_;
   OpProfile profile_;
 };
 

@@ -67,8 +67,9 @@ __global__ void kv_write_bf16(const float* x, std::size_t seqs, std::size_t n, s
   cache[(s * capacity + pos0 + t) * row + c] = __float2bfloat16_rn(x[i]);
 }
 
-// One block per vector: y = x / sqrt(mean(x²) + eps) · w (sums in fp32, the CPU's in double).
-__global__ void rms_norm_rows(const float* x, std::size_t d, const float* w, float eps, float* y) {
+// One block per vector: y = x / sqrt(mean(x²) + eps) · w (sums in fp32, the CPU's in double); yb, when given, gets
+// the same values in bf16 (the next GEMM's input, so that no separate rounding pass reads y again).
+__global__ void rms_norm_rows(const float* x, std::size_t d, const float* w, float eps, float* y, __nv_bfloat16* yb) {
   __shared__ float part[32];
   const float* xi = x + blockIdx.x * d;
   float ss = 0;
@@ -84,7 +85,12 @@ __global__ void rms_norm_rows(const float* x, std::size_t d, const float* w, flo
   __syncthreads();
   const float s = rsqrtf(part[0] / static_cast<float>(d) + eps);
   float* yi = y + blockIdx.x * d;
-  for (std::size_t k = threadIdx.x; k < d; k += blockDim.x) yi[k] = xi[k] * s * w[k];
+  __nv_bfloat16* ybi = yb ? yb + blockIdx.x * d : nullptr;
+  for (std::size_t k = threadIdx.x; k < d; k += blockDim.x) {
+    const float v = xi[k] * s * w[k];
+    yi[k] = v;
+    if (ybi) ybi[k] = __float2bfloat16_rn(v);
+  }
 }
 
 __global__ void add_rows(float* x, const float* b, std::size_t rows, std::size_t cols) {
@@ -155,17 +161,30 @@ __global__ void attention_rows(const float* q, const float* K, const float* V, f
   }
 }
 
+__device__ __forceinline__ float activation(float x, bool gelu) {
+  return gelu ? 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x))) : x / (1.0f + expf(-x));
+}
+
 __global__ void glu_rows(float* g, const float* u, std::size_t n, bool gelu) {
   const std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x;
+  if (i < n) g[i] = activation(g[i], gelu) * u[i];
+}
+
+// The same on bf16 pairs (what a bf16 GEMM wrote), in fp32, rounded once.
+__global__ void glu_bf16_pairs(__nv_bfloat162* g, const __nv_bfloat162* u, std::size_t pairs, bool gelu) {
+  const std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x;
+  if (i >= pairs) return;
+  const float2 a = __bfloat1622float2(g[i]), b = __bfloat1622float2(u[i]);
+  g[i] = __floats2bfloat162_rn(activation(a.x, gelu) * b.x, activation(a.y, gelu) * b.y);
+}
+
+__global__ void store_rows(const float* src, std::size_t n, float* dst_f32, __nv_bfloat16* dst_bf16, bool accumulate) {
+  const std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x;
   if (i >= n) return;
-  const float x = g[i];
-  float a;
-  if (gelu) {
-    a = 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
-  } else {
-    a = x / (1.0f + expf(-x));
-  }
-  g[i] = a * u[i];
+  if (dst_bf16)
+    dst_bf16[i] = __float2bfloat16_rn(src[i]);
+  else
+    dst_f32[i] = accumulate ? dst_f32[i] + src[i] : src[i];
 }
 
 // One block per row: −(float)(z[t] − lse) with lse = max + log Σ exp(z − max) summed in double, as the CPU scores.
@@ -201,8 +220,8 @@ void launch_kv_write_bf16(const float* x, std::size_t seqs, std::size_t n, std::
                           std::size_t pos0) {
   kv_write_bf16<<<blocks_for(seqs * n * row), 256>>>(x, seqs, n, row, reinterpret_cast<__nv_bfloat16*>(cache), capacity, pos0);
 }
-void launch_rms_norm(const float* x, std::size_t vectors, std::size_t d, const float* w, float eps, float* y) {
-  rms_norm_rows<<<static_cast<unsigned>(vectors), 256>>>(x, d, w, eps, y);
+void launch_rms_norm(const float* x, std::size_t vectors, std::size_t d, const float* w, float eps, float* y, std::uint16_t* y_bf16) {
+  rms_norm_rows<<<static_cast<unsigned>(vectors), 256>>>(x, d, w, eps, y, reinterpret_cast<__nv_bfloat16*>(y_bf16));
 }
 void launch_add_rows(float* x, const float* b, std::size_t rows, std::size_t cols) {
   add_rows<<<blocks_for(rows * cols), 256>>>(x, b, rows, cols);
@@ -228,5 +247,12 @@ void launch_nll(const float* logits, std::size_t rows, std::size_t vocab, const 
   nll_rows<<<static_cast<unsigned>(rows), 256>>>(logits, vocab, targets, nll);
 }
 void launch_glu(float* g, const float* u, std::size_t n, bool gelu) { glu_rows<<<blocks_for(n), 256>>>(g, u, n, gelu); }
+void launch_glu_bf16(std::uint16_t* g, const std::uint16_t* u, std::size_t n, bool gelu) {
+  glu_bf16_pairs<<<blocks_for(n / 2), 256>>>(reinterpret_cast<__nv_bfloat162*>(g), reinterpret_cast<const __nv_bfloat162*>(u), n / 2, gelu);
+}
+void launch_store(const float* src, std::size_t n, void* dst, bool dst_bf16, bool accumulate) {
+  store_rows<<<blocks_for(n), 256>>>(src, n, dst_bf16 ? nullptr : static_cast<float*>(dst),
+                                     dst_bf16 ? static_cast<__nv_bfloat16*>(dst) : nullptr, accumulate);
+}
 
 }  // namespace tqb::cuda_forward

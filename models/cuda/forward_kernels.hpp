@@ -13,7 +13,8 @@ void launch_embed_bf16(const int* tokens, std::size_t n, const std::uint16_t* ta
 // cache of `capacity` positions per sequence.
 void launch_kv_write_bf16(const float* x, std::size_t seqs, std::size_t n, std::size_t row, std::uint16_t* cache, std::size_t capacity,
                           std::size_t pos0);
-void launch_rms_norm(const float* x, std::size_t vectors, std::size_t d, const float* w, float eps, float* y);
+// y_bf16 (may be null): the same values in bf16 as well.
+void launch_rms_norm(const float* x, std::size_t vectors, std::size_t d, const float* w, float eps, float* y, std::uint16_t* y_bf16);
 void launch_add_rows(float* x, const float* b, std::size_t rows, std::size_t cols);  // x[t] += b
 void launch_add(float* x, const float* y, std::size_t n);                            // x += y
 // x: n rows; cs, sn: seq_rows × hd/2 cosines and sines of the positions' angles (row t uses table row t mod seq_rows).
@@ -23,6 +24,9 @@ void launch_rope(float* x, std::size_t n, std::size_t seq_rows, int heads, int h
 bool launch_attention(const float* q, const float* K, const float* V, float* out, std::size_t n, std::size_t sequences, std::size_t pos0,
                       std::size_t capacity, int nh, int nkv, int hd, int window, float scale);
 void launch_glu(float* g, const float* u, std::size_t n, bool gelu);  // g ← act(g) ⊙ u (silu, or gelu_tanh)
+void launch_glu_bf16(std::uint16_t* g, const std::uint16_t* u, std::size_t n, bool gelu);  // the same on bf16 (n even)
+// dst = src (fp32, or rounded to bf16) or, fp32 only, dst += src: n floats.
+void launch_store(const float* src, std::size_t n, void* dst, bool dst_bf16, bool accumulate);
 // nll[i] = −log softmax(logits[i])[targets[i]] for rows i < rows (logits: rows × vocab, more rows allowed); 0 where
 // targets[i] < 0.
 void launch_nll(const float* logits, std::size_t rows, std::size_t vocab, const int* targets, double* nll);
