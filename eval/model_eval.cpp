@@ -193,7 +193,7 @@ ModelMeasurements ModelSession::measure(const ModelPointSpec& dp, const Quantize
     l->key = key;
     progress("loading " + dp.model);
     const auto t_load = std::chrono::steady_clock::now();
-    l->ck = load_checkpoint(dp.model);
+    l->ck = load_checkpoint(dp.model, CheckpointLoad::streamed);  // each model built reads the projections from the file
     if (!l->ck.tokenizer)
       throw InputError(fmt::format("model '{}' has no tokenizer tqbench can read (GGUF files carry one)", dp.model));
     l->tokens = l->ck.tokenizer->encode(read_corpus(dp.corpus));

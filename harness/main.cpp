@@ -155,7 +155,9 @@ int perplexity(const std::string& model_name, const std::string& corpus, const s
   const auto t_load = std::chrono::steady_clock::now();
   std::unique_ptr<Quantizer> quantizer;
   if (!quantizer_name.empty()) quantizer = parse_quantizer(quantizer_name);  // bad names fail before loading
-  const Checkpoint ck = load_checkpoint(model_name);
+  // The projections stay in the file until the model is built, each read, converted and dropped in turn: host
+  // memory holds one fp32 weight at a time, not the whole model twice (63 GB for an 8B model before).
+  const Checkpoint ck = load_checkpoint(model_name, tqb::CheckpointLoad::streamed);
   if (!ck.tokenizer) throw InputError(fmt::format("model '{}' has no tokenizer tqbench can read", model_name));
   if (kld && kld_base.empty()) throw InputError("--kl-divergence needs --kl-divergence-base FILE (a llama.cpp or tqbench base file)");
   if (!kld_base.empty() && method != "llamacpp") throw InputError("--kl-divergence-base: llama.cpp's base files use the llamacpp method");

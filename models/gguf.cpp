@@ -226,6 +226,7 @@ Matrix GgufFile::tensor(const GgufTensorInfo& t) const {
 #pragma omp parallel for schedule(static)
   for (std::ptrdiff_t r = 0; r < static_cast<std::ptrdiff_t>(rows); ++r)
     type->dequantize(src + r * row_bytes, m.row(r).data(), cols);
+  file_->release(t.offset, rows * row_bytes);
   return m;
 }
 

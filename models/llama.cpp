@@ -24,7 +24,13 @@ LlamaModel::LlamaModel(const Checkpoint& ck, const LinearFactory& linear, std::u
   // The output head goes through the factory under its tensor's name, tied or not, so that a spec can
   // quantize it (include 'output\.weight' or, when tied, 'token_embd\.weight'). The input embedding
   // lookup keeps the checkpoint's rows: it is a table read, not a product.
-  head_ = c_.tied_embeddings ? make("token_embd.weight", embed_) : make("output.weight", ck.tensor("output.weight"));
+  // A projection's weight: the checkpoint's copy, or (a streamed checkpoint) read from the file for the factory and
+  // dropped once it has made the layer.
+  auto projection = [&](const std::string& name) {
+    if (ck.streamed(name)) return make(name, ck.read(name));
+    return make(name, ck.tensor(name));
+  };
+  head_ = c_.tied_embeddings ? make("token_embd.weight", embed_) : projection("output.weight");
   for (int l = 0; l < c_.n_layers; ++l) {
     const std::string p = fmt::format("blk.{}.", l);
     Layer L;
@@ -39,13 +45,13 @@ LlamaModel::LlamaModel(const Checkpoint& ck, const LinearFactory& linear, std::u
       L.k_bias = ck.tensor(p + "attn_k.bias");
       L.v_bias = ck.tensor(p + "attn_v.bias");
     }
-    L.q = make(p + "attn_q.weight", ck.tensor(p + "attn_q.weight"));
-    L.k = make(p + "attn_k.weight", ck.tensor(p + "attn_k.weight"));
-    L.v = make(p + "attn_v.weight", ck.tensor(p + "attn_v.weight"));
-    L.o = make(p + "attn_output.weight", ck.tensor(p + "attn_output.weight"));
-    L.gate = make(p + "ffn_gate.weight", ck.tensor(p + "ffn_gate.weight"));
-    L.up = make(p + "ffn_up.weight", ck.tensor(p + "ffn_up.weight"));
-    L.down = make(p + "ffn_down.weight", ck.tensor(p + "ffn_down.weight"));
+    L.q = projection(p + "attn_q.weight");
+    L.k = projection(p + "attn_k.weight");
+    L.v = projection(p + "attn_v.weight");
+    L.o = projection(p + "attn_output.weight");
+    L.gate = projection(p + "ffn_gate.weight");
+    L.up = projection(p + "ffn_up.weight");
+    L.down = projection(p + "ffn_down.weight");
     layers_.push_back(std::move(L));
   }
   // RoPE frequencies θ_i = base^(−2i/d), i < d/2, in double (Su et al. 2021), divided by the checkpoint's

@@ -103,6 +103,7 @@ Matrix SafetensorsFile::tensor(const SafetensorInfo& t) const {
       m.data()[i] = half ? fp16_value(h) : bf16_value(h);
     }
   }
+  file_->release(t.offset, t.bytes);
   return m;
 }
 
