@@ -112,10 +112,9 @@ std::unique_ptr<LlamaModel> quantize_model(const Checkpoint& ck, const Quantizer
       // Weight error from the layer's own dequantized copy.
       w_hat.resize(w.rows(), w.cols());
       l.q.quantizer->dequantize(l.q.matrix, w_hat.data());
-      require_finite_weights(w, w_hat, l.q.quantizer->name() + ": layer " + name);
-      const double err = (w - w_hat).cast<double>().squaredNorm();
-      l.nmse = err / std::max(1e-300, w.cast<double>().squaredNorm());
-      l.mse = err / static_cast<double>(w.size());
+      const WeightError e = checked_weight_error(w, w_hat, l.q.quantizer->name() + ": layer " + name);
+      l.nmse = e.nmse();
+      l.mse = e.mse();
       it = cache.by_name.emplace(name, std::move(l)).first;
     }
     const QuantizedLayers::Layer& l = it->second;

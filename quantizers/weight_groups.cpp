@@ -76,7 +76,10 @@ std::uint64_t group_seed(std::uint64_t seed, const char* use, std::size_t j) {
 std::vector<std::shared_ptr<const Rotation>> group_rotations(RotationKind kind, std::size_t g, std::size_t groups,
                                                              std::uint64_t seed) {
   std::vector<std::shared_ptr<const Rotation>> rot(groups);
-  for (std::size_t j = 0; j < groups; ++j) rot[j] = cached_rotation(kind, g, group_seed(seed, "rotation", j));
+  // In parallel: a Haar rotation is a QR of a g × g Gaussian, and an 8B model's layers draw about 10,000 of them.
+#pragma omp parallel for schedule(dynamic) if (kind == RotationKind::haar && groups > 1)
+  for (std::ptrdiff_t j = 0; j < static_cast<std::ptrdiff_t>(groups); ++j)
+    rot[j] = cached_rotation(kind, g, group_seed(seed, "rotation", static_cast<std::size_t>(j)));
   return rot;
 }
 
