@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -13,6 +14,7 @@
 #include <sstream>
 
 #include "common/error.hpp"
+#include "common/printable.hpp"
 
 namespace tqb {
 namespace {
@@ -145,12 +147,23 @@ void add_journal_rows(const std::string& result_path, ResultTable& t) {
   ss << in.rdbuf();
   const std::string bytes = ss.str();
   std::vector<int> map;  // journal column -> table column (-1: not in the file)
-  const int point = t.column_index("point");
+  // The point column, when the file has an integer one (merge and read check a file's own columns).
+  const int point = t.column_index("point") >= 0 && t.columns[static_cast<std::size_t>(t.column_index("point"))].type == ColumnType::integer
+                        ? t.column_index("point")
+                        : -1;
   std::set<std::int64_t> have;
   if (point >= 0)
     for (const auto& r : t.rows)
       if (const auto* i = std::get_if<std::int64_t>(&r[static_cast<std::size_t>(point)])) have.insert(*i);
-  std::size_t at = 0;
+  // Sweep points run 0 … points_total − 1: a journal row outside that range was not written by this run.
+  std::int64_t points_total = -1;
+  if (const Cell* c = t.attribute("points_total"))
+    if (const auto* i = std::get_if<std::int64_t>(c)) points_total = *i;
+  auto refuse = [&](const std::string& what) {
+    return InputError(fmt::format("{}: error: {}; the journal is damaged or belongs to another run (remove it, or pass --force to "
+                                  "start afresh)", path, what));
+  };
+  std::size_t at = 0, row_index = 0;
   bool header = false;
   while (at + 16 <= bytes.size()) {
     std::uint32_t magic, n;
@@ -166,9 +179,12 @@ void add_journal_rows(const std::string& result_path, ResultTable& t) {
     if (kind == kHeader) {
       const auto cols = r.get<std::uint32_t>();
       map.clear();
+      std::set<std::string> names;
       for (std::uint32_t j = 0; j < cols && r.ok; ++j) {
         const auto type = static_cast<ColumnType>(r.get<std::uint8_t>());
         const std::string name = r.text();
+        if (!r.ok) break;
+        if (!names.insert(name).second) throw refuse(fmt::format("column '{}' appears twice in its header", printable(name)));
         const int k = t.column_index(name);
         if (k >= 0 && t.columns[static_cast<std::size_t>(k)].type != type)
           throw InputError(fmt::format("{}: error: column '{}' has another type than in {}; the journal belongs to another run "
@@ -176,6 +192,8 @@ void add_journal_rows(const std::string& result_path, ResultTable& t) {
         map.push_back(k);
       }
       header = r.ok;
+      if (header && point >= 0 && std::find(map.begin(), map.end(), point) == map.end())
+        throw refuse(fmt::format("its header has no 'point' column, which {} has", result_path));
       continue;
     }
     if (kind != kRow || !header) break;
@@ -183,18 +201,33 @@ void add_journal_rows(const std::string& result_path, ResultTable& t) {
     if (cells != map.size()) break;
     std::vector<Cell> row;
     for (const auto& c : t.columns) row.push_back(missing_cell(c.type));
+    bool corrupt = false;
     for (std::uint32_t j = 0; j < cells && r.ok; ++j) {
       const auto tag = r.get<std::uint8_t>();
       Cell v;
       if (tag == 0) v = r.get<std::int64_t>();
       else if (tag == 1) v = r.get<double>();
-      else v = r.text();
-      if (map[j] >= 0) row[static_cast<std::size_t>(map[j])] = std::move(v);
+      else if (tag == 2) v = r.text();
+      else corrupt = true;
+      if (corrupt) break;
+      if (map[j] < 0) continue;
+      const Column& c = t.columns[static_cast<std::size_t>(map[j])];
+      const ColumnType held = tag == 0 ? ColumnType::integer : tag == 1 ? ColumnType::real : ColumnType::text;
+      if (held != c.type)
+        throw refuse(fmt::format("row {} holds {} in the {} column '{}'", row_index, column_type_name(held), column_type_name(c.type),
+                                 c.name));
+      row[static_cast<std::size_t>(map[j])] = std::move(v);
     }
-    if (!r.ok) break;
+    if (!r.ok || corrupt) break;
     if (point >= 0) {
-      const auto* i = std::get_if<std::int64_t>(&row[static_cast<std::size_t>(point)]);
-      if (i && !have.insert(*i).second) continue;  // already folded (an interrupted fold): one copy
+      const std::int64_t i = std::get<std::int64_t>(row[static_cast<std::size_t>(point)]);  // typed: checked above
+      if (i < 0 || (points_total >= 0 && i >= points_total))
+        throw refuse(fmt::format("row {} has point {}, outside this sweep's 0..{}", row_index, i,
+                                 points_total >= 0 ? fmt::format("{}", points_total - 1) : std::string("∞")));
+      ++row_index;
+      if (!have.insert(i).second) continue;  // already folded (an interrupted fold): one copy
+    } else {
+      ++row_index;
     }
     t.rows.push_back(std::move(row));
   }

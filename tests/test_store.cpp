@@ -165,6 +165,41 @@ TEST_CASE("journal: rows appear to readers before a fold; torn tails and corrupt
     j.append({std::int64_t{5}, std::string("e"), std::string("text")});
   }
   CHECK_THROWS_WITH_AS(read_result_file(path), doctest::Contains("has another type"), InputError);
+  // Forged or damaged journals are refused naming the journal and what is wrong (issue 28): a column twice in
+  // the header, no point column, a text cell in a number column, a point outside the sweep.
+  {
+    std::vector<Column> twice = t.columns;
+    twice.push_back(t.columns[0]);
+    ResultJournal j(path, twice);
+    j.append({std::int64_t{5}, std::string("e"), 5.0, std::int64_t{50}});
+  }
+  CHECK_THROWS_WITH_AS(read_result_file(path), doctest::Contains("column 'point' appears twice"), InputError);
+  {
+    ResultJournal j(path, {t.columns[1], t.columns[2]});
+    j.append({std::string("e"), 5.0});
+  }
+  CHECK_THROWS_WITH_AS(read_result_file(path), doctest::Contains("no 'point' column"), InputError);
+  {
+    std::vector<Column> text_point = t.columns;
+    ResultJournal j(path, text_point);
+    j.append({std::string("five"), std::string("e"), 5.0});  // a text cell where the header says integer
+  }
+  CHECK_THROWS_WITH_AS(read_result_file(path), doctest::Contains("row 0 holds text in the integer column 'point'"), InputError);
+  {
+    ResultJournal j(path, t.columns);
+    j.append({std::int64_t{-5}, std::string("e"), 5.0});
+  }
+  CHECK_THROWS_WITH_AS(read_result_file(path), doctest::Contains("row 0 has point -5"), InputError);
+  {
+    ResultTable with_total = t;
+    with_total.attributes.push_back({"points_total", std::int64_t{3}});
+    write_result_file(path, with_total);
+    ResultJournal j(path, t.columns);
+    j.append({std::int64_t{2}, std::string("c"), 2.0});
+    j.append({std::int64_t{3}, std::string("d"), 3.0});
+  }
+  CHECK_THROWS_WITH_AS(read_result_file(path), doctest::Contains("row 1 has point 3, outside this sweep's 0..2"), InputError);
+  write_result_file(path, t);
   // clear() keeps the header only; remove() deletes the journal.
   ResultJournal j(path, t.columns);
   j.append({std::int64_t{7}, std::string("g"), 7.0});
