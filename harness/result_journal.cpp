@@ -68,7 +68,7 @@ struct Reader {
 
 std::string journal_path(const std::string& result_path) { return result_path + ".journal"; }
 
-ResultJournal::ResultJournal(const std::string& result_path, const std::vector<Column>& columns)
+ResultJournal::ResultJournal(const std::string& result_path, const std::vector<Column>& columns, const std::string& spec_text)
     : path_(journal_path(result_path)), last_sync_(std::chrono::steady_clock::now()) {
   std::string h;
   put(h, kHeader);
@@ -77,6 +77,7 @@ ResultJournal::ResultJournal(const std::string& result_path, const std::vector<C
     put(h, static_cast<std::uint8_t>(c.type));
     put_text(h, c.name);
   }
+  put(h, fnv1a(spec_text.data(), spec_text.size()));  // the spec this journal's rows belong to
   header_ = record(h);
   fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd_ < 0) throw RunError(fmt::format("{}: cannot create: {}", path_, std::strerror(errno)));
@@ -157,6 +158,8 @@ void add_journal_rows(const std::string& result_path, ResultTable& t) {
       if (const auto* i = std::get_if<std::int64_t>(&r[static_cast<std::size_t>(point)])) have.insert(*i);
   // Sweep points run 0 … points_total − 1: a journal row outside that range was not written by this run.
   std::int64_t points_total = -1;
+  const std::string* spec_text = nullptr;
+  if (const Cell* c = t.attribute("spec_text")) spec_text = std::get_if<std::string>(c);
   if (const Cell* c = t.attribute("points_total"))
     if (const auto* i = std::get_if<std::int64_t>(c)) points_total = *i;
   auto refuse = [&](const std::string& what) {
@@ -192,6 +195,9 @@ void add_journal_rows(const std::string& result_path, ResultTable& t) {
         map.push_back(k);
       }
       header = r.ok;
+      const std::uint64_t spec_hash = r.get<std::uint64_t>();
+      if (header && r.ok && spec_text && spec_hash != fnv1a(spec_text->data(), spec_text->size()))
+        throw refuse(fmt::format("its rows were written by a run of another spec than {}'s", result_path));
       if (header && point >= 0 && std::find(map.begin(), map.end(), point) == map.end())
         throw refuse(fmt::format("its header has no 'point' column, which {} has", result_path));
       continue;

@@ -28,7 +28,9 @@ std::string journal_path(const std::string& result_path);
 class ResultJournal {
  public:
   // Opens (creating) RESULT.h5.journal for appending rows of `columns`; starts it afresh (header only).
-  ResultJournal(const std::string& result_path, const std::vector<Column>& columns);
+  // spec_text: the result file's spec (its spec_text attribute); its hash goes into the header, so that a journal
+  // left by a run of another spec is refused rather than folded into this file.
+  ResultJournal(const std::string& result_path, const std::vector<Column>& columns, const std::string& spec_text = "");
   ~ResultJournal();
   ResultJournal(const ResultJournal&) = delete;
   ResultJournal& operator=(const ResultJournal&) = delete;

@@ -137,7 +137,7 @@ int run_sweep(const ExperimentSpec& spec, const std::vector<SweepPoint>& points,
   write_result_file(path, table);  // the file exists (possibly empty) from the start; an old journal is folded
   // Finished rows go to the journal, one record each, and are folded into the file every kFoldSeconds and at
   // the end: a point's bookkeeping does not grow with the number of points before it (issue 17).
-  ResultJournal journal(path, columns);
+  ResultJournal journal(path, columns, spec.text);
   auto last_fold = std::chrono::steady_clock::now();
   // TQB_FOLD_SECONDS overrides the interval (the durability tests fold after every point, to kill during folds).
   double fold_seconds = kFoldSeconds;

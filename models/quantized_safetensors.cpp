@@ -106,7 +106,11 @@ struct Reader {
       q.seed = std::stoull(field("seed").get<std::string>());
       q.rows = field("rows").get<std::size_t>();
       q.cols = field("cols").get<std::size_t>();
-      q.code_bits = field("code_bits").get<int>();
+      // As a 64-bit integer first: get<int> of 2^40 + 4 wrapped to 4 (issue 28).
+      const json& bits = field("code_bits");
+      if (!bits.is_number_integer() || bits.get<std::int64_t>() < 0 || bits.get<std::int64_t>() > 8)
+        fail(fmt::format("tensor '{}': code_bits {} (0 to 8 are valid)", prefix, bits.dump()));
+      q.code_bits = static_cast<int>(bits.get<std::int64_t>());
       const auto side = parse_float_format(field("side_format").get<std::string>());
       if (!side) fail(fmt::format("tensor '{}': side_format is not one of fp32, fp16, bf16", prefix));
       q.side_format = *side;
@@ -120,8 +124,11 @@ struct Reader {
     // A composite (residual stack) stores its codes in its passes and has none itself.
     if (q.code_bits < (passes.empty() ? 1 : 0) || q.code_bits > 8)
       fail(fmt::format("tensor '{}': code_bits {} ({} to 8 are valid)", prefix, q.code_bits, passes.empty() ? 1 : 0));
-    if (q.rows == 0 || q.cols == 0 || q.rows > (std::size_t{1} << 32) || q.cols > (std::size_t{1} << 32))
-      fail(fmt::format("tensor '{}': {} x {} is not a valid shape", prefix, q.rows, q.cols));
+    // Each side at most 2^32 and the product at most 2^36 weights (the largest projections of released models,
+    // a 405B model's head, hold 2.1e9): 2^32 x 2^32 wrapped to 0 before (issue 28).
+    if (q.rows == 0 || q.cols == 0 || q.rows > (std::size_t{1} << 32) || q.cols > (std::size_t{1} << 32) ||
+        q.rows > (std::size_t{1} << 36) / q.cols)
+      fail(fmt::format("tensor '{}': {} x {} is not a valid shape (at most 2^36 weights)", prefix, q.rows, q.cols));
     q.codes = bytes(prefix + ".codes", passes.empty());
     q.scales = bytes(prefix + ".scales", false);
     q.zeros = bytes(prefix + ".zeros", false);
@@ -181,6 +188,14 @@ QuantizedModelFile read_quantized_safetensors(const std::string& path) {
     }
     if (const ShapeProblem p = qz->check_shape(q.rows, q.cols); !p.message.empty())
       r.fail(fmt::format("tensor '{}': {} cannot hold a {} x {} matrix: {}", item.key(), q.format, q.rows, q.cols, p.message));
+    // The stored parts must be about what the quantizer writes for this shape before a zero matrix of it is
+    // quantized to check them exactly: a forged 65536 x 65536 with a few bytes of codes would take 17 GB there.
+    std::uint64_t stored = 0;
+    for (const auto& [name, info] : file.tensors())
+      if (name.size() > item.key().size() && name.compare(0, item.key().size() + 1, item.key() + ".") == 0) stored += info.bytes;
+    if (const std::uint64_t need = qz->storage_bytes(q.rows, q.cols); need > 2 * stored + 4096)
+      r.fail(fmt::format("tensor '{}': {} of {} x {} stores {} bytes, but the file holds {} for it", item.key(), q.format, q.rows, q.cols,
+                         need, stored));
     const std::vector<float> zeros(q.rows * q.cols, 0.0f);
     check_sizes(r, item.key(), q, qz->quantize(zeros.data(), q.rows, q.cols, q.seed));
     m.quantized.emplace(item.key(), std::move(q));

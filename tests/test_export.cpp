@@ -3,7 +3,10 @@
 // user meets. llama.cpp itself runs exported files in bench/peers/check_ggml_formats.py.
 #include <doctest/doctest.h>
 
+#include <cstring>
 #include <filesystem>
+#include <iterator>
+#include <tuple>
 #include <fstream>
 
 #include "common/error.hpp"
@@ -188,5 +191,33 @@ TEST_CASE("export to safetensors: tqbench's layout reads back bit-exactly, resid
   bad.quantized.begin()->second.format = "nonsense(bits=4)";
   write_quantized_safetensors(dir.file("bad2.safetensors"), bad);
   CHECK_THROWS_WITH_AS(read_quantized_safetensors(dir.file("bad2.safetensors")), doctest::Contains("quantizer 'nonsense(bits=4)'"),
+                       ModelFileError);
+  // Forged shapes and sizes are refused before anything of their size is allocated (issue 28): 2^32 x 2^32 (the
+  // product wrapped to 0), 65536 x 65536 with a few bytes of codes (17 GB of zeros to check them), code_bits 2^40 + 4
+  // (wrapped to 4 by a 32-bit read).
+  for (const auto& [rows, cols, what] : {std::tuple{std::size_t{1} << 32, std::size_t{1} << 32, "is not a valid shape"},
+                                         std::tuple{std::size_t{65536}, std::size_t{65536}, "but the file holds"}}) {
+    bad = m;
+    bad.quantized.begin()->second.rows = rows;
+    bad.quantized.begin()->second.cols = cols;
+    write_quantized_safetensors(dir.file("bad3.safetensors"), bad);
+    CHECK_THROWS_WITH_AS(read_quantized_safetensors(dir.file("bad3.safetensors")), doctest::Contains(what), ModelFileError);
+  }
+  {
+    std::ifstream in(r.output, std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::uint64_t n = 0;
+    std::memcpy(&n, bytes.data(), 8);
+    std::string header = bytes.substr(8, n);
+    const std::size_t key = header.find("code_bits");
+    REQUIRE(key != std::string::npos);
+    const std::size_t digit = header.find_first_of("0123456789", key), end = header.find_first_not_of("0123456789", digit);
+    header.replace(digit, end - digit, "1099511627780");
+    const std::uint64_t m2 = header.size();
+    std::ofstream out(dir.file("bad4.safetensors"), std::ios::binary);
+    out.write(reinterpret_cast<const char*>(&m2), 8);
+    out << header << bytes.substr(8 + n);
+  }
+  CHECK_THROWS_WITH_AS(read_quantized_safetensors(dir.file("bad4.safetensors")), doctest::Contains("code_bits 1099511627780"),
                        ModelFileError);
 }

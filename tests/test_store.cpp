@@ -199,6 +199,21 @@ TEST_CASE("journal: rows appear to readers before a fold; torn tails and corrupt
     j.append({std::int64_t{3}, std::string("d"), 3.0});
   }
   CHECK_THROWS_WITH_AS(read_result_file(path), doctest::Contains("row 1 has point 3, outside this sweep's 0..2"), InputError);
+  {  // a journal left by a run of another spec
+    ResultTable with_spec = t;
+    with_spec.attributes.push_back({"spec_text", std::string("experiment: a\n")});
+    write_result_file(path, with_spec);
+    {
+      ResultJournal j(path, t.columns, "experiment: b\n");
+      j.append({std::int64_t{1}, std::string("b"), 2.5});
+    }
+    CHECK_THROWS_WITH_AS(read_result_file(path), doctest::Contains("a run of another spec"), InputError);
+    {
+      ResultJournal j(path, t.columns, "experiment: a\n");
+      j.append({std::int64_t{1}, std::string("b"), 2.5});
+    }
+    CHECK(read_result_file(path).rows.size() == 2);
+  }
   write_result_file(path, t);
   // clear() keeps the header only; remove() deletes the journal.
   ResultJournal j(path, t.columns);
