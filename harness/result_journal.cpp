@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "common/error.hpp"
+#include "common/fnv1a.hpp"
 #include "common/printable.hpp"
 
 namespace tqb {
@@ -21,12 +22,6 @@ namespace {
 
 constexpr std::uint32_t kMagic = 0x4A425154;  // "TQBJ" little-endian
 constexpr std::uint8_t kHeader = 0, kRow = 1;
-
-std::uint64_t fnv1a(const char* p, std::size_t n) {
-  std::uint64_t h = 1469598103934665603ull;
-  for (std::size_t i = 0; i < n; ++i) h = (h ^ static_cast<unsigned char>(p[i])) * 1099511628211ull;
-  return h;
-}
 
 template <class T>
 void put(std::string& s, T v) { s.append(reinterpret_cast<const char*>(&v), sizeof(v)); }

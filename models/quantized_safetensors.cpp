@@ -2,12 +2,15 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
 #include <cstring>
 #include <nlohmann/json.hpp>
 
 #include "common/atomic_file.hpp"
-#include "common/error.hpp"
 #include "common/bounded_json.hpp"
+#include "common/error.hpp"
+#include "common/float_format.hpp"
+#include "common/fnv1a.hpp"
 #include "models/safetensors.hpp"
 #include "quantizers/registry.hpp"
 
@@ -22,6 +25,24 @@ struct Blob {
   const std::uint8_t* data;
   std::size_t bytes;
 };
+
+// What ties a record's metadata to its parts: FNV-1a over the name, seed, shape, code width, side format and every
+// stored byte, passes included. A seed or rotation edited in the metadata (another model, silently, before) or a
+// changed byte of the codes no longer matches.
+std::uint64_t digest(const QuantizedMatrix& q) {
+  const std::string head = fmt::format("{}|{}|{}|{}|{}|{}", q.format, q.seed, q.rows, q.cols, q.code_bits, to_string(q.side_format));
+  std::uint64_t h = fnv1a(head.data(), head.size());
+  for (const auto* part : {&q.codes, &q.scales, &q.zeros}) {
+    const std::uint64_t n = part->size();
+    h = fnv1a(part->data(), part->size(), fnv1a(&n, sizeof n, h));
+  }
+  h = fnv1a(q.codebook.data(), q.codebook.size() * sizeof(float), h);
+  for (const auto& p : q.passes) {
+    const std::uint64_t d = digest(p);
+    h = fnv1a(&d, sizeof d, h);
+  }
+  return h;
+}
 
 // The tensors and the metadata record of one quantized matrix (and, recursively, its passes).
 json describe(const std::string& prefix, const QuantizedMatrix& q, std::vector<Blob>& blobs) {
@@ -38,7 +59,8 @@ json describe(const std::string& prefix, const QuantizedMatrix& q, std::vector<B
   for (std::size_t i = 0; i < q.passes.size(); ++i) passes.push_back(describe(prefix + ".pass" + std::to_string(i), q.passes[i], blobs));
   // The seed as text: JSON readers commonly hold numbers as doubles, which lose a 64-bit seed.
   return {{"quantizer", q.format}, {"seed", std::to_string(q.seed)}, {"rows", q.rows}, {"cols", q.cols},
-          {"code_bits", q.code_bits}, {"side_format", to_string(q.side_format)}, {"passes", passes}};
+          {"code_bits", q.code_bits}, {"side_format", to_string(q.side_format)}, {"passes", passes},
+          {"digest", fmt::format("{:016x}", digest(q))}};
 }
 
 }  // namespace
@@ -138,6 +160,25 @@ struct Reader {
       std::memcpy(q.codebook.data(), file.bytes(it->second), q.codebook.size() * 4);
     }
     for (std::size_t i = 0; i < passes.size(); ++i) q.passes.push_back(matrix(prefix + ".pass" + std::to_string(i), passes[i]));
+    // Side data that is not finite gives a model whose perplexity is NaN: refused here, naming the part.
+    for (const auto& [part, v] : {std::pair{"scales", &q.scales}, std::pair{"zeros", &q.zeros}}) {
+      if (v->size() % bytes_of(q.side_format) != 0)
+        fail(fmt::format("tensor '{}.{}': {} bytes are not whole {} values", prefix, part, v->size(), to_string(q.side_format)));
+      const std::vector<float> f = load_floats(q.side_format, *v);
+      for (std::size_t i = 0; i < f.size(); ++i)
+        if (!std::isfinite(f[i])) fail(fmt::format("tensor '{}.{}': value {} is {} (side data must be finite)", prefix, part, i, f[i]));
+    }
+    for (std::size_t i = 0; i < q.codebook.size(); ++i)
+      if (!std::isfinite(q.codebook[i]))
+        fail(fmt::format("tensor '{}.codebook': value {} is {} (a codebook must be finite)", prefix, i, q.codebook[i]));
+    // Files written before the digest have none: read as they were.
+    if (r.is_object() && r.contains("digest")) {
+      const json& d = r.at("digest");
+      const std::string want = fmt::format("{:016x}", digest(q));
+      if (!d.is_string() || d.get<std::string>() != want)
+        fail(fmt::format("tensor '{}': its metadata or stored bytes were changed after export (digest {} recorded, {} computed); "
+                         "re-export it", prefix, d.dump(), want));
+    }
     return q;
   }
 };

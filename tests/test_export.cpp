@@ -3,6 +3,7 @@
 // user meets. llama.cpp itself runs exported files in bench/peers/check_ggml_formats.py.
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <iterator>
@@ -10,6 +11,7 @@
 #include <fstream>
 
 #include "common/error.hpp"
+#include "common/float_format.hpp"
 #include "models/export.hpp"
 #include "models/quantized_safetensors.hpp"
 #include "models/checkpoint.hpp"
@@ -203,21 +205,33 @@ TEST_CASE("export to safetensors: tqbench's layout reads back bit-exactly, resid
     write_quantized_safetensors(dir.file("bad3.safetensors"), bad);
     CHECK_THROWS_WITH_AS(read_quantized_safetensors(dir.file("bad3.safetensors")), doctest::Contains(what), ModelFileError);
   }
-  {
+  // The file's header with `key`'s first value (digits after it) replaced, written to `to`.
+  auto patched = [&](const std::string& key, const std::string& value, const std::string& to) {
     std::ifstream in(r.output, std::ios::binary);
     const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     std::uint64_t n = 0;
     std::memcpy(&n, bytes.data(), 8);
     std::string header = bytes.substr(8, n);
-    const std::size_t key = header.find("code_bits");
-    REQUIRE(key != std::string::npos);
-    const std::size_t digit = header.find_first_of("0123456789", key), end = header.find_first_not_of("0123456789", digit);
-    header.replace(digit, end - digit, "1099511627780");
-    const std::uint64_t m2 = header.size();
-    std::ofstream out(dir.file("bad4.safetensors"), std::ios::binary);
-    out.write(reinterpret_cast<const char*>(&m2), 8);
+    const std::size_t at = header.find(key);
+    REQUIRE(at != std::string::npos);
+    const std::size_t digit = header.find_first_of("0123456789", at), end = header.find_first_not_of("0123456789", digit);
+    header.replace(digit, end - digit, value);
+    const std::uint64_t size = header.size();
+    std::ofstream out(dir.file(to), std::ios::binary);
+    out.write(reinterpret_cast<const char*>(&size), 8);
     out << header << bytes.substr(8 + n);
-  }
-  CHECK_THROWS_WITH_AS(read_quantized_safetensors(dir.file("bad4.safetensors")), doctest::Contains("code_bits 1099511627780"),
+    return dir.file(to);
+  };
+  CHECK_THROWS_WITH_AS(read_quantized_safetensors(patched("code_bits", "1099511627780", "bad4.safetensors")),
+                       doctest::Contains("code_bits 1099511627780"), ModelFileError);
+  // Metadata tied to the codes: a seed edited after export (which would silently rotate into another model).
+  CHECK_THROWS_WITH_AS(read_quantized_safetensors(patched("seed", "10", "bad5.safetensors")), doctest::Contains("were changed after export"),
                        ModelFileError);
+  // Side data that is not finite.
+  bad = m;
+  auto& first = bad.quantized.begin()->second.passes[0];
+  const float nan = std::nanf("");
+  store_float(first.side_format, nan, first.scales.data());
+  write_quantized_safetensors(dir.file("bad6.safetensors"), bad);
+  CHECK_THROWS_WITH_AS(read_quantized_safetensors(dir.file("bad6.safetensors")), doctest::Contains("scales': value 0 is nan"), ModelFileError);
 }
