@@ -5,6 +5,7 @@
 #include <set>
 
 #include "common/error.hpp"
+#include "common/memory.hpp"
 #include "common/rng.hpp"
 #include "harness/data_source.hpp"
 #include "models/name_pattern.hpp"
@@ -54,6 +55,13 @@ std::vector<SweepPoint> expand_sweep(const ExperimentSpec& spec, std::uint64_t m
     throw InputError(fmt::format("{}: error: the sweep has {:.4g} points (data × quantizer grids), more than the limit of {}; "
                                  "shrink the axes, or raise the limit with tqbench run --max-points N",
                                  spec.path, size, max_points));
+  // A raised limit still meets memory: every point is listed before the first runs (its parameters, key and
+  // name: about a kilobyte). Refused here instead of a bad_alloc partway through the listing (issue 28).
+  constexpr double kBytesPerPoint = 1024;
+  if (const double available = static_cast<double>(available_memory_bytes()); available > 0 && size * kBytesPerPoint > available / 2)
+    throw InputError(fmt::format("{}: error: the sweep has {:.4g} points; listing them needs about {:.3g} GB, more than half of the "
+                                 "{:.3g} GB of memory available; shrink the axes or split the spec into several",
+                                 spec.path, size, size * kBytesPerPoint / 1e9, available / 1e9));
   std::vector<std::shared_ptr<const DataPoint>> data;
   std::vector<const ParamGrid*> data_grid;
   for (const auto& g : spec.data) {
