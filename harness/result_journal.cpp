@@ -203,6 +203,7 @@ void add_journal_rows(const std::string& result_path, ResultTable& t) {
     std::vector<Cell> row;
     for (const auto& c : t.columns) row.push_back(missing_cell(c.type));
     bool corrupt = false;
+    std::string invalid;  // a well-formed record that this run cannot have written: the valid prefix ends before it
     for (std::uint32_t j = 0; j < cells && r.ok; ++j) {
       const auto tag = r.get<std::uint8_t>();
       Cell v;
@@ -214,17 +215,25 @@ void add_journal_rows(const std::string& result_path, ResultTable& t) {
       if (map[j] < 0) continue;
       const Column& c = t.columns[static_cast<std::size_t>(map[j])];
       const ColumnType held = tag == 0 ? ColumnType::integer : tag == 1 ? ColumnType::real : ColumnType::text;
-      if (held != c.type)
-        throw refuse(fmt::format("row {} holds {} in the {} column '{}'", row_index, column_type_name(held), column_type_name(c.type),
-                                 c.name));
+      if (held != c.type) {
+        invalid = fmt::format("row {} holds {} in the {} column '{}'", row_index, column_type_name(held), column_type_name(c.type), c.name);
+        break;
+      }
       row[static_cast<std::size_t>(map[j])] = std::move(v);
     }
     if (!r.ok || corrupt) break;
-    if (point >= 0) {
+    if (invalid.empty() && point >= 0) {
       const std::int64_t i = std::get<std::int64_t>(row[static_cast<std::size_t>(point)]);  // typed: checked above
       if (i < 0 || (points_total >= 0 && i >= points_total))
-        throw refuse(fmt::format("row {} has point {}, outside this sweep's 0..{}", row_index, i,
-                                 points_total >= 0 ? fmt::format("{}", points_total - 1) : std::string("∞")));
+        invalid = points_total >= 0 ? fmt::format("row {} has point {}, outside this sweep's 0..{}", row_index, i, points_total - 1)
+                                    : fmt::format("row {} has point {} (points are 0 or more)", row_index, i);
+    }
+    if (!invalid.empty()) {
+      std::fprintf(stderr, "warning: %s: %s; the rows before it are kept, it and the rest ignored\n", path.c_str(), invalid.c_str());
+      break;
+    }
+    if (point >= 0) {
+      const std::int64_t i = std::get<std::int64_t>(row[static_cast<std::size_t>(point)]);
       ++row_index;
       if (!have.insert(i).second) continue;  // already folded (an interrupted fold): one copy
     } else {
