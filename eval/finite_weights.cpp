@@ -9,10 +9,15 @@
 
 namespace tqb {
 
+namespace {
+[[noreturn]] void not_finite(const std::string& what) {
+  throw RunError(fmt::format("{}: the quantized weights are not finite (a norm or scale overflows its storage format; try fp32 side data)",
+                             what));
+}
+}  // namespace
+
 void require_finite_weights(const Matrix& w, const Matrix& w_hat, const std::string& what) {
-  if (w.allFinite() && !w_hat.allFinite())
-    throw RunError(fmt::format("{}: the quantized weights are not finite (a norm or scale overflows its storage format; try fp32 side data)",
-                               what));
+  if (w.allFinite() && !w_hat.allFinite()) not_finite(what);
 }
 
 WeightError checked_weight_error(const Matrix& w, const Matrix& w_hat, const std::string& what) {
@@ -45,9 +50,7 @@ WeightError checked_weight_error(const Matrix& w, const Matrix& w_hat, const std
     wf = wf && w_finite[r];
     hf = hf && hat_finite[r];
   }
-  if (wf && !hf)
-    throw RunError(fmt::format("{}: the quantized weights are not finite (a norm or scale overflows its storage format; try fp32 side data)",
-                               what));
+  if (wf && !hf) not_finite(what);
   return out;
 }
 

@@ -144,9 +144,8 @@ void add_journal_rows(const std::string& result_path, ResultTable& t) {
   const std::string bytes = ss.str();
   std::vector<int> map;  // journal column -> table column (-1: not in the file)
   // The point column, when the file has an integer one (merge and read check a file's own columns).
-  const int point = t.column_index("point") >= 0 && t.columns[static_cast<std::size_t>(t.column_index("point"))].type == ColumnType::integer
-                        ? t.column_index("point")
-                        : -1;
+  int point = t.column_index("point");
+  if (point >= 0 && t.columns[static_cast<std::size_t>(point)].type != ColumnType::integer) point = -1;
   std::set<std::int64_t> have;
   if (point >= 0)
     for (const auto& r : t.rows)
@@ -232,13 +231,9 @@ void add_journal_rows(const std::string& result_path, ResultTable& t) {
       std::fprintf(stderr, "warning: %s: %s; the rows before it are kept, it and the rest ignored\n", path.c_str(), invalid.c_str());
       break;
     }
-    if (point >= 0) {
-      const std::int64_t i = std::get<std::int64_t>(row[static_cast<std::size_t>(point)]);
-      ++row_index;
-      if (!have.insert(i).second) continue;  // already folded (an interrupted fold): one copy
-    } else {
-      ++row_index;
-    }
+    ++row_index;
+    // Already folded (an interrupted fold): one copy.
+    if (point >= 0 && !have.insert(std::get<std::int64_t>(row[static_cast<std::size_t>(point)])).second) continue;
     t.rows.push_back(std::move(row));
   }
 }

@@ -105,10 +105,9 @@ enum class Reading { shapes, all, streamed };
 bool is_projection(const std::string& name) {
   if (name == "output.weight") return true;
   if (name.rfind("blk.", 0) != 0) return false;
-  for (const char* t : {".attn_q.weight", ".attn_k.weight", ".attn_v.weight", ".attn_output.weight", ".ffn_gate.weight",
-                        ".ffn_up.weight", ".ffn_down.weight"}) {
-    const std::size_t n = std::char_traits<char>::length(t);
-    if (name.size() > n && name.compare(name.size() - n, n, t) == 0) return true;
+  for (const char* p : kBlockProjections) {
+    const std::string t = fmt::format(".{}.weight", p);
+    if (name.size() > t.size() && name.compare(name.size() - t.size(), t.size(), t) == 0) return true;
   }
   return false;
 }

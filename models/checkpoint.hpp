@@ -57,6 +57,10 @@ struct Checkpoint {
   std::function<Matrix(const std::string&)> read_tensor;  // set by a streamed load; keeps the file open
 };
 
+// The projections of every block, by their GGUF names (blk.N.<name>.weight): what LlamaModel's factory makes
+// layers of, and what a streamed load leaves in the file.
+inline constexpr const char* kBlockProjections[] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
+
 // What load_checkpoint reads into memory: every tensor, or (streamed) all but the projections' weights
 // (blk.N.attn_q … ffn_down and output.weight), which Checkpoint::read takes from the file when a model is built.
 // Streamed is what a large model needs: an 8B checkpoint is 32 GB in fp32, its largest projection 235 MB.

@@ -11,7 +11,7 @@ namespace tqb {
 std::vector<std::string> linear_layer_names(const ModelConfig& c) {
   std::vector<std::string> out{c.tied_embeddings ? "token_embd.weight" : "output.weight"};
   for (int l = 0; l < c.n_layers; ++l)
-    for (const char* t : {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"})
+    for (const char* t : kBlockProjections)
       out.push_back(fmt::format("blk.{}.{}.weight", l, t));
   return out;
 }
