@@ -30,13 +30,48 @@ void put_text(std::string& s, const std::string& t) {
   s += t;
 }
 
-std::string record(const std::string& payload) {
+}  // namespace
+
+std::string journal_record(const std::string& payload) {
   std::string r;
   put(r, kMagic);
   put(r, static_cast<std::uint32_t>(payload.size()));
   put(r, fnv1a(payload.data(), payload.size()));
   return r + payload;
 }
+
+std::string journal_header_payload(const std::vector<Column>& columns, const std::string& spec_text) {
+  std::string h;
+  put(h, kHeader);
+  put(h, static_cast<std::uint32_t>(columns.size()));
+  for (const auto& c : columns) {
+    put(h, static_cast<std::uint8_t>(c.type));
+    put_text(h, c.name);
+  }
+  put(h, fnv1a(spec_text.data(), spec_text.size()));  // the spec this journal's rows belong to
+  return h;
+}
+
+std::string journal_row_payload(const std::vector<Cell>& row) {
+  std::string p;
+  put(p, kRow);
+  put(p, static_cast<std::uint32_t>(row.size()));
+  for (const auto& c : row) {
+    if (const auto* i = std::get_if<std::int64_t>(&c)) {
+      put(p, std::uint8_t{0});
+      put(p, *i);
+    } else if (const auto* d = std::get_if<double>(&c)) {
+      put(p, std::uint8_t{1});
+      put(p, *d);
+    } else {
+      put(p, std::uint8_t{2});
+      put_text(p, std::get<std::string>(c));
+    }
+  }
+  return p;
+}
+
+namespace {
 
 struct Reader {
   const std::string& s;
@@ -65,15 +100,7 @@ std::string journal_path(const std::string& result_path) { return result_path + 
 
 ResultJournal::ResultJournal(const std::string& result_path, const std::vector<Column>& columns, const std::string& spec_text)
     : path_(journal_path(result_path)), last_sync_(std::chrono::steady_clock::now()) {
-  std::string h;
-  put(h, kHeader);
-  put(h, static_cast<std::uint32_t>(columns.size()));
-  for (const auto& c : columns) {
-    put(h, static_cast<std::uint8_t>(c.type));
-    put_text(h, c.name);
-  }
-  put(h, fnv1a(spec_text.data(), spec_text.size()));  // the spec this journal's rows belong to
-  header_ = record(h);
+  header_ = journal_record(journal_header_payload(columns, spec_text));
   fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd_ < 0) throw RunError(fmt::format("{}: cannot create: {}", path_, std::strerror(errno)));
   write_all(header_);
@@ -99,22 +126,7 @@ void ResultJournal::write_all(const std::string& bytes) {
 }
 
 void ResultJournal::append(const std::vector<Cell>& row) {
-  std::string p;
-  put(p, kRow);
-  put(p, static_cast<std::uint32_t>(row.size()));
-  for (const auto& c : row) {
-    if (const auto* i = std::get_if<std::int64_t>(&c)) {
-      put(p, std::uint8_t{0});
-      put(p, *i);
-    } else if (const auto* d = std::get_if<double>(&c)) {
-      put(p, std::uint8_t{1});
-      put(p, *d);
-    } else {
-      put(p, std::uint8_t{2});
-      put_text(p, std::get<std::string>(c));
-    }
-  }
-  write_all(record(p));  // one write: in the page cache, so a kill -9 after it loses nothing
+  write_all(journal_record(journal_row_payload(row)));  // one write: in the page cache, so a kill -9 after it loses nothing
   const auto now = std::chrono::steady_clock::now();
   if (std::chrono::duration<double>(now - last_sync_).count() >= kSyncSeconds) {
     if (::fdatasync(fd_) != 0) throw RunError(fmt::format("{}: cannot sync: {}", path_, std::strerror(errno)));

@@ -49,6 +49,13 @@ class ResultJournal {
   std::chrono::steady_clock::time_point last_sync_;
 };
 
+// The record format, for the writer above and for tests and fuzzers that forge journals (tests/fuzz/fuzz_journal.cpp):
+// a record frames a payload (magic, length, checksum); the payloads are the header (column types and names, the spec's
+// hash) and a row (cells tagged by type).
+std::string journal_record(const std::string& payload);
+std::string journal_header_payload(const std::vector<Column>& columns, const std::string& spec_text);
+std::string journal_row_payload(const std::vector<Cell>& row);
+
 // Rows recorded in RESULT.h5.journal whose columns match `t`'s (by name and type), appended to t.rows
 // unless a row with the same point index is already there. Stops at the first torn or corrupt record.
 // InputError naming the journal when its columns conflict with the file's.

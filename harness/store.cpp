@@ -4,6 +4,7 @@
 #include <hdf5.h>
 
 #include <cmath>
+#include <algorithm>
 #include <cstring>
 #include <exception>
 #include <cstdio>
@@ -147,12 +148,22 @@ void write_string_array_attr(hid_t obj, const std::string& name, const std::vect
   check(H5Awrite(a, t, ptrs.data()), what);
 }
 
+// A dataset transfer list for a column of n cells. HDF5's type-conversion buffer is 1 MiB by default, allocated and zeroed
+// for every column read or written: sized to the column instead (a 40-column file cost 40 MiB of memset per write; under
+// ASan that was 60 of fuzz_shards' 65 ms per input).
+H5Id column_transfer(hsize_t n) {
+  const hid_t xfer = H5Pcreate(H5P_DATASET_XFER);
+  if (xfer >= 0) H5Pset_buffer(xfer, std::clamp<std::size_t>(static_cast<std::size_t>(n) * 32, 4096, std::size_t{1} << 20), nullptr, nullptr);
+  return H5Id(xfer >= 0 ? xfer : H5P_DEFAULT, xfer >= 0 ? H5Pclose : [](hid_t) -> herr_t { return 0; });
+}
+
 void write_column(hid_t group, const ResultTable& t, std::size_t j, const std::string& file) {
   const Column& c = t.columns[j];
   const hsize_t n = t.rows.size();
   H5Id space(H5Screate_simple(1, &n, nullptr), H5Sclose);
   const std::string what = fmt::format("{}: writing column '{}'", file, c.name);
   auto cell = [&](std::size_t i) -> const Cell& { return t.rows[i][j]; };
+  H5Id xfer = column_transfer(n);
   auto create = [&](hid_t type) {
     hid_t d = H5Dcreate2(group, c.name.c_str(), type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     if (d < 0) check(-1, what);
@@ -165,7 +176,7 @@ void write_column(hid_t group, const ResultTable& t, std::size_t j, const std::s
       v[i] = x ? *x : -1;
     }
     H5Id d = create(H5T_STD_I64LE);
-    if (n) check(H5Dwrite(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()), what);
+    if (n) check(H5Dwrite(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, xfer, v.data()), what);
     write_attr(d, "role", c.role, file);
   } else if (c.type == ColumnType::real) {
     std::vector<double> v(n);
@@ -175,7 +186,7 @@ void write_column(hid_t group, const ResultTable& t, std::size_t j, const std::s
       v[i] = x ? *x : (k ? static_cast<double>(*k) : std::nan(""));
     }
     H5Id d = create(H5T_IEEE_F64LE);
-    if (n) check(H5Dwrite(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()), what);
+    if (n) check(H5Dwrite(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, xfer, v.data()), what);
     write_attr(d, "role", c.role, file);
   } else {
     std::vector<std::string> keep(n);
@@ -186,7 +197,7 @@ void write_column(hid_t group, const ResultTable& t, std::size_t j, const std::s
     }
     H5Id type = text_type();
     H5Id d = create(type);
-    if (n) check(H5Dwrite(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, ptrs.data()), what);
+    if (n) check(H5Dwrite(d, type, H5S_ALL, H5S_ALL, xfer, ptrs.data()), what);
     write_attr(d, "role", c.role, file);
   }
   H5Id d(H5Dopen2(group, c.name.c_str(), H5P_DEFAULT), H5Dclose);
@@ -393,14 +404,14 @@ ResultTable read_result_file(const std::string& path) {
       case H5T_INTEGER: {
         col.type = ColumnType::integer;
         std::vector<std::int64_t> v(n);
-        if (n && H5Dread(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()) < 0)
+        if (n && H5Dread(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, column_transfer(n), v.data()) < 0)
           bad_file(path, fmt::format("column '{}' is unreadable: {}", name, hdf5_error()));
         for (auto x : v) cells.emplace_back(x);
         break;
       }
       case H5T_FLOAT: {
         std::vector<double> v(n);
-        if (n && H5Dread(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()) < 0)
+        if (n && H5Dread(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, column_transfer(n), v.data()) < 0)
           bad_file(path, fmt::format("column '{}' is unreadable: {}", name, hdf5_error()));
         for (auto x : v) cells.emplace_back(x);
         break;
@@ -410,7 +421,7 @@ ResultTable read_result_file(const std::string& path) {
         if (H5Tis_variable_str(type) <= 0) bad_file(path, fmt::format("column '{}': fixed-length text is not supported", name));
         std::vector<char*> ptrs(n, nullptr);
         H5Id mem = text_type();
-        if (n && H5Dread(d, mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, ptrs.data()) < 0)
+        if (n && H5Dread(d, mem, H5S_ALL, H5S_ALL, column_transfer(n), ptrs.data()) < 0)
           bad_file(path, fmt::format("column '{}' is unreadable: {}", name, hdf5_error()));
         for (char* p : ptrs) {
           cells.emplace_back(std::string(p ? p : ""));

@@ -126,8 +126,12 @@ struct Reader {
     try {
       q.format = field("quantizer").get<std::string>();
       q.seed = std::stoull(field("seed").get<std::string>());
-      q.rows = field("rows").get<std::size_t>();
-      q.cols = field("cols").get<std::size_t>();
+      // Sizes as non-negative integers first: get<size_t> of -1 wraps, of 1e308 is undefined (found by fuzz_quantized_export).
+      for (auto [key, out] : {std::pair{"rows", &q.rows}, std::pair{"cols", &q.cols}}) {
+        const json& v = field(key);
+        if (!v.is_number_unsigned()) fail(fmt::format("tensor '{}': {} is {} (a positive integer is valid)", prefix, key, v.dump()));
+        *out = v.get<std::size_t>();
+      }
       // As a 64-bit integer first: get<int> of 2^40 + 4 wrapped to 4 (issue 28).
       const json& bits = field("code_bits");
       if (!bits.is_number_integer() || bits.get<std::int64_t>() < 0 || bits.get<std::int64_t>() > 8)
@@ -195,7 +199,16 @@ void check_sizes(const Reader& r, const std::string& name, const QuantizedMatrix
   if (got.code_bits != want.code_bits || got.side_format != want.side_format)
     r.fail(fmt::format("tensor '{}': code_bits/side_format {}/{} differ from {}'s {}/{}", name, got.code_bits,
                        to_string(got.side_format), want.format, want.code_bits, to_string(want.side_format)));
-  for (std::size_t i = 0; i < got.passes.size(); ++i) check_sizes(r, name + ".pass" + std::to_string(i), got.passes[i], want.passes[i]);
+  for (std::size_t i = 0; i < got.passes.size(); ++i) {
+    // A pass's own name, seed and shape are what dequantizing it reads: they must be what the stack writes there, or a
+    // pass recorded as 16 x 2^31 over 16 x 64's codes reads past them (found by fuzz_quantized_export).
+    const QuantizedMatrix &g = got.passes[i], &w = want.passes[i];
+    const std::string pass = name + ".pass" + std::to_string(i);
+    if (g.format != w.format || g.seed != w.seed || g.rows != w.rows || g.cols != w.cols)
+      r.fail(fmt::format("tensor '{}': recorded as {} (seed {}, {} x {}), but {} writes {} (seed {}, {} x {}) there", pass, g.format,
+                         g.seed, g.rows, g.cols, want.format, w.format, w.seed, w.rows, w.cols));
+    check_sizes(r, pass, g, w);
+  }
 }
 
 }  // namespace

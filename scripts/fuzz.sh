@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Coverage-guided fuzzing of tqbench's parsers with libFuzzer (outside the default test suite).
 #   scripts/fuzz.sh [SECONDS_PER_TARGET=300] [TARGET...]
-# Targets: fuzz_gguf fuzz_safetensors fuzz_config_json fuzz_tokenizer_json fuzz_spec (tests/fuzz/).
+# Targets: fuzz_gguf fuzz_safetensors fuzz_config_json fuzz_tokenizer_json fuzz_spec fuzz_journal fuzz_shards
+# fuzz_quantized_export fuzz_kld_base (tests/fuzz/).
 # Builds them with clang, AddressSanitizer and UBSan in build-fuzz/, seeds each from real files
 # (../shared models, the repository's specs), runs each for the given time on one core, and prints one
 # line per target: executions, coverage, and findings (crash-*/leak-*/timeout-* files, kept in
@@ -11,7 +12,8 @@ cd "$(dirname "$0")/.."
 seconds=${1:-300}
 shift || true
 targets=("$@")
-((${#targets[@]})) || targets=(fuzz_gguf fuzz_safetensors fuzz_config_json fuzz_tokenizer_json fuzz_spec)
+((${#targets[@]})) || targets=(fuzz_gguf fuzz_safetensors fuzz_config_json fuzz_tokenizer_json fuzz_spec fuzz_journal fuzz_shards
+                           fuzz_quantized_export fuzz_kld_base)
 
 scripts/setup.sh >/dev/null  # Debian packages (and the default build)
 if ! command -v clang++ >/dev/null || ! ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1; then
@@ -39,12 +41,15 @@ for t in "${targets[@]}"; do
     fuzz_config_json) cp -n "$shared/models/stories260K/hf/config.json" "$corpus/" 2>/dev/null || true ;;
     fuzz_tokenizer_json) cp -n tests/fuzz/seeds/tokenizer.json "$corpus/" ;;
     fuzz_spec) for f in tests/specs/good/*.yaml tests/specs/bad/*.yaml experiments/*/*.yaml; do cp -n "$f" "$corpus/$(basename "$(dirname "$f")")-$(basename "$f")"; done ;;
+    fuzz_quantized_export) TQB_FUZZ_WRITE_SEED="$corpus/seed.json" "$work/$t" ;;  # the metadata of an export it makes
+    # fuzz_journal, fuzz_shards, fuzz_kld_base: the input is a list of decisions about a real file (generators.hpp); no seed
   esac
   log=$work/$t.log
-  # -rss_limit_mb: a parser that allocates more than this for one input is a finding (unbounded memory).
+  # -close_fd_mask=2: the readers' warnings (a forged journal row) are not logged once per input; libFuzzer's own report
+  # and the sanitizers' still are. -rss_limit_mb: a parser that allocates more than this for one input is a finding (unbounded memory).
   ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 OMP_NUM_THREADS=1 \
     "$work/$t" "$corpus" -max_total_time="$seconds" -max_len="$max_len" -timeout=10 -rss_limit_mb=4096 \
-    -artifact_prefix="$findings/" -print_final_stats=1 >"$log" 2>&1 || true
+    -artifact_prefix="$findings/" -print_final_stats=1 -close_fd_mask=2 >"$log" 2>&1 || true
   execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo 0)
   cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*' || echo 0)
   n=$(find "$findings" -type f | wc -l)

@@ -227,6 +227,18 @@ TEST_CASE("export to safetensors: tqbench's layout reads back bit-exactly, resid
   // Metadata tied to the codes: a seed edited after export (which would silently rotate into another model).
   CHECK_THROWS_WITH_AS(read_quantized_safetensors(patched("seed", "10", "bad5.safetensors")), doctest::Contains("were changed after export"),
                        ModelFileError);
+  // Found by fuzz_quantized_export (issue 28): a residual pass recorded with another shape than its stack writes there
+  // (16 x 2^31 over the codes of a smaller pass, its digest matching) read past its codes when dequantized; rows that are
+  // not a non-negative integer (1e308 was an undefined conversion, -1 a wrap).
+  bad = m;
+  bad.quantized.begin()->second.passes[1].cols = std::size_t{1} << 31;
+  write_quantized_safetensors(dir.file("bad7.safetensors"), bad);
+  CHECK_THROWS_WITH_AS(read_quantized_safetensors(dir.file("bad7.safetensors")), doctest::Contains(".pass1': recorded as"), ModelFileError);
+  for (const auto& [rows, shown] : {std::pair{"1e308", "1e+308"}, std::pair{"-1", "-1"}}) {
+    const std::string want = std::string("rows is ") + shown + " (a positive integer is valid)";
+    CHECK_THROWS_WITH_AS(read_quantized_safetensors(patched("rows\\\"", rows, "bad8.safetensors")), doctest::Contains(want.c_str()),
+                         ModelFileError);
+  }
   // Side data that is not finite.
   bad = m;
   auto& first = bad.quantized.begin()->second.passes[0];

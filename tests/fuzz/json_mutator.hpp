@@ -44,9 +44,9 @@ inline void mutate_json(nlohmann::json& doc, std::mt19937_64& rng) {
       break;
     case 2:  // a number nudged by ±1 or doubled/halved (sizes that nearly agree)
       if (node.is_number_integer()) {
-        const auto v = node.get<std::int64_t>();
+        const auto v = static_cast<std::uint64_t>(node.get<std::int64_t>());  // wrapping arithmetic: 2^63 - 1 + 1 is -2^63 here
         const int op = static_cast<int>(rng() % 4);
-        node = op == 0 ? v + 1 : op == 1 ? v - 1 : op == 2 ? v * 2 : v / 2;
+        node = static_cast<std::int64_t>(op == 0 ? v + 1 : op == 1 ? v - 1 : op == 2 ? v * 2 : v / 2);
       } else {
         node = extreme_value(rng);
       }
