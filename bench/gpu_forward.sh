@@ -21,7 +21,7 @@ if [[ "${1:-}" == agreement ]]; then
   exit 0
 fi
 step "GPU"; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-step "tests"; TQBENCH_BINARY=$PWD/carry/bin/tqbench carry/bin/tqb_tests -tc="*GPU*,*chunks*" 2>&1 | grep -E "MESSAGE|rel diff|relative|ERROR|test cases|assertions|SKIPPED" | head -60
+step "tests"; TQBENCH_BINARY=$PWD/carry/bin/tqbench carry/bin/tqb_tests -tc="*GPU*,*chunks*,*greedy*" 2>&1 | grep -E "MESSAGE|rel diff|relative|ERROR|test cases|assertions|SKIPPED" | head -60
 step "books-14m"
 carry/bin/tqbench perplexity --model $B --corpus $T --device cuda --ctx 512 --chunks 40 2>&1 | grep -E "perplexity:|GPU memory|loaded"
 step "a model spec with device: cuda (books-14m: bf16 baseline and TurboQuant 4-bit on the GPU)"
@@ -45,6 +45,9 @@ done
 [[ "${1:-}" == full ]] && step "tqbench 8B ctx 2048, TurboQuant 4-bit g128 dequantized to bf16" &&
 carry/bin/tqbench perplexity --model $L8 --corpus $T --device cuda --ctx 2048 --chunks 16 --quantizer "turboquant(bits=4,group=128)" 2>&1 |
   grep -E "perplexity:|GPU memory|loaded|rror"
+step "tqbench 8B greedy decode (bf16, CUDA graph per step): a 500-token prompt, 128 new tokens"
+head -c 2500 $T > /tmp/prompt.txt
+carry/bin/tqbench generate --model $L8 --device cuda --prompt "$(cat /tmp/prompt.txt)" --tokens 128 2>&1 >/dev/null | grep -E "prefill|rror"
 step "tqbench 8B ctx 2048 profile"
 TQB_PROFILE_OPS=1 carry/bin/tqbench perplexity --model $L8 --corpus $T --device cuda --ctx 2048 --chunks 16 2>&1 | grep -E "perplexity:|GPU forward ops"
 step "peers"

@@ -266,22 +266,25 @@ ModelMeasurements ModelSession::measure(const ModelPointSpec& dp, const Quantize
                                    [&](std::size_t c, std::size_t n, double ppl) {
                                      progress(fmt::format("chunk {}/{}, ppl {:.4f}", c, n, ppl));
                                    });
-  // Forward speed of this model as built: one prefill of ctx tokens, and decoding one token after ctx − 1
-  // (the cache filled untimed first; median, min and max of kDecodeRepetitions).
+  // Forward speed of this model as built: one prefill of ctx tokens, then greedy decoding (LlamaModel::generate_greedy:
+  // on a GPU its CUDA graph) of the steps at positions ctx − kDecodeRepetitions … ctx − 1 after a prefill of the ones
+  // before, one untimed step first (a GPU's eager warm-up; on the CPU the first of its timed steps is dropped).
   const std::size_t ctx = static_cast<std::size_t>(l.cfg.ctx);
   out.ctx = ctx;
   const std::vector<int> window(l.tokens.begin(), l.tokens.begin() + ctx);
   progress("timing prefill and decode");
-  KvCache cache = model->new_cache(ctx);
-  auto p0 = std::chrono::steady_clock::now();
-  model->forward(window, cache);
-  out.prefill_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - p0).count();
-  for (int rep = 0; rep < kDecodeRepetitions; ++rep) {
-    cache.len = ctx - 1;
-    p0 = std::chrono::steady_clock::now();
-    model->forward({window.back()}, cache);
-    out.decode_s.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - p0).count());
+  {
+    KvCache cache = model->new_cache(ctx);
+    const auto p0 = std::chrono::steady_clock::now();
+    model->forward(window, cache, 1);
+    out.prefill_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - p0).count();
   }
+  const std::size_t reps = kDecodeRepetitions, prompt = ctx > reps + 2 ? ctx - reps - 1 : 1;
+  KvCache cache = model->new_cache(ctx);
+  std::vector<double> steps = model->generate_greedy({window.begin(), window.begin() + static_cast<std::ptrdiff_t>(prompt)},
+                                                     std::min(reps + 2, ctx - prompt + 1), cache).step_s;
+  if (steps.size() > reps) steps.erase(steps.begin(), steps.end() - static_cast<std::ptrdiff_t>(reps));
+  out.decode_s = steps;
   std::sort(out.decode_s.begin(), out.decode_s.end());
   out.gpu_peak_bytes = static_cast<double>(gpu::peak_bytes());
   out.weight_bytes_in_memory = static_cast<double>(model->linear_weight_bytes() + model->other_weight_bytes());

@@ -59,15 +59,8 @@ PasskeyResult run_passkey(const LlamaModel& model, const Tokenizer& tok, std::si
     if (tokens.size() + kAnswerTokens > ctx)
       throw InputError(fmt::format("passkey context {} is too short for the prompt ({} tokens)", ctx, tokens.size() + kAnswerTokens));
     KvCache cache = model.new_cache(tokens.size() + kAnswerTokens);
-    Matrix logits = model.forward(tokens, cache, 1);
-    std::vector<int> answer;
-    for (std::size_t i = 0; i < kAnswerTokens; ++i) {
-      Eigen::Index next = 0;
-      logits.row(logits.rows() - 1).maxCoeff(&next);
-      if (static_cast<int>(next) == tok.eos()) break;
-      answer.push_back(static_cast<int>(next));
-      if (i + 1 < kAnswerTokens) logits = model.forward({static_cast<int>(next)}, cache);
-    }
+    std::vector<int> answer = model.generate_greedy(tokens, kAnswerTokens, cache, tok.eos()).tokens;  // on a GPU: its decode graph
+    if (!answer.empty() && answer.back() == tok.eos()) answer.pop_back();
     const std::string text = tok.decode(answer);
     std::string digits;
     for (char c : text) {

@@ -13,6 +13,7 @@
 #include "common/suggest.hpp"
 #include "common/rng.hpp"
 #include "common/version.hpp"
+#include "harness/cli_model.hpp"
 #include "harness/data_source.hpp"
 #include "models/export.hpp"
 #include "harness/metrics.hpp"
@@ -148,19 +149,41 @@ void add_kv_options(CLI::App* cmd, tqb::KvQuantSpec& kv) {
   cmd->add_option("--kv-layers", kv.layers, "regular expression over blk.N: the layers whose cache is quantized")->capture_default_str();
 }
 
-int perplexity(const std::string& model_name, const std::string& corpus, const std::string& quantizer_name,
-               const std::string& method, int ctx, int chunks, std::uint64_t seed, const std::string& kernel,
-               const std::string& kld_base, bool kld, const std::string& quantized_file, const std::string& device, int batch,
-               tqb::GroupFallback group_fallback, const std::string& include, const std::string& exclude, const tqb::KvQuantSpec& kv) {
+const std::string kGroupFallbackHelp =
+    "a layer whose width the quantizer's group does not divide: none (an error naming it) or halve (the largest "
+    "power-of-two group below that divides it)";
+
+// The options of the model commands (perplexity, generate, passkey): which model they build (harness/cli_model.hpp).
+void add_model_options(CLI::App* cmd, tqb::ModelChoice& m) {
+  cmd->add_option("--quantizer", m.quantizer, "quantize every linear layer in the blocks with this (one-line name)");
+  cmd->add_option("--quantized", m.quantized_file,
+                  "the quantized layers of a `tqbench export ... -o FILE.safetensors` of this model (instead of --quantizer)");
+  cmd->add_option("--seed", m.seed, "seed of the quantizer's (and the KV cache quantizer's) randomness")->capture_default_str();
+  cmd->add_option("--kernel", m.kernel, fmt::format("kernel of the quantized layers: {}", fmt::join(linear_kernel_names(), ", ")))
+      ->check(CLI::IsMember(linear_kernel_names()))->capture_default_str();
+  cmd->add_option("--device", m.device,
+                  "cpu (fp32, the reference), cuda (the whole forward on the GPU: bf16 weights, GEMM and attention inputs, "
+                  "fp32 activations, softmax and sums; quantized layers dequantized to bf16, or packed with --kernel "
+                  "cuda_lut_mma) or cuda-fp32 (fp32 weights, GEMMs and attention: agreement with fp32 checkpoints)")
+      ->check(CLI::IsMember({"cpu", "cuda", "cuda-fp32"}))->capture_default_str();
+  cmd->add_option("--group-fallback", m.group_fallback, kGroupFallbackHelp)->check(CLI::IsMember({"none", "halve"}))->capture_default_str();
+  cmd->add_option("--include", m.include, "with --quantizer: tensors to quantize (a regular expression over GGUF names)")
+      ->capture_default_str();
+  cmd->add_option("--exclude", m.exclude, "with --quantizer: tensors to keep in full precision")->capture_default_str();
+  add_kv_options(cmd, m.kv);
+}
+
+int perplexity(const std::string& model_name, const std::string& corpus, const tqb::ModelChoice& choice, const std::string& method,
+               int ctx, int chunks, const std::string& kld_base, bool kld, int batch) {
   const auto t_load = std::chrono::steady_clock::now();
-  std::unique_ptr<Quantizer> quantizer;
-  if (!quantizer_name.empty()) quantizer = parse_quantizer(quantizer_name);  // bad names fail before loading
+  if (!choice.quantizer.empty()) parse_quantizer(choice.quantizer);  // bad names fail before loading
   // The projections stay in the file until the model is built, each read, converted and dropped in turn: host
   // memory holds one fp32 weight at a time, not the whole model twice (63 GB for an 8B model before).
   const Checkpoint ck = load_checkpoint(model_name, tqb::CheckpointLoad::streamed);
   if (!ck.tokenizer) throw InputError(fmt::format("model '{}' has no tokenizer tqbench can read", model_name));
   if (kld && kld_base.empty()) throw InputError("--kl-divergence needs --kl-divergence-base FILE (a llama.cpp or tqbench base file)");
   if (!kld_base.empty() && method != "llamacpp") throw InputError("--kl-divergence-base: llama.cpp's base files use the llamacpp method");
+  const std::string& device = choice.device;
   PerplexityConfig cfg;
   cfg.method = method;
   cfg.ctx = ctx;
@@ -183,49 +206,10 @@ int perplexity(const std::string& model_name, const std::string& corpus, const s
   if (ctx > ck.config.context) throw InputError(fmt::format("--ctx {} exceeds the model's context length {}", ctx, ck.config.context));
   // Before anything goes to the GPU: does the model with this many positions per forward fit?
   tqb::check_fits_gpu(ck, device, perplexity_batch(cfg, device != "cpu", tokens.size()) * static_cast<std::size_t>(ctx));
-  std::unique_ptr<LlamaModel> model;
-  std::string label = "fp32";
-  if (!quantized_file.empty()) {
-    // The layers an export wrote (tqbench export ... -o FILE.safetensors), on the source model's config,
-    // tokenizer and other tensors: the same bytes a sweep point quantized, read back.
-    if (quantizer) throw InputError("--quantized and --quantizer: give one (the file's layers are already quantized)");
-    const tqb::QuantizedModelFile file = tqb::read_quantized_safetensors(quantized_file);
-    double bytes = 0, weights = 0;
-    std::size_t used = 0;
-    auto ops = tqb::forward_ops_on(device);
-    model = std::make_unique<LlamaModel>(ck, [&](const std::string& name, const Matrix& w) -> std::unique_ptr<tqb::Linear> {
-      const auto it = file.quantized.find(name);
-      if (it == file.quantized.end()) return tqb::dense_linear_on(device, w);
-      const auto& qm = it->second;
-      if (qm.rows != static_cast<std::size_t>(w.rows()) || qm.cols != static_cast<std::size_t>(w.cols()))
-        throw InputError(fmt::format("{}: error: tensor '{}' is {} x {} there and {} x {} in {}", quantized_file, name, qm.rows,
-                                     qm.cols, w.rows(), w.cols(), model_name));
-      const auto q = parse_quantizer(qm.format);
-      bytes += static_cast<double>(qm.storage_bytes());
-      weights += static_cast<double>(w.size());
-      ++used;
-      return tqb::quantized_linear_on(device, kernel, *q, qm);
-    }, std::move(ops));
-    if (used != file.quantized.size())
-      throw InputError(fmt::format("{}: error: {} quantized tensors, of which {} are layers of {}", quantized_file,
-                                   file.quantized.size(), used, model_name));
-    label = fmt::format("{} ({:.4g} bits per weight in {} layers)", quantized_file, 8 * bytes / weights, used);
-  } else if (quantizer) {
-    QuantizedModelStats st;
-    model = quantize_model(ck, *quantizer, seed,
-                           {.include = include, .exclude = exclude, .group_fallback = group_fallback, .kernel = kernel, .device = device}, &st);
-    if (st.layers == 0) throw InputError(fmt::format("--include '{}' (--exclude '{}') selects no linear layer", include, exclude));
-    label = fmt::format("{} ({:.4g} bits per weight in {} layers)", quantizer->name(), 8 * st.quantized_bytes / st.quantized_weights, st.layers);
-  } else {
-    model = tqb::make_model(ck, device);
-  }
-  if (device != "cpu") label += " on " + device;
-  if (kv.active()) {  // as a spec's kv_* keys: rotations from the seed, outlier channels from the first chunk
-    if (device != "cpu") throw InputError(fmt::format("--kv-key/--kv-value: a quantized KV cache runs on the CPU only for now (--device {})", device));
-    auto kvq = std::make_shared<tqb::KvQuantizer>(kv, ck.config, tqb::derive_seed(seed, "kv cache") >> 1);
-    model->set_kv_quantizer(kvq);
-    label += fmt::format("; KV cache: keys {} ({:.4g} bits), values {} ({:.4g} bits)", kv.key, kvq->key_bits(), kv.value, kvq->value_bits());
-  }
+  const tqb::BuiltModel built = tqb::build_model(ck, model_name, choice);
+  const std::unique_ptr<LlamaModel>& model = built.model;
+  const std::string& label = built.label;
+  const std::string& quantized_file = choice.quantized_file;
   const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load).count();
   std::cerr << fmt::format("{}: {} tokens, {} method, ctx {}, model {} (loaded in {:.1f} s)\n", resolve_corpus_path(corpus), tokens.size(),
                            method, ctx, label, load_s);
@@ -265,31 +249,34 @@ int perplexity(const std::string& model_name, const std::string& corpus, const s
   return 0;
 }
 
-int generate(const std::string& model_name, const std::string& prompt, int n_tokens) {
-  const Checkpoint ck = load_checkpoint(model_name);
+// Greedy continuation of a prompt, streamed as it is decoded (on a GPU, in batches of the decode loop's steps), then
+// the speed: prefill tokens/s and the decode steps' median milliseconds.
+int generate(const std::string& model_name, const tqb::ModelChoice& choice, const std::string& prompt, int n_tokens) {
+  if (!choice.quantizer.empty()) parse_quantizer(choice.quantizer);  // bad names fail before loading
+  const Checkpoint ck = load_checkpoint(model_name, tqb::CheckpointLoad::streamed);
   if (!ck.tokenizer) throw InputError(fmt::format("model '{}' has no tokenizer tqbench can read", model_name));
-  LlamaModel model(ck);
   std::vector<int> tokens = ck.tokenizer->encode(prompt);
   if (ck.tokenizer->add_bos() || tokens.empty()) tokens.insert(tokens.begin(), ck.tokenizer->bos());
-  const std::size_t capacity = std::min<std::size_t>(ck.config.context, tokens.size() + n_tokens);
-  if (tokens.size() >= capacity) throw InputError(fmt::format("the prompt ({} tokens) fills the context ({})", tokens.size(), ck.config.context));
-  KvCache cache = model.new_cache(capacity);
-  Matrix logits = model.forward(tokens, cache);
-  std::vector<int> out;
-  std::cout << tqb::printable(prompt, true) << std::flush;
-  std::string shown;
-  while (cache.len < capacity) {
-    Eigen::Index next = 0;
-    logits.row(logits.rows() - 1).maxCoeff(&next);  // greedy
-    if (next == ck.tokenizer->eos()) break;
-    out.push_back(static_cast<int>(next));
-    const std::string text = ck.tokenizer->decode(out);
-    std::cout << tqb::printable(text.substr(std::min(shown.size(), text.size())), true) << std::flush;
-    shown = text;
-    if (static_cast<int>(out.size()) >= n_tokens) break;  // the loop condition keeps the cache in bounds
-    logits = model.forward({static_cast<int>(next)}, cache);
-  }
-  std::cout << "\n";
+  if (tokens.size() >= static_cast<std::size_t>(ck.config.context))
+    throw InputError(fmt::format("the prompt ({} tokens) fills the context ({})", tokens.size(), ck.config.context));
+  const std::size_t n_new = std::min<std::size_t>(static_cast<std::size_t>(n_tokens), ck.config.context - tokens.size());
+  tqb::check_fits_gpu(ck, choice.device, tokens.size() + n_new);
+  const tqb::BuiltModel built = tqb::build_model(ck, model_name, choice);
+  KvCache cache = built.model->new_cache(tokens.size() + n_new - 1);
+  const LlamaModel::Greedy g = built.model->generate_greedy(tokens, n_new, cache, ck.tokenizer->eos());
+  std::vector<int> out = g.tokens;
+  if (!out.empty() && out.back() == ck.tokenizer->eos()) out.pop_back();
+  std::cout << tqb::printable(prompt, true) << tqb::printable(ck.tokenizer->decode(out), true) << "\n";
+  std::vector<double> steps = g.step_s;
+  std::sort(steps.begin(), steps.end());
+  std::cerr << fmt::format("{}: prompt {} tokens, prefill {:.1f} ms ({:.1f} tokens/s); {} new tokens{}\n", built.label, tokens.size(),
+                           1e3 * g.prefill_s, static_cast<double>(tokens.size()) / g.prefill_s, g.tokens.size(),
+                           steps.empty() ? std::string()
+                                         : fmt::format(", decode step median {:.3f} ms over {} timed steps{}", 1e3 * steps[steps.size() / 2],
+                                                       steps.size(), choice.device == "cpu" ? "" : " (CUDA graph replays)"));
+  if (choice.device != "cpu")
+    std::cerr << fmt::format("GPU memory: peak {:.3f} GB of tqbench's own allocations; linear layers' weights {:.3f} GB\n",
+                             static_cast<double>(gpu::peak_bytes()) / 1e9, static_cast<double>(built.model->linear_weight_bytes()) / 1e9);
   return 0;
 }
 
@@ -366,47 +353,23 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber)->capture_default_str();
 
   auto* ppl_cmd = app.add_subcommand("perplexity", "Perplexity of a model on a text, optionally with quantized linear layers");
-  std::string model_name = "stories260k", corpus = "wikitext-2-test", quantizer_name, method = "llamacpp";
+  std::string model_name = "stories260k", corpus = "wikitext-2-test", method = "llamacpp";
   int ctx = 512, chunks = 0;
-  std::uint64_t seed = 0;
   ppl_cmd->add_option("--model", model_name, "GGUF file, Hugging Face folder, stories260k or smollm2-135m")->capture_default_str();
   ppl_cmd->add_option("--corpus", corpus, "text file, or wikitext-2-test")->capture_default_str();
-  ppl_cmd->add_option("--quantizer", quantizer_name, "quantize every linear layer in the blocks with this (one-line name)");
-  std::string quantized_file;
-  ppl_cmd->add_option("--quantized", quantized_file,
-                      "the quantized layers of a `tqbench export ... -o FILE.safetensors` of this model (instead of --quantizer)");
   ppl_cmd->add_option("--method", method, "llamacpp (second half of each chunk scored) or windowed (all)")
       ->check(CLI::IsMember({"llamacpp", "windowed"}))->capture_default_str();
   ppl_cmd->add_option("--ctx", ctx, "tokens per chunk")->check(CLI::Range(8, 1 << 16))->capture_default_str();
   ppl_cmd->add_option("--chunks", chunks, "chunks to score (0 = all)")->check(CLI::Range(0, 1 << 20))->capture_default_str();
-  ppl_cmd->add_option("--seed", seed, "seed of the quantizer's randomness")->capture_default_str();
-  std::string kernel = "dequantized_dense";  // exact; see the model data source's kernel parameter
   std::string kld_base;
   bool kld_flag = false;
   ppl_cmd->add_option("--kl-divergence-base", kld_base,
                       "llama-perplexity's KL-divergence base file: written from this run, or read with --kl-divergence");
   ppl_cmd->add_flag("--kl-divergence", kld_flag, "score against --kl-divergence-base (its tokens and chunks; llama.cpp's or tqbench's)");
-  ppl_cmd->add_option("--kernel", kernel, fmt::format("kernel of the quantized layers: {}", fmt::join(linear_kernel_names(), ", ")))
-      ->check(CLI::IsMember(linear_kernel_names()))->capture_default_str();
-  std::string device = "cpu";
-  ppl_cmd->add_option("--device", device,
-                      "cpu (fp32, the reference), cuda (the whole forward on the GPU: bf16 weights, GEMM and attention inputs, "
-                      "fp32 activations, softmax and sums; quantized layers dequantized to bf16, or packed with --kernel "
-                      "cuda_lut_mma) or cuda-fp32 (fp32 weights, GEMMs and attention: agreement with fp32 checkpoints)")
-      ->check(CLI::IsMember({"cpu", "cuda", "cuda-fp32"}))->capture_default_str();
+  tqb::ModelChoice ppl_model;
+  add_model_options(ppl_cmd, ppl_model);
   int batch = 0;
   std::string group_fallback = "none";
-  const std::string group_fallback_help =
-      "a layer whose width the quantizer's group does not divide: none (an error naming it) or halve (the largest "
-      "power-of-two group below that divides it)";
-  ppl_cmd->add_option("--group-fallback", group_fallback, group_fallback_help)
-      ->check(CLI::IsMember({"none", "halve"}))->capture_default_str();
-  std::string ppl_include = tqb::kBlockLinearLayers, ppl_exclude = "^$";
-  ppl_cmd->add_option("--include", ppl_include, "with --quantizer: tensors to quantize (a regular expression over GGUF names)")
-      ->capture_default_str();
-  ppl_cmd->add_option("--exclude", ppl_exclude, "with --quantizer: tensors to keep in full precision")->capture_default_str();
-  tqb::KvQuantSpec ppl_kv;
-  add_kv_options(ppl_cmd, ppl_kv);
   ppl_cmd->add_option("--batch", batch,
                       "chunks per forward (0: about 8192 tokens per forward on a GPU, one chunk at a time on the CPU)")
       ->check(CLI::Range(0, 1 << 16))->capture_default_str();
@@ -417,6 +380,8 @@ int main(int argc, char** argv) {
   gen_cmd->add_option("--model", model_name, "GGUF file, Hugging Face folder, stories260k or smollm2-135m")->capture_default_str();
   gen_cmd->add_option("--prompt", prompt, "text to continue (default: nothing, start from BOS)");
   gen_cmd->add_option("--tokens", n_tokens, "tokens to generate")->check(CLI::Range(1, 1 << 16))->capture_default_str();
+  tqb::ModelChoice gen_model;
+  add_model_options(gen_cmd, gen_model);
 
   auto* merge_cmd = app.add_subcommand("merge", "Join the shard files of a sweep (run --shard I/N) into one result file");
   std::string merge_output;
@@ -446,12 +411,11 @@ int main(int argc, char** argv) {
                  "optionally with a quantized KV cache");
   std::size_t passkey_ctx = 2048;
   int passkey_trials = 10;
-  tqb::KvQuantSpec passkey_kv;
   passkey_cmd->add_option("--model", model_name, "GGUF file, Hugging Face folder, stories260k or smollm2-135m")->capture_default_str();
   passkey_cmd->add_option("--ctx", passkey_ctx, "prompt length in tokens")->check(CLI::Range(64, 1 << 17))->capture_default_str();
   passkey_cmd->add_option("--trials", passkey_trials, "random keys and depths")->check(CLI::Range(1, 100000))->capture_default_str();
-  passkey_cmd->add_option("--seed", seed, "seed of the keys, depths and cache rotations")->capture_default_str();
-  add_kv_options(passkey_cmd, passkey_kv);
+  tqb::ModelChoice passkey_model;
+  add_model_options(passkey_cmd, passkey_model);  // its --seed also draws the keys and depths
   bool passkey_verbose = false;
   passkey_cmd->add_flag("-v,--verbose", passkey_verbose, "print each trial's answer");
 
@@ -467,7 +431,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   export_cmd->add_option("--exclude", export_request.exclude, "tensors to leave as they are")->capture_default_str();
   export_cmd->add_flag("--force", export_request.force, "replace an existing output file (never the model it reads)");
-  export_cmd->add_option("--group-fallback", group_fallback, group_fallback_help)
+  export_cmd->add_option("--group-fallback", group_fallback, kGroupFallbackHelp)
       ->check(CLI::IsMember({"none", "halve"}))->capture_default_str();
   export_cmd->add_option("--seed", export_request.seed, "seed of the quantizer's randomness (as a sweep point's)")->capture_default_str();
 
@@ -530,9 +494,8 @@ int main(int argc, char** argv) {
                                      "arguments", compare_args.size()));
       return 0;
     }
-    if (*ppl_cmd) return perplexity(model_name, corpus, quantizer_name, method, ctx, chunks, seed, kernel, kld_base, kld_flag, quantized_file, device, batch,
-                                         tqb::parse_group_fallback(group_fallback), ppl_include, ppl_exclude, ppl_kv);
-    if (*gen_cmd) return generate(model_name, prompt, n_tokens);
+    if (*ppl_cmd) return perplexity(model_name, corpus, ppl_model, method, ctx, chunks, kld_base, kld_flag, batch);
+    if (*gen_cmd) return generate(model_name, gen_model, prompt, n_tokens);
     if (*merge_cmd) {
       merge_options.command_line = command_line;
       return tqb::merge_results(merge_output, merge_inputs, merge_options, std::cout);
@@ -544,17 +507,16 @@ int main(int argc, char** argv) {
       return tqb::submit_slurm(spec, points.size(), slurm, std::cout);
     }
     if (*passkey_cmd) {
-      const tqb::Checkpoint ck = tqb::load_checkpoint(model_name);
+      if (!passkey_model.quantizer.empty()) tqb::parse_quantizer(passkey_model.quantizer);  // bad names fail before loading
+      const tqb::Checkpoint ck = tqb::load_checkpoint(model_name, tqb::CheckpointLoad::streamed);
       if (!ck.tokenizer) throw tqb::InputError(fmt::format("model '{}' has no tokenizer tqbench can read", model_name));
-      tqb::LlamaModel model(ck);
-      std::shared_ptr<tqb::KvQuantizer> kvq;
-      if (passkey_kv.active()) {
-        kvq = std::make_shared<tqb::KvQuantizer>(passkey_kv, ck.config, tqb::derive_seed(seed, "kv cache") >> 1);
-        model.set_kv_quantizer(kvq);
-      }
-      const auto r = tqb::run_passkey(model, *ck.tokenizer, passkey_ctx, passkey_trials, seed, passkey_verbose ? &std::cout : nullptr);
-      std::cout << fmt::format("passkey: {}/{} correct ({:.0f}%) at {} prompt tokens; KV cache: keys {} ({:.4g} bits), values {} ({:.4g} bits)\n",
-                               r.correct, r.trials, 100 * r.accuracy(), r.prompt_tokens, kvq ? kvq->spec().key : "none",
+      tqb::check_fits_gpu(ck, passkey_model.device, passkey_ctx);
+      const tqb::BuiltModel built = tqb::build_model(ck, model_name, passkey_model);
+      const auto r = tqb::run_passkey(*built.model, *ck.tokenizer, passkey_ctx, passkey_trials, passkey_model.seed,
+                                      passkey_verbose ? &std::cout : nullptr);
+      const auto& kvq = built.kv;
+      std::cout << fmt::format("passkey: {}/{} correct ({:.0f}%) at {} prompt tokens; model {}; KV cache: keys {} ({:.4g} bits), values {} ({:.4g} bits)\n",
+                               r.correct, r.trials, 100 * r.accuracy(), r.prompt_tokens, built.label, kvq ? kvq->spec().key : "none",
                                kvq ? kvq->key_bits() : 32.0, kvq ? kvq->spec().value : "none", kvq ? kvq->value_bits() : 32.0);
       return 0;
     }

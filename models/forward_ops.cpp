@@ -2,7 +2,36 @@
 // reference runs these).
 #include "models/forward_ops.hpp"
 
+#include <chrono>
+#include <limits>
+
 namespace tqb {
+
+int greedy_token(const float* logits, std::size_t vocab) {
+  float best = -std::numeric_limits<float>::infinity();
+  std::size_t at = 0;
+  for (std::size_t i = 0; i < vocab; ++i)
+    if (logits[i] > best) {
+      best = logits[i];
+      at = i;
+    }
+  return static_cast<int>(at);
+}
+
+std::vector<int> ForwardOps::greedy_decode(int first, std::size_t, std::size_t n, int stop, const std::function<Acts(int)>& step,
+                                           std::vector<double>* step_s) {
+  std::vector<int> out;
+  int token = first;
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const Matrix logits = to_host(step(token));
+    token = greedy_token(logits.data() + (logits.rows() - 1) * logits.cols(), static_cast<std::size_t>(logits.cols()));
+    if (step_s) step_s->push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    out.push_back(token);
+    if (token == stop) break;
+  }
+  return out;
+}
 
 void ForwardOps::linear_add(const Linear& f, const Acts& x, const Acts& y, const Acts& tmp) {
   linear(f, x, tmp);

@@ -4,6 +4,7 @@
 // reference, on host fp32 arrays; a GPU backend supplies the same ops on device buffers, with Linears
 // whose forward takes device pointers (the model's LinearFactory makes them), so the block is not copied.
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -73,7 +74,20 @@ class ForwardOps {
   // log-sum-exp in double, the log-probability rounded to float): the logits never leave the backend. A negative
   // target leaves its row unscored (0).
   virtual std::vector<double> row_nll(const Acts& logits, const std::vector<int>& targets) = 0;
+
+  // Greedy decoding, up to n steps: `step(token)` forwards one token at the cache's next position (the block,
+  // LlamaModel's) and returns its logits (1 × vocab, in this backend's memory); each step's token is the previous
+  // step's argmax (greedy_token's rule), the first step's is `first`, at position pos0. Returns the argmaxes, ending
+  // early after the first equal to `stop` (≥ 0) at the latest: every returned token but that one was forwarded. step_s
+  // (when given) gets each timed step's seconds. The default loops on the host and times every step. A GPU keeps the
+  // token and the position in device memory, runs the first step eagerly (its warm-up, untimed), captures the second
+  // as a CUDA graph and replays it: a step is one launch and the host waits only between batches of steps.
+  virtual std::vector<int> greedy_decode(int first, std::size_t pos0, std::size_t n, int stop, const std::function<Acts(int token)>& step,
+                                         std::vector<double>* step_s);
 };
+
+// The greedy choice every backend makes: the first index of the largest logit (NaN and −inf never win; none larger: 0).
+int greedy_token(const float* logits, std::size_t vocab);
 
 // The reference backend: host fp32, OpenBLAS products (kernels/cpu/dense_blas.hpp).
 std::unique_ptr<ForwardOps> make_cpu_forward_ops();

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <chrono>
 #include <cmath>
 
 #include "common/error.hpp"
@@ -151,6 +152,28 @@ Acts LlamaModel::logits(const std::vector<int>& tokens, KvCache& cache, std::siz
   const Acts out = ops.alloc(seqs * rows, c_.vocab);
   ops.linear(*head_, last, out);
   return out;
+}
+
+LlamaModel::Greedy LlamaModel::generate_greedy(const std::vector<int>& prompt, std::size_t max_new, KvCache& cache, int stop) const {
+  Greedy g;
+  if (max_new == 0) return g;
+  if (prompt.empty()) throw InputError("greedy generation needs a prompt of at least one token");
+  if (cache.len != 0) throw InputError("greedy generation starts from an empty KV cache");
+  if (cache.sequences != 1) throw InputError("greedy generation decodes one sequence");
+  if (cache.capacity() < prompt.size() + max_new - 1)
+    throw InputError(fmt::format("a prompt of {} tokens and {} new ones do not fit the KV cache ({} positions)", prompt.size(), max_new,
+                                 cache.capacity()));
+  const auto t0 = std::chrono::steady_clock::now();
+  const Matrix last = ops_->to_host(logits(prompt, cache, 1));
+  g.tokens.push_back(greedy_token(last.data(), static_cast<std::size_t>(last.cols())));
+  g.prefill_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (g.tokens.back() == stop || max_new == 1) return g;
+  const std::size_t pos0 = cache.len;
+  const std::vector<int> rest =
+      ops_->greedy_decode(g.tokens.back(), pos0, max_new - 1, stop, [&](int token) { return logits({token}, cache, 1); }, &g.step_s);
+  g.tokens.insert(g.tokens.end(), rest.begin(), rest.end());
+  cache.len = pos0 + rest.size();  // each returned token's predecessor was forwarded (a GPU's replays do not count on the host)
+  return g;
 }
 
 std::size_t LlamaModel::linear_weight_bytes() const {

@@ -46,6 +46,16 @@ class LlamaModel {
   // Several sequences: targets holds each sequence's (the same count for each), sequence after sequence.
   std::vector<double> forward_nll(const std::vector<int>& tokens, KvCache& cache, std::size_t logits_rows,
                                   const std::vector<int>& targets) const;
+  // Greedy continuation of `prompt` into an empty cache (capacity ≥ prompt + max_new − 1): one prefill, whose last
+  // position's argmax is the first new token, then up to max_new − 1 decode steps on the backend (ForwardOps::
+  // greedy_decode: a CUDA graph per step on a GPU). Ends after the first `stop` token (≥ 0; included). The cache
+  // holds the prompt and every generated token but the last.
+  struct Greedy {
+    std::vector<int> tokens;      // the new tokens
+    double prefill_s = 0;         // the prompt's forward and the first token's choice
+    std::vector<double> step_s;   // seconds of each timed decode step (ForwardOps::greedy_decode says which)
+  };
+  Greedy generate_greedy(const std::vector<int>& prompt, std::size_t max_new, KvCache& cache, int stop = -1) const;
   // Bytes of weights held by the linear layers and by everything else.
   std::size_t linear_weight_bytes() const;
   std::size_t other_weight_bytes() const;

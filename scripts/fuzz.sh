@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Coverage-guided fuzzing of tqbench's parsers with libFuzzer (outside the default test suite).
-#   scripts/fuzz.sh [SECONDS_PER_TARGET=300] [TARGET...]
+#   scripts/fuzz.sh [SECONDS_PER_TARGET=300 | --runs=N] [TARGET...]
+#   --runs=N: each target runs N inputs instead of a fixed time (issue 28's job: --runs=100000)
 # Targets: fuzz_gguf fuzz_safetensors fuzz_config_json fuzz_tokenizer_json fuzz_spec fuzz_journal fuzz_shards
 # fuzz_quantized_export fuzz_kld_base (tests/fuzz/).
 # Builds them with clang, AddressSanitizer and UBSan in build-fuzz/, seeds each from real files
@@ -11,6 +12,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-300}
 shift || true
+limit=(-max_total_time="$seconds")
+if [[ $seconds == --runs=* ]]; then
+  runs=${seconds#--runs=}
+  [[ $runs =~ ^[1-9][0-9]*$ ]] || { echo "fuzz: --runs needs a positive number of inputs, not '$runs'" >&2; exit 2; }
+  limit=(-runs="$runs")
+elif ! [[ $seconds =~ ^[1-9][0-9]*$ ]]; then
+  echo "fuzz: the first argument is seconds per target (a positive number) or --runs=N, not '$seconds'" >&2; exit 2
+fi
 targets=("$@")
 ((${#targets[@]})) || targets=(fuzz_gguf fuzz_safetensors fuzz_config_json fuzz_tokenizer_json fuzz_spec fuzz_journal fuzz_shards
                            fuzz_quantized_export fuzz_kld_base)
@@ -48,12 +57,13 @@ for t in "${targets[@]}"; do
   # -close_fd_mask=2: the readers' warnings (a forged journal row) are not logged once per input; libFuzzer's own report
   # and the sanitizers' still are. -rss_limit_mb: a parser that allocates more than this for one input is a finding (unbounded memory).
   ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 OMP_NUM_THREADS=1 \
-    "$work/$t" "$corpus" -max_total_time="$seconds" -max_len="$max_len" -timeout=10 -rss_limit_mb=4096 \
+    "$work/$t" "$corpus" "${limit[@]}" -max_len="$max_len" -timeout=10 -rss_limit_mb=4096 \
     -artifact_prefix="$findings/" -print_final_stats=1 -close_fd_mask=2 >"$log" 2>&1 || true
   execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo 0)
   cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*' || echo 0)
   n=$(find "$findings" -type f | wc -l)
   found=$((found + n))
-  printf '%-22s %10s inputs  coverage %6s  findings %s  (%s)\n' "$t" "$execs" "$cov" "$n" "$log"
+  secs=$(grep -o 'Done [0-9]* runs in [0-9]* second' "$log" | grep -o 'in [0-9]*' | grep -o '[0-9]*' || echo '?')
+  printf '%-22s %10s inputs in %6s s  coverage %6s  findings %s  (%s)\n' "$t" "$execs" "$secs" "$cov" "$n" "$log"
 done
 ((found == 0)) || { echo "fuzz: $found findings; reproduce with: $work/TARGET FILE" >&2; exit 1; }

@@ -9,6 +9,8 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <algorithm>
+#include <functional>
 #include <map>
 #include <vector>
 
@@ -17,6 +19,7 @@
 #include "kernels/cuda/gpu.hpp"
 #include "kernels/cuda/lut_mma_layout.hpp"
 #include "models/cuda/cuda_forward.hpp"
+#include "models/cuda/decode_kernels.hpp"
 #include "models/cuda/flash_attention.hpp"
 #include "models/cuda/forward_kernels.hpp"
 
@@ -33,10 +36,16 @@ void check(cublasStatus_t s, const char* what) {
 }
 void launched(const char* what) { check(cudaGetLastError(), what); }
 
+// Every launch of the forward goes to the per-thread default stream (CUDA_API_PER_THREAD_DEFAULT_STREAM, set for every
+// target that links the CUDA kernels), which, unlike the legacy one, can be captured as a graph (greedy_decode); cuBLAS
+// is told so, and given its workspace up front, since a captured GEMM may not allocate one.
 cublasHandle_t cublas() {
   static cublasHandle_t h = [] {
     cublasHandle_t handle;
     check(cublasCreate(&handle), "cublasCreate");
+    check(cublasSetStream(handle, cudaStreamPerThread), "cublasSetStream");
+    static gpu::DeviceBuffer workspace(std::size_t{32} << 20);  // cuBLAS's recommendation for Hopper
+    check(cublasSetWorkspace(handle, workspace.get(), workspace.size()), "cublasSetWorkspace");
     return handle;
   }();
   return h;
@@ -152,6 +161,7 @@ struct DeviceKv {
 class OpProfile {
  public:
   OpProfile() : on_(std::getenv("TQB_PROFILE_OPS") != nullptr) {}
+  bool on() const { return on_; }
   ~OpProfile() {
     if (!on_) return;
     double total = 0;
@@ -191,6 +201,7 @@ class CudaForwardOps final : public ForwardOps {
   Acts alloc(std::size_t rows, std::size_t cols) override {
     forget();  // a new buffer may take a freed one's address
     auto buffer = std::make_shared<gpu::DeviceBuffer>(std::max<std::size_t>(1, rows * cols) * 4);
+    if (decode_) decode_->kept.push_back(buffer);  // a captured step's buffers live as long as its graph
     return {buffer->as<float>(), rows, cols, buffer};
   }
   const float* param(const Matrix& host) override {
@@ -222,6 +233,16 @@ class CudaForwardOps final : public ForwardOps {
     const std::uint16_t* bf16_table = fp32_ ? nullptr : bf16_table_of(table);
     if (tokens.empty()) return;
     forget();
+    if (decode_) {  // the token is the device's (greedy_decode): the previous step's argmax
+      if (tokens.size() != 1) throw RunError("a decode step forwards one token");
+      decode_->tables_ready = false;
+      if (fp32_)
+        launch_embed(&decode_->state_ptr()->token, 1, fp32_table, x.cols, scale, x.data);
+      else
+        launch_embed_bf16(&decode_->state_ptr()->token, 1, bf16_table, x.cols, scale, x.data);
+      launched("embed");
+      return;
+    }
     gpu::DeviceBuffer ids(tokens.size() * 4);
     ids.upload(tokens.data(), tokens.size() * 4);
     if (fp32_)
@@ -295,6 +316,26 @@ class CudaForwardOps final : public ForwardOps {
     const OpProfile::Scope timed(profile_, "rope");
     const int half = c.head_dim / 2;
     const std::size_t n = seq_rows;
+    if (decode_) {  // the position is the device's: the step's angles computed there, once for q and k of every layer
+      if (x.rows != 1) throw RunError("a decode step forwards one token");
+      DecodeRun& d = *decode_;
+      if (d.inv_freq_of != inv_freq.data()) {  // the eager first step (never a captured one: greedy_decode runs it first)
+        d.inv_freq = gpu::DeviceBuffer(inv_freq.size() * 4);
+        d.inv_freq.upload(inv_freq.data(), inv_freq.size() * 4);
+        d.cs = gpu::DeviceBuffer(std::max(1, half) * 4);
+        d.sn = gpu::DeviceBuffer(std::max(1, half) * 4);
+        d.inv_freq_of = inv_freq.data();
+      }
+      if (!d.tables_ready) {
+        launch_rope_tables_at(d.state_ptr(), d.inv_freq.as<float>(), half, d.cs.as<float>(), d.sn.as<float>());
+        launched("RoPE angles");
+        d.tables_ready = true;
+      }
+      written(x);
+      launch_rope(x.data, 1, 1, heads, c.head_dim, c.rope_interleaved, d.cs.as<float>(), d.sn.as<float>());
+      launched("rope");
+      return;
+    }
     // The angles' cosines and sines, the CPU's values, once per (positions, frequencies): q and k of every
     // layer share them.
     if (rope_.pos0 != pos0 || rope_.n != n || rope_.freq != inv_freq.data() || rope_.half != half) {
@@ -328,6 +369,21 @@ class CudaForwardOps final : public ForwardOps {
     const std::size_t seqs = cache.sequences, n = q.rows / seqs, cap = cache.device_capacity;
     const std::size_t row = static_cast<std::size_t>(c.n_kv_heads) * c.head_dim;
     const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+    if (decode_) {  // one query at the device's position: written there, attended by key ranges (flash-decoding)
+      if (seqs != 1 || n != 1) throw RunError("a decode step forwards one token of one sequence");
+      DecodeRun& d = *decode_;
+      const std::size_t need = decode_attention_scratch_floats(c.n_heads, c.head_dim, cap) * 4;
+      if (d.scratch.size() < need) d.scratch = gpu::DeviceBuffer(need);  // the eager first step's (same shapes after)
+      launch_kv_write_at(k.data, row, kv->k[l].get(), kv->bf16, d.state_ptr());
+      launch_kv_write_at(v.data, row, kv->v[l].get(), kv->bf16, d.state_ptr());
+      launched("KV write");
+      if (!launch_decode_attention(q.data, kv->k[l].get(), kv->v[l].get(), kv->bf16, out.data,
+                                   fp32_ ? nullptr : shadow_for(out.data, out.rows * out.cols), d.state_ptr(), cap, c.n_heads,
+                                   c.n_kv_heads, c.head_dim, c.sliding_window, scale, d.scratch.as<float>()))
+        throw InputError(fmt::format("the GPU's decode attention covers head_dim up to 256, not {}", c.head_dim));
+      launched("decode attention");
+      return;
+    }
     if (kv->bf16) {
       launch_kv_write_bf16(k.data, seqs, n, row, kv->k[l].as<std::uint16_t>(), cap, pos0);
       launch_kv_write_bf16(v.data, seqs, n, row, kv->v[l].as<std::uint16_t>(), cap, pos0);
@@ -375,6 +431,88 @@ class CudaForwardOps final : public ForwardOps {
     return out;
   }
 
+  // The first step eagerly (it makes every buffer and table the later steps reuse), the second captured as a CUDA
+  // graph, replayed for the rest in batches of kDecodeBatch; each replay timed by events. Under TQB_PROFILE_OPS
+  // (which synchronizes around every op) the host loop of the default.
+  std::vector<int> greedy_decode(int first, std::size_t pos0, std::size_t n, int stop, const std::function<Acts(int)>& step,
+                                 std::vector<double>* step_s) override {
+    if (n == 0) return {};
+    if (profile_.on()) return ForwardOps::greedy_decode(first, pos0, n, stop, step, step_s);
+    constexpr std::size_t kDecodeBatch = 32;
+    DecodeRun run;
+    run.state = gpu::DeviceBuffer(sizeof(DecodeState));
+    const DecodeState start{first, static_cast<int>(pos0), 0, 0};
+    run.state.upload(&start, sizeof start);
+    run.tokens = gpu::DeviceBuffer(n * 4);
+    struct Active {  // decode mode while this call runs, whatever leaves it
+      CudaForwardOps& ops;
+      ~Active() { ops.decode_ = nullptr; }
+    } active{*this};
+    decode_ = &run;
+    std::vector<int> tokens(n);
+    std::size_t done = 0;
+    auto advance = [&](const Acts& logits) {
+      launch_greedy_advance(logits.data, logits.cols, run.state_ptr(), run.tokens.as<int>());
+      launched("greedy choice");
+    };
+    auto stopped = [&] {  // the tokens so far, and whether the stop token is among them
+      run.tokens.download(tokens.data(), done * 4);
+      return stop >= 0 && std::find(tokens.begin(), tokens.begin() + static_cast<std::ptrdiff_t>(done), stop) !=
+                              tokens.begin() + static_cast<std::ptrdiff_t>(done);
+    };
+    advance(step(first));
+    done = 1;
+    if (n > 1 && !stopped()) {
+      cudaGraph_t graph = nullptr;
+      check(cudaStreamBeginCapture(cudaStreamPerThread, cudaStreamCaptureModeRelaxed), "cudaStreamBeginCapture");
+      try {
+        advance(step(first));  // the host's token is not read: the embedding reads the device's
+      } catch (...) {
+        cudaStreamEndCapture(cudaStreamPerThread, &graph);
+        if (graph) cudaGraphDestroy(graph);
+        throw;
+      }
+      check(cudaStreamEndCapture(cudaStreamPerThread, &graph), "cudaStreamEndCapture (a decode step)");
+      cudaGraphExec_t exec = nullptr;
+      const cudaError_t made = cudaGraphInstantiate(&exec, graph, 0);
+      cudaGraphDestroy(graph);
+      check(made, "cudaGraphInstantiate (a decode step)");
+      struct Exec {
+        cudaGraphExec_t e;
+        ~Exec() { cudaGraphExecDestroy(e); }
+      } owned{exec};
+      std::vector<cudaEvent_t> events(2 * kDecodeBatch);
+      for (auto& e : events) check(cudaEventCreate(&e), "cudaEventCreate");
+      struct Events {
+        std::vector<cudaEvent_t>& v;
+        ~Events() {
+          for (auto e : v) cudaEventDestroy(e);
+        }
+      } owned_events{events};
+      while (done < n) {
+        const std::size_t batch = std::min(kDecodeBatch, n - done);
+        for (std::size_t i = 0; i < batch; ++i) {
+          check(cudaEventRecord(events[2 * i], cudaStreamPerThread), "cudaEventRecord");
+          check(cudaGraphLaunch(exec, cudaStreamPerThread), "cudaGraphLaunch (a decode step)");
+          check(cudaEventRecord(events[2 * i + 1], cudaStreamPerThread), "cudaEventRecord");
+        }
+        check(cudaStreamSynchronize(cudaStreamPerThread), "a decode step");
+        for (std::size_t i = 0; i < batch && step_s; ++i) {
+          float ms = 0;
+          check(cudaEventElapsedTime(&ms, events[2 * i], events[2 * i + 1]), "cudaEventElapsedTime");
+          step_s->push_back(ms / 1e3);
+        }
+        done += batch;
+        if (stopped()) break;
+      }
+    }
+    if (done == 1) run.tokens.download(tokens.data(), 4);
+    tokens.resize(done);
+    if (stop >= 0)
+      if (auto at = std::find(tokens.begin(), tokens.end(), stop); at != tokens.end()) tokens.erase(at + 1, tokens.end());
+    return tokens;
+  }
+
  private:
   // The bf16 copy of one activation, for the projections that read it: written by the op that made the activation
   // (rms_norm, attention) or rounded at the first projection, and reused by the next (q, k and v read one; gate and
@@ -419,7 +557,18 @@ class CudaForwardOps final : public ForwardOps {
     return it->second.as<std::uint16_t>();
   }
 
+  // What a greedy_decode call keeps on the device: the step's state (token, position), the chosen tokens, the RoPE angles
+  // of the position, the attention's partials, and every activation buffer a captured step reads.
+  struct DecodeRun {
+    gpu::DeviceBuffer state, tokens, inv_freq, cs, sn, scratch;
+    const float* inv_freq_of = nullptr;
+    bool tables_ready = false;  // this step's angles are computed (one kernel per step, for every layer's q and k)
+    std::vector<std::shared_ptr<gpu::DeviceBuffer>> kept;
+    DecodeState* state_ptr() { return state.as<DecodeState>(); }
+  };
+
   bool fp32_;  // fp32 weights, embedding table, KV cache and attention: the agreement mode (cuda-fp32)
+  DecodeRun* decode_ = nullptr;  // set while greedy_decode runs: ops read the token and position from the device
   std::map<const float*, gpu::DeviceBuffer> params_, bf16_tables_;
   struct RopeTables {
     std::size_t pos0 = ~std::size_t{0}, n = 0;

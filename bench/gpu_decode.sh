@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Greedy decode on the GPU against its peers, in one call on the lent GPU machine (issue 25; docs/GPU.md's decode
+# table): a seeded random-weight folder of Llama-3-8B's shapes (made there, as bench/gpu_forward.sh does), a prompt of
+# about 512 tokens, then 128 decode steps by tqbench (bf16 cuBLAS; TurboQuant 4-bit g128 through cuda_lut_mma) and by
+# PyTorch (bf16 eager, bf16 CUDA graph, int4 tinygemm CUDA graph) and transformers' generate, on the same tokens.
+# Needs carry/ from `scripts/device_carry.sh --models`.
+#   bench/gpu_decode.sh [bf16]   bf16: skip the 4-bit model (its quantization on the host takes minutes of the call)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export LD_LIBRARY_PATH=$PWD/carry/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-} TQB_SHARED_DIR=$PWD/carry/shared
+B=carry/shared/models/books-14m T=carry/shared/data/books-heldout/heldout.txt L8=${TQB_L8B:-/tmp/llama3-8b-random}
+step() { echo "=== $(date +%T) $*"; }
+step "GPU"; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+[[ -d $L8 ]] || { step "make the 8B folder"; python3 bench/make_random_llama.py --shape llama3-8b --out $L8 --tokenizer-from $B 2>&1 | tail -1; }
+# The prompt: the text's first 512 tokens of the folder's tokenizer, as the peer script takes them.
+prompt=$(python3 - "$L8" "$T" <<'PY'
+import sys
+from tokenizers import Tokenizer
+t = Tokenizer.from_file(sys.argv[1] + "/tokenizer.json")
+ids = t.encode(open(sys.argv[2], encoding="utf-8").read()[:400000], add_special_tokens=False).ids[:511]
+print(t.decode(ids))
+PY
+)
+step "tqbench bf16 (cuBLAS), CUDA graph per step"
+carry/bin/tqbench generate --model $L8 --device cuda --prompt "$prompt" --tokens 129 2>&1 >/dev/null | grep -E "prefill|GPU memory|rror"
+if [[ "${1:-}" != bf16 ]]; then
+  step "tqbench TurboQuant 4-bit g128 (Hadamard), cuda_lut_mma, CUDA graph per step"
+  carry/bin/tqbench generate --model $L8 --device cuda --prompt "$prompt" --tokens 129 --quantizer "turboquant(bits=4,group=128,rotation=hadamard)" \
+    --kernel cuda_lut_mma 2>&1 >/dev/null | grep -E "prefill|GPU memory|rror"
+fi
+step "peers"
+python3 bench/peers/torch_decode.py --model $L8 --text $T --prompt 512 --tokens 128
+step "done"
