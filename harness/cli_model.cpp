@@ -53,8 +53,6 @@ BuiltModel build_model(const Checkpoint& ck, const std::string& model_name, cons
   }
   if (m.device != "cpu") b.label += " on " + m.device;
   if (m.kv.active()) {  // as a spec's kv_* keys: rotations from the seed, outlier channels from the first forward
-    if (m.device != "cpu")
-      throw InputError(fmt::format("--kv-key/--kv-value: a quantized KV cache runs on the CPU only for now (--device {})", m.device));
     b.kv = std::make_shared<KvQuantizer>(m.kv, ck.config, derive_seed(m.seed, "kv cache") >> 1);
     b.model->set_kv_quantizer(b.kv);
     b.label += fmt::format("; KV cache: keys {} ({:.4g} bits), values {} ({:.4g} bits)", m.kv.key, b.kv->key_bits(), m.kv.value,

@@ -15,11 +15,9 @@ using K = ParamSpec::Kind;
 
 // The quantizer names and regular expressions, checked where the spec location is known (sweep expansion).
 ShapeProblem check_model_params(const Params& p) {
-  if (get_str(p, "device") != "cpu")
-    for (const char* key : {"kv_key", "kv_value"})
-      if (get_str(p, key) != "none")
-        return {key, fmt::format("a quantized KV cache runs on the CPU only for now (device {} has none); give device: cpu",
-                                 get_str(p, "device"))};
+  if (get_str(p, "device") != "cpu" && get_str(p, "kv_scores") == "estimator")
+    return {"kv_scores", fmt::format("the estimator's scores are computed on the CPU only (device {} attends the dequantized cache); "
+                                     "give kv_scores: dequantized or device: cpu", get_str(p, "device"))};
   for (const char* key : {"kv_key", "kv_value", "kv_outlier_key", "kv_outlier_value"})
     if (const std::string name = get_str(p, key); name != "none" && name != "key") {
       try {

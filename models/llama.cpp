@@ -169,8 +169,11 @@ LlamaModel::Greedy LlamaModel::generate_greedy(const std::vector<int>& prompt, s
   g.prefill_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (g.tokens.back() == stop || max_new == 1) return g;
   const std::size_t pos0 = cache.len;
-  const std::vector<int> rest =
-      ops_->greedy_decode(g.tokens.back(), pos0, max_new - 1, stop, [&](int token) { return logits({token}, cache, 1); }, &g.step_s);
+  const auto step = [&](int token) { return logits({token}, cache, 1); };
+  // A quantized KV cache is written by the host's quantizer (models/kv_quant.hpp): its steps go through the host loop,
+  // which every backend runs, not a backend's device-side decode.
+  const std::vector<int> rest = kv_ ? ops_->ForwardOps::greedy_decode(g.tokens.back(), pos0, max_new - 1, stop, step, &g.step_s)
+                                    : ops_->greedy_decode(g.tokens.back(), pos0, max_new - 1, stop, step, &g.step_s);
   g.tokens.insert(g.tokens.end(), rest.begin(), rest.end());
   cache.len = pos0 + rest.size();  // each returned token's predecessor was forwarded (a GPU's replays do not count on the host)
   return g;

@@ -185,3 +185,53 @@ TEST_CASE("the GPU attention over several key tiles, a window across tiles, a fo
   MESSAGE(fmt::format("cuda: 7 chunks together {:.8g}, one at a time {:.8g}", together.ppl, one.ppl));
   CHECK(std::fabs(together.ppl - one.ppl) <= 1e-4 * one.ppl);
 }
+
+TEST_CASE("a quantized KV cache on the GPU (written by the CPU path's quantizer) gives the CPU's perplexity and attention error") {
+  if (const std::string why = cuda_forward_unavailable(); !why.empty()) {
+    MESSAGE("SKIPPED: the GPU forward needs a GPU: " << why);
+    return;
+  }
+  const fs::path shared = shared_dir(), books = shared / "models/books-14m", text = shared / "data/books-heldout/heldout.txt";
+  const bool real = fs::exists(books) && fs::exists(text);
+  const Checkpoint ck = load_checkpoint(real ? books.string() : (fs::path(test::kSourceDir) / "tests/fixtures/hf/mistral").string());
+  const std::vector<int> tokens = real ? ck.tokenizer->encode(read_corpus(text.string()).substr(0, 100000))
+                                       : seeded_tokens(3 * 128, ck.config.vocab, 7);
+  auto spec = [](const char* key, const char* axis, int outliers, const char* outlier_key) {
+    KvQuantSpec s;
+    s.key = key;
+    s.value = key;
+    s.key_axis = axis;
+    s.block = 32;
+    s.outliers = outliers;
+    s.outlier_key = outlier_key;
+    s.outlier_value = outlier_key;
+    return s;
+  };
+  for (const KvQuantSpec& s : {spec("turboquant(bits=3)", "token", 0, "none"), spec("rtn(bits=2,group=32)", "channel", 0, "none"),
+                               spec("turboquant(bits=2)", "token", 8, "turboquant(bits=3)")}) {
+    CAPTURE(s.key);
+    CAPTURE(s.key_axis);
+    double ppl[3];
+    KvAttentionError err[3];
+    int i = 0;
+    for (const char* device : {"cpu", "cuda-fp32", "cuda"}) {
+      auto model = make_model(ck, device);
+      model->set_kv_quantizer(std::make_shared<KvQuantizer>(s, ck.config, 11));
+      model->set_kv_probe(&err[i]);
+      ppl[i++] = ppl_of(*model, tokens, 128, 3);
+    }
+    MESSAGE(fmt::format("KV {} ({} axis, {} outliers): perplexity cpu {:.6g}, cuda-fp32 {:.6g}, cuda {:.6g}; attention output error "
+                        "cpu {:.4g}, cuda {:.4g}",
+                        s.key, s.key_axis, s.outliers, ppl[0], ppl[1], ppl[2], err[0].out_rel(), err[2].out_rel()));
+    // fp32 on both sides: keys that differ in the last bits can fall on another side of a code boundary, rarely.
+    CHECK(std::fabs(ppl[1] - ppl[0]) <= 1e-4 * ppl[0]);
+    CHECK(std::fabs(ppl[2] - ppl[0]) <= 2e-3 * ppl[0]);
+    CHECK(err[1].rows == err[0].rows);
+    CHECK(std::fabs(err[1].out_rel() - err[0].out_rel()) <= 1e-3 * err[0].out_rel() + 1e-6);
+  }
+  auto model = make_model(ck, "cuda");
+  KvQuantSpec est = spec("turboquant_prod(bits=3)", "token", 0, "none");
+  est.scores = "estimator";
+  model->set_kv_quantizer(std::make_shared<KvQuantizer>(est, ck.config, 11));
+  CHECK_THROWS_WITH_AS(ppl_of(*model, tokens, 128, 1), doctest::Contains("--device cpu"), InputError);
+}

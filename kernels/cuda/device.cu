@@ -72,6 +72,11 @@ DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& o) noexcept {
   }
   return *this;
 }
+void DeviceBuffer::upload_at(const void* src, std::size_t offset, std::size_t bytes) {
+  if (offset > bytes_ || bytes > bytes_ - offset) throw std::runtime_error("DeviceBuffer::upload_at: past the end of the buffer");
+  if (bytes) TQB_CUDA_CHECK(cudaMemcpy(static_cast<char*>(ptr_) + offset, src, bytes, cudaMemcpyHostToDevice));
+}
+
 void DeviceBuffer::upload(const void* src, std::size_t bytes) {
   if (bytes > bytes_) throw std::runtime_error("DeviceBuffer::upload: more bytes than the buffer holds");
   if (bytes) TQB_CUDA_CHECK(cudaMemcpy(ptr_, src, bytes, cudaMemcpyHostToDevice));

@@ -35,6 +35,7 @@ class DeviceBuffer {
   T* as() const { return static_cast<T*>(ptr_); }
   std::size_t size() const { return bytes_; }
   void upload(const void* src, std::size_t bytes);          // synchronous
+  void upload_at(const void* src, std::size_t offset, std::size_t bytes);  // synchronous, into bytes [offset, offset + bytes)
   void download(void* dst, std::size_t bytes) const;        // synchronous
   void fill_zero();
 

@@ -21,6 +21,7 @@ DeviceBuffer::~DeviceBuffer() = default;
 DeviceBuffer::DeviceBuffer(DeviceBuffer&& o) noexcept : ptr_(o.ptr_), bytes_(o.bytes_) {}
 DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&&) noexcept { return *this; }
 void DeviceBuffer::upload(const void*, std::size_t) { fail(); }
+void DeviceBuffer::upload_at(const void*, std::size_t, std::size_t) { fail(); }
 void DeviceBuffer::download(void*, std::size_t) const { fail(); }
 void DeviceBuffer::fill_zero() { fail(); }
 std::size_t allocated_bytes() { return 0; }

@@ -21,6 +21,7 @@
 #include "models/cuda/cuda_forward.hpp"
 #include "models/cuda/decode_kernels.hpp"
 #include "models/cuda/flash_attention.hpp"
+#include "models/kv_quant.hpp"
 #include "models/cuda/forward_kernels.hpp"
 
 namespace tqb {
@@ -363,12 +364,15 @@ class CudaForwardOps final : public ForwardOps {
                  const Acts& out, const AttentionExtras& extras) override {
     const OpProfile::Scope timed(profile_, "attention");
     written(out);
-    if (extras.kv) throw InputError("the GPU backend has no quantized KV cache yet (run the KV-cache experiments with --device cpu)");
     auto* kv = static_cast<DeviceKv*>(cache.device.get());
     if (!kv) throw RunError("a KV cache made by another backend was given to the GPU backend");
     const std::size_t seqs = cache.sequences, n = q.rows / seqs, cap = cache.device_capacity;
     const std::size_t row = static_cast<std::size_t>(c.n_kv_heads) * c.head_dim;
     const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+    if (extras.kv && extras.kv->quantizes(l)) {  // written by the CPU path's quantizer; attention reads its dequantized rows
+      write_quantized_kv(c, l, q, k, v, cache, pos0, extras);
+      return attend(c, l, q, cache, pos0, out, scale);
+    }
     if (decode_) {  // one query at the device's position: written there, attended by key ranges (flash-decoding)
       if (seqs != 1 || n != 1) throw RunError("a decode step forwards one token of one sequence");
       DecodeRun& d = *decode_;
@@ -388,6 +392,22 @@ class CudaForwardOps final : public ForwardOps {
       launch_kv_write_bf16(k.data, seqs, n, row, kv->k[l].as<std::uint16_t>(), cap, pos0);
       launch_kv_write_bf16(v.data, seqs, n, row, kv->v[l].as<std::uint16_t>(), cap, pos0);
       launched("KV write");
+    } else {  // each sequence's new rows after its first pos0 (one strided copy for the batch)
+      check(cudaMemcpy2D(kv->k[l].as<float>() + pos0 * row, cap * row * 4, k.data, n * row * 4, n * row * 4, seqs,
+                         cudaMemcpyDeviceToDevice),
+            "KV write");
+      check(cudaMemcpy2D(kv->v[l].as<float>() + pos0 * row, cap * row * 4, v.data, n * row * 4, n * row * 4, seqs,
+                         cudaMemcpyDeviceToDevice),
+            "KV write");
+    }
+    attend(c, l, q, cache, pos0, out, scale);
+  }
+
+  // out = causal softmax(scale · q Kᵀ) V over the cache's positions up to pos0 + n of each sequence.
+  void attend(const ModelConfig& c, int l, const Acts& q, KvCache& cache, std::size_t pos0, const Acts& out, float scale) {
+    auto* kv = static_cast<DeviceKv*>(cache.device.get());
+    const std::size_t seqs = cache.sequences, n = q.rows / seqs, cap = cache.device_capacity;
+    if (kv->bf16) {
       // The output in fp32 and, for the projection after it, in bf16.
       if (!launch_flash_attention(q.data, kv->k[l].as<std::uint16_t>(), kv->v[l].as<std::uint16_t>(), out.data,
                                   shadow_for(out.data, out.rows * out.cols), n, seqs, pos0, cap,
@@ -396,16 +416,55 @@ class CudaForwardOps final : public ForwardOps {
       launched("flash attention");
       return;
     }
-    // Each sequence's new rows after its first pos0 (one strided copy for the batch).
-    check(cudaMemcpy2D(kv->k[l].as<float>() + pos0 * row, cap * row * 4, k.data, n * row * 4, n * row * 4, seqs, cudaMemcpyDeviceToDevice),
-          "KV write");
-    check(cudaMemcpy2D(kv->v[l].as<float>() + pos0 * row, cap * row * 4, v.data, n * row * 4, n * row * 4, seqs, cudaMemcpyDeviceToDevice),
-          "KV write");
     if (!launch_attention(q.data, kv->k[l].as<float>(), kv->v[l].as<float>(), out.data, n, seqs, pos0, cap, c.n_heads, c.n_kv_heads,
                           c.head_dim, c.sliding_window, scale))
       throw InputError(fmt::format("the GPU backend's exact attention keeps a row of scores in shared memory: {} positions do not fit "
                                    "(at most about 50,000; --device cuda with a head_dim of 16 to 256 has no such limit)", pos0 + n));
     launched("attention");
+  }
+
+  // The quantized KV cache, first version (issue 25: dequantize, then attend): the new rows go to the host, where the
+  // CPU path's KvQuantizer writes them (the same codes, rotations, outlier channels and KIVI blocks, so that results
+  // equal the CPU's cache quantization) into a host mirror of the cache; the rows it changed come back, dequantized,
+  // into the device cache the attention kernels read. The decode steps of such a cache are not captured as a graph
+  // (LlamaModel::generate_greedy runs them from the host).
+  void write_quantized_kv(const ModelConfig& c, int l, const Acts& q, const Acts& k, const Acts& v, KvCache& cache, std::size_t pos0,
+                          const AttentionExtras& extras) {
+    KvQuantizer& kvq = *extras.kv;
+    if (kvq.estimator())
+      throw InputError("kv_scores estimator: the GPU backend attends the dequantized cache only (run the estimator with --device cpu)");
+    if (cache.sequences != 1) throw InputError("a quantized KV cache holds one sequence; forward the chunks one at a time");
+    if (decode_) throw RunError("a quantized KV cache is written on the host: its decode steps cannot be captured");
+    auto* kv = static_cast<DeviceKv*>(cache.device.get());
+    const std::size_t n = q.rows, cap = cache.device_capacity, row = static_cast<std::size_t>(c.n_kv_heads) * c.head_dim;
+    const std::size_t layers = static_cast<std::size_t>(c.n_layers), L = static_cast<std::size_t>(l);
+    if (cache.k.size() != layers) {
+      cache.k.assign(layers, Matrix());
+      cache.v.assign(layers, Matrix());
+    }
+    if (cache.k[L].rows() == 0) {
+      cache.k[L] = Matrix::Zero(static_cast<Eigen::Index>(cap), static_cast<Eigen::Index>(row));
+      cache.v[L] = Matrix::Zero(static_cast<Eigen::Index>(cap), static_cast<Eigen::Index>(row));
+    }
+    const Matrix kh = to_host(k), vh = to_host(v);
+    // KIVI's channel axis quantizes a block of keys once it is complete: rows written before (in fp32) change too.
+    const std::size_t done = L < cache.keys_quantized.size() ? cache.keys_quantized[L] : 0;
+    const std::size_t first = kvq.spec().key_axis == "channel" ? std::min(pos0, done) : pos0;
+    kvq.write(l, pos0, kh, vh, cache);
+    if (extras.probe && pos0 == 0 && !extras.probe->done)
+      accumulate_attention_error(c, n, to_host(q), kh, vh, cache.k[L].topRows(static_cast<Eigen::Index>(n)),
+                                 cache.v[L].topRows(static_cast<Eigen::Index>(n)), *extras.probe);
+    auto upload_rows = [&](const Matrix& m, gpu::DeviceBuffer& dst, std::size_t lo, std::size_t hi) {
+      const std::size_t count = (hi - lo) * row;
+      if (!kv->bf16) return dst.upload_at(m.data() + lo * row, lo * row * 4, count * 4);
+      gpu::DeviceBuffer tmp(count * 4);
+      tmp.upload(m.data() + lo * row, count * 4);
+      launch_kv_write_bf16(tmp.as<float>(), 1, hi - lo, row, dst.as<std::uint16_t>(), cap, lo);
+      launched("KV write");
+      check(cudaStreamSynchronize(cudaStreamPerThread), "KV write");  // tmp is freed on return
+    };
+    upload_rows(cache.k[L], kv->k[L], first, pos0 + n);
+    upload_rows(cache.v[L], kv->v[L], pos0, pos0 + n);
   }
   void glu(ModelConfig::Activation act, const Acts& g, const Acts& u) override {
     const OpProfile::Scope timed(profile_, "glu");
