@@ -4,7 +4,9 @@
 # about 512 tokens, then 128 decode steps by tqbench (bf16 cuBLAS; TurboQuant 4-bit g128 through cuda_lut_mma) and by
 # PyTorch (bf16 eager, bf16 CUDA graph, int4 tinygemm CUDA graph) and transformers' generate, on the same tokens.
 # Needs carry/ from `scripts/device_carry.sh --models`.
-#   bench/gpu_decode.sh [bf16]   bf16: skip the 4-bit model (its quantization on the host takes minutes of the call)
+#   bench/gpu_decode.sh [bf16|long]   bf16: skip the 4-bit model (its quantization on the host takes minutes of the call);
+#     long: decode time and KV bytes against context (1k to 32k tokens; the folder's config given 40,960 positions),
+#     bf16 cache against TurboQuant 4- and 2-bit caches, tqbench only
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export LD_LIBRARY_PATH=$PWD/carry/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-} TQB_SHARED_DIR=$PWD/carry/shared
@@ -12,20 +14,38 @@ B=carry/shared/models/books-14m T=carry/shared/data/books-heldout/heldout.txt L8
 step() { echo "=== $(date +%T) $*"; }
 step "GPU"; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 [[ -d $L8 ]] || { step "make the 8B folder"; python3 bench/make_random_llama.py --shape llama3-8b --out $L8 --tokenizer-from $B 2>&1 | tail -1; }
-# The prompt: the text's first 512 tokens of the folder's tokenizer, as the peer script takes them.
-prompt=$(python3 - "$L8" "$T" <<'PY'
+# A prompt of the text's first N - 1 tokens of the folder's tokenizer (BOS makes N), as the peer script takes them.
+prompt_file() {
+  python3 - "$L8" "$T" "$1" "$2" <<'PY'
 import sys
 from tokenizers import Tokenizer
 t = Tokenizer.from_file(sys.argv[1] + "/tokenizer.json")
-ids = t.encode(open(sys.argv[2], encoding="utf-8").read()[:400000], add_special_tokens=False).ids[:511]
-print(t.decode(ids))
+ids = t.encode(open(sys.argv[2], encoding="utf-8").read()[:2000000], add_special_tokens=False).ids[:int(sys.argv[3]) - 1]
+open(sys.argv[4], "w", encoding="utf-8").write(t.decode(ids))
 PY
-)
+}
+if [[ "${1:-}" == long ]]; then
+  LL=/tmp/llama3-8b-long  # the same shards, a config of 40,960 positions
+  mkdir -p $LL && ln -sf "$(readlink -f $L8)"/*.safetensors $LL/ && cp $L8/tokenizer.json $LL/
+  [[ -f $L8/model.safetensors.index.json ]] && cp $L8/model.safetensors.index.json $LL/
+  python3 -c "import json,sys; c=json.load(open('$L8/config.json')); c['max_position_embeddings']=40960; json.dump(c, open('$LL/config.json','w'))"
+  for ctx in 1024 4096 16384 32768; do
+    prompt_file $ctx /tmp/prompt-$ctx.txt
+    for kv in none "turboquant(bits=4)" "turboquant(bits=2)"; do
+      step "context $ctx, KV cache $kv"
+      args=(); [[ $kv != none ]] && args=(--kv-key "$kv" --kv-value key)
+      carry/bin/tqbench generate --model $LL --device cuda --prompt-file /tmp/prompt-$ctx.txt --tokens 33 "${args[@]}" 2>&1 >/dev/null |
+        grep -E "prefill|GPU memory|rror"
+    done
+  done
+  exit 0
+fi
+prompt_file 512 /tmp/prompt-512.txt
 step "tqbench bf16 (cuBLAS), CUDA graph per step"
-carry/bin/tqbench generate --model $L8 --device cuda --prompt "$prompt" --tokens 129 2>&1 >/dev/null | grep -E "prefill|GPU memory|rror"
+carry/bin/tqbench generate --model $L8 --device cuda --prompt-file /tmp/prompt-512.txt --tokens 129 2>&1 >/dev/null | grep -E "prefill|GPU memory|rror"
 if [[ "${1:-}" != bf16 ]]; then
   step "tqbench TurboQuant 4-bit g128 (Hadamard), cuda_lut_mma, CUDA graph per step"
-  carry/bin/tqbench generate --model $L8 --device cuda --prompt "$prompt" --tokens 129 --quantizer "turboquant(bits=4,group=128,rotation=hadamard)" \
+  carry/bin/tqbench generate --model $L8 --device cuda --prompt-file /tmp/prompt-512.txt --tokens 129 --quantizer "turboquant(bits=4,group=128,rotation=hadamard)" \
     --kernel cuda_lut_mma 2>&1 >/dev/null | grep -E "prefill|GPU memory|rror"
 fi
 step "peers"

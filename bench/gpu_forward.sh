@@ -3,7 +3,9 @@
 # docs/GPU.md's tables): the GPU tests, books-14m on the GPU, then a seeded random-weight folder of Llama-3-8B's
 # shapes made there, run by tqbench (bf16; TurboQuant 4-bit g128 dequantized to bf16) and by plain PyTorch and
 # transformers on the same tokens. Needs carry/ from `scripts/device_carry.sh --models`.
-#   bench/gpu_forward.sh [quick|full|agreement]   quick: the tests and books-14m only; full: also TurboQuant 4-bit
+#   bench/gpu_forward.sh [quick|tqbench|peers|full|agreement]   quick: the tests and books-14m only; tqbench: all but the
+#     peers and the fp32 reference; peers: only those (the 8B folder made if absent), so that two calls of a warm machine
+#     can share the work; full: also TurboQuant 4-bit
 #     on the 8B (its CPU quantization takes ~3.5 minutes of the call); agreement: only the 8B's perplexity at ctx 512
 #     by tqbench (cuda, cuda-fp32), PyTorch and transformers in bf16, and PyTorch in fp32 (the exact reference)
 set -uo pipefail
@@ -21,6 +23,8 @@ if [[ "${1:-}" == agreement ]]; then
   exit 0
 fi
 step "GPU"; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+mode=${1:-}
+if [[ $mode != peers ]]; then
 step "tests"; TQBENCH_BINARY=$PWD/carry/bin/tqbench carry/bin/tqb_tests -tc="*GPU*,*chunks*,*greedy*" 2>&1 | grep -E "MESSAGE|rel diff|relative|ERROR|test cases|assertions|SKIPPED" | head -60
 step "books-14m"
 carry/bin/tqbench perplexity --model $B --corpus $T --device cuda --ctx 512 --chunks 40 2>&1 | grep -E "perplexity:|GPU memory|loaded"
@@ -34,8 +38,10 @@ YAML
 rm -f /tmp/gpu_spec.h5
 carry/bin/tqbench run /tmp/gpu_spec.yaml -o /tmp/gpu_spec.h5 2>&1 | tail -1
 carry/bin/tqbench show /tmp/gpu_spec.h5 --columns quantizer,perplexity,kld_mean,eval_tokens_per_s,quantize_s,load_s,gpu_peak_bytes,device
-[[ "${1:-}" == quick ]] && exit 0
+[[ $mode == quick ]] && exit 0
+fi
 step "make the 8B folder"; [[ -d $L8 ]] || python3 bench/make_random_llama.py --shape llama3-8b --out $L8 --tokenizer-from $B 2>&1 | tail -2
+if [[ $mode != peers ]]; then
 for ctx in 512 2048; do
   chunks=$((32768 / ctx))
   step "tqbench 8B ctx $ctx"
@@ -50,6 +56,8 @@ head -c 2500 $T > /tmp/prompt.txt
 carry/bin/tqbench generate --model $L8 --device cuda --prompt "$(cat /tmp/prompt.txt)" --tokens 128 2>&1 >/dev/null | grep -E "prefill|rror"
 step "tqbench 8B ctx 2048 profile"
 TQB_PROFILE_OPS=1 carry/bin/tqbench perplexity --model $L8 --corpus $T --device cuda --ctx 2048 --chunks 16 2>&1 | grep -E "perplexity:|GPU forward ops"
+[[ $mode == tqbench ]] && exit 0
+fi
 step "peers"
 python3 bench/peers/torch_perplexity.py --model $L8 --text $T --ctx 512 --chunks 64 --batch 16
 python3 bench/peers/torch_perplexity.py --model $L8 --text $T --ctx 2048 --chunks 16 --batch 4

@@ -52,6 +52,7 @@ def main():
     ap.add_argument("--layers", type=int, help="override the number of layers (a shorter model of the same widths)")
     ap.add_argument("--out", required=True, help="folder to write (must not exist, or be empty)")
     ap.add_argument("--tokenizer-from", required=True, help="a Hugging Face folder whose tokenizer.json is copied")
+    ap.add_argument("--max-positions", type=int, help="override max_position_embeddings (long-context decode: Llama-3.1's 131072)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--shard-gb", type=float, default=5.0, help="shard size in GB")
     a = ap.parse_args()
@@ -69,6 +70,8 @@ def main():
     c = dict(SHAPES[a.shape])
     if a.layers:
         c["num_hidden_layers"] = a.layers
+    if a.max_positions:
+        c["max_position_embeddings"] = a.max_positions
     config = dict(architectures=["LlamaForCausalLM"], model_type="llama", hidden_act="silu", attention_bias=False,
                   mlp_bias=False, bos_token_id=0, eos_token_id=0, dtype="bfloat16", torch_dtype="bfloat16",
                   rope_parameters={"rope_theta": c["rope_theta"], "rope_type": "default"}, **c)

@@ -378,7 +378,9 @@ int main(int argc, char** argv) {
   std::string prompt;
   int n_tokens = 64;
   gen_cmd->add_option("--model", model_name, "GGUF file, Hugging Face folder, stories260k or smollm2-135m")->capture_default_str();
-  gen_cmd->add_option("--prompt", prompt, "text to continue (default: nothing, start from BOS)");
+  auto* prompt_opt = gen_cmd->add_option("--prompt", prompt, "text to continue (default: nothing, start from BOS)");
+  std::string prompt_file;
+  gen_cmd->add_option("--prompt-file", prompt_file, "a text file to continue (a long prompt)")->excludes(prompt_opt);
   gen_cmd->add_option("--tokens", n_tokens, "tokens to generate")->check(CLI::Range(1, 1 << 16))->capture_default_str();
   tqb::ModelChoice gen_model;
   add_model_options(gen_cmd, gen_model);
@@ -495,7 +497,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (*ppl_cmd) return perplexity(model_name, corpus, ppl_model, method, ctx, chunks, kld_base, kld_flag, batch);
-    if (*gen_cmd) return generate(model_name, gen_model, prompt, n_tokens);
+    if (*gen_cmd) return generate(model_name, gen_model, prompt_file.empty() ? prompt : read_corpus(prompt_file), n_tokens);
     if (*merge_cmd) {
       merge_options.command_line = command_line;
       return tqb::merge_results(merge_output, merge_inputs, merge_options, std::cout);
