@@ -1,8 +1,29 @@
-"""Reading tqbench result files (HDF5) into plain Python: shared by the plot scripts."""
+"""Reading tqbench result files into plain Python for the plot scripts, through the tqbench package's loader (the
+same reader as `tqbench show`: journal rows of an unfinished run included)."""
+import os
 import re
+import sys
+from pathlib import Path
 
-import h5py
 import numpy as np
+
+
+def _package():
+    """The tqbench package: installed, or the build tree's (scripts/setup.sh builds it into build/python-package)."""
+    try:
+        import tqbench
+        return tqbench
+    except ImportError:
+        pass
+    for candidate in (os.environ.get("TQB_PYTHON_PACKAGE"), Path(__file__).resolve().parents[1] / "build" / "python-package"):
+        if candidate and (Path(candidate) / "tqbench").is_dir():
+            sys.path.insert(0, str(candidate))
+            try:
+                import tqbench
+                return tqbench
+            except ImportError as e:
+                raise SystemExit(f"the tqbench Python package in {candidate} does not load ({e}); run scripts/setup.sh")
+    raise SystemExit("the tqbench Python package is not built: run scripts/setup.sh (it builds build/python-package)")
 
 
 def load(path):
@@ -13,23 +34,13 @@ def load(path):
     meta:    dict name -> dict(role=..., description=..., direction=...).
     """
     try:
-        f = h5py.File(path, "r")
-    except OSError as e:
-        raise SystemExit(f"{path}: cannot read it as a tqbench result file: {e}")
-    with f:
-        if f.attrs.get("tqbench_format") != "tqbench-results/1":
-            raise SystemExit(f"{path}: not a tqbench result file (tqbench_format attribute missing or different)")
-        attrs = {k: v for k, v in f.attrs.items()}
-        points = f["points"]
-        order = [c.decode() if isinstance(c, bytes) else c for c in points.attrs["column_order"]]
-        columns, meta = {}, {}
-        for name in order:
-            ds = points[name]
-            if h5py.check_string_dtype(ds.dtype):
-                columns[name] = [s.decode() if isinstance(s, bytes) else s for s in ds[()]]
-            else:
-                columns[name] = np.asarray(ds[()])
-            meta[name] = {k: ds.attrs.get(k, "") for k in ("role", "description", "direction")}
+        df = _package().load(path)
+    except ValueError as e:
+        raise SystemExit(str(e))
+    described = df.attrs["columns"]
+    attrs = {k: v for k, v in df.attrs.items() if k not in ("columns", "path")}
+    columns = {name: list(df[name]) if m["type"] == "text" else df[name].to_numpy() for name, m in described.items()}
+    meta = {name: {k: m[k] for k in ("role", "description", "direction")} for name, m in described.items()}
     return attrs, columns, meta
 
 

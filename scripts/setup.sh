@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 BUILD_DIR=${TQB_BUILD_DIR:-build}
 PACKAGES=(build-essential cmake pkg-config git libeigen3-dev libhdf5-dev libfmt-dev libyaml-cpp-dev
           libcli11-dev libboost-dev libopenblas-openmp-dev nlohmann-json3-dev libpcre2-dev doctest-dev libbenchmark-dev python3 python3-matplotlib python3-h5py python3-numpy
-          python3-pip python3-venv)
+          python3-pip python3-venv python3-dev python3-pybind11 pybind11-dev python3-pandas python3-pytest)
 
 missing=()
 if command -v dpkg-query >/dev/null 2>&1; then
@@ -42,13 +42,13 @@ fi
 python=""
 for candidate in "${TQB_PYTHON:-}" python3 /usr/bin/python3; do
   [[ -n "$candidate" ]] || continue
-  if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c "import matplotlib, h5py, numpy" 2>/dev/null; then
+  if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c "import matplotlib, h5py, numpy, pandas, pytest" 2>/dev/null; then
     python=$(command -v "$candidate")
     break
   fi
 done
 if [[ -z "$python" ]]; then
-  echo "setup: no python3 with matplotlib, h5py and numpy found (set TQB_PYTHON to one)" >&2
+  echo "setup: no python3 with matplotlib, h5py, numpy, pandas and pytest found (set TQB_PYTHON to one)" >&2
   exit 1
 fi
 
