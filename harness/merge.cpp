@@ -131,8 +131,12 @@ int merge_results(const std::string& output, const std::vector<std::string>& sha
   if (checked_count(shards.front(), "repeats", attr(first, "repeats").empty() ? "1" : attr(first, "repeats"), 1, 1000) > 1) {
     std::vector<std::string> metrics;
     for (const auto& c : merged.columns)
-      if (c.role == "metric") metrics.push_back(c.name);
-    update_repeat_summaries(merged, metrics, total);
+      if (c.role == "metric" && c.type == ColumnType::real) metrics.push_back(c.name);
+    try {
+      update_repeat_summaries(merged, metrics, total);
+    } catch (const InputError& e) {  // the shards' columns agree (checked above): the first names them
+      throw InputError(fmt::format("{}: error: {}", shards.front(), e.what()));
+    }
   }
   {
     const OutputLock lock(output);

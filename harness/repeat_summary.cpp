@@ -1,5 +1,6 @@
 #include "harness/repeat_summary.hpp"
 
+#include "common/error.hpp"
 #include "eval/chunk_losses.hpp"
 #include "harness/metrics.hpp"
 #include "harness/sweep.hpp"
@@ -50,6 +51,22 @@ double ci95_factor(std::size_t n) {
 }
 
 void update_repeat_summaries(ResultTable& t, const std::vector<std::string>& metrics, std::int64_t first_point) {
+  // The columns summaries read, of the types they read them as (a merged file's come from shards that may have been
+  // edited): InputError naming the first missing or retyped one.
+  auto require = [&](const std::string& name, ColumnType type, bool optional) {
+    const int j = t.column_index(name);
+    if (j < 0 && optional) return;
+    if (j < 0 || t.columns[static_cast<std::size_t>(j)].type != type)
+      throw InputError(fmt::format("summarizing the repeats needs a column '{}' of {} values{}", name, column_type_name(type),
+                                   j < 0 ? ", and there is none" : fmt::format(", not {}", column_type_name(t.columns[static_cast<std::size_t>(j)].type))));
+  };
+  for (const char* name : {"status", "data", "quantizer", "key"}) require(name, ColumnType::text, false);
+  require("point", ColumnType::integer, false);
+  require("n_repeats", ColumnType::integer, false);
+  require("elapsed_s", ColumnType::real, true);
+  require("chunk_losses", ColumnType::text, true);
+  if (t.column_index("timing.kernel") >= 0) require("timing.batch", ColumnType::integer, true);
+  for (const auto& m : metrics) require(m, ColumnType::real, true);
   const int status = t.column_index("status"), data = t.column_index("data"), quantizer = t.column_index("quantizer");
   const int timing_kernel = t.column_index("timing.kernel"), timing_batch = t.column_index("timing.batch");
   std::erase_if(t.rows, [&](const auto& r) { return cell_text(r[status], true) == "summary"; });
