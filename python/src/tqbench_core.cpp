@@ -11,6 +11,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <memory>
 #include <sstream>
@@ -306,6 +308,22 @@ py::array_t<float> point_matrix(const std::string& text, const std::string& path
   return out;
 }
 
+// The median seconds of `reps` quantize calls in C++ alone (no Python between them): bench/python_overhead.py's
+// baseline for the cost of a call through the package.
+double quantize_seconds(const py::handle& array, const std::string& name, std::uint64_t seed, int reps) {
+  const std::unique_ptr<Quantizer> q = parse_quantizer(name);
+  const MatrixArg w = matrix_arg(array, "quantize_seconds", "array");
+  std::vector<double> t;
+  py::gil_scoped_release unlocked;
+  for (int i = 0; i < std::max(1, reps); ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const QuantizedMatrix r = q->quantize(w.data(), w.rows, w.cols, seed);
+    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -382,5 +400,6 @@ PYBIND11_MODULE(_core, m) {
   m.def("read_table", &read_table, py::arg("path"));
   m.def("sweep_points", &sweep_points, py::arg("text"), py::arg("path"));
   m.def("point_matrix", &point_matrix, py::arg("text"), py::arg("path"), py::arg("index"));
+  m.def("quantize_seconds", &quantize_seconds, py::arg("array"), py::arg("quantizer"), py::arg("seed"), py::arg("reps"));
   m.def("run_spec", &run_spec, py::arg("text"), py::arg("path"), py::arg("output"), py::arg("force"));
 }
