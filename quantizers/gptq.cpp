@@ -1,0 +1,127 @@
+#include "quantizers/gptq.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <stdexcept>
+#include <vector>
+
+#include "common/error.hpp"
+#include "quantizers/bitpack.hpp"
+
+namespace tqb {
+namespace {
+
+// The per-group rotation Π_j as a dense g × g matrix (row i = Π e_i ... column i = Π e_i), in double.
+Eigen::MatrixXd dense_rotation(const Rotation& r, std::size_t g) {
+  std::vector<float> e(g * g, 0.0f);
+  for (std::size_t i = 0; i < g; ++i) e[i * g + i] = 1.0f;
+  r.forward(e.data(), g, g);  // row i ← Π e_i
+  Eigen::MatrixXd P(static_cast<Eigen::Index>(g), static_cast<Eigen::Index>(g));
+  for (std::size_t i = 0; i < g; ++i)
+    for (std::size_t k = 0; k < g; ++k) P(static_cast<Eigen::Index>(k), static_cast<Eigen::Index>(i)) = e[i * g + k];
+  return P;  // column i = Π e_i
+}
+
+}  // namespace
+
+QuantizedMatrix gptq_quantize(const Quantizer& inner, const float* w, std::size_t rows, std::size_t cols, const Eigen::MatrixXd& hessian,
+                              std::uint64_t seed, const GptqOptions& o) {
+  if (!(o.damp > 0 && o.damp <= 1)) throw InputError(fmt::format("gptq: damp {} must be in (0, 1] (a fraction of mean(diag H))", o.damp));
+  if (o.block < 1) throw InputError(fmt::format("gptq: block {} must be at least 1 column", o.block));
+  if (hessian.rows() != static_cast<Eigen::Index>(cols) || hessian.cols() != static_cast<Eigen::Index>(cols))
+    throw InputError(fmt::format("gptq: the Hessian is {} x {}; a layer of {} input columns needs {} x {}", hessian.rows(), hessian.cols(),
+                                 cols, cols, cols));
+  if (!hessian.allFinite()) throw InputError("gptq: the Hessian has a non-finite entry");
+  if (const ShapeProblem p = inner.check_shape(rows, cols); !p.message.empty())
+    throw InputError(fmt::format("gptq({}): {}", inner.name(), p.message));
+  QuantizedMatrix q = inner.quantize(w, rows, cols, seed);  // the grid, and the codes GPTQ replaces
+  std::vector<DecodePass> passes;
+  try {
+    inner.describe_decode(q, passes);
+  } catch (const std::invalid_argument&) {
+    passes.clear();
+  }
+  const auto unsupported = [&](const std::string& why) {
+    return InputError(fmt::format("gptq({}): {}; gptq wraps a quantizer of one pass of per-group codes on a grid (rtn, turboquant, "
+                                  "rotated(rtn))", inner.name(), why));
+  };
+  if (passes.size() != 1) throw unsupported(passes.empty() ? "it has no decode description" : "it has several passes");
+  const DecodePass& s = passes.front();
+  if (s.transform == GroupTransform::gaussian_projection || s.m != s.g) throw unsupported("its codes are a projection's, not the weights'");
+  if (s.codes != q.codes.data() || s.rows != rows || s.cols != cols) throw unsupported("its code stream is not the weights' own");
+  const std::size_t g = s.g, groups = s.groups;
+  const auto R = static_cast<Eigen::Index>(rows), C = static_cast<Eigen::Index>(cols), G = static_cast<Eigen::Index>(g);
+
+  // The weights and the Hessian in the basis the codes are in: per group, v = Π_j w_j and H'_{jk} = Π_j H_{jk} Π_kᵀ.
+  Eigen::MatrixXd W(R, C);
+  for (Eigen::Index r = 0; r < R; ++r)
+    for (Eigen::Index c = 0; c < C; ++c) W(r, c) = w[r * C + c];
+  Eigen::MatrixXd H = hessian;
+  if (!s.rotations.empty()) {
+    std::vector<Eigen::MatrixXd> P(groups);
+    for (std::size_t j = 0; j < groups; ++j) P[j] = dense_rotation(*s.rotations[j], g);
+    for (std::size_t j = 0; j < groups; ++j) {
+      const Eigen::Index c0 = static_cast<Eigen::Index>(j * g);
+      W.middleCols(c0, G) = (W.middleCols(c0, G) * P[j].transpose()).eval();
+      H.middleRows(c0, G) = (P[j] * H.middleRows(c0, G)).eval();
+      H.middleCols(c0, G) = (H.middleCols(c0, G) * P[j].transpose()).eval();
+    }
+  }
+  // Dead inputs (never non-zero in the data): nothing to compensate, the weight quantized as it is.
+  for (Eigen::Index c = 0; c < C; ++c)
+    if (H(c, c) == 0) H(c, c) = 1;
+  H.diagonal().array() += o.damp * H.diagonal().mean();
+  std::vector<Eigen::Index> order(static_cast<std::size_t>(C));
+  std::iota(order.begin(), order.end(), Eigen::Index{0});
+  if (o.act_order)
+    std::stable_sort(order.begin(), order.end(), [&](Eigen::Index a, Eigen::Index b) { return H(a, a) > H(b, b); });
+  Eigen::MatrixXd Hp(C, C), Wp(R, C);
+  for (Eigen::Index i = 0; i < C; ++i) {
+    Wp.col(i) = W.col(order[static_cast<std::size_t>(i)]);
+    for (Eigen::Index k = 0; k < C; ++k) Hp(i, k) = H(order[static_cast<std::size_t>(i)], order[static_cast<std::size_t>(k)]);
+  }
+  // U: the upper Cholesky factor of H⁻¹ (H⁻¹ = Uᵀ U); its row i holds what column i's error feeds to the later columns.
+  const Eigen::LLT<Eigen::MatrixXd> llt(Hp);
+  if (llt.info() != Eigen::Success) throw InputError("gptq: the damped Hessian is not positive definite (raise damp)");
+  const Eigen::MatrixXd Hinv = llt.solve(Eigen::MatrixXd::Identity(C, C));
+  const Eigen::LLT<Eigen::MatrixXd> llt_inv(Hinv);
+  if (llt_inv.info() != Eigen::Success) throw InputError("gptq: the inverse Hessian is not positive definite (raise damp)");
+  const Eigen::MatrixXd U = llt_inv.matrixU();
+
+  std::vector<std::uint8_t> codes(rows * cols);
+  const std::size_t levels = s.lut.size();
+  const Eigen::Index B = o.block;
+  for (Eigen::Index i1 = 0; i1 < C; i1 += B) {
+    const Eigen::Index i2 = std::min(i1 + B, C), n = i2 - i1;
+    Eigen::MatrixXd err(R, n);
+    for (Eigen::Index i = i1; i < i2; ++i) {
+      const Eigen::Index col = order[static_cast<std::size_t>(i)];
+      const std::size_t j = static_cast<std::size_t>(col) / g;
+      const double d = U(i, i);
+      for (Eigen::Index r = 0; r < R; ++r) {
+        const std::size_t at = static_cast<std::size_t>(r) * groups + j;
+        const double a = s.a[at], b = s.b.empty() ? 0.0 : s.b[at], x = Wp(r, i);
+        std::size_t best = 0;
+        double best_d = INFINITY;
+        for (std::size_t c = 0; c < levels; ++c)
+          if (const double dd = std::fabs(a * s.lut[c] + b - x); dd < best_d) {
+            best_d = dd;
+            best = c;
+          }
+        codes[static_cast<std::size_t>(r) * cols + static_cast<std::size_t>(col)] = static_cast<std::uint8_t>(best);
+        err(r, i - i1) = (x - (a * s.lut[best] + b)) / d;
+      }
+      // Within the batch: the later columns take this column's error at once.
+      Wp.middleCols(i, i2 - i).noalias() -= err.col(i - i1) * U.row(i).segment(i, i2 - i);
+    }
+    // After it: the batch's errors in one product (the lazy update).
+    if (i2 < C) Wp.rightCols(C - i2).noalias() -= err * U.block(i1, i2, n, C - i2);
+  }
+  pack_codes(codes.data(), codes.size(), s.bits, q.codes.data());
+  return q;
+}
+
+}  // namespace tqb

@@ -1,0 +1,34 @@
+#pragma once
+// GPTQ (Frantar et al. 2022, arXiv 2210.17323, Algorithm 1) over any quantizer whose decode description is one pass
+// of per-group codes on a grid, a·lut[code] + b, with or without a per-group rotation (rtn, turboquant, rotated(rtn)):
+// the columns are quantized one at a time on that grid, and each column's rounding error, weighted by the inverse
+// Hessian of the layer's inputs, is spread over the columns not yet quantized (lazy batches of `block` columns, the
+// inverse Hessian through its Cholesky factor, §3 "Cholesky reformulation"). A rotated format runs in its rotated
+// basis, with the Hessian rotated alike (H' = R H Rᵀ, R the per-group rotations), so the kernels read the result
+// unchanged: only the codes differ from the inner quantizer's.
+//
+// The grid (scales, norms, offsets) is the inner quantizer's on the unmodified W ("static groups", as AutoGPTQ's
+// option of that name): the error feedback moves codes, not scales.
+#include <cstddef>
+#include <cstdint>
+
+#include <Eigen/Dense>
+
+#include "quantizers/quantizer.hpp"
+
+namespace tqb {
+
+struct GptqOptions {
+  double damp = 0.01;  // λ = damp · mean(diag H) added to the diagonal (the paper's 1%)
+  int block = 128;     // columns per lazy batch (§3 "Lazy batch-updates"); the result does not depend on it
+  bool act_order = false;  // columns in order of decreasing diag(H) (the reference implementation's desc_act)
+};
+
+// w: rows × cols, row-major (rows = output channels). hessian: cols × cols, XᵀX of the layer's inputs X (samples ×
+// cols) or any positive semi-definite matrix (columns with zero diagonal are dead: their weights quantize as zero input
+// would leave them). Throws InputError naming the option or input that is invalid, or the quantizer without such a
+// decode description.
+QuantizedMatrix gptq_quantize(const Quantizer& inner, const float* w, std::size_t rows, std::size_t cols, const Eigen::MatrixXd& hessian,
+                              std::uint64_t seed, const GptqOptions& options = {});
+
+}  // namespace tqb
