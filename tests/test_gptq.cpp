@@ -9,7 +9,11 @@
 #include <functional>
 
 #include "common/error.hpp"
+#include <filesystem>
+
+#include "eval/calibration.hpp"
 #include "kernels/lut_plan.hpp"
+#include "models/checkpoint.hpp"
 #include "quantizers/gptq.hpp"
 #include "quantizers/registry.hpp"
 #include "test_util.hpp"
@@ -142,4 +146,33 @@ TEST_CASE("gptq: bad options, Hessians and formats are errors naming them") {
   Eigen::MatrixXd dead = H;
   dead(5, 5) = 0;
   CHECK_NOTHROW(gptq_quantize(*rtn, w.data(), 4, 64, dead, 0));
+}
+
+TEST_CASE("calibration statistics: each layer's Σ xᵀx and mean |x| over the calibration positions, from the model's forward") {
+  const Checkpoint ck = load_checkpoint((std::filesystem::path(test::kSourceDir) / "tests/fixtures/hf/llama").string());
+  const std::size_t ctx = 16;
+  const std::vector<int> tokens = test::seeded_tokens(2 * ctx, ck.config.vocab, 4);
+  const auto stats = collect_layer_statistics(ck, tokens, ctx);
+  REQUIRE(stats.size() == 7 * static_cast<std::size_t>(ck.config.n_layers));
+  const LayerStatistics& q = stats.at("blk.0.attn_q.weight");
+  CHECK(q.samples == 2 * ctx);
+  CHECK((q.hessian - q.hessian.transpose()).cwiseAbs().maxCoeff() == 0);
+  // q, k and v read one input; gate and up another.
+  CHECK(stats.at("blk.0.attn_k.weight").hessian == q.hessian);
+  CHECK(stats.at("blk.1.ffn_up.weight").hessian == stats.at("blk.1.ffn_gate.weight").hessian);
+  // Layer 0's attention input by hand: RMSNorm of the embedded tokens.
+  const Matrix& table = ck.tensor("token_embd.weight");
+  const Matrix& norm = ck.tensor("blk.0.attn_norm.weight");
+  const auto d = table.cols();
+  Eigen::MatrixXd X(static_cast<Eigen::Index>(tokens.size()), d);
+  for (std::size_t t = 0; t < tokens.size(); ++t) {
+    const Eigen::VectorXd e = table.row(tokens[t]).cast<double>().transpose() * ck.config.embed_scale;
+    const double s = 1.0 / std::sqrt(e.squaredNorm() / static_cast<double>(d) + ck.config.norm_eps);
+    X.row(static_cast<Eigen::Index>(t)) = (e * s).cwiseProduct(norm.row(0).cast<double>().transpose()).transpose();
+  }
+  const Eigen::MatrixXd H = X.transpose() * X;
+  CHECK((q.hessian - H).cwiseAbs().maxCoeff() <= 1e-4 * H.cwiseAbs().maxCoeff());
+  CHECK((q.mean_abs - X.cwiseAbs().colwise().mean().transpose()).cwiseAbs().maxCoeff() <= 1e-5 * X.cwiseAbs().maxCoeff());
+  CHECK_THROWS_WITH_AS(collect_layer_statistics(ck, tokens, 15), doctest::Contains("whole chunks of 15"), InputError);
+  CHECK_THROWS_WITH_AS(collect_layer_statistics(ck, tokens, ctx, "nothing"), doctest::Contains("selects no linear layer"), InputError);
 }
