@@ -108,7 +108,10 @@ std::unique_ptr<LlamaModel> quantize_model(const Checkpoint& ck, const Quantizer
     auto it = cache.by_name.find(name);
     Matrix w_hat;  // the dequantized weights, when this call quantizes the layer
     if (it == cache.by_name.end()) {
-      QuantizedLayers::Layer l{quantize_layer(quantizer, name, w, seed, how.group_fallback)};
+      const Eigen::MatrixXd* hessian = nullptr;
+      if (how.calibration)
+        if (auto c = how.calibration->find(name); c != how.calibration->end()) hessian = &c->second.hessian;
+      QuantizedLayers::Layer l{quantize_layer(quantizer, name, w, seed, how.group_fallback, hessian)};
       // Weight error from the layer's own dequantized copy.
       w_hat.resize(w.rows(), w.cols());
       l.q.quantizer->dequantize(l.q.matrix, w_hat.data());

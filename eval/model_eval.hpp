@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "eval/calibration.hpp"
 #include "eval/layer_quantization.hpp"
 #include "eval/perplexity.hpp"
 #include "models/kv_quant.hpp"
@@ -47,6 +48,8 @@ struct ModelQuantization {
   std::string include = kBlockLinearLayers, exclude = "^$";  // the layers quantized (LayerSelection)
   GroupFallback group_fallback = GroupFallback::none;        // layers the group does not divide (quantizer_for_layer)
   std::string kernel = "auto", device = "cpu";
+  // Per layer name, the calibration statistics a calibrated quantizer (gptq) needs (eval/calibration.hpp).
+  const std::map<std::string, LayerStatistics>* calibration = nullptr;
 };
 std::unique_ptr<LlamaModel> quantize_model(const Checkpoint& ck, const Quantizer& quantizer, std::uint64_t seed,
                                            const ModelQuantization& how, QuantizedModelStats* stats = nullptr,

@@ -20,12 +20,19 @@ struct ModelChoice {
   std::string include = kBlockLinearLayers, exclude = "^$", group_fallback = "none";
   std::uint64_t seed = 0;      // the quantizer's and the KV cache's randomness
   KvQuantSpec kv;
+  // Calibrated quantizers (gptq): `calibration_chunks` chunks of `calibration_ctx` tokens from the end of
+  // `calibration_corpus` (perplexity: its evaluation text by default), and how many tokens of that text's beginning
+  // the evaluation reads (0: all of it; -1: none, another text), which the calibration must not overlap.
+  std::string calibration_corpus;
+  int calibration_chunks = 16, calibration_ctx = 512;
+  std::size_t evaluated_tokens = static_cast<std::size_t>(-1);
 };
 
 struct BuiltModel {
   std::unique_ptr<LlamaModel> model;
   std::string label;  // what it is, for the command's report: "fp32", "turboquant(...) (4.25 bits per weight in 210 layers) on cuda"
   std::shared_ptr<KvQuantizer> kv;  // the cache's quantizer (null: exact cache)
+  double calibrate_s = 0;           // collecting the calibration statistics
 };
 
 // model_name: as the user gave it (messages). Throws InputError for a bad quantizer name, a file that does not match

@@ -124,4 +124,70 @@ QuantizedMatrix gptq_quantize(const Quantizer& inner, const float* w, std::size_
   return q;
 }
 
+namespace {
+
+class Gptq final : public Quantizer {
+ public:
+  Gptq(const ParamSchema& schema, const Params& p, std::unique_ptr<Quantizer> inner)
+      : Quantizer("gptq", schema, p), inner_(std::move(inner)) {
+    options_.damp = std::get<double>(p.at("damp"));
+    options_.block = static_cast<int>(std::get<std::int64_t>(p.at("block")));
+    options_.act_order = get_str(p, "act_order") == "on";
+  }
+  ShapeProblem check_shape(std::size_t rows, std::size_t cols) const override { return inner_->check_shape(rows, cols); }
+  double nominal_bits(std::size_t cols) const override { return inner_->nominal_bits(cols); }
+  std::uint64_t storage_bytes(std::size_t rows, std::size_t cols) const override { return inner_->storage_bytes(rows, cols); }
+  // The inner quantizer's, and the cols × cols Hessian with its inverse and factor (doubles) and the weights in double.
+  std::uint64_t working_bytes(std::size_t rows, std::size_t cols) const override {
+    return inner_->working_bytes(rows, cols) + 5 * std::uint64_t{cols} * cols * 8 + 2 * std::uint64_t{rows} * cols * 8;
+  }
+  bool uses_seed() const override { return inner_->uses_seed(); }
+  bool needs_calibration() const override { return true; }
+  QuantizedMatrix quantize(const float*, std::size_t, std::size_t, std::uint64_t) const override {
+    throw InputError(fmt::format("{} needs calibration data (each layer's input statistics): use it on a model, whose calibration "
+                                 "chunks are taken from the corpus (perplexity --calibration-chunks)", name()));
+  }
+  QuantizedMatrix quantize_calibrated(const float* w, std::size_t rows, std::size_t cols, std::uint64_t seed,
+                                      const Eigen::MatrixXd& hessian) const override {
+    QuantizedMatrix q = gptq_quantize(*inner_, w, rows, cols, hessian, seed, options_);
+    q.format = name();
+    return q;
+  }
+  void dequantize(const QuantizedMatrix& q, float* out) const override { inner_->dequantize(q, out); }
+  std::vector<PassForm> decode_form() const override { return inner_->decode_form(); }
+  void describe_decode(const QuantizedMatrix& q, std::vector<DecodePass>& out) const override { inner_->describe_decode(q, out); }
+
+ private:
+  std::unique_ptr<Quantizer> inner_;
+  GptqOptions options_;
+};
+
+}  // namespace
+
+QuantizerFamily gptq_family() {
+  using K = ParamSpec::Kind;
+  const ParamSchema schema({
+      {.name = "quantizer", .kind = K::text, .default_value = std::string("rtn"),
+       .description = "the quantizer whose grid GPTQ chooses codes on (a one-line name; may be given first without its key: "
+                      "gptq(rtn(bits=4,group=128)))"},
+      {.name = "damp", .kind = K::real, .default_value = 0.01, .description = "fraction of mean(diag H) added to H's diagonal",
+       .min = 1e-6, .max = 1.0},
+      {.name = "block", .kind = K::integer, .default_value = std::int64_t{128},
+       .description = "columns per lazy batch (speed only: the result does not depend on it)", .min = 1, .max = 65536},
+      {.name = "act_order", .kind = K::choice, .default_value = std::string("off"),
+       .description = "on: quantize columns in order of decreasing diag(H) (desc_act)", .choices = {"off", "on"}},
+  });
+  return {"gptq", "GPTQ's error feedback (Frantar et al. 2022) on any one-pass per-group grid quantizer; needs a model's calibration",
+          schema, [schema](const Params& given) -> std::unique_ptr<Quantizer> {
+            Params p = given;
+            auto inner = parse_quantizer(get_str(p, "quantizer"));
+            const auto form = inner->decode_form();
+            if (form.size() != 1 || form.front().transform == GroupTransform::gaussian_projection)
+              throw InputError(fmt::format("gptq({}): gptq wraps a quantizer of one pass of per-group codes on a grid (rtn, turboquant, "
+                                           "rotated(rtn)); {} is not one", inner->name(), inner->family()));
+            p["quantizer"] = inner->name();
+            return std::make_unique<Gptq>(schema, p, std::move(inner));
+          }};
+}
+
 }  // namespace tqb

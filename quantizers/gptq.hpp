@@ -15,6 +15,7 @@
 #include <Eigen/Dense>
 
 #include "quantizers/quantizer.hpp"
+#include "quantizers/registry.hpp"
 
 namespace tqb {
 
@@ -30,5 +31,10 @@ struct GptqOptions {
 // decode description.
 QuantizedMatrix gptq_quantize(const Quantizer& inner, const float* w, std::size_t rows, std::size_t cols, const Eigen::MatrixXd& hessian,
                               std::uint64_t seed, const GptqOptions& options = {});
+
+// gptq(quantizer=Q, damp=0.01, block=128, act_order=off): the registry's modifier. Its results are Q's format
+// (Q's dequantizer, decode description and kernels) with GPTQ's codes; quantizing needs the layer's Hessian
+// (Quantizer::quantize_calibrated), which a model's calibration provides (eval/calibration.hpp).
+QuantizerFamily gptq_family();
 
 }  // namespace tqb

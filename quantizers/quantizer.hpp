@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include <Eigen/Dense>
+
 #include "quantizers/decode.hpp"
 #include "quantizers/params.hpp"
 #include "quantizers/quantized_matrix.hpp"
@@ -71,6 +73,15 @@ class Quantizer {
   // fit in available memory is refused before it starts). The default counts packed codes and one byte
   // per weight of unpacked codes; formats with larger state override it.
   virtual std::uint64_t working_bytes(std::size_t rows, std::size_t cols) const;
+
+  // Calibrated quantizers (gptq(Q), quantizers/gptq.hpp) need the layer's input statistics: hessian = Σ xᵀx over
+  // calibration inputs x (cols × cols). quantize() of such a quantizer is an InputError saying where calibration
+  // comes from; the others ignore the Hessian.
+  virtual bool needs_calibration() const { return false; }
+  virtual QuantizedMatrix quantize_calibrated(const float* w, std::size_t rows, std::size_t cols, std::uint64_t seed,
+                                              const Eigen::MatrixXd& /*hessian*/) const {
+    return quantize(w, rows, cols, seed);
+  }
 
   // Whether quantize() depends on its seed (rotations, projections). A repeated sweep runs a point whose
   // quantizer and data use no seed once: its repeats would be identical (harness/repeat_summary.hpp).

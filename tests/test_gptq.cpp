@@ -12,6 +12,7 @@
 #include <filesystem>
 
 #include "eval/calibration.hpp"
+#include "eval/layer_quantization.hpp"
 #include "kernels/lut_plan.hpp"
 #include "models/checkpoint.hpp"
 #include "quantizers/gptq.hpp"
@@ -175,4 +176,22 @@ TEST_CASE("calibration statistics: each layer's Σ xᵀx and mean |x| over the c
   CHECK((q.mean_abs - X.cwiseAbs().colwise().mean().transpose()).cwiseAbs().maxCoeff() <= 1e-5 * X.cwiseAbs().maxCoeff());
   CHECK_THROWS_WITH_AS(collect_layer_statistics(ck, tokens, 15), doctest::Contains("whole chunks of 15"), InputError);
   CHECK_THROWS_WITH_AS(collect_layer_statistics(ck, tokens, ctx, "nothing"), doctest::Contains("selects no linear layer"), InputError);
+}
+
+TEST_CASE("gptq(Q) in the registry: the name round-trips, Q's format and kernels, and it asks for calibration where none is given") {
+  const auto g = parse_quantizer("gptq(rtn(bits=4,group=32),act_order=on)");
+  CHECK(g->name() == "gptq(quantizer=rtn(bits=4,group=32,mode=sym,scale=fp16),damp=0.01,block=128,act_order=on)");
+  CHECK(parse_quantizer(g->name())->name() == g->name());
+  CHECK(g->needs_calibration());
+  CHECK(g->decode_form().size() == 1);
+  const Matrix w = test::random_normal_matrix(8, 64, 2);
+  CHECK_THROWS_WITH_AS(g->quantize(w.data(), 8, 64, 0), doctest::Contains("needs calibration data"), InputError);
+  CHECK_THROWS_WITH_AS(quantize_layer(*g, "blk.0.attn_q.weight", w, 0, GroupFallback::none), doctest::Contains("no calibration statistics"),
+                       InputError);
+  const Eigen::MatrixXd X = calibration(128, 64, 3), H = X.transpose() * X;
+  const QuantizedLayer l = quantize_layer(*g, "blk.0.attn_q.weight", w, 0, GroupFallback::none, &H);
+  CHECK(l.matrix.format == g->name());
+  CHECK(dequantized(*l.quantizer, l.matrix).allFinite());
+  CHECK_THROWS_WITH_AS(parse_quantizer("gptq(q4_K)"), doctest::Contains("gptq wraps a quantizer of one pass"), InputError);
+  CHECK_THROWS_WITH_AS(parse_quantizer("gptq(rtn,damp=0)"), doctest::Contains("damp"), InputError);
 }
