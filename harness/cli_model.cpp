@@ -14,6 +14,13 @@
 
 namespace tqb {
 
+Checkpoint load_model_checkpoint(const std::string& model_name, const ModelChoice& choice) {
+  if (!choice.quantizer.empty()) parse_quantizer(choice.quantizer);
+  Checkpoint ck = load_checkpoint(model_name, CheckpointLoad::streamed);
+  if (!ck.tokenizer) throw InputError(fmt::format("model '{}' has no tokenizer tqbench can read", model_name));
+  return ck;
+}
+
 BuiltModel build_model(const Checkpoint& ck, const std::string& model_name, const ModelChoice& m) {
   BuiltModel b;
   b.label = "fp32";
@@ -54,8 +61,8 @@ BuiltModel build_model(const Checkpoint& ck, const std::string& model_name, cons
       const auto t0 = std::chrono::steady_clock::now();
       const std::vector<int> text = ck.tokenizer->encode(read_corpus(m.calibration_corpus));
       const std::size_t ctx = static_cast<std::size_t>(m.calibration_ctx), want = static_cast<std::size_t>(m.calibration_chunks) * ctx;
-      const bool same = m.evaluated_tokens != static_cast<std::size_t>(-1);
-      const std::size_t free = same ? (m.evaluated_tokens == 0 ? 0 : text.size() - std::min(text.size(), m.evaluated_tokens)) : text.size();
+      const std::size_t evaluated = m.evaluated_tokens == 0 ? text.size() : std::min(text.size(), m.evaluated_tokens);
+      const std::size_t free = m.evaluated_tokens == ModelChoice::kNotEvaluated ? text.size() : text.size() - evaluated;
       if (free < want)
         throw InputError(fmt::format("--calibration-chunks {} of {} tokens need {} tokens of {} that the evaluation does not read; it has {} "
                                      "(give fewer chunks, --chunks, or another --calibration-corpus)",

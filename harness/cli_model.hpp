@@ -22,10 +22,11 @@ struct ModelChoice {
   KvQuantSpec kv;
   // Calibrated quantizers (gptq): `calibration_chunks` chunks of `calibration_ctx` tokens from the end of
   // `calibration_corpus` (perplexity: its evaluation text by default), and how many tokens of that text's beginning
-  // the evaluation reads (0: all of it; -1: none, another text), which the calibration must not overlap.
+  // the evaluation reads (0: all of it; kNotEvaluated: none, another text), which the calibration must not overlap.
+  static constexpr std::size_t kNotEvaluated = static_cast<std::size_t>(-1);
   std::string calibration_corpus;
   int calibration_chunks = 16, calibration_ctx = 512;
-  std::size_t evaluated_tokens = static_cast<std::size_t>(-1);
+  std::size_t evaluated_tokens = kNotEvaluated;
 };
 
 struct BuiltModel {
@@ -34,6 +35,10 @@ struct BuiltModel {
   std::shared_ptr<KvQuantizer> kv;  // the cache's quantizer (null: exact cache)
   double calibrate_s = 0;           // collecting the calibration statistics
 };
+
+// The checkpoint a model command reads, streamed (projections read as the model is built), with a tokenizer; the
+// choice's quantizer name is parsed first, so that a bad name fails before a large model is read. InputError otherwise.
+Checkpoint load_model_checkpoint(const std::string& model_name, const ModelChoice& choice);
 
 // model_name: as the user gave it (messages). Throws InputError for a bad quantizer name, a file that does not match
 // the model, a selection of no layer, or a KV cache on a device without one.

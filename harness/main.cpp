@@ -181,11 +181,9 @@ void add_model_options(CLI::App* cmd, tqb::ModelChoice& m) {
 int perplexity(const std::string& model_name, const std::string& corpus, const tqb::ModelChoice& choice, const std::string& method,
                int ctx, int chunks, const std::string& kld_base, bool kld, int batch) {
   const auto t_load = std::chrono::steady_clock::now();
-  if (!choice.quantizer.empty()) parse_quantizer(choice.quantizer);  // bad names fail before loading
   // The projections stay in the file until the model is built, each read, converted and dropped in turn: host
   // memory holds one fp32 weight at a time, not the whole model twice (63 GB for an 8B model before).
-  const Checkpoint ck = load_checkpoint(model_name, tqb::CheckpointLoad::streamed);
-  if (!ck.tokenizer) throw InputError(fmt::format("model '{}' has no tokenizer tqbench can read", model_name));
+  const Checkpoint ck = tqb::load_model_checkpoint(model_name, choice);
   if (kld && kld_base.empty()) throw InputError("--kl-divergence needs --kl-divergence-base FILE (a llama.cpp or tqbench base file)");
   if (!kld_base.empty() && method != "llamacpp") throw InputError("--kl-divergence-base: llama.cpp's base files use the llamacpp method");
   const std::string& device = choice.device;
@@ -259,12 +257,10 @@ int perplexity(const std::string& model_name, const std::string& corpus, const t
   return 0;
 }
 
-// Greedy continuation of a prompt, streamed as it is decoded (on a GPU, in batches of the decode loop's steps), then
-// the speed: prefill tokens/s and the decode steps' median milliseconds.
+// Greedy continuation of a prompt, printed once decoded (up to the end-of-text token), then the speed on stderr:
+// prefill tokens/s and the decode steps' median milliseconds.
 int generate(const std::string& model_name, const tqb::ModelChoice& choice, const std::string& prompt, int n_tokens) {
-  if (!choice.quantizer.empty()) parse_quantizer(choice.quantizer);  // bad names fail before loading
-  const Checkpoint ck = load_checkpoint(model_name, tqb::CheckpointLoad::streamed);
-  if (!ck.tokenizer) throw InputError(fmt::format("model '{}' has no tokenizer tqbench can read", model_name));
+  const Checkpoint ck = tqb::load_model_checkpoint(model_name, choice);
   std::vector<int> tokens = ck.tokenizer->encode(prompt);
   if (ck.tokenizer->add_bos() || tokens.empty()) tokens.insert(tokens.begin(), ck.tokenizer->bos());
   if (tokens.size() >= static_cast<std::size_t>(ck.config.context))
@@ -519,9 +515,7 @@ int main(int argc, char** argv) {
       return tqb::submit_slurm(spec, points.size(), slurm, std::cout);
     }
     if (*passkey_cmd) {
-      if (!passkey_model.quantizer.empty()) tqb::parse_quantizer(passkey_model.quantizer);  // bad names fail before loading
-      const tqb::Checkpoint ck = tqb::load_checkpoint(model_name, tqb::CheckpointLoad::streamed);
-      if (!ck.tokenizer) throw tqb::InputError(fmt::format("model '{}' has no tokenizer tqbench can read", model_name));
+      const tqb::Checkpoint ck = tqb::load_model_checkpoint(model_name, passkey_model);
       tqb::check_fits_gpu(ck, passkey_model.device, passkey_ctx);
       const tqb::BuiltModel built = tqb::build_model(ck, model_name, passkey_model);
       const auto r = tqb::run_passkey(*built.model, *ck.tokenizer, passkey_ctx, passkey_trials, passkey_model.seed,

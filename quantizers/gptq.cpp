@@ -14,11 +14,11 @@
 namespace tqb {
 namespace {
 
-// The per-group rotation Π_j as a dense g × g matrix (row i = Π e_i ... column i = Π e_i), in double.
+// The per-group rotation Π_j as a dense g × g matrix in double: column i is Π e_i.
 Eigen::MatrixXd dense_rotation(const Rotation& r, std::size_t g) {
   std::vector<float> e(g * g, 0.0f);
   for (std::size_t i = 0; i < g; ++i) e[i * g + i] = 1.0f;
-  r.forward(e.data(), g, g);  // row i ← Π e_i
+  r.forward(e.data(), g, g);  // vector i (row i of e) ← Π e_i
   Eigen::MatrixXd P(static_cast<Eigen::Index>(g), static_cast<Eigen::Index>(g));
   for (std::size_t i = 0; i < g; ++i)
     for (std::size_t k = 0; k < g; ++k) P(static_cast<Eigen::Index>(k), static_cast<Eigen::Index>(i)) = e[i * g + k];

@@ -521,7 +521,7 @@ class CudaForwardOps final : public ForwardOps {
     };
     advance(step(first));
     done = 1;
-    if (n > 1 && !stopped()) {
+    if (!stopped() && n > 1) {
       cudaGraph_t graph = nullptr;
       check(cudaStreamBeginCapture(cudaStreamPerThread, cudaStreamCaptureModeRelaxed), "cudaStreamBeginCapture");
       try {
@@ -565,7 +565,6 @@ class CudaForwardOps final : public ForwardOps {
         if (stopped()) break;
       }
     }
-    if (done == 1) run.tokens.download(tokens.data(), 4);
     tokens.resize(done);
     if (stop >= 0)
       if (auto at = std::find(tokens.begin(), tokens.end(), stop); at != tokens.end()) tokens.erase(at + 1, tokens.end());
