@@ -195,3 +195,26 @@ TEST_CASE("gptq(Q) in the registry: the name round-trips, Q's format and kernels
   CHECK_THROWS_WITH_AS(parse_quantizer("gptq(q4_K)"), doctest::Contains("gptq wraps a quantizer of one pass"), InputError);
   CHECK_THROWS_WITH_AS(parse_quantizer("gptq(rtn,damp=0)"), doctest::Contains("damp"), InputError);
 }
+
+TEST_CASE("tqbench perplexity and generate with gptq: calibrated on the corpus' end, overlap and bad flags refused naming them") {
+  const std::string model = (std::filesystem::path(test::kSourceDir) / "tests/fixtures/gguf/qwen2.gguf").string();
+  const std::string corpus = (std::filesystem::path(test::kSourceDir) / "README.md").string();
+  const std::string base = "perplexity --model '" + model + "' --corpus '" + corpus + "' --ctx 64 --quantizer 'gptq(rtn(bits=4,group=32))' ";
+  auto r = test::run_tqbench(base + "--chunks 2 --calibration-chunks 2 --calibration-ctx 64");
+  REQUIRE_MESSAGE(r.exit_code == 0, r.output);
+  CHECK(r.output.find("calibrated on the last 2 chunks of 64 tokens of") != std::string::npos);
+  // Every chunk scored (--chunks 0): no text is left to calibrate on.
+  r = test::run_tqbench(base + "--chunks 0");
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("--calibration-chunks 16 of 512 tokens need 8192 tokens of") != std::string::npos);
+  CHECK(r.output.find("the evaluation does not read; it has 0") != std::string::npos);
+  r = test::run_tqbench(base + "--chunks 2 --calibration-chunks 0");
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("--calibration-chunks") != std::string::npos);
+  r = test::run_tqbench("generate --model '" + model + "' --prompt-file /nonexistent/prompt.txt");
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("/nonexistent/prompt.txt") != std::string::npos);
+  r = test::run_tqbench("generate --model '" + model + "' --quantizer 'gptq(rtn(bits=4,group=32))'");
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("needs calibration text (--calibration-corpus)") != std::string::npos);
+}
