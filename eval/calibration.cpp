@@ -2,12 +2,15 @@
 
 #include <fmt/format.h>
 
+#include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <memory>
+#include <set>
 
 #include "common/error.hpp"
+#include "eval/model_eval.hpp"
 #include "models/llama.hpp"
-#include "models/name_pattern.hpp"
 
 namespace tqb {
 namespace {
@@ -25,7 +28,7 @@ class RecordingLinear final : public Linear {
   void forward(const float* x, std::size_t n, float* y) const override {
     const Eigen::Map<const Matrix> X(x, static_cast<Eigen::Index>(n), static_cast<Eigen::Index>(in()));
     const Eigen::MatrixXd Xd = X.cast<double>();
-    stats_->hessian.noalias() += Xd.transpose() * Xd;
+    stats_->hessian.selfadjointView<Eigen::Lower>().rankUpdate(Xd.transpose());
     stats_->mean_abs += Xd.cwiseAbs().colwise().sum().transpose();  // a sum until the end
     stats_->samples += n;
     inner_->forward(x, n, y);
@@ -38,26 +41,122 @@ class RecordingLinear final : public Linear {
   LayerStatistics* stats_;
 };
 
+// The block a tensor belongs to ("blk.N." names), or -1 (the output head and anything outside the blocks).
+int block_of(const std::string& name) {
+  int b = -1;
+  return std::sscanf(name.c_str(), "blk.%d.", &b) == 1 ? b : -1;
+}
+
 }  // namespace
 
-std::map<std::string, LayerStatistics> collect_layer_statistics(const Checkpoint& ck, const std::vector<int>& tokens, std::size_t ctx,
-                                                                 const std::string& include) {
+LayerStatisticsMap collect_layer_statistics(const Checkpoint& ck, const std::vector<int>& tokens, std::size_t ctx,
+                                            const LayerSelection& selection, const QuantizedWeightsFn& quantized) {
   if (ctx == 0 || tokens.empty() || tokens.size() % ctx != 0)
     throw InputError(fmt::format("calibration: {} tokens do not make whole chunks of {}", tokens.size(), ctx));
-  const NamePattern pattern(include);
-  std::map<std::string, LayerStatistics> stats;
-  const LlamaModel model(ck, [&](const std::string& name, const Matrix& w) -> std::unique_ptr<Linear> {
-    if (!pattern.full_match(name)) return make_dense_linear(w);
-    return std::make_unique<RecordingLinear>(make_dense_linear(w), &stats[name]);
-  });
-  if (stats.empty()) throw InputError(fmt::format("calibration: include '{}' selects no linear layer", include));
-  for (std::size_t c = 0; c < tokens.size(); c += ctx) {
-    KvCache cache = model.new_cache(ctx);
-    model.forward({tokens.begin() + static_cast<std::ptrdiff_t>(c), tokens.begin() + static_cast<std::ptrdiff_t>(c + ctx)}, cache, 1);
+  std::vector<std::string> selected;
+  for (const std::string& name : linear_layer_names(ck.config))
+    if (selection.selected(name)) selected.push_back(name);
+  if (selected.empty()) throw InputError("calibration: the layer selection (include/exclude) selects no linear layer");
+  // Stages: independent, one forward for every layer; sequential, block 0, 1, …, then whatever is outside the blocks
+  // (a selected output head) after all of them.
+  std::vector<int> stages;
+  if (!quantized) {
+    stages.push_back(ck.config.n_layers);
+  } else {
+    std::set<int> blocks;
+    for (const auto& name : selected) blocks.insert(block_of(name) < 0 ? ck.config.n_layers : block_of(name));
+    stages.assign(blocks.begin(), blocks.end());
   }
-  for (auto& [name, s] : stats)
+  LayerStatisticsMap stats;
+  std::map<std::string, Matrix> done;  // the sequential order's quantized layers, each quantized once
+  for (const int stage : stages) {
+    const auto in_stage = [&](const std::string& name) {
+      const int b = block_of(name) < 0 ? ck.config.n_layers : block_of(name);
+      return !quantized || b == stage;
+    };
+    const LlamaModel model(ck, [&](const std::string& name, const Matrix& w) -> std::unique_ptr<Linear> {
+      if (!selection.selected(name)) return make_dense_linear(w);
+      if (in_stage(name)) return std::make_unique<RecordingLinear>(make_dense_linear(w), &stats[name]);
+      if (!stats.count(name)) return make_dense_linear(w);  // a later stage's: not reached, or after what is recorded
+      auto it = done.find(name);
+      if (it == done.end()) it = done.emplace(name, quantized(name, w, stats.at(name))).first;
+      return make_dense_linear(it->second);
+    });
+    const int blocks = stage >= ck.config.n_layers ? ck.config.n_layers : stage + 1;
+    for (std::size_t c = 0; c < tokens.size(); c += ctx) {
+      KvCache cache = model.new_cache(ctx);
+      const std::vector<int> chunk(tokens.begin() + static_cast<std::ptrdiff_t>(c), tokens.begin() + static_cast<std::ptrdiff_t>(c + ctx));
+      if (stage >= ck.config.n_layers)
+        model.forward(chunk, cache, 1);
+      else
+        model.forward_blocks(chunk, cache, blocks);
+    }
+  }
+  for (auto& [name, s] : stats) {
+    s.hessian.triangularView<Eigen::StrictlyUpper>() = s.hessian.transpose();  // rankUpdate filled the lower half
     if (s.samples) s.mean_abs /= static_cast<double>(s.samples);
+  }
   return stats;
+}
+
+namespace {
+
+// `chunks` chunks of spec.ctx tokens of the spec's text, ending `skip` chunks before its end. InputError when the text
+// (minus what an evaluation of it reads) is too short.
+std::vector<int> calibration_text(const Checkpoint& ck, const CalibrationSpec& spec, int skip, int chunks) {
+  if (spec.corpus.empty()) throw InputError("calibration: no calibration text (calibration_corpus, --calibration-corpus)");
+  if (spec.chunks < 1 || spec.ctx < 8 || spec.held_out < 0)
+    throw InputError(fmt::format("calibration: {} chunks of {} tokens, {} held out (at least 1 chunk of 8 tokens; held out ≥ 0)", spec.chunks,
+                                 spec.ctx, spec.held_out));
+  if (!ck.tokenizer) throw InputError(fmt::format("model '{}' has no tokenizer for its calibration text", ck.path));
+  const std::vector<int> text = ck.tokenizer->encode(read_corpus(spec.corpus));
+  // Chunks from the end of the text: an evaluation of the same text scores its beginning.
+  const std::size_t ctx = static_cast<std::size_t>(spec.ctx), want = static_cast<std::size_t>(skip + chunks) * ctx;
+  const std::size_t evaluated = spec.evaluated_tokens == 0 ? text.size() : std::min(text.size(), spec.evaluated_tokens);
+  const std::size_t free = spec.evaluated_tokens == CalibrationSpec::kNotEvaluated ? text.size() : text.size() - evaluated;
+  if (free < want)
+    throw InputError(fmt::format("calibration: {} chunks of {} tokens need {} tokens of {} that the evaluation does not read; it has {} "
+                                 "(give fewer calibration chunks, fewer evaluated chunks, or another calibration corpus)",
+                                 skip + chunks, ctx, want, spec.corpus, free));
+  const auto end = text.end() - static_cast<std::ptrdiff_t>(static_cast<std::size_t>(skip) * ctx);
+  return {end - static_cast<std::ptrdiff_t>(static_cast<std::size_t>(chunks) * ctx), end};
+}
+
+}  // namespace
+
+Calibration calibrate_model(const Checkpoint& ck, const Quantizer& quantizer, std::uint64_t seed, const std::string& include,
+                            const std::string& exclude, GroupFallback fallback, const CalibrationSpec& spec) {
+  if (spec.corpus.empty()) throw InputError(fmt::format("{} needs calibration text (calibration_corpus, --calibration-corpus)", quantizer.name()));
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::vector<int> tokens = calibration_text(ck, spec, 0, spec.chunks);
+  const LayerSelection selection(include, exclude);
+  QuantizedWeightsFn quantized;
+  if (spec.sequential)
+    quantized = [&](const std::string& name, const Matrix& w, const LayerStatistics& s) {
+      const QuantizedLayer l = quantize_layer(quantizer, name, w, seed, fallback, &s.hessian);
+      Matrix w_hat(w.rows(), w.cols());
+      l.quantizer->dequantize(l.matrix, w_hat.data());
+      return w_hat;
+    };
+  Calibration out;
+  out.layers = collect_layer_statistics(ck, tokens, static_cast<std::size_t>(spec.ctx), selection, quantized);
+  out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  out.label = fmt::format("the last {} chunks of {} tokens of {}, {}", spec.chunks, spec.ctx, spec.corpus,
+                          spec.sequential ? "sequential" : "independent");
+  return out;
+}
+
+LayerStatisticsMap held_out_statistics(const Checkpoint& ck, const std::string& include, const std::string& exclude,
+                                       const CalibrationSpec& spec) {
+  if (spec.held_out < 1) throw InputError("layer_output_error needs held-out calibration chunks (calibration_held_out ≥ 1)");
+  return collect_layer_statistics(ck, calibration_text(ck, spec, spec.chunks, spec.held_out), static_cast<std::size_t>(spec.ctx),
+                                  LayerSelection(include, exclude));
+}
+
+double relative_output_error(const Matrix& w, const Matrix& w_hat, const Eigen::MatrixXd& hessian) {
+  const Eigen::MatrixXd W = w.cast<double>(), E = W - w_hat.cast<double>();
+  const double num = (E * hessian).cwiseProduct(E).sum(), den = (W * hessian).cwiseProduct(W).sum();
+  return den > 0 ? num / den : 0.0;
 }
 
 }  // namespace tqb

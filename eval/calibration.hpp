@@ -1,10 +1,16 @@
 #pragma once
 // Activation statistics of a model's linear layers on calibration text, for calibrated quantization (issue 30): the
 // Hessian GPTQ weights a layer's errors by (Frantar et al. 2022, §2: H = Σ xᵀx over the positions' inputs x of the
-// layer) and the per-channel mean |x| of activation-aware scaling (AWQ, Lin et al. 2023, §3.2). Collected in one
-// forward of the unquantized model on the CPU: every layer sees full-precision activations (GPTQ's non-sequential
-// variant). The sequential one (each layer after the quantized layers before it) is left for the quantization pass.
+// layer) and the per-channel mean |x| of activation-aware scaling (AWQ, Lin et al. 2023, §3.2), collected by the layers
+// themselves in the model's CPU forward.
+//
+// Two orders. Independent: one forward of the unquantized model; every layer sees full-precision inputs. Sequential
+// (GPTQ's, §4 "Step 3"/the reference's layer-by-layer loop): block by block, each block's statistics from a forward whose
+// earlier blocks are already quantized with theirs, so a layer's error feedback also answers the drift the quantized
+// layers before it cause.
 #include <cstddef>
+#include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -21,11 +27,54 @@ struct LayerStatistics {
   Eigen::VectorXd mean_abs;  // in: mean |x| per input channel
   std::size_t samples = 0;   // positions seen
 };
+using LayerStatisticsMap = std::map<std::string, LayerStatistics>;
 
-// tokens: `sequences` chunks of `ctx` tokens, one after the other (each forwarded from position 0). include: the
-// layers (a regular expression over tensor names, as a spec's include). Throws InputError for a token stream that does
-// not split into the chunks or a pattern that selects no layer.
-std::map<std::string, LayerStatistics> collect_layer_statistics(const Checkpoint& ck, const std::vector<int>& tokens, std::size_t ctx,
-                                                                 const std::string& include = kBlockLinearLayers);
+// A selected layer quantized with its statistics, as the weights the forward then uses (rows × cols, dequantized).
+using QuantizedWeightsFn = std::function<Matrix(const std::string& name, const Matrix& w, const LayerStatistics& stats)>;
+
+// tokens: chunks of `ctx` tokens, one after the other (each forwarded from position 0). selection: the layers.
+// quantized: empty for the independent order; otherwise the sequential order, with each selected layer of an earlier
+// block computed by quantized(name, w, its statistics), once. Throws InputError for a token stream that does not split
+// into the chunks or a selection of no layer.
+LayerStatisticsMap collect_layer_statistics(const Checkpoint& ck, const std::vector<int>& tokens, std::size_t ctx,
+                                            const LayerSelection& selection, const QuantizedWeightsFn& quantized = {});
+inline LayerStatisticsMap collect_layer_statistics(const Checkpoint& ck, const std::vector<int>& tokens, std::size_t ctx,
+                                                   const std::string& include = kBlockLinearLayers) {
+  return collect_layer_statistics(ck, tokens, ctx, LayerSelection(include, "^$"));
+}
+
+// Where a calibrated quantizer's text comes from, as a spec's calibration_* keys and the model commands' flags say.
+struct CalibrationSpec {
+  std::string corpus;  // the text (a path or a named corpus); chunks from its end
+  int chunks = 16, ctx = 512;
+  bool sequential = true;
+  int held_out = 4;  // chunks just before the calibration chunks, for the layers' output error on unseen inputs
+  // How many tokens of the corpus' beginning an evaluation reads (0: all; kNotEvaluated: none, it is another text):
+  // the calibration must not overlap them.
+  static constexpr std::size_t kNotEvaluated = static_cast<std::size_t>(-1);
+  std::size_t evaluated_tokens = kNotEvaluated;
+};
+inline constexpr const char* kCalibrationOrders[] = {"sequential", "independent"};
+
+struct Calibration {
+  LayerStatisticsMap layers;
+  double seconds = 0;  // tokenizing the text and collecting (including the sequential order's quantization)
+  std::string label;   // "the last 16 chunks of 512 tokens of FILE, sequential"
+};
+
+// The statistics `quantizer` needs for the layers `how` selects of `ck`, with the point's seed (the sequential
+// order quantizes the earlier blocks exactly as quantize_model will). InputError naming the flag-free facts (chunks,
+// tokens needed, tokens free) when the text is too short or the model has no tokenizer.
+Calibration calibrate_model(const Checkpoint& ck, const Quantizer& quantizer, std::uint64_t seed, const std::string& include,
+                            const std::string& exclude, GroupFallback fallback, const CalibrationSpec& spec);
+
+// The unquantized model's statistics on the spec's `held_out` chunks (before the calibration chunks, not seen by a
+// calibrated quantizer), for every layer the selection takes: what layer_output_error measures with.
+LayerStatisticsMap held_out_statistics(const Checkpoint& ck, const std::string& include, const std::string& exclude,
+                                       const CalibrationSpec& spec);
+
+// A layer's relative output error on inputs X whose statistics are H = Σ xᵀx: ‖(W − Ŵ)Xᵀ‖² / ‖W Xᵀ‖²
+// = tr(E H Eᵀ) / tr(W H Wᵀ), E = W − Ŵ (rows × cols; H cols × cols).
+double relative_output_error(const Matrix& w, const Matrix& w_hat, const Eigen::MatrixXd& hessian);
 
 }  // namespace tqb

@@ -118,6 +118,8 @@ std::unique_ptr<LlamaModel> quantize_model(const Checkpoint& ck, const Quantizer
       const WeightError e = checked_weight_error(w, w_hat, l.q.quantizer->name() + ": layer " + name);
       l.nmse = e.nmse();
       l.mse = e.mse();
+      if (how.held_out)
+        if (auto h = how.held_out->find(name); h != how.held_out->end()) l.output_error = relative_output_error(w, w_hat, h->second.hessian);
       it = cache.by_name.emplace(name, std::move(l)).first;
     }
     const QuantizedLayers::Layer& l = it->second;
@@ -130,12 +132,14 @@ std::unique_ptr<LlamaModel> quantize_model(const Checkpoint& ck, const Quantizer
     s.quantized_bytes += static_cast<double>(qm.storage_bytes());
     s.quantized_weights += static_cast<double>(w.size());
     s.nmse_sum += l.nmse;
+    s.output_error_sum += l.output_error;
     ++s.layers;
     const std::string kernel_name = layer->kernel();
     if (std::find(s.kernels.begin(), s.kernels.end(), kernel_name) == s.kernels.end()) s.kernels.push_back(kernel_name);
     json += fmt::format("{}\"{}\": {{\"quantizer\": \"{}\", \"kernel\": \"{}\", \"mse\": {:.6g}, \"nmse\": {:.6g}, "
-                        "\"bits_per_weight\": {:.6g}}}",
-                        s.layers > 1 ? ", " : "", name, q->name(), kernel_name, l.mse, l.nmse, qm.bits_per_weight());
+                        "\"bits_per_weight\": {:.6g}{}}}",
+                        s.layers > 1 ? ", " : "", name, q->name(), kernel_name, l.mse, l.nmse, qm.bits_per_weight(),
+                        l.output_error >= 0 ? fmt::format(", \"output_error\": {:.6g}", l.output_error) : "");
     return layer;
   }, std::move(ops));
   s.layer_json = json + "}";
@@ -155,12 +159,15 @@ struct ModelSession::Loaded {
   BaselineLogProbs base;
   PerplexityResult base_result;
   double load_s = 0;
+  std::string held_out_key;  // the calibration text held_out's statistics are of
+  LayerStatisticsMap held_out;
 };
 
 // The quantized layers of one (model, quantizer, seed, selection).
 struct ModelSession::Weights {
   std::string key;
   QuantizedLayers layers;
+  std::string calibration;  // Calibration::label of a calibrated quantizer's layers
   std::size_t bytes() const {
     std::size_t b = 0;
     for (const auto& [name, l] : layers.by_name) b += l.q.matrix.storage_bytes();
@@ -221,8 +228,21 @@ ModelMeasurements ModelSession::measure(const ModelPointSpec& dp, const Quantize
   // A point quantizes once per (model, quantizer, seed, selection): kernels, caches and contexts reuse the layers.
   // Every layer's quantizer before any is quantized: a group that does not divide a width fails here, naming the layer.
   const QuantizationPlan plan = plan_quantization(l.ck, quantizer, LayerSelection(dp.include, dp.exclude), dp.group_fallback);
-  const std::string weights_key = fmt::format("{} | {} | {} | {} | {} | {}", dp.model, quantizer.name(), seed, dp.include, dp.exclude,
-                                              static_cast<int>(dp.group_fallback));
+  // A calibrated quantizer's text: by default the end of the evaluated corpus, clear of the chunks it scores.
+  CalibrationSpec calibration = dp.calibration;
+  if (calibration.corpus.empty()) calibration.corpus = dp.corpus;
+  if (resolve_corpus_path(calibration.corpus) == resolve_corpus_path(dp.corpus))
+    calibration.evaluated_tokens = static_cast<std::size_t>(dp.chunks) * static_cast<std::size_t>(dp.ctx);
+  const std::string calibration_key = fmt::format("{} | {} | {} | {} | {}", calibration.corpus, calibration.chunks, calibration.ctx,
+                                                  calibration.sequential, calibration.held_out);
+  if (dp.layer_output_error && l.held_out_key != calibration_key) {
+    progress("held-out calibration statistics");
+    l.held_out = held_out_statistics(l.ck, dp.include, dp.exclude, calibration);
+    l.held_out_key = calibration_key;
+  }
+  const std::string weights_key = fmt::format("{} | {} | {} | {} | {} | {} | {} | {}", dp.model, quantizer.name(), seed, dp.include,
+                                              dp.exclude, static_cast<int>(dp.group_fallback),
+                                              quantizer.needs_calibration() ? calibration_key : "", dp.layer_output_error);
   auto found = std::find_if(weights_.begin(), weights_.end(), [&](const auto& w) { return w->key == weights_key; });
   if (found != weights_.end()) {
     weights_.splice(weights_.begin(), weights_, found);  // most recent first
@@ -241,11 +261,22 @@ ModelMeasurements ModelSession::measure(const ModelPointSpec& dp, const Quantize
   const bool fresh = weights.layers.by_name.empty();
   ModelMeasurements out;
   out.layer_quantizers = plan.summary_json();
-  const auto t0 = std::chrono::steady_clock::now();
   out.load_s = loaded_now ? l.load_s : 0.0;
-  auto model = quantize_model(l.ck, quantizer, seed, {dp.include, dp.exclude, dp.group_fallback, dp.kernel, dp.device}, &out.layers,
-                              &weights.layers);
-  out.quantize_s = fresh ? std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() : 0.0;
+  Calibration calibrated;
+  if (fresh && quantizer.needs_calibration()) {
+    progress("calibrating on " + calibration.corpus);
+    calibrated = calibrate_model(l.ck, quantizer, seed, dp.include, dp.exclude, dp.group_fallback, calibration);
+    weights.calibration = calibrated.label;
+    out.calibrate_s = calibrated.seconds;
+  }
+  out.calibration = weights.calibration;
+  const auto t_quantize = std::chrono::steady_clock::now();
+  auto model = quantize_model(l.ck, quantizer, seed,
+                              {.include = dp.include, .exclude = dp.exclude, .group_fallback = dp.group_fallback, .kernel = dp.kernel,
+                               .device = dp.device, .calibration = calibrated.layers.empty() ? nullptr : &calibrated.layers,
+                               .held_out = dp.layer_output_error ? &l.held_out : nullptr},
+                              &out.layers, &weights.layers);
+  out.quantize_s = fresh ? std::chrono::duration<double>(std::chrono::steady_clock::now() - t_quantize).count() : 0.0;
   if (out.layers.layers == 0) throw InputError(fmt::format("include pattern '{}' matches no linear layer", dp.include));
   // The KV cache, quantized as it is written; its rotations come from the point's seed, so repeats draw new ones.
   const KvQuantSpec& kv = dp.kv;

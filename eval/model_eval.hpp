@@ -24,6 +24,7 @@ namespace tqb {
 // with `kernel`. Per-layer statistics go to stats (when given).
 struct QuantizedModelStats {
   double quantized_bytes = 0, quantized_weights = 0, other_weights = 0, nmse_sum = 0;
+  double output_error_sum = 0;  // Σ over layers of the relative output error on held-out inputs (ModelQuantization::held_out)
   int layers = 0;
   std::string layer_json;            // tensor name -> {quantizer, kernel, mse, nmse, bits_per_weight}
   std::vector<std::string> kernels;  // distinct, in order of first use
@@ -35,6 +36,7 @@ struct QuantizedLayers {
   struct Layer {
     QuantizedLayer q;
     double mse = 0, nmse = 0;
+    double output_error = -1;  // on held-out inputs (relative_output_error); -1: not measured
   };
   std::map<std::string, Layer> by_name;
 };
@@ -50,6 +52,8 @@ struct ModelQuantization {
   std::string kernel = "auto", device = "cpu";
   // Per layer name, the calibration statistics a calibrated quantizer (gptq) needs (eval/calibration.hpp).
   const std::map<std::string, LayerStatistics>* calibration = nullptr;
+  // Per layer name, statistics of held-out inputs: each layer's relative output error is measured on them.
+  const std::map<std::string, LayerStatistics>* held_out = nullptr;
 };
 std::unique_ptr<LlamaModel> quantize_model(const Checkpoint& ck, const Quantizer& quantizer, std::uint64_t seed,
                                            const ModelQuantization& how, QuantizedModelStats* stats = nullptr,
@@ -74,6 +78,8 @@ std::unique_ptr<ForwardOps> forward_ops_on(const std::string& device);
 // How one model point is evaluated: the model source's parameters (harness/data_source.cpp documents them).
 struct ModelPointSpec {
   std::string model, corpus, method, include, exclude, kernel, device = "cpu";
+  CalibrationSpec calibration;      // a calibrated quantizer's text (corpus empty: the end of `corpus`)
+  bool layer_output_error = false;  // measure each layer's output error on held-out calibration chunks
   GroupFallback group_fallback = GroupFallback::none;
   int ctx = 512, chunks = 20;
   KvQuantSpec kv;
@@ -84,6 +90,8 @@ struct ModelMeasurements {
   PerplexityResult result, baseline;
   QuantizedModelStats layers;
   double quantize_s = 0;          // quantizing the layers (0 when they came from the previous point)
+  double calibrate_s = 0;         // a calibrated quantizer's statistics (0: none, or reused with the layers)
+  std::string calibration;        // where they came from (empty: not calibrated)
   double load_s = 0;              // reading the checkpoint and the corpus (0 when the previous point had them)
   double gpu_peak_bytes = 0;      // tqbench's own device memory at its peak during the point (0 on the CPU)
   std::size_t ctx = 0;

@@ -52,29 +52,16 @@ BuiltModel build_model(const Checkpoint& ck, const std::string& model_name, cons
     b.label = fmt::format("{} ({:.4g} bits per weight in {} layers)", m.quantized_file, 8 * bytes / weights, used);
   } else if (quantizer) {
     QuantizedModelStats st;
-    std::map<std::string, LayerStatistics> calibration;
+    Calibration calibration;
     std::string calibrated;
     if (quantizer->needs_calibration()) {
-      // Chunks from the end of the text: the evaluation scores its beginning.
-      if (m.calibration_corpus.empty()) throw InputError(fmt::format("{} needs calibration text (--calibration-corpus)", quantizer->name()));
-      if (!ck.tokenizer) throw InputError(fmt::format("model '{}' has no tokenizer for its calibration text", model_name));
-      const auto t0 = std::chrono::steady_clock::now();
-      const std::vector<int> text = ck.tokenizer->encode(read_corpus(m.calibration_corpus));
-      const std::size_t ctx = static_cast<std::size_t>(m.calibration_ctx), want = static_cast<std::size_t>(m.calibration_chunks) * ctx;
-      const std::size_t evaluated = m.evaluated_tokens == 0 ? text.size() : std::min(text.size(), m.evaluated_tokens);
-      const std::size_t free = m.evaluated_tokens == ModelChoice::kNotEvaluated ? text.size() : text.size() - evaluated;
-      if (free < want)
-        throw InputError(fmt::format("--calibration-chunks {} of {} tokens need {} tokens of {} that the evaluation does not read; it has {} "
-                                     "(give fewer chunks, --chunks, or another --calibration-corpus)",
-                                     m.calibration_chunks, ctx, want, m.calibration_corpus, free));
-      calibration = collect_layer_statistics(ck, {text.end() - static_cast<std::ptrdiff_t>(want), text.end()}, ctx, m.include);
-      b.calibrate_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      calibrated = fmt::format("; calibrated on the last {} chunks of {} tokens of {} ({:.1f} s)", m.calibration_chunks, ctx,
-                               m.calibration_corpus, b.calibrate_s);
+      calibration = calibrate_model(ck, *quantizer, m.seed, m.include, m.exclude, parse_group_fallback(m.group_fallback), m.calibration);
+      b.calibrate_s = calibration.seconds;
+      calibrated = fmt::format("; calibrated on {} ({:.1f} s)", calibration.label, calibration.seconds);
     }
     b.model = quantize_model(ck, *quantizer, m.seed,
                              {.include = m.include, .exclude = m.exclude, .group_fallback = parse_group_fallback(m.group_fallback),
-                              .kernel = m.kernel, .device = m.device, .calibration = calibration.empty() ? nullptr : &calibration},
+                              .kernel = m.kernel, .device = m.device, .calibration = calibration.layers.empty() ? nullptr : &calibration.layers},
                              &st);
     if (st.layers == 0) throw InputError(fmt::format("--include '{}' (--exclude '{}') selects no linear layer", m.include, m.exclude));
     b.label = fmt::format("{} ({:.4g} bits per weight in {} layers{})", quantizer->name(), 8 * st.quantized_bytes / st.quantized_weights,

@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include "eval/calibration.hpp"
 #include "eval/layer_quantization.hpp"
 #include "models/checkpoint.hpp"
 #include "models/kv_quant.hpp"
@@ -20,13 +21,9 @@ struct ModelChoice {
   std::string include = kBlockLinearLayers, exclude = "^$", group_fallback = "none";
   std::uint64_t seed = 0;      // the quantizer's and the KV cache's randomness
   KvQuantSpec kv;
-  // Calibrated quantizers (gptq): `calibration_chunks` chunks of `calibration_ctx` tokens from the end of
-  // `calibration_corpus` (perplexity: its evaluation text by default), and how many tokens of that text's beginning
-  // the evaluation reads (0: all of it; kNotEvaluated: none, another text), which the calibration must not overlap.
-  static constexpr std::size_t kNotEvaluated = static_cast<std::size_t>(-1);
-  std::string calibration_corpus;
-  int calibration_chunks = 16, calibration_ctx = 512;
-  std::size_t evaluated_tokens = kNotEvaluated;
+  // Calibrated quantizers (gptq): where their text comes from (perplexity: the end of its evaluation text by default,
+  // with the tokens it scores marked so that the calibration does not overlap them).
+  CalibrationSpec calibration;
 };
 
 struct BuiltModel {

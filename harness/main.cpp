@@ -171,11 +171,17 @@ void add_model_options(CLI::App* cmd, tqb::ModelChoice& m) {
       ->capture_default_str();
   cmd->add_option("--exclude", m.exclude, "with --quantizer: tensors to keep in full precision")->capture_default_str();
   add_kv_options(cmd, m.kv);
-  cmd->add_option("--calibration-corpus", m.calibration_corpus,
+  cmd->add_option("--calibration-corpus", m.calibration.corpus,
                   "a calibrated quantizer's (gptq) text: its last --calibration-chunks chunks (perplexity: default the evaluated corpus, "
                   "whose beginning it scores)");
-  cmd->add_option("--calibration-chunks", m.calibration_chunks, "calibration chunks")->check(CLI::Range(1, 1 << 16))->capture_default_str();
-  cmd->add_option("--calibration-ctx", m.calibration_ctx, "tokens per calibration chunk")->check(CLI::Range(8, 1 << 16))->capture_default_str();
+  cmd->add_option("--calibration-chunks", m.calibration.chunks, "calibration chunks")->check(CLI::Range(1, 1 << 16))->capture_default_str();
+  cmd->add_option("--calibration-ctx", m.calibration.ctx, "tokens per calibration chunk")->check(CLI::Range(8, 1 << 16))->capture_default_str();
+  cmd->add_option_function<std::string>(
+         "--calibration-order", [&m](const std::string& v) { m.calibration.sequential = v == "sequential"; },
+         "sequential: each block's statistics after the blocks before it are quantized (GPTQ's order); independent: all from the "
+         "unquantized model")
+      ->check(CLI::IsMember({"sequential", "independent"}))
+      ->default_str("sequential");
 }
 
 int perplexity(const std::string& model_name, const std::string& corpus, const tqb::ModelChoice& choice, const std::string& method,
@@ -210,9 +216,9 @@ int perplexity(const std::string& model_name, const std::string& corpus, const t
   // Before anything goes to the GPU: does the model with this many positions per forward fit?
   tqb::check_fits_gpu(ck, device, perplexity_batch(cfg, device != "cpu", tokens.size()) * static_cast<std::size_t>(ctx));
   tqb::ModelChoice calibrated = choice;
-  if (calibrated.calibration_corpus.empty() && !kld) {  // the evaluated text's end; the evaluation reads its beginning
-    calibrated.calibration_corpus = corpus;
-    calibrated.evaluated_tokens = static_cast<std::size_t>(cfg.chunks) * static_cast<std::size_t>(ctx);
+  if (calibrated.calibration.corpus.empty() && !kld) {  // the evaluated text's end; the evaluation reads its beginning
+    calibrated.calibration.corpus = corpus;
+    calibrated.calibration.evaluated_tokens = static_cast<std::size_t>(cfg.chunks) * static_cast<std::size_t>(ctx);
   }
   const tqb::BuiltModel built = tqb::build_model(ck, model_name, calibrated);
   const std::unique_ptr<LlamaModel>& model = built.model;

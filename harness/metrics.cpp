@@ -243,6 +243,12 @@ const std::vector<Metric>& metrics() {
        [](const ModelMeasurements& m) { return m.result.tokens_per_second; }},
       {"quantize_s", "seconds to quantize the model's layers (0: the point reused the layers of an earlier point with the same model, quantizer, seed and layers)", Direction::lower, {}, false, false,
        [](const ModelMeasurements& m) { return m.quantize_s; }},
+      {"calibrate_s", "seconds to collect a calibrated quantizer's layer statistics (the sequential order's quantization of the "
+       "earlier blocks included; 0: not calibrated, or the layers were reused)", Direction::lower, {}, false, false,
+       [](const ModelMeasurements& m) { return m.calibrate_s; }},
+      {"layer_output_error", "mean over quantized layers of ||(W - Ŵ)Xᵀ||² / ||W Xᵀ||², X the unquantized model's inputs of the layer "
+       "on calibration_held_out chunks before the calibration chunks (what GPTQ minimizes, on unseen text)", Direction::lower, {}, false,
+       false, [](const ModelMeasurements& m) { return m.layers.output_error_sum / m.layers.layers; }},
       {"load_s", "seconds to read the checkpoint and the corpus (0: the point reused an earlier point's)", Direction::lower, {},
        false, false, [](const ModelMeasurements& m) { return m.load_s; }},
       {"prefill_tokens_per_s", "tokens per second of one prefill of ctx tokens with the layers' kernels (the last position's logits)",

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <algorithm>
 #include <map>
 #include <ostream>
 
@@ -24,6 +25,8 @@ std::vector<Column> ModelEvaluator::columns() const {
       {"device", ColumnType::text, "point", "where the forward ran: cpu, or cuda / cuda-fp32 with the GPU's description", ""},
       {"layer_quantizers", ColumnType::text, "point",
        "JSON: the quantizers the layers ran with their layer counts and widths (a group_fallback: halve shows here)", ""},
+      {"calibration", ColumnType::text, "point",
+       "a calibrated quantizer's calibration text: chunks, tokens per chunk, file and order (empty: not calibrated)", ""},
       {"chunk_losses", ColumnType::text, "point",
        "JSON: per chunk, the mean NLL of its scored tokens (and mean KLD against the baseline), with the chunking: rows "
        "on the same data pair over them (tqbench compare)", ""},
@@ -33,12 +36,14 @@ std::vector<Column> ModelEvaluator::columns() const {
 PointOutcome ModelEvaluator::evaluate(const SweepPoint& p, const PointProgress& progress) {
   PointOutcome r;
   try {
-    const ModelPointSpec spec = model_point_spec(p.data->params);
+    ModelPointSpec spec = model_point_spec(p.data->params);
+    spec.layer_output_error = std::find(spec_.metrics.begin(), spec_.metrics.end(), "layer_output_error") != spec_.metrics.end();
     const ModelMeasurements m = session_.measure(spec, *p.quantizer, p.seed, p.data->name, progress);
     r.metrics = compute_metrics(spec_, [&](const Metric& metric) { return metric.measure(m); });
     r.text["layer_stats"] = m.layers.layer_json;
     r.text["kv_cache"] = m.kv_cache_json;
     r.text["layer_quantizers"] = m.layer_quantizers;
+    r.text["calibration"] = m.calibration;
     r.text["kernel"] = fmt::format("{}", fmt::join(m.layers.kernels, ","));
     const ChunkLosses losses = chunk_losses_of(m.result, m.baseline, spec.corpus, spec.method, spec.ctx);
     r.text["chunk_losses"] = to_json(losses);

@@ -95,6 +95,21 @@ DataSource model_source() {
             .description = "a layer whose width the quantizer's group does not divide: none (an error naming the layer) or halve "
                            "(the largest power-of-two group below that divides it; the row's layer_quantizers says where)",
             .choices = {"none", "halve"}, .named_when_set = true},
+           // A calibrated quantizer's text (gptq): changes the weights, so not evaluation-only; named in the data when set.
+           {.name = "calibration_corpus", .kind = K::text, .default_value = std::string(""),
+            .description = "calibrated quantizers (gptq): text whose last calibration_chunks chunks give each layer's input "
+                           "statistics; empty = the end of corpus, clear of the chunks it scores", .named_when_set = true},
+           {.name = "calibration_chunks", .kind = K::integer, .default_value = std::int64_t{16},
+            .description = "calibration chunks (sequences)", .min = 1, .max = 1 << 16, .named_when_set = true},
+           {.name = "calibration_ctx", .kind = K::integer, .default_value = std::int64_t{512},
+            .description = "tokens per calibration chunk", .min = 8, .max = 1 << 16, .named_when_set = true},
+           {.name = "calibration_order", .kind = K::choice, .default_value = std::string("sequential"),
+            .description = "sequential: each block's statistics after the blocks before it are quantized (GPTQ's order); "
+                           "independent: every layer's from the unquantized model", .choices = {"sequential", "independent"},
+            .named_when_set = true},
+           {.name = "calibration_held_out", .kind = K::integer, .default_value = std::int64_t{4},
+            .description = "chunks just before the calibration chunks on which layer_output_error is measured (the "
+                           "unquantized model's inputs, unseen by the calibration)", .min = 0, .max = 1 << 16, .evaluation_only = true},
            {.name = "kv_scores", .kind = K::choice, .default_value = std::string("dequantized"),
             .description = "attention scores from the dequantized cache (the reference) or from the key codes "
                            "(estimator: turboquant_prod's and qjl's unbiased inner products, through fused_lut)",
@@ -126,6 +141,11 @@ ModelPointSpec model_point_spec(const Params& dp) {
   s.kernel = get_str(dp, "kernel");
   s.group_fallback = parse_group_fallback(get_str(dp, "group_fallback"));
   s.device = get_str(dp, "device");
+  s.calibration.corpus = get_str(dp, "calibration_corpus");
+  s.calibration.chunks = static_cast<int>(get_int(dp, "calibration_chunks"));
+  s.calibration.ctx = static_cast<int>(get_int(dp, "calibration_ctx"));
+  s.calibration.sequential = get_str(dp, "calibration_order") == "sequential";
+  s.calibration.held_out = static_cast<int>(get_int(dp, "calibration_held_out"));
   s.kv.key = get_str(dp, "kv_key");
   s.kv.value = get_str(dp, "kv_value");
   s.kv.key_axis = get_str(dp, "kv_key_axis");

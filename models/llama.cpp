@@ -103,7 +103,8 @@ std::vector<double> LlamaModel::forward_nll(const std::vector<int>& tokens, KvCa
   return nll;
 }
 
-Acts LlamaModel::logits(const std::vector<int>& tokens, KvCache& cache, std::size_t logits_rows) const {
+Acts LlamaModel::logits(const std::vector<int>& tokens, KvCache& cache, std::size_t logits_rows, int blocks) const {
+  if (blocks < 0) blocks = c_.n_layers;
   const std::size_t seqs = cache.sequences, n = tokens.size() / seqs, pos0 = cache.len, total = pos0 + n;
   if (tokens.size() % seqs != 0)
     throw InputError(fmt::format("{} tokens do not split into the cache's {} sequences", tokens.size(), seqs));
@@ -120,7 +121,7 @@ Acts LlamaModel::logits(const std::vector<int>& tokens, KvCache& cache, std::siz
   const Acts h = ops.alloc(all, d), q = ops.alloc(all, nh * hd), k = ops.alloc(all, nkv * hd), v = ops.alloc(all, nkv * hd),
              att = ops.alloc(all, nh * hd), tmp = ops.alloc(all, d), g = ops.alloc(all, c_.hidden), u = ops.alloc(all, c_.hidden);
   const AttentionExtras extras{kv_.get(), probe_};
-  for (int l = 0; l < c_.n_layers; ++l) {
+  for (int l = 0; l < blocks; ++l) {
     const Layer& L = layers_[l];
     ops.rms_norm(x.data, all, d, ops.param(L.attn_norm), c_.norm_eps, h.data);
     ops.linear(*L.q, h, q);
@@ -144,6 +145,7 @@ Acts LlamaModel::logits(const std::vector<int>& tokens, KvCache& cache, std::siz
     ops.gated_ffn(*L.gate, *L.up, *L.down, c_.ffn_activation, h, x, g, u, tmp);
   }
   cache.len = total;
+  if (blocks < c_.n_layers) return {};
   if (probe_ && pos0 == 0 && kv_) probe_->done = true;
   const std::size_t rows = logits_rows == 0 ? n : std::min(logits_rows, n), first = n - rows;
   const Acts last{h.data, seqs * rows, static_cast<std::size_t>(d), h.owner};
@@ -177,6 +179,12 @@ LlamaModel::Greedy LlamaModel::generate_greedy(const std::vector<int>& prompt, s
   g.tokens.insert(g.tokens.end(), rest.begin(), rest.end());
   cache.len = pos0 + rest.size();  // each returned token's predecessor was forwarded (a GPU's replays do not count on the host)
   return g;
+}
+
+void LlamaModel::forward_blocks(const std::vector<int>& tokens, KvCache& cache, int blocks) const {
+  if (blocks < 0 || blocks > c_.n_layers)
+    throw InputError(fmt::format("forward_blocks: {} blocks of a model of {}", blocks, c_.n_layers));
+  logits(tokens, cache, 0, blocks);
 }
 
 std::size_t LlamaModel::linear_weight_bytes() const {

@@ -56,6 +56,9 @@ class LlamaModel {
     std::vector<double> step_s;   // seconds of each timed decode step (ForwardOps::greedy_decode says which)
   };
   Greedy generate_greedy(const std::vector<int>& prompt, std::size_t max_new, KvCache& cache, int stop = -1) const;
+  // Only the first `blocks` transformer blocks of tokens (no output head), for what a block's layers see: the
+  // sequential calibration (eval/calibration.cpp) runs up to the block it collects. The cache gets those blocks' keys.
+  void forward_blocks(const std::vector<int>& tokens, KvCache& cache, int blocks) const;
   // Bytes of weights held by the linear layers and by everything else.
   std::size_t linear_weight_bytes() const;
   std::size_t other_weight_bytes() const;
@@ -70,7 +73,8 @@ class LlamaModel {
     Matrix attn_norm, ffn_norm, q_norm, k_norm, q_bias, k_bias, v_bias;
     std::unique_ptr<Linear> q, k, v, o, gate, up, down;
   };
-  Acts logits(const std::vector<int>& tokens, KvCache& cache, std::size_t logits_rows) const;  // in the backend's memory
+  // In the backend's memory; after `blocks` blocks (all: n_layers) and without logits when blocks < n_layers.
+  Acts logits(const std::vector<int>& tokens, KvCache& cache, std::size_t logits_rows, int blocks = -1) const;
   ModelConfig c_;
   std::unique_ptr<ForwardOps> ops_;
   Matrix embed_, out_norm_;

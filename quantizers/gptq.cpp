@@ -91,6 +91,41 @@ QuantizedMatrix gptq_quantize(const Quantizer& inner, const float* w, std::size_
   if (llt_inv.info() != Eigen::Success) throw InputError("gptq: the inverse Hessian is not positive definite (raise damp)");
   const Eigen::MatrixXd U = llt_inv.matrixU();
 
+  // The grid: per (row, group) a and b of x̂ = a·lut[code] + b. Static: the inner quantizer's on W, as it stands.
+  // Dynamic (GPTQ's reference with groups): group j's grid is the inner quantizer's on the group's weights as the error
+  // feedback has left them when its first column comes up, and `grid_source` keeps those weights (in W's own basis), so
+  // that one more quantization of it stores every group's grid in Q's own format at the end.
+  std::vector<double> A(s.a.begin(), s.a.end()), Bo(rows * groups, 0.0);
+  if (!s.b.empty()) std::copy(s.b.begin(), s.b.end(), Bo.begin());
+  std::vector<float> grid_source;
+  std::vector<char> grid_ready(groups, o.dynamic_groups ? 0 : 1);
+  std::vector<Eigen::Index> position(static_cast<std::size_t>(C));  // where each column sits in the processing order
+  for (Eigen::Index i = 0; i < C; ++i) position[static_cast<std::size_t>(order[static_cast<std::size_t>(i)])] = i;
+  if (o.dynamic_groups) grid_source.assign(w, w + rows * cols);
+  const auto fix_grid = [&](std::size_t j) {
+    // The group's current weights, back in W's basis (v = w Πᵀ, so w = v Π).
+    Eigen::MatrixXd v(R, G);
+    for (Eigen::Index k = 0; k < G; ++k) v.col(k) = Wp.col(position[j * g + static_cast<std::size_t>(k)]);
+    if (!s.rotations.empty()) v = (v * dense_rotation(*s.rotations[j], g)).eval();
+    for (Eigen::Index r = 0; r < R; ++r)
+      for (Eigen::Index k = 0; k < G; ++k) grid_source[static_cast<std::size_t>(r) * cols + j * g + static_cast<std::size_t>(k)] = static_cast<float>(v(r, k));
+    // A group's grid depends on its own weights and (rotated formats) on its rotation, which is the j-th of the seed's
+    // whatever the width: quantizing the columns up to the group's end gives it (unrotated: the group alone).
+    const std::size_t first = s.rotations.empty() ? j * g : 0, width = (j + 1) * g - first;
+    std::vector<float> part(rows * width);
+    for (std::size_t r = 0; r < rows; ++r)
+      std::copy_n(grid_source.data() + r * cols + first, width, part.data() + r * width);
+    const QuantizedMatrix pq = inner.quantize(part.data(), rows, width, seed);
+    std::vector<DecodePass> pp;
+    inner.describe_decode(pq, pp);
+    const DecodePass& ps = pp.front();
+    for (std::size_t r = 0; r < rows; ++r) {
+      A[r * groups + j] = ps.a[r * ps.groups + ps.groups - 1];
+      Bo[r * groups + j] = ps.b.empty() ? 0.0 : ps.b[r * ps.groups + ps.groups - 1];
+    }
+    grid_ready[j] = 1;
+  };
+
   std::vector<std::uint8_t> codes(rows * cols);
   const std::size_t levels = s.lut.size();
   const Eigen::Index B = o.block;
@@ -100,10 +135,11 @@ QuantizedMatrix gptq_quantize(const Quantizer& inner, const float* w, std::size_
     for (Eigen::Index i = i1; i < i2; ++i) {
       const Eigen::Index col = order[static_cast<std::size_t>(i)];
       const std::size_t j = static_cast<std::size_t>(col) / g;
+      if (!grid_ready[j]) fix_grid(j);
       const double d = U(i, i);
       for (Eigen::Index r = 0; r < R; ++r) {
         const std::size_t at = static_cast<std::size_t>(r) * groups + j;
-        const double a = s.a[at], b = s.b.empty() ? 0.0 : s.b[at], x = Wp(r, i);
+        const double a = A[at], b = Bo[at], x = Wp(r, i);
         std::size_t best = 0;
         double best_d = INFINITY;
         for (std::size_t c = 0; c < levels; ++c)
@@ -120,6 +156,16 @@ QuantizedMatrix gptq_quantize(const Quantizer& inner, const float* w, std::size_
     // After it: the batch's errors in one product (the lazy update).
     if (i2 < C) Wp.rightCols(C - i2).noalias() -= err * U.block(i1, i2, n, C - i2);
   }
+  if (o.dynamic_groups) {
+    // Q's own storage of the grids just used: Q on the weights each group had when its grid was fixed.
+    q = inner.quantize(grid_source.data(), rows, cols, seed);
+    std::vector<DecodePass> fp;
+    inner.describe_decode(q, fp);
+    for (std::size_t at = 0; at < rows * groups; ++at)
+      if (fp.front().a[at] != static_cast<float>(A[at]) || (!fp.front().b.empty() && fp.front().b[at] != static_cast<float>(Bo[at])))
+        throw std::logic_error(fmt::format("gptq({}): a group's grid depends on more than its own weights (row {}, group {})", inner.name(),
+                                           at / groups, at % groups));
+  }
   pack_codes(codes.data(), codes.size(), s.bits, q.codes.data());
   return q;
 }
@@ -133,6 +179,7 @@ class Gptq final : public Quantizer {
     options_.damp = std::get<double>(p.at("damp"));
     options_.block = static_cast<int>(std::get<std::int64_t>(p.at("block")));
     options_.act_order = get_str(p, "act_order") == "on";
+    options_.dynamic_groups = get_str(p, "groups") == "dynamic";
   }
   ShapeProblem check_shape(std::size_t rows, std::size_t cols) const override { return inner_->check_shape(rows, cols); }
   double nominal_bits(std::size_t cols) const override { return inner_->nominal_bits(cols); }
@@ -176,6 +223,9 @@ QuantizerFamily gptq_family() {
        .description = "columns per lazy batch (speed only: the result does not depend on it)", .min = 1, .max = 65536},
       {.name = "act_order", .kind = K::choice, .default_value = std::string("off"),
        .description = "on: quantize columns in order of decreasing diag(H) (desc_act)", .choices = {"off", "on"}},
+      {.name = "groups", .kind = K::choice, .default_value = std::string("dynamic"),
+       .description = "dynamic: a group's grid (scale, norm, offset) from its weights as updated when GPTQ reaches it; static: from "
+                      "the unmodified weights (static_groups)", .choices = {"dynamic", "static"}},
   });
   return {"gptq", "GPTQ's error feedback (Frantar et al. 2022) on any one-pass per-group grid quantizer; needs a model's calibration",
           schema, [schema](const Params& given) -> std::unique_ptr<Quantizer> {

@@ -7,8 +7,9 @@
 // basis, with the Hessian rotated alike (H' = R H Rᵀ, R the per-group rotations), so the kernels read the result
 // unchanged: only the codes differ from the inner quantizer's.
 //
-// The grid (scales, norms, offsets) is the inner quantizer's on the unmodified W ("static groups", as AutoGPTQ's
-// option of that name): the error feedback moves codes, not scales.
+// The grid (scales, norms, offsets) of a group is the inner quantizer's on the group's weights as the error feedback has
+// left them when the group's first column comes up ("dynamic", the reference implementation's behaviour with groups),
+// or on the unmodified W ("static", AutoGPTQ's static_groups): then the feedback moves codes, not scales.
 #include <cstddef>
 #include <cstdint>
 
@@ -23,6 +24,7 @@ struct GptqOptions {
   double damp = 0.01;  // λ = damp · mean(diag H) added to the diagonal (the paper's 1%)
   int block = 128;     // columns per lazy batch (§3 "Lazy batch-updates"); the result does not depend on it
   bool act_order = false;  // columns in order of decreasing diag(H) (the reference implementation's desc_act)
+  bool dynamic_groups = true;  // each group's grid from its updated weights (false: from W, static_groups)
 };
 
 // w: rows × cols, row-major (rows = output channels). hessian: cols × cols, XᵀX of the layer's inputs X (samples ×
@@ -32,7 +34,7 @@ struct GptqOptions {
 QuantizedMatrix gptq_quantize(const Quantizer& inner, const float* w, std::size_t rows, std::size_t cols, const Eigen::MatrixXd& hessian,
                               std::uint64_t seed, const GptqOptions& options = {});
 
-// gptq(quantizer=Q, damp=0.01, block=128, act_order=off): the registry's modifier. Its results are Q's format
+// gptq(quantizer=Q, damp=0.01, block=128, act_order=off, groups=dynamic): the registry's modifier. Its results are Q's format
 // (Q's dequantizer, decode description and kernels) with GPTQ's codes; quantizing needs the layer's Hessian
 // (Quantizer::quantize_calibrated), which a model's calibration provides (eval/calibration.hpp).
 QuantizerFamily gptq_family();

@@ -13,6 +13,7 @@
 
 #include "eval/calibration.hpp"
 #include "eval/layer_quantization.hpp"
+#include "harness/store.hpp"
 #include "kernels/lut_plan.hpp"
 #include "models/checkpoint.hpp"
 #include "quantizers/gptq.hpp"
@@ -41,17 +42,23 @@ double output_error(const Matrix& w, const Matrix& w_hat, const Eigen::MatrixXd&
 
 // The paper's step, written out: q = nearest grid value of w_i; the columns F not yet quantized take
 // −(w_i − q) / [H⁻¹]_ii · [H⁻¹]_{i,F}; H⁻¹ loses row and column i (Gaussian elimination). Grid: rtn's static grid
-// (scale per row and group, symmetric levels).
-Matrix straightforward_gptq(const Matrix& w, const Eigen::MatrixXd& X, const Quantizer& rtn, double damp) {
+// (scale per row and group, symmetric levels): static, rtn's on w; dynamic, rtn's on each group's g columns of the updated
+// weights when the group's first column comes up.
+Matrix straightforward_gptq(const Matrix& w, const Eigen::MatrixXd& X, const Quantizer& rtn, double damp, bool dynamic) {
   const QuantizedMatrix grid = rtn.quantize(w.data(), w.rows(), w.cols(), 0);
-  const auto passes = decode_passes(rtn, grid);
-  const DecodePass& s = passes.front();
+  auto passes = decode_passes(rtn, grid);
+  DecodePass s = passes.front();
   Eigen::MatrixXd H = X.transpose() * X;
   H.diagonal().array() += damp * H.diagonal().mean();
   Eigen::MatrixXd Hinv = H.inverse(), W = w.cast<double>();
   const Eigen::Index C = w.cols();
   Matrix out(w.rows(), C);
   for (Eigen::Index i = 0; i < C; ++i) {
+    if (dynamic && i % static_cast<Eigen::Index>(s.g) == 0) {
+      const Matrix group = W.middleCols(i, static_cast<Eigen::Index>(s.g)).cast<float>();
+      const DecodePass gs = decode_passes(rtn, rtn.quantize(group.data(), group.rows(), group.cols(), 0)).front();
+      for (Eigen::Index r = 0; r < w.rows(); ++r) s.a[static_cast<std::size_t>(r) * s.groups + static_cast<std::size_t>(i) / s.g] = gs.a[r];
+    }
     for (Eigen::Index r = 0; r < w.rows(); ++r) {
       const std::size_t at = static_cast<std::size_t>(r) * s.groups + static_cast<std::size_t>(i) / s.g;
       double best = INFINITY, qv = 0;
@@ -77,11 +84,15 @@ TEST_CASE("gptq equals the paper's step written out, whatever the lazy batch; it
   const Matrix w = test::random_normal_matrix(rows, cols, 5);
   const Eigen::MatrixXd X = calibration(512, cols, 7), H = X.transpose() * X;
   const auto rtn = parse_quantizer("rtn(bits=3,group=32,mode=sym)");
-  const Matrix want = straightforward_gptq(w, X, *rtn, 0.01);
-  for (int block : {1, 8, 32, 128}) {
-    CAPTURE(block);
-    const Matrix got = dequantized(*rtn, gptq_quantize(*rtn, w.data(), rows, cols, H, 0, {.damp = 0.01, .block = block}));
-    CHECK((got - want).cwiseAbs().maxCoeff() < 1e-5f);
+  for (bool dynamic : {false, true}) {
+    const Matrix want = straightforward_gptq(w, X, *rtn, 0.01, dynamic);
+    for (int block : {1, 8, 32, 128}) {
+      CAPTURE(dynamic);
+      CAPTURE(block);
+      const Matrix got =
+          dequantized(*rtn, gptq_quantize(*rtn, w.data(), rows, cols, H, 0, {.damp = 0.01, .block = block, .dynamic_groups = dynamic}));
+      CHECK((got - want).cwiseAbs().maxCoeff() < 1e-5f);
+    }
   }
   // Every wrapped format: the layer's output error on the calibration inputs drops below plain rounding on the same grid.
   for (const std::string name : {"rtn(bits=4,group=32,mode=asym)", "rtn(bits=2,group=row)", "turboquant(bits=3,group=32,rotation=hadamard)",
@@ -89,13 +100,15 @@ TEST_CASE("gptq equals the paper's step written out, whatever the lazy batch; it
     CAPTURE(name);
     const auto q = parse_quantizer(name);
     const Matrix plain = dequantized(*q, q->quantize(w.data(), rows, cols, 3));
-    for (bool act_order : {false, true}) {
-      const Matrix g = dequantized(*q, gptq_quantize(*q, w.data(), rows, cols, H, 3, {.act_order = act_order}));
-      const double e_gptq = output_error(w, g, X), e_rtn = output_error(w, plain, X);
-      MESSAGE(fmt::format("{}{}: output error gptq {:.4g}, plain {:.4g} ({:.1f}% less)", name, act_order ? " act_order" : "", e_gptq, e_rtn,
-                          100 * (1 - e_gptq / e_rtn)));
-      CHECK(e_gptq < e_rtn);
-    }
+    for (bool act_order : {false, true})
+      for (bool dynamic : {false, true}) {
+        const Matrix g =
+            dequantized(*q, gptq_quantize(*q, w.data(), rows, cols, H, 3, {.act_order = act_order, .dynamic_groups = dynamic}));
+        const double e_gptq = output_error(w, g, X), e_rtn = output_error(w, plain, X);
+        MESSAGE(fmt::format("{}{}{}: output error gptq {:.4g}, plain {:.4g} ({:.1f}% less)", name, act_order ? " act_order" : "",
+                            dynamic ? " dynamic" : " static", e_gptq, e_rtn, 100 * (1 - e_gptq / e_rtn)));
+        CHECK(e_gptq < e_rtn);
+      }
   }
 }
 
@@ -119,7 +132,7 @@ TEST_CASE("gptq on a tiny problem lies between the exact optimum on its grid and
     for (c[i] = 0; c[i] < static_cast<int>(s.lut.size()); ++c[i]) search(i + 1);
   };
   search(0);
-  const double gptq = output_error(w, dequantized(*rtn, gptq_quantize(*rtn, w.data(), 1, cols, H, 0, {.damp = 1e-6})), X);
+  const double gptq = output_error(w, dequantized(*rtn, gptq_quantize(*rtn, w.data(), 1, cols, H, 0, {.damp = 1e-6, .dynamic_groups = false})), X);
   const double plain = output_error(w, dequantized(*rtn, grid), X);
   MESSAGE(fmt::format("tiny problem: exact {:.4g}, gptq {:.4g} ({:.2f}x the exact), plain rounding {:.4g}", exact, gptq, gptq / exact, plain));
   CHECK(exact <= gptq * (1 + 1e-9));
@@ -180,7 +193,7 @@ TEST_CASE("calibration statistics: each layer's Σ xᵀx and mean |x| over the c
 
 TEST_CASE("gptq(Q) in the registry: the name round-trips, Q's format and kernels, and it asks for calibration where none is given") {
   const auto g = parse_quantizer("gptq(rtn(bits=4,group=32),act_order=on)");
-  CHECK(g->name() == "gptq(quantizer=rtn(bits=4,group=32,mode=sym,scale=fp16),damp=0.01,block=128,act_order=on)");
+  CHECK(g->name() == "gptq(quantizer=rtn(bits=4,group=32,mode=sym,scale=fp16),damp=0.01,block=128,act_order=on,groups=dynamic)");
   CHECK(parse_quantizer(g->name())->name() == g->name());
   CHECK(g->needs_calibration());
   CHECK(g->decode_form().size() == 1);
@@ -203,10 +216,11 @@ TEST_CASE("tqbench perplexity and generate with gptq: calibrated on the corpus' 
   auto r = test::run_tqbench(base + "--chunks 2 --calibration-chunks 2 --calibration-ctx 64");
   REQUIRE_MESSAGE(r.exit_code == 0, r.output);
   CHECK(r.output.find("calibrated on the last 2 chunks of 64 tokens of") != std::string::npos);
+  CHECK(r.output.find(", sequential (") != std::string::npos);
   // Every chunk scored (--chunks 0): no text is left to calibrate on.
   r = test::run_tqbench(base + "--chunks 0");
   CHECK(r.exit_code == 2);
-  CHECK(r.output.find("--calibration-chunks 16 of 512 tokens need 8192 tokens of") != std::string::npos);
+  CHECK(r.output.find("calibration: 16 chunks of 512 tokens need 8192 tokens of") != std::string::npos);
   CHECK(r.output.find("the evaluation does not read; it has 0") != std::string::npos);
   r = test::run_tqbench(base + "--chunks 2 --calibration-chunks 0");
   CHECK(r.exit_code == 2);
@@ -216,5 +230,102 @@ TEST_CASE("tqbench perplexity and generate with gptq: calibrated on the corpus' 
   CHECK(r.output.find("/nonexistent/prompt.txt") != std::string::npos);
   r = test::run_tqbench("generate --model '" + model + "' --quantizer 'gptq(rtn(bits=4,group=32))'");
   CHECK(r.exit_code == 2);
-  CHECK(r.output.find("needs calibration text (--calibration-corpus)") != std::string::npos);
+  CHECK(r.output.find("needs calibration text (calibration_corpus, --calibration-corpus)") != std::string::npos);
+}
+
+TEST_CASE("sequential calibration: block 0 as the independent order's, later blocks after the quantized earlier ones, each quantized once") {
+  const Checkpoint ck = load_checkpoint((std::filesystem::path(test::kSourceDir) / "tests/fixtures/hf/llama").string());
+  REQUIRE(ck.config.n_layers >= 2);
+  const std::size_t ctx = 16;
+  const std::vector<int> tokens = test::seeded_tokens(2 * ctx, ck.config.vocab, 9);
+  const LayerSelection all(kBlockLinearLayers, "^$");
+  const LayerStatisticsMap independent = collect_layer_statistics(ck, tokens, ctx, all);
+  // Layers "quantized" to themselves: the sequential order runs the same arithmetic, block by block.
+  std::vector<std::string> calls;
+  const LayerStatisticsMap same = collect_layer_statistics(ck, tokens, ctx, all, [&](const std::string& name, const Matrix& w, const LayerStatistics&) {
+    calls.push_back(name);
+    return w;
+  });
+  REQUIRE(same.size() == independent.size());
+  for (const auto& [name, s] : independent) {
+    CAPTURE(name);
+    CHECK(same.at(name).samples == s.samples);
+    CHECK((same.at(name).hessian - s.hessian).cwiseAbs().maxCoeff() <= 1e-9 * s.hessian.cwiseAbs().maxCoeff());
+  }
+  // Every layer of the blocks before the last is quantized once, in block order, none of the last block's.
+  const std::size_t per_block = 7, blocks = static_cast<std::size_t>(ck.config.n_layers);
+  CHECK(calls.size() == per_block * (blocks - 1));
+  for (std::size_t i = 0; i < calls.size(); ++i) CHECK(calls[i].rfind(fmt::format("blk.{}.", i / per_block), 0) == 0);
+  // Coarse "quantization" (weights halved): block 0 sees what it saw, the next block's inputs change.
+  const LayerStatisticsMap halved = collect_layer_statistics(ck, tokens, ctx, all, [&](const std::string&, const Matrix& w, const LayerStatistics& st) {
+    CHECK(st.samples == tokens.size());  // the statistics of the layer being quantized, complete
+    return Matrix(w * 0.5f);
+  });
+  const auto differs = [&](const char* layer) {
+    return (halved.at(layer).hessian - independent.at(layer).hessian).cwiseAbs().maxCoeff() / independent.at(layer).hessian.cwiseAbs().maxCoeff();
+  };
+  CHECK(differs("blk.0.attn_q.weight") == 0.0);
+  CHECK(differs("blk.0.attn_k.weight") == 0.0);
+  CHECK(differs("blk.1.attn_q.weight") > 1e-3);
+}
+
+TEST_CASE("a layer's output error from its input statistics; gptq's is never above rounding's on its calibration inputs") {
+  const Matrix w = test::random_normal_matrix(16, 64, 21), w_hat = test::random_normal_matrix(16, 64, 22);
+  const Eigen::MatrixXd X = calibration(200, 64, 23);
+  const double direct = ((w - w_hat).cast<double>() * X.transpose()).squaredNorm() / (w.cast<double>() * X.transpose()).squaredNorm();
+  CHECK(relative_output_error(w, w_hat, X.transpose() * X) == doctest::Approx(direct).epsilon(1e-8));
+  // A real model's layers, each with its own calibration inputs (the independent order: the Hessian is the data's).
+  const Checkpoint ck = load_checkpoint((std::filesystem::path(test::kSourceDir) / "tests/fixtures/hf/llama").string());
+  const LayerStatisticsMap stats = collect_layer_statistics(ck, test::seeded_tokens(64, ck.config.vocab, 3), 32);
+  for (const std::string name : {"rtn(bits=3,group=16)", "turboquant(bits=2,group=16)"}) {
+    const auto q = parse_quantizer(name), g = parse_quantizer("gptq(" + name + ")");
+    for (const auto& [layer, st] : stats) {
+      CAPTURE(name);
+      CAPTURE(layer);
+      const Matrix& wl = ck.tensor(layer);
+      const QuantizedLayer plain = quantize_layer(*q, layer, wl, 0, GroupFallback::none);
+      const QuantizedLayer calibrated = quantize_layer(*g, layer, wl, 0, GroupFallback::none, &st.hessian);
+      const double e_plain = relative_output_error(wl, dequantized(*plain.quantizer, plain.matrix), st.hessian);
+      const double e_gptq = relative_output_error(wl, dequantized(*calibrated.quantizer, calibrated.matrix), st.hessian);
+      CHECK(e_gptq <= e_plain);
+    }
+  }
+}
+
+TEST_CASE("a model spec with gptq: calibration keys in the data, the calibration column, calibrate_s and layer_output_error") {
+  const std::string model = (std::filesystem::path(test::kSourceDir) / "tests/fixtures/gguf/qwen2.gguf").string();
+  const std::string corpus = (std::filesystem::path(test::kSourceDir) / "README.md").string();
+  test::TempDir dir;
+  const std::string spec = dir.file("gptq.yaml"), out = dir.file("gptq.h5");
+  test::write_text(spec, "experiment: gptq\ndata: {source: model, model: '" + model + "', corpus: '" + corpus +
+                             "', ctx: 64, chunks: 2, calibration_chunks: 3, calibration_ctx: 64, calibration_held_out: 2}\n"
+                             "quantizers: ['rtn(bits=3,group=32)', 'gptq(rtn(bits=3,group=32))', 'gptq(rtn(bits=3,group=32),groups=static)']\n"
+                             "metrics: [perplexity, delta_ppl, layer_output_error, weight_nmse_mean, calibrate_s, quantize_s]\n");
+  const auto r = test::run_tqbench("run '" + spec + "' -o '" + out + "'");
+  REQUIRE_MESSAGE(r.exit_code == 0, r.output);
+  const ResultTable t = read_result_file(out);
+  const int q = t.column_index("quantizer"), cal = t.column_index("calibration"), cs = t.column_index("calibrate_s"),
+            err = t.column_index("layer_output_error"), data = t.column_index("data");
+  REQUIRE(cal >= 0);
+  REQUIRE(t.rows.size() == 3);
+  std::vector<double> errors;
+  for (const auto& row : t.rows) {
+    const std::string name = std::get<std::string>(row[q]), text = std::get<std::string>(row[cal]);
+    CAPTURE(name);
+    const bool calibrated = name.rfind("gptq", 0) == 0;
+    CHECK(std::get<std::string>(row[data]).find("calibration_chunks=3") != std::string::npos);
+    CHECK((text.find("the last 3 chunks of 64 tokens of") != std::string::npos) == calibrated);
+    CHECK((std::get<double>(row[cs]) > 0) == calibrated);
+    errors.push_back(std::get<double>(row[err]));
+    CHECK(errors.back() > 0);
+    CHECK(errors.back() < 1);
+  }
+  MESSAGE(fmt::format("layer_output_error on held-out chunks: rtn {:.4g}, gptq {:.4g}, gptq static {:.4g}", errors[0], errors[1], errors[2]));
+  // Bad calibration keys are located errors naming the key.
+  test::write_text(spec, "experiment: gptq\ndata: {source: model, model: '" + model + "', corpus: '" + corpus +
+                             "', calibration_order: backwards}\nquantizers: ['gptq(rtn(bits=3,group=32))']\nmetrics: [perplexity]\n");
+  const auto bad = test::run_tqbench("run '" + spec + "' -o '" + dir.file("bad.h5") + "'");
+  CHECK(bad.exit_code == 2);
+  CHECK(bad.output.find("calibration_order") != std::string::npos);
+  CHECK(bad.output.find("sequential") != std::string::npos);
 }
