@@ -91,10 +91,12 @@ LayerStatisticsMap collect_layer_statistics(const Checkpoint& ck, const std::vec
       else
         model.forward_blocks(chunk, cache, blocks);
     }
-  }
-  for (auto& [name, s] : stats) {
-    s.hessian.triangularView<Eigen::StrictlyUpper>() = s.hessian.transpose();  // rankUpdate filled the lower half
-    if (s.samples) s.mean_abs /= static_cast<double>(s.samples);
+    // The stage's statistics complete before a later stage quantizes with them.
+    for (auto& [name, s] : stats)
+      if (in_stage(name)) {
+        s.hessian.triangularView<Eigen::StrictlyUpper>() = s.hessian.transpose();  // rankUpdate filled the lower half
+        if (s.samples) s.mean_abs /= static_cast<double>(s.samples);
+      }
   }
   return stats;
 }
@@ -130,15 +132,16 @@ Calibration calibrate_model(const Checkpoint& ck, const Quantizer& quantizer, st
   const auto t0 = std::chrono::steady_clock::now();
   const std::vector<int> tokens = calibration_text(ck, spec, 0, spec.chunks);
   const LayerSelection selection(include, exclude);
+  Calibration out;
   QuantizedWeightsFn quantized;
   if (spec.sequential)
     quantized = [&](const std::string& name, const Matrix& w, const LayerStatistics& s) {
-      const QuantizedLayer l = quantize_layer(quantizer, name, w, seed, fallback, &s.hessian);
+      QuantizedLayer l = quantize_layer(quantizer, name, w, seed, fallback, &s);
       Matrix w_hat(w.rows(), w.cols());
       l.quantizer->dequantize(l.matrix, w_hat.data());
+      out.quantized.emplace(name, std::move(l));
       return w_hat;
     };
-  Calibration out;
   out.layers = collect_layer_statistics(ck, tokens, static_cast<std::size_t>(spec.ctx), selection, quantized);
   out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   out.label = fmt::format("the last {} chunks of {} tokens of {}, {}", spec.chunks, spec.ctx, spec.corpus,

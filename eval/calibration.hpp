@@ -22,11 +22,7 @@
 
 namespace tqb {
 
-struct LayerStatistics {
-  Eigen::MatrixXd hessian;   // in × in: Σ xᵀx (not divided by the count; GPTQ's damping is relative)
-  Eigen::VectorXd mean_abs;  // in: mean |x| per input channel
-  std::size_t samples = 0;   // positions seen
-};
+using LayerStatistics = InputStatistics;  // quantizers/quantizer.hpp
 using LayerStatisticsMap = std::map<std::string, LayerStatistics>;
 
 // A selected layer quantized with its statistics, as the weights the forward then uses (rows × cols, dequantized).
@@ -58,6 +54,9 @@ inline constexpr const char* kCalibrationOrders[] = {"sequential", "independent"
 
 struct Calibration {
   LayerStatisticsMap layers;
+  // The layers the sequential order quantized on the way (all but the last block's), for quantize_model to take
+  // instead of quantizing them again (ModelQuantization::prequantized).
+  std::map<std::string, QuantizedLayer> quantized;
   double seconds = 0;  // tokenizing the text and collecting (including the sequential order's quantization)
   std::string label;   // "the last 16 chunks of 512 tokens of FILE, sequential"
 };

@@ -67,14 +67,14 @@ bool LayerSelection::selected(const std::string& name) const {
 }
 
 QuantizedLayer quantize_layer(const Quantizer& q, const std::string& name, const Matrix& w, std::uint64_t seed,
-                              GroupFallback fallback, const Eigen::MatrixXd* hessian) {
+                              GroupFallback fallback, const InputStatistics* inputs) {
   QuantizedLayer out;
   const auto rows = static_cast<std::size_t>(w.rows()), cols = static_cast<std::size_t>(w.cols());
   out.quantizer = quantizer_for_layer(q, name, rows, cols, fallback);
   const std::uint64_t layer_seed = derive_seed(seed, name) >> 1;
   if (out.quantizer->needs_calibration()) {
-    if (!hessian) throw InputError(fmt::format("{}: layer {} has no calibration statistics", out.quantizer->name(), name));
-    out.matrix = out.quantizer->quantize_calibrated(w.data(), rows, cols, layer_seed, *hessian);
+    if (!inputs) throw InputError(fmt::format("{}: layer {} has no calibration statistics", out.quantizer->name(), name));
+    out.matrix = out.quantizer->quantize_calibrated(w.data(), rows, cols, layer_seed, *inputs);
   } else {
     out.matrix = out.quantizer->quantize(w.data(), rows, cols, layer_seed);
   }

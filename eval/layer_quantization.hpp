@@ -48,10 +48,10 @@ std::unique_ptr<Quantizer> quantizer_for_layer(const Quantizer& q, const std::st
 
 // w: rows x cols (out x in), quantized with quantizer_for_layer(q, name, ...). The seed is
 // derive_seed(seed, name) >> 1.
-// hessian: the layer's calibration statistics (eval/calibration.hpp), which a calibrated quantizer (gptq) needs and
+// inputs: the layer's calibration statistics (eval/calibration.hpp), which a calibrated quantizer (gptq) needs and
 // the others ignore; InputError naming the layer when a calibrated quantizer gets none.
 QuantizedLayer quantize_layer(const Quantizer& q, const std::string& name, const Matrix& w, std::uint64_t seed,
-                              GroupFallback fallback, const Eigen::MatrixXd* hessian = nullptr);
+                              GroupFallback fallback, const InputStatistics* inputs = nullptr);
 
 // How a model's layers will be quantized, known from the tensors' shapes alone (read_checkpoint_shapes):
 // the quantizer each selected layer gets and the bytes it will store (Quantizer::storage_bytes). The same

@@ -108,10 +108,15 @@ std::unique_ptr<LlamaModel> quantize_model(const Checkpoint& ck, const Quantizer
     auto it = cache.by_name.find(name);
     Matrix w_hat;  // the dequantized weights, when this call quantizes the layer
     if (it == cache.by_name.end()) {
-      const Eigen::MatrixXd* hessian = nullptr;
+      const InputStatistics* inputs = nullptr;
       if (how.calibration)
-        if (auto c = how.calibration->find(name); c != how.calibration->end()) hessian = &c->second.hessian;
-      QuantizedLayers::Layer l{quantize_layer(quantizer, name, w, seed, how.group_fallback, hessian)};
+        if (auto c = how.calibration->find(name); c != how.calibration->end()) inputs = &c->second;
+      QuantizedLayers::Layer l;
+      const auto done = how.prequantized ? how.prequantized->find(name) : std::map<std::string, QuantizedLayer>::iterator{};
+      if (how.prequantized && done != how.prequantized->end())
+        l.q = std::move(done->second);
+      else
+        l.q = quantize_layer(quantizer, name, w, seed, how.group_fallback, inputs);
       // Weight error from the layer's own dequantized copy.
       w_hat.resize(w.rows(), w.cols());
       l.q.quantizer->dequantize(l.q.matrix, w_hat.data());
@@ -274,7 +279,7 @@ ModelMeasurements ModelSession::measure(const ModelPointSpec& dp, const Quantize
   auto model = quantize_model(l.ck, quantizer, seed,
                               {.include = dp.include, .exclude = dp.exclude, .group_fallback = dp.group_fallback, .kernel = dp.kernel,
                                .device = dp.device, .calibration = calibrated.layers.empty() ? nullptr : &calibrated.layers,
-                               .held_out = dp.layer_output_error ? &l.held_out : nullptr},
+                               .held_out = dp.layer_output_error ? &l.held_out : nullptr, .prequantized = &calibrated.quantized},
                               &out.layers, &weights.layers);
   out.quantize_s = fresh ? std::chrono::duration<double>(std::chrono::steady_clock::now() - t_quantize).count() : 0.0;
   if (out.layers.layers == 0) throw InputError(fmt::format("include pattern '{}' matches no linear layer", dp.include));

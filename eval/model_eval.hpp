@@ -54,6 +54,8 @@ struct ModelQuantization {
   const std::map<std::string, LayerStatistics>* calibration = nullptr;
   // Per layer name, statistics of held-out inputs: each layer's relative output error is measured on them.
   const std::map<std::string, LayerStatistics>* held_out = nullptr;
+  // Layers already quantized exactly as quantize_layer would (the sequential calibration's): taken, not redone.
+  std::map<std::string, QuantizedLayer>* prequantized = nullptr;
 };
 std::unique_ptr<LlamaModel> quantize_model(const Checkpoint& ck, const Quantizer& quantizer, std::uint64_t seed,
                                            const ModelQuantization& how, QuantizedModelStats* stats = nullptr,

@@ -61,7 +61,7 @@ BuiltModel build_model(const Checkpoint& ck, const std::string& model_name, cons
     }
     b.model = quantize_model(ck, *quantizer, m.seed,
                              {.include = m.include, .exclude = m.exclude, .group_fallback = parse_group_fallback(m.group_fallback),
-                              .kernel = m.kernel, .device = m.device, .calibration = calibration.layers.empty() ? nullptr : &calibration.layers},
+                              .kernel = m.kernel, .device = m.device, .calibration = calibration.layers.empty() ? nullptr : &calibration.layers, .prequantized = &calibration.quantized},
                              &st);
     if (st.layers == 0) throw InputError(fmt::format("--include '{}' (--exclude '{}') selects no linear layer", m.include, m.exclude));
     b.label = fmt::format("{} ({:.4g} bits per weight in {} layers{})", quantizer->name(), 8 * st.quantized_bytes / st.quantized_weights,

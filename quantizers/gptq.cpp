@@ -195,8 +195,8 @@ class Gptq final : public Quantizer {
                                  "chunks are taken from the corpus (perplexity --calibration-chunks)", name()));
   }
   QuantizedMatrix quantize_calibrated(const float* w, std::size_t rows, std::size_t cols, std::uint64_t seed,
-                                      const Eigen::MatrixXd& hessian) const override {
-    QuantizedMatrix q = gptq_quantize(*inner_, w, rows, cols, hessian, seed, options_);
+                                      const InputStatistics& inputs) const override {
+    QuantizedMatrix q = gptq_quantize(*inner_, w, rows, cols, inputs.hessian, seed, options_);
     q.format = name();
     return q;
   }
@@ -234,7 +234,8 @@ QuantizerFamily gptq_family() {
             const auto form = inner->decode_form();
             if (form.size() != 1 || form.front().transform == GroupTransform::gaussian_projection)
               throw InputError(fmt::format("gptq({}): gptq wraps a quantizer of one pass of per-group codes on a grid (rtn, turboquant, "
-                                           "rotated(rtn)); {} is not one", inner->name(), inner->family()));
+                                           "rotated(rtn)); {} is not one{}", inner->name(), inner->family(),
+                                           inner->family() == "awq" ? " (compose the other way round: awq(gptq(Q)))" : ""));
             p["quantizer"] = inner->name();
             return std::make_unique<Gptq>(schema, p, std::move(inner));
           }};

@@ -21,6 +21,13 @@ struct ShapeProblem {
   std::string message;
 };
 
+// A layer's calibration inputs x (rows of samples × cols), as calibrated quantizers read them.
+struct InputStatistics {
+  Eigen::MatrixXd hessian;   // cols × cols: Σ xᵀx (not divided by the count; GPTQ's damping is relative)
+  Eigen::VectorXd mean_abs;  // cols: mean |x| per input channel (AWQ's activation scale)
+  std::size_t samples = 0;   // positions seen
+};
+
 class Quantizer {
  public:
   // params: complete and valid for `schema` (the family's, quantizers/registry.hpp), which formats the name.
@@ -74,12 +81,12 @@ class Quantizer {
   // per weight of unpacked codes; formats with larger state override it.
   virtual std::uint64_t working_bytes(std::size_t rows, std::size_t cols) const;
 
-  // Calibrated quantizers (gptq(Q), quantizers/gptq.hpp) need the layer's input statistics: hessian = Σ xᵀx over
-  // calibration inputs x (cols × cols). quantize() of such a quantizer is an InputError saying where calibration
-  // comes from; the others ignore the Hessian.
+  // Calibrated quantizers (gptq(Q), quantizers/gptq.hpp; awq(Q), quantizers/awq.hpp) need the layer's input
+  // statistics (InputStatistics). quantize() of such a quantizer is an InputError saying where calibration comes from;
+  // the others ignore the statistics.
   virtual bool needs_calibration() const { return false; }
   virtual QuantizedMatrix quantize_calibrated(const float* w, std::size_t rows, std::size_t cols, std::uint64_t seed,
-                                              const Eigen::MatrixXd& /*hessian*/) const {
+                                              const InputStatistics& /*inputs*/) const {
     return quantize(w, rows, cols, seed);
   }
 

@@ -12,6 +12,7 @@
 #include "quantizers/qjl.hpp"
 #include "quantizers/residual.hpp"
 #include "quantizers/rotated.hpp"
+#include "quantizers/awq.hpp"
 #include "quantizers/gptq.hpp"
 #include "quantizers/rtn.hpp"
 #include "quantizers/turboquant.hpp"
@@ -22,7 +23,7 @@ const std::vector<QuantizerFamily>& quantizer_families() {
   // To add a quantizer: write quantizers/<name>.{hpp,cpp} with a `<name>_family()` and list it here.
   static const std::vector<QuantizerFamily> families = [] {
     std::vector<QuantizerFamily> f{
-        turboquant_family(), turboquant_prod_family(), qjl_family(), residual_family(), rtn_family(), rotated_family(), gptq_family(),
+        turboquant_family(), turboquant_prod_family(), qjl_family(), residual_family(), rtn_family(), rotated_family(), gptq_family(), awq_family(),
     };
     for (auto& g : ggml_families()) f.push_back(std::move(g));  // llama.cpp's formats, as baselines
     f.push_back(none_family());

@@ -16,6 +16,7 @@
 #include "harness/store.hpp"
 #include "kernels/lut_plan.hpp"
 #include "models/checkpoint.hpp"
+#include "quantizers/awq.hpp"
 #include "quantizers/gptq.hpp"
 #include "quantizers/registry.hpp"
 #include "test_util.hpp"
@@ -202,7 +203,8 @@ TEST_CASE("gptq(Q) in the registry: the name round-trips, Q's format and kernels
   CHECK_THROWS_WITH_AS(quantize_layer(*g, "blk.0.attn_q.weight", w, 0, GroupFallback::none), doctest::Contains("no calibration statistics"),
                        InputError);
   const Eigen::MatrixXd X = calibration(128, 64, 3), H = X.transpose() * X;
-  const QuantizedLayer l = quantize_layer(*g, "blk.0.attn_q.weight", w, 0, GroupFallback::none, &H);
+  const InputStatistics inputs{H, X.cwiseAbs().colwise().mean().transpose(), 128};
+  const QuantizedLayer l = quantize_layer(*g, "blk.0.attn_q.weight", w, 0, GroupFallback::none, &inputs);
   CHECK(l.matrix.format == g->name());
   CHECK(dequantized(*l.quantizer, l.matrix).allFinite());
   CHECK_THROWS_WITH_AS(parse_quantizer("gptq(q4_K)"), doctest::Contains("gptq wraps a quantizer of one pass"), InputError);
@@ -259,8 +261,24 @@ TEST_CASE("sequential calibration: block 0 as the independent order's, later blo
   // Coarse "quantization" (weights halved): block 0 sees what it saw, the next block's inputs change.
   const LayerStatisticsMap halved = collect_layer_statistics(ck, tokens, ctx, all, [&](const std::string&, const Matrix& w, const LayerStatistics& st) {
     CHECK(st.samples == tokens.size());  // the statistics of the layer being quantized, complete
+    CHECK((st.hessian - st.hessian.transpose()).cwiseAbs().maxCoeff() == 0.0);
+    // A mean, not a sum: mean |x| ≤ rms(x) per channel (Jensen).
+    CHECK((st.mean_abs.array() <= (st.hessian.diagonal().array() / static_cast<double>(st.samples)).sqrt() * (1 + 1e-9)).all());
     return Matrix(w * 0.5f);
   });
+  // calibrate_model keeps the layers it quantized on the way; they are what quantize_layer makes from the final statistics.
+  const auto g = parse_quantizer("gptq(rtn(bits=3,group=16))");
+  const std::string text = (std::filesystem::path(test::kSourceDir) / "README.md").string();
+  const Checkpoint qwen = load_checkpoint((std::filesystem::path(test::kSourceDir) / "tests/fixtures/gguf/qwen2.gguf").string());
+  const Calibration cal = calibrate_model(qwen, *g, 7, kBlockLinearLayers, "^$", GroupFallback::none, {.corpus = text, .chunks = 2, .ctx = 16});
+  CHECK(cal.quantized.size() == per_block * static_cast<std::size_t>(qwen.config.n_layers - 1));
+  CHECK(cal.label.find(", sequential") != std::string::npos);
+  for (const auto& [name, l] : cal.quantized) {
+    CAPTURE(name);
+    const QuantizedLayer again = quantize_layer(*g, name, qwen.tensor(name), 7, GroupFallback::none, &cal.layers.at(name));
+    CHECK(again.matrix.codes == l.matrix.codes);
+    CHECK(again.matrix.scales == l.matrix.scales);
+  }
   const auto differs = [&](const char* layer) {
     return (halved.at(layer).hessian - independent.at(layer).hessian).cwiseAbs().maxCoeff() / independent.at(layer).hessian.cwiseAbs().maxCoeff();
   };
@@ -284,7 +302,7 @@ TEST_CASE("a layer's output error from its input statistics; gptq's is never abo
       CAPTURE(layer);
       const Matrix& wl = ck.tensor(layer);
       const QuantizedLayer plain = quantize_layer(*q, layer, wl, 0, GroupFallback::none);
-      const QuantizedLayer calibrated = quantize_layer(*g, layer, wl, 0, GroupFallback::none, &st.hessian);
+      const QuantizedLayer calibrated = quantize_layer(*g, layer, wl, 0, GroupFallback::none, &st);
       const double e_plain = relative_output_error(wl, dequantized(*plain.quantizer, plain.matrix), st.hessian);
       const double e_gptq = relative_output_error(wl, dequantized(*calibrated.quantizer, calibrated.matrix), st.hessian);
       CHECK(e_gptq <= e_plain);
@@ -328,4 +346,65 @@ TEST_CASE("a model spec with gptq: calibration keys in the data, the calibration
   CHECK(bad.exit_code == 2);
   CHECK(bad.output.find("calibration_order") != std::string::npos);
   CHECK(bad.output.find("sequential") != std::string::npos);
+}
+
+TEST_CASE("awq: the α of the grid with the least output error, never worse than Q, better with salient channels; composes over gptq") {
+  const std::size_t rows = 32, cols = 128;
+  const Matrix w = test::random_normal_matrix(rows, cols, 31);
+  // Inputs with a few salient channels (AWQ §3.2: 1% of channels carry large activations).
+  Eigen::MatrixXd X = calibration(256, cols, 32);
+  for (Eigen::Index c : {3, 40, 77, 100}) X.col(c) *= 12.0;
+  const InputStatistics inputs{X.transpose() * X, X.cwiseAbs().colwise().mean().transpose(), 256};
+  for (const std::string name : {"rtn(bits=3,group=32)", "rtn(bits=4,group=128,mode=asym)", "turboquant(bits=3,group=32)"}) {
+    CAPTURE(name);
+    const auto q = parse_quantizer(name), a = parse_quantizer("awq(" + name + ")");
+    const QuantizedMatrix plain = q->quantize(w.data(), rows, cols, 5);
+    double alpha = -1;
+    const QuantizedMatrix scaled = awq_quantize(*q, w.data(), rows, cols, inputs, 5, {}, &alpha);
+    const QuantizedMatrix via_registry = a->quantize_calibrated(w.data(), rows, cols, 5, inputs);
+    CHECK(via_registry.format == a->name());
+    CHECK(via_registry.storage_bytes() == a->storage_bytes(rows, cols));
+    CHECK(a->storage_bytes(rows, cols) == q->storage_bytes(rows, cols) + 2 * cols);
+    const Matrix w_awq = dequantized(*a, via_registry);
+    CHECK((w_awq - dequantized(*a, scaled)).cwiseAbs().maxCoeff() == 0.0f);
+    // The grid written out: each α's error, through Q on W·diag(s) as the header says.
+    double best = INFINITY, best_alpha = -1;
+    for (int i = 0; i < 20; ++i) {
+      const double al = i / 20.0;
+      Eigen::VectorXd sv = inputs.mean_abs.array().pow(al);
+      sv /= std::sqrt(sv.maxCoeff() * sv.minCoeff());
+      std::vector<float> s16(cols);
+      for (std::size_t c = 0; c < cols; ++c) s16[c] = round_to(FloatFormat::fp16, static_cast<float>(sv(static_cast<Eigen::Index>(c))));
+      Matrix ws = w;
+      for (std::size_t c = 0; c < cols; ++c) ws.col(static_cast<Eigen::Index>(c)) *= s16[c];
+      Matrix back = dequantized(*q, q->quantize(ws.data(), rows, cols, 5));
+      for (std::size_t c = 0; c < cols; ++c) back.col(static_cast<Eigen::Index>(c)) /= s16[c];
+      if (const double e = relative_output_error(w, back, inputs.hessian); e < best) {
+        best = e;
+        best_alpha = al;
+      }
+    }
+    const double e_awq = relative_output_error(w, w_awq, inputs.hessian), e_plain = relative_output_error(w, dequantized(*q, plain), inputs.hessian);
+    MESSAGE(fmt::format("{}: output error plain {:.4g}, awq {:.4g} (α = {:.2f})", name, e_plain, e_awq, alpha));
+    CHECK(alpha == doctest::Approx(best_alpha));
+    CHECK(e_awq == doctest::Approx(best).epsilon(1e-9));
+    CHECK(e_awq < 0.95 * e_plain);
+    // Composed with gptq inside (the scaled layer's statistics): no worse than gptq alone, whose α = 0 it includes.
+    if (name.rfind("rtn", 0) == 0) {
+      const auto g = parse_quantizer("gptq(" + name + ")"), ag = parse_quantizer("awq(gptq(" + name + "))");
+      const double e_gptq = relative_output_error(w, dequantized(*g, g->quantize_calibrated(w.data(), rows, cols, 5, inputs)), inputs.hessian);
+      const double e_both = relative_output_error(w, dequantized(*ag, ag->quantize_calibrated(w.data(), rows, cols, 5, inputs)), inputs.hessian);
+      MESSAGE(fmt::format("{}: gptq {:.4g}, awq(gptq) {:.4g}", name, e_gptq, e_both));
+      CHECK(e_both <= e_gptq * (1 + 1e-9));
+    }
+  }
+  CHECK(parse_quantizer("awq(rtn(bits=4,group=32))")->name() == "awq(quantizer=rtn(bits=4,group=32,mode=sym,scale=fp16),grid=20)");
+  CHECK(parse_quantizer("awq(rtn(bits=4,group=32))")->decode_form().empty());  // dequantized_dense reads it, no fused kernel
+  CHECK_THROWS_WITH_AS(parse_quantizer("gptq(awq(rtn))"), doctest::Contains("awq(gptq(Q))"), InputError);
+  CHECK_THROWS_WITH_AS(parse_quantizer("awq(rtn,grid=0)"), doctest::Contains("grid"), InputError);
+  CHECK_THROWS_WITH_AS(parse_quantizer("awq(rtn(bits=4,group=32))")->quantize(w.data(), rows, cols, 0), doctest::Contains("needs calibration"),
+                       InputError);
+  const InputStatistics short_stats{Eigen::MatrixXd::Identity(64, 64), Eigen::VectorXd::Ones(64), 1};
+  CHECK_THROWS_WITH_AS(awq_quantize(*parse_quantizer("rtn(bits=4,group=32)"), w.data(), rows, cols, short_stats, 0),
+                       doctest::Contains("for 64 input channels; the layer has 128"), InputError);
 }

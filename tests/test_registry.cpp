@@ -129,10 +129,10 @@ TEST_CASE("storage_bytes(rows, cols) is what quantize() stores, for every regist
         for (auto& x : w) x = static_cast<float>(rng.normal());
         CAPTURE(q->name());
         CAPTURE(cols);
-        // A calibrated quantizer (gptq) with the Hessian of white inputs.
-        const QuantizedMatrix m = q->needs_calibration()
-                                      ? q->quantize_calibrated(w.data(), rows, cols, 3, Eigen::MatrixXd::Identity(cols, cols))
-                                      : q->quantize(w.data(), rows, cols, 3);
+        // A calibrated quantizer (gptq, awq) with the statistics of white inputs.
+        const InputStatistics white{Eigen::MatrixXd::Identity(cols, cols), Eigen::VectorXd::Constant(cols, std::sqrt(2 / M_PI)), cols};
+        const QuantizedMatrix m = q->needs_calibration() ? q->quantize_calibrated(w.data(), rows, cols, 3, white)
+                                                         : q->quantize(w.data(), rows, cols, 3);
         CHECK(q->storage_bytes(rows, cols) == m.storage_bytes());
         ++checked;
       }

@@ -1,0 +1,167 @@
+#include "quantizers/awq.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <vector>
+
+#include "common/error.hpp"
+#include "common/float_format.hpp"
+
+namespace tqb {
+namespace {
+
+// Q on W·diag(s), with the scaled layer's statistics when Q is calibrated (x' = x·diag(s)⁻¹).
+QuantizedMatrix quantize_scaled(const Quantizer& inner, const float* w, std::size_t rows, std::size_t cols, const std::vector<float>& s,
+                                const InputStatistics& inputs, std::uint64_t seed) {
+  std::vector<float> scaled(rows * cols);
+  for (std::size_t r = 0; r < rows; ++r)
+    for (std::size_t c = 0; c < cols; ++c) scaled[r * cols + c] = w[r * cols + c] * s[c];
+  if (!inner.needs_calibration()) return inner.quantize(scaled.data(), rows, cols, seed);
+  InputStatistics x;
+  const Eigen::VectorXd inv = Eigen::Map<const Eigen::VectorXf>(s.data(), static_cast<Eigen::Index>(cols)).cast<double>().cwiseInverse();
+  x.hessian = inv.asDiagonal() * inputs.hessian * inv.asDiagonal();
+  x.mean_abs = inputs.mean_abs.cwiseProduct(inv);
+  x.samples = inputs.samples;
+  return inner.quantize_calibrated(scaled.data(), rows, cols, seed, x);
+}
+
+void dequantize_scaled(const Quantizer& inner, const QuantizedMatrix& q, const std::vector<float>& s, float* out) {
+  inner.dequantize(q, out);
+  for (std::size_t r = 0; r < q.rows; ++r)
+    for (std::size_t c = 0; c < q.cols; ++c) out[r * q.cols + c] /= s[c];
+}
+
+std::vector<float> stored_scales(const QuantizedMatrix& q) {
+  std::vector<float> s(q.cols);
+  for (std::size_t c = 0; c < q.cols; ++c) s[c] = load_float(FloatFormat::fp16, q.scales.data() + 2 * c);
+  return s;
+}
+
+}  // namespace
+
+QuantizedMatrix awq_quantize(const Quantizer& inner, const float* w, std::size_t rows, std::size_t cols, const InputStatistics& inputs,
+                             std::uint64_t seed, const AwqOptions& o, double* alpha) {
+  if (o.grid < 1) throw InputError(fmt::format("awq: grid {} must be at least 1 point", o.grid));
+  const auto C = static_cast<Eigen::Index>(cols);
+  if (inputs.hessian.rows() != C || inputs.hessian.cols() != C || inputs.mean_abs.size() != C)
+    throw InputError(fmt::format("awq: the statistics are for {} input channels; the layer has {}", inputs.mean_abs.size(), cols));
+  if (!inputs.hessian.allFinite() || !inputs.mean_abs.allFinite()) throw InputError("awq: the calibration statistics have a non-finite entry");
+  if (const ShapeProblem p = inner.check_shape(rows, cols); !p.message.empty())
+    throw InputError(fmt::format("awq({}): {}", inner.name(), p.message));
+  // Channels never seen active get the smallest active channel's activation scale (their weights matter least).
+  const double top = inputs.mean_abs.maxCoeff();
+  double floor = top;
+  for (Eigen::Index c = 0; c < C; ++c)
+    if (inputs.mean_abs(c) > 0) floor = std::min(floor, inputs.mean_abs(c));
+  if (!(top > 0)) floor = 1;
+  const Eigen::MatrixXd W = Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(w, static_cast<Eigen::Index>(rows), C)
+                                .cast<double>();
+  std::vector<float> w_hat(rows * cols);
+  double best_loss = INFINITY, best_alpha = 0;
+  QuantizedMatrix best;
+  std::vector<float> best_s;
+  for (int i = 0; i < o.grid; ++i) {
+    const double a = static_cast<double>(i) / o.grid;
+    std::vector<double> sd(cols);
+    double lo = INFINITY, hi = 0;
+    for (std::size_t c = 0; c < cols; ++c) {
+      sd[c] = std::pow(std::max(inputs.mean_abs(static_cast<Eigen::Index>(c)), floor), a);
+      lo = std::min(lo, sd[c]);
+      hi = std::max(hi, sd[c]);
+    }
+    // Normalized (the reference's s / sqrt(max · min)), then as stored: fp16, so that W·diag(s) and the division agree.
+    std::vector<float> s(cols);
+    for (std::size_t c = 0; c < cols; ++c) s[c] = round_to(FloatFormat::fp16, static_cast<float>(sd[c] / std::sqrt(hi * lo)));
+    QuantizedMatrix q = quantize_scaled(inner, w, rows, cols, s, inputs, seed);
+    dequantize_scaled(inner, q, s, w_hat.data());
+    const Eigen::MatrixXd E =
+        W - Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(w_hat.data(), static_cast<Eigen::Index>(rows), C)
+                .cast<double>();
+    const double loss = (E * inputs.hessian).cwiseProduct(E).sum();
+    if (!std::isfinite(loss)) continue;
+    if (loss < best_loss) {
+      best_loss = loss;
+      best_alpha = a;
+      best = std::move(q);
+      best_s = std::move(s);
+    }
+  }
+  if (best_s.empty()) throw InputError(fmt::format("awq({}): every scaling gave a non-finite output error", inner.name()));
+  QuantizedMatrix out;
+  out.rows = rows;
+  out.cols = cols;
+  out.seed = seed;
+  out.side_format = FloatFormat::fp16;
+  out.scales.resize(2 * cols);
+  for (std::size_t c = 0; c < cols; ++c) store_float(FloatFormat::fp16, best_s[c], out.scales.data() + 2 * c);
+  out.passes.push_back(std::move(best));
+  if (alpha) *alpha = best_alpha;
+  return out;
+}
+
+namespace {
+
+class Awq final : public Quantizer {
+ public:
+  Awq(const ParamSchema& schema, const Params& p, std::unique_ptr<Quantizer> inner) : Quantizer("awq", schema, p), inner_(std::move(inner)) {
+    options_.grid = static_cast<int>(std::get<std::int64_t>(p.at("grid")));
+  }
+  ShapeProblem check_shape(std::size_t rows, std::size_t cols) const override { return inner_->check_shape(rows, cols); }
+  double nominal_bits(std::size_t cols) const override { return inner_->nominal_bits(cols); }
+  std::uint64_t storage_bytes(std::size_t rows, std::size_t cols) const override { return inner_->storage_bytes(rows, cols) + 2 * cols; }
+  // The inner quantizer's at each point of the grid, the scaled copy, the dequantized one, and the error in double.
+  std::uint64_t working_bytes(std::size_t rows, std::size_t cols) const override {
+    return 2 * inner_->working_bytes(rows, cols) + 2 * std::uint64_t{rows} * cols * 4 + 2 * std::uint64_t{rows} * cols * 8;
+  }
+  bool uses_seed() const override { return inner_->uses_seed(); }
+  bool needs_calibration() const override { return true; }
+  QuantizedMatrix quantize(const float*, std::size_t, std::size_t, std::uint64_t) const override {
+    throw InputError(fmt::format("{} needs calibration data (each layer's input statistics): use it on a model, whose calibration "
+                                 "chunks are taken from the corpus (perplexity --calibration-chunks)", name()));
+  }
+  QuantizedMatrix quantize_calibrated(const float* w, std::size_t rows, std::size_t cols, std::uint64_t seed,
+                                      const InputStatistics& inputs) const override {
+    QuantizedMatrix q = awq_quantize(*inner_, w, rows, cols, inputs, seed, options_);
+    q.format = name();
+    return q;
+  }
+  void dequantize(const QuantizedMatrix& q, float* out) const override {
+    if (q.passes.size() != 1 || q.scales.size() != 2 * q.cols)
+      throw InputError(fmt::format("{}: the matrix is not an awq result (one pass and {} scale bytes)", name(), 2 * q.cols));
+    dequantize_scaled(*inner_, q.passes.front(), stored_scales(q), out);
+  }
+  // No decode description: the per-channel scales would have to be folded into the layer's input first.
+  std::vector<PassForm> decode_form() const override { return {}; }
+  void describe_decode(const QuantizedMatrix&, std::vector<DecodePass>&) const override {
+    throw std::invalid_argument(fmt::format("{} has no decode description (per-input-channel scales; dequantized_dense reads it)", name()));
+  }
+
+ private:
+  std::unique_ptr<Quantizer> inner_;
+  AwqOptions options_;
+};
+
+}  // namespace
+
+QuantizerFamily awq_family() {
+  using K = ParamSpec::Kind;
+  const ParamSchema schema({
+      {.name = "quantizer", .kind = K::text, .default_value = std::string("rtn"),
+       .description = "the quantizer of the scaled weights (a one-line name; may be given first without its key: awq(rtn(bits=4,group=128)); "
+                      "gptq composes inside: awq(gptq(rtn(bits=4,group=128))))"},
+      {.name = "grid", .kind = K::integer, .default_value = std::int64_t{20},
+       .description = "points of the α search in [0, 1) (α = 0: no scaling)", .min = 1, .max = 1000},
+  });
+  return {"awq", "AWQ's activation-aware per-channel scaling (Lin et al. 2023) before any quantizer; needs a model's calibration", schema,
+          [schema](const Params& given) -> std::unique_ptr<Quantizer> {
+            Params p = given;
+            auto inner = parse_quantizer(get_str(p, "quantizer"));
+            p["quantizer"] = inner->name();
+            return std::make_unique<Awq>(schema, p, std::move(inner));
+          }};
+}
+
+}  // namespace tqb

@@ -1,0 +1,33 @@
+#pragma once
+// Activation-aware weight scaling (AWQ, Lin et al. 2023, arXiv 2306.00978, §3.2-3.3) as a modifier of any quantizer Q:
+// the layer's input channels are scaled by s = s_x^α before Q quantizes (s_x: the channel's mean |x| on the calibration
+// inputs, s normalized to a geometric mean of max and min of 1), and divided back after: Ŵ = Q(W·diag(s))·diag(s)⁻¹.
+// Salient channels (large |x|) get a finer share of Q's grid. α is searched on a grid of `grid` values in [0, 1) for
+// the smallest output error tr((W − Ŵ) H (W − Ŵ)ᵀ) on the calibration inputs (H = Σ xᵀx), the paper's objective;
+// α = 0 is Q itself, so the chosen scaling is never worse than Q on that data.
+//
+// Deployment folds diag(s)⁻¹ into what produces the input (the RMSNorm weight, the previous projection); here each
+// layer keeps its own s as fp16 beside Q's codes (16 bits per input channel: 0.004 bits per weight for 4096 rows), so
+// every layer may scale differently and the result is read by dequantize-then-dense; the kernels do not read it.
+// Q may itself be calibrated (awq(gptq(Q))): it then sees the scaled layer's statistics, H' = S⁻¹ H S⁻¹.
+#include <cstddef>
+#include <cstdint>
+
+#include "quantizers/quantizer.hpp"
+#include "quantizers/registry.hpp"
+
+namespace tqb {
+
+struct AwqOptions {
+  int grid = 20;  // α ∈ {0, 1/grid, …, (grid − 1)/grid} (the paper's 20-point grid)
+};
+
+// w: rows × cols, row-major. inputs: the layer's calibration statistics (hessian and mean_abs of cols). The result's
+// passes[0] is Q's matrix of W·diag(s); its scales hold s (cols values, fp16). alpha: the α chosen (may be null).
+QuantizedMatrix awq_quantize(const Quantizer& inner, const float* w, std::size_t rows, std::size_t cols, const InputStatistics& inputs,
+                             std::uint64_t seed, const AwqOptions& options = {}, double* alpha = nullptr);
+
+// awq(quantizer=Q, grid=20): the registry's modifier; quantizing needs a model's calibration (Quantizer::quantize_calibrated).
+QuantizerFamily awq_family();
+
+}  // namespace tqb
