@@ -153,6 +153,21 @@ const std::string kGroupFallbackHelp =
     "a layer whose width the quantizer's group does not divide: none (an error naming it) or halve (the largest "
     "power-of-two group below that divides it)";
 
+// Where a calibrated quantizer (gptq, awq) takes its text from (eval/calibration.hpp).
+void add_calibration_options(CLI::App* cmd, tqb::CalibrationSpec& c) {
+  cmd->add_option("--calibration-corpus", c.corpus,
+                  "a calibrated quantizer's (gptq, awq) text: its last --calibration-chunks chunks (perplexity: default the evaluated "
+                  "corpus, whose beginning it scores)");
+  cmd->add_option("--calibration-chunks", c.chunks, "calibration chunks")->check(CLI::Range(1, 1 << 16))->capture_default_str();
+  cmd->add_option("--calibration-ctx", c.ctx, "tokens per calibration chunk")->check(CLI::Range(8, 1 << 16))->capture_default_str();
+  cmd->add_option_function<std::string>(
+         "--calibration-order", [&c](const std::string& v) { c.sequential = v == "sequential"; },
+         "sequential: each block's statistics after the blocks before it are quantized (GPTQ's order); independent: all from the "
+         "unquantized model")
+      ->check(CLI::IsMember({"sequential", "independent"}))
+      ->default_str("sequential");
+}
+
 // The options of the model commands (perplexity, generate, passkey): which model they build (harness/cli_model.hpp).
 void add_model_options(CLI::App* cmd, tqb::ModelChoice& m) {
   cmd->add_option("--quantizer", m.quantizer, "quantize every linear layer in the blocks with this (one-line name)");
@@ -171,17 +186,7 @@ void add_model_options(CLI::App* cmd, tqb::ModelChoice& m) {
       ->capture_default_str();
   cmd->add_option("--exclude", m.exclude, "with --quantizer: tensors to keep in full precision")->capture_default_str();
   add_kv_options(cmd, m.kv);
-  cmd->add_option("--calibration-corpus", m.calibration.corpus,
-                  "a calibrated quantizer's (gptq) text: its last --calibration-chunks chunks (perplexity: default the evaluated corpus, "
-                  "whose beginning it scores)");
-  cmd->add_option("--calibration-chunks", m.calibration.chunks, "calibration chunks")->check(CLI::Range(1, 1 << 16))->capture_default_str();
-  cmd->add_option("--calibration-ctx", m.calibration.ctx, "tokens per calibration chunk")->check(CLI::Range(8, 1 << 16))->capture_default_str();
-  cmd->add_option_function<std::string>(
-         "--calibration-order", [&m](const std::string& v) { m.calibration.sequential = v == "sequential"; },
-         "sequential: each block's statistics after the blocks before it are quantized (GPTQ's order); independent: all from the "
-         "unquantized model")
-      ->check(CLI::IsMember({"sequential", "independent"}))
-      ->default_str("sequential");
+  add_calibration_options(cmd, m.calibration);
 }
 
 int perplexity(const std::string& model_name, const std::string& corpus, const tqb::ModelChoice& choice, const std::string& method,
@@ -448,6 +453,7 @@ int main(int argc, char** argv) {
   export_cmd->add_option("--group-fallback", group_fallback, kGroupFallbackHelp)
       ->check(CLI::IsMember({"none", "halve"}))->capture_default_str();
   export_cmd->add_option("--seed", export_request.seed, "seed of the quantizer's randomness (as a sweep point's)")->capture_default_str();
+  add_calibration_options(export_cmd, export_request.calibration);
 
   try {
     app.parse(argc, argv);

@@ -151,10 +151,20 @@ void export_safetensors(const ExportRequest& r, const Quantizer& q, std::ostream
   m.metadata = provenance_keys(r, ck.path, q);
   m.metadata["tqbench.seed"] = std::to_string(r.seed);
   double bytes = 0, weights = 0;
+  // A calibrated quantizer's statistics (and the layers the sequential order already quantized), as a sweep point's.
+  Calibration calibration;
+  if (q.needs_calibration()) {
+    calibration = calibrate_model(ck, q, r.seed, r.include, r.exclude, r.group_fallback, r.calibration);
+    m.metadata["tqbench.calibration"] = calibration.label;
+  }
   for (const auto& [name, w] : ck.tensors) {
     const std::size_t rank = ck.source_rank.count(name) ? ck.source_rank.at(name) : 2;
     if (selection.selected(name) && rank == 2) {
-      QuantizedLayer ql = quantize_layer(q, name, w, r.seed, r.group_fallback);
+      const auto done = calibration.quantized.find(name);
+      const auto stats = calibration.layers.find(name);
+      QuantizedLayer ql = done != calibration.quantized.end()
+                              ? std::move(done->second)
+                              : quantize_layer(q, name, w, r.seed, r.group_fallback, stats == calibration.layers.end() ? nullptr : &stats->second);
       bytes += static_cast<double>(ql.matrix.storage_bytes());
       weights += static_cast<double>(w.size());
       m.quantized.emplace(name, std::move(ql.matrix));

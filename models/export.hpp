@@ -11,6 +11,7 @@
 #include <ostream>
 #include <string>
 
+#include "eval/calibration.hpp"
 #include "eval/layer_quantization.hpp"
 
 namespace tqb {
@@ -23,6 +24,7 @@ struct ExportRequest {
   std::uint64_t seed = 0;
   GroupFallback group_fallback = GroupFallback::none;  // a layer whose width the group does not divide: error or halve
   bool force = false;     // replace an existing output (never the model itself)
+  CalibrationSpec calibration;  // a calibrated quantizer's (gptq, awq) text; recorded in the file's metadata
   std::string command_line;  // recorded in the file's metadata
 };
 

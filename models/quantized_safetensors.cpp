@@ -250,8 +250,7 @@ QuantizedModelFile read_quantized_safetensors(const std::string& path) {
     if (const std::uint64_t need = qz->storage_bytes(q.rows, q.cols); need > 2 * stored + 4096)
       r.fail(fmt::format("tensor '{}': {} of {} x {} stores {} bytes, but the file holds {} for it", item.key(), q.format, q.rows, q.cols,
                          need, stored));
-    const std::vector<float> zeros(q.rows * q.cols, 0.0f);
-    check_sizes(r, item.key(), q, qz->quantize(zeros.data(), q.rows, q.cols, q.seed));
+    check_sizes(r, item.key(), q, qz->zero_layout(q.rows, q.cols, q.seed));
     m.quantized.emplace(item.key(), std::move(q));
   }
   for (const auto& [name, info] : file.tensors()) {

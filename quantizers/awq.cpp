@@ -128,6 +128,17 @@ class Awq final : public Quantizer {
     q.format = name();
     return q;
   }
+  QuantizedMatrix zero_layout(std::size_t rows, std::size_t cols, std::uint64_t seed) const override {
+    QuantizedMatrix q;
+    q.rows = rows;
+    q.cols = cols;
+    q.seed = seed;
+    q.format = name();
+    q.side_format = FloatFormat::fp16;
+    q.scales.assign(2 * cols, 0);
+    q.passes.push_back(inner_->zero_layout(rows, cols, seed));
+    return q;
+  }
   void dequantize(const QuantizedMatrix& q, float* out) const override {
     if (q.passes.size() != 1 || q.scales.size() != 2 * q.cols)
       throw InputError(fmt::format("{}: the matrix is not an awq result (one pass and {} scale bytes)", name(), 2 * q.cols));

@@ -200,6 +200,11 @@ class Gptq final : public Quantizer {
     q.format = name();
     return q;
   }
+  QuantizedMatrix zero_layout(std::size_t rows, std::size_t cols, std::uint64_t seed) const override {
+    QuantizedMatrix q = inner_->zero_layout(rows, cols, seed);  // gptq moves codes, never sizes
+    q.format = name();
+    return q;
+  }
   void dequantize(const QuantizedMatrix& q, float* out) const override { inner_->dequantize(q, out); }
   std::vector<PassForm> decode_form() const override { return inner_->decode_form(); }
   void describe_decode(const QuantizedMatrix& q, std::vector<DecodePass>& out) const override { inner_->describe_decode(q, out); }

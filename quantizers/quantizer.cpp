@@ -40,4 +40,9 @@ QuantizedMatrix Quantizer::new_matrix(std::size_t rows, std::size_t cols, std::u
   return q;
 }
 
+QuantizedMatrix Quantizer::zero_layout(std::size_t rows, std::size_t cols, std::uint64_t seed) const {
+  const std::vector<float> zeros(rows * cols, 0.0f);
+  return quantize(zeros.data(), rows, cols, seed);
+}
+
 }  // namespace tqb

@@ -85,6 +85,9 @@ class Quantizer {
   // statistics (InputStatistics). quantize() of such a quantizer is an InputError saying where calibration comes from;
   // the others ignore the statistics.
   virtual bool needs_calibration() const { return false; }
+  // What quantizing an all-zero rows × cols matrix stores: the size of every part, for a reader checking a file
+  // (models/quantized_safetensors.cpp). The default quantizes zeros; calibrated modifiers answer without statistics.
+  virtual QuantizedMatrix zero_layout(std::size_t rows, std::size_t cols, std::uint64_t seed) const;
   virtual QuantizedMatrix quantize_calibrated(const float* w, std::size_t rows, std::size_t cols, std::uint64_t seed,
                                               const InputStatistics& /*inputs*/) const {
     return quantize(w, rows, cols, seed);

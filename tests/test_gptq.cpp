@@ -16,6 +16,7 @@
 #include "harness/store.hpp"
 #include "kernels/lut_plan.hpp"
 #include "models/checkpoint.hpp"
+#include "models/quantized_safetensors.hpp"
 #include "quantizers/awq.hpp"
 #include "quantizers/gptq.hpp"
 #include "quantizers/registry.hpp"
@@ -407,4 +408,28 @@ TEST_CASE("awq: the α of the grid with the least output error, never worse than
   const InputStatistics short_stats{Eigen::MatrixXd::Identity(64, 64), Eigen::VectorXd::Ones(64), 1};
   CHECK_THROWS_WITH_AS(awq_quantize(*parse_quantizer("rtn(bits=4,group=32)"), w.data(), rows, cols, short_stats, 0),
                        doctest::Contains("for 64 input channels; the layer has 128"), InputError);
+}
+
+TEST_CASE("export of calibrated quantizers: the file's layers give the perplexity of calibrating in memory; no text is an error") {
+  const std::string model = (std::filesystem::path(test::kSourceDir) / "tests/fixtures/gguf/qwen2.gguf").string();
+  const std::string corpus = (std::filesystem::path(test::kSourceDir) / "README.md").string();
+  test::TempDir dir;
+  const std::string calibration = " --calibration-corpus '" + corpus + "' --calibration-chunks 2 --calibration-ctx 64";
+  for (const std::string q : {"gptq(rtn(bits=3,group=32))", "awq(gptq(turboquant(bits=3,group=32)))"}) {
+    CAPTURE(q);
+    const std::string out = dir.file("calibrated.safetensors");
+    auto r = test::run_tqbench("export --force --model '" + model + "' --quantizer '" + q + "' -o '" + out + "' --seed 4" + calibration);
+    REQUIRE_MESSAGE(r.exit_code == 0, r.output);
+    const QuantizedModelFile file = read_quantized_safetensors(out);
+    CHECK(file.metadata.at("tqbench.calibration").find("the last 2 chunks of 64 tokens of") != std::string::npos);
+    const auto ppl = [&](const std::string& args) {
+      const auto p = test::run_tqbench("perplexity --model '" + model + "' --corpus '" + corpus + "' --ctx 64 --chunks 2 " + args);
+      REQUIRE_MESSAGE(p.exit_code == 0, p.output);
+      return p.output.substr(p.output.find("perplexity: "), 24);
+    };
+    CHECK(ppl("--quantized '" + out + "'") == ppl("--quantizer '" + q + "' --seed 4" + calibration));
+  }
+  const auto none = test::run_tqbench("export --model '" + model + "' --quantizer 'gptq(rtn)' -o '" + dir.file("x.safetensors") + "'");
+  CHECK(none.exit_code == 2);
+  CHECK(none.output.find("needs calibration text") != std::string::npos);
 }
