@@ -23,7 +23,7 @@ Checkpoint load_model_checkpoint(const std::string& model_name, const ModelChoic
 
 BuiltModel build_model(const Checkpoint& ck, const std::string& model_name, const ModelChoice& m) {
   BuiltModel b;
-  b.label = "fp32";
+  b.label = m.device == "cuda" ? "unquantized (bf16 weights)" : "unquantized (fp32)";
   std::unique_ptr<Quantizer> quantizer;
   if (!m.quantizer.empty()) quantizer = parse_quantizer(m.quantizer);
   if (!m.quantized_file.empty()) {

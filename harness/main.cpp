@@ -290,7 +290,10 @@ int generate(const std::string& model_name, const tqb::ModelChoice& choice, cons
                            1e3 * g.prefill_s, static_cast<double>(tokens.size()) / g.prefill_s, g.tokens.size(),
                            steps.empty() ? std::string()
                                          : fmt::format(", decode step median {:.3f} ms over {} timed steps{}", 1e3 * steps[steps.size() / 2],
-                                                       steps.size(), choice.device == "cpu" ? "" : " (CUDA graph replays)"));
+                                                       steps.size(),
+                                                       choice.device == "cpu" ? ""
+                                                       : built.kv                ? " (host loop: the KV quantizer writes on the host)"
+                                                                                 : " (CUDA graph replays)"));
   if (choice.device != "cpu")
     std::cerr << fmt::format("GPU memory: peak {:.3f} GB of tqbench's own allocations; linear layers' weights {:.3f} GB\n",
                              static_cast<double>(gpu::peak_bytes()) / 1e9, static_cast<double>(built.model->linear_weight_bytes()) / 1e9);

@@ -225,7 +225,12 @@ TEST_CASE("a quantized KV cache on the GPU (written by the CPU path's quantizer)
                         s.key, s.key_axis, s.outliers, ppl[0], ppl[1], ppl[2], err[0].out_rel(), err[2].out_rel()));
     // fp32 on both sides: keys that differ in the last bits can fall on another side of a code boundary, rarely.
     CHECK(std::fabs(ppl[1] - ppl[0]) <= 1e-4 * ppl[0]);
-    CHECK(std::fabs(ppl[2] - ppl[0]) <= 2e-3 * ppl[0]);
+    // bf16 (cuda): keys rounded to bf16 before they are quantized land in other cells often enough to re-draw the
+    // cache's quantization noise, and 3 chunks score only 192 tokens: on the H200 (2026-12-06) the perplexity moved by
+    // 1.3%, 2.2% and 0.4% for these three caches while the attention error stayed within 0.5% of the CPU's. The check
+    // that the GPU path quantizes as the CPU does is cuda-fp32's above; bf16's is the attention error, and a loose bound.
+    CHECK(std::fabs(ppl[2] - ppl[0]) <= 0.05 * ppl[0]);
+    CHECK(std::fabs(err[2].out_rel() - err[0].out_rel()) <= 0.02 * err[0].out_rel());
     CHECK(err[1].rows == err[0].rows);
     CHECK(std::fabs(err[1].out_rel() - err[0].out_rel()) <= 1e-3 * err[0].out_rel() + 1e-6);
   }

@@ -32,7 +32,7 @@ std::string wikitext() { return resolve_corpus_path("wikitext-2-test"); }
 
 bool have(const std::string& path, const char* what) {
   if (fs::exists(path)) return true;
-  MESSAGE("skipped: ", what, " not found at ", path);
+  MESSAGE("skipped: " << std::string(what) << " not found at " << path);
   return false;
 }
 
@@ -62,7 +62,7 @@ std::string rejection(const std::string& path) {
 }  // namespace
 
 TEST_CASE("stories260K: GGUF and Hugging Face give the same logits and the same greedy story") {
-  if (!have(stories_gguf(), "stories260K (../shared)")) return;
+  if (!have(stories_gguf(), "stories260K (../shared)") || !have(stories_hf(), "stories260K's Hugging Face folder (../shared)")) return;
   const Checkpoint a = load_checkpoint(stories_gguf()), b = load_checkpoint(stories_hf());
   CHECK(a.config.rope_interleaved);
   CHECK_FALSE(b.config.rope_interleaved);

@@ -6,9 +6,11 @@ same call. Prints one JSON line per peer: perplexity, tokens/s, peak GPU bytes.
 
     python3 bench/peers/torch_perplexity.py --model DIR --text FILE --ctx 2048 --chunks 16 --batch 4 [--fp32]
 
-Scoring is llama.cpp's and tqbench's `llamacpp` method on a stream without a leading BOS (as books-14m's
-PROVENANCE.md): chunks of ctx tokens, the first replaced by BOS, the logits of positions ctx/2 .. ctx-2
-scored against the next token (llama-perplexity's set). Both peers compute
+Scoring is llama.cpp's and tqbench's `llamacpp` method: where the tokenizer adds BOS (tokenizer_config.json's
+add_bos_token; absent: no) the stream starts with BOS and each chunk's first token is replaced by it, otherwise
+the chunks are the text's tokens as they are; the logits of positions ctx/2 .. ctx-2 are scored against the next
+token (llama-perplexity's set). (Replacing the first token by BOS without the tokenizer asking for it, as this
+script did before, moved the random 8B folder's perplexity by 0.6% from tqbench's on the same text.) Both peers compute
 logits only for the scored positions (transformers' logits_to_keep), so the output head costs them what it
 costs tqbench. Timing: CUDA-synchronized wall time over every chunk after one untimed warm-up batch; the
 weights load first, untimed. Runs where torch, transformers and safetensors are (the GPU machine).
@@ -82,11 +84,21 @@ class PlainLlama:
         return x @ self.head.T
 
 
+def adds_bos(model):
+    """tokenizer_config.json's add_bos_token, as tqbench's tokenizer reads it (absent: False)."""
+    path = os.path.join(model, "tokenizer_config.json")
+    return bool(json.load(open(path)).get("add_bos_token", False)) if os.path.isfile(path) else False
+
+
 def chunks_of(tokens, ctx, n, bos):
+    """llama-perplexity's chunks: with a BOS (bos not None) the stream starts with it and so does every chunk."""
+    if bos is not None:
+        tokens = [bos] + list(tokens)
     out = []
     for k in range(n):
         c = list(tokens[k * ctx:(k + 1) * ctx])
-        c[0] = bos
+        if bos is not None:
+            c[0] = bos
         out.append(c)
     return out
 
@@ -132,10 +144,10 @@ def main():
         sys.exit("torch_perplexity.py: no CUDA GPU")
     dtype = torch.float32 if a.fp32 else torch.bfloat16
     config = json.load(open(os.path.join(a.model, "config.json")))
-    bos = config.get("bos_token_id") or 0
+    bos = (config.get("bos_token_id") or 0) if adds_bos(a.model) else None
     ids = Tokenizer.from_file(os.path.join(a.model, "tokenizer.json")).encode(open(a.text, encoding="utf-8").read(),
                                                                              add_special_tokens=False).ids
-    n = min(a.chunks, len(ids) // a.ctx)
+    n = min(a.chunks, (len(ids) + (bos is not None)) // a.ctx)
     if n < 1:
         sys.exit(f"torch_perplexity.py: {a.text} has {len(ids)} tokens, fewer than one chunk of {a.ctx}")
     chunks = chunks_of(ids, a.ctx, n, bos)
