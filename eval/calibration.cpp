@@ -15,30 +15,45 @@
 namespace tqb {
 namespace {
 
-// A dense layer that adds its inputs' statistics to a LayerStatistics as it computes.
-class RecordingLinear final : public Linear {
+// A selected layer of the calibration's model: dense, recording its inputs' statistics as it computes, or replaced by
+// its quantized weights; the calibration switches it between stages.
+class CalibrationLinear final : public Linear {
  public:
-  RecordingLinear(std::unique_ptr<Linear> inner, LayerStatistics* stats) : inner_(std::move(inner)), stats_(stats) {
-    const auto in = static_cast<Eigen::Index>(inner_->in());
-    stats_->hessian = Eigen::MatrixXd::Zero(in, in);
-    stats_->mean_abs = Eigen::VectorXd::Zero(in);
-  }
+  explicit CalibrationLinear(const Matrix& w) : w_(w), inner_(make_dense_linear(w)) {}
   std::size_t in() const override { return inner_->in(); }
   std::size_t out() const override { return inner_->out(); }
   void forward(const float* x, std::size_t n, float* y) const override {
-    const Eigen::Map<const Matrix> X(x, static_cast<Eigen::Index>(n), static_cast<Eigen::Index>(in()));
-    const Eigen::MatrixXd Xd = X.cast<double>();
-    stats_->hessian.selfadjointView<Eigen::Lower>().rankUpdate(Xd.transpose());
-    stats_->mean_abs += Xd.cwiseAbs().colwise().sum().transpose();  // a sum until the end
-    stats_->samples += n;
+    if (stats_) {
+      const Eigen::Map<const Matrix> X(x, static_cast<Eigen::Index>(n), static_cast<Eigen::Index>(in()));
+      const Eigen::MatrixXd Xd = X.cast<double>();
+      stats_->hessian.selfadjointView<Eigen::Lower>().rankUpdate(Xd.transpose());
+      stats_->mean_abs += Xd.cwiseAbs().colwise().sum().transpose();  // a sum until finish()
+      stats_->samples += n;
+    }
     inner_->forward(x, n, y);
   }
   std::size_t weight_bytes() const override { return inner_->weight_bytes(); }
   std::string kernel() const override { return inner_->kernel(); }
 
+  const Matrix& weights() const { return w_; }
+  void record(LayerStatistics* s) {
+    const auto n = static_cast<Eigen::Index>(in());
+    *s = LayerStatistics{Eigen::MatrixXd::Zero(n, n), Eigen::VectorXd::Zero(n), 0};
+    stats_ = s;
+  }
+  // Completes the statistics recorded (rankUpdate filled the lower half; mean_abs was a sum) and stops recording.
+  void finish() {
+    if (!stats_) return;
+    stats_->hessian.triangularView<Eigen::StrictlyUpper>() = stats_->hessian.transpose();
+    if (stats_->samples) stats_->mean_abs /= static_cast<double>(stats_->samples);
+    stats_ = nullptr;
+  }
+  void replace(const Matrix& w_hat) { inner_ = make_dense_linear(w_hat); }
+
  private:
+  Matrix w_;
   std::unique_ptr<Linear> inner_;
-  LayerStatistics* stats_;
+  LayerStatistics* stats_ = nullptr;
 };
 
 // The block a tensor belongs to ("blk.N." names), or -1 (the output head and anything outside the blocks).
@@ -53,50 +68,50 @@ LayerStatisticsMap collect_layer_statistics(const Checkpoint& ck, const std::vec
                                             const LayerSelection& selection, const QuantizedWeightsFn& quantized) {
   if (ctx == 0 || tokens.empty() || tokens.size() % ctx != 0)
     throw InputError(fmt::format("calibration: {} tokens do not make whole chunks of {}", tokens.size(), ctx));
-  std::vector<std::string> selected;
-  for (const std::string& name : linear_layer_names(ck.config))
-    if (selection.selected(name)) selected.push_back(name);
-  if (selected.empty()) throw InputError("calibration: the layer selection (include/exclude) selects no linear layer");
-  // Stages: independent, one forward for every layer; sequential, block 0, 1, …, then whatever is outside the blocks
-  // (a selected output head) after all of them.
-  std::vector<int> stages;
-  if (!quantized) {
-    stages.push_back(ck.config.n_layers);
-  } else {
-    std::set<int> blocks;
-    for (const auto& name : selected) blocks.insert(block_of(name) < 0 ? ck.config.n_layers : block_of(name));
-    stages.assign(blocks.begin(), blocks.end());
-  }
+  std::map<std::string, CalibrationLinear*> layers;
+  const LlamaModel model(ck, [&](const std::string& name, const Matrix& w) -> std::unique_ptr<Linear> {
+    if (!selection.selected(name)) return make_dense_linear(w);
+    auto l = std::make_unique<CalibrationLinear>(w);
+    layers[name] = l.get();
+    return l;
+  });
+  if (layers.empty()) throw InputError("calibration: the layer selection (include/exclude) selects no linear layer");
   LayerStatisticsMap stats;
-  std::map<std::string, Matrix> done;  // the sequential order's quantized layers, each quantized once
-  for (const int stage : stages) {
-    const auto in_stage = [&](const std::string& name) {
-      const int b = block_of(name) < 0 ? ck.config.n_layers : block_of(name);
-      return !quantized || b == stage;
-    };
-    const LlamaModel model(ck, [&](const std::string& name, const Matrix& w) -> std::unique_ptr<Linear> {
-      if (!selection.selected(name)) return make_dense_linear(w);
-      if (in_stage(name)) return std::make_unique<RecordingLinear>(make_dense_linear(w), &stats[name]);
-      if (!stats.count(name)) return make_dense_linear(w);  // a later stage's: not reached, or after what is recorded
-      auto it = done.find(name);
-      if (it == done.end()) it = done.emplace(name, quantized(name, w, stats.at(name))).first;
-      return make_dense_linear(it->second);
-    });
-    const int blocks = stage >= ck.config.n_layers ? ck.config.n_layers : stage + 1;
+  const auto in_block = [&](int b) {
+    std::vector<std::string> names;
+    for (const auto& [name, l] : layers)
+      if (block_of(name) == b) names.push_back(name);
+    return names;
+  };
+  // The chunks' residual streams, carried through the blocks together (one GEMM per projection for all of them).
+  const std::size_t chunks = tokens.size() / ctx;
+  Matrix x = model.embed_tokens(tokens);
+  for (int b = 0; b < ck.config.n_layers; ++b) {
+    const std::vector<std::string> names = in_block(b);
+    for (const auto& name : names) layers.at(name)->record(&stats[name]);
+    if (!quantized || names.empty()) {
+      model.run_blocks(x, chunks, b, b + 1);  // the statistics, and the input of the next block
+      for (const auto& name : names) layers.at(name)->finish();
+      continue;
+    }
+    // Sequential: the block's statistics from its unquantized layers, then its layers quantized with them, then the
+    // block again to give the next block the quantized block's output (the reference implementation's loop).
+    Matrix scratch = x;
+    model.run_blocks(scratch, chunks, b, b + 1);
+    for (const auto& name : names) layers.at(name)->finish();
+    for (const auto& name : names) layers.at(name)->replace(quantized(name, layers.at(name)->weights(), stats.at(name)));
+    if (b + 1 < ck.config.n_layers) model.run_blocks(x, chunks, b, b + 1);
+  }
+  // Selected layers outside the blocks (an output head): one forward per chunk, every block as it now is, every
+  // position's logits.
+  std::vector<std::string> rest = in_block(-1);
+  if (!rest.empty()) {
+    for (const auto& name : rest) layers.at(name)->record(&stats[name]);
     for (std::size_t c = 0; c < tokens.size(); c += ctx) {
       KvCache cache = model.new_cache(ctx);
-      const std::vector<int> chunk(tokens.begin() + static_cast<std::ptrdiff_t>(c), tokens.begin() + static_cast<std::ptrdiff_t>(c + ctx));
-      if (stage >= ck.config.n_layers)
-        model.forward(chunk, cache, 1);
-      else
-        model.forward_blocks(chunk, cache, blocks);
+      model.forward({tokens.begin() + static_cast<std::ptrdiff_t>(c), tokens.begin() + static_cast<std::ptrdiff_t>(c + ctx)}, cache, 0);
     }
-    // The stage's statistics complete before a later stage quantizes with them.
-    for (auto& [name, s] : stats)
-      if (in_stage(name)) {
-        s.hessian.triangularView<Eigen::StrictlyUpper>() = s.hessian.transpose();  // rankUpdate filled the lower half
-        if (s.samples) s.mean_abs /= static_cast<double>(s.samples);
-      }
+    for (const auto& name : rest) layers.at(name)->finish();
   }
   return stats;
 }

@@ -5,9 +5,10 @@
 // themselves in the model's CPU forward.
 //
 // Two orders. Independent: one forward of the unquantized model; every layer sees full-precision inputs. Sequential
-// (GPTQ's, §4 "Step 3"/the reference's layer-by-layer loop): block by block, each block's statistics from a forward whose
-// earlier blocks are already quantized with theirs, so a layer's error feedback also answers the drift the quantized
-// layers before it cause.
+// (GPTQ's layer-by-layer loop): block by block, each block's statistics from the residual stream the already quantized
+// blocks before it produce, so a layer's error feedback also answers the drift the quantized layers before it cause.
+// The chunks' streams are carried through the blocks once (LlamaModel::run_blocks): a block runs twice in the
+// sequential order (its statistics, then its quantized output), so calibration costs about two forwards.
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -54,7 +55,7 @@ inline constexpr const char* kCalibrationOrders[] = {"sequential", "independent"
 
 struct Calibration {
   LayerStatisticsMap layers;
-  // The layers the sequential order quantized on the way (all but the last block's), for quantize_model to take
+  // The layers the sequential order quantized on the way (every selected layer of the blocks), for quantize_model to take
   // instead of quantizing them again (ModelQuantization::prequantized).
   std::map<std::string, QuantizedLayer> quantized;
   double seconds = 0;  // tokenizing the text and collecting (including the sequential order's quantization)

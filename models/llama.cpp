@@ -103,8 +103,7 @@ std::vector<double> LlamaModel::forward_nll(const std::vector<int>& tokens, KvCa
   return nll;
 }
 
-Acts LlamaModel::logits(const std::vector<int>& tokens, KvCache& cache, std::size_t logits_rows, int blocks) const {
-  if (blocks < 0) blocks = c_.n_layers;
+Acts LlamaModel::logits(const std::vector<int>& tokens, KvCache& cache, std::size_t logits_rows) const {
   const std::size_t seqs = cache.sequences, n = tokens.size() / seqs, pos0 = cache.len, total = pos0 + n;
   if (tokens.size() % seqs != 0)
     throw InputError(fmt::format("{} tokens do not split into the cache's {} sequences", tokens.size(), seqs));
@@ -114,14 +113,32 @@ Acts LlamaModel::logits(const std::vector<int>& tokens, KvCache& cache, std::siz
     if (token < 0 || token >= c_.vocab)
       throw InputError(fmt::format("token id {} is outside the vocabulary (0..{})", token, c_.vocab - 1));
   ForwardOps& ops = *ops_;
-  const int d = c_.dim, hd = c_.head_dim, nh = c_.n_heads, nkv = c_.n_kv_heads;
+  const int d = c_.dim;
   const std::size_t all = seqs * n;  // rows: every sequence's n positions, one sequence after the other
   const Acts x = ops.alloc(all, d);
   ops.embed(tokens, embed_, c_.embed_scale, x);
-  const Acts h = ops.alloc(all, d), q = ops.alloc(all, nh * hd), k = ops.alloc(all, nkv * hd), v = ops.alloc(all, nkv * hd),
+  const Acts h = ops.alloc(all, d);  // the normed stream: each block's input, then the head's
+  run_blocks(x, h, seqs, n, 0, c_.n_layers, cache, pos0);
+  cache.len = total;
+  if (probe_ && pos0 == 0 && kv_) probe_->done = true;
+  const std::size_t rows = logits_rows == 0 ? n : std::min(logits_rows, n), first = n - rows;
+  const Acts last{h.data, seqs * rows, static_cast<std::size_t>(d), h.owner};
+  for (std::size_t s = 0; s < seqs; ++s)  // each sequence's last rows, gathered for one head GEMM
+    ops.rms_norm(x.data + (s * n + first) * d, rows, d, ops.param(out_norm_), c_.norm_eps, h.data + s * rows * d);
+  const Acts out = ops.alloc(seqs * rows, c_.vocab);
+  ops.linear(*head_, last, out);
+  return out;
+}
+
+void LlamaModel::run_blocks(const Acts& x, const Acts& h, std::size_t seqs, std::size_t n, int first, int last, KvCache& cache,
+                            std::size_t pos0) const {
+  ForwardOps& ops = *ops_;
+  const int d = c_.dim, hd = c_.head_dim, nh = c_.n_heads, nkv = c_.n_kv_heads;
+  const std::size_t all = seqs * n;
+  const Acts q = ops.alloc(all, nh * hd), k = ops.alloc(all, nkv * hd), v = ops.alloc(all, nkv * hd),
              att = ops.alloc(all, nh * hd), tmp = ops.alloc(all, d), g = ops.alloc(all, c_.hidden), u = ops.alloc(all, c_.hidden);
   const AttentionExtras extras{kv_.get(), probe_};
-  for (int l = 0; l < blocks; ++l) {
+  for (int l = first; l < last; ++l) {
     const Layer& L = layers_[l];
     ops.rms_norm(x.data, all, d, ops.param(L.attn_norm), c_.norm_eps, h.data);
     ops.linear(*L.q, h, q);
@@ -144,16 +161,30 @@ Acts LlamaModel::logits(const std::vector<int>& tokens, KvCache& cache, std::siz
     // SwiGLU: x += down(silu(h gateᵀ) ⊙ h upᵀ); Gemma's GeGLU: gelu_tanh
     ops.gated_ffn(*L.gate, *L.up, *L.down, c_.ffn_activation, h, x, g, u, tmp);
   }
-  cache.len = total;
-  if (blocks < c_.n_layers) return {};
-  if (probe_ && pos0 == 0 && kv_) probe_->done = true;
-  const std::size_t rows = logits_rows == 0 ? n : std::min(logits_rows, n), first = n - rows;
-  const Acts last{h.data, seqs * rows, static_cast<std::size_t>(d), h.owner};
-  for (std::size_t s = 0; s < seqs; ++s)  // each sequence's last rows, gathered for one head GEMM
-    ops.rms_norm(x.data + (s * n + first) * d, rows, d, ops.param(out_norm_), c_.norm_eps, h.data + s * rows * d);
-  const Acts out = ops.alloc(seqs * rows, c_.vocab);
-  ops.linear(*head_, last, out);
-  return out;
+}
+
+
+Matrix LlamaModel::embed_tokens(const std::vector<int>& tokens) const {
+  if (std::string(ops_->device()) != "cpu") throw InputError("embed_tokens/run_blocks: the host's residual stream needs the CPU backend");
+  for (int token : tokens)
+    if (token < 0 || token >= c_.vocab)
+      throw InputError(fmt::format("token id {} is outside the vocabulary (0..{})", token, c_.vocab - 1));
+  Matrix x(static_cast<Eigen::Index>(tokens.size()), c_.dim);
+  ops_->embed(tokens, embed_, c_.embed_scale, Acts{x.data(), tokens.size(), static_cast<std::size_t>(c_.dim), nullptr});
+  return x;
+}
+
+void LlamaModel::run_blocks(Matrix& x, std::size_t sequences, int first, int last) const {
+  if (std::string(ops_->device()) != "cpu") throw InputError("embed_tokens/run_blocks: the host's residual stream needs the CPU backend");
+  if (first < 0 || first > last || last > c_.n_layers)
+    throw InputError(fmt::format("run_blocks: blocks [{}, {}) of a model of {}", first, last, c_.n_layers));
+  if (sequences == 0 || x.cols() != c_.dim || static_cast<std::size_t>(x.rows()) % sequences != 0)
+    throw InputError(fmt::format("run_blocks: {} x {} rows do not hold {} sequences of width {}", x.rows(), x.cols(), sequences, c_.dim));
+  const std::size_t n = static_cast<std::size_t>(x.rows()) / sequences;
+  KvCache cache = new_cache(n, sequences);
+  const Acts h = ops_->alloc(static_cast<std::size_t>(x.rows()), static_cast<std::size_t>(c_.dim));
+  run_blocks(Acts{x.data(), static_cast<std::size_t>(x.rows()), static_cast<std::size_t>(c_.dim), nullptr}, h, sequences, n, first, last,
+             cache, 0);
 }
 
 LlamaModel::Greedy LlamaModel::generate_greedy(const std::vector<int>& prompt, std::size_t max_new, KvCache& cache, int stop) const {
@@ -179,12 +210,6 @@ LlamaModel::Greedy LlamaModel::generate_greedy(const std::vector<int>& prompt, s
   g.tokens.insert(g.tokens.end(), rest.begin(), rest.end());
   cache.len = pos0 + rest.size();  // each returned token's predecessor was forwarded (a GPU's replays do not count on the host)
   return g;
-}
-
-void LlamaModel::forward_blocks(const std::vector<int>& tokens, KvCache& cache, int blocks) const {
-  if (blocks < 0 || blocks > c_.n_layers)
-    throw InputError(fmt::format("forward_blocks: {} blocks of a model of {}", blocks, c_.n_layers));
-  logits(tokens, cache, 0, blocks);
 }
 
 std::size_t LlamaModel::linear_weight_bytes() const {

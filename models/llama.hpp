@@ -56,9 +56,12 @@ class LlamaModel {
     std::vector<double> step_s;   // seconds of each timed decode step (ForwardOps::greedy_decode says which)
   };
   Greedy generate_greedy(const std::vector<int>& prompt, std::size_t max_new, KvCache& cache, int stop = -1) const;
-  // Only the first `blocks` transformer blocks of tokens (no output head), for what a block's layers see: the
-  // sequential calibration (eval/calibration.cpp) runs up to the block it collects. The cache gets those blocks' keys.
-  void forward_blocks(const std::vector<int>& tokens, KvCache& cache, int blocks) const;
+  // The residual stream on the host, block by block (CPU backend; InputError on another): the embedded tokens
+  // (tokens.size() × dim), and blocks [first, last) run on x in place, x holding `sequences` sequences of equal length
+  // one after the other, each from position 0. The sequential calibration (eval/calibration.cpp) carries each chunk's
+  // stream through the blocks once instead of forwarding from the tokens for every block.
+  Matrix embed_tokens(const std::vector<int>& tokens) const;
+  void run_blocks(Matrix& x, std::size_t sequences, int first, int last) const;
   // Bytes of weights held by the linear layers and by everything else.
   std::size_t linear_weight_bytes() const;
   std::size_t other_weight_bytes() const;
@@ -73,8 +76,11 @@ class LlamaModel {
     Matrix attn_norm, ffn_norm, q_norm, k_norm, q_bias, k_bias, v_bias;
     std::unique_ptr<Linear> q, k, v, o, gate, up, down;
   };
-  // In the backend's memory; after `blocks` blocks (all: n_layers) and without logits when blocks < n_layers.
-  Acts logits(const std::vector<int>& tokens, KvCache& cache, std::size_t logits_rows, int blocks = -1) const;
+  Acts logits(const std::vector<int>& tokens, KvCache& cache, std::size_t logits_rows) const;  // in the backend's memory
+  // Blocks [first, last) on x (seqs × n rows in the backend's memory; h: scratch of x's shape), their keys at pos0 …
+  // in the cache.
+  void run_blocks(const Acts& x, const Acts& h, std::size_t seqs, std::size_t n, int first, int last, KvCache& cache,
+                  std::size_t pos0) const;
   ModelConfig c_;
   std::unique_ptr<ForwardOps> ops_;
   Matrix embed_, out_norm_;
