@@ -1,6 +1,8 @@
-// GPTQ (quantizers/gptq.hpp) against an independent straightforward implementation of the paper's update (Frantar et
-// al. 2022, Eq. 2-3: the OBQ step with the inverse Hessian updated by removing each quantized column, no Cholesky, no
-// batches), against RTN on the same grid and, for a tiny problem, against the exact optimum over every code choice.
+// Calibrated quantization (issue 30). GPTQ (quantizers/gptq.hpp) against an independent straightforward implementation
+// of the paper's update (Frantar et al. 2022, Eq. 2-3: the OBQ step with the inverse Hessian updated by removing each
+// quantized column, no Cholesky, no batches), against RTN on the same grid and, for a tiny problem, against the exact
+// optimum over every code choice; AWQ (quantizers/awq.hpp) against its α grid written out; the calibration statistics
+// (eval/calibration.hpp) in both orders; the spec, CLI and export paths.
 #include <doctest/doctest.h>
 
 #include <fmt/format.h>
