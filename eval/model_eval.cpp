@@ -137,7 +137,10 @@ std::unique_ptr<LlamaModel> quantize_model(const Checkpoint& ck, const Quantizer
     s.quantized_bytes += static_cast<double>(qm.storage_bytes());
     s.quantized_weights += static_cast<double>(w.size());
     s.nmse_sum += l.nmse;
-    s.output_error_sum += l.output_error;
+    if (l.output_error >= 0) {
+      s.output_error_sum += l.output_error;
+      ++s.output_error_layers;
+    }
     ++s.layers;
     const std::string kernel_name = layer->kernel();
     if (std::find(s.kernels.begin(), s.kernels.end(), kernel_name) == s.kernels.end()) s.kernels.push_back(kernel_name);

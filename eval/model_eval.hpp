@@ -25,6 +25,7 @@ namespace tqb {
 struct QuantizedModelStats {
   double quantized_bytes = 0, quantized_weights = 0, other_weights = 0, nmse_sum = 0;
   double output_error_sum = 0;  // Σ over layers of the relative output error on held-out inputs (ModelQuantization::held_out)
+  int output_error_layers = 0;  // the layers it was measured on
   int layers = 0;
   std::string layer_json;            // tensor name -> {quantizer, kernel, mse, nmse, bits_per_weight}
   std::vector<std::string> kernels;  // distinct, in order of first use

@@ -6,6 +6,7 @@
 #include "eval/paired.hpp"
 
 #include <cmath>
+#include <stdexcept>
 
 #include <fmt/format.h>
 
@@ -248,7 +249,13 @@ const std::vector<Metric>& metrics() {
        [](const ModelMeasurements& m) { return m.calibrate_s; }},
       {"layer_output_error", "mean over quantized layers of ||(W - Ŵ)Xᵀ||² / ||W Xᵀ||², X the unquantized model's inputs of the layer "
        "on calibration_held_out chunks before the calibration chunks (what GPTQ minimizes, on unseen text)", Direction::lower, {}, false,
-       false, [](const ModelMeasurements& m) { return m.layers.output_error_sum / m.layers.layers; }},
+       false, [](const ModelMeasurements& m) {
+         // Every quantized layer's: a mean over some layers would not compare with another row's.
+         if (m.layers.output_error_layers != m.layers.layers)
+           throw std::logic_error(fmt::format("layer_output_error: measured on {} of {} quantized layers", m.layers.output_error_layers,
+                                              m.layers.layers));
+         return m.layers.output_error_sum / m.layers.layers;
+       }},
       {"load_s", "seconds to read the checkpoint and the corpus (0: the point reused an earlier point's)", Direction::lower, {},
        false, false, [](const ModelMeasurements& m) { return m.load_s; }},
       {"prefill_tokens_per_s", "tokens per second of one prefill of ctx tokens with the layers' kernels (the last position's logits)",
