@@ -10,6 +10,9 @@
 #     by tqbench (cuda, cuda-fp32), PyTorch and transformers in bf16, and PyTorch in fp32 (the exact reference)
 set -uo pipefail
 cd "$(dirname "$0")/.."
+# On the device tool's machine everything also goes to $OUT as it happens, so that a call cut off by its time limit
+# still brings back what it measured.
+[[ -n ${OUT:-} && -d ${OUT:-} ]] && exec > >(tee -a "$OUT/$(basename "$0" .sh)-${1:-default}.log") 2>&1
 export LD_LIBRARY_PATH=$PWD/carry/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-} TQB_SHARED_DIR=$PWD/carry/shared
 B=carry/shared/models/books-14m T=carry/shared/data/books-heldout/heldout.txt L8=${TQB_L8B:-/tmp/llama3-8b-random}
 step() { echo "=== $(date +%T) $*"; }
