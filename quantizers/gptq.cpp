@@ -102,22 +102,35 @@ QuantizedMatrix gptq_quantize(const Quantizer& inner, const float* w, std::size_
   std::vector<Eigen::Index> position(static_cast<std::size_t>(C));  // where each column sits in the processing order
   for (Eigen::Index i = 0; i < C; ++i) position[static_cast<std::size_t>(order[static_cast<std::size_t>(i)])] = i;
   if (o.dynamic_groups) grid_source.assign(w, w + rows * cols);
+  // A rotated format's grid of group j, from its rotated weights through the same quantizer without the rotation.
+  const std::unique_ptr<Quantizer> unrotated = s.rotations.empty() ? nullptr : inner.without_rotation();
   const auto fix_grid = [&](std::size_t j) {
-    // The group's current weights, back in W's basis (v = w Πᵀ, so w = v Π).
+    // The group's current weights (in the codes' basis), and back in W's basis (v = w Πᵀ, so w = v Π).
     Eigen::MatrixXd v(R, G);
     for (Eigen::Index k = 0; k < G; ++k) v.col(k) = Wp.col(position[j * g + static_cast<std::size_t>(k)]);
-    if (!s.rotations.empty()) v = (v * dense_rotation(*s.rotations[j], g)).eval();
+    const Eigen::MatrixXd back = s.rotations.empty() ? v : Eigen::MatrixXd(v * dense_rotation(*s.rotations[j], g));
     for (Eigen::Index r = 0; r < R; ++r)
-      for (Eigen::Index k = 0; k < G; ++k) grid_source[static_cast<std::size_t>(r) * cols + j * g + static_cast<std::size_t>(k)] = static_cast<float>(v(r, k));
-    // A group's grid depends on its own weights and (rotated formats) on its rotation, which is the j-th of the seed's
-    // whatever the width: quantizing the columns up to the group's end gives it (unrotated: the group alone).
-    const std::size_t first = s.rotations.empty() ? j * g : 0, width = (j + 1) * g - first;
-    std::vector<float> part(rows * width);
-    for (std::size_t r = 0; r < rows; ++r)
-      std::copy_n(grid_source.data() + r * cols + first, width, part.data() + r * width);
-    const QuantizedMatrix pq = inner.quantize(part.data(), rows, width, seed);
+      for (Eigen::Index k = 0; k < G; ++k)
+        grid_source[static_cast<std::size_t>(r) * cols + j * g + static_cast<std::size_t>(k)] = static_cast<float>(back(r, k));
+    // A group's grid depends on its own weights only: unrotated, Q on the group alone; rotated, Q without its rotation on
+    // the rotated group; a rotated Q without that twin, Q on the columns up to the group's end (its rotation is the
+    // seed's j-th whatever the width; cost quadratic in the groups).
+    std::size_t width = g;
+    std::vector<float> part(rows * g);
+    const Quantizer* q_part = &inner;
+    if (unrotated) {
+      for (std::size_t r = 0; r < rows; ++r)
+        for (std::size_t k = 0; k < g; ++k) part[r * g + k] = static_cast<float>(v(static_cast<Eigen::Index>(r), static_cast<Eigen::Index>(k)));
+      q_part = unrotated.get();
+    } else {
+      const std::size_t first = s.rotations.empty() ? j * g : 0;
+      width = (j + 1) * g - first;
+      part.resize(rows * width);
+      for (std::size_t r = 0; r < rows; ++r) std::copy_n(grid_source.data() + r * cols + first, width, part.data() + r * width);
+    }
+    const QuantizedMatrix pq = q_part->quantize(part.data(), rows, width, seed);
     std::vector<DecodePass> pp;
-    inner.describe_decode(pq, pp);
+    q_part->describe_decode(pq, pp);
     const DecodePass& ps = pp.front();
     for (std::size_t r = 0; r < rows; ++r) {
       A[r * groups + j] = ps.a[r * ps.groups + ps.groups - 1];
@@ -161,8 +174,12 @@ QuantizedMatrix gptq_quantize(const Quantizer& inner, const float* w, std::size_
     q = inner.quantize(grid_source.data(), rows, cols, seed);
     std::vector<DecodePass> fp;
     inner.describe_decode(q, fp);
+    // Exactly the grids used, or (through the unrotated twin: the rotation's float rounding) within a few units of the
+    // scale format's last place.
+    const double tolerance = unrotated ? 2e-3 : 0.0;
+    const auto differs = [&](double stored, double used) { return std::fabs(stored - used) > tolerance * std::fabs(used); };
     for (std::size_t at = 0; at < rows * groups; ++at)
-      if (fp.front().a[at] != static_cast<float>(A[at]) || (!fp.front().b.empty() && fp.front().b[at] != static_cast<float>(Bo[at])))
+      if (differs(fp.front().a[at], static_cast<float>(A[at])) || (!fp.front().b.empty() && differs(fp.front().b[at], static_cast<float>(Bo[at]))))
         throw std::logic_error(fmt::format("gptq({}): a group's grid depends on more than its own weights (row {}, group {})", inner.name(),
                                            at / groups, at % groups));
   }

@@ -85,6 +85,10 @@ class Quantizer {
   // statistics (InputStatistics). quantize() of such a quantizer is an InputError saying where calibration comes from;
   // the others ignore the statistics.
   virtual bool needs_calibration() const { return false; }
+  // The same quantizer without its per-group rotation (nullptr: it rotates nothing): quantizing the rotated groups
+  // Π_j w_j with it gives, up to float rounding, the grid (scales, norms, offsets) this one gives w_j. gptq's dynamic
+  // groups find a rotated format's grid this way, one group at a time.
+  virtual std::unique_ptr<Quantizer> without_rotation() const { return nullptr; }
   // What quantizing an all-zero rows × cols matrix stores: the size of every part, for a reader checking a file
   // (models/quantized_safetensors.cpp). The default quantizes zeros; calibrated modifiers answer without statistics.
   virtual QuantizedMatrix zero_layout(std::size_t rows, std::size_t cols, std::uint64_t seed) const;

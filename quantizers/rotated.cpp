@@ -18,6 +18,9 @@ class Rotated final : public Quantizer {
 
   ShapeProblem check_shape(std::size_t rows, std::size_t cols) const override { return inner_->check_shape(rows, cols); }
   double nominal_bits(std::size_t cols) const override { return inner_->nominal_bits(cols); }
+  std::unique_ptr<Quantizer> without_rotation() const override {
+    return rotation_ == RotationKind::none ? nullptr : parse_quantizer(inner_->name());
+  }
   // The rotations follow from the seed: nothing stored beyond the inner quantizer's.
   std::uint64_t storage_bytes(std::size_t rows, std::size_t cols) const override { return inner_->storage_bytes(rows, cols); }
   bool uses_seed() const override { return rotation_ != RotationKind::none || inner_->uses_seed(); }

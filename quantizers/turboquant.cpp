@@ -114,6 +114,13 @@ class TurboQuantMse final : public Quantizer {
 
   double nominal_bits(std::size_t cols) const override { return bits_; }
 
+  std::unique_ptr<Quantizer> without_rotation() const override {
+    if (rotation_ == RotationKind::none) return nullptr;
+    Params p = params();
+    p["rotation"] = std::string("none");
+    return make_quantizer(family(), p);
+  }
+
   // Packed codes and one norm per group; the codebook and rotations follow from the name and seed.
   std::uint64_t storage_bytes(std::size_t rows, std::size_t cols) const override {
     return packed_size(rows * cols, bits_) + std::uint64_t{rows} * (cols / group_width(group_, cols)) * bytes_of(norm_format_);

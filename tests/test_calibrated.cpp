@@ -435,3 +435,28 @@ TEST_CASE("export of calibrated quantizers: the file's layers give the perplexit
   CHECK(none.exit_code == 2);
   CHECK(none.output.find("needs calibration text") != std::string::npos);
 }
+
+TEST_CASE("without_rotation: the rotated groups through the twin give the rotated quantizer's grids (gptq's dynamic groups use it)") {
+  const std::size_t rows = 16, cols = 128;
+  const Matrix w = test::random_normal_matrix(rows, cols, 41);
+  for (const std::string name : {"turboquant(bits=3,group=32,rotation=hadamard)", "turboquant(bits=4,group=64,rotation=haar,norm=fp16)",
+                                 "rotated(rtn(bits=4,group=32,mode=asym))", "rotated(rtn(bits=3,group=64),rotation=haar)"}) {
+    CAPTURE(name);
+    const auto q = parse_quantizer(name);
+    const auto twin = q->without_rotation();
+    REQUIRE(twin);
+    const DecodePass want = decode_passes(*q, q->quantize(w.data(), rows, cols, 9)).front();
+    REQUIRE(!want.rotations.empty());
+    Matrix v = w;  // each group rotated as the quantizer rotates it
+    for (std::size_t j = 0; j < want.groups; ++j) want.rotations[j]->forward(v.data() + j * want.g, rows, cols);
+    const DecodePass got = decode_passes(*twin, twin->quantize(v.data(), rows, cols, 9)).front();
+    CHECK(got.rotations.empty());
+    REQUIRE(got.a.size() == want.a.size());
+    for (std::size_t i = 0; i < want.a.size(); ++i) {
+      CHECK(got.a[i] == doctest::Approx(want.a[i]).epsilon(1e-3));
+      if (!want.b.empty()) CHECK(got.b[i] == doctest::Approx(want.b[i]).epsilon(1e-3));
+    }
+  }
+  for (const char* plain : {"rtn(bits=4,group=32)", "turboquant(bits=3,group=32,rotation=none)", "rotated(rtn(bits=4,group=32),rotation=none)"})
+    CHECK(parse_quantizer(plain)->without_rotation() == nullptr);
+}
