@@ -34,9 +34,15 @@ void dequantize_scaled(const Quantizer& inner, const QuantizedMatrix& q, const s
     for (std::size_t c = 0; c < q.cols; ++c) out[r * q.cols + c] /= s[c];
 }
 
+// The per-channel scales as stored; a file's record whose scale is not a positive finite number (awq never writes
+// one) would turn the weights into infinities, so it is refused naming the channel.
 std::vector<float> stored_scales(const QuantizedMatrix& q) {
   std::vector<float> s(q.cols);
-  for (std::size_t c = 0; c < q.cols; ++c) s[c] = load_float(FloatFormat::fp16, q.scales.data() + 2 * c);
+  for (std::size_t c = 0; c < q.cols; ++c) {
+    s[c] = load_float(FloatFormat::fp16, q.scales.data() + 2 * c);
+    if (!(std::isfinite(s[c]) && s[c] > 0))
+      throw InputError(fmt::format("{}: input channel {}'s scale is {}; awq stores positive finite scales", q.format, c, s[c]));
+  }
   return s;
 }
 

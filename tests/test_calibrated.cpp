@@ -460,3 +460,15 @@ TEST_CASE("without_rotation: the rotated groups through the twin give the rotate
   for (const char* plain : {"rtn(bits=4,group=32)", "turboquant(bits=3,group=32,rotation=none)", "rotated(rtn(bits=4,group=32),rotation=none)"})
     CHECK(parse_quantizer(plain)->without_rotation() == nullptr);
 }
+
+TEST_CASE("awq: a stored scale that is not positive and finite is refused naming the channel") {
+  const auto a = parse_quantizer("awq(rtn(bits=4,group=32))");
+  const Matrix w = test::random_normal_matrix(4, 64, 3);
+  const Eigen::MatrixXd X = calibration(64, 64, 4);
+  QuantizedMatrix q = a->quantize_calibrated(w.data(), 4, 64, 0, {X.transpose() * X, X.cwiseAbs().colwise().mean().transpose(), 64});
+  Matrix out(4, 64);
+  CHECK_NOTHROW(a->dequantize(q, out.data()));
+  q.scales[2 * 5] = 0;
+  q.scales[2 * 5 + 1] = 0;  // channel 5: +0
+  CHECK_THROWS_WITH_AS(a->dequantize(q, out.data()), doctest::Contains("input channel 5's scale is 0"), InputError);
+}
