@@ -88,9 +88,7 @@ std::vector<double> LlamaModel::forward_nll(const std::vector<int>& tokens, KvCa
   const std::size_t seqs = cache.sequences, n = tokens.size() / seqs;
   if (tokens.empty() || targets.size() % seqs != 0 || targets.size() / seqs > std::min(logits_rows, n))
     throw InputError("forward_nll: more targets than scored positions");
-  for (int token : targets)
-    if (token < 0 || token >= c_.vocab)
-      throw InputError(fmt::format("token id {} is outside the vocabulary (0..{})", token, c_.vocab - 1));
+  check_tokens(targets);
   const Acts out = logits(tokens, cache, logits_rows);
   if (seqs == 1) return ops_->row_nll(out, targets);
   // Each sequence's logits rows that have a target (negative: not scored), then its scored values in order.
@@ -109,9 +107,7 @@ Acts LlamaModel::logits(const std::vector<int>& tokens, KvCache& cache, std::siz
     throw InputError(fmt::format("{} tokens do not split into the cache's {} sequences", tokens.size(), seqs));
   if (cache.capacity() < total)
     throw InputError(fmt::format("sequence of {} tokens does not fit the KV cache ({} positions)", total, cache.capacity()));
-  for (int token : tokens)
-    if (token < 0 || token >= c_.vocab)
-      throw InputError(fmt::format("token id {} is outside the vocabulary (0..{})", token, c_.vocab - 1));
+  check_tokens(tokens);
   ForwardOps& ops = *ops_;
   const int d = c_.dim;
   const std::size_t all = seqs * n;  // rows: every sequence's n positions, one sequence after the other
@@ -164,11 +160,15 @@ void LlamaModel::run_blocks(const Acts& x, const Acts& h, std::size_t seqs, std:
 }
 
 
-Matrix LlamaModel::embed_tokens(const std::vector<int>& tokens) const {
-  if (std::string(ops_->device()) != "cpu") throw InputError("embed_tokens/run_blocks: the host's residual stream needs the CPU backend");
+void LlamaModel::check_tokens(const std::vector<int>& tokens) const {
   for (int token : tokens)
     if (token < 0 || token >= c_.vocab)
       throw InputError(fmt::format("token id {} is outside the vocabulary (0..{})", token, c_.vocab - 1));
+}
+
+Matrix LlamaModel::embed_tokens(const std::vector<int>& tokens) const {
+  if (std::string(ops_->device()) != "cpu") throw InputError("embed_tokens/run_blocks: the host's residual stream needs the CPU backend");
+  check_tokens(tokens);
   Matrix x(static_cast<Eigen::Index>(tokens.size()), c_.dim);
   ops_->embed(tokens, embed_, c_.embed_scale, Acts{x.data(), tokens.size(), static_cast<std::size_t>(c_.dim), nullptr});
   return x;

@@ -77,6 +77,7 @@ class LlamaModel {
     std::unique_ptr<Linear> q, k, v, o, gate, up, down;
   };
   Acts logits(const std::vector<int>& tokens, KvCache& cache, std::size_t logits_rows) const;  // in the backend's memory
+  void check_tokens(const std::vector<int>& tokens) const;  // InputError for an id outside the vocabulary
   // Blocks [first, last) on x (seqs × n rows in the backend's memory; h: scratch of x's shape), their keys at pos0 …
   // in the cache.
   void run_blocks(const Acts& x, const Acts& h, std::size_t seqs, std::size_t n, int first, int last, KvCache& cache,

@@ -9,6 +9,7 @@
 
 #include "common/error.hpp"
 #include "common/float_format.hpp"
+#include "quantizers/calibrated_modifier.hpp"
 
 namespace tqb {
 namespace {
@@ -110,23 +111,15 @@ QuantizedMatrix awq_quantize(const Quantizer& inner, const float* w, std::size_t
 
 namespace {
 
-class Awq final : public Quantizer {
+class Awq final : public CalibratedModifier {
  public:
-  Awq(const ParamSchema& schema, const Params& p, std::unique_ptr<Quantizer> inner) : Quantizer("awq", schema, p), inner_(std::move(inner)) {
+  Awq(const ParamSchema& schema, const Params& p, std::unique_ptr<Quantizer> inner) : CalibratedModifier("awq", schema, p, std::move(inner)) {
     options_.grid = static_cast<int>(std::get<std::int64_t>(p.at("grid")));
   }
-  ShapeProblem check_shape(std::size_t rows, std::size_t cols) const override { return inner_->check_shape(rows, cols); }
-  double nominal_bits(std::size_t cols) const override { return inner_->nominal_bits(cols); }
   std::uint64_t storage_bytes(std::size_t rows, std::size_t cols) const override { return inner_->storage_bytes(rows, cols) + 2 * cols; }
   // The inner quantizer's at each point of the grid, the scaled copy, the dequantized one, and the error in double.
   std::uint64_t working_bytes(std::size_t rows, std::size_t cols) const override {
     return 2 * inner_->working_bytes(rows, cols) + 2 * std::uint64_t{rows} * cols * 4 + 2 * std::uint64_t{rows} * cols * 8;
-  }
-  bool uses_seed() const override { return inner_->uses_seed(); }
-  bool needs_calibration() const override { return true; }
-  QuantizedMatrix quantize(const float*, std::size_t, std::size_t, std::uint64_t) const override {
-    throw InputError(fmt::format("{} needs calibration data (each layer's input statistics): use it on a model, whose calibration "
-                                 "chunks are taken from the corpus (perplexity --calibration-chunks)", name()));
   }
   QuantizedMatrix quantize_calibrated(const float* w, std::size_t rows, std::size_t cols, std::uint64_t seed,
                                       const InputStatistics& inputs) const override {
@@ -157,7 +150,6 @@ class Awq final : public Quantizer {
   }
 
  private:
-  std::unique_ptr<Quantizer> inner_;
   AwqOptions options_;
 };
 

@@ -10,6 +10,7 @@
 
 #include "common/error.hpp"
 #include "quantizers/bitpack.hpp"
+#include "quantizers/calibrated_modifier.hpp"
 
 namespace tqb {
 namespace {
@@ -189,27 +190,19 @@ QuantizedMatrix gptq_quantize(const Quantizer& inner, const float* w, std::size_
 
 namespace {
 
-class Gptq final : public Quantizer {
+class Gptq final : public CalibratedModifier {
  public:
   Gptq(const ParamSchema& schema, const Params& p, std::unique_ptr<Quantizer> inner)
-      : Quantizer("gptq", schema, p), inner_(std::move(inner)) {
+      : CalibratedModifier("gptq", schema, p, std::move(inner)) {
     options_.damp = std::get<double>(p.at("damp"));
     options_.block = static_cast<int>(std::get<std::int64_t>(p.at("block")));
     options_.act_order = get_str(p, "act_order") == "on";
     options_.dynamic_groups = get_str(p, "groups") == "dynamic";
   }
-  ShapeProblem check_shape(std::size_t rows, std::size_t cols) const override { return inner_->check_shape(rows, cols); }
-  double nominal_bits(std::size_t cols) const override { return inner_->nominal_bits(cols); }
   std::uint64_t storage_bytes(std::size_t rows, std::size_t cols) const override { return inner_->storage_bytes(rows, cols); }
   // The inner quantizer's, and the cols × cols Hessian with its inverse and factor (doubles) and the weights in double.
   std::uint64_t working_bytes(std::size_t rows, std::size_t cols) const override {
     return inner_->working_bytes(rows, cols) + 5 * std::uint64_t{cols} * cols * 8 + 2 * std::uint64_t{rows} * cols * 8;
-  }
-  bool uses_seed() const override { return inner_->uses_seed(); }
-  bool needs_calibration() const override { return true; }
-  QuantizedMatrix quantize(const float*, std::size_t, std::size_t, std::uint64_t) const override {
-    throw InputError(fmt::format("{} needs calibration data (each layer's input statistics): use it on a model, whose calibration "
-                                 "chunks are taken from the corpus (perplexity --calibration-chunks)", name()));
   }
   QuantizedMatrix quantize_calibrated(const float* w, std::size_t rows, std::size_t cols, std::uint64_t seed,
                                       const InputStatistics& inputs) const override {
@@ -227,7 +220,6 @@ class Gptq final : public Quantizer {
   void describe_decode(const QuantizedMatrix& q, std::vector<DecodePass>& out) const override { inner_->describe_decode(q, out); }
 
  private:
-  std::unique_ptr<Quantizer> inner_;
   GptqOptions options_;
 };
 
