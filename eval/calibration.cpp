@@ -6,7 +6,6 @@
 #include <cmath>
 #include <cstdio>
 #include <memory>
-#include <set>
 
 #include "common/error.hpp"
 #include "eval/model_eval.hpp"
@@ -140,6 +139,12 @@ std::vector<int> calibration_text(const Checkpoint& ck, const CalibrationSpec& s
 }
 
 }  // namespace
+
+CalibrationSpec beside_evaluation(CalibrationSpec spec, const std::string& corpus, std::size_t evaluated_tokens) {
+  if (spec.corpus.empty()) spec.corpus = corpus;
+  if (resolve_corpus_path(spec.corpus) == resolve_corpus_path(corpus)) spec.evaluated_tokens = evaluated_tokens;
+  return spec;
+}
 
 Calibration calibrate_model(const Checkpoint& ck, const Quantizer& quantizer, std::uint64_t seed, const std::string& include,
                             const std::string& exclude, GroupFallback fallback, const CalibrationSpec& spec) {

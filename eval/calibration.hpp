@@ -53,6 +53,10 @@ struct CalibrationSpec {
 };
 inline constexpr const char* kCalibrationOrders[] = {"sequential", "independent"};
 
+// `spec` beside an evaluation of `corpus` that reads its first `evaluated_tokens` tokens (0: all of them): no calibration
+// corpus means that corpus (its end calibrates), and a calibration corpus that is that corpus must not overlap them.
+CalibrationSpec beside_evaluation(CalibrationSpec spec, const std::string& corpus, std::size_t evaluated_tokens);
+
 struct Calibration {
   LayerStatisticsMap layers;
   // The layers the sequential order quantized on the way (every selected layer of the blocks), for quantize_model to take

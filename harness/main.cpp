@@ -221,10 +221,9 @@ int perplexity(const std::string& model_name, const std::string& corpus, const t
   // Before anything goes to the GPU: does the model with this many positions per forward fit?
   tqb::check_fits_gpu(ck, device, perplexity_batch(cfg, device != "cpu", tokens.size()) * static_cast<std::size_t>(ctx));
   tqb::ModelChoice calibrated = choice;
-  if (calibrated.calibration.corpus.empty() && !kld) {  // the evaluated text's end; the evaluation reads its beginning
-    calibrated.calibration.corpus = corpus;
-    calibrated.calibration.evaluated_tokens = static_cast<std::size_t>(cfg.chunks) * static_cast<std::size_t>(ctx);
-  }
+  if (!kld)  // by default the evaluated text's end; the evaluation reads its beginning
+    calibrated.calibration =
+        tqb::beside_evaluation(choice.calibration, corpus, static_cast<std::size_t>(cfg.chunks) * static_cast<std::size_t>(ctx));
   const tqb::BuiltModel built = tqb::build_model(ck, model_name, calibrated);
   const std::unique_ptr<LlamaModel>& model = built.model;
   const std::string& label = built.label;

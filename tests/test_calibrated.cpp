@@ -227,6 +227,10 @@ TEST_CASE("tqbench perplexity and generate with gptq: calibrated on the corpus' 
   CHECK(r.exit_code == 2);
   CHECK(r.output.find("calibration: 16 chunks of 512 tokens need 8192 tokens of") != std::string::npos);
   CHECK(r.output.find("the evaluation does not read; it has 0") != std::string::npos);
+  // Named as the calibration text, the evaluated corpus is held to the same rule.
+  r = test::run_tqbench(base + "--chunks 0 --calibration-corpus '" + corpus + "'");
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("the evaluation does not read; it has 0") != std::string::npos);
   r = test::run_tqbench(base + "--chunks 2 --calibration-chunks 0");
   CHECK(r.exit_code == 2);
   CHECK(r.output.find("--calibration-chunks") != std::string::npos);
