@@ -2,6 +2,9 @@
 
 #include <fmt/format.h>
 #include <sys/resource.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include <algorithm>
 #include <fstream>
@@ -21,7 +24,18 @@ static std::size_t status_kb(const char* key) {
 std::size_t current_rss_bytes() { return status_kb("VmRSS"); }
 std::size_t peak_rss_bytes() { return status_kb("VmHWM"); }
 
+void reuse_freed_memory() {
+#if defined(__GLIBC__)
+  constexpr int kKeep = 1 << 30;
+  mallopt(M_MMAP_THRESHOLD, kKeep);
+  mallopt(M_TRIM_THRESHOLD, kKeep);
+#endif
+}
+
 bool reset_peak_rss() {
+#if defined(__GLIBC__)
+  malloc_trim(0);
+#endif
   std::ofstream out("/proc/self/clear_refs");
   if (!out) return false;
   out << "5";

@@ -8,6 +8,7 @@
 #include <iostream>
 
 #include "common/error.hpp"
+#include "common/memory.hpp"
 #include "common/input_files.hpp"
 #include "common/printable.hpp"
 #include "common/suggest.hpp"
@@ -302,6 +303,7 @@ int generate(const std::string& model_name, const tqb::ModelChoice& choice, cons
 }  // namespace
 
 int main(int argc, char** argv) {
+  tqb::reuse_freed_memory();
   CLI::App app{"tqbench: a research harness for LLM weight quantization (TurboQuant, QJL, RTN, residual stacks)",
                "tqbench"};
   app.set_version_flag("--version", fmt::format("tqbench {} (git {})", tqb::version(), tqb::git_commit()));

@@ -157,32 +157,61 @@ struct DeviceKv {
   std::vector<gpu::DeviceBuffer> k, v;  // per layer: sequences × capacity rows of kv_heads · head_dim
 };
 
-// TQB_PROFILE_OPS=1: every op synchronized and timed by kind; the totals go to stderr when the backend is
-// destroyed (where a forward's time goes, op by op; the synchronization itself slows the run a little).
+// TQB_PROFILE_OPS=1: where a forward's time goes, op by op; the totals go to stderr when the backend is destroyed.
+// Eager ops are synchronized and timed by the host clock (the synchronization itself slows the run a little). A
+// decode step captured as a CUDA graph is timed inside the graph: each op's scope records a pair of events as
+// external event nodes (cudaEventRecordExternal), read after every replay, so the figures are those of the replayed
+// kernels with the graph's own launch gaps between scopes left out (the step's total is reported beside them).
 class OpProfile {
  public:
   OpProfile() : on_(std::getenv("TQB_PROFILE_OPS") != nullptr) {}
   bool on() const { return on_; }
   ~OpProfile() {
     if (!on_) return;
-    double total = 0;
-    for (const auto& [k, v] : seconds_) total += v.first;
-    std::string line = fmt::format("GPU forward ops (TQB_PROFILE_OPS), {:.3f} s in all:", total);
-    for (const auto& [k, v] : seconds_) line += fmt::format(" {} {:.3f} s ({} calls, {:.0f}%);", k, v.first, v.second, 100 * v.first / total);
-    std::fprintf(stderr, "%s\n", line.c_str());
+    for (const auto& e : graph_) {
+      cudaEventDestroy(e.begin);
+      cudaEventDestroy(e.end);
+    }
+    report("GPU forward ops (TQB_PROFILE_OPS, synchronized eager ops)", seconds_);
+    report("GPU decode step ops (TQB_PROFILE_OPS, timed inside the CUDA graph)", graph_seconds_);
+  }
+  // While a decode step is captured, scopes record event nodes instead of synchronizing.
+  void capturing(bool on) { capturing_ = on; }
+  // After a replay has finished: adds each captured scope's time.
+  void add_replay() {
+    for (const auto& e : graph_) {
+      float ms = 0;
+      if (cudaEventElapsedTime(&ms, e.begin, e.end) != cudaSuccess) continue;
+      auto& t = graph_seconds_[e.kind];
+      t.first += ms / 1e3;
+      ++t.second;
+    }
   }
   struct Scope {
     OpProfile& p;
-    const char* kind;
+    std::string kind;
     std::chrono::steady_clock::time_point t0;
-    Scope(OpProfile& p, const char* kind) : p(p), kind(kind) {
-      if (p.on_) {
-        cudaDeviceSynchronize();
-        t0 = std::chrono::steady_clock::now();
+    std::size_t mark = 0;
+    Scope(OpProfile& p, std::string kind) : p(p), kind(std::move(kind)) {
+      if (!p.on_) return;
+      if (p.capturing_) {
+        Mark m{this->kind, nullptr, nullptr};
+        cudaEventCreate(&m.begin);
+        cudaEventCreate(&m.end);
+        cudaEventRecordWithFlags(m.begin, cudaStreamPerThread, cudaEventRecordExternal);
+        mark = p.graph_.size();
+        p.graph_.push_back(m);
+        return;
       }
+      cudaDeviceSynchronize();
+      t0 = std::chrono::steady_clock::now();
     }
     ~Scope() {
       if (!p.on_) return;
+      if (p.capturing_) {
+        cudaEventRecordWithFlags(p.graph_[mark].end, cudaStreamPerThread, cudaEventRecordExternal);
+        return;
+      }
       cudaDeviceSynchronize();
       auto& e = p.seconds_[kind];
       e.first += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -191,9 +220,26 @@ class OpProfile {
   };
 
  private:
-  bool on_;
-  std::map<std::string, std::pair<double, long>> seconds_;
+  using Totals = std::map<std::string, std::pair<double, long>>;
+  static void report(const char* title, const Totals& totals) {
+    if (totals.empty()) return;
+    double total = 0;
+    for (const auto& [k, v] : totals) total += v.first;
+    std::string line = fmt::format("{}, {:.4f} s in all:", title, total);
+    for (const auto& [k, v] : totals) line += fmt::format(" {} {:.4f} s ({} calls, {:.1f}%);", k, v.first, v.second, 100 * v.first / total);
+    std::fprintf(stderr, "%s\n", line.c_str());
+  }
+  struct Mark {
+    std::string kind;
+    cudaEvent_t begin, end;
+  };
+  bool on_, capturing_ = false;
+  Totals seconds_, graph_seconds_;
+  std::vector<Mark> graph_;
 };
+
+// The profile's name of a projection: its shape (out x in) and kernel, so that a decode profile tells the layers apart.
+std::string linear_kind(const Linear& f) { return fmt::format("linear {}x{}", f.out(), f.in()); }
 
 class CudaForwardOps final : public ForwardOps {
  public:
@@ -259,7 +305,7 @@ class CudaForwardOps final : public ForwardOps {
     launched("rms_norm");
   }
   void linear(const Linear& f, const Acts& x, const Acts& y) override {
-    const OpProfile::Scope timed(profile_, "linear");
+    const OpProfile::Scope timed(profile_, profile_.on() ? linear_kind(f) : std::string());
     if (const DeviceLinear* d = bf16_linear(f)) {
       d->forward_bf16(bf16_of(x), x.rows, y.data, false, false);
     } else {
@@ -270,7 +316,7 @@ class CudaForwardOps final : public ForwardOps {
   void linear_add(const Linear& f, const Acts& x, const Acts& y, const Acts& tmp) override {
     const DeviceLinear* d = bf16_linear(f);
     if (!d) return ForwardOps::linear_add(f, x, y, tmp);
-    const OpProfile::Scope timed(profile_, "linear");
+    const OpProfile::Scope timed(profile_, profile_.on() ? linear_kind(f) : std::string());
     d->forward_bf16(bf16_of(x), x.rows, y.data, false, true);
     written(y);
   }
@@ -285,7 +331,7 @@ class CudaForwardOps final : public ForwardOps {
     auto* G = reinterpret_cast<std::uint16_t*>(g.data);
     std::uint16_t* U = G + rows * hidden;
     {
-      const OpProfile::Scope timed(profile_, "linear");
+      const OpProfile::Scope timed(profile_, profile_.on() ? "gate+up " + linear_kind(gate) : std::string());
       const std::uint16_t* hb = bf16_of(h);
       dg->forward_bf16(hb, rows, G, true, false);
       du->forward_bf16(hb, rows, U, true, false);
@@ -296,7 +342,7 @@ class CudaForwardOps final : public ForwardOps {
       launch_glu_bf16(G, U, rows * hidden, act == ModelConfig::Activation::gelu_tanh);
       launched("glu");
     }
-    const OpProfile::Scope timed(profile_, "linear");
+    const OpProfile::Scope timed(profile_, profile_.on() ? linear_kind(down) : std::string());
     dd->forward_bf16(G, rows, x.data, false, true);
     written(x);
   }
@@ -491,12 +537,11 @@ class CudaForwardOps final : public ForwardOps {
   }
 
   // The first step eagerly (it makes every buffer and table the later steps reuse), the second captured as a CUDA
-  // graph, replayed for the rest in batches of kDecodeBatch; each replay timed by events. Under TQB_PROFILE_OPS
-  // (which synchronizes around every op) the host loop of the default.
+  // graph, replayed for the rest in batches of kDecodeBatch; each replay timed by events. Under TQB_PROFILE_OPS the
+  // graph holds each op's event pair and the replays go one at a time (OpProfile).
   std::vector<int> greedy_decode(int first, std::size_t pos0, std::size_t n, int stop, const std::function<Acts(int)>& step,
                                  std::vector<double>* step_s) override {
     if (n == 0) return {};
-    if (profile_.on()) return ForwardOps::greedy_decode(first, pos0, n, stop, step, step_s);
     constexpr std::size_t kDecodeBatch = 32;
     DecodeRun run;
     run.state = gpu::DeviceBuffer(sizeof(DecodeState));
@@ -511,6 +556,7 @@ class CudaForwardOps final : public ForwardOps {
     std::vector<int> tokens(n);
     std::size_t done = 0;
     auto advance = [&](const Acts& logits) {
+      const OpProfile::Scope timed(profile_, "greedy choice");
       launch_greedy_advance(logits.data, logits.cols, run.state_ptr(), run.tokens.as<int>());
       launched("greedy choice");
     };
@@ -524,9 +570,12 @@ class CudaForwardOps final : public ForwardOps {
     if (!stopped() && n > 1) {
       cudaGraph_t graph = nullptr;
       check(cudaStreamBeginCapture(cudaStreamPerThread, cudaStreamCaptureModeRelaxed), "cudaStreamBeginCapture");
+      profile_.capturing(true);
       try {
         advance(step(first));  // the host's token is not read: the embedding reads the device's
+        profile_.capturing(false);
       } catch (...) {
+        profile_.capturing(false);
         cudaStreamEndCapture(cudaStreamPerThread, &graph);
         if (graph) cudaGraphDestroy(graph);
         throw;
@@ -549,13 +598,15 @@ class CudaForwardOps final : public ForwardOps {
         }
       } owned_events{events};
       while (done < n) {
-        const std::size_t batch = std::min(kDecodeBatch, n - done);
+        // A profile reads its events after every replay (the next replay records over them).
+        const std::size_t batch = std::min(profile_.on() ? std::size_t{1} : kDecodeBatch, n - done);
         for (std::size_t i = 0; i < batch; ++i) {
           check(cudaEventRecord(events[2 * i], cudaStreamPerThread), "cudaEventRecord");
           check(cudaGraphLaunch(exec, cudaStreamPerThread), "cudaGraphLaunch (a decode step)");
           check(cudaEventRecord(events[2 * i + 1], cudaStreamPerThread), "cudaEventRecord");
         }
         check(cudaStreamSynchronize(cudaStreamPerThread), "a decode step");
+        if (profile_.on()) profile_.add_replay();
         for (std::size_t i = 0; i < batch && step_s; ++i) {
           float ms = 0;
           check(cudaEventElapsedTime(&ms, events[2 * i], events[2 * i + 1]), "cudaEventElapsedTime");
