@@ -46,4 +46,11 @@ void ForwardOps::gated_ffn(const Linear& gate, const Linear& up, const Linear& d
   linear_add(down, g, x, tmp);
 }
 
+void ForwardOps::rope_attention(const ModelConfig& c, int l, const Acts& q, const Acts& k, const Acts& v, const std::vector<float>& inv_freq,
+                                KvCache& cache, std::size_t pos0, std::size_t seq_rows, const Acts& out, const AttentionExtras& extras) {
+  rope(q, c.n_heads, c, inv_freq, pos0, seq_rows);
+  rope(k, c.n_kv_heads, c, inv_freq, pos0, seq_rows);
+  attention(c, l, q, k, v, cache, pos0, out, extras);
+}
+
 }  // namespace tqb

@@ -69,6 +69,10 @@ class ForwardOps {
   // x's shape, scratch.
   virtual void gated_ffn(const Linear& gate, const Linear& up, const Linear& down, ModelConfig::Activation act, const Acts& h,
                          const Acts& x, const Acts& g, const Acts& u, const Acts& tmp);
+  // RoPE on q (heads) and k (kv heads), then attention: the block's attention step. A GPU's decode step overrides it
+  // (one kernel rotates q and k and writes k and v into the cache at the device's position).
+  virtual void rope_attention(const ModelConfig& c, int l, const Acts& q, const Acts& k, const Acts& v, const std::vector<float>& inv_freq,
+                              KvCache& cache, std::size_t pos0, std::size_t seq_rows, const Acts& out, const AttentionExtras& extras);
   virtual Matrix to_host(const Acts& x) = 0;
   // −log softmax(logits[i])[targets[i]] for the first targets.size() rows, as evaluate_perplexity scores them (the
   // log-sum-exp in double, the log-probability rounded to float): the logits never leave the backend. A negative

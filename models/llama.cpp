@@ -149,9 +149,7 @@ void LlamaModel::run_blocks(const Acts& x, const Acts& h, std::size_t seqs, std:
       ops.rms_norm(q.data, all * nh, hd, ops.param(L.q_norm), c_.norm_eps, q.data);
       ops.rms_norm(k.data, all * nkv, hd, ops.param(L.k_norm), c_.norm_eps, k.data);
     }
-    ops.rope(q, nh, c_, inv_freq_, pos0, n);
-    ops.rope(k, nkv, c_, inv_freq_, pos0, n);
-    ops.attention(c_, l, q, k, v, cache, pos0, att, extras);
+    ops.rope_attention(c_, l, q, k, v, inv_freq_, cache, pos0, n, att, extras);
     ops.linear_add(*L.o, att, x, tmp);
     ops.rms_norm(x.data, all, d, ops.param(L.ffn_norm), c_.norm_eps, h.data);
     // SwiGLU: x += down(silu(h gateᵀ) ⊙ h upᵀ); Gemma's GeGLU: gelu_tanh

@@ -15,7 +15,7 @@ using namespace tqb;
 using test::seeded_tokens;
 namespace fs = std::filesystem;
 
-TEST_CASE("chunks forwarded together score as they do one at a time (causal, window, q/k norm, bias; both methods)") {
+TEST_CASE("chunks forwarded together score as they do one at a time (causal, window, q/k norm, bias, both methods)") {
   for (const char* fixture : {"llama", "mistral", "qwen3", "qwen2"}) {
     CAPTURE(fixture);
     const Checkpoint ck = load_checkpoint((fs::path(test::kSourceDir) / "tests/fixtures/hf" / fixture).string());

@@ -83,7 +83,7 @@ Matrix straightforward_gptq(const Matrix& w, const Eigen::MatrixXd& X, const Qua
 
 }  // namespace
 
-TEST_CASE("gptq equals the paper's step written out, whatever the lazy batch; its output error is below RTN's") {
+TEST_CASE("gptq equals the paper's step written out, whatever the lazy batch, its output error is below RTN's") {
   const std::size_t rows = 24, cols = 96;
   const Matrix w = test::random_normal_matrix(rows, cols, 5);
   const Eigen::MatrixXd X = calibration(512, cols, 7), H = X.transpose() * X;
@@ -294,7 +294,7 @@ TEST_CASE("sequential calibration: block 0 as the independent order's, later blo
   CHECK(differs("blk.1.attn_q.weight") > 1e-3);
 }
 
-TEST_CASE("a layer's output error from its input statistics; gptq's is never above rounding's on its calibration inputs") {
+TEST_CASE("a layer's output error from its input statistics, gptq's is never above rounding's on its calibration inputs") {
   const Matrix w = test::random_normal_matrix(16, 64, 21), w_hat = test::random_normal_matrix(16, 64, 22);
   const Eigen::MatrixXd X = calibration(200, 64, 23);
   const double direct = ((w - w_hat).cast<double>() * X.transpose()).squaredNorm() / (w.cast<double>() * X.transpose()).squaredNorm();
@@ -355,7 +355,7 @@ TEST_CASE("a model spec with gptq: calibration keys in the data, the calibration
   CHECK(bad.output.find("sequential") != std::string::npos);
 }
 
-TEST_CASE("awq: the α of the grid with the least output error, never worse than Q, better with salient channels; composes over gptq") {
+TEST_CASE("awq: the α of the grid with the least output error, never worse than Q, better with salient channels, composes over gptq") {
   const std::size_t rows = 32, cols = 128;
   const Matrix w = test::random_normal_matrix(rows, cols, 31);
   // Inputs with a few salient channels (AWQ §3.2: 1% of channels carry large activations).
@@ -416,7 +416,7 @@ TEST_CASE("awq: the α of the grid with the least output error, never worse than
                        doctest::Contains("for 64 input channels; the layer has 128"), InputError);
 }
 
-TEST_CASE("export of calibrated quantizers: the file's layers give the perplexity of calibrating in memory; no text is an error") {
+TEST_CASE("export of calibrated quantizers: the file's layers give the perplexity of calibrating in memory, no text is an error") {
   const std::string model = (std::filesystem::path(test::kSourceDir) / "tests/fixtures/gguf/qwen2.gguf").string();
   const std::string corpus = (std::filesystem::path(test::kSourceDir) / "README.md").string();
   test::TempDir dir;

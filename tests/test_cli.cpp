@@ -291,7 +291,7 @@ TEST_CASE("timing.device cuda times cuda_lut_mma against cuBLAS bf16, or fails e
   REQUIRE(a.attribute("gpu") != nullptr);
 }
 
-TEST_CASE("-o never names the spec, a device or a folder, even with --force; a failed model run leaves no empty file") {
+TEST_CASE("-o never names the spec, a device or a folder, even with --force, a failed model run leaves no empty file") {
   test::TempDir dir;
   const std::string spec = dir.file("s.yaml");
   const std::string text = "experiment: s\ndata: {source: gaussian, rows: 8, cols: 64}\nquantizers: ['rtn(group=32)']\n";
@@ -329,7 +329,7 @@ TEST_CASE("specs and corpora must be regular files of bounded size: /dev/zero an
   CHECK(r.output.find("/dev/zero: error: the corpus '/dev/zero' must be a regular file") != std::string::npos);
 }
 
-TEST_CASE("a format that overflows on the data fails the point with the reason; no ok row holds non-finite weights") {
+TEST_CASE("a format that overflows on the data fails the point with the reason, no ok row holds non-finite weights") {
   test::TempDir dir;
   const std::string spec = dir.file("big.yaml"), out = dir.file("big.h5");
   test::write_text(spec, "experiment: big\ndata: {source: gaussian, rows: 8, cols: 64, std: 100000}\n"
@@ -358,7 +358,7 @@ TEST_CASE("show names what is wrong with a path that is not a result file: a fol
   }
 }
 
-TEST_CASE("a result file edited outside tqbench: a column of the wrong type is refused on resume; control characters are shown escaped") {
+TEST_CASE("a result file edited outside tqbench: a column of the wrong type is refused on resume, control characters are shown escaped") {
   test::TempDir dir;
   const std::string spec = dir.file("s.yaml"), out = dir.file("s.h5");
   test::write_text(spec, "experiment: edited\ndata: {source: gaussian, rows: 8, cols: 128}\nquantizers: [rtn]\n");
@@ -384,7 +384,7 @@ TEST_CASE("a result file edited outside tqbench: a column of the wrong type is r
   CHECK(run_tqbench("show --csv '" + out + "'").output.find('\x1b') == std::string::npos);
 }
 
-TEST_CASE("a write that fails (file-size limit, as a full disk) exits 1 naming the file and cause; finished rows stay readable and resume") {
+TEST_CASE("a write that fails (file-size limit, as a full disk) exits 1 naming the file and cause, finished rows stay readable and resume") {
   test::TempDir dir;
   const std::string spec = dir.file("s.yaml"), out = dir.file("s.h5");
   test::write_text(spec, "experiment: disk\ndata: {source: gaussian, rows: 64, cols: [256, 512, 1024]}\n"
@@ -406,7 +406,7 @@ TEST_CASE("a write that fails (file-size limit, as a full disk) exits 1 naming t
   CHECK(read_result_file(out).rows.size() == 63);
 }
 
-TEST_CASE("a point that cannot fit in memory is refused before it allocates; --dry-run prints the largest point's estimate") {
+TEST_CASE("a point that cannot fit in memory is refused before it allocates, --dry-run prints the largest point's estimate") {
   test::TempDir dir;
   const std::string spec = dir.file("s.yaml"), out = dir.file("s.h5");
   // Point 1: a Haar rotation at d = 65536 (16 GiB of rotation alone) and 2^20 queries against 16384
@@ -429,7 +429,7 @@ TEST_CASE("a point that cannot fit in memory is refused before it allocates; --d
   CHECK(cell_text(t.rows[1][error]).find("is available") != std::string::npos);
 }
 
-TEST_CASE("one run at a time writes a result file: a second exits 2 naming the holder's pid; a dead holder's lock does not block") {
+TEST_CASE("one run at a time writes a result file: a second exits 2 naming the holder's pid, a dead holder's lock does not block") {
   test::TempDir dir;
   const std::string spec = dir.file("s.yaml"), out = dir.file("s.h5");
   test::write_text(spec, "experiment: s\ndata: {source: gaussian, rows: 8, cols: 64}\nquantizers: ['rtn(group=32)']\n");
@@ -573,7 +573,7 @@ TEST_CASE("a model experiment can name its kernel: fused_lut matches the referen
 // The journal (harness/result_journal.hpp): kill -9 at random moments, with a fold after every point so that
 // many kills land inside a fold (the HDF5 file being replaced, or the journal being cleared). Every resume
 // must continue, and the final rows equal an uninterrupted run's.
-TEST_CASE("kill -9 at random moments, folds included, loses no finished point; the last resume equals a clean run") {
+TEST_CASE("kill -9 at random moments, folds included, loses no finished point, the last resume equals a clean run") {
   test::TempDir dir;
   const std::string spec = test::kSourceDir + "/tests/specs/good/resume.yaml";
   const std::string killed = dir.file("killed.h5"), clean = dir.file("clean.h5");
@@ -663,7 +663,7 @@ TEST_CASE("SIGINT and SIGTERM fold the finished points into the file, say how to
   }
 }
 
-TEST_CASE("CLI symmetry: perplexity takes a spec's KV-cache and layer options; a misspelled flag or command gets a suggestion") {
+TEST_CASE("CLI symmetry: perplexity takes a spec's KV-cache and layer options, a misspelled flag or command gets a suggestion") {
   auto r = run_tqbench("perplexity --chunk 3");
   CHECK(r.exit_code == 2);
   CHECK(r.output.find("tqbench perplexity: '--chunk' is not an option or argument here (did you mean '--chunks'?)") != std::string::npos);

@@ -35,7 +35,7 @@ std::vector<std::vector<std::string>> comparable(const ResultTable& t) {
 
 }  // namespace
 
-TEST_CASE("shards merged equal a single-process run; merge refuses other specs, overlaps and whole runs; missing shards exit 1") {
+TEST_CASE("shards merged equal a single-process run, merge refuses other specs, overlaps and whole runs, missing shards exit 1") {
   test::TempDir dir;
   const std::string spec = dir.file("s.yaml"), other = dir.file("o.yaml");
   std::ofstream(spec) << kSpec;
@@ -71,7 +71,7 @@ TEST_CASE("shards merged equal a single-process run; merge refuses other specs, 
   CHECK(r.output.find("holds shard 0/3, not shard 1/3") != std::string::npos);
 }
 
-TEST_CASE("--shard and submit: bad values are refused naming the flag; the job scripts shard, requeue and merge") {
+TEST_CASE("--shard and submit: bad values are refused naming the flag, the job scripts shard, requeue and merge") {
   test::TempDir dir;
   const std::string spec = dir.file("s.yaml");
   std::ofstream(spec) << kSpec;

@@ -102,7 +102,7 @@ TEST_CASE("lut_mma declares the formats it cannot read") {
   }
 }
 
-TEST_CASE("cuda_lut_mma in the kernel registry: named only, never auto; a clear error without a GPU") {
+TEST_CASE("cuda_lut_mma in the kernel registry: named only, never auto, a clear error without a GPU") {
   const auto& ks = linear_kernels();
   const auto it = std::find_if(ks.begin(), ks.end(), [](const LinearKernel& k) { return k.name == "cuda_lut_mma"; });
   REQUIRE(it != ks.end());
@@ -196,6 +196,44 @@ TEST_CASE("lut_mma CUDA kernels match the reference and the emulation: every for
         if (rep == 0 && (n == 1 || n == 512))
           MESSAGE(fmt::format("{} {}x{} n={} {}: rel err vs reference {:.2e}, bound use {:.2f} (reference), {:.2f} (emulation)", c.format, c.rows,
                               c.cols, n, m.variant(n), std::sqrt(err2 / norm2), worst_ref, worst_emu));
+      }
+    }
+  }
+}
+
+TEST_CASE("lut_mma's epilogue writes bf16 or adds into y: the fp32 product rounded once, or added once (split-K or not)") {
+  const std::string why = gpu::unavailable_reason();
+  if (!why.empty()) {
+    MESSAGE("SKIPPED: the CUDA epilogue test needs a GPU: " << why);
+    return;
+  }
+  auto q = parse_quantizer("turboquant(bits=4,group=128,rotation=hadamard)");
+  for (const auto& [rows, cols] : {std::pair<std::size_t, std::size_t>{53, 384}, {1000, 4096}}) {
+    const Matrix w = test::random_normal_matrix(rows, cols, 5);
+    const QuantizedMatrix qm = q->quantize(w.data(), rows, cols, 3);
+    gpu::LutMmaMatrix m(make_lut_mma_layout(*q, qm));
+    for (std::size_t n : {1u, 16u, 64u}) {
+      CAPTURE(rows);
+      CAPTURE(n);
+      CAPTURE(m.variant(n));
+      const Matrix x = test::random_normal_matrix(n, cols, 77 + n);
+      std::vector<std::uint16_t> xb(n * cols);
+      for (std::size_t i = 0; i < xb.size(); ++i) xb[i] = to_bf16_bits(x.data()[i]);
+      gpu::DeviceBuffer xd(xb.size() * 2), yd(n * rows * 4), bd(n * rows * 2);
+      xd.upload(xb.data(), xb.size() * 2);
+      std::vector<float> plain(n * rows), base(n * rows), added(n * rows);
+      m.multiply(xd.as<const std::uint16_t>(), n, yd.as<float>(), nullptr);
+      yd.download(plain.data(), plain.size() * 4);
+      for (std::size_t i = 0; i < base.size(); ++i) base[i] = 0.25f * static_cast<float>(i % 17) - 2.0f;
+      yd.upload(base.data(), base.size() * 4);
+      m.multiply(xd.as<const std::uint16_t>(), n, yd.as<float>(), nullptr, true, nullptr);
+      yd.download(added.data(), added.size() * 4);
+      m.multiply(xd.as<const std::uint16_t>(), n, nullptr, bd.as<std::uint16_t>(), false, nullptr);
+      std::vector<std::uint16_t> rounded(n * rows);
+      bd.download(rounded.data(), rounded.size() * 2);
+      for (std::size_t i = 0; i < plain.size(); ++i) {
+        REQUIRE(added[i] == base[i] + plain[i]);  // the same sums in the same order, added once
+        REQUIRE(rounded[i] == to_bf16_bits(plain[i]));
       }
     }
   }

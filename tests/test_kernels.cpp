@@ -198,7 +198,7 @@ void check_integer_kernel(const std::string& prefix, MakeKernel make, std::strin
 
 }  // namespace
 
-TEST_CASE("fused_i8 (int8 activations and table, approximate) matches the reference within 2e-2 at every level; auto never takes it") {
+TEST_CASE("fused_i8 (int8 activations and table, approximate) matches the reference within 2e-2 at every level, auto never takes it") {
   check_integer_kernel("fused_i8", make_fused_i8_linear, fused_i8_supports, 2e-2);
   CHECK(fused_i8_supports(*parse_quantizer("turboquant(bits=3,group=32)")).find("fused_i8 reads 4-bit") != std::string::npos);
   const Matrix w = test::random_normal_matrix(16, 64, 4);

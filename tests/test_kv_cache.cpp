@@ -51,7 +51,7 @@ TEST_CASE("KV cache: the estimator (scores from key codes) equals attention on t
   }
 }
 
-TEST_CASE("KV cache: none is the fp32 cache; per-token quantization is the same in one piece or two; seeds matter") {
+TEST_CASE("KV cache: none is the fp32 cache, per-token quantization is the same in one piece or two, seeds matter") {
   const Checkpoint ck = load_checkpoint(kLlama);
   KvQuantSpec none;
   CHECK(!none.active());
@@ -94,7 +94,7 @@ TEST_CASE("KV cache: exact bits per coordinate and bytes per token, outliers inc
   CHECK(kvq->outlier_json().find("blk.1") == std::string::npos);
 }
 
-TEST_CASE("KV cache: KIVI keys per channel over blocks; the unfinished block stays fp32") {
+TEST_CASE("KV cache: KIVI keys per channel over blocks, the unfinished block stays fp32") {
   const Checkpoint ck = load_checkpoint(kLlama);
   KvQuantSpec spec;
   spec.key = "rtn(bits=2,group=row,mode=asym)";
@@ -113,7 +113,7 @@ TEST_CASE("KV cache: KIVI keys per channel over blocks; the unfinished block sta
   CHECK((a.k[0].middleRows(16, 4) - b.k[0].middleRows(16, 4)).cwiseAbs().maxCoeff() == 0.0f);
 }
 
-TEST_CASE("KV cache: the attention probe measures bias, RMSE, D_prod and attention errors; zero without quantization") {
+TEST_CASE("KV cache: the attention probe measures bias, RMSE, D_prod and attention errors, zero without quantization") {
   const Checkpoint ck = load_checkpoint(kLlama);
   KvQuantSpec spec;
   spec.key = "turboquant_prod(bits=3,group=row)";
@@ -208,7 +208,7 @@ TEST_CASE("KV cache in a spec: sweeps beside weight quantizers, records bits and
   CHECK(r.output.find("kv_block 64 with kv_key_axis channel and ctx 64") != std::string::npos);
 }
 
-TEST_CASE("passkey: the prompt fills the context it is given; too long or too short a context is refused") {
+TEST_CASE("passkey: the prompt fills the context it is given, too long or too short a context is refused") {
   const std::string stories = test::kSourceDir + "/../shared/models/stories260K/stories260K.gguf";
   if (!std::filesystem::exists(stories)) {
     MESSAGE("SKIPPED: stories260K (../shared) is not there");

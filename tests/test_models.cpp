@@ -623,7 +623,7 @@ TEST_CASE("tokenizer.json: deep nesting (pre-tokenizer Sequences, junk) is refus
 // llama-perplexity's KL-divergence base files (harness/llamacpp_kld.hpp): tqbench writes one, reads it back
 // and scores against it as against its own exact base; a damaged file is refused. (llama.cpp itself reads
 // tqbench's file and tqbench reads llama.cpp's: docs/PERF.md, measured with the peer.)
-TEST_CASE("llama.cpp KL-divergence base files: written, read back, scored against; damaged ones refused") {
+TEST_CASE("llama.cpp KL-divergence base files: written, read back, scored against, damaged ones refused") {
   if (!have(stories_gguf(), "stories260K (../shared)") || !have(wikitext(), "WikiText-2 (../shared)")) return;
   test::TempDir dir;
   const std::string base = dir.file("base.kld");

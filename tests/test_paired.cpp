@@ -15,7 +15,7 @@
 
 using namespace tqb;
 
-TEST_CASE("paired_difference: shared variation cancels; no difference gives an interval containing 0") {
+TEST_CASE("paired_difference: shared variation cancels, no difference gives an interval containing 0") {
   Rng rng(4);
   std::vector<double> a(40), b(40);
   for (std::size_t i = 0; i < a.size(); ++i) {
@@ -40,7 +40,7 @@ TEST_CASE("paired_difference: shared variation cancels; no difference gives an i
 // Coverage of the chunks x seeds interval, simulated from the model it assumes (x_sc = mu + a_c + b_s + e_sc):
 // about 95% of the intervals contain mu; an interval over chunks alone, blind to the seeds, covers far less
 // when the seed effect is as large as the text's share of the variance.
-TEST_CASE("crossed_mean_interval covers the mean 95% of the time over chunks and seeds; chunks alone do not") {
+TEST_CASE("crossed_mean_interval covers the mean 95% of the time over chunks and seeds, chunks alone do not") {
   Rng rng(26);
   const std::size_t C = 20, R = 5, trials = 2000;
   const double sa = 1.0, sb = 0.5, se = 0.1, mu = 3.0;
@@ -107,7 +107,7 @@ TEST_CASE("paired_difference over repeats: shared seeds pair, the same quantizer
   CHECK(mixed.ci95 > 0.0);
 }
 
-TEST_CASE("a model experiment stores per-chunk losses; tqbench compare pairs two rows over them") {
+TEST_CASE("a model experiment stores per-chunk losses, tqbench compare pairs two rows over them") {
   const test::BooksModel books = test::books14m();
   if (!books.present_or_skip()) return;
   const std::string &model = books.model, &corpus = books.corpus;

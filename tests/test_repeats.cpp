@@ -34,7 +34,7 @@ TEST_CASE("the 95% interval factor is Student's t(0.975, n-1) / sqrt(n)") {
   CHECK(std::isnan(ci95_factor(1)));
 }
 
-TEST_CASE("repeats: every point under N seeds, summary rows with mean, std and 95% interval; resume keeps one summary") {
+TEST_CASE("repeats: every point under N seeds, summary rows with mean, std and 95% interval, resume keeps one summary") {
   test::TempDir dir;
   const std::string spec = dir.file("rep.yaml"), out = dir.file("rep.h5"), single = dir.file("single.yaml"), out1 = dir.file("single.h5");
   std::ofstream(spec) << spec_text(3);

@@ -125,7 +125,7 @@ TEST_CASE("a column that declares more rows than the file stores is refused befo
 }
 
 // The journal of finished rows beside a result file (harness/result_journal.hpp).
-TEST_CASE("journal: rows appear to readers before a fold; torn tails and corrupt records are ignored; a fold's duplicates kept once") {
+TEST_CASE("journal: rows appear to readers before a fold, torn tails and corrupt records are ignored, a fold's duplicates kept once") {
   test::TempDir dir;
   const std::string path = dir.file("r.h5");
   ResultTable t;

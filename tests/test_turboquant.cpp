@@ -57,7 +57,7 @@ TEST_CASE("turboquant D_mse at d = 1536 is within 2% of the Lloyd-Max value, b =
   }
 }
 
-TEST_CASE("turboquant_prod is unbiased; 1-bit turboquant shrinks inner products by 2/pi") {
+TEST_CASE("turboquant_prod is unbiased, 1-bit turboquant shrinks inner products by 2/pi") {
   const std::size_t d = 256;
   const Matrix x = random_unit_rows(2000, d, 6);
   for (int b : {1, 2, 3}) {

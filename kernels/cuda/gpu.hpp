@@ -65,6 +65,9 @@ class LutMmaMatrix {
   // x: n × cols bf16 (bit patterns) on the device; y: n × rows fp32 on the device, overwritten.
   // stream: a cudaStream_t, or nullptr for the default stream. Throws std::runtime_error on a CUDA error.
   void multiply(const std::uint16_t* x, std::size_t n, float* y, void* stream) const;
+  // The same product written as a forward needs it: into y_bf16 (n × rows bf16 bits) when given, else into y,
+  // overwritten or (accumulate) added to, in the kernel's epilogue (no pass over y of its own).
+  void multiply(const std::uint16_t* x, std::size_t n, float* y, std::uint16_t* y_bf16, bool accumulate, void* stream) const;
   std::size_t weight_bytes() const;     // the layout on the device
   std::size_t workspace_bytes() const;  // partials, counters and rotated activations held now
   std::string variant(std::size_t n) const;  // which kernel and launch shape serve a batch of n

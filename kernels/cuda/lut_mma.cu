@@ -47,6 +47,8 @@ struct Args {
   const __nv_bfloat16* x = nullptr;       // n × cols
   const __nv_bfloat16* xr = nullptr;      // large: [passes][n][cols_pad], rotated
   float* y = nullptr;                     // n × rows
+  __nv_bfloat16* y_bf16 = nullptr;        // n × rows, instead of y when given (the next product's input)
+  int accumulate = 0;                     // y += Ŵx (a residual connection) instead of y = Ŵx
   float* partial = nullptr;               // small, splits > 1: [splits][n][rows_pad]
   int* counters = nullptr;                // splits > 1: one per output tile, zero between launches
   int tiles_per_split = 0, splits = 1;
@@ -143,11 +145,21 @@ __device__ __forceinline__ void by_group_width(int log2_group, F&& f) {
   }
 }
 
+// Element i of the output as the caller asked for it: fp32, fp32 added to what is there, or bf16.
+__device__ __forceinline__ void put_y(const Args& a, std::size_t i, float v) {
+  if (a.y_bf16)
+    a.y_bf16[i] = __float2bfloat16_rn(v);
+  else if (a.accumulate)
+    a.y[i] += v;
+  else
+    a.y[i] = v;
+}
+
 // Output of one accumulator element, or its partial sum when K is split: y[t][row] directly with one
 // split, else partial[split][t][row] (rows_pad per batch row).
 __device__ __forceinline__ void store_out(const Args& a, int split, int row, int t, float v) {
   if (a.splits == 1) {
-    if (row < a.rows && t < a.n) a.y[static_cast<std::size_t>(t) * a.rows + row] = v;
+    if (row < a.rows && t < a.n) put_y(a, static_cast<std::size_t>(t) * a.rows + row, v);
   } else if (t < a.n) {
     a.partial[(static_cast<std::size_t>(split) * a.n + t) * (a.stripes * 16) + row] = v;
   }
@@ -166,7 +178,6 @@ __device__ __forceinline__ void split_k_finish(const Args& a, int tile, int row0
   __threadfence();
   const std::size_t rows_pad = static_cast<std::size_t>(a.stripes) * 16, split_stride = static_cast<std::size_t>(a.n) * rows_pad;
   const float* __restrict__ partial = a.partial;
-  float* __restrict__ y = a.y;
   // kOut outputs per thread and round, all their loads issued before the first add: a round trip to L2
   // per round instead of per output (a 256×64 tile was 64 dependent round trips per thread, 45 µs).
   constexpr int kOut = 4;
@@ -190,7 +201,7 @@ __device__ __forceinline__ void split_k_finish(const Args& a, int tile, int row0
 #pragma unroll
     for (int u = 0; u < kOut; ++u) {
       const int idx = first + u * kThreads, row = row0 + idx % nrows, t = t0 + idx / nrows;
-      if (idx < nrows * ncols && row < a.rows && t < a.n) y[static_cast<std::size_t>(t) * a.rows + row] = sum[u];
+      if (idx < nrows * ncols && row < a.rows && t < a.n) put_y(a, static_cast<std::size_t>(t) * a.rows + row, sum[u]);
     }
   }
   if (threadIdx.x == 0) a.counters[tile] = 0;
@@ -825,7 +836,12 @@ std::string LutMmaMatrix::variant(std::size_t n) const {
 }
 
 void LutMmaMatrix::multiply(const std::uint16_t* x, std::size_t n, float* y, void* stream_ptr) const {
+  multiply(x, n, y, nullptr, false, stream_ptr);
+}
+
+void LutMmaMatrix::multiply(const std::uint16_t* x, std::size_t n, float* y, std::uint16_t* y_bf16, bool accumulate, void* stream_ptr) const {
   Impl& I = *impl_;
+  if (y_bf16 && accumulate) throw std::invalid_argument("lut_mma: a bf16 output is not accumulated into");
   if (n == 0) return;
   if (n > (1u << 20)) throw std::invalid_argument("lut_mma: batch too large");
   cudaStream_t stream = static_cast<cudaStream_t>(stream_ptr);
@@ -835,6 +851,8 @@ void LutMmaMatrix::multiply(const std::uint16_t* x, std::size_t n, float* y, voi
   a.n = static_cast<int>(n);
   a.x = reinterpret_cast<const __nv_bfloat16*>(x);
   a.y = y;
+  a.y_bf16 = reinterpret_cast<__nv_bfloat16*>(y_bf16);
+  a.accumulate = accumulate ? 1 : 0;
   const std::size_t P = I.shape.passes.size();
   if (n <= 16) {
     const int nt = n <= 8 ? 1 : 2;

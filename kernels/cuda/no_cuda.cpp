@@ -35,6 +35,7 @@ LutMmaMatrix::~LutMmaMatrix() = default;
 std::size_t LutMmaMatrix::rows() const { fail(); }
 std::size_t LutMmaMatrix::cols() const { fail(); }
 void LutMmaMatrix::multiply(const std::uint16_t*, std::size_t, float*, void*) const { fail(); }
+void LutMmaMatrix::multiply(const std::uint16_t*, std::size_t, float*, std::uint16_t*, bool, void*) const { fail(); }
 std::size_t LutMmaMatrix::weight_bytes() const { fail(); }
 std::size_t LutMmaMatrix::workspace_bytes() const { fail(); }
 std::string LutMmaMatrix::variant(std::size_t) const { fail(); }

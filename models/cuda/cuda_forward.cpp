@@ -137,13 +137,9 @@ class CudaLutMmaLinear final : public DeviceLinear {
     m_.multiply(xb, n, y, nullptr);
   }
   void forward_bf16(const std::uint16_t* x, std::size_t n, void* y, bool y_bf16, bool accumulate) const override {
-    if (!y_bf16 && !accumulate) return m_.multiply(x, n, static_cast<float*>(y), nullptr);
-    // The kernel writes fp32: through a scratch, then rounded or added.
-    thread_local gpu::DeviceBuffer scratch;
-    if (scratch.size() < n * out() * 4) scratch = gpu::DeviceBuffer(n * out() * 4);
-    m_.multiply(x, n, scratch.as<float>(), nullptr);
-    launch_store(scratch.as<float>(), n * out(), y, y_bf16, accumulate);
-    launched("store");
+    if (y_bf16 && accumulate) throw RunError("a bf16 output is not accumulated into");
+    // Rounded to bf16 or added to y in the kernel's epilogue.
+    m_.multiply(x, n, y_bf16 ? nullptr : static_cast<float*>(y), y_bf16 ? static_cast<std::uint16_t*>(y) : nullptr, accumulate, nullptr);
   }
   std::size_t weight_bytes() const override { return m_.weight_bytes(); }
   std::string kernel() const override { return "cuda_lut_mma"; }
@@ -177,6 +173,73 @@ class OpProfile {
   }
   // While a decode step is captured, scopes record event nodes instead of synchronizing.
   void capturing(bool on) { capturing_ = on; }
+  // Leave-one-out: the captured step replayed with each kind's nodes switched off in turn (cudaGraphNodeSetEnabled on
+  // the kernel, memset and memcpy nodes between the kind's markers), each from the same saved state (replay_ms restores
+  // it and times one replay). What the step saves without a kind is that kind's cost in place, the graph's launch gaps
+  // included and the markers' own cost in both terms; the results of these replays are not used.
+  void leave_one_out(cudaGraph_t graph, cudaGraphExec_t exec, const std::function<double()>& replay_ms) {
+    std::size_t count = 0, edges = 0;
+    if (cudaGraphGetNodes(graph, nullptr, &count) != cudaSuccess || cudaGraphGetEdges(graph, nullptr, nullptr, nullptr, &edges) != cudaSuccess)
+      return;
+    std::vector<cudaGraphNode_t> nodes(count), from(edges), to(edges);
+    cudaGraphGetNodes(graph, nodes.data(), &count);
+    cudaGraphGetEdges(graph, from.data(), to.data(), nullptr, &edges);
+    // The nodes in capture order (Kahn's order of the dependencies: a chain for one captured stream).
+    std::map<cudaGraphNode_t, int> indegree;
+    std::map<cudaGraphNode_t, std::vector<cudaGraphNode_t>> next;
+    for (auto n : nodes) indegree[n] = 0;
+    for (std::size_t e = 0; e < edges; ++e) {
+      ++indegree[to[e]];
+      next[from[e]].push_back(to[e]);
+    }
+    std::vector<cudaGraphNode_t> order;
+    for (auto n : nodes)
+      if (indegree[n] == 0) order.push_back(n);
+    for (std::size_t i = 0; i < order.size(); ++i)
+      for (auto m : next[order[i]])
+        if (--indegree[m] == 0) order.push_back(m);
+    std::map<cudaEvent_t, std::pair<std::size_t, bool>> marker;  // event → (scope, begins)
+    for (std::size_t i = 0; i < graph_.size(); ++i) {
+      marker[graph_[i].begin] = {i, true};
+      marker[graph_[i].end] = {i, false};
+    }
+    std::map<std::string, std::vector<cudaGraphNode_t>> by_kind;
+    std::vector<std::size_t> open;
+    for (auto n : order) {
+      cudaGraphNodeType type{};
+      cudaGraphNodeGetType(n, &type);
+      if (type == cudaGraphNodeTypeEventRecord) {
+        cudaEvent_t e = nullptr;
+        cudaGraphEventRecordNodeGetEvent(n, &e);
+        if (auto it = marker.find(e); it != marker.end()) {
+          if (it->second.second)
+            open.push_back(it->second.first);
+          else if (!open.empty())
+            open.pop_back();
+        }
+      } else if (type == cudaGraphNodeTypeKernel || type == cudaGraphNodeTypeMemset || type == cudaGraphNodeTypeMemcpy) {
+        by_kind[open.empty() ? std::string("outside any op") : graph_[open.back()].kind].push_back(n);
+      }
+    }
+    auto median = [&] {
+      std::vector<double> t;
+      for (int r = 0; r < 15; ++r) t.push_back(replay_ms());
+      std::sort(t.begin(), t.end());
+      return t[t.size() / 2];
+    };
+    const double all = median();
+    std::vector<std::pair<double, std::string>> saved;
+    for (const auto& [kind, list] : by_kind) {
+      for (auto n : list) cudaGraphNodeSetEnabled(exec, n, 0);
+      saved.emplace_back(all - median(), fmt::format("{} ({} nodes)", kind, list.size()));
+      for (auto n : list) cudaGraphNodeSetEnabled(exec, n, 1);
+    }
+    std::sort(saved.rbegin(), saved.rend());
+    std::string line = fmt::format("GPU decode step, leave-one-out (TQB_PROFILE_OPS): {:.3f} ms with every op (markers included); each op kind's "
+                                   "cost in place, ms per step:", all);
+    for (const auto& [ms, kind] : saved) line += fmt::format(" {} {:.3f};", kind, ms);
+    std::fprintf(stderr, "%s\n", line.c_str());
+  }
   // After a replay has finished: adds each captured scope's time.
   void add_replay() {
     for (const auto& e : graph_) {
@@ -366,18 +429,7 @@ class CudaForwardOps final : public ForwardOps {
     if (decode_) {  // the position is the device's: the step's angles computed there, once for q and k of every layer
       if (x.rows != 1) throw RunError("a decode step forwards one token");
       DecodeRun& d = *decode_;
-      if (d.inv_freq_of != inv_freq.data()) {  // the eager first step (never a captured one: greedy_decode runs it first)
-        d.inv_freq = gpu::DeviceBuffer(inv_freq.size() * 4);
-        d.inv_freq.upload(inv_freq.data(), inv_freq.size() * 4);
-        d.cs = gpu::DeviceBuffer(std::max(1, half) * 4);
-        d.sn = gpu::DeviceBuffer(std::max(1, half) * 4);
-        d.inv_freq_of = inv_freq.data();
-      }
-      if (!d.tables_ready) {
-        launch_rope_tables_at(d.state_ptr(), d.inv_freq.as<float>(), half, d.cs.as<float>(), d.sn.as<float>());
-        launched("RoPE angles");
-        d.tables_ready = true;
-      }
+      decode_rope_tables(c, inv_freq);
       written(x);
       launch_rope(x.data, 1, 1, heads, c.head_dim, c.rope_interleaved, d.cs.as<float>(), d.sn.as<float>());
       launched("rope");
@@ -421,18 +473,10 @@ class CudaForwardOps final : public ForwardOps {
     }
     if (decode_) {  // one query at the device's position: written there, attended by key ranges (flash-decoding)
       if (seqs != 1 || n != 1) throw RunError("a decode step forwards one token of one sequence");
-      DecodeRun& d = *decode_;
-      const std::size_t need = decode_attention_scratch_floats(c.n_heads, c.head_dim, cap) * 4;
-      if (d.scratch.size() < need) d.scratch = gpu::DeviceBuffer(need);  // the eager first step's (same shapes after)
-      launch_kv_write_at(k.data, row, kv->k[l].get(), kv->bf16, d.state_ptr());
-      launch_kv_write_at(v.data, row, kv->v[l].get(), kv->bf16, d.state_ptr());
+      launch_kv_write_at(k.data, row, kv->k[l].get(), kv->bf16, decode_->state_ptr());
+      launch_kv_write_at(v.data, row, kv->v[l].get(), kv->bf16, decode_->state_ptr());
       launched("KV write");
-      if (!launch_decode_attention(q.data, kv->k[l].get(), kv->v[l].get(), kv->bf16, out.data,
-                                   fp32_ ? nullptr : shadow_for(out.data, out.rows * out.cols), d.state_ptr(), cap, c.n_heads,
-                                   c.n_kv_heads, c.head_dim, c.sliding_window, scale, d.scratch.as<float>()))
-        throw InputError(fmt::format("the GPU's decode attention covers head_dim up to 256, not {}", c.head_dim));
-      launched("decode attention");
-      return;
+      return decode_attend(c, l, q, cache, out);
     }
     if (kv->bf16) {
       launch_kv_write_bf16(k.data, seqs, n, row, kv->k[l].as<std::uint16_t>(), cap, pos0);
@@ -447,6 +491,62 @@ class CudaForwardOps final : public ForwardOps {
             "KV write");
     }
     attend(c, l, q, cache, pos0, out, scale);
+  }
+
+  // A decode step's attention (rope, then attention, fused): one kernel rotates q and k at the device's position and
+  // writes k and v into the cache there; then flash-decoding over the cache.
+  void rope_attention(const ModelConfig& c, int l, const Acts& q, const Acts& k, const Acts& v, const std::vector<float>& inv_freq,
+                      KvCache& cache, std::size_t pos0, std::size_t seq_rows, const Acts& out, const AttentionExtras& extras) override {
+    auto* kv = static_cast<DeviceKv*>(cache.device.get());
+    if (!decode_ || !kv || (extras.kv && extras.kv->quantizes(l)))
+      return ForwardOps::rope_attention(c, l, q, k, v, inv_freq, cache, pos0, seq_rows, out, extras);
+    if (cache.sequences != 1 || q.rows != 1) throw RunError("a decode step forwards one token of one sequence");
+    {
+      const OpProfile::Scope timed(profile_, "rope + KV write");
+      decode_rope_tables(c, inv_freq);
+      written(q);
+      written(k);
+      launch_rope_kv_write_at(q.data, k.data, v.data, c.n_heads, c.n_kv_heads, c.head_dim, c.rope_interleaved, decode_->cs.as<float>(),
+                              decode_->sn.as<float>(), kv->k[l].get(), kv->v[l].get(), kv->bf16, decode_->state_ptr());
+      launched("RoPE and KV write");
+    }
+    const OpProfile::Scope timed(profile_, "attention");
+    written(out);
+    decode_attend(c, l, q, cache, out);
+  }
+
+  // The step's RoPE angles at the device's position, computed there once per step for q and k of every layer.
+  void decode_rope_tables(const ModelConfig& c, const std::vector<float>& inv_freq) {
+    DecodeRun& d = *decode_;
+    const int half = c.head_dim / 2;
+    if (d.inv_freq_of != inv_freq.data()) {  // the eager first step (never a captured one: greedy_decode runs it first)
+      d.inv_freq = gpu::DeviceBuffer(inv_freq.size() * 4);
+      d.inv_freq.upload(inv_freq.data(), inv_freq.size() * 4);
+      d.cs = gpu::DeviceBuffer(std::max(1, half) * 4);
+      d.sn = gpu::DeviceBuffer(std::max(1, half) * 4);
+      d.inv_freq_of = inv_freq.data();
+    }
+    if (!d.tables_ready) {
+      launch_rope_tables_at(d.state_ptr(), d.inv_freq.as<float>(), half, d.cs.as<float>(), d.sn.as<float>());
+      launched("RoPE angles");
+      d.tables_ready = true;
+    }
+  }
+
+  // One query at the device's position against the cache written up to it: flash-decoding's key ranges, then their
+  // combination (out in fp32 and, for the projection after it, bf16).
+  void decode_attend(const ModelConfig& c, int l, const Acts& q, KvCache& cache, const Acts& out) {
+    DecodeRun& d = *decode_;
+    auto* kv = static_cast<DeviceKv*>(cache.device.get());
+    const std::size_t cap = cache.device_capacity;
+    const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+    const std::size_t need = decode_attention_scratch_floats(c.n_heads, c.head_dim, cap) * 4;
+    if (d.scratch.size() < need) d.scratch = gpu::DeviceBuffer(need);  // the eager first step's (same shapes after)
+    if (!launch_decode_attention(q.data, kv->k[l].get(), kv->v[l].get(), kv->bf16, out.data,
+                                 fp32_ ? nullptr : shadow_for(out.data, out.rows * out.cols), d.state_ptr(), cap, c.n_heads, c.n_kv_heads,
+                                 c.head_dim, c.sliding_window, scale, d.scratch.as<float>()))
+      throw InputError(fmt::format("the GPU's decode attention covers head_dim up to 256, not {}", c.head_dim));
+    launched("decode attention");
   }
 
   // out = causal softmax(scale · q Kᵀ) V over the cache's positions up to pos0 + n of each sequence.
@@ -581,10 +681,12 @@ class CudaForwardOps final : public ForwardOps {
         throw;
       }
       check(cudaStreamEndCapture(cudaStreamPerThread, &graph), "cudaStreamEndCapture (a decode step)");
+      struct Graph {  // the captured graph lives while a profile may read its nodes
+        cudaGraph_t g;
+        ~Graph() { cudaGraphDestroy(g); }
+      } owned_graph{graph};
       cudaGraphExec_t exec = nullptr;
-      const cudaError_t made = cudaGraphInstantiate(&exec, graph, 0);
-      cudaGraphDestroy(graph);
-      check(made, "cudaGraphInstantiate (a decode step)");
+      check(cudaGraphInstantiate(&exec, graph, 0), "cudaGraphInstantiate (a decode step)");
       struct Exec {
         cudaGraphExec_t e;
         ~Exec() { cudaGraphExecDestroy(e); }
@@ -614,6 +716,21 @@ class CudaForwardOps final : public ForwardOps {
         }
         done += batch;
         if (stopped()) break;
+      }
+      if (profile_.on()) {  // the state is put back before every replay: the position stays inside the cache
+        DecodeState saved{};
+        run.state.download(&saved, sizeof saved);
+        profile_.leave_one_out(graph, exec, [&] {
+          run.state.upload(&saved, sizeof saved);
+          check(cudaEventRecord(events[0], cudaStreamPerThread), "cudaEventRecord");
+          check(cudaGraphLaunch(exec, cudaStreamPerThread), "cudaGraphLaunch (a decode step)");
+          check(cudaEventRecord(events[1], cudaStreamPerThread), "cudaEventRecord");
+          check(cudaStreamSynchronize(cudaStreamPerThread), "a decode step");
+          float ms = 0;
+          check(cudaEventElapsedTime(&ms, events[0], events[1]), "cudaEventElapsedTime");
+          return static_cast<double>(ms);
+        });
+        run.state.upload(&saved, sizeof saved);
       }
     }
     tokens.resize(done);

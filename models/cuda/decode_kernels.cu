@@ -2,10 +2,14 @@
 // flash-decoding's split over the keys (Dao et al. 2023, "Flash-Decoding for long-context inference"): at one query
 // per head the prefill kernel's 64-row tiles would idle, so each block takes a key range of one KV head for all the
 // query heads that read it (GQA: K and V are read once), keeps an online softmax per head, and a second kernel
-// combines the ranges. Sums and softmax in fp32; the cache is read in its own precision.
+// combines the ranges. Inside a block each warp takes tiles of 32 keys, one key per lane: a lane computes its key's
+// whole dot product with every query head (no reduction across lanes per key), the tile's softmax update costs one
+// max across the warp per head, and P·V then runs with the lanes over the head's dimensions, each tile's
+// probabilities read from shared memory. Sums and softmax in fp32; the cache is read in its own precision.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -16,13 +20,15 @@ namespace tqb::cuda_forward {
 namespace {
 
 constexpr int kWarps = 4, kThreads = 32 * kWarps;
+constexpr int kTile = 32;          // keys per warp step, one per lane
 constexpr int kHeadsPerBlock = 8;  // query heads of one KV head per block (blockIdx.z covers larger groups)
-constexpr int kMaxPer = 8;         // head_dim ≤ 256: each lane holds dims lane, lane + 32, …
-constexpr std::size_t kMaxSplits = 128, kMinSplitKeys = 64;
+constexpr int kMaxPer = 8;         // head_dim ≤ 256: in P·V each lane holds dims lane, lane + 32, …
+constexpr std::size_t kMaxSplits = 128, kBlockKeys = std::size_t{kTile} * kWarps;
 
+// Keys per split: a whole number of the block's tiles, at most kMaxSplits splits.
 std::size_t split_keys(std::size_t capacity) {
   const std::size_t by_count = (capacity + kMaxSplits - 1) / kMaxSplits;
-  return by_count > kMinSplitKeys ? by_count : kMinSplitKeys;
+  return (std::max(by_count, kBlockKeys) + kBlockKeys - 1) / kBlockKeys * kBlockKeys;
 }
 std::size_t splits_for(std::size_t capacity) { return (capacity + split_keys(capacity) - 1) / split_keys(capacity); }
 
@@ -48,24 +54,94 @@ __global__ void kv_write_at(const float* x, std::size_t row, T* cache, const Dec
     cache[static_cast<std::size_t>(st->pos) * row + c] = x[c];
 }
 
+// q·k over hd dims for the block's gn query heads (qs: scaled queries in shared memory), k one key's row.
+template <typename KV>
+__device__ __forceinline__ void key_scores(const KV* kr, const float (*qs)[kMaxPer * 32], int gn, int hd, float (&s)[kHeadsPerBlock]) {
+  if (hd % 8 == 0) {  // 16-byte loads (rows start on 16 bytes: hd·sizeof(KV) is a multiple of 16)
+    for (int d0 = 0; d0 < hd; d0 += 8) {
+      float k8[8];
+      if constexpr (sizeof(KV) == 2) {
+        const uint4 raw = *reinterpret_cast<const uint4*>(kr + d0);
+        const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&raw);
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          const float2 f = __bfloat1622float2(h[i]);
+          k8[2 * i] = f.x;
+          k8[2 * i + 1] = f.y;
+        }
+      } else {
+        const float4 a = *reinterpret_cast<const float4*>(kr + d0), b = *reinterpret_cast<const float4*>(kr + d0 + 4);
+        k8[0] = a.x, k8[1] = a.y, k8[2] = a.z, k8[3] = a.w, k8[4] = b.x, k8[5] = b.y, k8[6] = b.z, k8[7] = b.w;
+      }
+#pragma unroll
+      for (int g = 0; g < kHeadsPerBlock; ++g) {
+        if (g < gn) {
+          const float4 a = *reinterpret_cast<const float4*>(&qs[g][d0]), b = *reinterpret_cast<const float4*>(&qs[g][d0 + 4]);
+          s[g] += a.x * k8[0] + a.y * k8[1] + a.z * k8[2] + a.w * k8[3] + b.x * k8[4] + b.y * k8[5] + b.z * k8[6] + b.w * k8[7];
+        }
+      }
+    }
+  } else {
+    for (int d = 0; d < hd; ++d) {
+      const float kd = load(kr + d);
+#pragma unroll
+      for (int g = 0; g < kHeadsPerBlock; ++g)
+        if (g < gn) s[g] += qs[g][d] * kd;
+    }
+  }
+}
+
+// Threads over nh·half pairs of q, then nkv·half pairs of k (rotated, written to the cache too), then nkv·hd values of v.
+template <typename T>
+__global__ void rope_kv_write_at(float* q, float* k, const float* v, int nh, int nkv, int hd, bool interleaved, const float* cs,
+                                 const float* sn, T* K, T* V, const DecodeState* st) {
+  const int half = hd / 2, qp = nh * half, kp = nkv * half, row = nkv * hd;
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  const std::size_t at = static_cast<std::size_t>(st->pos) * row;
+  auto put = [&](T* cache, int c, float x) {
+    if constexpr (sizeof(T) == 2)
+      cache[at + c] = __float2bfloat16_rn(x);
+    else
+      cache[at + c] = x;
+  };
+  if (i < qp + kp) {
+    const bool is_q = i < qp;
+    const int pair = is_q ? i : i - qp, h = pair / half, p = pair % half;
+    float* x = (is_q ? q : k) + h * hd;
+    const int a0 = interleaved ? 2 * p : p, a1 = interleaved ? 2 * p + 1 : p + half;
+    const float c = cs[p], s = sn[p], x0 = x[a0], x1 = x[a1];
+    const float y0 = x0 * c - x1 * s, y1 = x0 * s + x1 * c;
+    x[a0] = y0;
+    x[a1] = y1;
+    if (!is_q) {
+      put(K, h * hd + a0, y0);
+      put(K, h * hd + a1, y1);
+    }
+  } else if (i < qp + kp + row) {
+    const int c = i - qp - kp;
+    put(V, c, v[c]);
+  }
+}
+
 // Block (KV head, key range, head group): partial[head][range] = (max score, Σ exp(s − max), Σ exp(s − max) v).
 template <typename KV>
 __global__ void __launch_bounds__(kThreads) decode_attention_split(const float* q, const KV* K, const KV* V, const DecodeState* st,
                                                                    std::size_t chunk, int splits, int nh, int nkv, int hd, int window,
                                                                    float scale, float* partial) {
-  __shared__ float qs[kHeadsPerBlock][kMaxPer * 32];
+  __shared__ __align__(16) float qs[kHeadsPerBlock][kMaxPer * 32];
+  __shared__ float ps[kWarps][kHeadsPerBlock][kTile];  // a tile's probabilities, per warp
   __shared__ float wm[kWarps][kHeadsPerBlock], wl[kWarps][kHeadsPerBlock];
   __shared__ float wacc[kWarps][kHeadsPerBlock][kMaxPer * 32];
   const int kvh = blockIdx.x, split = blockIdx.y, group = nh / nkv, g0 = blockIdx.z * kHeadsPerBlock;
   const int gn = min(kHeadsPerBlock, group - g0), warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const std::size_t pos = static_cast<std::size_t>(st->pos), visible = pos + 1;
   const std::size_t first = window > 0 && visible > static_cast<std::size_t>(window) ? visible - window : 0;
-  const std::size_t begin = max(split * chunk, first), end = min((split + 1) * chunk, visible);
+  const std::size_t start = split * chunk, begin = max(start, first), end = min(start + chunk, visible);
   const std::size_t ld = static_cast<std::size_t>(nkv) * hd;
   for (int i = threadIdx.x; i < gn * hd; i += kThreads)
     qs[i / hd][i % hd] = q[static_cast<std::size_t>(kvh * group + g0 + i / hd) * hd + i % hd] * scale;
   __syncthreads();
-  float m[kHeadsPerBlock], l[kHeadsPerBlock], acc[kHeadsPerBlock][kMaxPer];
+  float m[kHeadsPerBlock], l[kHeadsPerBlock], acc[kHeadsPerBlock][kMaxPer];  // l: this lane's part of the sum
 #pragma unroll
   for (int g = 0; g < kHeadsPerBlock; ++g) {
     m[g] = -INFINITY;
@@ -73,36 +149,58 @@ __global__ void __launch_bounds__(kThreads) decode_attention_split(const float* 
 #pragma unroll
     for (int e = 0; e < kMaxPer; ++e) acc[g][e] = 0;
   }
-  for (std::size_t j = begin + warp; j < end; j += kWarps) {
-    const KV* kr = K + j * ld + static_cast<std::size_t>(kvh) * hd;
-    const KV* vr = V + j * ld + static_cast<std::size_t>(kvh) * hd;
-    float kx[kMaxPer], vx[kMaxPer];
+  // Every tile taken has a visible key (the range is empty when the window starts after it).
+  const std::size_t stop = begin < end ? end : start;
+  for (std::size_t j0 = start + warp * kTile; j0 < stop; j0 += kBlockKeys) {
+    if (j0 + kTile <= begin) continue;  // the whole tile before the window (uniform over the warp)
+    const std::size_t j = j0 + lane;
+    const bool valid = j >= begin && j < end;
+    float s[kHeadsPerBlock];
 #pragma unroll
-    for (int e = 0; e < kMaxPer; ++e) {
-      const int d = lane + 32 * e;
-      kx[e] = d < hd ? load(kr + d) : 0.0f;
-      vx[e] = d < hd ? load(vr + d) : 0.0f;
-    }
+    for (int g = 0; g < kHeadsPerBlock; ++g) s[g] = 0;
+    if (valid) key_scores(K + j * ld + static_cast<std::size_t>(kvh) * hd, qs, gn, hd, s);
 #pragma unroll
     for (int g = 0; g < kHeadsPerBlock; ++g) {
       if (g >= gn) break;
-      float s = 0;
-#pragma unroll
-      for (int e = 0; e < kMaxPer; ++e) s += (lane + 32 * e < hd ? qs[g][lane + 32 * e] : 0.0f) * kx[e];
-      for (int o = 16; o > 0; o /= 2) s += __shfl_xor_sync(0xffffffffu, s, o);
-      const float mn = fmaxf(m[g], s), c = __expf(m[g] - mn), p = __expf(s - mn);
+      const float sg = valid ? s[g] : -INFINITY;
+      float mt = sg;
+      for (int o = 16; o > 0; o /= 2) mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, o));
+      const float mn = fmaxf(m[g], mt), c = __expf(m[g] - mn), p = valid ? __expf(sg - mn) : 0.0f;  // mt is finite: a key is valid
       l[g] = l[g] * c + p;
 #pragma unroll
-      for (int e = 0; e < kMaxPer; ++e) acc[g][e] = acc[g][e] * c + p * vx[e];
+      for (int e = 0; e < kMaxPer; ++e) acc[g][e] *= c;
       m[g] = mn;
+      ps[warp][g][lane] = p;
     }
+    __syncwarp();
+    // P·V over the tile's keys up to the last visible one (rows past it are not written; a masked key's p is 0).
+    const int keys = static_cast<int>(min(static_cast<std::size_t>(kTile), end - j0));
+    for (int kk = 0; kk < keys; ++kk) {
+      const KV* vr = V + (j0 + kk) * ld + static_cast<std::size_t>(kvh) * hd;
+      float vx[kMaxPer];
+#pragma unroll
+      for (int e = 0; e < kMaxPer; ++e) {
+        const int d = lane + 32 * e;
+        vx[e] = d < hd ? load(vr + d) : 0.0f;
+      }
+#pragma unroll
+      for (int g = 0; g < kHeadsPerBlock; ++g) {
+        if (g >= gn) break;
+        const float p = ps[warp][g][kk];
+#pragma unroll
+        for (int e = 0; e < kMaxPer; ++e) acc[g][e] += p * vx[e];
+      }
+    }
+    __syncwarp();  // ps is rewritten by the next tile
   }
 #pragma unroll
   for (int g = 0; g < kHeadsPerBlock; ++g) {
     if (g >= gn) break;
+    float sum = l[g];
+    for (int o = 16; o > 0; o /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, o);
     if (lane == 0) {
       wm[warp][g] = m[g];
-      wl[warp][g] = l[g];
+      wl[warp][g] = sum;
     }
 #pragma unroll
     for (int e = 0; e < kMaxPer; ++e)
@@ -201,6 +299,17 @@ void launch_kv_write_at(const float* x, std::size_t row, void* cache, bool bf16,
     kv_write_at<<<blocks, 256>>>(x, row, static_cast<__nv_bfloat16*>(cache), state);
   else
     kv_write_at<<<blocks, 256>>>(x, row, static_cast<float*>(cache), state);
+}
+
+void launch_rope_kv_write_at(float* q, float* k, const float* v, int nh, int nkv, int hd, bool interleaved, const float* cs,
+                             const float* sn, void* K, void* V, bool bf16, const DecodeState* state) {
+  const int total = (nh + nkv) * (hd / 2) + nkv * hd;
+  const unsigned blocks = static_cast<unsigned>((total + 255) / 256);
+  if (bf16)
+    rope_kv_write_at<<<blocks, 256>>>(q, k, v, nh, nkv, hd, interleaved, cs, sn, static_cast<__nv_bfloat16*>(K), static_cast<__nv_bfloat16*>(V),
+                                      state);
+  else
+    rope_kv_write_at<<<blocks, 256>>>(q, k, v, nh, nkv, hd, interleaved, cs, sn, static_cast<float*>(K), static_cast<float*>(V), state);
 }
 
 std::size_t decode_attention_scratch_floats(int nh, int hd, std::size_t capacity) {

@@ -18,6 +18,12 @@ void launch_rope_tables_at(const DecodeState* state, const float* inv_freq, int 
 // Row `row` floats of x (one token) to position state->pos of a cache (bf16 bits, or fp32).
 void launch_kv_write_at(const float* x, std::size_t row, void* cache, bool bf16, const DecodeState* state);
 
+// RoPE on one token's q (nh heads) and k (nkv heads) in place with the step's angles (cs, sn: hd/2 each, from
+// launch_rope_tables_at), and k's rotated row and v's row written to position state->pos of the caches (bf16 bits, or
+// fp32): what rope(q), rope(k) and two launch_kv_write_at do, in one launch.
+void launch_rope_kv_write_at(float* q, float* k, const float* v, int nh, int nkv, int hd, bool interleaved, const float* cs,
+                             const float* sn, void* K, void* V, bool bf16, const DecodeState* state);
+
 // Floats of scratch launch_decode_attention needs for nh heads of hd at a capacity.
 std::size_t decode_attention_scratch_floats(int nh, int hd, std::size_t capacity);
 // out (nh·hd fp32) and out_bf16 (may be null) = softmax(scale · q Kᵀ) V for the one query at state->pos, over the keys

@@ -178,15 +178,6 @@ __global__ void glu_bf16_pairs(__nv_bfloat162* g, const __nv_bfloat162* u, std::
   g[i] = __floats2bfloat162_rn(activation(a.x, gelu) * b.x, activation(a.y, gelu) * b.y);
 }
 
-__global__ void store_rows(const float* src, std::size_t n, float* dst_f32, __nv_bfloat16* dst_bf16, bool accumulate) {
-  const std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x;
-  if (i >= n) return;
-  if (dst_bf16)
-    dst_bf16[i] = __float2bfloat16_rn(src[i]);
-  else
-    dst_f32[i] = accumulate ? dst_f32[i] + src[i] : src[i];
-}
-
 // One block per row: −(float)(z[t] − lse) with lse = max + log Σ exp(z − max) summed in double, as the CPU scores.
 __global__ void nll_rows(const float* logits, std::size_t vocab, const int* targets, double* nll) {
   __shared__ float fred[32];
@@ -249,10 +240,6 @@ void launch_nll(const float* logits, std::size_t rows, std::size_t vocab, const 
 void launch_glu(float* g, const float* u, std::size_t n, bool gelu) { glu_rows<<<blocks_for(n), 256>>>(g, u, n, gelu); }
 void launch_glu_bf16(std::uint16_t* g, const std::uint16_t* u, std::size_t n, bool gelu) {
   glu_bf16_pairs<<<blocks_for(n / 2), 256>>>(reinterpret_cast<__nv_bfloat162*>(g), reinterpret_cast<const __nv_bfloat162*>(u), n / 2, gelu);
-}
-void launch_store(const float* src, std::size_t n, void* dst, bool dst_bf16, bool accumulate) {
-  store_rows<<<blocks_for(n), 256>>>(src, n, dst_bf16 ? nullptr : static_cast<float*>(dst),
-                                     dst_bf16 ? static_cast<__nv_bfloat16*>(dst) : nullptr, accumulate);
 }
 
 }  // namespace tqb::cuda_forward

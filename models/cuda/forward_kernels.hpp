@@ -25,8 +25,6 @@ bool launch_attention(const float* q, const float* K, const float* V, float* out
                       std::size_t capacity, int nh, int nkv, int hd, int window, float scale);
 void launch_glu(float* g, const float* u, std::size_t n, bool gelu);  // g ← act(g) ⊙ u (silu, or gelu_tanh)
 void launch_glu_bf16(std::uint16_t* g, const std::uint16_t* u, std::size_t n, bool gelu);  // the same on bf16 (n even)
-// dst = src (fp32, or rounded to bf16) or, fp32 only, dst += src: n floats.
-void launch_store(const float* src, std::size_t n, void* dst, bool dst_bf16, bool accumulate);
 // nll[i] = −log softmax(logits[i])[targets[i]] for rows i < rows (logits: rows × vocab, more rows allowed); 0 where
 // targets[i] < 0.
 void launch_nll(const float* logits, std::size_t rows, std::size_t vocab, const int* targets, double* nll);
