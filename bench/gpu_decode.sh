@@ -7,7 +7,8 @@
 #   bench/gpu_decode.sh [bf16|long]   bf16: skip the 4-bit model (its quantization on the host takes minutes of the call);
 #     long: decode time and KV bytes against context (1k to 32k tokens; the folder's config given 40,960 positions),
 #     bf16 cache against TurboQuant 4- and 2-bit caches, tqbench only; profile: where a decode step's time goes
-#     (TQB_PROFILE_OPS: each op timed inside the CUDA graph), bf16 and TurboQuant 4-bit, and the 8B's load + quantize time
+#     (TQB_PROFILE_OPS: each op timed inside the CUDA graph, and left out of it in turn), bf16 and TurboQuant 4-bit;
+#     load: the 8B's load + quantize time (TurboQuant 4-bit g128) and host memory
 set -uo pipefail
 cd "$(dirname "$0")/.."
 # On the device tool's machine everything also goes to $OUT as it happens, so that a call cut off by its time limit
@@ -48,15 +49,18 @@ if [[ "${1:-}" == long ]]; then
   exit 0
 fi
 prompt_file 512 /tmp/prompt-512.txt
-if [[ "${1:-}" == profile ]]; then
+if [[ "${1:-}" == load ]]; then
   step "load + quantize: TurboQuant 4-bit g128 (Haar), the 8B on the GPU"
   /usr/bin/time -f "host peak RSS %M KB, %e s" carry/bin/tqbench perplexity --model $L8 --corpus $T --device cuda --ctx 2048 --chunks 1 \
     --quantizer "turboquant(bits=4,group=128)" 2>&1 | grep -E "loaded|RSS|rror"
+  exit 0
+fi
+if [[ "${1:-}" == profile ]]; then
   for kernel in bf16 cuda_lut_mma; do
     step "decode profile: $kernel"
     args=(); [[ $kernel != bf16 ]] && args=(--quantizer "turboquant(bits=4,group=128,rotation=hadamard)" --kernel $kernel)
     TQB_PROFILE_OPS=1 carry/bin/tqbench generate --model $L8 --device cuda --prompt-file /tmp/prompt-512.txt --tokens 65 "${args[@]}" 2>&1 >/dev/null |
-      grep -E "prefill|decode step ops|rror" | sed 's/; /;\n  /g'
+      grep -E "prefill|decode step ops|leave-one-out|rror" | sed 's/; /;\n  /g'
   done
   exit 0
 fi

@@ -54,11 +54,15 @@ __global__ void kv_write_at(const float* x, std::size_t row, T* cache, const Dec
     cache[static_cast<std::size_t>(st->pos) * row + c] = x[c];
 }
 
-// q·k over hd dims for the block's gn query heads (qs: scaled queries in shared memory), k one key's row.
-template <typename KV>
+// q·k over hd dims for the block's gn query heads (qs: scaled queries in shared memory), k one key's row. HD > 0: the
+// head_dim known at compile time (every load of the row issued at once); 0: hd at run time.
+template <typename KV, int HD>
 __device__ __forceinline__ void key_scores(const KV* kr, const float (*qs)[kMaxPer * 32], int gn, int hd, float (&s)[kHeadsPerBlock]) {
-  if (hd % 8 == 0) {  // 16-byte loads (rows start on 16 bytes: hd·sizeof(KV) is a multiple of 16)
-    for (int d0 = 0; d0 < hd; d0 += 8) {
+  if (HD > 0 || hd % 8 == 0) {  // 16-byte loads (rows start on 16 bytes: hd·sizeof(KV) is a multiple of 16)
+    const int dims = HD > 0 ? HD : hd;
+#pragma unroll
+    for (int d0 = 0; d0 < (HD > 0 ? HD : 1 << 30); d0 += 8) {
+      if (HD == 0 && d0 >= dims) break;
       float k8[8];
       if constexpr (sizeof(KV) == 2) {
         const uint4 raw = *reinterpret_cast<const uint4*>(kr + d0);
@@ -87,6 +91,155 @@ __device__ __forceinline__ void key_scores(const KV* kr, const float (*qs)[kMaxP
 #pragma unroll
       for (int g = 0; g < kHeadsPerBlock; ++g)
         if (g < gn) s[g] += qs[g][d] * kd;
+    }
+  }
+}
+
+// The PER values of a V row this lane owns: with HD > 0 the contiguous dims lane·PER … (one vector load), else the
+// dims lane, lane + 32, … below hd.
+template <typename KV, int HD, int PER>
+__device__ __forceinline__ void value_dims(const KV* vr, int lane, int hd, float (&v)[PER]) {
+  if constexpr (HD > 0 && sizeof(KV) == 2 && PER % 2 == 0) {
+    const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(vr + lane * PER);
+    if constexpr (PER == 8) {
+      const uint4 raw = *reinterpret_cast<const uint4*>(h);
+      const __nv_bfloat162* r = reinterpret_cast<const __nv_bfloat162*>(&raw);
+#pragma unroll
+      for (int i = 0; i < 4; ++i) v[2 * i] = __low2float(r[i]), v[2 * i + 1] = __high2float(r[i]);
+    } else if constexpr (PER == 4) {
+      const uint2 raw = *reinterpret_cast<const uint2*>(h);
+      const __nv_bfloat162* r = reinterpret_cast<const __nv_bfloat162*>(&raw);
+#pragma unroll
+      for (int i = 0; i < 2; ++i) v[2 * i] = __low2float(r[i]), v[2 * i + 1] = __high2float(r[i]);
+    } else {
+      const __nv_bfloat162 r = *h;
+      v[0] = __low2float(r), v[1] = __high2float(r);
+    }
+  } else if constexpr (HD > 0) {
+#pragma unroll
+    for (int e = 0; e < PER; ++e) v[e] = load(vr + lane * PER + e);
+  } else {
+#pragma unroll
+    for (int e = 0; e < PER; ++e) {
+      const int d = lane + 32 * e;
+      v[e] = d < hd ? load(vr + d) : 0.0f;
+    }
+  }
+}
+
+// Block (KV head, key range, head group): partial[head][range] = (max score, Σ exp(s − max), Σ exp(s − max) v).
+// HD: the head_dim when known at compile time (64, 128, 256), else 0.
+template <typename KV, int HD>
+__global__ void __launch_bounds__(kThreads) decode_attention_split(const float* q, const KV* K, const KV* V, const DecodeState* st,
+                                                                   std::size_t chunk, int splits, int nh, int nkv, int hd, int window,
+                                                                   float scale, float* partial) {
+  constexpr int PER = HD > 0 ? HD / 32 : kMaxPer;  // V dims per lane
+  constexpr int kBatch = 8;                        // V rows loaded together
+  __shared__ __align__(16) float qs[kHeadsPerBlock][kMaxPer * 32];
+  __shared__ float ps[kWarps][kHeadsPerBlock][kTile];  // a tile's probabilities, per warp
+  __shared__ float wm[kWarps][kHeadsPerBlock], wl[kWarps][kHeadsPerBlock];
+  __shared__ float wacc[kWarps][kHeadsPerBlock][kMaxPer * 32];
+  if (HD > 0) hd = HD;
+  const int kvh = blockIdx.x, split = blockIdx.y, group = nh / nkv, g0 = blockIdx.z * kHeadsPerBlock;
+  const int gn = min(kHeadsPerBlock, group - g0), warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const std::size_t pos = static_cast<std::size_t>(st->pos), visible = pos + 1;
+  const std::size_t first = window > 0 && visible > static_cast<std::size_t>(window) ? visible - window : 0;
+  const std::size_t start = split * chunk, begin = max(start, first), end = min(start + chunk, visible);
+  const std::size_t ld = static_cast<std::size_t>(nkv) * hd;
+  for (int i = threadIdx.x; i < gn * hd; i += kThreads)
+    qs[i / hd][i % hd] = q[static_cast<std::size_t>(kvh * group + g0 + i / hd) * hd + i % hd] * scale;
+  __syncthreads();
+  float m[kHeadsPerBlock], l[kHeadsPerBlock], acc[kHeadsPerBlock][PER];  // l: this lane's part of the sum
+#pragma unroll
+  for (int g = 0; g < kHeadsPerBlock; ++g) {
+    m[g] = -INFINITY;
+    l[g] = 0;
+#pragma unroll
+    for (int e = 0; e < PER; ++e) acc[g][e] = 0;
+  }
+  // Every tile taken has a visible key (the range is empty when the window starts after it).
+  const std::size_t stop = begin < end ? end : start;
+  for (std::size_t j0 = start + warp * kTile; j0 < stop; j0 += kBlockKeys) {
+    if (j0 + kTile <= begin) continue;  // the whole tile before the window (uniform over the warp)
+    const std::size_t j = j0 + lane;
+    const bool valid = j >= begin && j < end;
+    float s[kHeadsPerBlock];
+#pragma unroll
+    for (int g = 0; g < kHeadsPerBlock; ++g) s[g] = 0;
+    if (valid) key_scores<KV, HD>(K + j * ld + static_cast<std::size_t>(kvh) * hd, qs, gn, hd, s);
+#pragma unroll
+    for (int g = 0; g < kHeadsPerBlock; ++g) {
+      if (g >= gn) break;
+      const float sg = valid ? s[g] : -INFINITY;
+      float mt = sg;
+      for (int o = 16; o > 0; o /= 2) mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, o));
+      const float mn = fmaxf(m[g], mt), c = __expf(m[g] - mn), p = valid ? __expf(sg - mn) : 0.0f;  // mt is finite: a key is valid
+      l[g] = l[g] * c + p;
+#pragma unroll
+      for (int e = 0; e < PER; ++e) acc[g][e] *= c;
+      m[g] = mn;
+      ps[warp][g][lane] = p;
+    }
+    __syncwarp();
+    // P·V over the tile's keys up to the last visible one (rows past it are not written; a masked key's p is 0),
+    // kBatch rows' loads in flight at a time.
+    const int keys = static_cast<int>(min(static_cast<std::size_t>(kTile), end - j0));
+    for (int k0 = 0; k0 < keys; k0 += kBatch) {
+      float vx[kBatch][PER];
+#pragma unroll
+      for (int u = 0; u < kBatch; ++u) {
+        if (k0 + u < keys) {
+          value_dims<KV, HD, PER>(V + (j0 + k0 + u) * ld + static_cast<std::size_t>(kvh) * hd, lane, hd, vx[u]);
+        } else {
+#pragma unroll
+          for (int e = 0; e < PER; ++e) vx[u][e] = 0.0f;
+        }
+      }
+#pragma unroll
+      for (int u = 0; u < kBatch; ++u)
+#pragma unroll
+        for (int g = 0; g < kHeadsPerBlock; ++g) {
+          if (g >= gn) break;
+          const float p = ps[warp][g][(k0 + u) % kTile];  // past the tile's keys: a masked lane's 0, times a zero row
+#pragma unroll
+          for (int e = 0; e < PER; ++e) acc[g][e] += p * vx[u][e];
+        }
+    }
+    __syncwarp();  // ps is rewritten by the next tile
+  }
+#pragma unroll
+  for (int g = 0; g < kHeadsPerBlock; ++g) {
+    if (g >= gn) break;
+    float sum = l[g];
+    for (int o = 16; o > 0; o /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    if (lane == 0) {
+      wm[warp][g] = m[g];
+      wl[warp][g] = sum;
+    }
+#pragma unroll
+    for (int e = 0; e < PER; ++e) {
+      const int d = HD > 0 ? lane * PER + e : lane + 32 * e;
+      if (d < hd) wacc[warp][g][d] = acc[g][e];
+    }
+  }
+  __syncthreads();
+  for (int i = threadIdx.x; i < gn * hd; i += kThreads) {
+    const int g = i / hd, d = i % hd;
+    float mx = -INFINITY;
+    for (int w = 0; w < kWarps; ++w) mx = fmaxf(mx, wm[w][g]);
+    float sum = 0, a = 0;
+    if (mx != -INFINITY)
+      for (int w = 0; w < kWarps; ++w) {
+        if (wm[w][g] == -INFINITY) continue;
+        const float f = __expf(wm[w][g] - mx);
+        sum += wl[w][g] * f;
+        a += wacc[w][g][d] * f;
+      }
+    float* P = partial + (static_cast<std::size_t>(kvh * group + g0 + g) * splits + split) * (hd + 2);
+    P[2 + d] = a;
+    if (d == 0) {
+      P[0] = mx;
+      P[1] = sum;
     }
   }
 }
@@ -123,108 +276,15 @@ __global__ void rope_kv_write_at(float* q, float* k, const float* v, int nh, int
   }
 }
 
-// Block (KV head, key range, head group): partial[head][range] = (max score, Σ exp(s − max), Σ exp(s − max) v).
+// The split kernel for a head_dim: compile-time for the common ones.
 template <typename KV>
-__global__ void __launch_bounds__(kThreads) decode_attention_split(const float* q, const KV* K, const KV* V, const DecodeState* st,
-                                                                   std::size_t chunk, int splits, int nh, int nkv, int hd, int window,
-                                                                   float scale, float* partial) {
-  __shared__ __align__(16) float qs[kHeadsPerBlock][kMaxPer * 32];
-  __shared__ float ps[kWarps][kHeadsPerBlock][kTile];  // a tile's probabilities, per warp
-  __shared__ float wm[kWarps][kHeadsPerBlock], wl[kWarps][kHeadsPerBlock];
-  __shared__ float wacc[kWarps][kHeadsPerBlock][kMaxPer * 32];
-  const int kvh = blockIdx.x, split = blockIdx.y, group = nh / nkv, g0 = blockIdx.z * kHeadsPerBlock;
-  const int gn = min(kHeadsPerBlock, group - g0), warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const std::size_t pos = static_cast<std::size_t>(st->pos), visible = pos + 1;
-  const std::size_t first = window > 0 && visible > static_cast<std::size_t>(window) ? visible - window : 0;
-  const std::size_t start = split * chunk, begin = max(start, first), end = min(start + chunk, visible);
-  const std::size_t ld = static_cast<std::size_t>(nkv) * hd;
-  for (int i = threadIdx.x; i < gn * hd; i += kThreads)
-    qs[i / hd][i % hd] = q[static_cast<std::size_t>(kvh * group + g0 + i / hd) * hd + i % hd] * scale;
-  __syncthreads();
-  float m[kHeadsPerBlock], l[kHeadsPerBlock], acc[kHeadsPerBlock][kMaxPer];  // l: this lane's part of the sum
-#pragma unroll
-  for (int g = 0; g < kHeadsPerBlock; ++g) {
-    m[g] = -INFINITY;
-    l[g] = 0;
-#pragma unroll
-    for (int e = 0; e < kMaxPer; ++e) acc[g][e] = 0;
-  }
-  // Every tile taken has a visible key (the range is empty when the window starts after it).
-  const std::size_t stop = begin < end ? end : start;
-  for (std::size_t j0 = start + warp * kTile; j0 < stop; j0 += kBlockKeys) {
-    if (j0 + kTile <= begin) continue;  // the whole tile before the window (uniform over the warp)
-    const std::size_t j = j0 + lane;
-    const bool valid = j >= begin && j < end;
-    float s[kHeadsPerBlock];
-#pragma unroll
-    for (int g = 0; g < kHeadsPerBlock; ++g) s[g] = 0;
-    if (valid) key_scores(K + j * ld + static_cast<std::size_t>(kvh) * hd, qs, gn, hd, s);
-#pragma unroll
-    for (int g = 0; g < kHeadsPerBlock; ++g) {
-      if (g >= gn) break;
-      const float sg = valid ? s[g] : -INFINITY;
-      float mt = sg;
-      for (int o = 16; o > 0; o /= 2) mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, o));
-      const float mn = fmaxf(m[g], mt), c = __expf(m[g] - mn), p = valid ? __expf(sg - mn) : 0.0f;  // mt is finite: a key is valid
-      l[g] = l[g] * c + p;
-#pragma unroll
-      for (int e = 0; e < kMaxPer; ++e) acc[g][e] *= c;
-      m[g] = mn;
-      ps[warp][g][lane] = p;
-    }
-    __syncwarp();
-    // P·V over the tile's keys up to the last visible one (rows past it are not written; a masked key's p is 0).
-    const int keys = static_cast<int>(min(static_cast<std::size_t>(kTile), end - j0));
-    for (int kk = 0; kk < keys; ++kk) {
-      const KV* vr = V + (j0 + kk) * ld + static_cast<std::size_t>(kvh) * hd;
-      float vx[kMaxPer];
-#pragma unroll
-      for (int e = 0; e < kMaxPer; ++e) {
-        const int d = lane + 32 * e;
-        vx[e] = d < hd ? load(vr + d) : 0.0f;
-      }
-#pragma unroll
-      for (int g = 0; g < kHeadsPerBlock; ++g) {
-        if (g >= gn) break;
-        const float p = ps[warp][g][kk];
-#pragma unroll
-        for (int e = 0; e < kMaxPer; ++e) acc[g][e] += p * vx[e];
-      }
-    }
-    __syncwarp();  // ps is rewritten by the next tile
-  }
-#pragma unroll
-  for (int g = 0; g < kHeadsPerBlock; ++g) {
-    if (g >= gn) break;
-    float sum = l[g];
-    for (int o = 16; o > 0; o /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-    if (lane == 0) {
-      wm[warp][g] = m[g];
-      wl[warp][g] = sum;
-    }
-#pragma unroll
-    for (int e = 0; e < kMaxPer; ++e)
-      if (lane + 32 * e < hd) wacc[warp][g][lane + 32 * e] = acc[g][e];
-  }
-  __syncthreads();
-  for (int i = threadIdx.x; i < gn * hd; i += kThreads) {
-    const int g = i / hd, d = i % hd;
-    float mx = -INFINITY;
-    for (int w = 0; w < kWarps; ++w) mx = fmaxf(mx, wm[w][g]);
-    float sum = 0, a = 0;
-    if (mx != -INFINITY)
-      for (int w = 0; w < kWarps; ++w) {
-        if (wm[w][g] == -INFINITY) continue;
-        const float f = __expf(wm[w][g] - mx);
-        sum += wl[w][g] * f;
-        a += wacc[w][g][d] * f;
-      }
-    float* P = partial + (static_cast<std::size_t>(kvh * group + g0 + g) * splits + split) * (hd + 2);
-    P[2 + d] = a;
-    if (d == 0) {
-      P[0] = mx;
-      P[1] = sum;
-    }
+void launch_split(dim3 grid, const float* q, const KV* K, const KV* V, const DecodeState* st, std::size_t chunk, int splits, int nh, int nkv,
+                  int hd, int window, float scale, float* partial) {
+  switch (hd) {
+    case 64: decode_attention_split<KV, 64><<<grid, kThreads>>>(q, K, V, st, chunk, splits, nh, nkv, hd, window, scale, partial); break;
+    case 128: decode_attention_split<KV, 128><<<grid, kThreads>>>(q, K, V, st, chunk, splits, nh, nkv, hd, window, scale, partial); break;
+    case 256: decode_attention_split<KV, 256><<<grid, kThreads>>>(q, K, V, st, chunk, splits, nh, nkv, hd, window, scale, partial); break;
+    default: decode_attention_split<KV, 0><<<grid, kThreads>>>(q, K, V, st, chunk, splits, nh, nkv, hd, window, scale, partial); break;
   }
 }
 
@@ -324,11 +384,10 @@ bool launch_decode_attention(const float* q, const void* K, const void* V, bool 
   const int splits = static_cast<int>(splits_for(capacity)), group = nh / nkv;
   const dim3 grid(static_cast<unsigned>(nkv), static_cast<unsigned>(splits), static_cast<unsigned>((group + kHeadsPerBlock - 1) / kHeadsPerBlock));
   if (bf16)
-    decode_attention_split<<<grid, kThreads>>>(q, static_cast<const __nv_bfloat16*>(K), static_cast<const __nv_bfloat16*>(V), state, chunk,
-                                               splits, nh, nkv, hd, window, scale, scratch);
+    launch_split(grid, q, static_cast<const __nv_bfloat16*>(K), static_cast<const __nv_bfloat16*>(V), state, chunk, splits, nh, nkv, hd, window,
+                 scale, scratch);
   else
-    decode_attention_split<<<grid, kThreads>>>(q, static_cast<const float*>(K), static_cast<const float*>(V), state, chunk, splits, nh,
-                                               nkv, hd, window, scale, scratch);
+    launch_split(grid, q, static_cast<const float*>(K), static_cast<const float*>(V), state, chunk, splits, nh, nkv, hd, window, scale, scratch);
   decode_attention_combine<<<static_cast<unsigned>(nh), 128>>>(scratch, splits, hd, out, reinterpret_cast<__nv_bfloat16*>(out_bf16));
   return true;
 }
