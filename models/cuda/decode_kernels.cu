@@ -146,6 +146,7 @@ __global__ void __launch_bounds__(kThreads) decode_attention_split(const float* 
   const std::size_t first = window > 0 && visible > static_cast<std::size_t>(window) ? visible - window : 0;
   const std::size_t start = split * chunk, begin = max(start, first), end = min(start + chunk, visible);
   const std::size_t ld = static_cast<std::size_t>(nkv) * hd;
+#pragma unroll 4
   for (int i = threadIdx.x; i < gn * hd; i += kThreads)
     qs[i / hd][i % hd] = q[static_cast<std::size_t>(kvh * group + g0 + i / hd) * hd + i % hd] * scale;
   __syncthreads();
@@ -288,20 +289,31 @@ void launch_split(dim3 grid, const float* q, const KV* K, const KV* V, const Dec
   }
 }
 
-// Block per query head: the ranges' partials combined (rescaled to the largest max), divided by the total sum.
+// Block per query head: the ranges' partials combined (rescaled to the largest max), divided by the total sum. Each
+// split's max and sum are loaded at once into shared memory, and a thread's output dim reads its splits with the
+// loads in flight together (a loop of dependent loads per split cost a round trip to L2 each).
 __global__ void decode_attention_combine(const float* partial, int splits, int hd, float* out, __nv_bfloat16* out_bf16) {
+  __shared__ float ms[kMaxSplits], ls[kMaxSplits], wgt[kMaxSplits];
   const int h = blockIdx.x;
   const float* P = partial + static_cast<std::size_t>(h) * splits * (hd + 2);
+  for (int s = threadIdx.x; s < splits; s += blockDim.x) {
+    ms[s] = P[s * (hd + 2)];
+    ls[s] = P[s * (hd + 2) + 1];
+  }
+  __syncthreads();
   float mx = -INFINITY;
-  for (int s = 0; s < splits; ++s) mx = fmaxf(mx, P[s * (hd + 2)]);
+  for (int s = 0; s < splits; ++s) mx = fmaxf(mx, ms[s]);
+  for (int s = threadIdx.x; s < splits; s += blockDim.x) wgt[s] = ms[s] == -INFINITY ? 0.0f : __expf(ms[s] - mx);
+  __syncthreads();
   float sum = 0;
   for (int s = 0; s < splits; ++s)
-    if (P[s * (hd + 2)] != -INFINITY) sum += P[s * (hd + 2) + 1] * __expf(P[s * (hd + 2)] - mx);
+    if (ms[s] != -INFINITY) sum += ls[s] * wgt[s];
   const float inv = 1.0f / sum;
   for (int d = threadIdx.x; d < hd; d += blockDim.x) {
     float a = 0;
+#pragma unroll 8
     for (int s = 0; s < splits; ++s)
-      if (P[s * (hd + 2)] != -INFINITY) a += P[s * (hd + 2) + 2 + d] * __expf(P[s * (hd + 2)] - mx);
+      if (ms[s] != -INFINITY) a += P[s * (hd + 2) + 2 + d] * wgt[s];
     const float v = a * inv;
     if (out) out[static_cast<std::size_t>(h) * hd + d] = v;
     if (out_bf16) out_bf16[static_cast<std::size_t>(h) * hd + d] = __float2bfloat16_rn(v);
@@ -388,7 +400,8 @@ bool launch_decode_attention(const float* q, const void* K, const void* V, bool 
                  scale, scratch);
   else
     launch_split(grid, q, static_cast<const float*>(K), static_cast<const float*>(V), state, chunk, splits, nh, nkv, hd, window, scale, scratch);
-  decode_attention_combine<<<static_cast<unsigned>(nh), 128>>>(scratch, splits, hd, out, reinterpret_cast<__nv_bfloat16*>(out_bf16));
+  decode_attention_combine<<<static_cast<unsigned>(nh), static_cast<unsigned>(std::min(256, (hd + 31) / 32 * 32))>>>(
+      scratch, splits, hd, out, reinterpret_cast<__nv_bfloat16*>(out_bf16));
   return true;
 }
 
