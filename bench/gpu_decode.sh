@@ -6,7 +6,7 @@
 # Needs carry/ from `scripts/device_carry.sh --models`.
 #   bench/gpu_decode.sh [bf16|long]   bf16: skip the 4-bit model (its quantization on the host takes minutes of the call);
 #     long: decode time and KV bytes against context (1k to 32k tokens; the folder's config given 40,960 positions),
-#     bf16 cache against TurboQuant 4- and 2-bit caches, tqbench only; profile: where a decode step's time goes
+#     bf16 cache against TurboQuant 4- and 2-bit caches (TQB_LONG_KV=0: the bf16 cache only), tqbench only; profile: where a decode step's time goes
 #     (TQB_PROFILE_OPS: each op timed inside the CUDA graph, and left out of it in turn), bf16 and TurboQuant 4-bit;
 #     load: the 8B's load + quantize time (TurboQuant 4-bit g128) and host memory
 set -uo pipefail
@@ -38,7 +38,7 @@ if [[ "${1:-}" == long ]]; then
   # to 4k only, each command under a time limit, so that the call ends inside the device's 10 minutes.
   for ctx in 1024 4096 16384 32768; do
     prompt_file $ctx /tmp/prompt-$ctx.txt
-    kvs=(none); ((ctx <= 4096)) && kvs+=("turboquant(bits=4)" "turboquant(bits=2)")
+    kvs=(none); ((ctx <= 4096)) && [[ ${TQB_LONG_KV:-1} != 0 ]] && kvs+=("turboquant(bits=4)" "turboquant(bits=2)")
     for kv in "${kvs[@]}"; do
       step "context $ctx, KV cache $kv"
       args=(); [[ $kv != none ]] && args=(--kv-key "$kv" --kv-value key)

@@ -56,8 +56,8 @@ __global__ void kv_write_at(const float* x, std::size_t row, T* cache, const Dec
 
 // q·k over hd dims for the block's gn query heads (qs: scaled queries in shared memory), k one key's row. HD > 0: the
 // head_dim known at compile time (every load of the row issued at once); 0: hd at run time.
-template <typename KV, int HD>
-__device__ __forceinline__ void key_scores(const KV* kr, const float (*qs)[kMaxPer * 32], int gn, int hd, float (&s)[kHeadsPerBlock]) {
+template <typename KV, int HD, int DIMS>
+__device__ __forceinline__ void key_scores(const KV* kr, const float (*qs)[DIMS], int gn, int hd, float (&s)[kHeadsPerBlock]) {
   if (HD > 0 || hd % 8 == 0) {  // 16-byte loads (rows start on 16 bytes: hd·sizeof(KV) is a multiple of 16)
     const int dims = HD > 0 ? HD : hd;
 #pragma unroll
@@ -135,10 +135,11 @@ __global__ void __launch_bounds__(kThreads) decode_attention_split(const float* 
                                                                    float scale, float* partial) {
   constexpr int PER = HD > 0 ? HD / 32 : kMaxPer;  // V dims per lane
   constexpr int kBatch = 8;                        // V rows loaded together
-  __shared__ __align__(16) float qs[kHeadsPerBlock][kMaxPer * 32];
+  constexpr int DIMS = HD > 0 ? HD : kMaxPer * 32;  // shared rows sized to the head (less shared memory: 24 KB at 128)
+  __shared__ __align__(16) float qs[kHeadsPerBlock][DIMS];
   __shared__ float ps[kWarps][kHeadsPerBlock][kTile];  // a tile's probabilities, per warp
   __shared__ float wm[kWarps][kHeadsPerBlock], wl[kWarps][kHeadsPerBlock];
-  __shared__ float wacc[kWarps][kHeadsPerBlock][kMaxPer * 32];
+  __shared__ float wacc[kWarps][kHeadsPerBlock][DIMS];
   if (HD > 0) hd = HD;
   const int kvh = blockIdx.x, split = blockIdx.y, group = nh / nkv, g0 = blockIdx.z * kHeadsPerBlock;
   const int gn = min(kHeadsPerBlock, group - g0), warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -167,7 +168,7 @@ __global__ void __launch_bounds__(kThreads) decode_attention_split(const float* 
     float s[kHeadsPerBlock];
 #pragma unroll
     for (int g = 0; g < kHeadsPerBlock; ++g) s[g] = 0;
-    if (valid) key_scores<KV, HD>(K + j * ld + static_cast<std::size_t>(kvh) * hd, qs, gn, hd, s);
+    if (valid) key_scores<KV, HD, DIMS>(K + j * ld + static_cast<std::size_t>(kvh) * hd, qs, gn, hd, s);
 #pragma unroll
     for (int g = 0; g < kHeadsPerBlock; ++g) {
       if (g >= gn) break;
