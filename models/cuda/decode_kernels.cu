@@ -1,11 +1,11 @@
 // One decode step's kernels with the token and position in device memory (decode_kernels.hpp). The attention is
 // flash-decoding's split over the keys (Dao et al. 2023, "Flash-Decoding for long-context inference"): at one query
-// per head the prefill kernel's 64-row tiles would idle, so each block takes a key range of one KV head for all the
-// query heads that read it (GQA: K and V are read once), keeps an online softmax per head, and a second kernel
-// combines the ranges. Inside a block each warp takes tiles of 32 keys, one key per lane: a lane computes its key's
-// whole dot product with every query head (no reduction across lanes per key), the tile's softmax update costs one
-// max across the warp per head, and P·V then runs with the lanes over the head's dimensions, each tile's
-// probabilities read from shared memory. Sums and softmax in fp32; the cache is read in its own precision.
+// per head the prefill kernel's 64-row tiles would idle, so each block takes a key range of one KV head and up to
+// four of the query heads that read it (GQA: the heads' warps read the same rows, through L1), keeps an online
+// softmax per head, and a second kernel combines the ranges. Each warp takes tiles of 32 keys, one key per lane: a
+// lane computes its key's whole dot product (no reduction across lanes per key), the tile's softmax update costs one
+// max across the warp, and P·V then runs with the lanes over the head's dimensions, the tile's probabilities read
+// from shared memory. Sums and softmax in fp32; the cache is read in its own precision.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -21,14 +21,14 @@ namespace {
 
 constexpr int kWarps = 4, kThreads = 32 * kWarps;
 constexpr int kTile = 32;          // keys per warp step, one per lane
-constexpr int kHeadsPerBlock = 8;  // query heads of one KV head per block (blockIdx.z covers larger groups)
-constexpr int kMaxPer = 8;         // head_dim ≤ 256: in P·V each lane holds dims lane, lane + 32, …
-constexpr std::size_t kMaxSplits = 128, kBlockKeys = std::size_t{kTile} * kWarps;
+constexpr int kMaxPer = 8;         // head_dim ≤ 256: in P·V each lane holds up to 8 of the head's dims
+constexpr std::size_t kMaxSplits = 128;
 
-// Keys per split: a whole number of the block's tiles, at most kMaxSplits splits.
+// Keys per split: a whole number of tiles, at most kMaxSplits splits (short caches: one tile a split, so that many
+// blocks share the few keys there are).
 std::size_t split_keys(std::size_t capacity) {
   const std::size_t by_count = (capacity + kMaxSplits - 1) / kMaxSplits;
-  return (std::max(by_count, kBlockKeys) + kBlockKeys - 1) / kBlockKeys * kBlockKeys;
+  return (std::max<std::size_t>(by_count, kTile) + kTile - 1) / kTile * kTile;
 }
 std::size_t splits_for(std::size_t capacity) { return (capacity + split_keys(capacity) - 1) / split_keys(capacity); }
 
@@ -54,10 +54,11 @@ __global__ void kv_write_at(const float* x, std::size_t row, T* cache, const Dec
     cache[static_cast<std::size_t>(st->pos) * row + c] = x[c];
 }
 
-// q·k over hd dims for the block's gn query heads (qs: scaled queries in shared memory), k one key's row. HD > 0: the
-// head_dim known at compile time (every load of the row issued at once); 0: hd at run time.
-template <typename KV, int HD, int DIMS>
-__device__ __forceinline__ void key_scores(const KV* kr, const float (*qs)[DIMS], int gn, int hd, float (&s)[kHeadsPerBlock]) {
+// One query head's q·k for one key's row (qh: the head's scaled query in shared memory). HD > 0: the head_dim known at
+// compile time (every load of the row issued at once); 0: hd at run time.
+template <typename KV, int HD>
+__device__ __forceinline__ float key_score(const KV* kr, const float* qh, int hd) {
+  float s = 0;
   if (HD > 0 || hd % 8 == 0) {  // 16-byte loads (rows start on 16 bytes: hd·sizeof(KV) is a multiple of 16)
     const int dims = HD > 0 ? HD : hd;
 #pragma unroll
@@ -77,22 +78,13 @@ __device__ __forceinline__ void key_scores(const KV* kr, const float (*qs)[DIMS]
         const float4 a = *reinterpret_cast<const float4*>(kr + d0), b = *reinterpret_cast<const float4*>(kr + d0 + 4);
         k8[0] = a.x, k8[1] = a.y, k8[2] = a.z, k8[3] = a.w, k8[4] = b.x, k8[5] = b.y, k8[6] = b.z, k8[7] = b.w;
       }
-#pragma unroll
-      for (int g = 0; g < kHeadsPerBlock; ++g) {
-        if (g < gn) {
-          const float4 a = *reinterpret_cast<const float4*>(&qs[g][d0]), b = *reinterpret_cast<const float4*>(&qs[g][d0 + 4]);
-          s[g] += a.x * k8[0] + a.y * k8[1] + a.z * k8[2] + a.w * k8[3] + b.x * k8[4] + b.y * k8[5] + b.z * k8[6] + b.w * k8[7];
-        }
-      }
+      const float4 a = *reinterpret_cast<const float4*>(qh + d0), b = *reinterpret_cast<const float4*>(qh + d0 + 4);
+      s += a.x * k8[0] + a.y * k8[1] + a.z * k8[2] + a.w * k8[3] + b.x * k8[4] + b.y * k8[5] + b.z * k8[6] + b.w * k8[7];
     }
   } else {
-    for (int d = 0; d < hd; ++d) {
-      const float kd = load(kr + d);
-#pragma unroll
-      for (int g = 0; g < kHeadsPerBlock; ++g)
-        if (g < gn) s[g] += qs[g][d] * kd;
-    }
+    for (int d = 0; d < hd; ++d) s += qh[d] * load(kr + d);
   }
+  return s;
 }
 
 // The PER values of a V row this lane owns: with HD > 0 the contiguous dims lane·PER … (one vector load), else the
@@ -127,117 +119,106 @@ __device__ __forceinline__ void value_dims(const KV* vr, int lane, int hd, float
   }
 }
 
-// Block (KV head, key range, head group): partial[head][range] = (max score, Σ exp(s − max), Σ exp(s − max) v).
+// Block (KV head, key range, head chunk): partial[head][range] = (max score, Σ exp(s − max), Σ exp(s − max) v). Each
+// warp takes one query head (GQA: the block's heads read the same K and V rows, which L1 serves to the others) and,
+// where the group has fewer heads than warps, a share of the range's tiles. One head a warp keeps a warp's chain of
+// dependent instructions short: with a head's loop per key, four heads a lane made a decode step's few blocks
+// latency-bound (ncu on the H100: one warp a scheduler, 13 cycles an instruction, 30 µs a layer at ctx 600).
 // HD: the head_dim when known at compile time (64, 128, 256), else 0.
 template <typename KV, int HD>
 __global__ void __launch_bounds__(kThreads) decode_attention_split(const float* q, const KV* K, const KV* V, const DecodeState* st,
                                                                    std::size_t chunk, int splits, int nh, int nkv, int hd, int window,
                                                                    float scale, float* partial) {
   constexpr int PER = HD > 0 ? HD / 32 : kMaxPer;  // V dims per lane
-  constexpr int kBatch = 8;                        // V rows loaded together
-  constexpr int DIMS = HD > 0 ? HD : kMaxPer * 32;  // shared rows sized to the head (less shared memory: 24 KB at 128)
-  __shared__ __align__(16) float qs[kHeadsPerBlock][DIMS];
-  __shared__ float ps[kWarps][kHeadsPerBlock][kTile];  // a tile's probabilities, per warp
-  __shared__ float wm[kWarps][kHeadsPerBlock], wl[kWarps][kHeadsPerBlock];
-  __shared__ float wacc[kWarps][kHeadsPerBlock][DIMS];
+  constexpr int DIMS = HD > 0 ? HD : kMaxPer * 32;
+  constexpr int kBatch = 8;  // V rows loaded together
+  __shared__ __align__(16) float qs[kWarps][DIMS];  // each warp's query, scaled
+  __shared__ float ps[kWarps][kTile];               // a tile's probabilities, per warp
+  __shared__ float wm[kWarps], wl[kWarps];
+  __shared__ float wacc[kWarps][DIMS];
   if (HD > 0) hd = HD;
-  const int kvh = blockIdx.x, split = blockIdx.y, group = nh / nkv, g0 = blockIdx.z * kHeadsPerBlock;
-  const int gn = min(kHeadsPerBlock, group - g0), warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int group = nh / nkv, heads = min(group, kWarps), shares = kWarps / heads;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = warp % heads, share = warp / heads;
+  const int kvh = blockIdx.x, split = blockIdx.y, first_head = blockIdx.z * heads;  // within the group
+  const bool works = share < shares && first_head + g < group;
+  const int head = kvh * group + first_head + g;
   const std::size_t pos = static_cast<std::size_t>(st->pos), visible = pos + 1;
   const std::size_t first = window > 0 && visible > static_cast<std::size_t>(window) ? visible - window : 0;
   const std::size_t start = split * chunk, begin = max(start, first), end = min(start + chunk, visible);
   const std::size_t ld = static_cast<std::size_t>(nkv) * hd;
-#pragma unroll 4
-  for (int i = threadIdx.x; i < gn * hd; i += kThreads)
-    qs[i / hd][i % hd] = q[static_cast<std::size_t>(kvh * group + g0 + i / hd) * hd + i % hd] * scale;
-  __syncthreads();
-  float m[kHeadsPerBlock], l[kHeadsPerBlock], acc[kHeadsPerBlock][PER];  // l: this lane's part of the sum
+  float m = -INFINITY, l = 0, acc[PER];  // l: this lane's part of the sum
 #pragma unroll
-  for (int g = 0; g < kHeadsPerBlock; ++g) {
-    m[g] = -INFINITY;
-    l[g] = 0;
-#pragma unroll
-    for (int e = 0; e < PER; ++e) acc[g][e] = 0;
-  }
-  // Every tile taken has a visible key (the range is empty when the window starts after it).
-  const std::size_t stop = begin < end ? end : start;
-  for (std::size_t j0 = start + warp * kTile; j0 < stop; j0 += kBlockKeys) {
-    if (j0 + kTile <= begin) continue;  // the whole tile before the window (uniform over the warp)
-    const std::size_t j = j0 + lane;
-    const bool valid = j >= begin && j < end;
-    float s[kHeadsPerBlock];
-#pragma unroll
-    for (int g = 0; g < kHeadsPerBlock; ++g) s[g] = 0;
-    if (valid) key_scores<KV, HD, DIMS>(K + j * ld + static_cast<std::size_t>(kvh) * hd, qs, gn, hd, s);
-#pragma unroll
-    for (int g = 0; g < kHeadsPerBlock; ++g) {
-      if (g >= gn) break;
-      const float sg = valid ? s[g] : -INFINITY;
-      float mt = sg;
-      for (int o = 16; o > 0; o /= 2) mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, o));
-      const float mn = fmaxf(m[g], mt), c = __expf(m[g] - mn), p = valid ? __expf(sg - mn) : 0.0f;  // mt is finite: a key is valid
-      l[g] = l[g] * c + p;
-#pragma unroll
-      for (int e = 0; e < PER; ++e) acc[g][e] *= c;
-      m[g] = mn;
-      ps[warp][g][lane] = p;
-    }
+  for (int e = 0; e < PER; ++e) acc[e] = 0;
+  if (works) {
+    for (int d = lane; d < hd; d += 32) qs[warp][d] = q[static_cast<std::size_t>(head) * hd + d] * scale;
     __syncwarp();
-    // P·V over the tile's keys up to the last visible one (rows past it are not written; a masked key's p is 0),
-    // kBatch rows' loads in flight at a time.
-    const int keys = static_cast<int>(min(static_cast<std::size_t>(kTile), end - j0));
-    for (int k0 = 0; k0 < keys; k0 += kBatch) {
-      float vx[kBatch][PER];
+    // Every tile taken has a visible key (the range is empty when the window starts after it).
+    const std::size_t stop = begin < end ? end : start;
+    for (std::size_t j0 = start + share * kTile; j0 < stop; j0 += static_cast<std::size_t>(kTile) * shares) {
+      if (j0 + kTile <= begin) continue;  // the whole tile before the window (uniform over the warp)
+      const std::size_t j = j0 + lane;
+      const bool valid = j >= begin && j < end;
+      const float sc = valid ? key_score<KV, HD>(K + j * ld + static_cast<std::size_t>(kvh) * hd, qs[warp], hd) : -INFINITY;
+      float mt = sc;
+      for (int o = 16; o > 0; o /= 2) mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, o));
+      const float mn = fmaxf(m, mt), c = __expf(m - mn), p = valid ? __expf(sc - mn) : 0.0f;  // mt is finite: a key is valid
+      l = l * c + p;
 #pragma unroll
-      for (int u = 0; u < kBatch; ++u) {
-        if (k0 + u < keys) {
-          value_dims<KV, HD, PER>(V + (j0 + k0 + u) * ld + static_cast<std::size_t>(kvh) * hd, lane, hd, vx[u]);
-        } else {
+      for (int e = 0; e < PER; ++e) acc[e] *= c;
+      m = mn;
+      ps[warp][lane] = p;
+      __syncwarp();
+      // P·V over the tile's keys up to the last visible one (rows past it are not written; a masked key's p is 0),
+      // kBatch rows' loads in flight at a time.
+      const int keys = static_cast<int>(min(static_cast<std::size_t>(kTile), end - j0));
+      for (int k0 = 0; k0 < keys; k0 += kBatch) {
+        float vx[kBatch][PER];
 #pragma unroll
-          for (int e = 0; e < PER; ++e) vx[u][e] = 0.0f;
+        for (int u = 0; u < kBatch; ++u) {
+          if (k0 + u < keys) {
+            value_dims<KV, HD, PER>(V + (j0 + k0 + u) * ld + static_cast<std::size_t>(kvh) * hd, lane, hd, vx[u]);
+          } else {
+#pragma unroll
+            for (int e = 0; e < PER; ++e) vx[u][e] = 0.0f;
+          }
+        }
+#pragma unroll
+        for (int u = 0; u < kBatch; ++u) {
+          const float pu = ps[warp][(k0 + u) % kTile];  // past the tile's keys: a masked lane's 0, times a zero row
+#pragma unroll
+          for (int e = 0; e < PER; ++e) acc[e] += pu * vx[u][e];
         }
       }
-#pragma unroll
-      for (int u = 0; u < kBatch; ++u)
-#pragma unroll
-        for (int g = 0; g < kHeadsPerBlock; ++g) {
-          if (g >= gn) break;
-          const float p = ps[warp][g][(k0 + u) % kTile];  // past the tile's keys: a masked lane's 0, times a zero row
-#pragma unroll
-          for (int e = 0; e < PER; ++e) acc[g][e] += p * vx[u][e];
-        }
+      __syncwarp();  // ps is rewritten by the next tile
     }
-    __syncwarp();  // ps is rewritten by the next tile
+  }
+  for (int o = 16; o > 0; o /= 2) l += __shfl_xor_sync(0xffffffffu, l, o);
+  if (lane == 0) {
+    wm[warp] = m;
+    wl[warp] = l;
   }
 #pragma unroll
-  for (int g = 0; g < kHeadsPerBlock; ++g) {
-    if (g >= gn) break;
-    float sum = l[g];
-    for (int o = 16; o > 0; o /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-    if (lane == 0) {
-      wm[warp][g] = m[g];
-      wl[warp][g] = sum;
-    }
-#pragma unroll
-    for (int e = 0; e < PER; ++e) {
-      const int d = HD > 0 ? lane * PER + e : lane + 32 * e;
-      if (d < hd) wacc[warp][g][d] = acc[g][e];
-    }
+  for (int e = 0; e < PER; ++e) {
+    const int d = HD > 0 ? lane * PER + e : lane + 32 * e;
+    if (d < hd) wacc[warp][d] = acc[e];
   }
   __syncthreads();
-  for (int i = threadIdx.x; i < gn * hd; i += kThreads) {
-    const int g = i / hd, d = i % hd;
+  // Each head's warps combined (several where the group is smaller than the block), then stored for the combine kernel.
+  for (int i = threadIdx.x; i < heads * hd; i += kThreads) {
+    const int gg = i / hd, d = i % hd;
+    if (first_head + gg >= group) continue;
     float mx = -INFINITY;
-    for (int w = 0; w < kWarps; ++w) mx = fmaxf(mx, wm[w][g]);
+    for (int s = 0; s < shares; ++s) mx = fmaxf(mx, wm[gg + s * heads]);
     float sum = 0, a = 0;
     if (mx != -INFINITY)
-      for (int w = 0; w < kWarps; ++w) {
-        if (wm[w][g] == -INFINITY) continue;
-        const float f = __expf(wm[w][g] - mx);
-        sum += wl[w][g] * f;
-        a += wacc[w][g][d] * f;
+      for (int s = 0; s < shares; ++s) {
+        const int w = gg + s * heads;
+        if (wm[w] == -INFINITY) continue;
+        const float f = __expf(wm[w] - mx);
+        sum += wl[w] * f;
+        a += wacc[w][d] * f;
       }
-    float* P = partial + (static_cast<std::size_t>(kvh * group + g0 + g) * splits + split) * (hd + 2);
+    float* P = partial + (static_cast<std::size_t>(kvh * group + first_head + gg) * splits + split) * (hd + 2);
     P[2 + d] = a;
     if (d == 0) {
       P[0] = mx;
@@ -394,8 +375,8 @@ bool launch_decode_attention(const float* q, const void* K, const void* V, bool 
                              float* scratch) {
   if (hd > kMaxPer * 32 || hd <= 0 || nkv <= 0 || nh % nkv != 0) return false;
   const std::size_t chunk = split_keys(capacity);
-  const int splits = static_cast<int>(splits_for(capacity)), group = nh / nkv;
-  const dim3 grid(static_cast<unsigned>(nkv), static_cast<unsigned>(splits), static_cast<unsigned>((group + kHeadsPerBlock - 1) / kHeadsPerBlock));
+  const int splits = static_cast<int>(splits_for(capacity)), group = nh / nkv, heads = std::min(group, kWarps);
+  const dim3 grid(static_cast<unsigned>(nkv), static_cast<unsigned>(splits), static_cast<unsigned>((group + heads - 1) / heads));
   if (bf16)
     launch_split(grid, q, static_cast<const __nv_bfloat16*>(K), static_cast<const __nv_bfloat16*>(V), state, chunk, splits, nh, nkv, hd, window,
                  scale, scratch);
