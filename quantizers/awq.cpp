@@ -47,6 +47,77 @@ std::vector<float> stored_scales(const QuantizedMatrix& q) {
   return s;
 }
 
+// AWQ's clipping search on the scaled weights ws (rows × cols) with the scaled layer's statistics h: per (row, group of
+// Q), the ratio of the group's max |w| it is clipped to, from 1 down to 0.525, for the least δ h_gg δᵀ; then Q on the
+// weights clipped as chosen.
+QuantizedMatrix clip_search(const Quantizer& inner, const std::vector<float>& ws, std::size_t rows, std::size_t cols, const Eigen::MatrixXd& h,
+                            std::uint64_t seed, const QuantizedMatrix& unclipped) {
+  if (inner.needs_calibration())
+    throw InputError(fmt::format("awq({}, clip=search): the clipping search quantizes with Q directly; a calibrated Q chooses its own codes "
+                                 "(use clip=none, or awq(Q, clip=search) with an uncalibrated Q)", inner.name()));
+  std::vector<DecodePass> passes;
+  try {
+    inner.describe_decode(unclipped, passes);
+  } catch (const std::invalid_argument&) {
+    passes.clear();
+  }
+  if (passes.size() != 1 || passes.front().g == 0 || cols % passes.front().g != 0)
+    throw InputError(fmt::format("awq({}, clip=search): the search clips per group of one pass of codes (rtn, turboquant, rotated(rtn)); "
+                                 "this quantizer has {}", inner.name(), passes.empty() ? "no decode description" : "another layout"));
+  const std::size_t g = passes.front().g, groups = cols / g;
+  constexpr int kRatios = 20;
+  constexpr double kShrink = 0.5;
+  std::vector<float> max_abs(rows * groups, 0.0f), clipped(rows * cols), back(rows * cols), chosen(rows * cols);
+  for (std::size_t r = 0; r < rows; ++r)
+    for (std::size_t c = 0; c < cols; ++c) max_abs[r * groups + c / g] = std::max(max_abs[r * groups + c / g], std::fabs(ws[r * cols + c]));
+  std::vector<double> best(rows * groups, INFINITY);
+  std::vector<float> best_ratio(rows * groups, 1.0f);
+  // The group's output error of a reconstruction (rows × cols): per (row, group) δ h_gg δᵀ.
+  const auto group_errors = [&](const std::vector<float>& rec, std::vector<double>& err) {
+    err.assign(rows * groups, 0.0);
+#pragma omp parallel for schedule(static)
+    for (std::ptrdiff_t j = 0; j < static_cast<std::ptrdiff_t>(groups); ++j) {
+      const Eigen::MatrixXd hg = h.block(j * static_cast<Eigen::Index>(g), j * static_cast<Eigen::Index>(g), static_cast<Eigen::Index>(g),
+                                         static_cast<Eigen::Index>(g));
+      Eigen::VectorXd d(static_cast<Eigen::Index>(g));
+      for (std::size_t r = 0; r < rows; ++r) {
+        for (std::size_t k = 0; k < g; ++k) d(static_cast<Eigen::Index>(k)) = static_cast<double>(ws[r * cols + j * g + k]) - rec[r * cols + j * g + k];
+        err[r * groups + static_cast<std::size_t>(j)] = d.dot(hg * d);
+      }
+    }
+  };
+  std::vector<double> err;
+  for (int i = 0; i < kRatios; ++i) {
+    const float ratio = static_cast<float>(1.0 - kShrink * i / kRatios);
+    for (std::size_t r = 0; r < rows; ++r)
+      for (std::size_t c = 0; c < cols; ++c) {
+        const float m = max_abs[r * groups + c / g] * ratio;
+        clipped[r * cols + c] = std::clamp(ws[r * cols + c], -m, m);
+      }
+    inner.dequantize(inner.quantize(clipped.data(), rows, cols, seed), back.data());
+    group_errors(back, err);
+    for (std::size_t k = 0; k < rows * groups; ++k)
+      if (err[k] < best[k]) {  // ties keep the larger ratio (less clipping)
+        best[k] = err[k];
+        best_ratio[k] = ratio;
+      }
+  }
+  for (std::size_t r = 0; r < rows; ++r)
+    for (std::size_t c = 0; c < cols; ++c) {
+      const float m = max_abs[r * groups + c / g] * best_ratio[r * groups + c / g];
+      chosen[r * cols + c] = std::clamp(ws[r * cols + c], -m, m);
+    }
+  QuantizedMatrix q = inner.quantize(chosen.data(), rows, cols, seed);
+  // Each group was chosen on its own: Q on the assembled weights must give each group the error it was chosen for.
+  inner.dequantize(q, back.data());
+  group_errors(back, err);
+  for (std::size_t k = 0; k < rows * groups; ++k)
+    if (std::fabs(err[k] - best[k]) > 1e-9 * std::max(1.0, std::fabs(best[k])))
+      throw std::logic_error(fmt::format("awq({}, clip=search): a group's quantization depends on more than its own weights (row {}, group {})",
+                                         inner.name(), k / groups, k % groups));
+  return q;
+}
+
 }  // namespace
 
 QuantizedMatrix awq_quantize(const Quantizer& inner, const float* w, std::size_t rows, std::size_t cols, const InputStatistics& inputs,
@@ -97,6 +168,14 @@ QuantizedMatrix awq_quantize(const Quantizer& inner, const float* w, std::size_t
     }
   }
   if (best_s.empty()) throw InputError(fmt::format("awq({}): every scaling gave a non-finite output error", inner.name()));
+  if (o.clip) {
+    std::vector<float> ws(rows * cols);
+    for (std::size_t r = 0; r < rows; ++r)
+      for (std::size_t c = 0; c < cols; ++c) ws[r * cols + c] = w[r * cols + c] * best_s[c];
+    const Eigen::VectorXd inv =
+        Eigen::Map<const Eigen::VectorXf>(best_s.data(), static_cast<Eigen::Index>(cols)).cast<double>().cwiseInverse();
+    best = clip_search(inner, ws, rows, cols, inv.asDiagonal() * inputs.hessian * inv.asDiagonal(), seed, best);
+  }
   QuantizedMatrix out;
   out.rows = rows;
   out.cols = cols;
@@ -115,11 +194,16 @@ class Awq final : public CalibratedModifier {
  public:
   Awq(const ParamSchema& schema, const Params& p, std::unique_ptr<Quantizer> inner) : CalibratedModifier("awq", schema, p, std::move(inner)) {
     options_.grid = static_cast<int>(std::get<std::int64_t>(p.at("grid")));
+    options_.clip = get_str(p, "clip") == "search";
+    if (options_.clip && inner_->needs_calibration())
+      throw InputError(fmt::format("awq(clip=search): the clipping search quantizes with Q directly, and {} is calibrated (its codes are "
+                                   "its own choice); use clip=none with it", inner_->name()));
   }
   std::uint64_t storage_bytes(std::size_t rows, std::size_t cols) const override { return inner_->storage_bytes(rows, cols) + 2 * cols; }
   // The inner quantizer's at each point of the grid, the scaled copy, the dequantized one, and the error in double.
   std::uint64_t working_bytes(std::size_t rows, std::size_t cols) const override {
-    return 2 * inner_->working_bytes(rows, cols) + 2 * std::uint64_t{rows} * cols * 4 + 2 * std::uint64_t{rows} * cols * 8;
+    return 2 * inner_->working_bytes(rows, cols) + 2 * std::uint64_t{rows} * cols * 4 + 2 * std::uint64_t{rows} * cols * 8 +
+           (options_.clip ? 5 * std::uint64_t{rows} * cols * 4 : 0);  // the search's clipped, dequantized, chosen and scaled copies
   }
   QuantizedMatrix quantize_calibrated(const float* w, std::size_t rows, std::size_t cols, std::uint64_t seed,
                                       const InputStatistics& inputs) const override {
@@ -163,6 +247,9 @@ QuantizerFamily awq_family() {
                       "gptq composes inside: awq(gptq(rtn(bits=4,group=128))))"},
       {.name = "grid", .kind = K::integer, .default_value = std::int64_t{20},
        .description = "points of the α search in [0, 1) (α = 0: no scaling)", .min = 1, .max = 1000},
+      {.name = "clip", .kind = K::choice, .default_value = std::string("none"),
+       .description = "search: each group of Q clipped to the ratio of its max |w| (1 … 0.525) with the least output error, after the "
+                      "scaling (AWQ's auto_clip); none: no clipping", .choices = {"none", "search"}, .named_when_set = true},
   });
   return {"awq", "AWQ's activation-aware per-channel scaling (Lin et al. 2023) before any quantizer; needs a model's calibration", schema,
           [schema](const Params& given) -> std::unique_ptr<Quantizer> {

@@ -10,6 +10,13 @@
 // layer keeps its own s as fp16 beside Q's codes (16 bits per input channel: 0.004 bits per weight for 4096 rows), so
 // every layer may scale differently and the result is read by dequantize-then-dense; the kernels do not read it.
 // Q may itself be calibrated (awq(gptq(Q))): it then sees the scaled layer's statistics, H' = S⁻¹ H S⁻¹.
+//
+// clip=search (AWQ's weight clipping, the reference's auto_clip): after the scaling, each (row, group) of Q's groups is
+// clipped to ±ratio·max|w| before Q quantizes, ratio from {1, 0.975, …, 0.525} (20 points, the reference's grid down
+// to a shrink of 0.5) for the least output error of that group, δ H'_gg δᵀ on the calibration inputs (the group's own
+// block of the statistics, as the reference measures each group on its own inputs). Ratio 1 is no clipping, so the
+// search never raises a group's error; the clipped weights are what Q stores (nothing added to the format). Needs a Q
+// whose groups quantize independently (checked) and that is not itself calibrated.
 #include <cstddef>
 #include <cstdint>
 
@@ -19,7 +26,8 @@
 namespace tqb {
 
 struct AwqOptions {
-  int grid = 20;  // α ∈ {0, 1/grid, …, (grid − 1)/grid} (the paper's 20-point grid)
+  int grid = 20;       // α ∈ {0, 1/grid, …, (grid − 1)/grid} (the paper's 20-point grid)
+  bool clip = false;   // clip=search: each group's clipping ratio searched after the scaling
 };
 
 // w: rows × cols, row-major. inputs: the layer's calibration statistics (hessian and mean_abs of cols). The result's
@@ -27,7 +35,7 @@ struct AwqOptions {
 QuantizedMatrix awq_quantize(const Quantizer& inner, const float* w, std::size_t rows, std::size_t cols, const InputStatistics& inputs,
                              std::uint64_t seed, const AwqOptions& options = {}, double* alpha = nullptr);
 
-// awq(quantizer=Q, grid=20): the registry's modifier; quantizing needs a model's calibration (Quantizer::quantize_calibrated).
+// awq(quantizer=Q, grid=20, clip=none|search): the registry's modifier; quantizing needs a model's calibration (Quantizer::quantize_calibrated).
 QuantizerFamily awq_family();
 
 }  // namespace tqb
