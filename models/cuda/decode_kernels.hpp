@@ -28,9 +28,9 @@ void launch_rope_kv_write_at(float* q, float* k, const float* v, int nh, int nkv
 std::size_t decode_attention_scratch_floats(int nh, int hd, std::size_t capacity);
 // out (nh·hd fp32) and out_bf16 (may be null) = softmax(scale · q Kᵀ) V for the one query at state->pos, over the keys
 // 0 … pos of a cache of `capacity` rows of nkv·hd (bf16 bits, or fp32), GQA, a sliding window when window > 0.
-// Split over the keys (flash-decoding: each block a key range of one KV head for every query head that reads it,
-// then one combine), with a split count fixed by the capacity, so that one launch serves every position. false:
-// head_dim above 256 (nothing launched).
+// Split over the keys (flash-decoding: each block a key range of one KV head and up to four of the query heads that
+// read it, one head a warp; then one combine), with a split count fixed by the capacity, so that one launch serves
+// every position. false: head_dim above 256 (nothing launched).
 bool launch_decode_attention(const float* q, const void* K, const void* V, bool bf16, float* out, std::uint16_t* out_bf16,
                              const DecodeState* state, std::size_t capacity, int nh, int nkv, int hd, int window, float scale,
                              float* scratch);
