@@ -171,8 +171,18 @@ class OpProfile {
     report("GPU forward ops (TQB_PROFILE_OPS, synchronized eager ops)", seconds_);
     report("GPU decode step ops (TQB_PROFILE_OPS, timed inside the CUDA graph)", graph_seconds_);
   }
-  // While a decode step is captured, scopes record event nodes instead of synchronizing.
-  void capturing(bool on) { capturing_ = on; }
+  // While a decode step is captured, scopes record event nodes instead of synchronizing. A new capture drops the
+  // markers of an earlier one (another greedy_decode call), whose events would otherwise be read again.
+  void capturing(bool on) {
+    if (on) {
+      for (const auto& e : graph_) {
+        cudaEventDestroy(e.begin);
+        cudaEventDestroy(e.end);
+      }
+      graph_.clear();
+    }
+    capturing_ = on;
+  }
   // Leave-one-out: the captured step replayed with each kind's nodes switched off in turn (cudaGraphNodeSetEnabled on
   // the kernel, memset and memcpy nodes between the kind's markers), each from the same saved state (replay_ms restores
   // it and times one replay). What the step saves without a kind is that kind's cost in place, the graph's launch gaps
