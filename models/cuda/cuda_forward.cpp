@@ -164,23 +164,14 @@ class OpProfile {
   bool on() const { return on_; }
   ~OpProfile() {
     if (!on_) return;
-    for (const auto& e : graph_) {
-      cudaEventDestroy(e.begin);
-      cudaEventDestroy(e.end);
-    }
+    drop_markers();
     report("GPU forward ops (TQB_PROFILE_OPS, synchronized eager ops)", seconds_);
     report("GPU decode step ops (TQB_PROFILE_OPS, timed inside the CUDA graph)", graph_seconds_);
   }
   // While a decode step is captured, scopes record event nodes instead of synchronizing. A new capture drops the
   // markers of an earlier one (another greedy_decode call), whose events would otherwise be read again.
   void capturing(bool on) {
-    if (on) {
-      for (const auto& e : graph_) {
-        cudaEventDestroy(e.begin);
-        cudaEventDestroy(e.end);
-      }
-      graph_.clear();
-    }
+    if (on) drop_markers();
     capturing_ = on;
   }
   // Leave-one-out: the captured step replayed with each kind's nodes switched off in turn (cudaGraphNodeSetEnabled on
@@ -294,6 +285,13 @@ class OpProfile {
 
  private:
   using Totals = std::map<std::string, std::pair<double, long>>;
+  void drop_markers() {
+    for (const auto& e : graph_) {
+      cudaEventDestroy(e.begin);
+      cudaEventDestroy(e.end);
+    }
+    graph_.clear();
+  }
   static void report(const char* title, const Totals& totals) {
     if (totals.empty()) return;
     double total = 0;
@@ -436,15 +434,7 @@ class CudaForwardOps final : public ForwardOps {
     const OpProfile::Scope timed(profile_, "rope");
     const int half = c.head_dim / 2;
     const std::size_t n = seq_rows;
-    if (decode_) {  // the position is the device's: the step's angles computed there, once for q and k of every layer
-      if (x.rows != 1) throw RunError("a decode step forwards one token");
-      DecodeRun& d = *decode_;
-      decode_rope_tables(c, inv_freq);
-      written(x);
-      launch_rope(x.data, 1, 1, heads, c.head_dim, c.rope_interleaved, d.cs.as<float>(), d.sn.as<float>());
-      launched("rope");
-      return;
-    }
+    if (decode_) throw RunError("a decode step rotates q and k in rope_attention (at the device's position), not in rope");
     // The angles' cosines and sines, the CPU's values, once per (positions, frequencies): q and k of every
     // layer share them.
     if (rope_.pos0 != pos0 || rope_.n != n || rope_.freq != inv_freq.data() || rope_.half != half) {
@@ -481,13 +471,7 @@ class CudaForwardOps final : public ForwardOps {
       write_quantized_kv(c, l, q, k, v, cache, pos0, extras);
       return attend(c, l, q, cache, pos0, out, scale);
     }
-    if (decode_) {  // one query at the device's position: written there, attended by key ranges (flash-decoding)
-      if (seqs != 1 || n != 1) throw RunError("a decode step forwards one token of one sequence");
-      launch_kv_write_at(k.data, row, kv->k[l].get(), kv->bf16, decode_->state_ptr());
-      launch_kv_write_at(v.data, row, kv->v[l].get(), kv->bf16, decode_->state_ptr());
-      launched("KV write");
-      return decode_attend(c, l, q, cache, out);
-    }
+    if (decode_) throw RunError("a decode step writes its cache and attends in rope_attention (at the device's position), not in attention");
     if (kv->bf16) {
       launch_kv_write_bf16(k.data, seqs, n, row, kv->k[l].as<std::uint16_t>(), cap, pos0);
       launch_kv_write_bf16(v.data, seqs, n, row, kv->v[l].as<std::uint16_t>(), cap, pos0);
@@ -507,9 +491,10 @@ class CudaForwardOps final : public ForwardOps {
   // writes k and v into the cache there; then flash-decoding over the cache.
   void rope_attention(const ModelConfig& c, int l, const Acts& q, const Acts& k, const Acts& v, const std::vector<float>& inv_freq,
                       KvCache& cache, std::size_t pos0, std::size_t seq_rows, const Acts& out, const AttentionExtras& extras) override {
+    if (!decode_) return ForwardOps::rope_attention(c, l, q, k, v, inv_freq, cache, pos0, seq_rows, out, extras);
     auto* kv = static_cast<DeviceKv*>(cache.device.get());
-    if (!decode_ || !kv || (extras.kv && extras.kv->quantizes(l)))
-      return ForwardOps::rope_attention(c, l, q, k, v, inv_freq, cache, pos0, seq_rows, out, extras);
+    if (!kv) throw RunError("a KV cache made by another backend was given to the GPU backend");
+    if (extras.kv && extras.kv->quantizes(l)) throw RunError("a quantized KV cache is written on the host: its decode steps cannot be captured");
     if (cache.sequences != 1 || q.rows != 1) throw RunError("a decode step forwards one token of one sequence");
     {
       const OpProfile::Scope timed(profile_, "rope + KV write");

@@ -44,16 +44,6 @@ __global__ void rope_tables_at(const DecodeState* st, const float* inv_freq, int
   }
 }
 
-template <typename T>
-__global__ void kv_write_at(const float* x, std::size_t row, T* cache, const DecodeState* st) {
-  const std::size_t c = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x;
-  if (c >= row) return;
-  if constexpr (sizeof(T) == 2)
-    cache[static_cast<std::size_t>(st->pos) * row + c] = __float2bfloat16_rn(x[c]);
-  else
-    cache[static_cast<std::size_t>(st->pos) * row + c] = x[c];
-}
-
 // One query head's q·k for one key's row (qh: the head's scaled query in shared memory). HD > 0: the head_dim known at
 // compile time (every load of the row issued at once); 0: hd at run time.
 template <typename KV, int HD>
@@ -345,14 +335,6 @@ __global__ void greedy_advance(const float* logits, std::size_t vocab, DecodeSta
 
 void launch_rope_tables_at(const DecodeState* state, const float* inv_freq, int half, float* cs, float* sn) {
   rope_tables_at<<<1, 128>>>(state, inv_freq, half, cs, sn);
-}
-
-void launch_kv_write_at(const float* x, std::size_t row, void* cache, bool bf16, const DecodeState* state) {
-  const unsigned blocks = static_cast<unsigned>((row + 255) / 256);
-  if (bf16)
-    kv_write_at<<<blocks, 256>>>(x, row, static_cast<__nv_bfloat16*>(cache), state);
-  else
-    kv_write_at<<<blocks, 256>>>(x, row, static_cast<float*>(cache), state);
 }
 
 void launch_rope_kv_write_at(float* q, float* k, const float* v, int nh, int nkv, int hd, bool interleaved, const float* cs,

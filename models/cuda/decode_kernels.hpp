@@ -15,12 +15,10 @@ struct DecodeState {
 
 // cs, sn: half cosines and sines of the angles state->pos · inv_freq[i] (in double, then float: the CPU's values).
 void launch_rope_tables_at(const DecodeState* state, const float* inv_freq, int half, float* cs, float* sn);
-// Row `row` floats of x (one token) to position state->pos of a cache (bf16 bits, or fp32).
-void launch_kv_write_at(const float* x, std::size_t row, void* cache, bool bf16, const DecodeState* state);
 
 // RoPE on one token's q (nh heads) and k (nkv heads) in place with the step's angles (cs, sn: hd/2 each, from
 // launch_rope_tables_at), and k's rotated row and v's row written to position state->pos of the caches (bf16 bits, or
-// fp32): what rope(q), rope(k) and two launch_kv_write_at do, in one launch.
+// fp32), in one launch: a decode step's RoPE and cache write.
 void launch_rope_kv_write_at(float* q, float* k, const float* v, int nh, int nkv, int hd, bool interleaved, const float* cs,
                              const float* sn, void* K, void* V, bool bf16, const DecodeState* state);
 

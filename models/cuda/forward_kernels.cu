@@ -68,13 +68,10 @@ __global__ void kv_write_bf16(const float* x, std::size_t seqs, std::size_t n, s
   cache[(s * capacity + pos0 + t) * row + c] = __float2bfloat16_rn(x[i]);
 }
 
-// One block per vector: y = x / sqrt(mean(x²) + eps) · w (sums in fp32, the CPU's in double); yb, when given, gets
-// the same values in bf16 (the next GEMM's input, so that no separate rounding pass reads y again).
-__global__ void rms_norm_rows(const float* x, std::size_t d, const float* w, float eps, float* y, __nv_bfloat16* yb) {
-  __shared__ float part[32];
-  const float* xi = x + blockIdx.x * d;
-  float ss = 0;
-  for (std::size_t k = threadIdx.x; k < d; k += blockDim.x) ss += xi[k] * xi[k];
+// The RMSNorm kernels' block sum of every thread's ss (a shuffle tree within each warp, then one over the warps'
+// partials; the same order in both kernels, and not block_reduce's serial one over the warps, which would change the
+// bits the GPU tests ran with), returned to every thread. part: 32 shared floats.
+__device__ __forceinline__ float rms_sum(float ss, float* part) {
   for (int o = 16; o > 0; o /= 2) ss += __shfl_xor_sync(0xffffffffu, ss, o);
   if (threadIdx.x % 32 == 0) part[threadIdx.x / 32] = ss;
   __syncthreads();
@@ -84,7 +81,17 @@ __global__ void rms_norm_rows(const float* x, std::size_t d, const float* w, flo
     if (threadIdx.x == 0) part[0] = v;
   }
   __syncthreads();
-  const float s = rsqrtf(part[0] / static_cast<float>(d) + eps);
+  return part[0];
+}
+
+// One block per vector: y = x / sqrt(mean(x²) + eps) · w (sums in fp32, the CPU's in double); yb, when given, gets
+// the same values in bf16 (the next GEMM's input, so that no separate rounding pass reads y again).
+__global__ void rms_norm_rows(const float* x, std::size_t d, const float* w, float eps, float* y, __nv_bfloat16* yb) {
+  __shared__ float part[32];
+  const float* xi = x + blockIdx.x * d;
+  float ss = 0;
+  for (std::size_t k = threadIdx.x; k < d; k += blockDim.x) ss += xi[k] * xi[k];
+  const float s = rsqrtf(rms_sum(ss, part) / static_cast<float>(d) + eps);
   float* yi = y + blockIdx.x * d;
   __nv_bfloat16* ybi = yb ? yb + blockIdx.x * d : nullptr;
   for (std::size_t k = threadIdx.x; k < d; k += blockDim.x) {
@@ -111,16 +118,7 @@ __global__ void rms_norm_rows_vec(const float* x, int d, const float* w, float e
     v[r] = i < n4 ? xi[i] : make_float4(0, 0, 0, 0);
     ss += v[r].x * v[r].x + v[r].y * v[r].y + v[r].z * v[r].z + v[r].w * v[r].w;
   }
-  for (int o = 16; o > 0; o /= 2) ss += __shfl_xor_sync(0xffffffffu, ss, o);
-  if (threadIdx.x % 32 == 0) part[threadIdx.x / 32] = ss;
-  __syncthreads();
-  if (threadIdx.x < 32) {
-    float t = threadIdx.x < blockDim.x / 32 ? part[threadIdx.x] : 0.0f;
-    for (int o = 16; o > 0; o /= 2) t += __shfl_xor_sync(0xffffffffu, t, o);
-    if (threadIdx.x == 0) part[0] = t;
-  }
-  __syncthreads();
-  const float s = rsqrtf(part[0] / static_cast<float>(d) + eps);
+  const float s = rsqrtf(rms_sum(ss, part) / static_cast<float>(d) + eps);
   const float4* w4 = reinterpret_cast<const float4*>(w);
 #pragma unroll
   for (int r = 0; r < R; ++r) {
