@@ -14,15 +14,26 @@
 namespace tqb {
 namespace {
 
-// Q on W·diag(s), with the scaled layer's statistics when Q is calibrated (x' = x·diag(s)⁻¹).
-QuantizedMatrix quantize_scaled(const Quantizer& inner, const float* w, std::size_t rows, std::size_t cols, const std::vector<float>& s,
-                                const InputStatistics& inputs, std::uint64_t seed) {
+// W·diag(s) (rows × cols, row-major).
+std::vector<float> scaled_weights(const float* w, std::size_t rows, std::size_t cols, const std::vector<float>& s) {
   std::vector<float> scaled(rows * cols);
   for (std::size_t r = 0; r < rows; ++r)
     for (std::size_t c = 0; c < cols; ++c) scaled[r * cols + c] = w[r * cols + c] * s[c];
+  return scaled;
+}
+
+// diag(s)⁻¹ as doubles: the scaled layer's inputs are x' = x·diag(s)⁻¹, its statistics S⁻¹ H S⁻¹.
+Eigen::VectorXd inverse_scales(const std::vector<float>& s) {
+  return Eigen::Map<const Eigen::VectorXf>(s.data(), static_cast<Eigen::Index>(s.size())).cast<double>().cwiseInverse();
+}
+
+// Q on W·diag(s), with the scaled layer's statistics when Q is calibrated.
+QuantizedMatrix quantize_scaled(const Quantizer& inner, const float* w, std::size_t rows, std::size_t cols, const std::vector<float>& s,
+                                const InputStatistics& inputs, std::uint64_t seed) {
+  const std::vector<float> scaled = scaled_weights(w, rows, cols, s);
   if (!inner.needs_calibration()) return inner.quantize(scaled.data(), rows, cols, seed);
   InputStatistics x;
-  const Eigen::VectorXd inv = Eigen::Map<const Eigen::VectorXf>(s.data(), static_cast<Eigen::Index>(cols)).cast<double>().cwiseInverse();
+  const Eigen::VectorXd inv = inverse_scales(s);
   x.hessian = inv.asDiagonal() * inputs.hessian * inv.asDiagonal();
   x.mean_abs = inputs.mean_abs.cwiseProduct(inv);
   x.samples = inputs.samples;
@@ -70,7 +81,7 @@ QuantizedMatrix clip_search(const Quantizer& inner, const std::vector<float>& ws
   std::vector<float> max_abs(rows * groups, 0.0f), clipped(rows * cols), back(rows * cols), chosen(rows * cols);
   for (std::size_t r = 0; r < rows; ++r)
     for (std::size_t c = 0; c < cols; ++c) max_abs[r * groups + c / g] = std::max(max_abs[r * groups + c / g], std::fabs(ws[r * cols + c]));
-  std::vector<double> best(rows * groups, INFINITY);
+  std::vector<double> best;  // per (row, group): the least error so far
   std::vector<float> best_ratio(rows * groups, 1.0f);
   // The group's output error of a reconstruction (rows × cols): per (row, group) δ h_gg δᵀ.
   const auto group_errors = [&](const std::vector<float>& rec, std::vector<double>& err) {
@@ -86,14 +97,21 @@ QuantizedMatrix clip_search(const Quantizer& inner, const std::vector<float>& ws
       }
     }
   };
-  std::vector<double> err;
-  for (int i = 0; i < kRatios; ++i) {
-    const float ratio = static_cast<float>(1.0 - kShrink * i / kRatios);
+  // ws with group k clipped to ±ratio(k)·max|w|.
+  const auto clip = [&](const auto& ratio, std::vector<float>& out) {
     for (std::size_t r = 0; r < rows; ++r)
       for (std::size_t c = 0; c < cols; ++c) {
-        const float m = max_abs[r * groups + c / g] * ratio;
-        clipped[r * cols + c] = std::clamp(ws[r * cols + c], -m, m);
+        const float m = max_abs[r * groups + c / g] * ratio(r * groups + c / g);
+        out[r * cols + c] = std::clamp(ws[r * cols + c], -m, m);
       }
+  };
+  // Ratio 1 clips nothing: its errors are those of the unclipped result.
+  std::vector<double> err;
+  inner.dequantize(unclipped, back.data());
+  group_errors(back, best);
+  for (int i = 1; i < kRatios; ++i) {
+    const float ratio = static_cast<float>(1.0 - kShrink * i / kRatios);
+    clip([&](std::size_t) { return ratio; }, clipped);
     inner.dequantize(inner.quantize(clipped.data(), rows, cols, seed), back.data());
     group_errors(back, err);
     for (std::size_t k = 0; k < rows * groups; ++k)
@@ -102,11 +120,7 @@ QuantizedMatrix clip_search(const Quantizer& inner, const std::vector<float>& ws
         best_ratio[k] = ratio;
       }
   }
-  for (std::size_t r = 0; r < rows; ++r)
-    for (std::size_t c = 0; c < cols; ++c) {
-      const float m = max_abs[r * groups + c / g] * best_ratio[r * groups + c / g];
-      chosen[r * cols + c] = std::clamp(ws[r * cols + c], -m, m);
-    }
+  clip([&](std::size_t k) { return best_ratio[k]; }, chosen);
   QuantizedMatrix q = inner.quantize(chosen.data(), rows, cols, seed);
   // Each group was chosen on its own: Q on the assembled weights must give each group the error it was chosen for.
   inner.dequantize(q, back.data());
@@ -169,12 +183,9 @@ QuantizedMatrix awq_quantize(const Quantizer& inner, const float* w, std::size_t
   }
   if (best_s.empty()) throw InputError(fmt::format("awq({}): every scaling gave a non-finite output error", inner.name()));
   if (o.clip) {
-    std::vector<float> ws(rows * cols);
-    for (std::size_t r = 0; r < rows; ++r)
-      for (std::size_t c = 0; c < cols; ++c) ws[r * cols + c] = w[r * cols + c] * best_s[c];
-    const Eigen::VectorXd inv =
-        Eigen::Map<const Eigen::VectorXf>(best_s.data(), static_cast<Eigen::Index>(cols)).cast<double>().cwiseInverse();
-    best = clip_search(inner, ws, rows, cols, inv.asDiagonal() * inputs.hessian * inv.asDiagonal(), seed, best);
+    const Eigen::VectorXd inv = inverse_scales(best_s);
+    best = clip_search(inner, scaled_weights(w, rows, cols, best_s), rows, cols, inv.asDiagonal() * inputs.hessian * inv.asDiagonal(), seed,
+                       best);
   }
   QuantizedMatrix out;
   out.rows = rows;
