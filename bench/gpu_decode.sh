@@ -5,8 +5,9 @@
 # PyTorch (bf16 eager, bf16 CUDA graph, int4 tinygemm CUDA graph) and transformers' generate, on the same tokens.
 # Needs carry/ from `scripts/device_carry.sh --models`.
 #   bench/gpu_decode.sh [bf16|long]   bf16: skip the 4-bit model (its quantization on the host takes minutes of the call);
-#     long: decode time and KV bytes against context (1k to 32k tokens; the folder's config given 40,960 positions),
-#     bf16 cache against TurboQuant 4- and 2-bit caches (TQB_LONG_KV=0: the bf16 cache only), tqbench only; profile: where a decode step's time goes
+#     long: decode time and KV bytes against context (1k to 32k tokens, TQB_LONG_CTX to pick; the folder's config
+#     given 40,960 positions), bf16 cache against TurboQuant 4- and 2-bit caches coded on the GPU (TQB_LONG_KV=0: the
+#     bf16 cache only), tqbench only; profile: where a decode step's time goes
 #     (TQB_PROFILE_OPS: each op timed inside the CUDA graph, and left out of it in turn), bf16 and TurboQuant 4-bit;
 #     load: the 8B's load + quantize time (TurboQuant 4-bit g128) and host memory
 set -uo pipefail
@@ -34,16 +35,16 @@ if [[ "${1:-}" == long ]]; then
   mkdir -p $LL && ln -sf "$(readlink -f $L8)"/*.safetensors $LL/ && cp $L8/tokenizer.json $LL/
   [[ -f $L8/model.safetensors.index.json ]] && cp $L8/model.safetensors.index.json $LL/
   python3 -c "import json,sys; c=json.load(open('$L8/config.json')); c['max_position_embeddings']=40960; json.dump(c, open('$LL/config.json','w'))"
-  # The quantized caches' first version writes on the host (240-490 prefill tokens/s on the H200, 2026-12-06): they run
-  # to 4k only, each command under a time limit, so that the call ends inside the device's 10 minutes.
-  for ctx in 1024 4096 16384 32768; do
+  # The quantized caches are coded on the GPU (models/kv_codec.hpp: TurboQuant with the Hadamard rotation), so every
+  # context runs them; TQB_LONG_CTX picks contexts (default all four), TQB_LONG_KV=0 the bf16 cache only.
+  for ctx in ${TQB_LONG_CTX:-1024 4096 16384 32768}; do
     prompt_file $ctx /tmp/prompt-$ctx.txt
-    kvs=(none); ((ctx <= 4096)) && [[ ${TQB_LONG_KV:-1} != 0 ]] && kvs+=("turboquant(bits=4)" "turboquant(bits=2)")
+    kvs=(none); [[ ${TQB_LONG_KV:-1} != 0 ]] && kvs+=("turboquant(bits=4,rotation=hadamard)" "turboquant(bits=2,rotation=hadamard)")
     for kv in "${kvs[@]}"; do
       step "context $ctx, KV cache $kv"
       args=(); [[ $kv != none ]] && args=(--kv-key "$kv" --kv-value key)
-      timeout 90 carry/bin/tqbench generate --model $LL --device cuda --prompt-file /tmp/prompt-$ctx.txt --tokens 33 "${args[@]}" 2>&1 >/dev/null |
-        grep -E "prefill|GPU memory|rror"
+      timeout 150 carry/bin/tqbench generate --model $LL --device cuda --prompt-file /tmp/prompt-$ctx.txt --tokens 33 "${args[@]}" 2>&1 >/dev/null |
+        grep -E "prefill|GPU memory|KV cache|rror"
     done
   done
   exit 0
@@ -70,6 +71,11 @@ if [[ "${1:-}" != bf16 ]]; then
   step "tqbench TurboQuant 4-bit g128 (Hadamard), cuda_lut_mma, CUDA graph per step"
   carry/bin/tqbench generate --model $L8 --device cuda --prompt-file /tmp/prompt-512.txt --tokens 129 --quantizer "turboquant(bits=4,group=128,rotation=hadamard)" \
     --kernel cuda_lut_mma 2>&1 >/dev/null | grep -E "prefill|GPU memory|rror"
+fi
+if [[ "${1:-}" != bf16 ]]; then
+  step "tqbench TurboQuant 4-bit g128 weights + TurboQuant 4-bit KV cache coded on the GPU, CUDA graph per step"
+  carry/bin/tqbench generate --model $L8 --device cuda --prompt-file /tmp/prompt-512.txt --tokens 129 --quantizer "turboquant(bits=4,group=128,rotation=hadamard)" \
+    --kernel cuda_lut_mma --kv-key "turboquant(bits=4,rotation=hadamard)" --kv-value key 2>&1 >/dev/null | grep -E "prefill|GPU memory|KV cache|rror"
 fi
 step "peers"
 python3 bench/peers/torch_decode.py --model $L8 --text $T --prompt 512 --tokens 128

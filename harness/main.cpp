@@ -292,11 +292,15 @@ int generate(const std::string& model_name, const tqb::ModelChoice& choice, cons
                                          : fmt::format(", decode step median {:.3f} ms over {} timed steps{}", 1e3 * steps[steps.size() / 2],
                                                        steps.size(),
                                                        choice.device == "cpu" ? ""
-                                                       : built.kv                ? " (host loop: the KV quantizer writes on the host)"
-                                                                                 : " (CUDA graph replays)"));
-  if (choice.device != "cpu")
+                                                       : built.kv && !cache.coded_on_device
+                                                           ? " (host loop: the KV quantizer writes on the host)"
+                                                           : " (CUDA graph replays)"));
+  if (choice.device != "cpu") {
     std::cerr << fmt::format("GPU memory: peak {:.3f} GB of tqbench's own allocations; linear layers' weights {:.3f} GB\n",
                              static_cast<double>(gpu::peak_bytes()) / 1e9, static_cast<double>(built.model->linear_weight_bytes()) / 1e9);
+    std::cerr << fmt::format("KV cache on the GPU: {:.0f} bytes per token ({})\n", cache.device_bytes_per_token,
+                             cache.coded_on_device ? "coded on the device: kv_codec" : built.kv ? "dense rows written by the host's quantizer" : "dense");
+  }
   return 0;
 }
 

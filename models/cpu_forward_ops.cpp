@@ -22,7 +22,7 @@ class CpuForwardOps final : public ForwardOps {
     return {buffer.get(), rows, cols, buffer};
   }
   const float* param(const Matrix& host) override { return host.data(); }
-  KvCache new_cache(const ModelConfig& c, std::size_t capacity, std::size_t sequences) override {
+  KvCache new_cache(const ModelConfig& c, std::size_t capacity, std::size_t sequences, const KvQuantizer*) override {
     KvCache cache;
     cache.sequences = sequences;
     const auto rows = static_cast<Eigen::Index>(capacity * sequences);

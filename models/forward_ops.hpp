@@ -37,8 +37,10 @@ class ForwardOps {
   // A parameter of the model (norm weights, biases, the embedding table) in the backend's memory: the CPU's
   // own pointer; a GPU's copy, uploaded at the first call.
   virtual const float* param(const Matrix& host) = 0;
-  // A cache of `sequences` independent sequences of `capacity` positions each (a batch of chunks in one forward).
-  virtual KvCache new_cache(const ModelConfig& c, std::size_t capacity, std::size_t sequences) = 0;
+  // A cache of `sequences` independent sequences of `capacity` positions each (a batch of chunks in one forward). kv:
+  // the quantizer attention will be given (nullptr: none), for a backend that keeps its codes itself (a GPU:
+  // models/kv_codec.hpp; the cache's coded_on_device says so); the CPU writes through the quantizer at each step.
+  virtual KvCache new_cache(const ModelConfig& c, std::size_t capacity, std::size_t sequences, const KvQuantizer* kv) = 0;
 
   // x[t] = scale · table[tokens[t]] (tokens checked by the caller). No tokens: only makes the table ready (a GPU
   // uploads it), so that loading, not the first forward, pays for it.

@@ -99,6 +99,10 @@ KvQuantizer::KvQuantizer(const KvQuantSpec& given, const ModelConfig& c, std::ui
 
 KvQuantizer::~KvQuantizer() = default;
 
+std::uint64_t KvQuantizer::head_seed(int layer, bool is_key, int head, const char* part) const {
+  return derive_seed(seed_, fmt::format("blk.{} {} head {} {}", layer, is_key ? "k" : "v", head, part)) >> 1;
+}
+
 bool KvQuantizer::quantizes(int layer) const { return layers_[static_cast<std::size_t>(layer)]; }
 
 double KvQuantizer::bytes_per_token() const {
@@ -150,8 +154,7 @@ void KvQuantizer::quantize_heads(int layer, bool is_key, std::size_t pos0, const
       for (std::size_t j = 0; j < cols.size(); ++j) part.col(static_cast<Eigen::Index>(j)) = x.col(h * hd + cols[j]);
       if (!q) return;  // outlier channels without a quantizer stay fp32
       // One rotation or projection per layer, head and stream, shared by every token (a deployed cache's).
-      const std::uint64_t seed = derive_seed(seed_, fmt::format("blk.{} {} head {} {}", layer, is_key ? "k" : "v", h, label)) >> 1;
-      const QuantizedMatrix qm = q->quantize(part.data(), n, cols.size(), seed);
+      const QuantizedMatrix qm = q->quantize(part.data(), n, cols.size(), head_seed(layer, is_key, h, label));
       Matrix back(part.rows(), part.cols());
       q->dequantize(qm, back.data());
       for (std::size_t j = 0; j < cols.size(); ++j) out.col(h * hd + cols[j]) = back.col(static_cast<Eigen::Index>(j));

@@ -59,6 +59,11 @@ struct KvCache {
   // A backend that keeps the cache in its own memory (a GPU's) holds it here, with its capacity.
   std::shared_ptr<void> device;
   std::size_t device_capacity = 0;
+  // The backend encodes and reads the quantized cache itself (a GPU's coded layers, models/kv_codec.hpp), so its decode
+  // steps may stay on the device; device_bytes_per_token: what a device cache holds per position, every layer, as
+  // allocated (0: a host cache).
+  bool coded_on_device = false;
+  double device_bytes_per_token = 0;
   // Positions per sequence.
   std::size_t capacity() const {
     return device ? device_capacity : k.empty() ? 0 : static_cast<std::size_t>(k[0].rows()) / sequences;
@@ -107,6 +112,12 @@ class KvQuantizer {
   // JSON: per layer and kv head, the outlier channels of keys and values (empty without outliers).
   std::string outlier_json() const;
   const KvQuantSpec& spec() const { return spec_; }  // with the `key` aliases resolved
+  const ModelConfig& config() const { return c_; }
+  // The quantizers of keys and values (nullptr: that stream stays fp32), and the seed of one head's rotation or
+  // projection (part "main" or "outliers"): what a backend that encodes the cache itself (models/kv_codec.hpp) reads.
+  const Quantizer* key_quantizer() const { return key_.get(); }
+  const Quantizer* value_quantizer() const { return value_.get(); }
+  std::uint64_t head_seed(int layer, bool is_key, int head, const char* part) const;
 
  private:
   struct Part;

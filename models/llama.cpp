@@ -75,7 +75,7 @@ LlamaModel::~LlamaModel() = default;
 KvCache LlamaModel::new_cache(std::size_t capacity, std::size_t sequences) const {
   if (sequences == 0) throw InputError("a KV cache needs at least one sequence");
   if (sequences > 1 && kv_) throw InputError("a quantized KV cache holds one sequence; forward the chunks one at a time");
-  return ops_->new_cache(c_, capacity, sequences);
+  return ops_->new_cache(c_, capacity, sequences, kv_.get());
 }
 
 Matrix LlamaModel::forward(const std::vector<int>& tokens, KvCache& cache, std::size_t logits_rows) const {
@@ -201,9 +201,10 @@ LlamaModel::Greedy LlamaModel::generate_greedy(const std::vector<int>& prompt, s
   if (g.tokens.back() == stop || max_new == 1) return g;
   const std::size_t pos0 = cache.len;
   const auto step = [&](int token) { return logits({token}, cache, 1); };
-  // A quantized KV cache is written by the host's quantizer (models/kv_quant.hpp): its steps go through the host loop,
-  // which every backend runs, not a backend's device-side decode.
-  const std::vector<int> rest = kv_ ? ops_->ForwardOps::greedy_decode(g.tokens.back(), pos0, max_new - 1, stop, step, &g.step_s)
+  // A quantized KV cache written by the host's quantizer (models/kv_quant.hpp) takes the host loop, which every backend
+  // runs; one the backend codes itself (a GPU's, models/kv_codec.hpp) the backend's own decode.
+  const std::vector<int> rest = kv_ && !cache.coded_on_device
+                                    ? ops_->ForwardOps::greedy_decode(g.tokens.back(), pos0, max_new - 1, stop, step, &g.step_s)
                                     : ops_->greedy_decode(g.tokens.back(), pos0, max_new - 1, stop, step, &g.step_s);
   g.tokens.insert(g.tokens.end(), rest.begin(), rest.end());
   cache.len = pos0 + rest.size();  // each returned token's predecessor was forwarded (a GPU's replays do not count on the host)

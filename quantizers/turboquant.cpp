@@ -199,12 +199,8 @@ class TurboQuantMse final : public Quantizer {
     std::vector<float> centroids, boundaries;
   };
   Codebook codebook(std::size_t g) const {
-    const LloydMaxCodebook& lm = lloyd_max_codebook(codebook_, static_cast<int>(g), bits_);
-    const double s = codebook_ == CodebookDistribution::gaussian ? 1.0 / std::sqrt(static_cast<double>(g)) : 1.0;
-    Codebook cb;
-    cb.centroids = turboquant_centroids(codebook_ == CodebookDistribution::beta ? "beta" : "gaussian", g, bits_);
-    for (double b : lm.boundaries) cb.boundaries.push_back(static_cast<float>(b * s));
-    return cb;
+    const char* name = codebook_ == CodebookDistribution::beta ? "beta" : "gaussian";
+    return {turboquant_centroids(name, g, bits_), turboquant_boundaries(name, g, bits_)};
   }
 
   std::vector<std::shared_ptr<const Rotation>> rotations(std::size_t g, std::size_t groups, std::uint64_t seed) const {
@@ -227,6 +223,15 @@ std::vector<float> turboquant_centroids(const std::string& codebook, std::size_t
   std::vector<float> c;
   for (double x : lm.centroids) c.push_back(static_cast<float>(x * s));
   return c;
+}
+
+std::vector<float> turboquant_boundaries(const std::string& codebook, std::size_t g, int bits) {
+  const auto dist = codebook == "beta" ? CodebookDistribution::beta : CodebookDistribution::gaussian;
+  const LloydMaxCodebook& lm = lloyd_max_codebook(dist, static_cast<int>(g), bits);
+  const double s = dist == CodebookDistribution::gaussian ? 1.0 / std::sqrt(static_cast<double>(g)) : 1.0;
+  std::vector<float> b;
+  for (double x : lm.boundaries) b.push_back(static_cast<float>(x * s));
+  return b;
 }
 
 QuantizerFamily turboquant_family() {

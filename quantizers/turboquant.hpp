@@ -21,5 +21,9 @@ QuantizerFamily turboquant_family();
 // The 2^bits centroids for unit vectors in g dimensions (codebook "beta" or "gaussian", the latter
 // scaled by 1/sqrt(g)), ascending: what a code decodes to before the group's norm and rotation.
 std::vector<float> turboquant_centroids(const std::string& codebook, std::size_t g, int bits);
+// The 2^bits − 1 decision boundaries between those centroids, ascending, as the encoder compares them (a
+// coordinate's code is the number of boundaries below it, each scaled by the group's norm): what another
+// encoder (the GPU's KV cache, models/kv_codec.hpp) needs to write the same codes.
+std::vector<float> turboquant_boundaries(const std::string& codebook, std::size_t g, int bits);
 
 }  // namespace tqb

@@ -21,6 +21,8 @@
 #include "models/cuda/cuda_forward.hpp"
 #include "models/cuda/decode_kernels.hpp"
 #include "models/cuda/flash_attention.hpp"
+#include "models/cuda/kv_codec_kernels.hpp"
+#include "models/kv_codec.hpp"
 #include "models/kv_quant.hpp"
 #include "models/cuda/forward_kernels.hpp"
 
@@ -148,9 +150,33 @@ class CudaLutMmaLinear final : public DeviceLinear {
   gpu::LutMmaMatrix m_;
 };
 
+KvStreamParams stream_params(const KvStreamCodec& s) {
+  KvStreamParams p;
+  p.bits = s.bits;
+  p.norm_format = s.norm == FloatFormat::fp16 ? 1 : s.norm == FloatFormat::bf16 ? 2 : 0;
+  p.rotated = s.rotated ? 1 : 0;
+  p.scale = s.scale;
+  std::copy(s.lut.begin(), s.lut.end(), p.lut);
+  std::copy(s.boundaries.begin(), s.boundaries.end(), p.bounds);
+  return p;
+}
+
 struct DeviceKv {
   bool bf16 = false;                    // bf16 for the tensor-core attention, fp32 for the exact one
-  std::vector<gpu::DeviceBuffer> k, v;  // per layer: sequences × capacity rows of kv_heads · head_dim
+  std::vector<gpu::DeviceBuffer> k, v;  // per layer: sequences × capacity rows of kv_heads · head_dim (empty: coded)
+  // The layers coded on the device (models/kv_codec.hpp; kv_codec_kernels.hpp's layout): per layer the codes and norms
+  // of keys and values, every layer's rotation signs, and one dense pair (capacity rows, bf16 or fp32) that a
+  // prefill's attention decodes the layer into.
+  std::shared_ptr<const KvCodec> codec;
+  KvStreamParams key, value;
+  std::vector<gpu::DeviceBuffer> k_codes, v_codes, k_norms, v_norms;
+  gpu::DeviceBuffer k_signs, v_signs, k_dense, v_dense;
+  bool coded(int l) const { return codec && codec->coded[static_cast<std::size_t>(l)]; }
+  CodedKvLayer layer(int l) const {
+    const std::size_t at = static_cast<std::size_t>(l) * codec->kv_heads * codec->head_dim;
+    return {k_codes[l].as<std::uint8_t>(), v_codes[l].as<std::uint8_t>(), k_norms[l].as<float>(), v_norms[l].as<float>(),
+            k_signs.as<float>() + at, v_signs.as<float>() + at, key, value};
+  }
 };
 
 // TQB_PROFILE_OPS=1: where a forward's time goes, op by op; the totals go to stderr when the backend is destroyed.
@@ -331,18 +357,47 @@ class CudaForwardOps final : public ForwardOps {
     }
     return it->second.as<const float>();
   }
-  KvCache new_cache(const ModelConfig& c, std::size_t capacity, std::size_t sequences) override {
+  // A quantizer whose codes the GPU writes (kv_codec_unsupported) gets coded layers; any other is written on the host
+  // into dense layers (write_quantized_kv).
+  KvCache new_cache(const ModelConfig& c, std::size_t capacity, std::size_t sequences, const KvQuantizer* quantizer) override {
     auto kv = std::make_shared<DeviceKv>();
     kv->bf16 = !fp32_ && flash_attention_supports(c.head_dim);
-    const std::size_t bytes = sequences * capacity * c.n_kv_heads * c.head_dim * (kv->bf16 ? 2 : 4);
-    for (int l = 0; l < c.n_layers; ++l) {
-      kv->k.emplace_back(bytes);
-      kv->v.emplace_back(bytes);
-    }
+    const std::size_t row = static_cast<std::size_t>(c.n_kv_heads) * c.head_dim, dense = sequences * capacity * row * (kv->bf16 ? 2 : 4);
     KvCache cache;
+    if (quantizer && sequences == 1 && kv_codec_unsupported(*quantizer).empty()) {
+      kv->codec = std::make_shared<const KvCodec>(make_kv_codec(*quantizer));
+      kv->key = stream_params(kv->codec->key);
+      kv->value = stream_params(kv->codec->value);
+      kv->k_signs = gpu::DeviceBuffer(kv->codec->key.signs.size() * 4);
+      kv->k_signs.upload(kv->codec->key.signs.data(), kv->codec->key.signs.size() * 4);
+      kv->v_signs = gpu::DeviceBuffer(kv->codec->value.signs.size() * 4);
+      kv->v_signs.upload(kv->codec->value.signs.data(), kv->codec->value.signs.size() * 4);
+      kv->k_dense = gpu::DeviceBuffer(dense);
+      kv->v_dense = gpu::DeviceBuffer(dense);
+      cache.coded_on_device = true;
+    }
+    double per_token = 0;
+    for (int l = 0; l < c.n_layers; ++l) {
+      if (kv->coded(l)) {
+        const std::size_t norms = static_cast<std::size_t>(c.n_kv_heads) * capacity * 4;
+        kv->k_codes.emplace_back(kv_code_buffer_bytes(c.n_kv_heads, c.head_dim, kv->key.bits, capacity));
+        kv->v_codes.emplace_back(kv_code_buffer_bytes(c.n_kv_heads, c.head_dim, kv->value.bits, capacity));
+        kv->k_norms.emplace_back(norms);
+        kv->v_norms.emplace_back(norms);
+        kv->k.emplace_back();
+        kv->v.emplace_back();
+        per_token += static_cast<double>(kv->codec->coded_bytes_per_token());
+      } else {
+        for (auto* list : {&kv->k_codes, &kv->v_codes, &kv->k_norms, &kv->v_norms}) list->emplace_back();
+        kv->k.emplace_back(dense);
+        kv->v.emplace_back(dense);
+        per_token += 2.0 * static_cast<double>(row) * (kv->bf16 ? 2 : 4);
+      }
+    }
     cache.sequences = sequences;
     cache.device = kv;
     cache.device_capacity = capacity;
+    cache.device_bytes_per_token = per_token;
     return cache;
   }
   void embed(const std::vector<int>& tokens, const Matrix& table, float scale, const Acts& x) override {
@@ -467,6 +522,7 @@ class CudaForwardOps final : public ForwardOps {
     const std::size_t seqs = cache.sequences, n = q.rows / seqs, cap = cache.device_capacity;
     const std::size_t row = static_cast<std::size_t>(c.n_kv_heads) * c.head_dim;
     const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+    if (kv->coded(l)) return attention_coded(c, l, q, k, v, cache, pos0, out, extras);
     if (extras.kv && extras.kv->quantizes(l)) {  // written by the CPU path's quantizer; attention reads its dequantized rows
       write_quantized_kv(c, l, q, k, v, cache, pos0, extras);
       return attend(c, l, q, cache, pos0, out, scale);
@@ -494,8 +550,9 @@ class CudaForwardOps final : public ForwardOps {
     if (!decode_) return ForwardOps::rope_attention(c, l, q, k, v, inv_freq, cache, pos0, seq_rows, out, extras);
     auto* kv = static_cast<DeviceKv*>(cache.device.get());
     if (!kv) throw RunError("a KV cache made by another backend was given to the GPU backend");
-    if (extras.kv && extras.kv->quantizes(l)) throw RunError("a quantized KV cache is written on the host: its decode steps cannot be captured");
     if (cache.sequences != 1 || q.rows != 1) throw RunError("a decode step forwards one token of one sequence");
+    if (kv->coded(l)) return decode_coded(c, l, q, k, v, inv_freq, cache, out);
+    if (extras.kv && extras.kv->quantizes(l)) throw RunError("a quantized KV cache is written on the host: its decode steps cannot be captured");
     {
       const OpProfile::Scope timed(profile_, "rope + KV write");
       decode_rope_tables(c, inv_freq);
@@ -547,24 +604,94 @@ class CudaForwardOps final : public ForwardOps {
   // out = causal softmax(scale · q Kᵀ) V over the cache's positions up to pos0 + n of each sequence.
   void attend(const ModelConfig& c, int l, const Acts& q, KvCache& cache, std::size_t pos0, const Acts& out, float scale) {
     auto* kv = static_cast<DeviceKv*>(cache.device.get());
+    attend_rows(c, q, kv->k[l].get(), kv->v[l].get(), kv->bf16, cache, pos0, out, scale);
+  }
+  // The same over dense rows K, V laid out as a layer of the cache (bf16 bits or fp32).
+  void attend_rows(const ModelConfig& c, const Acts& q, const void* K, const void* V, bool bf16, KvCache& cache, std::size_t pos0,
+                   const Acts& out, float scale) {
     const std::size_t seqs = cache.sequences, n = q.rows / seqs, cap = cache.device_capacity;
-    if (kv->bf16) {
+    if (bf16) {
       // The output in fp32 and, for the projection after it, in bf16.
-      if (!launch_flash_attention(q.data, kv->k[l].as<std::uint16_t>(), kv->v[l].as<std::uint16_t>(), out.data,
+      if (!launch_flash_attention(q.data, static_cast<const std::uint16_t*>(K), static_cast<const std::uint16_t*>(V), out.data,
                                   shadow_for(out.data, out.rows * out.cols), n, seqs, pos0, cap,
                                   c.n_heads, c.n_kv_heads, c.head_dim, c.sliding_window, scale))
         throw RunError(fmt::format("the tensor-core attention could not be launched for head_dim {}", c.head_dim));
       launched("flash attention");
       return;
     }
-    if (!launch_attention(q.data, kv->k[l].as<float>(), kv->v[l].as<float>(), out.data, n, seqs, pos0, cap, c.n_heads, c.n_kv_heads,
+    if (!launch_attention(q.data, static_cast<const float*>(K), static_cast<const float*>(V), out.data, n, seqs, pos0, cap, c.n_heads, c.n_kv_heads,
                           c.head_dim, c.sliding_window, scale))
       throw InputError(fmt::format("the GPU backend's exact attention keeps a row of scores in shared memory: {} positions do not fit "
                                    "(at most about 50,000; --device cuda with a head_dim of 16 to 256 has no such limit)", pos0 + n));
     launched("attention");
   }
 
-  // The quantized KV cache, first version (issue 25: dequantize, then attend): the new rows go to the host, where the
+  // A coded layer (models/kv_codec.hpp) outside a decode step: the new rows encoded where they go, then dequantize-then-
+  // attend: the layer's codes up to the last new position decoded into the dense scratch the attention kernels read.
+  // The probe (first chunk) compares against the decoded rows in fp32, as the CPU path's.
+  void attention_coded(const ModelConfig& c, int l, const Acts& q, const Acts& k, const Acts& v, KvCache& cache, std::size_t pos0,
+                       const Acts& out, const AttentionExtras& extras) {
+    if (decode_) throw RunError("a decode step writes its cache and attends in rope_attention (at the device's position), not in attention");
+    if (cache.sequences != 1) throw InputError("a quantized KV cache holds one sequence; forward the chunks one at a time");
+    auto* kv = static_cast<DeviceKv*>(cache.device.get());
+    const CodedKvLayer L = kv->layer(l);
+    const std::size_t n = q.rows, cap = cache.device_capacity, row = static_cast<std::size_t>(c.n_kv_heads) * c.head_dim;
+    launch_kv_encode(k.data, n, row, c.n_kv_heads, c.head_dim, kv->key, L.k_signs, kv->k_codes[l].as<std::uint8_t>(), kv->k_norms[l].as<float>(),
+                     cap, pos0, nullptr);
+    launch_kv_encode(v.data, n, row, c.n_kv_heads, c.head_dim, kv->value, L.v_signs, kv->v_codes[l].as<std::uint8_t>(),
+                     kv->v_norms[l].as<float>(), cap, pos0, nullptr);
+    launched("KV encode");
+    if (extras.probe && pos0 == 0 && !extras.probe->done) {
+      gpu::DeviceBuffer kd(n * row * 4), vd(n * row * 4);
+      launch_kv_decode(L.k_codes, L.k_norms, n, c.n_kv_heads, c.head_dim, kv->key, L.k_signs, cap, kd.get(), false);
+      launch_kv_decode(L.v_codes, L.v_norms, n, c.n_kv_heads, c.head_dim, kv->value, L.v_signs, cap, vd.get(), false);
+      launched("KV decode");
+      Matrix kq(static_cast<Eigen::Index>(n), static_cast<Eigen::Index>(row)), vq(kq.rows(), kq.cols());
+      kd.download(kq.data(), n * row * 4);
+      vd.download(vq.data(), n * row * 4);
+      accumulate_attention_error(c, n, to_host(q), to_host(k), to_host(v), kq, vq, *extras.probe);
+    }
+    launch_kv_decode(L.k_codes, L.k_norms, pos0 + n, c.n_kv_heads, c.head_dim, kv->key, L.k_signs, cap, kv->k_dense.get(), kv->bf16);
+    launch_kv_decode(L.v_codes, L.v_norms, pos0 + n, c.n_kv_heads, c.head_dim, kv->value, L.v_signs, cap, kv->v_dense.get(), kv->bf16);
+    launched("KV decode");
+    attend_rows(c, q, kv->k_dense.get(), kv->v_dense.get(), kv->bf16, cache, pos0, out, 1.0f / std::sqrt(static_cast<float>(c.head_dim)));
+  }
+
+  // A decode step over a coded layer: RoPE on q and k at the device's position, k and v encoded there, and the split
+  // attention reading the codes in place (kv_codec_kernels.hpp).
+  void decode_coded(const ModelConfig& c, int l, const Acts& q, const Acts& k, const Acts& v, const std::vector<float>& inv_freq,
+                    KvCache& cache, const Acts& out) {
+    DecodeRun& d = *decode_;
+    auto* kv = static_cast<DeviceKv*>(cache.device.get());
+    const CodedKvLayer L = kv->layer(l);
+    const std::size_t cap = cache.device_capacity, row = static_cast<std::size_t>(c.n_kv_heads) * c.head_dim;
+    {
+      const OpProfile::Scope timed(profile_, "rope + KV encode");
+      decode_rope_tables(c, inv_freq);
+      written(q);
+      written(k);
+      launch_rope_kv_write_at(q.data, k.data, v.data, c.n_heads, c.n_kv_heads, c.head_dim, c.rope_interleaved, d.cs.as<float>(),
+                              d.sn.as<float>(), nullptr, nullptr, false, d.state_ptr());
+      launched("RoPE");
+      launch_kv_encode(k.data, 1, row, c.n_kv_heads, c.head_dim, kv->key, L.k_signs, kv->k_codes[l].as<std::uint8_t>(),
+                       kv->k_norms[l].as<float>(), cap, 0, d.state_ptr());
+      launch_kv_encode(v.data, 1, row, c.n_kv_heads, c.head_dim, kv->value, L.v_signs, kv->v_codes[l].as<std::uint8_t>(),
+                       kv->v_norms[l].as<float>(), cap, 0, d.state_ptr());
+      launched("KV encode");
+    }
+    const OpProfile::Scope timed(profile_, "attention (coded KV)");
+    written(out);
+    const std::size_t need = decode_attention_scratch_floats(c.n_heads, c.head_dim, cap) * 4;
+    if (d.scratch.size() < need) d.scratch = gpu::DeviceBuffer(need);  // the eager first step's (same shapes after)
+    const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+    if (!launch_decode_attention(q.data, L, out.data, fp32_ ? nullptr : shadow_for(out.data, out.rows * out.cols), d.state_ptr(), cap,
+                                 c.n_heads, c.n_kv_heads, c.head_dim, c.sliding_window, scale, d.scratch.as<float>()))
+      throw RunError(fmt::format("the coded KV cache's decode attention was not launched (head_dim {})", c.head_dim));
+    launched("decode attention (coded KV)");
+  }
+
+  // A quantized KV cache the GPU does not code (kv_codec_unsupported: QJL, TurboQuant_prod, KIVI's channel axis,
+  // outlier channels, …; dequantize, then attend): the new rows go to the host, where the
   // CPU path's KvQuantizer writes them (the same codes, rotations, outlier channels and KIVI blocks, so that results
   // equal the CPU's cache quantization) into a host mirror of the cache; the rows it changed come back, dequantized,
   // into the device cache the attention kernels read. The decode steps of such a cache are not captured as a graph
@@ -808,6 +935,31 @@ std::string cuda_forward_unavailable() { return gpu::unavailable_reason(); }
 std::unique_ptr<ForwardOps> make_cuda_forward_ops(bool fp32) {
   if (const std::string why = gpu::unavailable_reason(); !why.empty()) throw InputError("--device cuda needs a CUDA GPU: " + why);
   return std::make_unique<CudaForwardOps>(fp32);
+}
+
+Matrix cuda_cache_rows(const KvCache& cache, int layer, bool keys, std::size_t n) {
+  const auto* kv = static_cast<const DeviceKv*>(cache.device.get());
+  if (!kv || n > cache.device_capacity || layer < 0 || static_cast<std::size_t>(layer) >= kv->k.size())
+    throw InputError(fmt::format("cuda_cache_rows: layer {} rows {} of a cache of {} positions", layer, n, cache.device_capacity));
+  const std::size_t row = kv->codec ? static_cast<std::size_t>(kv->codec->kv_heads) * kv->codec->head_dim
+                                    : kv->k[layer].size() / (cache.device_capacity * cache.sequences * (kv->bf16 ? 2 : 4));
+  Matrix out(static_cast<Eigen::Index>(n), static_cast<Eigen::Index>(row));
+  gpu::DeviceBuffer fp32(std::max<std::size_t>(1, n * row) * 4);
+  if (kv->coded(layer)) {
+    const CodedKvLayer L = kv->layer(layer);
+    launch_kv_decode(keys ? L.k_codes : L.v_codes, keys ? L.k_norms : L.v_norms, n, kv->codec->kv_heads, kv->codec->head_dim,
+                     keys ? kv->key : kv->value, keys ? L.k_signs : L.v_signs, cache.device_capacity, fp32.get(), false);
+    launched("KV decode");
+  } else if (kv->bf16) {
+    std::vector<std::uint16_t> bits(n * row);
+    check(cudaMemcpy(bits.data(), (keys ? kv->k : kv->v)[layer].get(), n * row * 2, cudaMemcpyDeviceToHost), "cache rows to the host");
+    for (std::size_t i = 0; i < bits.size(); ++i) out.data()[i] = bf16_value(bits[i]);
+    return out;
+  } else {
+    check(cudaMemcpy(fp32.get(), (keys ? kv->k : kv->v)[layer].get(), n * row * 4, cudaMemcpyDeviceToDevice), "cache rows");
+  }
+  fp32.download(out.data(), n * row * 4);
+  return out;
 }
 
 std::unique_ptr<Linear> make_cuda_dense_linear(const Matrix& w, bool fp32) { return std::make_unique<CudaDenseLinear>(w, fp32); }

@@ -3,7 +3,8 @@
 // memory (activations in fp32), projections by cuBLAS on bf16 weights or by the lut_mma kernels on packed codes, RMSNorm, RoPE,
 // causal GQA attention (sliding window), GLU and residual adds as CUDA kernels. Plain C++ here (no CUDA
 // headers): built from cuda_forward.cu with nvcc, else from no_cuda_forward.cpp, whose entry points say why.
-// Attention on tensor cores (flash_attention.cu); no quantized KV cache yet, which stays the CPU's.
+// Attention on tensor cores (flash_attention.cu); a quantized KV cache coded on the device where the GPU encodes its
+// quantizer (models/kv_codec.hpp), else written by the CPU path's quantizer.
 #include <memory>
 #include <string>
 
@@ -22,6 +23,9 @@ std::unique_ptr<ForwardOps> make_cuda_forward_ops(bool fp32 = false);
 // to bf16), cuBLAS bf16 GEMM with fp32 accumulation. fp32: W kept in fp32 and an fp32 GEMM (no TF32), the
 // agreement mode for checkpoints stored in fp32.
 std::unique_ptr<Linear> make_cuda_dense_linear(const Matrix& w, bool fp32 = false);
+// The first n rows (n × kv_heads·head_dim, fp32) of layer l's keys (or values) in a cache this backend made, as its
+// attention reads them: a coded layer decoded by the GPU's decoder, a dense one widened from bf16 where it is bf16.
+Matrix cuda_cache_rows(const KvCache& cache, int layer, bool keys, std::size_t n);
 // A quantized matrix the lut_mma kernels read, on device pointers (fp32 in and out, x rounded to bf16).
 std::unique_ptr<Linear> make_cuda_lut_mma_device_linear(const Quantizer& quantizer, const QuantizedMatrix& q);
 

@@ -15,6 +15,8 @@
 #include <cstdint>
 
 #include "models/cuda/decode_kernels.hpp"
+#include "models/cuda/kv_codec_kernels.hpp"
+#include "models/cuda/kv_codes.cuh"
 
 namespace tqb::cuda_forward {
 namespace {
@@ -109,14 +111,93 @@ __device__ __forceinline__ void value_dims(const KV* vr, int lane, int hd, float
   }
 }
 
+// Where the split kernel reads keys and values. A reader gives a key's score against the warp's (scaled) query and
+// the PER values of a V row a lane owns; it may transform the query first (prepare_query) and keep tables in the
+// block's shared memory (setup, before a __syncthreads).
+// The dense cache: rows of nkv·hd, bf16 or fp32.
+template <typename KV>
+struct DenseRows {
+  const KV *K, *V;
+  std::size_t ld;  // nkv·hd
+  __device__ void setup(float*) {}
+  template <int HD>
+  __device__ void prepare_query(float*, int, int) const {}
+  template <int HD>
+  __device__ float score(std::size_t j, int kvh, const float* qh, int hd) const {
+    return key_score<KV, HD>(K + j * ld + static_cast<std::size_t>(kvh) * hd, qh, hd);
+  }
+  template <int HD, int PER>
+  __device__ void values(std::size_t j, int kvh, int lane, int hd, float (&v)[PER]) const {
+    value_dims<KV, HD, PER>(V + j * ld + static_cast<std::size_t>(kvh) * hd, lane, hd, v);
+  }
+};
+
+// The coded cache (kv_codec_kernels.hpp; KB, VB: key and value bits): ⟨q, k̂⟩ = ‖y‖ ⟨Π q, lut[codes]⟩, so the warp
+// rotates its query once (D's signs, the butterflies, 1/√d) and each key costs a lookup and a product per coordinate;
+// values are summed in the rotated domain (p · ‖y‖ · lut[code]) and the combine kernel rotates the head's output back.
+template <int KB, int VB>
+struct CodedRows {
+  CodedKvLayer L;
+  std::size_t capacity;
+  const float* lut = nullptr;  // shared: 16 key centroids, then 16 value centroids
+  __device__ void setup(float* tables) {
+    if (threadIdx.x < 16) tables[threadIdx.x] = L.key.lut[threadIdx.x];
+    else if (threadIdx.x < 32) tables[threadIdx.x] = L.value.lut[threadIdx.x - 16];
+    lut = tables;
+  }
+  template <int HD>
+  __device__ void prepare_query(float* qh, int kvh, int lane) const {
+    if (!L.key.rotated) return;
+    for (int d = lane; d < HD; d += 32) qh[d] *= L.k_signs[kvh * HD + d];
+    __syncwarp();
+    warp_fwht<HD>(qh, lane);
+    for (int d = lane; d < HD; d += 32) qh[d] *= L.key.scale;
+    __syncwarp();
+  }
+  template <int HD>
+  __device__ float score(std::size_t j, int kvh, const float* qh, int) const {
+    constexpr int kBytes = HD * KB / 8, kWords = kBytes / 4;
+    const std::size_t at = static_cast<std::size_t>(kvh) * capacity + j;
+    const uint2* row = reinterpret_cast<const uint2*>(L.k_codes + at * kBytes);  // rows start on 8 bytes (HD ≥ 64)
+    std::uint32_t w[kWords];
+#pragma unroll
+    for (int i = 0; i < kWords / 2; ++i) {
+      const uint2 u = row[i];
+      w[2 * i] = u.x;
+      w[2 * i + 1] = u.y;
+    }
+    float s = 0;
+#pragma unroll
+    for (int d = 0; d < HD; d += 4) {
+      const float4 q4 = *reinterpret_cast<const float4*>(qh + d);
+      s += q4.x * lut[code_at<KB>(w, d)] + q4.y * lut[code_at<KB>(w, d + 1)] + q4.z * lut[code_at<KB>(w, d + 2)] +
+           q4.w * lut[code_at<KB>(w, d + 3)];
+    }
+    return s * L.k_norms[at];
+  }
+  template <int HD, int PER>
+  __device__ void values(std::size_t j, int kvh, int lane, int, float (&v)[PER]) const {
+    constexpr int kBytes = HD * VB / 8, kBits = PER * VB;  // a lane's dims lane·PER … take kBits ≤ 32 bits
+    const std::size_t at = static_cast<std::size_t>(kvh) * capacity + j;
+    const int bit0 = lane * kBits;
+    const std::uint32_t* word = reinterpret_cast<const std::uint32_t*>(L.v_codes + at * kBytes) + bit0 / 32;
+    std::uint64_t window = word[0];
+    if (bit0 % 32 + kBits > 32) window |= static_cast<std::uint64_t>(word[1]) << 32;
+    window >>= bit0 % 32;
+    const float norm = L.v_norms[at];
+#pragma unroll
+    for (int e = 0; e < PER; ++e) v[e] = lut[16 + static_cast<int>((window >> (e * VB)) & ((1u << VB) - 1u))] * norm;
+  }
+};
+
 // Block (KV head, key range, head chunk): partial[head][range] = (max score, Σ exp(s − max), Σ exp(s − max) v). Each
 // warp takes one query head (GQA: the block's heads read the same K and V rows, which L1 serves to the others) and,
 // where the group has fewer heads than warps, a share of the range's tiles. One head a warp keeps a warp's chain of
 // dependent instructions short: with a head's loop per key, four heads a lane made a decode step's few blocks
 // latency-bound (ncu on the H100: one warp a scheduler, 13 cycles an instruction, 30 µs a layer at ctx 600).
 // HD: the head_dim when known at compile time (64, 128, 256), else 0.
-template <typename KV, int HD>
-__global__ void __launch_bounds__(kThreads) decode_attention_split(const float* q, const KV* K, const KV* V, const DecodeState* st,
+template <typename Reader, int HD>
+__global__ void __launch_bounds__(kThreads) decode_attention_split(const float* q, Reader reader, const DecodeState* st,
                                                                    std::size_t chunk, int splits, int nh, int nkv, int hd, int window,
                                                                    float scale, float* partial) {
   constexpr int PER = HD > 0 ? HD / 32 : kMaxPer;  // V dims per lane
@@ -126,6 +207,9 @@ __global__ void __launch_bounds__(kThreads) decode_attention_split(const float* 
   __shared__ float ps[kWarps][kTile];               // a tile's probabilities, per warp
   __shared__ float wm[kWarps], wl[kWarps];
   __shared__ float wacc[kWarps][DIMS];
+  __shared__ float tables[32];
+  reader.setup(tables);
+  __syncthreads();
   if (HD > 0) hd = HD;
   const int group = nh / nkv, heads = min(group, kWarps), shares = kWarps / heads;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = warp % heads, share = warp / heads;
@@ -135,20 +219,20 @@ __global__ void __launch_bounds__(kThreads) decode_attention_split(const float* 
   const std::size_t pos = static_cast<std::size_t>(st->pos), visible = pos + 1;
   const std::size_t first = window > 0 && visible > static_cast<std::size_t>(window) ? visible - window : 0;
   const std::size_t start = split * chunk, begin = max(start, first), end = min(start + chunk, visible);
-  const std::size_t ld = static_cast<std::size_t>(nkv) * hd;
   float m = -INFINITY, l = 0, acc[PER];  // l: this lane's part of the sum
 #pragma unroll
   for (int e = 0; e < PER; ++e) acc[e] = 0;
   if (works) {
     for (int d = lane; d < hd; d += 32) qs[warp][d] = q[static_cast<std::size_t>(head) * hd + d] * scale;
     __syncwarp();
+    reader.template prepare_query<HD>(qs[warp], kvh, lane);
     // Every tile taken has a visible key (the range is empty when the window starts after it).
     const std::size_t stop = begin < end ? end : start;
     for (std::size_t j0 = start + share * kTile; j0 < stop; j0 += static_cast<std::size_t>(kTile) * shares) {
       if (j0 + kTile <= begin) continue;  // the whole tile before the window (uniform over the warp)
       const std::size_t j = j0 + lane;
       const bool valid = j >= begin && j < end;
-      const float sc = valid ? key_score<KV, HD>(K + j * ld + static_cast<std::size_t>(kvh) * hd, qs[warp], hd) : -INFINITY;
+      const float sc = valid ? reader.template score<HD>(j, kvh, qs[warp], hd) : -INFINITY;
       float mt = sc;
       for (int o = 16; o > 0; o /= 2) mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, o));
       const float mn = fmaxf(m, mt), c = __expf(m - mn), p = valid ? __expf(sc - mn) : 0.0f;  // mt is finite: a key is valid
@@ -166,7 +250,7 @@ __global__ void __launch_bounds__(kThreads) decode_attention_split(const float* 
 #pragma unroll
         for (int u = 0; u < kBatch; ++u) {
           if (k0 + u < keys) {
-            value_dims<KV, HD, PER>(V + (j0 + k0 + u) * ld + static_cast<std::size_t>(kvh) * hd, lane, hd, vx[u]);
+            reader.template values<HD, PER>(j0 + k0 + u, kvh, lane, hd, vx[u]);
           } else {
 #pragma unroll
             for (int e = 0; e < PER; ++e) vx[u][e] = 0.0f;
@@ -225,6 +309,7 @@ __global__ void rope_kv_write_at(float* q, float* k, const float* v, int nh, int
   const int i = blockIdx.x * blockDim.x + threadIdx.x;
   const std::size_t at = static_cast<std::size_t>(st->pos) * row;
   auto put = [&](T* cache, int c, float x) {
+    if (!cache) return;  // RoPE only (a coded cache encodes the rows in its own kernel)
     if constexpr (sizeof(T) == 2)
       cache[at + c] = __float2bfloat16_rn(x);
     else
@@ -253,19 +338,44 @@ __global__ void rope_kv_write_at(float* q, float* k, const float* v, int nh, int
 template <typename KV>
 void launch_split(dim3 grid, const float* q, const KV* K, const KV* V, const DecodeState* st, std::size_t chunk, int splits, int nh, int nkv,
                   int hd, int window, float scale, float* partial) {
+  const DenseRows<KV> r{K, V, static_cast<std::size_t>(nkv) * hd};
   switch (hd) {
-    case 64: decode_attention_split<KV, 64><<<grid, kThreads>>>(q, K, V, st, chunk, splits, nh, nkv, hd, window, scale, partial); break;
-    case 128: decode_attention_split<KV, 128><<<grid, kThreads>>>(q, K, V, st, chunk, splits, nh, nkv, hd, window, scale, partial); break;
-    case 256: decode_attention_split<KV, 256><<<grid, kThreads>>>(q, K, V, st, chunk, splits, nh, nkv, hd, window, scale, partial); break;
-    default: decode_attention_split<KV, 0><<<grid, kThreads>>>(q, K, V, st, chunk, splits, nh, nkv, hd, window, scale, partial); break;
+    case 64: decode_attention_split<DenseRows<KV>, 64><<<grid, kThreads>>>(q, r, st, chunk, splits, nh, nkv, hd, window, scale, partial); break;
+    case 128: decode_attention_split<DenseRows<KV>, 128><<<grid, kThreads>>>(q, r, st, chunk, splits, nh, nkv, hd, window, scale, partial); break;
+    case 256: decode_attention_split<DenseRows<KV>, 256><<<grid, kThreads>>>(q, r, st, chunk, splits, nh, nkv, hd, window, scale, partial); break;
+    default: decode_attention_split<DenseRows<KV>, 0><<<grid, kThreads>>>(q, r, st, chunk, splits, nh, nkv, hd, window, scale, partial); break;
+  }
+}
+
+// The coded cache's split kernel: head_dim and both streams' bits at compile time (codes held in registers).
+template <int KB, int VB>
+void launch_coded_split(dim3 grid, const float* q, const CodedKvLayer& layer, std::size_t capacity, const DecodeState* st, std::size_t chunk,
+                        int splits, int nh, int nkv, int hd, int window, float scale, float* partial) {
+  const CodedRows<KB, VB> r{layer, capacity};
+  switch (hd) {
+    case 64: decode_attention_split<CodedRows<KB, VB>, 64><<<grid, kThreads>>>(q, r, st, chunk, splits, nh, nkv, hd, window, scale, partial); break;
+    case 128: decode_attention_split<CodedRows<KB, VB>, 128><<<grid, kThreads>>>(q, r, st, chunk, splits, nh, nkv, hd, window, scale, partial); break;
+    default: decode_attention_split<CodedRows<KB, VB>, 256><<<grid, kThreads>>>(q, r, st, chunk, splits, nh, nkv, hd, window, scale, partial); break;
+  }
+}
+template <int KB>
+void launch_coded_split_v(int vb, dim3 grid, const float* q, const CodedKvLayer& layer, std::size_t capacity, const DecodeState* st,
+                          std::size_t chunk, int splits, int nh, int nkv, int hd, int window, float scale, float* partial) {
+  switch (vb) {
+    case 2: return launch_coded_split<KB, 2>(grid, q, layer, capacity, st, chunk, splits, nh, nkv, hd, window, scale, partial);
+    case 3: return launch_coded_split<KB, 3>(grid, q, layer, capacity, st, chunk, splits, nh, nkv, hd, window, scale, partial);
+    default: return launch_coded_split<KB, 4>(grid, q, layer, capacity, st, chunk, splits, nh, nkv, hd, window, scale, partial);
   }
 }
 
 // Block per query head: the ranges' partials combined (rescaled to the largest max), divided by the total sum. Each
 // split's max and sum are loaded at once into shared memory, and a thread's output dim reads its splits with the
 // loads in flight together (a loop of dependent loads per split cost a round trip to L2 each).
-__global__ void decode_attention_combine(const float* partial, int splits, int hd, float* out, __nv_bfloat16* out_bf16) {
+// With v_signs (a coded cache's rotated values; blockDim = hd), the output is rotated back: Πᵀ = D H / √d.
+__global__ void decode_attention_combine(const float* partial, int splits, int hd, float* out, __nv_bfloat16* out_bf16,
+                                         const float* v_signs, float v_scale, int group) {
   __shared__ float ms[kMaxSplits], ls[kMaxSplits], wgt[kMaxSplits];
+  __shared__ float rotated[kMaxPer * 32];
   const int h = blockIdx.x;
   const float* P = partial + static_cast<std::size_t>(h) * splits * (hd + 2);
   for (int s = threadIdx.x; s < splits; s += blockDim.x) {
@@ -286,7 +396,12 @@ __global__ void decode_attention_combine(const float* partial, int splits, int h
 #pragma unroll 8
     for (int s = 0; s < splits; ++s)
       if (ms[s] != -INFINITY) a += P[s * (hd + 2) + 2 + d] * wgt[s];
-    const float v = a * inv;
+    float v = a * inv;
+    if (v_signs) {
+      rotated[d] = v;
+      block_fwht(rotated, hd);
+      v = rotated[d] * v_scale * v_signs[(h / group) * hd + d];
+    }
     if (out) out[static_cast<std::size_t>(h) * hd + d] = v;
     if (out_bf16) out_bf16[static_cast<std::size_t>(h) * hd + d] = __float2bfloat16_rn(v);
   }
@@ -365,7 +480,25 @@ bool launch_decode_attention(const float* q, const void* K, const void* V, bool 
   else
     launch_split(grid, q, static_cast<const float*>(K), static_cast<const float*>(V), state, chunk, splits, nh, nkv, hd, window, scale, scratch);
   decode_attention_combine<<<static_cast<unsigned>(nh), static_cast<unsigned>(std::min(256, (hd + 31) / 32 * 32))>>>(
-      scratch, splits, hd, out, reinterpret_cast<__nv_bfloat16*>(out_bf16));
+      scratch, splits, hd, out, reinterpret_cast<__nv_bfloat16*>(out_bf16), nullptr, 1.0f, 1);
+  return true;
+}
+
+bool launch_decode_attention(const float* q, const CodedKvLayer& layer, float* out, std::uint16_t* out_bf16, const DecodeState* state,
+                             std::size_t capacity, int nh, int nkv, int hd, int window, float scale, float* scratch) {
+  const auto bits_ok = [](int b) { return b >= 2 && b <= 4; };
+  if ((hd != 64 && hd != 128 && hd != 256) || nkv <= 0 || nh % nkv != 0 || !bits_ok(layer.key.bits) || !bits_ok(layer.value.bits)) return false;
+  const std::size_t chunk = split_keys(capacity);
+  const int splits = static_cast<int>(splits_for(capacity)), group = nh / nkv, heads = std::min(group, kWarps);
+  const dim3 grid(static_cast<unsigned>(nkv), static_cast<unsigned>(splits), static_cast<unsigned>((group + heads - 1) / heads));
+  switch (layer.key.bits) {
+    case 2: launch_coded_split_v<2>(layer.value.bits, grid, q, layer, capacity, state, chunk, splits, nh, nkv, hd, window, scale, scratch); break;
+    case 3: launch_coded_split_v<3>(layer.value.bits, grid, q, layer, capacity, state, chunk, splits, nh, nkv, hd, window, scale, scratch); break;
+    default: launch_coded_split_v<4>(layer.value.bits, grid, q, layer, capacity, state, chunk, splits, nh, nkv, hd, window, scale, scratch); break;
+  }
+  decode_attention_combine<<<static_cast<unsigned>(nh), static_cast<unsigned>(hd)>>>(
+      scratch, splits, hd, out, reinterpret_cast<__nv_bfloat16*>(out_bf16), layer.value.rotated ? layer.v_signs : nullptr,
+      layer.value.scale, group);
   return true;
 }
 

@@ -18,7 +18,7 @@ void launch_rope_tables_at(const DecodeState* state, const float* inv_freq, int 
 
 // RoPE on one token's q (nh heads) and k (nkv heads) in place with the step's angles (cs, sn: hd/2 each, from
 // launch_rope_tables_at), and k's rotated row and v's row written to position state->pos of the caches (bf16 bits, or
-// fp32), in one launch: a decode step's RoPE and cache write.
+// fp32), in one launch: a decode step's RoPE and cache write. K and V null: RoPE only.
 void launch_rope_kv_write_at(float* q, float* k, const float* v, int nh, int nkv, int hd, bool interleaved, const float* cs,
                              const float* sn, void* K, void* V, bool bf16, const DecodeState* state);
 
