@@ -36,4 +36,7 @@ else
   done
 fi
 strip --strip-unneeded carry/bin/* 2>/dev/null || true
+# With the models the binaries go gzipped (the device tool carries 64 MiB with the working tree): run
+# `gunzip -f carry/bin/*.gz` there first (bench/gpu_*.sh do).
+((models)) && gzip -f carry/bin/*
 du -sh carry
