@@ -334,9 +334,13 @@ ModelMeasurements ModelSession::measure(const ModelPointSpec& dp, const Quantize
   out.kv_bytes_per_token = kvq ? kvq->bytes_per_token() : 8.0 * hd_total;
   if (kvq)
     out.kv_cache_json = fmt::format("{{\"key\": \"{}\", \"value\": \"{}\", \"key_axis\": \"{}\", \"scores\": \"{}\", "
-                                    "\"key_bits\": {:.6g}, \"value_bits\": {:.6g}, \"outlier_channels\": {}}}",
+                                    "\"key_bits\": {:.6g}, \"value_bits\": {:.6g}, \"outlier_channels\": {}, "
+                                    "\"written_by\": \"{}\", \"device_bytes_per_token\": {:.6g}}}",
                                     kvq->spec().key, kvq->spec().value, kv.key_axis, kv.scores, kvq->key_bits(), kvq->value_bits(),
-                                    kvq->outlier_json());
+                                    kvq->outlier_json(),
+                                    // who encoded the cache the decode steps read: the GPU's own codec, or the host's quantizer
+                                    cache.coded_on_device ? "device codec (models/kv_codec.hpp)" : "host KvQuantizer",
+                                    cache.device_bytes_per_token);
   return out;
 }
 
