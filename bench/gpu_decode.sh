@@ -9,7 +9,8 @@
 #     given 40,960 positions), bf16 cache against TurboQuant 4- and 2-bit caches coded on the GPU (TQB_LONG_KV=0: the
 #     bf16 cache only), tqbench only; profile: where a decode step's time goes
 #     (TQB_PROFILE_OPS: each op timed inside the CUDA graph, and left out of it in turn), bf16 and TurboQuant 4-bit;
-#     load: the 8B's load + quantize time (TurboQuant 4-bit g128) and host memory
+#     load: the 8B's load + quantize time (TurboQuant 4-bit g128) and host memory; attention-ncu: Nsight Compute on the
+#     decode step's split attention at TQB_LONG_CTX (default 32768), bf16 cache against a 4-bit coded one
 set -uo pipefail
 cd "$(dirname "$0")/.."
 # On the device tool's machine everything also goes to $OUT as it happens, so that a call cut off by its time limit
@@ -31,11 +32,29 @@ ids = t.encode(open(sys.argv[2], encoding="utf-8").read()[:2000000], add_special
 open(sys.argv[4], "w", encoding="utf-8").write(t.decode(ids))
 PY
 }
-if [[ "${1:-}" == long ]]; then
+if [[ "${1:-}" == long || "${1:-}" == attention-ncu ]]; then
   LL=/tmp/llama3-8b-long  # the same shards, a config of 40,960 positions
   mkdir -p $LL && ln -sf "$(readlink -f $L8)"/*.safetensors $LL/ && cp $L8/tokenizer.json $LL/
   [[ -f $L8/model.safetensors.index.json ]] && cp $L8/model.safetensors.index.json $LL/
   python3 -c "import json,sys; c=json.load(open('$L8/config.json')); c['max_position_embeddings']=40960; json.dump(c, open('$LL/config.json','w'))"
+  if [[ "${1:-}" == attention-ncu ]]; then
+    # Nsight Compute on one decode step's split attention (the eager first step's first layer) at TQB_LONG_CTX (default
+    # 32768), bf16 cache against the 4-bit coded one: speed of light, occupancy and the warp stall reasons.
+    ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+    ctx=${TQB_LONG_CTX:-32768}
+    prompt_file $ctx /tmp/prompt-$ctx.txt
+    for kv in none "turboquant(bits=4,rotation=hadamard)"; do
+      step "ncu: decode_attention_split, context $ctx, KV cache $kv"
+      args=(); [[ $kv != none ]] && args=(--kv-key "$kv" --kv-value key)
+      timeout 200 "$ncu" --kernel-name regex:decode_attention_split --launch-count 1 --clock-control none \
+        --section SpeedOfLight --section Occupancy --section LaunchStats --section MemoryWorkloadAnalysis \
+        --metrics "regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio,smsp__inst_executed.sum,smsp__issue_active.avg.pct_of_peak_sustained_active,dram__bytes_read.sum,l1tex__data_pipe_lsu_wavefronts_mem_shared.sum,smsp__warps_active.avg.per_cycle_active" \
+        carry/bin/tqbench generate --model $LL --device cuda --prompt-file /tmp/prompt-$ctx.txt --tokens 3 "${args[@]}" >/tmp/ncu.txt 2>&1
+      grep -E "Duration|DRAM Throughput|Memory Throughput|Compute \(SM\)|Achieved Occupancy|Theoretical Occupancy|Block Limit|Registers Per|Grid Size|Waves Per SM|inst_executed|issue_active|dram__bytes|wavefronts|warps_active|L1/TEX Hit|L2 Hit" /tmp/ncu.txt
+      grep -E "issue_stalled" /tmp/ncu.txt | awk '{print $NF, $1}' | sort -rn | head -8
+    done
+    exit 0
+  fi
   # The quantized caches are coded on the GPU (models/kv_codec.hpp: TurboQuant with the Hadamard rotation), so every
   # context runs them; TQB_LONG_CTX picks contexts (default all four), TQB_LONG_KV=0 the bf16 cache only.
   for ctx in ${TQB_LONG_CTX:-1024 4096 16384 32768}; do

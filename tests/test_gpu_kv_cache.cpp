@@ -214,6 +214,83 @@ TEST_CASE("the GPU writes the CPU path's KV rows, and its prefill attention atte
   }
 }
 
+TEST_CASE("a decode step's attention over long coded and dense caches is softmax attention over the cache's rows") {
+  if (const std::string why = cuda_forward_unavailable(); !why.empty()) {
+    MESSAGE("SKIPPED: the GPU's decode attention needs a GPU: " << why);
+    return;
+  }
+  // Shapes that reach each path of the split kernels: several tiles a block (long caches), a sliding window, GQA groups
+  // of 1 (warps that only stage), 3 and 4, and 8 (two blocks of heads a KV head); Llama-3-8B's heads first.
+  struct Shape {
+    int hd, heads, kv_heads, window;
+    std::size_t n;
+  };
+  for (const Shape& sh : {Shape{128, 32, 8, 0, 9000}, Shape{64, 6, 2, 0, 5000}, Shape{256, 8, 1, 1500, 6000}, Shape{128, 4, 4, 0, 2000},
+                          Shape{64, 8, 2, 100, 700}}) {
+    for (const char* spec : {"", "turboquant(bits=4,rotation=hadamard)", "turboquant(bits=3,rotation=none)/turboquant(bits=2,rotation=hadamard)"}) {
+      CAPTURE(sh.hd);
+      CAPTURE(sh.heads);
+      CAPTURE(sh.kv_heads);
+      CAPTURE(sh.window);
+      CAPTURE(spec);
+      ModelConfig c = small_config(sh.hd);
+      c.n_layers = 1;
+      c.n_heads = sh.heads;
+      c.n_kv_heads = sh.kv_heads;
+      c.dim = sh.heads * sh.hd;
+      c.sliding_window = sh.window;
+      const std::string text = spec;
+      const std::size_t slash = text.find('/');
+      std::unique_ptr<KvQuantizer> kv;
+      if (!text.empty())
+        kv = std::make_unique<KvQuantizer>(kv_spec(text.substr(0, slash), slash == std::string::npos ? "key" : text.substr(slash + 1)), c, 31);
+      auto ops = make_cuda_forward_ops(false);
+      KvCache cache = ops->new_cache(c, sh.n, 1, kv.get());
+      REQUIRE(cache.coded_on_device == !text.empty());
+      const std::size_t row = static_cast<std::size_t>(c.n_kv_heads * sh.hd), qrow = static_cast<std::size_t>(c.n_heads * sh.hd);
+      auto upload = [&](const Matrix& m) {
+        const Acts a = ops->alloc(static_cast<std::size_t>(m.rows()), static_cast<std::size_t>(m.cols()));
+        std::vector<int> ids(static_cast<std::size_t>(m.rows()));
+        for (std::size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int>(i);
+        ops->embed(ids, m, 1.0f, a);
+        return a;
+      };
+      constexpr std::size_t kPiece = 1000;  // rows written by the prefill path, a piece at a time
+      for (std::size_t p = 0; p < sh.n; p += kPiece) {
+        const std::size_t m = std::min(kPiece, sh.n - p);
+        const Acts o = ops->alloc(m, qrow);
+        ops->attention(c, 0, upload(random_rows(m, qrow, 40 + p) * 0.01f), upload(random_rows(m, row, 41 + p)),
+                       upload(random_rows(m, row, 42 + p)), cache, p, o, AttentionExtras{kv.get(), nullptr});
+      }
+      const Matrix keys = cuda_cache_rows(cache, 0, true, sh.n), values = cuda_cache_rows(cache, 0, false, sh.n);
+      double worst = 0;
+      for (const std::size_t pos : {sh.n - 1, sh.n / 2 + 17, std::size_t{40}}) {
+        const Matrix q = random_rows(1, qrow, 77 + pos) * 0.05f;
+        const Matrix got = cuda_decode_attention(cache, c, 0, q, pos);
+        const std::size_t first = sh.window > 0 && pos + 1 > static_cast<std::size_t>(sh.window) ? pos + 1 - sh.window : 0;
+        for (int h = 0; h < c.n_heads; ++h) {
+          const int g = h / (c.n_heads / c.n_kv_heads);
+          std::vector<double> sc(pos + 1 - first);
+          double mx = -INFINITY, z = 0;
+          for (std::size_t j = first; j <= pos; ++j) {
+            double d = 0;
+            for (int i = 0; i < sh.hd; ++i) d += static_cast<double>(q(0, h * sh.hd + i)) * keys(static_cast<Eigen::Index>(j), g * sh.hd + i);
+            sc[j - first] = d / std::sqrt(static_cast<double>(sh.hd));
+            mx = std::max(mx, sc[j - first]);
+          }
+          for (auto& e : sc) z += (e = std::exp(e - mx));
+          for (int i = 0; i < sh.hd; ++i) {
+            double o = 0;
+            for (std::size_t j = first; j <= pos; ++j) o += sc[j - first] / z * values(static_cast<Eigen::Index>(j), g * sh.hd + i);
+            worst = std::max(worst, std::fabs(o - got(0, h * sh.hd + i)) / (1.0 + std::fabs(o)));
+          }
+        }
+      }
+      CHECK(worst < 1e-4);
+    }
+  }
+}
+
 TEST_CASE("greedy decoding with a TurboQuant KV cache coded on the GPU (a CUDA graph per step) writes the CPU path's tokens") {
   if (const std::string why = cuda_forward_unavailable(); !why.empty()) {
     MESSAGE("SKIPPED: the GPU's coded KV cache needs a GPU: " << why);

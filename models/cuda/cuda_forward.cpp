@@ -962,6 +962,32 @@ Matrix cuda_cache_rows(const KvCache& cache, int layer, bool keys, std::size_t n
   return out;
 }
 
+Matrix cuda_decode_attention(const KvCache& cache, const ModelConfig& c, int layer, const Matrix& q, std::size_t pos) {
+  const auto* kv = static_cast<const DeviceKv*>(cache.device.get());
+  const std::size_t cap = cache.device_capacity, qrow = static_cast<std::size_t>(c.n_heads) * c.head_dim;
+  if (!kv || pos >= cap || layer < 0 || static_cast<std::size_t>(layer) >= kv->k.size() || cache.sequences != 1 || q.rows() != 1 ||
+      static_cast<std::size_t>(q.cols()) != qrow)
+    throw InputError(fmt::format("cuda_decode_attention: layer {} position {} of a cache of {} positions, q {}×{} (want 1×{})", layer, pos, cap,
+                                 q.rows(), q.cols(), qrow));
+  const DecodeState state{0, static_cast<int>(pos), 0, 0};
+  gpu::DeviceBuffer st(sizeof state), qd(qrow * 4), out(qrow * 4),
+      scratch(decode_attention_scratch_floats(c.n_heads, c.head_dim, cap) * 4);
+  st.upload(&state, sizeof state);
+  qd.upload(q.data(), qrow * 4);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+  const bool ok = kv->coded(layer)
+                      ? launch_decode_attention(qd.as<float>(), kv->layer(layer), out.as<float>(), nullptr, st.as<DecodeState>(), cap,
+                                                c.n_heads, c.n_kv_heads, c.head_dim, c.sliding_window, scale, scratch.as<float>())
+                      : launch_decode_attention(qd.as<float>(), kv->k[layer].get(), kv->v[layer].get(), kv->bf16, out.as<float>(), nullptr,
+                                                st.as<DecodeState>(), cap, c.n_heads, c.n_kv_heads, c.head_dim, c.sliding_window, scale,
+                                                scratch.as<float>());
+  if (!ok) throw RunError(fmt::format("cuda_decode_attention: head_dim {} is not one the decode attention takes", c.head_dim));
+  launched("decode attention");
+  Matrix o(1, static_cast<Eigen::Index>(qrow));
+  out.download(o.data(), qrow * 4);
+  return o;
+}
+
 std::unique_ptr<Linear> make_cuda_dense_linear(const Matrix& w, bool fp32) { return std::make_unique<CudaDenseLinear>(w, fp32); }
 
 std::unique_ptr<Linear> make_cuda_lut_mma_device_linear(const Quantizer& quantizer, const QuantizedMatrix& q) {

@@ -26,6 +26,10 @@ std::unique_ptr<Linear> make_cuda_dense_linear(const Matrix& w, bool fp32 = fals
 // The first n rows (n × kv_heads·head_dim, fp32) of layer l's keys (or values) in a cache this backend made, as its
 // attention reads them: a coded layer decoded by the GPU's decoder, a dense one widened from bf16 where it is bf16.
 Matrix cuda_cache_rows(const KvCache& cache, int layer, bool keys, std::size_t n);
+// One decode step's attention of layer l (the kernels generate's graph runs: flash-decoding's split over a dense cache,
+// or the staged split over a coded one) for the query q (1 × n_heads·head_dim, RoPE applied, unscaled) at position pos
+// over the rows [0, pos] already in the cache (c.sliding_window applies): 1 × n_heads·head_dim. For tests.
+Matrix cuda_decode_attention(const KvCache& cache, const ModelConfig& c, int layer, const Matrix& q, std::size_t pos);
 // A quantized matrix the lut_mma kernels read, on device pointers (fp32 in and out, x rounded to bf16).
 std::unique_ptr<Linear> make_cuda_lut_mma_device_linear(const Quantizer& quantizer, const QuantizedMatrix& q);
 

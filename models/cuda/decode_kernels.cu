@@ -111,84 +111,71 @@ __device__ __forceinline__ void value_dims(const KV* vr, int lane, int hd, float
   }
 }
 
-// Where the split kernel reads keys and values. A reader gives a key's score against the warp's (scaled) query and
+// Where the split kernel reads keys and values (the dense cache's rows; a coded cache has its own staged kernel below,
+// decode_attention_split_coded, which decodes a tile once for the group's heads). A reader gives a key's score against the warp's (scaled) query and
 // the PER values of a V row a lane owns; it may transform the query first (prepare_query) and keep tables in the
-// block's shared memory (setup, before a __syncthreads).
+// block's shared memory (setup writes them before a __syncthreads; score and values read them). Readers are const:
+// a kernel parameter written to (or indexed at run time) is copied to the thread's stack, and every member read
+// then goes through local memory (288 bytes of stack frame, seen with -Xptxas -v).
 // The dense cache: rows of nkv·hd, bf16 or fp32.
 template <typename KV>
 struct DenseRows {
   const KV *K, *V;
   std::size_t ld;  // nkv·hd
-  __device__ void setup(float*) {}
+  __device__ void setup(float*) const {}
   template <int HD>
   __device__ void prepare_query(float*, int, int) const {}
   template <int HD>
-  __device__ float score(std::size_t j, int kvh, const float* qh, int hd) const {
+  __device__ float score(const float*, std::size_t j, int kvh, const float* qh, int hd) const {
     return key_score<KV, HD>(K + j * ld + static_cast<std::size_t>(kvh) * hd, qh, hd);
   }
   template <int HD, int PER>
-  __device__ void values(std::size_t j, int kvh, int lane, int hd, float (&v)[PER]) const {
+  __device__ void values(const float*, std::size_t j, int kvh, int lane, int hd, float (&v)[PER]) const {
     value_dims<KV, HD, PER>(V + j * ld + static_cast<std::size_t>(kvh) * hd, lane, hd, v);
   }
 };
 
-// The coded cache (kv_codec_kernels.hpp; KB, VB: key and value bits): ⟨q, k̂⟩ = ‖y‖ ⟨Π q, lut[codes]⟩, so the warp
-// rotates its query once (D's signs, the butterflies, 1/√d) and each key costs a lookup and a product per coordinate;
-// values are summed in the rotated domain (p · ‖y‖ · lut[code]) and the combine kernel rotates the head's output back.
-template <int KB, int VB>
-struct CodedRows {
-  CodedKvLayer L;
-  std::size_t capacity;
-  const float* lut = nullptr;  // shared: 16 key centroids, then 16 value centroids
-  __device__ void setup(float* tables) {
-    if (threadIdx.x < 16) tables[threadIdx.x] = L.key.lut[threadIdx.x];
-    else if (threadIdx.x < 32) tables[threadIdx.x] = L.value.lut[threadIdx.x - 16];
-    lut = tables;
+// The end of a split block: each warp's (max, sum, P·V) put in shared memory, then each head's warps combined (several
+// where the group is smaller than the block: warp g + s·heads is head g's share s) and stored for the combine kernel.
+// wacc: kWarps rows of DIMS floats.
+template <int HD, int PER>
+__device__ void store_partials(float m, float l, const float (&acc)[PER], int heads, int shares, int group, int first_head, int kvh,
+                               int split, int splits, int hd, float* wm, float* wl, float* wacc, float* partial) {
+  constexpr int DIMS = HD > 0 ? HD : kMaxPer * 32;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  for (int o = 16; o > 0; o /= 2) l += __shfl_xor_sync(0xffffffffu, l, o);
+  if (lane == 0) {
+    wm[warp] = m;
+    wl[warp] = l;
   }
-  template <int HD>
-  __device__ void prepare_query(float* qh, int kvh, int lane) const {
-    if (!L.key.rotated) return;
-    for (int d = lane; d < HD; d += 32) qh[d] *= L.k_signs[kvh * HD + d];
-    __syncwarp();
-    warp_fwht<HD>(qh, lane);
-    for (int d = lane; d < HD; d += 32) qh[d] *= L.key.scale;
-    __syncwarp();
-  }
-  template <int HD>
-  __device__ float score(std::size_t j, int kvh, const float* qh, int) const {
-    constexpr int kBytes = HD * KB / 8, kWords = kBytes / 4;
-    const std::size_t at = static_cast<std::size_t>(kvh) * capacity + j;
-    const uint2* row = reinterpret_cast<const uint2*>(L.k_codes + at * kBytes);  // rows start on 8 bytes (HD ≥ 64)
-    std::uint32_t w[kWords];
 #pragma unroll
-    for (int i = 0; i < kWords / 2; ++i) {
-      const uint2 u = row[i];
-      w[2 * i] = u.x;
-      w[2 * i + 1] = u.y;
+  for (int e = 0; e < PER; ++e) {
+    const int d = HD > 0 ? lane * PER + e : lane + 32 * e;
+    if (d < hd) wacc[warp * DIMS + d] = acc[e];
+  }
+  __syncthreads();
+  for (int i = threadIdx.x; i < heads * hd; i += kThreads) {
+    const int gg = i / hd, d = i % hd;
+    if (first_head + gg >= group) continue;
+    float mx = -INFINITY;
+    for (int s = 0; s < shares; ++s) mx = fmaxf(mx, wm[gg + s * heads]);
+    float sum = 0, a = 0;
+    if (mx != -INFINITY)
+      for (int s = 0; s < shares; ++s) {
+        const int w = gg + s * heads;
+        if (wm[w] == -INFINITY) continue;
+        const float f = __expf(wm[w] - mx);
+        sum += wl[w] * f;
+        a += wacc[w * DIMS + d] * f;
+      }
+    float* P = partial + (static_cast<std::size_t>(kvh * group + first_head + gg) * splits + split) * (hd + 2);
+    P[2 + d] = a;
+    if (d == 0) {
+      P[0] = mx;
+      P[1] = sum;
     }
-    float s = 0;
-#pragma unroll
-    for (int d = 0; d < HD; d += 4) {
-      const float4 q4 = *reinterpret_cast<const float4*>(qh + d);
-      s += q4.x * lut[code_at<KB>(w, d)] + q4.y * lut[code_at<KB>(w, d + 1)] + q4.z * lut[code_at<KB>(w, d + 2)] +
-           q4.w * lut[code_at<KB>(w, d + 3)];
-    }
-    return s * L.k_norms[at];
   }
-  template <int HD, int PER>
-  __device__ void values(std::size_t j, int kvh, int lane, int, float (&v)[PER]) const {
-    constexpr int kBytes = HD * VB / 8, kBits = PER * VB;  // a lane's dims lane·PER … take kBits ≤ 32 bits
-    const std::size_t at = static_cast<std::size_t>(kvh) * capacity + j;
-    const int bit0 = lane * kBits;
-    const std::uint32_t* word = reinterpret_cast<const std::uint32_t*>(L.v_codes + at * kBytes) + bit0 / 32;
-    std::uint64_t window = word[0];
-    if (bit0 % 32 + kBits > 32) window |= static_cast<std::uint64_t>(word[1]) << 32;
-    window >>= bit0 % 32;
-    const float norm = L.v_norms[at];
-#pragma unroll
-    for (int e = 0; e < PER; ++e) v[e] = lut[16 + static_cast<int>((window >> (e * VB)) & ((1u << VB) - 1u))] * norm;
-  }
-};
+}
 
 // Block (KV head, key range, head chunk): partial[head][range] = (max score, Σ exp(s − max), Σ exp(s − max) v). Each
 // warp takes one query head (GQA: the block's heads read the same K and V rows, which L1 serves to the others) and,
@@ -197,7 +184,7 @@ struct CodedRows {
 // latency-bound (ncu on the H100: one warp a scheduler, 13 cycles an instruction, 30 µs a layer at ctx 600).
 // HD: the head_dim when known at compile time (64, 128, 256), else 0.
 template <typename Reader, int HD>
-__global__ void __launch_bounds__(kThreads) decode_attention_split(const float* q, Reader reader, const DecodeState* st,
+__global__ void __launch_bounds__(kThreads) decode_attention_split(const float* q, const Reader reader, const DecodeState* st,
                                                                    std::size_t chunk, int splits, int nh, int nkv, int hd, int window,
                                                                    float scale, float* partial) {
   constexpr int PER = HD > 0 ? HD / 32 : kMaxPer;  // V dims per lane
@@ -232,7 +219,7 @@ __global__ void __launch_bounds__(kThreads) decode_attention_split(const float* 
       if (j0 + kTile <= begin) continue;  // the whole tile before the window (uniform over the warp)
       const std::size_t j = j0 + lane;
       const bool valid = j >= begin && j < end;
-      const float sc = valid ? reader.template score<HD>(j, kvh, qs[warp], hd) : -INFINITY;
+      const float sc = valid ? reader.template score<HD>(tables, j, kvh, qs[warp], hd) : -INFINITY;
       float mt = sc;
       for (int o = 16; o > 0; o /= 2) mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, o));
       const float mn = fmaxf(m, mt), c = __expf(m - mn), p = valid ? __expf(sc - mn) : 0.0f;  // mt is finite: a key is valid
@@ -250,7 +237,7 @@ __global__ void __launch_bounds__(kThreads) decode_attention_split(const float* 
 #pragma unroll
         for (int u = 0; u < kBatch; ++u) {
           if (k0 + u < keys) {
-            reader.template values<HD, PER>(j0 + k0 + u, kvh, lane, hd, vx[u]);
+            reader.template values<HD, PER>(tables, j0 + k0 + u, kvh, lane, hd, vx[u]);
           } else {
 #pragma unroll
             for (int e = 0; e < PER; ++e) vx[u][e] = 0.0f;
@@ -266,39 +253,171 @@ __global__ void __launch_bounds__(kThreads) decode_attention_split(const float* 
       __syncwarp();  // ps is rewritten by the next tile
     }
   }
-  for (int o = 16; o > 0; o /= 2) l += __shfl_xor_sync(0xffffffffu, l, o);
-  if (lane == 0) {
-    wm[warp] = m;
-    wl[warp] = l;
-  }
+  store_partials<HD, PER>(m, l, acc, heads, shares, group, first_head, kvh, split, splits, hd, wm, wl, &wacc[0][0], partial);
+}
+
+// The coded cache's split kernel (kv_codec_kernels.hpp; KB, VB: key and value bits). ⟨q, k̂⟩ = ‖y‖ ⟨Π q, lut[codes]⟩,
+// so each warp rotates its query into the keys' domain once; values are summed in their rotated domain and the combine
+// kernel rotates each head's output back. The block decodes each tile of 32 keys once into shared memory (K and V rows
+// of ‖y‖ · lut[code], fp32), and then every warp (one query head of the GQA group) reads them as the dense path reads
+// its rows: the decode is shared by the group's heads instead of repeated per head. A thread holds the next tile's
+// codes in registers while the block works on the current one (one round trip to memory per tile, issued a tile
+// ahead). ncu on the H100 (ctx 32k, 4-bit, Llama-3-8B shapes), a warp per head decoding its own keys and values:
+// 162 µs a layer, 38% issue-active, stalled on long scoreboard, 1.85k instructions per warp and tile.
+template <int HD, int KB, int VB>
+struct CodedTile {
+  static constexpr int kTasks = HD;  // 32 rows × HD/32 chunks of 32 codes (KB or VB words each)
+  static constexpr int kPer = (kTasks + kThreads - 1) / kThreads;
+  static constexpr int kStride = HD + 4;  // a staged row's floats: lane j's float4 at row j hits banks 4j… (no conflicts)
+  std::uint32_t kw[kPer][KB], vw[kPer][VB];
+  float kn[kPer], vn[kPer];
+
+  template <int N>
+  __device__ static void load_words(const std::uint32_t* p, std::uint32_t (&w)[N]) {
+    if constexpr (N == 4) {  // 16-byte aligned: rows of HD/2 bytes, chunks of 16
+      const uint4 u = *reinterpret_cast<const uint4*>(p);
+      w[0] = u.x, w[1] = u.y, w[2] = u.z, w[3] = u.w;
+    } else if constexpr (N == 2) {
+      const uint2 u = *reinterpret_cast<const uint2*>(p);
+      w[0] = u.x, w[1] = u.y;
+    } else {
 #pragma unroll
-  for (int e = 0; e < PER; ++e) {
-    const int d = HD > 0 ? lane * PER + e : lane + 32 * e;
-    if (d < hd) wacc[warp][d] = acc[e];
-  }
-  __syncthreads();
-  // Each head's warps combined (several where the group is smaller than the block), then stored for the combine kernel.
-  for (int i = threadIdx.x; i < heads * hd; i += kThreads) {
-    const int gg = i / hd, d = i % hd;
-    if (first_head + gg >= group) continue;
-    float mx = -INFINITY;
-    for (int s = 0; s < shares; ++s) mx = fmaxf(mx, wm[gg + s * heads]);
-    float sum = 0, a = 0;
-    if (mx != -INFINITY)
-      for (int s = 0; s < shares; ++s) {
-        const int w = gg + s * heads;
-        if (wm[w] == -INFINITY) continue;
-        const float f = __expf(wm[w] - mx);
-        sum += wl[w] * f;
-        a += wacc[w][d] * f;
-      }
-    float* P = partial + (static_cast<std::size_t>(kvh * group + first_head + gg) * splits + split) * (hd + 2);
-    P[2 + d] = a;
-    if (d == 0) {
-      P[0] = mx;
-      P[1] = sum;
+      for (int i = 0; i < N; ++i) w[i] = p[i];
     }
   }
+  // This thread's chunks of tile [j0, j0 + 32) of KV head kvh; rows outside [begin, end) read as zero (never loaded:
+  // past the last written row the buffer holds whatever was there).
+  __device__ void load(const CodedKvLayer& L, std::size_t capacity, int kvh, std::size_t j0, std::size_t begin, std::size_t end) {
+#pragma unroll
+    for (int i = 0; i < kPer; ++i) {
+      const int t = threadIdx.x + i * kThreads, c = t / 32, r = t % 32;
+      const std::size_t j = j0 + r, at = static_cast<std::size_t>(kvh) * capacity + j;
+      if (t < kTasks && j >= begin && j < end) {
+        load_words(reinterpret_cast<const std::uint32_t*>(L.k_codes + at * (HD * KB / 8)) + c * KB, kw[i]);
+        load_words(reinterpret_cast<const std::uint32_t*>(L.v_codes + at * (HD * VB / 8)) + c * VB, vw[i]);
+        kn[i] = L.k_norms[at];
+        vn[i] = L.v_norms[at];
+      } else {
+#pragma unroll
+        for (int w = 0; w < KB; ++w) kw[i][w] = 0;
+#pragma unroll
+        for (int w = 0; w < VB; ++w) vw[i][w] = 0;
+        kn[i] = vn[i] = 0;
+      }
+    }
+  }
+  // Writes the chunks as ‖y‖ · lut[code] into ks and vs (32 rows of kStride). lut: 16 key centroids, then 16 value ones.
+  __device__ void stage(const float* lut, float* ks, float* vs) const {
+#pragma unroll
+    for (int i = 0; i < kPer; ++i) {
+      const int t = threadIdx.x + i * kThreads, c = t / 32, r = t % 32;
+      if (t >= kTasks) continue;
+      float* kd = ks + r * kStride + c * 32;
+      float* vd = vs + r * kStride + c * 32;
+#pragma unroll
+      for (int e = 0; e < 32; e += 4) {
+        *reinterpret_cast<float4*>(kd + e) = make_float4(lut[code_at<KB>(kw[i], e)] * kn[i], lut[code_at<KB>(kw[i], e + 1)] * kn[i],
+                                                         lut[code_at<KB>(kw[i], e + 2)] * kn[i], lut[code_at<KB>(kw[i], e + 3)] * kn[i]);
+        *reinterpret_cast<float4*>(vd + e) =
+            make_float4(lut[16 + code_at<VB>(vw[i], e)] * vn[i], lut[16 + code_at<VB>(vw[i], e + 1)] * vn[i],
+                        lut[16 + code_at<VB>(vw[i], e + 2)] * vn[i], lut[16 + code_at<VB>(vw[i], e + 3)] * vn[i]);
+      }
+    }
+  }
+};
+
+// Shared memory of the staged kernel's two tiles (dynamic: 66.6 KB at head_dim 256).
+template <int HD>
+constexpr std::size_t staged_tile_bytes() {
+  return 2 * static_cast<std::size_t>(kTile) * (HD + 4) * sizeof(float);
+}
+
+// Block (KV head, key range, head chunk), as decode_attention_split, every warp of the block on every tile (the tile is
+// staged by all of them); warps past the group's heads only stage.
+template <int HD, int KB, int VB>
+__global__ void __launch_bounds__(kThreads) decode_attention_split_coded(const float* q, const CodedKvLayer L, std::size_t capacity,
+                                                                         const DecodeState* st, std::size_t chunk, int splits, int nh,
+                                                                         int nkv, int window, float scale, float* partial) {
+  using Tile = CodedTile<HD, KB, VB>;
+  constexpr int PER = HD / 32, S = Tile::kStride;
+  extern __shared__ float4 staged_smem[];
+  float* ks = reinterpret_cast<float*>(staged_smem);
+  float* vs = ks + kTile * S;
+  __shared__ __align__(16) float qs[kWarps][HD];
+  __shared__ float ps[kWarps][kTile];
+  __shared__ float wm[kWarps], wl[kWarps];
+  __shared__ __align__(16) float wacc[kWarps][HD];
+  __shared__ float lut[32];
+  if (threadIdx.x < 16) lut[threadIdx.x] = param_at(L.key.lut, threadIdx.x);
+  else if (threadIdx.x < 32) lut[threadIdx.x] = param_at(L.value.lut, threadIdx.x - 16);
+  const int group = nh / nkv, heads = min(group, kWarps);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int kvh = blockIdx.x, split = blockIdx.y, first_head = blockIdx.z * heads;
+  const bool works = warp < heads && first_head + warp < group;
+  const int head = kvh * group + first_head + warp;
+  const std::size_t pos = static_cast<std::size_t>(st->pos), visible = pos + 1;
+  const std::size_t first = window > 0 && visible > static_cast<std::size_t>(window) ? visible - window : 0;
+  const std::size_t start = split * chunk, begin = max(start, first), end = min(start + chunk, visible);
+  if (works) {
+    for (int d = lane; d < HD; d += 32) qs[warp][d] = q[static_cast<std::size_t>(head) * HD + d] * scale;
+    __syncwarp();
+    if (L.key.rotated) {
+      for (int d = lane; d < HD; d += 32) qs[warp][d] *= L.k_signs[kvh * HD + d];
+      __syncwarp();
+      warp_fwht<HD>(qs[warp], lane);
+      for (int d = lane; d < HD; d += 32) qs[warp][d] *= L.key.scale;
+      __syncwarp();
+    }
+  }
+  float m = -INFINITY, l = 0, acc[PER];
+#pragma unroll
+  for (int e = 0; e < PER; ++e) acc[e] = 0;
+  // The tiles holding [begin, end), the same for every warp (an empty range: none).
+  const std::size_t t0 = begin < end ? start + (begin - start) / kTile * kTile : end;
+  Tile tile;
+  if (t0 < end) tile.load(L, capacity, kvh, t0, begin, end);
+  for (std::size_t j0 = t0; j0 < end; j0 += kTile) {
+    __syncthreads();  // the previous tile's readers are done (and, the first time, lut is written)
+    tile.stage(lut, ks, vs);
+    if (j0 + kTile < end) tile.load(L, capacity, kvh, j0 + kTile, begin, end);
+    __syncthreads();
+    if (!works) continue;
+    const std::size_t j = j0 + lane;
+    const bool valid = j >= begin && j < end;
+    float sc = -INFINITY;
+    if (valid) {
+      const float* kr = ks + lane * S;
+      sc = 0;
+#pragma unroll
+      for (int d = 0; d < HD; d += 4) {
+        const float4 k4 = *reinterpret_cast<const float4*>(kr + d), q4 = *reinterpret_cast<const float4*>(&qs[warp][d]);
+        sc += q4.x * k4.x + q4.y * k4.y + q4.z * k4.z + q4.w * k4.w;
+      }
+    }
+    float mt = sc;
+    for (int o = 16; o > 0; o /= 2) mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, o));
+    const float mn = fmaxf(m, mt), c = __expf(m - mn), p = valid ? __expf(sc - mn) : 0.0f;  // mt is finite: a key is valid
+    l = l * c + p;
+#pragma unroll
+    for (int e = 0; e < PER; ++e) acc[e] *= c;
+    m = mn;
+    ps[warp][lane] = p;
+    __syncwarp();
+    const int keys = static_cast<int>(min(static_cast<std::size_t>(kTile), end - j0));  // rows past it are zero, p 0
+#pragma unroll 4
+    for (int k = 0; k < keys; ++k) {
+      const float pk = ps[warp][k];
+      const float* vr = vs + k * S + lane * PER;
+#pragma unroll
+      for (int e = 0; e < PER; e += 2) {
+        const float2 v2 = *reinterpret_cast<const float2*>(vr + e);
+        acc[e] += pk * v2.x;
+        acc[e + 1] += pk * v2.y;
+      }
+    }
+    __syncwarp();  // ps is rewritten by the next tile
+  }
+  store_partials<HD, PER>(m, l, acc, heads, 1, group, first_head, kvh, split, splits, HD, wm, wl, &wacc[0][0], partial);
 }
 
 // Threads over nh·half pairs of q, then nkv·half pairs of k (rotated, written to the cache too), then nkv·hd values of v.
@@ -347,24 +466,49 @@ void launch_split(dim3 grid, const float* q, const KV* K, const KV* V, const Dec
   }
 }
 
-// The coded cache's split kernel: head_dim and both streams' bits at compile time (codes held in registers).
+// The coded cache's split kernel: head_dim and both streams' bits at compile time. Its dynamic shared memory is
+// allowed once per instantiation (before the graph's capture: the first decode step runs eagerly), and its split
+// count is chosen so that the grid is one wave of resident blocks where the cache is long enough (at most the dense
+// rule's count, which sizes the scratch): 5 blocks an SM at head_dim 128 (the staged tiles), so the dense rule's 912
+// blocks at 32k would run as 1.4 waves. Returns the split count (the combine kernel's).
+template <int HD, int KB, int VB>
+int launch_coded_split_hd(const float* q, const CodedKvLayer& layer, std::size_t capacity, const DecodeState* st, int nh, int nkv,
+                          int window, float scale, float* partial) {
+  constexpr std::size_t bytes = staged_tile_bytes<HD>();
+  static const int slots = [] {  // resident blocks on the device (0: unknown)
+    const auto kernel = decode_attention_split_coded<HD, KB, VB>;
+    int device = 0, sms = 0, per_sm = 0;
+    if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)) != cudaSuccess) return 0;
+    if (cudaGetDevice(&device) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess) return 0;
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, bytes) != cudaSuccess) return 0;
+    return sms * per_sm;
+  }();
+  const int group = nh / nkv, heads = std::min(group, kWarps), z = (group + heads - 1) / heads;
+  int splits = static_cast<int>(splits_for(capacity));
+  if (slots > 0) splits = std::max(1, std::min(splits, slots / (nkv * z)));
+  std::size_t chunk = (capacity + splits - 1) / splits;
+  chunk = (chunk + kTile - 1) / kTile * kTile;
+  splits = static_cast<int>((capacity + chunk - 1) / chunk);
+  const dim3 grid(static_cast<unsigned>(nkv), static_cast<unsigned>(splits), static_cast<unsigned>(z));
+  decode_attention_split_coded<HD, KB, VB><<<grid, kThreads, bytes>>>(q, layer, capacity, st, chunk, splits, nh, nkv, window, scale, partial);
+  return splits;
+}
 template <int KB, int VB>
-void launch_coded_split(dim3 grid, const float* q, const CodedKvLayer& layer, std::size_t capacity, const DecodeState* st, std::size_t chunk,
-                        int splits, int nh, int nkv, int hd, int window, float scale, float* partial) {
-  const CodedRows<KB, VB> r{layer, capacity};
+int launch_coded_split(const float* q, const CodedKvLayer& layer, std::size_t capacity, const DecodeState* st, int nh, int nkv, int hd,
+                       int window, float scale, float* partial) {
   switch (hd) {
-    case 64: decode_attention_split<CodedRows<KB, VB>, 64><<<grid, kThreads>>>(q, r, st, chunk, splits, nh, nkv, hd, window, scale, partial); break;
-    case 128: decode_attention_split<CodedRows<KB, VB>, 128><<<grid, kThreads>>>(q, r, st, chunk, splits, nh, nkv, hd, window, scale, partial); break;
-    default: decode_attention_split<CodedRows<KB, VB>, 256><<<grid, kThreads>>>(q, r, st, chunk, splits, nh, nkv, hd, window, scale, partial); break;
+    case 64: return launch_coded_split_hd<64, KB, VB>(q, layer, capacity, st, nh, nkv, window, scale, partial);
+    case 128: return launch_coded_split_hd<128, KB, VB>(q, layer, capacity, st, nh, nkv, window, scale, partial);
+    default: return launch_coded_split_hd<256, KB, VB>(q, layer, capacity, st, nh, nkv, window, scale, partial);
   }
 }
 template <int KB>
-void launch_coded_split_v(int vb, dim3 grid, const float* q, const CodedKvLayer& layer, std::size_t capacity, const DecodeState* st,
-                          std::size_t chunk, int splits, int nh, int nkv, int hd, int window, float scale, float* partial) {
+int launch_coded_split_v(int vb, const float* q, const CodedKvLayer& layer, std::size_t capacity, const DecodeState* st, int nh, int nkv,
+                         int hd, int window, float scale, float* partial) {
   switch (vb) {
-    case 2: return launch_coded_split<KB, 2>(grid, q, layer, capacity, st, chunk, splits, nh, nkv, hd, window, scale, partial);
-    case 3: return launch_coded_split<KB, 3>(grid, q, layer, capacity, st, chunk, splits, nh, nkv, hd, window, scale, partial);
-    default: return launch_coded_split<KB, 4>(grid, q, layer, capacity, st, chunk, splits, nh, nkv, hd, window, scale, partial);
+    case 2: return launch_coded_split<KB, 2>(q, layer, capacity, st, nh, nkv, hd, window, scale, partial);
+    case 3: return launch_coded_split<KB, 3>(q, layer, capacity, st, nh, nkv, hd, window, scale, partial);
+    default: return launch_coded_split<KB, 4>(q, layer, capacity, st, nh, nkv, hd, window, scale, partial);
   }
 }
 
@@ -488,13 +632,12 @@ bool launch_decode_attention(const float* q, const CodedKvLayer& layer, float* o
                              std::size_t capacity, int nh, int nkv, int hd, int window, float scale, float* scratch) {
   const auto bits_ok = [](int b) { return b >= 2 && b <= 4; };
   if ((hd != 64 && hd != 128 && hd != 256) || nkv <= 0 || nh % nkv != 0 || !bits_ok(layer.key.bits) || !bits_ok(layer.value.bits)) return false;
-  const std::size_t chunk = split_keys(capacity);
-  const int splits = static_cast<int>(splits_for(capacity)), group = nh / nkv, heads = std::min(group, kWarps);
-  const dim3 grid(static_cast<unsigned>(nkv), static_cast<unsigned>(splits), static_cast<unsigned>((group + heads - 1) / heads));
+  const int group = nh / nkv;
+  int splits = 0;
   switch (layer.key.bits) {
-    case 2: launch_coded_split_v<2>(layer.value.bits, grid, q, layer, capacity, state, chunk, splits, nh, nkv, hd, window, scale, scratch); break;
-    case 3: launch_coded_split_v<3>(layer.value.bits, grid, q, layer, capacity, state, chunk, splits, nh, nkv, hd, window, scale, scratch); break;
-    default: launch_coded_split_v<4>(layer.value.bits, grid, q, layer, capacity, state, chunk, splits, nh, nkv, hd, window, scale, scratch); break;
+    case 2: splits = launch_coded_split_v<2>(layer.value.bits, q, layer, capacity, state, nh, nkv, hd, window, scale, scratch); break;
+    case 3: splits = launch_coded_split_v<3>(layer.value.bits, q, layer, capacity, state, nh, nkv, hd, window, scale, scratch); break;
+    default: splits = launch_coded_split_v<4>(layer.value.bits, q, layer, capacity, state, nh, nkv, hd, window, scale, scratch); break;
   }
   decode_attention_combine<<<static_cast<unsigned>(nh), static_cast<unsigned>(hd)>>>(
       scratch, splits, hd, out, reinterpret_cast<__nv_bfloat16*>(out_bf16), layer.value.rotated ? layer.v_signs : nullptr,

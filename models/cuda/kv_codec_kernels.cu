@@ -49,7 +49,8 @@ __global__ void kv_encode(const float* x, std::size_t ld, int hd, KvStreamParams
   const int half = (1 << (p.bits - 1)) - 1;
   const float a = fabsf(y[i]);
   int m = 0;
-  for (int k = 0; k < half; ++k) m += a > __fmul_rn(p.bounds[k], norm);
+#pragma unroll
+  for (int k = 0; k < 7; ++k) m += k < half && a > __fmul_rn(p.bounds[k], norm);  // constant indices: no stack copy of p
   code[i] = static_cast<std::uint8_t>(y[i] > 0.0f ? half + 1 + m : half - m);
   __syncthreads();
   const int bytes = hd * p.bits / 8;
@@ -73,7 +74,7 @@ __global__ void kv_decode(const std::uint8_t* codes, const float* norms, int hd,
   __shared__ float lut[16];
   const int i = threadIdx.x, h = blockIdx.y, nkv = gridDim.y;
   const std::size_t t = blockIdx.x;
-  if (i < 16) lut[i] = p.lut[i];
+  if (i < 16) lut[i] = param_at(p.lut, i);
   __syncthreads();
   const int bytes = hd * p.bits / 8, bit = i * p.bits;
   const std::uint8_t* row = codes + (static_cast<std::size_t>(h) * capacity + t) * bytes;

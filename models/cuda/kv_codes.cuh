@@ -39,6 +39,17 @@ __device__ __forceinline__ void warp_fwht(float* x, int lane) {
   }
 }
 
+// a[i] of an array in a kernel's parameters, i known only at run time: an unrolled select, so the parameters are read
+// where they are (constant memory) instead of being copied to the thread's stack for an indexed load.
+template <int N>
+__device__ __forceinline__ float param_at(const float (&a)[N], int i) {
+  float r = 0;
+#pragma unroll
+  for (int k = 0; k < N; ++k)
+    if (k == i) r = a[k];
+  return r;
+}
+
 // Code i of BITS bits from a row of packed codes held as 32-bit words (bitpack.hpp: little-endian, least significant
 // bit first); i known at compile time after unrolling, so the words stay in registers.
 template <int BITS, int WORDS>

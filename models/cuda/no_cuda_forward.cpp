@@ -11,6 +11,9 @@ std::unique_ptr<ForwardOps> make_cuda_forward_ops(bool) { throw InputError("--de
 std::unique_ptr<Linear> make_cuda_dense_linear(const Matrix&, bool) { throw InputError("--device cuda: " + cuda_forward_unavailable()); }
 
 Matrix cuda_cache_rows(const KvCache&, int, bool, std::size_t) { throw InputError("--device cuda: " + cuda_forward_unavailable()); }
+Matrix cuda_decode_attention(const KvCache&, const ModelConfig&, int, const Matrix&, std::size_t) {
+  throw InputError("--device cuda: " + cuda_forward_unavailable());
+}
 
 std::unique_ptr<Linear> make_cuda_lut_mma_device_linear(const Quantizer&, const QuantizedMatrix&) {
   throw InputError("--device cuda: " + cuda_forward_unavailable());
