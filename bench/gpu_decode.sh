@@ -4,7 +4,8 @@
 # about 512 tokens, then 128 decode steps by tqbench (bf16 cuBLAS; TurboQuant 4-bit g128 through cuda_lut_mma) and by
 # PyTorch (bf16 eager, bf16 CUDA graph, int4 tinygemm CUDA graph) and transformers' generate, on the same tokens.
 # Needs carry/ from `scripts/device_carry.sh --models`.
-#   bench/gpu_decode.sh [bf16|long]   bf16: skip the 4-bit model (its quantization on the host takes minutes of the call);
+#   bench/gpu_decode.sh [bf16|tqbench|long|profile|load|attention-ncu]   bf16: skip the 4-bit model (its quantization on
+#     the host takes minutes of the call); tqbench: tqbench's rows only (no peers);
 #     long: decode time and KV bytes against context (1k to 32k tokens, TQB_LONG_CTX to pick; the folder's config
 #     given 40,960 positions), bf16 cache against TurboQuant 4- and 2-bit caches coded on the GPU (TQB_LONG_KV=0: the
 #     bf16 cache only), tqbench only; profile: where a decode step's time goes
@@ -87,6 +88,9 @@ if [[ "${1:-}" == profile ]]; then
 fi
 step "tqbench bf16 (cuBLAS), CUDA graph per step"
 carry/bin/tqbench generate --model $L8 --device cuda --prompt-file /tmp/prompt-512.txt --tokens 129 2>&1 >/dev/null | grep -E "prefill|GPU memory|rror"
+step "tqbench bf16 (cuBLAS) + TurboQuant 4-bit KV cache coded on the GPU, CUDA graph per step"
+carry/bin/tqbench generate --model $L8 --device cuda --prompt-file /tmp/prompt-512.txt --tokens 129 \
+  --kv-key "turboquant(bits=4,rotation=hadamard)" --kv-value key 2>&1 >/dev/null | grep -E "prefill|GPU memory|KV cache|rror"
 if [[ "${1:-}" != bf16 ]]; then
   step "tqbench TurboQuant 4-bit g128 (Hadamard), cuda_lut_mma, CUDA graph per step"
   carry/bin/tqbench generate --model $L8 --device cuda --prompt-file /tmp/prompt-512.txt --tokens 129 --quantizer "turboquant(bits=4,group=128,rotation=hadamard)" \
@@ -97,6 +101,7 @@ if [[ "${1:-}" != bf16 ]]; then
   carry/bin/tqbench generate --model $L8 --device cuda --prompt-file /tmp/prompt-512.txt --tokens 129 --quantizer "turboquant(bits=4,group=128,rotation=hadamard)" \
     --kernel cuda_lut_mma --kv-key "turboquant(bits=4,rotation=hadamard)" --kv-value key 2>&1 >/dev/null | grep -E "prefill|GPU memory|KV cache|rror"
 fi
+[[ "${1:-}" == tqbench ]] && exit 0
 step "peers"
 python3 bench/peers/torch_decode.py --model $L8 --text $T --prompt 512 --tokens 128
 step "done"
