@@ -97,6 +97,33 @@ std::pair<Matrix, Matrix> cpu_rows(KvQuantizer& kv, int layer, const Matrix& k, 
   return {cache.k[static_cast<std::size_t>(layer)], cache.v[static_cast<std::size_t>(layer)]};
 }
 
+// Softmax attention in double for one query head (q: its hd floats, unscaled) over rows [first, last] of the KV head's
+// columns g·hd … of keys and values: hd outputs.
+std::vector<double> reference_attention(const float* q, const Matrix& keys, const Matrix& values, int g, int hd, std::size_t first,
+                                        std::size_t last) {
+  std::vector<double> s(last + 1 - first), o(static_cast<std::size_t>(hd), 0.0);
+  double mx = -INFINITY, z = 0;
+  for (std::size_t j = first; j <= last; ++j) {
+    double d = 0;
+    for (int i = 0; i < hd; ++i) d += static_cast<double>(q[i]) * keys(static_cast<Eigen::Index>(j), g * hd + i);
+    s[j - first] = d / std::sqrt(static_cast<double>(hd));
+    mx = std::max(mx, s[j - first]);
+  }
+  for (auto& e : s) z += (e = std::exp(e - mx));
+  for (std::size_t j = first; j <= last; ++j)
+    for (int i = 0; i < hd; ++i) o[static_cast<std::size_t>(i)] += s[j - first] / z * values(static_cast<Eigen::Index>(j), g * hd + i);
+  return o;
+}
+
+// The rows of m on the device, through the embedding op (an fp32 table read: exact).
+Acts upload_rows(ForwardOps& ops, const Matrix& m) {
+  const Acts a = ops.alloc(static_cast<std::size_t>(m.rows()), static_cast<std::size_t>(m.cols()));
+  std::vector<int> ids(static_cast<std::size_t>(m.rows()));
+  for (std::size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int>(i);
+  ops.embed(ids, m, 1.0f, a);
+  return a;
+}
+
 }  // namespace
 
 TEST_CASE("the GPU's KV codec: which quantizers it codes, and its description reproduces the CPU path's rows") {
@@ -166,13 +193,8 @@ TEST_CASE("the GPU writes the CPU path's KV rows, and its prefill attention atte
       KvCache cache = ops->new_cache(c, 64, 1, &kv);
       REQUIRE(cache.coded_on_device);
       CHECK(cache.device_bytes_per_token == static_cast<double>(c.n_layers * make_kv_codec(kv).coded_bytes_per_token()));
-      // Rows go to the device through the embedding op (an fp32 table read: exact).
       auto upload = [&](const Matrix& m, std::size_t first, std::size_t count) {
-        const Acts a = ops->alloc(count, static_cast<std::size_t>(m.cols()));
-        std::vector<int> ids(count);
-        for (std::size_t i = 0; i < count; ++i) ids[i] = static_cast<int>(first + i);
-        ops->embed(ids, m, 1.0f, a);
-        return a;
+        return upload_rows(*ops, m.middleRows(static_cast<Eigen::Index>(first), static_cast<Eigen::Index>(count)));
       };
       const std::size_t split = 37;
       Matrix out(static_cast<Eigen::Index>(n), static_cast<Eigen::Index>(qrow));
@@ -192,21 +214,11 @@ TEST_CASE("the GPU writes the CPU path's KV rows, and its prefill attention atte
         double worst = 0;
         for (std::size_t t = 0; t < n; ++t)
           for (int h = 0; h < c.n_heads; ++h) {
-            const int g = h / (c.n_heads / c.n_kv_heads);
-            std::vector<double> s(t + 1);
-            double mx = -INFINITY, z = 0;
-            for (std::size_t j = 0; j <= t; ++j) {
-              double d = 0;
-              for (int i = 0; i < hd; ++i) d += static_cast<double>(q(t, h * hd + i)) * kc(j, g * hd + i);
-              s[j] = d / std::sqrt(static_cast<double>(hd));
-              mx = std::max(mx, s[j]);
-            }
-            for (auto& e : s) z += (e = std::exp(e - mx));
-            for (int i = 0; i < hd; ++i) {
-              double o = 0;
-              for (std::size_t j = 0; j <= t; ++j) o += s[j] / z * vc(j, g * hd + i);
-              worst = std::max(worst, std::fabs(o - out(t, h * hd + i)) / (1.0 + std::fabs(o)));
-            }
+            const Matrix qt = q.block(static_cast<Eigen::Index>(t), h * hd, 1, hd);
+            const std::vector<double> o = reference_attention(qt.data(), kc, vc, h / (c.n_heads / c.n_kv_heads), hd, 0, t);
+            for (int i = 0; i < hd; ++i)
+              worst = std::max(worst, std::fabs(o[static_cast<std::size_t>(i)] - out(static_cast<Eigen::Index>(t), h * hd + i)) /
+                                          (1.0 + std::fabs(o[static_cast<std::size_t>(i)])));
           }
         CHECK(worst < 1e-4);
       }
@@ -248,13 +260,7 @@ TEST_CASE("a decode step's attention over long coded and dense caches is softmax
       KvCache cache = ops->new_cache(c, sh.n, 1, kv.get());
       REQUIRE(cache.coded_on_device == !text.empty());
       const std::size_t row = static_cast<std::size_t>(c.n_kv_heads * sh.hd), qrow = static_cast<std::size_t>(c.n_heads * sh.hd);
-      auto upload = [&](const Matrix& m) {
-        const Acts a = ops->alloc(static_cast<std::size_t>(m.rows()), static_cast<std::size_t>(m.cols()));
-        std::vector<int> ids(static_cast<std::size_t>(m.rows()));
-        for (std::size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int>(i);
-        ops->embed(ids, m, 1.0f, a);
-        return a;
-      };
+      auto upload = [&](const Matrix& m) { return upload_rows(*ops, m); };
       constexpr std::size_t kPiece = 1000;  // rows written by the prefill path, a piece at a time
       for (std::size_t p = 0; p < sh.n; p += kPiece) {
         const std::size_t m = std::min(kPiece, sh.n - p);
@@ -269,21 +275,9 @@ TEST_CASE("a decode step's attention over long coded and dense caches is softmax
         const Matrix got = cuda_decode_attention(cache, c, 0, q, pos);
         const std::size_t first = sh.window > 0 && pos + 1 > static_cast<std::size_t>(sh.window) ? pos + 1 - sh.window : 0;
         for (int h = 0; h < c.n_heads; ++h) {
-          const int g = h / (c.n_heads / c.n_kv_heads);
-          std::vector<double> sc(pos + 1 - first);
-          double mx = -INFINITY, z = 0;
-          for (std::size_t j = first; j <= pos; ++j) {
-            double d = 0;
-            for (int i = 0; i < sh.hd; ++i) d += static_cast<double>(q(0, h * sh.hd + i)) * keys(static_cast<Eigen::Index>(j), g * sh.hd + i);
-            sc[j - first] = d / std::sqrt(static_cast<double>(sh.hd));
-            mx = std::max(mx, sc[j - first]);
-          }
-          for (auto& e : sc) z += (e = std::exp(e - mx));
-          for (int i = 0; i < sh.hd; ++i) {
-            double o = 0;
-            for (std::size_t j = first; j <= pos; ++j) o += sc[j - first] / z * values(static_cast<Eigen::Index>(j), g * sh.hd + i);
-            worst = std::max(worst, std::fabs(o - got(0, h * sh.hd + i)) / (1.0 + std::fabs(o)));
-          }
+          const std::vector<double> o = reference_attention(q.data() + h * sh.hd, keys, values, h / (c.n_heads / c.n_kv_heads), sh.hd, first, pos);
+          for (int i = 0; i < sh.hd; ++i)
+            worst = std::max(worst, std::fabs(o[static_cast<std::size_t>(i)] - got(0, h * sh.hd + i)) / (1.0 + std::fabs(o[static_cast<std::size_t>(i)])));
         }
       }
       CHECK(worst < 1e-4);

@@ -135,6 +135,22 @@ struct DenseRows {
   }
 };
 
+// One tile's online-softmax step, shared by the split kernels: sc is this lane's key score (valid: the key is in the
+// range; at least one lane's is), m the warp's running max, l this lane's part of the sum, acc its P·V sums (rescaled
+// to the new max); the tile's probabilities go to ps (the warp's 32 floats), ready for P·V after the __syncwarp.
+template <int PER>
+__device__ __forceinline__ void softmax_tile(float sc, bool valid, float& m, float& l, float (&acc)[PER], float* ps, int lane) {
+  float mt = sc;
+  for (int o = 16; o > 0; o /= 2) mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, o));
+  const float mn = fmaxf(m, mt), c = __expf(m - mn), p = valid ? __expf(sc - mn) : 0.0f;  // mt is finite: a key is valid
+  l = l * c + p;
+#pragma unroll
+  for (int e = 0; e < PER; ++e) acc[e] *= c;
+  m = mn;
+  ps[lane] = p;
+  __syncwarp();
+}
+
 // The end of a split block: each warp's (max, sum, P·V) put in shared memory, then each head's warps combined (several
 // where the group is smaller than the block: warp g + s·heads is head g's share s) and stored for the combine kernel.
 // wacc: kWarps rows of DIMS floats.
@@ -220,15 +236,7 @@ __global__ void __launch_bounds__(kThreads) decode_attention_split(const float* 
       const std::size_t j = j0 + lane;
       const bool valid = j >= begin && j < end;
       const float sc = valid ? reader.template score<HD>(tables, j, kvh, qs[warp], hd) : -INFINITY;
-      float mt = sc;
-      for (int o = 16; o > 0; o /= 2) mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, o));
-      const float mn = fmaxf(m, mt), c = __expf(m - mn), p = valid ? __expf(sc - mn) : 0.0f;  // mt is finite: a key is valid
-      l = l * c + p;
-#pragma unroll
-      for (int e = 0; e < PER; ++e) acc[e] *= c;
-      m = mn;
-      ps[warp][lane] = p;
-      __syncwarp();
+      softmax_tile(sc, valid, m, l, acc, ps[warp], lane);
       // P·V over the tile's keys up to the last visible one (rows past it are not written; a masked key's p is 0),
       // kBatch rows' loads in flight at a time.
       const int keys = static_cast<int>(min(static_cast<std::size_t>(kTile), end - j0));
@@ -394,15 +402,7 @@ __global__ void __launch_bounds__(kThreads) decode_attention_split_coded(const f
         sc += q4.x * k4.x + q4.y * k4.y + q4.z * k4.z + q4.w * k4.w;
       }
     }
-    float mt = sc;
-    for (int o = 16; o > 0; o /= 2) mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, o));
-    const float mn = fmaxf(m, mt), c = __expf(m - mn), p = valid ? __expf(sc - mn) : 0.0f;  // mt is finite: a key is valid
-    l = l * c + p;
-#pragma unroll
-    for (int e = 0; e < PER; ++e) acc[e] *= c;
-    m = mn;
-    ps[warp][lane] = p;
-    __syncwarp();
+    softmax_tile(sc, valid, m, l, acc, ps[warp], lane);
     const int keys = static_cast<int>(min(static_cast<std::size_t>(kTile), end - j0));  // rows past it are zero, p 0
 #pragma unroll 4
     for (int k = 0; k < keys; ++k) {
