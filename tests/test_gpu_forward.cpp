@@ -159,7 +159,7 @@ TEST_CASE("the GPU attention over several key tiles, a window across tiles, a fo
   const LlamaModel cpu(ck);
   KvCache cc = cpu.new_cache(300);
   const Matrix ref = cpu.forward(tokens, cc);
-  for (const char* device : {"cuda", "cuda-fp32"}) {
+  for (const std::string device : {"cuda", "cuda-fp32"}) {
     CAPTURE(device);
     const auto gpu = make_model(ck, device);
     KvCache gc = gpu->new_cache(300);
@@ -216,7 +216,7 @@ TEST_CASE("a quantized KV cache on the GPU (coded on the device, or written by t
     double ppl[3];
     KvAttentionError err[3];
     int i = 0;
-    for (const char* device : {"cpu", "cuda-fp32", "cuda"}) {
+    for (const std::string device : {"cpu", "cuda-fp32", "cuda"}) {
       auto model = make_model(ck, device);
       model->set_kv_quantizer(std::make_shared<KvQuantizer>(s, ck.config, 11));
       model->set_kv_probe(&err[i]);

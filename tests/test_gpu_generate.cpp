@@ -106,7 +106,7 @@ TEST_CASE("greedy generation on the GPU (a CUDA graph per step) writes the CPU's
     KvCache cc = cpu.new_cache(prompt.size() + kNew - 1);
     const std::vector<int> want = cpu.generate_greedy(prompt, kNew, cc).tokens;
     const Matrix cpu_logits = forced_logits(cpu, prompt, want);
-    for (const char* device : {"cuda-fp32", "cuda"}) {
+    for (const std::string device : {"cuda-fp32", "cuda"}) {
       CAPTURE(device);
       const auto gpu = make_model(ck, device);
       KvCache gc = gpu->new_cache(prompt.size() + kNew - 1);

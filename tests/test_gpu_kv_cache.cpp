@@ -115,11 +115,13 @@ std::vector<double> reference_attention(const float* q, const Matrix& keys, cons
   return o;
 }
 
-// The rows of m on the device, through the embedding op (an fp32 table read: exact).
-Acts upload_rows(ForwardOps& ops, const Matrix& m) {
-  const Acts a = ops.alloc(static_cast<std::size_t>(m.rows()), static_cast<std::size_t>(m.cols()));
-  std::vector<int> ids(static_cast<std::size_t>(m.rows()));
-  for (std::size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int>(i);
+// Rows first … first + count - 1 of m on the device, through the embedding op (a table read: exact in cuda-fp32). The
+// op uploads a table once and keys it by its host address, as it does a model's weights, so m must outlive ops and
+// never be a temporary: a later temporary at the same address would read the first one's rows.
+Acts upload_rows(ForwardOps& ops, const Matrix& m, std::size_t first, std::size_t count) {
+  const Acts a = ops.alloc(count, static_cast<std::size_t>(m.cols()));
+  std::vector<int> ids(count);
+  for (std::size_t i = 0; i < count; ++i) ids[i] = static_cast<int>(first + i);
   ops.embed(ids, m, 1.0f, a);
   return a;
 }
@@ -149,7 +151,8 @@ TEST_CASE("the GPU's KV codec: which quantizers it codes, and its description re
   for (const auto& [key, value] : {std::pair{"turboquant(bits=4,rotation=hadamard)", "turboquant(bits=2,norm=fp16,rotation=hadamard)"},
                                    std::pair{"turboquant(bits=3,rotation=none,norm=bf16)", "turboquant(bits=4,codebook=gaussian,rotation=hadamard)"}}) {
     for (int hd : {64, 128}) {
-      CAPTURE(key);
+      const std::string key_text = key;  // CAPTURE prints a const char* as an address
+      CAPTURE(key_text);
       CAPTURE(hd);
       const ModelConfig cfg = small_config(hd);
       KvQuantizer kv(kv_spec(key, value), cfg, 17);
@@ -182,8 +185,10 @@ TEST_CASE("the GPU writes the CPU path's KV rows, and its prefill attention atte
   for (const auto& [key, value] : {std::pair{"turboquant(bits=4,rotation=hadamard)", "turboquant(bits=4,rotation=hadamard)"}, std::pair{"turboquant(bits=3,norm=fp16,rotation=hadamard)", "turboquant(bits=2,rotation=hadamard)"},
                                    std::pair{"turboquant(bits=2,rotation=none)", "turboquant(bits=3,norm=bf16,rotation=hadamard)"}}) {
     for (int hd : {64, 128, 256}) {
-      CAPTURE(key);
-      CAPTURE(value);
+      const std::string key_text = key;  // CAPTURE prints a const char* as an address
+      CAPTURE(key_text);
+      const std::string value_text = value;  // CAPTURE prints a const char* as an address
+      CAPTURE(value_text);
       CAPTURE(hd);
       const ModelConfig c = small_config(hd);
       KvQuantizer kv(kv_spec(key, value), c, 23);
@@ -193,9 +198,7 @@ TEST_CASE("the GPU writes the CPU path's KV rows, and its prefill attention atte
       KvCache cache = ops->new_cache(c, 64, 1, &kv);
       REQUIRE(cache.coded_on_device);
       CHECK(cache.device_bytes_per_token == static_cast<double>(c.n_layers * make_kv_codec(kv).coded_bytes_per_token()));
-      auto upload = [&](const Matrix& m, std::size_t first, std::size_t count) {
-        return upload_rows(*ops, m.middleRows(static_cast<Eigen::Index>(first), static_cast<Eigen::Index>(count)));
-      };
+      auto upload = [&](const Matrix& m, std::size_t first, std::size_t count) { return upload_rows(*ops, m, first, count); };
       const std::size_t split = 37;
       Matrix out(static_cast<Eigen::Index>(n), static_cast<Eigen::Index>(qrow));
       for (int layer = 0; layer < c.n_layers; ++layer)
@@ -244,7 +247,8 @@ TEST_CASE("a decode step's attention over long coded and dense caches is softmax
       CAPTURE(sh.heads);
       CAPTURE(sh.kv_heads);
       CAPTURE(sh.window);
-      CAPTURE(spec);
+      const std::string spec_text = spec;  // CAPTURE prints a const char* as an address
+      CAPTURE(spec_text);
       ModelConfig c = small_config(sh.hd);
       c.n_layers = 1;
       c.n_heads = sh.heads;
@@ -260,13 +264,13 @@ TEST_CASE("a decode step's attention over long coded and dense caches is softmax
       KvCache cache = ops->new_cache(c, sh.n, 1, kv.get());
       REQUIRE(cache.coded_on_device == !text.empty());
       const std::size_t row = static_cast<std::size_t>(c.n_kv_heads * sh.hd), qrow = static_cast<std::size_t>(c.n_heads * sh.hd);
-      auto upload = [&](const Matrix& m) { return upload_rows(*ops, m); };
+      const Matrix q_all = random_rows(sh.n, qrow, 40) * 0.01f, k_all = random_rows(sh.n, row, 41), v_all = random_rows(sh.n, row, 42);
       constexpr std::size_t kPiece = 1000;  // rows written by the prefill path, a piece at a time
       for (std::size_t p = 0; p < sh.n; p += kPiece) {
         const std::size_t m = std::min(kPiece, sh.n - p);
         const Acts o = ops->alloc(m, qrow);
-        ops->attention(c, 0, upload(random_rows(m, qrow, 40 + p) * 0.01f), upload(random_rows(m, row, 41 + p)),
-                       upload(random_rows(m, row, 42 + p)), cache, p, o, AttentionExtras{kv.get(), nullptr});
+        ops->attention(c, 0, upload_rows(*ops, q_all, p, m), upload_rows(*ops, k_all, p, m), upload_rows(*ops, v_all, p, m), cache, p, o,
+                       AttentionExtras{kv.get(), nullptr});
       }
       const Matrix keys = cuda_cache_rows(cache, 0, true, sh.n), values = cuda_cache_rows(cache, 0, false, sh.n);
       double worst = 0;
@@ -300,7 +304,8 @@ TEST_CASE("greedy decoding with a TurboQuant KV cache coded on the GPU (a CUDA g
   prompt.insert(prompt.begin(), ck.tokenizer->bos());
   constexpr std::size_t kNew = 64;
   for (const char* key : {"turboquant(bits=4,rotation=hadamard)", "turboquant(bits=3,rotation=none)"}) {
-    CAPTURE(key);
+    const std::string key_text = key;  // CAPTURE prints a const char* as an address
+    CAPTURE(key_text);
     const auto kv = std::make_shared<KvQuantizer>(kv_spec(key), ck.config, 29);
     const auto cpu = make_model(ck, "cpu");
     cpu->set_kv_quantizer(kv);
@@ -311,7 +316,7 @@ TEST_CASE("greedy decoding with a TurboQuant KV cache coded on the GPU (a CUDA g
     all.insert(all.end(), want.begin(), want.end() - 1);
     KvCache fc = cpu->new_cache(all.size());
     const Matrix forced = cpu->forward(all, fc, kNew);
-    for (const char* device : {"cuda-fp32", "cuda"}) {
+    for (const std::string device : {"cuda-fp32", "cuda"}) {
       CAPTURE(device);
       const auto gpu = make_model(ck, device);
       gpu->set_kv_quantizer(kv);
