@@ -14,45 +14,37 @@
 namespace tqb {
 namespace {
 
-// A selected layer of the calibration's model: dense, recording its inputs' statistics as it computes, or replaced by
-// its quantized weights; the calibration switches it between stages.
+// A selected layer of the calibration's model: a projection on the calibration's device, recording its inputs'
+// statistics there as it computes (ForwardOps::input_statistics), or replaced by its quantized weights; the
+// calibration switches it between stages. Its inputs are the fp32 activations (a bf16 GPU forward rounds them to bf16
+// inside the projection), so a backend's statistics differ from the CPU's only by its forward's rounding.
 class CalibrationLinear final : public Linear {
  public:
-  explicit CalibrationLinear(const Matrix& w) : w_(w), inner_(make_dense_linear(w)) {}
+  CalibrationLinear(const Matrix& w, ForwardOps& ops) : w_(w), ops_(ops), inner_(dense_linear_on(ops.device(), w)) {}
   std::size_t in() const override { return inner_->in(); }
   std::size_t out() const override { return inner_->out(); }
   void forward(const float* x, std::size_t n, float* y) const override {
-    if (stats_) {
-      const Eigen::Map<const Matrix> X(x, static_cast<Eigen::Index>(n), static_cast<Eigen::Index>(in()));
-      const Eigen::MatrixXd Xd = X.cast<double>();
-      stats_->hessian.selfadjointView<Eigen::Lower>().rankUpdate(Xd.transpose());
-      stats_->mean_abs += Xd.cwiseAbs().colwise().sum().transpose();  // a sum until finish()
-      stats_->samples += n;
-    }
+    if (recorder_) recorder_->add(x, n);
     inner_->forward(x, n, y);
   }
   std::size_t weight_bytes() const override { return inner_->weight_bytes(); }
   std::string kernel() const override { return inner_->kernel(); }
 
   const Matrix& weights() const { return w_; }
-  void record(LayerStatistics* s) {
-    const auto n = static_cast<Eigen::Index>(in());
-    *s = LayerStatistics{Eigen::MatrixXd::Zero(n, n), Eigen::VectorXd::Zero(n), 0};
-    stats_ = s;
+  void record() { recorder_ = ops_.input_statistics(in()); }
+  // The statistics recorded since record(); recording stops.
+  LayerStatistics finish() {
+    LayerStatistics s = recorder_->finish();
+    recorder_.reset();
+    return s;
   }
-  // Completes the statistics recorded (rankUpdate filled the lower half; mean_abs was a sum) and stops recording.
-  void finish() {
-    if (!stats_) return;
-    stats_->hessian.triangularView<Eigen::StrictlyUpper>() = stats_->hessian.transpose();
-    if (stats_->samples) stats_->mean_abs /= static_cast<double>(stats_->samples);
-    stats_ = nullptr;
-  }
-  void replace(const Matrix& w_hat) { inner_ = make_dense_linear(w_hat); }
+  void replace(const Matrix& w_hat) { inner_ = dense_linear_on(ops_.device(), w_hat); }
 
  private:
   Matrix w_;
+  ForwardOps& ops_;
   std::unique_ptr<Linear> inner_;
-  LayerStatistics* stats_ = nullptr;
+  std::unique_ptr<InputStatisticsAccumulator> recorder_;
 };
 
 // The block a tensor belongs to ("blk.N." names), or -1 (the output head and anything outside the blocks).
@@ -64,16 +56,22 @@ int block_of(const std::string& name) {
 }  // namespace
 
 LayerStatisticsMap collect_layer_statistics(const Checkpoint& ck, const std::vector<int>& tokens, std::size_t ctx,
-                                            const LayerSelection& selection, const QuantizedWeightsFn& quantized) {
+                                            const LayerSelection& selection, const QuantizedWeightsFn& quantized, const std::string& device) {
   if (ctx == 0 || tokens.empty() || tokens.size() % ctx != 0)
     throw InputError(fmt::format("calibration: {} tokens do not make whole chunks of {}", tokens.size(), ctx));
+  std::unique_ptr<ForwardOps> backend = forward_ops_on(device);
+  if (!backend) backend = make_cpu_forward_ops();
+  ForwardOps& ops = *backend;  // the model owns it from here on
   std::map<std::string, CalibrationLinear*> layers;
-  const LlamaModel model(ck, [&](const std::string& name, const Matrix& w) -> std::unique_ptr<Linear> {
-    if (!selection.selected(name)) return make_dense_linear(w);
-    auto l = std::make_unique<CalibrationLinear>(w);
-    layers[name] = l.get();
-    return l;
-  });
+  const LlamaModel model(
+      ck,
+      [&](const std::string& name, const Matrix& w) -> std::unique_ptr<Linear> {
+        if (!selection.selected(name)) return dense_linear_on(device, w);
+        auto l = std::make_unique<CalibrationLinear>(w, ops);
+        layers[name] = l.get();
+        return l;
+      },
+      std::move(backend));
   if (layers.empty()) throw InputError("calibration: the layer selection (include/exclude) selects no linear layer");
   LayerStatisticsMap stats;
   const auto in_block = [&](int b) {
@@ -82,22 +80,26 @@ LayerStatisticsMap collect_layer_statistics(const Checkpoint& ck, const std::vec
       if (block_of(name) == b) names.push_back(name);
     return names;
   };
+  const auto finish = [&](const std::vector<std::string>& names) {
+    for (const auto& name : names) stats[name] = layers.at(name)->finish();
+  };
   // The chunks' residual streams, carried through the blocks together (one GEMM per projection for all of them).
   const std::size_t chunks = tokens.size() / ctx;
-  Matrix x = model.embed_tokens(tokens);
+  const Acts x = model.embed_tokens(tokens);
   for (int b = 0; b < ck.config.n_layers; ++b) {
     const std::vector<std::string> names = in_block(b);
-    for (const auto& name : names) layers.at(name)->record(&stats[name]);
+    for (const auto& name : names) layers.at(name)->record();
     if (!quantized || names.empty()) {
       model.run_blocks(x, chunks, b, b + 1);  // the statistics, and the input of the next block
-      for (const auto& name : names) layers.at(name)->finish();
+      finish(names);
       continue;
     }
     // Sequential: the block's statistics from its unquantized layers, then its layers quantized with them, then the
     // block again to give the next block the quantized block's output (the reference implementation's loop).
-    Matrix scratch = x;
+    const Acts scratch = ops.alloc(x.rows, x.cols);
+    ops.copy(x, scratch);
     model.run_blocks(scratch, chunks, b, b + 1);
-    for (const auto& name : names) layers.at(name)->finish();
+    finish(names);
     for (const auto& name : names) layers.at(name)->replace(quantized(name, layers.at(name)->weights(), stats.at(name)));
     if (b + 1 < ck.config.n_layers) model.run_blocks(x, chunks, b, b + 1);
   }
@@ -105,12 +107,12 @@ LayerStatisticsMap collect_layer_statistics(const Checkpoint& ck, const std::vec
   // position's logits.
   std::vector<std::string> rest = in_block(-1);
   if (!rest.empty()) {
-    for (const auto& name : rest) layers.at(name)->record(&stats[name]);
+    for (const auto& name : rest) layers.at(name)->record();
     for (std::size_t c = 0; c < tokens.size(); c += ctx) {
       KvCache cache = model.new_cache(ctx);
       model.forward({tokens.begin() + static_cast<std::ptrdiff_t>(c), tokens.begin() + static_cast<std::ptrdiff_t>(c + ctx)}, cache, 0);
     }
-    for (const auto& name : rest) layers.at(name)->finish();
+    finish(rest);
   }
   return stats;
 }
@@ -162,10 +164,10 @@ Calibration calibrate_model(const Checkpoint& ck, const Quantizer& quantizer, st
       out.quantized.emplace(name, std::move(l));
       return w_hat;
     };
-  out.layers = collect_layer_statistics(ck, tokens, static_cast<std::size_t>(spec.ctx), selection, quantized);
+  out.layers = collect_layer_statistics(ck, tokens, static_cast<std::size_t>(spec.ctx), selection, quantized, spec.device);
   out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  out.label = fmt::format("the last {} chunks of {} tokens of {}, {}", spec.chunks, spec.ctx, spec.corpus,
-                          spec.sequential ? "sequential" : "independent");
+  out.label = fmt::format("the last {} chunks of {} tokens of {}, {}{}", spec.chunks, spec.ctx, spec.corpus,
+                          spec.sequential ? "sequential" : "independent", spec.device == "cpu" ? "" : ", forward on " + spec.device);
   return out;
 }
 
@@ -173,7 +175,7 @@ LayerStatisticsMap held_out_statistics(const Checkpoint& ck, const std::string& 
                                        const CalibrationSpec& spec) {
   if (spec.held_out < 1) throw InputError("layer_output_error needs held-out calibration chunks (calibration_held_out ≥ 1)");
   return collect_layer_statistics(ck, calibration_text(ck, spec, spec.chunks, spec.held_out), static_cast<std::size_t>(spec.ctx),
-                                  LayerSelection(include, exclude));
+                                  LayerSelection(include, exclude), {}, spec.device);
 }
 
 double relative_output_error(const Matrix& w, const Matrix& w_hat, const Eigen::MatrixXd& hessian) {

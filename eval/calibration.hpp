@@ -2,7 +2,7 @@
 // Activation statistics of a model's linear layers on calibration text, for calibrated quantization (issue 30): the
 // Hessian GPTQ weights a layer's errors by (Frantar et al. 2022, §2: H = Σ xᵀx over the positions' inputs x of the
 // layer) and the per-channel mean |x| of activation-aware scaling (AWQ, Lin et al. 2023, §3.2), collected by the layers
-// themselves in the model's CPU forward.
+// themselves in the model's forward on the evaluation's device (the CPU's, or a GPU's: ForwardOps::input_statistics).
 //
 // Two orders. Independent: one forward of the unquantized model; every layer sees full-precision inputs. Sequential
 // (GPTQ's layer-by-layer loop): block by block, each block's statistics from the residual stream the already quantized
@@ -31,10 +31,12 @@ using QuantizedWeightsFn = std::function<Matrix(const std::string& name, const M
 
 // tokens: chunks of `ctx` tokens, one after the other (each forwarded from position 0). selection: the layers.
 // quantized: empty for the independent order; otherwise the sequential order, with each selected layer of an earlier
-// block computed by quantized(name, w, its statistics), once. Throws InputError for a token stream that does not split
-// into the chunks or a selection of no layer.
+// block computed by quantized(name, w, its statistics), once. device: where the forward and the sums run (a device of
+// --device: "cpu", "cuda", "cuda-fp32"; the streams and statistics stay there until a block's are complete). Throws
+// InputError for a token stream that does not split into the chunks or a selection of no layer.
 LayerStatisticsMap collect_layer_statistics(const Checkpoint& ck, const std::vector<int>& tokens, std::size_t ctx,
-                                            const LayerSelection& selection, const QuantizedWeightsFn& quantized = {});
+                                            const LayerSelection& selection, const QuantizedWeightsFn& quantized = {},
+                                            const std::string& device = "cpu");
 inline LayerStatisticsMap collect_layer_statistics(const Checkpoint& ck, const std::vector<int>& tokens, std::size_t ctx,
                                                    const std::string& include = kBlockLinearLayers) {
   return collect_layer_statistics(ck, tokens, ctx, LayerSelection(include, "^$"));
@@ -50,6 +52,7 @@ struct CalibrationSpec {
   // the calibration must not overlap them.
   static constexpr std::size_t kNotEvaluated = static_cast<std::size_t>(-1);
   std::size_t evaluated_tokens = kNotEvaluated;
+  std::string device = "cpu";  // where the calibration's forward runs: the evaluation's device (--device)
 };
 inline constexpr const char* kCalibrationOrders[] = {"sequential", "independent"};
 

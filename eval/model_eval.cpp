@@ -237,10 +237,12 @@ ModelMeasurements ModelSession::measure(const ModelPointSpec& dp, const Quantize
   // Every layer's quantizer before any is quantized: a group that does not divide a width fails here, naming the layer.
   const QuantizationPlan plan = plan_quantization(l.ck, quantizer, LayerSelection(dp.include, dp.exclude), dp.group_fallback);
   // A calibrated quantizer's text: by default the end of the evaluated corpus, clear of the chunks it scores.
-  const CalibrationSpec calibration =
+  // Its forward runs on the point's device.
+  CalibrationSpec calibration =
       beside_evaluation(dp.calibration, dp.corpus, static_cast<std::size_t>(dp.chunks) * static_cast<std::size_t>(dp.ctx));
-  const std::string calibration_key = fmt::format("{} | {} | {} | {} | {}", calibration.corpus, calibration.chunks, calibration.ctx,
-                                                  calibration.sequential, calibration.held_out);
+  calibration.device = dp.device;
+  const std::string calibration_key = fmt::format("{} | {} | {} | {} | {} | {}", calibration.corpus, calibration.chunks, calibration.ctx,
+                                                  calibration.sequential, calibration.held_out, calibration.device);
   if (dp.layer_output_error && l.held_out_key != calibration_key) {
     progress("held-out calibration statistics");
     l.held_out = held_out_statistics(l.ck, dp.include, dp.exclude, calibration);

@@ -55,7 +55,9 @@ BuiltModel build_model(const Checkpoint& ck, const std::string& model_name, cons
     Calibration calibration;
     std::string calibrated;
     if (quantizer->needs_calibration()) {
-      calibration = calibrate_model(ck, *quantizer, m.seed, m.include, m.exclude, parse_group_fallback(m.group_fallback), m.calibration);
+      CalibrationSpec spec = m.calibration;
+      spec.device = m.device;  // the calibration's forward runs where the model does
+      calibration = calibrate_model(ck, *quantizer, m.seed, m.include, m.exclude, parse_group_fallback(m.group_fallback), spec);
       b.calibrate_s = calibration.seconds;
       calibrated = fmt::format("; calibrated on {} ({:.1f} s)", calibration.label, calibration.seconds);
     }

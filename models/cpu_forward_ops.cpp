@@ -14,6 +14,30 @@
 namespace tqb {
 namespace {
 
+// Eigen's rank update in double (the lower triangle), then mirrored.
+class HostInputStatistics final : public InputStatisticsAccumulator {
+ public:
+  explicit HostInputStatistics(std::size_t d) : d_(static_cast<Eigen::Index>(d)) { finish(); }
+  void add(const float* x, std::size_t n) override {
+    const Eigen::Map<const Matrix> X(x, static_cast<Eigen::Index>(n), d_);
+    const Eigen::MatrixXd Xd = X.cast<double>();
+    s_.hessian.selfadjointView<Eigen::Lower>().rankUpdate(Xd.transpose());
+    s_.mean_abs += Xd.cwiseAbs().colwise().sum().transpose();  // a sum until finish()
+    s_.samples += n;
+  }
+  InputStatistics finish() override {
+    InputStatistics out = std::move(s_);
+    if (out.hessian.size() != 0) out.hessian.triangularView<Eigen::StrictlyUpper>() = out.hessian.transpose();
+    if (out.samples) out.mean_abs /= static_cast<double>(out.samples);
+    s_ = InputStatistics{Eigen::MatrixXd::Zero(d_, d_), Eigen::VectorXd::Zero(d_), 0};
+    return out;
+  }
+
+ private:
+  Eigen::Index d_;
+  InputStatistics s_;
+};
+
 class CpuForwardOps final : public ForwardOps {
  public:
   const char* device() const override { return "cpu"; }
@@ -58,6 +82,8 @@ class CpuForwardOps final : public ForwardOps {
   }
 
   void add(const Acts& x, const Acts& y) override { map(x) += map(y); }
+  void copy(const Acts& from, const Acts& to) override { map(to) = map(from); }
+  std::unique_ptr<InputStatisticsAccumulator> input_statistics(std::size_t d) override { return std::make_unique<HostInputStatistics>(d); }
 
   void rope(const Acts& x, int heads, const ModelConfig& c, const std::vector<float>& inv_freq, std::size_t pos0,
             std::size_t seq_rows) override {

@@ -11,6 +11,7 @@
 #include "kernels/linear.hpp"
 #include "models/checkpoint.hpp"
 #include "models/kv_quant.hpp"
+#include "quantizers/quantizer.hpp"
 
 namespace tqb {
 
@@ -27,6 +28,18 @@ struct Acts {
 struct AttentionExtras {
   KvQuantizer* kv = nullptr;   // quantizes what is written to the cache (nullptr: exact cache)
   KvAttentionError* probe = nullptr;  // measures quantized against exact attention on a forward from position 0
+};
+
+// Σ xᵀx and Σ |x| per column over the rows of a linear layer's inputs, summed in double where the activations are: the
+// statistics calibrated quantizers take (quantizers/quantizer.hpp's InputStatistics; eval/calibration.hpp collects
+// them). Products of floats are exact in double, so backends differ only in the order of the sums.
+class InputStatisticsAccumulator {
+ public:
+  virtual ~InputStatisticsAccumulator() = default;
+  virtual void add(const float* x, std::size_t n) = 0;  // x: n × d, in the backend's memory
+  // The sums so far as InputStatistics (the Hessian both triangles, mean_abs divided by the count); the accumulator
+  // starts again from zero.
+  virtual InputStatistics finish() = 0;
 };
 
 class ForwardOps {
@@ -76,6 +89,9 @@ class ForwardOps {
   virtual void rope_attention(const ModelConfig& c, int l, const Acts& q, const Acts& k, const Acts& v, const std::vector<float>& inv_freq,
                               KvCache& cache, std::size_t pos0, std::size_t seq_rows, const Acts& out, const AttentionExtras& extras);
   virtual Matrix to_host(const Acts& x) = 0;
+  virtual void copy(const Acts& from, const Acts& to) = 0;  // to = from (same shape)
+  // An accumulator of the statistics of inputs of width d (calibration).
+  virtual std::unique_ptr<InputStatisticsAccumulator> input_statistics(std::size_t d) = 0;
   // −log softmax(logits[i])[targets[i]] for the first targets.size() rows, as evaluate_perplexity scores them (the
   // log-sum-exp in double, the log-probability rounded to float): the logits never leave the backend. A negative
   // target leaves its row unscored (0).

@@ -164,25 +164,22 @@ void LlamaModel::check_tokens(const std::vector<int>& tokens) const {
       throw InputError(fmt::format("token id {} is outside the vocabulary (0..{})", token, c_.vocab - 1));
 }
 
-Matrix LlamaModel::embed_tokens(const std::vector<int>& tokens) const {
-  if (std::string(ops_->device()) != "cpu") throw InputError("embed_tokens/run_blocks: the host's residual stream needs the CPU backend");
+Acts LlamaModel::embed_tokens(const std::vector<int>& tokens) const {
   check_tokens(tokens);
-  Matrix x(static_cast<Eigen::Index>(tokens.size()), c_.dim);
-  ops_->embed(tokens, embed_, c_.embed_scale, Acts{x.data(), tokens.size(), static_cast<std::size_t>(c_.dim), nullptr});
+  const Acts x = ops_->alloc(tokens.size(), static_cast<std::size_t>(c_.dim));
+  ops_->embed(tokens, embed_, c_.embed_scale, x);
   return x;
 }
 
-void LlamaModel::run_blocks(Matrix& x, std::size_t sequences, int first, int last) const {
-  if (std::string(ops_->device()) != "cpu") throw InputError("embed_tokens/run_blocks: the host's residual stream needs the CPU backend");
+void LlamaModel::run_blocks(const Acts& x, std::size_t sequences, int first, int last) const {
   if (first < 0 || first > last || last > c_.n_layers)
     throw InputError(fmt::format("run_blocks: blocks [{}, {}) of a model of {}", first, last, c_.n_layers));
-  if (sequences == 0 || x.cols() != c_.dim || static_cast<std::size_t>(x.rows()) % sequences != 0)
-    throw InputError(fmt::format("run_blocks: {} x {} rows do not hold {} sequences of width {}", x.rows(), x.cols(), sequences, c_.dim));
-  const std::size_t n = static_cast<std::size_t>(x.rows()) / sequences;
+  if (sequences == 0 || x.cols != static_cast<std::size_t>(c_.dim) || x.rows % sequences != 0)
+    throw InputError(fmt::format("run_blocks: {} x {} rows do not hold {} sequences of width {}", x.rows, x.cols, sequences, c_.dim));
+  const std::size_t n = x.rows / sequences;
   KvCache cache = new_cache(n, sequences);
-  const Acts h = ops_->alloc(static_cast<std::size_t>(x.rows()), static_cast<std::size_t>(c_.dim));
-  run_blocks(Acts{x.data(), static_cast<std::size_t>(x.rows()), static_cast<std::size_t>(c_.dim), nullptr}, h, sequences, n, first, last,
-             cache, 0);
+  const Acts h = ops_->alloc(x.rows, static_cast<std::size_t>(c_.dim));
+  run_blocks(x, h, sequences, n, first, last, cache, 0);
 }
 
 LlamaModel::Greedy LlamaModel::generate_greedy(const std::vector<int>& prompt, std::size_t max_new, KvCache& cache, int stop) const {

@@ -56,12 +56,12 @@ class LlamaModel {
     std::vector<double> step_s;   // seconds of each timed decode step (ForwardOps::greedy_decode says which)
   };
   Greedy generate_greedy(const std::vector<int>& prompt, std::size_t max_new, KvCache& cache, int stop = -1) const;
-  // The residual stream on the host, block by block (CPU backend; InputError on another): the embedded tokens
-  // (tokens.size() × dim), and blocks [first, last) run on x in place, x holding `sequences` sequences of equal length
-  // one after the other, each from position 0. The sequential calibration (eval/calibration.cpp) carries each chunk's
-  // stream through the blocks once instead of forwarding from the tokens for every block.
-  Matrix embed_tokens(const std::vector<int>& tokens) const;
-  void run_blocks(Matrix& x, std::size_t sequences, int first, int last) const;
+  // The residual stream block by block, in the backend's memory: the embedded tokens (tokens.size() × dim), and
+  // blocks [first, last) run on x in place, x holding `sequences` sequences of equal length one after the other, each
+  // from position 0. The sequential calibration (eval/calibration.cpp) carries each chunk's stream through the blocks
+  // once instead of forwarding from the tokens for every block.
+  Acts embed_tokens(const std::vector<int>& tokens) const;
+  void run_blocks(const Acts& x, std::size_t sequences, int first, int last) const;
   // Bytes of weights held by the linear layers and by everything else.
   std::size_t linear_weight_bytes() const;
   std::size_t other_weight_bytes() const;

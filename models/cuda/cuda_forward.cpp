@@ -335,6 +335,49 @@ class OpProfile {
   std::vector<Mark> graph_;
 };
 
+// Calibration's input statistics on the device: the Hessian Σ xᵀx by cuBLAS's DSYRK on the inputs widened to double
+// (a slab of rows at a time, so the double copy stays bounded), Σ |x| per column by a kernel; downloaded by finish().
+class DeviceInputStatistics final : public InputStatisticsAccumulator {
+ public:
+  explicit DeviceInputStatistics(std::size_t d) : d_(d), h_(d * d * 8), abs_(d * 8) {
+    h_.fill_zero();
+    abs_.fill_zero();
+  }
+  void add(const float* x, std::size_t n) override {
+    const std::size_t slab = std::max<std::size_t>(1, std::min<std::size_t>(n, (std::size_t{256} << 20) / (d_ * 8)));
+    if (xd_.size() < slab * d_ * 8) xd_ = gpu::DeviceBuffer(slab * d_ * 8);
+    const double one = 1.0;
+    for (std::size_t r = 0; r < n; r += slab) {
+      const std::size_t m = std::min(slab, n - r);
+      launch_to_double(x + r * d_, xd_.as<double>(), m * d_);
+      launched("calibration: to double");
+      // Row-major x (m × d) is column-major d × m with leading dimension d: C (d × d, column-major, lower) += A Aᵀ.
+      check(cublasDsyrk(cublas(), CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N, static_cast<int>(d_), static_cast<int>(m), &one,
+                        xd_.as<const double>(), static_cast<int>(d_), &one, h_.as<double>(), static_cast<int>(d_)),
+            "cublasDsyrk");
+    }
+    launch_column_abs_sums(x, n, d_, abs_.as<double>());
+    launched("calibration: column sums");
+    samples_ += n;
+  }
+  InputStatistics finish() override {
+    const auto d = static_cast<Eigen::Index>(d_);
+    InputStatistics s{Eigen::MatrixXd(d, d), Eigen::VectorXd(d), samples_};
+    h_.download(s.hessian.data(), d_ * d_ * 8);  // column-major, the lower triangle written
+    abs_.download(s.mean_abs.data(), d_ * 8);
+    s.hessian.triangularView<Eigen::StrictlyUpper>() = s.hessian.transpose();
+    if (samples_) s.mean_abs /= static_cast<double>(samples_);
+    h_.fill_zero();
+    abs_.fill_zero();
+    samples_ = 0;
+    return s;
+  }
+
+ private:
+  std::size_t d_, samples_ = 0;
+  gpu::DeviceBuffer h_, abs_, xd_;
+};
+
 // The profile's name of a projection: its shape (out x in) and kernel, so that a decode profile tells the layers apart.
 std::string linear_kind(const Linear& f) { return fmt::format("linear {}x{}", f.out(), f.in()); }
 
@@ -740,6 +783,12 @@ class CudaForwardOps final : public ForwardOps {
     launch_glu(g.data, u.data, g.rows * g.cols, act == ModelConfig::Activation::gelu_tanh);
     launched("glu");
   }
+  void copy(const Acts& from, const Acts& to) override {
+    if (from.rows * from.cols != to.rows * to.cols) throw RunError("copy between activations of different sizes");
+    check(cudaMemcpyAsync(to.data, from.data, from.rows * from.cols * 4, cudaMemcpyDeviceToDevice, cudaStreamPerThread), "copy");
+    written(to);
+  }
+  std::unique_ptr<InputStatisticsAccumulator> input_statistics(std::size_t d) override { return std::make_unique<DeviceInputStatistics>(d); }
   Matrix to_host(const Acts& x) override {
     const OpProfile::Scope timed(profile_, "logits_to_host");
     Matrix m(static_cast<Eigen::Index>(x.rows), static_cast<Eigen::Index>(x.cols));

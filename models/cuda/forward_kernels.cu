@@ -145,6 +145,20 @@ __global__ void add_into(float* x, const float* y, std::size_t n) {
   if (i < n) x[i] += y[i];
 }
 
+__global__ void to_double(const float* x, double* y, std::size_t n) {
+  const std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x;
+  if (i < n) y[i] = static_cast<double>(x[i]);
+}
+
+// One thread a column, the rows in order: the sums do not depend on the launch (no atomics).
+__global__ void column_abs_sums(const float* x, std::size_t rows, std::size_t cols, double* sums) {
+  const std::size_t c = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x;
+  if (c >= cols) return;
+  double a = 0;
+  for (std::size_t r = 0; r < rows; ++r) a += fabs(static_cast<double>(x[r * cols + c]));
+  sums[c] += a;
+}
+
 // cs, sn: seq_rows × half, the CPU's values (cos and sin of the angle in double, then float); row t of x is at
 // the position of table row t mod seq_rows.
 __global__ void rope_rows(float* x, std::size_t n, std::size_t seq_rows, int heads, int hd, bool interleaved, const float* cs,
@@ -276,6 +290,12 @@ void launch_add_rows(float* x, const float* b, std::size_t rows, std::size_t col
   add_rows<<<blocks_for(rows * cols), 256>>>(x, b, rows, cols);
 }
 void launch_add(float* x, const float* y, std::size_t n) { add_into<<<blocks_for(n), 256>>>(x, y, n); }
+void launch_to_double(const float* x, double* y, std::size_t n) {
+  if (n) to_double<<<blocks_for(n), 256>>>(x, y, n);
+}
+void launch_column_abs_sums(const float* x, std::size_t rows, std::size_t cols, double* sums) {
+  if (cols) column_abs_sums<<<blocks_for(cols, 128), 128>>>(x, rows, cols, sums);
+}
 void launch_rope(float* x, std::size_t n, std::size_t seq_rows, int heads, int hd, bool interleaved, const float* cs, const float* sn) {
   rope_rows<<<blocks_for(n * heads * (hd / 2)), 256>>>(x, n, seq_rows, heads, hd, interleaved, cs, sn);
 }

@@ -17,6 +17,9 @@ void launch_kv_write_bf16(const float* x, std::size_t seqs, std::size_t n, std::
 void launch_rms_norm(const float* x, std::size_t vectors, std::size_t d, const float* w, float eps, float* y, std::uint16_t* y_bf16);
 void launch_add_rows(float* x, const float* b, std::size_t rows, std::size_t cols);  // x[t] += b
 void launch_add(float* x, const float* y, std::size_t n);                            // x += y
+void launch_to_double(const float* x, double* y, std::size_t n);
+// sums[c] += Σ_r |x[r][c]| (x: rows × cols), in double.
+void launch_column_abs_sums(const float* x, std::size_t rows, std::size_t cols, double* sums);
 // x: n rows; cs, sn: seq_rows × hd/2 cosines and sines of the positions' angles (row t uses table row t mod seq_rows).
 void launch_rope(float* x, std::size_t n, std::size_t seq_rows, int heads, int hd, bool interleaved, const float* cs, const float* sn);
 // As launch_flash_attention (flash_attention.hpp), in fp32 with one block per query, head and sequence: the exact

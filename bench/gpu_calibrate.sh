@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Calibration (GPTQ's statistics and its layer-by-layer loop) on the GPU forward against the CPU's, in one call on the
+# lent GPU machine (issue 30; docs/CALIBRATION.md's GPU section): the GPU calibration test, then books-14m calibrated
+# with gptq(rtn 4-bit g128) on cpu, cuda-fp32 and cuda (calibration seconds and the perplexity of each), then the first
+# TQB_CAL_BLOCKS (default 2) blocks of a seeded random-weight Llama-3-8B folder calibrated on cuda (the CPU forward of an
+# 8B is what this replaces; its time for the same blocks is measured too when TQB_CAL_CPU8B=1).
+# Needs carry/ from `scripts/device_carry.sh --models`.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+[[ -n ${OUT:-} && -d ${OUT:-} ]] && exec > >(tee -a "$OUT/$(basename "$0" .sh).log") 2>&1
+export LD_LIBRARY_PATH=$PWD/carry/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-} TQB_SHARED_DIR=$PWD/carry/shared
+for z in carry/bin/*.gz; do [[ -f $z ]] && gunzip -f "$z"; done
+B=carry/shared/models/books-14m T=carry/shared/data/books-heldout/heldout.txt L8=${TQB_L8B:-/tmp/llama3-8b-random}
+step() { echo "=== $(date +%T) $*"; }
+step "GPU"; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader; nproc
+step "test: calibration on the GPU forward"
+timeout 300 carry/bin/tqb_tests -tc="calibration on the GPU forward*" 2>&1 | grep -E "MESSAGE|ERROR|SKIPPED|test cases|values|CHECK" | head -20
+Q="gptq(rtn(bits=4,group=128))"
+for dev in cpu cuda-fp32 cuda; do
+  step "books-14m, $Q, calibration and evaluation on $dev (16 chunks of 512 from the text's end; 32 chunks of 512 scored)"
+  carry/bin/tqbench perplexity --model $B --corpus $T --ctx 512 --chunks 32 --device $dev --quantizer "$Q" --calibration-chunks 16 \
+    --calibration-ctx 512 2>&1 | grep -E "calibrated|perplexity|rror" | sed 's/^/  /'
+done
+[[ -d $L8 ]] || { step "make the 8B folder"; python3 bench/make_random_llama.py --shape llama3-8b --out $L8 --tokenizer-from $B 2>&1 | tail -1; }
+blocks=${TQB_CAL_BLOCKS:-2}
+inc="blk\.([0-9]|[12][0-9]|3[01])\.(attn_(q|k|v|output)|ffn_(gate|up|down))\.weight"
+[[ $blocks != 32 ]] && inc="blk\.($(seq -s'|' 0 $((blocks - 1))))\.(attn_(q|k|v|output)|ffn_(gate|up|down))\.weight"
+for dev in cuda ${TQB_CAL_CPU8B:+cpu}; do
+  step "Llama-3-8B shapes (random weights), $Q on its first $blocks blocks, calibrated on $dev (16 chunks of 512)"
+  /usr/bin/time -f "  wall %e s, host peak RSS %M KB" carry/bin/tqbench perplexity --model $L8 --corpus $T --ctx 512 --chunks 2 --device $dev \
+    --quantizer "$Q" --include "$inc" --calibration-chunks 16 --calibration-ctx 512 2>&1 | grep -E "calibrated|perplexity|rror|wall" | sed 's/^/  /'
+done
+step "done"
