@@ -92,7 +92,15 @@ void export_gguf(const ExportRequest& r, const Quantizer& q, std::ostream& log) 
   if (n_quantized == 0)
     throw InputError(fmt::format("{}: the include pattern '{}' (exclude '{}') selects no 2-D tensor", source, r.include, r.exclude));
 
-  const auto added = provenance_keys(r, source, q);
+  // A calibrated quantizer (gptq(q4_0): GPTQ's codes in Q4_0's bytes) calibrates on the source model first, as a sweep
+  // point does; the layers its sequential order quantized on the way are the ones written.
+  Calibration calibration;
+  auto added = provenance_keys(r, source, q);
+  if (q.needs_calibration()) {
+    calibration = calibrate_model(load_checkpoint(source), q, r.seed, r.include, r.exclude, r.group_fallback, r.calibration);
+    added["tqbench.calibration"] = calibration.label;
+    log << fmt::format("calibrated on {} ({:.1f} s)\n", calibration.label, calibration.seconds);
+  }
   GgufBytes head;
   head.pod(std::uint32_t{0x46554747u});  // "GGUF"
   head.pod(std::uint32_t{3});
@@ -129,7 +137,12 @@ void export_gguf(const ExportRequest& r, const Quantizer& q, std::ostream& log) 
   for (const auto& p : plan) {
     if (p.quantize) {
       const Matrix w = src.tensor(*p.info);
-      const QuantizedLayer ql = quantize_layer(q, p.info->name, w, r.seed, r.group_fallback);
+      const auto done = calibration.quantized.find(p.info->name);
+      const auto stats = calibration.layers.find(p.info->name);
+      const QuantizedLayer ql =
+          done != calibration.quantized.end()
+              ? std::move(done->second)
+              : quantize_layer(q, p.info->name, w, r.seed, r.group_fallback, stats == calibration.layers.end() ? nullptr : &stats->second);
       if (ql.matrix.codes.size() != p.bytes)
         throw RunError(fmt::format("internal error: {} wrote {} bytes for '{}', {} planned", ql.quantizer->name(),
                                    ql.matrix.codes.size(), p.info->name, p.bytes));

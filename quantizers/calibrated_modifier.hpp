@@ -21,6 +21,7 @@ class CalibratedModifier : public Quantizer {
   double nominal_bits(std::size_t cols) const override { return inner_->nominal_bits(cols); }
   bool uses_seed() const override { return inner_->uses_seed(); }
   bool needs_calibration() const override { return true; }
+  const Quantizer& inner() const { return *inner_; }
   QuantizedMatrix quantize(const float*, std::size_t, std::size_t, std::uint64_t) const override {
     throw InputError(fmt::format("{} needs calibration data (each layer's input statistics): use it on a model, whose calibration "
                                  "chunks are taken from the corpus (perplexity --calibration-chunks)", name()));

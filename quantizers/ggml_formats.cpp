@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include "quantizers/calibrated_modifier.hpp"
+#include "quantizers/ggml_block_grid.hpp"
 #include "quantizers/ggml_blocks.hpp"
 
 namespace tqb {
@@ -68,6 +70,29 @@ class GgmlQuantizer final : public Quantizer {
       f.dequantize(q.codes.data() + r * row_bytes, out + r * q.cols, q.cols);
   }
 
+  // The 32-weight formats are a grid gptq can search (ggml_block_grid.hpp): d·lut[code] + m per block.
+  std::vector<PassForm> search_form() const override {
+    const GgmlBlockGrid g = ggml_block_grid(f_);
+    if (g.lut.empty()) return {};
+    return {PassForm{.bits = f_.code_bits, .group = static_cast<std::int64_t>(f_.block), .has_offset = g.offset}};
+  }
+  DecodePass search_grid(const QuantizedMatrix& q) const override {
+    const GgmlBlockFormat& f = format_for(q.cols);
+    DecodePass s;
+    s.rows = q.rows;
+    s.cols = q.cols;
+    s.g = s.m = f.block;
+    s.groups = q.cols / f.block;
+    s.bits = f.code_bits;
+    s.lut = ggml_block_grid(f).lut;
+    if (s.lut.empty()) throw std::invalid_argument(std::string(f.name) + " is not a grid of 32-weight blocks");
+    ggml_block_scales(f, q.codes.data(), q.rows, q.cols, s.a, s.b);
+    return s;
+  }
+  void set_grid_codes(QuantizedMatrix& q, const std::uint8_t* codes) const override {
+    ggml_block_set_codes(format_for(q.cols), q.codes.data(), q.rows, q.cols, codes);
+  }
+
   // The format of a row of `cols` weights: the family's own, or its fallback when rows do not divide
   // into super-blocks (as llama-quantize does, so that a sweep's q4_K is the q4_K people ship).
   const GgmlBlockFormat& format_for(std::size_t cols) const {
@@ -94,6 +119,8 @@ std::vector<QuantizerFamily> ggml_families() {
 }
 
 const GgmlBlockFormat* ggml_format_of(const Quantizer& q, std::size_t cols) {
+  // gptq(Q) stores Q's bytes (other codes on Q's grid): a GGUF tensor of Q's type. awq's per-channel scales are not.
+  if (const auto* m = dynamic_cast<const CalibratedModifier*>(&q); m && m->family() == "gptq") return ggml_format_of(m->inner(), cols);
   const auto* g = dynamic_cast<const GgmlQuantizer*>(&q);
   return g ? &g->format_for(cols) : nullptr;
 }

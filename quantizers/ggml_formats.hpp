@@ -14,8 +14,8 @@ namespace tqb {
 std::vector<QuantizerFamily> ggml_families();
 
 struct GgmlBlockFormat;
-// The ggml format `q` writes for rows of `cols` weights (its own or its fallback), or nullptr when `q` is
-// not one of these families (GGUF export asks this for each tensor's type).
+// The ggml format `q` writes for rows of `cols` weights (its own or its fallback; gptq(Q): Q's), or nullptr when `q`
+// is not one of these families (GGUF export asks this for each tensor's type).
 const GgmlBlockFormat* ggml_format_of(const Quantizer& q, std::size_t cols);
 
 }  // namespace tqb

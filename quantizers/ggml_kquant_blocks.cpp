@@ -264,8 +264,7 @@ void affine_superblock(const float* x, std::uint8_t* dm, std::uint8_t* scales, s
   }
 }
 
-// iq4_nl's 16 levels (int8, ×d): denser near zero, as the weights are.
-constexpr std::int8_t kIq4Levels[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+constexpr const std::int8_t (&kIq4Levels)[16] = kIq4NlLevels;
 
 // Index of the level nearest to v (the lower one on a tie).
 int nearest_level(float v) {

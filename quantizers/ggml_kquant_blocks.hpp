@@ -25,6 +25,9 @@ inline constexpr std::size_t kQ2KBytes = sizeof(ggml_layout::BlockQ2_K), kQ3KByt
                              kQ4KBytes = sizeof(ggml_layout::BlockQ4_K), kQ5KBytes = sizeof(ggml_layout::BlockQ5_K),
                              kQ6KBytes = sizeof(ggml_layout::BlockQ6_K), kIq4NlBytes = sizeof(ggml_layout::BlockIQ4_NL);
 
+// iq4_nl's 16 levels (int8, ×d): denser near zero, as the weights are.
+inline constexpr std::int8_t kIq4NlLevels[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+
 void quantize_q2_k(const float* x, std::uint8_t* out, std::size_t n);
 void quantize_q3_k(const float* x, std::uint8_t* out, std::size_t n);
 void quantize_q4_k(const float* x, std::uint8_t* out, std::size_t n);

@@ -39,20 +39,18 @@ QuantizedMatrix gptq_quantize(const Quantizer& inner, const float* w, std::size_
   if (const ShapeProblem p = inner.check_shape(rows, cols); !p.message.empty())
     throw InputError(fmt::format("gptq({}): {}", inner.name(), p.message));
   QuantizedMatrix q = inner.quantize(w, rows, cols, seed);  // the grid, and the codes GPTQ replaces
-  std::vector<DecodePass> passes;
-  try {
-    inner.describe_decode(q, passes);
-  } catch (const std::invalid_argument&) {
-    passes.clear();
-  }
   const auto unsupported = [&](const std::string& why) {
     return InputError(fmt::format("gptq({}): {}; gptq wraps a quantizer of one pass of per-group codes on a grid (rtn, turboquant, "
-                                  "rotated(rtn))", inner.name(), why));
+                                  "rotated(rtn), llama.cpp's 32-weight blocks)", inner.name(), why));
   };
-  if (passes.size() != 1) throw unsupported(passes.empty() ? "it has no decode description" : "it has several passes");
-  const DecodePass& s = passes.front();
+  DecodePass s;
+  try {
+    s = inner.search_grid(q);
+  } catch (const std::invalid_argument& e) {
+    throw unsupported(e.what());
+  }
   if (s.transform == GroupTransform::gaussian_projection || s.m != s.g) throw unsupported("its codes are a projection's, not the weights'");
-  if (s.codes != q.codes.data() || s.rows != rows || s.cols != cols) throw unsupported("its code stream is not the weights' own");
+  if (s.rows != rows || s.cols != cols || s.lut.empty()) throw unsupported("its grid is not one of the weights' own");
   const std::size_t g = s.g, groups = s.groups;
   const auto R = static_cast<Eigen::Index>(rows), C = static_cast<Eigen::Index>(cols), G = static_cast<Eigen::Index>(g);
 
@@ -129,10 +127,7 @@ QuantizedMatrix gptq_quantize(const Quantizer& inner, const float* w, std::size_
       part.resize(rows * width);
       for (std::size_t r = 0; r < rows; ++r) std::copy_n(grid_source.data() + r * cols + first, width, part.data() + r * width);
     }
-    const QuantizedMatrix pq = q_part->quantize(part.data(), rows, width, seed);
-    std::vector<DecodePass> pp;
-    q_part->describe_decode(pq, pp);
-    const DecodePass& ps = pp.front();
+    const DecodePass ps = q_part->search_grid(q_part->quantize(part.data(), rows, width, seed));
     for (std::size_t r = 0; r < rows; ++r) {
       A[r * groups + j] = ps.a[r * ps.groups + ps.groups - 1];
       Bo[r * groups + j] = ps.b.empty() ? 0.0 : ps.b[r * ps.groups + ps.groups - 1];
@@ -173,18 +168,17 @@ QuantizedMatrix gptq_quantize(const Quantizer& inner, const float* w, std::size_
   if (o.dynamic_groups) {
     // Q's own storage of the grids just used: Q on the weights each group had when its grid was fixed.
     q = inner.quantize(grid_source.data(), rows, cols, seed);
-    std::vector<DecodePass> fp;
-    inner.describe_decode(q, fp);
+    const DecodePass stored = inner.search_grid(q);
     // Exactly the grids used, or (through the unrotated twin: the rotation's float rounding) within a few units of the
     // scale format's last place.
     const double tolerance = unrotated ? 2e-3 : 0.0;
     const auto differs = [&](double stored, double used) { return std::fabs(stored - used) > tolerance * std::fabs(used); };
     for (std::size_t at = 0; at < rows * groups; ++at)
-      if (differs(fp.front().a[at], static_cast<float>(A[at])) || (!fp.front().b.empty() && differs(fp.front().b[at], static_cast<float>(Bo[at]))))
+      if (differs(stored.a[at], static_cast<float>(A[at])) || (!stored.b.empty() && differs(stored.b[at], static_cast<float>(Bo[at]))))
         throw std::logic_error(fmt::format("gptq({}): a group's grid depends on more than its own weights (row {}, group {})", inner.name(),
                                            at / groups, at % groups));
   }
-  pack_codes(codes.data(), codes.size(), s.bits, q.codes.data());
+  inner.set_grid_codes(q, codes.data());
   return q;
 }
 
@@ -245,11 +239,14 @@ QuantizerFamily gptq_family() {
           schema, [schema](const Params& given) -> std::unique_ptr<Quantizer> {
             Params p = given;
             auto inner = parse_quantizer(get_str(p, "quantizer"));
-            const auto form = inner->decode_form();
+            const auto form = inner->search_form();
             if (form.size() != 1 || form.front().transform == GroupTransform::gaussian_projection)
               throw InputError(fmt::format("gptq({}): gptq wraps a quantizer of one pass of per-group codes on a grid (rtn, turboquant, "
-                                           "rotated(rtn)); {} is not one{}", inner->name(), inner->family(),
-                                           inner->family() == "awq" ? " (compose the other way round: awq(gptq(Q)))" : ""));
+                                           "rotated(rtn), llama.cpp's 32-weight blocks q4_0 … q8_0 and iq4_nl); {} is not one{}", inner->name(), inner->family(),
+                                           inner->family() == "awq"                       ? " (compose the other way round: awq(gptq(Q)))"
+                                           : inner->family().ends_with("_K")             ? " (a k-quant's sub-block scales are quantized "
+                                                                                             "against its whole super-block of 256)"
+                                                                                         : ""));
             p["quantizer"] = inner->name();
             return std::make_unique<Gptq>(schema, p, std::move(inner));
           }};

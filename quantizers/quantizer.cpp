@@ -1,5 +1,7 @@
 #include "quantizers/quantizer.hpp"
 
+#include "quantizers/bitpack.hpp"
+
 #include <stdexcept>
 
 namespace tqb {
@@ -23,6 +25,26 @@ void Quantizer::describe_decode(const QuantizedMatrix& q, std::vector<DecodePass
   if (composite.empty() || decode_form().empty())
     throw std::invalid_argument(name() + " has no decode description (only dequantize-then-dense reads it)");
   for (std::size_t k = 0; k < composite.size(); ++k) composite[k]->describe_decode(q.passes.at(k), out);
+}
+
+std::vector<PassForm> Quantizer::search_form() const {
+  auto form = decode_form();
+  if (form.size() != 1) form.clear();
+  return form;
+}
+
+DecodePass Quantizer::search_grid(const QuantizedMatrix& q) const {
+  std::vector<DecodePass> passes;
+  describe_decode(q, passes);
+  if (passes.size() != 1) throw std::invalid_argument(name() + " decodes in several passes, not one grid");
+  return std::move(passes.front());
+}
+
+void Quantizer::set_grid_codes(QuantizedMatrix& q, const std::uint8_t* codes) const {
+  const DecodePass s = search_grid(q);
+  if (s.codes != q.codes.data() || s.rows != q.rows || s.cols != q.cols || s.m != s.g)
+    throw std::invalid_argument(name() + ": its code stream is not the weights' own");
+  pack_codes(codes, q.rows * q.cols, s.bits, q.codes.data());
 }
 
 std::uint64_t Quantizer::working_bytes(std::size_t rows, std::size_t cols) const {

@@ -85,6 +85,15 @@ class Quantizer {
   // statistics (InputStatistics). quantize() of such a quantizer is an InputError saying where calibration comes from;
   // the others ignore the statistics.
   virtual bool needs_calibration() const { return false; }
+  // The grid a column-wise search (gptq, quantizers/gptq.hpp) chooses codes on: one pass of per-group codes,
+  // a·lut[code] + b behind the group's transform. search_form(): its form before any matrix is quantized (empty: the
+  // format is not such a grid). search_grid(q): the pass for q (its `codes` may be null). set_grid_codes(q, codes):
+  // q with the given codes (rows × cols, one byte a weight, in W's column order) on the grid search_grid(q) gave.
+  // The defaults are the decode description's single pass and its own code stream; a format without a decode
+  // description whose weights still sit on a per-group grid (llama.cpp's 32-weight blocks) overrides all three.
+  virtual std::vector<PassForm> search_form() const;
+  virtual DecodePass search_grid(const QuantizedMatrix& q) const;
+  virtual void set_grid_codes(QuantizedMatrix& q, const std::uint8_t* codes) const;
   // The same quantizer without its per-group rotation (nullptr: it rotates nothing): quantizing the rotated groups
   // Π_j w_j with it gives, up to float rounding, the grid (scales, norms, offsets) this one gives w_j. gptq's dynamic
   // groups find a rotated format's grid this way, one group at a time.

@@ -15,11 +15,16 @@
 
 #include "eval/calibration.hpp"
 #include "eval/layer_quantization.hpp"
+#include "eval/model_eval.hpp"
+#include "models/cuda/cuda_forward.hpp"
 #include "harness/store.hpp"
 #include "kernels/lut_plan.hpp"
 #include "models/checkpoint.hpp"
+#include "models/gguf.hpp"
 #include "models/quantized_safetensors.hpp"
 #include "quantizers/awq.hpp"
+#include "quantizers/ggml_block_grid.hpp"
+#include "quantizers/ggml_formats.hpp"
 #include "quantizers/gptq.hpp"
 #include "quantizers/registry.hpp"
 #include "test_util.hpp"
@@ -50,8 +55,7 @@ double output_error(const Matrix& w, const Matrix& w_hat, const Eigen::MatrixXd&
 // weights when the group's first column comes up.
 Matrix straightforward_gptq(const Matrix& w, const Eigen::MatrixXd& X, const Quantizer& rtn, double damp, bool dynamic) {
   const QuantizedMatrix grid = rtn.quantize(w.data(), w.rows(), w.cols(), 0);
-  auto passes = decode_passes(rtn, grid);
-  DecodePass s = passes.front();
+  DecodePass s = rtn.search_grid(grid);
   Eigen::MatrixXd H = X.transpose() * X;
   H.diagonal().array() += damp * H.diagonal().mean();
   Eigen::MatrixXd Hinv = H.inverse(), W = w.cast<double>();
@@ -60,8 +64,11 @@ Matrix straightforward_gptq(const Matrix& w, const Eigen::MatrixXd& X, const Qua
   for (Eigen::Index i = 0; i < C; ++i) {
     if (dynamic && i % static_cast<Eigen::Index>(s.g) == 0) {
       const Matrix group = W.middleCols(i, static_cast<Eigen::Index>(s.g)).cast<float>();
-      const DecodePass gs = decode_passes(rtn, rtn.quantize(group.data(), group.rows(), group.cols(), 0)).front();
-      for (Eigen::Index r = 0; r < w.rows(); ++r) s.a[static_cast<std::size_t>(r) * s.groups + static_cast<std::size_t>(i) / s.g] = gs.a[r];
+      const DecodePass gs = rtn.search_grid(rtn.quantize(group.data(), group.rows(), group.cols(), 0));
+      for (Eigen::Index r = 0; r < w.rows(); ++r) {
+        s.a[static_cast<std::size_t>(r) * s.groups + static_cast<std::size_t>(i) / s.g] = gs.a[r];
+        if (!s.b.empty()) s.b[static_cast<std::size_t>(r) * s.groups + static_cast<std::size_t>(i) / s.g] = gs.b[r];
+      }
     }
     for (Eigen::Index r = 0; r < w.rows(); ++r) {
       const std::size_t at = static_cast<std::size_t>(r) * s.groups + static_cast<std::size_t>(i) / s.g;
@@ -87,20 +94,25 @@ TEST_CASE("gptq equals the paper's step written out, whatever the lazy batch, it
   const std::size_t rows = 24, cols = 96;
   const Matrix w = test::random_normal_matrix(rows, cols, 5);
   const Eigen::MatrixXd X = calibration(512, cols, 7), H = X.transpose() * X;
-  const auto rtn = parse_quantizer("rtn(bits=3,group=32,mode=sym)");
-  for (bool dynamic : {false, true}) {
-    const Matrix want = straightforward_gptq(w, X, *rtn, 0.01, dynamic);
-    for (int block : {1, 8, 32, 128}) {
-      CAPTURE(dynamic);
-      CAPTURE(block);
-      const Matrix got =
-          dequantized(*rtn, gptq_quantize(*rtn, w.data(), rows, cols, H, 0, {.damp = 0.01, .block = block, .dynamic_groups = dynamic}));
-      CHECK((got - want).cwiseAbs().maxCoeff() < 1e-5f);
+  // rtn's grid from its decode description; llama.cpp's 32-weight blocks from their bytes (d·lut[code] + m).
+  for (const std::string name : {"rtn(bits=3,group=32,mode=sym)", "q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "iq4_nl"}) {
+    const auto rtn = parse_quantizer(name);
+    for (bool dynamic : {false, true}) {
+      const Matrix want = straightforward_gptq(w, X, *rtn, 0.01, dynamic);
+      for (int block : {1, 8, 32, 128}) {
+        CAPTURE(name);
+        CAPTURE(dynamic);
+        CAPTURE(block);
+        const Matrix got =
+            dequantized(*rtn, gptq_quantize(*rtn, w.data(), rows, cols, H, 0, {.damp = 0.01, .block = block, .dynamic_groups = dynamic}));
+        CHECK((got - want).cwiseAbs().maxCoeff() < 1e-5f);
+      }
     }
   }
   // Every wrapped format: the layer's output error on the calibration inputs drops below plain rounding on the same grid.
   for (const std::string name : {"rtn(bits=4,group=32,mode=asym)", "rtn(bits=2,group=row)", "turboquant(bits=3,group=32,rotation=hadamard)",
-                                 "turboquant(bits=2,group=row,rotation=haar)", "rotated(rtn(bits=3,group=32))"}) {
+                                 "turboquant(bits=2,group=row,rotation=haar)", "rotated(rtn(bits=3,group=32))", "q4_0", "q4_1", "q5_0",
+                                 "iq4_nl"}) {
     CAPTURE(name);
     const auto q = parse_quantizer(name);
     const Matrix plain = dequantized(*q, q->quantize(w.data(), rows, cols, 3));
@@ -193,6 +205,53 @@ TEST_CASE("calibration statistics: each layer's Σ xᵀx and mean |x| over the c
   CHECK((q.mean_abs - X.cwiseAbs().colwise().mean().transpose()).cwiseAbs().maxCoeff() <= 1e-5 * X.cwiseAbs().maxCoeff());
   CHECK_THROWS_WITH_AS(collect_layer_statistics(ck, tokens, 15), doctest::Contains("whole chunks of 15"), InputError);
   CHECK_THROWS_WITH_AS(collect_layer_statistics(ck, tokens, ctx, "nothing"), doctest::Contains("selects no linear layer"), InputError);
+}
+
+TEST_CASE("llama.cpp's 32-weight blocks as a grid: d·lut[code] + m is the format's dequantization, codes written back are its bytes") {
+  const std::size_t rows = 5, cols = 96;
+  const Matrix w = test::random_normal_matrix(rows, cols, 21);
+  for (const std::string name : {"q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "iq4_nl"}) {
+    CAPTURE(name);
+    const auto q = parse_quantizer(name);
+    REQUIRE(q->search_form().size() == 1);
+    CHECK(q->search_form().front().group == 32);
+    QuantizedMatrix m = q->quantize(w.data(), rows, cols, 0);
+    const DecodePass s = q->search_grid(m);
+    CHECK(s.lut.size() == (std::size_t{1} << s.bits));
+    const GgmlBlockFormat& f = *ggml_format_of(*q, cols);
+    std::vector<std::uint8_t> codes(rows * cols);
+    ggml_block_codes(f, m.codes.data(), rows, cols, codes.data());
+    // The grid reproduces the format's dequantization of its own bytes.
+    auto on_grid = [&](const std::vector<std::uint8_t>& c) {
+      Matrix v(static_cast<Eigen::Index>(rows), static_cast<Eigen::Index>(cols));
+      for (std::size_t r = 0; r < rows; ++r)
+        for (std::size_t k = 0; k < cols; ++k) {
+          const std::size_t at = r * s.groups + k / s.g;
+          v(static_cast<Eigen::Index>(r), static_cast<Eigen::Index>(k)) = s.a[at] * s.lut[c[r * cols + k]] + (s.b.empty() ? 0.0f : s.b[at]);
+        }
+      return v;
+    };
+    const Matrix plain = dequantized(*q, m);
+    CHECK((on_grid(codes) - plain).cwiseAbs().maxCoeff() <= 1e-6f * plain.cwiseAbs().maxCoeff());
+    // Its own codes written back leave the bytes as they were; other codes land on the same grid, scales untouched.
+    const std::vector<std::uint8_t> before = m.codes;
+    q->set_grid_codes(m, codes.data());
+    CHECK(m.codes == before);
+    Rng rng(4);
+    for (auto& c : codes) c = static_cast<std::uint8_t>(rng.next_u64() % s.lut.size());
+    q->set_grid_codes(m, codes.data());
+    std::vector<std::uint8_t> back(rows * cols);
+    ggml_block_codes(f, m.codes.data(), rows, cols, back.data());
+    CHECK(back == codes);
+    const Matrix moved = dequantized(*q, m);
+    CHECK((moved - on_grid(codes)).cwiseAbs().maxCoeff() <= 1e-6f * moved.cwiseAbs().maxCoeff());
+    CHECK(q->search_grid(m).a == s.a);
+  }
+  for (const std::string name : {"q4_K", "q6_K", "q2_K"}) CHECK(parse_quantizer(name)->search_form().empty());
+  CHECK_THROWS_WITH_AS(parse_quantizer("gptq(q4_K)"), doctest::Contains("super-block of 256"), InputError);
+  const std::string name = parse_quantizer("gptq(q4_0)")->name();
+  CHECK(name == "gptq(quantizer=q4_0(),damp=0.01,block=128,act_order=off,groups=dynamic)");
+  CHECK(parse_quantizer(name)->name() == name);
 }
 
 TEST_CASE("gptq(Q) in the registry: the name round-trips, Q's format and kernels, and it asks for calibration where none is given") {
@@ -494,6 +553,25 @@ TEST_CASE("export of calibrated quantizers: the file's layers give the perplexit
     };
     CHECK(ppl("--quantized '" + out + "'") == ppl("--quantizer '" + q + "' --seed 4" + calibration));
   }
+  // gptq over a llama.cpp format exports to GGUF as that format's tensors (GPTQ's codes in Q4_0's bytes): the file,
+  // read as any Q4_0 GGUF, gives the perplexity of calibrating in memory.
+  {
+    const std::string q = "gptq(q4_0)", out = dir.file("calibrated.gguf");
+    auto r = test::run_tqbench("export --force --model '" + model + "' --quantizer '" + q + "' -o '" + out + "' --seed 4" + calibration);
+    REQUIRE_MESSAGE(r.exit_code == 0, r.output);
+    const GgufFile file(out);
+    std::size_t q4 = 0;
+    for (const auto& t : file.tensors()) q4 += t.type == find_ggml_block_format("q4_0")->ggml_type;
+    CHECK(q4 == 7 * static_cast<std::size_t>(load_checkpoint(model).config.n_layers));
+    const auto ppl = [&](const std::string& m, const std::string& args) {
+      const auto p = test::run_tqbench("perplexity --model '" + m + "' --corpus '" + corpus + "' --ctx 64 --chunks 2 " + args);
+      REQUIRE_MESSAGE(p.exit_code == 0, p.output);
+      return p.output.substr(p.output.find("perplexity: "), 24);
+    };
+    const std::string exported = ppl(out, ""), in_memory = ppl(model, "--quantizer '" + q + "' --seed 4" + calibration), plain = ppl(model, "--quantizer q4_0");
+    CHECK(exported == in_memory);
+    CHECK(exported != plain);
+  }
   const auto none = test::run_tqbench("export --model '" + model + "' --quantizer 'gptq(rtn)' -o '" + dir.file("x.safetensors") + "'");
   CHECK(none.exit_code == 2);
   CHECK(none.output.find("needs calibration text") != std::string::npos);
@@ -534,4 +612,69 @@ TEST_CASE("awq: a stored scale that is not positive and finite is refused naming
   q.scales[2 * 5] = 0;
   q.scales[2 * 5 + 1] = 0;  // channel 5: +0
   CHECK_THROWS_WITH_AS(a->dequantize(q, out.data()), doctest::Contains("input channel 5's scale is 0"), InputError);
+}
+
+TEST_CASE("calibration on the GPU forward: cuda-fp32's statistics and GPTQ layers are the CPU's, cuda's within bf16's rounding") {
+  if (const std::string why = cuda_forward_unavailable(); !why.empty()) {
+    MESSAGE("SKIPPED: calibration on the GPU needs a GPU: " << why);
+    return;
+  }
+  const test::BooksModel books = test::books14m();
+  if (!books.present_or_skip()) return;
+  const Checkpoint ck = load_checkpoint(books.model);
+  const std::size_t ctx = 128;
+  std::vector<int> tokens = ck.tokenizer->encode(read_corpus(books.corpus).substr(0, 20000));
+  tokens.resize(4 * ctx);
+  const LayerSelection all(kBlockLinearLayers, "^$");
+  // Relative Frobenius distance of a device's statistics from the CPU's, worst over the layers.
+  auto worst_distance = [](const LayerStatisticsMap& got, const LayerStatisticsMap& cpu) {
+    double h = 0, a = 0;
+    for (const auto& [name, s] : cpu) {
+      const LayerStatistics& g = got.at(name);
+      CHECK(g.samples == s.samples);
+      h = std::max(h, (g.hessian - s.hessian).norm() / s.hessian.norm());
+      a = std::max(a, (g.mean_abs - s.mean_abs).norm() / s.mean_abs.norm());
+    }
+    return std::pair{h, a};
+  };
+  const LayerStatisticsMap cpu = collect_layer_statistics(ck, tokens, ctx, all, {}, "cpu");
+  const auto g = parse_quantizer("gptq(rtn(bits=4,group=64))");
+  // The sequential order: each layer's GPTQ weights, as calibrate_model makes them.
+  auto sequential = [&](const std::string& device, std::map<std::string, Matrix>& w_hat) {
+    return collect_layer_statistics(ck, tokens, ctx, all, [&](const std::string& name, const Matrix& w, const LayerStatistics& s) {
+      QuantizedLayer l = quantize_layer(*g, name, w, 3, GroupFallback::none, &s);
+      Matrix out(w.rows(), w.cols());
+      l.quantizer->dequantize(l.matrix, out.data());
+      return w_hat[name] = out;
+    }, device);
+  };
+  std::map<std::string, Matrix> cpu_w;
+  const LayerStatisticsMap cpu_seq = sequential("cpu", cpu_w);
+  for (const std::string device : {"cuda-fp32", "cuda"}) {
+    CAPTURE(device);
+    const bool exact = device == "cuda-fp32";
+    const auto [h, a] = worst_distance(collect_layer_statistics(ck, tokens, ctx, all, {}, device), cpu);
+    std::map<std::string, Matrix> w;
+    const auto [hs, as] = worst_distance(sequential(device, w), cpu_seq);
+    // GPTQ's layers: the share of weights on the CPU's grid point, and each layer's output error (on the CPU's
+    // statistics) against the CPU-calibrated layer's.
+    std::size_t same = 0, count = 0;
+    double worst_ratio = 0;
+    for (const auto& [name, wc] : cpu_w) {
+      same += static_cast<std::size_t>((w.at(name).array() == wc.array()).count());
+      count += static_cast<std::size_t>(wc.size());
+      const Matrix& w0 = ck.tensor(name);
+      const double e_dev = relative_output_error(w0, w.at(name), cpu.at(name).hessian), e_cpu = relative_output_error(w0, wc, cpu.at(name).hessian);
+      worst_ratio = std::max(worst_ratio, std::fabs(e_dev / e_cpu - 1.0));
+    }
+    const double share = static_cast<double>(same) / static_cast<double>(count);
+    MESSAGE(fmt::format("{}: statistics vs CPU, worst layer: Hessian {:.2e}, mean |x| {:.2e}; sequential {:.2e} / {:.2e}; GPTQ weights equal "
+                        "to the CPU's {:.4f}, layer output error within {:.2e} of the CPU's",
+                        device, h, a, hs, as, share, worst_ratio));
+    CHECK(h < (exact ? 1e-5 : 2e-2));
+    CHECK(a < (exact ? 1e-5 : 2e-2));
+    CHECK(hs < (exact ? 1e-4 : 5e-2));
+    CHECK(share > (exact ? 0.99 : 0.8));
+    CHECK(worst_ratio < (exact ? 0.01 : 0.1));
+  }
 }
