@@ -47,6 +47,9 @@ struct DecodePass {
   std::vector<float> lut;               // 2^bits values
   std::vector<std::shared_ptr<const Rotation>> rotations;              // per group (hadamard, haar), else empty
   std::vector<std::shared_ptr<const std::vector<float>>> projections;  // per group, m × g row-major (gaussian_projection)
+  // Consecutive groups whose grids the format sets together (a k-quant's super-block: Quantizer::search_grid); 1 for
+  // every format whose groups are independent. Kernels ignore it.
+  std::size_t grid_span = 1;
 };
 
 }  // namespace tqb

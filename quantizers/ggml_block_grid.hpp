@@ -1,10 +1,14 @@
 #pragma once
-// llama.cpp's 32-weight blocks (q4_0, q4_1, q5_0, q5_1, q8_0, iq4_nl) seen as a grid: in block j of a row every weight
-// is d·lut[code] + m, with d (and m, for the _1 types) the block's fp16 fields and lut the format's levels (q4_0: k − 8,
-// q5_0: k − 16, q8_0: the int8 k − 128, iq4_nl: its 16 fixed levels, the _1 types: k). A column-wise search (gptq,
-// quantizers/gptq.hpp) reads each block's d and m, chooses codes on them and writes the codes back, d and m untouched,
-// so the result is the format's bytes, read by llama.cpp as any other file of that type. The k-quants are not
-// such a grid: their sub-block scales are quantized against the whole super-block of 256.
+// llama.cpp's block formats seen as a grid, where they are one: in group j of a row every weight is a·lut[code] + b.
+//  - the 32-weight blocks q4_0, q4_1, q5_0, q5_1, q8_0, iq4_nl: a group is a block, a = its fp16 d, b = its fp16 m (the
+//    _1 types) or 0, lut the format's levels (q4_0: k − 8, q5_0: k − 16, q8_0: the int8 k − 128, iq4_nl: its 16 fixed
+//    levels, the _1 types: k);
+//  - the k-quants q4_K, q5_K (groups of 32: a = d·sc, b = −dmin·m, lut = k) and q6_K (groups of 16: a = d·sc, lut =
+//    k − 32), whose sub-block scales are quantized against their super-block of 256: the grids of a super-block's 8
+//    (16) groups are set together (`span`).
+// A column-wise search (gptq, quantizers/gptq.hpp) reads the grids, chooses codes on them and writes the codes back,
+// scales untouched, so the result is the format's bytes, read by llama.cpp as any other file of that type. q2_K and
+// q3_K are grids of 16-weight groups too (d·sc·q − dmin·m; d·(sc − 32)·(q − 4)); their views are not written yet.
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -13,16 +17,17 @@
 
 namespace tqb {
 
-// The format's levels (2^code_bits of them) and whether its blocks have a minimum; empty levels when `f` is not a
-// 32-weight block format.
+// The format's levels (2^code_bits of them), its group (weights a grid covers), how many consecutive groups are set
+// together (a block's) and whether the grids have offsets; empty levels when `f` is not such a grid.
 struct GgmlBlockGrid {
   std::vector<float> lut;
+  std::size_t group = 0, span = 1;
   bool offset = false;
 };
 GgmlBlockGrid ggml_block_grid(const GgmlBlockFormat& f);
 
-// `rows` rows of `cols` weights (a multiple of 32) in f's blocks, row-major; block (r, j) is at a[r·cols/32 + j].
-// scales: d per block into a, m per block into b (left empty without minimums).
+// `rows` rows of `cols` weights (a multiple of f.block) in f's blocks, row-major; group (r, j) is at a[r·cols/group + j].
+// scales: a per group, b per group (left empty without offsets).
 void ggml_block_scales(const GgmlBlockFormat& f, const std::uint8_t* bytes, std::size_t rows, std::size_t cols, std::vector<float>& a,
                        std::vector<float>& b);
 // codes: rows × cols, one byte a weight (an index into the grid's lut).

@@ -70,22 +70,24 @@ class GgmlQuantizer final : public Quantizer {
       f.dequantize(q.codes.data() + r * row_bytes, out + r * q.cols, q.cols);
   }
 
-  // The 32-weight formats are a grid gptq can search (ggml_block_grid.hpp): d·lut[code] + m per block.
+  // The 32-weight formats and q4_K/q5_K/q6_K are grids gptq can search (ggml_block_grid.hpp): a·lut[code] + b per group.
   std::vector<PassForm> search_form() const override {
     const GgmlBlockGrid g = ggml_block_grid(f_);
     if (g.lut.empty()) return {};
-    return {PassForm{.bits = f_.code_bits, .group = static_cast<std::int64_t>(f_.block), .has_offset = g.offset}};
+    return {PassForm{.bits = f_.code_bits, .group = static_cast<std::int64_t>(g.group), .has_offset = g.offset}};
   }
   DecodePass search_grid(const QuantizedMatrix& q) const override {
     const GgmlBlockFormat& f = format_for(q.cols);
+    const GgmlBlockGrid grid = ggml_block_grid(f);
+    if (grid.lut.empty()) throw std::invalid_argument(std::string(f.name) + " is not a grid tqbench can search (ggml_block_grid.hpp)");
     DecodePass s;
     s.rows = q.rows;
     s.cols = q.cols;
-    s.g = s.m = f.block;
-    s.groups = q.cols / f.block;
+    s.g = s.m = grid.group;
+    s.groups = q.cols / grid.group;
+    s.grid_span = grid.span;
     s.bits = f.code_bits;
-    s.lut = ggml_block_grid(f).lut;
-    if (s.lut.empty()) throw std::invalid_argument(std::string(f.name) + " is not a grid of 32-weight blocks");
+    s.lut = grid.lut;
     ggml_block_scales(f, q.codes.data(), q.rows, q.cols, s.a, s.b);
     return s;
   }

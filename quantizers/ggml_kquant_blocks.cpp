@@ -580,4 +580,59 @@ void dequantize_iq4_nl(const std::uint8_t* in, float* y, std::size_t n) {
   }
 }
 
+// --- q4_K, q5_K, q6_K as grids (gptq): the layouts their dequantizers above read ----------------------------------
+// q4_K/q5_K: weight i of a super-block is in 64-weight chunk c = i / 64, at l = i mod 64: byte c·32 + l mod 32 of qs, low
+// nibble for l < 32, high nibble above; q5_K's fifth bit is bit 2c + (l ≥ 32) of qh[l mod 32]. q6_K: half h = i / 128,
+// quarter k = (i mod 128) / 32, l = i mod 32: the low nibble of ql[h·64 + l + 32·(k odd)] (high nibble for k ≥ 2), the
+// top two bits at bit 2k of qh[h·32 + l].
+void kquant_grid_scales(int kind, const std::uint8_t* block, float* a, float* b) {
+  if (kind == 6) {
+    const float d = get_fp16(block + 208);
+    const auto* sc = reinterpret_cast<const std::int8_t*>(block + 192);
+    for (int j = 0; j < 16; ++j) a[j] = d * static_cast<float>(sc[j]);
+    return;
+  }
+  const float d = get_fp16(block), dmin = get_fp16(block + 2);
+  for (int j = 0; j < 8; ++j) {
+    int sc, m;
+    unpack_scale_min(j, block + 4, sc, m);
+    a[j] = d * static_cast<float>(sc);
+    b[j] = -(dmin * static_cast<float>(m));
+  }
+}
+
+unsigned kquant_code(int kind, const std::uint8_t* block, std::size_t i) {
+  if (kind == 6) {
+    const std::size_t h = i / 128, k = i % 128 / 32, l = i % 32;
+    const std::uint8_t low = block[h * 64 + l + 32 * (k % 2)];
+    return (k < 2 ? low & 0xFu : low >> 4) | ((block[128 + h * 32 + l] >> (2 * k)) & 3u) << 4;
+  }
+  const std::size_t c = i / 64, l = i % 64;
+  const std::uint8_t* qs = block + (kind == 4 ? 16 : 48);
+  unsigned q = l < 32 ? qs[c * 32 + l] & 0xFu : qs[c * 32 + l - 32] >> 4;
+  if (kind == 5) q |= ((block[16 + l % 32] >> (2 * c + (l >= 32 ? 1 : 0))) & 1u) << 4;
+  return q;
+}
+
+void kquant_set_code(int kind, std::uint8_t* block, std::size_t i, unsigned code) {
+  const auto nibble = [](std::uint8_t& byte, bool high, unsigned v) {
+    byte = high ? static_cast<std::uint8_t>((byte & 0x0Fu) | (v & 0xFu) << 4) : static_cast<std::uint8_t>((byte & 0xF0u) | (v & 0xFu));
+  };
+  if (kind == 6) {
+    const std::size_t h = i / 128, k = i % 128 / 32, l = i % 32;
+    nibble(block[h * 64 + l + 32 * (k % 2)], k >= 2, code);
+    std::uint8_t& hi = block[128 + h * 32 + l];
+    hi = static_cast<std::uint8_t>((hi & ~(3u << (2 * k))) | ((code >> 4) & 3u) << (2 * k));
+    return;
+  }
+  const std::size_t c = i / 64, l = i % 64;
+  std::uint8_t* qs = block + (kind == 4 ? 16 : 48);
+  nibble(qs[c * 32 + l % 32], l >= 32, code);
+  if (kind == 5) {
+    const unsigned bit = static_cast<unsigned>(2 * c + (l >= 32 ? 1 : 0));
+    std::uint8_t& qh = block[16 + l % 32];
+    qh = static_cast<std::uint8_t>((qh & ~(1u << bit)) | ((code >> 4) & 1u) << bit);
+  }
+}
+
 }  // namespace tqb::ggml_kquant

@@ -41,7 +41,7 @@ QuantizedMatrix gptq_quantize(const Quantizer& inner, const float* w, std::size_
   QuantizedMatrix q = inner.quantize(w, rows, cols, seed);  // the grid, and the codes GPTQ replaces
   const auto unsupported = [&](const std::string& why) {
     return InputError(fmt::format("gptq({}): {}; gptq wraps a quantizer of one pass of per-group codes on a grid (rtn, turboquant, "
-                                  "rotated(rtn), llama.cpp's 32-weight blocks)", inner.name(), why));
+                                  "rotated(rtn), llama.cpp's blocks)", inner.name(), why));
   };
   DecodePass s;
   try {
@@ -103,36 +103,44 @@ QuantizedMatrix gptq_quantize(const Quantizer& inner, const float* w, std::size_
   if (o.dynamic_groups) grid_source.assign(w, w + rows * cols);
   // A rotated format's grid of group j, from its rotated weights through the same quantizer without the rotation.
   const std::unique_ptr<Quantizer> unrotated = s.rotations.empty() ? nullptr : inner.without_rotation();
-  const auto fix_grid = [&](std::size_t j) {
-    // The group's current weights (in the codes' basis), and back in W's basis (v = w Πᵀ, so w = v Π).
+  // A format whose grids are set a span of groups at a time (a k-quant's super-block) fixes the span at its first column.
+  const std::size_t span = s.grid_span;
+  if (span < 1 || groups % span != 0 || (span > 1 && !s.rotations.empty())) throw unsupported("its grids span groups unevenly");
+  const auto fix_grid = [&](std::size_t j_any) {
+    const std::size_t j0 = j_any / span * span;
+    // The span's current weights (in the codes' basis), and back in W's basis (v = w Πᵀ, so w = v Π).
     Eigen::MatrixXd v(R, G);
-    for (Eigen::Index k = 0; k < G; ++k) v.col(k) = Wp.col(position[j * g + static_cast<std::size_t>(k)]);
-    const Eigen::MatrixXd back = s.rotations.empty() ? v : Eigen::MatrixXd(v * dense_rotation(*s.rotations[j], g));
-    for (Eigen::Index r = 0; r < R; ++r)
-      for (Eigen::Index k = 0; k < G; ++k)
-        grid_source[static_cast<std::size_t>(r) * cols + j * g + static_cast<std::size_t>(k)] = static_cast<float>(back(r, k));
-    // A group's grid depends on its own weights only: unrotated, Q on the group alone; rotated, Q without its rotation on
-    // the rotated group; a rotated Q without that twin, Q on the columns up to the group's end (its rotation is the
-    // seed's j-th whatever the width; cost quadratic in the groups).
-    std::size_t width = g;
-    std::vector<float> part(rows * g);
+    for (std::size_t j = j0; j < j0 + span; ++j) {
+      for (Eigen::Index k = 0; k < G; ++k) v.col(k) = Wp.col(position[j * g + static_cast<std::size_t>(k)]);
+      const Eigen::MatrixXd back = s.rotations.empty() ? v : Eigen::MatrixXd(v * dense_rotation(*s.rotations[j], g));
+      for (Eigen::Index r = 0; r < R; ++r)
+        for (Eigen::Index k = 0; k < G; ++k)
+          grid_source[static_cast<std::size_t>(r) * cols + j * g + static_cast<std::size_t>(k)] = static_cast<float>(back(r, k));
+    }
+    // A group's grid depends on its own weights (its span's) only: unrotated, Q on the span alone; rotated, Q without its
+    // rotation on the rotated group; a rotated Q without that twin, Q on the columns up to the group's end (its rotation
+    // is the seed's j-th whatever the width; cost quadratic in the groups).
+    std::size_t width = span * g;
+    std::vector<float> part(rows * width);
     const Quantizer* q_part = &inner;
     if (unrotated) {
       for (std::size_t r = 0; r < rows; ++r)
         for (std::size_t k = 0; k < g; ++k) part[r * g + k] = static_cast<float>(v(static_cast<Eigen::Index>(r), static_cast<Eigen::Index>(k)));
       q_part = unrotated.get();
     } else {
-      const std::size_t first = s.rotations.empty() ? j * g : 0;
-      width = (j + 1) * g - first;
+      const std::size_t first = s.rotations.empty() ? j0 * g : 0;
+      width = (j0 + span) * g - first;
       part.resize(rows * width);
       for (std::size_t r = 0; r < rows; ++r) std::copy_n(grid_source.data() + r * cols + first, width, part.data() + r * width);
     }
     const DecodePass ps = q_part->search_grid(q_part->quantize(part.data(), rows, width, seed));
-    for (std::size_t r = 0; r < rows; ++r) {
-      A[r * groups + j] = ps.a[r * ps.groups + ps.groups - 1];
-      Bo[r * groups + j] = ps.b.empty() ? 0.0 : ps.b[r * ps.groups + ps.groups - 1];
-    }
-    grid_ready[j] = 1;
+    for (std::size_t r = 0; r < rows; ++r)
+      for (std::size_t k = 0; k < span; ++k) {
+        const std::size_t from = r * ps.groups + ps.groups - span + k;
+        A[r * groups + j0 + k] = ps.a[from];
+        Bo[r * groups + j0 + k] = ps.b.empty() ? 0.0 : ps.b[from];
+      }
+    for (std::size_t j = j0; j < j0 + span; ++j) grid_ready[j] = 1;
   };
 
   std::vector<std::uint8_t> codes(rows * cols);
@@ -242,10 +250,10 @@ QuantizerFamily gptq_family() {
             const auto form = inner->search_form();
             if (form.size() != 1 || form.front().transform == GroupTransform::gaussian_projection)
               throw InputError(fmt::format("gptq({}): gptq wraps a quantizer of one pass of per-group codes on a grid (rtn, turboquant, "
-                                           "rotated(rtn), llama.cpp's 32-weight blocks q4_0 … q8_0 and iq4_nl); {} is not one{}", inner->name(), inner->family(),
+                                           "rotated(rtn), llama.cpp's q4_0 … q8_0, iq4_nl, q4_K, q5_K, q6_K); {} is not one{}", inner->name(), inner->family(),
                                            inner->family() == "awq"                       ? " (compose the other way round: awq(gptq(Q)))"
-                                           : inner->family().ends_with("_K")             ? " (a k-quant's sub-block scales are quantized "
-                                                                                             "against its whole super-block of 256)"
+                                           : inner->family().ends_with("_K")             ? " (q2_K's and q3_K's grid views are not written "
+                                                                                             "yet: quantizers/ggml_block_grid.hpp)"
                                                                                          : ""));
             p["quantizer"] = inner->name();
             return std::make_unique<Gptq>(schema, p, std::move(inner));

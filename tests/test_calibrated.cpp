@@ -62,13 +62,17 @@ Matrix straightforward_gptq(const Matrix& w, const Eigen::MatrixXd& X, const Qua
   const Eigen::Index C = w.cols();
   Matrix out(w.rows(), C);
   for (Eigen::Index i = 0; i < C; ++i) {
-    if (dynamic && i % static_cast<Eigen::Index>(s.g) == 0) {
-      const Matrix group = W.middleCols(i, static_cast<Eigen::Index>(s.g)).cast<float>();
+    // A span of groups set together (a k-quant's super-block) takes its grids at its first column.
+    const std::size_t span = s.grid_span;
+    if (dynamic && i % static_cast<Eigen::Index>(s.g * span) == 0) {
+      const Matrix group = W.middleCols(i, static_cast<Eigen::Index>(s.g * span)).cast<float>();
       const DecodePass gs = rtn.search_grid(rtn.quantize(group.data(), group.rows(), group.cols(), 0));
-      for (Eigen::Index r = 0; r < w.rows(); ++r) {
-        s.a[static_cast<std::size_t>(r) * s.groups + static_cast<std::size_t>(i) / s.g] = gs.a[r];
-        if (!s.b.empty()) s.b[static_cast<std::size_t>(r) * s.groups + static_cast<std::size_t>(i) / s.g] = gs.b[r];
-      }
+      for (Eigen::Index r = 0; r < w.rows(); ++r)
+        for (std::size_t k = 0; k < span; ++k) {
+          const std::size_t at = static_cast<std::size_t>(r) * s.groups + static_cast<std::size_t>(i) / s.g + k, from = static_cast<std::size_t>(r) * span + k;
+          s.a[at] = gs.a[from];
+          if (!s.b.empty()) s.b[at] = gs.b[from];
+        }
     }
     for (Eigen::Index r = 0; r < w.rows(); ++r) {
       const std::size_t at = static_cast<std::size_t>(r) * s.groups + static_cast<std::size_t>(i) / s.g;
@@ -106,6 +110,27 @@ TEST_CASE("gptq equals the paper's step written out, whatever the lazy batch, it
         const Matrix got =
             dequantized(*rtn, gptq_quantize(*rtn, w.data(), rows, cols, H, 0, {.damp = 0.01, .block = block, .dynamic_groups = dynamic}));
         CHECK((got - want).cwiseAbs().maxCoeff() < 1e-5f);
+      }
+    }
+  }
+  // The k-quants' grids, a super-block of 256 at a time (8 groups of 32, or 16 of 16).
+  {
+    const std::size_t kr = 6, kc = 512;
+    const Matrix wk = test::random_normal_matrix(kr, kc, 8);
+    const Eigen::MatrixXd Xk = calibration(1024, kc, 9), Hk = Xk.transpose() * Xk;
+    for (const std::string name : {"q4_K", "q5_K", "q6_K"}) {
+      const auto kq = parse_quantizer(name);
+      const Matrix plain = dequantized(*kq, kq->quantize(wk.data(), kr, kc, 0));
+      for (bool dynamic : {false, true}) {
+        CAPTURE(name);
+        CAPTURE(dynamic);
+        const Matrix want = straightforward_gptq(wk, Xk, *kq, 0.01, dynamic);
+        const Matrix got = dequantized(*kq, gptq_quantize(*kq, wk.data(), kr, kc, Hk, 0, {.damp = 0.01, .block = 64, .dynamic_groups = dynamic}));
+        CHECK((got - want).cwiseAbs().maxCoeff() < 1e-5f);
+        const double e_gptq = output_error(wk, got, Xk), e_plain = output_error(wk, plain, Xk);
+        MESSAGE(fmt::format("{}{}: output error gptq {:.4g}, plain {:.4g} ({:.1f}% less)", name, dynamic ? " dynamic" : " static", e_gptq,
+                            e_plain, 100 * (1 - e_gptq / e_plain)));
+        CHECK(e_gptq < e_plain);
       }
     }
   }
@@ -166,7 +191,7 @@ TEST_CASE("gptq: bad options, Hessians and formats are errors naming them") {
   Eigen::MatrixXd bad = H;
   bad(3, 3) = NAN;
   CHECK_THROWS_WITH_AS(gptq_quantize(*rtn, w.data(), 4, 64, bad, 0), doctest::Contains("non-finite"), InputError);
-  for (const char* name : {"q4_K", "qjl(group=32)", "residual(stack=4+2,group=32)"}) {
+  for (const char* name : {"q3_K", "qjl(group=32)", "residual(stack=4+2,group=32)"}) {
     CAPTURE(name);
     const Matrix w256 = test::random_normal_matrix(4, 256, 1);
     CHECK_THROWS_WITH_AS(gptq_quantize(*parse_quantizer(name), w256.data(), 4, 256, Eigen::MatrixXd::Identity(256, 256), 0),
@@ -207,16 +232,17 @@ TEST_CASE("calibration statistics: each layer's Σ xᵀx and mean |x| over the c
   CHECK_THROWS_WITH_AS(collect_layer_statistics(ck, tokens, ctx, "nothing"), doctest::Contains("selects no linear layer"), InputError);
 }
 
-TEST_CASE("llama.cpp's 32-weight blocks as a grid: d·lut[code] + m is the format's dequantization, codes written back are its bytes") {
-  const std::size_t rows = 5, cols = 96;
+TEST_CASE("llama.cpp's blocks as a grid: a·lut[code] + b is the format's dequantization, codes written back are its bytes") {
+  const std::size_t rows = 5, cols = 512;
   const Matrix w = test::random_normal_matrix(rows, cols, 21);
-  for (const std::string name : {"q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "iq4_nl"}) {
+  for (const std::string name : {"q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "iq4_nl", "q4_K", "q5_K", "q6_K"}) {
     CAPTURE(name);
     const auto q = parse_quantizer(name);
     REQUIRE(q->search_form().size() == 1);
-    CHECK(q->search_form().front().group == 32);
     QuantizedMatrix m = q->quantize(w.data(), rows, cols, 0);
     const DecodePass s = q->search_grid(m);
+    CHECK(static_cast<std::int64_t>(s.g) == q->search_form().front().group);
+    CHECK(s.g * s.grid_span == ggml_format_of(*q, cols)->block);
     CHECK(s.lut.size() == (std::size_t{1} << s.bits));
     const GgmlBlockFormat& f = *ggml_format_of(*q, cols);
     std::vector<std::uint8_t> codes(rows * cols);
@@ -247,8 +273,8 @@ TEST_CASE("llama.cpp's 32-weight blocks as a grid: d·lut[code] + m is the forma
     CHECK((moved - on_grid(codes)).cwiseAbs().maxCoeff() <= 1e-6f * moved.cwiseAbs().maxCoeff());
     CHECK(q->search_grid(m).a == s.a);
   }
-  for (const std::string name : {"q4_K", "q6_K", "q2_K"}) CHECK(parse_quantizer(name)->search_form().empty());
-  CHECK_THROWS_WITH_AS(parse_quantizer("gptq(q4_K)"), doctest::Contains("super-block of 256"), InputError);
+  for (const std::string name : {"q2_K", "q3_K"}) CHECK(parse_quantizer(name)->search_form().empty());
+  CHECK_THROWS_WITH_AS(parse_quantizer("gptq(q3_K)"), doctest::Contains("grid views are not written"), InputError);
   const std::string name = parse_quantizer("gptq(q4_0)")->name();
   CHECK(name == "gptq(quantizer=q4_0(),damp=0.01,block=128,act_order=off,groups=dynamic)");
   CHECK(parse_quantizer(name)->name() == name);
@@ -269,7 +295,7 @@ TEST_CASE("gptq(Q) in the registry: the name round-trips, Q's format and kernels
   const QuantizedLayer l = quantize_layer(*g, "blk.0.attn_q.weight", w, 0, GroupFallback::none, &inputs);
   CHECK(l.matrix.format == g->name());
   CHECK(dequantized(*l.quantizer, l.matrix).allFinite());
-  CHECK_THROWS_WITH_AS(parse_quantizer("gptq(q4_K)"), doctest::Contains("gptq wraps a quantizer of one pass"), InputError);
+  CHECK_THROWS_WITH_AS(parse_quantizer("gptq(q2_K)"), doctest::Contains("gptq wraps a quantizer of one pass"), InputError);
   CHECK_THROWS_WITH_AS(parse_quantizer("gptq(rtn,damp=0)"), doctest::Contains("damp"), InputError);
 }
 
