@@ -29,6 +29,8 @@ Fields fields_of(const GgmlBlockFormat& f) {
   if (n == "q5_1") return {offsetof(L::BlockQ5_1, m), offsetof(L::BlockQ5_1, qh), offsetof(L::BlockQ5_1, qs), 5};
   if (n == "q8_0") return {0, 0, offsetof(L::BlockQ8_0, qs), 8};
   if (n == "iq4_nl") return {0, 0, offsetof(L::BlockIQ4_NL, qs), 4};
+  if (n == "q2_K") return {.bits = 2, .kquant = 2};
+  if (n == "q3_K") return {.bits = 3, .kquant = 3};
   if (n == "q4_K") return {.bits = 4, .kquant = 4};
   if (n == "q5_K") return {.bits = 5, .kquant = 5};
   if (n == "q6_K") return {.bits = 6, .kquant = 6};
@@ -85,8 +87,8 @@ GgmlBlockGrid ggml_block_grid(const GgmlBlockFormat& f) {
   const Fields k = fields_of(f);
   GgmlBlockGrid g;
   if (k.bits == 0) return g;
-  g.offset = k.m != 0 || k.kquant == 4 || k.kquant == 5;
-  g.group = k.kquant == 6 ? 16 : 32;
+  g.offset = k.m != 0 || k.kquant == 2 || k.kquant == 4 || k.kquant == 5;
+  g.group = k.kquant == 2 || k.kquant == 3 || k.kquant == 6 ? 16 : 32;
   g.span = f.block / g.group;
   const int levels = 1 << k.bits;
   const std::string n = f.name;
@@ -94,9 +96,9 @@ GgmlBlockGrid ggml_block_grid(const GgmlBlockFormat& f) {
     if (n == "iq4_nl")
       g.lut.push_back(static_cast<float>(ggml_kquant::kIq4NlLevels[c]));
     else if (g.offset)
-      g.lut.push_back(static_cast<float>(c));  // the _1 types: d·q + m; q4_K/q5_K: d·sc·q − dmin·m
+      g.lut.push_back(static_cast<float>(c));  // the _1 types: d·q + m; q2_K/q4_K/q5_K: d·sc·q − dmin·m
     else
-      g.lut.push_back(static_cast<float>(c - levels / 2));  // q4_0: q − 8, q5_0: q − 16, q8_0: the int8 value, q6_K: q − 32
+      g.lut.push_back(static_cast<float>(c - levels / 2));  // q4_0: q − 8, q5_0: q − 16, q8_0: the int8 value, q3_K: q − 4, q6_K: q − 32
   }
   return g;
 }

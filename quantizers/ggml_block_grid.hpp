@@ -3,12 +3,11 @@
 //  - the 32-weight blocks q4_0, q4_1, q5_0, q5_1, q8_0, iq4_nl: a group is a block, a = its fp16 d, b = its fp16 m (the
 //    _1 types) or 0, lut the format's levels (q4_0: k − 8, q5_0: k − 16, q8_0: the int8 k − 128, iq4_nl: its 16 fixed
 //    levels, the _1 types: k);
-//  - the k-quants q4_K, q5_K (groups of 32: a = d·sc, b = −dmin·m, lut = k) and q6_K (groups of 16: a = d·sc, lut =
-//    k − 32), whose sub-block scales are quantized against their super-block of 256: the grids of a super-block's 8
-//    (16) groups are set together (`span`).
+//  - the k-quants, whose sub-block scales are quantized against their super-block of 256, so the grids of a
+//    super-block's groups are set together (`span`): q4_K, q5_K (groups of 32: a = d·sc, b = −dmin·m, lut = k), q2_K
+//    (groups of 16, the same form), q3_K (groups of 16: a = d·sc, lut = k − 4) and q6_K (groups of 16: lut = k − 32).
 // A column-wise search (gptq, quantizers/gptq.hpp) reads the grids, chooses codes on them and writes the codes back,
-// scales untouched, so the result is the format's bytes, read by llama.cpp as any other file of that type. q2_K and
-// q3_K are grids of 16-weight groups too (d·sc·q − dmin·m; d·(sc − 32)·(q − 4)); their views are not written yet.
+// scales untouched, so the result is the format's bytes, read by llama.cpp as any other file of that type.
 #include <cstddef>
 #include <cstdint>
 #include <vector>

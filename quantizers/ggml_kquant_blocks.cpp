@@ -580,12 +580,27 @@ void dequantize_iq4_nl(const std::uint8_t* in, float* y, std::size_t n) {
   }
 }
 
-// --- q4_K, q5_K, q6_K as grids (gptq): the layouts their dequantizers above read ----------------------------------
-// q4_K/q5_K: weight i of a super-block is in 64-weight chunk c = i / 64, at l = i mod 64: byte c·32 + l mod 32 of qs, low
+// --- the k-quants as grids (gptq): the layouts their dequantizers above read ---------------------------------------
+// q2_K/q3_K: weight i is in half h = i / 128, at l = i mod 32 and shift 2·((i mod 128) / 32): the 2 low bits of
+// qs[h·32 + l] >> shift; q3_K's third bit is bit i / 32 of hmask[l] (set: q = low, clear: q = low − 4, so its code is
+// low + 4·bit and its value code − 4). q4_K/q5_K: weight i of a super-block is in 64-weight chunk c = i / 64, at l = i mod 64: byte c·32 + l mod 32 of qs, low
 // nibble for l < 32, high nibble above; q5_K's fifth bit is bit 2c + (l ≥ 32) of qh[l mod 32]. q6_K: half h = i / 128,
 // quarter k = (i mod 128) / 32, l = i mod 32: the low nibble of ql[h·64 + l + 32·(k odd)] (high nibble for k ≥ 2), the
 // top two bits at bit 2k of qh[h·32 + l].
 void kquant_grid_scales(int kind, const std::uint8_t* block, float* a, float* b) {
+  if (kind == 2) {
+    const float d = get_fp16(block + 80), dmin = get_fp16(block + 82);
+    for (int j = 0; j < 16; ++j) {
+      a[j] = d * static_cast<float>(block[j] & 0xF);
+      b[j] = -(dmin * static_cast<float>(block[j] >> 4));
+    }
+    return;
+  }
+  if (kind == 3) {
+    const float d = get_fp16(block + 108);
+    for (int j = 0; j < 16; ++j) a[j] = d * static_cast<float>(unpack_q3_scale(j, block + 96));
+    return;
+  }
   if (kind == 6) {
     const float d = get_fp16(block + 208);
     const auto* sc = reinterpret_cast<const std::int8_t*>(block + 192);
@@ -602,6 +617,10 @@ void kquant_grid_scales(int kind, const std::uint8_t* block, float* a, float* b)
 }
 
 unsigned kquant_code(int kind, const std::uint8_t* block, std::size_t i) {
+  if (kind == 2 || kind == 3) {
+    const unsigned low = (block[(kind == 2 ? 16 : 32) + i / 128 * 32 + i % 32] >> (2 * (i % 128 / 32))) & 3u;
+    return kind == 2 ? low : low | ((block[i % 32] >> (i / 32)) & 1u) << 2;
+  }
   if (kind == 6) {
     const std::size_t h = i / 128, k = i % 128 / 32, l = i % 32;
     const std::uint8_t low = block[h * 64 + l + 32 * (k % 2)];
@@ -618,6 +637,17 @@ void kquant_set_code(int kind, std::uint8_t* block, std::size_t i, unsigned code
   const auto nibble = [](std::uint8_t& byte, bool high, unsigned v) {
     byte = high ? static_cast<std::uint8_t>((byte & 0x0Fu) | (v & 0xFu) << 4) : static_cast<std::uint8_t>((byte & 0xF0u) | (v & 0xFu));
   };
+  if (kind == 2 || kind == 3) {
+    const unsigned shift = static_cast<unsigned>(2 * (i % 128 / 32));
+    std::uint8_t& q = block[(kind == 2 ? 16 : 32) + i / 128 * 32 + i % 32];
+    q = static_cast<std::uint8_t>((q & ~(3u << shift)) | (code & 3u) << shift);
+    if (kind == 3) {
+      const unsigned bit = static_cast<unsigned>(i / 32);
+      std::uint8_t& h = block[i % 32];
+      h = static_cast<std::uint8_t>((h & ~(1u << bit)) | ((code >> 2) & 1u) << bit);
+    }
+    return;
+  }
   if (kind == 6) {
     const std::size_t h = i / 128, k = i % 128 / 32, l = i % 32;
     nibble(block[h * 64 + l + 32 * (k % 2)], k >= 2, code);

@@ -28,10 +28,11 @@ inline constexpr std::size_t kQ2KBytes = sizeof(ggml_layout::BlockQ2_K), kQ3KByt
 // iq4_nl's 16 levels (int8, ×d): denser near zero, as the weights are.
 inline constexpr std::int8_t kIq4NlLevels[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
 
-// q4_K, q5_K and q6_K as grids (quantizers/ggml_block_grid.hpp: what gptq searches on). kind: 4, 5 or 6. A super-block's
-// sub-blocks (8 of 32 weights for q4_K/q5_K, 16 of 16 for q6_K) decode as a·q + b with a = d·sc, b = −dmin·m (q4_K,
-// q5_K: q in 0..2^bits − 1) or a = d·sc, b = 0 (q6_K: q − 32); the codes are weight i's q (0..2^bits − 1).
-void kquant_grid_scales(int kind, const std::uint8_t* block, float* a, float* b);  // a, b: one per sub-block (b: q4_K/q5_K)
+// The k-quants as grids (quantizers/ggml_block_grid.hpp: what gptq searches on). kind: 2, 3, 4, 5 or 6 (q2_K … q6_K). A
+// super-block's sub-blocks (16 of 16 weights; 8 of 32 for q4_K/q5_K) decode as a·lut[code] + b with a = d·sc and
+// b = −dmin·m (q2_K, q4_K, q5_K: lut = code) or b = 0 (q3_K: code − 4, sc signed; q6_K: code − 32); codes are
+// 0..2^bits − 1.
+void kquant_grid_scales(int kind, const std::uint8_t* block, float* a, float* b);  // one per sub-block (b: q2_K/q4_K/q5_K)
 unsigned kquant_code(int kind, const std::uint8_t* block, std::size_t i);
 void kquant_set_code(int kind, std::uint8_t* block, std::size_t i, unsigned code);
 

@@ -250,10 +250,8 @@ QuantizerFamily gptq_family() {
             const auto form = inner->search_form();
             if (form.size() != 1 || form.front().transform == GroupTransform::gaussian_projection)
               throw InputError(fmt::format("gptq({}): gptq wraps a quantizer of one pass of per-group codes on a grid (rtn, turboquant, "
-                                           "rotated(rtn), llama.cpp's q4_0 … q8_0, iq4_nl, q4_K, q5_K, q6_K); {} is not one{}", inner->name(), inner->family(),
+                                           "rotated(rtn), llama.cpp's block formats); {} is not one{}", inner->name(), inner->family(),
                                            inner->family() == "awq"                       ? " (compose the other way round: awq(gptq(Q)))"
-                                           : inner->family().ends_with("_K")             ? " (q2_K's and q3_K's grid views are not written "
-                                                                                             "yet: quantizers/ggml_block_grid.hpp)"
                                                                                          : ""));
             p["quantizer"] = inner->name();
             return std::make_unique<Gptq>(schema, p, std::move(inner));

@@ -1,7 +1,7 @@
 #pragma once
 // GPTQ (Frantar et al. 2022, arXiv 2210.17323, Algorithm 1) over any quantizer whose weights sit on one pass of
 // per-group codes on a grid, a·lut[code] + b, with or without a per-group rotation (Quantizer::search_grid: the decode
-// description of rtn, turboquant, rotated(rtn); llama.cpp's q4_0 … q8_0, iq4_nl, q4_K, q5_K and q6_K, whose bytes take
+// description of rtn, turboquant, rotated(rtn); llama.cpp's q4_0 … q8_0, iq4_nl and the k-quants, whose bytes take
 // the codes back, quantizers/ggml_block_grid.hpp — what llama.cpp's imatrix does for its formats, by another rule):
 // the columns are quantized one at a time on that grid, and each column's rounding error, weighted by the inverse
 // Hessian of the layer's inputs, is spread over the columns not yet quantized (lazy batches of `block` columns, the

@@ -118,7 +118,7 @@ TEST_CASE("gptq equals the paper's step written out, whatever the lazy batch, it
     const std::size_t kr = 6, kc = 512;
     const Matrix wk = test::random_normal_matrix(kr, kc, 8);
     const Eigen::MatrixXd Xk = calibration(1024, kc, 9), Hk = Xk.transpose() * Xk;
-    for (const std::string name : {"q4_K", "q5_K", "q6_K"}) {
+    for (const std::string name : {"q2_K", "q3_K", "q4_K", "q5_K", "q6_K"}) {
       const auto kq = parse_quantizer(name);
       const Matrix plain = dequantized(*kq, kq->quantize(wk.data(), kr, kc, 0));
       for (bool dynamic : {false, true}) {
@@ -191,7 +191,7 @@ TEST_CASE("gptq: bad options, Hessians and formats are errors naming them") {
   Eigen::MatrixXd bad = H;
   bad(3, 3) = NAN;
   CHECK_THROWS_WITH_AS(gptq_quantize(*rtn, w.data(), 4, 64, bad, 0), doctest::Contains("non-finite"), InputError);
-  for (const char* name : {"q3_K", "qjl(group=32)", "residual(stack=4+2,group=32)"}) {
+  for (const char* name : {"qjl(group=32)", "residual(stack=4+2,group=32)"}) {
     CAPTURE(name);
     const Matrix w256 = test::random_normal_matrix(4, 256, 1);
     CHECK_THROWS_WITH_AS(gptq_quantize(*parse_quantizer(name), w256.data(), 4, 256, Eigen::MatrixXd::Identity(256, 256), 0),
@@ -232,10 +232,10 @@ TEST_CASE("calibration statistics: each layer's Σ xᵀx and mean |x| over the c
   CHECK_THROWS_WITH_AS(collect_layer_statistics(ck, tokens, ctx, "nothing"), doctest::Contains("selects no linear layer"), InputError);
 }
 
-TEST_CASE("llama.cpp's blocks as a grid: a·lut[code] + b is the format's dequantization, codes written back are its bytes") {
+TEST_CASE("llama.cpp's blocks as a grid: a·lut[code] + b is the format's dequantization, codes written back are its bytes, every format") {
   const std::size_t rows = 5, cols = 512;
   const Matrix w = test::random_normal_matrix(rows, cols, 21);
-  for (const std::string name : {"q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "iq4_nl", "q4_K", "q5_K", "q6_K"}) {
+  for (const std::string name : {"q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "iq4_nl", "q2_K", "q3_K", "q4_K", "q5_K", "q6_K"}) {
     CAPTURE(name);
     const auto q = parse_quantizer(name);
     REQUIRE(q->search_form().size() == 1);
@@ -273,8 +273,7 @@ TEST_CASE("llama.cpp's blocks as a grid: a·lut[code] + b is the format's dequan
     CHECK((moved - on_grid(codes)).cwiseAbs().maxCoeff() <= 1e-6f * moved.cwiseAbs().maxCoeff());
     CHECK(q->search_grid(m).a == s.a);
   }
-  for (const std::string name : {"q2_K", "q3_K"}) CHECK(parse_quantizer(name)->search_form().empty());
-  CHECK_THROWS_WITH_AS(parse_quantizer("gptq(q3_K)"), doctest::Contains("grid views are not written"), InputError);
+  for (const std::string name : {"none", "residual(stack=4+2,group=32)"}) CHECK(parse_quantizer(name)->search_form().empty());
   const std::string name = parse_quantizer("gptq(q4_0)")->name();
   CHECK(name == "gptq(quantizer=q4_0(),damp=0.01,block=128,act_order=off,groups=dynamic)");
   CHECK(parse_quantizer(name)->name() == name);
@@ -295,7 +294,7 @@ TEST_CASE("gptq(Q) in the registry: the name round-trips, Q's format and kernels
   const QuantizedLayer l = quantize_layer(*g, "blk.0.attn_q.weight", w, 0, GroupFallback::none, &inputs);
   CHECK(l.matrix.format == g->name());
   CHECK(dequantized(*l.quantizer, l.matrix).allFinite());
-  CHECK_THROWS_WITH_AS(parse_quantizer("gptq(q2_K)"), doctest::Contains("gptq wraps a quantizer of one pass"), InputError);
+  CHECK_THROWS_WITH_AS(parse_quantizer("gptq(none)"), doctest::Contains("gptq wraps a quantizer of one pass"), InputError);
   CHECK_THROWS_WITH_AS(parse_quantizer("gptq(rtn,damp=0)"), doctest::Contains("damp"), InputError);
 }
 
