@@ -3,6 +3,7 @@
 # lent GPU machine (issue 30; docs/CALIBRATION.md's GPU section): the GPU calibration test, then books-14m calibrated
 # with gptq(rtn 4-bit g128) on cpu, cuda-fp32 and cuda (calibration seconds and the perplexity of each), then a seeded
 # random-weight Llama-3-8B folder's first blocks calibrated on cuda (the CPU forward of an 8B is what this replaces).
+# TQB_CAL_DEVICES picks the books-14m devices, TQB_CAL_8B=0 skips the 8B.
 # Needs carry/ from `scripts/device_carry.sh --models`.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -15,11 +16,12 @@ step "GPU"; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 step "test: calibration on the GPU forward"
 timeout 300 carry/bin/tqb_tests -tc="calibration on the GPU forward*" 2>&1 | grep -E "MESSAGE|ERROR|SKIPPED|test cases|values|CHECK" | head -20
 Q="gptq(rtn(bits=4,group=128))"
-for dev in cpu cuda-fp32 cuda; do
+for dev in ${TQB_CAL_DEVICES:-cpu cuda-fp32 cuda}; do
   step "books-14m, $Q, calibration and evaluation on $dev (16 chunks of 512 from the text's end; 32 chunks of 512 scored)"
   carry/bin/tqbench perplexity --model $B --corpus $T --ctx 512 --chunks 32 --device $dev --quantizer "$Q" --calibration-chunks 16 \
     --calibration-ctx 512 2>&1 | grep -E "calibrated|perplexity|rror" | sed 's/^/  /'
 done
+[[ ${TQB_CAL_8B:-1} == 0 ]] && { step "done (TQB_CAL_8B=0: no 8B run)"; exit 0; }
 [[ -d $L8 ]] || { step "make the 8B folder"; python3 bench/make_random_llama.py --shape llama3-8b --out $L8 --tokenizer-from $B 2>&1 | tail -1; }
 # GPTQ itself runs on the host (a 14336-input layer's Cholesky and inverse in double take minutes there), so the 8B run
 # calibrates the first TQB_CAL_BLOCKS blocks' attention projections (default 1: four layers of 4096 inputs); the
