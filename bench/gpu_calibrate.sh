@@ -23,9 +23,9 @@ for dev in ${TQB_CAL_DEVICES:-cpu cuda-fp32 cuda}; do
 done
 [[ ${TQB_CAL_8B:-1} == 0 ]] && { step "done (TQB_CAL_8B=0: no 8B run)"; exit 0; }
 [[ -d $L8 ]] || { step "make the 8B folder"; python3 bench/make_random_llama.py --shape llama3-8b --out $L8 --tokenizer-from $B 2>&1 | tail -1; }
-# GPTQ itself runs on the host (a 14336-input layer's Cholesky and inverse in double take minutes there), so the 8B run
-# calibrates the first TQB_CAL_BLOCKS blocks' attention projections (default 1: four layers of 4096 inputs); the
-# statistics' forward and sums on the GPU are what it times.
+# GPTQ's own work (each layer's Hessian factored and inverted in double on the host, Eigen) grows as the cube of the
+# layer's inputs, so the 8B run keeps to the first TQB_CAL_BLOCKS blocks' attention projections (default 1: four
+# layers of 4096 inputs) and the call's time goes to the statistics' forward and sums on the GPU.
 blocks=${TQB_CAL_BLOCKS:-1}
 inc="blk\.($(seq -s'|' 0 $((blocks - 1))))\.attn_(q|k|v|output)\.weight"
 step "Llama-3-8B shapes (random weights), $Q on $inc, calibrated on cuda (16 chunks of 512, sequential)"
