@@ -15,6 +15,7 @@
 #include "harness/short_names.hpp"
 #include "harness/store.hpp"
 #include "harness/table.hpp"
+#include "quantizers/registry.hpp"
 
 namespace tqb {
 namespace {
@@ -27,12 +28,20 @@ struct Side {
   double bits = std::nan("");       // quantized_bits_per_weight (the baseline: none)
 };
 
+// Rows whose point number or quantizer is `which`, as written or as the registry's canonical name of it (so that
+// "gptq(q4_0)" finds the row stored as "gptq(quantizer=q4_0(),damp=0.01,...)").
 std::vector<std::size_t> matching_rows(const ResultTable& t, const std::string& which) {
   const int point = t.column_index("point"), quantizer = t.column_index("quantizer"), status = t.column_index("status");
+  std::string canonical;
+  try {
+    canonical = parse_quantizer(which)->name();
+  } catch (const std::exception&) {  // a point number, "baseline", or a name this build does not know: matched as written
+  }
   std::vector<std::size_t> found;
   for (std::size_t i = 0; i < t.rows.size(); ++i) {
     if (cell_text(t.rows[i][status], true) != "ok") continue;
-    if (cell_text(t.rows[i][point], true) == which || cell_text(t.rows[i][quantizer], true) == which) found.push_back(i);
+    const std::string q = cell_text(t.rows[i][quantizer], true);
+    if (cell_text(t.rows[i][point], true) == which || q == which || (!canonical.empty() && q == canonical)) found.push_back(i);
   }
   return found;
 }

@@ -140,6 +140,10 @@ TEST_CASE("a model experiment stores per-chunk losses, tqbench compare pairs two
   const auto pair = test::run_tqbench("compare '" + out + "' 'none()' 1");
   REQUIRE_MESSAGE(pair.exit_code == 0, pair.output);
   CHECK(pair.output.find("perplexity ratio B / A") != std::string::npos);
+  // A quantizer as the user writes it (defaults left out, a family's own short form) finds its row by the canonical name.
+  const auto short_name = test::run_tqbench("compare '" + out + "' 'rtn(group=64,bits=3)' 'turboquant(bits=3,group=64,rotation=hadamard)'");
+  REQUIRE_MESSAGE(short_name.exit_code == 0, short_name.output);
+  CHECK(short_name.output.find("mean NLL, B - A") != std::string::npos);
   const auto bad = test::run_tqbench("compare '" + out + "' rtn 2");
   CHECK(bad.exit_code == 2);
   CHECK(bad.output.find("'rtn' names no finished row") != std::string::npos);
