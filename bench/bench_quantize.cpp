@@ -1,14 +1,17 @@
 // Quantization throughput on a Llama-3-8B-sized weight matrix (4096 x 14336 fp32, 235 MB).
 // Counter "input_GB/s": fp32 input bytes quantized per second (decimal GB), rotation included.
 // Baselines in the same run: reading the matrix once (memory bandwidth: the roofline) and RTN.
-// Each benchmark checks its result against the reference dequantizer once, before timing.
+// Each benchmark checks its result against the reference dequantizer once, before timing. Last, GPTQ's factor of the
+// inverse Hessian against the reference implementation's steps.
 #include <benchmark/benchmark.h>
 
 #include <cmath>
+#include <map>
 #include <stdexcept>
 
 #include "common/rng.hpp"
 #include "harness/data_source.hpp"
+#include "quantizers/gptq.hpp"
 #include "quantizers/registry.hpp"
 
 namespace {
@@ -75,5 +78,41 @@ BENCHMARK_CAPTURE(BM_Quantize, turboquant_4bit_g128_haar,
 BENCHMARK_CAPTURE(BM_Quantize, residual_4p4_g128_hadamard,
                   std::string("residual(stack=4+4,group=128,rotation=hadamard,codebook=gaussian)"))
     ->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// GPTQ's factor of the inverse Hessian (quantizers/gptq.hpp) at a 4096-input layer (Llama-3-8B's q/k/v/o, gate/up),
+// against the reference implementation's three steps (Cholesky, H⁻¹, Cholesky of H⁻¹) in the same run. Counter
+// "max_rel_diff": the largest difference of the two factors relative to the reference's largest entry.
+const Eigen::MatrixXd& hessian(Eigen::Index c) {
+  static std::map<Eigen::Index, Eigen::MatrixXd> cache;
+  auto it = cache.find(c);
+  if (it == cache.end()) {
+    tqb::Params p{{"rows", std::int64_t{c + 256}}, {"cols", std::int64_t{c}}, {"std", 1.0}};
+    const Eigen::MatrixXd x = tqb::find_data_source("gaussian")->make(p, 3).cast<double>();
+    Eigen::MatrixXd h = x.transpose() * x;
+    h.diagonal().array() += 0.01 * h.diagonal().mean();
+    it = cache.emplace(c, std::move(h)).first;
+  }
+  return it->second;
+}
+
+Eigen::MatrixXd reference_factor(const Eigen::MatrixXd& h) {
+  const Eigen::MatrixXd hinv = Eigen::LLT<Eigen::MatrixXd>(h).solve(Eigen::MatrixXd::Identity(h.rows(), h.cols()));
+  return Eigen::LLT<Eigen::MatrixXd>(hinv).matrixU();
+}
+
+void BM_GptqFactor(benchmark::State& state) {
+  const Eigen::MatrixXd& h = hessian(state.range(0));
+  const bool reference = state.range(1) != 0;
+  Eigen::MatrixXd u;
+  for (auto _ : state) {
+    u = reference ? reference_factor(h) : tqb::inverse_hessian_factor(h);
+    benchmark::DoNotOptimize(u.data());
+  }
+  const Eigen::MatrixXd other = reference ? tqb::inverse_hessian_factor(h) : reference_factor(h);
+  state.counters["max_rel_diff"] = (u - other).cwiseAbs().maxCoeff() / u.cwiseAbs().maxCoeff();
+  state.SetLabel(reference ? "reference: LLT, solve(I), LLT" : "tqbench: LLT of J H J, L^-1");
+}
+
+BENCHMARK(BM_GptqFactor)->ArgsProduct({{1024, 4096}, {1, 0}})->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(1);
 
 BENCHMARK_MAIN();

@@ -36,6 +36,10 @@ struct GptqOptions {
 QuantizedMatrix gptq_quantize(const Quantizer& inner, const float* w, std::size_t rows, std::size_t cols, const Eigen::MatrixXd& hessian,
                               std::uint64_t seed, const GptqOptions& options = {});
 
+// U, the upper Cholesky factor of H⁻¹ (H⁻¹ = Uᵀ U; h: C × C symmetric positive definite), from one Cholesky of H in
+// reversed order and one triangular inverse. InputError when h is not positive definite.
+Eigen::MatrixXd inverse_hessian_factor(const Eigen::MatrixXd& h);
+
 // gptq(quantizer=Q, damp=0.01, block=128, act_order=off, groups=dynamic): the registry's modifier. Its results are Q's format
 // (Q's dequantizer, decode description and kernels) with GPTQ's codes; quantizing needs the layer's Hessian
 // (Quantizer::quantize_calibrated), which a model's calibration provides (eval/calibration.hpp).

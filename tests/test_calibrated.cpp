@@ -153,6 +153,26 @@ TEST_CASE("gptq equals the paper's step written out, whatever the lazy batch, it
   }
 }
 
+TEST_CASE("gptq's factor of the inverse Hessian is the upper Cholesky factor of H⁻¹, as the reference's three steps give it") {
+  for (const auto& [cols, damp] : {std::pair{std::size_t{7}, 1e-2}, std::pair{std::size_t{200}, 1e-2}, std::pair{std::size_t{96}, 1e-6}}) {
+    CAPTURE(cols);
+    CAPTURE(damp);
+    const Eigen::MatrixXd X = calibration(cols + 50, cols, 17);
+    Eigen::MatrixXd H = X.transpose() * X;
+    H.diagonal().array() += damp * H.diagonal().mean();
+    const Eigen::MatrixXd U = inverse_hessian_factor(H);
+    // The reference implementation's steps: a Cholesky, H⁻¹, a Cholesky of H⁻¹ (upper).
+    const Eigen::MatrixXd Hinv = Eigen::LLT<Eigen::MatrixXd>(H).solve(Eigen::MatrixXd::Identity(H.rows(), H.cols()));
+    const Eigen::MatrixXd want = Eigen::LLT<Eigen::MatrixXd>(Hinv).matrixU();
+    CHECK(U.triangularView<Eigen::StrictlyLower>().toDenseMatrix().cwiseAbs().maxCoeff() == 0.0);
+    CHECK((U - want).norm() <= 1e-9 * want.norm());
+    CHECK((U.transpose() * U * H - Eigen::MatrixXd::Identity(H.rows(), H.cols())).cwiseAbs().maxCoeff() < 1e-6);
+  }
+  Eigen::MatrixXd singular = Eigen::MatrixXd::Zero(4, 4);
+  singular(0, 0) = 1;
+  CHECK_THROWS_WITH_AS(inverse_hessian_factor(singular), doctest::Contains("not positive definite"), InputError);
+}
+
 TEST_CASE("gptq on a tiny problem lies between the exact optimum on its grid and plain rounding") {
   const std::size_t cols = 6;
   const Matrix w = test::random_normal_matrix(1, cols, 11);
