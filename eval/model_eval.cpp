@@ -62,6 +62,8 @@ std::unique_ptr<Linear> quantized_linear_on(const std::string& device, const std
 
 void check_fits_gpu(const Checkpoint& ck, const std::string& device, std::size_t tokens) {
   if (!device_is_cuda(device)) return;
+  // No GPU at all is that, not a model too large for 0 bytes.
+  if (const std::string why = cuda_forward_unavailable(); !why.empty()) throw InputError(fmt::format("--device {} needs a CUDA GPU: {}", device, why));
   const ModelConfig& c = ck.config;
   const double w = device == "cuda-fp32" ? 4 : 2;  // bytes per weight and per cached key or value
   double weights = 0;

@@ -37,6 +37,8 @@ TEST_CASE("--device cuda without a usable GPU is refused, saying why") {
   if (!cuda_forward_unavailable().empty()) {
     const Checkpoint ck = load_checkpoint((fs::path(test::kSourceDir) / "tests/fixtures/hf/llama").string());
     CHECK_THROWS_WITH_AS(make_model(ck, "cuda"), doctest::Contains("needs a CUDA GPU"), InputError);
+    // The memory check comes first on the model commands' path: it says the same, not "does not fit ... 0 GB free".
+    CHECK_THROWS_WITH_AS(check_fits_gpu(ck, "cuda", 64), doctest::Contains("needs a CUDA GPU"), InputError);
   }
   const Checkpoint ck = load_checkpoint((fs::path(test::kSourceDir) / "tests/fixtures/hf/llama").string());
   CHECK_THROWS_WITH_AS(make_model(ck, "tpu"), doctest::Contains("expected cpu, cuda or cuda-fp32"), InputError);
