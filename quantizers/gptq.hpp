@@ -37,7 +37,8 @@ QuantizedMatrix gptq_quantize(const Quantizer& inner, const float* w, std::size_
                               std::uint64_t seed, const GptqOptions& options = {});
 
 // U, the upper Cholesky factor of H⁻¹ (H⁻¹ = Uᵀ U; h: C × C symmetric positive definite), from one Cholesky of H in
-// reversed order and one triangular inverse. InputError when h is not positive definite.
+// reversed order and one triangular inverse (its blocks of columns on OpenMP's threads; the result does not depend on
+// their number). InputError when h is not positive definite.
 Eigen::MatrixXd inverse_hessian_factor(const Eigen::MatrixXd& h);
 
 // gptq(quantizer=Q, damp=0.01, block=128, act_order=off, groups=dynamic): the registry's modifier. Its results are Q's format

@@ -10,6 +10,8 @@
 #include <cmath>
 #include <functional>
 
+#include <omp.h>
+
 #include "common/error.hpp"
 #include <filesystem>
 
@@ -167,6 +169,19 @@ TEST_CASE("gptq's factor of the inverse Hessian is the upper Cholesky factor of 
     CHECK(U.triangularView<Eigen::StrictlyLower>().toDenseMatrix().cwiseAbs().maxCoeff() == 0.0);
     CHECK((U - want).norm() <= 1e-9 * want.norm());
     CHECK((U.transpose() * U * H - Eigen::MatrixXd::Identity(H.rows(), H.cols())).cwiseAbs().maxCoeff() < 1e-6);
+  }
+  // Its blocks of columns run on OpenMP's threads: the bits do not depend on how many (codes are the same on every
+  // machine).
+  {
+    const Eigen::MatrixXd X = calibration(400, 300, 19);
+    const Eigen::MatrixXd H = X.transpose() * X + 0.01 * Eigen::MatrixXd::Identity(300, 300);
+    const int threads = omp_get_max_threads();
+    omp_set_num_threads(1);
+    const Eigen::MatrixXd one = inverse_hessian_factor(H);
+    omp_set_num_threads(std::max(3, threads));
+    const Eigen::MatrixXd many = inverse_hessian_factor(H);
+    omp_set_num_threads(threads);
+    CHECK(one == many);
   }
   Eigen::MatrixXd singular = Eigen::MatrixXd::Zero(4, 4);
   singular(0, 0) = 1;
