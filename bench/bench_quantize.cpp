@@ -110,9 +110,22 @@ void BM_GptqFactor(benchmark::State& state) {
   }
   const Eigen::MatrixXd other = reference ? tqb::inverse_hessian_factor(h) : reference_factor(h);
   state.counters["max_rel_diff"] = (u - other).cwiseAbs().maxCoeff() / u.cwiseAbs().maxCoeff();
-  state.SetLabel(reference ? "reference: LLT, solve(I), LLT" : "tqbench: LLT of J H J, L^-1");
+  state.SetLabel(reference ? "reference: LLT, solve(I), LLT" : "tqbench: tiled Cholesky of J H J, L^-1");
 }
 
 BENCHMARK(BM_GptqFactor)->ArgsProduct({{1024, 4096}, {1, 0}})->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(1);
+
+// A whole GPTQ layer, rows × 4096 inputs (Llama-3-8B's k/v: 1024 rows; q/o: 4096), rtn 4-bit g128, dynamic groups:
+// the factor above plus the column loop.
+void BM_GptqLayer(benchmark::State& state) {
+  const auto rows = static_cast<std::size_t>(state.range(0));
+  constexpr std::size_t cols = 4096;
+  const Eigen::MatrixXd& h = hessian(cols);
+  tqb::Params p{{"rows", std::int64_t(rows)}, {"cols", std::int64_t{cols}}, {"std", 0.02}};
+  const tqb::Matrix w = tqb::find_data_source("gaussian")->make(p, 5);
+  const auto rtn = tqb::parse_quantizer("rtn(bits=4,group=128)");
+  for (auto _ : state) benchmark::DoNotOptimize(tqb::gptq_quantize(*rtn, w.data(), rows, cols, h, 0).codes.data());
+}
+BENCHMARK(BM_GptqLayer)->Arg(1024)->Arg(4096)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(1);
 
 BENCHMARK_MAIN();

@@ -28,19 +28,57 @@ Eigen::MatrixXd dense_rotation(const Rotation& r, std::size_t g) {
 
 }  // namespace
 
+namespace {
+
+// The lower Cholesky factor of a (C × C, symmetric positive definite; its lower triangle is read), right-looking in
+// tiles of kTile: a diagonal tile by Eigen's LLT, the panel below it by a triangular solve and the trailing lower
+// triangle by one product per tile, the panel's tiles and the trailing tiles spread over OpenMP's threads. The tiles
+// are fixed by C alone and each is one thread's, so the bits do not depend on the number of threads (Eigen's own LLT
+// runs on one).
+Eigen::MatrixXd tiled_cholesky(Eigen::MatrixXd a) {
+  constexpr Eigen::Index kTile = 128;
+  const Eigen::Index C = a.rows();
+  for (Eigen::Index k0 = 0; k0 < C; k0 += kTile) {
+    const Eigen::Index kb = std::min(kTile, C - k0), r0 = k0 + kb, rest = C - r0;
+    const Eigen::LLT<Eigen::MatrixXd> diagonal(a.block(k0, k0, kb, kb));
+    if (diagonal.info() != Eigen::Success) throw InputError("gptq: the damped Hessian is not positive definite (raise damp)");
+    a.block(k0, k0, kb, kb).triangularView<Eigen::Lower>() = diagonal.matrixL();
+    if (rest == 0) break;
+    const Eigen::Index tiles = (rest + kTile - 1) / kTile;
+    // The panel: L21 = A21 L11⁻ᵀ, a tile of rows at a time.
+#pragma omp parallel for schedule(dynamic)
+    for (Eigen::Index t = 0; t < tiles; ++t) {
+      const Eigen::Index i0 = r0 + t * kTile, ib = std::min(kTile, C - i0);
+      Eigen::MatrixXd panel = a.block(i0, k0, ib, kb);
+      diagonal.matrixL().transpose().solveInPlace<Eigen::OnTheRight>(panel);
+      a.block(i0, k0, ib, kb) = panel;
+    }
+    // The trailing lower triangle: A22 −= L21 L21ᵀ, tile (i, j ≤ i) by tile.
+#pragma omp parallel for schedule(dynamic)
+    for (Eigen::Index ij = 0; ij < tiles * (tiles + 1) / 2; ++ij) {
+      Eigen::Index i = 0;
+      while ((i + 1) * (i + 2) / 2 <= ij) ++i;
+      const Eigen::Index j = ij - i * (i + 1) / 2;
+      const Eigen::Index i0 = r0 + i * kTile, ib = std::min(kTile, C - i0), j0 = r0 + j * kTile, jb = std::min(kTile, C - j0);
+      a.block(i0, j0, ib, jb).noalias() -= a.block(i0, k0, ib, kb) * a.block(j0, k0, jb, kb).transpose();
+    }
+  }
+  a.triangularView<Eigen::StrictlyUpper>().setZero();
+  return a;
+}
+
+}  // namespace
+
 Eigen::MatrixXd inverse_hessian_factor(const Eigen::MatrixXd& h) {
   // With J the reversal of the columns' order and J H J = L Lᵀ (lower L): H⁻¹ = J L⁻ᵀ L⁻¹ J = Uᵀ U for U = J L⁻¹ J,
   // which is upper triangular. A Cholesky (C³/3 flops) and L's triangular inverse (C³/3) instead of the reference
   // implementation's three steps, a Cholesky, H⁻¹ by two triangular solves (2C³) and a Cholesky of H⁻¹.
   const Eigen::Index C = h.rows();
-  const Eigen::MatrixXd reversed = h.reverse();  // J H J: both axes reversed
-  const Eigen::LLT<Eigen::MatrixXd> llt(reversed);
-  if (llt.info() != Eigen::Success) throw InputError("gptq: the damped Hessian is not positive definite (raise damp)");
+  const Eigen::MatrixXd lower = tiled_cholesky(h.reverse());  // J H J = L Lᵀ: both axes reversed
   // L⁻¹ a block of columns at a time: columns j0 … of L⁻¹ are zero above row j0, so a block solves only L's trailing
   // corner (about C³/3 flops in all, not C³). Blocks of a fixed width, each on one thread: the result does not depend
   // on the number of threads.
   constexpr Eigen::Index kBlock = 64;
-  const auto& lower = llt.matrixLLT();
   Eigen::MatrixXd l_inv = Eigen::MatrixXd::Zero(C, C);
   const Eigen::Index blocks = (C + kBlock - 1) / kBlock;
 #pragma omp parallel for schedule(dynamic)
