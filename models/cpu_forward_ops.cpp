@@ -17,7 +17,7 @@ namespace {
 // Eigen's rank update in double (the lower triangle), then mirrored.
 class HostInputStatistics final : public InputStatisticsAccumulator {
  public:
-  explicit HostInputStatistics(std::size_t d) : d_(static_cast<Eigen::Index>(d)) { finish(); }
+  explicit HostInputStatistics(std::size_t d) : d_(static_cast<Eigen::Index>(d)) { reset(); }
   void add(const float* x, std::size_t n) override {
     const Eigen::Map<const Matrix> X(x, static_cast<Eigen::Index>(n), d_);
     const Eigen::MatrixXd Xd = X.cast<double>();
@@ -27,13 +27,14 @@ class HostInputStatistics final : public InputStatisticsAccumulator {
   }
   InputStatistics finish() override {
     InputStatistics out = std::move(s_);
-    if (out.hessian.size() != 0) out.hessian.triangularView<Eigen::StrictlyUpper>() = out.hessian.transpose();
+    out.hessian.triangularView<Eigen::StrictlyUpper>() = out.hessian.transpose();
     if (out.samples) out.mean_abs /= static_cast<double>(out.samples);
-    s_ = InputStatistics{Eigen::MatrixXd::Zero(d_, d_), Eigen::VectorXd::Zero(d_), 0};
+    reset();
     return out;
   }
 
  private:
+  void reset() { s_ = InputStatistics{Eigen::MatrixXd::Zero(d_, d_), Eigen::VectorXd::Zero(d_), 0}; }
   Eigen::Index d_;
   InputStatistics s_;
 };

@@ -264,18 +264,16 @@ void affine_superblock(const float* x, std::uint8_t* dm, std::uint8_t* scales, s
   }
 }
 
-constexpr const std::int8_t (&kIq4Levels)[16] = kIq4NlLevels;
-
 // Index of the level nearest to v (the lower one on a tie).
 int nearest_level(float v) {
-  if (v <= kIq4Levels[0]) return 0;
-  if (v >= kIq4Levels[15]) return 15;
+  if (v <= kIq4NlLevels[0]) return 0;
+  if (v >= kIq4NlLevels[15]) return 15;
   int lo = 0, hi = 15;
   while (hi - lo > 1) {
     const int mid = (lo + hi) / 2;
-    (v < kIq4Levels[mid] ? hi : lo) = mid;
+    (v < kIq4NlLevels[mid] ? hi : lo) = mid;
   }
-  return v - static_cast<float>(kIq4Levels[hi - 1]) < static_cast<float>(kIq4Levels[hi]) - v ? hi - 1 : hi;
+  return v - static_cast<float>(kIq4NlLevels[hi - 1]) < static_cast<float>(kIq4NlLevels[hi]) - v ? hi - 1 : hi;
 }
 
 }  // namespace
@@ -541,11 +539,11 @@ void quantize_iq4_nl(const float* x, std::uint8_t* out, std::size_t n) {
     signed_absmax(x, static_cast<int>(kIq4Block), max, amax);
     float d = 0;
     if (amax >= kAllZero) {
-      const float first = static_cast<float>(kIq4Levels[0]);
+      const float first = static_cast<float>(kIq4NlLevels[0]);
       auto fit = [&](float id, float& sumqx, float& sumq2) {
         sumqx = sumq2 = 0;
         for (std::size_t j = 0; j < kIq4Block; ++j) {
-          const float q = static_cast<float>(kIq4Levels[nearest_level(id * x[j])]);
+          const float q = static_cast<float>(kIq4NlLevels[nearest_level(id * x[j])]);
           sumqx += weight[j] * q * x[j];
           sumq2 += weight[j] * q * q;
         }
@@ -555,7 +553,7 @@ void quantize_iq4_nl(const float* x, std::uint8_t* out, std::size_t n) {
       d = sumq2 > 0 ? sumqx / sumq2 : 0.f;
       float best = d * sumqx;
       for (int step = -ntry; step <= ntry; ++step) {
-        fit(static_cast<float>(step + kIq4Levels[0]) / max, sumqx, sumq2);
+        fit(static_cast<float>(step + kIq4NlLevels[0]) / max, sumqx, sumq2);
         if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
           d = sumqx / sumq2;
           best = d * sumqx;
@@ -574,8 +572,8 @@ void dequantize_iq4_nl(const std::uint8_t* in, float* y, std::size_t n) {
   for (std::size_t b = 0; b < n / kIq4Block; ++b, in += kIq4NlBytes, y += kIq4Block) {
     const float d = get_fp16(in);
     for (std::size_t j = 0; j < 16; ++j) {
-      y[j] = d * static_cast<float>(kIq4Levels[in[2 + j] & 0xF]);
-      y[j + 16] = d * static_cast<float>(kIq4Levels[in[2 + j] >> 4]);
+      y[j] = d * static_cast<float>(kIq4NlLevels[in[2 + j] & 0xF]);
+      y[j + 16] = d * static_cast<float>(kIq4NlLevels[in[2 + j] >> 4]);
     }
   }
 }

@@ -311,8 +311,7 @@ QuantizerFamily gptq_family() {
             if (form.size() != 1 || form.front().transform == GroupTransform::gaussian_projection)
               throw InputError(fmt::format("gptq({}): gptq wraps a quantizer of one pass of per-group codes on a grid (rtn, turboquant, "
                                            "rotated(rtn), llama.cpp's block formats); {} is not one{}", inner->name(), inner->family(),
-                                           inner->family() == "awq"                       ? " (compose the other way round: awq(gptq(Q)))"
-                                                                                         : ""));
+                                           inner->family() == "awq" ? " (compose the other way round: awq(gptq(Q)))" : ""));
             p["quantizer"] = inner->name();
             return std::make_unique<Gptq>(schema, p, std::move(inner));
           }};

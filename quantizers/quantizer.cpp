@@ -33,18 +33,18 @@ std::vector<PassForm> Quantizer::search_form() const {
   return form;
 }
 
+// The single pass, and only where set_grid_codes can write codes back into it: its code stream q's own, one code a weight.
 DecodePass Quantizer::search_grid(const QuantizedMatrix& q) const {
   std::vector<DecodePass> passes;
   describe_decode(q, passes);
   if (passes.size() != 1) throw std::invalid_argument(name() + " decodes in several passes, not one grid");
+  if (passes.front().codes != q.codes.data() || passes.front().rows != q.rows || passes.front().cols != q.cols)
+    throw std::invalid_argument("its code stream is not the weights' own");
   return std::move(passes.front());
 }
 
 void Quantizer::set_grid_codes(QuantizedMatrix& q, const std::uint8_t* codes) const {
-  const DecodePass s = search_grid(q);
-  if (s.codes != q.codes.data() || s.rows != q.rows || s.cols != q.cols || s.m != s.g)
-    throw std::invalid_argument(name() + ": its code stream is not the weights' own");
-  pack_codes(codes, q.rows * q.cols, s.bits, q.codes.data());
+  pack_codes(codes, q.rows * q.cols, search_grid(q).bits, q.codes.data());
 }
 
 std::uint64_t Quantizer::working_bytes(std::size_t rows, std::size_t cols) const {

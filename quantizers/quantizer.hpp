@@ -87,7 +87,8 @@ class Quantizer {
   virtual bool needs_calibration() const { return false; }
   // The grid a column-wise search (gptq, quantizers/gptq.hpp) chooses codes on: one pass of per-group codes,
   // a·lut[code] + b behind the group's transform. search_form(): its form before any matrix is quantized (empty: the
-  // format is not such a grid). search_grid(q): the pass for q (its `codes` may be null). set_grid_codes(q, codes):
+  // format is not such a grid). search_grid(q): the pass for q (its `codes` may be null; std::invalid_argument when q's
+  // codes cannot be written back on it). set_grid_codes(q, codes):
   // q with the given codes (rows × cols, one byte a weight, in W's column order) on the grid search_grid(q) gave.
   // The defaults are the decode description's single pass and its own code stream; a format without a decode
   // description whose weights still sit on a per-group grid (llama.cpp's 32-weight blocks) overrides all three.
