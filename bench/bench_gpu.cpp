@@ -2,7 +2,9 @@
 // Every timed call: CUDA events, the 50 MiB L2 flushed before it (a 256 MiB rewrite), median of
 // --reps calls (default 100) after 3 warm-ups; weights and activations seeded random (never zeros).
 // Reports µs, compressed GB/s (bytes of the GPU layout / time), % of the measured device-to-device copy
-// bandwidth, and × cuBLAS. bench/torch_int4.py times PyTorch's int4 kernel on the same shapes;
+// bandwidth, × cuBLAS, the read floor (a plain kernel reading the layout's bytes, same protocol) and, for
+// n ≤ 16, the small kernel's time without its L2 prefetch, for n > 16 both the large kernel's and the
+// dequantized path's (same run, order alternated). bench/torch_int4.py times PyTorch's int4 kernel on the same shapes;
 // bench/gpu_table.py joins both JSON files into the Markdown table of docs/GPU.md.
 //
 //   bench_gpu [--json FILE] [--reps N] [--quick] [--stack] [--check] [--only ROWSxCOLS] [--format F] [--n N]
@@ -115,8 +117,8 @@ int main(int argc, char** argv) {
   out["reps"] = reps;
   out["rows"] = nlohmann::json::array();
 
-  std::printf("%-22s %-50s %4s %9s %9s %8s %6s %9s %8s  %s\n", "shape", "format", "n", "us", "cublas_us", "GB/s", "%copy", "x_cublas", "MB",
-              "variant");
+  std::printf("%-22s %-50s %4s %9s %9s %8s %6s %9s %8s %8s %9s %9s %9s  %s\n", "shape", "format", "n", "us", "cublas_us", "GB/s", "%copy", "x_cublas", "MB",
+              "read_us", "no_pf_us", "large_us", "deq_us", "variant");
   for (const Shape& s : shapes) {
     const std::vector<float> w = random_matrix(s.rows, s.cols, 7 + s.rows * 31 + s.cols);
     gpu::CublasBf16Matrix dense(w.data(), s.rows, s.cols);
@@ -145,20 +147,53 @@ int main(int argc, char** argv) {
       const QuantizedMatrix qm = q->quantize(w.data(), s.rows, s.cols, 3);
       const LutMmaLayout layout = make_lut_mma_layout(*q, qm);
       gpu::LutMmaMatrix m(layout);
-      if (check_first) {  // once per (format, shape): the kernel against its host emulation
-        const std::size_t n = 4;
-        std::vector<float> xf(n * s.cols), emu(n * s.rows), mag(n * s.rows), got(n * s.rows);
-        for (std::size_t i = 0; i < xf.size(); ++i) xf[i] = from_bf16_bits(xb[i]);
-        lut_mma_emulate(layout, xf.data(), n, emu.data(), mag.data(), lut_mma_arith_for(n));
-        m.multiply(xd.as<const std::uint16_t>(), n, yd.as<float>(), nullptr);
-        yd.download(got.data(), got.size() * 4);
-        for (std::size_t i = 0; i < got.size(); ++i)
-          check(std::fabs(got[i] - emu[i]) <= (s.cols * std::ldexp(1.0, -22) + 1e-6) * mag[i] + 1e-30, f + " against its emulation");
-      }
+      if (check_first)  // once per (format, shape): the small kernel, the large kernel and the dequantized path against the host emulation
+        for (const std::size_t n : {std::size_t{4}, std::size_t{32}, std::size_t{64}}) {
+          if (n > max_n) continue;
+          m.set_prefill_min_batch(n == 64 ? 64 : SIZE_MAX);
+          std::vector<float> xf(n * s.cols), emu(n * s.rows), mag(n * s.rows), got(n * s.rows);
+          for (std::size_t i = 0; i < xf.size(); ++i) xf[i] = from_bf16_bits(xb[i]);
+          lut_mma_emulate(layout, xf.data(), n, emu.data(), mag.data(), lut_mma_arith_for(n));
+          m.multiply(xd.as<const std::uint16_t>(), n, yd.as<float>(), nullptr);
+          yd.download(got.data(), got.size() * 4);
+          for (std::size_t i = 0; i < got.size(); ++i)
+            check(std::fabs(got[i] - emu[i]) <= (s.cols * std::ldexp(1.0, -22) + 1e-6) * mag[i] + 1e-30,
+                  f + " against its emulation, " + m.variant(n));
+          m.set_prefill_min_batch(0);
+        }
       const double bytes = static_cast<double>(m.weight_bytes());
+      // The floor under any kernel that reads this layout: a plain read of as many bytes, same protocol.
+      const double read_us = gpu::read_floor_us(m.weight_bytes(), reps);
       for (std::size_t b = 0; b < batches.size(); ++b) {
         const std::size_t n = batches[b];
-        const auto us = gpu::time_calls([&](void* st) { m.multiply(xd.as<const std::uint16_t>(), n, yd.as<float>(), st); }, reps, true);
+        auto run = [&](void* st) { m.multiply(xd.as<const std::uint16_t>(), n, yd.as<float>(), st); };
+        // n ≤ 16: the small kernel with and without its L2 prefetch, the order alternated per shape so
+        // that neither always runs second.
+        // n > 16: the large kernel and the dequantized path (decode to bf16 + cuBLAS), both timed, the
+        // default's figure reported as us.
+        double no_prefetch_us = -1, large_us = -1, dequant_us = -1;
+        const bool second = (s.rows + b) % 2 == 0;
+        std::vector<double> us;
+        if (n <= 16) {
+          if (second) m.set_l2_prefetch(false), no_prefetch_us = median(gpu::time_calls(run, reps, true)), m.set_l2_prefetch(true);
+          us = gpu::time_calls(run, reps, true);
+          if (!second) m.set_l2_prefetch(false), no_prefetch_us = median(gpu::time_calls(run, reps, true)), m.set_l2_prefetch(true);
+        } else {
+          const bool default_dequant = m.variant(n).rfind("dequantized", 0) == 0;
+          std::vector<double> large, dequant;
+          for (int order = 0; order < 2; ++order) {
+            if ((order == 0) == second) {
+              m.set_prefill_min_batch(SIZE_MAX);
+              large = gpu::time_calls(run, reps, true);
+            } else {
+              m.set_prefill_min_batch(17);
+              dequant = gpu::time_calls(run, reps, true);
+            }
+          }
+          m.set_prefill_min_batch(0);
+          large_us = median(large), dequant_us = median(dequant);
+          us = default_dequant ? dequant : large;
+        }
         const double med = median(us);
         const double gbs = bytes / (med * 1e-6) / 1e9;
         nlohmann::json row{{"shape", s.model},     {"rows", s.rows},
@@ -172,10 +207,16 @@ int main(int argc, char** argv) {
                            {"gbs", gbs},
                            {"pct_copy", 100.0 * gbs * 1e9 / copy_bw},
                            {"x_cublas", dense_us[b] / med},
+                           {"read_floor_us", read_us},
+                           {"pct_read_floor", 100.0 * read_us / med},
+                           {"us_no_prefetch", no_prefetch_us},
+                           {"large_us", large_us},
+                           {"dequant_us", dequant_us},
                            {"variant", m.variant(n)}};
         out["rows"].push_back(row);
-        std::printf("%-22s %-50s %4zu %9.2f %9.2f %8.0f %5.0f%% %9.2f %8.2f  %s\n", s.model, f.c_str(), n, med, dense_us[b], gbs,
-                    100.0 * gbs * 1e9 / copy_bw, dense_us[b] / med, bytes / 1e6, m.variant(n).c_str());
+        std::printf("%-22s %-50s %4zu %9.2f %9.2f %8.0f %5.0f%% %9.2f %8.2f %8.2f %9.2f %9.2f %9.2f  %s\n", s.model, f.c_str(), n, med, dense_us[b],
+                    gbs, 100.0 * gbs * 1e9 / copy_bw, dense_us[b] / med, bytes / 1e6, read_us, no_prefetch_us, large_us, dequant_us,
+                    m.variant(n).c_str());
         std::fflush(stdout);
       }
     }

@@ -6,7 +6,7 @@
 # the machine's own.
 # Usage: scripts/device_carry.sh [--models]   (after scripts/setup.sh has built build/)
 #   --models: also the ../shared files the GPU-forward checks read (books-14m, stories260K's GGUF, books-heldout)
-#   under carry/shared (run with TQB_SHARED_DIR=$PWD/carry/shared there), the test binary and tqbench only, and
+#   under carry/shared (run with TQB_SHARED_DIR=$PWD/carry/shared there), the test binary, tqbench and bench_gpu only, and
 #   of the libraries only libyaml-cpp: the lent H200 machine has the others (ldd there, 2026-12-04), and the
 #   models would not fit beside them.
 set -euo pipefail
@@ -16,7 +16,7 @@ models=0
 rm -rf carry
 mkdir -p carry/bin carry/lib
 if ((models)); then
-  cp build/tests/tqb_tests build/tqbench carry/bin/
+  cp build/tests/tqb_tests build/tqbench build/bench_gpu carry/bin/
   ldd build/tqbench | awk '/libyaml-cpp/ {print $3}' | xargs -r -I{} cp -L {} carry/lib/
   shared=${TQB_SHARED_DIR:-../shared}
   mkdir -p carry/shared/models/stories260K carry/shared/models/books-14m carry/shared/data/books-heldout

@@ -51,7 +51,8 @@ std::size_t free_bytes();
 
 // y = Ŵx for a matrix in the lut_mma layout (lut_mma_layout.hpp), on the current device.
 // n ≤ 16: one launch of the small-batch kernel (rotation in its prologue, split-K, deterministic
-// in-kernel reduction); n > 16: the standalone rotation kernel, then the tiled kernel (lut_mma.cu).
+// in-kernel reduction); n > 16: the standalone rotation kernel, then the tiled kernel (lut_mma.cu), or,
+// from the prefill batch on, the weights decoded to bf16 in chunks and multiplied by cuBLAS.
 // One object serves one stream at a time: its split-K workspace and counters are per object, and
 // multiply() grows them on first use of a larger batch (outside any CUDA graph capture, then).
 // Tuning and diagnostics (environment): TQB_LUT_MMA_CHUNK=T forces chunks of T 64-column tiles on the
@@ -71,6 +72,13 @@ class LutMmaMatrix {
   std::size_t weight_bytes() const;     // the layout on the device
   std::size_t workspace_bytes() const;  // partials, counters and rotated activations held now
   std::string variant(std::size_t n) const;  // which kernel and launch shape serve a batch of n
+  // The small kernel's bulk L2 prefetch of each chunk's code tiles (sm_90+; on by default): off only to
+  // measure what it gains (bench_gpu times both in one run).
+  void set_l2_prefetch(bool on);
+  // Batches of at least n (> 16) go through bf16 weights decoded in chunks and one cuBLAS GEMM per chunk
+  // (the dequantized path) instead of the large kernel; SIZE_MAX keeps the large kernel for every n, 0
+  // restores the default (TQB_LUT_MMA_PREFILL_MIN, else the measured crossover).
+  void set_prefill_min_batch(std::size_t n);
 
  private:
   struct Impl;
@@ -102,5 +110,8 @@ double copy_bandwidth_bytes_per_s();
 // Median time_calls() figure of an empty kernel: what the timing protocol itself adds to every call
 // (launch after the flush, events), the floor under any kernel's figure.
 double launch_floor_us(int repetitions);
+// Median time_calls() figure (L2 flushed) of a plain kernel reading `bytes` from DRAM and nothing else:
+// the floor under a kernel that must read that many bytes, the empty-kernel floor included.
+double read_floor_us(std::size_t bytes, int repetitions);
 
 }  // namespace tqb::gpu

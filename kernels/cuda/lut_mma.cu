@@ -19,10 +19,14 @@
 //   activation tiles arrive by cp.async, three stages deep, code tiles one tile ahead in registers; one
 //   bf16x2 fma per pair of weights applies scale and offset; split-K where the grid is small.
 
+#include <cublas_v2.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <map>
+#include <mutex>
 #include <string>
 
 #include "kernels/cuda/cuda_check.hpp"
@@ -45,7 +49,10 @@ struct Args {
   int rows = 0, cols = 0, stripes = 0, ktiles = 0, n = 0;
   int lut_words = 0;                      // shared-memory words of the replicated tables
   const __nv_bfloat16* x = nullptr;       // n × cols
-  const __nv_bfloat16* xr = nullptr;      // large: [passes][n][cols_pad], rotated
+  const __nv_bfloat16* xr = nullptr;      // large: [passes][n][cols_pad] rotated; dequantized path: [n][passes][cols_pad]
+  int xr_batch_major = 0;                 // the rotation writes xr as [n][passes][cols_pad] (the dequantized path's K)
+  __nv_bfloat16* w_hat = nullptr;         // dequantized path: [rows of the chunk][passes · cols_pad] bf16
+  int row_stripe0 = 0;                    // dequantized path: the chunk's first stripe
   float* y = nullptr;                     // n × rows
   __nv_bfloat16* y_bf16 = nullptr;        // n × rows, instead of y when given (the next product's input)
   int accumulate = 0;                     // y += Ŵx (a residual connection) instead of y = Ŵx
@@ -53,6 +60,7 @@ struct Args {
   int* counters = nullptr;                // splits > 1: one per output tile, zero between launches
   int tiles_per_split = 0, splits = 1;
   int stream_only = 0;  // diagnostic (TQB_LUT_MMA_STREAM_ONLY=1): the small kernel moves the codes but skips the decode and mma
+  int prefetch_tiles = 0;  // small kernel on sm_90+: up to this many of the chunk's code tiles past the ring asked into L2 at the start
 };
 
 __host__ __device__ constexpr int passes_of(int b1) { return b1 == 0 ? 1 : 2; }
@@ -240,6 +248,16 @@ __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commi
 template <int N>
 __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
 
+// Hopper's bulk L2 prefetch: `bytes` (a multiple of 16, from a 16-byte aligned address) requested from
+// DRAM into L2 by one instruction, with nothing to wait for; a no-op before sm_90.
+__device__ __forceinline__ void prefetch_l2(const void* src, std::uint32_t bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(src), "r"(bytes) : "memory");
+#else
+  (void)src, (void)bytes;
+#endif
+}
+
 // The small kernel keeps, per warp, a ring of kRing code tiles in shared memory filled by cp.async
 // (memory-level parallelism without registers: kRing · 512 bytes in flight per warp), and stages the
 // chunk's side data (scales, offsets) once in its prologue.
@@ -381,6 +399,17 @@ __global__ void __launch_bounds__(kThreads, 3) small_kernel(const Args a) {
     }
     cp_async_commit();  // every lane commits a group per tile, empty or not, so the counts stay uniform
   };
+  // Why the prefetch (docs/GPU.md, issue 31): the ring alone keeps kRing tiles per warp in flight, and it
+  // stalls while the prologue below fills the tables and rotates the activations, so each block paid
+  // that prologue before its stream could run at full rate. The chunk's remaining tiles (contiguous per
+  // stripe and pass) are asked into L2 at once, so DRAM streams from the first cycle and the ring then
+  // reads from L2. prefetch_tiles keeps what a wave of resident blocks asks for within part of L2 (a
+  // matrix larger than L2, e.g. an LM head, would otherwise evict its own prefetched tiles).
+  if (active && lane == 0 && kt1 > kt0 + kRing && a.prefetch_tiles > 0) {
+    const std::uint32_t tiles = static_cast<std::uint32_t>(min(kt1 - kt0 - kRing, a.prefetch_tiles));
+    prefetch_l2(codes0 - lane * B0 + static_cast<std::size_t>(kt0 + kRing) * 32 * B0, tiles * 128 * B0);
+    if constexpr (B1 != 0) prefetch_l2(codes1 - lane * B1 + static_cast<std::size_t>(kt0 + kRing) * 32 * B1, tiles * 128 * B1);
+  }
   if (active)
 #pragma unroll
     for (int p = 0; p < P; ++p) issue_side(a.pass[p], stripe, (kt0 * 64) >> a.pass[p].log2_group, side_groups[p], side_addr[p], lane);
@@ -489,7 +518,8 @@ __global__ void __launch_bounds__(kThreads) rotate_kernel(const Args a) {
     const int task = blockIdx.x * kWarps + warp;
     if (task >= a.n * groups) return;
     const int t = task / groups, j = task % groups;
-    rotate_one<E>(a, p, t, j * 32 * E, const_cast<__nv_bfloat16*>(a.xr) + (static_cast<std::size_t>(blockIdx.y) * a.n + t) * cols_pad + j * 32 * E, lane);
+    const std::size_t row = a.xr_batch_major ? static_cast<std::size_t>(t) * gridDim.y + blockIdx.y : static_cast<std::size_t>(blockIdx.y) * a.n + t;
+    rotate_one<E>(a, p, t, j * 32 * E, const_cast<__nv_bfloat16*>(a.xr) + row * cols_pad + j * 32 * E, lane);
   });
 }
 
@@ -598,6 +628,60 @@ __global__ void __launch_bounds__(kThreads, 2) large_kernel(const Args a) {
     split_k_finish(a, blockIdx.y * gridDim.x + blockIdx.x, blockIdx.y * kLargeRows, kLargeRows, t0, kLargeCols);
 }
 
+// ---------------------------------------------------------------------------------------------------
+// dequantized path (prefill, n ≥ the matrix's prefill batch): the codes of a chunk of stripes decoded once
+// to bf16, exactly as the large kernel decodes them (one bf16x2 fma per pair: the same weights, bit for
+// bit), then one cuBLAS GEMM over K = passes · cols_pad against the rotated activations. cuBLAS's Hopper
+// GEMM (wgmma, TMA) does the product; the codes cost a decode pass of their bytes plus the bf16 chunk.
+
+// grid (chunk stripes, ceil(ktiles / 8)): a warp per (stripe, 64-column tile), every pass; the fragments
+// go through a per-warp 16×64 tile in shared memory so that each row leaves as 128 contiguous bytes.
+template <int B0, int B1>
+__global__ void __launch_bounds__(kThreads) dequantize_kernel(const Args a) {
+  extern __shared__ uint4 smem_u4[];
+  constexpr int P = passes_of(B1);
+  constexpr int kTileStride = 64 + kPad;  // bf16 per row of the staging tile
+  std::uint32_t* lut_s = reinterpret_cast<std::uint32_t*>(smem_u4);
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  __nv_bfloat16* tile_s = reinterpret_cast<__nv_bfloat16*>(lut_s + a.lut_words) + warp * 16 * kTileStride;
+  fill_tables<B0, B1>(a, lut_s);
+  __syncthreads();
+  const int stripe = a.row_stripe0 + blockIdx.x, kt = blockIdx.y * kWarps + warp;
+  if (stripe >= a.stripes || kt >= a.ktiles) return;
+  const int cols_pad = a.ktiles * 64, gid = lane >> 2, tig = lane & 3;
+  const std::size_t ld = static_cast<std::size_t>(P) * cols_pad;
+#pragma unroll
+  for (int p = 0; p < P; ++p) {
+    std::uint32_t af[4][4];
+    const std::uint32_t lut_addr = smem_addr(lut_s) + 4 * (a.pass[p].lut_offset + lane);
+    if (p == 0 || B1 == 0) {
+      TileRegs<B0> r;
+      load_tile<B0>(a.pass[0], stripe, a.ktiles, kt, lane, r);
+#pragma unroll
+      for (int sub = 0; sub < 4; ++sub) decode_a<B0>(r.w, sub, lut_addr, splat_side(r.scale[sub >> 1], r.offset[sub >> 1]), af[sub]);
+    } else {
+      TileRegs<B1 ? B1 : 1> r;
+      load_tile<B1 ? B1 : 1>(a.pass[1], stripe, a.ktiles, kt, lane, r);
+#pragma unroll
+      for (int sub = 0; sub < 4; ++sub) decode_a<B1 ? B1 : 1>(r.w, sub, lut_addr, splat_side(r.scale[sub >> 1], r.offset[sub >> 1]), af[sub]);
+    }
+    // A fragment register r of sub-tile s: row gid + 8·(r & 1), columns 16s + 2·tig + 8·(r >> 1) and the next.
+#pragma unroll
+    for (int sub = 0; sub < 4; ++sub)
+#pragma unroll
+      for (int r = 0; r < 4; ++r)
+        *reinterpret_cast<std::uint32_t*>(tile_s + (gid + 8 * (r & 1)) * kTileStride + 16 * sub + 2 * tig + 8 * (r >> 1)) = af[sub][r];
+    __syncwarp();
+    __nv_bfloat16* dst = a.w_hat + static_cast<std::size_t>(16 * blockIdx.x) * ld + static_cast<std::size_t>(p) * cols_pad + kt * 64;
+#pragma unroll
+    for (int q = lane; q < 128; q += 32) {  // 16 rows × 8 pieces of 16 bytes
+      const int row = q >> 3, piece = q & 7;
+      *reinterpret_cast<uint4*>(dst + row * ld + 8 * piece) = *reinterpret_cast<const uint4*>(tile_s + row * kTileStride + 8 * piece);
+    }
+    __syncwarp();
+  }
+}
+
 }  // namespace tqb::lut_mma
 
 namespace tqb::gpu {
@@ -611,11 +695,12 @@ using KernelFn = void (*)(Args);
 struct Kernels {
   KernelFn small[2] = {nullptr, nullptr};  // NT = 1, 2
   KernelFn large = nullptr;
+  KernelFn dequantize = nullptr;
 };
 
 template <int B0, int B1>
 Kernels kernels_for() {
-  return {{small_kernel<B0, B1, 1>, small_kernel<B0, B1, 2>}, large_kernel<B0, B1>};
+  return {{small_kernel<B0, B1, 1>, small_kernel<B0, B1, 2>}, large_kernel<B0, B1>, dequantize_kernel<B0, B1>};
 }
 
 // Passes are summed, so a stack runs with its widest pass first: (b0, b1) with b0 ≥ b1.
@@ -636,6 +721,28 @@ Kernels pick_kernels(int b0, int b1) {
 
 }  // namespace
 
+// Batches from which multiply() takes the dequantized path instead of the large kernel (docs/GPU.md:
+// measured crossover on the H100/H200, bench_gpu's dequant_us column).
+constexpr std::size_t kDefaultPrefillMinBatch = 64;
+
+// The dequantized path's shared state: one cuBLAS handle for every matrix (a handle per matrix would be
+// 224 handles in an 8B forward) and one bf16 workspace per stream, grown on demand to at most
+// kDequantChunkBytes (larger matrices, e.g. an LM head, go through it in chunks of stripes). Both live
+// until the process ends (the handle is never destroyed: at exit the CUDA context may already be gone).
+constexpr std::size_t kDequantChunkBytes = std::size_t{64} << 20;
+struct DequantShared {
+  std::mutex mutex;
+  cublasHandle_t handle = nullptr;
+  std::map<cudaStream_t, DeviceBuffer> workspace;
+};
+DequantShared& dequant_shared() {
+  static DequantShared* s = new DequantShared();  // never destroyed, see above
+  return *s;
+}
+void cublas_ok(cublasStatus_t st, const char* what) {
+  if (st != CUBLAS_STATUS_SUCCESS) throw std::runtime_error(std::string("lut_mma dequantized path: cuBLAS error in ") + what + ": " + cublasGetStatusString(st));
+}
+
 struct SmallPlan {
   int tiles_per_split = 0, splits = 0;
   std::size_t smem = 0;
@@ -652,6 +759,10 @@ struct LutMmaMatrix::Impl {
   SmallPlan small[16];  // by batch size n = 1..16
   int smem_optin = 0;  // the device's shared memory per block with opt-in
   int stream_only = 0;  // TQB_LUT_MMA_STREAM_ONLY: a diagnostic, see Args
+  int l2_prefetch = 1;  // set_l2_prefetch; TQB_LUT_MMA_PREFETCH=0 turns it off
+  int l2_bytes = 0, cc_major = 0;
+  std::size_t prefill_default = kDefaultPrefillMinBatch;  // TQB_LUT_MMA_PREFILL_MIN overrides it
+  std::size_t prefill_min_batch = kDefaultPrefillMinBatch;  // set_prefill_min_batch
   mutable DeviceBuffer partial, counters, xr;
 
   int max_group_log2() const {
@@ -739,6 +850,38 @@ struct LutMmaMatrix::Impl {
     counters = DeviceBuffer(count * sizeof(int));
     counters.fill_zero();
   }
+  // y = Ŵx through bf16 weights: chunks of stripes decoded into the stream's workspace, each followed by
+  // one GEMM with K = passes · cols_pad (xr rotated batch-major, [n][passes][cols_pad]).
+  void multiply_dequantized(Args a, std::size_t n, cudaStream_t stream) const {
+    const std::size_t P = shape.passes.size(), ld = P * shape.cols_pad();
+    const std::size_t stripe_bytes = 16 * ld * 2;
+    const int chunk_stripes = static_cast<int>(std::max<std::size_t>(1, std::min<std::size_t>(shape.stripes, kDequantChunkBytes / stripe_bytes)));
+    DequantShared& sh = dequant_shared();
+    std::lock_guard<std::mutex> lock(sh.mutex);  // the handle's stream and the workspace: one caller at a time
+    if (!sh.handle) cublas_ok(cublasCreate(&sh.handle), "cublasCreate");
+    DeviceBuffer& ws = sh.workspace[stream];
+    if (ws.size() < chunk_stripes * stripe_bytes) ws = DeviceBuffer(chunk_stripes * stripe_bytes);
+    a.w_hat = ws.as<__nv_bfloat16>();
+    cublas_ok(cublasSetStream(sh.handle, stream), "cublasSetStream");
+    const float one = 1.0f, zero = 0.0f;
+    const float* beta = a.accumulate ? &one : &zero;
+    const std::size_t dsmem = static_cast<std::size_t>(base.lut_words) * 4 + kWarps * 16 * (64 + kPad) * 2;
+    for (int s0 = 0; s0 < a.stripes; s0 += chunk_stripes) {
+      const int stripes_here = std::min(chunk_stripes, a.stripes - s0);
+      a.row_stripe0 = s0;
+      const dim3 grid(static_cast<unsigned>(stripes_here), static_cast<unsigned>((a.ktiles + kWarps - 1) / kWarps));
+      kernels.dequantize<<<grid, kThreads, dsmem, stream>>>(a);
+      TQB_CUDA_CHECK_LAUNCH("lut_mma dequantize_kernel");
+      const int row0 = 16 * s0, m = std::min(16 * stripes_here, a.rows - row0);
+      if (m <= 0) break;
+      // Column-major view, as the dense baseline: Yᵀ (rows × n) = Ŵ (row-major, hence OP_T) · xrᵀ.
+      void* c = a.y_bf16 ? static_cast<void*>(a.y_bf16 + row0) : static_cast<void*>(a.y + row0);
+      cublas_ok(cublasGemmEx(sh.handle, CUBLAS_OP_T, CUBLAS_OP_N, m, static_cast<int>(n), static_cast<int>(ld), &one, a.w_hat, CUDA_R_16BF,
+                             static_cast<int>(ld), a.xr, CUDA_R_16BF, static_cast<int>(ld), beta, c, a.y_bf16 ? CUDA_R_16BF : CUDA_R_32F, a.rows,
+                             CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                "cublasGemmEx");
+    }
+  }
   std::size_t large_smem_bytes() const {
     const std::size_t P = shape.passes.size();
     return static_cast<std::size_t>(base.lut_words) * 4 + kLargeStages * P * kLargeCols * kLargeStride * 2;
@@ -752,7 +895,12 @@ LutMmaMatrix::LutMmaMatrix(const LutMmaLayout& layout) : impl_(std::make_unique<
   int device = 0;
   TQB_CUDA_CHECK(cudaGetDevice(&device));
   TQB_CUDA_CHECK(cudaDeviceGetAttribute(&I.sms, cudaDevAttrMultiProcessorCount, device));
+  TQB_CUDA_CHECK(cudaDeviceGetAttribute(&I.l2_bytes, cudaDevAttrL2CacheSize, device));
+  TQB_CUDA_CHECK(cudaDeviceGetAttribute(&I.cc_major, cudaDevAttrComputeCapabilityMajor, device));
   if (const char* env = std::getenv("TQB_LUT_MMA_STREAM_ONLY")) I.stream_only = std::atoi(env) != 0;
+  if (const char* env = std::getenv("TQB_LUT_MMA_PREFETCH")) I.l2_prefetch = std::atoi(env) != 0;
+  if (const char* env = std::getenv("TQB_LUT_MMA_PREFILL_MIN"))
+    I.prefill_min_batch = I.prefill_default = std::max<std::size_t>(17, std::strtoull(env, nullptr, 10));
   I.order = {0};
   if (layout.passes.size() == 2) I.order = layout.passes[1].bits > layout.passes[0].bits ? std::vector<int>{1, 0} : std::vector<int>{0, 1};
   I.shape.rows = layout.rows;
@@ -808,7 +956,7 @@ LutMmaMatrix::LutMmaMatrix(const LutMmaLayout& layout) : impl_(std::make_unique<
   TQB_CUDA_CHECK(cudaDeviceGetAttribute(&I.smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
   I.smem_optin -= 1024;  // headroom for the kernels' static shared memory (a few bytes)
   for (const void* k : {reinterpret_cast<const void*>(I.kernels.small[0]), reinterpret_cast<const void*>(I.kernels.small[1]),
-                        reinterpret_cast<const void*>(I.kernels.large)})
+                        reinterpret_cast<const void*>(I.kernels.large), reinterpret_cast<const void*>(I.kernels.dequantize)})
     TQB_CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, I.smem_optin));
   for (int n = 1; n <= 16; ++n) I.small[n - 1] = I.make_small_plan(n);
 }
@@ -822,14 +970,17 @@ std::size_t LutMmaMatrix::weight_bytes() const {
   for (const auto& buf : impl_->buffers) b += buf.size();
   return b;
 }
+void LutMmaMatrix::set_l2_prefetch(bool on) { impl_->l2_prefetch = on ? 1 : 0; }
+void LutMmaMatrix::set_prefill_min_batch(std::size_t n) { impl_->prefill_min_batch = n == 0 ? impl_->prefill_default : std::max<std::size_t>(17, n); }
 std::size_t LutMmaMatrix::workspace_bytes() const { return impl_->partial.size() + impl_->counters.size() + impl_->xr.size(); }
 
 std::string LutMmaMatrix::variant(std::size_t n) const {
   if (n <= 16) {
     const SmallPlan& p = impl_->small[n - 1];
     return "small(n8_tiles=" + std::to_string(n <= 8 ? 1 : 2) + ",split_k=" + std::to_string(p.splits) + ",chunk=" + std::to_string(p.tiles_per_split * 64) +
-           ",blocks/SM=" + std::to_string(p.blocks_per_sm) + ")";
+           ",blocks/SM=" + std::to_string(p.blocks_per_sm) + (impl_->l2_prefetch && impl_->cc_major >= 9 ? ",l2_prefetch" : "") + ")";
   }
+  if (n >= impl_->prefill_min_batch) return "dequantized(bf16 chunks of stripes, cublasGemmEx)";
   const auto p = impl_->large_plan(n);
   return "large(block=" + std::to_string(kLargeRows) + "x" + std::to_string(kLargeCols) + ",stages=" + std::to_string(kLargeStages) +
          ",split_k=" + std::to_string(p.splits) + ")";
@@ -861,6 +1012,12 @@ void LutMmaMatrix::multiply(const std::uint16_t* x, std::size_t n, float* y, std
     a.splits = plan.splits;
     if (a.splits > 1) a.partial = I.partials(a.splits, n);
     const dim3 grid((a.stripes + kWarps - 1) / kWarps, a.splits);
+    if (I.l2_prefetch) {  // the tiles a wave of resident blocks asks into L2 stay within 60% of it
+      const std::size_t wave_warps = std::min<std::size_t>(std::size_t{grid.x} * grid.y, std::size_t(I.sms) * plan.blocks_per_sm) * kWarps;
+      std::size_t tile_bytes = 0;
+      for (std::size_t p = 0; p < P; ++p) tile_bytes += 128 * static_cast<std::size_t>(I.shape.passes[p].bits);
+      a.prefetch_tiles = static_cast<int>(std::min<std::size_t>(1 << 20, std::size_t(0.6 * I.l2_bytes) / (wave_warps * tile_bytes)));
+    }
     I.kernels.small[nt - 1]<<<grid, kThreads, plan.smem, stream>>>(a);
     TQB_CUDA_CHECK_LAUNCH("lut_mma small_kernel");
     return;
@@ -871,11 +1028,17 @@ void LutMmaMatrix::multiply(const std::uint16_t* x, std::size_t n, float* y, std
     I.xr.fill_zero();  // the columns past cols stay zero: the rotation never writes them
   }
   a.xr = I.xr.as<const __nv_bfloat16>();
+  const bool dequantized = n >= I.prefill_min_batch;
+  a.xr_batch_major = dequantized ? 1 : 0;
   int max_groups = 0;
   for (std::size_t p = 0; p < P; ++p) max_groups = std::max(max_groups, a.cols >> a.pass[p].log2_group);
   const dim3 rgrid(static_cast<unsigned>((n * max_groups + kWarps - 1) / kWarps), static_cast<unsigned>(P));
   rotate_kernel<<<rgrid, kThreads, 0, stream>>>(a);
   TQB_CUDA_CHECK_LAUNCH("lut_mma rotate_kernel");
+  if (dequantized) {
+    I.multiply_dequantized(a, n, stream);
+    return;
+  }
   const auto plan = I.large_plan(n);
   a.tiles_per_split = plan.tiles_per_split;
   a.splits = plan.splits;

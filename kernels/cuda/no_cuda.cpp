@@ -39,6 +39,8 @@ void LutMmaMatrix::multiply(const std::uint16_t*, std::size_t, float*, std::uint
 std::size_t LutMmaMatrix::weight_bytes() const { fail(); }
 std::size_t LutMmaMatrix::workspace_bytes() const { fail(); }
 std::string LutMmaMatrix::variant(std::size_t) const { fail(); }
+void LutMmaMatrix::set_l2_prefetch(bool) { fail(); }
+void LutMmaMatrix::set_prefill_min_batch(std::size_t) { fail(); }
 
 struct CublasBf16Matrix::Impl {};
 CublasBf16Matrix::CublasBf16Matrix(const float*, std::size_t, std::size_t) { fail(); }
@@ -51,5 +53,6 @@ std::size_t CublasBf16Matrix::weight_bytes() const { fail(); }
 std::vector<double> time_calls(const std::function<void(void*)>&, int, bool) { fail(); }
 double copy_bandwidth_bytes_per_s() { fail(); }
 double launch_floor_us(int) { fail(); }
+double read_floor_us(std::size_t, int) { fail(); }
 
 }  // namespace tqb::gpu
