@@ -6,6 +6,8 @@
 #include <cmath>
 #include <cstdio>
 #include <memory>
+#include <regex>
+#include <stdexcept>
 
 #include "common/error.hpp"
 #include "eval/model_eval.hpp"
@@ -14,37 +16,94 @@
 namespace tqb {
 namespace {
 
+// The input several selected layers read (a block's q, k and v read the attention norm's output; gate and up the FFN
+// norm's): one accumulator for all of them, since Σ xᵀx and Σ|x| are the same sums, so a block's statistics cost one
+// accumulation per input instead of one per layer (4 instead of 7 in a Llama block: q/k/v, o, gate/up, down). A member's forward records
+// the batch when it is a new one (another pointer or count, or every member has read this one already) and skips it
+// otherwise; finish() checks that every member read exactly the batches recorded, so a model whose layers did not in
+// fact share the input would be an error, never mixed statistics.
+class SharedInput {
+ public:
+  SharedInput(ForwardOps& ops, std::size_t d) : ops_(ops), d_(d) {}
+  void join() { ++members_; }
+  void record() {
+    if (!acc_) acc_ = ops_.input_statistics(d_), recorded_ = 0, last_x_ = nullptr, readers_ = 0, result_.reset();
+  }
+  void observe(const float* x, std::size_t n, std::size_t& member_reads) {
+    ++member_reads;
+    if (!acc_) return;
+    if (x == last_x_ && n == last_n_ && readers_ < members_) {
+      ++readers_;
+      return;
+    }
+    acc_->add(x, n);
+    ++recorded_, last_x_ = x, last_n_ = n, readers_ = 1;
+  }
+  // The statistics since record(), the same object for every member; recording stops.
+  const LayerStatistics& finish(const std::string& member, std::size_t member_reads) {
+    if (member_reads != recorded_)
+      throw std::logic_error(fmt::format("calibration: {} read {} input batches where the layers sharing its input recorded {}", member,
+                                         member_reads, recorded_));
+    if (acc_) result_ = std::make_shared<LayerStatistics>(acc_->finish()), acc_.reset();
+    return *result_;
+  }
+
+ private:
+  ForwardOps& ops_;
+  std::size_t d_, members_ = 0, recorded_ = 0, last_n_ = 0, readers_ = 0;
+  const float* last_x_ = nullptr;
+  std::unique_ptr<InputStatisticsAccumulator> acc_;
+  std::shared_ptr<LayerStatistics> result_;
+};
+
+// The input a block projection reads, by its GGUF name: q/k/v one, gate/up one, every other layer its own.
+std::string input_of(const std::string& name) {
+  static const std::regex shared(R"(^(blk\.\d+\.)(attn_q|attn_k|attn_v|ffn_gate|ffn_up)\.weight$)");
+  std::smatch m;
+  if (!std::regex_match(name, m, shared)) return name;
+  return m[1].str() + (m[2].str().rfind("attn", 0) == 0 ? "attn_in" : "ffn_in");
+}
+
 // A selected layer of the calibration's model: a projection on the calibration's device, recording its inputs'
-// statistics there as it computes (ForwardOps::input_statistics), or replaced by its quantized weights; the
-// calibration switches it between stages. Its inputs are the fp32 activations (a bf16 GPU forward rounds them to bf16
-// inside the projection), so a backend's statistics differ from the CPU's only by its forward's rounding.
+// statistics there as it computes (ForwardOps::input_statistics, through the SharedInput of the layers reading the
+// same input), or replaced by its quantized weights; the calibration switches it between stages. Its inputs are the
+// fp32 activations (a bf16 GPU forward rounds them to bf16 inside the projection), so a backend's statistics differ
+// from the CPU's only by its forward's rounding.
 class CalibrationLinear final : public Linear {
  public:
-  CalibrationLinear(const Matrix& w, ForwardOps& ops) : w_(w), ops_(ops), inner_(dense_linear_on(ops.device(), w)) {}
+  CalibrationLinear(std::string name, const Matrix& w, ForwardOps& ops, std::shared_ptr<SharedInput> input)
+      : name_(std::move(name)), w_(w), ops_(ops), inner_(dense_linear_on(ops.device(), w)), input_(std::move(input)) {
+    input_->join();
+  }
   std::size_t in() const override { return inner_->in(); }
   std::size_t out() const override { return inner_->out(); }
   void forward(const float* x, std::size_t n, float* y) const override {
-    if (recorder_) recorder_->add(x, n);
+    if (recording_) input_->observe(x, n, reads_);
     inner_->forward(x, n, y);
   }
   std::size_t weight_bytes() const override { return inner_->weight_bytes(); }
   std::string kernel() const override { return inner_->kernel(); }
 
   const Matrix& weights() const { return w_; }
-  void record() { recorder_ = ops_.input_statistics(in()); }
+  void record() {
+    input_->record();
+    recording_ = true, reads_ = 0;
+  }
   // The statistics recorded since record(); recording stops.
   LayerStatistics finish() {
-    LayerStatistics s = recorder_->finish();
-    recorder_.reset();
-    return s;
+    recording_ = false;
+    return input_->finish(name_, reads_);
   }
   void replace(const Matrix& w_hat) { inner_ = dense_linear_on(ops_.device(), w_hat); }
 
  private:
+  std::string name_;
   Matrix w_;
   ForwardOps& ops_;
   std::unique_ptr<Linear> inner_;
-  std::unique_ptr<InputStatisticsAccumulator> recorder_;
+  std::shared_ptr<SharedInput> input_;
+  bool recording_ = false;
+  mutable std::size_t reads_ = 0;
 };
 
 // The block a tensor belongs to ("blk.N." names), or -1 (the output head and anything outside the blocks).
@@ -63,11 +122,14 @@ LayerStatisticsMap collect_layer_statistics(const Checkpoint& ck, const std::vec
   if (!backend) backend = make_cpu_forward_ops();
   ForwardOps& ops = *backend;  // the model owns it from here on
   std::map<std::string, CalibrationLinear*> layers;
+  std::map<std::string, std::shared_ptr<SharedInput>> inputs;
   const LlamaModel model(
       ck,
       [&](const std::string& name, const Matrix& w) -> std::unique_ptr<Linear> {
         if (!selection.selected(name)) return dense_linear_on(device, w);
-        auto l = std::make_unique<CalibrationLinear>(w, ops);
+        auto& input = inputs[input_of(name)];
+        if (!input) input = std::make_shared<SharedInput>(ops, w.cols());
+        auto l = std::make_unique<CalibrationLinear>(name, w, ops, input);
         layers[name] = l.get();
         return l;
       },
