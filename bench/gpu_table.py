@@ -22,14 +22,25 @@ def main(argv):
           f"median of {gpu['reps']} calls, L2 flushed before each; an empty kernel measures {gpu.get('empty_kernel_us', float('nan')):.1f} µs so."
           + (f" PyTorch {torch['torch']} int4 (g128) from the same device call." if torch.get("rows") else ""))
     print()
-    print("| shape | W (out×in) | format | n | µs | GB/s (compressed) | % of copy | cuBLAS bf16 µs | × cuBLAS | PyTorch int4 µs | × int4 |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| shape | W (out×in) | format | n | µs | GB/s (compressed) | % of copy | read floor µs | other path µs | cuBLAS bf16 µs | × cuBLAS "
+          "| PyTorch int4 µs | × int4 | kernel |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+
+    def num(v, fmt=".1f"):
+        return "—" if v is None or v < 0 else format(v, fmt)
+
     for r in gpu["rows"]:
         t = int4.get((r["rows"], r["cols"], r["n"]))
         i4 = f"{t['int4_us']:.1f}" if t else "—"
         xi4 = f"{t['int4_us'] / r['us']:.2f}" if t else "—"
+        # The alternative the same run timed: n ≤ 16 without the L2 prefetch; n > 16 the path not taken by default.
+        if r["n"] <= 16:
+            other = f"{num(r.get('us_no_prefetch'))} (no prefetch)"
+        else:
+            dq = r.get("variant", "").startswith("dequantized")
+            other = f"{num(r.get('large_us') if dq else r.get('dequant_us'))} ({'large' if dq else 'dequantized'})"
         print(f"| {r['shape']} | {r['rows']}×{r['cols']} | `{r['format']}` | {r['n']} | {r['us']:.1f} | {r['gbs']:.0f} | {r['pct_copy']:.0f}% "
-              f"| {r['cublas_us']:.1f} | {r['x_cublas']:.2f} | {i4} | {xi4} |")
+              f"| {num(r.get('read_floor_us'))} | {other} | {r['cublas_us']:.1f} | {r['x_cublas']:.2f} | {i4} | {xi4} | {r.get('variant', '')} |")
     for s in gpu.get("stack", []):
         print()
         print(f"Llama-3-8B linear stack, n = {s['n']}: {s['us']:.0f} µs vs {s['cublas_us']:.0f} µs bf16 "

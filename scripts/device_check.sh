@@ -26,6 +26,7 @@ done
 [ -n "$cudalib" ] || cudalib=$(python3 -c "import nvidia.cublas, os; print(os.path.join(nvidia.cublas.__path__[0], 'lib'))" 2>/dev/null || true)
 export LD_LIBRARY_PATH="$PWD/carry/lib${cudalib:+:$cudalib}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export PATH="$PATH:/usr/local/cuda/bin"
+for z in carry/bin/*.gz; do [ -f "$z" ] && gunzip -f "$z"; done  # scripts/device_carry.sh --models gzips them
 {
   date -u
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader 2>&1

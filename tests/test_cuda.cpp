@@ -156,8 +156,14 @@ TEST_CASE("lut_mma CUDA kernels match the reference and the emulation: every for
     const QuantizedMatrix qm = q->quantize(w.data(), c.rows, c.cols, 9);
     const LutMmaLayout L = make_lut_mma_layout(*q, qm);
     gpu::LutMmaMatrix m(L);
-    for (std::size_t n : {1u, 2u, 3u, 8u, 16u, 17u, 64u, 512u}) {
+    // n > 16 twice: the large kernel (prefill batch SIZE_MAX), then the dequantized path (bf16 weights + cuBLAS).
+    constexpr std::size_t kLarge = SIZE_MAX, kDequantized = 17;
+    const std::pair<std::size_t, std::size_t> runs[] = {{1, 0},       {2, 0},       {3, 0},          {8, 0},      {16, 0},
+                                                        {17, kLarge}, {17, kDequantized}, {64, kLarge}, {64, kDequantized},
+                                                        {512, kLarge}, {512, kDequantized}};
+    for (const auto& [n, prefill_min] : runs) {
       if (c.rows * c.cols * n > std::size_t{600} << 20) continue;  // keep the double reference quick
+      m.set_prefill_min_batch(prefill_min);
       CAPTURE(c.format);
       CAPTURE(c.rows);
       CAPTURE(c.cols);
@@ -212,7 +218,8 @@ TEST_CASE("lut_mma's epilogue writes bf16 or adds into y: the fp32 product round
     const Matrix w = test::random_normal_matrix(rows, cols, 5);
     const QuantizedMatrix qm = q->quantize(w.data(), rows, cols, 3);
     gpu::LutMmaMatrix m(make_lut_mma_layout(*q, qm));
-    for (std::size_t n : {1u, 16u, 64u}) {
+    for (const auto& [n, prefill_min] : {std::pair<std::size_t, std::size_t>{1, 0}, {16, 0}, {64, SIZE_MAX}, {64, 17}}) {
+      m.set_prefill_min_batch(prefill_min);  // 64 through the large kernel, then the dequantized path
       CAPTURE(rows);
       CAPTURE(n);
       CAPTURE(m.variant(n));
