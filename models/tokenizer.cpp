@@ -336,12 +336,13 @@ class Gpt2Tokenizer final : public Tokenizer {
   mutable std::unordered_map<std::string, std::vector<int>> cache_;
 };
 
-// Pre-tokenizer regexes for GGUF's tokenizer.ggml.pre (llama.cpp's names, for the ones listed).
+// Pre-tokenizer regexes for GGUF's tokenizer.ggml.pre (llama.cpp's names, for the ones listed; llama.cpp's name of
+// GPT-2's own is "gpt-2", and "gpt2", the tokenizer model's name, is taken for it too).
 std::vector<std::string> gguf_pre_regexes(const std::string& pre, const std::string& path) {
-  if (pre == "gpt2" || pre == "default" || pre == "mpt" || pre == "olmo") return {kGpt2Regex};
+  if (pre == "gpt-2" || pre == "gpt2" || pre == "default" || pre == "mpt" || pre == "olmo") return {kGpt2Regex};
   if (pre == "smollm" || pre == "starcoder" || pre == "refact" || pre == "codeshell") return {"\\p{N}", kGpt2Regex};
-  throw InputError(fmt::format("{}: error: tokenizer.ggml.pre '{}' is not supported (gpt2, smollm, starcoder, refact, "
-                               "codeshell, mpt, olmo)", path, pre));
+  throw InputError(fmt::format("{}: error: tokenizer.ggml.pre '{}' is not supported (gpt-2, smollm, starcoder, refact, "
+                               "codeshell, mpt, olmo, default)", path, pre));
 }
 
 }  // namespace

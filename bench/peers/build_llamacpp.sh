@@ -4,7 +4,7 @@
 # Nothing of llama.cpp is copied into tqbench; the cache is ~/.cache/tqbench/peers (or $TQB_PEER_CACHE).
 #   bench/peers/build_llamacpp.sh            -> builds once (idempotent), prints the install prefix
 # Built as the measurements were: GGML_NATIVE (tuned for this CPU, as llama.cpp users build it),
-# OpenMP, Release; targets llama-perplexity, llama-bench, test-backend-ops and the ggml libraries that
+# OpenMP, Release; targets llama-perplexity, llama-bench, test-backend-ops, llama-quantize, llama-imatrix and the ggml libraries that
 # bench/peers/ggml_mul_mat.cpp links.
 set -euo pipefail
 version=${LLAMA_CPP_PYTHON_VERSION:-0.3.36}
@@ -22,9 +22,9 @@ if [[ ! -f $prefix/.complete ]]; then
   cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DGGML_OPENMP=ON -DLLAMA_CURL=OFF \
     -DLLAMA_BUILD_TESTS=ON -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF \
     -DBUILD_SHARED_LIBS=ON -DCMAKE_INSTALL_PREFIX="$prefix" >&2
-  cmake --build "$build" -j"$(nproc)" --target llama-perplexity llama-bench test-backend-ops llama-quantize >&2
+  cmake --build "$build" -j"$(nproc)" --target llama-perplexity llama-bench test-backend-ops llama-quantize llama-imatrix >&2
   mkdir -p "$prefix/bin" "$prefix/lib" "$prefix/include"
-  cp "$build"/bin/llama-perplexity "$build"/bin/llama-bench "$build"/bin/test-backend-ops "$build"/bin/llama-quantize "$prefix/bin/"
+  cp "$build"/bin/llama-perplexity "$build"/bin/llama-bench "$build"/bin/test-backend-ops "$build"/bin/llama-quantize "$build"/bin/llama-imatrix "$prefix/bin/"
   find "$build" -name "*.so*" -exec cp -P {} "$prefix/lib/" \;
   cp "$src"/ggml/include/*.h "$prefix/include/"
   # The llama.cpp commit vendored in this release (from the sdist's git metadata where present).
