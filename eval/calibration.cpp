@@ -26,8 +26,14 @@ class SharedInput {
  public:
   SharedInput(ForwardOps& ops, std::size_t d) : ops_(ops), d_(d) {}
   void join() { ++members_; }
+  // Starts a stage's recording; the group's other members calling it too in the same stage changes nothing.
   void record() {
-    if (!acc_) acc_ = ops_.input_statistics(d_), recorded_ = 0, last_x_ = nullptr, readers_ = 0, result_.reset();
+    if (acc_) return;
+    acc_ = ops_.input_statistics(d_);
+    recorded_ = 0;
+    last_x_ = nullptr;
+    readers_ = 0;
+    result_.reset();
   }
   void observe(const float* x, std::size_t n, std::size_t& member_reads) {
     ++member_reads;
@@ -37,7 +43,10 @@ class SharedInput {
       return;
     }
     acc_->add(x, n);
-    ++recorded_, last_x_ = x, last_n_ = n, readers_ = 1;
+    ++recorded_;
+    last_x_ = x;
+    last_n_ = n;
+    readers_ = 1;
   }
   // The statistics since record(), the same object for every member; recording stops.
   const LayerStatistics& finish(const std::string& member, std::size_t member_reads) {
