@@ -1,5 +1,6 @@
 // tqbench: the command-line front end. Exit codes: 0 success, 1 a run failed, 2 bad usage or bad input.
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 #include <fmt/format.h>
 
 #include <unistd.h>
@@ -7,6 +8,7 @@
 #include <chrono>
 #include <iostream>
 
+#include "common/atomic_file.hpp"
 #include "common/error.hpp"
 #include "common/memory.hpp"
 #include "common/input_files.hpp"
@@ -191,7 +193,7 @@ void add_model_options(CLI::App* cmd, tqb::ModelChoice& m) {
 }
 
 int perplexity(const std::string& model_name, const std::string& corpus, const tqb::ModelChoice& choice, const std::string& method,
-               int ctx, int chunks, const std::string& kld_base, bool kld, int batch) {
+               int ctx, int chunks, const std::string& kld_base, bool kld, int batch, const std::string& chunk_nll_file) {
   const auto t_load = std::chrono::steady_clock::now();
   // The projections stay in the file until the model is built, each read, converted and dropped in turn: host
   // memory holds one fp32 weight at a time, not the whole model twice (63 GB for an 8B model before).
@@ -235,12 +237,14 @@ int perplexity(const std::string& model_name, const std::string& corpus, const t
   const bool tty = isatty(fileno(stderr));
   BaselineLogProbs saved;
   const bool write_base = !kld_base.empty() && !kld;
-  if (write_base) {  // never over the model, the corpus or the quantized layers this command reads
+  if (write_base || !chunk_nll_file.empty()) {  // never over the model, the corpus or the quantized layers this command reads
     tqb::InputFiles inputs;
     inputs.add(ck.path, "the model " + model_name);
     inputs.add(tqb::resolve_corpus_path(corpus), "the corpus " + corpus);
     if (!quantized_file.empty()) inputs.add(quantized_file, "the quantized layers");
-    inputs.refuse_as_output(kld_base, "--kl-divergence-base");
+    if (kld) inputs.add(kld_base, "--kl-divergence-base");
+    if (write_base) inputs.refuse_as_output(kld_base, "--kl-divergence-base");
+    if (!chunk_nll_file.empty()) inputs.refuse_as_output(chunk_nll_file, "--chunk-nll");
   }
   const PerplexityResult r = evaluate_perplexity(*model, tokens, cfg, write_base ? &saved : nullptr, kld ? &base_file.log_probs : nullptr,
                                                  [&](std::size_t c, std::size_t n, double ppl) {
@@ -265,6 +269,15 @@ int perplexity(const std::string& model_name, const std::string& corpus, const t
   if (r.has_kld)
     std::cout << fmt::format("KL-divergence against {}: mean {:.6f}, median {:.6f}, p99 {:.6f}; same top token {:.4f}\n", kld_base,
                              r.kld_mean, r.kld_median, r.kld_p99, r.top1_agreement);
+  if (!chunk_nll_file.empty()) {  // each chunk's mean NLL, for pairing two models' runs on the same chunks (docs/STATISTICS.md)
+    const nlohmann::json j{{"model", model_name}, {"label", label},       {"corpus", corpus},
+                           {"method", method},    {"ctx", ctx},           {"commit", tqb::git_commit()},
+                           {"chunk_nll", r.chunk_nll}};
+    const std::string json = j.dump() + "\n";
+    tqb::AtomicFile out(chunk_nll_file);
+    out.write(json.data(), json.size());
+    out.commit();
+  }
   return 0;
 }
 
@@ -393,6 +406,9 @@ int main(int argc, char** argv) {
   ppl_cmd->add_flag("--kl-divergence", kld_flag, "score against --kl-divergence-base (its tokens and chunks; llama.cpp's or tqbench's)");
   tqb::ModelChoice ppl_model;
   add_model_options(ppl_cmd, ppl_model);
+  std::string chunk_nll_file;
+  ppl_cmd->add_option("--chunk-nll", chunk_nll_file,
+                      "write each scored chunk's mean NLL to this JSON file (two runs on the same chunks pair over them)");
   int batch = 0;
   std::string group_fallback = "none";
   ppl_cmd->add_option("--batch", batch,
@@ -522,7 +538,7 @@ int main(int argc, char** argv) {
                                      "arguments", compare_args.size()));
       return 0;
     }
-    if (*ppl_cmd) return perplexity(model_name, corpus, ppl_model, method, ctx, chunks, kld_base, kld_flag, batch);
+    if (*ppl_cmd) return perplexity(model_name, corpus, ppl_model, method, ctx, chunks, kld_base, kld_flag, batch, chunk_nll_file);
     if (*gen_cmd) return generate(model_name, gen_model, prompt_file.empty() ? prompt : read_corpus(prompt_file), n_tokens);
     if (*merge_cmd) {
       merge_options.command_line = command_line;

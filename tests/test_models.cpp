@@ -620,6 +620,27 @@ TEST_CASE("tokenizer.json: deep nesting (pre-tokenizer Sequences, junk) is refus
   CHECK(make_hf_tokenizer(dir.path.string())->decode({0, 1}) == "ab");
 }
 
+// tqbench perplexity --chunk-nll: each scored chunk's mean NLL, whose mean over the chunks is the run's log-perplexity
+// (every chunk scores as many tokens), and never written over an input.
+TEST_CASE("perplexity --chunk-nll writes each chunk's mean NLL, pairable across runs; never over an input") {
+  if (!have(stories_gguf(), "stories260K (../shared)") || !have(wikitext(), "WikiText-2 (../shared)")) return;
+  test::TempDir dir;
+  const std::string out = dir.file("nll.json");
+  auto r = test::run_tqbench("perplexity --model stories260k --ctx 128 --chunks 5 --chunk-nll '" + out + "'");
+  REQUIRE_MESSAGE(r.exit_code == 0, r.output);
+  const auto j = nlohmann::json::parse(test::read_text(out));
+  REQUIRE(j.at("chunk_nll").size() == 5);
+  CHECK(j.at("ctx") == 128);
+  CHECK(j.at("method") == "llamacpp");
+  double mean = 0;
+  for (const auto& v : j.at("chunk_nll")) mean += v.get<double>() / 5;
+  const double ppl = std::stod(r.output.substr(r.output.find("perplexity: ") + 12));
+  CHECK(std::exp(mean) == doctest::Approx(ppl).epsilon(1e-4));  // the figure is printed to 4 decimals
+  r = test::run_tqbench("perplexity --model stories260k --ctx 128 --chunks 2 --chunk-nll '" + stories_gguf() + "'");
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("--chunk-nll") != std::string::npos);
+}
+
 // llama-perplexity's KL-divergence base files (harness/llamacpp_kld.hpp): tqbench writes one, reads it back
 // and scores against it as against its own exact base; a damaged file is refused. (llama.cpp itself reads
 // tqbench's file and tqbench reads llama.cpp's: docs/PERF.md, measured with the peer.)

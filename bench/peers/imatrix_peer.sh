@@ -28,18 +28,32 @@ if [[ ! -f $work/imatrix.gguf ]]; then
   "$prefix/bin/llama-imatrix" -m "$work/f32.gguf" -f "$work/calibration.txt" -o "$work/imatrix.gguf" -c 512 --chunks 32 -t "$threads" \
     > "$work/imatrix.log" 2>&1 || { tail -20 "$work/imatrix.log" >&2; exit 1; }
 fi
-ppl() {  # perplexity of a model (and quantizer) by tqbench: the figure and its ±
-  build/tqbench perplexity --model "$1" --corpus "$text" --ctx 512 --chunks 40 "${@:2}" 2>&1 | sed -n 's/^perplexity: \([0-9.]*\) +\/- \([0-9.]*\).*/\1 \2/p'
+ppl() {  # perplexity of a model (and quantizer) by tqbench: the figure and its ±; each chunk's mean NLL into $work/nll-$1.json
+  local name=$1 m=$2
+  build/tqbench perplexity --model "$m" --corpus "$text" --ctx 512 --chunks 40 --chunk-nll "$work/nll-$name.json" "${@:3}" 2>&1 |
+    sed -n 's/^perplexity: \([0-9.]*\) +\/- \([0-9.]*\).*/\1 \2/p'
 }
-base=$(ppl "$work/f32.gguf")
+paired() {  # mean NLL difference A − B over the 40 chunks, with its 95% interval (the chunk is the unit)
+  "$py" - "$work/nll-$1.json" "$work/nll-$2.json" <<'PY'
+import json, math, sys
+a, b = (json.load(open(f))["chunk_nll"] for f in sys.argv[1:3])
+d = [x - y for x, y in zip(a, b)]
+m = sum(d) / len(d)
+sd = math.sqrt(sum((x - m) ** 2 for x in d) / (len(d) - 1))
+print(f"{m:+.4f} ± {1.96 * sd / math.sqrt(len(d)):.4f}")
+PY
+}
+base=$(ppl f32 "$work/f32.gguf")
 echo "llama.cpp $(cat "$prefix/COMMIT"), tqbench $(git rev-parse --short HEAD); books-14m fp32 GGUF: perplexity $base (40 chunks of 512)"
 echo
-echo "| format | who | calibration | perplexity | Δppl |"
-echo "|---|---|---|---|---|"
+echo "| format | who | calibration | perplexity | Δppl | paired ΔNLL vs the plain format (95%) |"
+echo "|---|---|---|---|---|---|"
 b=${base% *}
-row() {  # format, who, calibration, "perplexity ±"
-  awk -v p="${4% *}" -v e="${4#* }" -v b="$b" -v f="$1" -v w="$2" -v c="$3" 'BEGIN { printf "| %s | %s | %s | %.4f ± %.4f | %+.4f |\n", f, w, c, p, e, p - b }'
+row() {  # format, who, calibration, "perplexity ±", paired
+  awk -v p="${4% *}" -v e="${4#* }" -v b="$b" -v f="$1" -v w="$2" -v c="$3" -v d="$5" \
+    'BEGIN { printf "| %s | %s | %s | %.4f ± %.4f | %+.4f | %s |\n", f, w, c, p, e, p - b, d }'
 }
+summary=()
 for t in $types; do
   T=$(echo "$t" | tr a-z A-Z)
   for imat in no yes; do
@@ -49,8 +63,15 @@ for t in $types; do
     [[ -f $out ]] || "$prefix/bin/llama-quantize" "${args[@]}" "$work/f32.gguf" "$out" "$T" "$threads" > "$out.log" 2>&1 ||
       { tail -20 "$out.log" >&2; exit 1; }
   done
-  row "$t" "llama-quantize" "none" "$(ppl "$work/$t-imatrix-no.gguf")"
-  row "$t" "llama-quantize" "imatrix (32 chunks)" "$(ppl "$work/$t-imatrix-yes.gguf")"
-  row "$t" "tqbench" "none" "$(ppl "$work/f32.gguf" --quantizer "$t")"
-  row "$t" "tqbench" "gptq (32 chunks, sequential)" "$(ppl "$work/f32.gguf" --quantizer "gptq($t)" --calibration-chunks 32)"
+  p_plain=$(ppl "$t-lq" "$work/$t-imatrix-no.gguf")
+  p_imat=$(ppl "$t-imatrix" "$work/$t-imatrix-yes.gguf")
+  p_tq=$(ppl "$t-tq" "$work/f32.gguf" --quantizer "$t")
+  p_gptq=$(ppl "$t-gptq" "$work/f32.gguf" --quantizer "gptq($t)" --calibration-chunks 32)
+  row "$t" "llama-quantize" "none" "$p_plain" ""
+  row "$t" "llama-quantize" "imatrix (32 chunks)" "$p_imat" "$(paired "$t-imatrix" "$t-lq")"
+  row "$t" "tqbench" "none" "$p_tq" "$(paired "$t-tq" "$t-lq") (against llama-quantize's)"
+  row "$t" "tqbench" "gptq (32 chunks, sequential)" "$p_gptq" "$(paired "$t-gptq" "$t-lq")"
+  summary+=("$t: gptq − imatrix $(paired "$t-gptq" "$t-imatrix") in mean NLL per token (95%, over the 40 chunks)")
 done
+echo
+printf '%s\n' "${summary[@]}"
