@@ -622,7 +622,7 @@ TEST_CASE("tokenizer.json: deep nesting (pre-tokenizer Sequences, junk) is refus
 
 // tqbench perplexity --chunk-nll: each scored chunk's mean NLL, whose mean over the chunks is the run's log-perplexity
 // (every chunk scores as many tokens), and never written over an input.
-TEST_CASE("perplexity --chunk-nll writes each chunk's mean NLL, pairable across runs; never over an input") {
+TEST_CASE("perplexity --chunk-nll writes each chunk's mean NLL, pairable across runs, never over an input") {
   if (!have(stories_gguf(), "stories260K (../shared)") || !have(wikitext(), "WikiText-2 (../shared)")) return;
   test::TempDir dir;
   const std::string out = dir.file("nll.json");
