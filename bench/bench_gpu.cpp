@@ -175,9 +175,14 @@ int main(int argc, char** argv) {
         const bool second = (s.rows + b) % 2 == 0;
         std::vector<double> us;
         if (n <= 16) {
-          if (second) m.set_l2_prefetch(false), no_prefetch_us = median(gpu::time_calls(run, reps, true)), m.set_l2_prefetch(true);
+          const auto without_prefetch = [&] {
+            m.set_l2_prefetch(false);
+            no_prefetch_us = median(gpu::time_calls(run, reps, true));
+            m.set_l2_prefetch(true);
+          };
+          if (second) without_prefetch();
           us = gpu::time_calls(run, reps, true);
-          if (!second) m.set_l2_prefetch(false), no_prefetch_us = median(gpu::time_calls(run, reps, true)), m.set_l2_prefetch(true);
+          if (!second) without_prefetch();
         } else {
           const bool default_dequant = m.variant(n).rfind("dequantized", 0) == 0;
           std::vector<double> large, dequant;

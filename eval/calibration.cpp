@@ -53,7 +53,10 @@ class SharedInput {
     if (member_reads != recorded_)
       throw std::logic_error(fmt::format("calibration: {} read {} input batches where the layers sharing its input recorded {}", member,
                                          member_reads, recorded_));
-    if (acc_) result_ = std::make_shared<LayerStatistics>(acc_->finish()), acc_.reset();
+    if (acc_) {  // the group's first member to finish closes the sums
+      result_ = std::make_shared<LayerStatistics>(acc_->finish());
+      acc_.reset();
+    }
     return *result_;
   }
 
@@ -96,7 +99,8 @@ class CalibrationLinear final : public Linear {
   const Matrix& weights() const { return w_; }
   void record() {
     input_->record();
-    recording_ = true, reads_ = 0;
+    recording_ = true;
+    reads_ = 0;
   }
   // The statistics recorded since record(); recording stops.
   LayerStatistics finish() {

@@ -21,10 +21,9 @@
 
 #include <cublas_v2.h>
 
-#include <cstdint>
-
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <map>
