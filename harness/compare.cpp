@@ -1,6 +1,7 @@
 #include "harness/compare.hpp"
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -10,6 +11,7 @@
 
 #include "common/error.hpp"
 #include "common/printable.hpp"
+#include "common/read_file.hpp"
 #include "eval/chunk_losses.hpp"
 #include "eval/paired.hpp"
 #include "harness/short_names.hpp"
@@ -97,24 +99,34 @@ Side baseline_of(const Side& other, const std::string& file) {
 
 }  // namespace
 
-void compare_rows(const std::string& file, const std::string& a_name, const std::string& b_name, const CompareOptions& options,
-                  std::ostream& out) {
-  const ResultTable t = read_result_file(file);
-  for (const char* column : {"point", "quantizer", "status", "data", "chunk_losses"})
-    if (t.column_index(column) < 0)
-      throw InputError(fmt::format("{}: error: no {} column (a model experiment run by this tqbench writes chunk_losses)", file, column));
-  const bool a_base = a_name == "baseline", b_base = b_name == "baseline";
-  if (a_base && b_base) throw InputError("compare: A and B are both the baseline; name a row for one of them");
-  Side b = b_base ? Side{} : side_of(t, file, b_name);
-  const Side a = a_base ? baseline_of(b, file) : side_of(t, file, a_name);
-  if (b_base) b = baseline_of(a, file);
+// A `tqbench perplexity --chunk-nll` file: one run's chunk losses, its label and model.
+Side side_of_chunk_file(const std::string& path) {
+  const std::string text = read_regular_file(path, std::size_t{64} << 20, "a --chunk-nll file");
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    throw InputError(fmt::format("{}: error: not a `tqbench perplexity --chunk-nll` file (not JSON: {})", path, e.what()));
+  }
+  if (!j.is_object() || !j.contains("chunk_losses") || !j.contains("label") || !j.contains("model"))
+    throw InputError(fmt::format("{}: error: not a `tqbench perplexity --chunk-nll` file (chunk_losses, label and model expected)", path));
+  Side s;
+  s.label = fmt::format("{}, {} ({})", j.at("model").dump(), j.at("label").dump(), path);
+  s.repeats = {chunk_losses_from_json(j.at("chunk_losses").dump(), path)};
+  s.data = s.repeats.front().corpus;
+  s.seeds = {0};
+  return s;
+}
+
+// The paired comparison of two sides already read; `where` names their source in errors.
+void compare_sides(const Side& a, const Side& b, const std::string& where, const CompareOptions& options, std::ostream& out) {
   const ChunkLosses& ca = a.repeats.front();
   for (const Side* s : {&a, static_cast<const Side*>(&b)})
     for (const auto& r : s->repeats)
       if (!r.same_chunking(ca) || a.data != b.data)
         throw InputError(fmt::format("{}: error: {} and {} were not scored on the same chunks ({} against {}); a paired difference "
                                      "needs the same data, corpus, method, ctx and chunk count",
-                                     file, a.label, b.label, ca.chunking_text(), r.chunking_text()));
+                                     where, a.label, b.label, ca.chunking_text(), r.chunking_text()));
   // The sweep gives every quantizer on one data point the same seeds: repeats pair by seed when both lists agree.
   const bool seeds_paired = !a.seeds.empty() && a.seeds == b.seeds;
   const PairedDifference d = paired_difference(loss_matrix(a.repeats, &ChunkLosses::nll), loss_matrix(b.repeats, &ChunkLosses::nll), seeds_paired);
@@ -134,13 +146,31 @@ void compare_rows(const std::string& file, const std::string& a_name, const std:
     out << fmt::format("  delta KLD (B - A): {:+.6f} +/- {:.6f} (95%), p = {:.3g}; unpaired +/- {:.6f}\n", k.mean, k.ci95, k.p_value,
                        k.unpaired_ci95);
   }
-  const double bits_a = a_base ? std::nan("") : a.bits, bits_b = b_base ? std::nan("") : b.bits;
+  const double bits_a = a.bits, bits_b = b.bits;  // NaN for the baseline and a chunk-losses file
   if (std::isfinite(bits_a) && std::isfinite(bits_b)) {
     out << fmt::format("  bits per weight (quantized layers): A {:.4f}, B {:.4f}\n", bits_a, bits_b);
     if (std::fabs(bits_a - bits_b) > options.bits_tolerance)
       out << fmt::format("warning: A and B differ by {:.4f} bits per weight (more than --bits-tolerance {}): not a comparison at "
                          "matched bits\n", std::fabs(bits_a - bits_b), options.bits_tolerance);
   }
+}
+
+void compare_rows(const std::string& file, const std::string& a_name, const std::string& b_name, const CompareOptions& options,
+                  std::ostream& out) {
+  const ResultTable t = read_result_file(file);
+  for (const char* column : {"point", "quantizer", "status", "data", "chunk_losses"})
+    if (t.column_index(column) < 0)
+      throw InputError(fmt::format("{}: error: no {} column (a model experiment run by this tqbench writes chunk_losses)", file, column));
+  const bool a_base = a_name == "baseline", b_base = b_name == "baseline";
+  if (a_base && b_base) throw InputError("compare: A and B are both the baseline; name a row for one of them");
+  Side b = b_base ? Side{} : side_of(t, file, b_name);
+  const Side a = a_base ? baseline_of(b, file) : side_of(t, file, a_name);
+  if (b_base) b = baseline_of(a, file);
+  compare_sides(a, b, file, options, out);
+}
+
+void compare_chunk_files(const std::string& a, const std::string& b, const CompareOptions& options, std::ostream& out) {
+  compare_sides(side_of_chunk_file(a), side_of_chunk_file(b), a + " and " + b, options, out);
 }
 
 void compare_files(const std::vector<std::string>& files, const std::string& metric_name, std::ostream& out) {

@@ -18,6 +18,11 @@ struct CompareOptions {
 
 void compare_rows(const std::string& file, const std::string& a, const std::string& b, const CompareOptions& options, std::ostream& out);
 
+// `tqbench compare A.json B.json`: the same paired difference between two `tqbench perplexity --chunk-nll` files (two
+// runs on different model files, e.g. a peer's quantized GGUF against tqbench's, scored on the same chunks). Throws
+// InputError for a file that is not one, or two runs not on the same chunks.
+void compare_chunk_files(const std::string& a, const std::string& b, const CompareOptions& options, std::ostream& out);
+
 // `tqbench compare A.h5 B.h5 ...`: one table across result files of the same sweep (other runs, machines, commits or
 // shards): per data point and quantizer, `metric` with its 95% interval in each file (summary rows where a file has
 // them), and each later file's difference from the first. metric empty: delta_ppl, perplexity or weight_nmse,

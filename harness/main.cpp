@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <iostream>
+#include <optional>
 
 #include "common/atomic_file.hpp"
 #include "common/error.hpp"
@@ -20,6 +21,7 @@
 #include "harness/data_source.hpp"
 #include "models/export.hpp"
 #include "harness/metrics.hpp"
+#include "eval/chunk_losses.hpp"
 #include "eval/llamacpp_kld.hpp"
 #include "harness/merge.hpp"
 #include "eval/model_eval.hpp"
@@ -246,6 +248,9 @@ int perplexity(const std::string& model_name, const std::string& corpus, const t
     if (write_base) inputs.refuse_as_output(kld_base, "--kl-divergence-base");
     if (!chunk_nll_file.empty()) inputs.refuse_as_output(chunk_nll_file, "--chunk-nll");
   }
+  // Opened before the evaluation, so that a path that cannot be written fails now, not after the run.
+  std::optional<tqb::AtomicFile> chunk_nll_out;
+  if (!chunk_nll_file.empty()) chunk_nll_out.emplace(chunk_nll_file);
   const PerplexityResult r = evaluate_perplexity(*model, tokens, cfg, write_base ? &saved : nullptr, kld ? &base_file.log_probs : nullptr,
                                                  [&](std::size_t c, std::size_t n, double ppl) {
     if (tty) std::cerr << fmt::format("\r\033[K[{}/{}] ppl {:.4f}", c, n, ppl) << std::flush;
@@ -269,14 +274,15 @@ int perplexity(const std::string& model_name, const std::string& corpus, const t
   if (r.has_kld)
     std::cout << fmt::format("KL-divergence against {}: mean {:.6f}, median {:.6f}, p99 {:.6f}; same top token {:.4f}\n", kld_base,
                              r.kld_mean, r.kld_median, r.kld_p99, r.top1_agreement);
-  if (!chunk_nll_file.empty()) {  // each chunk's mean NLL, for pairing two models' runs on the same chunks (docs/STATISTICS.md)
-    const nlohmann::json j{{"model", model_name}, {"label", label},       {"corpus", corpus},
-                           {"method", method},    {"ctx", ctx},           {"commit", tqb::git_commit()},
-                           {"chunk_nll", r.chunk_nll}};
+  if (chunk_nll_out) {  // each chunk's mean NLL, for pairing two models' runs on the same chunks (docs/STATISTICS.md)
+    // The chunk losses as a result file's chunk_losses column holds them (eval/chunk_losses.hpp), with what ran.
+    const nlohmann::json j{{"model", model_name},
+                           {"label", label},
+                           {"commit", tqb::git_commit()},
+                           {"chunk_losses", nlohmann::json::parse(tqb::to_json(tqb::chunk_losses_of(r, {}, corpus, method, ctx)))}};
     const std::string json = j.dump() + "\n";
-    tqb::AtomicFile out(chunk_nll_file);
-    out.write(json.data(), json.size());
-    out.commit();
+    chunk_nll_out->write(json.data(), json.size());
+    chunk_nll_out->commit();
   }
   return 0;
 }
@@ -381,7 +387,8 @@ int main(int argc, char** argv) {
   std::vector<std::string> compare_args;
   compare_cmd->add_option("args", compare_args,
                           "FILE A B: two rows of one file, A and B a point number (one row), a quantizer (all its repeats) or "
-                          "baseline; or FILE1.h5 FILE2.h5 ...: one table across result files of the same sweep")
+                          "baseline; or FILE1.h5 FILE2.h5 ...: one table across result files of the same sweep; or A.json B.json: two "
+                          "`perplexity --chunk-nll` files")
       ->required()->expected(2, 64);
   std::string compare_metric;
   compare_cmd->add_option("--metric", compare_metric, "across files: the metric compared (default delta_ppl, perplexity or weight_nmse)");
@@ -408,7 +415,7 @@ int main(int argc, char** argv) {
   add_model_options(ppl_cmd, ppl_model);
   std::string chunk_nll_file;
   ppl_cmd->add_option("--chunk-nll", chunk_nll_file,
-                      "write each scored chunk's mean NLL to this JSON file (two runs on the same chunks pair over them)");
+                      "write each scored chunk's mean NLL to this JSON file (`tqbench compare A.json B.json` pairs two runs over them)");
   int batch = 0;
   std::string group_fallback = "none";
   ppl_cmd->add_option("--batch", batch,
@@ -529,13 +536,18 @@ int main(int argc, char** argv) {
       return show(file, show_options);
     }
     if (*compare_cmd) {
-      // Every argument a result file (the second one too): a table across files; else FILE A B.
+      // Every argument a result file (the second one too): a table across files; two --chunk-nll files: their paired
+      // difference; else FILE A B.
       const bool across = std::all_of(compare_args.begin(), compare_args.end(), [](const std::string& a) { return a.ends_with(".h5"); });
-      if (across) tqb::compare_files(compare_args, compare_metric, std::cout);
+      const bool chunk_files = compare_args.size() == 2 && std::all_of(compare_args.begin(), compare_args.end(), [](const std::string& a) {
+        return a.ends_with(".json");
+      });
+      if (chunk_files) tqb::compare_chunk_files(compare_args[0], compare_args[1], compare_options, std::cout);
+      else if (across) tqb::compare_files(compare_args, compare_metric, std::cout);
       else if (compare_args.size() == 3) tqb::compare_rows(compare_args[0], compare_args[1], compare_args[2], compare_options, std::cout);
       else
-        throw InputError(fmt::format("compare: give FILE A B (two rows of one result file) or two or more result files (.h5); got {} "
-                                     "arguments", compare_args.size()));
+        throw InputError(fmt::format("compare: give FILE A B (two rows of one result file), two or more result files (.h5) or two "
+                                     "`perplexity --chunk-nll` files (.json); got {} arguments", compare_args.size()));
       return 0;
     }
     if (*ppl_cmd) return perplexity(model_name, corpus, ppl_model, method, ctx, chunks, kld_base, kld_flag, batch, chunk_nll_file);

@@ -622,23 +622,44 @@ TEST_CASE("tokenizer.json: deep nesting (pre-tokenizer Sequences, junk) is refus
 
 // tqbench perplexity --chunk-nll: each scored chunk's mean NLL, whose mean over the chunks is the run's log-perplexity
 // (every chunk scores as many tokens), and never written over an input.
-TEST_CASE("perplexity --chunk-nll writes each chunk's mean NLL, pairable across runs, never over an input") {
+TEST_CASE("perplexity --chunk-nll writes each chunk's losses, compare pairs two such files, bad files and other chunks refused") {
   if (!have(stories_gguf(), "stories260K (../shared)") || !have(wikitext(), "WikiText-2 (../shared)")) return;
   test::TempDir dir;
   const std::string out = dir.file("nll.json");
   auto r = test::run_tqbench("perplexity --model stories260k --ctx 128 --chunks 5 --chunk-nll '" + out + "'");
   REQUIRE_MESSAGE(r.exit_code == 0, r.output);
-  const auto j = nlohmann::json::parse(test::read_text(out));
-  REQUIRE(j.at("chunk_nll").size() == 5);
+  const auto j = nlohmann::json::parse(test::read_text(out)).at("chunk_losses");
+  REQUIRE(j.at("nll").size() == 5);
   CHECK(j.at("ctx") == 128);
   CHECK(j.at("method") == "llamacpp");
   double mean = 0;
-  for (const auto& v : j.at("chunk_nll")) mean += v.get<double>() / 5;
+  for (const auto& v : j.at("nll")) mean += v.get<double>() / 5;
   const double ppl = std::stod(r.output.substr(r.output.find("perplexity: ") + 12));
   CHECK(std::exp(mean) == doctest::Approx(ppl).epsilon(1e-4));  // the figure is printed to 4 decimals
   r = test::run_tqbench("perplexity --model stories260k --ctx 128 --chunks 2 --chunk-nll '" + stories_gguf() + "'");
   CHECK(r.exit_code == 2);
   CHECK(r.output.find("--chunk-nll") != std::string::npos);
+  const std::string unwritable = dir.file("no-such-folder/nll.json");
+  r = test::run_tqbench("perplexity --model stories260k --ctx 128 --chunks 2 --chunk-nll '" + unwritable + "'");
+  CHECK(r.exit_code != 0);
+  CHECK(r.output.find(unwritable) != std::string::npos);
+  CHECK(r.output.find("perplexity: ") == std::string::npos);  // refused before the run
+  // compare pairs two such files: a quantized run against the fp32 one, and refuses other chunks or other files.
+  const std::string q = dir.file("q.json"), other = dir.file("other.json"), bad = dir.file("bad.json");
+  REQUIRE(test::run_tqbench("perplexity --model stories260k --ctx 128 --chunks 5 --quantizer 'rtn(bits=3,group=32)' --group-fallback halve "
+                            "--chunk-nll '" + q + "'").exit_code == 0);
+  r = test::run_tqbench("compare '" + out + "' '" + q + "'");
+  REQUIRE_MESSAGE(r.exit_code == 0, r.output);
+  CHECK(r.output.find("delta log-perplexity (mean NLL, B - A): +") != std::string::npos);
+  CHECK(r.output.find("paired over the chunks (a paired t interval)") != std::string::npos);
+  REQUIRE(test::run_tqbench("perplexity --model stories260k --ctx 128 --chunks 4 --chunk-nll '" + other + "'").exit_code == 0);
+  r = test::run_tqbench("compare '" + out + "' '" + other + "'");
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find("not scored on the same chunks") != std::string::npos);
+  test::write_text(bad, "{\"label\": 1}");
+  r = test::run_tqbench("compare '" + out + "' '" + bad + "'");
+  CHECK(r.exit_code == 2);
+  CHECK(r.output.find(bad + ": error: not a `tqbench perplexity --chunk-nll` file") != std::string::npos);
 }
 
 // llama-perplexity's KL-divergence base files (harness/llamacpp_kld.hpp): tqbench writes one, reads it back

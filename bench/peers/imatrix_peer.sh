@@ -33,15 +33,9 @@ ppl() {  # perplexity of a model (and quantizer) by tqbench: the figure and its 
   build/tqbench perplexity --model "$m" --corpus "$text" --ctx 512 --chunks 40 --chunk-nll "$work/nll-$name.json" "${@:3}" 2>&1 |
     sed -n 's/^perplexity: \([0-9.]*\) +\/- \([0-9.]*\).*/\1 \2/p'
 }
-paired() {  # mean NLL difference A − B over the 40 chunks, with its 95% interval (the chunk is the unit)
-  "$py" - "$work/nll-$1.json" "$work/nll-$2.json" <<'PY'
-import json, math, sys
-a, b = (json.load(open(f))["chunk_nll"] for f in sys.argv[1:3])
-d = [x - y for x, y in zip(a, b)]
-m = sum(d) / len(d)
-sd = math.sqrt(sum((x - m) ** 2 for x in d) / (len(d) - 1))
-print(f"{m:+.4f} ± {1.96 * sd / math.sqrt(len(d)):.4f}")
-PY
+paired() {  # mean NLL difference A − B over the 40 chunks with its 95% interval: tqbench compare on the two runs' files
+  build/tqbench compare "$work/nll-$2.json" "$work/nll-$1.json" |
+    sed -n 's/.*delta log-perplexity (mean NLL, B - A): \([-+0-9.]*\) +\/- \([0-9.]*\).*/\1 ± \2/p'
 }
 base=$(ppl f32 "$work/f32.gguf")
 echo "llama.cpp $(cat "$prefix/COMMIT"), tqbench $(git rev-parse --short HEAD); books-14m fp32 GGUF: perplexity $base (40 chunks of 512)"
