@@ -18,6 +18,7 @@ class AtomicFile {
   void write(const void* data, std::size_t n);  // RunError naming the file, the byte counts and the cause
   void pad_to(std::size_t alignment);           // zeros up to the next multiple of alignment
   std::size_t size() const { return written_; }
+  const std::string& path() const { return path_; }  // the final path, not the temporary
   void commit();
 
  private:

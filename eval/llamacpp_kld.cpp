@@ -25,11 +25,17 @@ std::uint16_t round_u16(float v) { return static_cast<std::uint16_t>(static_cast
 
 void write_llamacpp_kld_base(const std::string& path, const std::vector<int>& stream, std::uint32_t ctx, std::size_t chunks,
                              const BaselineLogProbs& base) {
+  AtomicFile out(path);
+  write_llamacpp_kld_base(out, stream, ctx, chunks, base);
+}
+
+void write_llamacpp_kld_base(AtomicFile& out, const std::vector<int>& stream, std::uint32_t ctx, std::size_t chunks,
+                             const BaselineLogProbs& base) {
+  const std::string& path = out.path();
   const std::size_t first = ctx / 2, scored = ctx - 1 - first, vocab = base.vocab, nv = record_words(vocab);
   if (stream.size() < chunks * ctx || base.data.size() != chunks * scored * vocab)
     throw RunError(fmt::format("{}: internal error: {} chunks of {} need {} tokens and {} log-probabilities, have {} and {}", path,
                                chunks, ctx, chunks * ctx, chunks * scored * vocab, stream.size(), base.data.size()));
-  AtomicFile out(path);
   out.write(kMagic, 8);
   const std::int32_t n_vocab = static_cast<std::int32_t>(vocab), n_chunk = static_cast<std::int32_t>(chunks);
   out.write(&ctx, 4);

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "common/atomic_file.hpp"
 #include "eval/perplexity.hpp"
 
 namespace tqb {
@@ -28,6 +29,10 @@ struct LlamacppKldBase {
 // From a baseline run's log-probabilities (evaluate_perplexity's `save`, llamacpp method): `stream` is the
 // token stream the chunks were cut from (llamacpp_token_stream). RunError on a failed write (AtomicFile).
 void write_llamacpp_kld_base(const std::string& path, const std::vector<int>& stream, std::uint32_t ctx, std::size_t chunks,
+                             const BaselineLogProbs& base);
+// The same into a file opened earlier (committed here): a command opens it before its run, so that a path that
+// cannot be written fails before the evaluation, not after it.
+void write_llamacpp_kld_base(AtomicFile& out, const std::vector<int>& stream, std::uint32_t ctx, std::size_t chunks,
                              const BaselineLogProbs& base);
 // ModelFileError naming the file and what is wrong (magic, sizes, truncation, token ids outside the vocabulary).
 LlamacppKldBase read_llamacpp_kld_base(const std::string& path, std::size_t vocab);

@@ -249,8 +249,9 @@ int perplexity(const std::string& model_name, const std::string& corpus, const t
     if (!chunk_nll_file.empty()) inputs.refuse_as_output(chunk_nll_file, "--chunk-nll");
   }
   // Opened before the evaluation, so that a path that cannot be written fails now, not after the run.
-  std::optional<tqb::AtomicFile> chunk_nll_out;
+  std::optional<tqb::AtomicFile> chunk_nll_out, base_out;
   if (!chunk_nll_file.empty()) chunk_nll_out.emplace(chunk_nll_file);
+  if (write_base) base_out.emplace(kld_base);
   const PerplexityResult r = evaluate_perplexity(*model, tokens, cfg, write_base ? &saved : nullptr, kld ? &base_file.log_probs : nullptr,
                                                  [&](std::size_t c, std::size_t n, double ppl) {
     if (tty) std::cerr << fmt::format("\r\033[K[{}/{}] ppl {:.4f}", c, n, ppl) << std::flush;
@@ -268,7 +269,7 @@ int perplexity(const std::string& model_name, const std::string& corpus, const t
   if (device != "cpu")
     std::cout << fmt::format("GPU memory: peak {:.3f} GB of tqbench's own allocations\n", static_cast<double>(gpu::peak_bytes()) / 1e9);
   if (write_base) {
-    tqb::write_llamacpp_kld_base(kld_base, tqb::llamacpp_token_stream(tokens, cfg), static_cast<std::uint32_t>(ctx), r.chunks, saved);
+    tqb::write_llamacpp_kld_base(*base_out, tqb::llamacpp_token_stream(tokens, cfg), static_cast<std::uint32_t>(ctx), r.chunks, saved);
     std::cout << fmt::format("KL-divergence base written to {} (llama-perplexity's format: {} chunks of {})\n", kld_base, r.chunks, ctx);
   }
   if (r.has_kld)

@@ -723,6 +723,12 @@ TEST_CASE("llama.cpp KL-divergence base files: written, read back, scored agains
   r = test::run_tqbench("perplexity --model stories260k --kl-divergence-base '" + dir.file("forged.kld") + "' --kl-divergence");
   CHECK(r.exit_code == 2);
   CHECK(r.output.find("is not a probability distribution") != std::string::npos);
+  // A base that cannot be written fails before the run, naming the path (as --chunk-nll does).
+  const std::string unwritable = dir.file("no-such-folder/base.kld");
+  r = test::run_tqbench("perplexity --model stories260k --ctx 128 --chunks 2 --kl-divergence-base '" + unwritable + "'");
+  CHECK(r.exit_code != 0);
+  CHECK(r.output.find(unwritable) != std::string::npos);
+  CHECK(r.output.find("perplexity: ") == std::string::npos);
 }
 
 // A point's bits per weight known before quantizing (run --dry-run): the plan from the shapes alone equals what
