@@ -33,9 +33,11 @@ def main(argv):
         t = int4.get((r["rows"], r["cols"], r["n"]))
         i4 = f"{t['int4_us']:.1f}" if t else "—"
         xi4 = f"{t['int4_us'] / r['us']:.2f}" if t else "—"
-        # The alternative the same run timed: n ≤ 16 without the L2 prefetch; n > 16 the path not taken by default.
+        # The alternative the same run timed: n ≤ 16 with the L2 prefetch (off by default; files before 2026-12-07
+        # timed it the other way round); n > 16 the path not taken by default.
         if r["n"] <= 16:
-            other = f"{num(r.get('us_no_prefetch'))} (no prefetch)"
+            other = (f"{num(r.get('us_l2_prefetch'))} (L2 prefetch)" if "us_l2_prefetch" in r
+                     else f"{num(r.get('us_no_prefetch'))} (no prefetch)")
         else:
             dq = r.get("variant", "").startswith("dequantized")
             other = f"{num(r.get('large_us') if dq else r.get('dequant_us'))} ({'large' if dq else 'dequantized'})"

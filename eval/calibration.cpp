@@ -83,8 +83,10 @@ std::string input_of(const std::string& name) {
 // from the CPU's only by its forward's rounding.
 class CalibrationLinear final : public Linear {
  public:
-  CalibrationLinear(std::string name, const Matrix& w, ForwardOps& ops, std::shared_ptr<SharedInput> input)
-      : name_(std::move(name)), w_(w), ops_(ops), inner_(dense_linear_on(ops.device(), w)), input_(std::move(input)) {
+  // device: the evaluation's name ("cpu", "cuda", "cuda-fp32"), not the backend's (ForwardOps::device() says "cuda"
+  // for both GPU modes, and a bf16 projection in a cuda-fp32 calibration would round its statistics to bf16's).
+  CalibrationLinear(std::string name, const Matrix& w, std::string device, std::shared_ptr<SharedInput> input)
+      : name_(std::move(name)), w_(w), device_(std::move(device)), inner_(dense_linear_on(device_, w)), input_(std::move(input)) {
     input_->join();
   }
   std::size_t in() const override { return inner_->in(); }
@@ -107,12 +109,12 @@ class CalibrationLinear final : public Linear {
     recording_ = false;
     return input_->finish(name_, reads_);
   }
-  void replace(const Matrix& w_hat) { inner_ = dense_linear_on(ops_.device(), w_hat); }
+  void replace(const Matrix& w_hat) { inner_ = dense_linear_on(device_, w_hat); }
 
  private:
   std::string name_;
   Matrix w_;
-  ForwardOps& ops_;
+  std::string device_;
   std::unique_ptr<Linear> inner_;
   std::shared_ptr<SharedInput> input_;
   bool recording_ = false;
@@ -142,7 +144,7 @@ LayerStatisticsMap collect_layer_statistics(const Checkpoint& ck, const std::vec
         if (!selection.selected(name)) return dense_linear_on(device, w);
         auto& input = inputs[input_of(name)];
         if (!input) input = std::make_shared<SharedInput>(ops, w.cols());
-        auto l = std::make_unique<CalibrationLinear>(name, w, ops, input);
+        auto l = std::make_unique<CalibrationLinear>(name, w, device.empty() ? std::string("cpu") : device, input);
         layers[name] = l.get();
         return l;
       },

@@ -689,12 +689,16 @@ TEST_CASE("calibration on the GPU forward: cuda-fp32's statistics and GPTQ layer
   // Relative Frobenius distance of a device's statistics from the CPU's, worst over the layers.
   auto worst_distance = [](const LayerStatisticsMap& got, const LayerStatisticsMap& cpu) {
     double h = 0, a = 0;
+    std::string worst;
     for (const auto& [name, s] : cpu) {
       const LayerStatistics& g = got.at(name);
       CHECK(g.samples == s.samples);
-      h = std::max(h, (g.hessian - s.hessian).norm() / s.hessian.norm());
+      const double dh = (g.hessian - s.hessian).norm() / s.hessian.norm();
+      if (dh > h) worst = name;
+      h = std::max(h, dh);
       a = std::max(a, (g.mean_abs - s.mean_abs).norm() / s.mean_abs.norm());
     }
+    MESSAGE("worst Hessian: " << worst);
     return std::pair{h, a};
   };
   const LayerStatisticsMap cpu = collect_layer_statistics(ck, tokens, ctx, all, {}, "cpu");

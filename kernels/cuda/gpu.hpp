@@ -72,12 +72,12 @@ class LutMmaMatrix {
   std::size_t weight_bytes() const;     // the layout on the device
   std::size_t workspace_bytes() const;  // partials, counters and rotated activations held now
   std::string variant(std::size_t n) const;  // which kernel and launch shape serve a batch of n
-  // The small kernel's bulk L2 prefetch of each chunk's code tiles (sm_90+; on by default): off only to
-  // measure what it gains (bench_gpu times both in one run).
+  // The small kernel's bulk L2 prefetch of each chunk's code tiles (sm_90+; off by default, since on the H100 it
+  // gained nothing or lost: docs/GPU.md, issue 31); bench_gpu times both in one run.
   void set_l2_prefetch(bool on);
   // Batches of at least n (> 16) go through bf16 weights decoded in chunks and one cuBLAS GEMM per chunk
   // (the dequantized path) instead of the large kernel; SIZE_MAX keeps the large kernel for every n, 0
-  // restores the default (TQB_LUT_MMA_PREFILL_MIN, else the measured crossover).
+  // restores the default (TQB_LUT_MMA_PREFILL_MIN, else the measured crossover: max(64, rows · cols / 2^18)).
   void set_prefill_min_batch(std::size_t n);
 
  private:

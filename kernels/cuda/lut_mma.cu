@@ -722,16 +722,21 @@ Kernels pick_kernels(int b0, int b1) {
 
 }  // namespace
 
-// Batches from which multiply() takes the dequantized path instead of the large kernel. Off (SIZE_MAX) until
-// the path has run on a GPU: it was written in a session whose device machine could not be started, so its
-// tests (tests/test_cuda.cpp runs both paths) and the crossover (bench_gpu's large_us / dequant_us) are unrun.
-constexpr std::size_t kDefaultPrefillMinBatch = SIZE_MAX;
+// Batches from which multiply() takes the dequantized path instead of the large kernel, by the matrix's size:
+// the dequantized path pays a decode pass that writes rows · cols bf16 weights whatever n, the large kernel's
+// mma.sync work grows with n. Measured on the H100 (2026-12-07, bench_gpu --quick, docs/GPU.md): 4096 x 4096 is
+// faster dequantized from n = 64 (38.6 against 46.4 us), 14336 x 4096 and 4096 x 14336 cross over near n = 190-210
+// (at n = 64 the large kernel's 72-74 us beat 120-123 us; at n = 512, 162-179 us beat 261-312 us). One bf16 weight
+// per 2^18 of the batch threshold fits both: 64 for 4096², 224 for 4096 x 14336.
+std::size_t default_prefill_min_batch(std::size_t rows, std::size_t cols) {
+  return std::max<std::size_t>(64, (rows * cols + (std::size_t{1} << 18) - 1) >> 18);
+}
 
 // The dequantized path's shared state: one cuBLAS handle for every matrix (a handle per matrix would be
 // 224 handles in an 8B forward) and one bf16 workspace per stream, grown on demand to at most
 // kDequantChunkBytes (larger matrices, e.g. an LM head, go through it in chunks of stripes). Both live
 // until the process ends (the handle is never destroyed: at exit the CUDA context may already be gone).
-constexpr std::size_t kDequantChunkBytes = std::size_t{64} << 20;
+constexpr std::size_t kDequantChunkBytes = std::size_t{64} << 20;  // TQB_LUT_MMA_DEQUANT_CHUNK_MB overrides it (tuning)
 struct DequantShared {
   std::mutex mutex;
   cublasHandle_t handle = nullptr;
@@ -761,10 +766,13 @@ struct LutMmaMatrix::Impl {
   SmallPlan small[16];  // by batch size n = 1..16
   int smem_optin = 0;  // the device's shared memory per block with opt-in
   int stream_only = 0;  // TQB_LUT_MMA_STREAM_ONLY: a diagnostic, see Args
-  int l2_prefetch = 1;  // set_l2_prefetch; TQB_LUT_MMA_PREFETCH=0 turns it off
+  // Off by default: on the H100 it gained nothing at 4096 x 4096 (16.77 against 16.83 us at n = 1) and cost 16%
+  // at 14336 x 4096 (32.70 against 28.16 us): docs/GPU.md, issue 31. set_l2_prefetch or TQB_LUT_MMA_PREFETCH=1.
+  int l2_prefetch = 0;
   int l2_bytes = 0, cc_major = 0;
-  std::size_t prefill_default = kDefaultPrefillMinBatch;  // TQB_LUT_MMA_PREFILL_MIN overrides it
-  std::size_t prefill_min_batch = kDefaultPrefillMinBatch;  // set_prefill_min_batch
+  std::size_t prefill_default = SIZE_MAX;  // default_prefill_min_batch; TQB_LUT_MMA_PREFILL_MIN overrides it
+  std::size_t prefill_min_batch = SIZE_MAX;  // set_prefill_min_batch
+  std::size_t dequant_chunk_bytes = kDequantChunkBytes;
   mutable DeviceBuffer partial, counters, xr;
 
   int max_group_log2() const {
@@ -857,7 +865,7 @@ struct LutMmaMatrix::Impl {
   void multiply_dequantized(Args a, std::size_t n, cudaStream_t stream) const {
     const std::size_t P = shape.passes.size(), ld = P * shape.cols_pad();
     const std::size_t stripe_bytes = 16 * ld * 2;
-    const int chunk_stripes = static_cast<int>(std::max<std::size_t>(1, std::min<std::size_t>(shape.stripes, kDequantChunkBytes / stripe_bytes)));
+    const int chunk_stripes = static_cast<int>(std::max<std::size_t>(1, std::min<std::size_t>(shape.stripes, dequant_chunk_bytes / stripe_bytes)));
     DequantShared& sh = dequant_shared();
     std::lock_guard<std::mutex> lock(sh.mutex);  // the handle's stream and the workspace: one caller at a time
     if (!sh.handle) cublas_ok(cublasCreate(&sh.handle), "cublasCreate");
@@ -901,6 +909,9 @@ LutMmaMatrix::LutMmaMatrix(const LutMmaLayout& layout) : impl_(std::make_unique<
   TQB_CUDA_CHECK(cudaDeviceGetAttribute(&I.cc_major, cudaDevAttrComputeCapabilityMajor, device));
   if (const char* env = std::getenv("TQB_LUT_MMA_STREAM_ONLY")) I.stream_only = std::atoi(env) != 0;
   if (const char* env = std::getenv("TQB_LUT_MMA_PREFETCH")) I.l2_prefetch = std::atoi(env) != 0;
+  I.prefill_min_batch = I.prefill_default = default_prefill_min_batch(layout.rows, layout.cols);
+  if (const char* env = std::getenv("TQB_LUT_MMA_DEQUANT_CHUNK_MB"))
+    I.dequant_chunk_bytes = std::max<std::size_t>(1, std::strtoull(env, nullptr, 10)) << 20;
   if (const char* env = std::getenv("TQB_LUT_MMA_PREFILL_MIN"))
     I.prefill_min_batch = I.prefill_default = std::max<std::size_t>(17, std::strtoull(env, nullptr, 10));
   I.order = {0};
