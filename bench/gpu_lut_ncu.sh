@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Nsight Compute on the LUT kernels at Llama-3-8B shapes (issue 31; docs/GPU.md's Hopper section): speed of light,
 # occupancy, memory workload and the warp stall reasons of one launch, so that "where the time goes" is a profile.
-#   bench/gpu_lut_ncu.sh [KERNEL [N [ROWSxCOLS]]]   default: small_kernel at n = 1 on 14336x4096 (gate/up), then 4096x4096
+#   bench/gpu_lut_ncu.sh [KERNEL [N [ROWSxCOLS ...]]]   default: small_kernel at n = 1 on 14336x4096 (gate/up)
+# The kernels' environment switches pass through: TQB_LUT_MMA_STREAM_ONLY=1 profiles the stream without the decode.
 # KERNEL is a regex on the kernel's name (small_kernel, large_kernel, dequantize_kernel). Needs carry/ (scripts/device_carry.sh).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -11,8 +12,8 @@ for z in carry/bin/*.gz; do [[ -f $z ]] && gunzip -f "$z"; done
 ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
 [[ -x $ncu ]] || { echo "no ncu on this machine"; exit 1; }
 kernel=${1:-small_kernel} n=${2:-1}
-for shape in ${3:-14336x4096 4096x4096}; do
-  echo "=== $(date +%T) ncu: $kernel, n = $n, $shape (turboquant 4-bit g128)"
+for shape in ${3:-14336x4096}; do
+  echo "=== $(date +%T) ncu: $kernel, n = $n, $shape (turboquant 4-bit g128)${TQB_LUT_MMA_STREAM_ONLY:+, stream only}"
   # bench_gpu runs the L2-prefetch option first at these shapes (3 warm-ups + 5 calls), then the default: the 13th launch
   # is a default one. Other kernels (flush, read floor, cuBLAS) do not match the name.
   timeout 150 "$ncu" --kernel-name "regex:$kernel" --launch-skip 12 --launch-count 1 --clock-control none \
