@@ -3,7 +3,7 @@
 // --reps calls (default 100) after 3 warm-ups; weights and activations seeded random (never zeros).
 // Reports µs, compressed GB/s (bytes of the GPU layout / time), % of the measured device-to-device copy
 // bandwidth, × cuBLAS, the read floor (a plain kernel reading the layout's bytes, same protocol) and, for
-// n ≤ 16, the small kernel's time without its L2 prefetch, for n > 16 both the large kernel's and the
+// n ≤ 16, the small kernel's time with its L2 prefetch (an option, off by default), for n > 16 both the large kernel's and the
 // dequantized path's (same run, order alternated). bench/torch_int4.py times PyTorch's int4 kernel on the same shapes;
 // bench/gpu_table.py joins both JSON files into the Markdown table of docs/GPU.md.
 //
@@ -167,7 +167,7 @@ int main(int argc, char** argv) {
       for (std::size_t b = 0; b < batches.size(); ++b) {
         const std::size_t n = batches[b];
         auto run = [&](void* st) { m.multiply(xd.as<const std::uint16_t>(), n, yd.as<float>(), st); };
-        // n ≤ 16: the small kernel with and without its L2 prefetch, the order alternated per shape so
+        // n ≤ 16: the small kernel without (the default) and with its L2 prefetch, the order alternated per shape so
         // that neither always runs second.
         // n > 16: the large kernel and the dequantized path (decode to bf16 + cuBLAS), both timed, the
         // default's figure reported as us.
