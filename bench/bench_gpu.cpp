@@ -7,7 +7,7 @@
 // dequantized path's (same run, order alternated). bench/torch_int4.py times PyTorch's int4 kernel on the same shapes;
 // bench/gpu_table.py joins both JSON files into the Markdown table of docs/GPU.md.
 //
-//   bench_gpu [--json FILE] [--reps N] [--quick] [--stack] [--check] [--only ROWSxCOLS] [--format F] [--n N]
+//   bench_gpu [--json FILE] [--reps N] [--quick] [--stack] [--check] [--only ROWSxCOLS] [--format F] [--n N[,N...]]
 // --quick: Llama-3-8B shapes and turboquant 4-bit only. --stack: also the Llama-3-8B linear-layer
 // stack (32 × q,k,v,o,gate,up,down) at n = 1 and 16, quantized against bf16: µs and bytes per token.
 // --check: before timing, each (format, shape) is checked once against the host emulation (n = 4).
@@ -64,7 +64,8 @@ int main(int argc, char** argv) {
   int reps = 100;
   bool quick = false, stack = false, check_first = false;
   std::string only, only_format;
-  std::size_t only_n = 0;
+  std::vector<std::size_t> only_n;  // --n: batch sizes, comma-separated
+  const char* usage = "usage: bench_gpu [--json FILE] [--reps N] [--quick] [--stack] [--check] [--only ROWSxCOLS] [--format F] [--n N[,N...]]\n";
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--json" && i + 1 < argc) json_path = argv[++i];
@@ -74,9 +75,22 @@ int main(int argc, char** argv) {
     else if (a == "--check") check_first = true;
     else if (a == "--only" && i + 1 < argc) only = argv[++i];
     else if (a == "--format" && i + 1 < argc) only_format = argv[++i];
-    else if (a == "--n" && i + 1 < argc) only_n = std::strtoul(argv[++i], nullptr, 10);
-    else {
-      std::fprintf(stderr, "usage: bench_gpu [--json FILE] [--reps N] [--quick] [--stack] [--check] [--only ROWSxCOLS] [--format F] [--n N]\n");
+    else if (a == "--n" && i + 1 < argc) {
+      const std::string list = argv[++i];
+      for (std::size_t at = 0; at <= list.size();) {
+        const std::size_t comma = std::min(list.find(',', at), list.size());
+        const std::string item = list.substr(at, comma - at);
+        char* end = nullptr;
+        const unsigned long v = std::strtoul(item.c_str(), &end, 10);
+        if (item.empty() || *end != '\0' || v < 1 || v > 65536) {
+          std::fprintf(stderr, "bench_gpu: --n '%s': '%s' is not a batch size (1 to 65536, comma-separated)\n%s", list.c_str(), item.c_str(), usage);
+          return 2;
+        }
+        only_n.push_back(v);
+        at = comma + 1;
+      }
+    } else {
+      std::fprintf(stderr, "bench_gpu: unknown or incomplete argument '%s'\n%s", a.c_str(), usage);
       return 2;
     }
   }
@@ -103,7 +117,7 @@ int main(int argc, char** argv) {
                           "residual(stack=3+2,group=128,rotation=hadamard)"})
       formats.push_back(f);
   std::vector<std::size_t> batches{1, 4, 16, 64, 128, 256, 512};
-  if (only_n) batches = {only_n};
+  if (!only_n.empty()) batches = only_n;
   if (!only_format.empty()) formats = {only_format};
   if (!only.empty())
     shapes.erase(std::remove_if(shapes.begin(), shapes.end(), [&](const Shape& s) { return std::to_string(s.rows) + "x" + std::to_string(s.cols) != only; }),
@@ -122,7 +136,7 @@ int main(int argc, char** argv) {
   for (const Shape& s : shapes) {
     const std::vector<float> w = random_matrix(s.rows, s.cols, 7 + s.rows * 31 + s.cols);
     gpu::CublasBf16Matrix dense(w.data(), s.rows, s.cols);
-    const std::size_t max_n = batches.back();
+    const std::size_t max_n = *std::max_element(batches.begin(), batches.end());  // --n lists in any order
     std::vector<std::uint16_t> xb(max_n * s.cols);
     {
       Rng rng(99);
