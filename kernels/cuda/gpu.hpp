@@ -77,7 +77,7 @@ class LutMmaMatrix {
   void set_l2_prefetch(bool on);
   // Batches of at least n (> 16) go through bf16 weights decoded in chunks and one cuBLAS GEMM per chunk
   // (the dequantized path) instead of the large kernel; SIZE_MAX keeps the large kernel for every n, 0
-  // restores the default (TQB_LUT_MMA_PREFILL_MIN, else the measured crossover: max(64, rows · cols / 2^18)).
+  // restores the default (TQB_LUT_MMA_PREFILL_MIN, else the measured crossover: rows · cols / 2^18 clamped to 64 … 224).
   void set_prefill_min_batch(std::size_t n);
 
  private:

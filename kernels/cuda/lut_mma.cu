@@ -728,9 +728,11 @@ Kernels pick_kernels(int b0, int b1) {
 // mma.sync work grows with n. Measured on the H100 (2026-12-07, bench_gpu --quick, docs/GPU.md): 4096 x 4096 is
 // faster dequantized from n = 64 (38.6 against 46.4 us), 14336 x 4096 and 4096 x 14336 cross over near n = 190-210
 // (at n = 64 the large kernel's 72-74 us beat 120-123 us; at n = 512, 162-179 us beat 261-312 us). One bf16 weight
-// per 2^18 of the batch threshold fits both: 64 for 4096², 224 for 4096 x 14336.
+// per 2^18 of the batch threshold fits both: 64 for 4096², 224 for 4096 x 14336. Larger matrices (an LM head) keep
+// 224: once both paths fill the GPU, both grow with the matrix and their crossover stops moving (an inference from
+// the two shapes, not a measurement).
 std::size_t default_prefill_min_batch(std::size_t rows, std::size_t cols) {
-  return std::max<std::size_t>(64, (rows * cols + (std::size_t{1} << 18) - 1) >> 18);
+  return std::clamp<std::size_t>((rows * cols + (std::size_t{1} << 18) - 1) >> 18, 64, 224);
 }
 
 // The dequantized path's shared state: one cuBLAS handle for every matrix (a handle per matrix would be
