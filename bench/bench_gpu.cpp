@@ -7,11 +7,12 @@
 // dequantized path's (same run, order alternated). bench/torch_int4.py times PyTorch's int4 kernel on the same shapes;
 // bench/gpu_table.py joins both JSON files into the Markdown table of docs/GPU.md.
 //
-//   bench_gpu [--json FILE] [--reps N] [--quick] [--stack] [--check] [--only ROWSxCOLS] [--format F] [--n N[,N...]]
+//   bench_gpu [--json FILE] [--reps N] [--quick] [--stack] [--check] [--only ROWSxCOLS] [--format F] [--n N[,N...]] [--default-only]
 // --quick: Llama-3-8B shapes and turboquant 4-bit only. --stack: also the Llama-3-8B linear-layer
 // stack (32 × q,k,v,o,gate,up,down) at n = 1 and 16, quantized against bf16: µs and bytes per token.
 // --check: before timing, each (format, shape) is checked once against the host emulation (n = 4).
-// --only, --format, --n: one shape, format or batch (for profiling one kernel under ncu).
+// --only, --format, --n: one shape, format or batch (for profiling one kernel under ncu); --default-only: the
+// default path alone (no L2-prefetch option, no other path), so that ncu's launch after the warm-ups is the default's.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -62,10 +63,10 @@ void check(bool ok, const std::string& what) {
 int main(int argc, char** argv) {
   std::string json_path;
   int reps = 100;
-  bool quick = false, stack = false, check_first = false;
+  bool quick = false, stack = false, check_first = false, default_only = false;
   std::string only, only_format;
   std::vector<std::size_t> only_n;  // --n: batch sizes, comma-separated
-  const char* usage = "usage: bench_gpu [--json FILE] [--reps N] [--quick] [--stack] [--check] [--only ROWSxCOLS] [--format F] [--n N[,N...]]\n";
+  const char* usage = "usage: bench_gpu [--json FILE] [--reps N] [--quick] [--stack] [--check] [--only ROWSxCOLS] [--format F] [--n N[,N...]] [--default-only]\n";
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--json" && i + 1 < argc) json_path = argv[++i];
@@ -73,6 +74,7 @@ int main(int argc, char** argv) {
     else if (a == "--quick") quick = true;
     else if (a == "--stack") stack = true;
     else if (a == "--check") check_first = true;
+    else if (a == "--default-only") default_only = true;
     else if (a == "--only" && i + 1 < argc) only = argv[++i];
     else if (a == "--format" && i + 1 < argc) only_format = argv[++i];
     else if (a == "--n" && i + 1 < argc) {
@@ -188,7 +190,9 @@ int main(int argc, char** argv) {
         double prefetch_us = -1, large_us = -1, dequant_us = -1;
         const bool second = (s.rows + b) % 2 == 0;
         std::vector<double> us;
-        if (n <= 16) {
+        if (default_only) {
+          us = gpu::time_calls(run, reps, true);
+        } else if (n <= 16) {
           const auto with_prefetch = [&] {  // the option, against the default (off)
             m.set_l2_prefetch(true);
             prefetch_us = median(gpu::time_calls(run, reps, true));
