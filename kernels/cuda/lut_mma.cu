@@ -731,7 +731,7 @@ Kernels pick_kernels(int b0, int b1) {
 // per 2^18 of the batch threshold fits both: 64 for 4096², 224 for 4096 x 14336. Larger matrices (an LM head) keep
 // 224: once both paths fill the GPU, both grow with the matrix and their crossover stops moving (an inference from
 // the two shapes, not a measurement).
-std::size_t default_prefill_min_batch(std::size_t rows, std::size_t cols) {
+static std::size_t default_prefill_min_batch(std::size_t rows, std::size_t cols) {
   return std::clamp<std::size_t>((rows * cols + (std::size_t{1} << 18) - 1) >> 18, 64, 224);
 }
 
