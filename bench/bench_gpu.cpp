@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "common/rng.hpp"
+#include "common/timing_summary.hpp"
 #include "common/version.hpp"
 #include "kernels/cuda/gpu.hpp"
 #include "kernels/cuda/lut_mma_layout.hpp"
@@ -46,10 +47,7 @@ std::vector<float> random_matrix(std::size_t rows, std::size_t cols, std::uint64
   return w;
 }
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
+double median(std::vector<double> v) { return summarize_us(std::move(v)).median; }
 
 void check(bool ok, const std::string& what) {
   if (!ok) {
@@ -217,13 +215,14 @@ int main(int argc, char** argv) {
           large_us = median(large), dequant_us = median(dequant);
           us = default_dequant ? dequant : large;
         }
-        const double med = median(us);
+        const TimingSummary t = summarize_us(us);
+        const double med = t.median;
         const double gbs = bytes / (med * 1e-6) / 1e9;
         nlohmann::json row{{"shape", s.model},     {"rows", s.rows},
                            {"cols", s.cols},       {"format", f},
                            {"n", n},               {"us", med},
-                           {"us_min", *std::min_element(us.begin(), us.end())},
-                           {"us_max", *std::max_element(us.begin(), us.end())},
+                           {"us_min", t.min},
+                           {"us_max", t.max},
                            {"cublas_us", dense_us[b]},
                            {"weight_bytes", bytes},
                            {"cublas_weight_bytes", static_cast<double>(dense.weight_bytes())},

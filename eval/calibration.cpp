@@ -144,7 +144,7 @@ LayerStatisticsMap collect_layer_statistics(const Checkpoint& ck, const std::vec
         if (!selection.selected(name)) return dense_linear_on(device, w);
         auto& input = inputs[input_of(name)];
         if (!input) input = std::make_shared<SharedInput>(ops, w.cols());
-        auto l = std::make_unique<CalibrationLinear>(name, w, device.empty() ? std::string("cpu") : device, input);
+        auto l = std::make_unique<CalibrationLinear>(name, w, device, input);
         layers[name] = l.get();
         return l;
       },

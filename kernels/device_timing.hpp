@@ -2,12 +2,12 @@
 // What timing a kernel measures (harness/kernel_timing.hpp runs it for a sweep point's latency metrics), and
 // the device-side timer a GPU kernel's registry entry supplies (kernels/registry.hpp, LinearKernel::time_on_device):
 // the kernel and its dense baseline on device buffers, CUDA events, the L2 flushed before each call.
-#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
 
 #include "common/matrix.hpp"
+#include "common/timing_summary.hpp"
 #include "quantizers/quantized_matrix.hpp"
 #include "quantizers/quantizer.hpp"
 
@@ -20,15 +20,6 @@ struct KernelTiming {
   double weight_bytes = 0;       // bytes the kernel holds for the weights
   double device_peak_bytes = 0;  // GPU: the allocator's peak over the timing (weights, workspaces, baseline)
 };
-
-// Median, min and max of timed calls (microseconds), as every latency figure reports them.
-struct TimingSummary {
-  double median = 0, min = 0, max = 0;
-};
-inline TimingSummary summarize_us(std::vector<double> us) {
-  std::sort(us.begin(), us.end());
-  return {us[us.size() / 2], us.front(), us.back()};
-}
 
 // w: the original rows × cols matrix (for the baseline); q quantized from it by `quantizer`; batch rows of
 // activations drawn from `seed`; `repetitions` timed calls of each.

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <string>
 
+#include "common/timing_summary.hpp"
 #include "kernels/cuda/cuda_check.hpp"
 #include "kernels/cuda/gpu.hpp"
 
@@ -12,11 +13,6 @@ namespace tqb::gpu {
 namespace {
 std::atomic<std::size_t> g_live{0}, g_peak{0};
 __global__ void empty_kernel() {}
-
-double median_of(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
 
 // Reads `words` 16-byte words with four loads in flight per thread (non-caching in L1), xor-folds them
 // and writes a word only if the fold hits a sentinel, so the loads stay live and nothing else is moved.
@@ -166,7 +162,7 @@ double copy_bandwidth_bytes_per_s() {
   TQB_CUDA_CHECK(cudaMemset(a.get(), 1, bytes));
   auto us = time_calls([&](void* s) { TQB_CUDA_CHECK(cudaMemcpyAsync(b.get(), a.get(), bytes, cudaMemcpyDeviceToDevice, static_cast<cudaStream_t>(s))); },
                        20, false);
-  return 2.0 * static_cast<double>(bytes) / (median_of(us) * 1e-6);
+  return 2.0 * static_cast<double>(bytes) / (summarize_us(us).median * 1e-6);
 }
 
 }  // namespace tqb::gpu
@@ -186,7 +182,7 @@ double read_floor_us(std::size_t bytes, int repetitions) {
         TQB_CUDA_CHECK_LAUNCH("read_kernel");
       },
       repetitions, true);
-  return median_of(us);
+  return summarize_us(us).median;
 }
 
 double launch_floor_us(int repetitions) {
@@ -196,7 +192,7 @@ double launch_floor_us(int repetitions) {
         TQB_CUDA_CHECK_LAUNCH("empty_kernel");
       },
       repetitions, true);
-  return median_of(us);
+  return summarize_us(us).median;
 }
 
 }  // namespace tqb::gpu
