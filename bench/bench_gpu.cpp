@@ -68,7 +68,15 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--json" && i + 1 < argc) json_path = argv[++i];
-    else if (a == "--reps" && i + 1 < argc) reps = std::max(1, std::atoi(argv[++i]));
+    else if (a == "--reps" && i + 1 < argc) {
+      char* end = nullptr;
+      const long v = std::strtol(argv[++i], &end, 10);
+      if (*argv[i] == '\0' || *end != '\0' || v < 1 || v > 100000) {
+        std::fprintf(stderr, "bench_gpu: --reps '%s' is not a count of timed calls (1 to 100000)\n%s", argv[i], usage);
+        return 2;
+      }
+      reps = static_cast<int>(v);
+    }
     else if (a == "--quick") quick = true;
     else if (a == "--stack") stack = true;
     else if (a == "--check") check_first = true;
