@@ -3,19 +3,20 @@
 // --reps calls (default 100) after 3 warm-ups; weights and activations seeded random (never zeros).
 // Reports µs, compressed GB/s (bytes of the GPU layout / time), % of the measured device-to-device copy
 // bandwidth, × cuBLAS, the read floor (a plain kernel reading the layout's bytes, same protocol) and, for
-// n ≤ 16, the small kernel's time with its L2 prefetch (an option, off by default), for n > 16 both the large kernel's and the
-// dequantized path's (same run, order alternated). bench/torch_int4.py times PyTorch's int4 kernel on the same shapes;
+// n ≤ 16, the small kernel's time with its L2 prefetch (an option, off by default), for n > 16 the large kernel's, the
+// dequantized path's and, on Hopper, the wgmma kernel's (same run, order rotated). bench/torch_int4.py times PyTorch's int4 kernel on the same shapes;
 // bench/gpu_table.py joins both JSON files into the Markdown table of docs/GPU.md.
 //
 //   bench_gpu [--json FILE] [--reps N] [--quick] [--stack] [--check] [--only ROWSxCOLS] [--format F] [--n N[,N...]] [--default-only]
 // --quick: Llama-3-8B shapes and turboquant 4-bit only. --stack: also the Llama-3-8B linear-layer
 // stack (32 × q,k,v,o,gate,up,down) at n = 1 and 16, quantized against bf16: µs and bytes per token.
-// --check: before timing, each (format, shape) is checked once against the host emulation (n = 4).
+// --check: before timing, each (format, shape) is checked against the host emulation (n = 4, 32 and 64, every path).
 // --only, --format, --n: one shape, format or batch (for profiling one kernel under ncu); --default-only: the
 // default path alone (no L2-prefetch option, no other path), so that ncu's launch after the warm-ups is the default's.
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <map>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -139,8 +140,8 @@ int main(int argc, char** argv) {
   out["reps"] = reps;
   out["rows"] = nlohmann::json::array();
 
-  std::printf("%-22s %-50s %4s %9s %9s %8s %6s %9s %8s %8s %9s %9s %9s  %s\n", "shape", "format", "n", "us", "cublas_us", "GB/s", "%copy", "x_cublas", "MB",
-              "read_us", "l2pf_us", "large_us", "deq_us", "variant");
+  std::printf("%-22s %-50s %4s %9s %9s %8s %6s %9s %8s %8s %9s %9s %9s %9s  %s\n", "shape", "format", "n", "us", "cublas_us", "GB/s", "%copy", "x_cublas",
+              "MB", "read_us", "l2pf_us", "large_us", "deq_us", "wgmma_us", "variant");
   for (const Shape& s : shapes) {
     const std::vector<float> w = random_matrix(s.rows, s.cols, 7 + s.rows * 31 + s.cols);
     gpu::CublasBf16Matrix dense(w.data(), s.rows, s.cols);
@@ -172,7 +173,7 @@ int main(int argc, char** argv) {
       if (check_first)  // once per (format, shape): the small kernel, the large kernel and the dequantized path against the host emulation
         for (const std::size_t n : {std::size_t{4}, std::size_t{32}, std::size_t{64}}) {
           if (n > max_n) continue;
-          m.set_prefill_min_batch(n == 64 ? 64 : SIZE_MAX);
+          m.set_batch_path(n == 64 ? gpu::LutMmaMatrix::BatchPath::dequantized : gpu::LutMmaMatrix::BatchPath::large);
           std::vector<float> xf(n * s.cols), emu(n * s.rows), mag(n * s.rows), got(n * s.rows);
           for (std::size_t i = 0; i < xf.size(); ++i) xf[i] = from_bf16_bits(xb[i]);
           lut_mma_emulate(layout, xf.data(), n, emu.data(), mag.data(), lut_mma_arith_for(n));
@@ -181,7 +182,14 @@ int main(int argc, char** argv) {
           for (std::size_t i = 0; i < got.size(); ++i)
             check(std::fabs(got[i] - emu[i]) <= (s.cols * std::ldexp(1.0, -22) + 1e-6) * mag[i] + 1e-30,
                   f + " against its emulation, " + m.variant(n));
-          m.set_prefill_min_batch(0);
+          if (n == 64 && m.wgmma_available()) {  // and wgmma, where the device has it
+            m.set_batch_path(gpu::LutMmaMatrix::BatchPath::wgmma);
+            m.multiply(xd.as<const std::uint16_t>(), n, yd.as<float>(), nullptr);
+            yd.download(got.data(), got.size() * 4);
+            for (std::size_t i = 0; i < got.size(); ++i)
+              check(std::fabs(got[i] - emu[i]) <= (s.cols * std::ldexp(1.0, -22) + 1e-6) * mag[i] + 1e-30, f + " against its emulation, " + m.variant(n));
+          }
+          m.set_batch_path(gpu::LutMmaMatrix::BatchPath::automatic);
         }
       const double bytes = static_cast<double>(m.weight_bytes());
       // The floor under any kernel that reads this layout: a plain read of as many bytes, same protocol.
@@ -193,7 +201,7 @@ int main(int argc, char** argv) {
         // that neither always runs second.
         // n > 16: the large kernel and the dequantized path (decode to bf16 + cuBLAS), both timed, the
         // default's figure reported as us.
-        double prefetch_us = -1, large_us = -1, dequant_us = -1;
+        double prefetch_us = -1, large_us = -1, dequant_us = -1, wgmma_us = -1;
         const bool second = (s.rows + b) % 2 == 0;
         std::vector<double> us;
         if (default_only) {
@@ -208,20 +216,21 @@ int main(int argc, char** argv) {
           us = gpu::time_calls(run, reps, true);
           if (!second) with_prefetch();
         } else {
-          const bool default_dequant = m.variant(n).rfind("dequantized", 0) == 0;
-          std::vector<double> large, dequant;
-          for (int order = 0; order < 2; ++order) {
-            if ((order == 0) == second) {
-              m.set_prefill_min_batch(SIZE_MAX);
-              large = gpu::time_calls(run, reps, true);
-            } else {
-              m.set_prefill_min_batch(17);
-              dequant = gpu::time_calls(run, reps, true);
-            }
+          // Each kernel for n > 16 timed in one run, the order rotated per shape and batch; the default's figure is us.
+          using Path = gpu::LutMmaMatrix::BatchPath;
+          const std::string default_variant = m.variant(n);
+          std::vector<Path> paths{Path::large, Path::dequantized};
+          if (m.wgmma_available()) paths.push_back(Path::wgmma);
+          std::rotate(paths.begin(), paths.begin() + (s.rows + b) % paths.size(), paths.end());
+          std::map<Path, std::vector<double>> times;
+          for (const Path p : paths) {
+            m.set_batch_path(p);
+            times[p] = gpu::time_calls(run, reps, true);
+            if (m.variant(n) == default_variant) us = times[p];
           }
-          m.set_prefill_min_batch(0);
-          large_us = median(large), dequant_us = median(dequant);
-          us = default_dequant ? dequant : large;
+          m.set_batch_path(Path::automatic);
+          large_us = median(times[Path::large]), dequant_us = median(times[Path::dequantized]);
+          if (times.count(Path::wgmma)) wgmma_us = median(times[Path::wgmma]);
         }
         const TimingSummary t = summarize_us(us);
         const double med = t.median;
@@ -242,11 +251,12 @@ int main(int argc, char** argv) {
                            {"us_l2_prefetch", prefetch_us},
                            {"large_us", large_us},
                            {"dequant_us", dequant_us},
+                           {"wgmma_us", wgmma_us},
                            {"variant", m.variant(n)}};
         out["rows"].push_back(row);
-        std::printf("%-22s %-50s %4zu %9.2f %9.2f %8.0f %5.0f%% %9.2f %8.2f %8.2f %9.2f %9.2f %9.2f  %s\n", s.model, f.c_str(), n, med, dense_us[b],
-                    gbs, 100.0 * gbs * 1e9 / copy_bw, dense_us[b] / med, bytes / 1e6, read_us, prefetch_us, large_us, dequant_us,
-                    m.variant(n).c_str());
+        std::printf("%-22s %-50s %4zu %9.2f %9.2f %8.0f %5.0f%% %9.2f %8.2f %8.2f %9.2f %9.2f %9.2f %9.2f  %s\n", s.model, f.c_str(), n, med,
+                    dense_us[b], gbs, 100.0 * gbs * 1e9 / copy_bw, dense_us[b] / med, bytes / 1e6, read_us, prefetch_us, large_us, dequant_us,
+                    wgmma_us, m.variant(n).c_str());
         std::fflush(stdout);
       }
     }

@@ -156,14 +156,18 @@ TEST_CASE("lut_mma CUDA kernels match the reference and the emulation: every for
     const QuantizedMatrix qm = q->quantize(w.data(), c.rows, c.cols, 9);
     const LutMmaLayout L = make_lut_mma_layout(*q, qm);
     gpu::LutMmaMatrix m(L);
-    // n > 16 twice: the large kernel (prefill batch SIZE_MAX), then the dequantized path (bf16 weights + cuBLAS).
-    constexpr std::size_t kLarge = SIZE_MAX, kDequantized = 17;
-    const std::pair<std::size_t, std::size_t> runs[] = {{1, 0},       {2, 0},       {3, 0},          {8, 0},      {16, 0},
-                                                        {17, kLarge}, {17, kDequantized}, {64, kLarge}, {64, kDequantized},
-                                                        {512, kLarge}, {512, kDequantized}};
-    for (const auto& [n, prefill_min] : runs) {
+    // n > 16 through each kernel: the large kernel, the dequantized path (bf16 weights + cuBLAS) and, on Hopper,
+    // wgmma (130: a second, partial block of 128 batch columns).
+    using Path = gpu::LutMmaMatrix::BatchPath;
+    constexpr Path kAuto = Path::automatic, kLarge = Path::large, kDequantized = Path::dequantized, kWgmma = Path::wgmma;
+    const std::pair<std::size_t, Path> runs[] = {{1, kAuto},    {2, kAuto},        {3, kAuto},    {8, kAuto},          {16, kAuto},
+                                                 {17, kLarge},  {17, kDequantized}, {17, kWgmma}, {64, kLarge},        {64, kDequantized},
+                                                 {64, kWgmma},  {130, kWgmma},      {512, kLarge}, {512, kDequantized}, {512, kWgmma}};
+    if (!m.wgmma_available()) MESSAGE("the wgmma kernel's runs are left out: it needs compute capability 9.0 (" << gpu::device_description() << ")");
+    for (const auto& [n, path] : runs) {
       if (c.rows * c.cols * n > std::size_t{600} << 20) continue;  // keep the double reference quick
-      m.set_prefill_min_batch(prefill_min);
+      if (path == kWgmma && !m.wgmma_available()) continue;
+      m.set_batch_path(path);
       CAPTURE(c.format);
       CAPTURE(c.rows);
       CAPTURE(c.cols);
@@ -199,7 +203,7 @@ TEST_CASE("lut_mma CUDA kernels match the reference and the emulation: every for
         }
         CHECK(worst_ref <= 1.0);
         CHECK(worst_emu <= 1.0);
-        if (rep == 0 && (n == 1 || n == 512))
+        if (rep == 0 && (n == 1 || n == 512 || (n == 130 && c.rows >= 1000)))
           MESSAGE(fmt::format("{} {}x{} n={} {}: rel err vs reference {:.2e}, bound use {:.2f} (reference), {:.2f} (emulation)", c.format, c.rows,
                               c.cols, n, m.variant(n), std::sqrt(err2 / norm2), worst_ref, worst_emu));
       }
@@ -218,8 +222,11 @@ TEST_CASE("lut_mma's epilogue writes bf16 or adds into y: the fp32 product round
     const Matrix w = test::random_normal_matrix(rows, cols, 5);
     const QuantizedMatrix qm = q->quantize(w.data(), rows, cols, 3);
     gpu::LutMmaMatrix m(make_lut_mma_layout(*q, qm));
-    for (const auto& [n, prefill_min] : {std::pair<std::size_t, std::size_t>{1, 0}, {16, 0}, {64, SIZE_MAX}, {64, 17}}) {
-      m.set_prefill_min_batch(prefill_min);  // 64 through the large kernel, then the dequantized path
+    using Path = gpu::LutMmaMatrix::BatchPath;
+    for (const auto& [n, path] : {std::pair<std::size_t, Path>{1, Path::automatic}, {16, Path::automatic}, {64, Path::large}, {64, Path::dequantized},
+                                  {64, Path::wgmma}, {200, Path::wgmma}}) {
+      if (path == Path::wgmma && !m.wgmma_available()) continue;
+      m.set_batch_path(path);  // 64 through each kernel
       CAPTURE(rows);
       CAPTURE(n);
       CAPTURE(m.variant(n));

@@ -33,6 +33,7 @@
 #include "kernels/cuda/cuda_check.hpp"
 #include "kernels/cuda/gpu.hpp"
 #include "kernels/cuda/lut_mma.cuh"
+#include "kernels/cuda/wgmma.cuh"
 
 namespace tqb::lut_mma {
 
@@ -631,6 +632,129 @@ __global__ void __launch_bounds__(kThreads, 2) large_kernel(const Args a) {
 }
 
 // ---------------------------------------------------------------------------------------------------
+// wgmma: n > 16 on sm_90a (issue 31). The large kernel's decode (same tables, same bf16x2 fma per pair: the
+// same bf16 weights, bit for bit) feeding Hopper's asynchronous warpgroup MMA instead of mma.sync: the
+// decoded fragments are wgmma's A operand in registers, the rotated activations its B operand in shared
+// memory (128-byte swizzle, kernels/cuda/wgmma.cuh), so no weight tile is ever written to shared memory
+// or global memory (the dequantized path writes rows · cols bf16 and reads them back).
+// Block = 256 rows × 128 batch columns, two warpgroups; warp q of warpgroup g owns stripes 8g + q and
+// 8g + 4 + q of the block (two m64 tiles per warpgroup, each one m64n128k16 per k16 step). Each step's
+// fragments are decoded while the previous step's wgmma runs (two fragment buffers, wait_group 1);
+// activation tiles arrive by cp.async two tiles ahead into four stages, so a stage is rewritten only after
+// the wgmma that read it has been waited for.
+constexpr int kWgStripes = 2;                       // m64 tiles per warpgroup
+constexpr int kWgRows = kWarps * kWgStripes * 16;   // 256 rows per block
+constexpr int kWgCols = 128;                        // batch columns per block (the wgmma's N)
+constexpr int kWgStages = 4;
+constexpr int kWgTileBytes = kWgCols * 128;         // one pass's 128 × 64 bf16 activation tile
+
+template <int B0, int B1>
+__global__ void __launch_bounds__(kThreads, 1) wgmma_kernel(const Args a) {
+  extern __shared__ uint4 smem_u4[];
+  constexpr int P = passes_of(B1);
+  std::uint32_t* lut_s = reinterpret_cast<std::uint32_t*>(smem_u4);
+  const std::uint32_t xs = (smem_addr(lut_s + a.lut_words) + 1023u) & ~1023u;  // swizzle atoms are 1024-byte aligned
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, wg = warp >> 2, wq = warp & 3;
+  const int t0 = blockIdx.x * kWgCols;
+  int stripe[kWgStripes];
+#pragma unroll
+  for (int s = 0; s < kWgStripes; ++s) stripe[s] = blockIdx.y * (kWarps * kWgStripes) + 8 * wg + 4 * s + wq;
+  const int cols_pad = a.ktiles * 64;
+  const int kt0 = blockIdx.z * a.tiles_per_split, kt1 = min(kt0 + a.tiles_per_split, a.ktiles);  // split-K range
+  auto stage_addr = [&](int kt) { return xs + static_cast<std::uint32_t>(((kt - kt0) % kWgStages) * P * kWgTileBytes); };
+  auto issue = [&](int kt) {
+    const std::uint32_t st = stage_addr(kt);
+#pragma unroll
+    for (int p = 0; p < P; ++p)
+#pragma unroll
+      for (int c = threadIdx.x; c < kWgCols * 8; c += kThreads) {
+        const int row = c >> 3, ch = c & 7, t = min(t0 + row, a.n - 1);
+        const __nv_bfloat16* src = a.xr + (static_cast<std::size_t>(p) * a.n + t) * cols_pad + kt * 64 + ch * 8;
+        cp_async16(st + p * kWgTileBytes + row * 128 + ((ch ^ (row & 7)) << 4), src, t0 + row < a.n);  // rows past n: zeros
+      }
+  };
+
+  fill_tables<B0, B1>(a, lut_s);
+  issue(kt0);
+  cp_async_commit();
+  if (kt0 + 1 < kt1) issue(kt0 + 1);
+  cp_async_commit();
+
+  TileRegs<B0> c0[kWgStripes];
+  TileRegs<B1 ? B1 : 1> c1[kWgStripes];
+  auto load = [&](int kt, TileRegs<B0> (&r0)[kWgStripes], TileRegs<B1 ? B1 : 1> (&r1)[kWgStripes]) {
+#pragma unroll
+    for (int s = 0; s < kWgStripes; ++s) {
+      const int st = min(stripe[s], a.stripes - 1);  // rows past the matrix compute garbage that is never stored
+      load_tile<B0>(a.pass[0], st, a.ktiles, kt, lane, r0[s]);
+      if constexpr (B1 != 0) load_tile<B1>(a.pass[1], st, a.ktiles, kt, lane, r1[s]);
+    }
+  };
+  load(kt0, c0, c1);
+
+  float acc[kWgStripes][64] = {};
+#pragma unroll
+  for (int s = 0; s < kWgStripes; ++s) wgmma_fence_operands(acc[s]);
+  std::uint32_t af[2][kWgStripes][4];  // fragment buffers: step i decodes into af[i & 1]
+  const std::uint32_t lut_addr[2] = {smem_addr(lut_s) + 4 * lane, smem_addr(lut_s) + 4 * (a.pass[1].lut_offset + lane)};
+  for (int kt = kt0; kt < kt1; ++kt) {
+    cp_async_wait<1>();
+    fence_proxy_async_shared();  // this thread's cp.async bytes of tile kt, visible to wgmma's reads
+    __syncthreads();
+    if (kt + 2 < kt1) issue(kt + 2);  // stage of tile kt - 2, whose wgmmas were waited for in step kt - 1
+    cp_async_commit();
+    TileRegs<B0> n0[kWgStripes];
+    TileRegs<B1 ? B1 : 1> n1[kWgStripes];
+    if (kt + 1 < kt1) load(kt + 1, n0, n1);
+    const std::uint32_t st = stage_addr(kt);
+#pragma unroll
+    for (int sub = 0; sub < 4; ++sub) {
+#pragma unroll
+      for (int p = 0; p < P; ++p) {
+        const int buf = (sub * P + p) & 1;
+        wgmma_wait<1>();  // the wgmma that read af[buf] two steps ago is done
+#pragma unroll
+        for (int s = 0; s < kWgStripes; ++s) {
+          if constexpr (B1 != 0) {
+            if (p == 1) {
+              decode_a<B1>(c1[s].w, sub, lut_addr[1], splat_side(c1[s].scale[sub >> 1], c1[s].offset[sub >> 1]), af[buf][s]);
+              continue;
+            }
+          }
+          decode_a<B0>(c0[s].w, sub, lut_addr[0], splat_side(c0[s].scale[sub >> 1], c0[s].offset[sub >> 1]), af[buf][s]);
+        }
+        wgmma_fence();
+        const std::uint64_t desc = wgmma_desc_sw128(st + p * kWgTileBytes + 32 * sub);
+#pragma unroll
+        for (int s = 0; s < kWgStripes; ++s) wgmma_m64n128k16_rs(acc[s], af[buf][s], desc);
+        wgmma_commit();
+      }
+    }
+#pragma unroll
+    for (int s = 0; s < kWgStripes; ++s) {
+      c0[s] = n0[s];
+      if constexpr (B1 != 0) c1[s] = n1[s];
+    }
+  }
+  wgmma_wait<0>();
+#pragma unroll
+  for (int s = 0; s < kWgStripes; ++s) wgmma_fence_operands(acc[s]);
+  cp_async_wait<0>();
+
+  // Accumulator i of n8 block j (the m16n8 C layout per warp): row gid + 8·(i >> 1), batch column 8j + 2·tig + (i & 1).
+#pragma unroll
+  for (int s = 0; s < kWgStripes; ++s)
+#pragma unroll
+    for (int j = 0; j < kWgCols / 8; ++j)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int row = 16 * stripe[s] + (lane >> 2) + 8 * (i >> 1), t = t0 + 8 * j + 2 * (lane & 3) + (i & 1);
+        if (stripe[s] < a.stripes) store_out(a, blockIdx.z, row, t, acc[s][4 * j + i]);
+      }
+  if (a.splits > 1) split_k_finish(a, blockIdx.y * gridDim.x + blockIdx.x, blockIdx.y * kWgRows, kWgRows, t0, kWgCols);
+}
+
+// ---------------------------------------------------------------------------------------------------
 // dequantized path (prefill, n ≥ the matrix's prefill batch): the codes of a chunk of stripes decoded once
 // to bf16, exactly as the large kernel decodes them (one bf16x2 fma per pair: the same weights, bit for
 // bit), then one cuBLAS GEMM over K = passes · cols_pad against the rotated activations. cuBLAS's Hopper
@@ -698,11 +822,12 @@ struct Kernels {
   KernelFn small[2] = {nullptr, nullptr};  // NT = 1, 2
   KernelFn large = nullptr;
   KernelFn dequantize = nullptr;
+  KernelFn wgmma = nullptr;
 };
 
 template <int B0, int B1>
 Kernels kernels_for() {
-  return {{small_kernel<B0, B1, 1>, small_kernel<B0, B1, 2>}, large_kernel<B0, B1>, dequantize_kernel<B0, B1>};
+  return {{small_kernel<B0, B1, 1>, small_kernel<B0, B1, 2>}, large_kernel<B0, B1>, dequantize_kernel<B0, B1>, wgmma_kernel<B0, B1>};
 }
 
 // Passes are summed, so a stack runs with its widest pass first: (b0, b1) with b0 ≥ b1.
@@ -776,7 +901,18 @@ struct LutMmaMatrix::Impl {
   std::size_t prefill_default = SIZE_MAX;  // default_prefill_min_batch; TQB_LUT_MMA_PREFILL_MIN overrides it
   std::size_t prefill_min_batch = SIZE_MAX;  // set_prefill_min_batch
   std::size_t dequant_chunk_bytes = kDequantChunkBytes;
+  using BatchPath = LutMmaMatrix::BatchPath;
+  BatchPath batch_path = BatchPath::automatic;  // set_batch_path
+  int wgmma_ok = 0;         // compute capability 9.0 and the wgmma kernel's shared memory fits
+  int wgmma_automatic = 0;  // TQB_LUT_MMA_WGMMA=1: the automatic choice takes wgmma for every n > 16 (not yet the default)
   mutable DeviceBuffer partial, counters, xr;
+
+  // The kernel that serves a batch of n > 16.
+  BatchPath path_for(std::size_t n) const {
+    if (batch_path != BatchPath::automatic) return batch_path;
+    if (wgmma_ok && wgmma_automatic) return BatchPath::wgmma;
+    return n >= prefill_min_batch ? BatchPath::dequantized : BatchPath::large;
+  }
 
   int max_group_log2() const {
     int m = 6;
@@ -833,16 +969,17 @@ struct LutMmaMatrix::Impl {
     if (best.tiles_per_split == 0) throw std::runtime_error("lut_mma: no chunk size fits in shared memory");
     return best;
   }
-  // The large kernel's grid: 64 batch columns × 256 rows per block, K split when that leaves SMs idle
-  // (n = 64 on a 4096-row matrix is 16 blocks), at most one wave, chunks of at least 4 tiles.
-  struct LargePlan {
+  // A tiled kernel's grid (the large kernel: 256 rows × 64 batch columns per block; wgmma: 256 × 128), K split
+  // when that leaves SMs idle (n = 64 on a 4096-row matrix is 16 large blocks), at most one wave, chunks of at
+  // least 4 tiles.
+  struct TiledPlan {
     unsigned col_blocks, row_blocks, splits;
     int tiles_per_split;
   };
-  LargePlan large_plan(std::size_t n) const {
-    LargePlan p;
-    p.col_blocks = static_cast<unsigned>((n + kLargeCols - 1) / kLargeCols);
-    p.row_blocks = static_cast<unsigned>((shape.stripes + kWarps * kLargeStripes - 1) / (kWarps * kLargeStripes));
+  TiledPlan tiled_plan(std::size_t n, int block_rows, int block_cols) const {
+    TiledPlan p;
+    p.col_blocks = static_cast<unsigned>((n + block_cols - 1) / block_cols);
+    p.row_blocks = static_cast<unsigned>((shape.stripes + block_rows / 16 - 1) / (block_rows / 16));
     const int ktiles = static_cast<int>(shape.ktiles), blocks = static_cast<int>(p.col_blocks * p.row_blocks);
     const int align = std::max(1, 1 << (max_group_log2() - 6));
     int splits = blocks < sms ? std::min(sms / blocks, std::max(1, ktiles / 4)) : 1;
@@ -898,6 +1035,9 @@ struct LutMmaMatrix::Impl {
   std::size_t large_smem_bytes() const {
     const std::size_t P = shape.passes.size();
     return static_cast<std::size_t>(base.lut_words) * 4 + kLargeStages * P * kLargeCols * kLargeStride * 2;
+  }
+  std::size_t wgmma_smem_bytes() const {  // the tables, up to 1 KB to align the swizzled stages, the stages
+    return static_cast<std::size_t>(base.lut_words) * 4 + 1024 + static_cast<std::size_t>(kWgStages) * shape.passes.size() * kWgTileBytes;
   }
 };
 
@@ -974,6 +1114,11 @@ LutMmaMatrix::LutMmaMatrix(const LutMmaLayout& layout) : impl_(std::make_unique<
   for (const void* k : {reinterpret_cast<const void*>(I.kernels.small[0]), reinterpret_cast<const void*>(I.kernels.small[1]),
                         reinterpret_cast<const void*>(I.kernels.large), reinterpret_cast<const void*>(I.kernels.dequantize)})
     TQB_CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, I.smem_optin));
+  int cc_minor = 0;
+  TQB_CUDA_CHECK(cudaDeviceGetAttribute(&cc_minor, cudaDevAttrComputeCapabilityMinor, device));
+  I.wgmma_ok = I.cc_major == 9 && cc_minor == 0 && I.wgmma_smem_bytes() <= static_cast<std::size_t>(I.smem_optin);
+  if (I.wgmma_ok) TQB_CUDA_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(I.kernels.wgmma), cudaFuncAttributeMaxDynamicSharedMemorySize, I.smem_optin));
+  if (const char* env = std::getenv("TQB_LUT_MMA_WGMMA")) I.wgmma_automatic = std::atoi(env) != 0;
   for (int n = 1; n <= 16; ++n) I.small[n - 1] = I.make_small_plan(n);
 }
 
@@ -988,6 +1133,13 @@ std::size_t LutMmaMatrix::weight_bytes() const {
 }
 void LutMmaMatrix::set_l2_prefetch(bool on) { impl_->l2_prefetch = on ? 1 : 0; }
 void LutMmaMatrix::set_prefill_min_batch(std::size_t n) { impl_->prefill_min_batch = n == 0 ? impl_->prefill_default : std::max<std::size_t>(17, n); }
+bool LutMmaMatrix::wgmma_available() const { return impl_->wgmma_ok != 0; }
+void LutMmaMatrix::set_batch_path(BatchPath path) {
+  if (path == BatchPath::wgmma && !impl_->wgmma_ok)
+    throw std::invalid_argument("lut_mma: the wgmma kernel needs a device of compute capability 9.0 (Hopper, sm_90a) with " +
+                                std::to_string(impl_->wgmma_smem_bytes()) + " bytes of shared memory per block");
+  impl_->batch_path = path;
+}
 std::size_t LutMmaMatrix::workspace_bytes() const { return impl_->partial.size() + impl_->counters.size() + impl_->xr.size(); }
 
 std::string LutMmaMatrix::variant(std::size_t n) const {
@@ -996,8 +1148,14 @@ std::string LutMmaMatrix::variant(std::size_t n) const {
     return "small(n8_tiles=" + std::to_string(n <= 8 ? 1 : 2) + ",split_k=" + std::to_string(p.splits) + ",chunk=" + std::to_string(p.tiles_per_split * 64) +
            ",blocks/SM=" + std::to_string(p.blocks_per_sm) + (impl_->l2_prefetch && impl_->cc_major >= 9 ? ",l2_prefetch" : "") + ")";
   }
-  if (n >= impl_->prefill_min_batch) return "dequantized(bf16 chunks of stripes, cublasGemmEx)";
-  const auto p = impl_->large_plan(n);
+  const Impl::BatchPath path = impl_->path_for(n);
+  if (path == Impl::BatchPath::dequantized) return "dequantized(bf16 chunks of stripes, cublasGemmEx)";
+  if (path == Impl::BatchPath::wgmma) {
+    const auto p = impl_->tiled_plan(n, kWgRows, kWgCols);
+    return "wgmma(block=" + std::to_string(kWgRows) + "x" + std::to_string(kWgCols) + ",m64n128k16,stages=" + std::to_string(kWgStages) +
+           ",split_k=" + std::to_string(p.splits) + ")";
+  }
+  const auto p = impl_->tiled_plan(n, kLargeRows, kLargeCols);
   return "large(block=" + std::to_string(kLargeRows) + "x" + std::to_string(kLargeCols) + ",stages=" + std::to_string(kLargeStages) +
          ",split_k=" + std::to_string(p.splits) + ")";
 }
@@ -1044,7 +1202,8 @@ void LutMmaMatrix::multiply(const std::uint16_t* x, std::size_t n, float* y, std
     I.xr.fill_zero();  // the columns past cols stay zero: the rotation never writes them
   }
   a.xr = I.xr.as<const __nv_bfloat16>();
-  const bool dequantized = n >= I.prefill_min_batch;
+  const Impl::BatchPath path = I.path_for(n);
+  const bool dequantized = path == Impl::BatchPath::dequantized;
   a.xr_batch_major = dequantized ? 1 : 0;
   int max_groups = 0;
   for (std::size_t p = 0; p < P; ++p) max_groups = std::max(max_groups, a.cols >> a.pass[p].log2_group);
@@ -1055,7 +1214,8 @@ void LutMmaMatrix::multiply(const std::uint16_t* x, std::size_t n, float* y, std
     I.multiply_dequantized(a, n, stream);
     return;
   }
-  const auto plan = I.large_plan(n);
+  const bool wgmma = path == Impl::BatchPath::wgmma;
+  const auto plan = wgmma ? I.tiled_plan(n, kWgRows, kWgCols) : I.tiled_plan(n, kLargeRows, kLargeCols);
   a.tiles_per_split = plan.tiles_per_split;
   a.splits = plan.splits;
   if (plan.splits > 1) {
@@ -1064,8 +1224,13 @@ void LutMmaMatrix::multiply(const std::uint16_t* x, std::size_t n, float* y, std
     a.counters = I.counters.as<int>();
   }
   const dim3 grid(plan.col_blocks, plan.row_blocks, plan.splits);
-  I.kernels.large<<<grid, kThreads, I.large_smem_bytes(), stream>>>(a);
-  TQB_CUDA_CHECK_LAUNCH("lut_mma large_kernel");
+  if (wgmma) {
+    I.kernels.wgmma<<<grid, kThreads, I.wgmma_smem_bytes(), stream>>>(a);
+    TQB_CUDA_CHECK_LAUNCH("lut_mma wgmma_kernel");
+  } else {
+    I.kernels.large<<<grid, kThreads, I.large_smem_bytes(), stream>>>(a);
+    TQB_CUDA_CHECK_LAUNCH("lut_mma large_kernel");
+  }
 }
 
 }  // namespace tqb::gpu

@@ -1,0 +1,78 @@
+#pragma once
+// Hopper's warpgroup MMA (wgmma, sm_90a) as the lut_mma kernels use it: A (the decoded weights) from
+// registers, in the m16n8k16 A-fragment layout per warp (warp q of the warpgroup holding rows 16q..16q+15 of
+// the 64), B (the activations) from shared memory through a descriptor, fp32 accumulators in the m16n8
+// C layout repeated per n8 column block. PTX ISA 8.x, "Asynchronous Warpgroup Level Matrix Multiply-
+// Accumulate Instructions". Every wrapper is a trap where the target is not sm_90a (the compute_80 PTX),
+// and the host only launches a wgmma kernel on a device of compute capability 9.0.
+#include <cstdint>
+
+namespace tqb::lut_mma {
+
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define TQB_WGMMA 1
+#else
+#define TQB_WGMMA 0
+#endif
+
+// Descriptor of a K-major operand tile stored with the 128-byte swizzle: rows (of B: batch columns) 128 bytes
+// apart (64 bf16 of K), 8-row atoms 1024 bytes apart (the stride byte offset), the 16-byte chunk c of row r at
+// chunk c ^ (r mod 8). The atom must start 1024-byte aligned; a k16 step within the row adds 32 bytes to
+// the start address (the hardware applies the swizzle to the address bits, so the offset composes).
+__device__ __forceinline__ std::uint64_t wgmma_desc_sw128(std::uint32_t smem_byte_addr) {
+  return static_cast<std::uint64_t>((smem_byte_addr & 0x3FFFFu) >> 4) | (std::uint64_t{16 >> 4} << 16) | (std::uint64_t{1024 >> 4} << 32) |
+         (std::uint64_t{1} << 62);
+}
+
+// Orders this thread's register writes (the A fragments) before the next wgmma reads them.
+__device__ __forceinline__ void wgmma_fence() {
+#if TQB_WGMMA
+  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#else
+  __trap();
+#endif
+}
+__device__ __forceinline__ void wgmma_commit() {
+#if TQB_WGMMA
+  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+#endif
+}
+// Waits until at most N committed groups of this warpgroup are still in flight.
+template <int N>
+__device__ __forceinline__ void wgmma_wait() {
+#if TQB_WGMMA
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+#endif
+}
+// Shared-memory writes of the generic proxy (cp.async, st.shared) made visible to the async proxy that
+// wgmma reads B through; each writing thread runs it after its writes land, before the barrier.
+__device__ __forceinline__ void fence_proxy_async_shared() {
+#if TQB_WGMMA
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+#endif
+}
+
+// Pins accumulator registers in place (an empty asm that reads and writes each): the compiler may then not
+// move or rematerialize them across the wgmmas in flight, which would make ptxas serialize the pipeline.
+template <int N>
+__device__ __forceinline__ void wgmma_fence_operands(float (&d)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) asm volatile("" : "+f"(d[i])::"memory");
+}
+
+// D (64 × 128, fp32, 64 per thread) += A (64 × 16 bf16, registers) · B (16 × 128 bf16, descriptor).
+__device__ __forceinline__ void wgmma_m64n128k16_rs(float (&d)[64], const std::uint32_t (&a)[4], std::uint64_t b_desc) {
+#if TQB_WGMMA
+  asm volatile(
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "
+      "{%64, %65, %66, %67}, %68, 1, 1, 1, 0;\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b_desc));
+#else
+  (void)d, (void)a, (void)b_desc;
+  __trap();
+#endif
+}
+
+}  // namespace tqb::lut_mma
