@@ -80,7 +80,7 @@ class LutMmaMatrix {
   // restores the default (TQB_LUT_MMA_PREFILL_MIN, else the measured crossover: rows · cols / 2^18 clamped to 64 … 224).
   void set_prefill_min_batch(std::size_t n);
   // Which kernel serves batches n > 16. automatic: the default's choice (the large kernel, the dequantized path from
-  // the prefill batch on, and wgmma where TQB_LUT_MMA_WGMMA=1 asks for it on Hopper); the others force one
+  // the prefill batch on, and wgmma where TQB_LUT_MMA_WGMMA=1 asks for it on Hopper; =0 switches wgmma off); the others force one
   // (bench_gpu times each in one run, the tests check each). wgmma needs compute capability 9.0 (sm_90a machine
   // code): forcing it elsewhere throws std::invalid_argument, and wgmma_available() says beforehand.
   enum class BatchPath { automatic, large, dequantized, wgmma };

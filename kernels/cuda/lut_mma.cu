@@ -904,7 +904,7 @@ struct LutMmaMatrix::Impl {
   using BatchPath = LutMmaMatrix::BatchPath;
   BatchPath batch_path = BatchPath::automatic;  // set_batch_path
   int wgmma_ok = 0;         // compute capability 9.0 and the wgmma kernel's shared memory fits
-  int wgmma_automatic = 0;  // TQB_LUT_MMA_WGMMA=1: the automatic choice takes wgmma for every n > 16 (not yet the default)
+  int wgmma_automatic = 0;  // TQB_LUT_MMA_WGMMA=1: the automatic choice takes wgmma for every n > 16 (not yet the default); =0: no wgmma
   mutable DeviceBuffer partial, counters, xr;
 
   // The kernel that serves a batch of n > 16.
@@ -1118,7 +1118,11 @@ LutMmaMatrix::LutMmaMatrix(const LutMmaLayout& layout) : impl_(std::make_unique<
   TQB_CUDA_CHECK(cudaDeviceGetAttribute(&cc_minor, cudaDevAttrComputeCapabilityMinor, device));
   I.wgmma_ok = I.cc_major == 9 && cc_minor == 0 && I.wgmma_smem_bytes() <= static_cast<std::size_t>(I.smem_optin);
   if (I.wgmma_ok) TQB_CUDA_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(I.kernels.wgmma), cudaFuncAttributeMaxDynamicSharedMemorySize, I.smem_optin));
-  if (const char* env = std::getenv("TQB_LUT_MMA_WGMMA")) I.wgmma_automatic = std::atoi(env) != 0;
+  // TQB_LUT_MMA_WGMMA: 1 makes the automatic choice take wgmma, 0 switches the kernel off (a device where it fails).
+  if (const char* env = std::getenv("TQB_LUT_MMA_WGMMA")) {
+    I.wgmma_automatic = std::atoi(env) != 0;
+    if (!I.wgmma_automatic) I.wgmma_ok = 0;
+  }
   for (int n = 1; n <= 16; ++n) I.small[n - 1] = I.make_small_plan(n);
 }
 
