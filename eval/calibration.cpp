@@ -130,7 +130,8 @@ int block_of(const std::string& name) {
 }  // namespace
 
 LayerStatisticsMap collect_layer_statistics(const Checkpoint& ck, const std::vector<int>& tokens, std::size_t ctx,
-                                            const LayerSelection& selection, const QuantizedWeightsFn& quantized, const std::string& device) {
+                                            const LayerSelection& selection, const QuantizedWeightsFn& quantized, const std::string& device,
+                                            const std::function<std::uint64_t(const std::string&)>& shared_input_seed) {
   if (ctx == 0 || tokens.empty() || tokens.size() % ctx != 0)
     throw InputError(fmt::format("calibration: {} tokens do not make whole chunks of {}", tokens.size(), ctx));
   std::unique_ptr<ForwardOps> backend = forward_ops_on(device);
@@ -159,6 +160,12 @@ LayerStatisticsMap collect_layer_statistics(const Checkpoint& ck, const std::vec
   };
   const auto finish = [&](const std::vector<std::string>& names) {
     for (const auto& name : names) stats[name] = layers.at(name)->finish();
+    if (!shared_input_seed) return;
+    std::map<std::string, std::vector<SharedInputLayer>> by_input;  // names are in order, so each list is too
+    for (const auto& name : names)
+      by_input[input_of(name)].push_back({name, std::make_shared<const Matrix>(layers.at(name)->weights()), shared_input_seed(name)});
+    for (const auto& name : names)
+      if (const auto& members = by_input.at(input_of(name)); members.size() > 1) stats[name].shared_input = members;
   };
   // The chunks' residual streams, carried through the blocks together (one GEMM per projection for all of them).
   const std::size_t chunks = tokens.size() / ctx;
@@ -178,6 +185,7 @@ LayerStatisticsMap collect_layer_statistics(const Checkpoint& ck, const std::vec
     model.run_blocks(scratch, chunks, b, b + 1);
     finish(names);
     for (const auto& name : names) layers.at(name)->replace(quantized(name, layers.at(name)->weights(), stats.at(name)));
+    for (const auto& name : names) stats.at(name).shared_input.clear();  // the block is quantized: its copies of the weights go
     if (b + 1 < ck.config.n_layers) model.run_blocks(x, chunks, b, b + 1);
   }
   // Selected layers outside the blocks (an output head): one forward per chunk, every block as it now is, every
@@ -241,7 +249,9 @@ Calibration calibrate_model(const Checkpoint& ck, const Quantizer& quantizer, st
       out.quantized.emplace(name, std::move(l));
       return w_hat;
     };
-  out.layers = collect_layer_statistics(ck, tokens, static_cast<std::size_t>(spec.ctx), selection, quantized, spec.device);
+  std::function<std::uint64_t(const std::string&)> shared_input_seed;
+  if (quantizer.needs_shared_inputs()) shared_input_seed = [seed](const std::string& name) { return layer_seed(seed, name); };
+  out.layers = collect_layer_statistics(ck, tokens, static_cast<std::size_t>(spec.ctx), selection, quantized, spec.device, shared_input_seed);
   out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   out.label = fmt::format("the last {} chunks of {} tokens of {}, {}{}", spec.chunks, spec.ctx, spec.corpus,
                           spec.sequential ? "sequential" : "independent", spec.device == "cpu" ? "" : ", forward on " + spec.device);

@@ -34,9 +34,13 @@ using QuantizedWeightsFn = std::function<Matrix(const std::string& name, const M
 // block computed by quantized(name, w, its statistics), once. device: where the forward and the sums run (a device of
 // --device: "cpu", "cuda", "cuda-fp32"; the streams and statistics stay there until a block's are complete). Throws
 // InputError for a token stream that does not split into the chunks or a selection of no layer.
+// shared_input_seed: when given, each layer's statistics also list the selected layers that read the same input
+// (InputStatistics::shared_input: their full-precision weights, and their seeds from this function), for a quantizer
+// that needs them (Quantizer::needs_shared_inputs); in the sequential order they are dropped once the block is quantized.
 LayerStatisticsMap collect_layer_statistics(const Checkpoint& ck, const std::vector<int>& tokens, std::size_t ctx,
                                             const LayerSelection& selection, const QuantizedWeightsFn& quantized = {},
-                                            const std::string& device = "cpu");
+                                            const std::string& device = "cpu",
+                                            const std::function<std::uint64_t(const std::string&)>& shared_input_seed = {});
 inline LayerStatisticsMap collect_layer_statistics(const Checkpoint& ck, const std::vector<int>& tokens, std::size_t ctx,
                                                    const std::string& include = kBlockLinearLayers) {
   return collect_layer_statistics(ck, tokens, ctx, LayerSelection(include, "^$"));

@@ -71,15 +71,17 @@ QuantizedLayer quantize_layer(const Quantizer& q, const std::string& name, const
   QuantizedLayer out;
   const auto rows = static_cast<std::size_t>(w.rows()), cols = static_cast<std::size_t>(w.cols());
   out.quantizer = quantizer_for_layer(q, name, rows, cols, fallback);
-  const std::uint64_t layer_seed = derive_seed(seed, name) >> 1;
+  const std::uint64_t s = layer_seed(seed, name);
   if (out.quantizer->needs_calibration()) {
     if (!inputs) throw InputError(fmt::format("{}: layer {} has no calibration statistics", out.quantizer->name(), name));
-    out.matrix = out.quantizer->quantize_calibrated(w.data(), rows, cols, layer_seed, *inputs);
+    out.matrix = out.quantizer->quantize_calibrated(w.data(), rows, cols, s, *inputs);
   } else {
-    out.matrix = out.quantizer->quantize(w.data(), rows, cols, layer_seed);
+    out.matrix = out.quantizer->quantize(w.data(), rows, cols, s);
   }
   return out;
 }
+
+std::uint64_t layer_seed(std::uint64_t seed, const std::string& name) { return derive_seed(seed, name) >> 1; }
 
 double QuantizationPlan::model_bits_per_weight() const {
   // Quantized layers as stored, everything else at 16 bits (as harness/metrics.cpp's model_bits_per_weight).

@@ -46,8 +46,10 @@ GroupFallback parse_group_fallback(const std::string& name);  // InputError nami
 std::unique_ptr<Quantizer> quantizer_for_layer(const Quantizer& q, const std::string& layer, std::size_t rows, std::size_t cols,
                                                GroupFallback fallback);
 
-// w: rows x cols (out x in), quantized with quantizer_for_layer(q, name, ...). The seed is
-// derive_seed(seed, name) >> 1.
+// The seed a layer's quantization gets from the point's seed: derive_seed(seed, name) >> 1.
+std::uint64_t layer_seed(std::uint64_t seed, const std::string& name);
+
+// w: rows x cols (out x in), quantized with quantizer_for_layer(q, name, ...) and layer_seed(seed, name).
 // inputs: the layer's calibration statistics (eval/calibration.hpp), which a calibrated quantizer (gptq) needs and
 // the others ignore; InputError naming the layer when a calibrated quantizer gets none.
 QuantizedLayer quantize_layer(const Quantizer& q, const std::string& name, const Matrix& w, std::uint64_t seed,

@@ -149,9 +149,30 @@ QuantizedMatrix awq_quantize(const Quantizer& inner, const float* w, std::size_t
   for (Eigen::Index c = 0; c < C; ++c)
     if (inputs.mean_abs(c) > 0) floor = std::min(floor, inputs.mean_abs(c));
   if (!(top > 0)) floor = 1;
-  const Eigen::MatrixXd W = Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(w, static_cast<Eigen::Index>(rows), C)
-                                .cast<double>();
-  std::vector<float> w_hat(rows * cols);
+  // The layers the scale is chosen for: this one, or (scale=shared) every layer reading the same inputs, each quantized
+  // with its own seed, their output errors summed; every member's call makes the same choice, and returns its own layer.
+  struct Member {
+    const float* w;
+    std::size_t rows;
+    std::uint64_t seed;
+    bool self;
+  };
+  std::vector<Member> members;
+  if (o.shared && inputs.shared_input.size() > 1) {
+    for (const SharedInputLayer& m : inputs.shared_input) {
+      if (!m.weights || static_cast<std::size_t>(m.weights->cols()) != cols)
+        throw InputError(fmt::format("awq(scale=shared): layer {} shares this layer's inputs but has {} input channels, not {}", m.name,
+                                     m.weights ? m.weights->cols() : 0, cols));
+      const auto r = static_cast<std::size_t>(m.weights->rows());
+      const bool self = m.seed == seed && r == rows && std::equal(w, w + rows * cols, m.weights->data());
+      members.push_back({m.weights->data(), r, m.seed, self});
+    }
+    if (std::count_if(members.begin(), members.end(), [](const Member& m) { return m.self; }) != 1)
+      throw std::logic_error("awq(scale=shared): the layer is not once among the layers listed as sharing its inputs");
+  } else {
+    members.push_back({w, rows, seed, true});
+  }
+  std::vector<float> w_hat;
   double best_loss = INFINITY, best_alpha = 0;
   QuantizedMatrix best;
   std::vector<float> best_s;
@@ -167,12 +188,18 @@ QuantizedMatrix awq_quantize(const Quantizer& inner, const float* w, std::size_t
     // Normalized (the reference's s / sqrt(max · min)), then as stored: fp16, so that W·diag(s) and the division agree.
     std::vector<float> s(cols);
     for (std::size_t c = 0; c < cols; ++c) s[c] = round_to(FloatFormat::fp16, static_cast<float>(sd[c] / std::sqrt(hi * lo)));
-    QuantizedMatrix q = quantize_scaled(inner, w, rows, cols, s, inputs, seed);
-    dequantize_scaled(inner, q, s, w_hat.data());
-    const Eigen::MatrixXd E =
-        W - Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(w_hat.data(), static_cast<Eigen::Index>(rows), C)
-                .cast<double>();
-    const double loss = (E * inputs.hessian).cwiseProduct(E).sum();
+    double loss = 0;
+    QuantizedMatrix q;
+    for (const Member& m : members) {
+      QuantizedMatrix qm = quantize_scaled(inner, m.w, m.rows, cols, s, inputs, m.seed);
+      w_hat.resize(m.rows * cols);
+      dequantize_scaled(inner, qm, s, w_hat.data());
+      using RowMajor = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+      const auto R = static_cast<Eigen::Index>(m.rows);
+      const Eigen::MatrixXd E = Eigen::Map<const RowMajor>(m.w, R, C).cast<double>() - Eigen::Map<const RowMajor>(w_hat.data(), R, C).cast<double>();
+      loss += (E * inputs.hessian).cwiseProduct(E).sum();
+      if (m.self) q = std::move(qm);
+    }
     if (!std::isfinite(loss)) continue;
     if (loss < best_loss) {
       best_loss = loss;
@@ -206,11 +233,13 @@ class Awq final : public CalibratedModifier {
   Awq(const ParamSchema& schema, const Params& p, std::unique_ptr<Quantizer> inner) : CalibratedModifier("awq", schema, p, std::move(inner)) {
     options_.grid = static_cast<int>(std::get<std::int64_t>(p.at("grid")));
     options_.clip = get_str(p, "clip") == "search";
+    options_.shared = get_str(p, "scale") == "shared";
     if (options_.clip && inner_->needs_calibration())
       throw InputError(fmt::format("awq(clip=search): the clipping search quantizes with Q directly, and {} is calibrated (its codes are "
                                    "its own choice); use clip=none with it", inner_->name()));
   }
   std::uint64_t storage_bytes(std::size_t rows, std::size_t cols) const override { return inner_->storage_bytes(rows, cols) + 2 * cols; }
+  bool needs_shared_inputs() const override { return options_.shared; }
   // The inner quantizer's at each point of the grid, the scaled copy, the dequantized one, and the error in double.
   std::uint64_t working_bytes(std::size_t rows, std::size_t cols) const override {
     return 2 * inner_->working_bytes(rows, cols) + 2 * std::uint64_t{rows} * cols * 4 + 2 * std::uint64_t{rows} * cols * 8 +
@@ -261,6 +290,10 @@ QuantizerFamily awq_family() {
       {.name = "clip", .kind = K::choice, .default_value = std::string("none"),
        .description = "search: each group of Q clipped to the ratio of its max |w| (1 … 0.525) with the least output error, after the "
                       "scaling (AWQ's auto_clip); none: no clipping", .choices = {"none", "search"}, .named_when_set = true},
+      {.name = "scale", .kind = K::choice, .default_value = std::string("layer"),
+       .description = "shared: one per-channel scale for the layers reading the same input (a block's q/k/v, its gate/up), searched for "
+                      "their summed output error, as deployed (folded into the norm); layer: each layer its own", .choices = {"layer", "shared"},
+       .named_when_set = true},
   });
   return {"awq", "AWQ's activation-aware per-channel scaling (Lin et al. 2023) before any quantizer; needs a model's calibration", schema,
           [schema](const Params& given) -> std::unique_ptr<Quantizer> {

@@ -6,9 +6,12 @@
 // the smallest output error tr((W − Ŵ) H (W − Ŵ)ᵀ) on the calibration inputs (H = Σ xᵀx), the paper's objective;
 // α = 0 is Q itself, so the chosen scaling is never worse than Q on that data.
 //
-// Deployment folds diag(s)⁻¹ into what produces the input (the RMSNorm weight, the previous projection); here each
-// layer keeps its own s as fp16 beside Q's codes (16 bits per input channel: 0.004 bits per weight for 4096 rows), so
-// every layer may scale differently and the result is read by dequantize-then-dense; the kernels do not read it.
+// Deployment folds diag(s)⁻¹ into what produces the input (the RMSNorm weight, the previous projection). scale=layer
+// (the default): each layer keeps its own s as fp16 beside Q's codes (16 bits per input channel: 0.004 bits per weight
+// for 4096 rows), so every layer may scale differently. scale=shared: the layers that read the same input (a block's
+// q/k/v after the attention norm, its gate/up after the FFN norm) get one s, searched for their summed output error,
+// as the paper deploys it (one s folded into the norm; the reference code scales q/k/v together); each still stores
+// the s (the same values). Either way the result is read by dequantize-then-dense; the kernels do not read it.
 // Q may itself be calibrated (awq(gptq(Q))): it then sees the scaled layer's statistics, H' = S⁻¹ H S⁻¹.
 //
 // clip=search (AWQ's weight clipping, the reference's auto_clip): after the scaling, each (row, group) of Q's groups is
@@ -28,14 +31,16 @@ namespace tqb {
 struct AwqOptions {
   int grid = 20;       // α ∈ {0, 1/grid, …, (grid − 1)/grid} (the paper's 20-point grid)
   bool clip = false;   // clip=search: each group's clipping ratio searched after the scaling
+  bool shared = false; // scale=shared: one s for every layer in inputs.shared_input (each with its own seed)
 };
 
-// w: rows × cols, row-major. inputs: the layer's calibration statistics (hessian and mean_abs of cols). The result's
-// passes[0] is Q's matrix of W·diag(s); its scales hold s (cols values, fp16). alpha: the α chosen (may be null).
+// w: rows × cols, row-major. inputs: the layer's calibration statistics (hessian and mean_abs of cols; with shared, the
+// layers sharing them, this one among them: same seed and weights). The result's passes[0] is Q's matrix of W·diag(s);
+// its scales hold s (cols values, fp16). alpha: the α chosen (may be null).
 QuantizedMatrix awq_quantize(const Quantizer& inner, const float* w, std::size_t rows, std::size_t cols, const InputStatistics& inputs,
                              std::uint64_t seed, const AwqOptions& options = {}, double* alpha = nullptr);
 
-// awq(quantizer=Q, grid=20, clip=none|search): the registry's modifier; quantizing needs a model's calibration (Quantizer::quantize_calibrated).
+// awq(quantizer=Q, grid=20, clip=none|search, scale=layer|shared): the registry's modifier; quantizing needs a model's calibration (Quantizer::quantize_calibrated).
 QuantizerFamily awq_family();
 
 }  // namespace tqb

@@ -21,11 +21,23 @@ struct ShapeProblem {
   std::string message;
 };
 
+// One of the layers that read the same inputs (a block's attn_q/k/v, or its ffn_gate/up), for a calibrated quantizer
+// whose choice must be one for all of them: awq(scale=shared) searches one per-channel scale for their summed output
+// error, which deployment folds into the RMSNorm before them (AWQ, Lin et al. 2023, §3.3 and its reference code).
+struct SharedInputLayer {
+  std::string name;
+  std::shared_ptr<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> weights;  // rows × cols, full precision
+  std::uint64_t seed = 0;  // the seed its own quantization gets (eval/layer_quantization.hpp: layer_seed)
+};
+
 // A layer's calibration inputs x (rows of samples × cols), as calibrated quantizers read them.
 struct InputStatistics {
   Eigen::MatrixXd hessian;   // cols × cols: Σ xᵀx (not divided by the count; GPTQ's damping is relative)
   Eigen::VectorXd mean_abs;  // cols: mean |x| per input channel (AWQ's activation scale)
   std::size_t samples = 0;   // positions seen
+  // Every layer that reads these inputs, this one included, by name; filled only for a quantizer that asks
+  // (Quantizer::needs_shared_inputs) and only where two or more selected layers share the input.
+  std::vector<SharedInputLayer> shared_input;
 };
 
 class Quantizer {
@@ -85,6 +97,8 @@ class Quantizer {
   // statistics (InputStatistics). quantize() of such a quantizer is an InputError saying where calibration comes from;
   // the others ignore the statistics.
   virtual bool needs_calibration() const { return false; }
+  // Whether quantize_calibrated reads InputStatistics::shared_input (the other layers on the same input).
+  virtual bool needs_shared_inputs() const { return false; }
   // The grid a column-wise search (gptq, quantizers/gptq.hpp) chooses codes on: one pass of per-group codes,
   // a·lut[code] + b behind the group's transform. search_form(): its form before any matrix is quantized (empty: the
   // format is not such a grid). search_grid(q): the pass for q (its `codes` may be null; std::invalid_argument when q's

@@ -535,6 +535,91 @@ TEST_CASE("awq: the α of the grid with the least output error, never worse than
                        doctest::Contains("for 64 input channels; the layer has 128"), InputError);
 }
 
+TEST_CASE("awq scale=shared: one scale for the layers on one input, the least summed error of the grid, each layer its own codes") {
+  // q/k/v-like: three layers of different heights on the same inputs, with salient channels.
+  const std::size_t cols = 128;
+  const std::size_t heights[] = {32, 16, 16};
+  Eigen::MatrixXd X = calibration(256, cols, 41);
+  for (Eigen::Index c : {5, 60, 99}) X.col(c) *= 10.0;
+  InputStatistics inputs{X.transpose() * X, X.cwiseAbs().colwise().mean().transpose(), 256};
+  const char* names[] = {"blk.0.attn_k.weight", "blk.0.attn_q.weight", "blk.0.attn_v.weight"};
+  for (int m = 0; m < 3; ++m)
+    inputs.shared_input.push_back({names[m], std::make_shared<const Matrix>(test::random_normal_matrix(heights[m], cols, 50 + m)), 100u + m});
+  const auto q = parse_quantizer("rtn(bits=3,group=32)");
+  const auto shared = parse_quantizer("awq(rtn(bits=3,group=32),scale=shared)"), layer = parse_quantizer("awq(rtn(bits=3,group=32))");
+  CHECK(shared->name() == "awq(quantizer=rtn(bits=3,group=32,mode=sym,scale=fp16),grid=20,scale=shared)");
+  CHECK(parse_quantizer(shared->name())->name() == shared->name());
+  CHECK(shared->needs_shared_inputs());
+  CHECK_FALSE(layer->needs_shared_inputs());
+  AwqOptions shared_options;
+  shared_options.shared = true;
+  double sum_shared = 0, sum_layer = 0, sum_plain = 0;
+  std::vector<std::uint8_t> first_scales;
+  double first_alpha = -1;
+  for (int m = 0; m < 3; ++m) {
+    const SharedInputLayer& l = inputs.shared_input[m];
+    const Matrix& w = *l.weights;
+    double alpha = -1;
+    const QuantizedMatrix a = awq_quantize(*q, w.data(), heights[m], cols, inputs, l.seed, shared_options, &alpha);
+    const QuantizedMatrix via_registry = shared->quantize_calibrated(w.data(), heights[m], cols, l.seed, inputs);
+    CHECK(via_registry.scales == a.scales);
+    if (m == 0) first_scales = a.scales, first_alpha = alpha;
+    CHECK(a.scales == first_scales);  // one s for the three
+    CHECK(alpha == first_alpha);
+    CHECK(a.rows == heights[m]);      // each its own layer
+    const auto err = [&](const Matrix& w_hat) {  // tr(E H Eᵀ), the search's objective
+      const Eigen::MatrixXd E = w.cast<double>() - w_hat.cast<double>();
+      return (E * inputs.hessian).cwiseProduct(E).sum();
+    };
+    sum_shared += err(dequantized(*shared, via_registry));
+    sum_layer += err(dequantized(*layer, layer->quantize_calibrated(w.data(), heights[m], cols, l.seed, inputs)));
+    sum_plain += err(dequantized(*q, q->quantize(w.data(), heights[m], cols, l.seed)));
+  }
+  MESSAGE(fmt::format("summed output error: plain {:.4g}, awq shared {:.4g} (α = {:.2f}), awq per layer {:.4g}", sum_plain, sum_shared, first_alpha,
+                      sum_layer));
+  CHECK(sum_shared <= sum_plain * (1 + 1e-12));  // α = 0 is on the grid
+  CHECK(sum_layer <= sum_shared * (1 + 1e-12));  // each layer's own best sums to no more than the best of the sum
+  CHECK(sum_shared < 0.95 * sum_plain);
+  // A layer that is not among the listed ones, or a member of another width, is refused.
+  const Matrix stranger = test::random_normal_matrix(16, cols, 77);
+  CHECK_THROWS_WITH_AS(awq_quantize(*q, stranger.data(), 16, cols, inputs, 999, shared_options), doctest::Contains("not once among"), std::logic_error);
+  InputStatistics odd = inputs;
+  odd.shared_input[1].weights = std::make_shared<const Matrix>(test::random_normal_matrix(16, 64, 3));
+  CHECK_THROWS_WITH_AS(awq_quantize(*q, inputs.shared_input[0].weights->data(), 32, cols, odd, 100, shared_options),
+                       doctest::Contains("64 input channels, not 128"), InputError);
+}
+
+TEST_CASE("calibration lists the layers sharing an input, with their seeds, only when asked; the sequential order drops them once quantized") {
+  const Checkpoint ck = load_checkpoint((std::filesystem::path(test::kSourceDir) / "tests/fixtures/hf/llama").string());
+  const std::size_t ctx = 16;
+  const std::vector<int> tokens = test::seeded_tokens(2 * ctx, ck.config.vocab, 9);
+  const LayerSelection all(kBlockLinearLayers, "^$");
+  CHECK(collect_layer_statistics(ck, tokens, ctx, all).at("blk.0.attn_q.weight").shared_input.empty());
+  const auto seed_of = [](const std::string& name) { return layer_seed(7, name); };
+  const LayerStatisticsMap with = collect_layer_statistics(ck, tokens, ctx, all, {}, "cpu", seed_of);
+  const auto& qkv = with.at("blk.1.attn_k.weight").shared_input;
+  REQUIRE(qkv.size() == 3);
+  CHECK(qkv[0].name == "blk.1.attn_k.weight");
+  CHECK(qkv[1].name == "blk.1.attn_q.weight");
+  CHECK(qkv[2].name == "blk.1.attn_v.weight");
+  CHECK(qkv[1].seed == layer_seed(7, "blk.1.attn_q.weight"));
+  CHECK(*qkv[1].weights == ck.tensor("blk.1.attn_q.weight"));
+  CHECK(with.at("blk.1.ffn_up.weight").shared_input.size() == 2);
+  CHECK(with.at("blk.1.ffn_down.weight").shared_input.empty());    // its own input
+  CHECK(with.at("blk.1.attn_output.weight").shared_input.empty());
+  // Sequential: a layer's quantization sees them, and they are gone from what is returned.
+  std::size_t seen = 0;
+  const LayerStatisticsMap seq = collect_layer_statistics(
+      ck, tokens, ctx, all,
+      [&](const std::string& name, const Matrix& w, const LayerStatistics& s) {
+        if (name.find("attn_v") != std::string::npos) seen += s.shared_input.size();
+        return w;
+      },
+      "cpu", seed_of);
+  CHECK(seen == 3 * static_cast<std::size_t>(ck.config.n_layers));
+  for (const auto& [name, s] : seq) CHECK(s.shared_input.empty());
+}
+
 TEST_CASE("awq clip=search: each group's clipping ratio the least error of the grid, never worse than no clipping, better with outliers") {
   const std::size_t rows = 24, cols = 128;
   Matrix w = test::random_normal_matrix(rows, cols, 41);
