@@ -589,7 +589,7 @@ TEST_CASE("awq scale=shared: one scale for the layers on one input, the least su
                        doctest::Contains("64 input channels, not 128"), InputError);
 }
 
-TEST_CASE("calibration lists the layers sharing an input, with their seeds, only when asked; the sequential order drops them once quantized") {
+TEST_CASE("calibration lists the layers sharing an input, with their seeds, only when asked, the sequential order drops them once quantized") {
   const Checkpoint ck = load_checkpoint((std::filesystem::path(test::kSourceDir) / "tests/fixtures/hf/llama").string());
   const std::size_t ctx = 16;
   const std::vector<int> tokens = test::seeded_tokens(2 * ctx, ck.config.vocab, 9);
