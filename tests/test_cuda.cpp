@@ -203,6 +203,20 @@ TEST_CASE("lut_mma CUDA kernels match the reference and the emulation: every for
         }
         CHECK(worst_ref <= 1.0);
         CHECK(worst_emu <= 1.0);
+        if (worst_emu > 1.0) {  // where the wrong outputs' values belong: a layout slip shows as a permutation
+          int shown = 0;
+          for (std::size_t i = 0; i < n * c.rows && shown < 4; ++i) {
+            const double v = got[kGuard + i];
+            if (std::fabs(v - emu[i]) <= (c.cols * std::ldexp(1.0, -22) + 1e-6) * mag[i] + 1e-30) continue;
+            const std::size_t t = i / c.rows, row = i % c.rows;
+            std::size_t best = i;
+            for (std::size_t j = 0; j < n * c.rows; ++j)
+              if (std::fabs(v - emu[j]) < std::fabs(v - emu[best])) best = j;
+            MESSAGE(fmt::format("wrong output (batch {}, row {}): {:.6g}, emulation {:.6g}; nearest emulated value {:.6g} at (batch {}, row {})", t,
+                                row, v, emu[i], emu[best], best / c.rows, best % c.rows));
+            ++shown;
+          }
+        }
         if (rep == 0 && (n == 1 || n == 512 || (n == 130 && c.rows >= 1000)))
           MESSAGE(fmt::format("{} {}x{} n={} {}: rel err vs reference {:.2e}, bound use {:.2f} (reference), {:.2f} (emulation)", c.format, c.rows,
                               c.cols, n, m.variant(n), std::sqrt(err2 / norm2), worst_ref, worst_emu));
