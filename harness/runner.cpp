@@ -12,6 +12,7 @@
 #include <ostream>
 #include <set>
 
+#include "common/env.hpp"
 #include "common/error.hpp"
 #include "common/input_files.hpp"
 #include "common/memory.hpp"
@@ -141,7 +142,7 @@ int run_sweep(const ExperimentSpec& spec, const std::vector<SweepPoint>& points,
   auto last_fold = std::chrono::steady_clock::now();
   // TQB_FOLD_SECONDS overrides the interval (the durability tests fold after every point, to kill during folds).
   double fold_seconds = kFoldSeconds;
-  if (const char* env = std::getenv("TQB_FOLD_SECONDS"); env && *env) fold_seconds = std::max(0.0, std::atof(env));
+  if (const auto env = env_seconds("TQB_FOLD_SECONDS")) fold_seconds = *env;
   auto fold = [&] {
     if (summaries) update_repeat_summaries(table, spec.metrics, static_cast<std::int64_t>(points.size()));
     sort_by_point(table);

@@ -14,6 +14,7 @@
 
 #include <fmt/format.h>
 
+#include "common/env.hpp"
 #include "common/error.hpp"
 #include "common/rng.hpp"
 #include "harness/store.hpp"
@@ -107,6 +108,37 @@ TEST_CASE("every malformed spec is rejected with exit code 2 and a located messa
     ++n;
   }
   CHECK(n >= 10);
+}
+
+TEST_CASE("tuning switches from the environment: a value the variable does not take is an error naming it, unset or empty is the default") {
+  const char* var = "TQB_TEST_ENV_SWITCH";
+  ::unsetenv(var);
+  CHECK_FALSE(env_switch(var).has_value());
+  CHECK_FALSE(env_count(var, 1, 10).has_value());
+  CHECK_FALSE(env_seconds(var).has_value());
+  ::setenv(var, "", 1);
+  CHECK_FALSE(env_switch(var).has_value());
+  ::setenv(var, "1", 1);
+  CHECK(env_switch(var) == std::optional<bool>(true));
+  CHECK(env_count(var, 1, 10) == std::optional<std::uint64_t>(1));
+  ::setenv(var, "0", 1);
+  CHECK(env_switch(var) == std::optional<bool>(false));
+  CHECK_THROWS_WITH_AS(env_count(var, 1, 10), doctest::Contains("TQB_TEST_ENV_SWITCH='0': expected a whole number from 1 to 10"), InputError);
+  for (const char* bad : {"yes", "on", "2", " 1"}) {
+    ::setenv(var, bad, 1);
+    CHECK_THROWS_WITH_AS(env_switch(var), doctest::Contains("expected 0 (off) or 1 (on)"), InputError);
+  }
+  for (const char* bad : {"-3", "12", "4k", "abc", "99999999999999999999999"}) {
+    ::setenv(var, bad, 1);
+    CHECK_THROWS_WITH_AS(env_count(var, 1, 10), doctest::Contains("TQB_TEST_ENV_SWITCH"), InputError);
+  }
+  ::setenv(var, "0.25", 1);
+  CHECK(env_seconds(var) == std::optional<double>(0.25));
+  for (const char* bad : {"-1", "nan", "inf", "1s"}) {
+    ::setenv(var, bad, 1);
+    CHECK_THROWS_WITH_AS(env_seconds(var), doctest::Contains("expected a number of seconds"), InputError);
+  }
+  ::unsetenv(var);
 }
 
 TEST_CASE("a missing spec file and bad usage exit with code 2") {

@@ -30,6 +30,7 @@
 #include <mutex>
 #include <string>
 
+#include "common/env.hpp"
 #include "kernels/cuda/cuda_check.hpp"
 #include "kernels/cuda/gpu.hpp"
 #include "kernels/cuda/lut_mma.cuh"
@@ -947,7 +948,7 @@ struct LutMmaMatrix::Impl {
       TQB_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernels.small[nt - 1], kThreads, small_smem_bytes(n, tps)));
       want_per_sm = std::max(1, std::min(per_sm, 2));
     }
-    if (const char* env = std::getenv("TQB_LUT_MMA_CHUNK")) forced = std::max(align, std::atoi(env) / align * align);
+    if (const auto env = env_count("TQB_LUT_MMA_CHUNK", 1, 1 << 20)) forced = std::max(align, static_cast<int>(*env) / align * align);
     for (int tps = align; tps <= std::max(align, (ktiles + align - 1) / align * align); tps += align) {
       if (forced && tps != forced) continue;
       const std::size_t smem = small_smem_bytes(n, tps);
@@ -1050,13 +1051,11 @@ LutMmaMatrix::LutMmaMatrix(const LutMmaLayout& layout) : impl_(std::make_unique<
   TQB_CUDA_CHECK(cudaDeviceGetAttribute(&I.sms, cudaDevAttrMultiProcessorCount, device));
   TQB_CUDA_CHECK(cudaDeviceGetAttribute(&I.l2_bytes, cudaDevAttrL2CacheSize, device));
   TQB_CUDA_CHECK(cudaDeviceGetAttribute(&I.cc_major, cudaDevAttrComputeCapabilityMajor, device));
-  if (const char* env = std::getenv("TQB_LUT_MMA_STREAM_ONLY")) I.stream_only = std::atoi(env) != 0;
-  if (const char* env = std::getenv("TQB_LUT_MMA_PREFETCH")) I.l2_prefetch = std::atoi(env) != 0;
+  if (const auto env = env_switch("TQB_LUT_MMA_STREAM_ONLY")) I.stream_only = *env;
+  if (const auto env = env_switch("TQB_LUT_MMA_PREFETCH")) I.l2_prefetch = *env;
   I.prefill_min_batch = I.prefill_default = default_prefill_min_batch(layout.rows, layout.cols);
-  if (const char* env = std::getenv("TQB_LUT_MMA_DEQUANT_CHUNK_MB"))
-    I.dequant_chunk_bytes = std::max<std::size_t>(1, std::strtoull(env, nullptr, 10)) << 20;
-  if (const char* env = std::getenv("TQB_LUT_MMA_PREFILL_MIN"))
-    I.prefill_min_batch = I.prefill_default = std::max<std::size_t>(17, std::strtoull(env, nullptr, 10));
+  if (const auto env = env_count("TQB_LUT_MMA_DEQUANT_CHUNK_MB", 1, 1 << 16)) I.dequant_chunk_bytes = static_cast<std::size_t>(*env) << 20;
+  if (const auto env = env_count("TQB_LUT_MMA_PREFILL_MIN", 17, std::uint64_t{1} << 20)) I.prefill_min_batch = I.prefill_default = *env;
   I.order = {0};
   if (layout.passes.size() == 2) I.order = layout.passes[1].bits > layout.passes[0].bits ? std::vector<int>{1, 0} : std::vector<int>{0, 1};
   I.shape.rows = layout.rows;
@@ -1119,9 +1118,9 @@ LutMmaMatrix::LutMmaMatrix(const LutMmaLayout& layout) : impl_(std::make_unique<
   I.wgmma_ok = I.cc_major == 9 && cc_minor == 0 && I.wgmma_smem_bytes() <= static_cast<std::size_t>(I.smem_optin);
   if (I.wgmma_ok) TQB_CUDA_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(I.kernels.wgmma), cudaFuncAttributeMaxDynamicSharedMemorySize, I.smem_optin));
   // TQB_LUT_MMA_WGMMA: 1 makes the automatic choice take wgmma, 0 switches the kernel off (a device where it fails).
-  if (const char* env = std::getenv("TQB_LUT_MMA_WGMMA")) {
-    I.wgmma_automatic = std::atoi(env) != 0;
-    if (!I.wgmma_automatic) I.wgmma_ok = 0;
+  if (const auto env = env_switch("TQB_LUT_MMA_WGMMA")) {
+    I.wgmma_automatic = *env;
+    if (!*env) I.wgmma_ok = 0;
   }
   for (int n = 1; n <= 16; ++n) I.small[n - 1] = I.make_small_plan(n);
 }
