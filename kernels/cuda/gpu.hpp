@@ -75,12 +75,9 @@ class LutMmaMatrix {
   // The small kernel's bulk L2 prefetch of each chunk's code tiles (sm_90+; off by default, since on the H100 it
   // gained nothing or lost: docs/GPU.md, issue 31); bench_gpu times both in one run.
   void set_l2_prefetch(bool on);
-  // Batches of at least n (> 16) go through bf16 weights decoded in chunks and one cuBLAS GEMM per chunk
-  // (the dequantized path) instead of the large kernel; SIZE_MAX keeps the large kernel for every n, 0
-  // restores the default (TQB_LUT_MMA_PREFILL_MIN, else the measured crossover: rows · cols / 2^18 clamped to 64 … 224).
-  void set_prefill_min_batch(std::size_t n);
-  // Which kernel serves batches n > 16. automatic: the default's choice (the large kernel, the dequantized path from
-  // the prefill batch on, and wgmma where TQB_LUT_MMA_WGMMA=1 asks for it on Hopper; =0 switches wgmma off); the others force one
+  // Which kernel serves batches n > 16. automatic: the default's choice (the large kernel, the dequantized path — bf16
+  // weights decoded in chunks, one cuBLAS GEMM per chunk — from the prefill batch on: TQB_LUT_MMA_PREFILL_MIN, else the
+  // measured crossover rows · cols / 2^18 clamped to 64 … 224; and wgmma where TQB_LUT_MMA_WGMMA=1 asks for it on Hopper; =0 switches wgmma off); the others force one
   // (bench_gpu times each in one run, the tests check each). wgmma needs compute capability 9.0 (sm_90a machine
   // code): forcing it elsewhere throws std::invalid_argument, and wgmma_available() says beforehand.
   enum class BatchPath { automatic, large, dequantized, wgmma };

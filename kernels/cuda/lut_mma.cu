@@ -899,8 +899,7 @@ struct LutMmaMatrix::Impl {
   // at 14336 x 4096 (32.70 against 28.16 us): docs/GPU.md, issue 31. set_l2_prefetch or TQB_LUT_MMA_PREFETCH=1.
   int l2_prefetch = 0;
   int l2_bytes = 0, cc_major = 0;
-  std::size_t prefill_default = SIZE_MAX;  // default_prefill_min_batch; TQB_LUT_MMA_PREFILL_MIN overrides it
-  std::size_t prefill_min_batch = SIZE_MAX;  // set_prefill_min_batch
+  std::size_t prefill_min_batch = SIZE_MAX;  // default_prefill_min_batch; TQB_LUT_MMA_PREFILL_MIN overrides it
   std::size_t dequant_chunk_bytes = kDequantChunkBytes;
   using BatchPath = LutMmaMatrix::BatchPath;
   BatchPath batch_path = BatchPath::automatic;  // set_batch_path
@@ -1053,9 +1052,9 @@ LutMmaMatrix::LutMmaMatrix(const LutMmaLayout& layout) : impl_(std::make_unique<
   TQB_CUDA_CHECK(cudaDeviceGetAttribute(&I.cc_major, cudaDevAttrComputeCapabilityMajor, device));
   if (const auto env = env_switch("TQB_LUT_MMA_STREAM_ONLY")) I.stream_only = *env;
   if (const auto env = env_switch("TQB_LUT_MMA_PREFETCH")) I.l2_prefetch = *env;
-  I.prefill_min_batch = I.prefill_default = default_prefill_min_batch(layout.rows, layout.cols);
+  I.prefill_min_batch = default_prefill_min_batch(layout.rows, layout.cols);
   if (const auto env = env_count("TQB_LUT_MMA_DEQUANT_CHUNK_MB", 1, 1 << 16)) I.dequant_chunk_bytes = static_cast<std::size_t>(*env) << 20;
-  if (const auto env = env_count("TQB_LUT_MMA_PREFILL_MIN", 17, std::uint64_t{1} << 20)) I.prefill_min_batch = I.prefill_default = *env;
+  if (const auto env = env_count("TQB_LUT_MMA_PREFILL_MIN", 17, std::uint64_t{1} << 20)) I.prefill_min_batch = *env;
   I.order = {0};
   if (layout.passes.size() == 2) I.order = layout.passes[1].bits > layout.passes[0].bits ? std::vector<int>{1, 0} : std::vector<int>{0, 1};
   I.shape.rows = layout.rows;
@@ -1135,7 +1134,6 @@ std::size_t LutMmaMatrix::weight_bytes() const {
   return b;
 }
 void LutMmaMatrix::set_l2_prefetch(bool on) { impl_->l2_prefetch = on ? 1 : 0; }
-void LutMmaMatrix::set_prefill_min_batch(std::size_t n) { impl_->prefill_min_batch = n == 0 ? impl_->prefill_default : std::max<std::size_t>(17, n); }
 bool LutMmaMatrix::wgmma_available() const { return impl_->wgmma_ok != 0; }
 void LutMmaMatrix::set_batch_path(BatchPath path) {
   if (path == BatchPath::wgmma && !impl_->wgmma_ok)

@@ -40,7 +40,6 @@ std::size_t LutMmaMatrix::weight_bytes() const { fail(); }
 std::size_t LutMmaMatrix::workspace_bytes() const { fail(); }
 std::string LutMmaMatrix::variant(std::size_t) const { fail(); }
 void LutMmaMatrix::set_l2_prefetch(bool) { fail(); }
-void LutMmaMatrix::set_prefill_min_batch(std::size_t) { fail(); }
 void LutMmaMatrix::set_batch_path(BatchPath) { fail(); }
 bool LutMmaMatrix::wgmma_available() const { fail(); }
 
