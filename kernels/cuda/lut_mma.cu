@@ -692,17 +692,23 @@ __global__ void __launch_bounds__(kThreads, 1) wgmma_kernel(const Args a) {
   auto side_slot = [&](std::uint32_t st, int s, int p) { return st + kSide + ((p * kWarps + warp) * kWgStripes + s) * kWgSideBytes; };
   auto issue = [&](int kt) {
     const std::uint32_t st = stage_addr(kt);
+    // The copies' addresses are recomputed per tile from an opaque thread index: hoisted out of the tile loop they
+    // were 4 · P 64-bit pointers held across it, and the two-pass kernels spilled.
+    int tid = threadIdx.x;
+    asm volatile("" : "+r"(tid));
 #pragma unroll
     for (int p = 0; p < P; ++p)
 #pragma unroll
-      for (int c = threadIdx.x; c < kWgCols * 8; c += kThreads) {
+      for (int c = tid; c < kWgCols * 8; c += kThreads) {
         const int row = c >> 3, ch = c & 7, t = min(t0 + row, a.n - 1);
         const __nv_bfloat16* src = a.xr + (static_cast<std::size_t>(p) * a.n + t) * cols_pad + kt * 64 + ch * 8;
         cp_async16(st + p * kWgTileBytes + row * 128 + ((ch ^ (row & 7)) << 4), src, t0 + row < a.n);  // rows past n: zeros
       }
 #pragma unroll
     for (int s = 0; s < kWgStripes; ++s) {
-      const std::size_t lane_words = static_cast<std::size_t>(src_stripe[s]) * a.ktiles * 32 + lane;
+      int row_stripe = src_stripe[s];
+      asm volatile("" : "+r"(row_stripe));
+      const std::size_t lane_words = static_cast<std::size_t>(row_stripe) * a.ktiles * 32 + lane;
       issue_codes<B0>(a.pass[0].codes + lane_words * B0, kt, code_slot(st, s, 0), lane);
       if constexpr (B1 != 0) issue_codes<B1>(a.pass[1].codes + lane_words * B1, kt, code_slot(st, s, 1), lane);
     }
