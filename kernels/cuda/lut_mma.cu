@@ -640,39 +640,81 @@ __global__ void __launch_bounds__(kThreads, 2) large_kernel(const Args a) {
 // or global memory (the dequantized path writes rows · cols bf16 and reads them back).
 // Block = 256 rows × 128 batch columns, two warpgroups; warp q of warpgroup g owns stripes 8g + q and
 // 8g + 4 + q of the block (two m64 tiles per warpgroup, each one m64n128k16 per k16 step). Each step's
-// fragments are decoded while the previous step's wgmma runs (two fragment buffers, wait_group 1);
-// activation tiles arrive by cp.async two tiles ahead into four stages, so a stage is rewritten only after
-// the wgmma that read it has been waited for.
+// fragments are decoded while the previous step's wgmma runs (two fragment buffers, wait_group 1).
+// Every 64-column tile arrives by cp.async into a stage, two tiles ahead: the activations, each lane's own
+// code words and each stripe's side words (scales, offsets). Codes and side data held in registers one
+// tile ahead (the first version) left the warps waiting on global loads (Nsight Compute on the H100:
+// long-scoreboard the first stall reason, 12.5% occupancy, issue slots 29% busy).
 constexpr int kWgStripes = 2;                       // m64 tiles per warpgroup
 constexpr int kWgRows = kWarps * kWgStripes * 16;   // 256 rows per block
 constexpr int kWgCols = 128;                        // batch columns per block (the wgmma's N)
-constexpr int kWgStages = 4;
 constexpr int kWgTileBytes = kWgCols * 128;         // one pass's 128 × 64 bf16 activation tile
+constexpr int kWgSideBytes = 128;                   // per stripe and pass: scales of groups j0, j1, then offsets
+// Stages: a stage is rewritten two tiles after it was read, which four stages make safe with one wgmma group
+// still in flight; two passes fit only three (the last group is then waited for before the barrier).
+__host__ __device__ constexpr int wg_stages(int passes) { return passes == 1 ? 4 : 3; }
+// Bytes of one stage: per pass the activation tile, the 16 stripes' code tiles (512·B bytes each), their side words.
+__host__ __device__ constexpr int wg_stage_bytes(int b0, int b1) {
+  return kWgTileBytes * (b1 ? 2 : 1) + kWarps * kWgStripes * 128 * (b0 + b1) + kWarps * kWgStripes * kWgSideBytes * (b1 ? 2 : 1);
+}
+
+// Stripe `stripe`'s side words of tile kt for one pass into `dst`: 8 pieces of 16 bytes (scales of the tile's two
+// half-groups j0, j1, then offsets), piece q from lane q of the 8 lanes given.
+__device__ __forceinline__ void issue_wg_side(const PassArgs& p, int stripe, int kt, int q, std::uint32_t dst) {
+  const int arr = q >> 2, half = q & 1, j = ((kt * 64 + 32 * ((q >> 1) & 1)) >> p.log2_group);
+  const std::uint32_t* src = arr == 0 ? p.scales : p.offsets;
+  if (src == nullptr) return;  // no offsets: never read
+  cp_async<16>(dst + 16 * q, src + (static_cast<std::size_t>(stripe) * p.groups_alloc + j) * 8 + 4 * half);
+}
 
 template <int B0, int B1>
 __global__ void __launch_bounds__(kThreads, 1) wgmma_kernel(const Args a) {
   extern __shared__ uint4 smem_u4[];
-  constexpr int P = passes_of(B1);
+  constexpr int P = passes_of(B1), kStages = wg_stages(P), kStageBytes = wg_stage_bytes(B0, B1);
+  constexpr int kCodes = P * kWgTileBytes, kSide = kCodes + kWarps * kWgStripes * 128 * (B0 + B1);  // offsets in a stage
   std::uint32_t* lut_s = reinterpret_cast<std::uint32_t*>(smem_u4);
   const std::uint32_t xs = (smem_addr(lut_s + a.lut_words) + 1023u) & ~1023u;  // swizzle atoms are 1024-byte aligned
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, wg = warp >> 2, wq = warp & 3;
   const int t0 = blockIdx.x * kWgCols;
-  int stripe[kWgStripes];
+  int stripe[kWgStripes], src_stripe[kWgStripes];
 #pragma unroll
-  for (int s = 0; s < kWgStripes; ++s) stripe[s] = blockIdx.y * (kWarps * kWgStripes) + 8 * wg + 4 * s + wq;
+  for (int s = 0; s < kWgStripes; ++s) {
+    stripe[s] = blockIdx.y * (kWarps * kWgStripes) + 8 * wg + 4 * s + wq;
+    src_stripe[s] = min(stripe[s], a.stripes - 1);  // rows past the matrix compute garbage that is never stored
+  }
   const int cols_pad = a.ktiles * 64;
   const int kt0 = blockIdx.z * a.tiles_per_split, kt1 = min(kt0 + a.tiles_per_split, a.ktiles);  // split-K range
-  auto stage_addr = [&](int kt) { return xs + static_cast<std::uint32_t>(((kt - kt0) % kWgStages) * P * kWgTileBytes); };
+  auto stage_addr = [&](int kt) { return xs + static_cast<std::uint32_t>(((kt - kt0) % kStages) * kStageBytes); };
+  // This warp's code slot of (stripe s, pass p) in a stage: 128·B bytes per stripe, passes after each other.
+  auto code_slot = [&](std::uint32_t st, int s, int p) {
+    return st + kCodes + (warp * kWgStripes + s) * 128 * (B0 + B1) + (p == 0 ? 0 : 128 * B0);
+  };
+  auto side_slot = [&](std::uint32_t st, int s, int p) { return st + kSide + ((p * kWarps + warp) * kWgStripes + s) * kWgSideBytes; };
   auto issue = [&](int kt) {
     const std::uint32_t st = stage_addr(kt);
+    // The copies' addresses are recomputed per tile from an opaque thread index: hoisted out of the tile loop they
+    // were 4 · P 64-bit pointers held across it, and the two-pass kernels spilled.
+    int tid = threadIdx.x;
+    asm volatile("" : "+r"(tid));
 #pragma unroll
     for (int p = 0; p < P; ++p)
 #pragma unroll
-      for (int c = threadIdx.x; c < kWgCols * 8; c += kThreads) {
+      for (int c = tid; c < kWgCols * 8; c += kThreads) {
         const int row = c >> 3, ch = c & 7, t = min(t0 + row, a.n - 1);
         const __nv_bfloat16* src = a.xr + (static_cast<std::size_t>(p) * a.n + t) * cols_pad + kt * 64 + ch * 8;
         cp_async16(st + p * kWgTileBytes + row * 128 + ((ch ^ (row & 7)) << 4), src, t0 + row < a.n);  // rows past n: zeros
       }
+#pragma unroll
+    for (int s = 0; s < kWgStripes; ++s) {
+      int row_stripe = src_stripe[s];
+      asm volatile("" : "+r"(row_stripe));
+      const std::size_t lane_words = static_cast<std::size_t>(row_stripe) * a.ktiles * 32 + lane;
+      issue_codes<B0>(a.pass[0].codes + lane_words * B0, kt, code_slot(st, s, 0), lane);
+      if constexpr (B1 != 0) issue_codes<B1>(a.pass[1].codes + lane_words * B1, kt, code_slot(st, s, 1), lane);
+    }
+    if (lane < 8 * kWgStripes)  // lanes 0-7: stripe 0's side pieces, 8-15: stripe 1's
+#pragma unroll
+      for (int p = 0; p < P; ++p) issue_wg_side(a.pass[p], src_stripe[lane >> 3], kt, lane & 7, side_slot(st, lane >> 3, p));
   };
 
   fill_tables<B0, B1>(a, lut_s);
@@ -681,33 +723,26 @@ __global__ void __launch_bounds__(kThreads, 1) wgmma_kernel(const Args a) {
   if (kt0 + 1 < kt1) issue(kt0 + 1);
   cp_async_commit();
 
-  TileRegs<B0> c0[kWgStripes];
-  TileRegs<B1 ? B1 : 1> c1[kWgStripes];
-  auto load = [&](int kt, TileRegs<B0> (&r0)[kWgStripes], TileRegs<B1 ? B1 : 1> (&r1)[kWgStripes]) {
-#pragma unroll
-    for (int s = 0; s < kWgStripes; ++s) {
-      const int st = min(stripe[s], a.stripes - 1);  // rows past the matrix compute garbage that is never stored
-      load_tile<B0>(a.pass[0], st, a.ktiles, kt, lane, r0[s]);
-      if constexpr (B1 != 0) load_tile<B1>(a.pass[1], st, a.ktiles, kt, lane, r1[s]);
-    }
-  };
-  load(kt0, c0, c1);
-
   float acc[kWgStripes][64] = {};
 #pragma unroll
   for (int s = 0; s < kWgStripes; ++s) wgmma_fence_operands(acc[s]);
   std::uint32_t af[2][kWgStripes][4];  // fragment buffers: step i decodes into af[i & 1]
   const std::uint32_t lut_addr[2] = {smem_addr(lut_s) + 4 * lane, smem_addr(lut_s) + 4 * (a.pass[1].lut_offset + lane)};
+  const int gid = lane >> 2;
   for (int kt = kt0; kt < kt1; ++kt) {
     cp_async_wait<1>();
     fence_proxy_async_shared();  // this thread's cp.async bytes of tile kt, visible to wgmma's reads
+    if constexpr (kStages == 3) wgmma_wait<0>();  // the stage rewritten below was read by tile kt - 1
     __syncthreads();
-    if (kt + 2 < kt1) issue(kt + 2);  // stage of tile kt - 2, whose wgmmas were waited for in step kt - 1
+    if (kt + 2 < kt1) issue(kt + 2);  // four stages: the stage of tile kt - 2, whose wgmmas were waited for in tile kt - 1
     cp_async_commit();
-    TileRegs<B0> n0[kWgStripes];
-    TileRegs<B1 ? B1 : 1> n1[kWgStripes];
-    if (kt + 1 < kt1) load(kt + 1, n0, n1);
     const std::uint32_t st = stage_addr(kt);
+    std::uint32_t w0[kWgStripes][B0], w1[kWgStripes][B1 ? B1 : 1];
+#pragma unroll
+    for (int s = 0; s < kWgStripes; ++s) {
+      read_codes<B0>(code_slot(st, s, 0), lane, w0[s]);
+      if constexpr (B1 != 0) read_codes<B1>(code_slot(st, s, 1), lane, w1[s]);
+    }
 #pragma unroll
     for (int sub = 0; sub < 4; ++sub) {
 #pragma unroll
@@ -716,13 +751,15 @@ __global__ void __launch_bounds__(kThreads, 1) wgmma_kernel(const Args a) {
         wgmma_wait<1>();  // the wgmma that read af[buf] two steps ago is done
 #pragma unroll
         for (int s = 0; s < kWgStripes; ++s) {
+          const std::uint32_t side = side_slot(st, s, p) + 4 * (8 * (sub >> 1) + gid);
+          const std::uint32_t scale = lds32(side), offset = a.pass[p].offsets != nullptr ? lds32(side + 64) : 0u;
           if constexpr (B1 != 0) {
             if (p == 1) {
-              decode_a<B1>(c1[s].w, sub, lut_addr[1], splat_side(c1[s].scale[sub >> 1], c1[s].offset[sub >> 1]), af[buf][s]);
+              decode_a<B1>(w1[s], sub, lut_addr[1], splat_side(scale, offset), af[buf][s]);
               continue;
             }
           }
-          decode_a<B0>(c0[s].w, sub, lut_addr[0], splat_side(c0[s].scale[sub >> 1], c0[s].offset[sub >> 1]), af[buf][s]);
+          decode_a<B0>(w0[s], sub, lut_addr[0], splat_side(scale, offset), af[buf][s]);
         }
         wgmma_fence();
         const std::uint64_t desc = wgmma_desc_sw128(st + p * kWgTileBytes + 32 * sub);
@@ -730,11 +767,6 @@ __global__ void __launch_bounds__(kThreads, 1) wgmma_kernel(const Args a) {
         for (int s = 0; s < kWgStripes; ++s) wgmma_m64n128k16_rs(acc[s], af[buf][s], desc);
         wgmma_commit();
       }
-    }
-#pragma unroll
-    for (int s = 0; s < kWgStripes; ++s) {
-      c0[s] = n0[s];
-      if constexpr (B1 != 0) c1[s] = n1[s];
     }
   }
   wgmma_wait<0>();
@@ -749,7 +781,7 @@ __global__ void __launch_bounds__(kThreads, 1) wgmma_kernel(const Args a) {
     for (int j = 0; j < kWgCols / 8; ++j)
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
-        const int row = 16 * stripe[s] + (lane >> 2) + 8 * (i >> 1), t = t0 + 8 * j + 2 * (lane & 3) + (i & 1);
+        const int row = 16 * stripe[s] + gid + 8 * (i >> 1), t = t0 + 8 * j + 2 * (lane & 3) + (i & 1);
         if (stripe[s] < a.stripes) store_out(a, blockIdx.z, row, t, acc[s][4 * j + i]);
       }
   if (a.splits > 1) split_k_finish(a, blockIdx.y * gridDim.x + blockIdx.x, blockIdx.y * kWgRows, kWgRows, t0, kWgCols);
@@ -1037,7 +1069,8 @@ struct LutMmaMatrix::Impl {
     return static_cast<std::size_t>(base.lut_words) * 4 + kLargeStages * P * kLargeCols * kLargeStride * 2;
   }
   std::size_t wgmma_smem_bytes() const {  // the tables, up to 1 KB to align the swizzled stages, the stages
-    return static_cast<std::size_t>(base.lut_words) * 4 + 1024 + static_cast<std::size_t>(kWgStages) * shape.passes.size() * kWgTileBytes;
+    const int b0 = shape.passes[0].bits, b1 = shape.passes.size() > 1 ? shape.passes[1].bits : 0;
+    return static_cast<std::size_t>(base.lut_words) * 4 + 1024 + static_cast<std::size_t>(wg_stages(b1 ? 2 : 1)) * wg_stage_bytes(b0, b1);
   }
 };
 
@@ -1153,7 +1186,8 @@ std::string LutMmaMatrix::variant(std::size_t n) const {
   if (path == Impl::BatchPath::dequantized) return "dequantized(bf16 chunks of stripes, cublasGemmEx)";
   if (path == Impl::BatchPath::wgmma) {
     const auto p = impl_->tiled_plan(n, kWgRows, kWgCols);
-    return "wgmma(block=" + std::to_string(kWgRows) + "x" + std::to_string(kWgCols) + ",m64n128k16,stages=" + std::to_string(kWgStages) +
+    return "wgmma(block=" + std::to_string(kWgRows) + "x" + std::to_string(kWgCols) + ",m64n128k16,stages=" +
+           std::to_string(wg_stages(static_cast<int>(impl_->shape.passes.size()))) +
            ",split_k=" + std::to_string(p.splits) + ")";
   }
   const auto p = impl_->tiled_plan(n, kLargeRows, kLargeCols);
