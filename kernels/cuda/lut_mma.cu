@@ -34,6 +34,7 @@
 #include "kernels/cuda/cuda_check.hpp"
 #include "kernels/cuda/gpu.hpp"
 #include "kernels/cuda/lut_mma.cuh"
+#include "kernels/cuda/bulk_copy.cuh"
 #include "kernels/cuda/wgmma.cuh"
 
 namespace tqb::lut_mma {
@@ -52,8 +53,9 @@ struct Args {
   int rows = 0, cols = 0, stripes = 0, ktiles = 0, n = 0;
   int lut_words = 0;                      // shared-memory words of the replicated tables
   const __nv_bfloat16* x = nullptr;       // n × cols
-  const __nv_bfloat16* xr = nullptr;      // large: [passes][n][cols_pad] rotated; dequantized path: [n][passes][cols_pad]
-  int xr_batch_major = 0;                 // the rotation writes xr as [n][passes][cols_pad] (the dequantized path's K)
+  const __nv_bfloat16* xr = nullptr;      // the rotated activations, laid out as xr_layout says
+  int xr_layout = 0;                      // XrLayout
+  int xr_tile_rows = 0;                   // kXrWgmmaTiles: batch rows per tile (the wgmma kernel's N: 128 or 256)
   __nv_bfloat16* w_hat = nullptr;         // dequantized path: [rows of the chunk][passes · cols_pad] bf16
   int row_stripe0 = 0;                    // dequantized path: the chunk's first stripe
   float* y = nullptr;                     // n × rows
@@ -67,6 +69,20 @@ struct Args {
 };
 
 __host__ __device__ constexpr int passes_of(int b1) { return b1 == 0 ? 1 : 2; }
+
+// How the rotation lays out the activations for the kernel that reads them (Args::xr).
+enum XrLayout : int {
+  kXrPassMajor = 0,   // the large kernel: [passes][n][cols_pad]
+  kXrBatchMajor = 1,  // the dequantized path: [n][passes][cols_pad] (its GEMM's K is passes · cols_pad)
+  kXrWgmmaTiles = 2,  // wgmma: [passes][ceil(n / R)][ktiles] tiles of R = xr_tile_rows batch rows × 64 columns, each
+                      // R · 128 bytes contiguous and already 128-byte swizzled (the 16-byte chunk c of row r at chunk
+                      // c ^ (r mod 8)), so that one bulk copy puts a tile in shared memory as wgmma's B operand reads it
+};
+// Element offset of (pass p, batch row t, column k) in the wgmma tiles of R rows; row_blocks = ceil(n / R).
+__host__ __device__ constexpr std::size_t wg_tile_offset(int p, int t, int k, int R, int row_blocks, int ktiles) {
+  return ((static_cast<std::size_t>(p) * row_blocks + t / R) * ktiles + (k >> 6)) * (64 * static_cast<std::size_t>(R)) + (t % R) * 64 +
+         ((((k >> 3) & 7) ^ (t & 7)) << 3) + (k & 7);
+}
 
 // Copies a pair table into shared memory, 32 copies interleaved (entry e of copy L at word 32e + L):
 // one global load per entry and thread, then eight 16-byte stores of it, rotated by lane so that the 8
@@ -125,25 +141,26 @@ __device__ __forceinline__ void rotate_load(const Args& a, int t, int k, int lan
   const int kl = k + E * lane;
   load_group<E>(a.x + static_cast<std::size_t>(t) * a.cols + kl, t < a.n && kl < a.cols, v);
 }
-// Returns this lane's sum of the values as stored (rounded to bf16), for the group sums of offsets.
+// Stores this lane's E values at lane_dst (its own place: E ≤ 8 values at column k + E·lane, within one 16-byte
+// chunk of every layout) and returns their sum as stored (rounded to bf16), for the group sums of offsets.
 template <int E>
-__device__ __forceinline__ float rotate_finish(const Args& a, const PassArgs& p, int k, __nv_bfloat16* dst, int lane, float (&v)[E]) {
+__device__ __forceinline__ float rotate_finish(const Args& a, const PassArgs& p, int k, __nv_bfloat16* lane_dst, int lane, float (&v)[E]) {
   const int kl = k + E * lane;
   if (p.rotated) {  // warp-uniform: cols is a multiple of the group, so a group lies wholly inside or outside
     const std::uint32_t signs = kl < a.cols ? (__ldg(p.signs + (kl >> 5)) >> (kl & 31)) & ((1u << E) - 1u) : 0u;
     hadamard_in_registers<E>(v, signs, lane);
   }
-  store_group<E>(dst + E * lane, v);
+  store_group<E>(lane_dst, v);
   float sum = 0.0f;
 #pragma unroll
   for (int e = 0; e < E; ++e) sum += __bfloat162float(__float2bfloat16_rn(v[e]));
   return sum;
 }
 template <int E>
-__device__ __forceinline__ void rotate_one(const Args& a, const PassArgs& p, int t, int k, __nv_bfloat16* dst, int lane) {
+__device__ __forceinline__ void rotate_one(const Args& a, const PassArgs& p, int t, int k, __nv_bfloat16* lane_dst, int lane) {
   float v[E];
   rotate_load<E>(a, t, k, lane, v);
-  rotate_finish<E>(a, p, k, dst, lane, v);
+  rotate_finish<E>(a, p, k, lane_dst, lane, v);
 }
 
 template <class F>
@@ -440,7 +457,7 @@ __global__ void __launch_bounds__(kThreads, 3) small_kernel(const Args a) {
         for (int u = 0; u < kBatch; ++u) {
           const int task = first + u * kWarps, t = task / groups, j = task % groups;
           if (task < tasks) {
-            float sum = rotate_finish<E>(a, pa, kt0 * 64 + j * 32 * E, xs + (p * rows + t) * stride + j * 32 * E, lane, v[u]);
+            float sum = rotate_finish<E>(a, pa, kt0 * 64 + j * 32 * E, xs + (p * rows + t) * stride + j * 32 * E + E * lane, lane, v[u]);
             if (pa.offsets != nullptr) {  // warp-uniform
 #pragma unroll
               for (int m = 16; m >= 1; m /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, m);
@@ -522,8 +539,15 @@ __global__ void __launch_bounds__(kThreads) rotate_kernel(const Args a) {
     const int task = blockIdx.x * kWarps + warp;
     if (task >= a.n * groups) return;
     const int t = task / groups, j = task % groups;
-    const std::size_t row = a.xr_batch_major ? static_cast<std::size_t>(t) * gridDim.y + blockIdx.y : static_cast<std::size_t>(blockIdx.y) * a.n + t;
-    rotate_one<E>(a, p, t, j * 32 * E, const_cast<__nv_bfloat16*>(a.xr) + row * cols_pad + j * 32 * E, lane);
+    const int k = j * 32 * E, kl = k + E * lane;
+    std::size_t at;
+    if (a.xr_layout == kXrWgmmaTiles) {
+      at = wg_tile_offset(blockIdx.y, t, kl, a.xr_tile_rows, (a.n + a.xr_tile_rows - 1) / a.xr_tile_rows, a.ktiles);
+    } else {
+      const std::size_t row = a.xr_layout == kXrBatchMajor ? static_cast<std::size_t>(t) * gridDim.y + blockIdx.y : static_cast<std::size_t>(blockIdx.y) * a.n + t;
+      at = row * cols_pad + kl;
+    }
+    rotate_one<E>(a, p, t, k, const_cast<__nv_bfloat16*>(a.xr) + at, lane);
   });
 }
 
@@ -638,105 +662,113 @@ __global__ void __launch_bounds__(kThreads, 2) large_kernel(const Args a) {
 // decoded fragments are wgmma's A operand in registers, the rotated activations its B operand in shared
 // memory (128-byte swizzle, kernels/cuda/wgmma.cuh), so no weight tile is ever written to shared memory
 // or global memory (the dequantized path writes rows · cols bf16 and reads them back).
-// Block = 256 rows × 128 batch columns, two warpgroups; warp q of warpgroup g owns stripes 8g + q and
-// 8g + 4 + q of the block (two m64 tiles per warpgroup, each one m64n128k16 per k16 step). Each step's
-// fragments are decoded while the previous step's wgmma runs (two fragment buffers, wait_group 1).
-// Every 64-column tile arrives by cp.async into a stage, two tiles ahead: the activations, each lane's own
-// code words and each stripe's side words (scales, offsets). Codes and side data held in registers one
-// tile ahead (the first version) left the warps waiting on global loads (Nsight Compute on the H100:
-// long-scoreboard the first stall reason, 12.5% occupancy, issue slots 29% busy).
-constexpr int kWgStripes = 2;                       // m64 tiles per warpgroup
-constexpr int kWgRows = kWarps * kWgStripes * 16;   // 256 rows per block
-constexpr int kWgCols = 128;                        // batch columns per block (the wgmma's N)
-constexpr int kWgTileBytes = kWgCols * 128;         // one pass's 128 × 64 bf16 activation tile
-constexpr int kWgSideBytes = 128;                   // per stripe and pass: scales of groups j0, j1, then offsets
+// One pass: block = 128 rows × 256 batch columns, two warpgroups, warp q of warpgroup g owning stripe 4g + q (one
+// m64n256k16 per warpgroup and k16 step). Two passes: 256 rows × 128 columns, warp q of warpgroup g owning stripes
+// 8g + q and 8g + 4 + q (two m64n128k16), since two passes' 256-column stages would not fit three deep. The wider
+// N decodes each weight half as often per product (n = 512: twice instead of four times) for the same
+// accumulator registers. Each step's fragments are decoded while the previous step's wgmma runs (two
+// fragment buffers, wait_group 1).
+// Every 64-column tile arrives in a stage two tiles ahead by bulk copies (kernels/cuda/bulk_copy.cuh) counted
+// on the stage's barrier: the activation tile, already swizzled by the rotation (kXrWgmmaTiles), in one 16 KB
+// copy; each stripe's code tile (128·B contiguous bytes) and its side words (the tile's one or two groups of
+// scales, offsets) in one copy each, issued by lane 0 of the warp that owns the stripe.
+// Measured history (Nsight Compute on the H100, 14336 × 4096, n = 512): codes and side data held in
+// registers one tile ahead left the warps waiting on global loads (long-scoreboard first, 193 → 228 µs);
+// cp.async through the stages fixed that, and then the copies' per-thread address arithmetic was 40% of
+// the loop's instructions (~200 of ~510 per warp and tile, SASS), with issue slots 36% busy.
+__host__ __device__ constexpr int wg_stripes(int passes) { return passes == 1 ? 1 : 2; }  // m64 tiles per warpgroup
+__host__ __device__ constexpr int wg_rows(int passes) { return kWarps * wg_stripes(passes) * 16; }  // rows per block
+__host__ __device__ constexpr int wg_cols(int passes) { return passes == 1 ? 256 : 128; }  // the wgmma's N; kXrWgmmaTiles rows
+constexpr int kWgSideBytes = 128;    // per stripe and pass: scales of groups j0, j1, then offsets of j0, j1
+constexpr int kWgBarrierBytes = 64;  // the stages' barriers, 8 bytes each, after the tables
 // Stages: a stage is rewritten two tiles after it was read, which four stages make safe with one wgmma group
 // still in flight; two passes fit only three (the last group is then waited for before the barrier).
 __host__ __device__ constexpr int wg_stages(int passes) { return passes == 1 ? 4 : 3; }
-// Bytes of one stage: per pass the activation tile, the 16 stripes' code tiles (512·B bytes each), their side words.
+// Bytes of one stage: per pass the activation tile (N rows of 128 bytes), the stripes' code tiles (128·B bytes each),
+// their side words.
 __host__ __device__ constexpr int wg_stage_bytes(int b0, int b1) {
-  return kWgTileBytes * (b1 ? 2 : 1) + kWarps * kWgStripes * 128 * (b0 + b1) + kWarps * kWgStripes * kWgSideBytes * (b1 ? 2 : 1);
-}
-
-// Stripe `stripe`'s side words of tile kt for one pass into `dst`: 8 pieces of 16 bytes (scales of the tile's two
-// half-groups j0, j1, then offsets), piece q from lane q of the 8 lanes given.
-__device__ __forceinline__ void issue_wg_side(const PassArgs& p, int stripe, int kt, int q, std::uint32_t dst) {
-  const int arr = q >> 2, half = q & 1, j = ((kt * 64 + 32 * ((q >> 1) & 1)) >> p.log2_group);
-  const std::uint32_t* src = arr == 0 ? p.scales : p.offsets;
-  if (src == nullptr) return;  // no offsets: never read
-  cp_async<16>(dst + 16 * q, src + (static_cast<std::size_t>(stripe) * p.groups_alloc + j) * 8 + 4 * half);
+  const int P = b1 ? 2 : 1, stripes = kWarps * wg_stripes(P);
+  return P * wg_cols(P) * 128 + stripes * 128 * (b0 + b1) + stripes * kWgSideBytes * P;
 }
 
 template <int B0, int B1>
 __global__ void __launch_bounds__(kThreads, 1) wgmma_kernel(const Args a) {
   extern __shared__ uint4 smem_u4[];
   constexpr int P = passes_of(B1), kStages = wg_stages(P), kStageBytes = wg_stage_bytes(B0, B1);
+  constexpr int kWgStripes = wg_stripes(P), kWgCols = wg_cols(P), kWgRows = wg_rows(P), kWgTileBytes = kWgCols * 128;
+  static_assert(kStages * 8 <= kWgBarrierBytes, "a barrier per stage");
   constexpr int kCodes = P * kWgTileBytes, kSide = kCodes + kWarps * kWgStripes * 128 * (B0 + B1);  // offsets in a stage
   std::uint32_t* lut_s = reinterpret_cast<std::uint32_t*>(smem_u4);
-  const std::uint32_t xs = (smem_addr(lut_s + a.lut_words) + 1023u) & ~1023u;  // swizzle atoms are 1024-byte aligned
+  const std::uint32_t bars = (smem_addr(lut_s + a.lut_words) + 7u) & ~7u;
+  const std::uint32_t xs = (bars + kWgBarrierBytes + 1023u) & ~1023u;  // swizzle atoms are 1024-byte aligned
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, wg = warp >> 2, wq = warp & 3;
   const int t0 = blockIdx.x * kWgCols;
-  int stripe[kWgStripes], src_stripe[kWgStripes];
+  int stripe[kWgStripes];
 #pragma unroll
-  for (int s = 0; s < kWgStripes; ++s) {
-    stripe[s] = blockIdx.y * (kWarps * kWgStripes) + 8 * wg + 4 * s + wq;
-    src_stripe[s] = min(stripe[s], a.stripes - 1);  // rows past the matrix compute garbage that is never stored
-  }
-  const int cols_pad = a.ktiles * 64;
+  for (int s = 0; s < kWgStripes; ++s) stripe[s] = blockIdx.y * (kWarps * kWgStripes) + 4 * kWgStripes * wg + 4 * s + wq;
   const int kt0 = blockIdx.z * a.tiles_per_split, kt1 = min(kt0 + a.tiles_per_split, a.ktiles);  // split-K range
+  const int x_row_blocks = (a.n + kWgCols - 1) / kWgCols;
   auto stage_addr = [&](int kt) { return xs + static_cast<std::uint32_t>(((kt - kt0) % kStages) * kStageBytes); };
+  auto stage_bar = [&](int kt) { return bars + 8u * static_cast<std::uint32_t>((kt - kt0) % kStages); };
   // This warp's code slot of (stripe s, pass p) in a stage: 128·B bytes per stripe, passes after each other.
   auto code_slot = [&](std::uint32_t st, int s, int p) {
     return st + kCodes + (warp * kWgStripes + s) * 128 * (B0 + B1) + (p == 0 ? 0 : 128 * B0);
   };
   auto side_slot = [&](std::uint32_t st, int s, int p) { return st + kSide + ((p * kWarps + warp) * kWgStripes + s) * kWgSideBytes; };
+  // Lane 0 of each warp: tile kt of its stripes' codes and side words, and (warp 0) the activation tiles, all
+  // announced on the stage's barrier (one arrival per warp) before they are issued.
   auto issue = [&](int kt) {
-    const std::uint32_t st = stage_addr(kt);
-    // The copies' addresses are recomputed per tile from an opaque thread index: hoisted out of the tile loop they
-    // were 4 · P 64-bit pointers held across it, and the two-pass kernels spilled.
-    int tid = threadIdx.x;
-    asm volatile("" : "+r"(tid));
+    if (lane != 0) return;
+    const std::uint32_t st = stage_addr(kt), bar = stage_bar(kt);
+    std::uint32_t bytes = warp == 0 ? P * kWgTileBytes : 0u;
 #pragma unroll
-    for (int p = 0; p < P; ++p)
+    for (int p = 0; p < P; ++p) {
+      const std::uint32_t side = (a.pass[p].log2_group == 5 ? 64u : 32u) * (a.pass[p].offsets != nullptr ? 2u : 1u);
+      bytes += kWgStripes * (128u * (p == 0 ? B0 : B1) + side);
+    }
+    mbarrier_arrive_expect_tx(bar, bytes);
+    if (warp == 0)
 #pragma unroll
-      for (int c = tid; c < kWgCols * 8; c += kThreads) {
-        const int row = c >> 3, ch = c & 7, t = min(t0 + row, a.n - 1);
-        const __nv_bfloat16* src = a.xr + (static_cast<std::size_t>(p) * a.n + t) * cols_pad + kt * 64 + ch * 8;
-        cp_async16(st + p * kWgTileBytes + row * 128 + ((ch ^ (row & 7)) << 4), src, t0 + row < a.n);  // rows past n: zeros
-      }
+      for (int p = 0; p < P; ++p)
+        bulk_copy_g2s(st + p * kWgTileBytes, a.xr + wg_tile_offset(p, t0, kt * 64, kWgCols, x_row_blocks, a.ktiles), kWgTileBytes, bar);
 #pragma unroll
     for (int s = 0; s < kWgStripes; ++s) {
-      int row_stripe = src_stripe[s];
-      asm volatile("" : "+r"(row_stripe));
-      const std::size_t lane_words = static_cast<std::size_t>(row_stripe) * a.ktiles * 32 + lane;
-      issue_codes<B0>(a.pass[0].codes + lane_words * B0, kt, code_slot(st, s, 0), lane);
-      if constexpr (B1 != 0) issue_codes<B1>(a.pass[1].codes + lane_words * B1, kt, code_slot(st, s, 1), lane);
-    }
-    if (lane < 8 * kWgStripes)  // lanes 0-7: stripe 0's side pieces, 8-15: stripe 1's
+      const int src = min(stripe[s], a.stripes - 1);  // rows past the matrix compute garbage that is never stored
 #pragma unroll
-      for (int p = 0; p < P; ++p) issue_wg_side(a.pass[p], src_stripe[lane >> 3], kt, lane & 7, side_slot(st, lane >> 3, p));
+      for (int p = 0; p < P; ++p) {
+        const PassArgs& pa = a.pass[p];
+        const int b = p == 0 ? B0 : B1;
+        bulk_copy_g2s(code_slot(st, s, p), pa.codes + (static_cast<std::size_t>(src) * a.ktiles + kt) * 32 * b, 128u * b, bar);
+        // The tile's groups: one (g ≥ 64) or two adjacent (g = 32), 8 words each, scales then offsets.
+        const std::uint32_t gbytes = pa.log2_group == 5 ? 64u : 32u;
+        const std::size_t side = (static_cast<std::size_t>(src) * pa.groups_alloc + ((kt * 64) >> pa.log2_group)) * 8;
+        bulk_copy_g2s(side_slot(st, s, p), pa.scales + side, gbytes, bar);
+        if (pa.offsets != nullptr) bulk_copy_g2s(side_slot(st, s, p) + 64, pa.offsets + side, gbytes, bar);
+      }
+    }
   };
 
-  fill_tables<B0, B1>(a, lut_s);
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < kStages; ++s) mbarrier_init(bars + 8u * s, kWarps);
+    fence_barrier_init();
+  }
+  __syncthreads();
   issue(kt0);
-  cp_async_commit();
   if (kt0 + 1 < kt1) issue(kt0 + 1);
-  cp_async_commit();
+  fill_tables<B0, B1>(a, lut_s);
 
-  float acc[kWgStripes][64] = {};
+  float acc[kWgStripes][kWgCols / 2] = {};
 #pragma unroll
   for (int s = 0; s < kWgStripes; ++s) wgmma_fence_operands(acc[s]);
   std::uint32_t af[2][kWgStripes][4];  // fragment buffers: step i decodes into af[i & 1]
   const std::uint32_t lut_addr[2] = {smem_addr(lut_s) + 4 * lane, smem_addr(lut_s) + 4 * (a.pass[1].lut_offset + lane)};
   const int gid = lane >> 2;
   for (int kt = kt0; kt < kt1; ++kt) {
-    cp_async_wait<1>();
-    fence_proxy_async_shared();  // this thread's cp.async bytes of tile kt, visible to wgmma's reads
     if constexpr (kStages == 3) wgmma_wait<0>();  // the stage rewritten below was read by tile kt - 1
-    __syncthreads();
+    __syncthreads();  // (and, the first time, the tables are filled)
     if (kt + 2 < kt1) issue(kt + 2);  // four stages: the stage of tile kt - 2, whose wgmmas were waited for in tile kt - 1
-    cp_async_commit();
     const std::uint32_t st = stage_addr(kt);
+    mbarrier_wait(stage_bar(kt), static_cast<std::uint32_t>(((kt - kt0) / kStages) & 1));
     std::uint32_t w0[kWgStripes][B0], w1[kWgStripes][B1 ? B1 : 1];
 #pragma unroll
     for (int s = 0; s < kWgStripes; ++s) {
@@ -749,9 +781,10 @@ __global__ void __launch_bounds__(kThreads, 1) wgmma_kernel(const Args a) {
       for (int p = 0; p < P; ++p) {
         const int buf = (sub * P + p) & 1;
         wgmma_wait<1>();  // the wgmma that read af[buf] two steps ago is done
+        const int half = a.pass[p].log2_group == 5 ? (sub >> 1) : 0;  // g = 32: sub-tiles 2-3 are the second group
 #pragma unroll
         for (int s = 0; s < kWgStripes; ++s) {
-          const std::uint32_t side = side_slot(st, s, p) + 4 * (8 * (sub >> 1) + gid);
+          const std::uint32_t side = side_slot(st, s, p) + 4 * (8 * half + gid);
           const std::uint32_t scale = lds32(side), offset = a.pass[p].offsets != nullptr ? lds32(side + 64) : 0u;
           if constexpr (B1 != 0) {
             if (p == 1) {
@@ -764,7 +797,7 @@ __global__ void __launch_bounds__(kThreads, 1) wgmma_kernel(const Args a) {
         wgmma_fence();
         const std::uint64_t desc = wgmma_desc_sw128(st + p * kWgTileBytes + 32 * sub);
 #pragma unroll
-        for (int s = 0; s < kWgStripes; ++s) wgmma_m64n128k16_rs(acc[s], af[buf][s], desc);
+        for (int s = 0; s < kWgStripes; ++s) wgmma_m64k16_rs<kWgCols>(acc[s], af[buf][s], desc);
         wgmma_commit();
       }
     }
@@ -772,7 +805,6 @@ __global__ void __launch_bounds__(kThreads, 1) wgmma_kernel(const Args a) {
   wgmma_wait<0>();
 #pragma unroll
   for (int s = 0; s < kWgStripes; ++s) wgmma_fence_operands(acc[s]);
-  cp_async_wait<0>();
 
   // Accumulator i of n8 block j (the m16n8 C layout per warp): row gid + 8·(i >> 1), batch column 8j + 2·tig + (i & 1).
 #pragma unroll
@@ -938,6 +970,7 @@ struct LutMmaMatrix::Impl {
   int wgmma_ok = 0;         // compute capability 9.0 and the wgmma kernel's shared memory fits
   int wgmma_automatic = 0;  // TQB_LUT_MMA_WGMMA=1: the automatic choice takes wgmma for every n > 16 (not yet the default); =0: no wgmma
   mutable DeviceBuffer partial, counters, xr;
+  mutable int xr_layout = kXrPassMajor;  // the layout the rotation last wrote xr in
 
   // The kernel that serves a batch of n > 16.
   BatchPath path_for(std::size_t n) const {
@@ -1068,9 +1101,9 @@ struct LutMmaMatrix::Impl {
     const std::size_t P = shape.passes.size();
     return static_cast<std::size_t>(base.lut_words) * 4 + kLargeStages * P * kLargeCols * kLargeStride * 2;
   }
-  std::size_t wgmma_smem_bytes() const {  // the tables, up to 1 KB to align the swizzled stages, the stages
+  std::size_t wgmma_smem_bytes() const {  // the tables, the barriers, up to 1 KB to align the swizzled stages, the stages
     const int b0 = shape.passes[0].bits, b1 = shape.passes.size() > 1 ? shape.passes[1].bits : 0;
-    return static_cast<std::size_t>(base.lut_words) * 4 + 1024 + static_cast<std::size_t>(wg_stages(b1 ? 2 : 1)) * wg_stage_bytes(b0, b1);
+    return static_cast<std::size_t>(base.lut_words) * 4 + 8 + kWgBarrierBytes + 1024 + static_cast<std::size_t>(wg_stages(b1 ? 2 : 1)) * wg_stage_bytes(b0, b1);
   }
 };
 
@@ -1185,9 +1218,10 @@ std::string LutMmaMatrix::variant(std::size_t n) const {
   const Impl::BatchPath path = impl_->path_for(n);
   if (path == Impl::BatchPath::dequantized) return "dequantized(bf16 chunks of stripes, cublasGemmEx)";
   if (path == Impl::BatchPath::wgmma) {
-    const auto p = impl_->tiled_plan(n, kWgRows, kWgCols);
-    return "wgmma(block=" + std::to_string(kWgRows) + "x" + std::to_string(kWgCols) + ",m64n128k16,stages=" +
-           std::to_string(wg_stages(static_cast<int>(impl_->shape.passes.size()))) +
+    const int P = static_cast<int>(impl_->shape.passes.size());
+    const auto p = impl_->tiled_plan(n, wg_rows(P), wg_cols(P));
+    return "wgmma(block=" + std::to_string(wg_rows(P)) + "x" + std::to_string(wg_cols(P)) + ",m64n" + std::to_string(wg_cols(P)) +
+           "k16,stages=" + std::to_string(wg_stages(P)) +
            ",split_k=" + std::to_string(p.splits) + ")";
   }
   const auto p = impl_->tiled_plan(n, kLargeRows, kLargeCols);
@@ -1231,15 +1265,25 @@ void LutMmaMatrix::multiply(const std::uint16_t* x, std::size_t n, float* y, std
     TQB_CUDA_CHECK_LAUNCH("lut_mma small_kernel");
     return;
   }
-  const std::size_t need = P * n * I.shape.cols_pad() * 2;
+  const Impl::BatchPath path = I.path_for(n);
+  const bool dequantized = path == Impl::BatchPath::dequantized, wgmma = path == Impl::BatchPath::wgmma;
+  a.xr_layout = dequantized ? kXrBatchMajor : wgmma ? kXrWgmmaTiles : kXrPassMajor;
+  // The wgmma tiles hold whole blocks of N batch rows (rows past n are read, and their products never stored).
+  const int wg_n = wg_cols(static_cast<int>(P));
+  a.xr_tile_rows = wg_n;
+  const std::size_t xr_rows = wgmma ? (n + wg_n - 1) / wg_n * wg_n : n;
+  const std::size_t need = P * xr_rows * I.shape.cols_pad() * 2;
   if (I.xr.size() < need) {
     I.xr = DeviceBuffer(need);
     I.xr.fill_zero();  // the columns past cols stay zero: the rotation never writes them
+    I.xr_layout = a.xr_layout;
+  } else if (I.xr_layout != a.xr_layout) {
+    // The columns past cols sit elsewhere in the tiled layout than in the row layouts (whose padding columns
+    // coincide): zero the buffer when the layout changes, which only a change of batch path does.
+    if (I.shape.cols_pad() != static_cast<std::size_t>(a.cols)) TQB_CUDA_CHECK(cudaMemsetAsync(I.xr.get(), 0, I.xr.size(), stream));
+    I.xr_layout = a.xr_layout;
   }
   a.xr = I.xr.as<const __nv_bfloat16>();
-  const Impl::BatchPath path = I.path_for(n);
-  const bool dequantized = path == Impl::BatchPath::dequantized;
-  a.xr_batch_major = dequantized ? 1 : 0;
   int max_groups = 0;
   for (std::size_t p = 0; p < P; ++p) max_groups = std::max(max_groups, a.cols >> a.pass[p].log2_group);
   const dim3 rgrid(static_cast<unsigned>((n * max_groups + kWarps - 1) / kWarps), static_cast<unsigned>(P));
@@ -1249,8 +1293,7 @@ void LutMmaMatrix::multiply(const std::uint16_t* x, std::size_t n, float* y, std
     I.multiply_dequantized(a, n, stream);
     return;
   }
-  const bool wgmma = path == Impl::BatchPath::wgmma;
-  const auto plan = wgmma ? I.tiled_plan(n, kWgRows, kWgCols) : I.tiled_plan(n, kLargeRows, kLargeCols);
+  const auto plan = wgmma ? I.tiled_plan(n, wg_rows(static_cast<int>(P)), wg_n) : I.tiled_plan(n, kLargeRows, kLargeCols);
   a.tiles_per_split = plan.tiles_per_split;
   a.splits = plan.splits;
   if (plan.splits > 1) {
