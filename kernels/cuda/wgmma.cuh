@@ -44,14 +44,6 @@ __device__ __forceinline__ void wgmma_wait() {
   asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
 #endif
 }
-// Shared-memory writes of the generic proxy (cp.async, st.shared) made visible to the async proxy that
-// wgmma reads B through; each writing thread runs it after its writes land, before the barrier.
-__device__ __forceinline__ void fence_proxy_async_shared() {
-#if TQB_WGMMA
-  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-#endif
-}
-
 // Pins accumulator registers in place (an empty asm that reads and writes each): the compiler may then not
 // move or rematerialize them across the wgmmas in flight, which would make ptxas serialize the pipeline.
 template <int N>
