@@ -928,17 +928,37 @@ static std::size_t default_prefill_min_batch(std::size_t rows, std::size_t cols)
 // The dequantized path's shared state: one cuBLAS handle for every matrix (a handle per matrix would be
 // 224 handles in an 8B forward) and one bf16 workspace per stream, grown on demand to at most
 // kDequantChunkBytes (larger matrices, e.g. an LM head, go through it in chunks of stripes). Both live
-// until the process ends (the handle is never destroyed: at exit the CUDA context may already be gone).
+// while any matrix does (DequantUser counts them) and go with the last one, so that nothing is left for
+// exit, when the CUDA context may already be gone (and compute-sanitizer's leak check finds nothing).
 constexpr std::size_t kDequantChunkBytes = std::size_t{64} << 20;  // TQB_LUT_MMA_DEQUANT_CHUNK_MB overrides it (tuning)
 struct DequantShared {
   std::mutex mutex;
   cublasHandle_t handle = nullptr;
   std::map<cudaStream_t, DeviceBuffer> workspace;
+  int users = 0;
 };
 DequantShared& dequant_shared() {
-  static DequantShared* s = new DequantShared();  // never destroyed, see above
+  static DequantShared* s = new DequantShared();  // never destroyed: matrices in static storage may outlive it
   return *s;
 }
+// One matrix's claim on DequantShared; the last to go releases the handle and the workspaces.
+struct DequantUser {
+  DequantUser() {
+    DequantShared& sh = dequant_shared();
+    std::lock_guard<std::mutex> lock(sh.mutex);
+    ++sh.users;
+  }
+  ~DequantUser() {
+    DequantShared& sh = dequant_shared();
+    std::lock_guard<std::mutex> lock(sh.mutex);
+    if (--sh.users > 0) return;
+    if (sh.handle) cublasDestroy(sh.handle);  // its status is of no use here: a destructor must not throw
+    sh.handle = nullptr;
+    sh.workspace.clear();
+  }
+  DequantUser(const DequantUser&) = delete;
+  DequantUser& operator=(const DequantUser&) = delete;
+};
 void cublas_ok(cublasStatus_t st, const char* what) {
   if (st != CUBLAS_STATUS_SUCCESS) throw std::runtime_error(std::string("lut_mma dequantized path: cuBLAS error in ") + what + ": " + cublasGetStatusString(st));
 }
@@ -969,6 +989,7 @@ struct LutMmaMatrix::Impl {
   BatchPath batch_path = BatchPath::automatic;  // set_batch_path
   int wgmma_ok = 0;         // compute capability 9.0 and the wgmma kernel's shared memory fits
   int wgmma_automatic = 0;  // TQB_LUT_MMA_WGMMA=1: the automatic choice takes wgmma for every n > 16 (not yet the default); =0: no wgmma
+  DequantUser dequant_user;  // keeps the shared cuBLAS handle and workspaces while this matrix lives
   mutable DeviceBuffer partial, counters, xr;
   mutable int xr_layout = kXrPassMajor;  // the layout the rotation last wrote xr in
 
