@@ -55,7 +55,7 @@ struct Args {
   const __nv_bfloat16* x = nullptr;       // n × cols
   const __nv_bfloat16* xr = nullptr;      // the rotated activations, laid out as xr_layout says
   int xr_layout = 0;                      // XrLayout
-  int xr_tile_rows = 0;                   // kXrWgmmaTiles: batch rows per tile (the wgmma kernel's N: 128 or 256)
+  int xr_tile_rows = 0;                   // kXrWgmmaTiles: batch rows per tile (the wgmma kernel's N: 64, 128 or 256)
   __nv_bfloat16* w_hat = nullptr;         // dequantized path: [rows of the chunk][passes · cols_pad] bf16
   int row_stripe0 = 0;                    // dequantized path: the chunk's first stripe
   float* y = nullptr;                     // n × rows
@@ -662,12 +662,14 @@ __global__ void __launch_bounds__(kThreads, 2) large_kernel(const Args a) {
 // decoded fragments are wgmma's A operand in registers, the rotated activations its B operand in shared
 // memory (128-byte swizzle, kernels/cuda/wgmma.cuh), so no weight tile is ever written to shared memory
 // or global memory (the dequantized path writes rows · cols bf16 and reads them back).
-// One pass: block = 128 rows × 256 batch columns, two warpgroups, warp q of warpgroup g owning stripe 4g + q (one
-// m64n256k16 per warpgroup and k16 step). Two passes: 256 rows × 128 columns, warp q of warpgroup g owning stripes
-// 8g + q and 8g + 4 + q (two m64n128k16), since two passes' 256-column stages would not fit three deep. The wider
-// N decodes each weight half as often per product (n = 512: twice instead of four times) for the same
-// accumulator registers. Each step's fragments are decoded while the previous step's wgmma runs (two
-// fragment buffers, wait_group 1).
+// One pass: block = 128 rows × N batch columns, two warpgroups, warp q of warpgroup g owning stripe 4g + q (one
+// m64nNk16 per warpgroup and k16 step). Two passes: 256 rows × N columns, warp q of warpgroup g owning stripes
+// 8g + q and 8g + 4 + q (two m64nNk16). N (the template's) is 256 for one pass and n > 128, else the least of 64
+// and 128 that holds the batch (wg_cols_for): a wider N decodes each weight fewer times per product (n = 512:
+// twice instead of four times), but the tensor cores compute all N columns whatever n is, and at N = 256 they
+// are the bound (14336 × 4096 took 73-77 µs for every n from 64 to 256 on the H100). Two passes stop at 128:
+// their 256-column stages would not fit three deep. One pass at N = 64 fits two blocks per SM. Each step's
+// fragments are decoded while the previous step's wgmma runs (two fragment buffers, wait_group 1).
 // Every 64-column tile arrives in a stage two tiles ahead by bulk copies (kernels/cuda/bulk_copy.cuh) counted
 // on the stage's barrier: the activation tile, already swizzled by the rotation (kXrWgmmaTiles), in one 16 KB
 // copy; each stripe's code tile (128·B contiguous bytes) and its side words (the tile's one or two groups of
@@ -678,24 +680,30 @@ __global__ void __launch_bounds__(kThreads, 2) large_kernel(const Args a) {
 // the loop's instructions (~200 of ~510 per warp and tile, SASS), with issue slots 36% busy.
 __host__ __device__ constexpr int wg_stripes(int passes) { return passes == 1 ? 1 : 2; }  // m64 tiles per warpgroup
 __host__ __device__ constexpr int wg_rows(int passes) { return kWarps * wg_stripes(passes) * 16; }  // rows per block
-__host__ __device__ constexpr int wg_cols(int passes) { return passes == 1 ? 256 : 128; }  // the wgmma's N; kXrWgmmaTiles rows
+__host__ __device__ constexpr int wg_max_cols(int passes) { return passes == 1 ? 256 : 128; }  // the widest N
+// The wgmma's N for a batch of n (also the rows of the kXrWgmmaTiles tiles): see the kernel's comment.
+__host__ __device__ constexpr int wg_cols_for(std::size_t n, int passes) { return n <= 64 ? 64 : n <= 128 || passes > 1 ? 128 : 256; }
+// Blocks per SM the kernel is compiled for: two where the accumulators are few (32 registers) and two
+// blocks' stages fit in shared memory, one otherwise (128 accumulators at N = 256).
+__host__ __device__ constexpr int wg_min_blocks(int passes, int cols) { return passes == 1 && cols == 64 ? 2 : 1; }
 constexpr int kWgSideBytes = 128;    // per stripe and pass: scales of groups j0, j1, then offsets of j0, j1
 constexpr int kWgBarrierBytes = 64;  // the stages' barriers, 8 bytes each, after the tables
 // Stages: a stage is rewritten two tiles after it was read, which four stages make safe with one wgmma group
 // still in flight; two passes fit only three (the last group is then waited for before the barrier).
 __host__ __device__ constexpr int wg_stages(int passes) { return passes == 1 ? 4 : 3; }
 // Bytes of one stage: per pass the activation tile (N rows of 128 bytes), the stripes' code tiles (128·B bytes each),
-// their side words.
-__host__ __device__ constexpr int wg_stage_bytes(int b0, int b1) {
+// their side words (every part a multiple of 1024 bytes, so each stage's activation tile stays 1024-aligned).
+__host__ __device__ constexpr int wg_stage_bytes(int b0, int b1, int cols) {
   const int P = b1 ? 2 : 1, stripes = kWarps * wg_stripes(P);
-  return P * wg_cols(P) * 128 + stripes * 128 * (b0 + b1) + stripes * kWgSideBytes * P;
+  return P * cols * 128 + stripes * 128 * (b0 + b1) + stripes * kWgSideBytes * P;
 }
 
-template <int B0, int B1>
-__global__ void __launch_bounds__(kThreads, 1) wgmma_kernel(const Args a) {
+template <int B0, int B1, int N>
+__global__ void __launch_bounds__(kThreads, wg_min_blocks(passes_of(B1), N)) wgmma_kernel(const Args a) {
   extern __shared__ uint4 smem_u4[];
-  constexpr int P = passes_of(B1), kStages = wg_stages(P), kStageBytes = wg_stage_bytes(B0, B1);
-  constexpr int kWgStripes = wg_stripes(P), kWgCols = wg_cols(P), kWgRows = wg_rows(P), kWgTileBytes = kWgCols * 128;
+  constexpr int P = passes_of(B1), kStages = wg_stages(P), kStageBytes = wg_stage_bytes(B0, B1, N);
+  constexpr int kWgStripes = wg_stripes(P), kWgCols = N, kWgRows = wg_rows(P), kWgTileBytes = kWgCols * 128;
+  static_assert(N <= wg_max_cols(P), "two passes' stages of 256 columns would not fit");
   static_assert(kStages * 8 <= kWgBarrierBytes, "a barrier per stage");
   constexpr int kCodes = P * kWgTileBytes, kSide = kCodes + kWarps * kWgStripes * 128 * (B0 + B1);  // offsets in a stage
   std::uint32_t* lut_s = reinterpret_cast<std::uint32_t*>(smem_u4);
@@ -887,12 +895,16 @@ struct Kernels {
   KernelFn small[2] = {nullptr, nullptr};  // NT = 1, 2
   KernelFn large = nullptr;
   KernelFn dequantize = nullptr;
-  KernelFn wgmma = nullptr;
+  KernelFn wgmma[3] = {nullptr, nullptr, nullptr};  // N = 64, 128, 256 (wg_cols_for); 256 for one pass only
 };
+constexpr int wg_index(int cols) { return cols == 64 ? 0 : cols == 128 ? 1 : 2; }
 
 template <int B0, int B1>
 Kernels kernels_for() {
-  return {{small_kernel<B0, B1, 1>, small_kernel<B0, B1, 2>}, large_kernel<B0, B1>, dequantize_kernel<B0, B1>, wgmma_kernel<B0, B1>};
+  KernelFn wg256 = nullptr;
+  if constexpr (B1 == 0) wg256 = wgmma_kernel<B0, B1, 256>;
+  return {{small_kernel<B0, B1, 1>, small_kernel<B0, B1, 2>}, large_kernel<B0, B1>, dequantize_kernel<B0, B1>,
+          {wgmma_kernel<B0, B1, 64>, wgmma_kernel<B0, B1, 128>, wg256}};
 }
 
 // Passes are summed, so a stack runs with its widest pass first: (b0, b1) with b0 ≥ b1.
@@ -992,6 +1004,7 @@ struct LutMmaMatrix::Impl {
   DequantUser dequant_user;  // keeps the shared cuBLAS handle and workspaces while this matrix lives
   mutable DeviceBuffer partial, counters, xr;
   mutable int xr_layout = kXrPassMajor;  // the layout the rotation last wrote xr in
+  mutable int xr_tile_rows = 0;          // and its rows per tile (kXrWgmmaTiles)
 
   // The kernel that serves a batch of n > 16.
   BatchPath path_for(std::size_t n) const {
@@ -1055,20 +1068,21 @@ struct LutMmaMatrix::Impl {
     if (best.tiles_per_split == 0) throw std::runtime_error("lut_mma: no chunk size fits in shared memory");
     return best;
   }
-  // A tiled kernel's grid (the large kernel: 256 rows × 64 batch columns per block; wgmma: 256 × 128), K split
+  // A tiled kernel's grid (the large kernel: 256 rows × 64 batch columns per block; wgmma: wgmma_plan), K split
   // when that leaves SMs idle (n = 64 on a 4096-row matrix is 16 large blocks), at most one wave, chunks of at
   // least 4 tiles.
   struct TiledPlan {
     unsigned col_blocks, row_blocks, splits;
     int tiles_per_split;
   };
-  TiledPlan tiled_plan(std::size_t n, int block_rows, int block_cols) const {
+  TiledPlan tiled_plan(std::size_t n, int block_rows, int block_cols, int blocks_per_sm = 1) const {
     TiledPlan p;
     p.col_blocks = static_cast<unsigned>((n + block_cols - 1) / block_cols);
     p.row_blocks = static_cast<unsigned>((shape.stripes + block_rows / 16 - 1) / (block_rows / 16));
     const int ktiles = static_cast<int>(shape.ktiles), blocks = static_cast<int>(p.col_blocks * p.row_blocks);
     const int align = std::max(1, 1 << (max_group_log2() - 6));
-    int splits = blocks < sms ? std::min(sms / blocks, std::max(1, ktiles / 4)) : 1;
+    const int slots = sms * blocks_per_sm;
+    int splits = blocks < slots ? std::min(slots / blocks, std::max(1, ktiles / 4)) : 1;
     int tps = (ktiles + splits - 1) / splits;
     tps = (tps + align - 1) / align * align;
     p.tiles_per_split = tps;
@@ -1122,9 +1136,19 @@ struct LutMmaMatrix::Impl {
     const std::size_t P = shape.passes.size();
     return static_cast<std::size_t>(base.lut_words) * 4 + kLargeStages * P * kLargeCols * kLargeStride * 2;
   }
-  std::size_t wgmma_smem_bytes() const {  // the tables, the barriers, up to 1 KB to align the swizzled stages, the stages
+  // The wgmma kernel of N = cols: the tables, the barriers, up to 1 KB to align the swizzled stages, the stages.
+  std::size_t wgmma_smem_bytes(int cols) const {
     const int b0 = shape.passes[0].bits, b1 = shape.passes.size() > 1 ? shape.passes[1].bits : 0;
-    return static_cast<std::size_t>(base.lut_words) * 4 + 8 + kWgBarrierBytes + 1024 + static_cast<std::size_t>(wg_stages(b1 ? 2 : 1)) * wg_stage_bytes(b0, b1);
+    return static_cast<std::size_t>(base.lut_words) * 4 + 8 + kWgBarrierBytes + 1024 + static_cast<std::size_t>(wg_stages(b1 ? 2 : 1)) * wg_stage_bytes(b0, b1, cols);
+  }
+  // Its grid for a batch of n: N, blocks of wg_rows × N, split-K over the resident blocks.
+  struct WgmmaPlan {
+    int cols;
+    TiledPlan tiled;
+  };
+  WgmmaPlan wgmma_plan(std::size_t n) const {
+    const int P = static_cast<int>(shape.passes.size()), cols = wg_cols_for(n, P);
+    return {cols, tiled_plan(n, wg_rows(P), cols, wg_min_blocks(P, cols))};
   }
 };
 
@@ -1201,8 +1225,11 @@ LutMmaMatrix::LutMmaMatrix(const LutMmaLayout& layout) : impl_(std::make_unique<
     TQB_CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, I.smem_optin));
   int cc_minor = 0;
   TQB_CUDA_CHECK(cudaDeviceGetAttribute(&cc_minor, cudaDevAttrComputeCapabilityMinor, device));
-  I.wgmma_ok = I.cc_major == 9 && cc_minor == 0 && I.wgmma_smem_bytes() <= static_cast<std::size_t>(I.smem_optin);
-  if (I.wgmma_ok) TQB_CUDA_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(I.kernels.wgmma), cudaFuncAttributeMaxDynamicSharedMemorySize, I.smem_optin));
+  const int wg_widest = wg_max_cols(static_cast<int>(layout.passes.size()));
+  I.wgmma_ok = I.cc_major == 9 && cc_minor == 0 && I.wgmma_smem_bytes(wg_widest) <= static_cast<std::size_t>(I.smem_optin);
+  if (I.wgmma_ok)
+    for (const KernelFn k : I.kernels.wgmma)
+      if (k) TQB_CUDA_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(k), cudaFuncAttributeMaxDynamicSharedMemorySize, I.smem_optin));
   // TQB_LUT_MMA_WGMMA: 1 makes the automatic choice take wgmma, 0 switches the kernel off (a device where it fails).
   if (const auto env = env_switch("TQB_LUT_MMA_WGMMA")) {
     I.wgmma_automatic = *env;
@@ -1225,7 +1252,8 @@ bool LutMmaMatrix::wgmma_available() const { return impl_->wgmma_ok != 0; }
 void LutMmaMatrix::set_batch_path(BatchPath path) {
   if (path == BatchPath::wgmma && !impl_->wgmma_ok)
     throw std::invalid_argument("lut_mma: the wgmma kernel needs a device of compute capability 9.0 (Hopper, sm_90a) with " +
-                                std::to_string(impl_->wgmma_smem_bytes()) + " bytes of shared memory per block");
+                                std::to_string(impl_->wgmma_smem_bytes(wg_max_cols(static_cast<int>(impl_->shape.passes.size())))) +
+                                " bytes of shared memory per block");
   impl_->batch_path = path;
 }
 std::size_t LutMmaMatrix::workspace_bytes() const { return impl_->partial.size() + impl_->counters.size() + impl_->xr.size(); }
@@ -1240,10 +1268,10 @@ std::string LutMmaMatrix::variant(std::size_t n) const {
   if (path == Impl::BatchPath::dequantized) return "dequantized(bf16 chunks of stripes, cublasGemmEx)";
   if (path == Impl::BatchPath::wgmma) {
     const int P = static_cast<int>(impl_->shape.passes.size());
-    const auto p = impl_->tiled_plan(n, wg_rows(P), wg_cols(P));
-    return "wgmma(block=" + std::to_string(wg_rows(P)) + "x" + std::to_string(wg_cols(P)) + ",m64n" + std::to_string(wg_cols(P)) +
-           "k16,stages=" + std::to_string(wg_stages(P)) +
-           ",split_k=" + std::to_string(p.splits) + ")";
+    const auto p = impl_->wgmma_plan(n);
+    return "wgmma(block=" + std::to_string(wg_rows(P)) + "x" + std::to_string(p.cols) + ",m64n" + std::to_string(p.cols) +
+           "k16,stages=" + std::to_string(wg_stages(P)) + ",blocks/SM=" + std::to_string(wg_min_blocks(P, p.cols)) +
+           ",split_k=" + std::to_string(p.tiled.splits) + ")";
   }
   const auto p = impl_->tiled_plan(n, kLargeRows, kLargeCols);
   return "large(block=" + std::to_string(kLargeRows) + "x" + std::to_string(kLargeCols) + ",stages=" + std::to_string(kLargeStages) +
@@ -1290,19 +1318,23 @@ void LutMmaMatrix::multiply(const std::uint16_t* x, std::size_t n, float* y, std
   const bool dequantized = path == Impl::BatchPath::dequantized, wgmma = path == Impl::BatchPath::wgmma;
   a.xr_layout = dequantized ? kXrBatchMajor : wgmma ? kXrWgmmaTiles : kXrPassMajor;
   // The wgmma tiles hold whole blocks of N batch rows (rows past n are read, and their products never stored).
-  const int wg_n = wg_cols(static_cast<int>(P));
-  a.xr_tile_rows = wg_n;
+  const Impl::WgmmaPlan wg = I.wgmma_plan(n);
+  const int wg_n = wg.cols;
+  a.xr_tile_rows = wgmma ? wg_n : 0;
   const std::size_t xr_rows = wgmma ? (n + wg_n - 1) / wg_n * wg_n : n;
   const std::size_t need = P * xr_rows * I.shape.cols_pad() * 2;
   if (I.xr.size() < need) {
     I.xr = DeviceBuffer(need);
     I.xr.fill_zero();  // the columns past cols stay zero: the rotation never writes them
     I.xr_layout = a.xr_layout;
-  } else if (I.xr_layout != a.xr_layout) {
-    // The columns past cols sit elsewhere in the tiled layout than in the row layouts (whose padding columns
-    // coincide): zero the buffer when the layout changes, which only a change of batch path does.
+    I.xr_tile_rows = a.xr_tile_rows;
+  } else if (I.xr_layout != a.xr_layout || I.xr_tile_rows != a.xr_tile_rows) {
+    // The columns past cols sit elsewhere in the tiled layouts (and differ with their rows per tile) than in the
+    // row layouts (whose padding columns coincide): zero the buffer when the layout changes, which only a change
+    // of batch path or of the wgmma's N does.
     if (I.shape.cols_pad() != static_cast<std::size_t>(a.cols)) TQB_CUDA_CHECK(cudaMemsetAsync(I.xr.get(), 0, I.xr.size(), stream));
     I.xr_layout = a.xr_layout;
+    I.xr_tile_rows = a.xr_tile_rows;
   }
   a.xr = I.xr.as<const __nv_bfloat16>();
   int max_groups = 0;
@@ -1314,7 +1346,7 @@ void LutMmaMatrix::multiply(const std::uint16_t* x, std::size_t n, float* y, std
     I.multiply_dequantized(a, n, stream);
     return;
   }
-  const auto plan = wgmma ? I.tiled_plan(n, wg_rows(static_cast<int>(P)), wg_n) : I.tiled_plan(n, kLargeRows, kLargeCols);
+  const auto plan = wgmma ? wg.tiled : I.tiled_plan(n, kLargeRows, kLargeCols);
   a.tiles_per_split = plan.tiles_per_split;
   a.splits = plan.splits;
   if (plan.splits > 1) {
@@ -1324,7 +1356,7 @@ void LutMmaMatrix::multiply(const std::uint16_t* x, std::size_t n, float* y, std
   }
   const dim3 grid(plan.col_blocks, plan.row_blocks, plan.splits);
   if (wgmma) {
-    I.kernels.wgmma<<<grid, kThreads, I.wgmma_smem_bytes(), stream>>>(a);
+    I.kernels.wgmma[wg_index(wg_n)]<<<grid, kThreads, I.wgmma_smem_bytes(wg_n), stream>>>(a);
     TQB_CUDA_CHECK_LAUNCH("lut_mma wgmma_kernel");
   } else {
     I.kernels.large<<<grid, kThreads, I.large_smem_bytes(), stream>>>(a);
