@@ -1000,7 +1000,7 @@ struct LutMmaMatrix::Impl {
   using BatchPath = LutMmaMatrix::BatchPath;
   BatchPath batch_path = BatchPath::automatic;  // set_batch_path
   int wgmma_ok = 0;         // compute capability 9.0 and the wgmma kernel's shared memory fits
-  int wgmma_automatic = 0;  // TQB_LUT_MMA_WGMMA=1: the automatic choice takes wgmma for every n > 16 (not yet the default); =0: no wgmma
+  int wgmma_everywhere = 0;  // TQB_LUT_MMA_WGMMA=1: the automatic choice takes wgmma for every n > 16; =0: no wgmma
   DequantUser dequant_user;  // keeps the shared cuBLAS handle and workspaces while this matrix lives
   mutable DeviceBuffer partial, counters, xr;
   mutable int xr_layout = kXrPassMajor;  // the layout the rotation last wrote xr in
@@ -1009,8 +1009,17 @@ struct LutMmaMatrix::Impl {
   // The kernel that serves a batch of n > 16.
   BatchPath path_for(std::size_t n) const {
     if (batch_path != BatchPath::automatic) return batch_path;
-    if (wgmma_ok && wgmma_automatic) return BatchPath::wgmma;
+    if (wgmma_ok && (wgmma_everywhere || wgmma_wins(n))) return BatchPath::wgmma;
     return n >= prefill_min_batch ? BatchPath::dequantized : BatchPath::large;
+  }
+  // Where wgmma is the fastest of the three on Hopper. Measured on the H100 (2026-12-07, commit 779eccd,
+  // bench_gpu --quick --n 64,96,128,192,256,384,512; docs/GPU.md): on 14336 x 4096 and 4096 x 14336 at every n
+  // from 64 to 512 (49 against 72-74 us at n = 64, 143-168 against 163-180 at 384-512); on 4096 x 4096 at n = 64
+  // (30.9 against 38.8 dequantized) and within 3% of the dequantized path at 96-128, which wins from 192 on
+  // (44 against 72 us). Hence: every n ≤ 64, and every n from 2^25 weights on (between the two measured
+  // sizes; 2^25 is the geometric middle, an interpolation).
+  bool wgmma_wins(std::size_t n) const {
+    return n <= 64 || static_cast<std::size_t>(shape.rows) * shape.cols >= (std::size_t{1} << 25);
   }
 
   int max_group_log2() const {
@@ -1230,9 +1239,10 @@ LutMmaMatrix::LutMmaMatrix(const LutMmaLayout& layout) : impl_(std::make_unique<
   if (I.wgmma_ok)
     for (const KernelFn k : I.kernels.wgmma)
       if (k) TQB_CUDA_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(k), cudaFuncAttributeMaxDynamicSharedMemorySize, I.smem_optin));
-  // TQB_LUT_MMA_WGMMA: 1 makes the automatic choice take wgmma, 0 switches the kernel off (a device where it fails).
+  // TQB_LUT_MMA_WGMMA: 1 makes the automatic choice take wgmma for every n > 16, 0 switches the kernel off (a
+  // device where it fails); unset, the automatic choice takes it where it was measured to win (wgmma_wins).
   if (const auto env = env_switch("TQB_LUT_MMA_WGMMA")) {
-    I.wgmma_automatic = *env;
+    I.wgmma_everywhere = *env;
     if (!*env) I.wgmma_ok = 0;
   }
   for (int n = 1; n <= 16; ++n) I.small[n - 1] = I.make_small_plan(n);
