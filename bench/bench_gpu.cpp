@@ -170,27 +170,26 @@ int main(int argc, char** argv) {
       const QuantizedMatrix qm = q->quantize(w.data(), s.rows, s.cols, 3);
       const LutMmaLayout layout = make_lut_mma_layout(*q, qm);
       gpu::LutMmaMatrix m(layout);
-      if (check_first)  // once per (format, shape): the small kernel, the large kernel and the dequantized path against the host emulation
+      if (check_first) {  // once per (format, shape): every path at n = 4, 32, 64 against the host emulation
+        using Path = gpu::LutMmaMatrix::BatchPath;
+        std::vector<Path> paths{Path::automatic, Path::large, Path::dequantized};
+        if (m.wgmma_available()) paths.push_back(Path::wgmma);
         for (const std::size_t n : {std::size_t{4}, std::size_t{32}, std::size_t{64}}) {
           if (n > max_n) continue;
-          m.set_batch_path(n == 64 ? gpu::LutMmaMatrix::BatchPath::dequantized : gpu::LutMmaMatrix::BatchPath::large);
           std::vector<float> xf(n * s.cols), emu(n * s.rows), mag(n * s.rows), got(n * s.rows);
           for (std::size_t i = 0; i < xf.size(); ++i) xf[i] = from_bf16_bits(xb[i]);
-          lut_mma_emulate(layout, xf.data(), n, emu.data(), mag.data(), lut_mma_arith_for(n));
-          m.multiply(xd.as<const std::uint16_t>(), n, yd.as<float>(), nullptr);
-          yd.download(got.data(), got.size() * 4);
-          for (std::size_t i = 0; i < got.size(); ++i)
-            check(std::fabs(got[i] - emu[i]) <= (s.cols * std::ldexp(1.0, -22) + 1e-6) * mag[i] + 1e-30,
-                  f + " against its emulation, " + m.variant(n));
-          if (n == 64 && m.wgmma_available()) {  // and wgmma, where the device has it
-            m.set_batch_path(gpu::LutMmaMatrix::BatchPath::wgmma);
+          for (const Path p : paths) {
+            m.set_batch_path(p);
+            lut_mma_emulate(layout, xf.data(), n, emu.data(), mag.data(), m.arith(n));
             m.multiply(xd.as<const std::uint16_t>(), n, yd.as<float>(), nullptr);
             yd.download(got.data(), got.size() * 4);
             for (std::size_t i = 0; i < got.size(); ++i)
-              check(std::fabs(got[i] - emu[i]) <= (s.cols * std::ldexp(1.0, -22) + 1e-6) * mag[i] + 1e-30, f + " against its emulation, " + m.variant(n));
+              check(std::fabs(got[i] - emu[i]) <= (s.cols * std::ldexp(1.0, -22) + 1e-6) * mag[i] + 1e-30,
+                    f + " against its emulation, " + m.variant(n));
           }
-          m.set_batch_path(gpu::LutMmaMatrix::BatchPath::automatic);
         }
+        m.set_batch_path(Path::automatic);
+      }
       const double bytes = static_cast<double>(m.weight_bytes());
       // The floor under any kernel that reads this layout: a plain read of as many bytes, same protocol.
       const double read_us = gpu::read_floor_us(m.weight_bytes(), reps);
@@ -198,8 +197,8 @@ int main(int argc, char** argv) {
         const std::size_t n = batches[b];
         auto run = [&](void* st) { m.multiply(xd.as<const std::uint16_t>(), n, yd.as<float>(), st); };
         // n ≤ 16: the small kernel without (the default) and with its L2 prefetch, the order alternated per shape so
-        // that neither always runs second.
-        // n > 16: the large kernel and the dequantized path (decode to bf16 + cuBLAS), both timed, the
+        // that neither always runs second; then, on Hopper, wgmma forced (its own column).
+        // n > 16: the large kernel, the dequantized path (decode to bf16 + cuBLAS) and wgmma, each timed, the
         // default's figure reported as us.
         double prefetch_us = -1, large_us = -1, dequant_us = -1, wgmma_us = -1;
         const bool second = (s.rows + b) % 2 == 0;
@@ -215,6 +214,11 @@ int main(int argc, char** argv) {
           if (second) with_prefetch();
           us = gpu::time_calls(run, reps, true);
           if (!second) with_prefetch();
+          if (m.wgmma_available()) {  // wgmma at its narrowest N, for the choice between it and the small kernel
+            m.set_batch_path(gpu::LutMmaMatrix::BatchPath::wgmma);
+            wgmma_us = median(gpu::time_calls(run, reps, true));
+            m.set_batch_path(gpu::LutMmaMatrix::BatchPath::automatic);
+          }
         } else {
           // Each kernel for n > 16 timed in one run, the order rotated per shape and batch; the default's figure is us.
           using Path = gpu::LutMmaMatrix::BatchPath;

@@ -157,13 +157,15 @@ TEST_CASE("lut_mma CUDA kernels match the reference and the emulation: every for
     const LutMmaLayout L = make_lut_mma_layout(*q, qm);
     gpu::LutMmaMatrix m(L);
     // n > 16 through each kernel: the large kernel, the dequantized path (bf16 weights + cuBLAS) and, on Hopper,
-    // wgmma at each of its widths N (17 and 64: N = 64; 100: 128; 130: 256 for one pass, partly filled, and for two
-    // passes a second, partial block of 128; 512: several blocks), the layout of the activations changing with N.
+    // wgmma at each of its widths N (9, 16 and 17: N = 32; 64: 64; 100: 128; 130: 256 for one pass, partly filled, and
+    // for two passes a second, partial block of 128; 512: several blocks), the layout of the activations changing
+    // with N; and the tiled paths forced below n = 17, where the small kernel is the default.
     using Path = gpu::LutMmaMatrix::BatchPath;
     constexpr Path kAuto = Path::automatic, kLarge = Path::large, kDequantized = Path::dequantized, kWgmma = Path::wgmma;
-    const std::pair<std::size_t, Path> runs[] = {{1, kAuto},     {2, kAuto},   {3, kAuto},          {8, kAuto},          {16, kAuto},
-                                                 {17, kLarge},   {17, kDequantized}, {17, kWgmma},  {64, kLarge},        {64, kDequantized},
-                                                 {64, kWgmma},   {100, kWgmma}, {130, kWgmma},      {512, kLarge}, {512, kDequantized}, {512, kWgmma}};
+    const std::pair<std::size_t, Path> runs[] = {
+        {1, kAuto},    {2, kAuto},         {3, kAuto},   {8, kAuto},   {16, kAuto},         {5, kLarge},   {5, kDequantized},
+        {9, kWgmma},   {16, kWgmma},       {17, kLarge}, {17, kDequantized}, {17, kWgmma}, {64, kLarge}, {64, kDequantized},
+        {64, kWgmma},  {100, kWgmma},      {130, kWgmma}, {512, kLarge}, {512, kDequantized}, {512, kWgmma}};
     if (!m.wgmma_available()) MESSAGE("the wgmma kernel's runs are left out: it needs compute capability 9.0 (" << gpu::device_description() << ")");
     for (const auto& [n, path] : runs) {
       if (c.rows * c.cols * n > std::size_t{600} << 20) continue;  // keep the double reference quick
@@ -182,7 +184,7 @@ TEST_CASE("lut_mma CUDA kernels match the reference and the emulation: every for
       std::vector<float> y(n * c.rows + 2 * kGuard, poison);
       for (std::size_t g = 0; g < kGuard; ++g) y[g] = y[kGuard + n * c.rows + g] = 4321.0f;
       std::vector<float> emu(n * c.rows), mag(n * c.rows);
-      lut_mma_emulate(L, x.data(), n, emu.data(), mag.data(), lut_mma_arith_for(n));
+      lut_mma_emulate(L, x.data(), n, emu.data(), mag.data(), m.arith(n));
       const auto ref = test::bf16_reference(*q, qm, x);
       for (int rep = 0; rep < 2; ++rep) {  // twice: the split-K counters must be left reset
         yd.upload(y.data(), y.size() * 4);

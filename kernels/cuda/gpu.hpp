@@ -52,7 +52,8 @@ std::size_t free_bytes();
 // y = Ŵx for a matrix in the lut_mma layout (lut_mma_layout.hpp), on the current device.
 // n ≤ 16: one launch of the small-batch kernel (rotation in its prologue, split-K, deterministic
 // in-kernel reduction); n > 16: the standalone rotation kernel, then one of three paths (set_batch_path): the
-// mma.sync tiled kernel, Hopper's wgmma kernel, or the weights decoded to bf16 in chunks and multiplied by cuBLAS.
+// mma.sync tiled kernel, Hopper's wgmma kernel, or the weights decoded to bf16 in chunks and multiplied by cuBLAS
+// (each of which can also be forced for n ≤ 16).
 // One object serves one stream at a time: its split-K workspace and counters are per object, and
 // multiply() grows them on first use of a larger batch (outside any CUDA graph capture, then).
 // Tuning and diagnostics (environment): TQB_LUT_MMA_CHUNK=T forces chunks of T 64-column tiles on the
@@ -72,17 +73,19 @@ class LutMmaMatrix {
   std::size_t weight_bytes() const;     // the layout on the device
   std::size_t workspace_bytes() const;  // partials, counters and rotated activations held now
   std::string variant(std::size_t n) const;  // which kernel and launch shape serve a batch of n
+  LutMmaArith arith(std::size_t n) const;    // how that kernel applies scales (the emulation's argument)
   // The small kernel's bulk L2 prefetch of each chunk's code tiles (sm_90+; off by default, since on the H100 it
   // gained nothing or lost: docs/GPU.md, issue 31); bench_gpu times both in one run.
   void set_l2_prefetch(bool on);
-  // Which kernel serves batches n > 16. automatic: the default's choice, by measurements on the H100 (docs/GPU.md):
-  // on Hopper wgmma for n ≤ 64 and, on matrices of 2^25 weights or more, for every n; otherwise the large kernel,
-  // and the dequantized path (bf16 weights decoded in chunks, one cuBLAS GEMM per chunk) from the prefill batch on
-  // (TQB_LUT_MMA_PREFILL_MIN, else the measured crossover rows · cols / 2^18 clamped to 64 … 224).
-  // TQB_LUT_MMA_WGMMA=1 makes the choice wgmma for every n > 16 on Hopper, =0 switches wgmma off. The others
-  // force one path (bench_gpu times each in one run, the tests check each). wgmma needs compute capability 9.0 (sm_90a machine
+  // Which kernel serves a batch. automatic: the default's choice, by measurements on the H100 (docs/GPU.md): the small
+  // kernel for n ≤ 16; above, on Hopper, wgmma for n ≤ 64 and, on matrices of 2^25 weights or more, for every n;
+  // otherwise the large kernel, and the dequantized path (bf16 weights decoded in chunks, one cuBLAS GEMM per chunk)
+  // from the prefill batch on (TQB_LUT_MMA_PREFILL_MIN, else the measured crossover rows · cols / 2^18 clamped to
+  // 64 … 224). TQB_LUT_MMA_WGMMA=1 makes the choice wgmma for every n > 16 on Hopper, =0 switches wgmma off.
+  // The others force one path for every n (bench_gpu times each in one run, the tests check each); small serves
+  // n ≤ 16 only (multiply throws std::invalid_argument above). wgmma needs compute capability 9.0 (sm_90a machine
   // code): forcing it elsewhere throws std::invalid_argument, and wgmma_available() says beforehand.
-  enum class BatchPath { automatic, large, dequantized, wgmma };
+  enum class BatchPath { automatic, small, large, dequantized, wgmma };
   void set_batch_path(BatchPath path);
   bool wgmma_available() const;
 

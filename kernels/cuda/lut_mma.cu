@@ -664,11 +664,11 @@ __global__ void __launch_bounds__(kThreads, 2) large_kernel(const Args a) {
 // or global memory (the dequantized path writes rows · cols bf16 and reads them back).
 // One pass: block = 128 rows × N batch columns, two warpgroups, warp q of warpgroup g owning stripe 4g + q (one
 // m64nNk16 per warpgroup and k16 step). Two passes: 256 rows × N columns, warp q of warpgroup g owning stripes
-// 8g + q and 8g + 4 + q (two m64nNk16). N (the template's) is 256 for one pass and n > 128, else the least of 64
-// and 128 that holds the batch (wg_cols_for): a wider N decodes each weight fewer times per product (n = 512:
+// 8g + q and 8g + 4 + q (two m64nNk16). N (the template's) is 256 for one pass and n > 128, else the least of 32,
+// 64 and 128 that holds the batch (wg_cols_for): a wider N decodes each weight fewer times per product (n = 512:
 // twice instead of four times), but the tensor cores compute all N columns whatever n is, and at N = 256 they
 // are the bound (14336 × 4096 took 73-77 µs for every n from 64 to 256 on the H100). Two passes stop at 128:
-// their 256-column stages would not fit three deep. One pass at N = 64 fits two blocks per SM. Each step's
+// their 256-column stages would not fit three deep. One pass fits three blocks per SM at N = 32, two at N = 64. Each step's
 // fragments are decoded while the previous step's wgmma runs (two fragment buffers, wait_group 1).
 // Every 64-column tile arrives in a stage two tiles ahead by bulk copies (kernels/cuda/bulk_copy.cuh) counted
 // on the stage's barrier: the activation tile, already swizzled by the rotation (kXrWgmmaTiles), in one 16 KB
@@ -682,10 +682,13 @@ __host__ __device__ constexpr int wg_stripes(int passes) { return passes == 1 ? 
 __host__ __device__ constexpr int wg_rows(int passes) { return kWarps * wg_stripes(passes) * 16; }  // rows per block
 __host__ __device__ constexpr int wg_max_cols(int passes) { return passes == 1 ? 256 : 128; }  // the widest N
 // The wgmma's N for a batch of n (also the rows of the kXrWgmmaTiles tiles): see the kernel's comment.
-__host__ __device__ constexpr int wg_cols_for(std::size_t n, int passes) { return n <= 64 ? 64 : n <= 128 || passes > 1 ? 128 : 256; }
-// Blocks per SM the kernel is compiled for: two where the accumulators are few (32 registers) and two
-// blocks' stages fit in shared memory, one otherwise (128 accumulators at N = 256).
-__host__ __device__ constexpr int wg_min_blocks(int passes, int cols) { return passes == 1 && cols == 64 ? 2 : 1; }
+__host__ __device__ constexpr int wg_cols_for(std::size_t n, int passes) {
+  return n <= 32 ? 32 : n <= 64 ? 64 : n <= 128 || passes > 1 ? 128 : 256;
+}
+// Blocks per SM the kernel is compiled for (its register budget): three or two where the accumulators are few
+// (16 or 32 registers) and that many blocks' stages fit in shared memory (one pass), one otherwise (128
+// accumulators at N = 256). The plan asks the runtime how many are resident.
+__host__ __device__ constexpr int wg_min_blocks(int passes, int cols) { return passes > 1 ? 1 : cols <= 32 ? 3 : cols == 64 ? 2 : 1; }
 constexpr int kWgSideBytes = 128;    // per stripe and pass: scales of groups j0, j1, then offsets of j0, j1
 constexpr int kWgBarrierBytes = 64;  // the stages' barriers, 8 bytes each, after the tables
 // Stages: a stage is rewritten two tiles after it was read, which four stages make safe with one wgmma group
@@ -895,16 +898,17 @@ struct Kernels {
   KernelFn small[2] = {nullptr, nullptr};  // NT = 1, 2
   KernelFn large = nullptr;
   KernelFn dequantize = nullptr;
-  KernelFn wgmma[3] = {nullptr, nullptr, nullptr};  // N = 64, 128, 256 (wg_cols_for); 256 for one pass only
+  KernelFn wgmma[4] = {nullptr, nullptr, nullptr, nullptr};  // N = 32, 64, 128, 256 (wg_cols_for); 256 for one pass only
 };
-constexpr int wg_index(int cols) { return cols == 64 ? 0 : cols == 128 ? 1 : 2; }
+constexpr int kWgWidths[4] = {32, 64, 128, 256};
+constexpr int wg_index(int cols) { return cols == 32 ? 0 : cols == 64 ? 1 : cols == 128 ? 2 : 3; }
 
 template <int B0, int B1>
 Kernels kernels_for() {
   KernelFn wg256 = nullptr;
   if constexpr (B1 == 0) wg256 = wgmma_kernel<B0, B1, 256>;
   return {{small_kernel<B0, B1, 1>, small_kernel<B0, B1, 2>}, large_kernel<B0, B1>, dequantize_kernel<B0, B1>,
-          {wgmma_kernel<B0, B1, 64>, wgmma_kernel<B0, B1, 128>, wg256}};
+          {wgmma_kernel<B0, B1, 32>, wgmma_kernel<B0, B1, 64>, wgmma_kernel<B0, B1, 128>, wg256}};
 }
 
 // Passes are summed, so a stack runs with its widest pass first: (b0, b1) with b0 ≥ b1.
@@ -1006,9 +1010,10 @@ struct LutMmaMatrix::Impl {
   mutable int xr_layout = kXrPassMajor;  // the layout the rotation last wrote xr in
   mutable int xr_tile_rows = 0;          // and its rows per tile (kXrWgmmaTiles)
 
-  // The kernel that serves a batch of n > 16.
+  // The kernel that serves a batch of n.
   BatchPath path_for(std::size_t n) const {
     if (batch_path != BatchPath::automatic) return batch_path;
+    if (n <= 16) return BatchPath::small;
     if (wgmma_ok && (wgmma_everywhere || wgmma_wins(n))) return BatchPath::wgmma;
     return n >= prefill_min_batch ? BatchPath::dequantized : BatchPath::large;
   }
@@ -1157,8 +1162,9 @@ struct LutMmaMatrix::Impl {
   };
   WgmmaPlan wgmma_plan(std::size_t n) const {
     const int P = static_cast<int>(shape.passes.size()), cols = wg_cols_for(n, P);
-    return {cols, tiled_plan(n, wg_rows(P), cols, wg_min_blocks(P, cols))};
+    return {cols, tiled_plan(n, wg_rows(P), cols, std::max(1, wg_resident[wg_index(cols)]))};
   }
+  int wg_resident[4] = {};  // blocks per SM of each N's kernel (the runtime's occupancy at its shared memory)
 };
 
 LutMmaMatrix::LutMmaMatrix(const LutMmaLayout& layout) : impl_(std::make_unique<Impl>()) {
@@ -1237,8 +1243,11 @@ LutMmaMatrix::LutMmaMatrix(const LutMmaLayout& layout) : impl_(std::make_unique<
   const int wg_widest = wg_max_cols(static_cast<int>(layout.passes.size()));
   I.wgmma_ok = I.cc_major == 9 && cc_minor == 0 && I.wgmma_smem_bytes(wg_widest) <= static_cast<std::size_t>(I.smem_optin);
   if (I.wgmma_ok)
-    for (const KernelFn k : I.kernels.wgmma)
-      if (k) TQB_CUDA_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(k), cudaFuncAttributeMaxDynamicSharedMemorySize, I.smem_optin));
+    for (int i = 0; i < 4; ++i)
+      if (const KernelFn k = I.kernels.wgmma[i]) {
+        TQB_CUDA_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(k), cudaFuncAttributeMaxDynamicSharedMemorySize, I.smem_optin));
+        TQB_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&I.wg_resident[i], k, kThreads, I.wgmma_smem_bytes(kWgWidths[i])));
+      }
   // TQB_LUT_MMA_WGMMA: 1 makes the automatic choice take wgmma for every n > 16, 0 switches the kernel off (a
   // device where it fails); unset, the automatic choice takes it where it was measured to win (wgmma_wins).
   if (const auto env = env_switch("TQB_LUT_MMA_WGMMA")) {
@@ -1268,19 +1277,24 @@ void LutMmaMatrix::set_batch_path(BatchPath path) {
 }
 std::size_t LutMmaMatrix::workspace_bytes() const { return impl_->partial.size() + impl_->counters.size() + impl_->xr.size(); }
 
+LutMmaArith LutMmaMatrix::arith(std::size_t n) const {
+  return impl_->path_for(n) == Impl::BatchPath::small ? LutMmaArith::group_scale : LutMmaArith::bf16_decode;
+}
+
 std::string LutMmaMatrix::variant(std::size_t n) const {
-  if (n <= 16) {
+  const Impl::BatchPath path = impl_->path_for(n);
+  if (path == Impl::BatchPath::small) {
+    if (n > 16) return "none (the small kernel serves n <= 16)";
     const SmallPlan& p = impl_->small[n - 1];
     return "small(n8_tiles=" + std::to_string(n <= 8 ? 1 : 2) + ",split_k=" + std::to_string(p.splits) + ",chunk=" + std::to_string(p.tiles_per_split * 64) +
            ",blocks/SM=" + std::to_string(p.blocks_per_sm) + (impl_->l2_prefetch && impl_->cc_major >= 9 ? ",l2_prefetch" : "") + ")";
   }
-  const Impl::BatchPath path = impl_->path_for(n);
   if (path == Impl::BatchPath::dequantized) return "dequantized(bf16 chunks of stripes, cublasGemmEx)";
   if (path == Impl::BatchPath::wgmma) {
     const int P = static_cast<int>(impl_->shape.passes.size());
     const auto p = impl_->wgmma_plan(n);
     return "wgmma(block=" + std::to_string(wg_rows(P)) + "x" + std::to_string(p.cols) + ",m64n" + std::to_string(p.cols) +
-           "k16,stages=" + std::to_string(wg_stages(P)) + ",blocks/SM=" + std::to_string(wg_min_blocks(P, p.cols)) +
+           "k16,stages=" + std::to_string(wg_stages(P)) + ",blocks/SM=" + std::to_string(impl_->wg_resident[wg_index(p.cols)]) +
            ",split_k=" + std::to_string(p.tiled.splits) + ")";
   }
   const auto p = impl_->tiled_plan(n, kLargeRows, kLargeCols);
@@ -1307,7 +1321,9 @@ void LutMmaMatrix::multiply(const std::uint16_t* x, std::size_t n, float* y, std
   a.y_bf16 = reinterpret_cast<__nv_bfloat16*>(y_bf16);
   a.accumulate = accumulate ? 1 : 0;
   const std::size_t P = I.shape.passes.size();
-  if (n <= 16) {
+  const Impl::BatchPath path = I.path_for(n);
+  if (path == Impl::BatchPath::small) {
+    if (n > 16) throw std::invalid_argument("lut_mma: the small kernel serves batches of at most 16, not " + std::to_string(n));
     const int nt = n <= 8 ? 1 : 2;
     const SmallPlan& plan = I.small[n - 1];
     a.tiles_per_split = plan.tiles_per_split;
@@ -1324,7 +1340,6 @@ void LutMmaMatrix::multiply(const std::uint16_t* x, std::size_t n, float* y, std
     TQB_CUDA_CHECK_LAUNCH("lut_mma small_kernel");
     return;
   }
-  const Impl::BatchPath path = I.path_for(n);
   const bool dequantized = path == Impl::BatchPath::dequantized, wgmma = path == Impl::BatchPath::wgmma;
   a.xr_layout = dequantized ? kXrBatchMajor : wgmma ? kXrWgmmaTiles : kXrPassMajor;
   // The wgmma tiles hold whole blocks of N batch rows (rows past n are read, and their products never stored).

@@ -86,8 +86,7 @@ TQB_HOST_DEVICE std::uint32_t lut_mma_pair_field(const std::uint32_t* w, int i) 
 // of lut·a + b (bf16 operands) before the mma; the small-batch kernel multiplies the mma's per-group sums
 // of lut·x̃ by a in fp32 and adds b·Σx̃ (no rounding of the weight at all).
 enum class LutMmaArith { bf16_decode, group_scale };
-// The arithmetic the kernels use for a batch of n (n ≤ 16: the small kernel).
-inline LutMmaArith lut_mma_arith_for(std::size_t n) { return n <= 16 ? LutMmaArith::group_scale : LutMmaArith::bf16_decode; }
+// Which kernel uses which: gpu::LutMmaMatrix::arith(n).
 
 // Host emulation of the kernels' arithmetic on this layout: x rounded to bf16, rotated in fp32 and
 // rounded to bf16; weights per `arith`; products and sums exact (double). y: n × rows from x: n × cols,

@@ -39,6 +39,7 @@ void LutMmaMatrix::multiply(const std::uint16_t*, std::size_t, float*, std::uint
 std::size_t LutMmaMatrix::weight_bytes() const { fail(); }
 std::size_t LutMmaMatrix::workspace_bytes() const { fail(); }
 std::string LutMmaMatrix::variant(std::size_t) const { fail(); }
+LutMmaArith LutMmaMatrix::arith(std::size_t) const { fail(); }
 void LutMmaMatrix::set_l2_prefetch(bool) { fail(); }
 void LutMmaMatrix::set_batch_path(BatchPath) { fail(); }
 bool LutMmaMatrix::wgmma_available() const { fail(); }

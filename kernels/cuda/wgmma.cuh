@@ -52,6 +52,21 @@ __device__ __forceinline__ void wgmma_fence_operands(float (&d)[N]) {
   for (int i = 0; i < N; ++i) asm volatile("" : "+f"(d[i])::"memory");
 }
 
+// D (64 × 32, fp32, 16 per thread) += A (64 × 16 bf16, registers) · B (16 × 32 bf16, descriptor).
+__device__ __forceinline__ void wgmma_m64n32k16_rs(float (&d)[16], const std::uint32_t (&a)[4], std::uint64_t b_desc) {
+#if TQB_WGMMA
+  asm volatile(
+      "wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 "
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, "
+      "{%16, %17, %18, %19}, %20, 1, 1, 1, 0;\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b_desc));
+#else
+  (void)d, (void)a, (void)b_desc;
+  __trap();
+#endif
+}
+
 // D (64 × 64, fp32, 32 per thread) += A (64 × 16 bf16, registers) · B (16 × 64 bf16, descriptor).
 __device__ __forceinline__ void wgmma_m64n64k16_rs(float (&d)[32], const std::uint32_t (&a)[4], std::uint64_t b_desc) {
 #if TQB_WGMMA
@@ -97,11 +112,12 @@ __device__ __forceinline__ void wgmma_m64n256k16_rs(float (&d)[128], const std::
 #endif
 }
 
-// The m64nNk16 above for N = 64, 128 or 256 (d holds N / 2 accumulators per thread).
+// The m64nNk16 above for N = 32, 64, 128 or 256 (d holds N / 2 accumulators per thread).
 template <int N>
 __device__ __forceinline__ void wgmma_m64k16_rs(float (&d)[N / 2], const std::uint32_t (&a)[4], std::uint64_t b_desc) {
-  static_assert(N == 64 || N == 128 || N == 256, "the lut_mma kernels use N = 64, 128 or 256");
-  if constexpr (N == 64) wgmma_m64n64k16_rs(d, a, b_desc);
+  static_assert(N == 32 || N == 64 || N == 128 || N == 256, "the lut_mma kernels use N = 32, 64, 128 or 256");
+  if constexpr (N == 32) wgmma_m64n32k16_rs(d, a, b_desc);
+  else if constexpr (N == 64) wgmma_m64n64k16_rs(d, a, b_desc);
   else if constexpr (N == 128) wgmma_m64n128k16_rs(d, a, b_desc);
   else wgmma_m64n256k16_rs(d, a, b_desc);
 }
