@@ -140,8 +140,8 @@ int main(int argc, char** argv) {
   out["reps"] = reps;
   out["rows"] = nlohmann::json::array();
 
-  std::printf("%-22s %-50s %4s %9s %9s %8s %6s %9s %8s %8s %9s %9s %9s %9s  %s\n", "shape", "format", "n", "us", "cublas_us", "GB/s", "%copy", "x_cublas",
-              "MB", "read_us", "l2pf_us", "large_us", "deq_us", "wgmma_us", "variant");
+  std::printf("%-22s %-50s %4s %9s %9s %8s %6s %9s %8s %8s %9s %9s %9s %9s %9s  %s\n", "shape", "format", "n", "us", "cublas_us", "GB/s", "%copy",
+              "x_cublas", "MB", "read_us", "small_us", "l2pf_us", "large_us", "deq_us", "wgmma_us", "variant");
   for (const Shape& s : shapes) {
     const std::vector<float> w = random_matrix(s.rows, s.cols, 7 + s.rows * 31 + s.cols);
     gpu::CublasBf16Matrix dense(w.data(), s.rows, s.cols);
@@ -196,34 +196,19 @@ int main(int argc, char** argv) {
       for (std::size_t b = 0; b < batches.size(); ++b) {
         const std::size_t n = batches[b];
         auto run = [&](void* st) { m.multiply(xd.as<const std::uint16_t>(), n, yd.as<float>(), st); };
-        // n ≤ 16: the small kernel without (the default) and with its L2 prefetch, the order alternated per shape so
-        // that neither always runs second; then, on Hopper, wgmma forced (its own column).
-        // n > 16: the large kernel, the dequantized path (decode to bf16 + cuBLAS) and wgmma, each timed, the
-        // default's figure reported as us.
-        double prefetch_us = -1, large_us = -1, dequant_us = -1, wgmma_us = -1;
-        const bool second = (s.rows + b) % 2 == 0;
+        // Every path that can serve n timed in one run, the order rotated per shape and batch, the default's figure
+        // reported as us: n ≤ 16 the small kernel (and with its L2 prefetch, an option), above the large kernel and
+        // the dequantized path (decode to bf16 + cuBLAS); on Hopper wgmma at every n.
+        double small_us = -1, prefetch_us = -1, large_us = -1, dequant_us = -1, wgmma_us = -1;
         std::vector<double> us;
         if (default_only) {
           us = gpu::time_calls(run, reps, true);
-        } else if (n <= 16) {
-          const auto with_prefetch = [&] {  // the option, against the default (off)
-            m.set_l2_prefetch(true);
-            prefetch_us = median(gpu::time_calls(run, reps, true));
-            m.set_l2_prefetch(false);
-          };
-          if (second) with_prefetch();
-          us = gpu::time_calls(run, reps, true);
-          if (!second) with_prefetch();
-          if (m.wgmma_available()) {  // wgmma at its narrowest N, for the choice between it and the small kernel
-            m.set_batch_path(gpu::LutMmaMatrix::BatchPath::wgmma);
-            wgmma_us = median(gpu::time_calls(run, reps, true));
-            m.set_batch_path(gpu::LutMmaMatrix::BatchPath::automatic);
-          }
         } else {
-          // Each kernel for n > 16 timed in one run, the order rotated per shape and batch; the default's figure is us.
           using Path = gpu::LutMmaMatrix::BatchPath;
           const std::string default_variant = m.variant(n);
-          std::vector<Path> paths{Path::large, Path::dequantized};
+          std::vector<Path> paths;
+          if (n <= 16) paths = {Path::small};
+          else paths = {Path::large, Path::dequantized};
           if (m.wgmma_available()) paths.push_back(Path::wgmma);
           std::rotate(paths.begin(), paths.begin() + (s.rows + b) % paths.size(), paths.end());
           std::map<Path, std::vector<double>> times;
@@ -231,10 +216,15 @@ int main(int argc, char** argv) {
             m.set_batch_path(p);
             times[p] = gpu::time_calls(run, reps, true);
             if (m.variant(n) == default_variant) us = times[p];
+            if (p == Path::small) {  // the option, right after the small kernel's own timing
+              m.set_l2_prefetch(true);
+              prefetch_us = median(gpu::time_calls(run, reps, true));
+              m.set_l2_prefetch(false);
+            }
           }
           m.set_batch_path(Path::automatic);
-          large_us = median(times[Path::large]), dequant_us = median(times[Path::dequantized]);
-          if (times.count(Path::wgmma)) wgmma_us = median(times[Path::wgmma]);
+          const auto med_of = [&](Path p) { return times.count(p) ? median(times[p]) : -1.0; };
+          small_us = med_of(Path::small), large_us = med_of(Path::large), dequant_us = med_of(Path::dequantized), wgmma_us = med_of(Path::wgmma);
         }
         const TimingSummary t = summarize_us(us);
         const double med = t.median;
@@ -252,15 +242,16 @@ int main(int argc, char** argv) {
                            {"x_cublas", dense_us[b] / med},
                            {"read_floor_us", read_us},
                            {"pct_read_floor", 100.0 * read_us / med},
+                           {"small_us", small_us},
                            {"us_l2_prefetch", prefetch_us},
                            {"large_us", large_us},
                            {"dequant_us", dequant_us},
                            {"wgmma_us", wgmma_us},
                            {"variant", m.variant(n)}};
         out["rows"].push_back(row);
-        std::printf("%-22s %-50s %4zu %9.2f %9.2f %8.0f %5.0f%% %9.2f %8.2f %8.2f %9.2f %9.2f %9.2f %9.2f  %s\n", s.model, f.c_str(), n, med,
-                    dense_us[b], gbs, 100.0 * gbs * 1e9 / copy_bw, dense_us[b] / med, bytes / 1e6, read_us, prefetch_us, large_us, dequant_us,
-                    wgmma_us, m.variant(n).c_str());
+        std::printf("%-22s %-50s %4zu %9.2f %9.2f %8.0f %5.0f%% %9.2f %8.2f %8.2f %9.2f %9.2f %9.2f %9.2f %9.2f  %s\n", s.model, f.c_str(), n, med,
+                    dense_us[b], gbs, 100.0 * gbs * 1e9 / copy_bw, dense_us[b] / med, bytes / 1e6, read_us, small_us, prefetch_us, large_us,
+                    dequant_us, wgmma_us, m.variant(n).c_str());
         std::fflush(stdout);
       }
     }

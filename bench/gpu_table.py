@@ -22,7 +22,7 @@ def main(argv):
           f"median of {gpu['reps']} calls, L2 flushed before each; an empty kernel measures {gpu.get('empty_kernel_us', float('nan')):.1f} µs so."
           + (f" PyTorch {torch['torch']} int4 (g128) from the same device call." if torch.get("rows") else ""))
     print()
-    print("| shape | W (out×in) | format | n | µs | GB/s (compressed) | % of copy | read floor µs | other path µs | cuBLAS bf16 µs | × cuBLAS "
+    print("| shape | W (out×in) | format | n | µs | GB/s (compressed) | % of copy | read floor µs | other paths µs | cuBLAS bf16 µs | × cuBLAS "
           "| PyTorch int4 µs | × int4 | kernel |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 
@@ -33,14 +33,14 @@ def main(argv):
         t = int4.get((r["rows"], r["cols"], r["n"]))
         i4 = f"{t['int4_us']:.1f}" if t else "—"
         xi4 = f"{t['int4_us'] / r['us']:.2f}" if t else "—"
-        # The alternative the same run timed: n ≤ 16 with the L2 prefetch (off by default; files before 2026-12-07
-        # timed it the other way round); n > 16 the path not taken by default.
-        if r["n"] <= 16:
-            other = (f"{num(r.get('us_l2_prefetch'))} (L2 prefetch)" if "us_l2_prefetch" in r
-                     else f"{num(r.get('us_no_prefetch'))} (no prefetch)")
-        else:
-            dq = r.get("variant", "").startswith("dequantized")
-            other = f"{num(r.get('large_us') if dq else r.get('dequant_us'))} ({'large' if dq else 'dequantized'})"
+        # The other paths the same run timed (files before 2026-12-07 afternoon hold fewer of them): all but the
+        # one the default took, named as bench_gpu's variant names them.
+        taken = r.get("variant", "").split("(")[0]
+        others = [(name, r.get(key)) for key, name in (("small_us", "small"), ("us_l2_prefetch", "small, L2 prefetch"),
+                                                        ("us_no_prefetch", "no prefetch"), ("large_us", "large"),
+                                                        ("dequant_us", "dequantized"), ("wgmma_us", "wgmma"))
+                  if r.get(key) is not None and r.get(key) >= 0 and name != taken]
+        other = ", ".join(f"{v:.1f} ({name})" for name, v in others) or "—"
         print(f"| {r['shape']} | {r['rows']}×{r['cols']} | `{r['format']}` | {r['n']} | {r['us']:.1f} | {r['gbs']:.0f} | {r['pct_copy']:.0f}% "
               f"| {num(r.get('read_floor_us'))} | {other} | {r['cublas_us']:.1f} | {r['x_cublas']:.2f} | {i4} | {xi4} | {r.get('variant', '')} |")
     for s in gpu.get("stack", []):

@@ -1013,18 +1013,30 @@ struct LutMmaMatrix::Impl {
   // The kernel that serves a batch of n.
   BatchPath path_for(std::size_t n) const {
     if (batch_path != BatchPath::automatic) return batch_path;
+    if (wgmma_ok && (wgmma_wins(n) || (wgmma_everywhere && n > 16))) return BatchPath::wgmma;
     if (n <= 16) return BatchPath::small;
-    if (wgmma_ok && (wgmma_everywhere || wgmma_wins(n))) return BatchPath::wgmma;
     return n >= prefill_min_batch ? BatchPath::dequantized : BatchPath::large;
   }
-  // Where wgmma is the fastest of the three on Hopper. Measured on the H100 (2026-12-07, commit 779eccd,
-  // bench_gpu --quick --n 64,96,128,192,256,384,512; docs/GPU.md): on 14336 x 4096 and 4096 x 14336 at every n
-  // from 64 to 512 (49 against 72-74 us at n = 64, 143-168 against 163-180 at 384-512); on 4096 x 4096 at n = 64
-  // (30.9 against 38.8 dequantized) and within 3% of the dequantized path at 96-128, which wins from 192 on
-  // (44 against 72 us). Hence: every n ≤ 64, and every n from 2^25 weights on (between the two measured
-  // sizes; 2^25 is the geometric middle, an interpolation).
+  // Where wgmma is the fastest path on Hopper, measured on the H100 (2026-12-07, docs/GPU.md; bench_gpu --quick):
+  // - n > 16 (commit 779eccd, n = 64 … 512): on 14336 x 4096 and 4096 x 14336 at every n (49 against 72-74 us at
+  //   n = 64, 143-168 against 163-180 at 384-512); on 4096 x 4096 at n = 64 (30.9 against 38.8 dequantized) and
+  //   within 3% of the dequantized path at 96-128, which wins from 192 on (44 against 72 us).
+  // - n ≤ 16 (commit 7c794bd, N = 32): on 14336 x 4096 from n = 9 (41.0 against the small kernel's 43.3 us; n = 16:
+  //   41.3 against 65.9, and 69 against 109 for the 4+4 stack), not below (n = 1: 40.2 against 28.1); on 4096 x
+  //   4096 never (n = 16: 25.2 against 24.3).
+  //   (4096 x 14336 was not reached: the call's time limit.) The 4+4 stack (same call): wgmma on 4096 x 4096 as
+  //   well at n = 16 (34.9 against 48.6 us; n = 9 not timed), whose
+  //   two passes decode as many codes as one pass of 2^25 weights; the dequantized path still wins there at
+  //   n = 128 and 512 (77 and 99 against 90 and 133 us).
+  // Hence, with 2^25 (between the measured sizes, the geometric middle: an interpolation) as the threshold: for
+  // n ≤ 16, where both kernels are bound by decoding and streaming codes, by the codes (weights × passes) from
+  // n = 9; for n > 16, where the dequantized path's cuBLAS GEMM wins on smaller matrices, by the weights, and every
+  // n ≤ 64.
   bool wgmma_wins(std::size_t n) const {
-    return n <= 64 || static_cast<std::size_t>(shape.rows) * shape.cols >= (std::size_t{1} << 25);
+    constexpr std::size_t kWide = std::size_t{1} << 25;
+    const std::size_t weights = static_cast<std::size_t>(shape.rows) * shape.cols;
+    if (n <= 16) return n >= 9 && weights * shape.passes.size() >= kWide;
+    return n <= 64 || weights >= kWide;
   }
 
   int max_group_log2() const {
