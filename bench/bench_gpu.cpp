@@ -2,9 +2,10 @@
 // Every timed call: CUDA events, the 50 MiB L2 flushed before it (a 256 MiB rewrite), median of
 // --reps calls (default 100) after 3 warm-ups; weights and activations seeded random (never zeros).
 // Reports µs, compressed GB/s (bytes of the GPU layout / time), % of the measured device-to-device copy
-// bandwidth, × cuBLAS, the read floor (a plain kernel reading the layout's bytes, same protocol) and, for
-// n ≤ 16, the small kernel's time with its L2 prefetch (an option, off by default), for n > 16 the large kernel's, the
-// dequantized path's and, on Hopper, the wgmma kernel's (same run, order rotated). bench/torch_int4.py times PyTorch's int4 kernel on the same shapes;
+// bandwidth, × cuBLAS, the read floor (a plain kernel reading the layout's bytes, same protocol) and the time of
+// every path that can serve n (n ≤ 16: the small kernel, and with its L2 prefetch, an option; n > 16: the large
+// kernel and the dequantized path; on Hopper wgmma at every n), with cuBLAS timed among them, the order rotated per
+// shape, format and batch. bench/torch_int4.py times PyTorch's int4 kernel on the same shapes;
 // bench/gpu_table.py joins both JSON files into the Markdown table of docs/GPU.md.
 //
 //   bench_gpu [--json FILE] [--reps N] [--quick] [--stack] [--check] [--only ROWSxCOLS] [--format F] [--n N[,N...]] [--default-only]
@@ -153,12 +154,13 @@ int main(int argc, char** argv) {
     }
     gpu::DeviceBuffer xd(xb.size() * 2), yd(max_n * s.rows * 4), yb(max_n * s.rows * 2);
     xd.upload(xb.data(), xb.size() * 2);
-    std::vector<double> dense_us(batches.size());
-    for (std::size_t b = 0; b < batches.size(); ++b) {
-      const std::size_t n = batches[b];
-      dense_us[b] = median(gpu::time_calls([&](void* st) { dense.multiply(xd.as<const std::uint16_t>(), n, yb.as<std::uint16_t>(), st); }, reps, true));
-    }
-    for (std::string f : formats) {
+    // The peer, timed within each (format, n)'s rotation of the kernels (the issue-31 protocol: alternate the order
+    // of kernel and peer), so that neither always runs first on a cold or warm clock.
+    const auto time_cublas = [&](std::size_t n) {
+      return median(gpu::time_calls([&](void* st) { dense.multiply(xd.as<const std::uint16_t>(), n, yb.as<std::uint16_t>(), st); }, reps, true));
+    };
+    for (std::size_t fi = 0; fi < formats.size(); ++fi) {
+      std::string f = formats[fi];
       // Group 128 where it divides the width, else 64 (SmolLM2's 576 columns), as torch_int4.py does.
       if (s.cols % 128 != 0)
         if (const auto at = f.find("group=128"); at != std::string::npos) f.replace(at, 9, "group=64");
@@ -196,13 +198,17 @@ int main(int argc, char** argv) {
       for (std::size_t b = 0; b < batches.size(); ++b) {
         const std::size_t n = batches[b];
         auto run = [&](void* st) { m.multiply(xd.as<const std::uint16_t>(), n, yd.as<float>(), st); };
-        // Every path that can serve n timed in one run, the order rotated per shape and batch, the default's figure
-        // reported as us: n ≤ 16 the small kernel (and with its L2 prefetch, an option), above the large kernel and
-        // the dequantized path (decode to bf16 + cuBLAS); on Hopper wgmma at every n.
-        double small_us = -1, prefetch_us = -1, large_us = -1, dequant_us = -1, wgmma_us = -1;
+        // Every path that can serve n timed in one run, and cuBLAS among them, the order rotated per shape, format
+        // and batch, the default's figure reported as us: n ≤ 16 the small kernel (and with its L2 prefetch, an
+        // option), above the large kernel and the dequantized path (decode to bf16 + cuBLAS); on Hopper wgmma at
+        // every n.
+        double small_us = -1, prefetch_us = -1, large_us = -1, dequant_us = -1, wgmma_us = -1, cublas_us = -1;
         std::vector<double> us;
+        const std::size_t turn = s.rows + b + fi;
         if (default_only) {
+          if (turn % 2) cublas_us = time_cublas(n);
           us = gpu::time_calls(run, reps, true);
+          if (cublas_us < 0) cublas_us = time_cublas(n);
         } else {
           using Path = gpu::LutMmaMatrix::BatchPath;
           const std::string default_variant = m.variant(n);
@@ -210,9 +216,12 @@ int main(int argc, char** argv) {
           if (n <= 16) paths = {Path::small};
           else paths = {Path::large, Path::dequantized};
           if (m.wgmma_available()) paths.push_back(Path::wgmma);
-          std::rotate(paths.begin(), paths.begin() + (s.rows + b) % paths.size(), paths.end());
+          std::rotate(paths.begin(), paths.begin() + turn % paths.size(), paths.end());
+          const std::size_t peer_slot = turn % (paths.size() + 1);  // cuBLAS before paths[peer_slot], or last
           std::map<Path, std::vector<double>> times;
-          for (const Path p : paths) {
+          for (std::size_t i = 0; i < paths.size(); ++i) {
+            const Path p = paths[i];
+            if (i == peer_slot) cublas_us = time_cublas(n);
             m.set_batch_path(p);
             times[p] = gpu::time_calls(run, reps, true);
             if (m.variant(n) == default_variant) us = times[p];
@@ -222,6 +231,7 @@ int main(int argc, char** argv) {
               m.set_l2_prefetch(false);
             }
           }
+          if (cublas_us < 0) cublas_us = time_cublas(n);
           m.set_batch_path(Path::automatic);
           const auto med_of = [&](Path p) { return times.count(p) ? median(times[p]) : -1.0; };
           small_us = med_of(Path::small), large_us = med_of(Path::large), dequant_us = med_of(Path::dequantized), wgmma_us = med_of(Path::wgmma);
@@ -234,12 +244,12 @@ int main(int argc, char** argv) {
                            {"n", n},               {"us", med},
                            {"us_min", t.min},
                            {"us_max", t.max},
-                           {"cublas_us", dense_us[b]},
+                           {"cublas_us", cublas_us},
                            {"weight_bytes", bytes},
                            {"cublas_weight_bytes", static_cast<double>(dense.weight_bytes())},
                            {"gbs", gbs},
                            {"pct_copy", 100.0 * gbs * 1e9 / copy_bw},
-                           {"x_cublas", dense_us[b] / med},
+                           {"x_cublas", cublas_us / med},
                            {"read_floor_us", read_us},
                            {"pct_read_floor", 100.0 * read_us / med},
                            {"small_us", small_us},
@@ -250,7 +260,7 @@ int main(int argc, char** argv) {
                            {"variant", m.variant(n)}};
         out["rows"].push_back(row);
         std::printf("%-22s %-50s %4zu %9.2f %9.2f %8.0f %5.0f%% %9.2f %8.2f %8.2f %9.2f %9.2f %9.2f %9.2f %9.2f  %s\n", s.model, f.c_str(), n, med,
-                    dense_us[b], gbs, 100.0 * gbs * 1e9 / copy_bw, dense_us[b] / med, bytes / 1e6, read_us, small_us, prefetch_us, large_us,
+                    cublas_us, gbs, 100.0 * gbs * 1e9 / copy_bw, cublas_us / med, bytes / 1e6, read_us, small_us, prefetch_us, large_us,
                     dequant_us, wgmma_us, m.variant(n).c_str());
         std::fflush(stdout);
       }
@@ -293,16 +303,23 @@ int main(int argc, char** argv) {
                 static_cast<double>(dbytes) / qbytes);
     for (std::size_t n : {std::size_t{1}, std::size_t{16}}) {
       const int stack_reps = std::max(5, reps / 10);
-      const double tq = median(gpu::time_calls(
-          [&](void* st) {
-            for (auto& m : quant) m->multiply(xd.as<const std::uint16_t>(), n, yd.as<float>(), st);
-          },
-          stack_reps, true));
-      const double bf = median(gpu::time_calls(
-          [&](void* st) {
-            for (auto& m : dense) m->multiply(xd.as<const std::uint16_t>(), n, yb.as<std::uint16_t>(), st);
-          },
-          stack_reps, true));
+      const auto time_quantized = [&] {
+        return median(gpu::time_calls(
+            [&](void* st) {
+              for (auto& m : quant) m->multiply(xd.as<const std::uint16_t>(), n, yd.as<float>(), st);
+            },
+            stack_reps, true));
+      };
+      const auto time_bf16 = [&] {
+        return median(gpu::time_calls(
+            [&](void* st) {
+              for (auto& m : dense) m->multiply(xd.as<const std::uint16_t>(), n, yb.as<std::uint16_t>(), st);
+            },
+            stack_reps, true));
+      };
+      double tq = 0, bf = 0;
+      if (n == 1) tq = time_quantized(), bf = time_bf16();  // the order alternates with n: kernel first, then peer first
+      else bf = time_bf16(), tq = time_quantized();
       std::printf("n = %2zu: %8.1f us quantized vs %8.1f us bf16 per forward step: %.2fx faster (%.1f vs %.1f us per token)\n", n, tq, bf, bf / tq,
                   tq / n, bf / n);
       out["stack"].push_back({{"n", n}, {"format", f}, {"us", tq}, {"cublas_us", bf}, {"weight_bytes", qbytes}, {"cublas_weight_bytes", dbytes}});
