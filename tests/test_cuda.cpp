@@ -20,6 +20,7 @@
 #include "common/error.hpp"
 #include "kernels/cuda/gpu.hpp"
 #include "kernels/cuda/lut_mma_layout.hpp"
+#include "kernels/cuda/lut_mma_paths.hpp"
 #include "kernels/registry.hpp"
 #include "quantizers/registry.hpp"
 #include "test_util.hpp"
@@ -100,6 +101,39 @@ TEST_CASE("lut_mma declares the formats it cannot read") {
     CAPTURE(f);
     CHECK_FALSE(lut_mma_supports(*parse_quantizer(f)).empty());
   }
+}
+
+TEST_CASE("lut_mma's automatic path picks the H100's measured winners (docs/GPU.md), on any machine") {
+  using P = LutMmaPath;
+  const auto path = [](std::size_t rows, std::size_t cols, std::size_t passes, bool wgmma, std::size_t n, bool everywhere = false) {
+    return lut_mma_default_path({rows, cols, passes, wgmma, everywhere, lut_mma_prefill_min_batch(rows, cols)}, n);
+  };
+  // The crossover of the large kernel and the dequantized path, by size: 64 for 4096², 224 for the MLP shapes.
+  CHECK(lut_mma_prefill_min_batch(4096, 4096) == 64);
+  CHECK(lut_mma_prefill_min_batch(4096, 14336) == 224);
+  CHECK(lut_mma_prefill_min_batch(576, 576) == 64);
+  CHECK(lut_mma_prefill_min_batch(128256, 4096) == 224);
+  // Hopper, one pass, 14336 x 4096: the small kernel below n = 9 (n = 1: 28.1 against wgmma's 40.2 us), wgmma
+  // from 9 (n = 16: 41.3 against 65.9) and at every larger n (n = 64: 49.3 against 71.7; 512: 147.0 against 163.1).
+  for (const std::size_t n : {1, 4, 8}) CHECK(path(14336, 4096, 1, true, n) == P::small);
+  for (const std::size_t n : {9, 16, 17, 64, 128, 384, 512, 4096}) CHECK(path(14336, 4096, 1, true, n) == P::wgmma);
+  CHECK(path(4096, 14336, 1, true, 512) == P::wgmma);
+  // 4096², one pass: the small kernel to 16 (24.3 against 25.2), wgmma at 17-64 (n = 64: 30.9 against 38.8), the
+  // dequantized path from 96 (39.8 against 41.0; 512: 55.2 against 89.7).
+  for (const std::size_t n : {1, 9, 16}) CHECK(path(4096, 4096, 1, true, n) == P::small);
+  for (const std::size_t n : {17, 32, 64}) CHECK(path(4096, 4096, 1, true, n) == P::wgmma);
+  for (const std::size_t n : {96, 128, 512}) CHECK(path(4096, 4096, 1, true, n) == P::dequantized);
+  // The 4+4 stack on 4096²: wgmma at n = 16 (34.9 against the small kernel's 48.6), dequantized at 128 and 512.
+  CHECK(path(4096, 4096, 2, true, 16) == P::wgmma);
+  CHECK(path(4096, 4096, 2, true, 128) == P::dequantized);
+  // Without wgmma (not Hopper, or TQB_LUT_MMA_WGMMA=0): small, then large, then dequantized from the crossover.
+  CHECK(path(14336, 4096, 1, false, 16) == P::small);
+  CHECK(path(14336, 4096, 1, false, 64) == P::large);
+  CHECK(path(14336, 4096, 1, false, 224) == P::dequantized);
+  CHECK(path(4096, 4096, 1, false, 64) == P::dequantized);
+  // TQB_LUT_MMA_WGMMA=1: wgmma for every n > 16, the small kernel still below.
+  CHECK(path(4096, 4096, 1, true, 512, true) == P::wgmma);
+  CHECK(path(4096, 4096, 1, true, 8, true) == P::small);
 }
 
 TEST_CASE("cuda_lut_mma in the kernel registry: named only, never auto, a clear error without a GPU") {

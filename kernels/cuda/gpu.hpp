@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "kernels/cuda/lut_mma_layout.hpp"
+#include "kernels/cuda/lut_mma_paths.hpp"
 
 namespace tqb::gpu {
 
@@ -77,15 +78,15 @@ class LutMmaMatrix {
   // The small kernel's bulk L2 prefetch of each chunk's code tiles (sm_90+; off by default, since on the H100 it
   // gained nothing or lost: docs/GPU.md, issue 31); bench_gpu times both in one run.
   void set_l2_prefetch(bool on);
-  // Which kernel serves a batch. automatic: the default's choice, by measurements on the H100 (docs/GPU.md): on
-  // Hopper, wgmma for matrices of 2^25 weights or more from n = 9 on, and for 16 < n ≤ 64 on smaller ones; otherwise
-  // the small kernel for n ≤ 16, the large kernel above, and the dequantized path (bf16 weights decoded in chunks, one cuBLAS GEMM per chunk)
-  // from the prefill batch on (TQB_LUT_MMA_PREFILL_MIN, else the measured crossover rows · cols / 2^18 clamped to
-  // 64 … 224). TQB_LUT_MMA_WGMMA=1 makes the choice wgmma for every n > 16 on Hopper, =0 switches wgmma off.
-  // The others force one path for every n (bench_gpu times each in one run, the tests check each); small serves
-  // n ≤ 16 only (multiply throws std::invalid_argument above). wgmma needs compute capability 9.0 (sm_90a machine
-  // code): forcing it elsewhere throws std::invalid_argument, and wgmma_available() says beforehand.
-  enum class BatchPath { automatic, small, large, dequantized, wgmma };
+  // Which kernel serves a batch. automatic: lut_mma_default_path (kernels/cuda/lut_mma_paths.cpp), a rule fitted to
+  // same-run H100 timings (docs/GPU.md): wgmma on Hopper where it won, else the small kernel for n ≤ 16, the large
+  // kernel above, and the dequantized path (bf16 weights decoded in chunks, one cuBLAS GEMM per chunk) from the
+  // prefill batch on (TQB_LUT_MMA_PREFILL_MIN overrides it). TQB_LUT_MMA_WGMMA=1 makes the choice wgmma for every
+  // n > 16 on Hopper, =0 switches wgmma off. The others force one path for every n (bench_gpu times each in one
+  // run, the tests check each); small serves n ≤ 16 only (multiply throws std::invalid_argument above). wgmma needs
+  // compute capability 9.0 (sm_90a machine code): forcing it elsewhere throws std::invalid_argument, and
+  // wgmma_available() says beforehand.
+  using BatchPath = LutMmaPath;  // kernels/cuda/lut_mma_paths.hpp
   void set_batch_path(BatchPath path);
   bool wgmma_available() const;
 

@@ -929,18 +929,6 @@ Kernels pick_kernels(int b0, int b1) {
 
 }  // namespace
 
-// Batches from which multiply() takes the dequantized path instead of the large kernel, by the matrix's size:
-// the dequantized path pays a decode pass that writes rows · cols bf16 weights whatever n, the large kernel's
-// mma.sync work grows with n. Measured on the H100 (2026-12-07, bench_gpu --quick, docs/GPU.md): 4096 x 4096 is
-// faster dequantized from n = 64 (38.6 against 46.4 us), 14336 x 4096 and 4096 x 14336 cross over near n = 190-210
-// (at n = 64 the large kernel's 72-74 us beat 120-123 us; at n = 512, 162-179 us beat 261-312 us). One bf16 weight
-// per 2^18 of the batch threshold fits both: 64 for 4096², 224 for 4096 x 14336. Larger matrices (an LM head) keep
-// 224: once both paths fill the GPU, both grow with the matrix and their crossover stops moving (an inference from
-// the two shapes, not a measurement).
-static std::size_t default_prefill_min_batch(std::size_t rows, std::size_t cols) {
-  return std::clamp<std::size_t>((rows * cols + (std::size_t{1} << 18) - 1) >> 18, 64, 224);
-}
-
 // The dequantized path's shared state: one cuBLAS handle for every matrix (a handle per matrix would be
 // 224 handles in an 8B forward) and one bf16 workspace per stream, grown on demand to at most
 // kDequantChunkBytes (larger matrices, e.g. an LM head, go through it in chunks of stripes). Both live
@@ -999,7 +987,7 @@ struct LutMmaMatrix::Impl {
   // at 14336 x 4096 (32.70 against 28.16 us): docs/GPU.md, issue 31. set_l2_prefetch or TQB_LUT_MMA_PREFETCH=1.
   int l2_prefetch = 0;
   int l2_bytes = 0, cc_major = 0;
-  std::size_t prefill_min_batch = SIZE_MAX;  // default_prefill_min_batch; TQB_LUT_MMA_PREFILL_MIN overrides it
+  std::size_t prefill_min_batch = SIZE_MAX;  // lut_mma_prefill_min_batch; TQB_LUT_MMA_PREFILL_MIN overrides it
   std::size_t dequant_chunk_bytes = kDequantChunkBytes;
   using BatchPath = LutMmaMatrix::BatchPath;
   BatchPath batch_path = BatchPath::automatic;  // set_batch_path
@@ -1010,33 +998,10 @@ struct LutMmaMatrix::Impl {
   mutable int xr_layout = kXrPassMajor;  // the layout the rotation last wrote xr in
   mutable int xr_tile_rows = 0;          // and its rows per tile (kXrWgmmaTiles)
 
-  // The kernel that serves a batch of n.
+  // The kernel that serves a batch of n: the forced one, or the measured rule (kernels/cuda/lut_mma_paths.cpp).
   BatchPath path_for(std::size_t n) const {
     if (batch_path != BatchPath::automatic) return batch_path;
-    if (wgmma_ok && (wgmma_wins(n) || (wgmma_everywhere && n > 16))) return BatchPath::wgmma;
-    if (n <= 16) return BatchPath::small;
-    return n >= prefill_min_batch ? BatchPath::dequantized : BatchPath::large;
-  }
-  // Where wgmma is the fastest path on Hopper, measured on the H100 (2026-12-07, docs/GPU.md; bench_gpu --quick):
-  // - n > 16 (commit 779eccd, n = 64 … 512): on 14336 x 4096 and 4096 x 14336 at every n (49 against 72-74 us at
-  //   n = 64, 143-168 against 163-180 at 384-512); on 4096 x 4096 at n = 64 (30.9 against 38.8 dequantized) and
-  //   within 3% of the dequantized path at 96-128, which wins from 192 on (44 against 72 us).
-  // - n ≤ 16 (commit 7c794bd, N = 32): on 14336 x 4096 from n = 9 (41.0 against the small kernel's 43.3 us; n = 16:
-  //   41.3 against 65.9, and 69 against 109 for the 4+4 stack), not below (n = 1: 40.2 against 28.1); on 4096 x
-  //   4096 never (n = 16: 25.2 against 24.3).
-  //   (4096 x 14336 was not reached: the call's time limit.) The 4+4 stack (same call): wgmma on 4096 x 4096 as
-  //   well at n = 16 (34.9 against 48.6 us; n = 9 not timed), whose
-  //   two passes decode as many codes as one pass of 2^25 weights; the dequantized path still wins there at
-  //   n = 128 and 512 (77 and 99 against 90 and 133 us).
-  // Hence, with 2^25 (between the measured sizes, the geometric middle: an interpolation) as the threshold: for
-  // n ≤ 16, where both kernels are bound by decoding and streaming codes, by the codes (weights × passes) from
-  // n = 9; for n > 16, where the dequantized path's cuBLAS GEMM wins on smaller matrices, by the weights, and every
-  // n ≤ 64.
-  bool wgmma_wins(std::size_t n) const {
-    constexpr std::size_t kWide = std::size_t{1} << 25;
-    const std::size_t weights = static_cast<std::size_t>(shape.rows) * shape.cols;
-    if (n <= 16) return n >= 9 && weights * shape.passes.size() >= kWide;
-    return n <= 64 || weights >= kWide;
+    return lut_mma_default_path({shape.rows, shape.cols, shape.passes.size(), wgmma_ok != 0, wgmma_everywhere != 0, prefill_min_batch}, n);
   }
 
   int max_group_log2() const {
@@ -1190,7 +1155,7 @@ LutMmaMatrix::LutMmaMatrix(const LutMmaLayout& layout) : impl_(std::make_unique<
   TQB_CUDA_CHECK(cudaDeviceGetAttribute(&I.cc_major, cudaDevAttrComputeCapabilityMajor, device));
   if (const auto env = env_switch("TQB_LUT_MMA_STREAM_ONLY")) I.stream_only = *env;
   if (const auto env = env_switch("TQB_LUT_MMA_PREFETCH")) I.l2_prefetch = *env;
-  I.prefill_min_batch = default_prefill_min_batch(layout.rows, layout.cols);
+  I.prefill_min_batch = lut_mma_prefill_min_batch(layout.rows, layout.cols);
   if (const auto env = env_count("TQB_LUT_MMA_DEQUANT_CHUNK_MB", 1, 1 << 16)) I.dequant_chunk_bytes = static_cast<std::size_t>(*env) << 20;
   if (const auto env = env_count("TQB_LUT_MMA_PREFILL_MIN", 17, std::uint64_t{1} << 20)) I.prefill_min_batch = *env;
   I.order = {0};
@@ -1261,7 +1226,7 @@ LutMmaMatrix::LutMmaMatrix(const LutMmaLayout& layout) : impl_(std::make_unique<
         TQB_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&I.wg_resident[i], k, kThreads, I.wgmma_smem_bytes(kWgWidths[i])));
       }
   // TQB_LUT_MMA_WGMMA: 1 makes the automatic choice take wgmma for every n > 16, 0 switches the kernel off (a
-  // device where it fails); unset, the automatic choice takes it where it was measured to win (wgmma_wins).
+  // device where it fails); unset, the automatic choice takes it where it was measured to win (lut_mma_default_path).
   if (const auto env = env_switch("TQB_LUT_MMA_WGMMA")) {
     I.wgmma_everywhere = *env;
     if (!*env) I.wgmma_ok = 0;

@@ -1,0 +1,25 @@
+#pragma once
+// Which lut_mma path serves a batch of n by default: the rule fitted to same-run H100 timings (docs/GPU.md, issues 10
+// and 31), as plain functions, so that the CUDA side and a test on any machine read one definition.
+#include <cstddef>
+
+namespace tqb {
+
+// The ways LutMmaMatrix serves a batch (gpu::LutMmaMatrix::BatchPath): automatic (this file's rule), the small
+// kernel (n ≤ 16), the mma.sync tiled kernel, the dequantized path (bf16 chunks + cuBLAS), Hopper's wgmma kernel.
+enum class LutMmaPath { automatic, small, large, dequantized, wgmma };
+
+struct LutMmaPathInputs {
+  std::size_t rows = 0, cols = 0, passes = 1;  // the matrix: out × in, residual passes
+  bool wgmma_ok = false;                       // a Hopper device where the wgmma kernel fits
+  bool wgmma_everywhere = false;               // TQB_LUT_MMA_WGMMA=1: wgmma for every n > 16
+  std::size_t prefill_min_batch = 224;         // the dequantized path from this n (lut_mma_prefill_min_batch)
+};
+
+// The default's choice for a batch of n ≥ 1 (never automatic).
+LutMmaPath lut_mma_default_path(const LutMmaPathInputs& m, std::size_t n);
+
+// The batch from which the dequantized path beats the large kernel on a matrix of rows × cols (without wgmma).
+std::size_t lut_mma_prefill_min_batch(std::size_t rows, std::size_t cols);
+
+}  // namespace tqb
