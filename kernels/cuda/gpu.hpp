@@ -50,11 +50,11 @@ void reset_peak_bytes();
 // Device memory free now (cudaMemGetInfo), 0 without a GPU.
 std::size_t free_bytes();
 
-// y = Ŵx for a matrix in the lut_mma layout (lut_mma_layout.hpp), on the current device.
-// n ≤ 16: one launch of the small-batch kernel (rotation in its prologue, split-K, deterministic
-// in-kernel reduction); n > 16: the standalone rotation kernel, then one of three paths (set_batch_path): the
-// mma.sync tiled kernel, Hopper's wgmma kernel, or the weights decoded to bf16 in chunks and multiplied by cuBLAS
-// (each of which can also be forced for n ≤ 16).
+// y = Ŵx for a matrix in the lut_mma layout (lut_mma_layout.hpp), on the current device, by one of four paths
+// (set_batch_path; the default's choice by batch and size): the small-batch kernel for n ≤ 16, one launch (rotation
+// in its prologue, split-K, deterministic in-kernel reduction); or the standalone rotation kernel, then the mma.sync
+// tiled kernel, Hopper's wgmma kernel (the default from n = 9 on large matrices), or the weights decoded to bf16 in
+// chunks and multiplied by cuBLAS.
 // One object serves one stream at a time: its split-K workspace and counters are per object, and
 // multiply() grows them on first use of a larger batch (outside any CUDA graph capture, then).
 // Tuning and diagnostics (environment): TQB_LUT_MMA_CHUNK=T forces chunks of T 64-column tiles on the

@@ -55,7 +55,7 @@ struct Args {
   const __nv_bfloat16* x = nullptr;       // n × cols
   const __nv_bfloat16* xr = nullptr;      // the rotated activations, laid out as xr_layout says
   int xr_layout = 0;                      // XrLayout
-  int xr_tile_rows = 0;                   // kXrWgmmaTiles: batch rows per tile (the wgmma kernel's N: 64, 128 or 256)
+  int xr_tile_rows = 0;                   // kXrWgmmaTiles: batch rows per tile (the wgmma kernel's N: 32, 64, 128 or 256)
   __nv_bfloat16* w_hat = nullptr;         // dequantized path: [rows of the chunk][passes · cols_pad] bf16
   int row_stripe0 = 0;                    // dequantized path: the chunk's first stripe
   float* y = nullptr;                     // n × rows
@@ -1134,8 +1134,8 @@ struct LutMmaMatrix::Impl {
   }
   // Its grid for a batch of n: N, blocks of wg_rows × N, split-K over the resident blocks.
   struct WgmmaPlan {
-    int cols;
-    TiledPlan tiled;
+    int cols = 0;
+    TiledPlan tiled{};
   };
   WgmmaPlan wgmma_plan(std::size_t n) const {
     const int P = static_cast<int>(shape.passes.size()), cols = wg_cols_for(n, P);
@@ -1320,9 +1320,9 @@ void LutMmaMatrix::multiply(const std::uint16_t* x, std::size_t n, float* y, std
   const bool dequantized = path == Impl::BatchPath::dequantized, wgmma = path == Impl::BatchPath::wgmma;
   a.xr_layout = dequantized ? kXrBatchMajor : wgmma ? kXrWgmmaTiles : kXrPassMajor;
   // The wgmma tiles hold whole blocks of N batch rows (rows past n are read, and their products never stored).
-  const Impl::WgmmaPlan wg = I.wgmma_plan(n);
+  const Impl::WgmmaPlan wg = wgmma ? I.wgmma_plan(n) : Impl::WgmmaPlan{};
   const int wg_n = wg.cols;
-  a.xr_tile_rows = wgmma ? wg_n : 0;
+  a.xr_tile_rows = wg_n;
   const std::size_t xr_rows = wgmma ? (n + wg_n - 1) / wg_n * wg_n : n;
   const std::size_t need = P * xr_rows * I.shape.cols_pad() * 2;
   if (I.xr.size() < need) {
