@@ -259,6 +259,11 @@ TEST_CASE("lut_mma CUDA kernels match the reference and the emulation: every for
                               c.cols, n, m.variant(n), std::sqrt(err2 / norm2), worst_ref, worst_emu));
       }
     }
+    // The small kernel forced on a batch it cannot serve: refused before anything is read or launched.
+    m.set_batch_path(Path::small);
+    CHECK(m.variant(17).find("none") == 0);
+    CHECK_THROWS_WITH_AS(m.multiply(nullptr, 17, nullptr, nullptr), doctest::Contains("at most 16, not 17"), std::invalid_argument);
+    m.set_batch_path(kAuto);
   }
 }
 
