@@ -14,6 +14,7 @@
 // --check: before timing, each (format, shape) is checked against the host emulation (n = 4, 32 and 64, every path).
 // --only, --format, --n: one shape, format or batch (for profiling one kernel under ncu); --default-only: the
 // default path alone (no L2-prefetch option, no other path), so that ncu's launch after the warm-ups is the default's.
+// --trace: at n ≤ 16, one more small-kernel call whose blocks record when each phase ends (trace_summary).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -51,6 +52,26 @@ std::vector<float> random_matrix(std::size_t rows, std::size_t cols, std::uint64
 
 double median(std::vector<double> v) { return summarize_us(std::move(v)).median; }
 
+// --trace: the small kernel's per-block timer readings ([block][start, prologue done, stream done, done], ns;
+// LutMmaMatrix::last_trace) as µs from the first block's start: when blocks start, and each phase's median and
+// maximum over blocks, so that a launch's time splits into start skew, prologue, code stream and epilogue.
+nlohmann::json trace_summary(const std::vector<std::uint64_t>& t) {
+  const std::size_t blocks = t.size() / 4;
+  if (blocks == 0) return {};
+  std::uint64_t origin = t[0];
+  for (std::size_t b = 0; b < blocks; ++b) origin = std::min(origin, t[4 * b]);
+  std::vector<double> start, prologue, stream, epilogue, end;
+  for (std::size_t b = 0; b < blocks; ++b) {
+    const auto at = [&](int i) { return (static_cast<double>(t[4 * b + i]) - static_cast<double>(origin)) / 1e3; };
+    start.push_back(at(0)), prologue.push_back(at(1) - at(0)), stream.push_back(at(2) - at(1)), epilogue.push_back(at(3) - at(2)), end.push_back(at(3));
+  }
+  const auto stat = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return nlohmann::json{{"median", v[v.size() / 2]}, {"max", v.back()}};
+  };
+  return {{"blocks", blocks}, {"start", stat(start)}, {"prologue", stat(prologue)}, {"stream", stat(stream)}, {"epilogue", stat(epilogue)}, {"end", stat(end)}};
+}
+
 void check(bool ok, const std::string& what) {
   if (!ok) {
     std::fprintf(stderr, "bench_gpu: check failed: %s\n", what.c_str());
@@ -63,10 +84,10 @@ void check(bool ok, const std::string& what) {
 int main(int argc, char** argv) {
   std::string json_path;
   int reps = 100;
-  bool quick = false, stack = false, check_first = false, default_only = false;
+  bool quick = false, stack = false, check_first = false, default_only = false, trace = false;
   std::string only, only_format;
   std::vector<std::size_t> only_n;  // --n: batch sizes, comma-separated
-  const char* usage = "usage: bench_gpu [--json FILE] [--reps N] [--quick] [--stack] [--check] [--only ROWSxCOLS] [--format F] [--n N[,N...]] [--default-only]\n";
+  const char* usage = "usage: bench_gpu [--json FILE] [--reps N] [--quick] [--stack] [--check] [--only ROWSxCOLS] [--format F] [--n N[,N...]] [--default-only] [--trace]\n";
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--json" && i + 1 < argc) json_path = argv[++i];
@@ -83,6 +104,7 @@ int main(int argc, char** argv) {
     else if (a == "--stack") stack = true;
     else if (a == "--check") check_first = true;
     else if (a == "--default-only") default_only = true;
+    else if (a == "--trace") trace = true;
     else if (a == "--only" && i + 1 < argc) only = argv[++i];
     else if (a == "--format" && i + 1 < argc) only_format = argv[++i];
     else if (a == "--n" && i + 1 < argc) {
@@ -258,6 +280,21 @@ int main(int argc, char** argv) {
                            {"dequant_us", dequant_us},
                            {"wgmma_us", wgmma_us},
                            {"variant", m.variant(n)}};
+        if (trace && n <= 16) {  // one more call of the small kernel, L2 flushed, its blocks' phases
+          m.set_batch_path(gpu::LutMmaMatrix::BatchPath::small);
+          m.set_trace(true);
+          gpu::time_calls(run, 3, true);
+          row["small_trace_us"] = trace_summary(m.last_trace());
+          m.set_trace(false);
+          m.set_batch_path(gpu::LutMmaMatrix::BatchPath::automatic);
+          const auto& tr = row["small_trace_us"];
+          std::printf("  trace (small kernel, us from the first block's start, median/max over %d blocks): start %.2f/%.2f, prologue %.2f/%.2f, "
+                      "stream %.2f/%.2f, epilogue %.2f/%.2f, end %.2f/%.2f\n",
+                      tr["blocks"].get<int>(), tr["start"]["median"].get<double>(), tr["start"]["max"].get<double>(),
+                      tr["prologue"]["median"].get<double>(), tr["prologue"]["max"].get<double>(), tr["stream"]["median"].get<double>(),
+                      tr["stream"]["max"].get<double>(), tr["epilogue"]["median"].get<double>(), tr["epilogue"]["max"].get<double>(),
+                      tr["end"]["median"].get<double>(), tr["end"]["max"].get<double>());
+        }
         out["rows"].push_back(row);
         std::printf("%-22s %-50s %4zu %9.2f %9.2f %8.0f %5.0f%% %9.2f %8.2f %8.2f %9.2f %9.2f %9.2f %9.2f %9.2f  %s\n", s.model, f.c_str(), n, med,
                     cublas_us, gbs, 100.0 * gbs * 1e9 / copy_bw, cublas_us / med, bytes / 1e6, read_us, small_us, prefetch_us, large_us,

@@ -78,6 +78,12 @@ class LutMmaMatrix {
   // The small kernel's bulk L2 prefetch of each chunk's code tiles (sm_90+; off by default, since on the H100 it
   // gained nothing or lost: docs/GPU.md, issue 31); bench_gpu times both in one run.
   void set_l2_prefetch(bool on);
+  // Diagnostic: while on, every small-kernel call (n ≤ 16) has each block read the global timer (ns) at four points,
+  // and last_trace() returns the last such call's readings (synchronous download), [block][point] with points start,
+  // prologue done (tables, side data, rotated activations in shared memory), warp 0's code stream done, block done
+  // (after the split-K reduction); empty before any traced call. bench_gpu --trace summarizes them.
+  void set_trace(bool on);
+  std::vector<std::uint64_t> last_trace() const;
   // Which kernel serves a batch. automatic: lut_mma_default_path (kernels/cuda/lut_mma_paths.cpp), a rule fitted to
   // same-run H100 timings (docs/GPU.md): wgmma on Hopper where it won, else the small kernel for n ≤ 16, the large
   // kernel above, and the dequantized path (bf16 weights decoded in chunks, one cuBLAS GEMM per chunk) from the

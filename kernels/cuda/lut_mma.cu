@@ -66,7 +66,20 @@ struct Args {
   int tiles_per_split = 0, splits = 1;
   int stream_only = 0;  // diagnostic (TQB_LUT_MMA_STREAM_ONLY=1): the small kernel moves the codes but skips the decode and mma
   int prefetch_tiles = 0;  // small kernel on sm_90+: up to this many of the chunk's code tiles past the ring asked into L2 at the start
+  // Diagnostic (LutMmaMatrix::set_trace): the small kernel's blocks write the global timer (ns) at kTracePoints
+  // points each, [block (x-major)][point]: start, prologue done, warp 0's stream done, block done.
+  unsigned long long* trace = nullptr;
 };
+constexpr int kTracePoints = 4;
+
+// Writes point i of this block's trace (thread 0 only; nothing when tracing is off).
+__device__ __forceinline__ void trace_point(const Args& a, int i) {
+  if (a.trace != nullptr && threadIdx.x == 0) {
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    a.trace[(static_cast<std::size_t>(blockIdx.y) * gridDim.x + blockIdx.x) * kTracePoints + i] = t;
+  }
+}
 
 __host__ __device__ constexpr int passes_of(int b1) { return b1 == 0 ? 1 : 2; }
 
@@ -407,6 +420,7 @@ __global__ void __launch_bounds__(kThreads, 3) small_kernel(const Args a) {
   const int stripe = blockIdx.x * kWarps + warp;
   const int kt0 = blockIdx.y * a.tiles_per_split, kt1 = min(kt0 + a.tiles_per_split, a.ktiles);
   const bool active = stripe < a.stripes;
+  trace_point(a, 0);
 
   // The chunk's side data and the first kRing code tiles go out before the prologue.
   const std::size_t lane_words = static_cast<std::size_t>(active ? stripe : 0) * a.ktiles * 32 + lane;
@@ -471,6 +485,7 @@ __global__ void __launch_bounds__(kThreads, 3) small_kernel(const Args a) {
       reinterpret_cast<uint4*>(xs + (p * rows + a.n) * stride)[i] = make_uint4(0, 0, 0, 0);
   }
   __syncthreads();
+  trace_point(a, 1);
 
   float acc[NT][4] = {};
   float gacc0[NT][4] = {}, gacc1[NT][4] = {};  // the current group's sums, per pass
@@ -509,6 +524,7 @@ __global__ void __launch_bounds__(kThreads, 3) small_kernel(const Args a) {
     }
   }
   cp_async_wait<0>();
+  trace_point(a, 2);
 
   // Accumulator (j, i): row 16·stripe + lane/4 + 8·(i/2), batch column 8j + 2·(lane%4) + i%2.
   if (active)
@@ -517,6 +533,7 @@ __global__ void __launch_bounds__(kThreads, 3) small_kernel(const Args a) {
 #pragma unroll
       for (int i = 0; i < 4; ++i) store_out(a, blockIdx.y, 16 * stripe + (lane >> 2) + 8 * (i >> 1), 8 * j + 2 * (lane & 3) + (i & 1), acc[j][i]);
   if (a.splits > 1) split_k_finish(a, blockIdx.x, blockIdx.x * kWarps * 16, kWarps * 16, 0, a.n);
+  trace_point(a, 3);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -997,6 +1014,9 @@ struct LutMmaMatrix::Impl {
   mutable DeviceBuffer partial, counters, xr;
   mutable int xr_layout = kXrPassMajor;  // the layout the rotation last wrote xr in
   mutable int xr_tile_rows = 0;          // and its rows per tile (kXrWgmmaTiles)
+  int tracing = 0;                        // set_trace
+  mutable DeviceBuffer trace;             // the last traced call's [blocks][kTracePoints] timer readings
+  mutable std::size_t trace_blocks = 0;
 
   // The kernel that serves a batch of n: the forced one, or the measured rule (kernels/cuda/lut_mma_paths.cpp).
   BatchPath path_for(std::size_t n) const {
@@ -1244,6 +1264,12 @@ std::size_t LutMmaMatrix::weight_bytes() const {
   return b;
 }
 void LutMmaMatrix::set_l2_prefetch(bool on) { impl_->l2_prefetch = on ? 1 : 0; }
+void LutMmaMatrix::set_trace(bool on) { impl_->tracing = on ? 1 : 0; }
+std::vector<std::uint64_t> LutMmaMatrix::last_trace() const {
+  std::vector<std::uint64_t> t(impl_->trace_blocks * kTracePoints);
+  if (!t.empty()) impl_->trace.download(t.data(), t.size() * sizeof(std::uint64_t));
+  return t;
+}
 bool LutMmaMatrix::wgmma_available() const { return impl_->wgmma_ok != 0; }
 void LutMmaMatrix::set_batch_path(BatchPath path) {
   if (path == BatchPath::wgmma && !impl_->wgmma_ok)
@@ -1307,6 +1333,11 @@ void LutMmaMatrix::multiply(const std::uint16_t* x, std::size_t n, float* y, std
     a.splits = plan.splits;
     if (a.splits > 1) a.partial = I.partials(a.splits, n);
     const dim3 grid((a.stripes + kWarps - 1) / kWarps, a.splits);
+    if (I.tracing) {
+      I.trace_blocks = std::size_t{grid.x} * grid.y;
+      if (I.trace.size() < I.trace_blocks * kTracePoints * 8) I.trace = DeviceBuffer(I.trace_blocks * kTracePoints * 8);
+      a.trace = I.trace.as<unsigned long long>();
+    }
     if (I.l2_prefetch) {  // the tiles a wave of resident blocks asks into L2 stay within 60% of it
       const std::size_t wave_warps = std::min<std::size_t>(std::size_t{grid.x} * grid.y, std::size_t(I.sms) * plan.blocks_per_sm) * kWarps;
       std::size_t tile_bytes = 0;
