@@ -64,6 +64,7 @@ struct Args {
   float* partial = nullptr;               // small, splits > 1: [splits][n][rows_pad]
   int* counters = nullptr;                // splits > 1: one per output tile, zero between launches
   int tiles_per_split = 0, splits = 1;
+  int x_aligned16 = 0;  // x is 16-byte aligned (the small kernel copies it 16 bytes at a time, else 4)
   int stream_only = 0;  // diagnostic (TQB_LUT_MMA_STREAM_ONLY=1): the small kernel moves the codes but skips the decode and mma
   int prefetch_tiles = 0;  // small kernel on sm_90+: up to this many of the chunk's code tiles past the ring asked into L2 at the start
   // Diagnostic (LutMmaMatrix::set_trace): the small kernel's blocks write the global timer (ns) at kTracePoints
@@ -101,16 +102,24 @@ __host__ __device__ constexpr std::size_t wg_tile_offset(int p, int t, int k, in
 // one global load per entry and thread, then eight 16-byte stores of it, rotated by lane so that the 8
 // lanes of each store phase hit 8 different bank quads. (A loop of one load per word was latency-bound:
 // 32 dependent round trips to L2 per thread before the first tile could be decoded.)
+// Split in a load and a store (table_load, table_store) so that a kernel can ask for the entry early; a table
+// has at most 256 entries (4-bit pairs), so one per thread.
+template <int B>
+__device__ __forceinline__ std::uint32_t table_load(const std::uint32_t* lut_g) {
+  static_assert((1 << (2 * B)) <= kThreads, "one table entry per thread");
+  return threadIdx.x < (1u << (2 * B)) ? __ldg(lut_g + threadIdx.x) : 0u;
+}
+template <int B>
+__device__ __forceinline__ void table_store(std::uint32_t v, std::uint32_t* lut_s) {
+  const int e = threadIdx.x, lane = threadIdx.x & 31;
+  if (e >= (1 << (2 * B))) return;
+  const uint4 v4 = make_uint4(v, v, v, v);
+#pragma unroll
+  for (int c = 0; c < 8; ++c) *reinterpret_cast<uint4*>(lut_s + 32 * e + 4 * ((c + lane) & 7)) = v4;
+}
 template <int B>
 __device__ __forceinline__ void fill_table(const std::uint32_t* lut_g, std::uint32_t* lut_s) {
-  constexpr int entries = 1 << (2 * B);
-  const int lane = threadIdx.x & 31;
-  for (int e = threadIdx.x; e < entries; e += kThreads) {
-    const std::uint32_t v = __ldg(lut_g + e);
-    const uint4 v4 = make_uint4(v, v, v, v);
-#pragma unroll
-    for (int c = 0; c < 8; ++c) *reinterpret_cast<uint4*>(lut_s + 32 * e + 4 * ((c + lane) & 7)) = v4;
-  }
+  table_store<B>(table_load<B>(lut_g), lut_s);
 }
 
 template <int B0, int B1>
@@ -156,18 +165,22 @@ __device__ __forceinline__ void rotate_load(const Args& a, int t, int k, int lan
 }
 // Stores this lane's E values at lane_dst (its own place: E ≤ 8 values at column k + E·lane, within one 16-byte
 // chunk of every layout) and returns their sum as stored (rounded to bf16), for the group sums of offsets.
+// The same with this lane's E sign bits given (rotated: warp-uniform).
 template <int E>
-__device__ __forceinline__ float rotate_finish(const Args& a, const PassArgs& p, int k, __nv_bfloat16* lane_dst, int lane, float (&v)[E]) {
-  const int kl = k + E * lane;
-  if (p.rotated) {  // warp-uniform: cols is a multiple of the group, so a group lies wholly inside or outside
-    const std::uint32_t signs = kl < a.cols ? (__ldg(p.signs + (kl >> 5)) >> (kl & 31)) & ((1u << E) - 1u) : 0u;
-    hadamard_in_registers<E>(v, signs, lane);
-  }
+__device__ __forceinline__ float rotate_finish(bool rotated, std::uint32_t sign_bits, __nv_bfloat16* lane_dst, int lane, float (&v)[E]) {
+  if (rotated) hadamard_in_registers<E>(v, sign_bits, lane);
   store_group<E>(lane_dst, v);
   float sum = 0.0f;
 #pragma unroll
   for (int e = 0; e < E; ++e) sum += __bfloat162float(__float2bfloat16_rn(v[e]));
   return sum;
+}
+template <int E>
+__device__ __forceinline__ float rotate_finish(const Args& a, const PassArgs& p, int k, __nv_bfloat16* lane_dst, int lane, float (&v)[E]) {
+  const int kl = k + E * lane;
+  // warp-uniform: cols is a multiple of the group, so a group lies wholly inside or outside
+  const std::uint32_t signs = p.rotated && kl < a.cols ? (__ldg(p.signs + (kl >> 5)) >> (kl & 31)) & ((1u << E) - 1u) : 0u;
+  return rotate_finish<E>(p.rotated != 0, signs, lane_dst, lane, v);
 }
 template <int E>
 __device__ __forceinline__ void rotate_one(const Args& a, const PassArgs& p, int t, int k, __nv_bfloat16* lane_dst, int lane) {
@@ -338,6 +351,38 @@ __device__ __forceinline__ void issue_side(const PassArgs& p, int stripe, int j0
   }
 }
 
+// Sign words of one pass in the small kernel's shared memory: the chunk's kc / 32, rounded to a 16-byte multiple.
+__host__ __device__ constexpr int small_sign_stride(int kc) { return ((kc >> 5) + 3) & ~3; }
+
+// The chunk's activations, batch rows [0, n) × columns [k0, k0 + kc) of x, into xs_p (row stride `stride` elements)
+// by cp.async, 16 bytes per copy (4 where x is not 16-byte aligned); columns past cols are written as zeros. Every
+// thread of the block takes part.
+__device__ __forceinline__ void issue_activations(const Args& a, int k0, int kc, __nv_bfloat16* xs_p, int stride) {
+  const int pieces = kc / 8, total = a.n * pieces;
+  for (int i = threadIdx.x; i < total; i += kThreads) {
+    const int t = i / pieces, c = (i - t * pieces) * 8;
+    __nv_bfloat16* dst = xs_p + t * stride + c;
+    if (k0 + c < a.cols) {  // cols is a multiple of 32: a piece lies wholly inside or outside
+      const __nv_bfloat16* src = a.x + static_cast<std::size_t>(t) * a.cols + k0 + c;
+      if (a.x_aligned16) cp_async<16>(smem_addr(dst), src);
+      else
+#pragma unroll
+        for (int h = 0; h < 4; ++h) cp_async<4>(smem_addr(dst) + 4 * h, src + 2 * h);
+    } else {
+      *reinterpret_cast<uint4*>(dst) = make_uint4(0, 0, 0, 0);
+    }
+  }
+}
+
+// One pass's sign words of the chunk [k0, k0 + kc) into dst (shared memory), zeros past the matrix's columns.
+__device__ __forceinline__ void issue_signs(const PassArgs& p, int k0, int kc, int cols, std::uint32_t* dst) {
+  const int w0 = k0 >> 5, avail = ((cols + 31) >> 5) - w0;
+  for (int i = threadIdx.x; i < (kc >> 5); i += kThreads) {
+    if (i < avail) cp_async<4>(smem_addr(dst + i), p.signs + w0 + i);
+    else dst[i] = 0u;
+  }
+}
+
 // The small kernel's arithmetic: the mma takes the table's bf16 values as they are (exact products with
 // the bf16 activations) into per-group fp32 sums, and each group ends with acc += a·Σ lut·x̃ + b·Σ x̃ in
 // fp32 — four fmas per accumulator and group instead of one bf16x2 fma per pair of weights, and one
@@ -416,6 +461,9 @@ __global__ void __launch_bounds__(kThreads, 3) small_kernel(const Args a) {
   float* group_sums = reinterpret_cast<float*>(reinterpret_cast<char*>(smem_u4) + (next - base));
   const int sums_stride = (a.n * (kc >> 5) + 3) & ~3;  // per pass, room for the smallest group (32); 16-byte multiple
   next += 4 * P * sums_stride;
+  std::uint32_t* signs_s = reinterpret_cast<std::uint32_t*>(reinterpret_cast<char*>(smem_u4) + (next - base));  // [P][sign_stride]
+  const int sign_stride = small_sign_stride(kc);
+  next += 4 * P * sign_stride;
   __nv_bfloat16* xs = reinterpret_cast<__nv_bfloat16*>(reinterpret_cast<char*>(smem_u4) + (next - base));  // [P][n + 1][stride]
   const int stripe = blockIdx.x * kWarps + warp;
   const int kt0 = blockIdx.y * a.tiles_per_split, kt1 = min(kt0 + a.tiles_per_split, a.ktiles);
@@ -445,39 +493,50 @@ __global__ void __launch_bounds__(kThreads, 3) small_kernel(const Args a) {
     prefetch_l2(codes0 - lane * B0 + static_cast<std::size_t>(kt0 + kRing) * 32 * B0, tiles * 128 * B0);
     if constexpr (B1 != 0) prefetch_l2(codes1 - lane * B1 + static_cast<std::size_t>(kt0 + kRing) * 32 * B1, tiles * 128 * B1);
   }
+  // The prologue's loads first (why: below): this thread's table entries, then the chunk's activations and sign
+  // words by cp.async, one group.
+  const std::uint32_t lut_v0 = table_load<B0>(a.pass[0].lut);
+  std::uint32_t lut_v1 = 0;
+  if constexpr (B1 != 0)
+    if (a.pass[1].lut_offset != 0) lut_v1 = table_load<B1>(a.pass[1].lut);
+#pragma unroll
+  for (int p = 0; p < P; ++p) {
+    issue_activations(a, kt0 * 64, kc, xs + p * rows * stride, stride);
+    if (a.pass[p].rotated) issue_signs(a.pass[p], kt0 * 64, kc, a.cols, signs_s + p * sign_stride);
+  }
+  cp_async_commit();
   if (active)
 #pragma unroll
     for (int p = 0; p < P; ++p) issue_side(a.pass[p], stripe, (kt0 * 64) >> a.pass[p].log2_group, side_groups[p], side_addr[p], lane);
 #pragma unroll
-  for (int r = 0; r < kRing; ++r) issue(kt0 + r, ring_addr + 4 * r * RING);  // the side data rides in group 0
+  for (int r = 0; r < kRing; ++r) issue(kt0 + r, ring_addr + 4 * r * RING);  // the side data rides in group 1
 
-  fill_tables<B0, B1>(a, reinterpret_cast<std::uint32_t*>(smem_u4));
-  // Rotated activations of this chunk: a warp per (pass, batch row, group), then the zero row.
+  // The prologue's own data (tables, the chunk's activations and sign words) was asked for above, before the code
+  // ring: at the start the ring's requests are ~10 MB GPU-wide, and loads issued after them waited behind them
+  // (the per-block trace measured a 6-8 µs prologue at n = 1 on the H100, docs/GPU.md, issue 31).
+  table_store<B0>(lut_v0, reinterpret_cast<std::uint32_t*>(smem_u4));
+  if constexpr (B1 != 0)
+    if (a.pass[1].lut_offset != 0) table_store<B1>(lut_v1, reinterpret_cast<std::uint32_t*>(smem_u4) + a.pass[1].lut_offset);
+  cp_async_wait<kRing>();  // this thread's activation and sign copies (the oldest group) have landed
+  __syncthreads();         // and every thread's
+  // Rotated in place: a warp per (pass, batch row, group), then the zero row.
 #pragma unroll
   for (int p = 0; p < P; ++p) {
     const PassArgs& pa = a.pass[p];
     by_group_width(pa.log2_group, [&](auto e) {
       constexpr int E = decltype(e)::value;
       const int groups = kc / (32 * E), tasks = a.n * groups;
-      constexpr int kBatch = E <= 4 ? 8 : 4;  // groups in flight per warp: the loads of x are latency-bound otherwise
-      for (int first = warp; first < tasks; first += kBatch * kWarps) {
-        float v[kBatch][E];
+      for (int task = warp; task < tasks; task += kWarps) {
+        const int t = task / groups, j = task % groups;
+        __nv_bfloat16* lane_x = xs + (p * rows + t) * stride + j * 32 * E + E * lane;
+        float v[E];
+        load_group<E>(lane_x, true, v);
+        const std::uint32_t sign_bits = pa.rotated ? (signs_s[p * sign_stride + ((j * 32 * E + E * lane) >> 5)] >> ((E * lane) & 31)) & ((1u << E) - 1u) : 0u;
+        float sum = rotate_finish<E>(pa.rotated != 0, sign_bits, lane_x, lane, v);
+        if (pa.offsets != nullptr) {  // warp-uniform
 #pragma unroll
-        for (int u = 0; u < kBatch; ++u) {
-          const int task = first + u * kWarps;
-          if (task < tasks) rotate_load<E>(a, task / groups, kt0 * 64 + (task % groups) * 32 * E, lane, v[u]);
-        }
-#pragma unroll
-        for (int u = 0; u < kBatch; ++u) {
-          const int task = first + u * kWarps, t = task / groups, j = task % groups;
-          if (task < tasks) {
-            float sum = rotate_finish<E>(a, pa, kt0 * 64 + j * 32 * E, xs + (p * rows + t) * stride + j * 32 * E + E * lane, lane, v[u]);
-            if (pa.offsets != nullptr) {  // warp-uniform
-#pragma unroll
-              for (int m = 16; m >= 1; m /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, m);
-              if (lane == 0) group_sums[p * sums_stride + t * groups + j] = sum;
-            }
-          }
+          for (int m = 16; m >= 1; m /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, m);
+          if (lane == 0) group_sums[p * sums_stride + t * groups + j] = sum;
         }
       }
     });
@@ -1035,6 +1094,7 @@ struct LutMmaMatrix::Impl {
     std::size_t bytes = static_cast<std::size_t>(base.lut_words) * 4 + static_cast<std::size_t>(kWarps) * kRing * 32 * (b0 + b1) * 4;
     for (const auto& p : shape.passes) bytes += static_cast<std::size_t>(side_words(kc, p.log2_group, p.has_offset)) * 4;
     bytes += shape.passes.size() * static_cast<std::size_t>((n * (kc >> 5) + 3) & ~3) * 4;  // group sums
+    bytes += shape.passes.size() * static_cast<std::size_t>(small_sign_stride(kc)) * 4;     // sign words
     return bytes + shape.passes.size() * static_cast<std::size_t>(n + 1) * (kc + kPad) * 2;
   }
   // Split-K for the small kernel: among chunk sizes of whole groups, the one whose grid best fills one
@@ -1327,6 +1387,9 @@ void LutMmaMatrix::multiply(const std::uint16_t* x, std::size_t n, float* y, std
   const Impl::BatchPath path = I.path_for(n);
   if (path == Impl::BatchPath::small) {
     if (n > 16) throw std::invalid_argument("lut_mma: the small kernel serves batches of at most 16, not " + std::to_string(n));
+    const auto x_addr = reinterpret_cast<std::uintptr_t>(x);
+    if (x_addr % 4 != 0) throw std::invalid_argument("lut_mma: the activations x must be 4-byte aligned (got an address ending in " + std::to_string(x_addr % 16) + " mod 16)");
+    a.x_aligned16 = x_addr % 16 == 0 ? 1 : 0;
     const int nt = n <= 8 ? 1 : 2;
     const SmallPlan& plan = I.small[n - 1];
     a.tiles_per_split = plan.tiles_per_split;
