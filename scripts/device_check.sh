@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One call on the lent GPU machine (the device tool), from the repository root, after
-# scripts/device_carry.sh packed carry/ here: the CUDA parity tests, compute-sanitizer memcheck on
-# them, the GPU benchmark (lut_mma and cuBLAS bf16 in one binary), PyTorch's int4 kernel on the same
+# scripts/device_carry.sh packed carry/ here: the CUDA parity tests and the GPU forward/decode tests (not the
+# GPU calibration, bench/gpu_calibrate.sh), compute-sanitizer memcheck on the parity tests, the GPU benchmark (lut_mma and cuBLAS bf16 in one binary), PyTorch's int4 kernel on the same
 # shapes, and the joined Markdown table; logs and JSON into $OUT. With --cpu, also the CPU kernel
 # parity tests at every SIMD level the machine's CPU has and a CPU benchmark subset.
 # Device call: run(command="scripts/device_check.sh [--quick] [--stack] [--cpu] [--no-sanitizer]", carry=["carry"])
@@ -35,7 +35,7 @@ for z in carry/bin/*.gz; do [ -f "$z" ] && gunzip -f "$z"; done  # scripts/devic
 } | tee "$OUT/machine.txt"
 status=0
 echo "== CUDA parity tests"
-TQBENCH_BINARY="$PWD/carry/bin/tqbench" carry/bin/tqb_tests -tc="*lut_mma*,*cuda*,*timing.device*" 2>&1 | tee "$OUT/gpu-tests.txt" | grep -E "MESSAGE|rel err|SKIPPED|GPU:|test cases|assertions|ERROR|FAILED|CHECK" | tail -60
+TQBENCH_BINARY="$PWD/carry/bin/tqbench" carry/bin/tqb_tests -tc="*lut_mma*,*cuda*,*GPU*,*timing.device*" -tce="calibration on the GPU*" 2>&1 | tee "$OUT/gpu-tests.txt" | grep -E "MESSAGE|rel err|SKIPPED|GPU:|test cases|assertions|ERROR|FAILED|CHECK" | tail -60
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 if [ "$sanitize" = 1 ] && command -v compute-sanitizer >/dev/null; then
   echo "== compute-sanitizer memcheck (parity tests, small shapes)"
