@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # One call on the lent GPU machine (the device tool), from the repository root, after
 # scripts/device_carry.sh packed carry/ here: the CUDA parity tests and the GPU forward/decode tests (not the
-# GPU calibration, bench/gpu_calibrate.sh), compute-sanitizer memcheck on the parity tests, the GPU benchmark (lut_mma and cuBLAS bf16 in one binary), PyTorch's int4 kernel on the same
-# shapes, and the joined Markdown table; logs and JSON into $OUT. With --cpu, also the CPU kernel
-# parity tests at every SIMD level the machine's CPU has and a CPU benchmark subset.
+# GPU calibration, bench/gpu_calibrate.sh), compute-sanitizer memcheck on the parity tests, the GPU benchmark
+# (lut_mma and cuBLAS bf16 in one binary), PyTorch's int4 kernel on the same shapes, and the joined Markdown
+# table; logs and JSON into $OUT. With --cpu, also the CPU kernel parity tests at every SIMD level the machine's
+# CPU has and a CPU benchmark subset.
 # Device call: run(command="scripts/device_check.sh [--quick] [--stack] [--cpu] [--no-sanitizer]", carry=["carry"])
 set -uo pipefail
 OUT="${OUT:-/tmp/tqb-device}"
