@@ -288,12 +288,13 @@ int main(int argc, char** argv) {
           m.set_trace(false);
           m.set_batch_path(gpu::LutMmaMatrix::BatchPath::automatic);
           const auto& tr = row["small_trace_us"];
-          std::printf("  trace (small kernel, us from the first block's start, median/max over %d blocks): start %.2f/%.2f, prologue %.2f/%.2f, "
-                      "stream %.2f/%.2f, epilogue %.2f/%.2f, end %.2f/%.2f\n",
-                      tr["blocks"].get<int>(), tr["start"]["median"].get<double>(), tr["start"]["max"].get<double>(),
-                      tr["prologue"]["median"].get<double>(), tr["prologue"]["max"].get<double>(), tr["stream"]["median"].get<double>(),
-                      tr["stream"]["max"].get<double>(), tr["epilogue"]["median"].get<double>(), tr["epilogue"]["max"].get<double>(),
-                      tr["end"]["median"].get<double>(), tr["end"]["max"].get<double>());
+          std::printf("  trace (small kernel, us from the first block's start, median/max over %d blocks):", tr["blocks"].get<int>());
+          const char* sep = "";
+          for (const char* phase : {"start", "prologue", "stream", "epilogue", "end"}) {
+            std::printf("%s %s %.2f/%.2f", sep, phase, tr[phase]["median"].get<double>(), tr[phase]["max"].get<double>());
+            sep = ",";
+          }
+          std::printf("\n");
         }
         out["rows"].push_back(row);
         std::printf("%-22s %-50s %4zu %9.2f %9.2f %8.0f %5.0f%% %9.2f %8.2f %8.2f %9.2f %9.2f %9.2f %9.2f %9.2f  %s\n", s.model, f.c_str(), n, med,

@@ -102,8 +102,8 @@ __host__ __device__ constexpr std::size_t wg_tile_offset(int p, int t, int k, in
 // one global load per entry and thread, then eight 16-byte stores of it, rotated by lane so that the 8
 // lanes of each store phase hit 8 different bank quads. (A loop of one load per word was latency-bound:
 // 32 dependent round trips to L2 per thread before the first tile could be decoded.)
-// Split in a load and a store (table_load, table_store) so that a kernel can ask for the entry early; a table
-// has at most 256 entries (4-bit pairs), so one per thread.
+// Split in a load and a store (tables_load, tables_store) so that a kernel can ask for the entries early (the small
+// kernel, before its code ring); a table has at most 256 entries (4-bit pairs), so one per thread.
 template <int B>
 __device__ __forceinline__ std::uint32_t table_load(const std::uint32_t* lut_g) {
   static_assert((1 << (2 * B)) <= kThreads, "one table entry per thread");
@@ -117,16 +117,28 @@ __device__ __forceinline__ void table_store(std::uint32_t v, std::uint32_t* lut_
 #pragma unroll
   for (int c = 0; c < 8; ++c) *reinterpret_cast<uint4*>(lut_s + 32 * e + 4 * ((c + lane) & 7)) = v4;
 }
-template <int B>
-__device__ __forceinline__ void fill_table(const std::uint32_t* lut_g, std::uint32_t* lut_s) {
-  table_store<B>(table_load<B>(lut_g), lut_s);
-}
 
+// This thread's entries of both passes' tables (the second only where it has a table of its own, lut_offset ≠ 0).
+struct TableEntries {
+  std::uint32_t pass0 = 0, pass1 = 0;
+};
+template <int B0, int B1>
+__device__ __forceinline__ TableEntries tables_load(const Args& a) {
+  TableEntries e;
+  e.pass0 = table_load<B0>(a.pass[0].lut);
+  if constexpr (B1 != 0)
+    if (a.pass[1].lut_offset != 0) e.pass1 = table_load<B1>(a.pass[1].lut);
+  return e;
+}
+template <int B0, int B1>
+__device__ __forceinline__ void tables_store(const Args& a, const TableEntries& e, std::uint32_t* lut_s) {
+  table_store<B0>(e.pass0, lut_s);
+  if constexpr (B1 != 0)
+    if (a.pass[1].lut_offset != 0) table_store<B1>(e.pass1, lut_s + a.pass[1].lut_offset);
+}
 template <int B0, int B1>
 __device__ __forceinline__ void fill_tables(const Args& a, std::uint32_t* lut_s) {
-  fill_table<B0>(a.pass[0].lut, lut_s);
-  if constexpr (B1 != 0)
-    if (a.pass[1].lut_offset != 0) fill_table<B1>(a.pass[1].lut, lut_s + a.pass[1].lut_offset);
+  tables_store<B0, B1>(a, tables_load<B0, B1>(a), lut_s);
 }
 
 template <int E>
@@ -163,9 +175,14 @@ __device__ __forceinline__ void rotate_load(const Args& a, int t, int k, int lan
   const int kl = k + E * lane;
   load_group<E>(a.x + static_cast<std::size_t>(t) * a.cols + kl, t < a.n && kl < a.cols, v);
 }
-// Stores this lane's E values at lane_dst (its own place: E ≤ 8 values at column k + E·lane, within one 16-byte
-// chunk of every layout) and returns their sum as stored (rounded to bf16), for the group sums of offsets.
-// The same with this lane's E sign bits given (rotated: warp-uniform).
+// This lane's E sign bits for columns kl … kl + E − 1 (E·lane-aligned) from the sign word that holds column kl.
+template <int E>
+__device__ __forceinline__ std::uint32_t lane_sign_bits(std::uint32_t word, int kl) {
+  return (word >> (kl & 31)) & ((1u << E) - 1u);
+}
+// Rotates this lane's E values (when rotated, warp-uniform: signs, then the butterflies), stores them at lane_dst
+// (its own place: E ≤ 8 values at column k + E·lane, within one 16-byte chunk of every layout) and returns their sum
+// as stored (rounded to bf16), for the group sums of offsets.
 template <int E>
 __device__ __forceinline__ float rotate_finish(bool rotated, std::uint32_t sign_bits, __nv_bfloat16* lane_dst, int lane, float (&v)[E]) {
   if (rotated) hadamard_in_registers<E>(v, sign_bits, lane);
@@ -175,11 +192,12 @@ __device__ __forceinline__ float rotate_finish(bool rotated, std::uint32_t sign_
   for (int e = 0; e < E; ++e) sum += __bfloat162float(__float2bfloat16_rn(v[e]));
   return sum;
 }
+// The same for the group at column k of pass p, its sign bits read from the pass's sign words in global memory.
 template <int E>
 __device__ __forceinline__ float rotate_finish(const Args& a, const PassArgs& p, int k, __nv_bfloat16* lane_dst, int lane, float (&v)[E]) {
   const int kl = k + E * lane;
   // warp-uniform: cols is a multiple of the group, so a group lies wholly inside or outside
-  const std::uint32_t signs = p.rotated && kl < a.cols ? (__ldg(p.signs + (kl >> 5)) >> (kl & 31)) & ((1u << E) - 1u) : 0u;
+  const std::uint32_t signs = p.rotated && kl < a.cols ? lane_sign_bits<E>(__ldg(p.signs + (kl >> 5)), kl) : 0u;
   return rotate_finish<E>(p.rotated != 0, signs, lane_dst, lane, v);
 }
 template <int E>
@@ -495,10 +513,7 @@ __global__ void __launch_bounds__(kThreads, 3) small_kernel(const Args a) {
   }
   // The prologue's loads first (why: below): this thread's table entries, then the chunk's activations and sign
   // words by cp.async, one group.
-  const std::uint32_t lut_v0 = table_load<B0>(a.pass[0].lut);
-  std::uint32_t lut_v1 = 0;
-  if constexpr (B1 != 0)
-    if (a.pass[1].lut_offset != 0) lut_v1 = table_load<B1>(a.pass[1].lut);
+  const TableEntries table_entries = tables_load<B0, B1>(a);
 #pragma unroll
   for (int p = 0; p < P; ++p) {
     issue_activations(a, kt0 * 64, kc, xs + p * rows * stride, stride);
@@ -514,9 +529,7 @@ __global__ void __launch_bounds__(kThreads, 3) small_kernel(const Args a) {
   // The prologue's own data (tables, the chunk's activations and sign words) was asked for above, before the code
   // ring: at the start the ring's requests are ~10 MB GPU-wide, and loads issued after them waited behind them
   // (the per-block trace measured a 6-8 µs prologue at n = 1 on the H100, docs/GPU.md, issue 31).
-  table_store<B0>(lut_v0, reinterpret_cast<std::uint32_t*>(smem_u4));
-  if constexpr (B1 != 0)
-    if (a.pass[1].lut_offset != 0) table_store<B1>(lut_v1, reinterpret_cast<std::uint32_t*>(smem_u4) + a.pass[1].lut_offset);
+  tables_store<B0, B1>(a, table_entries, reinterpret_cast<std::uint32_t*>(smem_u4));
   cp_async_wait<kRing>();  // this thread's activation and sign copies (the oldest group) have landed
   __syncthreads();         // and every thread's
   // Rotated in place: a warp per (pass, batch row, group), then the zero row.
@@ -531,7 +544,8 @@ __global__ void __launch_bounds__(kThreads, 3) small_kernel(const Args a) {
         __nv_bfloat16* lane_x = xs + (p * rows + t) * stride + j * 32 * E + E * lane;
         float v[E];
         load_group<E>(lane_x, true, v);
-        const std::uint32_t sign_bits = pa.rotated ? (signs_s[p * sign_stride + ((j * 32 * E + E * lane) >> 5)] >> ((E * lane) & 31)) & ((1u << E) - 1u) : 0u;
+        const int kl = j * 32 * E + E * lane;  // within the chunk, which starts on a sign word
+        const std::uint32_t sign_bits = pa.rotated ? lane_sign_bits<E>(signs_s[p * sign_stride + (kl >> 5)], kl) : 0u;
         float sum = rotate_finish<E>(pa.rotated != 0, sign_bits, lane_x, lane, v);
         if (pa.offsets != nullptr) {  // warp-uniform
 #pragma unroll
