@@ -259,6 +259,28 @@ TEST_CASE("lut_mma CUDA kernels match the reference and the emulation: every for
                               c.cols, n, m.variant(n), std::sqrt(err2 / norm2), worst_ref, worst_emu));
       }
     }
+    // Activations not 16-byte aligned (two bf16 into a buffer): the small kernel copies them 4 bytes at a time and
+    // equals the emulation; not 4-byte aligned (one bf16 in): refused, naming the alignment.
+    {
+      constexpr std::size_t n = 3;
+      m.set_batch_path(Path::small);
+      const Matrix x = test::random_normal_matrix(n, c.cols, 77);
+      std::vector<std::uint16_t> xb(n * c.cols + 2, 0);
+      for (std::size_t i = 0; i < n * c.cols; ++i) xb[2 + i] = to_bf16_bits(x.data()[i]);
+      gpu::DeviceBuffer xd(xb.size() * 2), yd(n * c.rows * 4);
+      xd.upload(xb.data(), xb.size() * 2);
+      m.multiply(xd.as<const std::uint16_t>() + 2, n, yd.as<float>(), nullptr);
+      std::vector<float> got(n * c.rows), emu(n * c.rows), mag(n * c.rows);
+      yd.download(got.data(), got.size() * 4);
+      lut_mma_emulate(L, x.data(), n, emu.data(), mag.data(), m.arith(n));
+      double worst_emu = 0;
+      for (std::size_t i = 0; i < got.size(); ++i)
+        worst_emu = std::max(worst_emu, std::fabs(got[i] - emu[i]) / ((c.cols * std::ldexp(1.0, -22) + 1e-6) * mag[i] + 1e-30));
+      CAPTURE(c.format);
+      CHECK(worst_emu <= 1.0);
+      CHECK_THROWS_WITH_AS(m.multiply(xd.as<const std::uint16_t>() + 1, n, yd.as<float>(), nullptr), doctest::Contains("4-byte aligned"),
+                           std::invalid_argument);
+    }
     // The small kernel forced on a batch it cannot serve: refused before anything is read or launched.
     m.set_batch_path(Path::small);
     CHECK(m.variant(17).find("none") == 0);
