@@ -134,6 +134,13 @@ TEST_CASE("lut_mma's automatic path picks the H100's measured winners (docs/GPU.
   // TQB_LUT_MMA_WGMMA=1: wgmma for every n > 16, the small kernel still below.
   CHECK(path(4096, 4096, 1, true, 512, true) == P::wgmma);
   CHECK(path(4096, 4096, 1, true, 8, true) == P::small);
+  // The small kernel's rotation: in each block's prologue while it is a few tasks a warp (n = 1 on 4096²: 3 groups of
+  // 128 in a 384-column chunk; n = 4 there: 12), by the rotation kernel first beyond (n = 16, 1920 columns: 240 tasks).
+  CHECK_FALSE(lut_mma_small_pre_rotates(1, 3));
+  CHECK_FALSE(lut_mma_small_pre_rotates(4, 3));
+  CHECK_FALSE(lut_mma_small_pre_rotates(1, 15));
+  CHECK(lut_mma_small_pre_rotates(16, 15));
+  CHECK(lut_mma_small_pre_rotates(16, 3));
 }
 
 TEST_CASE("cuda_lut_mma in the kernel registry: named only, never auto, a clear error without a GPU") {
@@ -196,15 +203,24 @@ TEST_CASE("lut_mma CUDA kernels match the reference and the emulation: every for
     // with N; and the tiled paths forced below n = 17, where the small kernel is the default.
     using Path = gpu::LutMmaMatrix::BatchPath;
     constexpr Path kAuto = Path::automatic, kLarge = Path::large, kDequantized = Path::dequantized, kWgmma = Path::wgmma;
-    const std::pair<std::size_t, Path> runs[] = {
+    // The small kernel also with its activations rotated each way (rot: 0 in every block's prologue, 1 by the
+    // rotation kernel first; -1 the automatic choice).
+    struct Run {
+      std::size_t n;
+      Path path;
+      int rot = -1;
+    };
+    const Run runs[] = {
         {1, kAuto},    {2, kAuto},         {3, kAuto},   {8, kAuto},   {16, kAuto},         {5, kLarge},   {5, kDequantized},
         {9, kWgmma},   {16, kWgmma},       {17, kLarge}, {17, kDequantized}, {17, kWgmma}, {64, kLarge}, {64, kDequantized},
-        {64, kWgmma},  {100, kWgmma},      {130, kWgmma}, {512, kLarge}, {512, kDequantized}, {512, kWgmma}};
+        {64, kWgmma},  {100, kWgmma},      {130, kWgmma}, {512, kLarge}, {512, kDequantized}, {512, kWgmma},
+        {1, Path::small, 1}, {3, Path::small, 0}, {3, Path::small, 1}, {16, Path::small, 0}, {16, Path::small, 1}};
     if (!m.wgmma_available()) MESSAGE("the wgmma kernel's runs are left out: it needs compute capability 9.0 (" << gpu::device_description() << ")");
-    for (const auto& [n, path] : runs) {
+    for (const auto& [n, path, rot] : runs) {
       if (c.rows * c.cols * n > std::size_t{600} << 20) continue;  // keep the double reference quick
       if (path == kWgmma && !m.wgmma_available()) continue;
       m.set_batch_path(path);
+      m.set_small_pre_rotation(rot);
       CAPTURE(c.format);
       CAPTURE(c.rows);
       CAPTURE(c.cols);
@@ -259,11 +275,14 @@ TEST_CASE("lut_mma CUDA kernels match the reference and the emulation: every for
                               c.cols, n, m.variant(n), std::sqrt(err2 / norm2), worst_ref, worst_emu));
       }
     }
+    m.set_small_pre_rotation(-1);
+    CHECK_THROWS_AS(m.set_small_pre_rotation(2), std::invalid_argument);
     // Activations not 16-byte aligned (two bf16 into a buffer): the small kernel copies them 4 bytes at a time and
     // equals the emulation; not 4-byte aligned (one bf16 in): refused, naming the alignment.
     {
       constexpr std::size_t n = 3;
       m.set_batch_path(Path::small);
+      m.set_small_pre_rotation(0);  // the copy from x itself, not from the rotation kernel's output
       const Matrix x = test::random_normal_matrix(n, c.cols, 77);
       std::vector<std::uint16_t> xb(n * c.cols + 2, 0);
       for (std::size_t i = 0; i < n * c.cols; ++i) xb[2 + i] = to_bf16_bits(x.data()[i]);
@@ -280,6 +299,7 @@ TEST_CASE("lut_mma CUDA kernels match the reference and the emulation: every for
       CHECK(worst_emu <= 1.0);
       CHECK_THROWS_WITH_AS(m.multiply(xd.as<const std::uint16_t>() + 1, n, yd.as<float>(), nullptr), doctest::Contains("4-byte aligned"),
                            std::invalid_argument);
+      m.set_small_pre_rotation(-1);
     }
     // The small kernel forced on a batch it cannot serve: refused before anything is read or launched.
     m.set_batch_path(Path::small);

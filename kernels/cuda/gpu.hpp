@@ -78,6 +78,10 @@ class LutMmaMatrix {
   // The small kernel's bulk L2 prefetch of each chunk's code tiles (sm_90+; off by default, since on the H100 it
   // gained nothing or lost: docs/GPU.md, issue 31); bench_gpu times both in one run.
   void set_l2_prefetch(bool on);
+  // Where the small kernel's activations are rotated: -1 automatic (lut_mma_small_pre_rotates, the default;
+  // TQB_LUT_MMA_PREROTATE=0/1 overrides it), 0 in every block's prologue, 1 by the rotation kernel launched first.
+  // Both give the same bits; bench_gpu times both.
+  void set_small_pre_rotation(int mode);
   // Diagnostic: while on, every small-kernel call (n ≤ 16) has each block read the global timer (ns) at four points,
   // and last_trace() returns the last such call's readings (synchronous download), [block][point] with points start,
   // prologue done (tables, side data, rotated activations in shared memory), warp 0's code stream done, block done

@@ -65,6 +65,7 @@ struct Args {
   int* counters = nullptr;                // splits > 1: one per output tile, zero between launches
   int tiles_per_split = 0, splits = 1;
   int x_aligned16 = 0;  // x is 16-byte aligned (the small kernel copies it 16 bytes at a time, else 4)
+  int pre_rotated = 0;  // small kernel: xr holds the rotated activations (kXrPassMajor, by rotate_kernel) to copy, not x
   int stream_only = 0;  // diagnostic (TQB_LUT_MMA_STREAM_ONLY=1): the small kernel moves the codes but skips the decode and mma
   int prefetch_tiles = 0;  // small kernel on sm_90+: up to this many of the chunk's code tiles past the ring asked into L2 at the start
   // Diagnostic (LutMmaMatrix::set_trace): the small kernel's blocks write the global timer (ns) at kTracePoints
@@ -372,17 +373,20 @@ __device__ __forceinline__ void issue_side(const PassArgs& p, int stripe, int j0
 // Sign words of one pass in the small kernel's shared memory: the chunk's kc / 32, rounded to a 16-byte multiple.
 __host__ __device__ constexpr int small_sign_stride(int kc) { return ((kc >> 5) + 3) & ~3; }
 
-// The chunk's activations, batch rows [0, n) × columns [k0, k0 + kc) of x, into xs_p (row stride `stride` elements)
-// by cp.async, 16 bytes per copy (4 where x is not 16-byte aligned); columns past cols are written as zeros. Every
-// thread of the block takes part.
-__device__ __forceinline__ void issue_activations(const Args& a, int k0, int kc, __nv_bfloat16* xs_p, int stride) {
+// The chunk's activations of pass p, batch rows [0, n) × columns [k0, k0 + kc), into xs_p (row stride `stride`
+// elements) by cp.async: from x as given (the kernel rotates them), or with pre_rotated from pass p's rows of xr.
+// 16 bytes per copy (4 where x is not 16-byte aligned); columns past cols are written as zeros. Every thread of the
+// block takes part.
+__device__ __forceinline__ void issue_activations(const Args& a, int p, int k0, int kc, __nv_bfloat16* xs_p, int stride) {
   const int pieces = kc / 8, total = a.n * pieces;
+  const std::size_t cols_pad = static_cast<std::size_t>(a.ktiles) * 64;
   for (int i = threadIdx.x; i < total; i += kThreads) {
     const int t = i / pieces, c = (i - t * pieces) * 8;
     __nv_bfloat16* dst = xs_p + t * stride + c;
     if (k0 + c < a.cols) {  // cols is a multiple of 32: a piece lies wholly inside or outside
-      const __nv_bfloat16* src = a.x + static_cast<std::size_t>(t) * a.cols + k0 + c;
-      if (a.x_aligned16) cp_async<16>(smem_addr(dst), src);
+      const __nv_bfloat16* src = a.pre_rotated ? a.xr + (static_cast<std::size_t>(p) * a.n + t) * cols_pad + k0 + c
+                                               : a.x + static_cast<std::size_t>(t) * a.cols + k0 + c;
+      if (a.pre_rotated || a.x_aligned16) cp_async<16>(smem_addr(dst), src);
       else
 #pragma unroll
         for (int h = 0; h < 4; ++h) cp_async<4>(smem_addr(dst) + 4 * h, src + 2 * h);
@@ -516,8 +520,8 @@ __global__ void __launch_bounds__(kThreads, 3) small_kernel(const Args a) {
   const TableEntries table_entries = tables_load<B0, B1>(a);
 #pragma unroll
   for (int p = 0; p < P; ++p) {
-    issue_activations(a, kt0 * 64, kc, xs + p * rows * stride, stride);
-    if (a.pass[p].rotated) issue_signs(a.pass[p], kt0 * 64, kc, a.cols, signs_s + p * sign_stride);
+    issue_activations(a, p, kt0 * 64, kc, xs + p * rows * stride, stride);
+    if (a.pass[p].rotated && !a.pre_rotated) issue_signs(a.pass[p], kt0 * 64, kc, a.cols, signs_s + p * sign_stride);
   }
   cp_async_commit();
   if (active)
@@ -532,11 +536,12 @@ __global__ void __launch_bounds__(kThreads, 3) small_kernel(const Args a) {
   tables_store<B0, B1>(a, table_entries, reinterpret_cast<std::uint32_t*>(smem_u4));
   cp_async_wait<kRing>();  // this thread's activation and sign copies (the oldest group) have landed
   __syncthreads();         // and every thread's
-  // Rotated in place: a warp per (pass, batch row, group), then the zero row.
+  // Rotated in place: a warp per (pass, batch row, group), then the zero row. Pre-rotated activations (rotate_kernel,
+  // the same arithmetic) need only their group sums, where the pass has offsets.
 #pragma unroll
   for (int p = 0; p < P; ++p) {
     const PassArgs& pa = a.pass[p];
-    by_group_width(pa.log2_group, [&](auto e) {
+    if (!a.pre_rotated || pa.offsets != nullptr) by_group_width(pa.log2_group, [&](auto e) {
       constexpr int E = decltype(e)::value;
       const int groups = kc / (32 * E), tasks = a.n * groups;
       for (int task = warp; task < tasks; task += kWarps) {
@@ -544,9 +549,15 @@ __global__ void __launch_bounds__(kThreads, 3) small_kernel(const Args a) {
         __nv_bfloat16* lane_x = xs + (p * rows + t) * stride + j * 32 * E + E * lane;
         float v[E];
         load_group<E>(lane_x, true, v);
-        const int kl = j * 32 * E + E * lane;  // within the chunk, which starts on a sign word
-        const std::uint32_t sign_bits = pa.rotated ? lane_sign_bits<E>(signs_s[p * sign_stride + (kl >> 5)], kl) : 0u;
-        float sum = rotate_finish<E>(pa.rotated != 0, sign_bits, lane_x, lane, v);
+        float sum = 0.0f;
+        if (a.pre_rotated) {
+#pragma unroll
+          for (int i = 0; i < E; ++i) sum += v[i];
+        } else {
+          const int kl = j * 32 * E + E * lane;  // within the chunk, which starts on a sign word
+          const std::uint32_t sign_bits = pa.rotated ? lane_sign_bits<E>(signs_s[p * sign_stride + (kl >> 5)], kl) : 0u;
+          sum = rotate_finish<E>(pa.rotated != 0, sign_bits, lane_x, lane, v);
+        }
         if (pa.offsets != nullptr) {  // warp-uniform
 #pragma unroll
           for (int m = 16; m >= 1; m /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, m);
@@ -1073,6 +1084,7 @@ struct LutMmaMatrix::Impl {
   SmallPlan small[16];  // by batch size n = 1..16
   int smem_optin = 0;  // the device's shared memory per block with opt-in
   int stream_only = 0;  // TQB_LUT_MMA_STREAM_ONLY: a diagnostic, see Args
+  int pre_rotate = -1;   // TQB_LUT_MMA_PREROTATE: 1 always, 0 never, unset: lut_mma_small_pre_rotates
   // Off by default: on the H100 it gained nothing at 4096 x 4096 (16.77 against 16.83 us at n = 1) and cost 16%
   // at 14336 x 4096 (32.70 against 28.16 us): docs/GPU.md, issue 31. set_l2_prefetch or TQB_LUT_MMA_PREFETCH=1.
   int l2_prefetch = 0;
@@ -1174,6 +1186,40 @@ struct LutMmaMatrix::Impl {
     p.splits = static_cast<unsigned>((ktiles + tps - 1) / tps);
     return p;
   }
+  // The small kernel's batch of n: activations rotated by rotate_kernel first (one rotation per launch), or in
+  // every block's prologue.
+  bool small_pre_rotates(std::size_t n) const {
+    if (pre_rotate >= 0) return pre_rotate == 1;
+    const int kc = small[n - 1].tiles_per_split * 64;
+    int min_log2 = 30;
+    for (const auto& p : shape.passes) min_log2 = std::min(min_log2, p.log2_group);
+    return lut_mma_small_pre_rotates(n, static_cast<std::size_t>(kc >> min_log2));
+  }
+  // The rotated activations of a batch of n into the workspace xr in a.xr_layout (a.xr_tile_rows for the wgmma tiles),
+  // by rotate_kernel on the stream; sets a.xr.
+  void rotate_into_xr(Args& a, std::size_t n, cudaStream_t stream) const {
+    const std::size_t xr_rows = a.xr_layout == kXrWgmmaTiles ? (n + a.xr_tile_rows - 1) / a.xr_tile_rows * a.xr_tile_rows : n;
+    const std::size_t need = shape.passes.size() * xr_rows * shape.cols_pad() * 2;
+    if (xr.size() < need) {
+      xr = DeviceBuffer(need);
+      xr.fill_zero();  // the columns past cols stay zero: the rotation never writes them
+      xr_layout = a.xr_layout;
+      xr_tile_rows = a.xr_tile_rows;
+    } else if (xr_layout != a.xr_layout || xr_tile_rows != a.xr_tile_rows) {
+      // The columns past cols sit elsewhere in the tiled layouts (and differ with their rows per tile) than in the
+      // row layouts (whose padding columns coincide): zero the buffer when the layout changes, which only a change
+      // of batch path or of the wgmma's N does.
+      if (shape.cols_pad() != static_cast<std::size_t>(a.cols)) TQB_CUDA_CHECK(cudaMemsetAsync(xr.get(), 0, xr.size(), stream));
+      xr_layout = a.xr_layout;
+      xr_tile_rows = a.xr_tile_rows;
+    }
+    a.xr = xr.as<const __nv_bfloat16>();
+    int max_groups = 0;
+    for (std::size_t p = 0; p < shape.passes.size(); ++p) max_groups = std::max(max_groups, a.cols >> a.pass[p].log2_group);
+    const dim3 rgrid(static_cast<unsigned>((n * max_groups + kWarps - 1) / kWarps), static_cast<unsigned>(shape.passes.size()));
+    rotate_kernel<<<rgrid, kThreads, 0, stream>>>(a);
+    TQB_CUDA_CHECK_LAUNCH("lut_mma rotate_kernel");
+  }
   // The split-K workspace for `splits` partial sums of an n-column batch, grown on demand.
   float* partials(int splits, std::size_t n) {
     const std::size_t need = static_cast<std::size_t>(splits) * n * shape.rows_pad() * sizeof(float);
@@ -1249,6 +1295,7 @@ LutMmaMatrix::LutMmaMatrix(const LutMmaLayout& layout) : impl_(std::make_unique<
   TQB_CUDA_CHECK(cudaDeviceGetAttribute(&I.cc_major, cudaDevAttrComputeCapabilityMajor, device));
   if (const auto env = env_switch("TQB_LUT_MMA_STREAM_ONLY")) I.stream_only = *env;
   if (const auto env = env_switch("TQB_LUT_MMA_PREFETCH")) I.l2_prefetch = *env;
+  if (const auto env = env_switch("TQB_LUT_MMA_PREROTATE")) I.pre_rotate = *env;
   I.prefill_min_batch = lut_mma_prefill_min_batch(layout.rows, layout.cols);
   if (const auto env = env_count("TQB_LUT_MMA_DEQUANT_CHUNK_MB", 1, 1 << 16)) I.dequant_chunk_bytes = static_cast<std::size_t>(*env) << 20;
   if (const auto env = env_count("TQB_LUT_MMA_PREFILL_MIN", 17, std::uint64_t{1} << 20)) I.prefill_min_batch = *env;
@@ -1338,6 +1385,10 @@ std::size_t LutMmaMatrix::weight_bytes() const {
   return b;
 }
 void LutMmaMatrix::set_l2_prefetch(bool on) { impl_->l2_prefetch = on ? 1 : 0; }
+void LutMmaMatrix::set_small_pre_rotation(int mode) {
+  if (mode < -1 || mode > 1) throw std::invalid_argument("lut_mma: small-kernel rotation mode " + std::to_string(mode) + " (valid: -1 automatic, 0 prologue, 1 kernel first)");
+  impl_->pre_rotate = mode;
+}
 void LutMmaMatrix::set_trace(bool on) { impl_->tracing = on ? 1 : 0; }
 std::vector<std::uint64_t> LutMmaMatrix::last_trace() const {
   std::vector<std::uint64_t> t(impl_->trace_blocks * kTracePoints);
@@ -1364,7 +1415,8 @@ std::string LutMmaMatrix::variant(std::size_t n) const {
     if (n > 16) return "none (the small kernel serves n <= 16)";
     const SmallPlan& p = impl_->small[n - 1];
     return "small(n8_tiles=" + std::to_string(n <= 8 ? 1 : 2) + ",split_k=" + std::to_string(p.splits) + ",chunk=" + std::to_string(p.tiles_per_split * 64) +
-           ",blocks/SM=" + std::to_string(p.blocks_per_sm) + (impl_->l2_prefetch && impl_->cc_major >= 9 ? ",l2_prefetch" : "") + ")";
+           ",blocks/SM=" + std::to_string(p.blocks_per_sm) + ",rotation=" + (impl_->small_pre_rotates(n) ? "kernel_first" : "prologue") +
+           (impl_->l2_prefetch && impl_->cc_major >= 9 ? ",l2_prefetch" : "") + ")";
   }
   if (path == Impl::BatchPath::dequantized) return "dequantized(bf16 chunks of stripes, cublasGemmEx)";
   if (path == Impl::BatchPath::wgmma) {
@@ -1404,6 +1456,12 @@ void LutMmaMatrix::multiply(const std::uint16_t* x, std::size_t n, float* y, std
     const auto x_addr = reinterpret_cast<std::uintptr_t>(x);
     if (x_addr % 4 != 0) throw std::invalid_argument("lut_mma: the activations x must be 4-byte aligned (got an address ending in " + std::to_string(x_addr % 16) + " mod 16)");
     a.x_aligned16 = x_addr % 16 == 0 ? 1 : 0;
+    if (I.small_pre_rotates(n)) {
+      a.xr_layout = kXrPassMajor;
+      a.xr_tile_rows = 0;
+      I.rotate_into_xr(a, n, stream);
+      a.pre_rotated = 1;
+    }
     const int nt = n <= 8 ? 1 : 2;
     const SmallPlan& plan = I.small[n - 1];
     a.tiles_per_split = plan.tiles_per_split;
@@ -1431,27 +1489,7 @@ void LutMmaMatrix::multiply(const std::uint16_t* x, std::size_t n, float* y, std
   const Impl::WgmmaPlan wg = wgmma ? I.wgmma_plan(n) : Impl::WgmmaPlan{};
   const int wg_n = wg.cols;
   a.xr_tile_rows = wg_n;
-  const std::size_t xr_rows = wgmma ? (n + wg_n - 1) / wg_n * wg_n : n;
-  const std::size_t need = P * xr_rows * I.shape.cols_pad() * 2;
-  if (I.xr.size() < need) {
-    I.xr = DeviceBuffer(need);
-    I.xr.fill_zero();  // the columns past cols stay zero: the rotation never writes them
-    I.xr_layout = a.xr_layout;
-    I.xr_tile_rows = a.xr_tile_rows;
-  } else if (I.xr_layout != a.xr_layout || I.xr_tile_rows != a.xr_tile_rows) {
-    // The columns past cols sit elsewhere in the tiled layouts (and differ with their rows per tile) than in the
-    // row layouts (whose padding columns coincide): zero the buffer when the layout changes, which only a change
-    // of batch path or of the wgmma's N does.
-    if (I.shape.cols_pad() != static_cast<std::size_t>(a.cols)) TQB_CUDA_CHECK(cudaMemsetAsync(I.xr.get(), 0, I.xr.size(), stream));
-    I.xr_layout = a.xr_layout;
-    I.xr_tile_rows = a.xr_tile_rows;
-  }
-  a.xr = I.xr.as<const __nv_bfloat16>();
-  int max_groups = 0;
-  for (std::size_t p = 0; p < P; ++p) max_groups = std::max(max_groups, a.cols >> a.pass[p].log2_group);
-  const dim3 rgrid(static_cast<unsigned>((n * max_groups + kWarps - 1) / kWarps), static_cast<unsigned>(P));
-  rotate_kernel<<<rgrid, kThreads, 0, stream>>>(a);
-  TQB_CUDA_CHECK_LAUNCH("lut_mma rotate_kernel");
+  I.rotate_into_xr(a, n, stream);
   if (dequantized) {
     I.multiply_dequantized(a, n, stream);
     return;

@@ -44,4 +44,9 @@ std::size_t lut_mma_prefill_min_batch(std::size_t rows, std::size_t cols) {
   return std::clamp<std::size_t>((rows * cols + (std::size_t{1} << 18) - 1) >> 18, 64, 224);
 }
 
+// Chosen on the H100's per-block trace (docs/GPU.md, issue 31): in-kernel rotation cost 3.1 µs of prologue at 0.4
+// tasks per warp (n = 1, 4096²), 5.6-5.9 µs at 5.5-6, 11.5 µs at 30 (n = 16, 14336 × 4096), against a rotation
+// kernel's launch and pass before the small kernel. Above four tasks a warp, the rotation goes first.
+bool lut_mma_small_pre_rotates(std::size_t n, std::size_t chunk_groups) { return n * chunk_groups > 4 * 8; }
+
 }  // namespace tqb

@@ -22,4 +22,10 @@ LutMmaPath lut_mma_default_path(const LutMmaPathInputs& m, std::size_t n);
 // The batch from which the dequantized path beats the large kernel on a matrix of rows × cols (without wgmma).
 std::size_t lut_mma_prefill_min_batch(std::size_t rows, std::size_t cols);
 
+// Whether the small kernel (n ≤ 16) takes its activations rotated once per launch by the rotation kernel (a launch
+// before it) instead of rotating its K-chunk in every block: chunk_groups is the chunk's groups of the pass with the
+// most, so n · chunk_groups is each block's rotation tasks, a warp's each, 8 warps a block. Every block along a
+// chunk repeats them (4096 rows: 32 blocks), and the per-block trace measured ~0.3 µs of prologue per task and warp.
+bool lut_mma_small_pre_rotates(std::size_t n, std::size_t chunk_groups);
+
 }  // namespace tqb
