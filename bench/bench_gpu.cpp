@@ -217,6 +217,11 @@ int main(int argc, char** argv) {
       const double bytes = static_cast<double>(m.weight_bytes());
       // The floor under any kernel that reads this layout: a plain read of as many bytes, same protocol.
       const double read_us = gpu::read_floor_us(m.weight_bytes(), reps);
+      // The same bytes in the small kernel's pattern (a warp per stripe and chunk, 10-15 KB each on the Llama shapes):
+      // 8 and 16 KB per warp.
+      const double stream8_us = gpu::stream_read_floor_us(m.weight_bytes(), 8 << 10, reps);
+      const double stream16_us = gpu::stream_read_floor_us(m.weight_bytes(), 16 << 10, reps);
+      std::printf("  read floors: grid-wide sweep %.2f us; a warp per contiguous 8 KB %.2f us, per 16 KB %.2f us\n", read_us, stream8_us, stream16_us);
       for (std::size_t b = 0; b < batches.size(); ++b) {
         const std::size_t n = batches[b];
         auto run = [&](void* st) { m.multiply(xd.as<const std::uint16_t>(), n, yd.as<float>(), st); };
@@ -279,6 +284,7 @@ int main(int argc, char** argv) {
                            {"pct_copy", 100.0 * gbs * 1e9 / copy_bw},
                            {"x_cublas", cublas_us / med},
                            {"read_floor_us", read_us},
+                           {"stream_read_floor_us", {{"8KiB", stream8_us}, {"16KiB", stream16_us}}},
                            {"pct_read_floor", 100.0 * read_us / med},
                            {"small_us", small_us},
                            {"us_l2_prefetch", prefetch_us},

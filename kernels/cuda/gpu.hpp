@@ -133,5 +133,9 @@ double launch_floor_us(int repetitions);
 // Median time_calls() figure (L2 flushed) of a plain kernel reading `bytes` from DRAM and nothing else:
 // the floor under a kernel that must read that many bytes, the empty-kernel floor included.
 double read_floor_us(std::size_t bytes, int repetitions);
+// The same bytes read in the small lut_mma kernel's access pattern instead of one grid-wide sweep: each warp of
+// blocks of 8 reads its own contiguous `warp_bytes` (a stripe's K-chunk) in 512-byte requests (16 bytes a lane), six
+// in flight. Against read_floor_us it says how much of the small kernel's stream rate the pattern alone costs.
+double stream_read_floor_us(std::size_t bytes, std::size_t warp_bytes, int repetitions);
 
 }  // namespace tqb::gpu

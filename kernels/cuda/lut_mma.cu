@@ -313,6 +313,20 @@ __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commi
 template <int N>
 __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
 
+// Programmatic dependent launch (sm_90; no-ops before): a primary kernel lets its dependent start early, and the
+// dependent waits, where it first needs the primary's output, for the primary to complete and its writes to be
+// visible (cudaLaunchAttributeProgrammaticStreamSerialization on the dependent's launch).
+__device__ __forceinline__ void launch_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;\n" ::);
+#endif
+}
+__device__ __forceinline__ void grid_dependency_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+
 // Hopper's bulk L2 prefetch: `bytes` (a multiple of 16, from a 16-byte aligned address) requested from
 // DRAM into L2 by one instruction, with nothing to wait for; a no-op before sm_90.
 __device__ __forceinline__ void prefetch_l2(const void* src, std::uint32_t bytes) {
@@ -518,23 +532,35 @@ __global__ void __launch_bounds__(kThreads, 3) small_kernel(const Args a) {
   // The prologue's loads first (why: below): this thread's table entries, then the chunk's activations and sign
   // words by cp.async, one group.
   const TableEntries table_entries = tables_load<B0, B1>(a);
+  if (!a.pre_rotated)
 #pragma unroll
-  for (int p = 0; p < P; ++p) {
-    issue_activations(a, p, kt0 * 64, kc, xs + p * rows * stride, stride);
-    if (a.pass[p].rotated && !a.pre_rotated) issue_signs(a.pass[p], kt0 * 64, kc, a.cols, signs_s + p * sign_stride);
-  }
-  cp_async_commit();
+    for (int p = 0; p < P; ++p) {
+      issue_activations(a, p, kt0 * 64, kc, xs + p * rows * stride, stride);
+      if (a.pass[p].rotated) issue_signs(a.pass[p], kt0 * 64, kc, a.cols, signs_s + p * sign_stride);
+    }
+  cp_async_commit();  // group 0 (empty when pre-rotated)
   if (active)
 #pragma unroll
     for (int p = 0; p < P; ++p) issue_side(a.pass[p], stripe, (kt0 * 64) >> a.pass[p].log2_group, side_groups[p], side_addr[p], lane);
 #pragma unroll
   for (int r = 0; r < kRing; ++r) issue(kt0 + r, ring_addr + 4 * r * RING);  // the side data rides in group 1
+  if (a.pre_rotated) {
+    // Launched with programmatic dependent launch after rotate_kernel (sm_90): everything above overlapped its run;
+    // the rotated activations are read only after it completed and its writes are visible.
+    grid_dependency_wait();
+#pragma unroll
+    for (int p = 0; p < P; ++p) issue_activations(a, p, kt0 * 64, kc, xs + p * rows * stride, stride);
+    cp_async_commit();
+  }
 
   // The prologue's own data (tables, the chunk's activations and sign words) was asked for above, before the code
   // ring: at the start the ring's requests are ~10 MB GPU-wide, and loads issued after them waited behind them
   // (the per-block trace measured a 6-8 µs prologue at n = 1 on the H100, docs/GPU.md, issue 31).
   tables_store<B0, B1>(a, table_entries, reinterpret_cast<std::uint32_t*>(smem_u4));
-  cp_async_wait<kRing>();  // this thread's activation and sign copies (the oldest group) have landed
+  // This thread's activation and sign copies have landed: the oldest group, or when pre-rotated the newest (and so,
+  // with it, the ring's first tiles, issued before the dependency wait and long landed).
+  if (a.pre_rotated) cp_async_wait<0>();
+  else cp_async_wait<kRing>();
   __syncthreads();         // and every thread's
   // Rotated in place: a warp per (pass, batch row, group), then the zero row. Pre-rotated activations (rotate_kernel,
   // the same arithmetic) need only their group sums, where the pass has offsets.
@@ -631,6 +657,7 @@ constexpr int kLargeStride = 64 + kPad;               // one 64-column k-tile pe
 
 // Rotated activations for every pass: grid (ceil(n·groups / 8), passes), a warp per (row, group).
 __global__ void __launch_bounds__(kThreads) rotate_kernel(const Args a) {
+  launch_dependents();  // the small kernel, when launched as its dependent, starts its prologue meanwhile
   const PassArgs& p = a.pass[blockIdx.y];
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int cols_pad = a.ktiles * 64;
@@ -1085,6 +1112,7 @@ struct LutMmaMatrix::Impl {
   int smem_optin = 0;  // the device's shared memory per block with opt-in
   int stream_only = 0;  // TQB_LUT_MMA_STREAM_ONLY: a diagnostic, see Args
   int pre_rotate = -1;   // TQB_LUT_MMA_PREROTATE: 1 always, 0 never, unset: lut_mma_small_pre_rotates
+  int pdl = 1;           // TQB_LUT_MMA_PDL=0: the pre-rotated small kernel launched in plain stream order
   // Off by default: on the H100 it gained nothing at 4096 x 4096 (16.77 against 16.83 us at n = 1) and cost 16%
   // at 14336 x 4096 (32.70 against 28.16 us): docs/GPU.md, issue 31. set_l2_prefetch or TQB_LUT_MMA_PREFETCH=1.
   int l2_prefetch = 0;
@@ -1296,6 +1324,7 @@ LutMmaMatrix::LutMmaMatrix(const LutMmaLayout& layout) : impl_(std::make_unique<
   if (const auto env = env_switch("TQB_LUT_MMA_STREAM_ONLY")) I.stream_only = *env;
   if (const auto env = env_switch("TQB_LUT_MMA_PREFETCH")) I.l2_prefetch = *env;
   if (const auto env = env_switch("TQB_LUT_MMA_PREROTATE")) I.pre_rotate = *env;
+  if (const auto env = env_switch("TQB_LUT_MMA_PDL")) I.pdl = *env;
   I.prefill_min_batch = lut_mma_prefill_min_batch(layout.rows, layout.cols);
   if (const auto env = env_count("TQB_LUT_MMA_DEQUANT_CHUNK_MB", 1, 1 << 16)) I.dequant_chunk_bytes = static_cast<std::size_t>(*env) << 20;
   if (const auto env = env_count("TQB_LUT_MMA_PREFILL_MIN", 17, std::uint64_t{1} << 20)) I.prefill_min_batch = *env;
@@ -1479,7 +1508,22 @@ void LutMmaMatrix::multiply(const std::uint16_t* x, std::size_t n, float* y, std
       for (std::size_t p = 0; p < P; ++p) tile_bytes += 128 * static_cast<std::size_t>(I.shape.passes[p].bits);
       a.prefetch_tiles = static_cast<int>(std::min<std::size_t>(1 << 20, std::size_t(0.6 * I.l2_bytes) / (wave_warps * tile_bytes)));
     }
-    I.kernels.small[nt - 1]<<<grid, kThreads, plan.smem, stream>>>(a);
+    if (a.pre_rotated && I.cc_major >= 9 && I.pdl) {
+      // After rotate_kernel, as its programmatic dependent: the blocks' tables and code ring go out while it runs.
+      cudaLaunchConfig_t cfg{};
+      cfg.gridDim = grid;
+      cfg.blockDim = dim3(kThreads);
+      cfg.dynamicSmemBytes = plan.smem;
+      cfg.stream = stream;
+      cudaLaunchAttribute attr[1];
+      attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+      attr[0].val.programmaticStreamSerializationAllowed = 1;
+      cfg.attrs = attr;
+      cfg.numAttrs = 1;
+      TQB_CUDA_CHECK(cudaLaunchKernelEx(&cfg, I.kernels.small[nt - 1], a));
+    } else {
+      I.kernels.small[nt - 1]<<<grid, kThreads, plan.smem, stream>>>(a);
+    }
     TQB_CUDA_CHECK_LAUNCH("lut_mma small_kernel");
     return;
   }

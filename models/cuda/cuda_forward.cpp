@@ -209,8 +209,9 @@ class OpProfile {
     if (cudaGraphGetNodes(graph, nullptr, &count) != cudaSuccess || cudaGraphGetEdges(graph, nullptr, nullptr, nullptr, &edges) != cudaSuccess)
       return;
     std::vector<cudaGraphNode_t> nodes(count), from(edges), to(edges);
+    std::vector<cudaGraphEdgeData> edge_data(edges);  // asked for: a programmatic edge (lut_mma's PDL) is not a default one
     cudaGraphGetNodes(graph, nodes.data(), &count);
-    cudaGraphGetEdges(graph, from.data(), to.data(), nullptr, &edges);
+    cudaGraphGetEdges(graph, from.data(), to.data(), edge_data.data(), &edges);
     // The nodes in capture order (Kahn's order of the dependencies: a chain for one captured stream).
     std::map<cudaGraphNode_t, int> indegree;
     std::map<cudaGraphNode_t, std::vector<cudaGraphNode_t>> next;
