@@ -221,7 +221,10 @@ int main(int argc, char** argv) {
       // 8 and 16 KB per warp.
       const double stream8_us = gpu::stream_read_floor_us(m.weight_bytes(), 8 << 10, reps);
       const double stream16_us = gpu::stream_read_floor_us(m.weight_bytes(), 16 << 10, reps);
-      std::printf("  read floors: grid-wide sweep %.2f us; a warp per contiguous 8 KB %.2f us, per 16 KB %.2f us\n", read_us, stream8_us, stream16_us);
+      const double stream8i_us = gpu::stream_read_floor_us(m.weight_bytes(), 8 << 10, reps, true);
+      const double stream16i_us = gpu::stream_read_floor_us(m.weight_bytes(), 16 << 10, reps, true);
+      std::printf("  read floors: grid-wide sweep %.2f us; a warp per contiguous 8 KB %.2f us, per 16 KB %.2f us; block-interleaved 8 KB %.2f us, 16 KB %.2f us\n",
+                  read_us, stream8_us, stream16_us, stream8i_us, stream16i_us);
       for (std::size_t b = 0; b < batches.size(); ++b) {
         const std::size_t n = batches[b];
         auto run = [&](void* st) { m.multiply(xd.as<const std::uint16_t>(), n, yd.as<float>(), st); };
@@ -284,7 +287,7 @@ int main(int argc, char** argv) {
                            {"pct_copy", 100.0 * gbs * 1e9 / copy_bw},
                            {"x_cublas", cublas_us / med},
                            {"read_floor_us", read_us},
-                           {"stream_read_floor_us", {{"8KiB", stream8_us}, {"16KiB", stream16_us}}},
+                           {"stream_read_floor_us", {{"8KiB", stream8_us}, {"16KiB", stream16_us}, {"8KiB_interleaved", stream8i_us}, {"16KiB_interleaved", stream16i_us}}},
                            {"pct_read_floor", 100.0 * read_us / med},
                            {"small_us", small_us},
                            {"us_l2_prefetch", prefetch_us},

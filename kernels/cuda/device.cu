@@ -187,32 +187,39 @@ double read_floor_us(std::size_t bytes, int repetitions) {
 
 // Warp w reads words [w · per_warp, (w + 1) · per_warp) of src, 32 lanes × 16 bytes a request, kDepth requests in
 // flight (issued together, then folded), as the small lut_mma kernel's ring streams a stripe's chunk.
+// With `interleaved`, the same requests from a layout where a block's 8 warps at the same step read 8 adjacent 512-byte
+// pieces (4 KB contiguous) instead of 8 places a stripe's chunk apart.
 template <int kDepth>
-__global__ void stream_read_kernel(const uint4* __restrict__ src, std::size_t per_warp, std::size_t warps, unsigned* sink) {
+__global__ void stream_read_kernel(const uint4* __restrict__ src, std::size_t per_warp, std::size_t warps, int interleaved, unsigned* sink) {
   const std::size_t warp = (std::size_t{blockIdx.x} * blockDim.x + threadIdx.x) / 32;
   const unsigned lane = threadIdx.x & 31u;
   if (warp >= warps) return;
-  const uint4* p = src + warp * per_warp + lane;
+  // Word (in 16-byte units) of this lane's piece at offset i (a multiple of 32) of the warp's chunk.
+  auto at = [&](std::size_t i) -> std::size_t {
+    if (!interleaved) return warp * per_warp + i + lane;
+    const std::size_t block = warp / 8, w = warp % 8;
+    return (block * per_warp + i) * 8 + 32 * w + lane;
+  };
   unsigned fold = 0;
   for (std::size_t i = 0; i < per_warp; i += 32 * kDepth) {
     uint4 v[kDepth];
 #pragma unroll
-    for (int u = 0; u < kDepth; ++u) v[u] = i + 32 * u + lane < per_warp ? __ldcs(p + i + 32 * u) : make_uint4(0, 0, 0, 0);
+    for (int u = 0; u < kDepth; ++u) v[u] = i + 32 * u + lane < per_warp ? __ldcs(src + at(i + 32 * u)) : make_uint4(0, 0, 0, 0);
 #pragma unroll
     for (int u = 0; u < kDepth; ++u) fold ^= v[u].x ^ v[u].y ^ v[u].z ^ v[u].w;
   }
   if (fold == 0x9e3779b9u) *sink = fold;
 }
 
-double stream_read_floor_us(std::size_t bytes, std::size_t warp_bytes, int repetitions) {
-  const std::size_t per_warp = std::max<std::size_t>(32, warp_bytes / 16);
-  const std::size_t warps = std::max<std::size_t>(1, (bytes / 16 + per_warp - 1) / per_warp);
+double stream_read_floor_us(std::size_t bytes, std::size_t warp_bytes, int repetitions, bool interleaved) {
+  const std::size_t per_warp = std::max<std::size_t>(32, warp_bytes / 16) / 32 * 32;
+  const std::size_t warps = (std::max<std::size_t>(1, (bytes / 16 + per_warp - 1) / per_warp) + 7) / 8 * 8;
   DeviceBuffer src(warps * per_warp * 16), sink(4);
   TQB_CUDA_CHECK(cudaMemset(src.get(), 0x5a, warps * per_warp * 16));
   const unsigned blocks = static_cast<unsigned>((warps + 7) / 8);
   auto us = time_calls(
       [&](void* s) {
-        stream_read_kernel<6><<<blocks, 256, 0, static_cast<cudaStream_t>(s)>>>(src.as<const uint4>(), per_warp, warps, sink.as<unsigned>());
+        stream_read_kernel<6><<<blocks, 256, 0, static_cast<cudaStream_t>(s)>>>(src.as<const uint4>(), per_warp, warps, interleaved ? 1 : 0, sink.as<unsigned>());
         TQB_CUDA_CHECK_LAUNCH("stream_read_kernel");
       },
       repetitions, true);

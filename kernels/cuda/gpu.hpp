@@ -136,6 +136,7 @@ double read_floor_us(std::size_t bytes, int repetitions);
 // The same bytes read in the small lut_mma kernel's access pattern instead of one grid-wide sweep: each warp of
 // blocks of 8 reads its own contiguous `warp_bytes` (a stripe's K-chunk) in 512-byte requests (16 bytes a lane), six
 // in flight. Against read_floor_us it says how much of the small kernel's stream rate the pattern alone costs.
-double stream_read_floor_us(std::size_t bytes, std::size_t warp_bytes, int repetitions);
+// interleaved: a block's 8 warps read adjacent 512-byte pieces at each step (a candidate layout).
+double stream_read_floor_us(std::size_t bytes, std::size_t warp_bytes, int repetitions, bool interleaved = false);
 
 }  // namespace tqb::gpu
