@@ -135,11 +135,15 @@ TEST_CASE("lut_mma's automatic path picks the H100's measured winners (docs/GPU.
   CHECK(path(4096, 4096, 1, true, 512, true) == P::wgmma);
   CHECK(path(4096, 4096, 1, true, 8, true) == P::small);
   // The small kernel's rotation: in each block's prologue while it is a few tasks a warp (n = 1 on 4096²: 3 groups of
-  // 128 in a 384-column chunk; n = 4 there: 12), by the rotation kernel first beyond (n = 16, 1920 columns: 240 tasks).
+  // 128 in a 384-column chunk; n = 4 there: 12; n = 4 on 14336 x 4096: 11 groups, 44 tasks), by the rotation kernel
+  // first from six a warp (n = 16: 48 tasks on 4096², 240 on 14336 x 4096), the H100's same-run winners.
   CHECK_FALSE(lut_mma_small_pre_rotates(1, 3));
   CHECK_FALSE(lut_mma_small_pre_rotates(4, 3));
   CHECK_FALSE(lut_mma_small_pre_rotates(1, 15));
+  CHECK_FALSE(lut_mma_small_pre_rotates(4, 11));
+  CHECK_FALSE(lut_mma_small_pre_rotates(4, 10));
   CHECK(lut_mma_small_pre_rotates(16, 15));
+  CHECK(lut_mma_small_pre_rotates(16, 10));
   CHECK(lut_mma_small_pre_rotates(16, 3));
 }
 

@@ -348,10 +348,10 @@ __host__ __device__ constexpr int side_words(int chunk_cols, int log2_group, boo
   return kWarps * (chunk_cols >> log2_group) * 8 * (has_offset ? 2 : 1);
 }
 
-// Copies tile kt of one pass's codes for this lane into the slot at shared address `slot`.
+// Copies the tile `tile` tiles past codes_lane (this lane's words of a tile) into the slot at shared address `slot`.
 template <int B>
-__device__ __forceinline__ void issue_codes(const std::uint32_t* codes_lane, int kt, std::uint32_t slot, int lane) {
-  const std::uint32_t* src = codes_lane + static_cast<std::size_t>(kt) * 32 * B;
+__device__ __forceinline__ void issue_codes(const std::uint32_t* codes_lane, int tile, std::uint32_t slot, int lane) {
+  const std::uint32_t* src = codes_lane + static_cast<std::size_t>(tile) * 32 * B;
   const std::uint32_t dst = slot + 4 * B * lane;
   if constexpr (B == 4) cp_async<16>(dst, src);
   else if constexpr (B == 2) cp_async<8>(dst, src);
@@ -507,15 +507,22 @@ __global__ void __launch_bounds__(kThreads, 3) small_kernel(const Args a) {
   trace_point(a, 0);
 
   // The chunk's side data and the first kRing code tiles go out before the prologue.
+  // The stream keeps a pointer per pass to its next tile and steps it by a tile: recomputing the address from the tile
+  // index cost about 15 instructions per tile in the loop (the compiler rematerialized it under the register cap; SASS
+  // of small_kernel<4,0,1>, issue 31).
   const std::size_t lane_words = static_cast<std::size_t>(active ? stripe : 0) * a.ktiles * 32 + lane;
   const std::uint32_t* codes0 = a.pass[0].codes + lane_words * B0;
   const std::uint32_t* codes1 = a.pass[B1 ? 1 : 0].codes + lane_words * (B1 ? B1 : 1);
-  auto issue = [&](int kt, std::uint32_t slot) {
-    if (active && kt < kt1) {
-      issue_codes<B0>(codes0, kt, slot, lane);
-      if constexpr (B1 != 0) issue_codes<B1>(codes1, kt, slot + 4 * 32 * B0, lane);
+  const std::uint32_t* next0 = codes0 + static_cast<std::size_t>(kt0) * 32 * B0;  // the next tile to issue, both passes
+  const std::uint32_t* next1 = codes1 + static_cast<std::size_t>(kt0) * 32 * (B1 ? B1 : 1);
+  int next_kt = kt0;
+  auto issue_next = [&](std::uint32_t slot) {
+    if (active && next_kt < kt1) {
+      issue_codes<B0>(next0, 0, slot, lane);
+      if constexpr (B1 != 0) issue_codes<B1>(next1, 0, slot + 4 * 32 * B0, lane);
     }
     cp_async_commit();  // every lane commits a group per tile, empty or not, so the counts stay uniform
+    next0 += 32 * B0, next1 += 32 * (B1 ? B1 : 1), ++next_kt;
   };
   // Why the prefetch (docs/GPU.md, issue 31): the ring alone keeps kRing tiles per warp in flight, and it
   // stalls while the prologue below fills the tables and rotates the activations, so each block paid
@@ -543,7 +550,7 @@ __global__ void __launch_bounds__(kThreads, 3) small_kernel(const Args a) {
 #pragma unroll
     for (int p = 0; p < P; ++p) issue_side(a.pass[p], stripe, (kt0 * 64) >> a.pass[p].log2_group, side_groups[p], side_addr[p], lane);
 #pragma unroll
-  for (int r = 0; r < kRing; ++r) issue(kt0 + r, ring_addr + 4 * r * RING);  // the side data rides in group 1
+  for (int r = 0; r < kRing; ++r) issue_next(ring_addr + 4 * r * RING);  // the side data rides in group 1
   if (a.pre_rotated) {
     // Launched with programmatic dependent launch after rotate_kernel (sm_90): everything above overlapped its run;
     // the rotated activations are read only after it completed and its writes are visible.
@@ -606,9 +613,13 @@ __global__ void __launch_bounds__(kThreads, 3) small_kernel(const Args a) {
     const std::uint32_t b_pass1 = 2 * rows * stride;
     std::uint32_t slot = ring_addr;
     const std::uint32_t slot_end = ring_addr + 4 * kRing * RING;
+    // The side data (lanes copy pieces that other lanes read) came in the first ring group with tile kt0: waited for
+    // here by every lane, once. A ring slot's words are lane-private (lane L copies and reads only its own 4·b bytes,
+    // issue_codes/read_codes), so the loop needs no __syncwarp: each lane's wait_group covers what it reads.
+    cp_async_wait<kRing - 1>();
+    __syncwarp();
     for (int kt = kt0; kt < kt1; ++kt) {
-      cp_async_wait<kRing - 1>();  // this lane's copies of tile kt (and, first, the side data) have landed
-      __syncwarp();                // and every lane's
+      cp_async_wait<kRing - 1>();  // this lane's copies of tile kt have landed
       const int kk = (kt - kt0) * 64;
       if (a.stream_only) {  // keeps the loads alive without the decode: what the memory side alone achieves
         std::uint32_t w[B0];
@@ -626,8 +637,7 @@ __global__ void __launch_bounds__(kThreads, 3) small_kernel(const Args a) {
         GroupScaled<B1 ? B1 : 1, NT>::tile(w, lut1, b_addr + b_pass1, stride, kk, a.pass[1].log2_group, side_addr[1], side_groups[1], off1,
                                            group_sums + sums_stride, a.n, lane, gacc1, acc);
       }
-      __syncwarp();  // the slot is read by every lane before it is refilled
-      issue(kt + kRing, slot);
+      issue_next(slot);  // tile kt + kRing
       slot += 4 * RING;
       if (slot == slot_end) slot = ring_addr;
       b_addr += 128;  // 64 bf16 columns

@@ -47,6 +47,9 @@ std::size_t lut_mma_prefill_min_batch(std::size_t rows, std::size_t cols) {
 // Chosen on the H100's per-block trace (docs/GPU.md, issue 31): in-kernel rotation cost 3.1 µs of prologue at 0.4
 // tasks per warp (n = 1, 4096²), 5.6-5.9 µs at 5.5-6, 11.5 µs at 30 (n = 16, 14336 × 4096), against a rotation
 // kernel's launch and pass before the small kernel. Above four tasks a warp, the rotation goes first.
-bool lut_mma_small_pre_rotates(std::size_t n, std::size_t chunk_groups) { return n * chunk_groups > 4 * 8; }
+// Six or more rotation tasks a warp. Same-run H100 timings (docs/GPU.md, 2026-12-07, µs, prologue / rotation kernel
+// first): n = 4 on 4096² (12 tasks) 15.33 / 17.18, on 14336 × 4096 (44) 27.81 / 28.48, on 4096 × 14336 (40) 27.97 / 28.45;
+// n = 16 on 4096² (48) 22.88 / 21.70, on 14336 × 4096 (240) 47.87 / 39.81, on 4096 × 14336 (160) 50.21 / 43.14.
+bool lut_mma_small_pre_rotates(std::size_t n, std::size_t chunk_groups) { return n * chunk_groups >= 6 * 8; }
 
 }  // namespace tqb
