@@ -1395,6 +1395,15 @@ LutMmaMatrix::LutMmaMatrix(const LutMmaLayout& layout) : impl_(std::make_unique<
   for (const void* k : {reinterpret_cast<const void*>(I.kernels.small[0]), reinterpret_cast<const void*>(I.kernels.small[1]),
                         reinterpret_cast<const void*>(I.kernels.large), reinterpret_cast<const void*>(I.kernels.dequantize)})
     TQB_CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, I.smem_optin));
+  // The rotation kernel asks for the largest shared-memory carveout although it uses none. Why (a hypothesis, not yet
+  // measured): the small kernel's blocks start beside it as its programmatic dependents; an SM configured for the
+  // rotation's needs takes one small-kernel block, which then pins that configuration until it ends, and the SM's other
+  // two slots wait a whole block. The H100 trace with the rotation kernel first showed blocks starting up to 18 µs
+  // (about one block's run) after the first, and never without it (docs/GPU.md, issue 31). TQB_LUT_MMA_ROTATE_CARVEOUT=0
+  // leaves the driver's choice, for the same-call comparison.
+  if (env_switch("TQB_LUT_MMA_ROTATE_CARVEOUT").value_or(true))
+    TQB_CUDA_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(&rotate_kernel), cudaFuncAttributePreferredSharedMemoryCarveout,
+                                        cudaSharedmemCarveoutMaxShared));
   int cc_minor = 0;
   TQB_CUDA_CHECK(cudaDeviceGetAttribute(&cc_minor, cudaDevAttrComputeCapabilityMinor, device));
   const int wg_widest = wg_max_cols(static_cast<int>(layout.passes.size()));
