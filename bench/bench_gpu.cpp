@@ -52,24 +52,42 @@ std::vector<float> random_matrix(std::size_t rows, std::size_t cols, std::uint64
 
 double median(std::vector<double> v) { return summarize_us(std::move(v)).median; }
 
-// --trace: the small kernel's per-block timer readings ([block][start, prologue done, stream done, done], ns;
+// --trace: the small kernel's per-block trace ([block][start, prologue done, stream done, done (ns), SM id];
 // LutMmaMatrix::last_trace) as µs from the first block's start: when blocks start, and each phase's median and
-// maximum over blocks, so that a launch's time splits into start skew, prologue, code stream and epilogue.
+// maximum over blocks, so that a launch's time splits into start skew, prologue, code stream and epilogue; and the
+// blocks' end by how many blocks their SM ran (whether the SMs holding more blocks are the ones that end last).
 nlohmann::json trace_summary(const std::vector<std::uint64_t>& t) {
-  const std::size_t blocks = t.size() / 4;
+  constexpr std::size_t F = gpu::LutMmaMatrix::kTraceFields;
+  const std::size_t blocks = t.size() / F;
   if (blocks == 0) return {};
   std::uint64_t origin = t[0];
-  for (std::size_t b = 0; b < blocks; ++b) origin = std::min(origin, t[4 * b]);
+  for (std::size_t b = 0; b < blocks; ++b) origin = std::min(origin, t[F * b]);
   std::vector<double> start, prologue, stream, epilogue, end;
+  std::map<std::uint64_t, std::vector<double>> ends_by_sm;
   for (std::size_t b = 0; b < blocks; ++b) {
-    const auto at = [&](int i) { return (static_cast<double>(t[4 * b + i]) - static_cast<double>(origin)) / 1e3; };
+    const auto at = [&](std::size_t i) { return (static_cast<double>(t[F * b + i]) - static_cast<double>(origin)) / 1e3; };
     start.push_back(at(0)), prologue.push_back(at(1) - at(0)), stream.push_back(at(2) - at(1)), epilogue.push_back(at(3) - at(2)), end.push_back(at(3));
+    ends_by_sm[t[F * b + 4]].push_back(at(3));
   }
   const auto stat = [](std::vector<double> v) {
     std::sort(v.begin(), v.end());
     return nlohmann::json{{"median", v[v.size() / 2]}, {"max", v.back()}};
   };
-  return {{"blocks", blocks}, {"start", stat(start)}, {"prologue", stat(prologue)}, {"stream", stat(stream)}, {"epilogue", stat(epilogue)}, {"end", stat(end)}};
+  std::map<std::size_t, std::vector<double>> ends_by_load;  // blocks an SM ran -> the ends of those blocks
+  std::map<std::size_t, std::size_t> sms_by_load;
+  for (const auto& [sm, e] : ends_by_sm) {
+    ++sms_by_load[e.size()];
+    ends_by_load[e.size()].insert(ends_by_load[e.size()].end(), e.begin(), e.end());
+  }
+  nlohmann::json by_load = nlohmann::json::array();
+  for (const auto& [load, e] : ends_by_load) {
+    nlohmann::json row = stat(e);
+    row["blocks_per_sm"] = load;
+    row["sms"] = sms_by_load[load];
+    by_load.push_back(row);
+  }
+  return {{"blocks", blocks},         {"start", stat(start)}, {"prologue", stat(prologue)}, {"stream", stat(stream)},
+          {"epilogue", stat(epilogue)}, {"end", stat(end)},     {"end_by_blocks_per_sm", by_load}};
 }
 
 void check(bool ok, const std::string& what) {
@@ -311,6 +329,9 @@ int main(int argc, char** argv) {
             std::printf("%s %s %.2f/%.2f", sep, phase, tr[phase]["median"].get<double>(), tr[phase]["max"].get<double>());
             sep = ",";
           }
+          std::printf("\n  trace, blocks' end by how many blocks their SM ran (median/max):");
+          for (const auto& r : tr["end_by_blocks_per_sm"])
+            std::printf(" %d on %d SMs %.2f/%.2f;", r["blocks_per_sm"].get<int>(), r["sms"].get<int>(), r["median"].get<double>(), r["max"].get<double>());
           std::printf("\n");
         }
         out["rows"].push_back(row);

@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <set>
 
 #include "common/error.hpp"
 #include "kernels/cuda/gpu.hpp"
@@ -311,6 +312,42 @@ TEST_CASE("lut_mma CUDA kernels match the reference and the emulation: every for
     CHECK_THROWS_WITH_AS(m.multiply(nullptr, 17, nullptr, nullptr), doctest::Contains("at most 16, not 17"), std::invalid_argument);
     m.set_batch_path(kAuto);
   }
+}
+
+TEST_CASE("lut_mma's small-kernel trace: per block, ordered timer readings and the SM that ran it") {
+  const std::string why = gpu::unavailable_reason();
+  if (!why.empty()) {
+    MESSAGE("SKIPPED: the trace test needs a GPU: " << why);
+    return;
+  }
+  auto q = parse_quantizer("turboquant(bits=4,group=128,rotation=hadamard)");
+  const std::size_t rows = 1000, cols = 4096;
+  const Matrix w = test::random_normal_matrix(rows, cols, 31);
+  gpu::LutMmaMatrix m(make_lut_mma_layout(*q, q->quantize(w.data(), rows, cols, 2)));
+  CHECK(m.last_trace().empty());
+  std::vector<std::uint16_t> xb(cols);
+  const Matrix x = test::random_normal_matrix(1, cols, 32);
+  for (std::size_t i = 0; i < cols; ++i) xb[i] = to_bf16_bits(x.data()[i]);
+  gpu::DeviceBuffer xd(cols * 2), yd(rows * 4);
+  xd.upload(xb.data(), cols * 2);
+  m.set_trace(true);
+  m.multiply(xd.as<const std::uint16_t>(), 1, yd.as<float>(), nullptr);
+  const std::vector<std::uint64_t> t = m.last_trace();
+  constexpr std::size_t F = gpu::LutMmaMatrix::kTraceFields;
+  REQUIRE(t.size() % F == 0);
+  const std::size_t blocks = t.size() / F;
+  CHECK(blocks >= (rows + 127) / 128);  // at least one block per 128 rows (split-K adds more)
+  std::set<std::uint64_t> sms;
+  for (std::size_t b = 0; b < blocks; ++b) {
+    CAPTURE(b);
+    CHECK(t[F * b] > 0);
+    for (std::size_t i = 1; i < 4; ++i) CHECK(t[F * b + i - 1] <= t[F * b + i]);
+    CHECK(t[F * b + 3] - t[F * b] < std::uint64_t{1000000000});  // under a second: readings of one launch, in ns
+    CHECK(t[F * b + 4] < 1024);                                    // an SM id, not a time
+    sms.insert(t[F * b + 4]);
+  }
+  CHECK(sms.size() > 1);  // the blocks ran on more than one SM
+  m.set_trace(false);
 }
 
 TEST_CASE("lut_mma's epilogue writes bf16 or adds into y: the fp32 product rounded once, or added once (split-K or not)") {

@@ -83,9 +83,11 @@ class LutMmaMatrix {
   // Both give the same bits; bench_gpu times both.
   void set_small_pre_rotation(int mode);
   // Diagnostic: while on, every small-kernel call (n ≤ 16) has each block read the global timer (ns) at four points,
-  // and last_trace() returns the last such call's readings (synchronous download), [block][point] with points start,
-  // prologue done (tables, side data, rotated activations in shared memory), warp 0's code stream done, block done
-  // (after the split-K reduction); empty before any traced call. bench_gpu --trace summarizes them.
+  // and last_trace() returns the last such call's readings (synchronous download), [block][kTraceFields] with points
+  // start, prologue done (tables, side data, rotated activations in shared memory), warp 0's code stream done, block
+  // done (after the split-K reduction), then the id of the SM that ran the block; empty before any traced call.
+  // bench_gpu --trace summarizes them.
+  static constexpr int kTraceFields = 5;
   void set_trace(bool on);
   std::vector<std::uint64_t> last_trace() const;
   // Which kernel serves a batch. automatic: lut_mma_default_path (kernels/cuda/lut_mma_paths.cpp), a rule fitted to

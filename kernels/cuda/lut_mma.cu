@@ -68,11 +68,12 @@ struct Args {
   int pre_rotated = 0;  // small kernel: xr holds the rotated activations (kXrPassMajor, by rotate_kernel) to copy, not x
   int stream_only = 0;  // diagnostic (TQB_LUT_MMA_STREAM_ONLY=1): the small kernel moves the codes but skips the decode and mma
   int prefetch_tiles = 0;  // small kernel on sm_90+: up to this many of the chunk's code tiles past the ring asked into L2 at the start
-  // Diagnostic (LutMmaMatrix::set_trace): the small kernel's blocks write the global timer (ns) at kTracePoints
-  // points each, [block (x-major)][point]: start, prologue done, warp 0's stream done, block done.
+  // Diagnostic (LutMmaMatrix::set_trace): the small kernel's blocks write kTracePoints values each, [block (x-major)]
+  // [point]: the global timer (ns) at start, prologue done, warp 0's stream done, block done; then the SM's id.
   unsigned long long* trace = nullptr;
 };
-constexpr int kTracePoints = 4;
+constexpr int kTracePoints = gpu::LutMmaMatrix::kTraceFields;
+static_assert(kTracePoints == 5, "four timer readings and the SM's id");
 
 // Writes point i of this block's trace (thread 0 only; nothing when tracing is off).
 __device__ __forceinline__ void trace_point(const Args& a, int i) {
@@ -80,6 +81,14 @@ __device__ __forceinline__ void trace_point(const Args& a, int i) {
     unsigned long long t;
     asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
     a.trace[(static_cast<std::size_t>(blockIdx.y) * gridDim.x + blockIdx.x) * kTracePoints + i] = t;
+  }
+}
+// The block's SM (the trace's last field): which blocks shared an SM, and whether the SMs holding more blocks end later.
+__device__ __forceinline__ void trace_sm(const Args& a) {
+  if (a.trace != nullptr && threadIdx.x == 0) {
+    unsigned sm;
+    asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));
+    a.trace[(static_cast<std::size_t>(blockIdx.y) * gridDim.x + blockIdx.x) * kTracePoints + 4] = sm;
   }
 }
 
@@ -505,6 +514,7 @@ __global__ void __launch_bounds__(kThreads, 3) small_kernel(const Args a) {
   const int kt0 = blockIdx.y * a.tiles_per_split, kt1 = min(kt0 + a.tiles_per_split, a.ktiles);
   const bool active = stripe < a.stripes;
   trace_point(a, 0);
+  trace_sm(a);
 
   // The chunk's side data and the first kRing code tiles go out before the prologue.
   // The stream keeps a pointer per pass to its next tile and steps it by a tile: recomputing the address from the tile
