@@ -235,14 +235,28 @@ int main(int argc, char** argv) {
       const double bytes = static_cast<double>(m.weight_bytes());
       // The floor under any kernel that reads this layout: a plain read of as many bytes, same protocol.
       const double read_us = gpu::read_floor_us(m.weight_bytes(), reps);
-      // The same bytes in the small kernel's pattern (a warp per stripe and chunk, 10-15 KB each on the Llama shapes):
-      // 8 and 16 KB per warp.
-      const double stream8_us = gpu::stream_read_floor_us(m.weight_bytes(), 8 << 10, reps);
-      const double stream16_us = gpu::stream_read_floor_us(m.weight_bytes(), 16 << 10, reps);
-      const double stream8i_us = gpu::stream_read_floor_us(m.weight_bytes(), 8 << 10, reps, true);
-      const double stream16i_us = gpu::stream_read_floor_us(m.weight_bytes(), 16 << 10, reps, true);
-      std::printf("  read floors: grid-wide sweep %.2f us; a warp per contiguous 8 KB %.2f us, per 16 KB %.2f us; block-interleaved 8 KB %.2f us, 16 KB %.2f us\n",
-                  read_us, stream8_us, stream16_us, stream8i_us, stream16i_us);
+      // The same bytes in the small kernel's pattern (a warp per stripe and chunk, 10-15 KB each on the Llama shapes),
+      // one trait of that kernel added at a time: the pattern, interleaved pieces, its residency (3 blocks of 8 warps
+      // per SM), its cp.async ring; the last is the small kernel's stream without its decode.
+      struct Floor {
+        const char* name;
+        gpu::StreamReadPattern pattern;
+        double us = -1;
+      };
+      std::vector<Floor> floors{{"8KiB", {8 << 10, false, false, 0}},
+                                {"16KiB", {16 << 10, false, false, 0}},
+                                {"16KiB_interleaved", {16 << 10, true, false, 0}},
+                                {"16KiB_3_blocks_per_SM", {16 << 10, false, false, 3}},
+                                {"16KiB_cp_async_ring", {16 << 10, false, true, 0}},
+                                {"16KiB_cp_async_ring_3_blocks_per_SM", {16 << 10, false, true, 3}}};
+      nlohmann::json floors_json;
+      std::printf("  read floors, us: grid-wide sweep %.2f; a warp per contiguous piece:", read_us);
+      for (Floor& fl : floors) {
+        fl.us = gpu::stream_read_floor_us(m.weight_bytes(), fl.pattern, reps);
+        floors_json[fl.name] = fl.us;
+        std::printf(" %s %.2f;", fl.name, fl.us);
+      }
+      std::printf("\n");
       for (std::size_t b = 0; b < batches.size(); ++b) {
         const std::size_t n = batches[b];
         auto run = [&](void* st) { m.multiply(xd.as<const std::uint16_t>(), n, yd.as<float>(), st); };
@@ -305,7 +319,7 @@ int main(int argc, char** argv) {
                            {"pct_copy", 100.0 * gbs * 1e9 / copy_bw},
                            {"x_cublas", cublas_us / med},
                            {"read_floor_us", read_us},
-                           {"stream_read_floor_us", {{"8KiB", stream8_us}, {"16KiB", stream16_us}, {"8KiB_interleaved", stream8i_us}, {"16KiB_interleaved", stream16i_us}}},
+                           {"stream_read_floor_us", floors_json},
                            {"pct_read_floor", 100.0 * read_us / med},
                            {"small_us", small_us},
                            {"us_l2_prefetch", prefetch_us},

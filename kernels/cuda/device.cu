@@ -211,15 +211,69 @@ __global__ void stream_read_kernel(const uint4* __restrict__ src, std::size_t pe
   if (fold == 0x9e3779b9u) *sink = fold;
 }
 
-double stream_read_floor_us(std::size_t bytes, std::size_t warp_bytes, int repetitions, bool interleaved) {
-  const std::size_t per_warp = std::max<std::size_t>(32, warp_bytes / 16) / 32 * 32;
+// The same stream through a ring of kSlots 512-byte slots per warp in shared memory, filled by cp.async and each slot
+// refilled right after it is read (the small lut_mma kernel's ring, without its decode). Dynamic shared memory: the
+// ring ([8 warps][kSlots][32 lanes] of 16 bytes), or more to cap residency.
+template <int kSlots>
+__global__ void stream_ring_kernel(const uint4* __restrict__ src, std::size_t per_warp, std::size_t warps, int interleaved, unsigned* sink) {
+  extern __shared__ uint4 ring[];
+  const std::size_t warp = (std::size_t{blockIdx.x} * blockDim.x + threadIdx.x) / 32;
+  const unsigned lane = threadIdx.x & 31u;
+  if (warp >= warps) return;  // no block-wide barrier below
+  auto at = [&](std::size_t i) -> std::size_t {
+    if (!interleaved) return warp * per_warp + i + lane;
+    const std::size_t block = warp / 8, w = warp % 8;
+    return (block * per_warp + i) * 8 + 32 * w + lane;
+  };
+  uint4* mine = ring + (threadIdx.x / 32) * kSlots * 32 + lane;  // this lane's 16 bytes of slot 0
+  const std::size_t steps = per_warp / 32;
+  auto issue = [&](std::size_t step, int slot) {
+    if (step < steps) {
+      const auto dst = static_cast<std::uint32_t>(__cvta_generic_to_shared(mine + 32 * slot));
+      asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src + at(32 * step)));
+    }
+    asm volatile("cp.async.commit_group;\n" ::);
+  };
+  for (int r = 0; r < kSlots; ++r) issue(r, r);
+  unsigned fold = 0;
+  int slot = 0;
+  for (std::size_t step = 0; step < steps; ++step) {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(kSlots - 1));
+    const uint4 v = mine[32 * slot];  // lane-private: only this lane copied it
+    fold ^= v.x ^ v.y ^ v.z ^ v.w;
+    issue(step + kSlots, slot);
+    slot = slot + 1 == kSlots ? 0 : slot + 1;
+  }
+  asm volatile("cp.async.wait_group 0;\n" ::);
+  if (fold == 0x9e3779b9u) *sink = fold;
+}
+
+double stream_read_floor_us(std::size_t bytes, const StreamReadPattern& pattern, int repetitions) {
+  constexpr int kSlots = 6;
+  const std::size_t per_warp = std::max<std::size_t>(32, pattern.warp_bytes / 16) / 32 * 32;
   const std::size_t warps = (std::max<std::size_t>(1, (bytes / 16 + per_warp - 1) / per_warp) + 7) / 8 * 8;
   DeviceBuffer src(warps * per_warp * 16), sink(4);
   TQB_CUDA_CHECK(cudaMemset(src.get(), 0x5a, warps * per_warp * 16));
   const unsigned blocks = static_cast<unsigned>((warps + 7) / 8);
+  const void* kernel = pattern.cp_async_ring ? reinterpret_cast<const void*>(&stream_ring_kernel<kSlots>)
+                                             : reinterpret_cast<const void*>(&stream_read_kernel<kSlots>);
+  std::size_t smem = pattern.cp_async_ring ? std::size_t{8} * kSlots * 32 * 16 : 0;
+  if (pattern.blocks_per_sm > 0) {  // each block takes its share of the SM's shared memory (less the 1 KB it reserves)
+    int device = 0, per_sm = 0, optin = 0;
+    TQB_CUDA_CHECK(cudaGetDevice(&device));
+    TQB_CUDA_CHECK(cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, device));
+    TQB_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+    smem = std::max<std::size_t>(smem, std::min<std::size_t>(optin, per_sm / pattern.blocks_per_sm - 1024));
+  }
+  TQB_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+  const int interleaved = pattern.interleaved ? 1 : 0;
   auto us = time_calls(
       [&](void* s) {
-        stream_read_kernel<6><<<blocks, 256, 0, static_cast<cudaStream_t>(s)>>>(src.as<const uint4>(), per_warp, warps, interleaved ? 1 : 0, sink.as<unsigned>());
+        const auto stream = static_cast<cudaStream_t>(s);
+        if (pattern.cp_async_ring)
+          stream_ring_kernel<kSlots><<<blocks, 256, smem, stream>>>(src.as<const uint4>(), per_warp, warps, interleaved, sink.as<unsigned>());
+        else
+          stream_read_kernel<kSlots><<<blocks, 256, smem, stream>>>(src.as<const uint4>(), per_warp, warps, interleaved, sink.as<unsigned>());
         TQB_CUDA_CHECK_LAUNCH("stream_read_kernel");
       },
       repetitions, true);

@@ -136,9 +136,17 @@ double launch_floor_us(int repetitions);
 // the floor under a kernel that must read that many bytes, the empty-kernel floor included.
 double read_floor_us(std::size_t bytes, int repetitions);
 // The same bytes read in the small lut_mma kernel's access pattern instead of one grid-wide sweep: each warp of
-// blocks of 8 reads its own contiguous `warp_bytes` (a stripe's K-chunk) in 512-byte requests (16 bytes a lane), six
-// in flight. Against read_floor_us it says how much of the small kernel's stream rate the pattern alone costs.
-// interleaved: a block's 8 warps read adjacent 512-byte pieces at each step (a candidate layout).
-double stream_read_floor_us(std::size_t bytes, std::size_t warp_bytes, int repetitions, bool interleaved = false);
+// blocks of 8 reads its own contiguous piece (a stripe's K-chunk) in 512-byte requests (16 bytes a lane), six in
+// flight. Against read_floor_us it says how much of the small kernel's stream rate the pattern alone costs, and
+// each field below isolates one more of that kernel's traits.
+struct StreamReadPattern {
+  std::size_t warp_bytes = 8 << 10;  // each warp's contiguous piece
+  bool interleaved = false;          // a block's 8 warps read 8 adjacent 512-byte pieces at each step (4 KB runs)
+  bool cp_async_ring = false;        // through a 6-slot cp.async ring in shared memory, a slot refilled as it is read
+                                     // (the small kernel's way), instead of six loads into registers
+  int blocks_per_sm = 0;             // residency capped by padding each block's shared memory (the small kernel: 3
+                                     // blocks of 8 warps); 0: as many as fit
+};
+double stream_read_floor_us(std::size_t bytes, const StreamReadPattern& pattern, int repetitions);
 
 }  // namespace tqb::gpu

@@ -59,6 +59,6 @@ std::vector<double> time_calls(const std::function<void(void*)>&, int, bool) { f
 double copy_bandwidth_bytes_per_s() { fail(); }
 double launch_floor_us(int) { fail(); }
 double read_floor_us(std::size_t, int) { fail(); }
-double stream_read_floor_us(std::size_t, std::size_t, int) { fail(); }
+double stream_read_floor_us(std::size_t, const StreamReadPattern&, int) { fail(); }
 
 }  // namespace tqb::gpu
