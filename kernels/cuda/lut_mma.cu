@@ -66,6 +66,8 @@ struct Args {
   int tiles_per_split = 0, splits = 1;
   int x_aligned16 = 0;  // x is 16-byte aligned (the small kernel copies it 16 bytes at a time, else 4)
   int pre_rotated = 0;  // small kernel: xr holds the rotated activations (kXrPassMajor, by rotate_kernel) to copy, not x
+  int ring_late = 0;    // small kernel, rotating in its prologue: each thread issues its code ring only after its own
+                        // prologue loads (table entry, activations, signs) have landed (LutMmaMatrix::set_small_ring_late)
   int stream_only = 0;  // diagnostic (TQB_LUT_MMA_STREAM_ONLY=1): the small kernel moves the codes but skips the decode and mma
   int prefetch_tiles = 0;  // small kernel on sm_90+: up to this many of the chunk's code tiles past the ring asked into L2 at the start
   // Diagnostic (LutMmaMatrix::set_trace): the small kernel's blocks write kTracePoints values each, [block (x-major)]
@@ -556,6 +558,15 @@ __global__ void __launch_bounds__(kThreads, 3) small_kernel(const Args a) {
       if (a.pass[p].rotated) issue_signs(a.pass[p], kt0 * 64, kc, a.cols, signs_s + p * sign_stride);
     }
   cp_async_commit();  // group 0 (empty when pre-rotated)
+  // The ring late (an option, measured against the default by bench_gpu): the prologue's loads above still queue behind
+  // every other block's ring requests (~9 MB GPU-wide at the start), and the 4096² trace at n = 1 has the prologue as
+  // long as the stream (2.8 µs median, 6.1 at most, issue 31). Waiting for them before asking for the ring idles DRAM
+  // for about one unloaded round trip instead.
+  const bool ring_late = a.ring_late && !a.pre_rotated;
+  if (ring_late) {
+    cp_async_wait<0>();
+    tables_store<B0, B1>(a, table_entries, reinterpret_cast<std::uint32_t*>(smem_u4));  // uses the table loads
+  }
   if (active)
 #pragma unroll
     for (int p = 0; p < P; ++p) issue_side(a.pass[p], stripe, (kt0 * 64) >> a.pass[p].log2_group, side_groups[p], side_addr[p], lane);
@@ -573,7 +584,7 @@ __global__ void __launch_bounds__(kThreads, 3) small_kernel(const Args a) {
   // The prologue's own data (tables, the chunk's activations and sign words) was asked for above, before the code
   // ring: at the start the ring's requests are ~10 MB GPU-wide, and loads issued after them waited behind them
   // (the per-block trace measured a 6-8 µs prologue at n = 1 on the H100, docs/GPU.md, issue 31).
-  tables_store<B0, B1>(a, table_entries, reinterpret_cast<std::uint32_t*>(smem_u4));
+  if (!ring_late) tables_store<B0, B1>(a, table_entries, reinterpret_cast<std::uint32_t*>(smem_u4));
   // This thread's activation and sign copies have landed: the oldest group, or when pre-rotated the newest (and so,
   // with it, the ring's first tiles, issued before the dependency wait and long landed).
   if (a.pre_rotated) cp_async_wait<0>();
@@ -1133,6 +1144,7 @@ struct LutMmaMatrix::Impl {
   int stream_only = 0;  // TQB_LUT_MMA_STREAM_ONLY: a diagnostic, see Args
   int pre_rotate = -1;   // TQB_LUT_MMA_PREROTATE: 1 always, 0 never, unset: lut_mma_small_pre_rotates
   int pdl = 1;           // TQB_LUT_MMA_PDL=0: the pre-rotated small kernel launched in plain stream order
+  int ring_late = 0;     // TQB_LUT_MMA_RING_LATE=1 / set_small_ring_late: Args::ring_late (an option until measured)
   // Off by default: on the H100 it gained nothing at 4096 x 4096 (16.77 against 16.83 us at n = 1) and cost 16%
   // at 14336 x 4096 (32.70 against 28.16 us): docs/GPU.md, issue 31. set_l2_prefetch or TQB_LUT_MMA_PREFETCH=1.
   int l2_prefetch = 0;
@@ -1345,6 +1357,7 @@ LutMmaMatrix::LutMmaMatrix(const LutMmaLayout& layout) : impl_(std::make_unique<
   if (const auto env = env_switch("TQB_LUT_MMA_PREFETCH")) I.l2_prefetch = *env;
   if (const auto env = env_switch("TQB_LUT_MMA_PREROTATE")) I.pre_rotate = *env;
   if (const auto env = env_switch("TQB_LUT_MMA_PDL")) I.pdl = *env;
+  if (const auto env = env_switch("TQB_LUT_MMA_RING_LATE")) I.ring_late = *env;
   I.prefill_min_batch = lut_mma_prefill_min_batch(layout.rows, layout.cols);
   if (const auto env = env_count("TQB_LUT_MMA_DEQUANT_CHUNK_MB", 1, 1 << 16)) I.dequant_chunk_bytes = static_cast<std::size_t>(*env) << 20;
   if (const auto env = env_count("TQB_LUT_MMA_PREFILL_MIN", 17, std::uint64_t{1} << 20)) I.prefill_min_batch = *env;
@@ -1447,6 +1460,7 @@ void LutMmaMatrix::set_small_pre_rotation(int mode) {
   if (mode < -1 || mode > 1) throw std::invalid_argument("lut_mma: small-kernel rotation mode " + std::to_string(mode) + " (valid: -1 automatic, 0 prologue, 1 kernel first)");
   impl_->pre_rotate = mode;
 }
+void LutMmaMatrix::set_small_ring_late(bool on) { impl_->ring_late = on ? 1 : 0; }
 void LutMmaMatrix::set_trace(bool on) { impl_->tracing = on ? 1 : 0; }
 std::vector<std::uint64_t> LutMmaMatrix::last_trace() const {
   std::vector<std::uint64_t> t(impl_->trace_blocks * kTracePoints);
@@ -1474,7 +1488,7 @@ std::string LutMmaMatrix::variant(std::size_t n) const {
     const SmallPlan& p = impl_->small[n - 1];
     return "small(n8_tiles=" + std::to_string(n <= 8 ? 1 : 2) + ",split_k=" + std::to_string(p.splits) + ",chunk=" + std::to_string(p.tiles_per_split * 64) +
            ",blocks/SM=" + std::to_string(p.blocks_per_sm) + ",rotation=" + (impl_->small_pre_rotates(n) ? "kernel_first" : "prologue") +
-           (impl_->l2_prefetch && impl_->cc_major >= 9 ? ",l2_prefetch" : "") + ")";
+           (impl_->l2_prefetch && impl_->cc_major >= 9 ? ",l2_prefetch" : "") + (impl_->ring_late && !impl_->small_pre_rotates(n) ? ",ring=late" : "") + ")";
   }
   if (path == Impl::BatchPath::dequantized) return "dequantized(bf16 chunks of stripes, cublasGemmEx)";
   if (path == Impl::BatchPath::wgmma) {
@@ -1520,6 +1534,7 @@ void LutMmaMatrix::multiply(const std::uint16_t* x, std::size_t n, float* y, std
       I.rotate_into_xr(a, n, stream);
       a.pre_rotated = 1;
     }
+    a.ring_late = I.ring_late;
     const int nt = n <= 8 ? 1 : 2;
     const SmallPlan& plan = I.small[n - 1];
     a.tiles_per_split = plan.tiles_per_split;
