@@ -241,9 +241,8 @@ int main(int argc, char** argv) {
       struct Floor {
         const char* name;
         gpu::StreamReadPattern pattern;
-        double us = -1;
       };
-      std::vector<Floor> floors{{"8KiB", {8 << 10, false, false, 0}},
+      const std::vector<Floor> floors{{"8KiB", {8 << 10, false, false, 0}},
                                 {"16KiB", {16 << 10, false, false, 0}},
                                 {"16KiB_interleaved", {16 << 10, true, false, 0}},
                                 {"16KiB_3_blocks_per_SM", {16 << 10, false, false, 3}},
@@ -251,10 +250,10 @@ int main(int argc, char** argv) {
                                 {"16KiB_cp_async_ring_3_blocks_per_SM", {16 << 10, false, true, 3}}};
       nlohmann::json floors_json;
       std::printf("  read floors, us: grid-wide sweep %.2f; a warp per contiguous piece:", read_us);
-      for (Floor& fl : floors) {
-        fl.us = gpu::stream_read_floor_us(m.weight_bytes(), fl.pattern, reps);
-        floors_json[fl.name] = fl.us;
-        std::printf(" %s %.2f;", fl.name, fl.us);
+      for (const Floor& fl : floors) {
+        const double us = gpu::stream_read_floor_us(m.weight_bytes(), fl.pattern, reps);
+        floors_json[fl.name] = us;
+        std::printf(" %s %.2f;", fl.name, us);
       }
       std::printf("\n");
       for (std::size_t b = 0; b < batches.size(); ++b) {

@@ -185,21 +185,23 @@ double read_floor_us(std::size_t bytes, int repetitions) {
   return summarize_us(us).median;
 }
 
-// Warp w reads words [w · per_warp, (w + 1) · per_warp) of src, 32 lanes × 16 bytes a request, kDepth requests in
-// flight (issued together, then folded), as the small lut_mma kernel's ring streams a stripe's chunk.
-// With `interleaved`, the same requests from a layout where a block's 8 warps at the same step read 8 adjacent 512-byte
-// pieces (4 KB contiguous) instead of 8 places a stripe's chunk apart.
+// The 16-byte word of src that lane `lane` of warp `warp` reads at offset i (a multiple of 32) of its chunk of per_warp
+// words: the warp's own contiguous chunk, or with `interleaved` a layout where a block's 8 warps at the same step read
+// 8 adjacent 512-byte pieces (4 KB contiguous) instead of 8 places a chunk apart.
+__device__ __forceinline__ std::size_t stream_word(std::size_t warp, unsigned lane, std::size_t i, std::size_t per_warp, int interleaved) {
+  if (!interleaved) return warp * per_warp + i + lane;
+  const std::size_t block = warp / 8, w = warp % 8;
+  return (block * per_warp + i) * 8 + 32 * w + lane;
+}
+
+// Warp w reads words [w · per_warp, (w + 1) · per_warp) of src (stream_word), 32 lanes × 16 bytes a request, kDepth
+// requests in flight (issued together, then folded), as the small lut_mma kernel's ring streams a stripe's chunk.
 template <int kDepth>
 __global__ void stream_read_kernel(const uint4* __restrict__ src, std::size_t per_warp, std::size_t warps, int interleaved, unsigned* sink) {
   const std::size_t warp = (std::size_t{blockIdx.x} * blockDim.x + threadIdx.x) / 32;
   const unsigned lane = threadIdx.x & 31u;
   if (warp >= warps) return;
-  // Word (in 16-byte units) of this lane's piece at offset i (a multiple of 32) of the warp's chunk.
-  auto at = [&](std::size_t i) -> std::size_t {
-    if (!interleaved) return warp * per_warp + i + lane;
-    const std::size_t block = warp / 8, w = warp % 8;
-    return (block * per_warp + i) * 8 + 32 * w + lane;
-  };
+  auto at = [&](std::size_t i) { return stream_word(warp, lane, i, per_warp, interleaved); };
   unsigned fold = 0;
   for (std::size_t i = 0; i < per_warp; i += 32 * kDepth) {
     uint4 v[kDepth];
@@ -220,11 +222,7 @@ __global__ void stream_ring_kernel(const uint4* __restrict__ src, std::size_t pe
   const std::size_t warp = (std::size_t{blockIdx.x} * blockDim.x + threadIdx.x) / 32;
   const unsigned lane = threadIdx.x & 31u;
   if (warp >= warps) return;  // no block-wide barrier below
-  auto at = [&](std::size_t i) -> std::size_t {
-    if (!interleaved) return warp * per_warp + i + lane;
-    const std::size_t block = warp / 8, w = warp % 8;
-    return (block * per_warp + i) * 8 + 32 * w + lane;
-  };
+  auto at = [&](std::size_t i) { return stream_word(warp, lane, i, per_warp, interleaved); };
   uint4* mine = ring + (threadIdx.x / 32) * kSlots * 32 + lane;  // this lane's 16 bytes of slot 0
   const std::size_t steps = per_warp / 32;
   auto issue = [&](std::size_t step, int slot) {

@@ -77,21 +77,23 @@ struct Args {
 constexpr int kTracePoints = gpu::LutMmaMatrix::kTraceFields;
 static_assert(kTracePoints == 5, "four timer readings and the SM's id");
 
-// Writes point i of this block's trace (thread 0 only; nothing when tracing is off).
+// Field i of this block's trace (thread 0 only; nothing when tracing is off).
+__device__ __forceinline__ void trace_store(const Args& a, int i, unsigned long long v) {
+  if (a.trace != nullptr && threadIdx.x == 0) a.trace[(static_cast<std::size_t>(blockIdx.y) * gridDim.x + blockIdx.x) * kTracePoints + i] = v;
+}
+// Timer point i (0-3) of this block's trace.
 __device__ __forceinline__ void trace_point(const Args& a, int i) {
-  if (a.trace != nullptr && threadIdx.x == 0) {
-    unsigned long long t;
-    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-    a.trace[(static_cast<std::size_t>(blockIdx.y) * gridDim.x + blockIdx.x) * kTracePoints + i] = t;
-  }
+  if (a.trace == nullptr) return;
+  unsigned long long t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  trace_store(a, i, t);
 }
 // The block's SM (the trace's last field): which blocks shared an SM, and whether the SMs holding more blocks end later.
 __device__ __forceinline__ void trace_sm(const Args& a) {
-  if (a.trace != nullptr && threadIdx.x == 0) {
-    unsigned sm;
-    asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));
-    a.trace[(static_cast<std::size_t>(blockIdx.y) * gridDim.x + blockIdx.x) * kTracePoints + 4] = sm;
-  }
+  if (a.trace == nullptr) return;
+  unsigned sm;
+  asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));
+  trace_store(a, 4, sm);
 }
 
 __host__ __device__ constexpr int passes_of(int b1) { return b1 == 0 ? 1 : 2; }
@@ -359,10 +361,9 @@ __host__ __device__ constexpr int side_words(int chunk_cols, int log2_group, boo
   return kWarps * (chunk_cols >> log2_group) * 8 * (has_offset ? 2 : 1);
 }
 
-// Copies the tile `tile` tiles past codes_lane (this lane's words of a tile) into the slot at shared address `slot`.
+// Copies this lane's words of a code tile (src) into the slot at shared address `slot`.
 template <int B>
-__device__ __forceinline__ void issue_codes(const std::uint32_t* codes_lane, int tile, std::uint32_t slot, int lane) {
-  const std::uint32_t* src = codes_lane + static_cast<std::size_t>(tile) * 32 * B;
+__device__ __forceinline__ void issue_codes(const std::uint32_t* src, std::uint32_t slot, int lane) {
   const std::uint32_t dst = slot + 4 * B * lane;
   if constexpr (B == 4) cp_async<16>(dst, src);
   else if constexpr (B == 2) cp_async<8>(dst, src);
@@ -530,8 +531,8 @@ __global__ void __launch_bounds__(kThreads, 3) small_kernel(const Args a) {
   int next_kt = kt0;
   auto issue_next = [&](std::uint32_t slot) {
     if (active && next_kt < kt1) {
-      issue_codes<B0>(next0, 0, slot, lane);
-      if constexpr (B1 != 0) issue_codes<B1>(next1, 0, slot + 4 * 32 * B0, lane);
+      issue_codes<B0>(next0, slot, lane);
+      if constexpr (B1 != 0) issue_codes<B1>(next1, slot + 4 * 32 * B0, lane);
     }
     cp_async_commit();  // every lane commits a group per tile, empty or not, so the counts stay uniform
     next0 += 32 * B0, next1 += 32 * (B1 ? B1 : 1), ++next_kt;
@@ -1486,9 +1487,10 @@ std::string LutMmaMatrix::variant(std::size_t n) const {
   if (path == Impl::BatchPath::small) {
     if (n > 16) return "none (the small kernel serves n <= 16)";
     const SmallPlan& p = impl_->small[n - 1];
+    const bool pre_rotates = impl_->small_pre_rotates(n);
     return "small(n8_tiles=" + std::to_string(n <= 8 ? 1 : 2) + ",split_k=" + std::to_string(p.splits) + ",chunk=" + std::to_string(p.tiles_per_split * 64) +
-           ",blocks/SM=" + std::to_string(p.blocks_per_sm) + ",rotation=" + (impl_->small_pre_rotates(n) ? "kernel_first" : "prologue") +
-           (impl_->l2_prefetch && impl_->cc_major >= 9 ? ",l2_prefetch" : "") + (impl_->ring_late && !impl_->small_pre_rotates(n) ? ",ring=late" : "") + ")";
+           ",blocks/SM=" + std::to_string(p.blocks_per_sm) + ",rotation=" + (pre_rotates ? "kernel_first" : "prologue") +
+           (impl_->l2_prefetch && impl_->cc_major >= 9 ? ",l2_prefetch" : "") + (impl_->ring_late && !pre_rotates ? ",ring=late" : "") + ")";
   }
   if (path == Impl::BatchPath::dequantized) return "dequantized(bf16 chunks of stripes, cublasGemmEx)";
   if (path == Impl::BatchPath::wgmma) {
