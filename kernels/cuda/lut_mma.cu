@@ -19,6 +19,7 @@
 //   activation tiles arrive by cp.async, three stages deep, code tiles one tile ahead in registers; one
 //   bf16x2 fma per pair of weights applies scale and offset; split-K where the grid is small.
 
+#include <cooperative_groups.h>
 #include <cublas_v2.h>
 
 #include <algorithm>
@@ -66,8 +67,9 @@ struct Args {
   int tiles_per_split = 0, splits = 1;
   int x_aligned16 = 0;  // x is 16-byte aligned (the small kernel copies it 16 bytes at a time, else 4)
   int pre_rotated = 0;  // small kernel: xr holds the rotated activations (kXrPassMajor, by rotate_kernel) to copy, not x
-  int ring_late = 0;    // small kernel, rotating in its prologue: each thread issues its code ring only after its own
-                        // prologue loads (table entry, activations, signs) have landed (LutMmaMatrix::set_small_ring_late)
+  int cluster_splits = 0;  // small kernel, splits > 1 on sm_90: the splits of a row block are one thread-block cluster
+                           // (1 × splits) and sum their partial sums through distributed shared memory
+                           // (cluster_split_k_finish); 0: through global memory (partial, counters, split_k_finish)
   int stream_only = 0;  // diagnostic (TQB_LUT_MMA_STREAM_ONLY=1): the small kernel moves the codes but skips the decode and mma
   int prefetch_tiles = 0;  // small kernel on sm_90+: up to this many of the chunk's code tiles past the ring asked into L2 at the start
   // Diagnostic (LutMmaMatrix::set_trace): the small kernel's blocks write kTracePoints values each, [block (x-major)]
@@ -291,6 +293,48 @@ __device__ __forceinline__ void split_k_finish(const Args& a, int tile, int row0
     }
   }
   if (threadIdx.x == 0) a.counters[tile] = 0;
+}
+
+// Split-K epilogue of the small kernel through its cluster (sm_90): the a.splits blocks of a row block form one
+// thread-block cluster (1 × splits; rank = split). Each block leaves its partial sums in its own shared memory, and
+// after one cluster barrier each block sums a share of the row block's outputs from every block's shared memory
+// (distributed shared memory), in split_k_finish's fixed order, so both epilogues give the same bits. Why: the
+// global epilogue costs three dependent round trips to L2 (the fence behind the block's stores, the counter's
+// atomic, the last block's loads), each queued behind the whole GPU's code stream: 2.8 µs median, 11 µs at most
+// per block at n = 1 on 14336 x 4096 (H100 trace, docs/GPU.md, issue 31). red: kWarps · 16 · n floats of this
+// block's shared memory, free once every warp's stream has ended (the code ring).
+template <int NT>
+__device__ __forceinline__ void cluster_split_k_finish(const Args& a, const float (&acc)[NT][4], float* red) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  namespace cg = cooperative_groups;
+  const cg::cluster_group cluster = cg::this_cluster();
+  constexpr int R = kWarps * 16;  // the block's rows
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  __syncthreads();  // every warp is past its code ring, which red overwrites
+#pragma unroll
+  for (int j = 0; j < NT; ++j)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int t = 8 * j + 2 * (lane & 3) + (i & 1);
+      if (t < a.n) red[t * R + 16 * warp + (lane >> 2) + 8 * (i >> 1)] = acc[j][i];
+    }
+  cluster.sync();  // every block's partial sums are written and visible across the cluster
+  const int S = a.splits, rank = static_cast<int>(cluster.block_rank());
+  for (int e = rank * kThreads + threadIdx.x; e < R * a.n; e += S * kThreads) {
+    float sum = 0.0f;
+    for (int s0 = 0; s0 < S; s0 += 4) {
+      float part[4];
+#pragma unroll
+      for (int k = 0; k < 4; ++k) part[k] = s0 + k < S ? *cluster.map_shared_rank(red + e, s0 + k) : 0.0f;
+      sum += (part[0] + part[1]) + (part[2] + part[3]);  // split_k_finish's order
+    }
+    const int t = e / R, row = blockIdx.x * R + e % R;
+    if (row < a.rows) put_y(a, static_cast<std::size_t>(t) * a.rows + row, sum);
+  }
+  cluster.sync();  // no block leaves while another still reads its shared memory
+#else
+  (void)a, (void)acc, (void)red;  // the host launches clusters only on sm_90 (LutMmaMatrix::Impl::make_small_plan)
+#endif
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -559,15 +603,6 @@ __global__ void __launch_bounds__(kThreads, 3) small_kernel(const Args a) {
       if (a.pass[p].rotated) issue_signs(a.pass[p], kt0 * 64, kc, a.cols, signs_s + p * sign_stride);
     }
   cp_async_commit();  // group 0 (empty when pre-rotated)
-  // The ring late (an option, measured against the default by bench_gpu): the prologue's loads above still queue behind
-  // every other block's ring requests (~9 MB GPU-wide at the start), and the 4096² trace at n = 1 has the prologue as
-  // long as the stream (2.8 µs median, 6.1 at most, issue 31). Waiting for them before asking for the ring idles DRAM
-  // for about one unloaded round trip instead.
-  const bool ring_late = a.ring_late && !a.pre_rotated;
-  if (ring_late) {
-    cp_async_wait<0>();
-    tables_store<B0, B1>(a, table_entries, reinterpret_cast<std::uint32_t*>(smem_u4));  // uses the table loads
-  }
   if (active)
 #pragma unroll
     for (int p = 0; p < P; ++p) issue_side(a.pass[p], stripe, (kt0 * 64) >> a.pass[p].log2_group, side_groups[p], side_addr[p], lane);
@@ -585,7 +620,7 @@ __global__ void __launch_bounds__(kThreads, 3) small_kernel(const Args a) {
   // The prologue's own data (tables, the chunk's activations and sign words) was asked for above, before the code
   // ring: at the start the ring's requests are ~10 MB GPU-wide, and loads issued after them waited behind them
   // (the per-block trace measured a 6-8 µs prologue at n = 1 on the H100, docs/GPU.md, issue 31).
-  if (!ring_late) tables_store<B0, B1>(a, table_entries, reinterpret_cast<std::uint32_t*>(smem_u4));
+  tables_store<B0, B1>(a, table_entries, reinterpret_cast<std::uint32_t*>(smem_u4));
   // This thread's activation and sign copies have landed: the oldest group, or when pre-rotated the newest (and so,
   // with it, the ring's first tiles, issued before the dependency wait and long landed).
   if (a.pre_rotated) cp_async_wait<0>();
@@ -669,12 +704,16 @@ __global__ void __launch_bounds__(kThreads, 3) small_kernel(const Args a) {
   trace_point(a, 2);
 
   // Accumulator (j, i): row 16·stripe + lane/4 + 8·(i/2), batch column 8j + 2·(lane%4) + i%2.
-  if (active)
+  if (a.cluster_splits) {
+    cluster_split_k_finish<NT>(a, acc, reinterpret_cast<float*>(smem_u4) + a.lut_words);
+  } else {
+    if (active)
 #pragma unroll
-    for (int j = 0; j < NT; ++j)
+      for (int j = 0; j < NT; ++j)
 #pragma unroll
-      for (int i = 0; i < 4; ++i) store_out(a, blockIdx.y, 16 * stripe + (lane >> 2) + 8 * (i >> 1), 8 * j + 2 * (lane & 3) + (i & 1), acc[j][i]);
-  if (a.splits > 1) split_k_finish(a, blockIdx.x, blockIdx.x * kWarps * 16, kWarps * 16, 0, a.n);
+        for (int i = 0; i < 4; ++i) store_out(a, blockIdx.y, 16 * stripe + (lane >> 2) + 8 * (i >> 1), 8 * j + 2 * (lane & 3) + (i & 1), acc[j][i]);
+    if (a.splits > 1) split_k_finish(a, blockIdx.x, blockIdx.x * kWarps * 16, kWarps * 16, 0, a.n);
+  }
   trace_point(a, 3);
 }
 
@@ -1131,7 +1170,10 @@ struct SmallPlan {
   int tiles_per_split = 0, splits = 0;
   std::size_t smem = 0;
   int blocks_per_sm = 0;
+  bool cluster = false;  // splits > 1 summed through the cluster's shared memory (Args::cluster_splits)
 };
+// The most splits one cluster holds: 16 on the H100 with cudaFuncAttributeNonPortableClusterSizeAllowed (8 portable).
+constexpr int kMaxClusterSplits = 16;
 
 struct LutMmaMatrix::Impl {
   LutMmaLayout shape;  // the layout's sizes and per-pass flags (code arrays released after upload)
@@ -1140,12 +1182,12 @@ struct LutMmaMatrix::Impl {
   Args base;
   Kernels kernels;
   int sms = 0;
-  SmallPlan small[16];  // by batch size n = 1..16
+  SmallPlan small[2][16];  // by split-K reduction (0 global, 1 cluster) and batch size n = 1..16
+  int cluster_reduce = 1;  // set_small_cluster_reduce, TQB_LUT_MMA_CLUSTER=0/1: the small kernel's split-K through its cluster (sm_90)
   int smem_optin = 0;  // the device's shared memory per block with opt-in
   int stream_only = 0;  // TQB_LUT_MMA_STREAM_ONLY: a diagnostic, see Args
   int pre_rotate = -1;   // TQB_LUT_MMA_PREROTATE: 1 always, 0 never, unset: lut_mma_small_pre_rotates
   int pdl = 1;           // TQB_LUT_MMA_PDL=0: the pre-rotated small kernel launched in plain stream order
-  int ring_late = 0;     // TQB_LUT_MMA_RING_LATE=1 / set_small_ring_late: Args::ring_late (an option until measured)
   // Off by default: on the H100 it gained nothing at 4096 x 4096 (16.77 against 16.83 us at n = 1) and cost 16%
   // at 14336 x 4096 (32.70 against 28.16 us): docs/GPU.md, issue 31. set_l2_prefetch or TQB_LUT_MMA_PREFETCH=1.
   int l2_prefetch = 0;
@@ -1178,17 +1220,40 @@ struct LutMmaMatrix::Impl {
   std::size_t small_smem_bytes(int n, int tiles_per_split) const {
     const int b0 = shape.passes[0].bits, b1 = shape.passes.size() > 1 ? shape.passes[1].bits : 0;
     const int kc = tiles_per_split * 64;
-    std::size_t bytes = static_cast<std::size_t>(base.lut_words) * 4 + static_cast<std::size_t>(kWarps) * kRing * 32 * (b0 + b1) * 4;
+    // The code ring; after the stream, the block's partial sums when the cluster reduces them (cluster_split_k_finish).
+    const std::size_t ring = std::max<std::size_t>(static_cast<std::size_t>(kWarps) * kRing * 32 * (b0 + b1) * 4, static_cast<std::size_t>(kWarps) * 16 * n * 4);
+    std::size_t bytes = static_cast<std::size_t>(base.lut_words) * 4 + ring;
     for (const auto& p : shape.passes) bytes += static_cast<std::size_t>(side_words(kc, p.log2_group, p.has_offset)) * 4;
     bytes += shape.passes.size() * static_cast<std::size_t>((n * (kc >> 5) + 3) & ~3) * 4;  // group sums
     bytes += shape.passes.size() * static_cast<std::size_t>(small_sign_stride(kc)) * 4;     // sign words
     return bytes + shape.passes.size() * static_cast<std::size_t>(n + 1) * (kc + kPad) * 2;
   }
+  const SmallPlan& small_plan(int n) const { return small[cluster_reduce && cc_major >= 9 ? 1 : 0][n - 1]; }
+  // Resident clusters of (1 × splits) small-kernel blocks the runtime reports for this grid; 0 where that cluster
+  // cannot be launched.
+  int active_clusters(int nt, int row_blocks, int splits, std::size_t smem) const {
+    cudaLaunchConfig_t cfg{};
+    cfg.gridDim = dim3(row_blocks, splits);
+    cfg.blockDim = dim3(kThreads);
+    cfg.dynamicSmemBytes = smem;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeClusterDimension;
+    attr[0].val.clusterDim.x = 1, attr[0].val.clusterDim.y = splits, attr[0].val.clusterDim.z = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+    int clusters = 0;
+    if (cudaOccupancyMaxActiveClusters(&clusters, kernels.small[nt - 1], &cfg) != cudaSuccess) {
+      (void)cudaGetLastError();  // an unsupported cluster shape: not a plan
+      return 0;
+    }
+    return clusters;
+  }
   // Split-K for the small kernel: among chunk sizes of whole groups, the one whose grid best fills one
-  // wave of resident blocks (occupancy from the CUDA runtime at that chunk's shared memory); ties go to
-  // the larger chunk (fewer partial sums). TQB_LUT_MMA_CHUNK (tiles of 64 columns) overrides it for
-  // tuning experiments.
-  SmallPlan make_small_plan(int n) const {
+  // wave of resident blocks (occupancy from the CUDA runtime at that chunk's shared memory; with `cluster`, also
+  // the resident clusters of its splits); ties go to the larger chunk (fewer partial sums). With `cluster` where
+  // no chunk gives a launchable cluster, the global reduction's plan. TQB_LUT_MMA_CHUNK (tiles of 64 columns)
+  // overrides the chunk for tuning experiments.
+  SmallPlan make_small_plan(int n, bool cluster) const {
     const int nt = n <= 8 ? 1 : 2;
     const int row_blocks = (static_cast<int>(shape.stripes) + kWarps - 1) / kWarps;
     const int ktiles = static_cast<int>(shape.ktiles);
@@ -1212,7 +1277,14 @@ struct LutMmaMatrix::Impl {
       int per_sm = 0;
       TQB_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernels.small[nt - 1], kThreads, smem));
       if (per_sm == 0 || (!forced && per_sm < want_per_sm)) continue;
-      const int splits = (ktiles + tps - 1) / tps, items = row_blocks * splits, slots = per_sm * sms;
+      const int splits = (ktiles + tps - 1) / tps, items = row_blocks * splits;
+      int slots = per_sm * sms;
+      if (cluster && splits > 1) {
+        if (splits > kMaxClusterSplits) continue;
+        const int clusters = active_clusters(nt, row_blocks, splits, smem);
+        if (clusters == 0) continue;
+        slots = std::min(slots, clusters * splits);
+      }
       // Measured on the H100 (docs/GPU.md): each block pays a fixed prologue and split-K epilogue, so one
       // wave of as many resident blocks as fit beats several waves of short blocks. Score: blocks of the
       // first wave, minus a wave's worth for every further wave.
@@ -1220,9 +1292,10 @@ struct LutMmaMatrix::Impl {
       const double eff = static_cast<double>(std::min(items, slots)) - 0.75 * slots * (waves - 1);
       if (eff > best_eff + 1e-9 || (std::fabs(eff - best_eff) <= 1e-9 && tps > best.tiles_per_split)) {
         best_eff = eff;
-        best = {tps, splits, smem, per_sm};
+        best = {tps, splits, smem, per_sm, cluster && splits > 1};
       }
     }
+    if (best.tiles_per_split == 0 && cluster) return make_small_plan(n, false);
     if (best.tiles_per_split == 0) throw std::runtime_error("lut_mma: no chunk size fits in shared memory");
     return best;
   }
@@ -1251,7 +1324,7 @@ struct LutMmaMatrix::Impl {
   // every block's prologue.
   bool small_pre_rotates(std::size_t n) const {
     if (pre_rotate >= 0) return pre_rotate == 1;
-    const int kc = small[n - 1].tiles_per_split * 64;
+    const int kc = small_plan(n).tiles_per_split * 64;
     int min_log2 = 30;
     for (const auto& p : shape.passes) min_log2 = std::min(min_log2, p.log2_group);
     return lut_mma_small_pre_rotates(n, static_cast<std::size_t>(kc >> min_log2));
@@ -1358,7 +1431,6 @@ LutMmaMatrix::LutMmaMatrix(const LutMmaLayout& layout) : impl_(std::make_unique<
   if (const auto env = env_switch("TQB_LUT_MMA_PREFETCH")) I.l2_prefetch = *env;
   if (const auto env = env_switch("TQB_LUT_MMA_PREROTATE")) I.pre_rotate = *env;
   if (const auto env = env_switch("TQB_LUT_MMA_PDL")) I.pdl = *env;
-  if (const auto env = env_switch("TQB_LUT_MMA_RING_LATE")) I.ring_late = *env;
   I.prefill_min_batch = lut_mma_prefill_min_batch(layout.rows, layout.cols);
   if (const auto env = env_count("TQB_LUT_MMA_DEQUANT_CHUNK_MB", 1, 1 << 16)) I.dequant_chunk_bytes = static_cast<std::size_t>(*env) << 20;
   if (const auto env = env_count("TQB_LUT_MMA_PREFILL_MIN", 17, std::uint64_t{1} << 20)) I.prefill_min_batch = *env;
@@ -1419,6 +1491,9 @@ LutMmaMatrix::LutMmaMatrix(const LutMmaLayout& layout) : impl_(std::make_unique<
   for (const void* k : {reinterpret_cast<const void*>(I.kernels.small[0]), reinterpret_cast<const void*>(I.kernels.small[1]),
                         reinterpret_cast<const void*>(I.kernels.large), reinterpret_cast<const void*>(I.kernels.dequantize)})
     TQB_CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, I.smem_optin));
+  // Clusters of up to kMaxClusterSplits small-kernel blocks (the split-K reduction through distributed shared memory).
+  if (I.cc_major >= 9)
+    for (const KernelFn k : I.kernels.small) TQB_CUDA_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(k), cudaFuncAttributeNonPortableClusterSizeAllowed, 1));
   // The rotation kernel asks for the largest shared-memory carveout although it uses none. Why (a hypothesis, not yet
   // measured): the small kernel's blocks start beside it as its programmatic dependents; an SM configured for the
   // rotation's needs takes one small-kernel block, which then pins that configuration until it ends, and the SM's other
@@ -1444,7 +1519,11 @@ LutMmaMatrix::LutMmaMatrix(const LutMmaLayout& layout) : impl_(std::make_unique<
     I.wgmma_everywhere = *env;
     if (!*env) I.wgmma_ok = 0;
   }
-  for (int n = 1; n <= 16; ++n) I.small[n - 1] = I.make_small_plan(n);
+  if (const auto env = env_switch("TQB_LUT_MMA_CLUSTER")) I.cluster_reduce = *env;
+  for (int n = 1; n <= 16; ++n) {
+    I.small[0][n - 1] = I.make_small_plan(n, false);
+    if (I.cc_major >= 9) I.small[1][n - 1] = I.make_small_plan(n, true);
+  }
 }
 
 LutMmaMatrix::~LutMmaMatrix() = default;
@@ -1461,7 +1540,7 @@ void LutMmaMatrix::set_small_pre_rotation(int mode) {
   if (mode < -1 || mode > 1) throw std::invalid_argument("lut_mma: small-kernel rotation mode " + std::to_string(mode) + " (valid: -1 automatic, 0 prologue, 1 kernel first)");
   impl_->pre_rotate = mode;
 }
-void LutMmaMatrix::set_small_ring_late(bool on) { impl_->ring_late = on ? 1 : 0; }
+void LutMmaMatrix::set_small_cluster_reduce(bool on) { impl_->cluster_reduce = on ? 1 : 0; }
 void LutMmaMatrix::set_trace(bool on) { impl_->tracing = on ? 1 : 0; }
 std::vector<std::uint64_t> LutMmaMatrix::last_trace() const {
   std::vector<std::uint64_t> t(impl_->trace_blocks * kTracePoints);
@@ -1486,11 +1565,12 @@ std::string LutMmaMatrix::variant(std::size_t n) const {
   const Impl::BatchPath path = impl_->path_for(n);
   if (path == Impl::BatchPath::small) {
     if (n > 16) return "none (the small kernel serves n <= 16)";
-    const SmallPlan& p = impl_->small[n - 1];
+    const SmallPlan& p = impl_->small_plan(static_cast<int>(n));
     const bool pre_rotates = impl_->small_pre_rotates(n);
     return "small(n8_tiles=" + std::to_string(n <= 8 ? 1 : 2) + ",split_k=" + std::to_string(p.splits) + ",chunk=" + std::to_string(p.tiles_per_split * 64) +
            ",blocks/SM=" + std::to_string(p.blocks_per_sm) + ",rotation=" + (pre_rotates ? "kernel_first" : "prologue") +
-           (impl_->l2_prefetch && impl_->cc_major >= 9 ? ",l2_prefetch" : "") + (impl_->ring_late && !pre_rotates ? ",ring=late" : "") + ")";
+           (p.splits > 1 ? (p.cluster ? ",reduce=cluster" : ",reduce=global") : "") +
+           (impl_->l2_prefetch && impl_->cc_major >= 9 ? ",l2_prefetch" : "") + ")";
   }
   if (path == Impl::BatchPath::dequantized) return "dequantized(bf16 chunks of stripes, cublasGemmEx)";
   if (path == Impl::BatchPath::wgmma) {
@@ -1536,12 +1616,12 @@ void LutMmaMatrix::multiply(const std::uint16_t* x, std::size_t n, float* y, std
       I.rotate_into_xr(a, n, stream);
       a.pre_rotated = 1;
     }
-    a.ring_late = I.ring_late;
     const int nt = n <= 8 ? 1 : 2;
-    const SmallPlan& plan = I.small[n - 1];
+    const SmallPlan& plan = I.small_plan(static_cast<int>(n));
     a.tiles_per_split = plan.tiles_per_split;
     a.splits = plan.splits;
-    if (a.splits > 1) a.partial = I.partials(a.splits, n);
+    if (plan.cluster) a.cluster_splits = plan.splits;
+    else if (a.splits > 1) a.partial = I.partials(a.splits, n);
     const dim3 grid((a.stripes + kWarps - 1) / kWarps, a.splits);
     if (I.tracing) {
       I.trace_blocks = std::size_t{grid.x} * grid.y;
@@ -1554,18 +1634,26 @@ void LutMmaMatrix::multiply(const std::uint16_t* x, std::size_t n, float* y, std
       for (std::size_t p = 0; p < P; ++p) tile_bytes += 128 * static_cast<std::size_t>(I.shape.passes[p].bits);
       a.prefetch_tiles = static_cast<int>(std::min<std::size_t>(1 << 20, std::size_t(0.6 * I.l2_bytes) / (wave_warps * tile_bytes)));
     }
+    // Launch attributes: after rotate_kernel as its programmatic dependent (sm_90; the blocks' tables and code ring go
+    // out while it runs), and the splits of a row block as one cluster.
+    cudaLaunchAttribute attr[2];
+    unsigned attrs = 0;
     if (a.pre_rotated && I.cc_major >= 9 && I.pdl) {
-      // After rotate_kernel, as its programmatic dependent: the blocks' tables and code ring go out while it runs.
+      attr[attrs].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+      attr[attrs++].val.programmaticStreamSerializationAllowed = 1;
+    }
+    if (plan.cluster) {
+      attr[attrs].id = cudaLaunchAttributeClusterDimension;
+      attr[attrs].val.clusterDim.x = 1, attr[attrs].val.clusterDim.y = grid.y, attr[attrs++].val.clusterDim.z = 1;
+    }
+    if (attrs > 0) {
       cudaLaunchConfig_t cfg{};
       cfg.gridDim = grid;
       cfg.blockDim = dim3(kThreads);
       cfg.dynamicSmemBytes = plan.smem;
       cfg.stream = stream;
-      cudaLaunchAttribute attr[1];
-      attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-      attr[0].val.programmaticStreamSerializationAllowed = 1;
       cfg.attrs = attr;
-      cfg.numAttrs = 1;
+      cfg.numAttrs = attrs;
       TQB_CUDA_CHECK(cudaLaunchKernelEx(&cfg, I.kernels.small[nt - 1], a));
     } else {
       I.kernels.small[nt - 1]<<<grid, kThreads, plan.smem, stream>>>(a);
