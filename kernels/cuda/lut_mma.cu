@@ -1492,17 +1492,14 @@ LutMmaMatrix::LutMmaMatrix(const LutMmaLayout& layout) : impl_(std::make_unique<
                         reinterpret_cast<const void*>(I.kernels.large), reinterpret_cast<const void*>(I.kernels.dequantize)})
     TQB_CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, I.smem_optin));
   // Clusters of up to kMaxClusterSplits small-kernel blocks (the split-K reduction through distributed shared memory).
-  if (I.cc_major >= 9)
-    for (const KernelFn k : I.kernels.small) TQB_CUDA_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(k), cudaFuncAttributeNonPortableClusterSizeAllowed, 1));
-  // The rotation kernel asks for the largest shared-memory carveout although it uses none. Why (a hypothesis, not yet
-  // measured): the small kernel's blocks start beside it as its programmatic dependents; an SM configured for the
-  // rotation's needs takes one small-kernel block, which then pins that configuration until it ends, and the SM's other
-  // two slots wait a whole block. The H100 trace with the rotation kernel first showed blocks starting up to 18 µs
-  // (about one block's run) after the first, and never without it (docs/GPU.md, issue 31). TQB_LUT_MMA_ROTATE_CARVEOUT=0
-  // leaves the driver's choice, for the same-call comparison.
-  if (env_switch("TQB_LUT_MMA_ROTATE_CARVEOUT").value_or(true))
-    TQB_CUDA_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(&rotate_kernel), cudaFuncAttributePreferredSharedMemoryCarveout,
-                                        cudaSharedmemCarveoutMaxShared));
+  // The small kernels also ask for the largest shared-memory carveout: their plan counts on the residency the runtime
+  // reports for it (3 blocks of 58-75 KB at n <= 4), and an H100 trace at n = 4 on 14336 x 4096 had only 2 blocks per
+  // SM at once (72 of 336 blocks starting a block's run late) with the carveout left to the driver; the rotation
+  // kernel's carveout, the earlier suspect, made no difference (docs/GPU.md, issue 31).
+  for (const KernelFn k : I.kernels.small) {
+    TQB_CUDA_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(k), cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared));
+    if (I.cc_major >= 9) TQB_CUDA_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(k), cudaFuncAttributeNonPortableClusterSizeAllowed, 1));
+  }
   int cc_minor = 0;
   TQB_CUDA_CHECK(cudaDeviceGetAttribute(&cc_minor, cudaDevAttrComputeCapabilityMinor, device));
   const int wg_widest = wg_max_cols(static_cast<int>(layout.passes.size()));
