@@ -181,8 +181,8 @@ int main(int argc, char** argv) {
   out["reps"] = reps;
   out["rows"] = nlohmann::json::array();
 
-  std::printf("%-22s %-50s %4s %9s %9s %8s %6s %9s %8s %8s %9s %9s %9s %9s %9s %9s %9s %9s  %s\n", "shape", "format", "n", "us", "cublas_us", "GB/s", "%copy",
-              "x_cublas", "MB", "read_us", "small_us", "sm_prol", "sm_kern", "sm_glob", "l2pf_us", "large_us", "deq_us", "wgmma_us", "variant");
+  std::printf("%-22s %-50s %4s %9s %9s %8s %6s %9s %8s %8s %9s %9s %9s %9s %9s %9s %9s %9s %9s  %s\n", "shape", "format", "n", "us", "cublas_us", "GB/s", "%copy",
+              "x_cublas", "MB", "read_us", "small_us", "sm_prol", "sm_kern", "sm_glob", "sm_clus", "l2pf_us", "large_us", "deq_us", "wgmma_us", "variant");
   for (const Shape& s : shapes) {
     const std::vector<float> w = random_matrix(s.rows, s.cols, 7 + s.rows * 31 + s.cols);
     gpu::CublasBf16Matrix dense(w.data(), s.rows, s.cols);
@@ -263,7 +263,7 @@ int main(int argc, char** argv) {
         // and batch, the default's figure reported as us: n ≤ 16 the small kernel (and with its L2 prefetch, an
         // option), above the large kernel and the dequantized path (decode to bf16 + cuBLAS); on Hopper wgmma at
         // every n.
-        double small_prologue_rot_us = -1, small_kernel_rot_us = -1, small_global_us = -1;
+        double small_prologue_rot_us = -1, small_kernel_rot_us = -1, small_global_us = -1, small_cluster_us = -1;
         double small_us = -1, prefetch_us = -1, large_us = -1, dequant_us = -1, wgmma_us = -1, cublas_us = -1;
         std::vector<double> us;
         const std::size_t turn = s.rows + b + fi;
@@ -296,9 +296,11 @@ int main(int argc, char** argv) {
                 (mode ? small_kernel_rot_us : small_prologue_rot_us) = median(gpu::time_calls(run, reps, true));
               }
               m.set_small_pre_rotation(-1);
-              m.set_small_cluster_reduce(false);  // the split-K reduction through global memory instead of the cluster
-              small_global_us = median(gpu::time_calls(run, reps, true));
-              m.set_small_cluster_reduce(true);
+              for (const int mode : {0, 1}) {  // the split-K reduction through global memory, then through the cluster
+                m.set_small_cluster_reduce(mode);
+                (mode ? small_cluster_us : small_global_us) = median(gpu::time_calls(run, reps, true));
+              }
+              m.set_small_cluster_reduce(-1);
             }
           }
           if (cublas_us < 0) cublas_us = time_cublas(n);
@@ -327,6 +329,7 @@ int main(int argc, char** argv) {
                            {"us_l2_prefetch", prefetch_us},
                            {"small_prologue_rotation_us", small_prologue_rot_us},
                            {"small_global_reduce_us", small_global_us},
+                           {"small_cluster_reduce_us", small_cluster_us},
                            {"small_kernel_rotation_us", small_kernel_rot_us},
                            {"large_us", large_us},
                            {"dequant_us", dequant_us},
@@ -352,9 +355,9 @@ int main(int argc, char** argv) {
           std::printf("\n");
         }
         out["rows"].push_back(row);
-        std::printf("%-22s %-50s %4zu %9.2f %9.2f %8.0f %5.0f%% %9.2f %8.2f %8.2f %9.2f %9.2f %9.2f %9.2f %9.2f %9.2f %9.2f %9.2f  %s\n", s.model, f.c_str(), n,
+        std::printf("%-22s %-50s %4zu %9.2f %9.2f %8.0f %5.0f%% %9.2f %8.2f %8.2f %9.2f %9.2f %9.2f %9.2f %9.2f %9.2f %9.2f %9.2f %9.2f  %s\n", s.model, f.c_str(), n,
                     med, cublas_us, gbs, 100.0 * gbs * 1e9 / copy_bw, cublas_us / med, bytes / 1e6, read_us, small_us, small_prologue_rot_us,
-                    small_kernel_rot_us, small_global_us, prefetch_us, large_us, dequant_us, wgmma_us, m.variant(n).c_str());
+                    small_kernel_rot_us, small_global_us, small_cluster_us, prefetch_us, large_us, dequant_us, wgmma_us, m.variant(n).c_str());
         std::fflush(stdout);
       }
     }

@@ -114,18 +114,24 @@ TEST_CASE("lut_mma's automatic path picks the H100's measured winners (docs/GPU.
   CHECK(lut_mma_prefill_min_batch(4096, 14336) == 224);
   CHECK(lut_mma_prefill_min_batch(576, 576) == 64);
   CHECK(lut_mma_prefill_min_batch(128256, 4096) == 224);
-  // Hopper, one pass, 14336 x 4096: the small kernel below n = 9 (n = 1: 28.1 against wgmma's 40.2 us), wgmma
-  // from 9 (n = 16: 41.3 against 65.9) and at every larger n (n = 64: 49.3 against 71.7; 512: 147.0 against 163.1).
-  for (const std::size_t n : {1, 4, 8}) CHECK(path(14336, 4096, 1, true, n) == P::small);
-  for (const std::size_t n : {9, 16, 17, 64, 128, 384, 512, 4096}) CHECK(path(14336, 4096, 1, true, n) == P::wgmma);
+  // Hopper, one pass, 14336 x 4096: the small kernel below n = 16 (n = 1: 27.4 against wgmma's 39.5 us; n = 9: 31.7
+  // against 40.3, third session), wgmma at 16 (down: 41.1 against 42.7) and at every larger n (n = 64: 49.3 against
+  // 71.7; 512: 147.0 against 163.1).
+  for (const std::size_t n : {1, 4, 8, 9, 15}) CHECK(path(14336, 4096, 1, true, n) == P::small);
+  for (const std::size_t n : {16, 17, 64, 128, 384, 512, 4096}) CHECK(path(14336, 4096, 1, true, n) == P::wgmma);
+  // Two passes on the wide shapes: wgmma from n = 9 (the 4+4 stack on 4096 x 14336: 63.7 against 67.5).
+  CHECK(path(4096, 14336, 2, true, 8) == P::small);
+  CHECK(path(4096, 14336, 2, true, 9) == P::wgmma);
   CHECK(path(4096, 14336, 1, true, 512) == P::wgmma);
   // 4096², one pass: the small kernel to 16 (24.3 against 25.2), wgmma at 17-64 (n = 64: 30.9 against 38.8), the
   // dequantized path from 96 (39.8 against 41.0; 512: 55.2 against 89.7).
   for (const std::size_t n : {1, 9, 16}) CHECK(path(4096, 4096, 1, true, n) == P::small);
   for (const std::size_t n : {17, 32, 64}) CHECK(path(4096, 4096, 1, true, n) == P::wgmma);
   for (const std::size_t n : {96, 128, 512}) CHECK(path(4096, 4096, 1, true, n) == P::dequantized);
-  // The 4+4 stack on 4096²: wgmma at n = 16 (34.9 against the small kernel's 48.6), dequantized at 128 and 512.
-  CHECK(path(4096, 4096, 2, true, 16) == P::wgmma);
+  // The stacks on 4096²: the small kernel to n = 16 (its cluster reduction, third session: n = 9 24.3-28.8 against
+  // wgmma's 33.4-34.6 µs), dequantized at 128 and 512.
+  CHECK(path(4096, 4096, 2, true, 9) == P::small);
+  CHECK(path(4096, 4096, 2, true, 16) == P::small);
   CHECK(path(4096, 4096, 2, true, 128) == P::dequantized);
   // Without wgmma (not Hopper, or TQB_LUT_MMA_WGMMA=0): small, then large, then dequantized from the crossover.
   CHECK(path(14336, 4096, 1, false, 16) == P::small);
@@ -146,6 +152,12 @@ TEST_CASE("lut_mma's automatic path picks the H100's measured winners (docs/GPU.
   CHECK(lut_mma_small_pre_rotates(16, 15));
   CHECK(lut_mma_small_pre_rotates(16, 10));
   CHECK(lut_mma_small_pre_rotates(16, 3));
+  // The small kernel's split-K through the cluster below 2^25 weights (139 of 144 rows won there, third session), through
+  // global memory on the wide shapes (every n = 1 row won there).
+  CHECK(lut_mma_small_cluster_reduces(4096, 4096));
+  CHECK(lut_mma_small_cluster_reduces(576, 1536));
+  CHECK_FALSE(lut_mma_small_cluster_reduces(14336, 4096));
+  CHECK_FALSE(lut_mma_small_cluster_reduces(4096, 14336));
 }
 
 TEST_CASE("cuda_lut_mma in the kernel registry: named only, never auto, a clear error without a GPU") {
@@ -210,19 +222,20 @@ TEST_CASE("lut_mma CUDA kernels match the reference and the emulation: every for
     constexpr Path kAuto = Path::automatic, kLarge = Path::large, kDequantized = Path::dequantized, kWgmma = Path::wgmma;
     // The small kernel also with its activations rotated each way (rot: 0 in every block's prologue, 1 by the
     // rotation kernel first; -1 the automatic choice), and with its split-K summed through global memory instead of its
-    // cluster's shared memory (cluster = false; set_small_cluster_reduce, sm_90).
+    // cluster's shared memory (cluster: 0 global, 1 cluster, -1 automatic; set_small_cluster_reduce, sm_90).
     struct Run {
       std::size_t n;
       Path path;
       int rot = -1;
-      bool cluster = true;
+      int cluster = -1;
     };
     const Run runs[] = {
         {1, kAuto},    {2, kAuto},         {3, kAuto},   {8, kAuto},   {16, kAuto},         {5, kLarge},   {5, kDequantized},
         {9, kWgmma},   {16, kWgmma},       {17, kLarge}, {17, kDequantized}, {17, kWgmma}, {64, kLarge}, {64, kDequantized},
         {64, kWgmma},  {100, kWgmma},      {130, kWgmma}, {512, kLarge}, {512, kDequantized}, {512, kWgmma},
         {1, Path::small, 1}, {3, Path::small, 0}, {3, Path::small, 1}, {16, Path::small, 0}, {16, Path::small, 1},
-        {1, Path::small, 0, false}, {3, Path::small, 1, false}, {16, Path::small, 0, false}, {16, Path::small, 1, false}};
+        {1, Path::small, 0, 0}, {3, Path::small, 1, 0}, {16, Path::small, 0, 0}, {16, Path::small, 1, 0},
+        {1, Path::small, 0, 1}, {3, Path::small, 1, 1}, {16, Path::small, 0, 1}, {16, Path::small, 1, 1}};
     if (!m.wgmma_available()) MESSAGE("the wgmma kernel's runs are left out: it needs compute capability 9.0 (" << gpu::device_description() << ")");
     for (const auto& [n, path, rot, cluster] : runs) {
       if (c.rows * c.cols * n > std::size_t{600} << 20) continue;  // keep the double reference quick
@@ -287,7 +300,7 @@ TEST_CASE("lut_mma CUDA kernels match the reference and the emulation: every for
     m.set_small_pre_rotation(-1);
     CHECK_THROWS_AS(m.set_small_pre_rotation(2), std::invalid_argument);
     m.set_small_pre_rotation(-1);
-    m.set_small_cluster_reduce(true);
+    m.set_small_cluster_reduce(-1);
     // Activations not 16-byte aligned (two bf16 into a buffer): the small kernel copies them 4 bytes at a time and
     // equals the emulation; not 4-byte aligned (one bf16 in): refused, naming the alignment.
     {

@@ -82,11 +82,12 @@ class LutMmaMatrix {
   // TQB_LUT_MMA_PREROTATE=0/1 overrides it), 0 in every block's prologue, 1 by the rotation kernel launched first.
   // Both give the same bits; bench_gpu times both.
   void set_small_pre_rotation(int mode);
-  // The small kernel's split-K reduction on sm_90: the splits of a row block launched as one thread-block cluster,
-  // summing their partial sums through distributed shared memory (on, the default; TQB_LUT_MMA_CLUSTER=0/1), or
-  // through global memory (a partial buffer, a counter per row block, the last block summing). The same bits (one
-  // fixed order); bench_gpu times both. Earlier GPUs always take the global reduction.
-  void set_small_cluster_reduce(bool on);
+  // The small kernel's split-K reduction: 1 the splits of a row block launched as one thread-block cluster, summing
+  // their partial sums through distributed shared memory (sm_90), 0 through global memory (a partial buffer, a counter
+  // per row block, the last block summing), -1 automatic (lut_mma_small_cluster_reduces, the default;
+  // TQB_LUT_MMA_CLUSTER=0/1 overrides it). The same bits (one fixed order); bench_gpu times both. Earlier GPUs always
+  // take the global reduction.
+  void set_small_cluster_reduce(int mode);
   // Diagnostic: while on, every small-kernel call (n ≤ 16) has each block read the global timer (ns) at four points,
   // and last_trace() returns the last such call's readings (synchronous download), [block][kTraceFields] with points
   // start, prologue done (tables, side data, rotated activations in shared memory), warp 0's code stream done, block

@@ -1183,7 +1183,8 @@ struct LutMmaMatrix::Impl {
   Kernels kernels;
   int sms = 0;
   SmallPlan small[2][16];  // by split-K reduction (0 global, 1 cluster) and batch size n = 1..16
-  int cluster_reduce = 1;  // set_small_cluster_reduce, TQB_LUT_MMA_CLUSTER=0/1: the small kernel's split-K through its cluster (sm_90)
+  int cluster_reduce = -1;  // set_small_cluster_reduce, TQB_LUT_MMA_CLUSTER=0/1: the small kernel's split-K through its
+                            // cluster (sm_90); -1: lut_mma_small_cluster_reduces
   int smem_optin = 0;  // the device's shared memory per block with opt-in
   int stream_only = 0;  // TQB_LUT_MMA_STREAM_ONLY: a diagnostic, see Args
   int pre_rotate = -1;   // TQB_LUT_MMA_PREROTATE: 1 always, 0 never, unset: lut_mma_small_pre_rotates
@@ -1228,7 +1229,11 @@ struct LutMmaMatrix::Impl {
     bytes += shape.passes.size() * static_cast<std::size_t>(small_sign_stride(kc)) * 4;     // sign words
     return bytes + shape.passes.size() * static_cast<std::size_t>(n + 1) * (kc + kPad) * 2;
   }
-  const SmallPlan& small_plan(int n) const { return small[cluster_reduce && cc_major >= 9 ? 1 : 0][n - 1]; }
+  bool small_cluster_reduces() const {
+    if (cc_major < 9 || cluster_reduce == 0) return false;
+    return cluster_reduce == 1 || lut_mma_small_cluster_reduces(shape.rows, shape.cols);
+  }
+  const SmallPlan& small_plan(int n) const { return small[small_cluster_reduces() ? 1 : 0][n - 1]; }
   // Resident clusters of (1 × splits) small-kernel blocks the runtime reports for this grid; 0 where that cluster
   // cannot be launched.
   int active_clusters(int nt, int row_blocks, int splits, std::size_t smem) const {
@@ -1537,7 +1542,10 @@ void LutMmaMatrix::set_small_pre_rotation(int mode) {
   if (mode < -1 || mode > 1) throw std::invalid_argument("lut_mma: small-kernel rotation mode " + std::to_string(mode) + " (valid: -1 automatic, 0 prologue, 1 kernel first)");
   impl_->pre_rotate = mode;
 }
-void LutMmaMatrix::set_small_cluster_reduce(bool on) { impl_->cluster_reduce = on ? 1 : 0; }
+void LutMmaMatrix::set_small_cluster_reduce(int mode) {
+  if (mode < -1 || mode > 1) throw std::invalid_argument("lut_mma: small-kernel reduction mode " + std::to_string(mode) + " (valid: -1 automatic, 0 global, 1 cluster)");
+  impl_->cluster_reduce = mode;
+}
 void LutMmaMatrix::set_trace(bool on) { impl_->tracing = on ? 1 : 0; }
 std::vector<std::uint64_t> LutMmaMatrix::last_trace() const {
   std::vector<std::uint64_t> t(impl_->trace_blocks * kTracePoints);

@@ -15,14 +15,20 @@ namespace {
 //   (same call): wgmma on 4096 x 4096 as well at n = 16 (34.9 against 48.6 us; n = 9 not timed), whose two passes
 //   decode as many codes as one pass of 2^25 weights; the dequantized path still wins there at n = 128 and 512
 //   (77 and 99 against 90 and 133 us).
-// Hence, with 2^25 (between the measured sizes, the geometric middle: an interpolation) as the threshold: for
-// n ≤ 16, where both kernels are bound by decoding and streaming codes, by the codes (weights × passes) from
-// n = 9; for n > 16, where the dequantized path's cuBLAS GEMM wins on smaller matrices, by the weights, and every
-// n ≤ 64.
+// - n ≤ 16 again (H100, 2026-12-07, third session, commit d0d5766, bench_gpu --n 1,9,16, every format; the small kernel
+//   with the reduction lut_mma_small_cluster_reduces picks): on the wide shapes, one pass, the small kernel wins at n = 9
+//   in all six rows (31.5-36.2 against wgmma's 39.6-41.2 µs) and wgmma at n = 16 in four of six (down 41.1 against
+//   42.7; on gate/up the small kernel's 39.1 against 40.7); two passes (4+4, 4+2, 3+2) split three rows each way at
+//   n = 9 and go to wgmma in four of six at 16. On 4096² the stacks' small kernel beats wgmma at n = 9 (24.3-28.8
+//   against 33.4-34.6) and in two of three at 16.
+// Hence, with 2^25 weights (between the measured sizes, the geometric middle: an interpolation) as the threshold:
+// for n ≤ 16 wgmma from n = 9 with two passes and at n = 16 with one (n = 10-15 not measured: the small kernel's
+// second n8 tile starts at 9, so the threshold sits at the measured point where one pass turned); for n > 16, where
+// the dequantized path's cuBLAS GEMM wins on smaller matrices, by the weights, and every n ≤ 64.
+constexpr std::size_t kWide = std::size_t{1} << 25;
 bool wgmma_wins(const LutMmaPathInputs& m, std::size_t n) {
-  constexpr std::size_t kWide = std::size_t{1} << 25;
   const std::size_t weights = m.rows * m.cols;
-  if (n <= 16) return n >= 9 && weights * m.passes >= kWide;
+  if (n <= 16) return weights >= kWide && n >= (m.passes >= 2 ? 9u : 16u);
   return n <= 64 || weights >= kWide;
 }
 }  // namespace
@@ -51,5 +57,13 @@ std::size_t lut_mma_prefill_min_batch(std::size_t rows, std::size_t cols) {
 // first): n = 4 on 4096² (12 tasks) 15.33 / 17.18, on 14336 × 4096 (44) 27.81 / 28.48, on 4096 × 14336 (40) 27.97 / 28.45;
 // n = 16 on 4096² (48) 22.88 / 21.70, on 14336 × 4096 (240) 47.87 / 39.81, on 4096 × 14336 (160) 50.21 / 43.14.
 bool lut_mma_small_pre_rotates(std::size_t n, std::size_t chunk_groups) { return n * chunk_groups >= 6 * 8; }
+
+// Same-run H100 timings (2026-12-07, third session, commit d0d5766, bench_gpu --n 1,9,16, six formats, ten shapes;
+// docs/GPU.md): below 2^25 weights the cluster's reduction won 139 of 144 rows against the global one, by up to 1.58×
+// (1024 x 3072 at n = 16: 11.36 against 17.98 µs; 4096² at n = 16: 17.7 against 22.0), the five others 4096²'s
+// stacks; on 14336 x 4096 and 4096 x 14336 it lost every n = 1 row (by 1-18%: 28.96 against 27.36 µs, one pass) and
+// was erratic above (4096 x 14336, n = 9: 40.80 against 32.38; n = 4 in a second run: 35.81 against 27.65), where its
+// clusters of 3-12 blocks left 8 of 132 SMs idle (traces: 124 SMs ran blocks, 88 of them three).
+bool lut_mma_small_cluster_reduces(std::size_t rows, std::size_t cols) { return rows * cols < kWide; }
 
 }  // namespace tqb

@@ -28,4 +28,9 @@ std::size_t lut_mma_prefill_min_batch(std::size_t rows, std::size_t cols);
 // chunk repeats them (4096 rows: 32 blocks), and the per-block trace measured ~0.3 µs of prologue per task and warp.
 bool lut_mma_small_pre_rotates(std::size_t n, std::size_t chunk_groups);
 
+// Whether the small kernel's split-K partial sums of a rows × cols matrix are summed through its cluster's distributed
+// shared memory (the splits of a row block launched as one cluster, sm_90) rather than through global memory. The
+// cluster's reduction costs no round trip to L2 but constrains where blocks go: it wins on smaller matrices.
+bool lut_mma_small_cluster_reduces(std::size_t rows, std::size_t cols);
+
 }  // namespace tqb

@@ -42,7 +42,7 @@ std::string LutMmaMatrix::variant(std::size_t) const { fail(); }
 LutMmaArith LutMmaMatrix::arith(std::size_t) const { fail(); }
 void LutMmaMatrix::set_l2_prefetch(bool) { fail(); }
 void LutMmaMatrix::set_small_pre_rotation(int) { fail(); }
-void LutMmaMatrix::set_small_cluster_reduce(bool) { fail(); }
+void LutMmaMatrix::set_small_cluster_reduce(int) { fail(); }
 void LutMmaMatrix::set_trace(bool) { fail(); }
 std::vector<std::uint64_t> LutMmaMatrix::last_trace() const { fail(); }
 void LutMmaMatrix::set_batch_path(BatchPath) { fail(); }
