@@ -1183,11 +1183,13 @@ struct LutMmaMatrix::Impl {
   Kernels kernels;
   int sms = 0;
   SmallPlan small[2][16];  // by split-K reduction (0 global, 1 cluster) and batch size n = 1..16
-  int cluster_reduce = -1;  // set_small_cluster_reduce, TQB_LUT_MMA_CLUSTER=0/1: the small kernel's split-K through its
-                            // cluster (sm_90); -1: lut_mma_small_cluster_reduces
+  // The small kernel's choices as set (set_small_cluster_reduce, set_small_pre_rotation: 1 / 0, -1 automatic) and as the
+  // environment forces them (TQB_LUT_MMA_CLUSTER, TQB_LUT_MMA_PREROTATE; -1 unset), which the automatic choice obeys,
+  // so that a program resetting its own choice to automatic (bench_gpu after its columns) keeps the environment's.
+  int cluster_reduce = -1, env_cluster_reduce = -1;  // the split-K through the cluster (sm_90), else global memory
+  int pre_rotate = -1, env_pre_rotate = -1;          // the rotation kernel first, else in every block's prologue
   int smem_optin = 0;  // the device's shared memory per block with opt-in
   int stream_only = 0;  // TQB_LUT_MMA_STREAM_ONLY: a diagnostic, see Args
-  int pre_rotate = -1;   // TQB_LUT_MMA_PREROTATE: 1 always, 0 never, unset: lut_mma_small_pre_rotates
   int pdl = 1;           // TQB_LUT_MMA_PDL=0: the pre-rotated small kernel launched in plain stream order
   // Off by default: on the H100 it gained nothing at 4096 x 4096 (16.77 against 16.83 us at n = 1) and cost 16%
   // at 14336 x 4096 (32.70 against 28.16 us): docs/GPU.md, issue 31. set_l2_prefetch or TQB_LUT_MMA_PREFETCH=1.
@@ -1230,8 +1232,9 @@ struct LutMmaMatrix::Impl {
     return bytes + shape.passes.size() * static_cast<std::size_t>(n + 1) * (kc + kPad) * 2;
   }
   bool small_cluster_reduces() const {
-    if (cc_major < 9 || cluster_reduce == 0) return false;
-    return cluster_reduce == 1 || lut_mma_small_cluster_reduces(shape.rows, shape.cols);
+    const int mode = cluster_reduce >= 0 ? cluster_reduce : env_cluster_reduce;
+    if (cc_major < 9 || mode == 0) return false;
+    return mode == 1 || lut_mma_small_cluster_reduces(shape.rows, shape.cols);
   }
   const SmallPlan& small_plan(int n) const { return small[small_cluster_reduces() ? 1 : 0][n - 1]; }
   // Resident clusters of (1 × splits) small-kernel blocks the runtime reports for this grid; 0 where that cluster
@@ -1328,7 +1331,7 @@ struct LutMmaMatrix::Impl {
   // The small kernel's batch of n: activations rotated by rotate_kernel first (one rotation per launch), or in
   // every block's prologue.
   bool small_pre_rotates(std::size_t n) const {
-    if (pre_rotate >= 0) return pre_rotate == 1;
+    if (const int mode = pre_rotate >= 0 ? pre_rotate : env_pre_rotate; mode >= 0) return mode == 1;
     const int kc = small_plan(n).tiles_per_split * 64;
     int min_log2 = 30;
     for (const auto& p : shape.passes) min_log2 = std::min(min_log2, p.log2_group);
@@ -1434,7 +1437,7 @@ LutMmaMatrix::LutMmaMatrix(const LutMmaLayout& layout) : impl_(std::make_unique<
   TQB_CUDA_CHECK(cudaDeviceGetAttribute(&I.cc_major, cudaDevAttrComputeCapabilityMajor, device));
   if (const auto env = env_switch("TQB_LUT_MMA_STREAM_ONLY")) I.stream_only = *env;
   if (const auto env = env_switch("TQB_LUT_MMA_PREFETCH")) I.l2_prefetch = *env;
-  if (const auto env = env_switch("TQB_LUT_MMA_PREROTATE")) I.pre_rotate = *env;
+  if (const auto env = env_switch("TQB_LUT_MMA_PREROTATE")) I.env_pre_rotate = *env;
   if (const auto env = env_switch("TQB_LUT_MMA_PDL")) I.pdl = *env;
   I.prefill_min_batch = lut_mma_prefill_min_batch(layout.rows, layout.cols);
   if (const auto env = env_count("TQB_LUT_MMA_DEQUANT_CHUNK_MB", 1, 1 << 16)) I.dequant_chunk_bytes = static_cast<std::size_t>(*env) << 20;
@@ -1521,7 +1524,7 @@ LutMmaMatrix::LutMmaMatrix(const LutMmaLayout& layout) : impl_(std::make_unique<
     I.wgmma_everywhere = *env;
     if (!*env) I.wgmma_ok = 0;
   }
-  if (const auto env = env_switch("TQB_LUT_MMA_CLUSTER")) I.cluster_reduce = *env;
+  if (const auto env = env_switch("TQB_LUT_MMA_CLUSTER")) I.env_cluster_reduce = *env;
   for (int n = 1; n <= 16; ++n) {
     I.small[0][n - 1] = I.make_small_plan(n, false);
     if (I.cc_major >= 9) I.small[1][n - 1] = I.make_small_plan(n, true);
