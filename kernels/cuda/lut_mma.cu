@@ -1258,7 +1258,11 @@ struct LutMmaMatrix::Impl {
   }
   // Split-K for the small kernel: among chunk sizes of whole groups, the one whose grid best fills one
   // wave of resident blocks (occupancy from the CUDA runtime at that chunk's shared memory; with `cluster`, also
-  // the resident clusters of its splits); ties go to the larger chunk (fewer partial sums). With `cluster` where
+  // the resident clusters of its splits); ties go to fewer splits (fewer partial sums), and among chunk sizes with
+  // the same splits to the smallest, so that the K chunks are as even as whole groups allow: the longest block sets
+  // the launch's time, and the larger chunk had left 14336 x 4096 at n = 1 with chunks of 30, 30 and 4 tiles (the
+  // tiled kernels' plan already splits evenly; the effect not yet measured, TQB_LUT_MMA_CHUNK=30 gives the old
+  // choice there). With `cluster` where
   // no chunk gives a launchable cluster, the global reduction's plan. TQB_LUT_MMA_CHUNK (tiles of 64 columns)
   // overrides the chunk for tuning experiments.
   SmallPlan make_small_plan(int n, bool cluster) const {
@@ -1298,7 +1302,7 @@ struct LutMmaMatrix::Impl {
       // first wave, minus a wave's worth for every further wave.
       const int waves = (items + slots - 1) / slots;
       const double eff = static_cast<double>(std::min(items, slots)) - 0.75 * slots * (waves - 1);
-      if (eff > best_eff + 1e-9 || (std::fabs(eff - best_eff) <= 1e-9 && tps > best.tiles_per_split)) {
+      if (eff > best_eff + 1e-9 || (std::fabs(eff - best_eff) <= 1e-9 && splits < best.splits)) {
         best_eff = eff;
         best = {tps, splits, smem, per_sm, cluster && splits > 1};
       }
