@@ -160,6 +160,46 @@ TEST_CASE("lut_mma's automatic path picks the H100's measured winners (docs/GPU.
   CHECK_FALSE(lut_mma_small_cluster_reduces(4096, 14336));
 }
 
+TEST_CASE("lut_mma's small-kernel split of K: one full wave, the chunks as even as whole groups allow, on any machine") {
+  // A device like the H100 (132 SMs) whose shared memory holds 3 blocks up to 40-tile chunks, 2 up to 80, then none.
+  const auto h100_like = [](int max_splits_in_cluster) {
+    return [max_splits_in_cluster](int tps, int splits) -> LutMmaResidency {
+      const int per_sm = tps <= 40 ? 3 : tps <= 80 ? 2 : -1;
+      if (per_sm < 0) return {-1, 0};
+      return {per_sm, max_splits_in_cluster > 0 && splits > max_splits_in_cluster ? 0 : per_sm * 132};
+    };
+  };
+  // 14336 x 4096 with groups of 128 (2 tiles): 112 row blocks, 64 tiles; three splits fill 336 of 396 slots, and the
+  // chunk is 22 tiles (22, 22, 20), not 30 (30, 30, 4), though both make three splits.
+  auto s = lut_mma_small_split(112, 64, 2, 0, h100_like(0));
+  CHECK(s.splits == 3);
+  CHECK(s.tiles_per_split == 22);
+  CHECK(s.blocks_per_sm == 3);
+  // 4096 x 14336: 32 row blocks, 224 tiles: twelve splits (384 blocks) of 20 tiles; 4096²: eleven of 6 (12 would
+  // need chunks of 5.3 tiles, not whole groups).
+  s = lut_mma_small_split(32, 224, 2, 0, h100_like(0));
+  CHECK(s.splits == 12);
+  CHECK(s.tiles_per_split == 20);
+  s = lut_mma_small_split(32, 64, 2, 0, h100_like(0));
+  CHECK(s.splits == 11);
+  CHECK(s.tiles_per_split == 6);
+  // More row blocks than slots: no split (a second wave either way, the fewest blocks), the whole K in one chunk.
+  s = lut_mma_small_split(500, 64, 2, 0, h100_like(0));
+  CHECK(s.splits == 1);
+  CHECK(s.tiles_per_split == 64);
+  // Clusters of at most 8 blocks: 4096 x 14336 takes eight splits of 28 tiles instead of twelve.
+  s = lut_mma_small_split(32, 224, 2, 0, h100_like(8));
+  CHECK(s.splits == 8);
+  CHECK(s.tiles_per_split == 28);
+  // A forced chunk (TQB_LUT_MMA_CHUNK) is taken as given, rounded down to whole groups; one past the device's shared
+  // memory, or a device that holds no chunk, gives none.
+  s = lut_mma_small_split(112, 64, 2, 31, h100_like(0));
+  CHECK(s.tiles_per_split == 30);
+  CHECK(s.splits == 3);
+  CHECK(lut_mma_small_split(112, 64, 2, 0, [](int, int) { return LutMmaResidency{-1, 0}; }).tiles_per_split == 0);
+  CHECK(lut_mma_small_split(112, 64, 2, 0, [](int, int) { return LutMmaResidency{0, 0}; }).tiles_per_split == 0);
+}
+
 TEST_CASE("cuda_lut_mma in the kernel registry: named only, never auto, a clear error without a GPU") {
   const auto& ks = linear_kernels();
   const auto it = std::find_if(ks.begin(), ks.end(), [](const LinearKernel& k) { return k.name == "cuda_lut_mma"; });

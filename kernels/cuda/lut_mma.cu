@@ -1256,57 +1256,29 @@ struct LutMmaMatrix::Impl {
     }
     return clusters;
   }
-  // Split-K for the small kernel: among chunk sizes of whole groups, the one whose grid best fills one
-  // wave of resident blocks (occupancy from the CUDA runtime at that chunk's shared memory; with `cluster`, also
-  // the resident clusters of its splits); ties go to fewer splits (fewer partial sums), and among chunk sizes with
-  // the same splits to the smallest, so that the K chunks are as even as whole groups allow: the longest block sets
-  // the launch's time, and the larger chunk had left 14336 x 4096 at n = 1 with chunks of 30, 30 and 4 tiles (the
-  // tiled kernels' plan already splits evenly; the effect not yet measured, TQB_LUT_MMA_CHUNK=30 gives the old
-  // choice there). With `cluster` where
-  // no chunk gives a launchable cluster, the global reduction's plan. TQB_LUT_MMA_CHUNK (tiles of 64 columns)
-  // overrides the chunk for tuning experiments.
+  // Split-K for the small kernel (lut_mma_small_split, kernels/cuda/lut_mma_paths.cpp): occupancy from the CUDA runtime
+  // at each chunk's shared memory, with `cluster` also the resident clusters of its splits (at most kMaxClusterSplits).
+  // With `cluster` where no chunk gives a launchable cluster, the global reduction's plan. TQB_LUT_MMA_CHUNK (tiles of
+  // 64 columns) forces the chunk for tuning experiments.
   SmallPlan make_small_plan(int n, bool cluster) const {
     const int nt = n <= 8 ? 1 : 2;
     const int row_blocks = (static_cast<int>(shape.stripes) + kWarps - 1) / kWarps;
-    const int ktiles = static_cast<int>(shape.ktiles);
     const int align = std::max(1, 1 << (max_group_log2() - 6));  // tiles per largest group
-    SmallPlan best;
-    double best_eff = -1e30;
-    int forced = 0;
-    // Blocks per SM worth insisting on: the most any chunk of at least 4 tiles reaches, up to 2 (with
-    // fewer than 16 resident warps the decode's shared-memory latency is exposed; measured on the H100).
-    int want_per_sm = 1;
-    for (int tps = std::max(align, 4); tps <= std::max(align, 4) && !forced; tps += align) {
-      int per_sm = 0;
-      TQB_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernels.small[nt - 1], kThreads, small_smem_bytes(n, tps)));
-      want_per_sm = std::max(1, std::min(per_sm, 2));
-    }
-    if (const auto env = env_count("TQB_LUT_MMA_CHUNK", 1, 1 << 20)) forced = std::max(align, static_cast<int>(*env) / align * align);
-    for (int tps = align; tps <= std::max(align, (ktiles + align - 1) / align * align); tps += align) {
-      if (forced && tps != forced) continue;
+    const auto resident = [&](int tps, int splits) -> LutMmaResidency {
       const std::size_t smem = small_smem_bytes(n, tps);
-      if (smem > static_cast<std::size_t>(smem_optin)) break;
+      if (smem > static_cast<std::size_t>(smem_optin)) return {-1, 0};
       int per_sm = 0;
       TQB_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernels.small[nt - 1], kThreads, smem));
-      if (per_sm == 0 || (!forced && per_sm < want_per_sm)) continue;
-      const int splits = (ktiles + tps - 1) / tps, items = row_blocks * splits;
       int slots = per_sm * sms;
-      if (cluster && splits > 1) {
-        if (splits > kMaxClusterSplits) continue;
-        const int clusters = active_clusters(nt, row_blocks, splits, smem);
-        if (clusters == 0) continue;
-        slots = std::min(slots, clusters * splits);
-      }
-      // Measured on the H100 (docs/GPU.md): each block pays a fixed prologue and split-K epilogue, so one
-      // wave of as many resident blocks as fit beats several waves of short blocks. Score: blocks of the
-      // first wave, minus a wave's worth for every further wave.
-      const int waves = (items + slots - 1) / slots;
-      const double eff = static_cast<double>(std::min(items, slots)) - 0.75 * slots * (waves - 1);
-      if (eff > best_eff + 1e-9 || (std::fabs(eff - best_eff) <= 1e-9 && splits < best.splits)) {
-        best_eff = eff;
-        best = {tps, splits, smem, per_sm, cluster && splits > 1};
-      }
-    }
+      if (cluster && splits > 1 && per_sm > 0)
+        slots = splits > kMaxClusterSplits ? 0 : std::min(slots, active_clusters(nt, row_blocks, splits, smem) * splits);
+      return {per_sm, slots};
+    };
+    const int forced = static_cast<int>(env_count("TQB_LUT_MMA_CHUNK", 1, 1 << 20).value_or(0));
+    const LutMmaSmallSplit split = lut_mma_small_split(row_blocks, static_cast<int>(shape.ktiles), align, forced, resident);
+    SmallPlan best;
+    if (split.tiles_per_split > 0)
+      best = {split.tiles_per_split, split.splits, small_smem_bytes(n, split.tiles_per_split), split.blocks_per_sm, cluster && split.splits > 1};
     if (best.tiles_per_split == 0 && cluster) return make_small_plan(n, false);
     if (best.tiles_per_split == 0) throw std::runtime_error("lut_mma: no chunk size fits in shared memory");
     return best;

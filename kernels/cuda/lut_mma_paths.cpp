@@ -1,6 +1,7 @@
 #include "kernels/cuda/lut_mma_paths.hpp"
 
 #include <algorithm>
+#include <cmath>
 
 namespace tqb {
 
@@ -65,5 +66,39 @@ bool lut_mma_small_pre_rotates(std::size_t n, std::size_t chunk_groups) { return
 // was erratic above (4096 x 14336, n = 9: 40.80 against 32.38; n = 4 in a second run: 35.81 against 27.65), where its
 // clusters of 3-12 blocks left 8 of 132 SMs idle (traces: 124 SMs ran blocks, 88 of them three).
 bool lut_mma_small_cluster_reduces(std::size_t rows, std::size_t cols) { return rows * cols < kWide; }
+
+// Ties: the larger chunk of a split count used to win ("fewer partial sums", but a split count has the same partial
+// sums whatever its chunk), which left 14336 x 4096 at n = 1 with chunks of 30, 30 and 4 tiles; the H100 traces show a
+// warp's stream time proportional to its tiles (22-tile chunks at n = 4 there: 9.2 µs median against 12.0 with 30 at
+// n = 1), so the longest chunk may set the launch. The tiled kernels' plan splits evenly the same way.
+LutMmaSmallSplit lut_mma_small_split(int row_blocks, int ktiles, int align, int forced_tiles,
+                                     const std::function<LutMmaResidency(int, int)>& resident) {
+  align = std::max(1, align);
+  const auto splits_of = [&](int tps) { return (ktiles + tps - 1) / tps; };
+  // Blocks per SM worth insisting on: the most a chunk of at least 4 tiles reaches, up to 2 (with fewer than 16
+  // resident warps the decode's shared-memory latency is exposed; measured on the H100).
+  int want_per_sm = 1;
+  if (forced_tiles == 0) {
+    const int probe = std::max(align, 4);
+    want_per_sm = std::max(1, std::min(resident(probe, 1).blocks_per_sm, 2));
+  }
+  const int forced = forced_tiles > 0 ? std::max(align, forced_tiles / align * align) : 0;
+  LutMmaSmallSplit best;
+  double best_score = -1e30;
+  for (int tps = align; tps <= std::max(align, (ktiles + align - 1) / align * align); tps += align) {
+    if (forced && tps != forced) continue;
+    const int splits = splits_of(tps);
+    const LutMmaResidency r = resident(tps, splits);
+    if (r.blocks_per_sm < 0) break;
+    if (r.blocks_per_sm == 0 || r.slots <= 0 || (!forced && r.blocks_per_sm < want_per_sm)) continue;
+    const int items = row_blocks * splits, waves = (items + r.slots - 1) / r.slots;
+    const double score = static_cast<double>(std::min(items, r.slots)) - 0.75 * r.slots * (waves - 1);
+    if (score > best_score + 1e-9 || (std::fabs(score - best_score) <= 1e-9 && splits < best.splits)) {
+      best_score = score;
+      best = {tps, splits, r.blocks_per_sm};
+    }
+  }
+  return best;
+}
 
 }  // namespace tqb
