@@ -237,7 +237,7 @@ int main(int argc, char** argv) {
       const double read_us = gpu::read_floor_us(m.weight_bytes(), reps);
       // The same bytes in the small kernel's pattern (a warp per stripe and chunk, 10-15 KB each on the Llama shapes),
       // one trait of that kernel added at a time: the pattern, interleaved pieces, its residency (3 blocks of 8 warps
-      // per SM), its cp.async ring; the last is the small kernel's stream without its decode.
+      // per SM), its cp.async ring (the small kernel's stream without its decode), then that ring deeper (8, 12 slots).
       struct Floor {
         const char* name;
         gpu::StreamReadPattern pattern;
@@ -247,7 +247,9 @@ int main(int argc, char** argv) {
                                 {"16KiB_interleaved", {16 << 10, true, false, 0}},
                                 {"16KiB_3_blocks_per_SM", {16 << 10, false, false, 3}},
                                 {"16KiB_cp_async_ring", {16 << 10, false, true, 0}},
-                                {"16KiB_cp_async_ring_3_blocks_per_SM", {16 << 10, false, true, 3}}};
+                                {"16KiB_cp_async_ring_3_blocks_per_SM", {16 << 10, false, true, 3}},
+                                {"16KiB_cp_async_ring_8_slots", {16 << 10, false, true, 0, 8}},
+                                {"16KiB_cp_async_ring_12_slots", {16 << 10, false, true, 0, 12}}};
       nlohmann::json floors_json;
       std::printf("  read floors, us: grid-wide sweep %.2f; a warp per contiguous piece:", read_us);
       for (const Floor& fl : floors) {

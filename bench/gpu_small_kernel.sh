@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The small lut_mma kernel's experiments (n ≤ 16, issue 31; docs/GPU.md, "Hopper kernels"), in one call on the lent GPU
 # machine, each against its default in the same call: the benchmark with the per-block trace (phases, blocks' end by
-# blocks per SM), the six read floors, and the split-K through global memory and through the cluster (its sm_glob and
-# sm_clus columns); the even K chunks against the earlier plan's 30-tile chunks on 14336 x 4096 (TQB_LUT_MMA_CHUNK=30
+# blocks per SM), the eight read floors (among them the cp.async ring at 6, 8 and 12 slots), and the split-K through
+# global memory and through the cluster (its sm_glob and sm_clus columns); the even K chunks against the earlier plan's 30-tile chunks on 14336 x 4096 (TQB_LUT_MMA_CHUNK=30
 # beside the default at n = 1); the plain stream order instead of PDL (TQB_LUT_MMA_PDL=0), at n = 4 and 16 where
 # the rotation kernel runs first; the code stream without its decode (TQB_LUT_MMA_STREAM_ONLY=1); then Nsight Compute's
 # stall reasons on the n = 1 launch of 14336 x 4096. Logs into $OUT (or /tmp/tqb-device). Needs carry/ from

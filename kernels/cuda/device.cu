@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <stdexcept>
 #include <string>
 
 #include "common/timing_summary.hpp"
@@ -246,8 +247,9 @@ __global__ void stream_ring_kernel(const uint4* __restrict__ src, std::size_t pe
   if (fold == 0x9e3779b9u) *sink = fold;
 }
 
-double stream_read_floor_us(std::size_t bytes, const StreamReadPattern& pattern, int repetitions) {
-  constexpr int kSlots = 6;
+namespace {
+template <int kSlots>
+double stream_read_floor_us_at(std::size_t bytes, const StreamReadPattern& pattern, int repetitions) {
   const std::size_t per_warp = std::max<std::size_t>(32, pattern.warp_bytes / 16) / 32 * 32;
   const std::size_t warps = (std::max<std::size_t>(1, (bytes / 16 + per_warp - 1) / per_warp) + 7) / 8 * 8;
   DeviceBuffer src(warps * per_warp * 16), sink(4);
@@ -276,6 +278,17 @@ double stream_read_floor_us(std::size_t bytes, const StreamReadPattern& pattern,
       },
       repetitions, true);
   return summarize_us(us).median;
+}
+}  // namespace
+
+double stream_read_floor_us(std::size_t bytes, const StreamReadPattern& pattern, int repetitions) {
+  if (!pattern.cp_async_ring) return stream_read_floor_us_at<6>(bytes, pattern, repetitions);
+  switch (pattern.ring_slots) {
+    case 6: return stream_read_floor_us_at<6>(bytes, pattern, repetitions);
+    case 8: return stream_read_floor_us_at<8>(bytes, pattern, repetitions);
+    case 12: return stream_read_floor_us_at<12>(bytes, pattern, repetitions);
+    default: throw std::invalid_argument("stream_read_floor_us: ring_slots " + std::to_string(pattern.ring_slots) + " (valid: 6, 8, 12)");
+  }
 }
 
 double launch_floor_us(int repetitions) {

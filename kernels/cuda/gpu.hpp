@@ -152,6 +152,8 @@ struct StreamReadPattern {
                                      // (the small kernel's way), instead of six loads into registers
   int blocks_per_sm = 0;             // residency capped by padding each block's shared memory (the small kernel: 3
                                      // blocks of 8 warps); 0: as many as fit
+  int ring_slots = 6;                // with cp_async_ring: 512-byte slots per warp (6, 8 or 12; the small kernel has 6),
+                                     // whether a deeper ring would lift a warp's stream rate
 };
 double stream_read_floor_us(std::size_t bytes, const StreamReadPattern& pattern, int repetitions);
 
