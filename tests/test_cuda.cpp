@@ -191,11 +191,14 @@ TEST_CASE("lut_mma's small-kernel split of K: one full wave, the chunks as even 
   s = lut_mma_small_split(32, 224, 2, 0, h100_like(8));
   CHECK(s.splits == 8);
   CHECK(s.tiles_per_split == 28);
-  // A forced chunk (TQB_LUT_MMA_CHUNK) is taken as given, rounded down to whole groups; one past the device's shared
-  // memory, or a device that holds no chunk, gives none.
+  // A forced chunk (TQB_LUT_MMA_CHUNK) is taken as given, rounded down to whole groups and at most the whole K; a
+  // device that holds no chunk gives none.
   s = lut_mma_small_split(112, 64, 2, 31, h100_like(0));
   CHECK(s.tiles_per_split == 30);
   CHECK(s.splits == 3);
+  s = lut_mma_small_split(112, 64, 2, 1000, h100_like(0));
+  CHECK(s.tiles_per_split == 64);
+  CHECK(s.splits == 1);
   CHECK(lut_mma_small_split(112, 64, 2, 0, [](int, int) { return LutMmaResidency{-1, 0}; }).tiles_per_split == 0);
   CHECK(lut_mma_small_split(112, 64, 2, 0, [](int, int) { return LutMmaResidency{0, 0}; }).tiles_per_split == 0);
 }

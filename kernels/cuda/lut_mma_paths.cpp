@@ -82,10 +82,11 @@ LutMmaSmallSplit lut_mma_small_split(int row_blocks, int ktiles, int align, int 
     const int probe = std::max(align, 4);
     want_per_sm = std::max(1, std::min(resident(probe, 1).blocks_per_sm, 2));
   }
-  const int forced = forced_tiles > 0 ? std::max(align, forced_tiles / align * align) : 0;
+  const int max_tps = std::max(align, (ktiles + align - 1) / align * align);  // one chunk: the whole K
+  const int forced = forced_tiles > 0 ? std::clamp(forced_tiles / align * align, align, max_tps) : 0;
   LutMmaSmallSplit best;
   double best_score = -1e30;
-  for (int tps = align; tps <= std::max(align, (ktiles + align - 1) / align * align); tps += align) {
+  for (int tps = align; tps <= max_tps; tps += align) {
     if (forced && tps != forced) continue;
     const int splits = splits_of(tps);
     const LutMmaResidency r = resident(tps, splits);
