@@ -1182,7 +1182,11 @@ struct LutMmaMatrix::Impl {
   Args base;
   Kernels kernels;
   int sms = 0;
-  SmallPlan small[2][16];  // by split-K reduction (0 global, 1 cluster) and batch size n = 1..16
+  // By split-K reduction (0 global, 1 cluster) and batch size n = 1..16: the global plans at construction (they also
+  // serve earlier GPUs, and their failure is the layout's error), the cluster plans when first needed (a Hopper matrix
+  // that the rule gives the global reduction never pays their occupancy queries).
+  mutable SmallPlan small[2][16];
+  mutable std::once_flag cluster_plans_once;
   // The small kernel's choices as set (set_small_cluster_reduce, set_small_pre_rotation: 1 / 0, -1 automatic) and as the
   // environment forces them (TQB_LUT_MMA_CLUSTER, TQB_LUT_MMA_PREROTATE; -1 unset), which the automatic choice obeys,
   // so that a program resetting its own choice to automatic (bench_gpu after its columns) keeps the environment's.
@@ -1236,7 +1240,13 @@ struct LutMmaMatrix::Impl {
     if (cc_major < 9 || mode == 0) return false;
     return mode == 1 || lut_mma_small_cluster_reduces(shape.rows, shape.cols);
   }
-  const SmallPlan& small_plan(int n) const { return small[small_cluster_reduces() ? 1 : 0][n - 1]; }
+  const SmallPlan& small_plan(int n) const {
+    if (!small_cluster_reduces()) return small[0][n - 1];
+    std::call_once(cluster_plans_once, [this] {
+      for (int m = 1; m <= 16; ++m) small[1][m - 1] = make_small_plan(m, true);
+    });
+    return small[1][n - 1];
+  }
   // Resident clusters of (1 × splits) small-kernel blocks the runtime reports for this grid; 0 where that cluster
   // cannot be launched.
   int active_clusters(int nt, int row_blocks, int splits, std::size_t smem) const {
@@ -1501,10 +1511,7 @@ LutMmaMatrix::LutMmaMatrix(const LutMmaLayout& layout) : impl_(std::make_unique<
     if (!*env) I.wgmma_ok = 0;
   }
   if (const auto env = env_switch("TQB_LUT_MMA_CLUSTER")) I.env_cluster_reduce = *env;
-  for (int n = 1; n <= 16; ++n) {
-    I.small[0][n - 1] = I.make_small_plan(n, false);
-    if (I.cc_major >= 9) I.small[1][n - 1] = I.make_small_plan(n, true);
-  }
+  for (int n = 1; n <= 16; ++n) I.small[0][n - 1] = I.make_small_plan(n, false);
 }
 
 LutMmaMatrix::~LutMmaMatrix() = default;
