@@ -169,36 +169,36 @@ TEST_CASE("lut_mma's small-kernel split of K: one full wave, the chunks as even 
       return {per_sm, max_splits_in_cluster > 0 && splits > max_splits_in_cluster ? 0 : per_sm * 132};
     };
   };
-  // 14336 x 4096 with groups of 128 (2 tiles): 112 row blocks, 64 tiles; three splits fill 336 of 396 slots, and the
-  // chunk is 22 tiles (22, 22, 20), not 30 (30, 30, 4), though both make three splits.
-  auto s = lut_mma_small_split(112, 64, 2, 0, h100_like(0));
-  CHECK(s.splits == 3);
-  CHECK(s.tiles_per_split == 22);
-  CHECK(s.blocks_per_sm == 3);
-  // 4096 x 14336: 32 row blocks, 224 tiles: twelve splits (384 blocks) of 20 tiles; 4096²: eleven of 6 (12 would
-  // need chunks of 5.3 tiles, not whole groups).
-  s = lut_mma_small_split(32, 224, 2, 0, h100_like(0));
-  CHECK(s.splits == 12);
-  CHECK(s.tiles_per_split == 20);
-  s = lut_mma_small_split(32, 64, 2, 0, h100_like(0));
-  CHECK(s.splits == 11);
-  CHECK(s.tiles_per_split == 6);
-  // More row blocks than slots: no split (a second wave either way, the fewest blocks), the whole K in one chunk.
-  s = lut_mma_small_split(500, 64, 2, 0, h100_like(0));
-  CHECK(s.splits == 1);
-  CHECK(s.tiles_per_split == 64);
-  // Clusters of at most 8 blocks: 4096 x 14336 takes eight splits of 28 tiles instead of twelve.
-  s = lut_mma_small_split(32, 224, 2, 0, h100_like(8));
-  CHECK(s.splits == 8);
-  CHECK(s.tiles_per_split == 28);
-  // A forced chunk (TQB_LUT_MMA_CHUNK) is taken as given, rounded down to whole groups and at most the whole K; a
-  // device that holds no chunk gives none.
-  s = lut_mma_small_split(112, 64, 2, 31, h100_like(0));
-  CHECK(s.tiles_per_split == 30);
-  CHECK(s.splits == 3);
-  s = lut_mma_small_split(112, 64, 2, 1000, h100_like(0));
-  CHECK(s.tiles_per_split == 64);
-  CHECK(s.splits == 1);
+  struct Case {
+    int row_blocks, ktiles, forced, max_cluster, tiles_per_split, splits;
+  };
+  const Case cases[] = {
+      // 14336 x 4096 with groups of 128 (2 tiles): 112 row blocks, 64 tiles; three splits fill 336 of 396 slots, and
+      // the chunk is 22 tiles (22, 22, 20), not 30 (30, 30, 4), though both make three splits.
+      {112, 64, 0, 0, 22, 3},
+      // 4096 x 14336: 32 row blocks, 224 tiles: twelve splits (384 blocks) of 20 tiles; 4096²: eleven of 6 (12 would
+      // need chunks of 5.3 tiles, not whole groups).
+      {32, 224, 0, 0, 20, 12},
+      {32, 64, 0, 0, 6, 11},
+      // More row blocks than slots: no split (a second wave either way, the fewest blocks), the whole K in one chunk.
+      {500, 64, 0, 0, 64, 1},
+      // Clusters of at most 8 blocks: 4096 x 14336 takes eight splits of 28 tiles instead of twelve.
+      {32, 224, 0, 8, 28, 8},
+      // A forced chunk (TQB_LUT_MMA_CHUNK) is taken as given, rounded down to whole groups and at most the whole K.
+      {112, 64, 31, 0, 30, 3},
+      {112, 64, 1000, 0, 64, 1},
+  };
+  for (const Case& c : cases) {
+    CAPTURE(c.row_blocks);
+    CAPTURE(c.ktiles);
+    CAPTURE(c.forced);
+    CAPTURE(c.max_cluster);
+    const LutMmaSmallSplit s = lut_mma_small_split(c.row_blocks, c.ktiles, 2, c.forced, h100_like(c.max_cluster));
+    CHECK(s.tiles_per_split == c.tiles_per_split);
+    CHECK(s.splits == c.splits);
+  }
+  CHECK(lut_mma_small_split(112, 64, 2, 0, h100_like(0)).blocks_per_sm == 3);
+  // A device that holds no chunk gives none.
   CHECK(lut_mma_small_split(112, 64, 2, 0, [](int, int) { return LutMmaResidency{-1, 0}; }).tiles_per_split == 0);
   CHECK(lut_mma_small_split(112, 64, 2, 0, [](int, int) { return LutMmaResidency{0, 0}; }).tiles_per_split == 0);
 }

@@ -253,6 +253,10 @@ __device__ __forceinline__ void store_out(const Args& a, int split, int row, int
   }
 }
 
+// One step of the split-K reduction's fixed order: four splits' partial sums (absent splits 0). Both epilogues below add
+// with it, so the global and the cluster reduction give the same bits.
+__device__ __forceinline__ float split_sum_step(const float (&part)[4]) { return (part[0] + part[1]) + (part[2] + part[3]); }
+
 // Split-K epilogue, after every thread stored its partial sums: the last block of output tile `tile`
 // (rows [row0, row0 + nrows) × batch [t0, t0 + ncols)) to arrive sums all splits in a fixed order
 // (((s0 + s1) + (s2 + s3)) + ((s4 + s5) + ...)), so the result does not depend on which block came last.
@@ -284,7 +288,7 @@ __device__ __forceinline__ void split_k_finish(const Args& a, int tile, int row0
           part[u][k] = ok && s0 + k < a.splits ? __ldcg(partial + (s0 + k) * split_stride + static_cast<std::size_t>(t) * rows_pad + row) : 0.0f;
       }
 #pragma unroll
-      for (int u = 0; u < kOut; ++u) sum[u] += (part[u][0] + part[u][1]) + (part[u][2] + part[u][3]);  // fixed order
+      for (int u = 0; u < kOut; ++u) sum[u] += split_sum_step(part[u]);
     }
 #pragma unroll
     for (int u = 0; u < kOut; ++u) {
@@ -326,7 +330,7 @@ __device__ __forceinline__ void cluster_split_k_finish(const Args& a, const floa
       float part[4];
 #pragma unroll
       for (int k = 0; k < 4; ++k) part[k] = s0 + k < S ? *cluster.map_shared_rank(red + e, s0 + k) : 0.0f;
-      sum += (part[0] + part[1]) + (part[2] + part[3]);  // split_k_finish's order
+      sum += split_sum_step(part);
     }
     const int t = e / R, row = blockIdx.x * R + e % R;
     if (row < a.rows) put_y(a, static_cast<std::size_t>(t) * a.rows + row, sum);
@@ -1174,6 +1178,15 @@ struct SmallPlan {
 };
 // The most splits one cluster holds: 16 on the H100 with cudaFuncAttributeNonPortableClusterSizeAllowed (8 portable).
 constexpr int kMaxClusterSplits = 16;
+namespace {
+// The launch attribute that makes the `splits` small-kernel blocks of a row block one cluster (grid: row blocks × splits).
+cudaLaunchAttribute small_cluster_attr(int splits) {
+  cudaLaunchAttribute attr{};
+  attr.id = cudaLaunchAttributeClusterDimension;
+  attr.val.clusterDim.x = 1, attr.val.clusterDim.y = static_cast<unsigned>(splits), attr.val.clusterDim.z = 1;
+  return attr;
+}
+}  // namespace
 
 struct LutMmaMatrix::Impl {
   LutMmaLayout shape;  // the layout's sizes and per-pass flags (code arrays released after upload)
@@ -1254,9 +1267,7 @@ struct LutMmaMatrix::Impl {
     cfg.gridDim = dim3(row_blocks, splits);
     cfg.blockDim = dim3(kThreads);
     cfg.dynamicSmemBytes = smem;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeClusterDimension;
-    attr[0].val.clusterDim.x = 1, attr[0].val.clusterDim.y = splits, attr[0].val.clusterDim.z = 1;
+    cudaLaunchAttribute attr[1] = {small_cluster_attr(splits)};
     cfg.attrs = attr;
     cfg.numAttrs = 1;
     int clusters = 0;
@@ -1633,10 +1644,7 @@ void LutMmaMatrix::multiply(const std::uint16_t* x, std::size_t n, float* y, std
       attr[attrs].id = cudaLaunchAttributeProgrammaticStreamSerialization;
       attr[attrs++].val.programmaticStreamSerializationAllowed = 1;
     }
-    if (plan.cluster) {
-      attr[attrs].id = cudaLaunchAttributeClusterDimension;
-      attr[attrs].val.clusterDim.x = 1, attr[attrs].val.clusterDim.y = grid.y, attr[attrs++].val.clusterDim.z = 1;
-    }
+    if (plan.cluster) attr[attrs++] = small_cluster_attr(plan.splits);
     if (attrs > 0) {
       cudaLaunchConfig_t cfg{};
       cfg.gridDim = grid;
