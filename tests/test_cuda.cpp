@@ -343,6 +343,7 @@ TEST_CASE("lut_mma CUDA kernels match the reference and the emulation: every for
     m.set_small_pre_rotation(-1);
     CHECK_THROWS_AS(m.set_small_pre_rotation(2), std::invalid_argument);
     m.set_small_pre_rotation(-1);
+    CHECK_THROWS_WITH_AS(m.set_small_cluster_reduce(2), doctest::Contains("valid: -1 automatic, 0 global, 1 cluster"), std::invalid_argument);
     m.set_small_cluster_reduce(-1);
     // Activations not 16-byte aligned (two bf16 into a buffer): the small kernel copies them 4 bytes at a time and
     // equals the emulation; not 4-byte aligned (one bf16 in): refused, naming the alignment.
