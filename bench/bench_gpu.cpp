@@ -181,8 +181,8 @@ int main(int argc, char** argv) {
   out["reps"] = reps;
   out["rows"] = nlohmann::json::array();
 
-  std::printf("%-22s %-50s %4s %9s %9s %8s %6s %9s %8s %8s %9s %9s %9s %9s %9s %9s %9s %9s %9s  %s\n", "shape", "format", "n", "us", "cublas_us", "GB/s", "%copy",
-              "x_cublas", "MB", "read_us", "small_us", "sm_prol", "sm_kern", "sm_glob", "sm_clus", "l2pf_us", "large_us", "deq_us", "wgmma_us", "variant");
+  std::printf("%-22s %-50s %4s %9s %9s %8s %6s %9s %8s %8s %9s %9s %9s %9s %9s %9s %9s %9s %9s %9s  %s\n", "shape", "format", "n", "us", "cublas_us", "GB/s", "%copy",
+              "x_cublas", "MB", "read_us", "small_us", "sm_prol", "sm_kern", "sm_glob", "sm_clus", "l2pf_us", "large_us", "deq_us", "wgmma_us", "wg_ws", "variant");
   for (const Shape& s : shapes) {
     const std::vector<float> w = random_matrix(s.rows, s.cols, 7 + s.rows * 31 + s.cols);
     gpu::CublasBf16Matrix dense(w.data(), s.rows, s.cols);
@@ -267,6 +267,7 @@ int main(int argc, char** argv) {
         // every n.
         double small_prologue_rot_us = -1, small_kernel_rot_us = -1, small_global_us = -1, small_cluster_us = -1;
         double small_us = -1, prefetch_us = -1, large_us = -1, dequant_us = -1, wgmma_us = -1, cublas_us = -1;
+        double wgmma_ws_us = -1;  // the wgmma path through the producer-decoded kernel (one pass, n > 64)
         std::vector<double> us;
         const std::size_t turn = s.rows + b + fi;
         if (default_only) {
@@ -304,6 +305,13 @@ int main(int argc, char** argv) {
               }
               m.set_small_cluster_reduce(-1);
             }
+            if (p == Path::wgmma && n > 64 && m.wgmma_producer_available()) {  // wgmma's kernel with a decoding producer warpgroup
+              m.set_wgmma_producer(1);
+              const std::vector<double> ws_times = gpu::time_calls(run, reps, true);
+              wgmma_ws_us = median(ws_times);
+              if (m.variant(n) == default_variant) us = ws_times;
+              m.set_wgmma_producer(-1);
+            }
           }
           if (cublas_us < 0) cublas_us = time_cublas(n);
           m.set_batch_path(Path::automatic);
@@ -336,6 +344,7 @@ int main(int argc, char** argv) {
                            {"large_us", large_us},
                            {"dequant_us", dequant_us},
                            {"wgmma_us", wgmma_us},
+                           {"wgmma_producer_us", wgmma_ws_us},
                            {"variant", m.variant(n)}};
         if (trace && n <= 16) {  // one more call of the small kernel, L2 flushed, its blocks' phases
           m.set_batch_path(gpu::LutMmaMatrix::BatchPath::small);
@@ -357,9 +366,9 @@ int main(int argc, char** argv) {
           std::printf("\n");
         }
         out["rows"].push_back(row);
-        std::printf("%-22s %-50s %4zu %9.2f %9.2f %8.0f %5.0f%% %9.2f %8.2f %8.2f %9.2f %9.2f %9.2f %9.2f %9.2f %9.2f %9.2f %9.2f %9.2f  %s\n", s.model, f.c_str(), n,
+        std::printf("%-22s %-50s %4zu %9.2f %9.2f %8.0f %5.0f%% %9.2f %8.2f %8.2f %9.2f %9.2f %9.2f %9.2f %9.2f %9.2f %9.2f %9.2f %9.2f %9.2f  %s\n", s.model, f.c_str(), n,
                     med, cublas_us, gbs, 100.0 * gbs * 1e9 / copy_bw, cublas_us / med, bytes / 1e6, read_us, small_us, small_prologue_rot_us,
-                    small_kernel_rot_us, small_global_us, small_cluster_us, prefetch_us, large_us, dequant_us, wgmma_us, m.variant(n).c_str());
+                    small_kernel_rot_us, small_global_us, small_cluster_us, prefetch_us, large_us, dequant_us, wgmma_us, wgmma_ws_us, m.variant(n).c_str());
         std::fflush(stdout);
       }
     }

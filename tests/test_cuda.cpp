@@ -265,12 +265,15 @@ TEST_CASE("lut_mma CUDA kernels match the reference and the emulation: every for
     constexpr Path kAuto = Path::automatic, kLarge = Path::large, kDequantized = Path::dequantized, kWgmma = Path::wgmma;
     // The small kernel also with its activations rotated each way (rot: 0 in every block's prologue, 1 by the
     // rotation kernel first; -1 the automatic choice), and with its split-K summed through global memory instead of its
-    // cluster's shared memory (cluster: 0 global, 1 cluster, -1 automatic; set_small_cluster_reduce, sm_90).
+    // cluster's shared memory (cluster: 0 global, 1 cluster, -1 automatic; set_small_cluster_reduce, sm_90). And the
+    // wgmma path through the kernel whose producer warpgroup decodes into shared memory (ws: 1; one pass, n > 64:
+    // N = 128 at 100, 256 at 130 and 512), and through the other at the same n (ws: 0).
     struct Run {
       std::size_t n;
       Path path;
       int rot = -1;
       int cluster = -1;
+      int ws = -1;
     };
     const Run runs[] = {
         {1, kAuto},    {2, kAuto},         {3, kAuto},   {8, kAuto},   {16, kAuto},         {5, kLarge},   {5, kDequantized},
@@ -278,14 +281,18 @@ TEST_CASE("lut_mma CUDA kernels match the reference and the emulation: every for
         {64, kWgmma},  {100, kWgmma},      {130, kWgmma}, {512, kLarge}, {512, kDequantized}, {512, kWgmma},
         {1, Path::small, 1}, {3, Path::small, 0}, {3, Path::small, 1}, {16, Path::small, 0}, {16, Path::small, 1},
         {1, Path::small, 0, 0}, {3, Path::small, 1, 0}, {16, Path::small, 0, 0}, {16, Path::small, 1, 0},
-        {1, Path::small, 0, 1}, {3, Path::small, 1, 1}, {16, Path::small, 0, 1}, {16, Path::small, 1, 1}};
+        {1, Path::small, 0, 1}, {3, Path::small, 1, 1}, {16, Path::small, 0, 1}, {16, Path::small, 1, 1},
+        {100, kWgmma, -1, -1, 1}, {130, kWgmma, -1, -1, 1}, {512, kWgmma, -1, -1, 1}, {100, kWgmma, -1, -1, 0}, {512, kWgmma, -1, -1, 0}};
     if (!m.wgmma_available()) MESSAGE("the wgmma kernel's runs are left out: it needs compute capability 9.0 (" << gpu::device_description() << ")");
-    for (const auto& [n, path, rot, cluster] : runs) {
+    for (const auto& [n, path, rot, cluster, ws] : runs) {
       if (c.rows * c.cols * n > std::size_t{600} << 20) continue;  // keep the double reference quick
       if (path == kWgmma && !m.wgmma_available()) continue;
+      if (ws == 1 && !m.wgmma_producer_available()) continue;  // stacks: the producer-decoded kernel is one pass only
       m.set_batch_path(path);
       m.set_small_pre_rotation(rot);
       m.set_small_cluster_reduce(cluster);
+      m.set_wgmma_producer(ws);
+      if (ws >= 0) CHECK((m.variant(n).rfind("wgmma_ws", 0) == 0) == (ws == 1));
       CAPTURE(c.format);
       CAPTURE(c.rows);
       CAPTURE(c.cols);
@@ -345,6 +352,8 @@ TEST_CASE("lut_mma CUDA kernels match the reference and the emulation: every for
     m.set_small_pre_rotation(-1);
     CHECK_THROWS_WITH_AS(m.set_small_cluster_reduce(2), doctest::Contains("valid: -1 automatic, 0 global, 1 cluster"), std::invalid_argument);
     m.set_small_cluster_reduce(-1);
+    CHECK_THROWS_WITH_AS(m.set_wgmma_producer(2), doctest::Contains("valid: -1 automatic, 0 off, 1 on"), std::invalid_argument);
+    m.set_wgmma_producer(-1);
     // Activations not 16-byte aligned (two bf16 into a buffer): the small kernel copies them 4 bytes at a time and
     // equals the emulation; not 4-byte aligned (one bf16 in): refused, naming the alignment.
     {

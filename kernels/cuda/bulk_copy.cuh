@@ -40,6 +40,14 @@ __device__ __forceinline__ void mbarrier_arrive_expect_tx(std::uint32_t bar, std
   (void)bar, (void)bytes;
 #endif
 }
+// One arrival without bytes (a thread announcing that its own part of the phase's work is done).
+__device__ __forceinline__ void mbarrier_arrive(std::uint32_t bar) {
+#if TQB_BULK_COPY
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+#else
+  (void)bar;
+#endif
+}
 // Waits until the phase of parity `parity` (0, 1, 0, … for the barrier's uses in order) has completed; the
 // bytes copied in that phase are then visible to this thread.
 __device__ __forceinline__ void mbarrier_wait(std::uint32_t bar, std::uint32_t parity) {

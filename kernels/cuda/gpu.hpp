@@ -107,6 +107,13 @@ class LutMmaMatrix {
   using BatchPath = LutMmaPath;  // kernels/cuda/lut_mma_paths.hpp
   void set_batch_path(BatchPath path);
   bool wgmma_available() const;
+  // Within the wgmma path, one-pass formats at n > 64: 1 the kernel whose producer warpgroup decodes each k-tile into
+  // shared memory for two consumer warpgroups issuing wgmma with both operands there (wgmma_ws_kernel, the issue-31
+  // sketch), 0 the kernel whose wgmma warps decode their own A fragments in registers, -1 automatic (the default;
+  // TQB_LUT_MMA_WGMMA_WS=0/1 overrides it). Elsewhere (stacks, n ≤ 64, no wgmma) it changes nothing; variant() names
+  // the kernel. wgmma_producer_available(): the format has it and the device runs it.
+  void set_wgmma_producer(int mode);
+  bool wgmma_producer_available() const;
 
  private:
   struct Impl;

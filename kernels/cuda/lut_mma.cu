@@ -260,6 +260,8 @@ __device__ __forceinline__ float split_sum_step(const float (&part)[4]) { return
 // Split-K epilogue, after every thread stored its partial sums: the last block of output tile `tile`
 // (rows [row0, row0 + nrows) × batch [t0, t0 + ncols)) to arrive sums all splits in a fixed order
 // (((s0 + s1) + (s2 + s3)) + ((s4 + s5) + ...)), so the result does not depend on which block came last.
+// Threads: the block's size (every thread takes part; the producer-decoded wgmma kernel has three warpgroups).
+template <int Threads = kThreads>
 __device__ __forceinline__ void split_k_finish(const Args& a, int tile, int row0, int nrows, int t0, int ncols) {
   __shared__ int is_last;
   __threadfence();
@@ -273,7 +275,7 @@ __device__ __forceinline__ void split_k_finish(const Args& a, int tile, int row0
   // kOut outputs per thread and round, all their loads issued before the first add: a round trip to L2
   // per round instead of per output (a 256×64 tile was 64 dependent round trips per thread, 45 µs).
   constexpr int kOut = 4;
-  for (int first = threadIdx.x; first < nrows * ncols; first += kOut * kThreads) {
+  for (int first = threadIdx.x; first < nrows * ncols; first += kOut * Threads) {
     float sum[kOut];
 #pragma unroll
     for (int u = 0; u < kOut; ++u) sum[u] = 0.0f;
@@ -281,7 +283,7 @@ __device__ __forceinline__ void split_k_finish(const Args& a, int tile, int row0
       float part[kOut][4];
 #pragma unroll
       for (int u = 0; u < kOut; ++u) {
-        const int idx = first + u * kThreads, row = row0 + idx % nrows, t = t0 + idx / nrows;
+        const int idx = first + u * Threads, row = row0 + idx % nrows, t = t0 + idx / nrows;
         const bool ok = idx < nrows * ncols && row < a.rows && t < a.n;
 #pragma unroll
         for (int k = 0; k < 4; ++k)
@@ -292,7 +294,7 @@ __device__ __forceinline__ void split_k_finish(const Args& a, int tile, int row0
     }
 #pragma unroll
     for (int u = 0; u < kOut; ++u) {
-      const int idx = first + u * kThreads, row = row0 + idx % nrows, t = t0 + idx / nrows;
+      const int idx = first + u * Threads, row = row0 + idx % nrows, t = t0 + idx / nrows;
       if (idx < nrows * ncols && row < a.rows && t < a.n) put_y(a, static_cast<std::size_t>(t) * a.rows + row, sum[u]);
     }
   }
@@ -1034,6 +1036,149 @@ __global__ void __launch_bounds__(kThreads, wg_min_blocks(passes_of(B1), N)) wgm
 }
 
 // ---------------------------------------------------------------------------------------------------
+// wgmma with a producer warpgroup that decodes (issue 31's item 2 as the issue sketches it; one pass, n > 64, sm_90a).
+// Why: wgmma_kernel above decodes in the warps that issue the wgmmas, two per scheduler, one wgmma group in flight, so
+// the tensor cores idle whenever a step's decode (a chain of table lookups and fmas) outlasts the other warpgroup's
+// products; at N = 256 it took about twice the tensor cores' time per k-tile (docs/GPU.md). Here the roles are split:
+// - warpgroup 0, the producer: thread 0 asks for each k-tile's codes and side words of the block's 8 stripes
+//   kWsLoadDepth tiles ahead (bulk copies on a load slot's barrier), and for the tile's activations (already swizzled
+//   by the rotation, kXrWgmmaTiles) as soon as an operand stage is free; its four warps decode two stripes each with
+//   the other paths' arithmetic (decode_a: the same lookups and bf16x2 fma, the same bf16 weights bit for bit) and
+//   write the fragments with stmatrix into the stage's A tile, K-major with the 128-byte swizzle, then announce it;
+// - warpgroups 1 and 2, the consumers: an m64nNk16 per k16 step with both operands in shared memory (the rows
+//   64·c … 64·c + 63 of the block's 128), then, once those products are done, they hand the stage back.
+// Stages: kStages operand stages (activation tile + decoded tile), each with three barriers (activations landed,
+// decoded tile written, consumed); kWsLoadDepth load slots of codes and side words, one barrier each.
+constexpr int kWsThreads = 3 * 128;  // a producer and two consumer warpgroups
+constexpr int kWsRows = 128;         // rows per block: 8 stripes, each consumer warpgroup one m64 half
+constexpr int kWsLoadDepth = 6;      // k-tiles of codes in flight ahead of the decode (about 3 µs of the block's stream)
+__host__ __device__ constexpr int ws_cols_for(std::size_t n) { return n <= 128 ? 128 : 256; }
+__host__ __device__ constexpr int ws_stages(int cols) { return cols == 256 ? 3 : 4; }  // what fits beside the tables
+__host__ __device__ constexpr int ws_stage_bytes(int cols) { return cols * 128 + kWsRows * 128; }  // activations, decoded A
+__host__ __device__ constexpr int ws_load_bytes(int b) { return kWarps * (128 * b + kWgSideBytes); }  // 8 stripes' codes, side
+constexpr int kWsBarrierBytes = 8 * (3 * 4 + kWsLoadDepth);  // up to 4 stages × 3, and the load slots
+
+__device__ __forceinline__ void named_barrier_sync(int id, int threads) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+
+template <int B, int N>
+__global__ void __launch_bounds__(kWsThreads, 1) wgmma_ws_kernel(const Args a) {
+  extern __shared__ uint4 smem_u4[];
+  constexpr int kStages = ws_stages(N), kStageBytes = ws_stage_bytes(N), kLoadBytes = ws_load_bytes(B), kBBytes = N * 128;
+  static_assert(3 * 8 * kStages + 8 * kWsLoadDepth <= kWsBarrierBytes, "the barriers fit their space");
+  std::uint32_t* lut_s = reinterpret_cast<std::uint32_t*>(smem_u4);
+  const std::uint32_t bars = (smem_addr(lut_s + a.lut_words) + 7u) & ~7u;
+  const std::uint32_t b_full = bars, a_full = bars + 8 * kStages, empty = bars + 16 * kStages, l_full = bars + 24 * kStages;
+  const std::uint32_t ops = (bars + kWsBarrierBytes + 1023u) & ~1023u;  // swizzle atoms are 1024-byte aligned
+  const std::uint32_t loads = ops + kStages * kStageBytes;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, wg = warp >> 2, gid = lane >> 2;
+  const int t0 = blockIdx.x * N, stripe0 = blockIdx.y * kWarps;
+  const int kt0 = blockIdx.z * a.tiles_per_split, tiles = min(kt0 + a.tiles_per_split, a.ktiles) - kt0;  // split-K range
+  const PassArgs& pa = a.pass[0];
+
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < kStages; ++s) {
+      mbarrier_init(b_full + 8 * s, 1);  // thread 0's announcement of the activation tile's bytes
+      mbarrier_init(a_full + 8 * s, 4);  // the four producer warps' decoded stripes
+      mbarrier_init(empty + 8 * s, 2);   // the two consumer warpgroups' products done
+    }
+    for (int l = 0; l < kWsLoadDepth; ++l) mbarrier_init(l_full + 8 * l, 1);
+    fence_barrier_init();
+  }
+  fill_tables<B, 0>(a, lut_s);
+  __syncthreads();
+
+  if (wg == 0) {
+    // Producer. Thread 0: tile kt0 + i's code tiles and side words (8 stripes) into load slot i mod kWsLoadDepth.
+    const std::uint32_t gbytes = pa.log2_group == 5 ? 64u : 32u;  // a k-tile's groups: two of 32, or one larger
+    auto issue_codes_of = [&](int i) {
+      const int l = i % kWsLoadDepth, kt = kt0 + i;
+      const std::uint32_t slot = loads + l * kLoadBytes, bar = l_full + 8 * l;
+      mbarrier_arrive_expect_tx(bar, kWarps * (128u * B + gbytes * (pa.offsets != nullptr ? 2u : 1u)));
+      for (int s = 0; s < kWarps; ++s) {
+        const int src = min(stripe0 + s, a.stripes - 1);  // rows past the matrix compute garbage that is never stored
+        bulk_copy_g2s(slot + s * 128 * B, pa.codes + (static_cast<std::size_t>(src) * a.ktiles + kt) * 32 * B, 128u * B, bar);
+        const std::uint32_t side_slot = slot + kWarps * 128 * B + s * kWgSideBytes;
+        const std::size_t side = (static_cast<std::size_t>(src) * pa.groups_alloc + ((kt * 64) >> pa.log2_group)) * 8;
+        bulk_copy_g2s(side_slot, pa.scales + side, gbytes, bar);
+        if (pa.offsets != nullptr) bulk_copy_g2s(side_slot + 64, pa.offsets + side, gbytes, bar);
+      }
+    };
+    if (threadIdx.x == 0)
+      for (int i = 0; i < min(tiles, kWsLoadDepth); ++i) issue_codes_of(i);
+    const std::uint32_t lut_addr = smem_addr(lut_s) + 4 * lane;
+    // stmatrix: lanes 8m … 8m + 7 address the rows of matrix m (register m of the A fragment): rows +8 for odd m,
+    // the second 8-column chunk of the k16 step for m ≥ 2.
+    const int m_row = (lane & 7) + 8 * ((lane >> 3) & 1), m_chunk = lane >> 4;
+    const int x_row_blocks = (a.n + N - 1) / N;
+    for (int i = 0; i < tiles; ++i) {
+      const int s = i % kStages, l = i % kWsLoadDepth;
+      // Operand stage s is free once both consumers finished tile i − kStages (the first round passes at once).
+      mbarrier_wait(empty + 8 * s, ((i / kStages) & 1) ^ 1);
+      const std::uint32_t b_tile = ops + s * kStageBytes, a_tile = b_tile + kBBytes;
+      if (threadIdx.x == 0) {
+        mbarrier_arrive_expect_tx(b_full + 8 * s, kBBytes);
+        bulk_copy_g2s(b_tile, a.xr + wg_tile_offset(0, t0, (kt0 + i) * 64, N, x_row_blocks, a.ktiles), kBBytes, b_full + 8 * s);
+      }
+      mbarrier_wait(l_full + 8 * l, (i / kWsLoadDepth) & 1);
+      const std::uint32_t slot = loads + l * kLoadBytes;
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int st = 2 * warp + h;  // the block's stripe this warp decodes
+        std::uint32_t w[B];
+        read_codes<B>(slot + st * 128 * B, lane, w);
+        const std::uint32_t side = slot + kWarps * 128 * B + st * kWgSideBytes;
+#pragma unroll
+        for (int sub = 0; sub < 4; ++sub) {
+          const std::uint32_t sw = side + 4 * (8 * (pa.log2_group == 5 ? sub >> 1 : 0) + gid);
+          const std::uint32_t scale = lds32(sw), offset = pa.offsets != nullptr ? lds32(sw + 64) : 0u;
+          std::uint32_t af[4];
+          decode_a<B>(w, sub, lut_addr, splat_side(scale, offset), af);
+          const int r = 16 * st + m_row, chunk = 2 * sub + m_chunk;  // row r's 16-byte chunk c sits at c ^ (r mod 8)
+          stmatrix_x4(a_tile + r * 128 + ((chunk ^ (r & 7)) << 4), af);
+        }
+      }
+      fence_proxy_async_shared();  // the decoded tile, visible to the consumers' wgmma (the asynchronous proxy)
+      __syncwarp();
+      if (lane == 0) mbarrier_arrive(a_full + 8 * s);
+      named_barrier_sync(1, 128);  // every producer warp is past load slot l: thread 0 may refill it
+      if (threadIdx.x == 0 && i + kWsLoadDepth < tiles) issue_codes_of(i + kWsLoadDepth);
+    }
+  } else {
+    // Consumers: warpgroup c = wg − 1 computes rows 64·c … 64·c + 63 of the block (warp q: stripe 4c + q).
+    const int c = wg - 1;
+    float acc[N / 2] = {};
+    wgmma_fence_operands(acc);
+    for (int i = 0; i < tiles; ++i) {
+      const int s = i % kStages;
+      const std::uint32_t parity = (i / kStages) & 1;
+      mbarrier_wait(b_full + 8 * s, parity);
+      mbarrier_wait(a_full + 8 * s, parity);
+      const std::uint32_t b_tile = ops + s * kStageBytes, a_tile = b_tile + kBBytes + c * 64 * 128;
+      wgmma_fence();
+#pragma unroll
+      for (int sub = 0; sub < 4; ++sub) wgmma_m64k16_ss<N>(acc, wgmma_desc_sw128(a_tile + 32 * sub), wgmma_desc_sw128(b_tile + 32 * sub));
+      wgmma_commit();
+      wgmma_wait<1>();  // tile i − 1's products are done: its stage goes back to the producer
+      if (i > 0 && (threadIdx.x & 127) == 0) mbarrier_arrive(empty + 8 * ((i - 1) % kStages));
+    }
+    wgmma_wait<0>();
+    wgmma_fence_operands(acc);
+    // Accumulator i of n8 block j (the m16n8 C layout per warp): row gid + 8·(i >> 1), batch column 8j + 2·tig + (i & 1).
+    const int stripe = stripe0 + 4 * c + (warp & 3);
+#pragma unroll
+    for (int j = 0; j < N / 8; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int row = 16 * stripe + gid + 8 * (e >> 1), t = t0 + 8 * j + 2 * (lane & 3) + (e & 1);
+        if (stripe < a.stripes) store_out(a, blockIdx.z, row, t, acc[4 * j + e]);
+      }
+  }
+  if (a.splits > 1) split_k_finish<kWsThreads>(a, blockIdx.y * gridDim.x + blockIdx.x, blockIdx.y * kWsRows, kWsRows, t0, N);
+}
+
+// ---------------------------------------------------------------------------------------------------
 // dequantized path (prefill, n ≥ the matrix's prefill batch): the codes of a chunk of stripes decoded once
 // to bf16, exactly as the large kernel decodes them (one bf16x2 fma per pair: the same weights, bit for
 // bit), then one cuBLAS GEMM over K = passes · cols_pad against the rotated activations. cuBLAS's Hopper
@@ -1102,16 +1247,17 @@ struct Kernels {
   KernelFn large = nullptr;
   KernelFn dequantize = nullptr;
   KernelFn wgmma[4] = {nullptr, nullptr, nullptr, nullptr};  // N = 32, 64, 128, 256 (wg_cols_for); 256 for one pass only
+  KernelFn wgmma_ws[2] = {nullptr, nullptr};  // the producer-decoded wgmma kernel, N = 128, 256 (ws_cols_for); one pass only
 };
 constexpr int kWgWidths[4] = {32, 64, 128, 256};
 constexpr int wg_index(int cols) { return cols == 32 ? 0 : cols == 64 ? 1 : cols == 128 ? 2 : 3; }
 
 template <int B0, int B1>
 Kernels kernels_for() {
-  KernelFn wg256 = nullptr;
-  if constexpr (B1 == 0) wg256 = wgmma_kernel<B0, B1, 256>;
+  KernelFn wg256 = nullptr, ws128 = nullptr, ws256 = nullptr;
+  if constexpr (B1 == 0) wg256 = wgmma_kernel<B0, B1, 256>, ws128 = wgmma_ws_kernel<B0, 128>, ws256 = wgmma_ws_kernel<B0, 256>;
   return {{small_kernel<B0, B1, 1>, small_kernel<B0, B1, 2>}, large_kernel<B0, B1>, dequantize_kernel<B0, B1>,
-          {wgmma_kernel<B0, B1, 32>, wgmma_kernel<B0, B1, 64>, wgmma_kernel<B0, B1, 128>, wg256}};
+          {wgmma_kernel<B0, B1, 32>, wgmma_kernel<B0, B1, 64>, wgmma_kernel<B0, B1, 128>, wg256}, {ws128, ws256}};
 }
 
 // Passes are summed, so a stack runs with its widest pass first: (b0, b1) with b0 ≥ b1.
@@ -1218,6 +1364,11 @@ struct LutMmaMatrix::Impl {
   BatchPath batch_path = BatchPath::automatic;  // set_batch_path
   int wgmma_ok = 0;         // compute capability 9.0 and the wgmma kernel's shared memory fits
   int wgmma_everywhere = 0;  // TQB_LUT_MMA_WGMMA=1: the automatic choice takes wgmma for every n > 16; =0: no wgmma
+  // The producer-decoded wgmma kernel (wgmma_ws_kernel) for the wgmma path's one-pass batches of n > 64: as set
+  // (set_wgmma_producer: 1 / 0, -1 automatic) and as TQB_LUT_MMA_WGMMA_WS forces it (-1 unset).
+  int wgmma_producer = -1, env_wgmma_producer = -1;
+  int ws_ok = 0;              // the kernel exists for this format (one pass) and its shared memory fits
+  int ws_resident[2] = {};    // its blocks per SM at N = 128, 256
   DequantUser dequant_user;  // keeps the shared cuBLAS handle and workspaces while this matrix lives
   mutable DeviceBuffer partial, counters, xr;
   mutable int xr_layout = kXrPassMajor;  // the layout the rotation last wrote xr in
@@ -1411,14 +1562,33 @@ struct LutMmaMatrix::Impl {
     const int b0 = shape.passes[0].bits, b1 = shape.passes.size() > 1 ? shape.passes[1].bits : 0;
     return static_cast<std::size_t>(base.lut_words) * 4 + 8 + kWgBarrierBytes + 1024 + static_cast<std::size_t>(wg_stages(b1 ? 2 : 1)) * wg_stage_bytes(b0, b1, cols);
   }
-  // Its grid for a batch of n: N, blocks of wg_rows × N, split-K over the resident blocks.
+  // The producer-decoded kernel of N = cols: the tables, the barriers, 1 KB to align the stages, the operand stages,
+  // the load slots.
+  std::size_t wgmma_ws_smem_bytes(int cols) const {
+    return static_cast<std::size_t>(base.lut_words) * 4 + 8 + kWsBarrierBytes + 1024 + static_cast<std::size_t>(ws_stages(cols)) * ws_stage_bytes(cols) +
+           static_cast<std::size_t>(kWsLoadDepth) * ws_load_bytes(shape.passes[0].bits);
+  }
+  // Whether the wgmma path's batch of n goes to the producer-decoded kernel: one pass, n > 64, forced or by the rule.
+  bool wgmma_ws_for(std::size_t n) const {
+    if (!ws_ok || n <= 64) return false;
+    const int mode = wgmma_producer >= 0 ? wgmma_producer : env_wgmma_producer;
+    return mode == 1;  // automatic: off until measured (docs/GPU.md, issue 31)
+  }
+  // Its grid for a batch of n: N, blocks of wg_rows × N (the producer-decoded kernel: 128 × N), split-K over the
+  // resident blocks.
   struct WgmmaPlan {
     int cols = 0;
+    bool producer = false;  // wgmma_ws_kernel
     TiledPlan tiled{};
   };
   WgmmaPlan wgmma_plan(std::size_t n) const {
-    const int P = static_cast<int>(shape.passes.size()), cols = wg_cols_for(n, P);
-    return {cols, tiled_plan(n, wg_rows(P), cols, std::max(1, wg_resident[wg_index(cols)]))};
+    const int P = static_cast<int>(shape.passes.size());
+    if (wgmma_ws_for(n)) {
+      const int cols = ws_cols_for(n);
+      return {cols, true, tiled_plan(n, kWsRows, cols, std::max(1, ws_resident[cols == 256 ? 1 : 0]))};
+    }
+    const int cols = wg_cols_for(n, P);
+    return {cols, false, tiled_plan(n, wg_rows(P), cols, std::max(1, wg_resident[wg_index(cols)]))};
   }
   int wg_resident[4] = {};  // blocks per SM of each N's kernel (the runtime's occupancy at its shared memory)
 };
@@ -1515,11 +1685,19 @@ LutMmaMatrix::LutMmaMatrix(const LutMmaLayout& layout) : impl_(std::make_unique<
         TQB_CUDA_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(k), cudaFuncAttributeMaxDynamicSharedMemorySize, I.smem_optin));
         TQB_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&I.wg_resident[i], k, kThreads, I.wgmma_smem_bytes(kWgWidths[i])));
       }
+  I.ws_ok = I.wgmma_ok && I.kernels.wgmma_ws[1] != nullptr && I.wgmma_ws_smem_bytes(256) <= static_cast<std::size_t>(I.smem_optin);
+  if (I.ws_ok)
+    for (int i = 0; i < 2; ++i) {
+      const void* k = reinterpret_cast<const void*>(I.kernels.wgmma_ws[i]);
+      TQB_CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, I.smem_optin));
+      TQB_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&I.ws_resident[i], k, kWsThreads, I.wgmma_ws_smem_bytes(128 << i)));
+    }
+  if (const auto env = env_switch("TQB_LUT_MMA_WGMMA_WS")) I.env_wgmma_producer = *env;
   // TQB_LUT_MMA_WGMMA: 1 makes the automatic choice take wgmma for every n > 16, 0 switches the kernel off (a
   // device where it fails); unset, the automatic choice takes it where it was measured to win (lut_mma_default_path).
   if (const auto env = env_switch("TQB_LUT_MMA_WGMMA")) {
     I.wgmma_everywhere = *env;
-    if (!*env) I.wgmma_ok = 0;
+    if (!*env) I.wgmma_ok = 0, I.ws_ok = 0;
   }
   if (const auto env = env_switch("TQB_LUT_MMA_CLUSTER")) I.env_cluster_reduce = *env;
   for (int n = 1; n <= 16; ++n) I.small[0][n - 1] = I.make_small_plan(n, false);
@@ -1543,6 +1721,11 @@ void LutMmaMatrix::set_small_cluster_reduce(int mode) {
   if (mode < -1 || mode > 1) throw std::invalid_argument("lut_mma: small-kernel reduction mode " + std::to_string(mode) + " (valid: -1 automatic, 0 global, 1 cluster)");
   impl_->cluster_reduce = mode;
 }
+void LutMmaMatrix::set_wgmma_producer(int mode) {
+  if (mode < -1 || mode > 1) throw std::invalid_argument("lut_mma: wgmma producer mode " + std::to_string(mode) + " (valid: -1 automatic, 0 off, 1 on)");
+  impl_->wgmma_producer = mode;
+}
+bool LutMmaMatrix::wgmma_producer_available() const { return impl_->ws_ok != 0; }
 void LutMmaMatrix::set_trace(bool on) { impl_->tracing = on ? 1 : 0; }
 std::vector<std::uint64_t> LutMmaMatrix::last_trace() const {
   std::vector<std::uint64_t> t(impl_->trace_blocks * kTracePoints);
@@ -1578,6 +1761,10 @@ std::string LutMmaMatrix::variant(std::size_t n) const {
   if (path == Impl::BatchPath::wgmma) {
     const int P = static_cast<int>(impl_->shape.passes.size());
     const auto p = impl_->wgmma_plan(n);
+    if (p.producer)
+      return "wgmma_ws(block=" + std::to_string(kWsRows) + "x" + std::to_string(p.cols) + ",m64n" + std::to_string(p.cols) +
+             "k16 ss,producer decodes,stages=" + std::to_string(ws_stages(p.cols)) + "+" + std::to_string(kWsLoadDepth) +
+             " loads,blocks/SM=" + std::to_string(impl_->ws_resident[p.cols == 256 ? 1 : 0]) + ",split_k=" + std::to_string(p.tiled.splits) + ")";
     return "wgmma(block=" + std::to_string(wg_rows(P)) + "x" + std::to_string(p.cols) + ",m64n" + std::to_string(p.cols) +
            "k16,stages=" + std::to_string(wg_stages(P)) + ",blocks/SM=" + std::to_string(impl_->wg_resident[wg_index(p.cols)]) +
            ",split_k=" + std::to_string(p.tiled.splits) + ")";
@@ -1680,7 +1867,10 @@ void LutMmaMatrix::multiply(const std::uint16_t* x, std::size_t n, float* y, std
     a.counters = I.counters.as<int>();
   }
   const dim3 grid(plan.col_blocks, plan.row_blocks, plan.splits);
-  if (wgmma) {
+  if (wgmma && wg.producer) {
+    I.kernels.wgmma_ws[wg_n == 256 ? 1 : 0]<<<grid, kWsThreads, I.wgmma_ws_smem_bytes(wg_n), stream>>>(a);
+    TQB_CUDA_CHECK_LAUNCH("lut_mma wgmma_ws_kernel");
+  } else if (wgmma) {
     I.kernels.wgmma[wg_index(wg_n)]<<<grid, kThreads, I.wgmma_smem_bytes(wg_n), stream>>>(a);
     TQB_CUDA_CHECK_LAUNCH("lut_mma wgmma_kernel");
   } else {
