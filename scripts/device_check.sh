@@ -27,6 +27,8 @@ done
 [ -n "$cudalib" ] || cudalib=$(python3 -c "import nvidia.cublas, os; print(os.path.join(nvidia.cublas.__path__[0], 'lib'))" 2>/dev/null || true)
 export LD_LIBRARY_PATH="$PWD/carry/lib${cudalib:+:$cudalib}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export PATH="$PATH:/usr/local/cuda/bin"
+# The models and text that scripts/device_carry.sh --models packed (books-14m: the GPU-forward tests' real model).
+[ -d carry/shared ] && export TQB_SHARED_DIR="${TQB_SHARED_DIR:-$PWD/carry/shared}"
 for z in carry/bin/*.gz; do [ -f "$z" ] && gunzip -f "$z"; done  # scripts/device_carry.sh --models gzips them
 {
   date -u
