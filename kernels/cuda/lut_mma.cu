@@ -1138,14 +1138,12 @@ __global__ void __launch_bounds__(kWsThreads, 1) wgmma_ws_kernel(const Args a) {
       const std::uint32_t slot = l_base + l * kLoadBytes + warp * kWarpLoadBytes, a_tile = a_base + s * kABytes;
       std::uint32_t w[2][B], side_w[2][4];
 #pragma unroll
-      for (int h = 0; h < 2; ++h) {  // this warp's words of the slot into registers, so that lane 0 may refill it
+      for (int h = 0; h < 2; ++h) {  // this warp's words of the slot, into registers
         read_codes<B>(slot + h * 128 * B, lane, w[h]);
         const std::uint32_t side = slot + 2 * 128 * B + h * kWgSideBytes + 4 * gid;
         side_w[h][0] = lds32(side), side_w[h][1] = lds32(side + 32);  // scales of the tile's group(s)
         side_w[h][2] = pa.offsets != nullptr ? lds32(side + 64) : 0u, side_w[h][3] = pa.offsets != nullptr ? lds32(side + 96) : 0u;
       }
-      __syncwarp();
-      if (lane == 0 && i + kWsLoadDepth < tiles) issue_codes_of(i + kWsLoadDepth);
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         if (a.ws_skip == 1) break;
@@ -1160,8 +1158,11 @@ __global__ void __launch_bounds__(kWsThreads, 1) wgmma_ws_kernel(const Args a) {
         }
       }
       fence_proxy_async_shared();  // the decoded tile, visible to the consumers' wgmma (the asynchronous proxy)
-      __syncwarp();
-      if (lane == 0) mbarrier_arrive(a_full + 8 * s);
+      __syncwarp();                // (and every lane's reads of load slot l used: lane 0 may refill it)
+      if (lane == 0) {
+        mbarrier_arrive(a_full + 8 * s);
+        if (i + kWsLoadDepth < tiles) issue_codes_of(i + kWsLoadDepth);
+      }
     }
   } else {
     // Consumers: warpgroup c = wg − 1 computes rows 64·c … 64·c + 63 of the block (warp q: stripe 4c + q).
