@@ -1061,6 +1061,12 @@ __host__ __device__ constexpr int ws_b_stages(int cols) { return cols == 256 ? 4
 __host__ __device__ constexpr int ws_a_slots(int cols) { return cols == 256 ? 2 : 3; }   // decoded tiles (16 KB each)
 __host__ __device__ constexpr int ws_load_bytes(int b) { return kWarps * (128 * b + kWgSideBytes); }  // 8 stripes' codes, side
 constexpr int kWsBarrierBytes = 8 * (2 * 6 + 2 * 3 + 4 * kWsLoadDepth);
+// The widest case (4-bit tables, N = 256) within Hopper's 227 KB of opt-in shared memory less the 1 KB the host keeps
+// back (LutMmaMatrix): otherwise the kernel would never be available, and its tests would skip it silently.
+static_assert(4 * (32 << 8) + 8 + kWsBarrierBytes + 1024 + ws_b_stages(256) * 256 * 128 + ws_a_slots(256) * kWsRows * 128 +
+                      kWsLoadDepth * ws_load_bytes(4) <=
+                  227 * 1024 - 1024,
+              "wgmma_ws_kernel's stages fit an H100's shared memory");
 
 __device__ __forceinline__ void named_barrier_sync(int id, int threads) {
   asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
@@ -1793,8 +1799,8 @@ std::string LutMmaMatrix::variant(std::size_t n) const {
     const auto p = impl_->wgmma_plan(n);
     if (p.producer)
       return "wgmma_ws(block=" + std::to_string(kWsRows) + "x" + std::to_string(p.cols) + ",m64n" + std::to_string(p.cols) +
-             "k16 ss,producer decodes,stages=" + std::to_string(ws_b_stages(p.cols)) + "x" + std::to_string(ws_a_slots(p.cols)) + "a" +
-             std::to_string(kWsLoadDepth) + "c,blocks/SM=" + std::to_string(impl_->ws_resident[p.cols == 256 ? 1 : 0]) + ",split_k=" + std::to_string(p.tiled.splits) + ")";
+             "k16 ss,producer decodes,x_stages=" + std::to_string(ws_b_stages(p.cols)) + ",a_slots=" + std::to_string(ws_a_slots(p.cols)) +
+             ",code_slots=" + std::to_string(kWsLoadDepth) + ",blocks/SM=" + std::to_string(impl_->ws_resident[p.cols == 256 ? 1 : 0]) + ",split_k=" + std::to_string(p.tiled.splits) + ")";
     return "wgmma(block=" + std::to_string(wg_rows(P)) + "x" + std::to_string(p.cols) + ",m64n" + std::to_string(p.cols) +
            "k16,stages=" + std::to_string(wg_stages(P)) + ",blocks/SM=" + std::to_string(impl_->wg_resident[wg_index(p.cols)]) +
            ",split_k=" + std::to_string(p.tiled.splits) + ")";
