@@ -34,7 +34,7 @@ const std::vector<LinearKernel>& linear_kernels() {
        [](const Quantizer& quantizer) { return fused_lut_supports(quantizer); },
        [](const Quantizer& quantizer, const QuantizedMatrix& q) { return make_fused_lut_linear(quantizer, q); }},
       {"cuda_lut_mma", true,
-       "CUDA: 2/3/4-bit rtn/turboquant codes and stacks of two, pair-table decode into bf16 mma.sync, Hadamard fused (kernels/cuda/lut_mma.cu)",
+       "CUDA: 2/3/4-bit rtn/turboquant codes and stacks of two, pair-table decode into bf16 mma.sync, Hadamard fused (kernels/cuda/lut_mma/)",
        [](const Quantizer& quantizer) { return lut_mma_supports(quantizer); },
        [](const Quantizer& quantizer, const QuantizedMatrix& q) { return make_lut_mma_linear(quantizer, q); }, false,
        [](const Quantizer& quantizer, const QuantizedMatrix& q, const Matrix& w, const DeviceTimingRequest& r) {

@@ -1,5 +1,5 @@
 #pragma once
-// Device building blocks of the lut_mma kernels (lut_mma.cu): PTX wrappers for the tensor-core
+// Device building blocks of the lut_mma kernels (kernels/cuda/lut_mma/): PTX wrappers for the tensor-core
 // instructions, the pair-table decode of one A fragment, and the per-group randomized Hadamard
 // transform of activations in registers. Fragment layouts follow the PTX ISA's m16n8k16 description
 // (lut_mma_layout.hpp lists the ones the repacking relies on).

@@ -124,7 +124,7 @@ __device__ __forceinline__ void wgmma_m64k16_rs(float (&d)[N / 2], const std::ui
 
 // The same products with A from shared memory too (the "SS" form): A (64 × 16 bf16) through a descriptor of a
 // K-major tile with the 128-byte swizzle, as B. The kernel whose producer warpgroup decodes the weights into
-// shared memory (wgmma_ws_kernel, lut_mma.cu) issues these; its consumers hold no A fragments.
+// shared memory (lut_mma/wgmma_ws_kernel.cuh) issues these; its consumers hold no A fragments.
 // D (64 × 128, fp32, 64 per thread) += A (64 × 16, descriptor) · B (16 × 128, descriptor).
 __device__ __forceinline__ void wgmma_m64n128k16_ss(float (&d)[64], std::uint64_t a_desc, std::uint64_t b_desc) {
 #if TQB_WGMMA
