@@ -11,7 +11,7 @@
 //   bench_gpu [--json FILE] [--reps N] [--quick] [--stack] [--check] [--only ROWSxCOLS] [--format F] [--n N[,N...]] [--default-only]
 // --quick: Llama-3-8B shapes and turboquant 4-bit only. --stack: also the Llama-3-8B linear-layer
 // stack (32 × q,k,v,o,gate,up,down) at n = 1 and 16, quantized against bf16: µs and bytes per token.
-// --check: before timing, each (format, shape) is checked against the host emulation (n = 4, 32 and 64, every path).
+// --check: before timing, each (format, shape) is checked against the host emulation (n = 4, 32, 64 and 100, every path; wgmma at 100 through both of its kernels).
 // --only, --format, --n: one shape, format or batch (for profiling one kernel under ncu); --default-only: the
 // default path alone (no L2-prefetch option, no other path), so that ncu's launch after the warm-ups is the default's.
 // --trace: at n ≤ 16, one more small-kernel call whose blocks record when each phase ends (trace_summary).
@@ -212,22 +212,28 @@ int main(int argc, char** argv) {
       const QuantizedMatrix qm = q->quantize(w.data(), s.rows, s.cols, 3);
       const LutMmaLayout layout = make_lut_mma_layout(*q, qm);
       gpu::LutMmaMatrix m(layout);
-      if (check_first) {  // once per (format, shape): every path at n = 4, 32, 64 against the host emulation
+      if (check_first) {  // once per (format, shape): every path at n = 4, 32, 64, 100 against the host emulation
         using Path = gpu::LutMmaMatrix::BatchPath;
         std::vector<Path> paths{Path::automatic, Path::large, Path::dequantized};
         if (m.wgmma_available()) paths.push_back(Path::wgmma);
-        for (const std::size_t n : {std::size_t{4}, std::size_t{32}, std::size_t{64}}) {
+        for (const std::size_t n : {std::size_t{4}, std::size_t{32}, std::size_t{64}, std::size_t{100}}) {
           if (n > max_n) continue;
           std::vector<float> xf(n * s.cols), emu(n * s.rows), mag(n * s.rows), got(n * s.rows);
           for (std::size_t i = 0; i < xf.size(); ++i) xf[i] = from_bf16_bits(xb[i]);
           for (const Path p : paths) {
             m.set_batch_path(p);
-            lut_mma_emulate(layout, xf.data(), n, emu.data(), mag.data(), m.arith(n));
-            m.multiply(xd.as<const std::uint16_t>(), n, yd.as<float>(), nullptr);
-            yd.download(got.data(), got.size() * 4);
-            for (std::size_t i = 0; i < got.size(); ++i)
-              check(std::fabs(got[i] - emu[i]) <= (s.cols * std::ldexp(1.0, -22) + 1e-6) * mag[i] + 1e-30,
-                    f + " against its emulation, " + m.variant(n));
+            // wgmma above n = 64 through both of its kernels where the format has the producer-decoded one
+            const bool both = p == Path::wgmma && n > 64 && m.wgmma_producer_available();
+            for (const int producer : both ? std::vector<int>{0, 1} : std::vector<int>{-1}) {
+              m.set_wgmma_producer(producer);
+              lut_mma_emulate(layout, xf.data(), n, emu.data(), mag.data(), m.arith(n));
+              m.multiply(xd.as<const std::uint16_t>(), n, yd.as<float>(), nullptr);
+              yd.download(got.data(), got.size() * 4);
+              for (std::size_t i = 0; i < got.size(); ++i)
+                check(std::fabs(got[i] - emu[i]) <= (s.cols * std::ldexp(1.0, -22) + 1e-6) * mag[i] + 1e-30,
+                      f + " against its emulation, " + m.variant(n));
+            }
+            m.set_wgmma_producer(-1);
           }
         }
         m.set_batch_path(Path::automatic);
