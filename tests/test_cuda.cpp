@@ -12,6 +12,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -158,6 +159,54 @@ TEST_CASE("lut_mma's automatic path picks the H100's measured winners (docs/GPU.
   CHECK(lut_mma_small_cluster_reduces(576, 1536));
   CHECK_FALSE(lut_mma_small_cluster_reduces(14336, 4096));
   CHECK_FALSE(lut_mma_small_cluster_reduces(4096, 14336));
+}
+
+TEST_CASE("lut_mma's wgmma tiles in shared memory: the 128-byte swizzle, the activations' tiles and stmatrix's decoded tiles, on any machine") {
+  // The swizzle: every 16-byte chunk of a 128-row tile at its own place, each 8-row atom within its 1024 bytes, and the 8
+  // chunks of one column (the rows of an 8 × 8 matrix that stmatrix or ldmatrix moves at once) on 8 different bank quads.
+  std::vector<int> hit(128 * 8, 0);
+  for (int r = 0; r < 128; ++r)
+    for (int c = 0; c < 8; ++c) {
+      const std::uint32_t at = sw128_chunk_offset(r, c);
+      REQUIRE(at % 16 == 0);
+      REQUIRE(at / 1024 == static_cast<std::uint32_t>(r / 8));
+      ++hit[at / 16];
+    }
+  CHECK(std::count(hit.begin(), hit.end(), 1) == 128 * 8);
+  for (int r0 = 0; r0 < 128; r0 += 8)
+    for (int c = 0; c < 8; ++c) {
+      std::vector<int> quads;
+      for (int j = 0; j < 8; ++j) quads.push_back(static_cast<int>(sw128_chunk_offset(r0 + j, c) % 128 / 16));
+      std::sort(quads.begin(), quads.end());
+      CHECK(std::unique(quads.begin(), quads.end()) == quads.end());
+    }
+  // The activations' tiles (the rotation kernel writes them so): element (t, k) of a tile at the swizzled place of its
+  // row and chunk, and the tiles of R rows × 64 columns laid out pass, row block, k-tile.
+  for (const int R : {32, 256})
+    for (int t = 0; t < R; ++t)
+      for (int k = 0; k < 64; ++k) REQUIRE(wg_tile_offset(0, t, k, R, 1, 1) == sw128_chunk_offset(t, k / 8) / 2 + k % 8);
+  // ... and equal to the form the rotation and wgmma kernels were GPU-tested with ((t mod R)·64 + the chunk index xor t mod 8,
+  // times 8; R a multiple of 8), over two row blocks and two k-tiles.
+  for (const int R : {32, 64, 128, 256})
+    for (int t = 0; t < 2 * R; ++t)
+      for (int k = 0; k < 128; ++k)
+        REQUIRE(wg_tile_offset(1, t, k, R, 2, 2) ==
+                ((std::size_t{1} * 2 + t / R) * 2 + (k >> 6)) * (64 * std::size_t(R)) + (t % R) * 64 + ((((k >> 3) & 7) ^ (t & 7)) << 3) + (k & 7));
+  CHECK(wg_tile_offset(1, 300, 200, 256, 2, 4) == ((1 * 2 + 1) * 4 + 3) * 64 * 256 + sw128_chunk_offset(300 % 256, (200 % 64) / 8) / 2 + 200 % 8);
+  // The decoded tile (the producer-decoded kernel): stmatrix .x4 of stripe st's k16 step s from lane L writes row
+  // 16·st + stmatrix_a_row(L), chunk stmatrix_a_chunk(s, L); over 8 stripes × 4 steps × 32 lanes every chunk of the
+  // 128 × 64 tile exactly once, and lane L's row and chunk those of the A fragment's register m = L / 8 (rows + 8 for odd
+  // m, columns + 8 for m ≥ 2; the m16n8k16 layout of lut_mma_layout.hpp).
+  std::fill(hit.begin(), hit.end(), 0);
+  for (int st = 0; st < 8; ++st)
+    for (int s = 0; s < 4; ++s)
+      for (int lane = 0; lane < 32; ++lane) {
+        const int m = lane / 8, row = stmatrix_a_row(lane), chunk = stmatrix_a_chunk(s, lane);
+        REQUIRE(row == lane % 8 + 8 * (m & 1));
+        REQUIRE(chunk * 8 == 16 * s + 8 * (m >> 1));
+        ++hit[sw128_chunk_offset(16 * st + row, chunk) / 16];
+      }
+  CHECK(std::count(hit.begin(), hit.end(), 1) == 128 * 8);
 }
 
 TEST_CASE("lut_mma's small-kernel split of K: one full wave, the chunks as even as whole groups allow, on any machine") {

@@ -82,6 +82,23 @@ TQB_HOST_DEVICE std::uint32_t lut_mma_pair_field(const std::uint32_t* w, int i) 
   return static_cast<std::uint32_t>(pair >> shift) & mask;
 }
 
+// Hopper's wgmma reads both operands from shared memory as K-major tiles with the 128-byte swizzle: a row of 64 bf16
+// (128 bytes, one k-tile) per row, 8-row atoms of 1024 bytes, the 16-byte chunk c of row r stored at chunk c ^ (r mod 8)
+// (PTX ISA, "Shared Memory Matrix Layout", 128B swizzling). Byte offset of chunk c (0..7) of row r in such a tile:
+TQB_HOST_DEVICE std::uint32_t sw128_chunk_offset(int r, int c) { return static_cast<std::uint32_t>(r * 128 + ((c ^ (r & 7)) << 4)); }
+// The activations in that form (the wgmma kernels' B operand, written so by the rotation kernel, kXrWgmmaTiles):
+// element offset of (pass p, batch row t, column k) in [passes][ceil(n / R)][ktiles] tiles of R rows × 64 columns.
+TQB_HOST_DEVICE std::size_t wg_tile_offset(int p, int t, int k, int R, int row_blocks, int ktiles) {
+  return ((static_cast<std::size_t>(p) * row_blocks + t / R) * ktiles + (k >> 6)) * (64 * static_cast<std::size_t>(R)) +
+         sw128_chunk_offset(t % R, (k >> 3) & 7) / 2 + (k & 7);
+}
+// The decoded weights in that form (the producer-decoded wgmma kernel's A operand, 128 rows × 64 columns per k-tile),
+// written by stmatrix .x4 from the m16n8k16 A fragment of stripe st's k16 step s: lane L addresses row
+// stmatrix_a_row(L) of the stripe and 16-byte chunk stmatrix_a_chunk(s, L) of the k-tile (matrix m = L / 8 is the
+// fragment's register m: rows +8 for odd m, the step's second 8 columns for m ≥ 2; row L mod 8 within it).
+TQB_HOST_DEVICE int stmatrix_a_row(int lane) { return (lane & 7) + 8 * ((lane >> 3) & 1); }
+TQB_HOST_DEVICE int stmatrix_a_chunk(int s, int lane) { return 2 * s + (lane >> 4); }
+
 // The two ways the kernels apply scales: the large-batch kernel decodes each weight as one bf16 rounding
 // of lut·a + b (bf16 operands) before the mma; the small-batch kernel multiplies the mma's per-group sums
 // of lut·x̃ by a in fp32 and adds b·Σx̃ (no rounding of the weight at all).

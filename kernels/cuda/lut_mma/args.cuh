@@ -81,10 +81,6 @@ enum XrLayout : int {
                       // R · 128 bytes contiguous and already 128-byte swizzled (the 16-byte chunk c of row r at chunk
                       // c ^ (r mod 8)), so that one bulk copy puts a tile in shared memory as wgmma's B operand reads it
 };
-// Element offset of (pass p, batch row t, column k) in the wgmma tiles of R rows; row_blocks = ceil(n / R).
-__host__ __device__ constexpr std::size_t wg_tile_offset(int p, int t, int k, int R, int row_blocks, int ktiles) {
-  return ((static_cast<std::size_t>(p) * row_blocks + t / R) * ktiles + (k >> 6)) * (64 * static_cast<std::size_t>(R)) + (t % R) * 64 +
-         ((((k >> 3) & 7) ^ (t & 7)) << 3) + (k & 7);
-}
+// (Element offsets in the wgmma tiles: wg_tile_offset, kernels/cuda/lut_mma_layout.hpp, tested on any machine.)
 
 }  // namespace tqb::lut_mma

@@ -103,9 +103,6 @@ __global__ void __launch_bounds__(kWsThreads, 1) wgmma_ws_kernel(const Args a) {
     if (threadIdx.x == 0)
       for (int i = 0; i < min(tiles, kBStages); ++i) issue_b(i);
     const std::uint32_t lut_addr = smem_addr(lut_s) + 4 * lane;
-    // stmatrix: lanes 8m … 8m + 7 address the rows of matrix m (register m of the A fragment): rows +8 for odd m,
-    // the second 8-column chunk of the k16 step for m ≥ 2.
-    const int m_row = (lane & 7) + 8 * ((lane >> 3) & 1), m_chunk = lane >> 4;
     for (int i = 0; i < tiles; ++i) {
       const int s = i % kASlots, l = i % kWsLoadDepth;
       mbarrier_wait(a_empty + 8 * s, ((i / kASlots) & 1) ^ 1);  // both consumers done with tile i − kASlots (round 0 passes)
@@ -128,8 +125,7 @@ __global__ void __launch_bounds__(kWsThreads, 1) wgmma_ws_kernel(const Args a) {
           const bool second = pa.log2_group == 5 && sub >= 2;  // g = 32: sub-tiles 2-3 are the second group
           std::uint32_t af[4];  // (selects, not an index: an indexed register array would live in local memory)
           decode_a<B>(w[h], sub, lut_addr, splat_side(second ? side_w[h][1] : side_w[h][0], second ? side_w[h][3] : side_w[h][2]), af);
-          const int r = 16 * st + m_row, chunk = 2 * sub + m_chunk;  // row r's 16-byte chunk c sits at c ^ (r mod 8)
-          stmatrix_x4(a_tile + r * 128 + ((chunk ^ (r & 7)) << 4), af);
+          stmatrix_x4(a_tile + sw128_chunk_offset(16 * st + stmatrix_a_row(lane), stmatrix_a_chunk(sub, lane)), af);
         }
       }
       fence_proxy_async_shared();  // the decoded tile, visible to the consumers' wgmma (the asynchronous proxy)
