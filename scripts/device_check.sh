@@ -38,11 +38,12 @@ for z in carry/bin/*.gz; do [ -f "$z" ] && gunzip -f "$z"; done  # scripts/devic
 } | tee "$OUT/machine.txt"
 status=0
 echo "== CUDA parity tests"
-TQBENCH_BINARY="$PWD/carry/bin/tqbench" carry/bin/tqb_tests -tc="*lut_mma*,*cuda*,*GPU*,*timing.device*" -tce="calibration on the GPU*" 2>&1 | tee "$OUT/gpu-tests.txt" | grep -E "MESSAGE|rel err|SKIPPED|GPU:|test cases|assertions|ERROR|FAILED|CHECK" | tail -60
+# (a time limit: a kernel that hangs must not take the whole device call; the tests take about 170 s on an H100)
+TQBENCH_BINARY="$PWD/carry/bin/tqbench" timeout 420 carry/bin/tqb_tests -tc="*lut_mma*,*cuda*,*GPU*,*timing.device*" -tce="calibration on the GPU*" 2>&1 | tee "$OUT/gpu-tests.txt" | grep -E "MESSAGE|rel err|SKIPPED|GPU:|test cases|assertions|ERROR|FAILED|CHECK" | tail -60
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 if [ "$sanitize" = 1 ] && command -v compute-sanitizer >/dev/null; then
   echo "== compute-sanitizer memcheck (parity tests, small shapes)"
-  TQB_CUDA_TEST_QUICK=1 compute-sanitizer --tool memcheck --leak-check full --error-exitcode 3 carry/bin/tqb_tests -tc="*lut_mma CUDA*" > "$OUT/memcheck.txt" 2>&1
+  TQB_CUDA_TEST_QUICK=1 timeout 240 compute-sanitizer --tool memcheck --leak-check full --error-exitcode 3 carry/bin/tqb_tests -tc="*lut_mma CUDA*" > "$OUT/memcheck.txt" 2>&1
   rc=$?
   tail -4 "$OUT/memcheck.txt"
   echo "memcheck exit code: $rc"
