@@ -8,10 +8,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 [[ -n ${OUT:-} && -d ${OUT:-} ]] && exec > >(tee -a "$OUT/$(basename "$0" .sh).log") 2>&1
-export LD_LIBRARY_PATH=$PWD/carry/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-} TQB_SHARED_DIR=$PWD/carry/shared
-for z in carry/bin/*.gz; do [[ -f $z ]] && gunzip -f "$z"; done
+. scripts/device_env.sh
 B=carry/shared/models/books-14m T=carry/shared/data/books-heldout/heldout.txt L8=${TQB_L8B:-/tmp/llama3-8b-random}
-step() { echo "=== $(date +%T) $*"; }
 step "GPU"; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader; nproc
 step "test: calibration on the GPU forward"
 timeout 300 carry/bin/tqb_tests -tc="calibration on the GPU forward*" 2>&1 | grep -E "MESSAGE|ERROR|SKIPPED|test cases|values|CHECK" | head -20

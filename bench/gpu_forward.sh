@@ -13,10 +13,8 @@ cd "$(dirname "$0")/.."
 # On the device tool's machine everything also goes to $OUT as it happens, so that a call cut off by its time limit
 # still brings back what it measured.
 [[ -n ${OUT:-} && -d ${OUT:-} ]] && exec > >(tee -a "$OUT/$(basename "$0" .sh)-${1:-default}.log") 2>&1
-export LD_LIBRARY_PATH=$PWD/carry/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-} TQB_SHARED_DIR=$PWD/carry/shared
-for z in carry/bin/*.gz; do [[ -f $z ]] && gunzip -f "$z"; done  # scripts/device_carry.sh --models gzips them
+. scripts/device_env.sh
 B=carry/shared/models/books-14m T=carry/shared/data/books-heldout/heldout.txt L8=${TQB_L8B:-/tmp/llama3-8b-random}
-step() { echo "=== $(date +%T) $*"; }
 if [[ "${1:-}" == agreement ]]; then
   [[ -d $L8 ]] || python3 bench/make_random_llama.py --shape llama3-8b --out $L8 --tokenizer-from $B 2>&1 | tail -1
   for dev in cuda cuda-fp32; do

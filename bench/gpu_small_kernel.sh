@@ -12,9 +12,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-/tmp/tqb-device}"
 mkdir -p "$OUT"
-export LD_LIBRARY_PATH=$PWD/carry/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-} PATH=$PATH:/usr/local/cuda/bin
-for z in carry/bin/*.gz; do [[ -f $z ]] && gunzip -f "$z"; done  # scripts/device_carry.sh --models gzips them
-step() { echo "=== $(date +%T) $*"; }
+. scripts/device_env.sh
 run() {  # NAME, then bench_gpu's arguments; the table without blank lines, the trace lines kept
   local name=$1; shift
   step "$name"

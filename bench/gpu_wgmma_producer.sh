@@ -10,11 +10,9 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-/tmp/tqb-device}"
 mkdir -p "$OUT"
-export LD_LIBRARY_PATH=$PWD/carry/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-} PATH=$PATH:/usr/local/cuda/bin
-for z in carry/bin/*.gz; do [[ -f $z ]] && gunzip -f "$z"; done  # scripts/device_carry.sh --models gzips them
+. scripts/device_env.sh
 ns=128,512
 [[ "${1:-}" == --n && -n "${2:-}" ]] && ns=$2
-step() { echo "=== $(date +%T) $*"; }
 step "CUDA parity tests (lut_mma)"
 TQB_CUDA_TEST_QUICK=1 timeout 150 carry/bin/tqb_tests -tc="*lut_mma CUDA*" > "$OUT/ws-tests.txt" 2>&1
 echo "exit $?"

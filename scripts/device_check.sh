@@ -19,17 +19,7 @@ for a in "$@"; do
     *) echo "device_check.sh: unknown option $a" >&2; exit 2 ;;
   esac
 done
-# The toolkit's libraries (cuBLAS): the machine's own CUDA, wherever it is installed.
-cudalib=""
-for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib $(ls -d /usr/local/cuda-*/lib64 2>/dev/null); do
-  [ -e "$d/libcublas.so.13" ] && { cudalib=$d; break; }
-done
-[ -n "$cudalib" ] || cudalib=$(python3 -c "import nvidia.cublas, os; print(os.path.join(nvidia.cublas.__path__[0], 'lib'))" 2>/dev/null || true)
-export LD_LIBRARY_PATH="$PWD/carry/lib${cudalib:+:$cudalib}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-export PATH="$PATH:/usr/local/cuda/bin"
-# The models and text that scripts/device_carry.sh --models packed (books-14m: the GPU-forward tests' real model).
-[ -d carry/shared ] && export TQB_SHARED_DIR="${TQB_SHARED_DIR:-$PWD/carry/shared}"
-for z in carry/bin/*.gz; do [ -f "$z" ] && gunzip -f "$z"; done  # scripts/device_carry.sh --models gzips them
+. "$(dirname "$0")/device_env.sh"  # the libraries, tools, carried models and binaries
 {
   date -u
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader 2>&1

@@ -9,8 +9,7 @@ set -uo pipefail
 OUT="${OUT:-/tmp/tqb-device}"
 mkdir -p "$OUT"
 shape=$1; n=$2; format=${3:-"turboquant(bits=4,group=128,rotation=hadamard)"}; kregex=${4:-"small_kernel|large_kernel|dequantize_kernel"}
-for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do [ -e "$d/libcublas.so.13" ] && cudalib=$d && break; done
-export LD_LIBRARY_PATH="$PWD/carry/lib${cudalib:+:$cudalib}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+. "$(dirname "$0")/device_env.sh"
 ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1 || ls /usr/local/cuda/bin/ncu 2>/dev/null)
 report="$OUT/ncu-${shape}-n${n}${TQB_LUT_MMA_STREAM_ONLY:+-stream-only}.txt"
 "$ncu" --kernel-name "regex:${kregex}" --launch-skip 3 --launch-count 1 --clock-control none \
