@@ -143,11 +143,16 @@ struct LutMmaMatrix::Impl {
   // that the rule gives the global reduction never pays their occupancy queries).
   mutable SmallPlan small[2][16];
   mutable std::once_flag cluster_plans_once;
-  // The small kernel's choices as set (set_small_cluster_reduce, set_small_pre_rotation: 1 / 0, -1 automatic) and as the
-  // environment forces them (TQB_LUT_MMA_CLUSTER, TQB_LUT_MMA_PREROTATE; -1 unset), which the automatic choice obeys,
-  // so that a program resetting its own choice to automatic (bench_gpu after its columns) keeps the environment's.
-  int cluster_reduce = -1, env_cluster_reduce = -1;  // the split-K through the cluster (sm_90), else global memory
-  int pre_rotate = -1, env_pre_rotate = -1;          // the rotation kernel first, else in every block's prologue
+  // A kernel choice as set (set_small_cluster_reduce, set_small_pre_rotation, set_wgmma_producer: 1 / 0, -1 automatic)
+  // and as the environment forces it (TQB_LUT_MMA_CLUSTER, TQB_LUT_MMA_PREROTATE, TQB_LUT_MMA_WGMMA_WS; -1 unset), which
+  // the automatic choice obeys, so that a program resetting its own choice to automatic (bench_gpu after its columns)
+  // keeps the environment's. mode(): 1 / 0 forced, -1 automatic.
+  struct Choice {
+    int set = -1, env = -1;
+    int mode() const { return set >= 0 ? set : env; }
+  };
+  Choice cluster_reduce;  // the split-K through the cluster (sm_90), else global memory
+  Choice pre_rotate;      // the rotation kernel first, else in every block's prologue
   int smem_optin = 0;  // the device's shared memory per block with opt-in
   int stream_only = 0;  // TQB_LUT_MMA_STREAM_ONLY: a diagnostic, see Args
   int pdl = 1;           // TQB_LUT_MMA_PDL=0: the pre-rotated small kernel launched in plain stream order
@@ -161,9 +166,7 @@ struct LutMmaMatrix::Impl {
   BatchPath batch_path = BatchPath::automatic;  // set_batch_path
   int wgmma_ok = 0;         // compute capability 9.0 and the wgmma kernel's shared memory fits
   int wgmma_everywhere = 0;  // TQB_LUT_MMA_WGMMA=1: the automatic choice takes wgmma for every n > 16; =0: no wgmma
-  // The producer-decoded wgmma kernel (wgmma_ws_kernel) for the wgmma path's one-pass batches of n > 64: as set
-  // (set_wgmma_producer: 1 / 0, -1 automatic) and as TQB_LUT_MMA_WGMMA_WS forces it (-1 unset).
-  int wgmma_producer = -1, env_wgmma_producer = -1;
+  Choice wgmma_producer;      // the producer-decoded wgmma kernel (wgmma_ws_kernel) for one-pass batches of n > 64
   int ws_ok = 0;              // the kernel exists for this format (one pass) and its shared memory fits
   int ws_resident[2] = {};    // its blocks per SM at N = 128, 256
   int ws_skip = 0;            // TQB_LUT_MMA_WS_SKIP: a diagnostic, see Args
@@ -198,7 +201,7 @@ struct LutMmaMatrix::Impl {
     return bytes + shape.passes.size() * static_cast<std::size_t>(n + 1) * (kc + kPad) * 2;
   }
   bool small_cluster_reduces() const {
-    const int mode = cluster_reduce >= 0 ? cluster_reduce : env_cluster_reduce;
+    const int mode = cluster_reduce.mode();
     if (cc_major < 9 || mode == 0) return false;
     return mode == 1 || lut_mma_small_cluster_reduces(shape.rows, shape.cols);
   }
@@ -277,7 +280,7 @@ struct LutMmaMatrix::Impl {
   // The small kernel's batch of n: activations rotated by rotate_kernel first (one rotation per launch), or in
   // every block's prologue.
   bool small_pre_rotates(std::size_t n) const {
-    if (const int mode = pre_rotate >= 0 ? pre_rotate : env_pre_rotate; mode >= 0) return mode == 1;
+    if (const int mode = pre_rotate.mode(); mode >= 0) return mode == 1;
     const int kc = small_plan(n).tiles_per_split * 64;
     int min_log2 = 30;
     for (const auto& p : shape.passes) min_log2 = std::min(min_log2, p.log2_group);
@@ -360,17 +363,11 @@ struct LutMmaMatrix::Impl {
     const int b0 = shape.passes[0].bits, b1 = shape.passes.size() > 1 ? shape.passes[1].bits : 0;
     return static_cast<std::size_t>(base.lut_words) * 4 + 8 + kWgBarrierBytes + 1024 + static_cast<std::size_t>(wg_stages(b1 ? 2 : 1)) * wg_stage_bytes(b0, b1, cols);
   }
-  // The producer-decoded kernel of N = cols: the tables, the barriers, 1 KB to align the stages, the operand stages,
-  // the load slots.
-  std::size_t wgmma_ws_smem_bytes(int cols) const {
-    return static_cast<std::size_t>(base.lut_words) * 4 + 8 + kWsBarrierBytes + 1024 + static_cast<std::size_t>(ws_b_stages(cols)) * cols * 128 +
-           static_cast<std::size_t>(ws_a_slots(cols)) * kWsRows * 128 + static_cast<std::size_t>(kWsLoadDepth) * ws_load_bytes(shape.passes[0].bits);
-  }
+  std::size_t wgmma_ws_smem_bytes(int cols) const { return ws_smem_bytes(base.lut_words, cols, shape.passes[0].bits); }
   // Whether the wgmma path's batch of n goes to the producer-decoded kernel: one pass, n > 64, forced or by the rule.
   bool wgmma_ws_for(std::size_t n) const {
     if (!ws_ok || n <= 64) return false;
-    const int mode = wgmma_producer >= 0 ? wgmma_producer : env_wgmma_producer;
-    return mode == 1;  // automatic: off until measured (docs/GPU.md, issue 31)
+    return wgmma_producer.mode() == 1;  // automatic: off until measured (docs/GPU.md, issue 31)
   }
   // Its grid for a batch of n: N, blocks of wg_rows × N (the producer-decoded kernel: 128 × N), split-K over the
   // resident blocks.
@@ -383,7 +380,7 @@ struct LutMmaMatrix::Impl {
     const int P = static_cast<int>(shape.passes.size());
     if (wgmma_ws_for(n)) {
       const int cols = ws_cols_for(n);
-      return {cols, true, tiled_plan(n, kWsRows, cols, std::max(1, ws_resident[cols == 256 ? 1 : 0]))};
+      return {cols, true, tiled_plan(n, kWsRows, cols, std::max(1, ws_resident[ws_index(cols)]))};
     }
     const int cols = wg_cols_for(n, P);
     return {cols, false, tiled_plan(n, wg_rows(P), cols, std::max(1, wg_resident[wg_index(cols)]))};
@@ -402,7 +399,7 @@ LutMmaMatrix::LutMmaMatrix(const LutMmaLayout& layout) : impl_(std::make_unique<
   TQB_CUDA_CHECK(cudaDeviceGetAttribute(&I.cc_major, cudaDevAttrComputeCapabilityMajor, device));
   if (const auto env = env_switch("TQB_LUT_MMA_STREAM_ONLY")) I.stream_only = *env;
   if (const auto env = env_switch("TQB_LUT_MMA_PREFETCH")) I.l2_prefetch = *env;
-  if (const auto env = env_switch("TQB_LUT_MMA_PREROTATE")) I.env_pre_rotate = *env;
+  if (const auto env = env_switch("TQB_LUT_MMA_PREROTATE")) I.pre_rotate.env = *env;
   if (const auto env = env_switch("TQB_LUT_MMA_PDL")) I.pdl = *env;
   I.prefill_min_batch = lut_mma_prefill_min_batch(layout.rows, layout.cols);
   if (const auto env = env_count("TQB_LUT_MMA_DEQUANT_CHUNK_MB", 1, 1 << 16)) I.dequant_chunk_bytes = static_cast<std::size_t>(*env) << 20;
@@ -490,7 +487,7 @@ LutMmaMatrix::LutMmaMatrix(const LutMmaLayout& layout) : impl_(std::make_unique<
       TQB_CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, I.smem_optin));
       TQB_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&I.ws_resident[i], k, kWsThreads, I.wgmma_ws_smem_bytes(128 << i)));
     }
-  if (const auto env = env_switch("TQB_LUT_MMA_WGMMA_WS")) I.env_wgmma_producer = *env;
+  if (const auto env = env_switch("TQB_LUT_MMA_WGMMA_WS")) I.wgmma_producer.env = *env;
   if (const auto env = env_count("TQB_LUT_MMA_WS_SKIP", 0, 2)) I.ws_skip = static_cast<int>(*env);
   // TQB_LUT_MMA_WGMMA: 1 makes the automatic choice take wgmma for every n > 16, 0 switches the kernel off (a
   // device where it fails); unset, the automatic choice takes it where it was measured to win (lut_mma_default_path).
@@ -498,7 +495,7 @@ LutMmaMatrix::LutMmaMatrix(const LutMmaLayout& layout) : impl_(std::make_unique<
     I.wgmma_everywhere = *env;
     if (!*env) I.wgmma_ok = 0, I.ws_ok = 0;
   }
-  if (const auto env = env_switch("TQB_LUT_MMA_CLUSTER")) I.env_cluster_reduce = *env;
+  if (const auto env = env_switch("TQB_LUT_MMA_CLUSTER")) I.cluster_reduce.env = *env;
   for (int n = 1; n <= 16; ++n) I.small[0][n - 1] = I.make_small_plan(n, false);
 }
 
@@ -514,15 +511,15 @@ std::size_t LutMmaMatrix::weight_bytes() const {
 void LutMmaMatrix::set_l2_prefetch(bool on) { impl_->l2_prefetch = on ? 1 : 0; }
 void LutMmaMatrix::set_small_pre_rotation(int mode) {
   if (mode < -1 || mode > 1) throw std::invalid_argument("lut_mma: small-kernel rotation mode " + std::to_string(mode) + " (valid: -1 automatic, 0 prologue, 1 kernel first)");
-  impl_->pre_rotate = mode;
+  impl_->pre_rotate.set = mode;
 }
 void LutMmaMatrix::set_small_cluster_reduce(int mode) {
   if (mode < -1 || mode > 1) throw std::invalid_argument("lut_mma: small-kernel reduction mode " + std::to_string(mode) + " (valid: -1 automatic, 0 global, 1 cluster)");
-  impl_->cluster_reduce = mode;
+  impl_->cluster_reduce.set = mode;
 }
 void LutMmaMatrix::set_wgmma_producer(int mode) {
   if (mode < -1 || mode > 1) throw std::invalid_argument("lut_mma: wgmma producer mode " + std::to_string(mode) + " (valid: -1 automatic, 0 off, 1 on)");
-  impl_->wgmma_producer = mode;
+  impl_->wgmma_producer.set = mode;
 }
 bool LutMmaMatrix::wgmma_producer_available() const { return impl_->ws_ok != 0; }
 void LutMmaMatrix::set_trace(bool on) { impl_->tracing = on ? 1 : 0; }
@@ -563,7 +560,7 @@ std::string LutMmaMatrix::variant(std::size_t n) const {
     if (p.producer)
       return "wgmma_ws(block=" + std::to_string(kWsRows) + "x" + std::to_string(p.cols) + ",m64n" + std::to_string(p.cols) +
              "k16 ss,producer decodes,x_stages=" + std::to_string(ws_b_stages(p.cols)) + ",a_slots=" + std::to_string(ws_a_slots(p.cols)) +
-             ",code_slots=" + std::to_string(kWsLoadDepth) + ",blocks/SM=" + std::to_string(impl_->ws_resident[p.cols == 256 ? 1 : 0]) + ",split_k=" + std::to_string(p.tiled.splits) + ")";
+             ",code_slots=" + std::to_string(kWsLoadDepth) + ",blocks/SM=" + std::to_string(impl_->ws_resident[ws_index(p.cols)]) + ",split_k=" + std::to_string(p.tiled.splits) + ")";
     return "wgmma(block=" + std::to_string(wg_rows(P)) + "x" + std::to_string(p.cols) + ",m64n" + std::to_string(p.cols) +
            "k16,stages=" + std::to_string(wg_stages(P)) + ",blocks/SM=" + std::to_string(impl_->wg_resident[wg_index(p.cols)]) +
            ",split_k=" + std::to_string(p.tiled.splits) + ")";
@@ -668,7 +665,7 @@ void LutMmaMatrix::multiply(const std::uint16_t* x, std::size_t n, float* y, std
   const dim3 grid(plan.col_blocks, plan.row_blocks, plan.splits);
   if (wgmma && wg.producer) {
     a.ws_skip = I.ws_skip;
-    I.kernels.wgmma_ws[wg_n == 256 ? 1 : 0]<<<grid, kWsThreads, I.wgmma_ws_smem_bytes(wg_n), stream>>>(a);
+    I.kernels.wgmma_ws[ws_index(wg_n)]<<<grid, kWsThreads, I.wgmma_ws_smem_bytes(wg_n), stream>>>(a);
     TQB_CUDA_CHECK_LAUNCH("lut_mma wgmma_ws_kernel");
   } else if (wgmma) {
     I.kernels.wgmma[wg_index(wg_n)]<<<grid, kThreads, I.wgmma_smem_bytes(wg_n), stream>>>(a);

@@ -50,6 +50,21 @@ __host__ __device__ constexpr int wg_stage_bytes(int b0, int b1, int cols) {
   return P * cols * 128 + stripes * 128 * (b0 + b1) + stripes * kWgSideBytes * P;
 }
 
+// A stripe's k-tile kt of pass pa (b-bit codes) into shared memory by bulk copies counted on `bar`: the code tile (128·b
+// contiguous bytes) to code_dst, the tile's side words to side_dst: its groups, one (g ≥ 64) or two adjacent (g = 32)
+// of 8 words, scales, then 64 bytes on the offsets where the pass has them. stripe_tile_bytes: what that copies.
+__device__ __forceinline__ std::uint32_t stripe_tile_bytes(const PassArgs& pa, int b) {
+  return 128u * b + (pa.log2_group == 5 ? 64u : 32u) * (pa.offsets != nullptr ? 2u : 1u);
+}
+__device__ __forceinline__ void bulk_copy_stripe_tile(const PassArgs& pa, int b, int stripe, int kt, int ktiles, std::uint32_t code_dst,
+                                                      std::uint32_t side_dst, std::uint32_t bar) {
+  bulk_copy_g2s(code_dst, pa.codes + (static_cast<std::size_t>(stripe) * ktiles + kt) * 32 * b, 128u * b, bar);
+  const std::uint32_t gbytes = pa.log2_group == 5 ? 64u : 32u;
+  const std::size_t side = (static_cast<std::size_t>(stripe) * pa.groups_alloc + ((kt * 64) >> pa.log2_group)) * 8;
+  bulk_copy_g2s(side_dst, pa.scales + side, gbytes, bar);
+  if (pa.offsets != nullptr) bulk_copy_g2s(side_dst + 64, pa.offsets + side, gbytes, bar);
+}
+
 template <int B0, int B1, int N>
 __global__ void __launch_bounds__(kThreads, wg_min_blocks(passes_of(B1), N)) wgmma_kernel(const Args a) {
   extern __shared__ uint4 smem_u4[];
@@ -82,10 +97,7 @@ __global__ void __launch_bounds__(kThreads, wg_min_blocks(passes_of(B1), N)) wgm
     const std::uint32_t st = stage_addr(kt), bar = stage_bar(kt);
     std::uint32_t bytes = warp == 0 ? P * kWgTileBytes : 0u;
 #pragma unroll
-    for (int p = 0; p < P; ++p) {
-      const std::uint32_t side = (a.pass[p].log2_group == 5 ? 64u : 32u) * (a.pass[p].offsets != nullptr ? 2u : 1u);
-      bytes += kWgStripes * (128u * (p == 0 ? B0 : B1) + side);
-    }
+    for (int p = 0; p < P; ++p) bytes += kWgStripes * stripe_tile_bytes(a.pass[p], p == 0 ? B0 : B1);
     mbarrier_arrive_expect_tx(bar, bytes);
     if (warp == 0)
 #pragma unroll
@@ -95,16 +107,7 @@ __global__ void __launch_bounds__(kThreads, wg_min_blocks(passes_of(B1), N)) wgm
     for (int s = 0; s < kWgStripes; ++s) {
       const int src = min(stripe[s], a.stripes - 1);  // rows past the matrix compute garbage that is never stored
 #pragma unroll
-      for (int p = 0; p < P; ++p) {
-        const PassArgs& pa = a.pass[p];
-        const int b = p == 0 ? B0 : B1;
-        bulk_copy_g2s(code_slot(st, s, p), pa.codes + (static_cast<std::size_t>(src) * a.ktiles + kt) * 32 * b, 128u * b, bar);
-        // The tile's groups: one (g ≥ 64) or two adjacent (g = 32), 8 words each, scales then offsets.
-        const std::uint32_t gbytes = pa.log2_group == 5 ? 64u : 32u;
-        const std::size_t side = (static_cast<std::size_t>(src) * pa.groups_alloc + ((kt * 64) >> pa.log2_group)) * 8;
-        bulk_copy_g2s(side_slot(st, s, p), pa.scales + side, gbytes, bar);
-        if (pa.offsets != nullptr) bulk_copy_g2s(side_slot(st, s, p) + 64, pa.offsets + side, gbytes, bar);
-      }
+      for (int p = 0; p < P; ++p) bulk_copy_stripe_tile(a.pass[p], p == 0 ? B0 : B1, src, kt, a.ktiles, code_slot(st, s, p), side_slot(st, s, p), bar);
     }
   };
 

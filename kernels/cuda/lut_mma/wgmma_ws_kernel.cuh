@@ -30,12 +30,16 @@ __host__ __device__ constexpr int ws_b_stages(int cols) { return cols == 256 ? 4
 __host__ __device__ constexpr int ws_a_slots(int cols) { return cols == 256 ? 2 : 3; }   // decoded tiles (16 KB each)
 __host__ __device__ constexpr int ws_load_bytes(int b) { return kWarps * (128 * b + kWgSideBytes); }  // 8 stripes' codes, side
 constexpr int kWsBarrierBytes = 8 * (2 * 6 + 2 * 3 + 4 * kWsLoadDepth);
+__host__ __device__ constexpr int ws_index(int cols) { return cols == 256 ? 1 : 0; }  // Kernels::wgmma_ws, ws_resident
+// Shared memory of the kernel at N = cols for b-bit codes whose tables take lut_words: the tables, the barriers (8-byte
+// aligned), 1 KB to align the stages, the activation stages, the decoded tiles, the code slots.
+__host__ __device__ constexpr std::size_t ws_smem_bytes(int lut_words, int cols, int b) {
+  return static_cast<std::size_t>(lut_words) * 4 + 8 + kWsBarrierBytes + 1024 + static_cast<std::size_t>(ws_b_stages(cols)) * cols * 128 +
+         static_cast<std::size_t>(ws_a_slots(cols)) * kWsRows * 128 + static_cast<std::size_t>(kWsLoadDepth) * ws_load_bytes(b);
+}
 // The widest case (4-bit tables, N = 256) within Hopper's 227 KB of opt-in shared memory less the 1 KB the host keeps
 // back (LutMmaMatrix): otherwise the kernel would never be available, and its tests would skip it silently.
-static_assert(4 * (32 << 8) + 8 + kWsBarrierBytes + 1024 + ws_b_stages(256) * 256 * 128 + ws_a_slots(256) * kWsRows * 128 +
-                      kWsLoadDepth * ws_load_bytes(4) <=
-                  227 * 1024 - 1024,
-              "wgmma_ws_kernel's stages fit an H100's shared memory");
+static_assert(ws_smem_bytes(32 << 8, 256, 4) <= 227 * 1024 - 1024, "wgmma_ws_kernel's stages fit an H100's shared memory");
 
 __device__ __forceinline__ void named_barrier_sync(int id, int threads) {
   asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
@@ -83,20 +87,13 @@ __global__ void __launch_bounds__(kWsThreads, 1) wgmma_ws_kernel(const Args a) {
   if (wg == 0) {
     // Producer warp `warp`: stripes 2·warp and 2·warp + 1 of the block. Lane 0 asks for their code tiles and side words
     // of k-tile kt0 + i into this warp's part of load slot i mod kWsLoadDepth.
-    const std::uint32_t gbytes = pa.log2_group == 5 ? 64u : 32u;  // a k-tile's groups: two of 32, or one larger
     auto issue_codes_of = [&](int i) {
       const int l = i % kWsLoadDepth, kt = kt0 + i;
       const std::uint32_t slot = l_base + l * kLoadBytes + warp * kWarpLoadBytes, bar = l_full + 8 * (4 * l + warp);
-      mbarrier_arrive_expect_tx(bar, 2 * (128u * B + gbytes * (pa.offsets != nullptr ? 2u : 1u)));
+      mbarrier_arrive_expect_tx(bar, 2 * stripe_tile_bytes(pa, B));
 #pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const int src = min(stripe0 + 2 * warp + h, a.stripes - 1);  // rows past the matrix compute garbage never stored
-        bulk_copy_g2s(slot + h * 128 * B, pa.codes + (static_cast<std::size_t>(src) * a.ktiles + kt) * 32 * B, 128u * B, bar);
-        const std::uint32_t side_slot = slot + 2 * 128 * B + h * kWgSideBytes;
-        const std::size_t side = (static_cast<std::size_t>(src) * pa.groups_alloc + ((kt * 64) >> pa.log2_group)) * 8;
-        bulk_copy_g2s(side_slot, pa.scales + side, gbytes, bar);
-        if (pa.offsets != nullptr) bulk_copy_g2s(side_slot + 64, pa.offsets + side, gbytes, bar);
-      }
+      for (int h = 0; h < 2; ++h)  // rows past the matrix compute garbage that is never stored
+        bulk_copy_stripe_tile(pa, B, min(stripe0 + 2 * warp + h, a.stripes - 1), kt, a.ktiles, slot + h * 128 * B, slot + 2 * 128 * B + h * kWgSideBytes, bar);
     };
     if (lane == 0)
       for (int i = 0; i < min(tiles, kWsLoadDepth); ++i) issue_codes_of(i);
