@@ -181,8 +181,8 @@ int main(int argc, char** argv) {
   out["reps"] = reps;
   out["rows"] = nlohmann::json::array();
 
-  std::printf("%-22s %-50s %4s %9s %9s %8s %6s %9s %8s %8s %9s %9s %9s %9s %9s %9s %9s %9s %9s %9s  %s\n", "shape", "format", "n", "us", "cublas_us", "GB/s", "%copy",
-              "x_cublas", "MB", "read_us", "small_us", "sm_prol", "sm_kern", "sm_glob", "sm_clus", "l2pf_us", "large_us", "deq_us", "wgmma_us", "wg_ws", "variant");
+  std::printf("%-22s %-50s %4s %9s %9s %8s %6s %9s %8s %8s %9s %9s %9s %9s %9s %9s %9s %9s %9s %9s %9s  %s\n", "shape", "format", "n", "us", "cublas_us", "GB/s", "%copy",
+              "x_cublas", "MB", "read_us", "small_us", "sm_prol", "sm_kern", "sm_glob", "sm_clus", "l2pf_us", "large_us", "deq_us", "wgmma_us", "wg_ws", "wg_sk", "variant");
   for (const Shape& s : shapes) {
     const std::vector<float> w = random_matrix(s.rows, s.cols, 7 + s.rows * 31 + s.cols);
     gpu::CublasBf16Matrix dense(w.data(), s.rows, s.cols);
@@ -223,9 +223,13 @@ int main(int argc, char** argv) {
           for (const Path p : paths) {
             m.set_batch_path(p);
             // wgmma above n = 64 through both of its kernels where the format has the producer-decoded one
+            // (producer 2: the other kernel over stream-K shares)
             const bool both = p == Path::wgmma && n > 64 && m.wgmma_producer_available();
-            for (const int producer : both ? std::vector<int>{0, 1} : std::vector<int>{-1}) {
-              m.set_wgmma_producer(producer);
+            std::vector<int> kernels = both ? std::vector<int>{0, 1} : std::vector<int>{-1};
+            if (p == Path::wgmma) kernels.push_back(2);
+            for (const int producer : kernels) {
+              m.set_wgmma_producer(producer == 2 ? 0 : producer);
+              m.set_wgmma_stream_k(producer == 2 ? 1 : -1);
               lut_mma_emulate(layout, xf.data(), n, emu.data(), mag.data(), m.arith(n));
               m.multiply(xd.as<const std::uint16_t>(), n, yd.as<float>(), nullptr);
               yd.download(got.data(), got.size() * 4);
@@ -234,6 +238,7 @@ int main(int argc, char** argv) {
                       f + " against its emulation, " + m.variant(n));
             }
             m.set_wgmma_producer(-1);
+            m.set_wgmma_stream_k(-1);
           }
         }
         m.set_batch_path(Path::automatic);
@@ -274,6 +279,7 @@ int main(int argc, char** argv) {
         double small_prologue_rot_us = -1, small_kernel_rot_us = -1, small_global_us = -1, small_cluster_us = -1;
         double small_us = -1, prefetch_us = -1, large_us = -1, dequant_us = -1, wgmma_us = -1, cublas_us = -1;
         double wgmma_ws_us = -1;  // the wgmma path through the producer-decoded kernel (one pass, n > 64)
+        double wgmma_sk_us = -1;  // the wgmma path through the other kernel over stream-K shares
         std::vector<double> us;
         const std::size_t turn = s.rows + b + fi;
         if (default_only) {
@@ -318,6 +324,15 @@ int main(int argc, char** argv) {
               if (m.variant(n) == default_variant) us = ws_times;
               m.set_wgmma_producer(-1);
             }
+            if (p == Path::wgmma && n > 16) {  // the kernel with A in registers, its tiles' k-tiles shared evenly by the blocks
+              m.set_wgmma_producer(0);
+              m.set_wgmma_stream_k(1);
+              const std::vector<double> sk_times = gpu::time_calls(run, reps, true);
+              wgmma_sk_us = median(sk_times);
+              if (m.variant(n) == default_variant) us = sk_times;
+              m.set_wgmma_stream_k(-1);
+              m.set_wgmma_producer(-1);
+            }
           }
           if (cublas_us < 0) cublas_us = time_cublas(n);
           m.set_batch_path(Path::automatic);
@@ -351,6 +366,7 @@ int main(int argc, char** argv) {
                            {"dequant_us", dequant_us},
                            {"wgmma_us", wgmma_us},
                            {"wgmma_producer_us", wgmma_ws_us},
+                           {"wgmma_stream_k_us", wgmma_sk_us},
                            {"variant", m.variant(n)}};
         if (trace && n <= 16) {  // one more call of the small kernel, L2 flushed, its blocks' phases
           m.set_batch_path(gpu::LutMmaMatrix::BatchPath::small);
@@ -372,9 +388,9 @@ int main(int argc, char** argv) {
           std::printf("\n");
         }
         out["rows"].push_back(row);
-        std::printf("%-22s %-50s %4zu %9.2f %9.2f %8.0f %5.0f%% %9.2f %8.2f %8.2f %9.2f %9.2f %9.2f %9.2f %9.2f %9.2f %9.2f %9.2f %9.2f %9.2f  %s\n", s.model, f.c_str(), n,
+        std::printf("%-22s %-50s %4zu %9.2f %9.2f %8.0f %5.0f%% %9.2f %8.2f %8.2f %9.2f %9.2f %9.2f %9.2f %9.2f %9.2f %9.2f %9.2f %9.2f %9.2f %9.2f  %s\n", s.model, f.c_str(), n,
                     med, cublas_us, gbs, 100.0 * gbs * 1e9 / copy_bw, cublas_us / med, bytes / 1e6, read_us, small_us, small_prologue_rot_us,
-                    small_kernel_rot_us, small_global_us, small_cluster_us, prefetch_us, large_us, dequant_us, wgmma_us, wgmma_ws_us, m.variant(n).c_str());
+                    small_kernel_rot_us, small_global_us, small_cluster_us, prefetch_us, large_us, dequant_us, wgmma_us, wgmma_ws_us, wgmma_sk_us, m.variant(n).c_str());
         std::fflush(stdout);
       }
     }

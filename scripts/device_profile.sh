@@ -14,7 +14,7 @@ ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -
 report="$OUT/ncu-${shape}-n${n}${TQB_LUT_MMA_STREAM_ONLY:+-stream-only}.txt"
 "$ncu" --kernel-name "regex:${kregex}" --launch-skip 3 --launch-count 1 --clock-control none \
   --section SpeedOfLight --section Occupancy --section LaunchStats --section MemoryWorkloadAnalysis --section WarpStateStats \
-  --metrics "regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio,smsp__inst_executed.sum,sm__cycles_elapsed.avg,smsp__issue_active.avg.pct_of_peak_sustained_active,dram__bytes_read.sum,lts__t_sectors_srcunit_tex_op_read.sum,l1tex__data_pipe_lsu_wavefronts_mem_shared.sum,smsp__warps_active.avg.per_cycle_active" \
+  --metrics "regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio,smsp__inst_executed.sum,sm__cycles_elapsed.avg,smsp__issue_active.avg.pct_of_peak_sustained_active,dram__bytes_read.sum,lts__t_sectors_srcunit_tex_op_read.sum,l1tex__data_pipe_lsu_wavefronts_mem_shared.sum,smsp__warps_active.avg.per_cycle_active,regex:sm__pipe_tensor.*cycles_active.avg.pct_of_peak_sustained_active,regex:sm__inst_executed_pipe_.*sum$" \
   carry/bin/bench_gpu --only "$shape" --n "$n" --format "$format" --reps 3 --default-only > "$report" 2>&1
-grep -E "Duration|DRAM Throughput|Memory Throughput|L2 Hit|Compute \(SM\)|Achieved Occupancy|Registers Per|Dynamic Shared|Grid Size|inst_executed|cycles_elapsed|issue_active|dram__bytes|lts__t_sectors|wavefronts|warps_active" "$report"
+grep -E "Duration|DRAM Throughput|Memory Throughput|L2 Hit|Compute \(SM\)|Achieved Occupancy|Registers Per|Dynamic Shared|Grid Size|inst_executed|cycles_elapsed|issue_active|dram__bytes|lts__t_sectors|wavefronts|warps_active|pipe_tensor|inst_executed_pipe" "$report"
 grep -E "issue_stalled" "$report" | awk '{print $NF, $1}' | sort -rn | head -12

@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -23,6 +24,7 @@
 #include "kernels/cuda/gpu.hpp"
 #include "kernels/cuda/lut_mma_layout.hpp"
 #include "kernels/cuda/lut_mma_paths.hpp"
+#include "kernels/cuda/stream_k.hpp"
 #include "kernels/registry.hpp"
 #include "quantizers/registry.hpp"
 #include "test_util.hpp"
@@ -159,6 +161,48 @@ TEST_CASE("lut_mma's automatic path picks the H100's measured winners (docs/GPU.
   CHECK(lut_mma_small_cluster_reduces(576, 1536));
   CHECK_FALSE(lut_mma_small_cluster_reduces(14336, 4096));
   CHECK_FALSE(lut_mma_small_cluster_reduces(4096, 14336));
+}
+
+TEST_CASE("stream-K shares: every k-tile of every tile in exactly one block, shares in k order, on any machine") {
+  for (const auto [tiles, ktiles, blocks] : {std::array{224, 64, 132}, std::array{64, 224, 132}, std::array{3, 16, 40}, std::array{1, 5, 5},
+                                             std::array{7, 1, 3}, std::array{1000, 64, 264}, std::array{2, 64, 128}}) {
+    CAPTURE(tiles);
+    CAPTURE(ktiles);
+    CAPTURE(blocks);
+    const StreamK sk{std::int64_t{tiles} * ktiles, blocks, ktiles};
+    std::vector<int> owner(static_cast<std::size_t>(sk.units), -1);
+    for (int b = 0; b < blocks; ++b) {
+      REQUIRE(sk.begin(b) < sk.begin(b + 1));  // at least one unit each
+      for (std::int64_t u = sk.begin(b); u < sk.begin(b + 1); ++u) {
+        REQUIRE(owner[static_cast<std::size_t>(u)] == -1);
+        owner[static_cast<std::size_t>(u)] = b;
+        REQUIRE(sk.block_of(u) == b);
+      }
+    }
+    CHECK(sk.begin(0) == 0);
+    CHECK(sk.begin(blocks) == sk.units);
+    int widest = 0;
+    for (std::int64_t t = 0; t < tiles; ++t) {
+      // The tile's shares: blocks first_block … in k order, each block's share one run of the tile's k-tiles.
+      const int first = sk.first_block(t), segments = sk.segments(t);
+      REQUIRE(segments >= 1);
+      widest = std::max(widest, segments);
+      int previous = first;
+      for (int kt = 0; kt < ktiles; ++kt) {
+        const int b = owner[static_cast<std::size_t>(t * ktiles + kt)];
+        REQUIRE(b >= previous);
+        REQUIRE(b - first < segments);
+        previous = b;
+      }
+      CHECK(owner[static_cast<std::size_t>(t * ktiles)] == first);
+      CHECK(owner[static_cast<std::size_t>(t * ktiles + ktiles - 1)] == first + segments - 1);
+    }
+    CHECK(widest <= sk.max_segments());
+    CHECK(sk.max_segments() <= ktiles);  // the workspace never holds more shares than a tile has k-tiles
+  }
+  // 14336 × 4096 at n = 512 through the wgmma kernel: 224 tiles of 64 k-tiles on 132 blocks, 108-109 k-tiles each, so a
+  // tile is shared by at most two blocks.
+  CHECK(StreamK{224 * 64, 132, 64}.max_segments() == 2);
 }
 
 TEST_CASE("lut_mma's wgmma tiles in shared memory: the 128-byte swizzle, the activations' tiles and stmatrix's decoded tiles, on any machine") {
@@ -316,13 +360,16 @@ TEST_CASE("lut_mma CUDA kernels match the reference and the emulation: every for
     // rotation kernel first; -1 the automatic choice), and with its split-K summed through global memory instead of its
     // cluster's shared memory (cluster: 0 global, 1 cluster, -1 automatic; set_small_cluster_reduce, sm_90). And the
     // wgmma path through the kernel whose producer warpgroup decodes into shared memory (ws: 1; one pass, n > 64:
-    // N = 128 at 100, 256 at 130 and 512), and through the other at the same n (ws: 0).
+    // N = 128 at 100, 256 at 130 and 512), and through the other at the same n (ws: 0); that other kernel also over
+    // stream-K shares (sk: 1; on these small matrices every block gets a few k-tiles and most tiles are shared by many
+    // blocks, the summing of their shares tested hardest).
     struct Run {
       std::size_t n;
       Path path;
       int rot = -1;
       int cluster = -1;
       int ws = -1;
+      int sk = -1;
     };
     const Run runs[] = {
         {1, kAuto},    {2, kAuto},         {3, kAuto},   {8, kAuto},   {16, kAuto},         {5, kLarge},   {5, kDequantized},
@@ -331,9 +378,10 @@ TEST_CASE("lut_mma CUDA kernels match the reference and the emulation: every for
         {1, Path::small, 1}, {3, Path::small, 0}, {3, Path::small, 1}, {16, Path::small, 0}, {16, Path::small, 1},
         {1, Path::small, 0, 0}, {3, Path::small, 1, 0}, {16, Path::small, 0, 0}, {16, Path::small, 1, 0},
         {1, Path::small, 0, 1}, {3, Path::small, 1, 1}, {16, Path::small, 0, 1}, {16, Path::small, 1, 1},
-        {100, kWgmma, -1, -1, 1}, {130, kWgmma, -1, -1, 1}, {512, kWgmma, -1, -1, 1}, {100, kWgmma, -1, -1, 0}, {512, kWgmma, -1, -1, 0}};
+        {100, kWgmma, -1, -1, 1}, {130, kWgmma, -1, -1, 1}, {512, kWgmma, -1, -1, 1}, {100, kWgmma, -1, -1, 0}, {512, kWgmma, -1, -1, 0},
+        {17, kWgmma, -1, -1, 0, 1}, {100, kWgmma, -1, -1, 0, 1}, {130, kWgmma, -1, -1, 0, 1}, {512, kWgmma, -1, -1, 0, 1}};
     if (!m.wgmma_available()) MESSAGE("the wgmma kernel's runs are left out: it needs compute capability 9.0 (" << gpu::device_description() << ")");
-    for (const auto& [n, path, rot, cluster, ws] : runs) {
+    for (const auto& [n, path, rot, cluster, ws, sk] : runs) {
       if (c.rows * c.cols * n > std::size_t{600} << 20) continue;  // keep the double reference quick
       if (path == kWgmma && !m.wgmma_available()) continue;
       if (ws == 1 && !m.wgmma_producer_available()) continue;  // stacks: the producer-decoded kernel is one pass only
@@ -341,7 +389,9 @@ TEST_CASE("lut_mma CUDA kernels match the reference and the emulation: every for
       m.set_small_pre_rotation(rot);
       m.set_small_cluster_reduce(cluster);
       m.set_wgmma_producer(ws);
+      m.set_wgmma_stream_k(sk);
       if (ws >= 0) CHECK((m.variant(n).rfind("wgmma_ws", 0) == 0) == (ws == 1));
+      if (sk >= 0) CHECK((m.variant(n).find("stream_k=") != std::string::npos) == (sk == 1));
       CAPTURE(c.format);
       CAPTURE(c.rows);
       CAPTURE(c.cols);
@@ -391,7 +441,7 @@ TEST_CASE("lut_mma CUDA kernels match the reference and the emulation: every for
             ++shown;
           }
         }
-        if (rep == 0 && (n == 1 || n == 512 || (n == 130 && c.rows >= 1000)))
+        if (rep == 0 && (n == 1 || n == 512 || (n == 130 && c.rows >= 1000) || sk == 1))
           MESSAGE(fmt::format("{} {}x{} n={} {}: rel err vs reference {:.2e}, bound use {:.2f} (reference), {:.2f} (emulation)", c.format, c.rows,
                               c.cols, n, m.variant(n), std::sqrt(err2 / norm2), worst_ref, worst_emu));
       }
@@ -403,6 +453,8 @@ TEST_CASE("lut_mma CUDA kernels match the reference and the emulation: every for
     m.set_small_cluster_reduce(-1);
     CHECK_THROWS_WITH_AS(m.set_wgmma_producer(2), doctest::Contains("valid: -1 automatic, 0 off, 1 on"), std::invalid_argument);
     m.set_wgmma_producer(-1);
+    CHECK_THROWS_WITH_AS(m.set_wgmma_stream_k(-2), doctest::Contains("valid: -1 automatic, 0 off, 1 on"), std::invalid_argument);
+    m.set_wgmma_stream_k(-1);
     // Activations not 16-byte aligned (two bf16 into a buffer): the small kernel copies them 4 bytes at a time and
     // equals the emulation; not 4-byte aligned (one bf16 in): refused, naming the alignment.
     {

@@ -114,6 +114,11 @@ class LutMmaMatrix {
   // the kernel. wgmma_producer_available(): the format has it and the device runs it.
   void set_wgmma_producer(int mode);
   bool wgmma_producer_available() const;
+  // Within the wgmma path, the kernel with A in registers (every format and n the producer-decoded one does not take):
+  // 1 its work as stream-K shares (one block per resident slot, each the same number of k-tiles, a tile shared by two
+  // or more blocks summed by the last of them; kernels/cuda/stream_k.hpp), 0 one block per output tile (split-K where
+  // the tiles are fewer than the slots), -1 automatic (the default; TQB_LUT_MMA_STREAM_K=0/1 overrides it).
+  void set_wgmma_stream_k(int mode);
 
  private:
   struct Impl;

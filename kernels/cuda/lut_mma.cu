@@ -143,8 +143,9 @@ struct LutMmaMatrix::Impl {
   // that the rule gives the global reduction never pays their occupancy queries).
   mutable SmallPlan small[2][16];
   mutable std::once_flag cluster_plans_once;
-  // A kernel choice as set (set_small_cluster_reduce, set_small_pre_rotation, set_wgmma_producer: 1 / 0, -1 automatic)
-  // and as the environment forces it (TQB_LUT_MMA_CLUSTER, TQB_LUT_MMA_PREROTATE, TQB_LUT_MMA_WGMMA_WS; -1 unset), which
+  // A kernel choice as set (set_small_cluster_reduce, set_small_pre_rotation, set_wgmma_producer, set_wgmma_stream_k: 1 /
+  // 0, -1 automatic) and as the environment forces it (TQB_LUT_MMA_CLUSTER, TQB_LUT_MMA_PREROTATE, TQB_LUT_MMA_WGMMA_WS,
+  // TQB_LUT_MMA_STREAM_K; -1 unset), which
   // the automatic choice obeys, so that a program resetting its own choice to automatic (bench_gpu after its columns)
   // keeps the environment's. mode(): 1 / 0 forced, -1 automatic.
   struct Choice {
@@ -170,6 +171,7 @@ struct LutMmaMatrix::Impl {
   int ws_ok = 0;              // the kernel exists for this format (one pass) and its shared memory fits
   int ws_resident[2] = {};    // its blocks per SM at N = 128, 256
   int ws_skip = 0;            // TQB_LUT_MMA_WS_SKIP: a diagnostic, see Args
+  Choice wgmma_stream_k;      // the wgmma kernel (A in registers) over stream-K shares instead of the grid's tiles
   DequantUser dequant_user;  // keeps the shared cuBLAS handle and workspaces while this matrix lives
   mutable DeviceBuffer partial, counters, xr;
   mutable int xr_layout = kXrPassMajor;  // the layout the rotation last wrote xr in
@@ -375,6 +377,7 @@ struct LutMmaMatrix::Impl {
     int cols = 0;
     bool producer = false;  // wgmma_ws_kernel
     TiledPlan tiled{};
+    StreamK stream_k{};  // blocks > 0: wgmma_kernel in a 1-D grid of that many blocks sharing the tiles' k-tiles
   };
   WgmmaPlan wgmma_plan(std::size_t n) const {
     const int P = static_cast<int>(shape.passes.size());
@@ -382,8 +385,13 @@ struct LutMmaMatrix::Impl {
       const int cols = ws_cols_for(n);
       return {cols, true, tiled_plan(n, kWsRows, cols, std::max(1, ws_resident[ws_index(cols)]))};
     }
-    const int cols = wg_cols_for(n, P);
-    return {cols, false, tiled_plan(n, wg_rows(P), cols, std::max(1, wg_resident[wg_index(cols)]))};
+    const int cols = wg_cols_for(n, P), resident = std::max(1, wg_resident[wg_index(cols)]);
+    WgmmaPlan p{cols, false, tiled_plan(n, wg_rows(P), cols, resident), {}};
+    if (wgmma_stream_k.mode() == 1) {  // automatic: off until measured (docs/GPU.md, issue 31)
+      const std::int64_t units = std::int64_t{p.tiled.col_blocks} * p.tiled.row_blocks * static_cast<std::int64_t>(shape.ktiles);
+      p.stream_k = {units, static_cast<int>(std::min<std::int64_t>(units, std::int64_t{sms} * resident)), static_cast<int>(shape.ktiles)};
+    }
+    return p;
   }
   int wg_resident[4] = {};  // blocks per SM of each N's kernel (the runtime's occupancy at its shared memory)
 };
@@ -488,6 +496,7 @@ LutMmaMatrix::LutMmaMatrix(const LutMmaLayout& layout) : impl_(std::make_unique<
       TQB_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&I.ws_resident[i], k, kWsThreads, I.wgmma_ws_smem_bytes(128 << i)));
     }
   if (const auto env = env_switch("TQB_LUT_MMA_WGMMA_WS")) I.wgmma_producer.env = *env;
+  if (const auto env = env_switch("TQB_LUT_MMA_STREAM_K")) I.wgmma_stream_k.env = *env;
   if (const auto env = env_count("TQB_LUT_MMA_WS_SKIP", 0, 2)) I.ws_skip = static_cast<int>(*env);
   // TQB_LUT_MMA_WGMMA: 1 makes the automatic choice take wgmma for every n > 16, 0 switches the kernel off (a
   // device where it fails); unset, the automatic choice takes it where it was measured to win (lut_mma_default_path).
@@ -522,6 +531,10 @@ void LutMmaMatrix::set_wgmma_producer(int mode) {
   impl_->wgmma_producer.set = mode;
 }
 bool LutMmaMatrix::wgmma_producer_available() const { return impl_->ws_ok != 0; }
+void LutMmaMatrix::set_wgmma_stream_k(int mode) {
+  if (mode < -1 || mode > 1) throw std::invalid_argument("lut_mma: wgmma stream-K mode " + std::to_string(mode) + " (valid: -1 automatic, 0 off, 1 on)");
+  impl_->wgmma_stream_k.set = mode;
+}
 void LutMmaMatrix::set_trace(bool on) { impl_->tracing = on ? 1 : 0; }
 std::vector<std::uint64_t> LutMmaMatrix::last_trace() const {
   std::vector<std::uint64_t> t(impl_->trace_blocks * kTracePoints);
@@ -563,7 +576,7 @@ std::string LutMmaMatrix::variant(std::size_t n) const {
              ",code_slots=" + std::to_string(kWsLoadDepth) + ",blocks/SM=" + std::to_string(impl_->ws_resident[ws_index(p.cols)]) + ",split_k=" + std::to_string(p.tiled.splits) + ")";
     return "wgmma(block=" + std::to_string(wg_rows(P)) + "x" + std::to_string(p.cols) + ",m64n" + std::to_string(p.cols) +
            "k16,stages=" + std::to_string(wg_stages(P)) + ",blocks/SM=" + std::to_string(impl_->wg_resident[wg_index(p.cols)]) +
-           ",split_k=" + std::to_string(p.tiled.splits) + ")";
+           (p.stream_k.blocks > 0 ? ",stream_k=" + std::to_string(p.stream_k.blocks) + "_blocks" : ",split_k=" + std::to_string(p.tiled.splits)) + ")";
   }
   const auto p = impl_->tiled_plan(n, kLargeRows, kLargeCols);
   return "large(block=" + std::to_string(kLargeRows) + "x" + std::to_string(kLargeCols) + ",stages=" + std::to_string(kLargeStages) +
@@ -657,12 +670,16 @@ void LutMmaMatrix::multiply(const std::uint16_t* x, std::size_t n, float* y, std
   const auto plan = wgmma ? wg.tiled : I.tiled_plan(n, kLargeRows, kLargeCols);
   a.tiles_per_split = plan.tiles_per_split;
   a.splits = plan.splits;
-  if (plan.splits > 1) {
-    a.partial = I.partials(static_cast<int>(plan.splits), n);
+  a.col_blocks = static_cast<int>(plan.col_blocks);
+  a.stream_k = wg.stream_k;
+  // Partial sums: one slot per split, or per share of a tile that stream-K splits (at most max_segments blocks a tile).
+  const int slots = a.stream_k.blocks > 0 ? a.stream_k.max_segments() : static_cast<int>(plan.splits);
+  if (slots > 1) {
+    a.partial = I.partials(slots, n);
     I.ensure_counters(static_cast<std::size_t>(plan.col_blocks) * plan.row_blocks);
     a.counters = I.counters.as<int>();
   }
-  const dim3 grid(plan.col_blocks, plan.row_blocks, plan.splits);
+  const dim3 grid = a.stream_k.blocks > 0 ? dim3(static_cast<unsigned>(a.stream_k.blocks)) : dim3(plan.col_blocks, plan.row_blocks, plan.splits);
   if (wgmma && wg.producer) {
     a.ws_skip = I.ws_skip;
     I.kernels.wgmma_ws[ws_index(wg_n)]<<<grid, kWsThreads, I.wgmma_ws_smem_bytes(wg_n), stream>>>(a);

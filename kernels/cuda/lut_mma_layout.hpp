@@ -29,12 +29,7 @@
 #include <vector>
 
 #include "common/float_format.hpp"
-
-#if defined(__CUDACC__)
-#define TQB_HOST_DEVICE __host__ __device__ __forceinline__
-#else
-#define TQB_HOST_DEVICE inline
-#endif
+#include "kernels/cuda/host_device.hpp"
 
 namespace tqb {
 

@@ -49,6 +49,7 @@ void LutMmaMatrix::set_batch_path(BatchPath) { fail(); }
 bool LutMmaMatrix::wgmma_available() const { fail(); }
 void LutMmaMatrix::set_wgmma_producer(int) { fail(); }
 bool LutMmaMatrix::wgmma_producer_available() const { fail(); }
+void LutMmaMatrix::set_wgmma_stream_k(int) { fail(); }
 
 struct CublasBf16Matrix::Impl {};
 CublasBf16Matrix::CublasBf16Matrix(const float*, std::size_t, std::size_t) { fail(); }

@@ -8,6 +8,7 @@
 
 #include "kernels/cuda/gpu.hpp"
 #include "kernels/cuda/lut_mma.cuh"
+#include "kernels/cuda/stream_k.hpp"
 
 namespace tqb::lut_mma {
 
@@ -36,6 +37,9 @@ struct Args {
   float* partial = nullptr;               // small, splits > 1: [splits][n][rows_pad]
   int* counters = nullptr;                // splits > 1: one per output tile, zero between launches
   int tiles_per_split = 0, splits = 1;
+  int col_blocks = 1;  // the tiled kernels: output tiles per row block (tile = row block · col_blocks + column block)
+  StreamK stream_k{};  // the wgmma kernel: blocks 0, the grid's tiles (x, y) and splits (z); else a 1-D grid of that many
+                       // blocks sharing the tiles' k-tiles evenly (kernels/cuda/stream_k.hpp; partial, counters per tile)
   int x_aligned16 = 0;  // x is 16-byte aligned (the small kernel copies it 16 bytes at a time, else 4)
   int pre_rotated = 0;  // small kernel: xr holds the rotated activations (kXrPassMajor, by rotate_kernel) to copy, not x
   int cluster_splits = 0;  // small kernel, splits > 1 on sm_90: the splits of a row block are one thread-block cluster

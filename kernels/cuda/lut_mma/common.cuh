@@ -143,30 +143,48 @@ __device__ __forceinline__ void put_y(const Args& a, std::size_t i, float v) {
     a.y[i] = v;
 }
 
-// Output of one accumulator element, or its partial sum when K is split: y[t][row] directly with one
-// split, else partial[split][t][row] (rows_pad per batch row).
-__device__ __forceinline__ void store_out(const Args& a, int split, int row, int t, float v) {
-  if (a.splits == 1) {
+// Output of one accumulator element, or its partial sum when the tile's K is split in `splits` (the grid's split-K:
+// a.splits; stream-K: the tile's segments): y[t][row] directly with one split, else partial[split][t][row] (rows_pad
+// per batch row).
+__device__ __forceinline__ void store_out(const Args& a, int split, int splits, int row, int t, float v) {
+  if (splits == 1) {
     if (row < a.rows && t < a.n) put_y(a, static_cast<std::size_t>(t) * a.rows + row, v);
   } else if (t < a.n) {
     a.partial[(static_cast<std::size_t>(split) * a.n + t) * (a.stripes * 16) + row] = v;
   }
 }
 
+// The units (kernels/cuda/stream_k.hpp: tile · ktiles + k-tile) this block of a tiled kernel computes, [u0, u1):
+// stream-K's share of block blockIdx.x, or the grid's tile (blockIdx.x, blockIdx.y) over split blockIdx.z's k-tiles.
+struct BlockUnits {
+  std::int64_t u0, u1;
+};
+__device__ __forceinline__ BlockUnits block_units(const Args& a) {
+  if (a.stream_k.blocks > 0) return {a.stream_k.begin(blockIdx.x), a.stream_k.begin(blockIdx.x + 1)};
+  const std::int64_t first = (static_cast<std::int64_t>(blockIdx.y) * gridDim.x + blockIdx.x) * a.ktiles;
+  const int kt0 = blockIdx.z * a.tiles_per_split;
+  return {first + kt0, first + min(kt0 + a.tiles_per_split, a.ktiles)};
+}
+// Which share of tile `tile`'s K this block computed (x) of how many (y): store_out's split and splits.
+__device__ __forceinline__ int2 tile_share(const Args& a, std::int64_t tile) {
+  if (a.stream_k.blocks > 0) return make_int2(static_cast<int>(blockIdx.x) - a.stream_k.first_block(tile), a.stream_k.segments(tile));
+  return make_int2(static_cast<int>(blockIdx.z), a.splits);
+}
+
 // One step of the split-K reduction's fixed order: four splits' partial sums (absent splits 0). Both epilogues below add
 // with it, so the global and the cluster reduction give the same bits.
 __device__ __forceinline__ float split_sum_step(const float (&part)[4]) { return (part[0] + part[1]) + (part[2] + part[3]); }
 
-// Split-K epilogue, after every thread stored its partial sums: the last block of output tile `tile`
+// Split-K epilogue, after every thread stored its partial sums: the last of the `splits` blocks of output tile `tile`
 // (rows [row0, row0 + nrows) × batch [t0, t0 + ncols)) to arrive sums all splits in a fixed order
 // (((s0 + s1) + (s2 + s3)) + ((s4 + s5) + ...)), so the result does not depend on which block came last.
 // Threads: the block's size (every thread takes part; the producer-decoded wgmma kernel has three warpgroups).
 template <int Threads = kThreads>
-__device__ __forceinline__ void split_k_finish(const Args& a, int tile, int row0, int nrows, int t0, int ncols) {
+__device__ __forceinline__ void split_k_finish(const Args& a, int splits, int tile, int row0, int nrows, int t0, int ncols) {
   __shared__ int is_last;
   __threadfence();
   __syncthreads();
-  if (threadIdx.x == 0) is_last = atomicAdd(a.counters + tile, 1) == a.splits - 1;
+  if (threadIdx.x == 0) is_last = atomicAdd(a.counters + tile, 1) == splits - 1;
   __syncthreads();
   if (!is_last) return;
   __threadfence();
@@ -179,7 +197,7 @@ __device__ __forceinline__ void split_k_finish(const Args& a, int tile, int row0
     float sum[kOut];
 #pragma unroll
     for (int u = 0; u < kOut; ++u) sum[u] = 0.0f;
-    for (int s0 = 0; s0 < a.splits; s0 += 4) {
+    for (int s0 = 0; s0 < splits; s0 += 4) {
       float part[kOut][4];
 #pragma unroll
       for (int u = 0; u < kOut; ++u) {
@@ -187,7 +205,7 @@ __device__ __forceinline__ void split_k_finish(const Args& a, int tile, int row0
         const bool ok = idx < nrows * ncols && row < a.rows && t < a.n;
 #pragma unroll
         for (int k = 0; k < 4; ++k)
-          part[u][k] = ok && s0 + k < a.splits ? __ldcg(partial + (s0 + k) * split_stride + static_cast<std::size_t>(t) * rows_pad + row) : 0.0f;
+          part[u][k] = ok && s0 + k < splits ? __ldcg(partial + (s0 + k) * split_stride + static_cast<std::size_t>(t) * rows_pad + row) : 0.0f;
       }
 #pragma unroll
       for (int u = 0; u < kOut; ++u) sum[u] += split_sum_step(part[u]);

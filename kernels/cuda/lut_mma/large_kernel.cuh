@@ -109,10 +109,10 @@ __global__ void __launch_bounds__(kThreads, 2) large_kernel(const Args a) {
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
         const int row = 16 * (stripe0 + s) + (lane >> 2) + 8 * (i >> 1), t = t0 + 8 * j + 2 * (lane & 3) + (i & 1);
-        if (stripe0 + s < a.stripes) store_out(a, blockIdx.z, row, t, acc[s][j][i]);
+        if (stripe0 + s < a.stripes) store_out(a, blockIdx.z, a.splits, row, t, acc[s][j][i]);
       }
   if (a.splits > 1)
-    split_k_finish(a, blockIdx.y * gridDim.x + blockIdx.x, blockIdx.y * kLargeRows, kLargeRows, t0, kLargeCols);
+    split_k_finish(a, a.splits, blockIdx.y * gridDim.x + blockIdx.x, blockIdx.y * kLargeRows, kLargeRows, t0, kLargeCols);
 }
 
 }  // namespace tqb::lut_mma

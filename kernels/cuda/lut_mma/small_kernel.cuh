@@ -310,8 +310,8 @@ __global__ void __launch_bounds__(kThreads, 3) small_kernel(const Args a) {
 #pragma unroll
       for (int j = 0; j < NT; ++j)
 #pragma unroll
-        for (int i = 0; i < 4; ++i) store_out(a, blockIdx.y, 16 * stripe + (lane >> 2) + 8 * (i >> 1), 8 * j + 2 * (lane & 3) + (i & 1), acc[j][i]);
-    if (a.splits > 1) split_k_finish(a, blockIdx.x, blockIdx.x * kWarps * 16, kWarps * 16, 0, a.n);
+        for (int i = 0; i < 4; ++i) store_out(a, blockIdx.y, a.splits, 16 * stripe + (lane >> 2) + 8 * (i >> 1), 8 * j + 2 * (lane & 3) + (i & 1), acc[j][i]);
+    if (a.splits > 1) split_k_finish(a, a.splits, blockIdx.x, blockIdx.x * kWarps * 16, kWarps * 16, 0, a.n);
   }
   trace_point(a, 3);
 }

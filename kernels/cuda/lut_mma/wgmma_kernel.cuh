@@ -77,24 +77,31 @@ __global__ void __launch_bounds__(kThreads, wg_min_blocks(passes_of(B1), N)) wgm
   const std::uint32_t bars = (smem_addr(lut_s + a.lut_words) + 7u) & ~7u;
   const std::uint32_t xs = (bars + kWgBarrierBytes + 1023u) & ~1023u;  // swizzle atoms are 1024-byte aligned
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, wg = warp >> 2, wq = warp & 3;
-  const int t0 = blockIdx.x * kWgCols;
-  int stripe[kWgStripes];
-#pragma unroll
-  for (int s = 0; s < kWgStripes; ++s) stripe[s] = blockIdx.y * (kWarps * kWgStripes) + 4 * kWgStripes * wg + 4 * s + wq;
-  const int kt0 = blockIdx.z * a.tiles_per_split, kt1 = min(kt0 + a.tiles_per_split, a.ktiles);  // split-K range
+  // The block's units (block_units: the grid's tile and split, or its stream-K share), step i being unit u0 + i: tile
+  // (u0 + i) / ktiles, k-tile (u0 + i) mod ktiles. Steps run through the stages whatever tile they belong to, so a
+  // block that moves on to its next tile keeps its copies two steps ahead.
+  const BlockUnits units = block_units(a);
+  const int steps = static_cast<int>(units.u1 - units.u0);
   const int x_row_blocks = (a.n + kWgCols - 1) / kWgCols;
-  auto stage_addr = [&](int kt) { return xs + static_cast<std::uint32_t>(((kt - kt0) % kStages) * kStageBytes); };
-  auto stage_bar = [&](int kt) { return bars + 8u * static_cast<std::uint32_t>((kt - kt0) % kStages); };
+  // This warp's stripes of tile `tile` (row block tile / col_blocks), and the tile's first batch column.
+  auto stripe_of = [&](std::int64_t tile, int s) {
+    return static_cast<int>(tile / a.col_blocks) * (kWarps * kWgStripes) + 4 * kWgStripes * wg + 4 * s + wq;
+  };
+  auto t0_of = [&](std::int64_t tile) { return static_cast<int>(tile % a.col_blocks) * kWgCols; };
+  auto stage_addr = [&](int i) { return xs + static_cast<std::uint32_t>((i % kStages) * kStageBytes); };
+  auto stage_bar = [&](int i) { return bars + 8u * static_cast<std::uint32_t>(i % kStages); };
   // This warp's code slot of (stripe s, pass p) in a stage: 128·B bytes per stripe, passes after each other.
   auto code_slot = [&](std::uint32_t st, int s, int p) {
     return st + kCodes + (warp * kWgStripes + s) * 128 * (B0 + B1) + (p == 0 ? 0 : 128 * B0);
   };
   auto side_slot = [&](std::uint32_t st, int s, int p) { return st + kSide + ((p * kWarps + warp) * kWgStripes + s) * kWgSideBytes; };
-  // Lane 0 of each warp: tile kt of its stripes' codes and side words, and (warp 0) the activation tiles, all
+  // Lane 0 of each warp: step i's code tiles of its stripes and side words, and (warp 0) the activation tiles, all
   // announced on the stage's barrier (one arrival per warp) before they are issued.
-  auto issue = [&](int kt) {
+  auto issue = [&](int i) {
     if (lane != 0) return;
-    const std::uint32_t st = stage_addr(kt), bar = stage_bar(kt);
+    const std::int64_t u = units.u0 + i, tile = u / a.ktiles;
+    const int kt = static_cast<int>(u % a.ktiles);
+    const std::uint32_t st = stage_addr(i), bar = stage_bar(i);
     std::uint32_t bytes = warp == 0 ? P * kWgTileBytes : 0u;
 #pragma unroll
     for (int p = 0; p < P; ++p) bytes += kWgStripes * stripe_tile_bytes(a.pass[p], p == 0 ? B0 : B1);
@@ -102,10 +109,10 @@ __global__ void __launch_bounds__(kThreads, wg_min_blocks(passes_of(B1), N)) wgm
     if (warp == 0)
 #pragma unroll
       for (int p = 0; p < P; ++p)
-        bulk_copy_g2s(st + p * kWgTileBytes, a.xr + wg_tile_offset(p, t0, kt * 64, kWgCols, x_row_blocks, a.ktiles), kWgTileBytes, bar);
+        bulk_copy_g2s(st + p * kWgTileBytes, a.xr + wg_tile_offset(p, t0_of(tile), kt * 64, kWgCols, x_row_blocks, a.ktiles), kWgTileBytes, bar);
 #pragma unroll
     for (int s = 0; s < kWgStripes; ++s) {
-      const int src = min(stripe[s], a.stripes - 1);  // rows past the matrix compute garbage that is never stored
+      const int src = min(stripe_of(tile, s), a.stripes - 1);  // rows past the matrix compute garbage that is never stored
 #pragma unroll
       for (int p = 0; p < P; ++p) bulk_copy_stripe_tile(a.pass[p], p == 0 ? B0 : B1, src, kt, a.ktiles, code_slot(st, s, p), side_slot(st, s, p), bar);
     }
@@ -116,8 +123,8 @@ __global__ void __launch_bounds__(kThreads, wg_min_blocks(passes_of(B1), N)) wgm
     fence_barrier_init();
   }
   __syncthreads();
-  issue(kt0);
-  if (kt0 + 1 < kt1) issue(kt0 + 1);
+  if (steps > 0) issue(0);
+  if (steps > 1) issue(1);
   fill_tables<B0, B1>(a, lut_s);
 
   float acc[kWgStripes][kWgCols / 2] = {};
@@ -126,12 +133,12 @@ __global__ void __launch_bounds__(kThreads, wg_min_blocks(passes_of(B1), N)) wgm
   std::uint32_t af[2][kWgStripes][4];  // fragment buffers: step i decodes into af[i & 1]
   const std::uint32_t lut_addr[2] = {smem_addr(lut_s) + 4 * lane, smem_addr(lut_s) + 4 * (a.pass[1].lut_offset + lane)};
   const int gid = lane >> 2;
-  for (int kt = kt0; kt < kt1; ++kt) {
-    if constexpr (kStages == 3) wgmma_wait<0>();  // the stage rewritten below was read by tile kt - 1
+  for (int i = 0; i < steps; ++i) {
+    if constexpr (kStages == 3) wgmma_wait<0>();  // the stage rewritten below was read by step i - 1
     __syncthreads();  // (and, the first time, the tables are filled)
-    if (kt + 2 < kt1) issue(kt + 2);  // four stages: the stage of tile kt - 2, whose wgmmas were waited for in tile kt - 1
-    const std::uint32_t st = stage_addr(kt);
-    mbarrier_wait(stage_bar(kt), static_cast<std::uint32_t>(((kt - kt0) / kStages) & 1));
+    if (i + 2 < steps) issue(i + 2);  // four stages: the stage of step i - 2, whose wgmmas were waited for in step i - 1
+    const std::uint32_t st = stage_addr(i);
+    mbarrier_wait(stage_bar(i), static_cast<std::uint32_t>((i / kStages) & 1));
     std::uint32_t w0[kWgStripes][B0], w1[kWgStripes][B1 ? B1 : 1];
 #pragma unroll
     for (int s = 0; s < kWgStripes; ++s) {
@@ -164,22 +171,30 @@ __global__ void __launch_bounds__(kThreads, wg_min_blocks(passes_of(B1), N)) wgm
         wgmma_commit();
       }
     }
+    // The tile's last step in this block: its outputs (or this block's share of them), then the next tile from zero.
+    const std::int64_t u = units.u0 + i, tile = u / a.ktiles;
+    if (i + 1 < steps && (u + 1) % a.ktiles != 0) continue;
+    wgmma_wait<0>();
+#pragma unroll
+    for (int s = 0; s < kWgStripes; ++s) wgmma_fence_operands(acc[s]);
+    const int2 share = tile_share(a, tile);
+    const int t0 = t0_of(tile);
+    // Accumulator e of n8 block j (the m16n8 C layout per warp): row gid + 8·(e >> 1), batch column 8j + 2·tig + (e & 1).
+#pragma unroll
+    for (int s = 0; s < kWgStripes; ++s) {
+      const int stripe = stripe_of(tile, s);
+#pragma unroll
+      for (int j = 0; j < kWgCols / 8; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int row = 16 * stripe + gid + 8 * (e >> 1), t = t0 + 8 * j + 2 * (lane & 3) + (e & 1);
+          if (stripe < a.stripes) store_out(a, share.x, share.y, row, t, acc[s][4 * j + e]);
+          acc[s][4 * j + e] = 0.0f;
+        }
+      wgmma_fence_operands(acc[s]);
+    }
+    if (share.y > 1) split_k_finish(a, share.y, static_cast<int>(tile), static_cast<int>(tile / a.col_blocks) * kWgRows, kWgRows, t0, kWgCols);
   }
-  wgmma_wait<0>();
-#pragma unroll
-  for (int s = 0; s < kWgStripes; ++s) wgmma_fence_operands(acc[s]);
-
-  // Accumulator i of n8 block j (the m16n8 C layout per warp): row gid + 8·(i >> 1), batch column 8j + 2·tig + (i & 1).
-#pragma unroll
-  for (int s = 0; s < kWgStripes; ++s)
-#pragma unroll
-    for (int j = 0; j < kWgCols / 8; ++j)
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const int row = 16 * stripe[s] + gid + 8 * (i >> 1), t = t0 + 8 * j + 2 * (lane & 3) + (i & 1);
-        if (stripe[s] < a.stripes) store_out(a, blockIdx.z, row, t, acc[s][4 * j + i]);
-      }
-  if (a.splits > 1) split_k_finish(a, blockIdx.y * gridDim.x + blockIdx.x, blockIdx.y * kWgRows, kWgRows, t0, kWgCols);
 }
 
 }  // namespace tqb::lut_mma

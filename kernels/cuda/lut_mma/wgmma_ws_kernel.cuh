@@ -168,10 +168,10 @@ __global__ void __launch_bounds__(kWsThreads, 1) wgmma_ws_kernel(const Args a) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int row = 16 * stripe + gid + 8 * (e >> 1), t = t0 + 8 * j + 2 * (lane & 3) + (e & 1);
-        if (stripe < a.stripes) store_out(a, blockIdx.z, row, t, acc[4 * j + e]);
+        if (stripe < a.stripes) store_out(a, blockIdx.z, a.splits, row, t, acc[4 * j + e]);
       }
   }
-  if (a.splits > 1) split_k_finish<kWsThreads>(a, blockIdx.y * gridDim.x + blockIdx.x, blockIdx.y * kWsRows, kWsRows, t0, N);
+  if (a.splits > 1) split_k_finish<kWsThreads>(a, a.splits, blockIdx.y * gridDim.x + blockIdx.x, blockIdx.y * kWsRows, kWsRows, t0, N);
 }
 
 }  // namespace tqb::lut_mma
