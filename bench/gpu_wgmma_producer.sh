@@ -4,15 +4,24 @@
 # other wgmma kernel), then bench_gpu at n = 128 and 512 (its wg_ws column beside wgmma_us, wg_sk (the other kernel
 # over stream-K shares), the dequantized path and cuBLAS, all in the same run), then at n = 512 on 14336 x 4096 with the producer's decode switched off (TQB_LUT_MMA_WS_SKIP=1) and with
 # the consumers' wgmmas switched off (=2): which side of the pipeline sets its pace. Logs into $OUT (or
-# /tmp/tqb-device). Needs carry/ from scripts/device_carry.sh (either form).
-#   bench/gpu_wgmma_producer.sh [--n LIST]
+# /tmp/tqb-device). With --profile, then Nsight Compute on each wgmma kernel at 14336 x 4096, n = 512 (the producer-
+# decoded one, the other over the grid's tiles, the other over stream-K shares; scripts/device_profile.sh, about 40 s
+# each). Needs carry/ from scripts/device_carry.sh (either form).
+#   bench/gpu_wgmma_producer.sh [--n LIST] [--profile]
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-/tmp/tqb-device}"
 mkdir -p "$OUT"
-. scripts/device_env.sh
 ns=128,512
-[[ "${1:-}" == --n && -n "${2:-}" ]] && ns=$2
+profile=0
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --n) [[ -n "${2:-}" ]] || { echo "gpu_wgmma_producer.sh: --n needs a list such as 128,512" >&2; exit 2; }; ns=$2; shift 2 ;;
+    --profile) profile=1; shift ;;
+    *) echo "gpu_wgmma_producer.sh: unknown option $1 (valid: --n LIST, --profile)" >&2; exit 2 ;;
+  esac
+done
+. scripts/device_env.sh
 step "CUDA parity tests (lut_mma)"
 TQB_CUDA_TEST_QUICK=1 timeout 150 carry/bin/tqb_tests -tc="*lut_mma CUDA*" > "$OUT/ws-tests.txt" 2>&1
 echo "exit $?"
@@ -28,4 +37,12 @@ run() {  # NAME, then bench_gpu's arguments: the table's timing columns and the 
 run default --n "$ns"
 TQB_LUT_MMA_WS_SKIP=1 run no-decode --only 14336x4096 --n 512
 TQB_LUT_MMA_WS_SKIP=2 run no-wgmma --only 14336x4096 --n 512
+if [[ $profile == 1 ]]; then
+  for kernel in "ws 1 0" "tiles 0 0" "stream-k 0 1"; do  # name, TQB_LUT_MMA_WGMMA_WS, TQB_LUT_MMA_STREAM_K
+    read -r name ws sk <<< "$kernel"
+    step "profile: wgmma $name, 14336x4096, n = 512"
+    TQB_LUT_MMA_WGMMA_WS=$ws TQB_LUT_MMA_STREAM_K=$sk OUT="$OUT/profile-$name" timeout 120 scripts/device_profile.sh 14336x4096 512 \
+      "turboquant(bits=4,group=128,rotation=hadamard)" wgmma
+  done
+fi
 step done
