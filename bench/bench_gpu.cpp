@@ -18,6 +18,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <array>
 #include <map>
 #include <cmath>
 #include <cstdio>
@@ -222,14 +223,15 @@ int main(int argc, char** argv) {
           for (std::size_t i = 0; i < xf.size(); ++i) xf[i] = from_bf16_bits(xb[i]);
           for (const Path p : paths) {
             m.set_batch_path(p);
-            // wgmma above n = 64 through both of its kernels where the format has the producer-decoded one
-            // (producer 2: the other kernel over stream-K shares)
-            const bool both = p == Path::wgmma && n > 64 && m.wgmma_producer_available();
-            std::vector<int> kernels = both ? std::vector<int>{0, 1} : std::vector<int>{-1};
-            if (p == Path::wgmma) kernels.push_back(2);
-            for (const int producer : kernels) {
-              m.set_wgmma_producer(producer == 2 ? 0 : producer);
-              m.set_wgmma_stream_k(producer == 2 ? 1 : -1);
+            // wgmma through each of its kernels, as {set_wgmma_producer, set_wgmma_stream_k} modes: the one with A in
+            // registers over the grid's tiles and over stream-K shares, and above n = 64 the producer-decoded one where
+            // the format has it
+            std::vector<std::array<int, 2>> kernels{{-1, -1}};
+            if (p == Path::wgmma) kernels = {{0, 0}, {0, 1}};
+            if (p == Path::wgmma && n > 64 && m.wgmma_producer_available()) kernels.push_back({1, -1});
+            for (const auto [producer, stream_k] : kernels) {
+              m.set_wgmma_producer(producer);
+              m.set_wgmma_stream_k(stream_k);
               lut_mma_emulate(layout, xf.data(), n, emu.data(), mag.data(), m.arith(n));
               m.multiply(xd.as<const std::uint16_t>(), n, yd.as<float>(), nullptr);
               yd.download(got.data(), got.size() * 4);
@@ -296,6 +298,17 @@ int main(int argc, char** argv) {
           std::rotate(paths.begin(), paths.begin() + turn % paths.size(), paths.end());
           const std::size_t peer_slot = turn % (paths.size() + 1);  // cuBLAS before paths[peer_slot], or last
           std::map<Path, std::vector<double>> times;
+          // One of the wgmma path's kernels forced ({set_wgmma_producer, set_wgmma_stream_k} modes), timed: its median
+          // (and its times as the default's where it is the default's kernel).
+          const auto time_wgmma_kernel = [&](int producer, int stream_k) {
+            m.set_wgmma_producer(producer);
+            m.set_wgmma_stream_k(stream_k);
+            const std::vector<double> kernel_times = gpu::time_calls(run, reps, true);
+            if (m.variant(n) == default_variant) us = kernel_times;
+            m.set_wgmma_producer(-1);
+            m.set_wgmma_stream_k(-1);
+            return median(kernel_times);
+          };
           for (std::size_t i = 0; i < paths.size(); ++i) {
             const Path p = paths[i];
             if (i == peer_slot) cublas_us = time_cublas(n);
@@ -317,22 +330,9 @@ int main(int argc, char** argv) {
               }
               m.set_small_cluster_reduce(-1);
             }
-            if (p == Path::wgmma && n > 64 && m.wgmma_producer_available()) {  // wgmma's kernel with a decoding producer warpgroup
-              m.set_wgmma_producer(1);
-              const std::vector<double> ws_times = gpu::time_calls(run, reps, true);
-              wgmma_ws_us = median(ws_times);
-              if (m.variant(n) == default_variant) us = ws_times;
-              m.set_wgmma_producer(-1);
-            }
-            if (p == Path::wgmma && n > 16) {  // the kernel with A in registers, its tiles' k-tiles shared evenly by the blocks
-              m.set_wgmma_producer(0);
-              m.set_wgmma_stream_k(1);
-              const std::vector<double> sk_times = gpu::time_calls(run, reps, true);
-              wgmma_sk_us = median(sk_times);
-              if (m.variant(n) == default_variant) us = sk_times;
-              m.set_wgmma_stream_k(-1);
-              m.set_wgmma_producer(-1);
-            }
+            // wgmma's kernel with a decoding producer warpgroup; the kernel with A in registers over stream-K shares
+            if (p == Path::wgmma && n > 64 && m.wgmma_producer_available()) wgmma_ws_us = time_wgmma_kernel(1, -1);
+            if (p == Path::wgmma && n > 16) wgmma_sk_us = time_wgmma_kernel(0, 1);
           }
           if (cublas_us < 0) cublas_us = time_cublas(n);
           m.set_batch_path(Path::automatic);

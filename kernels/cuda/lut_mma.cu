@@ -151,6 +151,12 @@ struct LutMmaMatrix::Impl {
   struct Choice {
     int set = -1, env = -1;
     int mode() const { return set >= 0 ? set : env; }
+    // The setters' mode, checked: -1 automatic, else 0 / 1 as `choices` names them ("0 off, 1 on").
+    void force(int mode, const char* what, const char* choices) {
+      if (mode < -1 || mode > 1)
+        throw std::invalid_argument(std::string("lut_mma: ") + what + " mode " + std::to_string(mode) + " (valid: -1 automatic, " + choices + ")");
+      set = mode;
+    }
   };
   Choice cluster_reduce;  // the split-K through the cluster (sm_90), else global memory
   Choice pre_rotate;      // the rotation kernel first, else in every block's prologue
@@ -518,23 +524,11 @@ std::size_t LutMmaMatrix::weight_bytes() const {
   return b;
 }
 void LutMmaMatrix::set_l2_prefetch(bool on) { impl_->l2_prefetch = on ? 1 : 0; }
-void LutMmaMatrix::set_small_pre_rotation(int mode) {
-  if (mode < -1 || mode > 1) throw std::invalid_argument("lut_mma: small-kernel rotation mode " + std::to_string(mode) + " (valid: -1 automatic, 0 prologue, 1 kernel first)");
-  impl_->pre_rotate.set = mode;
-}
-void LutMmaMatrix::set_small_cluster_reduce(int mode) {
-  if (mode < -1 || mode > 1) throw std::invalid_argument("lut_mma: small-kernel reduction mode " + std::to_string(mode) + " (valid: -1 automatic, 0 global, 1 cluster)");
-  impl_->cluster_reduce.set = mode;
-}
-void LutMmaMatrix::set_wgmma_producer(int mode) {
-  if (mode < -1 || mode > 1) throw std::invalid_argument("lut_mma: wgmma producer mode " + std::to_string(mode) + " (valid: -1 automatic, 0 off, 1 on)");
-  impl_->wgmma_producer.set = mode;
-}
+void LutMmaMatrix::set_small_pre_rotation(int mode) { impl_->pre_rotate.force(mode, "small-kernel rotation", "0 prologue, 1 kernel first"); }
+void LutMmaMatrix::set_small_cluster_reduce(int mode) { impl_->cluster_reduce.force(mode, "small-kernel reduction", "0 global, 1 cluster"); }
+void LutMmaMatrix::set_wgmma_producer(int mode) { impl_->wgmma_producer.force(mode, "wgmma producer", "0 off, 1 on"); }
 bool LutMmaMatrix::wgmma_producer_available() const { return impl_->ws_ok != 0; }
-void LutMmaMatrix::set_wgmma_stream_k(int mode) {
-  if (mode < -1 || mode > 1) throw std::invalid_argument("lut_mma: wgmma stream-K mode " + std::to_string(mode) + " (valid: -1 automatic, 0 off, 1 on)");
-  impl_->wgmma_stream_k.set = mode;
-}
+void LutMmaMatrix::set_wgmma_stream_k(int mode) { impl_->wgmma_stream_k.force(mode, "wgmma stream-K", "0 off, 1 on"); }
 void LutMmaMatrix::set_trace(bool on) { impl_->tracing = on ? 1 : 0; }
 std::vector<std::uint64_t> LutMmaMatrix::last_trace() const {
   std::vector<std::uint64_t> t(impl_->trace_blocks * kTracePoints);
