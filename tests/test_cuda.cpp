@@ -163,7 +163,7 @@ TEST_CASE("lut_mma's automatic path picks the H100's measured winners (docs/GPU.
   CHECK_FALSE(lut_mma_small_cluster_reduces(4096, 14336));
 }
 
-TEST_CASE("stream-K shares: every k-tile of every tile in exactly one block, shares in k order, on any machine") {
+TEST_CASE("stream-K shares: every k-tile of every tile in exactly one block, shares in k order, walked in order, on any machine") {
   for (const auto [tiles, ktiles, blocks] : {std::array{224, 64, 132}, std::array{64, 224, 132}, std::array{3, 16, 40}, std::array{1, 5, 5},
                                              std::array{7, 1, 3}, std::array{1000, 64, 264}, std::array{2, 64, 128}}) {
     CAPTURE(tiles);
@@ -199,6 +199,15 @@ TEST_CASE("stream-K shares: every k-tile of every tile in exactly one block, sha
     }
     CHECK(widest <= sk.max_segments());
     CHECK(sk.max_segments() <= ktiles);  // the workspace never holds more shares than a tile has k-tiles
+    // The kernel's cursor walks units one at a time from where a block starts: the same tile and k-tile as dividing.
+    for (int b = 0; b < blocks; b += std::max(1, blocks / 7)) {
+      const std::int64_t u0 = sk.begin(b);
+      UnitCursor at{static_cast<int>(u0 / ktiles), static_cast<int>(u0 % ktiles)};
+      for (std::int64_t u = u0; u < sk.begin(b + 1); ++u, at.next(ktiles)) {
+        REQUIRE(at.tile == u / ktiles);
+        REQUIRE(at.kt == u % ktiles);
+      }
+    }
   }
   // 14336 × 4096 at n = 512 through the wgmma kernel: 224 tiles of 64 k-tiles on 132 blocks, 108-109 k-tiles each, so a
   // tile is shared by at most two blocks.

@@ -36,4 +36,13 @@ struct StreamK {
   }
 };
 
+// Unit tile · ktiles + kt as its tile and k-tile, walked one unit at a time: a kernel's loop moves on by a compare
+// instead of dividing a 64-bit unit (whose subroutine call inside a wgmma pipeline serializes it, docs/GPU.md).
+struct UnitCursor {
+  int tile = 0, kt = 0;
+  TQB_HOST_DEVICE void next(int ktiles) {
+    if (++kt == ktiles) kt = 0, ++tile;
+  }
+};
+
 }  // namespace tqb

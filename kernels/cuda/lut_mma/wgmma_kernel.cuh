@@ -79,15 +79,17 @@ __global__ void __launch_bounds__(kThreads, wg_min_blocks(passes_of(B1), N)) wgm
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, wg = warp >> 2, wq = warp & 3;
   // The block's units (block_units: the grid's tile and split, or its stream-K share), step i being unit u0 + i: tile
   // (u0 + i) / ktiles, k-tile (u0 + i) mod ktiles. Steps run through the stages whatever tile they belong to, so a
-  // block that moves on to its next tile keeps its copies two steps ahead.
+  // block that moves on to its next tile keeps its copies two steps ahead. Two cursors walk the units, one where the
+  // copies are issued, one where the products are: no 64-bit division inside the loop, whose subroutine call makes
+  // ptxas wait for every wgmma in flight and serialize them all (C7518; 14336 x 4096 at n = 512 took 273 µs against 149).
   const BlockUnits units = block_units(a);
   const int steps = static_cast<int>(units.u1 - units.u0);
   const int x_row_blocks = (a.n + kWgCols - 1) / kWgCols;
+  const UnitCursor first{static_cast<int>(units.u0 / a.ktiles), static_cast<int>(units.u0 % a.ktiles)};
+  UnitCursor issued = first, at = first;
   // This warp's stripes of tile `tile` (row block tile / col_blocks), and the tile's first batch column.
-  auto stripe_of = [&](std::int64_t tile, int s) {
-    return static_cast<int>(tile / a.col_blocks) * (kWarps * kWgStripes) + 4 * kWgStripes * wg + 4 * s + wq;
-  };
-  auto t0_of = [&](std::int64_t tile) { return static_cast<int>(tile % a.col_blocks) * kWgCols; };
+  auto stripe_of = [&](int tile, int s) { return tile / a.col_blocks * (kWarps * kWgStripes) + 4 * kWgStripes * wg + 4 * s + wq; };
+  auto t0_of = [&](int tile) { return tile % a.col_blocks * kWgCols; };
   auto stage_addr = [&](int i) { return xs + static_cast<std::uint32_t>((i % kStages) * kStageBytes); };
   auto stage_bar = [&](int i) { return bars + 8u * static_cast<std::uint32_t>(i % kStages); };
   // This warp's code slot of (stripe s, pass p) in a stage: 128·B bytes per stripe, passes after each other.
@@ -96,11 +98,12 @@ __global__ void __launch_bounds__(kThreads, wg_min_blocks(passes_of(B1), N)) wgm
   };
   auto side_slot = [&](std::uint32_t st, int s, int p) { return st + kSide + ((p * kWarps + warp) * kWgStripes + s) * kWgSideBytes; };
   // Lane 0 of each warp: step i's code tiles of its stripes and side words, and (warp 0) the activation tiles, all
-  // announced on the stage's barrier (one arrival per warp) before they are issued.
+  // announced on the stage's barrier (one arrival per warp) before they are issued. Step i is unit `issued`, which
+  // then moves on (every thread, so that it stays uniform).
   auto issue = [&](int i) {
+    const int tile = issued.tile, kt = issued.kt;
+    issued.next(a.ktiles);
     if (lane != 0) return;
-    const std::int64_t u = units.u0 + i, tile = u / a.ktiles;
-    const int kt = static_cast<int>(u % a.ktiles);
     const std::uint32_t st = stage_addr(i), bar = stage_bar(i);
     std::uint32_t bytes = warp == 0 ? P * kWgTileBytes : 0u;
 #pragma unroll
@@ -133,47 +136,52 @@ __global__ void __launch_bounds__(kThreads, wg_min_blocks(passes_of(B1), N)) wgm
   std::uint32_t af[2][kWgStripes][4];  // fragment buffers: step i decodes into af[i & 1]
   const std::uint32_t lut_addr[2] = {smem_addr(lut_s) + 4 * lane, smem_addr(lut_s) + 4 * (a.pass[1].lut_offset + lane)};
   const int gid = lane >> 2;
-  for (int i = 0; i < steps; ++i) {
-    if constexpr (kStages == 3) wgmma_wait<0>();  // the stage rewritten below was read by step i - 1
-    __syncthreads();  // (and, the first time, the tables are filled)
-    if (i + 2 < steps) issue(i + 2);  // four stages: the stage of step i - 2, whose wgmmas were waited for in step i - 1
-    const std::uint32_t st = stage_addr(i);
-    mbarrier_wait(stage_bar(i), static_cast<std::uint32_t>((i / kStages) & 1));
-    std::uint32_t w0[kWgStripes][B0], w1[kWgStripes][B1 ? B1 : 1];
+  // The block's tiles in order (its first and last may be shares): the steps of each through the pipeline, then the
+  // tile's outputs (or this block's share of them). One loop per tile, not an epilogue inside the steps' loop: there
+  // the path past the epilogue and the path that skips it meet with the accumulators live, and ptxas waits for every
+  // wgmma in flight at that join in every step (C7517).
+  for (int i = 0; i < steps;) {
+    const int tile = at.tile, tile_end = min(steps, i + a.ktiles - at.kt);
+    at = {tile + 1, 0};
+    for (; i < tile_end; ++i) {
+      if constexpr (kStages == 3) wgmma_wait<0>();  // the stage rewritten below was read by step i - 1
+      __syncthreads();  // (and, the first time, the tables are filled)
+      if (i + 2 < steps) issue(i + 2);  // four stages: the stage of step i - 2, whose wgmmas were waited for in step i - 1
+      const std::uint32_t st = stage_addr(i);
+      mbarrier_wait(stage_bar(i), static_cast<std::uint32_t>((i / kStages) & 1));
+      std::uint32_t w0[kWgStripes][B0], w1[kWgStripes][B1 ? B1 : 1];
 #pragma unroll
-    for (int s = 0; s < kWgStripes; ++s) {
-      read_codes<B0>(code_slot(st, s, 0), lane, w0[s]);
-      if constexpr (B1 != 0) read_codes<B1>(code_slot(st, s, 1), lane, w1[s]);
-    }
+      for (int s = 0; s < kWgStripes; ++s) {
+        read_codes<B0>(code_slot(st, s, 0), lane, w0[s]);
+        if constexpr (B1 != 0) read_codes<B1>(code_slot(st, s, 1), lane, w1[s]);
+      }
 #pragma unroll
-    for (int sub = 0; sub < 4; ++sub) {
+      for (int sub = 0; sub < 4; ++sub) {
 #pragma unroll
-      for (int p = 0; p < P; ++p) {
-        const int buf = (sub * P + p) & 1;
-        wgmma_wait<1>();  // the wgmma that read af[buf] two steps ago is done
-        const int half = a.pass[p].log2_group == 5 ? (sub >> 1) : 0;  // g = 32: sub-tiles 2-3 are the second group
+        for (int p = 0; p < P; ++p) {
+          const int buf = (sub * P + p) & 1;
+          wgmma_wait<1>();  // the wgmma that read af[buf] two steps ago is done
+          const int half = a.pass[p].log2_group == 5 ? (sub >> 1) : 0;  // g = 32: sub-tiles 2-3 are the second group
 #pragma unroll
-        for (int s = 0; s < kWgStripes; ++s) {
-          const std::uint32_t side = side_slot(st, s, p) + 4 * (8 * half + gid);
-          const std::uint32_t scale = lds32(side), offset = a.pass[p].offsets != nullptr ? lds32(side + 64) : 0u;
-          if constexpr (B1 != 0) {
-            if (p == 1) {
-              decode_a<B1>(w1[s], sub, lut_addr[1], splat_side(scale, offset), af[buf][s]);
-              continue;
+          for (int s = 0; s < kWgStripes; ++s) {
+            const std::uint32_t side = side_slot(st, s, p) + 4 * (8 * half + gid);
+            const std::uint32_t scale = lds32(side), offset = a.pass[p].offsets != nullptr ? lds32(side + 64) : 0u;
+            if constexpr (B1 != 0) {
+              if (p == 1) {
+                decode_a<B1>(w1[s], sub, lut_addr[1], splat_side(scale, offset), af[buf][s]);
+                continue;
+              }
             }
+            decode_a<B0>(w0[s], sub, lut_addr[0], splat_side(scale, offset), af[buf][s]);
           }
-          decode_a<B0>(w0[s], sub, lut_addr[0], splat_side(scale, offset), af[buf][s]);
-        }
-        wgmma_fence();
-        const std::uint64_t desc = wgmma_desc_sw128(st + p * kWgTileBytes + 32 * sub);
+          wgmma_fence();
+          const std::uint64_t desc = wgmma_desc_sw128(st + p * kWgTileBytes + 32 * sub);
 #pragma unroll
-        for (int s = 0; s < kWgStripes; ++s) wgmma_m64k16_rs<kWgCols>(acc[s], af[buf][s], desc);
-        wgmma_commit();
+          for (int s = 0; s < kWgStripes; ++s) wgmma_m64k16_rs<kWgCols>(acc[s], af[buf][s], desc);
+          wgmma_commit();
+        }
       }
     }
-    // The tile's last step in this block: its outputs (or this block's share of them), then the next tile from zero.
-    const std::int64_t u = units.u0 + i, tile = u / a.ktiles;
-    if (i + 1 < steps && (u + 1) % a.ktiles != 0) continue;
     wgmma_wait<0>();
 #pragma unroll
     for (int s = 0; s < kWgStripes; ++s) wgmma_fence_operands(acc[s]);
@@ -193,7 +201,7 @@ __global__ void __launch_bounds__(kThreads, wg_min_blocks(passes_of(B1), N)) wgm
         }
       wgmma_fence_operands(acc[s]);
     }
-    if (share.y > 1) split_k_finish(a, share.y, static_cast<int>(tile), static_cast<int>(tile / a.col_blocks) * kWgRows, kWgRows, t0, kWgCols);
+    if (share.y > 1) split_k_finish(a, share.y, tile, tile / a.col_blocks * kWgRows, kWgRows, t0, kWgCols);
   }
 }
 
