@@ -79,14 +79,14 @@ __global__ void __launch_bounds__(kThreads, wg_min_blocks(passes_of(B1), N)) wgm
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, wg = warp >> 2, wq = warp & 3;
   // The block's units (block_units: the grid's tile and split, or its stream-K share), step i being unit u0 + i: tile
   // (u0 + i) / ktiles, k-tile (u0 + i) mod ktiles. Steps run through the stages whatever tile they belong to, so a
-  // block that moves on to its next tile keeps its copies two steps ahead. Two cursors walk the units, one where the
-  // copies are issued, one where the products are: no 64-bit division inside the loop, whose subroutine call makes
-  // ptxas wait for every wgmma in flight and serialize them all (C7518; 14336 x 4096 at n = 512 took 273 µs against 149).
+  // block that moves on to its next tile keeps its copies two steps ahead. A cursor walks the units where the copies
+  // are issued, the products go tile by tile: no 64-bit division inside the loop, whose subroutine call makes ptxas
+  // wait for every wgmma in flight and serialize them all (C7518; 14336 x 4096 at n = 512 took 273 µs against 149).
   const BlockUnits units = block_units(a);
   const int steps = static_cast<int>(units.u1 - units.u0);
   const int x_row_blocks = (a.n + kWgCols - 1) / kWgCols;
   const UnitCursor first{static_cast<int>(units.u0 / a.ktiles), static_cast<int>(units.u0 % a.ktiles)};
-  UnitCursor issued = first, at = first;
+  UnitCursor issued = first;
   // This warp's stripes of tile `tile` (row block tile / col_blocks), and the tile's first batch column.
   auto stripe_of = [&](int tile, int s) { return tile / a.col_blocks * (kWarps * kWgStripes) + 4 * kWgStripes * wg + 4 * s + wq; };
   auto t0_of = [&](int tile) { return tile % a.col_blocks * kWgCols; };
@@ -140,10 +140,8 @@ __global__ void __launch_bounds__(kThreads, wg_min_blocks(passes_of(B1), N)) wgm
   // tile's outputs (or this block's share of them). One loop per tile, not an epilogue inside the steps' loop: there
   // the path past the epilogue and the path that skips it meet with the accumulators live, and ptxas waits for every
   // wgmma in flight at that join in every step (C7517).
-  for (int i = 0; i < steps;) {
-    const int tile = at.tile, tile_end = min(steps, i + a.ktiles - at.kt);
-    at = {tile + 1, 0};
-    for (; i < tile_end; ++i) {
+  for (int i = 0, tile = first.tile, kt0 = first.kt; i < steps; ++tile, kt0 = 0) {
+    for (const int tile_end = min(steps, i + a.ktiles - kt0); i < tile_end; ++i) {
       if constexpr (kStages == 3) wgmma_wait<0>();  // the stage rewritten below was read by step i - 1
       __syncthreads();  // (and, the first time, the tables are filled)
       if (i + 2 < steps) issue(i + 2);  // four stages: the stage of step i - 2, whose wgmmas were waited for in step i - 1
